@@ -1,0 +1,152 @@
+package domain
+
+import (
+	"crypto/sha256"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Role is the role an actor acts in (from the caller's token, or System for
+// the process manager).
+type Role string
+
+// The roles.
+const (
+	RoleWorker      Role = "worker"
+	RoleManager     Role = "manager"
+	RolePortalsTeam Role = "portals_team"
+	RoleAuditor     Role = "auditor"
+	RoleService     Role = "service"
+	// RoleSystem is the engine itself: the process manager expiring grace
+	// periods and invitations.
+	RoleSystem Role = "system"
+)
+
+// ParseRole returns the role named s, or an error for any other string. The
+// system role cannot be parsed: no caller can claim it.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleWorker, RoleManager, RolePortalsTeam, RoleAuditor, RoleService:
+		return r, nil
+	}
+	return "", invalid("role", "unknown role %q", s)
+}
+
+// Actor is who issues a command: an id (the token's subject) and a role.
+type Actor struct {
+	ID   string
+	Role Role
+}
+
+// System is the actor of events the engine writes on its own.
+var System = Actor{ID: "accessledger", Role: RoleSystem}
+
+// Validate checks the actor has an id and a known role.
+func (a Actor) Validate() error {
+	if err := checkText("actor id", a.ID, 200); err != nil {
+		return err
+	}
+	if a.Role == RoleSystem {
+		return nil
+	}
+	_, err := ParseRole(string(a.Role))
+	return err
+}
+
+// Policy holds the policy settings the decisions depend on.
+type Policy struct {
+	// GracePeriod is how long a carer keeps limited access after a
+	// placement ends (R3). Default 7 days.
+	GracePeriod time.Duration
+	// InvitationTTL is how long an invitation stays open (R9). Default 14
+	// days.
+	InvitationTTL time.Duration
+}
+
+// DefaultPolicy is the policy of the portal's FAQ.
+var DefaultPolicy = Policy{GracePeriod: 7 * 24 * time.Hour, InvitationTTL: 14 * 24 * time.Hour}
+
+// Validate checks both durations are positive.
+func (p Policy) Validate() error {
+	if p.GracePeriod <= 0 {
+		return invalid("grace_period", "must be positive")
+	}
+	if p.InvitationTTL <= 0 {
+		return invalid("invitation_ttl", "must be positive")
+	}
+	return nil
+}
+
+// Stream name prefixes: one stream per aggregate instance.
+const (
+	ChildStreamPrefix    = "child-"
+	AccountStreamPrefix  = "account-"
+	IdentityStreamPrefix = "identity-"
+)
+
+// ChildStream is the stream of child id.
+func ChildStream(id uuid.UUID) string { return ChildStreamPrefix + id.String() }
+
+// AccountStream is the stream of account id.
+func AccountStream(id uuid.UUID) string { return AccountStreamPrefix + id.String() }
+
+// IdentityStream is the stream that links identity subject to one account.
+func IdentityStream(subject string) string {
+	return IdentityStreamPrefix + uuid.NewHash(sha256.New(), identityNamespace, []byte(subject), 8).String()
+}
+
+var (
+	accountNamespace  = uuid.MustParse("6f1a3c52-5b2e-4d0e-9d8a-0b4f61c7e2a1")
+	identityNamespace = uuid.MustParse("0c9e7d34-2a61-4f58-8b1e-5d3a9f6c4b27")
+)
+
+// AccountIDForEmail returns the account id of an email address: a name-based
+// UUID of the normalized address. One email therefore has exactly one account
+// stream, which is how R10 ("one email, one portal account") holds under
+// concurrent invitations: the second one meets an existing stream.
+func AccountIDForEmail(email string) uuid.UUID {
+	return uuid.NewHash(sha256.New(), accountNamespace, []byte(NormalizeEmail(email)), 8)
+}
+
+// NormalizeEmail trims and lower-cases an address.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+// normTime is how every time enters an event: UTC, microseconds.
+func normTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// checkText validates a free-text or id field: present, valid UTF-8, at most
+// max bytes, no control characters.
+func checkText(field, s string, max int) error {
+	if strings.TrimSpace(s) == "" {
+		return invalid(field, "required")
+	}
+	if len(s) > max {
+		return invalid(field, "longer than %d bytes", max)
+	}
+	if !utf8.ValidString(s) {
+		return invalid(field, "not valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' {
+			return invalid(field, "contains a control character")
+		}
+	}
+	return nil
+}
+
+// checkReason validates a reason that a rule requires (R6, R7, R11, R13).
+func checkReason(reason string) error { return checkText("reason", reason, 2000) }
+
+func checkTime(field string, t time.Time) error {
+	if t.IsZero() {
+		return invalid(field, "required")
+	}
+	if t.Year() < 1900 || t.Year() > 9999 {
+		return invalid(field, "out of range")
+	}
+	return nil
+}

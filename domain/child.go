@@ -1,0 +1,494 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Child is the aggregate of one child's record: its allocated worker, its
+// placements with foster carers and their grace periods, and the grants that
+// let network members see it. Its state is unexported and changes only
+// through Apply; decision methods return new events or an error and leave the
+// state as it was. A Child is not safe for concurrent use.
+type Child struct {
+	id         uuid.UUID
+	version    uint64
+	registered bool
+	reference  string
+	worker     string
+	placements []*placement
+	grants     map[uuid.UUID]*grant
+}
+
+type placement struct {
+	id         uuid.UUID
+	carer      uuid.UUID
+	startedAt  time.Time
+	ended      bool
+	endedAt    time.Time
+	graceUntil time.Time
+	graceEnded time.Time // non-zero when the worker ended the grace early (R6)
+	expired    bool      // a GraceExpired event was recorded
+}
+
+// graceEnd is when the carer's limited access ends.
+func (p *placement) graceEnd() time.Time {
+	if !p.graceEnded.IsZero() && p.graceEnded.Before(p.graceUntil) {
+		return p.graceEnded
+	}
+	return p.graceUntil
+}
+
+type grant struct {
+	relationship Relationship
+	intervals    []GrantFacts
+}
+
+func (g *grant) active() (GrantFacts, bool) {
+	if n := len(g.intervals); n > 0 && g.intervals[n-1].To.IsZero() {
+		return g.intervals[n-1], true
+	}
+	return GrantFacts{}, false
+}
+
+// NewChild returns the empty aggregate of child id, to which the stream's
+// history is applied.
+func NewChild(id uuid.UUID) *Child {
+	return &Child{id: id, grants: map[uuid.UUID]*grant{}}
+}
+
+// ID returns the child's id.
+func (c *Child) ID() uuid.UUID { return c.id }
+
+// Version is the number of events applied: the stream version a command
+// appends after.
+func (c *Child) Version() uint64 { return c.version }
+
+// Registered reports whether the child exists.
+func (c *Child) Registered() bool { return c.registered }
+
+// Reference returns the council's reference for the child.
+func (c *Child) Reference() string { return c.reference }
+
+// Worker returns the allocated worker's id, or "" when none is allocated.
+func (c *Child) Worker() string { return c.worker }
+
+// PlacementView is a read-only copy of one placement.
+type PlacementView struct {
+	ID              uuid.UUID
+	CarerAccountID  uuid.UUID
+	StartedAt       time.Time
+	Ended           bool
+	EndedAt         time.Time
+	GraceUntil      time.Time
+	GraceEndedEarly time.Time
+	ExpiryRecorded  bool
+}
+
+// Placement returns placement id, if the child has it.
+func (c *Child) Placement(id uuid.UUID) (PlacementView, bool) {
+	p := c.placement(id)
+	if p == nil {
+		return PlacementView{}, false
+	}
+	return PlacementView{ID: p.id, CarerAccountID: p.carer, StartedAt: p.startedAt, Ended: p.ended,
+		EndedAt: p.endedAt, GraceUntil: p.graceUntil, GraceEndedEarly: p.graceEnded, ExpiryRecorded: p.expired}, true
+}
+
+// PlacementFacts returns the policy's view of every placement of the child
+// with carer, in the order they were recorded.
+func (c *Child) PlacementFacts(carer uuid.UUID) []PlacementFacts {
+	var out []PlacementFacts
+	for _, p := range c.placements {
+		if p.carer != carer {
+			continue
+		}
+		f := PlacementFacts{Start: p.startedAt}
+		if p.ended {
+			f.End, f.GraceEnd = p.endedAt, p.graceEnd()
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// GrantFacts returns every interval of the grants to account.
+func (c *Child) GrantFacts(account uuid.UUID) []GrantFacts {
+	g := c.grants[account]
+	if g == nil {
+		return nil
+	}
+	return append([]GrantFacts(nil), g.intervals...)
+}
+
+// Access answers the permissions table for account on this child at t.
+func (c *Child) Access(account *Account, t time.Time) Access {
+	if account == nil || !account.Exists() {
+		return Access{Reason: ReasonNoRelationship}
+	}
+	return ChildAccess(account.Facts(), c.PlacementFacts(account.ID()), c.GrantFacts(account.ID()), t)
+}
+
+// Apply changes the state by one event of the child's stream. It refuses an
+// event of another aggregate or another child.
+func (c *Child) Apply(e Event) error {
+	switch e := e.(type) {
+	case *ChildRegistered:
+		if err := c.same(e.ChildID); err != nil {
+			return err
+		}
+		c.registered, c.reference, c.worker = true, e.Reference, e.WorkerID
+	case *WorkerAllocated:
+		if err := c.same(e.ChildID); err != nil {
+			return err
+		}
+		c.worker = e.WorkerID
+	case *PlacementStarted:
+		if err := c.same(e.ChildID); err != nil {
+			return err
+		}
+		c.placements = append(c.placements, &placement{id: e.PlacementID, carer: e.CarerAccountID, startedAt: e.StartedAt})
+	case *PlacementEnded:
+		p, err := c.applied(e.ChildID, e.PlacementID)
+		if err != nil {
+			return err
+		}
+		p.ended, p.endedAt, p.graceUntil = true, e.EndedAt, e.GraceUntil
+	case *GraceEndedEarly:
+		p, err := c.applied(e.ChildID, e.PlacementID)
+		if err != nil {
+			return err
+		}
+		p.graceEnded = e.EndedAt
+	case *GraceExpired:
+		p, err := c.applied(e.ChildID, e.PlacementID)
+		if err != nil {
+			return err
+		}
+		p.expired = true
+	case *AccessGranted:
+		if err := c.same(e.ChildID); err != nil {
+			return err
+		}
+		g := c.grants[e.AccountID]
+		if g == nil {
+			g = &grant{}
+			c.grants[e.AccountID] = g
+		}
+		if n := len(g.intervals); n > 0 && g.intervals[n-1].To.IsZero() {
+			g.intervals[n-1].To = e.GrantedAt
+		}
+		g.relationship = e.Relationship
+		g.intervals = append(g.intervals, GrantFacts{From: e.GrantedAt, Permissions: e.PermissionSet()})
+	case *AccessRevoked:
+		if err := c.same(e.ChildID); err != nil {
+			return err
+		}
+		if g := c.grants[e.AccountID]; g != nil {
+			if n := len(g.intervals); n > 0 && g.intervals[n-1].To.IsZero() {
+				g.intervals[n-1].To = e.RevokedAt
+			}
+		}
+	default:
+		return fmt.Errorf("child %s: cannot apply %T: %w", c.id, e, ErrMalformedEvent)
+	}
+	c.version++
+	return nil
+}
+
+func (c *Child) same(id uuid.UUID) error {
+	if id != c.id {
+		return fmt.Errorf("child %s: event of child %s: %w", c.id, id, ErrMalformedEvent)
+	}
+	return nil
+}
+
+func (c *Child) applied(child, placementID uuid.UUID) (*placement, error) {
+	if err := c.same(child); err != nil {
+		return nil, err
+	}
+	p := c.placement(placementID)
+	if p == nil {
+		return nil, fmt.Errorf("child %s: event of unknown placement %s: %w", c.id, placementID, ErrMalformedEvent)
+	}
+	return p, nil
+}
+
+func (c *Child) placement(id uuid.UUID) *placement {
+	for _, p := range c.placements {
+		if p.id == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// superseded reports whether p's carer was placed with the child again
+// before p's grace period ran out (R5): access then continues without a gap
+// and p's deadline changes nothing.
+func (c *Child) superseded(p *placement) bool {
+	if !p.ended {
+		return false
+	}
+	for _, q := range c.placements {
+		if q != p && q.carer == p.carer && !q.startedAt.Before(p.endedAt) && !q.startedAt.After(p.graceUntil) {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- decisions ----
+
+// Register creates the child's record (a worker who registers becomes the
+// allocated worker; a manager allocates one afterwards).
+func (c *Child) Register(by Actor, reference string, now time.Time) ([]Event, error) {
+	if err := allowRoles(by, RoleWorker, RoleManager); err != nil {
+		return nil, fmt.Errorf("register child: %w", err)
+	}
+	if c.registered {
+		return nil, fmt.Errorf("register child %s: %w", c.id, ErrChildExists)
+	}
+	if c.id == uuid.Nil {
+		return nil, invalid("child_id", "required")
+	}
+	if err := checkText("reference", reference, 200); err != nil {
+		return nil, err
+	}
+	e := &ChildRegistered{ChildID: c.id, Reference: reference, RegisteredAt: normTime(now)}
+	if by.Role == RoleWorker {
+		e.WorkerID = by.ID
+	}
+	return []Event{e}, nil
+}
+
+// AllocateWorker lets a manager allocate the child to a worker (R8).
+func (c *Child) AllocateWorker(by Actor, workerID string, now time.Time) ([]Event, error) {
+	if err := allowRoles(by, RoleManager); err != nil {
+		return nil, fmt.Errorf("allocate worker: %w", err)
+	}
+	if !c.registered {
+		return nil, fmt.Errorf("allocate worker to child %s: %w", c.id, ErrChildNotFound)
+	}
+	if err := checkText("worker_id", workerID, 200); err != nil {
+		return nil, err
+	}
+	if workerID == c.worker {
+		return nil, fmt.Errorf("allocate worker %q to child %s: %w", workerID, c.id, ErrAlreadyAllocated)
+	}
+	return []Event{&WorkerAllocated{ChildID: c.id, WorkerID: workerID, PreviousWorkerID: c.worker, AllocatedAt: normTime(now)}}, nil
+}
+
+// requireWorker checks that by is the child's allocated worker (R8).
+func (c *Child) requireWorker(by Actor, what string) error {
+	if err := allowRoles(by, RoleWorker); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if !c.registered {
+		return fmt.Errorf("%s: child %s: %w", what, c.id, ErrChildNotFound)
+	}
+	if c.worker == "" || by.ID != c.worker {
+		return fmt.Errorf("%s: worker %q on child %s: %w", what, by.ID, c.id, ErrNotAllocated)
+	}
+	return nil
+}
+
+// StartPlacement places the child with a foster carer from startedAt (R2),
+// which may be backdated, even to before the child or the account was
+// registered (R4). The carer must be a foster carer's account that is not
+// closed, and must not already have a placement of this child at or after
+// startedAt; other carers' placements may overlap (R5).
+func (c *Child) StartPlacement(by Actor, placementID uuid.UUID, carer *Account, startedAt, now time.Time) ([]Event, error) {
+	const what = "start placement"
+	if err := c.requireWorker(by, what); err != nil {
+		return nil, err
+	}
+	if placementID == uuid.Nil {
+		return nil, invalid("placement_id", "required")
+	}
+	if c.placement(placementID) != nil {
+		return nil, invalid("placement_id", "already used")
+	}
+	if err := checkTime("started_at", startedAt); err != nil {
+		return nil, err
+	}
+	if carer == nil || !carer.Exists() {
+		return nil, fmt.Errorf("%s: carer: %w", what, ErrAccountNotFound)
+	}
+	if carer.Kind() != KindFosterCarer {
+		return nil, fmt.Errorf("%s: account %s: %w", what, carer.ID(), ErrNotFosterCarer)
+	}
+	if carer.Closed() {
+		return nil, fmt.Errorf("%s: account %s: %w", what, carer.ID(), ErrAccountClosed)
+	}
+	if carer.isSelf(by) {
+		return nil, fmt.Errorf("%s: %w", what, ErrSelfAccess)
+	}
+	startedAt = normTime(startedAt)
+	for _, p := range c.placements {
+		if p.carer == carer.ID() && (!p.ended || p.endedAt.After(startedAt)) {
+			return nil, fmt.Errorf("%s: carer %s, placement %s: %w", what, carer.ID(), p.id, ErrPlacementOverlap)
+		}
+	}
+	return []Event{&PlacementStarted{ChildID: c.id, PlacementID: placementID, CarerAccountID: carer.ID(), StartedAt: startedAt}}, nil
+}
+
+// EndPlacement ends a placement at endedAt, which may be backdated or in the
+// future (R4). The carer keeps limited access until endedAt + the grace
+// period (R3). If that deadline has already passed at now, the expiry is
+// recorded at once, in the same decision.
+func (c *Child) EndPlacement(by Actor, placementID uuid.UUID, endedAt, now time.Time, policy Policy) ([]Event, error) {
+	const what = "end placement"
+	if err := c.requireWorker(by, what); err != nil {
+		return nil, err
+	}
+	if err := policy.Validate(); err != nil {
+		return nil, err
+	}
+	p := c.placement(placementID)
+	if p == nil {
+		return nil, fmt.Errorf("%s %s: %w", what, placementID, ErrPlacementNotFound)
+	}
+	if p.ended {
+		return nil, fmt.Errorf("%s %s: %w", what, placementID, ErrPlacementEnded)
+	}
+	if err := checkTime("ended_at", endedAt); err != nil {
+		return nil, err
+	}
+	endedAt = normTime(endedAt)
+	if endedAt.Before(p.startedAt) {
+		return nil, fmt.Errorf("%s %s: ended_at %s before started_at %s: %w", what, placementID,
+			endedAt.Format(time.RFC3339), p.startedAt.Format(time.RFC3339), ErrEndBeforeStart)
+	}
+	graceUntil := endedAt.Add(policy.GracePeriod)
+	events := []Event{&PlacementEnded{ChildID: c.id, PlacementID: p.id, CarerAccountID: p.carer, EndedAt: endedAt, GraceUntil: graceUntil}}
+	if !normTime(now).Before(graceUntil) {
+		events = append(events, &GraceExpired{ChildID: c.id, PlacementID: p.id, CarerAccountID: p.carer, ExpiredAt: graceUntil})
+	}
+	return events, nil
+}
+
+// EndGraceEarly lets the child's worker end a running grace period before its
+// deadline, with a reason (R6).
+func (c *Child) EndGraceEarly(by Actor, placementID uuid.UUID, reason string, now time.Time) ([]Event, error) {
+	const what = "end grace period"
+	if err := c.requireWorker(by, what); err != nil {
+		return nil, err
+	}
+	if err := checkReason(reason); err != nil {
+		return nil, err
+	}
+	p := c.placement(placementID)
+	if p == nil {
+		return nil, fmt.Errorf("%s of %s: %w", what, placementID, ErrPlacementNotFound)
+	}
+	now = normTime(now)
+	switch {
+	case !p.ended || now.Before(p.endedAt):
+		return nil, fmt.Errorf("%s of %s: %w", what, placementID, ErrPlacementNotEnded)
+	case !p.graceEnded.IsZero() || p.expired || !now.Before(p.graceUntil):
+		return nil, fmt.Errorf("%s of %s: %w", what, placementID, ErrGraceExpired)
+	case c.superseded(p):
+		return nil, fmt.Errorf("%s of %s: the carer was placed with the child again: %w", what, placementID, ErrGraceExpired)
+	}
+	return []Event{&GraceEndedEarly{ChildID: c.id, PlacementID: p.id, CarerAccountID: p.carer, EndedAt: now}}, nil
+}
+
+// ExpireCarerAccess records that a placement's grace period ran out. It is
+// what the process manager sends at the deadline, and it is safe to send any
+// number of times: it returns no events when the expiry is already recorded,
+// the grace was ended early (R6), or the carer was placed again before the
+// deadline (R5); ErrNotDue before the deadline.
+func (c *Child) ExpireCarerAccess(placementID uuid.UUID, now time.Time) ([]Event, error) {
+	const what = "expire carer access"
+	if !c.registered {
+		return nil, fmt.Errorf("%s: child %s: %w", what, c.id, ErrChildNotFound)
+	}
+	p := c.placement(placementID)
+	if p == nil {
+		return nil, fmt.Errorf("%s of %s: %w", what, placementID, ErrPlacementNotFound)
+	}
+	switch {
+	case !p.ended:
+		return nil, fmt.Errorf("%s of %s: %w", what, placementID, ErrPlacementNotEnded)
+	case p.expired || !p.graceEnded.IsZero() || c.superseded(p):
+		return nil, nil
+	case normTime(now).Before(p.graceUntil):
+		return nil, fmt.Errorf("%s of %s: due at %s: %w", what, placementID, p.graceUntil.Format(time.RFC3339), ErrNotDue)
+	}
+	return []Event{&GraceExpired{ChildID: c.id, PlacementID: p.id, CarerAccountID: p.carer, ExpiredAt: p.graceUntil}}, nil
+}
+
+// Grant lets a network member see the child's record (R7): only the child's
+// allocated worker can grant, with a relationship, permissions (view, and
+// optionally record) and a reason; nobody can grant to themselves (R8). A
+// grant to an account that already has one replaces it; an identical grant is
+// refused with ErrAlreadyGranted.
+func (c *Child) Grant(by Actor, grantee *Account, relationship string, permissions []string, reason string, now time.Time) ([]Event, error) {
+	const what = "grant access"
+	if err := c.requireWorker(by, what); err != nil {
+		return nil, err
+	}
+	if err := checkReason(reason); err != nil {
+		return nil, err
+	}
+	rel, err := ParseRelationship(relationship)
+	if err != nil {
+		return nil, err
+	}
+	perms, err := grantPermissions(permissions)
+	if err != nil {
+		return nil, err
+	}
+	if grantee == nil || !grantee.Exists() {
+		return nil, fmt.Errorf("%s: %w", what, ErrAccountNotFound)
+	}
+	if grantee.Closed() {
+		return nil, fmt.Errorf("%s: account %s: %w", what, grantee.ID(), ErrAccountClosed)
+	}
+	if grantee.isSelf(by) {
+		return nil, fmt.Errorf("%s: %w", what, ErrSelfAccess)
+	}
+	if g := c.grants[grantee.ID()]; g != nil {
+		if cur, ok := g.active(); ok && cur.Permissions == perms && g.relationship == rel {
+			return nil, fmt.Errorf("%s to %s: %w", what, grantee.ID(), ErrAlreadyGranted)
+		}
+	}
+	return []Event{&AccessGranted{ChildID: c.id, AccountID: grantee.ID(), Relationship: rel,
+		Permissions: perms.Names(), GrantedAt: normTime(now)}}, nil
+}
+
+// Revoke ends a network member's grant, with a reason (R7).
+func (c *Child) Revoke(by Actor, accountID uuid.UUID, reason string, now time.Time) ([]Event, error) {
+	const what = "revoke access"
+	if err := c.requireWorker(by, what); err != nil {
+		return nil, err
+	}
+	if err := checkReason(reason); err != nil {
+		return nil, err
+	}
+	g := c.grants[accountID]
+	if g == nil {
+		return nil, fmt.Errorf("%s of %s: %w", what, accountID, ErrGrantNotFound)
+	}
+	if _, ok := g.active(); !ok {
+		return nil, fmt.Errorf("%s of %s: %w", what, accountID, ErrGrantNotFound)
+	}
+	return []Event{&AccessRevoked{ChildID: c.id, AccountID: accountID, RevokedAt: normTime(now)}}, nil
+}
+
+// allowRoles refuses an actor whose role is not one of roles, or who has no
+// id (R8).
+func allowRoles(by Actor, roles ...Role) error {
+	if err := by.Validate(); err != nil {
+		return err
+	}
+	for _, r := range roles {
+		if by.Role == r {
+			return nil
+		}
+	}
+	return fmt.Errorf("role %q: %w", by.Role, ErrRoleNotAllowed)
+}

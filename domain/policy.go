@@ -1,0 +1,237 @@
+package domain
+
+import (
+	"strings"
+	"time"
+)
+
+// Permission is one thing an account may do on a record.
+type Permission uint8
+
+// The permissions, as bits of a PermissionSet.
+const (
+	View                Permission = 1 << iota // read the record
+	Record                                     // add new recordings, forms or messages
+	CompleteOutstanding                        // finish work started before a placement ended
+)
+
+// Names of the permissions in the API and in events.
+const (
+	PermView                = "view"
+	PermRecord              = "record"
+	PermCompleteOutstanding = "complete_outstanding"
+)
+
+// String is the permission's API name.
+func (p Permission) String() string {
+	switch p {
+	case View:
+		return PermView
+	case Record:
+		return PermRecord
+	case CompleteOutstanding:
+		return PermCompleteOutstanding
+	}
+	return "unknown"
+}
+
+// ParsePermission parses one API permission name.
+func ParsePermission(s string) (Permission, error) {
+	switch s {
+	case PermView:
+		return View, nil
+	case PermRecord:
+		return Record, nil
+	case PermCompleteOutstanding:
+		return CompleteOutstanding, nil
+	}
+	return 0, invalid("permission", "unknown permission %q", s)
+}
+
+// PermissionSet is a set of permissions. The zero value is empty.
+type PermissionSet uint8
+
+// All is every permission: a carer's access to a current placement and to
+// their own record.
+const All = PermissionSet(View | Record | CompleteOutstanding)
+
+// Has reports whether s holds p.
+func (s PermissionSet) Has(p Permission) bool { return s&PermissionSet(p) != 0 }
+
+// Names lists the permissions of s in a fixed order.
+func (s PermissionSet) Names() []string {
+	names := make([]string, 0, 3)
+	for _, p := range []Permission{View, Record, CompleteOutstanding} {
+		if s.Has(p) {
+			names = append(names, p.String())
+		}
+	}
+	return names
+}
+
+func (s PermissionSet) String() string { return strings.Join(s.Names(), ",") }
+
+// ParsePermissionSet parses a list of permission names; duplicates are
+// refused.
+func ParsePermissionSet(names []string) (PermissionSet, error) {
+	var s PermissionSet
+	for _, n := range names {
+		p, err := ParsePermission(n)
+		if err != nil {
+			return 0, err
+		}
+		if s.Has(p) {
+			return 0, invalid("permissions", "%q listed twice", n)
+		}
+		s |= PermissionSet(p)
+	}
+	return s, nil
+}
+
+// Reason names why an access answer is what it is.
+type Reason string
+
+// Reasons that allow, and reasons that deny.
+const (
+	ReasonOwnRecord   Reason = "own_record"
+	ReasonPlacement   Reason = "placement"
+	ReasonGracePeriod Reason = "grace_period"
+	ReasonGrant       Reason = "grant"
+
+	ReasonNoRelationship   Reason = "no_relationship"
+	ReasonGraceExpired     Reason = "grace_expired"
+	ReasonRevoked          Reason = "revoked"
+	ReasonAccountClosed    Reason = "account_closed"
+	ReasonAccountNotActive Reason = "account_not_active"
+)
+
+// Access is an answer of the policy: the permissions an account has on a
+// record at the decision time, the reason, and Until, the time at which this
+// answer stops holding (zero: nothing scheduled ends it).
+type Access struct {
+	Permissions PermissionSet
+	Reason      Reason
+	Until       time.Time
+}
+
+// Allows reports whether the answer grants p.
+func (a Access) Allows(p Permission) bool { return a.Permissions.Has(p) }
+
+// AccountFacts is what the policy needs to know about an account. Times are
+// effective times; zero means "never".
+type AccountFacts struct {
+	Kind        AccountKind
+	ActivatedAt time.Time
+	ClosedAt    time.Time
+}
+
+// activeAt reports whether the account can exercise access at t, and if not
+// the reason.
+func (a AccountFacts) activeAt(t time.Time) (bool, Reason) {
+	switch {
+	case !a.ClosedAt.IsZero() && !t.Before(a.ClosedAt):
+		return false, ReasonAccountClosed
+	case a.ActivatedAt.IsZero() || t.Before(a.ActivatedAt):
+		return false, ReasonAccountNotActive
+	}
+	return true, ""
+}
+
+// PlacementFacts is what the policy needs to know about one placement of a
+// child with one carer. End is zero while the placement is open; GraceEnd is
+// when the carer's access ends: End plus the grace period, or earlier if the
+// worker ended the grace early (R6).
+type PlacementFacts struct {
+	Start    time.Time
+	End      time.Time
+	GraceEnd time.Time
+}
+
+// GrantFacts is one interval of a grant to a network member (R7). To is zero
+// while the grant stands.
+type GrantFacts struct {
+	From        time.Time
+	To          time.Time
+	Permissions PermissionSet
+}
+
+// within reports whether t lies in [from, to), with a zero to meaning open.
+func within(t, from, to time.Time) bool {
+	return !t.Before(from) && (to.IsZero() || t.Before(to))
+}
+
+// CarerRecordAccess is R1: a foster carer's active account may see (and
+// record against) its own carer record; nobody else's.
+func CarerRecordAccess(accountIsCarer bool, acct AccountFacts, t time.Time) Access {
+	if ok, why := acct.activeAt(t); !ok {
+		return Access{Reason: why}
+	}
+	if !accountIsCarer || acct.Kind != KindFosterCarer {
+		return Access{Reason: ReasonNoRelationship}
+	}
+	return Access{Permissions: All, Reason: ReasonOwnRecord, Until: acct.ClosedAt}
+}
+
+// ChildAccess is the permissions table of domain-rules.md for one account and
+// one child at decision time t: placements of the child with this account as
+// carer (R2–R5), grants to this account (R7), and the account's own state
+// (R9, R13). Deadlines are compared with t itself, so access never outlives a
+// deadline because a background job was late (R3).
+//
+// When several sources apply their permissions are joined; the reason is the
+// strongest source (placement, then grace period, then grant) and Until is the
+// earliest time at which one of the sources ends. A denial names the source
+// that ended last (grace_expired or revoked), else no_relationship.
+func ChildAccess(acct AccountFacts, placements []PlacementFacts, grants []GrantFacts, t time.Time) Access {
+	if ok, why := acct.activeAt(t); !ok {
+		return Access{Reason: why}
+	}
+	var (
+		out       Access
+		rank      int // 3 placement, 2 grace, 1 grant
+		lastEnd   time.Time
+		endReason Reason
+	)
+	join := func(perms PermissionSet, r Reason, rk int, until time.Time) {
+		out.Permissions |= perms
+		if rk > rank {
+			rank, out.Reason = rk, r
+		}
+		if !until.IsZero() && (out.Until.IsZero() || until.Before(out.Until)) {
+			out.Until = until
+		}
+	}
+	ended := func(at time.Time, r Reason) {
+		if !at.After(t) && !at.Before(lastEnd) {
+			lastEnd, endReason = at, r
+		}
+	}
+	for _, p := range placements {
+		switch {
+		case within(t, p.Start, p.End):
+			join(All, ReasonPlacement, 3, p.End)
+		case !p.End.IsZero() && within(t, p.End, p.GraceEnd) && p.End.Before(p.GraceEnd):
+			join(PermissionSet(View|CompleteOutstanding), ReasonGracePeriod, 2, p.GraceEnd)
+		case !p.End.IsZero() && !t.Before(p.GraceEnd):
+			ended(p.GraceEnd, ReasonGraceExpired)
+		}
+	}
+	for _, g := range grants {
+		switch {
+		case within(t, g.From, g.To):
+			join(g.Permissions, ReasonGrant, 1, g.To)
+		case !g.To.IsZero() && !t.Before(g.To):
+			ended(g.To, ReasonRevoked)
+		}
+	}
+	if !acct.ClosedAt.IsZero() && rank > 0 && (out.Until.IsZero() || acct.ClosedAt.Before(out.Until)) {
+		out.Until = acct.ClosedAt
+	}
+	if rank == 0 {
+		if endReason != "" {
+			return Access{Reason: endReason}
+		}
+		return Access{Reason: ReasonNoRelationship}
+	}
+	return out
+}
