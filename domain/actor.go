@@ -65,20 +65,55 @@ type Policy struct {
 	// InvitationTTL is how long an invitation stays open (R9). Default 14
 	// days.
 	InvitationTTL time.Duration
+	// SessionIdleTimeout is how long a portal session may stay idle before
+	// the portal signs the user out (R16). Default 15 minutes.
+	SessionIdleTimeout time.Duration
+	// SessionWarningAfter is when, in an idle session, the portal starts its
+	// countdown to the timeout (R16). Default 10 minutes.
+	SessionWarningAfter time.Duration
 }
 
 // DefaultPolicy is the policy of the portal's FAQ.
-var DefaultPolicy = Policy{GracePeriod: 7 * 24 * time.Hour, InvitationTTL: 14 * 24 * time.Hour}
+var DefaultPolicy = Policy{
+	GracePeriod:         7 * 24 * time.Hour,
+	InvitationTTL:       14 * 24 * time.Hour,
+	SessionIdleTimeout:  15 * time.Minute,
+	SessionWarningAfter: 10 * time.Minute,
+}
 
-// Validate checks both durations are positive.
+// Validate checks the durations: all positive, and the session warning
+// before the idle timeout. Zero session settings are accepted and mean the
+// defaults (see WithDefaults).
 func (p Policy) Validate() error {
-	if p.GracePeriod <= 0 {
+	switch {
+	case p.GracePeriod <= 0:
 		return invalid("grace_period", "must be positive")
-	}
-	if p.InvitationTTL <= 0 {
+	case p.InvitationTTL <= 0:
 		return invalid("invitation_ttl", "must be positive")
+	case p.SessionIdleTimeout < 0 || p.SessionWarningAfter < 0:
+		return invalid("session", "durations must not be negative")
+	case p.SessionIdleTimeout > 0 && p.SessionWarningAfter >= p.SessionIdleTimeout:
+		return invalid("session_warning_after", "must be before the idle timeout")
 	}
 	return nil
+}
+
+// WithDefaults returns p with every zero setting replaced by DefaultPolicy's.
+func (p Policy) WithDefaults() Policy {
+	d := DefaultPolicy
+	if p.GracePeriod == 0 {
+		p.GracePeriod = d.GracePeriod
+	}
+	if p.InvitationTTL == 0 {
+		p.InvitationTTL = d.InvitationTTL
+	}
+	if p.SessionIdleTimeout == 0 {
+		p.SessionIdleTimeout = d.SessionIdleTimeout
+	}
+	if p.SessionWarningAfter == 0 {
+		p.SessionWarningAfter = d.SessionWarningAfter
+	}
+	return p
 }
 
 // Stream name prefixes: one stream per aggregate instance.
