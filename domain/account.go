@@ -178,7 +178,7 @@ func (a *Account) Invite(by Actor, email, kind string, now time.Time, policy Pol
 		return nil, fmt.Errorf("invite: account %s: %w", a.id, ErrAccountClosed)
 	}
 	return []Event{&AccountInvited{AccountID: a.id, Email: NormalizeEmail(email), Kind: k,
-		InvitedAt: now, ExpiresAt: now.Add(policy.InvitationTTL)}}, nil
+		InvitedAt: now, ExpiresAt: normTime(now.Add(policy.InvitationTTL))}}, nil
 }
 
 // ExpireInvitation records that the invitation ran out unaccepted (R9). Like

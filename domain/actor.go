@@ -180,8 +180,25 @@ func checkTime(field string, t time.Time) error {
 	if t.IsZero() {
 		return invalid(field, "required")
 	}
-	if t.Year() < 1900 || t.Year() > 9999 {
+	if y := t.UTC().Year(); y < 1900 || y > 9999 {
 		return invalid(field, "out of range")
+	}
+	return nil
+}
+
+// checkEventTime validates a time carried by a stored event: besides the
+// checks of checkTime it must be in UTC and whole microseconds, the form every
+// decision writes (see normTime), so an event decodes and re-encodes to the
+// same bytes on every store.
+func checkEventTime(field string, t time.Time) error {
+	if err := checkTime(field, t); err != nil {
+		return err
+	}
+	if t.Location() != time.UTC {
+		return invalid(field, "not in UTC")
+	}
+	if t.Nanosecond()%int(time.Microsecond) != 0 {
+		return invalid(field, "finer than a microsecond")
 	}
 	return nil
 }

@@ -61,7 +61,7 @@ func (*ChildRegistered) EventType() string        { return TypeChildRegistered }
 func (e *ChildRegistered) EffectiveAt() time.Time { return e.RegisteredAt }
 func (e *ChildRegistered) validate() error {
 	return firstErr(needID("child_id", e.ChildID), checkText("reference", e.Reference, 200),
-		optionalText("worker_id", e.WorkerID, 200), checkTime("registered_at", e.RegisteredAt))
+		optionalText("worker_id", e.WorkerID, 200), checkEventTime("registered_at", e.RegisteredAt))
 }
 
 // WorkerAllocated: a manager allocated the child to a worker (R8).
@@ -76,7 +76,7 @@ func (*WorkerAllocated) EventType() string        { return TypeWorkerAllocated }
 func (e *WorkerAllocated) EffectiveAt() time.Time { return e.AllocatedAt }
 func (e *WorkerAllocated) validate() error {
 	return firstErr(needID("child_id", e.ChildID), checkText("worker_id", e.WorkerID, 200),
-		optionalText("previous_worker_id", e.PreviousWorkerID, 200), checkTime("allocated_at", e.AllocatedAt))
+		optionalText("previous_worker_id", e.PreviousWorkerID, 200), checkEventTime("allocated_at", e.AllocatedAt))
 }
 
 // PlacementStarted: the child lives with a foster carer from StartedAt (R2).
@@ -93,7 +93,7 @@ func (*PlacementStarted) EventType() string        { return TypePlacementStarted
 func (e *PlacementStarted) EffectiveAt() time.Time { return e.StartedAt }
 func (e *PlacementStarted) validate() error {
 	return firstErr(needID("child_id", e.ChildID), needID("placement_id", e.PlacementID),
-		needID("carer_account_id", e.CarerAccountID), checkTime("started_at", e.StartedAt))
+		needID("carer_account_id", e.CarerAccountID), checkEventTime("started_at", e.StartedAt))
 }
 
 // PlacementEnded: the placement ends at EndedAt (backdated or planned, R4);
@@ -111,8 +111,8 @@ func (*PlacementEnded) EventType() string        { return TypePlacementEnded }
 func (e *PlacementEnded) EffectiveAt() time.Time { return e.EndedAt }
 func (e *PlacementEnded) validate() error {
 	if err := firstErr(needID("child_id", e.ChildID), needID("placement_id", e.PlacementID),
-		needID("carer_account_id", e.CarerAccountID), checkTime("ended_at", e.EndedAt),
-		checkTime("grace_until", e.GraceUntil)); err != nil {
+		needID("carer_account_id", e.CarerAccountID), checkEventTime("ended_at", e.EndedAt),
+		checkEventTime("grace_until", e.GraceUntil)); err != nil {
 		return err
 	}
 	if e.GraceUntil.Before(e.EndedAt) {
@@ -134,7 +134,7 @@ func (*GraceEndedEarly) EventType() string        { return TypeGraceEndedEarly }
 func (e *GraceEndedEarly) EffectiveAt() time.Time { return e.EndedAt }
 func (e *GraceEndedEarly) validate() error {
 	return firstErr(needID("child_id", e.ChildID), needID("placement_id", e.PlacementID),
-		needID("carer_account_id", e.CarerAccountID), checkTime("ended_at", e.EndedAt))
+		needID("carer_account_id", e.CarerAccountID), checkEventTime("ended_at", e.EndedAt))
 }
 
 // GraceExpired: the grace period of a placement ran out at ExpiredAt, its
@@ -151,7 +151,7 @@ func (*GraceExpired) EventType() string        { return TypeGraceExpired }
 func (e *GraceExpired) EffectiveAt() time.Time { return e.ExpiredAt }
 func (e *GraceExpired) validate() error {
 	return firstErr(needID("child_id", e.ChildID), needID("placement_id", e.PlacementID),
-		needID("carer_account_id", e.CarerAccountID), checkTime("expired_at", e.ExpiredAt))
+		needID("carer_account_id", e.CarerAccountID), checkEventTime("expired_at", e.ExpiredAt))
 }
 
 // AccessGranted: the child's worker let a network member see the child's
@@ -169,7 +169,7 @@ func (*AccessGranted) EventType() string        { return TypeAccessGranted }
 func (e *AccessGranted) EffectiveAt() time.Time { return e.GrantedAt }
 func (e *AccessGranted) validate() error {
 	if err := firstErr(needID("child_id", e.ChildID), needID("account_id", e.AccountID),
-		checkTime("granted_at", e.GrantedAt)); err != nil {
+		checkEventTime("granted_at", e.GrantedAt)); err != nil {
 		return err
 	}
 	if _, err := ParseRelationship(string(e.Relationship)); err != nil {
@@ -211,7 +211,7 @@ type AccessRevoked struct {
 func (*AccessRevoked) EventType() string        { return TypeAccessRevoked }
 func (e *AccessRevoked) EffectiveAt() time.Time { return e.RevokedAt }
 func (e *AccessRevoked) validate() error {
-	return firstErr(needID("child_id", e.ChildID), needID("account_id", e.AccountID), checkTime("revoked_at", e.RevokedAt))
+	return firstErr(needID("child_id", e.ChildID), needID("account_id", e.AccountID), checkEventTime("revoked_at", e.RevokedAt))
 }
 
 // ---- account stream ----
@@ -230,7 +230,7 @@ func (*AccountInvited) EventType() string        { return TypeAccountInvited }
 func (e *AccountInvited) EffectiveAt() time.Time { return e.InvitedAt }
 func (e *AccountInvited) validate() error {
 	if err := firstErr(needID("account_id", e.AccountID), checkEmail(e.Email),
-		checkTime("invited_at", e.InvitedAt), checkTime("expires_at", e.ExpiresAt)); err != nil {
+		checkEventTime("invited_at", e.InvitedAt), checkEventTime("expires_at", e.ExpiresAt)); err != nil {
 		return err
 	}
 	if !e.ExpiresAt.After(e.InvitedAt) {
@@ -249,7 +249,7 @@ type InvitationExpired struct {
 func (*InvitationExpired) EventType() string        { return TypeInvitationExpired }
 func (e *InvitationExpired) EffectiveAt() time.Time { return e.ExpiredAt }
 func (e *InvitationExpired) validate() error {
-	return firstErr(needID("account_id", e.AccountID), checkTime("expired_at", e.ExpiredAt))
+	return firstErr(needID("account_id", e.AccountID), checkEventTime("expired_at", e.ExpiredAt))
 }
 
 // AccountActivated: the invitee signed in with an identity-provider account,
@@ -265,7 +265,7 @@ func (*AccountActivated) EventType() string        { return TypeAccountActivated
 func (e *AccountActivated) EffectiveAt() time.Time { return e.ActivatedAt }
 func (e *AccountActivated) validate() error {
 	return firstErr(needID("account_id", e.AccountID), checkText("identity_subject", e.IdentitySubject, 255),
-		checkTime("activated_at", e.ActivatedAt))
+		checkEventTime("activated_at", e.ActivatedAt))
 }
 
 // AccountClosed: the portals team closed the account; all its access ends at
@@ -278,7 +278,7 @@ type AccountClosed struct {
 func (*AccountClosed) EventType() string        { return TypeAccountClosed }
 func (e *AccountClosed) EffectiveAt() time.Time { return e.ClosedAt }
 func (e *AccountClosed) validate() error {
-	return firstErr(needID("account_id", e.AccountID), checkTime("closed_at", e.ClosedAt))
+	return firstErr(needID("account_id", e.AccountID), checkEventTime("closed_at", e.ClosedAt))
 }
 
 // PhoneResetRequested: a worker asked the portals team to clear the
@@ -291,7 +291,7 @@ type PhoneResetRequested struct {
 func (*PhoneResetRequested) EventType() string        { return TypePhoneResetRequested }
 func (e *PhoneResetRequested) EffectiveAt() time.Time { return e.RequestedAt }
 func (e *PhoneResetRequested) validate() error {
-	return firstErr(needID("account_id", e.AccountID), checkTime("requested_at", e.RequestedAt))
+	return firstErr(needID("account_id", e.AccountID), checkEventTime("requested_at", e.RequestedAt))
 }
 
 // PhoneCleared: the portals team cleared the number; the account needs phone
@@ -304,7 +304,7 @@ type PhoneCleared struct {
 func (*PhoneCleared) EventType() string        { return TypePhoneCleared }
 func (e *PhoneCleared) EffectiveAt() time.Time { return e.ClearedAt }
 func (e *PhoneCleared) validate() error {
-	return firstErr(needID("account_id", e.AccountID), checkTime("cleared_at", e.ClearedAt))
+	return firstErr(needID("account_id", e.AccountID), checkEventTime("cleared_at", e.ClearedAt))
 }
 
 // PhoneEnrolled: an account with no number enrolled one at sign-in, as
@@ -320,7 +320,7 @@ type PhoneEnrolled struct {
 func (*PhoneEnrolled) EventType() string        { return TypePhoneEnrolled }
 func (e *PhoneEnrolled) EffectiveAt() time.Time { return e.EnrolledAt }
 func (e *PhoneEnrolled) validate() error {
-	if err := firstErr(needID("account_id", e.AccountID), checkTime("enrolled_at", e.EnrolledAt)); err != nil {
+	if err := firstErr(needID("account_id", e.AccountID), checkEventTime("enrolled_at", e.EnrolledAt)); err != nil {
 		return err
 	}
 	if !isPhoneHint(e.PhoneHint) {
@@ -342,7 +342,7 @@ type IdentityLinked struct {
 func (*IdentityLinked) EventType() string        { return TypeIdentityLinked }
 func (e *IdentityLinked) EffectiveAt() time.Time { return e.LinkedAt }
 func (e *IdentityLinked) validate() error {
-	return firstErr(checkText("subject", e.Subject, 255), needID("account_id", e.AccountID), checkTime("linked_at", e.LinkedAt))
+	return firstErr(checkText("subject", e.Subject, 255), needID("account_id", e.AccountID), checkEventTime("linked_at", e.LinkedAt))
 }
 
 func optionalText(field, s string, max int) error {

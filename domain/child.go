@@ -362,7 +362,7 @@ func (c *Child) EndPlacement(by Actor, placementID uuid.UUID, endedAt, now time.
 		return nil, fmt.Errorf("%s %s: ended_at %s before started_at %s: %w", what, placementID,
 			endedAt.Format(time.RFC3339), p.startedAt.Format(time.RFC3339), ErrEndBeforeStart)
 	}
-	graceUntil := endedAt.Add(policy.GracePeriod)
+	graceUntil := normTime(endedAt.Add(policy.GracePeriod))
 	events := []Event{&PlacementEnded{ChildID: c.id, PlacementID: p.id, CarerAccountID: p.carer, EndedAt: endedAt, GraceUntil: graceUntil}}
 	if !normTime(now).Before(graceUntil) {
 		events = append(events, &GraceExpired{ChildID: c.id, PlacementID: p.id, CarerAccountID: p.carer, ExpiredAt: graceUntil})

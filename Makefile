@@ -1,0 +1,51 @@
+# accessledger — see README.md. `make help` lists the targets.
+
+GO        ?= go
+DATA_DIR  ?= ./data
+FUZZTIME  ?= 30s
+BENCHTIME ?= 1s
+BENCHCOUNT ?= 6
+PKGS      := ./...
+
+# Fuzz targets as package:Target pairs; `make fuzz` runs each for FUZZTIME.
+FUZZ_TARGETS := ./domain:FuzzDecode ./domain/eventlog:FuzzParsePosition
+
+.PHONY: help run build migrate test test-race lint fuzz bench cover
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## run the engine on its embedded default (SQLite in $(DATA_DIR))
+	$(GO) run ./cmd/accessd serve --data-dir $(DATA_DIR)
+
+build: ## build the binaries into ./bin (no cgo)
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
+
+migrate: ## apply the schema migrations to the embedded default store
+	$(GO) run ./cmd/accessd migrate --data-dir $(DATA_DIR)
+
+test: lint ## vet, check formatting, build without cgo, run every test (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
+	CGO_ENABLED=0 $(GO) build ./...
+	$(GO) test -count=1 $(PKGS)
+
+test-race: ## run every test under the race detector
+	$(GO) test -race -count=1 $(PKGS)
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fuzz: ## run every fuzz target for FUZZTIME (default 30s each)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+bench: ## run the Go benchmarks with -benchmem, BENCHCOUNT times (benchstat-ready) into bench.txt
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -count=$(BENCHCOUNT) $(PKGS) | tee bench.txt
+
+cover: ## test with a coverage profile
+	$(GO) test -count=1 -coverprofile=cover.out $(PKGS)
+	$(GO) tool cover -func=cover.out | tail -1

@@ -1,0 +1,332 @@
+// Package sqldb opens the SQL databases the engine runs on and runs each
+// component's embedded schema migrations.
+//
+// Two engines are supported, both behind bun:
+//
+//   - PostgreSQL through pgx (github.com/jackc/pgx/v5/stdlib) under bun's
+//     pgdialect (architecture decision 11: not bun's own pgdriver).
+//   - SQLite through bun's sqliteshim, which picks the pure-Go
+//     modernc.org/sqlite driver on every platform it supports, so builds
+//     work with CGO_ENABLED=0.
+//
+// Open takes a URL and returns a *DB: the *bun.DB plus what adapters need to
+// know about it (the dialect, the driver DSN, a stable name). Migrate applies
+// a component's SQL migrations under a lock that makes concurrent calls from
+// several processes safe.
+package sqldb
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	"github.com/uptrace/bun/driver/sqliteshim"
+)
+
+// ErrUnsupportedURL is returned (wrapped) by Open for a URL it cannot map to
+// a supported database.
+var ErrUnsupportedURL = errors.New("sqldb: unsupported database url")
+
+// SQLite connection settings applied to every connection of a pool.
+const (
+	// SQLiteBusyTimeout is how long an SQLite connection waits for a lock
+	// held by another connection (in this or another process) before it
+	// fails with SQLITE_BUSY.
+	SQLiteBusyTimeout = 10 * time.Second
+
+	// sqliteMaxConns bounds an SQLite file pool. SQLite has one writer at a
+	// time anyway; a few connections let WAL readers run beside it.
+	sqliteMaxConns = 8
+
+	// postgresMaxIdleConns keeps connections warm between bursts instead of
+	// database/sql's default of two.
+	postgresMaxIdleConns = 8
+)
+
+// DB is an open database: a *bun.DB (embedded, so every bun query builder
+// is at hand) plus the facts adapters need about it.
+//
+// Which engine it is: db.Dialect().Name() is dialect.PG or dialect.SQLite
+// (github.com/uptrace/bun/dialect), or use IsPostgres and IsSQLite.
+//
+// A DB is safe for concurrent use. Close it once when done; Close also
+// releases an in-memory SQLite database.
+type DB struct {
+	*bun.DB
+
+	dsn  string
+	name string
+	path string
+
+	// anchor keeps an in-memory SQLite database alive while the pool's own
+	// connection comes and goes; nil otherwise.
+	anchor io.Closer
+}
+
+// IsPostgres reports whether db is a PostgreSQL database.
+func (db *DB) IsPostgres() bool { return db.Dialect().Name() == dialect.PG }
+
+// IsSQLite reports whether db is an SQLite database.
+func (db *DB) IsSQLite() bool { return db.Dialect().Name() == dialect.SQLite }
+
+// DSN returns the connection string the driver was opened with: for
+// PostgreSQL the URL given to Open (including any credentials: do not log
+// it), for SQLite the driver DSN with its pragmas. Adapters use it to open
+// extra connections outside the pool, such as a LISTEN connection.
+func (db *DB) DSN() string { return db.dsn }
+
+// Path returns, for SQLite, the absolute path of the database file, or for
+// an in-memory database the unique name that identifies it within this
+// process. Two DBs opened on the same file have the same Path. It is empty
+// for PostgreSQL.
+func (db *DB) Path() string { return db.path }
+
+// String describes the database without credentials, e.g.
+// "postgres://app:xxxxx@db:5432/ledger" or "sqlite:/var/lib/ledger.db". It
+// is safe to log.
+func (db *DB) String() string { return db.name }
+
+// Close closes the connection pool and, for an in-memory SQLite database,
+// discards the database.
+func (db *DB) Close() error {
+	err := db.DB.Close()
+	if db.anchor != nil {
+		err = errors.Join(err, db.anchor.Close())
+		db.anchor = nil
+	}
+	if err != nil {
+		return fmt.Errorf("sqldb: close %s: %w", db.name, err)
+	}
+	return nil
+}
+
+// Open opens the database named by rawURL and checks that it answers.
+//
+// URL forms:
+//
+//   - postgres://... or postgresql://... : PostgreSQL through pgx, which
+//     reads the URL's parameters (sslmode, search_path, application_name,
+//     connect_timeout, ...). The pool is database/sql's: tune it through
+//     the embedded *sql.DB (SetMaxOpenConns and so on).
+//   - sqlite:PATH, sqlite://PATH or a plain file path: an SQLite file,
+//     created if missing (its directory must exist), in journal_mode=WAL
+//     (a lasting property of the file, set by Open). Every connection runs
+//     with synchronous=FULL (fsync on every commit),
+//     busy_timeout=SQLiteBusyTimeout, foreign_keys=ON, and begins its
+//     transactions with BEGIN IMMEDIATE, so a transaction that reads and
+//     then writes waits for the write lock instead of failing with
+//     SQLITE_BUSY. The pool holds at most 8 connections.
+//   - sqlite::memory: or :memory: : a new, empty in-memory SQLite database
+//     that lives until Close. Each Open gets its own database; the pool's
+//     connections all share it (the pool is limited to one connection, so
+//     a transaction must not wait for a second connection of the same DB).
+//
+// The error wraps ErrUnsupportedURL for a URL of another form, and carries
+// the URL with its password redacted.
+func Open(ctx context.Context, rawURL string) (*DB, error) {
+	switch {
+	case hasPrefixFold(rawURL, "postgres://"), hasPrefixFold(rawURL, "postgresql://"):
+		return openPostgres(ctx, rawURL)
+	case rawURL == ":memory:", rawURL == "sqlite::memory:", rawURL == "sqlite://:memory:":
+		return openSQLiteMemory(ctx)
+	case hasPrefixFold(rawURL, "sqlite://"):
+		return openSQLiteFile(ctx, rawURL[len("sqlite://"):])
+	case hasPrefixFold(rawURL, "sqlite:"):
+		return openSQLiteFile(ctx, rawURL[len("sqlite:"):])
+	case strings.TrimSpace(rawURL) == "":
+		return nil, fmt.Errorf("%w: empty url", ErrUnsupportedURL)
+	case strings.Contains(rawURL, "://"):
+		return nil, fmt.Errorf("%w: %s (want postgres://, postgresql://, sqlite: or a file path)", ErrUnsupportedURL, redact(rawURL))
+	default:
+		return openSQLiteFile(ctx, rawURL)
+	}
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// redact returns rawURL with any password replaced, for error messages.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	return u.Redacted()
+}
+
+func openPostgres(ctx context.Context, rawURL string) (*DB, error) {
+	name := redact(rawURL)
+	cfg, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnsupportedURL, name, err)
+	}
+	sqlDB := stdlib.OpenDB(*cfg)
+	sqlDB.SetMaxIdleConns(postgresMaxIdleConns)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	db := &DB{
+		DB:   bun.NewDB(sqlDB, pgdialect.New()),
+		dsn:  rawURL,
+		name: name,
+	}
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.DB.Close()
+		return nil, fmt.Errorf("sqldb: connect to %s: %w", name, err)
+	}
+	return db, nil
+}
+
+func openSQLiteFile(ctx context.Context, path string) (*DB, error) {
+	if strings.TrimSpace(path) == "" {
+		return nil, fmt.Errorf("%w: empty sqlite path", ErrUnsupportedURL)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: sqlite path %q: %w", path, err)
+	}
+	dsn := sqliteDSN("file:"+escapeSQLitePath(filepath.ToSlash(abs)), false)
+	db, err := openSQLite(ctx, dsn, "sqlite:"+abs, abs, sqliteMaxConns)
+	if err != nil {
+		return nil, err
+	}
+	if err := enableWAL(ctx, db); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// enableWAL switches the database file to write-ahead logging, which then
+// persists in the file for every later connection. It runs once per Open
+// rather than per connection because switching modes needs an exclusive
+// lock and SQLite reports SQLITE_BUSY at once, without the busy handler,
+// when another connection (say another process opening the same new file)
+// holds one; so it retries for up to SQLiteBusyTimeout.
+func enableWAL(ctx context.Context, db *DB) error {
+	deadline := time.Now().Add(SQLiteBusyTimeout)
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode)
+		if err == nil {
+			if !strings.EqualFold(mode, "wal") {
+				return fmt.Errorf("sqldb: %s: journal_mode is %q, want wal (is the file on a file system without shared memory?)", db.name, mode)
+			}
+			return nil
+		}
+		if !isBusy(err) || time.Now().After(deadline) {
+			return fmt.Errorf("sqldb: %s: enable WAL: %w", db.name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sqldb: %s: enable WAL: %w", db.name, errors.Join(ctx.Err(), err))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY ("database is
+// locked"), from either driver sqliteshim may pick.
+func isBusy(err error) bool {
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		return coded.Code()&0xff == 5 // SQLITE_BUSY and its extended codes
+	}
+	return strings.Contains(err.Error(), "database is locked")
+}
+
+func openSQLiteMemory(ctx context.Context) (*DB, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("sqldb: name in-memory database: %w", err)
+	}
+	// The memdb VFS shares one database among every connection of the
+	// process that opens the same name ("/" + name); the database is freed
+	// when its last connection closes.
+	memName := "/accessledger-" + hex.EncodeToString(b[:])
+	dsn := sqliteDSN("file:"+memName+"?vfs=memdb", true)
+
+	anchor, err := sqliteshim.Driver().Open(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: open in-memory sqlite: %w", err)
+	}
+	db, err := openSQLite(ctx, dsn, "sqlite::memory:"+memName, "memdb:"+memName, 1)
+	if err != nil {
+		_ = anchor.Close()
+		return nil, err
+	}
+	db.anchor = anchor
+	return db, nil
+}
+
+func openSQLite(ctx context.Context, dsn, name, path string, maxConns int) (*DB, error) {
+	sqlDB, err := sql.Open(sqliteshim.ShimName, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: open %s: %w", name, err)
+	}
+	sqlDB.SetMaxOpenConns(maxConns)
+	sqlDB.SetMaxIdleConns(maxConns)
+	sqlDB.SetConnMaxLifetime(0)
+	sqlDB.SetConnMaxIdleTime(0)
+	db := &DB{
+		DB:   bun.NewDB(sqlDB, sqlitedialect.New()),
+		dsn:  dsn,
+		name: name,
+		path: path,
+	}
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.DB.Close()
+		return nil, fmt.Errorf("sqldb: open %s: %w", name, err)
+	}
+	return db, nil
+}
+
+// sqliteDSN appends the per-connection settings to an SQLite URI, in the
+// syntax of the driver sqliteshim picked: modernc.org/sqlite ("sqlite") or,
+// on platforms modernc does not support, mattn/go-sqlite3 ("sqlite3").
+// The journal mode is not among them: it is a property of the file, set by
+// enableWAL.
+func sqliteDSN(uri string, memory bool) string {
+	sep := "?"
+	if strings.Contains(uri, "?") {
+		sep = "&"
+	}
+	busy := fmt.Sprint(SQLiteBusyTimeout.Milliseconds())
+	q := url.Values{}
+	if sqliteshim.DriverName() == "sqlite3" {
+		q.Set("_busy_timeout", busy)
+		q.Set("_foreign_keys", "1")
+		q.Set("_txlock", "immediate")
+		if !memory {
+			q.Set("_synchronous", "FULL")
+		}
+		return uri + sep + q.Encode()
+	}
+	pragmas := []string{"busy_timeout(" + busy + ")", "foreign_keys(1)"}
+	if !memory {
+		pragmas = append(pragmas, "synchronous(FULL)")
+	}
+	q["_pragma"] = pragmas
+	q.Set("_txlock", "immediate")
+	return uri + sep + q.Encode()
+}
+
+// escapeSQLitePath makes a file path safe inside an SQLite "file:" URI,
+// where '?' starts the query, '#' a fragment and '%' an escape.
+func escapeSQLitePath(p string) string {
+	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+	return r.Replace(p)
+}

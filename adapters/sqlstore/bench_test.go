@@ -1,0 +1,88 @@
+package sqlstore_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// benchBackends are the backends benchmarks run on: the SQLite file (the
+// embedded default, with fsync on every commit) and PostgreSQL when
+// sqltest.PostgresEnv is set.
+var benchBackends = []struct {
+	name string
+	url  func(testing.TB) string
+}{
+	{"sqlite-file", sqltest.SQLiteFile},
+	{"postgres", sqltest.Postgres},
+}
+
+// BenchmarkAppend measures appends of 1 and 100 events (Any version, over
+// 64 streams). ns/op is per append; events/s is the event throughput.
+func BenchmarkAppend(b *testing.B) {
+	for _, be := range benchBackends {
+		for _, n := range []int{1, 100} {
+			b.Run(fmt.Sprintf("%s/events=%d", be.name, n), func(b *testing.B) {
+				s, _ := openStore(b, be.url(b))
+				ctx := context.Background()
+				batches := make([][]eventlog.EventData, 64)
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					evs := batches[i%len(batches)][:0]
+					for range n {
+						evs = append(evs, event("bench.appended.v1"))
+					}
+					batches[i%len(batches)] = evs
+					if _, err := s.Append(ctx, fmt.Sprint("stream-", i%len(batches)), eventlog.Any, evs); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+				b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+			})
+		}
+	}
+}
+
+// BenchmarkReadAll measures reading pages of 500 events from random places
+// of a 20,000-event log. ns/op is per page.
+func BenchmarkReadAll(b *testing.B) {
+	const total, page = 20_000, 500
+	for _, be := range benchBackends {
+		b.Run(be.name, func(b *testing.B) {
+			s, db := openStore(b, be.url(b))
+			ctx := context.Background()
+			for i := 0; i < total; i += 1000 {
+				evs := make([]eventlog.EventData, 1000)
+				for j := range evs {
+					evs[j] = event("bench.loaded.v1")
+				}
+				_, err := s.Append(ctx, fmt.Sprint("stream-", i%7), eventlog.Any, evs)
+				require.NoError(b, err)
+			}
+			if db.IsPostgres() {
+				_, err := db.ExecContext(ctx, "ANALYZE events")
+				require.NoError(b, err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				after := eventlog.At(uint64(rand.IntN(total - page)))
+				recs, err := s.ReadAll(ctx, after, page)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(recs) != page {
+					b.Fatalf("read %d events, want %d", len(recs), page)
+				}
+			}
+			b.ReportMetric(float64(b.N*page)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}

@@ -1,0 +1,30 @@
+package sqlstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/accessledger/accessledger/adapters/sqldb"
+)
+
+// NewDetached is New, but the Store shares no in-process state with other
+// Stores on the same SQLite database (no append lock, no wake-ups), as a
+// Store in another process would.
+func NewDetached(ctx context.Context, db *sqldb.DB, opts ...Option) (*Store, error) {
+	s, err := New(ctx, db, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if !s.pg {
+		s.release()
+		s.shared, s.release = newShared(), func() {}
+	}
+	return s, nil
+}
+
+// Channel returns the PostgreSQL NOTIFY channel of the Store.
+func (s *Store) Channel() string { return s.channel }
+
+// WithHealthInterval sets how long the LISTEN connection may stay silent
+// before it is pinged.
+func WithHealthInterval(d time.Duration) Option { return func(c *config) { c.health = d } }

@@ -1,0 +1,3 @@
+DROP TABLE events_head;
+--bun:split
+DROP TABLE events;

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// storeConfig holds the flags every command that opens the store shares.
+type storeConfig struct {
+	dataDir    string
+	eventStore string
+	logLevel   string
+	logFormat  string
+}
+
+// defaultDBName is the SQLite file of the embedded default, in the data
+// directory.
+const defaultDBName = "accessledger.db"
+
+func (c *storeConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.dataDir, "data-dir", "./data", "directory of the embedded default's files (created if missing)")
+	fs.StringVar(&c.eventStore, "event-store", "", "event store URL: postgres://..., sqlite:PATH (default: sqlite file "+defaultDBName+" in --data-dir)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+}
+
+// parse parses args into c, reading unset flags from the environment, and
+// checks the values.
+func (c *storeConfig) parse(fs *flag.FlagSet, args []string, env *environment) error {
+	if err := parseFlags(fs, args, env.lookup); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if strings.TrimSpace(c.dataDir) == "" {
+		return fmt.Errorf("%w: --data-dir is empty", errUsage)
+	}
+	if _, err := c.level(); err != nil {
+		return err
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return fmt.Errorf("%w: --log-format %q: want text or json", errUsage, c.logFormat)
+	}
+	return nil
+}
+
+func (c *storeConfig) level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return 0, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, c.logLevel)
+	}
+	return l, nil
+}
+
+// logger returns the logger the flags ask for, writing to the environment's
+// standard error.
+func (c *storeConfig) logger(env *environment) *slog.Logger {
+	l, _ := c.level()
+	opts := &slog.HandlerOptions{Level: l}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(env.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(env.stderr, opts))
+}
+
+// eventStoreURL returns the event store to open; for the embedded default it
+// creates the data directory (mode 0700: it holds children's records).
+func (c *storeConfig) eventStoreURL() (string, error) {
+	if c.eventStore != "" {
+		return c.eventStore, nil
+	}
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		return "", fmt.Errorf("create data directory: %w", err)
+	}
+	return "sqlite:" + filepath.Join(c.dataDir, defaultDBName), nil
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func runCmd(t *testing.T, ctx context.Context, lookup func(string) (string, bool), args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(ctx, args, &out, &errb, lookup)
+	return code, out.String(), errb.String()
+}
+
+func TestRunUsage(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		inStdout string
+		inStderr string
+	}{
+		{"no command", nil, exitUsage, "Usage: accessd COMMAND", ""},
+		{"help", []string{"help"}, exitOK, "serve", ""},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
+		{"unknown flag", []string{"status", "--nope"}, exitUsage, "", "flag provided but not defined: -nope"},
+		{"stray argument", []string{"status", "extra"}, exitUsage, "", `unexpected argument "extra"`},
+		{"bad log level", []string{"status", "--log-level", "loud"}, exitUsage, "", "--log-level"},
+		{"bad log format", []string{"status", "--log-format", "xml"}, exitUsage, "", "--log-format"},
+		{"empty data dir", []string{"status", "--data-dir", ""}, exitUsage, "", "--data-dir is empty"},
+		{"unsupported store", []string{"status", "--event-store", "mysql://x"}, exitError, "", "unsupported database url"},
+		{"command help", []string{"status", "-h"}, exitOK, "", "-event-store"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, context.Background(), noEnv, tc.args...)
+			require.Equal(t, tc.code, code, "stdout=%s stderr=%s", out, errOut)
+			require.Contains(t, out, tc.inStdout)
+			require.Contains(t, errOut, tc.inStderr)
+		})
+	}
+}
+
+func TestMigrateAndStatusOnTheEmbeddedDefault(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nested", "data")
+	code, out, errOut := runCmd(t, context.Background(), noEnv, "migrate", "--data-dir", dir)
+	require.Equal(t, exitOK, code, errOut)
+	require.Contains(t, out, "migrated sqlite:"+filepath.Join(dir, defaultDBName))
+	require.FileExists(t, filepath.Join(dir, defaultDBName))
+
+	// The environment names the data directory when the flag is absent.
+	code, out, errOut = runCmd(t, context.Background(), envOf(map[string]string{"ACCESSLEDGER_DATA_DIR": dir}), "status")
+	require.Equal(t, exitOK, code, errOut)
+	require.Contains(t, out, "events: 0")
+	require.Contains(t, out, filepath.Join(dir, defaultDBName))
+}
+
+func TestFlagWinsOverEnvironment(t *testing.T) {
+	flagDir, envDir := t.TempDir(), t.TempDir()
+	code, out, errOut := runCmd(t, context.Background(), envOf(map[string]string{"ACCESSLEDGER_DATA_DIR": envDir}),
+		"status", "--data-dir", flagDir)
+	require.Equal(t, exitOK, code, errOut)
+	require.Contains(t, out, flagDir)
+	require.NoFileExists(t, filepath.Join(envDir, defaultDBName))
+}
+
+func TestBadEnvironmentValueIsAUsageError(t *testing.T) {
+	code, _, errOut := runCmd(t, context.Background(), envOf(map[string]string{"ACCESSLEDGER_LOG_FORMAT": "xml"}),
+		"status", "--data-dir", t.TempDir())
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut, "--log-format")
+}
+
+func TestServeStopsWhenCancelled(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var out, errb syncBuffer
+	go func() { done <- run(ctx, []string{"serve", "--data-dir", dir}, &out, &errb, noEnv) }()
+	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "event store ready") }, 10*time.Second, 10*time.Millisecond)
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, exitOK, code, errb.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop after cancellation")
+	}
+	require.Contains(t, errb.String(), "shutting down")
+}
