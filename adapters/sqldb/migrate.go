@@ -139,11 +139,26 @@ func lockPostgres(ctx context.Context, db *DB, m *migrate.Migrator, component st
 
 // lockSQLite creates the migration tables (safe to race on SQLite: DDL takes
 // the database write lock) and then takes bun/migrate's lock row.
+//
+// A migration of another process holds the write lock for as long as it
+// runs, which can outlast the busy timeout: Init is retried while the
+// database is busy, until ctx ends.
 func lockSQLite(ctx context.Context, m *migrate.Migrator, component string) (func() error, error) {
-	if err := m.Init(ctx); err != nil {
-		return nil, fmt.Errorf("init migration tables: %w", err)
-	}
 	const poll = 50 * time.Millisecond
+	for {
+		err := m.Init(ctx)
+		if err == nil {
+			break
+		}
+		if !isBusy(err) {
+			return nil, fmt.Errorf("init migration tables: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("init migration tables: %w", errors.Join(ctx.Err(), err))
+		case <-time.After(poll):
+		}
+	}
 	for {
 		err := m.Lock(ctx)
 		if err == nil {

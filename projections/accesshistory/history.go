@@ -1,0 +1,323 @@
+// Package accesshistory keeps the access history: one row per interval of
+// effective time in which an account could exercise permissions on a child's
+// record, with the reason and the events that opened and closed it (R15).
+//
+// # Bitemporal rows
+//
+// Each row has a valid time, [valid_from, valid_to) in effective time (a
+// NULL valid_to is open-ended), and a known time in log positions: the row
+// became known at recorded_position and stopped being the current knowledge
+// at superseded_position (NULL while current). Rows are never updated except
+// to set superseded_*: when a later event changes what is known about an
+// interval (a backdated placement end, a grant revoked, an account closed),
+// the old row is superseded and the corrected rows are inserted, recorded at
+// that event's position. So
+//
+//   - "who could see child C at T, and why" reads the current rows
+//     (superseded IS NULL) whose valid time contains T;
+//   - the same question "as known at position P" reads the rows with
+//     recorded ≤ P < superseded (R4: before a backdated end was recorded).
+//
+// The intervals are the segments of accessmodel.Facts.Timeline: the domain's
+// own policy evaluated at every fact time, so the history and the access
+// index never disagree. The event that opened an interval is the event that
+// set its start time in the facts (a placement start, a grant, an
+// activation...), the one that closed it the event that set its end (a
+// placement end, an early grace end, a revoke, a closure); a grace period's
+// end is set by the placement end that scheduled it, or by the early end.
+//
+// The carer's access to their own record (R1) is not kept here: it is the
+// account's active interval, read from the accounts read model.
+package accesshistory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+
+	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/projections"
+	"github.com/accessledger/accessledger/projections/accessmodel"
+)
+
+// Name is the projection's name.
+const Name = "access_history"
+
+// table is the logical table name.
+const table = "access_history"
+
+// version of the table and of the logic that fills it.
+const version = 1
+
+// Projection builds the access history. Use New; it is driven by the
+// projections runner.
+type Projection struct {
+	model  *accessmodel.Model
+	rows   map[accessmodel.Pair][]*row
+	nextID int64
+	loaded int64 // max id in the table at Load, checked after warm-up
+}
+
+// New returns the projection.
+func New() *Projection { return &Projection{} }
+
+var _ projections.Projection = (*Projection)(nil)
+
+// Name implements projections.Projection.
+func (*Projection) Name() string { return Name }
+
+// Version implements projections.Projection.
+func (*Projection) Version() int { return version }
+
+// Tables implements projections.Projection.
+func (*Projection) Tables() []projections.Table {
+	return []projections.Table{{Name: table, Create: createTable}}
+}
+
+func createTable(_ dialect.Name, t string) []string {
+	text := "TEXT"
+	big := "BIGINT"
+	stmts := []string{`CREATE TABLE ` + t + ` (
+	id ` + big + ` PRIMARY KEY,
+	account_id ` + text + ` NOT NULL,
+	child_id ` + text + ` NOT NULL,
+	permissions INTEGER NOT NULL,
+	reason ` + text + ` NOT NULL,
+	valid_from ` + big + ` NOT NULL,
+	valid_to ` + big + `,
+	opened_event_id ` + text + `,
+	opened_event_type ` + text + `,
+	opened_actor ` + text + `,
+	opened_actor_role ` + text + `,
+	opened_commit ` + big + `,
+	opened_prepare ` + big + `,
+	closed_event_id ` + text + `,
+	closed_event_type ` + text + `,
+	closed_actor ` + text + `,
+	closed_actor_role ` + text + `,
+	closed_commit ` + big + `,
+	closed_prepare ` + big + `,
+	recorded_event_id ` + text + ` NOT NULL,
+	recorded_commit ` + big + ` NOT NULL,
+	recorded_prepare ` + big + ` NOT NULL,
+	superseded_event_id ` + text + `,
+	superseded_commit ` + big + `,
+	superseded_prepare ` + big + `
+)`,
+		`CREATE INDEX ` + t + `_child ON ` + t + ` (child_id, valid_from)`,
+		`CREATE INDEX ` + t + `_account ON ` + t + ` (account_id, valid_from)`,
+	}
+	return stmts
+}
+
+// row is one interval as written.
+type row struct {
+	bun.BaseModel `bun:"table:access_history"`
+
+	ID           int64          `bun:"id,pk"`
+	AccountID    string         `bun:"account_id"`
+	ChildID      string         `bun:"child_id"`
+	Permissions  int64          `bun:"permissions"`
+	Reason       string         `bun:"reason"`
+	ValidFrom    int64          `bun:"valid_from"`
+	ValidTo      sql.NullInt64  `bun:"valid_to"`
+	OpenedID     sql.NullString `bun:"opened_event_id"`
+	OpenedType   sql.NullString `bun:"opened_event_type"`
+	OpenedActor  sql.NullString `bun:"opened_actor"`
+	OpenedRole   sql.NullString `bun:"opened_actor_role"`
+	OpenedC      sql.NullInt64  `bun:"opened_commit"`
+	OpenedP      sql.NullInt64  `bun:"opened_prepare"`
+	ClosedID     sql.NullString `bun:"closed_event_id"`
+	ClosedType   sql.NullString `bun:"closed_event_type"`
+	ClosedActor  sql.NullString `bun:"closed_actor"`
+	ClosedRole   sql.NullString `bun:"closed_actor_role"`
+	ClosedC      sql.NullInt64  `bun:"closed_commit"`
+	ClosedP      sql.NullInt64  `bun:"closed_prepare"`
+	RecordedID   string         `bun:"recorded_event_id"`
+	RecordedC    int64          `bun:"recorded_commit"`
+	RecordedP    int64          `bun:"recorded_prepare"`
+	SupersededID sql.NullString `bun:"superseded_event_id"`
+	SupersededC  sql.NullInt64  `bun:"superseded_commit"`
+	SupersededP  sql.NullInt64  `bun:"superseded_prepare"`
+}
+
+// same reports whether r describes the same interval, from the same events,
+// as n.
+func (r *row) same(n *row) bool {
+	return r.Permissions == n.Permissions && r.Reason == n.Reason && r.ValidFrom == n.ValidFrom &&
+		r.ValidTo == n.ValidTo && r.OpenedID == n.OpenedID && r.ClosedID == n.ClosedID
+}
+
+// Load implements projections.Projection: the fold lives in memory, so the
+// runner replays the log up to at first.
+func (p *Projection) Load(ctx context.Context, db bun.IDB, t projections.Tables, at eventlog.Position) (bool, error) {
+	p.model = accessmodel.New()
+	p.rows = map[accessmodel.Pair][]*row{}
+	p.nextID = 1
+	var maxID sql.NullInt64
+	if err := db.NewRaw("SELECT MAX(id) FROM ?", t.Ident(table)).Scan(ctx, &maxID); err != nil {
+		return false, fmt.Errorf("accesshistory: load: %w", err)
+	}
+	p.loaded = maxID.Int64
+	return true, nil
+}
+
+// Replay implements projections.Projection.
+func (p *Projection) Replay(recs []eventlog.Record) error {
+	_, err := p.fold(recs)
+	return err
+}
+
+// Apply implements projections.Projection.
+func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables, recs []eventlog.Record) error {
+	if p.loaded >= p.nextID {
+		// The warm-up must have produced every row the table holds.
+		return fmt.Errorf("accesshistory: table holds rows up to id %d but the replay made %d: %w",
+			p.loaded, p.nextID-1, ErrOutOfSync)
+	}
+	w, err := p.fold(recs)
+	if err != nil {
+		return err
+	}
+	if len(w.inserts) > 0 {
+		for start := 0; start < len(w.inserts); start += 500 {
+			chunk := w.inserts[start:min(start+500, len(w.inserts))]
+			if _, err := tx.NewInsert().Model(&chunk).ModelTableExpr("?", t.Ident(table)).Exec(ctx); err != nil {
+				return fmt.Errorf("accesshistory: insert: %w", err)
+			}
+		}
+	}
+	for _, s := range w.supersedes {
+		if _, err := tx.NewUpdate().TableExpr("?", t.Ident(table)).
+			Set("superseded_event_id = ?", s.event.String()).
+			Set("superseded_commit = ?", int64(s.pos.Commit)).
+			Set("superseded_prepare = ?", int64(s.pos.Prepare)).
+			Where("id IN (?)", bun.In(s.ids)).Exec(ctx); err != nil {
+			return fmt.Errorf("accesshistory: supersede: %w", err)
+		}
+	}
+	p.loaded = 0
+	return nil
+}
+
+// ErrOutOfSync is returned when the table does not match the replayed log:
+// the projection must be rebuilt.
+var ErrOutOfSync = errors.New("accesshistory: table out of sync with the log")
+
+type supersede struct {
+	event uuid.UUID
+	pos   eventlog.Position
+	ids   []int64
+}
+
+type writes struct {
+	inserts    []*row
+	supersedes []supersede
+}
+
+// fold applies recs to the model and computes the rows to insert and the
+// rows to supersede.
+func (p *Projection) fold(recs []eventlog.Record) (writes, error) {
+	var w writes
+	pending := map[int64]*row{}
+	for _, rec := range recs {
+		res, err := p.model.Apply(rec)
+		if err != nil {
+			return writes{}, err
+		}
+		var sup []int64
+		for _, pair := range res.Pairs {
+			ins, gone := p.diff(pair, rec)
+			for _, r := range gone {
+				if pr, ok := pending[r.ID]; ok {
+					pr.SupersededID = sql.NullString{String: rec.ID.String(), Valid: true}
+					pr.SupersededC = sql.NullInt64{Int64: int64(rec.Position.Commit), Valid: true}
+					pr.SupersededP = sql.NullInt64{Int64: int64(rec.Position.Prepare), Valid: true}
+					continue
+				}
+				sup = append(sup, r.ID)
+			}
+			for _, r := range ins {
+				pending[r.ID] = r
+				w.inserts = append(w.inserts, r)
+			}
+		}
+		if len(sup) > 0 {
+			w.supersedes = append(w.supersedes, supersede{event: rec.ID, pos: rec.Position, ids: sup})
+		}
+	}
+	return w, nil
+}
+
+// diff recomputes the pair's intervals after rec and returns the rows to
+// insert and the current rows that no longer hold.
+func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone []*row) {
+	facts := p.model.Facts(pair)
+	segs := facts.Timeline()
+	want := make([]*row, 0, len(segs))
+	for _, s := range segs {
+		want = append(want, p.rowFor(pair, s, rec))
+	}
+	old := p.rows[pair]
+	keep := make([]*row, 0, len(want))
+	used := make([]bool, len(want))
+	for _, o := range old {
+		matched := false
+		for i, n := range want {
+			if !used[i] && o.same(n) {
+				used[i], matched = true, true
+				keep = append(keep, o)
+				break
+			}
+		}
+		if !matched {
+			gone = append(gone, o)
+		}
+	}
+	for i, n := range want {
+		if used[i] {
+			continue
+		}
+		n.ID = p.nextID
+		p.nextID++
+		ins = append(ins, n)
+		keep = append(keep, n)
+	}
+	if len(keep) == 0 {
+		delete(p.rows, pair)
+	} else {
+		p.rows[pair] = keep
+	}
+	return ins, gone
+}
+
+func (p *Projection) rowFor(pair accessmodel.Pair, s accessmodel.Segment, rec eventlog.Record) *row {
+	r := &row{
+		AccountID: pair.Account.String(), ChildID: pair.Child.String(),
+		Permissions: int64(s.Permissions), Reason: string(s.Reason),
+		ValidFrom:  s.From.UnixMicro(),
+		RecordedID: rec.ID.String(), RecordedC: int64(rec.Position.Commit), RecordedP: int64(rec.Position.Prepare),
+	}
+	if ref, ok := p.model.Source(pair, s.From); ok {
+		r.OpenedID, r.OpenedType, r.OpenedActor, r.OpenedRole, r.OpenedC, r.OpenedP = refCols(ref)
+	}
+	if !s.To.IsZero() {
+		r.ValidTo = sql.NullInt64{Int64: s.To.UnixMicro(), Valid: true}
+		if ref, ok := p.model.Source(pair, s.To); ok {
+			r.ClosedID, r.ClosedType, r.ClosedActor, r.ClosedRole, r.ClosedC, r.ClosedP = refCols(ref)
+		}
+	}
+	return r
+}
+
+func refCols(ref accessmodel.EventRef) (id, typ, actor, role sql.NullString, c, p sql.NullInt64) {
+	str := func(s string) sql.NullString { return sql.NullString{String: s, Valid: true} }
+	return str(ref.ID.String()), str(ref.Type), str(ref.ActorID), str(ref.ActorRole),
+		sql.NullInt64{Int64: int64(ref.Position.Commit), Valid: true},
+		sql.NullInt64{Int64: int64(ref.Position.Prepare), Valid: true}
+}

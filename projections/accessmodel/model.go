@@ -1,0 +1,274 @@
+// Package accessmodel folds the event log into the facts the access policy
+// needs, per (account, child) pair, and reports which pairs each event
+// changes. The access index and the access history are both built on it, so
+// they answer from the same facts that the domain's aggregates decide with.
+//
+// A Model holds every Child and Account aggregate of the log in memory,
+// changed only by applying events in global order (the aggregates' own
+// Apply), plus, per pair, which event set each time that bounds its access
+// (provenance, for R15's "naming the events that gave and ended each access").
+//
+// A Model is not safe for concurrent use.
+package accessmodel
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// Pair names one account's relationship with one child.
+type Pair struct {
+	Account uuid.UUID
+	Child   uuid.UUID
+}
+
+// Facts is what the policy needs to answer for one pair.
+type Facts struct {
+	Account    domain.AccountFacts
+	Placements []domain.PlacementFacts
+	Grants     []domain.GrantFacts
+}
+
+// At answers the permissions table for the pair at decision time t.
+func (f *Facts) At(t time.Time) domain.Access {
+	return domain.ChildAccess(f.Account, f.Placements, f.Grants, t)
+}
+
+// EventRef names the event that set a time bounding an access: who did it,
+// in which role, and where it sits in the log.
+type EventRef struct {
+	ID        uuid.UUID
+	Position  eventlog.Position
+	Type      string
+	ActorID   string
+	ActorRole string
+}
+
+// Result is what applying one record changed.
+type Result struct {
+	// Envelope is the decoded record.
+	Envelope domain.Envelope
+	// Pairs lists the pairs whose facts may have changed, in a stable order.
+	Pairs []Pair
+	// Account is set (non-nil) when the record is an account event: the
+	// account's own facts (kind, activation, closure) may have changed.
+	Account *uuid.UUID
+}
+
+// ErrApply is returned (wrapped) when a record cannot be applied to its
+// aggregate: the log contradicts itself, or records are out of order.
+var ErrApply = errors.New("accessmodel: cannot apply record")
+
+// Model is the fold. The zero value is not usable; call New.
+type Model struct {
+	children map[uuid.UUID]*domain.Child
+	accounts map[uuid.UUID]*domain.Account
+	// pairsOf lists, per account, the children it has a relationship with
+	// (a placement or a grant, ever), in first-seen order.
+	pairsOf map[uuid.UUID][]uuid.UUID
+	// prov holds, per pair, the event that set each bounding time of the
+	// pair's facts; acctProv the same for an account's activation and
+	// closure. Keys are Unix microseconds.
+	prov     map[Pair]map[int64]EventRef
+	acctProv map[uuid.UUID]map[int64]EventRef
+	position eventlog.Position
+	applied  uint64
+}
+
+// New returns an empty Model.
+func New() *Model {
+	return &Model{
+		children: map[uuid.UUID]*domain.Child{},
+		accounts: map[uuid.UUID]*domain.Account{},
+		pairsOf:  map[uuid.UUID][]uuid.UUID{},
+		prov:     map[Pair]map[int64]EventRef{},
+		acctProv: map[uuid.UUID]map[int64]EventRef{},
+	}
+}
+
+// Position is the position of the last record applied (eventlog.Start for
+// none).
+func (m *Model) Position() eventlog.Position { return m.position }
+
+// Applied is the number of records applied.
+func (m *Model) Applied() uint64 { return m.applied }
+
+// Apply folds one record, which must come after every record applied so
+// far. Records of unknown streams (none today) change nothing. An error
+// leaves the model unusable: the caller must start again from an empty one.
+func (m *Model) Apply(rec eventlog.Record) (Result, error) {
+	if m.applied > 0 && !m.position.Before(rec.Position) {
+		return Result{}, fmt.Errorf("%w: position %s after %s", ErrApply, rec.Position, m.position)
+	}
+	env, err := domain.DecodeRecord(rec)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrApply, err)
+	}
+	ref := EventRef{ID: rec.ID, Position: rec.Position, Type: rec.Type, ActorID: rec.Meta.ActorID, ActorRole: rec.Meta.ActorRole}
+	res := Result{Envelope: env}
+	switch e := env.Event.(type) {
+	case *domain.ChildRegistered:
+		err = m.child(e.ChildID).Apply(e)
+	case *domain.WorkerAllocated:
+		err = m.child(e.ChildID).Apply(e)
+	case *domain.PlacementStarted:
+		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref, e.StartedAt)
+	case *domain.PlacementEnded:
+		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref, e.EndedAt, e.GraceUntil)
+	case *domain.GraceEndedEarly:
+		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref, e.EndedAt)
+	case *domain.GraceExpired:
+		// The deadline was already a fact; the expiry is its record.
+		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref)
+	case *domain.AccessGranted:
+		res.Pairs, err = m.childPair(e, e.ChildID, e.AccountID, ref, e.GrantedAt)
+	case *domain.AccessRevoked:
+		res.Pairs, err = m.childPair(e, e.ChildID, e.AccountID, ref, e.RevokedAt)
+	case *domain.AccountActivated:
+		res.Pairs, err = m.accountEvent(e, e.AccountID, ref, e.ActivatedAt)
+		res.Account = &e.AccountID
+	case *domain.AccountClosed:
+		res.Pairs, err = m.accountEvent(e, e.AccountID, ref, e.ClosedAt)
+		res.Account = &e.AccountID
+	case *domain.AccountInvited:
+		res.Pairs, err = m.accountEvent(e, e.AccountID, ref)
+		res.Account = &e.AccountID
+	case *domain.InvitationExpired:
+		res.Pairs, err = m.accountEvent(e, e.AccountID, ref)
+		res.Account = &e.AccountID
+	case *domain.PhoneResetRequested:
+		err = m.account(e.AccountID).Apply(e)
+	case *domain.PhoneCleared:
+		err = m.account(e.AccountID).Apply(e)
+	case *domain.PhoneEnrolled:
+		err = m.account(e.AccountID).Apply(e)
+	case *domain.IdentityLinked:
+		// Identity links do not change access.
+	default:
+		err = fmt.Errorf("event type %s not handled", rec.Type)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("%w %s at %s: %w", ErrApply, rec.ID, rec.Position, err)
+	}
+	m.position = rec.Position
+	m.applied++
+	return res, nil
+}
+
+func (m *Model) child(id uuid.UUID) *domain.Child {
+	c := m.children[id]
+	if c == nil {
+		c = domain.NewChild(id)
+		m.children[id] = c
+	}
+	return c
+}
+
+func (m *Model) account(id uuid.UUID) *domain.Account {
+	a := m.accounts[id]
+	if a == nil {
+		a = domain.NewAccount(id)
+		m.accounts[id] = a
+	}
+	return a
+}
+
+func (m *Model) childPair(e domain.Event, child, account uuid.UUID, ref EventRef, times ...time.Time) ([]Pair, error) {
+	if err := m.child(child).Apply(e); err != nil {
+		return nil, err
+	}
+	p := Pair{Account: account, Child: child}
+	if !slices.Contains(m.pairsOf[account], child) {
+		m.pairsOf[account] = append(m.pairsOf[account], child)
+	}
+	pr := m.prov[p]
+	if pr == nil {
+		pr = map[int64]EventRef{}
+		m.prov[p] = pr
+	}
+	for _, t := range times {
+		pr[t.UnixMicro()] = ref
+	}
+	return []Pair{p}, nil
+}
+
+func (m *Model) accountEvent(e domain.Event, account uuid.UUID, ref EventRef, times ...time.Time) ([]Pair, error) {
+	if err := m.account(account).Apply(e); err != nil {
+		return nil, err
+	}
+	if len(times) > 0 {
+		pr := m.acctProv[account]
+		if pr == nil {
+			pr = map[int64]EventRef{}
+			m.acctProv[account] = pr
+		}
+		for _, t := range times {
+			pr[t.UnixMicro()] = ref
+		}
+	}
+	children := m.pairsOf[account]
+	pairs := make([]Pair, len(children))
+	for i, c := range children {
+		pairs[i] = Pair{Account: account, Child: c}
+	}
+	return pairs, nil
+}
+
+// Facts returns the pair's facts now. The slices are fresh copies the caller
+// may keep.
+func (m *Model) Facts(p Pair) Facts {
+	var f Facts
+	if a := m.accounts[p.Account]; a != nil && a.Exists() {
+		f.Account = a.Facts()
+	}
+	if c := m.children[p.Child]; c != nil {
+		f.Placements = c.PlacementFacts(p.Account)
+		f.Grants = c.GrantFacts(p.Account)
+	}
+	return f
+}
+
+// Account returns the account aggregate, if any event of it was applied.
+// The caller must not change it.
+func (m *Model) Account(id uuid.UUID) (*domain.Account, bool) {
+	a, ok := m.accounts[id]
+	return a, ok && a.Exists()
+}
+
+// Child returns the child aggregate, if any event of it was applied. The
+// caller must not change it.
+func (m *Model) Child(id uuid.UUID) (*domain.Child, bool) {
+	c, ok := m.children[id]
+	return c, ok
+}
+
+// ChildrenOf lists the children account has ever had a placement or grant
+// with, in first-seen order. The caller must not change the slice.
+func (m *Model) ChildrenOf(account uuid.UUID) []uuid.UUID { return m.pairsOf[account] }
+
+// Source returns the event that set time t in the pair's facts, preferring
+// the later of a pair event and an account event that set the same time.
+func (m *Model) Source(p Pair, t time.Time) (EventRef, bool) {
+	k := t.UnixMicro()
+	a, aok := m.prov[p][k]
+	b, bok := m.acctProv[p.Account][k]
+	switch {
+	case aok && bok:
+		if a.Position.Before(b.Position) {
+			return b, true
+		}
+		return a, true
+	case aok:
+		return a, true
+	case bok:
+		return b, true
+	}
+	return EventRef{}, false
+}

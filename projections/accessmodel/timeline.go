@@ -1,0 +1,71 @@
+package accessmodel
+
+import (
+	"slices"
+	"time"
+
+	"github.com/accessledger/accessledger/domain"
+)
+
+// Segment is a maximal interval of effective time [From, To) in which a
+// pair's access is the same and not empty. A zero To means open-ended: no
+// fact known so far ends it.
+type Segment struct {
+	From        time.Time
+	To          time.Time
+	Permissions domain.PermissionSet
+	Reason      domain.Reason
+}
+
+// Contains reports whether t lies in the segment.
+func (s Segment) Contains(t time.Time) bool {
+	return !t.Before(s.From) && (s.To.IsZero() || t.Before(s.To))
+}
+
+// Timeline returns the segments of the pair's access over all effective
+// time, in order: the policy's answers between consecutive fact times. The
+// access can only change at a time that appears in the facts, so evaluating
+// the policy once per such time is exact.
+func (f *Facts) Timeline() []Segment {
+	times := f.breakpoints()
+	var out []Segment
+	for i, t := range times {
+		a := f.At(t)
+		if a.Permissions == 0 {
+			continue
+		}
+		var to time.Time
+		if i+1 < len(times) {
+			to = times[i+1]
+		}
+		if n := len(out); n > 0 && out[n-1].To.Equal(t) && out[n-1].Permissions == a.Permissions && out[n-1].Reason == a.Reason {
+			out[n-1].To = to
+			continue
+		}
+		out = append(out, Segment{From: t, To: to, Permissions: a.Permissions, Reason: a.Reason})
+	}
+	return out
+}
+
+// breakpoints lists every distinct non-zero time of the facts, sorted.
+func (f *Facts) breakpoints() []time.Time {
+	ts := make([]time.Time, 0, 2+3*len(f.Placements)+2*len(f.Grants))
+	add := func(t time.Time) {
+		if !t.IsZero() {
+			ts = append(ts, t)
+		}
+	}
+	add(f.Account.ActivatedAt)
+	add(f.Account.ClosedAt)
+	for _, p := range f.Placements {
+		add(p.Start)
+		add(p.End)
+		add(p.GraceEnd)
+	}
+	for _, g := range f.Grants {
+		add(g.From)
+		add(g.To)
+	}
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	return slices.CompactFunc(ts, func(a, b time.Time) bool { return a.Equal(b) })
+}

@@ -1,0 +1,129 @@
+// Package projections runs the SQL read models of the engine: it feeds each
+// projection the event log in global order from its checkpoint, and writes
+// the projection's changes and its checkpoint in one transaction.
+//
+// # Projections and their tables
+//
+// A Projection owns a few tables. Queries read them through a view named as
+// the table's logical name (Table.Name); the rows live in a physical table
+// of the current generation, "<name>_g<generation>". A rebuild fills the
+// tables of the next generation from the start of the log while queries keep
+// reading the current one, then, in one transaction, catches up the last
+// events, points the views at the new tables and moves the checkpoint. So
+// queries never stop and never see a half-built read model.
+//
+// # Checkpoints
+//
+// The table projection_checkpoints holds, per projection, its generation,
+// its version and the position of the last event applied. Every batch is
+// applied in a transaction that first reads that row (locking it on
+// PostgreSQL; SQLite transactions take the write lock at BEGIN), checks that
+// it is still what the runner expects, writes the projection's changes and
+// then the new checkpoint. A crash at any point leaves the tables and the
+// checkpoint consistent, and several runners on one database (engine
+// replicas) never apply an event twice: the one that finds the checkpoint
+// moved replays the events in memory instead of writing them.
+package projections
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// Table is one table a projection owns.
+type Table struct {
+	// Name is the logical name: queries read the view of this name. It must
+	// be a lower-case SQL identifier of letters, digits and underscores.
+	Name string
+	// Create returns the statements that create the physical table named
+	// physical, and its indexes, in the given dialect (dialect.PG or
+	// dialect.SQLite). Index names must start with physical so that two
+	// generations never clash.
+	Create func(d dialect.Name, physical string) []string
+}
+
+// Tables maps each logical table name of a projection to the physical table
+// it must write in the current run.
+type Tables map[string]string
+
+// Name returns the physical table for logical name; it panics when the
+// projection did not declare the table, a programming error.
+func (t Tables) Name(logical string) string {
+	p, ok := t[logical]
+	if !ok {
+		panic(fmt.Sprintf("projections: table %q not declared", logical))
+	}
+	return p
+}
+
+// Ident returns the physical table for logical as a bun identifier, for
+// ModelTableExpr("?", ...) and raw queries.
+func (t Tables) Ident(logical string) bun.Ident { return bun.Ident(t.Name(logical)) }
+
+// physicalName is the table of logical name in generation gen.
+func physicalName(logical string, gen int64) string {
+	return logical + "_g" + strconv.FormatInt(gen, 10)
+}
+
+// tablesFor returns the physical tables of p in generation gen.
+func tablesFor(p Projection, gen int64) Tables {
+	t := Tables{}
+	for _, tb := range p.Tables() {
+		t[tb.Name] = physicalName(tb.Name, gen)
+	}
+	return t
+}
+
+// Projection is a read model kept in SQL tables and fed by the event log.
+//
+// The runner calls its methods from one goroutine at a time. After Load,
+// every record reaches the projection exactly once, in global order, either
+// through Replay (state only) or Apply (state and writes).
+type Projection interface {
+	// Name identifies the projection: its checkpoint and the NAME of
+	// accessd rebuild --projection. It never changes.
+	Name() string
+	// Version is the version of the projection's tables and logic. When it
+	// differs from the version its tables were built with, the runner
+	// rebuilds the projection at start.
+	Version() int
+	// Tables lists the tables the projection owns.
+	Tables() []Table
+	// Load resets the projection's in-memory state to continue after
+	// position at, reading what it needs from its own tables t through db.
+	// It reports whether the records up to and including at must first be
+	// passed through Replay (a projection whose state lives only in memory,
+	// such as a fold of the aggregates, needs this warm-up; one that keeps
+	// everything in its tables does not).
+	Load(ctx context.Context, db bun.IDB, t Tables, at eventlog.Position) (warmup bool, err error)
+	// Replay advances the in-memory state by recs without writing: the
+	// warm-up, or records another runner has already written.
+	Replay(recs []eventlog.Record) error
+	// Apply advances the in-memory state by recs and writes their changes
+	// into tables t through tx. When Apply fails or the transaction does not
+	// commit, the runner discards the state and calls Load again.
+	Apply(ctx context.Context, tx bun.Tx, t Tables, recs []eventlog.Record) error
+}
+
+// validIdent reports whether s is a lower-case identifier the runner may
+// build table names from.
+func validIdent(s string) bool {
+	if s == "" || len(s) > 40 || !(s[0] >= 'a' && s[0] <= 'z') {
+		return false
+	}
+	return strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == ""
+}
+
+// Log is what the runner needs of the event log (eventlog.Store provides it).
+type Log interface {
+	ReadAll(ctx context.Context, after eventlog.Position, limit int) ([]eventlog.Record, error)
+	Head(ctx context.Context) (eventlog.Position, error)
+	Subscribe(ctx context.Context, after eventlog.Position, handle func(context.Context, eventlog.Record) error) error
+}
