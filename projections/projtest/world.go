@@ -192,7 +192,9 @@ func (w *World) TryPlace(child, carer uuid.UUID, startedAt time.Time) (uuid.UUID
 }
 
 // End ends a placement at endedAt (backdated or ahead of Now).
-func (w *World) End(child, placement uuid.UUID, endedAt time.Time) { w.must(w.TryEnd(child, placement, endedAt)) }
+func (w *World) End(child, placement uuid.UUID, endedAt time.Time) {
+	w.must(w.TryEnd(child, placement, endedAt))
+}
 
 // TryEnd ends a placement, returning the domain's refusal.
 func (w *World) TryEnd(child, placement uuid.UUID, endedAt time.Time) error {
@@ -220,7 +222,9 @@ func (w *World) Expire(child, placement uuid.UUID) error {
 }
 
 // Grant grants account permissions (names) on child now.
-func (w *World) Grant(child, account uuid.UUID, perms ...string) { w.must(w.TryGrant(child, account, perms...)) }
+func (w *World) Grant(child, account uuid.UUID, perms ...string) {
+	w.must(w.TryGrant(child, account, perms...))
+}
 
 // TryGrant grants, returning the domain's refusal.
 func (w *World) TryGrant(child, account uuid.UUID, perms ...string) error {
