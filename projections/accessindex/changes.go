@@ -1,0 +1,99 @@
+package accessindex
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// Change is one entry of the change feed: a record changed the facts of the
+// pair (Account, Child), and Access is the policy's answer for the pair at
+// At, the moment the record was recorded (its Meta.RecordedAt). Position is
+// the record's position; one record may change several pairs (closing an
+// account changes all of its pairs), so several changes can share a
+// position.
+//
+// Changes are published when a record changes a pair's facts, and also for
+// the pair of a grace expiry record (placement.grace_expired.v1), which
+// changes no fact (the deadline already was one, and checks already deny
+// from it on) but is when a follower that does not track Until learns that
+// the access ended. Nothing else that time alone does is published: a
+// follower that needs an answer to change at its deadline uses Access.Until,
+// and an access that begins later by its facts (a planned placement) shows
+// in its change as the answer at At (no_relationship).
+type Change struct {
+	Account  uuid.UUID
+	Child    uuid.UUID
+	Access   domain.Access
+	At       time.Time
+	Position eventlog.Position
+}
+
+// ErrTooOld is returned (wrapped) by Changes when changes after the position
+// asked for have already left the bounded change buffer: the caller must
+// start again from a full answer (ChildrenOf, ViewersOf) and follow from its
+// position.
+var ErrTooOld = errors.New("accessindex: position too old for the change buffer")
+
+// Changes returns the changes after position `after`, in order, the
+// position they reach (the index's position: every change up to it is in
+// the list), and a channel closed when the index applies more records, so a
+// follower loops: changes, pos, wait := Changes(pos); handle; <-wait.
+//
+// It fails with ErrTooOld when changes after `after` have left the buffer
+// (it holds the last WithChangeBuffer changes, DefaultChangeBuffer by
+// default). The slice is the caller's.
+func (ix *Index) Changes(after eventlog.Position) ([]Change, eventlog.Position, <-chan struct{}, error) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if after.Before(ix.changes.dropped) {
+		return nil, ix.pos, ix.notify, fmt.Errorf("%w: changes up to %s are gone, asked after %s", ErrTooOld, ix.changes.dropped, after)
+	}
+	return ix.changes.after(after), ix.pos, ix.notify, nil
+}
+
+// ring is a bounded buffer of the latest changes, in position order.
+type ring struct {
+	buf   []Change
+	start int // index of the oldest change
+	n     int
+	// dropped is the position of the newest change pushed out of the
+	// buffer (Start while none was).
+	dropped eventlog.Position
+}
+
+func newRing(size int) ring { return ring{buf: make([]Change, size)} }
+
+func (r *ring) len() int { return r.n }
+
+func (r *ring) at(i int) *Change { return &r.buf[(r.start+i)%len(r.buf)] }
+
+func (r *ring) push(c Change) {
+	if r.n == len(r.buf) {
+		r.dropped = r.buf[r.start].Position
+		r.buf[r.start] = c
+		r.start = (r.start + 1) % len(r.buf)
+		return
+	}
+	r.buf[(r.start+r.n)%len(r.buf)] = c
+	r.n++
+}
+
+// after copies the changes with a position after p.
+func (r *ring) after(p eventlog.Position) []Change {
+	i := sort.Search(r.n, func(i int) bool { return p.Before(r.at(i).Position) })
+	if i == r.n {
+		return nil
+	}
+	out := make([]Change, 0, r.n-i)
+	for ; i < r.n; i++ {
+		out = append(out, *r.at(i))
+	}
+	return out
+}

@@ -1,0 +1,314 @@
+// Package accessindex is the in-memory access index: the structure every
+// access check is answered from (architecture decision 5). It folds the
+// event log through accessmodel.Model and keeps, per (account, child) pair,
+// copies of the facts the policy needs, so that a check costs one map lookup
+// and one call of the pure policy function, and no database query.
+//
+// # Answers
+//
+// Every answer is exactly what domain.ChildAccess (or, for a carer record,
+// domain.CarerRecordAccess) decides on the facts the index holds, at the
+// decision time the caller passes. Deadlines are compared with that time
+// (R3, decision 7): a grace period ends at its deadline whether or not the
+// process manager has written the expiry event yet.
+//
+// Every answer carries the position of the last record applied, read under
+// the same lock as the data it was computed from: an answer at position P
+// reflects every record up to P and none after it (decision 6). WaitFor lets
+// a query wait, bounded, until the index has applied a consistency token.
+//
+// # Concurrency
+//
+// An Index is safe for any number of concurrent readers (Check, CheckCarer,
+// ChildrenOf, ViewersOf, Changes, WaitFor, Position, Stats) while one
+// goroutine feeds it (Apply, or Run which calls Apply). The fold itself
+// (decoding, the aggregates, copying facts) runs outside the lock; only the
+// few map writes of each record take the write lock, so readers wait for
+// microseconds at most.
+//
+// # Feeding
+//
+// Run replays the log from the index's position with ReadAll pages and then
+// follows it with Subscribe; Ready is closed once the index has caught up with
+// the head the log had when Run started. There is no snapshot: start-up is a
+// replay of the whole log (see BenchmarkReplay for its cost).
+//
+// # Change feed
+//
+// Apply publishes a Change for every pair whose facts a record changes (and
+// for the pair of a grace expiry record, see Change) into a bounded ring
+// buffer, read with Changes: the source of the watch API.
+package accessindex
+
+import (
+	"bytes"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/projections/accessmodel"
+)
+
+// Answer is the index's answer to one check.
+type Answer struct {
+	// Allowed reports whether Permissions holds the permission asked for.
+	Allowed bool
+	// Permissions is everything the account may do on the record at the
+	// decision time.
+	Permissions domain.PermissionSet
+	// Reason names why (the policy's reason, allowing or denying).
+	Reason domain.Reason
+	// Until is when this answer stops holding; zero when nothing known
+	// ends it.
+	Until time.Time
+	// Position is the position of the last record the answer reflects.
+	Position eventlog.Position
+}
+
+// Entry is one (account, child) pair in a list answer, with the access the
+// account has on the child at the decision time.
+type Entry struct {
+	Account     uuid.UUID
+	Child       uuid.UUID
+	Permissions domain.PermissionSet
+	Reason      domain.Reason
+	Until       time.Time
+}
+
+// Stats describes the index's size.
+type Stats struct {
+	// Position is the position of the last record applied.
+	Position eventlog.Position
+	// Applied is the number of records applied.
+	Applied uint64
+	// Pairs is the number of (account, child) pairs with a placement or a
+	// grant, ever.
+	Pairs int
+	// Accounts is the number of accounts known (invited, ever), and
+	// Children the number of children with at least one pair.
+	Accounts int
+	Children int
+	// Changes is the number of changes the change buffer holds.
+	Changes int
+}
+
+// Default sizes.
+const (
+	// DefaultChangeBuffer is how many changes Changes can look back.
+	DefaultChangeBuffer = 10_000
+	// DefaultPageSize is how many records Run reads per ReadAll page
+	// while it replays.
+	DefaultPageSize = 5_000
+)
+
+// Option configures an Index.
+type Option func(*config)
+
+type config struct {
+	changeBuffer int
+	pageSize     int
+	logger       *slog.Logger
+}
+
+// WithChangeBuffer sets how many changes the change buffer holds; n < 1
+// keeps DefaultChangeBuffer.
+func WithChangeBuffer(n int) Option {
+	return func(c *config) {
+		if n >= 1 {
+			c.changeBuffer = n
+		}
+	}
+}
+
+// WithPageSize sets how many records Run reads per page while it replays;
+// n < 1 keeps DefaultPageSize.
+func WithPageSize(n int) Option {
+	return func(c *config) {
+		if n >= 1 {
+			c.pageSize = n
+		}
+	}
+}
+
+// WithLogger sets the logger Run reports its replay to; the default is
+// slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// Index is the in-memory access index. The zero value is not usable; call
+// New.
+type Index struct {
+	cfg config
+
+	// applyMu serializes appliers; model, err and scratch belong to it.
+	applyMu sync.Mutex
+	model   *accessmodel.Model
+	err     error
+	scratch []update
+	running atomic.Bool
+
+	// mu guards everything below. The applier reads pairs without it
+	// (nobody else writes them) and takes it to write.
+	mu       sync.RWMutex
+	pos      eventlog.Position
+	applied  uint64
+	pairs    map[accessmodel.Pair]pairFacts
+	accounts map[uuid.UUID]*account
+	// viewers lists, per child, the accounts it has a pair with, sorted by
+	// id.
+	viewers map[uuid.UUID][]uuid.UUID
+	known   int // accounts with known set
+	changes ring
+	// notify is closed, and replaced, after every Apply that applied a
+	// record: WaitFor and Changes callers wait on it.
+	notify chan struct{}
+	// ready is closed once pos reaches target (set by Run).
+	ready     chan struct{}
+	target    eventlog.Position
+	targetSet bool
+	isReady   bool
+}
+
+// New returns an empty index, at eventlog.Start.
+func New(opts ...Option) *Index {
+	cfg := config{changeBuffer: DefaultChangeBuffer, pageSize: DefaultPageSize, logger: slog.Default()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &Index{
+		cfg:      cfg,
+		model:    accessmodel.New(),
+		pairs:    map[accessmodel.Pair]pairFacts{},
+		accounts: map[uuid.UUID]*account{},
+		viewers:  map[uuid.UUID][]uuid.UUID{},
+		changes:  newRing(cfg.changeBuffer),
+		notify:   make(chan struct{}),
+		ready:    make(chan struct{}),
+	}
+}
+
+// pairFacts is what the index keeps per pair: copies of the pair's facts,
+// taken when a record changed them. The account facts are copied into every
+// pair of the account, so a check reads one map entry only.
+type pairFacts struct {
+	account    domain.AccountFacts
+	placements []domain.PlacementFacts
+	grants     []domain.GrantFacts
+}
+
+func (f *pairFacts) at(t time.Time) domain.Access {
+	return domain.ChildAccess(f.account, f.placements, f.grants, t)
+}
+
+// account is what the index keeps per account.
+type account struct {
+	// known is true once the account was invited: its facts are then the
+	// account's, and a check of a child it has no pair with answers by
+	// them (account_not_active, account_closed or no_relationship).
+	known bool
+	facts domain.AccountFacts
+	// children lists the children the account has a pair with, sorted by
+	// id.
+	children []uuid.UUID
+}
+
+// Check answers for account on child at decision time t: exactly
+// domain.ChildAccess on the pair's facts. A pair the index does not hold
+// answers by the account's own facts with no placement and no grant
+// (account_not_active, account_closed, or no_relationship), and an account
+// the index does not know answers no_relationship. It allocates nothing.
+func (ix *Index) Check(acct, child uuid.UUID, perm domain.Permission, t time.Time) Answer {
+	ix.mu.RLock()
+	pos := ix.pos
+	var a domain.Access
+	if f, ok := ix.pairs[accessmodel.Pair{Account: acct, Child: child}]; ok {
+		a = f.at(t)
+	} else if ac := ix.accounts[acct]; ac != nil && ac.known {
+		a = domain.ChildAccess(ac.facts, nil, nil, t)
+	} else {
+		a = domain.Access{Reason: domain.ReasonNoRelationship}
+	}
+	ix.mu.RUnlock()
+	return Answer{Allowed: a.Allows(perm), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until, Position: pos}
+}
+
+// CheckCarer answers for account on carer's own record (R1) at decision
+// time t: exactly domain.CarerRecordAccess(account == carer, account's facts,
+// t). An account the index does not know answers no_relationship. It
+// allocates nothing.
+func (ix *Index) CheckCarer(acct, carer uuid.UUID, perm domain.Permission, t time.Time) Answer {
+	ix.mu.RLock()
+	pos := ix.pos
+	var a domain.Access
+	if ac := ix.accounts[acct]; ac != nil && ac.known {
+		a = domain.CarerRecordAccess(acct == carer, ac.facts, t)
+	} else {
+		a = domain.Access{Reason: domain.ReasonNoRelationship}
+	}
+	ix.mu.RUnlock()
+	return Answer{Allowed: a.Allows(perm), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until, Position: pos}
+}
+
+// ChildrenOf lists the children account can see at decision time t (some
+// permission allowed), sorted by child id, and the position the list was
+// computed at. The slice is the caller's.
+func (ix *Index) ChildrenOf(acct uuid.UUID, t time.Time) ([]Entry, eventlog.Position) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	ac := ix.accounts[acct]
+	if ac == nil {
+		return nil, ix.pos
+	}
+	var out []Entry
+	for _, c := range ac.children {
+		f := ix.pairs[accessmodel.Pair{Account: acct, Child: c}]
+		if a := f.at(t); a.Permissions != 0 {
+			out = append(out, Entry{Account: acct, Child: c, Permissions: a.Permissions, Reason: a.Reason, Until: a.Until})
+		}
+	}
+	return out, ix.pos
+}
+
+// ViewersOf lists the accounts that can see child at decision time t (some
+// permission allowed), sorted by account id, and the position the list was
+// computed at. The slice is the caller's.
+func (ix *Index) ViewersOf(child uuid.UUID, t time.Time) ([]Entry, eventlog.Position) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []Entry
+	for _, acct := range ix.viewers[child] {
+		f := ix.pairs[accessmodel.Pair{Account: acct, Child: child}]
+		if a := f.at(t); a.Permissions != 0 {
+			out = append(out, Entry{Account: acct, Child: child, Permissions: a.Permissions, Reason: a.Reason, Until: a.Until})
+		}
+	}
+	return out, ix.pos
+}
+
+// Position returns the position of the last record applied (eventlog.Start
+// for none).
+func (ix *Index) Position() eventlog.Position {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.pos
+}
+
+// Stats returns the index's size, read consistently.
+func (ix *Index) Stats() Stats {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return Stats{Position: ix.pos, Applied: ix.applied, Pairs: len(ix.pairs), Accounts: ix.known,
+		Children: len(ix.viewers), Changes: ix.changes.len()}
+}
+
+func compareIDs(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
