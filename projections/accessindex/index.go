@@ -187,7 +187,7 @@ func New(opts ...Option) *Index {
 	}
 	return &Index{
 		cfg:      cfg,
-		model:    accessmodel.New(),
+		model:    accessmodel.New(accessmodel.WithoutProvenance()),
 		pairs:    map[accessmodel.Pair]pairFacts{},
 		accounts: map[uuid.UUID]*account{},
 		viewers:  map[uuid.UUID][]uuid.UUID{},

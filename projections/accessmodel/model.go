@@ -80,17 +80,30 @@ type Model struct {
 	acctProv map[uuid.UUID]map[int64]EventRef
 	position eventlog.Position
 	applied  uint64
+	noProv   bool
 }
 
+// Option configures a Model.
+type Option func(*Model)
+
+// WithoutProvenance makes the Model skip provenance: Source then always
+// reports false. It roughly halves the memory per pair, for users that
+// never name the events behind an answer (the access index).
+func WithoutProvenance() Option { return func(m *Model) { m.noProv = true } }
+
 // New returns an empty Model.
-func New() *Model {
-	return &Model{
+func New(opts ...Option) *Model {
+	m := &Model{
 		children: map[uuid.UUID]*domain.Child{},
 		accounts: map[uuid.UUID]*domain.Account{},
 		pairsOf:  map[uuid.UUID][]uuid.UUID{},
 		prov:     map[Pair]map[int64]EventRef{},
 		acctProv: map[uuid.UUID]map[int64]EventRef{},
 	}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
 }
 
 // Position is the position of the last record applied (eventlog.Start for
@@ -188,6 +201,9 @@ func (m *Model) childPair(e domain.Event, child, account uuid.UUID, ref EventRef
 	if !slices.Contains(m.pairsOf[account], child) {
 		m.pairsOf[account] = append(m.pairsOf[account], child)
 	}
+	if m.noProv || len(times) == 0 {
+		return []Pair{p}, nil
+	}
 	pr := m.prov[p]
 	if pr == nil {
 		pr = map[int64]EventRef{}
@@ -203,7 +219,7 @@ func (m *Model) accountEvent(e domain.Event, account uuid.UUID, ref EventRef, ti
 	if err := m.account(account).Apply(e); err != nil {
 		return nil, err
 	}
-	if len(times) > 0 {
+	if len(times) > 0 && !m.noProv {
 		pr := m.acctProv[account]
 		if pr == nil {
 			pr = map[int64]EventRef{}
