@@ -22,7 +22,20 @@
 // then the new checkpoint. A crash at any point leaves the tables and the
 // checkpoint consistent, and several runners on one database (engine
 // replicas) never apply an event twice: the one that finds the checkpoint
-// moved replays the events in memory instead of writing them.
+// moved replays the events in memory instead of writing them. The same row
+// holds the lease that lets one rebuild of a projection run at a time.
+//
+// # Running
+//
+// Apply Migrations (component Component) once per database, then:
+//
+//	r, err := projections.NewRunner(db, store, []projections.Projection{...}, projections.WithLogger(log))
+//	go r.Run(ctx)               // until ctx ends
+//	<-r.Ready()                 // every projection caught up with the head it saw at start
+//	r.Status()                  // per projection: position, head, lag, last error
+//
+// and, for accessd rebuild, Rebuild(ctx, db, store, p, progress) with a
+// fresh instance of the projection.
 package projections
 
 import (

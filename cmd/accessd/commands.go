@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"time"
 )
 
 func runMigrate(ctx context.Context, args []string, env *environment) error {
@@ -56,20 +56,21 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 		return err
 	}
 	log := cfg.logger(env)
-	st, err := openStore(ctx, &cfg, log)
+	start := time.Now()
+	e, err := openEngine(ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	s, err := st.status(ctx)
+	defer e.Close()
+	s, err := e.store.status(ctx)
 	if err != nil {
 		return err
 	}
-	log.Info("event store ready", "store", s.Store, "events", s.Events, "head", s.Head.String())
-	<-ctx.Done()
+	log.Info("event store open", "store", s.Store, "events", s.Events, "head", s.Head.String())
+	err = e.run(ctx, func() {
+		log.Info("ready: read models and access index caught up", "start_to_ready", time.Since(start).Round(time.Millisecond).String())
+		e.logStatus()
+	})
 	log.Info("shutting down")
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	return err
 }

@@ -3,6 +3,8 @@
 //	accessd serve    [--data-dir ./data] [--event-store URL]  run the engine
 //	accessd migrate  [--data-dir ./data] [--event-store URL]  apply schema migrations
 //	accessd status   [--data-dir ./data] [--event-store URL]  report the store
+//	accessd rebuild  [--projection NAME]                      rebuild read models
+//	accessd audit verify [--anchor SEQ:HASH]                  verify the audit trail
 //
 // Every flag also has an environment variable: ACCESSLEDGER_ and the flag's
 // name in upper case with _ for - (ACCESSLEDGER_DATA_DIR). A flag on the
@@ -52,6 +54,8 @@ func commands() []command {
 		{"serve", "run the engine (migrates the store first)", runServe},
 		{"migrate", "apply the schema migrations and exit", runMigrate},
 		{"status", "report the event store: its head position and event count", runStatus},
+		{"rebuild", "rebuild read models from the event log into fresh tables, then swap them in", runRebuild},
+		{"audit", "audit verify: bring the audit trail up to date and recompute its hash chain", runAudit},
 	}
 }
 

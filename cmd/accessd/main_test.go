@@ -89,7 +89,7 @@ func TestServeStopsWhenCancelled(t *testing.T) {
 	done := make(chan int, 1)
 	var out, errb syncBuffer
 	go func() { done <- run(ctx, []string{"serve", "--data-dir", dir}, &out, &errb, noEnv) }()
-	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "event store ready") }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "ready: read models and access index caught up") }, 10*time.Second, 10*time.Millisecond)
 	cancel()
 	select {
 	case code := <-done:

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/projections"
+	"github.com/accessledger/accessledger/projections/accesshistory"
+	"github.com/accessledger/accessledger/projections/accessindex"
+	"github.com/accessledger/accessledger/projections/accounts"
+	"github.com/accessledger/accessledger/projections/audit"
+	"github.com/accessledger/accessledger/projections/securitylog"
+)
+
+// readModels returns fresh instances of every SQL read model, in the order
+// the runner reports them.
+func readModels() []projections.Projection {
+	return []projections.Projection{accesshistory.New(), audit.New(), accounts.New()}
+}
+
+// readModelNames lists the names accepted by rebuild --projection.
+func readModelNames() []string {
+	var names []string
+	for _, p := range readModels() {
+		names = append(names, p.Name())
+	}
+	return names
+}
+
+// migrateReadStore applies the migrations of the read store's own tables
+// (projection checkpoints, security log). The read models' tables are
+// created by the runner, per generation.
+func migrateReadStore(ctx context.Context, db *sqldb.DB) error {
+	pg, lite := projections.Migrations()
+	if err := sqldb.Migrate(ctx, db, projections.Component, pg, lite); err != nil {
+		return fmt.Errorf("migrate read store %s: %w", db, err)
+	}
+	pg, lite = securitylog.Migrations()
+	if err := sqldb.Migrate(ctx, db, securitylog.Component, pg, lite); err != nil {
+		return fmt.Errorf("migrate read store %s: %w", db, err)
+	}
+	return nil
+}
+
+// engine is the running engine: the event store, the read models kept by
+// the projection runner, and the in-memory access index.
+type engine struct {
+	log    *slog.Logger
+	store  *openedStore
+	readDB *sqldb.DB
+	runner *projections.Runner
+	index  *accessindex.Index
+}
+
+// openEngine opens the stores, applies every migration and builds the
+// projections; run starts them. The read models live in the event store's
+// database.
+func openEngine(ctx context.Context, cfg *storeConfig, log *slog.Logger) (*engine, error) {
+	st, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	octx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	if err := migrateReadStore(octx, st.db); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	runner, err := projections.NewRunner(st.db.DB, st.store, readModels(), projections.WithLogger(log))
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return &engine{log: log, store: st, readDB: st.db, runner: runner,
+		index: accessindex.New(accessindex.WithLogger(log))}, nil
+}
+
+func (e *engine) Close() error { return e.store.Close() }
+
+// run runs the projections and the index until ctx ends. ready is called
+// once when every read model and the index have caught up with the log.
+func (e *engine) run(ctx context.Context, ready func()) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return e.runner.Run(gctx) })
+	g.Go(func() error {
+		err := e.index.Run(gctx, e.store.store)
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("access index: %w", err)
+	})
+	g.Go(func() error {
+		select {
+		case <-gctx.Done():
+			return nil
+		case <-e.index.Ready():
+		}
+		if err := e.runner.WaitCaughtUp(gctx); err != nil {
+			return nil
+		}
+		if ready != nil {
+			ready()
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// logStatus logs every projection's state.
+func (e *engine) logStatus() {
+	for _, s := range e.runner.Status() {
+		attrs := []any{"projection", s.Name, "position", s.Position.String(), "caught_up", s.CaughtUp,
+			"lag", s.Lag.Round(time.Millisecond).String()}
+		if s.LastError != nil {
+			attrs = append(attrs, "last_error", s.LastError.Error())
+		}
+		e.log.Info("projection", attrs...)
+	}
+	st := e.index.Stats()
+	e.log.Info("access index", "position", st.Position.String(), "pairs", st.Pairs, "accounts", st.Accounts, "children", st.Children)
+}

@@ -1,0 +1,30 @@
+package projections
+
+import (
+	"embed"
+	"io/fs"
+)
+
+// Component is the name the runner's migrations are recorded under (tables
+// projections_migrations and projections_migration_locks).
+const Component = "projections"
+
+//go:embed migrations
+var migrationFiles embed.FS
+
+// Migrations returns the runner's bun/migrate SQL files (the table
+// projection_checkpoints) for PostgreSQL and for SQLite. Apply them with
+// sqldb.Migrate(ctx, db, projections.Component, pg, lite) before NewRunner's
+// Run or Rebuild. Each projection's own tables are not migrations: the runner
+// creates them per generation with Table.Create.
+func Migrations() (postgres, sqlite fs.FS) {
+	return sub("migrations/postgres"), sub("migrations/sqlite")
+}
+
+func sub(dir string) fs.FS {
+	f, err := fs.Sub(migrationFiles, dir)
+	if err != nil {
+		panic("projections: embedded migrations: " + err.Error()) // a constant, valid path
+	}
+	return f
+}

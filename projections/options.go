@@ -1,0 +1,91 @@
+package projections
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// DefaultBatchSize is how many events the runner reads and applies per
+// transaction unless WithBatchSize says otherwise.
+const DefaultBatchSize = 500
+
+// Option configures a Runner or a Rebuild.
+type Option func(*config)
+
+type config struct {
+	logger     *slog.Logger
+	batch      int
+	clock      func() time.Time
+	minBackoff time.Duration
+	maxBackoff time.Duration
+	// lease is how long a rebuild lease lasts without renewal; leasePoll how
+	// often a rebuild waiting for another one checks the lease.
+	lease     time.Duration
+	leasePoll time.Duration
+	// swapLockTimeout bounds how long a rebuild's swap waits for the views
+	// on PostgreSQL before it lets queries through and tries again.
+	swapLockTimeout time.Duration
+	// afterApply, for tests, runs inside the batch transaction after
+	// Projection.Apply and before the checkpoint update; an error fails the
+	// batch.
+	afterApply func(projection string, recs []eventlog.Record) error
+}
+
+// WithLogger sets the logger; the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithBatchSize sets the most events applied in one transaction (default
+// DefaultBatchSize).
+func WithBatchSize(n int) Option { return func(c *config) { c.batch = n } }
+
+// WithClock sets the clock used for checkpoint timestamps, lag and rebuild
+// leases; the default is time.Now.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.clock = now } }
+
+// WithRetryBackoff sets how long a projection waits before retrying after a
+// failure: min at first, doubling up to max, back to min once a batch
+// succeeds. The defaults are 100 ms and 30 s.
+func WithRetryBackoff(min, max time.Duration) Option {
+	return func(c *config) { c.minBackoff, c.maxBackoff = min, max }
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{
+		logger:     slog.Default(),
+		batch:      DefaultBatchSize,
+		clock:      time.Now,
+		minBackoff: 100 * time.Millisecond,
+		maxBackoff: 30 * time.Second,
+		lease:      30 * time.Second,
+		leasePoll:  time.Second,
+
+		swapLockTimeout: 2 * time.Second,
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	var problems []error
+	if c.logger == nil {
+		problems = append(problems, errors.New("logger is nil"))
+	}
+	if c.batch <= 0 {
+		problems = append(problems, fmt.Errorf("batch size %d is not positive", c.batch))
+	}
+	if c.clock == nil {
+		problems = append(problems, errors.New("clock is nil"))
+	}
+	if c.minBackoff <= 0 || c.maxBackoff < c.minBackoff {
+		problems = append(problems, fmt.Errorf("retry backoff %s..%s is not a positive range", c.minBackoff, c.maxBackoff))
+	}
+	if c.lease <= 0 || c.leasePoll <= 0 || c.swapLockTimeout <= 0 {
+		problems = append(problems, errors.New("lease timing is not positive"))
+	}
+	if err := errors.Join(problems...); err != nil {
+		return config{}, fmt.Errorf("projections: invalid options: %w", err)
+	}
+	return c, nil
+}

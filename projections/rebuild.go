@@ -1,0 +1,378 @@
+package projections
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// ErrRebuildLeaseLost is returned (wrapped) by Rebuild when the rebuild
+// could not renew its lease on the projection in time and another rebuild
+// may have taken over; the rebuild changed nothing visible.
+var ErrRebuildLeaseLost = errors.New("projections: rebuild lease lost")
+
+// Rebuild rebuilds projection p from the start of the log into new tables
+// and swaps them in, while queries and runners keep using the current ones.
+//
+//  1. It makes sure p has its checkpoint row and current tables (as a Runner
+//     does at start), then takes p's rebuild lease: one rebuild of a
+//     projection runs at a time, across processes; a second one waits for
+//     the first to finish (or for its lease to expire, 30 s after its
+//     process died) and then rebuilds again.
+//  2. It drops the tables a rebuild left behind when it was interrupted, and
+//     creates the tables of generation N+1 (N is the live generation).
+//  3. It calls p.Load on them at eventlog.Start and passes the whole log
+//     through p.Apply in batches, each batch in its own transaction. This
+//     progress is not recorded: an interrupted rebuild starts over.
+//  4. When a read returns less than a full batch, it applies that tail in ONE
+//     transaction that locks p's checkpoint row, points the views at
+//     generation N+1 and sets the row's generation, version (p.Version())
+//     and position (the last event applied). If a runner has applied events
+//     beyond the tail to generation N meanwhile, it reads on instead, so
+//     the new tables never show less than the old ones did.
+//  5. It drops the tables of generation N.
+//
+// Queries through the views see generation N until step 4 commits and
+// generation N+1 after. A Runner following p, in this process or another,
+// finds the generation changed when it next locks the row, loads p afresh
+// from the new tables and carries on from the new position (at or after
+// the one it had reached). A runner that is idle notices at its next batch.
+//
+// p must be an instance no Runner is using: Rebuild calls its methods, and a
+// projection is not safe for concurrent use. progress, when not nil, is
+// called from Rebuild's goroutine with the number of events applied so far
+// and the total: the head's commit position when the rebuild started (the
+// number of events on the SQL store, whose positions are dense; a best
+// effort on others), raised to done when more events arrive meanwhile.
+//
+// Of the options, Rebuild uses WithBatchSize, WithLogger and WithClock.
+func Rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress func(done, total uint64), opts ...Option) error {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return err
+	}
+	if err := validate(db, log, []Projection{p}); err != nil {
+		return err
+	}
+	_, err = rebuild(ctx, db, log, p, progress, cfg, true)
+	return err
+}
+
+// errBehindLive: the live checkpoint is ahead of the rebuild's tail
+// (internal to rebuild).
+var errBehindLive = errors.New("rebuild behind the live checkpoint")
+
+// rebuilt is what rebuild did: when done, p's tables are now generation gen
+// and p's state is at pos (p may go on without Load).
+type rebuilt struct {
+	done bool
+	gen  int64
+	pos  eventlog.Position
+}
+
+// rebuild implements Rebuild. Unless force, it rebuilds only when the stored
+// tables are stale (another version, or missing), as checked once it holds
+// the lease: a rebuild another runner finished meanwhile is not repeated.
+func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress func(done, total uint64), cfg config, force bool) (rebuilt, error) {
+	name := p.Name()
+	fail := func(err error) (rebuilt, error) {
+		return rebuilt{}, fmt.Errorf("projections: rebuild %s: %w", name, err)
+	}
+	if progress == nil {
+		progress = func(uint64, uint64) {}
+	}
+	if _, _, err := ensure(ctx, db, p, cfg.clock()); err != nil {
+		return fail(err)
+	}
+
+	lease, err := acquireLease(ctx, db, name, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer lease.release()
+	ctx = lease.ctx
+
+	cp, stale, err := ensure(ctx, db, p, cfg.clock())
+	if err != nil {
+		return fail(lease.cause(err))
+	}
+	if !force && !stale {
+		return rebuilt{}, nil
+	}
+	live, target := cp.Generation, cp.Generation+1
+	started := cfg.clock()
+	cfg.logger.InfoContext(ctx, "projections: rebuild started", slog.String("projection", name),
+		slog.Int64("from_generation", live), slog.Int64("to_generation", target),
+		slog.Int64("stored_version", cp.Version), slog.Int("version", p.Version()))
+
+	err = inTx(ctx, db, func(tx bun.Tx) error {
+		if err := dropGenerations(ctx, tx, p, func(g int64) bool { return g != live }); err != nil {
+			return err
+		}
+		return createTables(ctx, tx, p, target)
+	})
+	if err != nil {
+		return fail(lease.cause(err))
+	}
+	swapped := false
+	defer func() {
+		if swapped {
+			return
+		}
+		// Best effort: the next rebuild drops these tables anyway.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = inTx(dctx, db, func(tx bun.Tx) error {
+			return dropGenerations(dctx, tx, p, func(g int64) bool { return g == target })
+		})
+	}()
+
+	head, err := log.Head(ctx)
+	if err != nil {
+		return fail(lease.cause(fmt.Errorf("read head: %w", err)))
+	}
+	total := head.Commit
+	tables := tablesFor(p, target)
+	if _, err := p.Load(ctx, db, tables, eventlog.Start); err != nil {
+		return fail(lease.cause(fmt.Errorf("load: %w", err)))
+	}
+	progress(0, total)
+
+	pos := eventlog.Start
+	for {
+		recs, err := log.ReadAll(ctx, pos, cfg.batch)
+		if err != nil {
+			return fail(lease.cause(fmt.Errorf("read log after %s: %w", pos, err)))
+		}
+		if len(recs) == cfg.batch {
+			err := inTx(ctx, db, func(tx bun.Tx) error { return p.Apply(ctx, tx, tables, recs) })
+			if err != nil {
+				return fail(lease.cause(fmt.Errorf("apply events %s..%s: %w", recs[0].Position, recs[len(recs)-1].Position, err)))
+			}
+			pos = recs[len(recs)-1].Position
+			total = max(total, pos.Commit)
+			progress(pos.Commit, total)
+			continue
+		}
+		// The tail: apply it and swap in one transaction, unless a runner has
+		// applied more than that to the live tables meanwhile: then read on,
+		// so that the new tables never show less than the old ones did.
+		behind, swapLocked := false, false
+		err = inTx(ctx, db, func(tx bun.Tx) error {
+			cur, _, err := readCheckpoint(ctx, tx, name, true)
+			if err != nil {
+				return err
+			}
+			if cur.RebuildOwner != lease.owner {
+				return ErrRebuildLeaseLost
+			}
+			if cur.Generation != live {
+				return fmt.Errorf("generation changed from %d to %d under the rebuild lease", live, cur.Generation)
+			}
+			last := pos
+			if len(recs) > 0 {
+				last = recs[len(recs)-1].Position
+			}
+			if last.Before(cur.Position) {
+				behind = true
+				return errBehindLive
+			}
+			// Point the views first: on PostgreSQL that waits for queries
+			// running on them, for at most swapLockTimeout (queries arriving
+			// meanwhile queue behind the swap); if they run longer, try again
+			// later rather than stall every query. The projection's state is
+			// untouched until the views are ours.
+			if isPG(tx) {
+				if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = ?", fmt.Sprintf("%dms", cfg.swapLockTimeout.Milliseconds())); err != nil {
+					return err
+				}
+			}
+			if err := pointViews(ctx, tx, p, target); err != nil {
+				if sqlState(err) == "55P03" { // lock_not_available
+					swapLocked = true
+				}
+				return err
+			}
+			if len(recs) > 0 {
+				if err := p.Apply(ctx, tx, tables, recs); err != nil {
+					return fmt.Errorf("apply events %s..%s: %w", recs[0].Position, last, err)
+				}
+			}
+			c, pr, err := positionArgs(last)
+			if err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, "UPDATE projection_checkpoints SET generation = ?, version = ?, "+
+				"position_commit = ?, position_prepare = ?, updated_at = ?, rebuild_owner = '', rebuild_expires_at = 0 "+
+				"WHERE name = ?", target, p.Version(), c, pr, cfg.clock().UnixMicro(), name)
+			if err != nil {
+				return fmt.Errorf("update checkpoint: %w", err)
+			}
+			pos = last
+			return nil
+		})
+		if behind {
+			continue
+		}
+		if swapLocked {
+			cfg.logger.WarnContext(ctx, "projections: rebuild: queries hold the views, retrying the swap",
+				slog.String("projection", name), slog.Any("error", err))
+			continue
+		}
+		if err != nil {
+			return fail(lease.cause(err))
+		}
+		swapped = true
+		break
+	}
+	total = max(total, pos.Commit)
+	progress(pos.Commit, total)
+
+	// The old generation is unreachable now; drop it (or leave it to the
+	// next start or rebuild if queries still read it).
+	dropOld(ctx, db, p, target, cfg.swapLockTimeout, cfg.logger)
+	cfg.logger.InfoContext(ctx, "projections: rebuild finished", slog.String("projection", name),
+		slog.Int64("generation", target), slog.String("position", pos.String()), slog.Uint64("events", pos.Commit),
+		slog.Duration("took", cfg.clock().Sub(started)))
+	return rebuilt{done: true, gen: target, pos: pos}, nil
+}
+
+// lease is a held rebuild lease. Its ctx is canceled, with cause
+// ErrRebuildLeaseLost, when renewing fails for longer than the lease.
+type lease struct {
+	owner   string
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	stopped chan struct{}
+	db      *bun.DB
+	name    string
+}
+
+// cause returns ErrRebuildLeaseLost (wrapping err) when err comes from
+// losing the lease, else err.
+func (l *lease) cause(err error) error {
+	if c := context.Cause(l.ctx); errors.Is(c, ErrRebuildLeaseLost) && !errors.Is(err, ErrRebuildLeaseLost) {
+		return fmt.Errorf("%w: %w", c, err)
+	}
+	return err
+}
+
+// release stops renewing and gives the lease up if the swap did not.
+func (l *lease) release() {
+	l.cancel(nil)
+	<-l.stopped
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), 10*time.Second)
+	defer cancel()
+	_, _ = l.db.ExecContext(ctx, "UPDATE projection_checkpoints SET rebuild_owner = '', rebuild_expires_at = 0 "+
+		"WHERE name = ? AND rebuild_owner = ?", l.name, l.owner)
+}
+
+// acquireLease takes the rebuild lease of projection name, waiting while
+// another process holds a lease that has not expired, and keeps renewing it
+// until released.
+func acquireLease(ctx context.Context, db *bun.DB, name string, cfg config) (*lease, error) {
+	owner, err := leaseOwner()
+	if err != nil {
+		return nil, err
+	}
+	waiting := false
+	for {
+		var holder string
+		err := inTx(ctx, db, func(tx bun.Tx) error {
+			cp, found, err := readCheckpoint(ctx, tx, name, true)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return fmt.Errorf("checkpoint of %s vanished", name)
+			}
+			now := cfg.clock()
+			if cp.RebuildOwner != "" && cp.RebuildExpires > now.UnixMicro() {
+				holder = cp.RebuildOwner
+				return nil
+			}
+			_, err = tx.ExecContext(ctx, "UPDATE projection_checkpoints SET rebuild_owner = ?, rebuild_expires_at = ? WHERE name = ?",
+				owner, now.Add(cfg.lease).UnixMicro(), name)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("take rebuild lease: %w", err)
+		}
+		if holder == "" {
+			break
+		}
+		if !waiting {
+			cfg.logger.InfoContext(ctx, "projections: waiting for another rebuild to finish",
+				slog.String("projection", name), slog.String("holder", holder))
+			waiting = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for the rebuild of %s by %s: %w", name, holder, ctx.Err())
+		case <-time.After(cfg.leasePoll):
+		}
+	}
+
+	lctx, cancel := context.WithCancelCause(ctx)
+	l := &lease{owner: owner, ctx: lctx, cancel: cancel, stopped: make(chan struct{}), db: db, name: name}
+	go l.renew(cfg)
+	return l, nil
+}
+
+// renew extends the lease every third of its duration until l.ctx ends.
+func (l *lease) renew(cfg config) {
+	defer close(l.stopped)
+	renewed := cfg.clock()
+	t := time.NewTicker(cfg.lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := cfg.clock()
+		res, err := l.db.ExecContext(l.ctx, "UPDATE projection_checkpoints SET rebuild_expires_at = ? "+
+			"WHERE name = ? AND rebuild_owner = ?", now.Add(cfg.lease).UnixMicro(), l.name, l.owner)
+		if err == nil {
+			var n int64
+			if n, err = res.RowsAffected(); err == nil && n == 0 {
+				l.cancel(ErrRebuildLeaseLost)
+				return
+			}
+		}
+		if err == nil {
+			renewed = now
+			continue
+		}
+		if l.ctx.Err() != nil {
+			return
+		}
+		cfg.logger.WarnContext(l.ctx, "projections: could not renew the rebuild lease", slog.String("projection", l.name),
+			slog.Any("error", err))
+		if now.Sub(renewed) >= cfg.lease {
+			l.cancel(ErrRebuildLeaseLost)
+			return
+		}
+	}
+}
+
+// leaseOwner names this rebuild for operators: host, process and a random
+// part.
+func leaseOwner() (string, error) {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("lease owner: %w", err)
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])), nil
+}
