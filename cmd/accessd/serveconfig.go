@@ -1,0 +1,66 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/accessledger/accessledger/domain"
+)
+
+// serveConfig holds the flags of accessd serve besides the store's.
+type serveConfig struct {
+	addr            string
+	gracePeriod     time.Duration
+	invitationTTL   time.Duration
+	sessionIdle     time.Duration
+	sessionWarning  time.Duration
+	jwtIssuer       string
+	jwtAudience     string
+	secretFile      string
+	minPositionWait time.Duration
+	shutdownTimeout time.Duration
+}
+
+func (c *serveConfig) register(fs *flag.FlagSet) {
+	d := domain.DefaultPolicy
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "address the HTTP API listens on")
+	fs.DurationVar(&c.gracePeriod, "grace-period", d.GracePeriod, "policy: a carer's limited access after a placement ends (R3)")
+	fs.DurationVar(&c.invitationTTL, "invitation-ttl", d.InvitationTTL, "policy: how long an invitation stays open (R9)")
+	fs.DurationVar(&c.sessionIdle, "session-idle-timeout", d.SessionIdleTimeout, "policy published to portals: idle session timeout (R16)")
+	fs.DurationVar(&c.sessionWarning, "session-warning-after", d.SessionWarningAfter, "policy published to portals: idle time before the countdown (R16)")
+	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required iss claim of bearer tokens (default: not checked)")
+	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required aud claim of bearer tokens (default: not checked)")
+	fs.StringVar(&c.secretFile, "secret-file", "", "file holding the HS256 secret, hex (default: jwt-secret in --data-dir, created on first start, mode 0600)")
+	fs.DurationVar(&c.minPositionWait, "min-position-wait", 2*time.Second, "longest wait of a query for its min_position before answering 503 stale")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+}
+
+// policy returns the policy the flags set.
+func (c *serveConfig) policy() domain.Policy {
+	return domain.Policy{GracePeriod: c.gracePeriod, InvitationTTL: c.invitationTTL,
+		SessionIdleTimeout: c.sessionIdle, SessionWarningAfter: c.sessionWarning}
+}
+
+// check validates the values, joining every problem.
+func (c *serveConfig) check() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr %q: %v", c.addr, err))
+	}
+	if err := c.policy().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.minPositionWait <= 0 || c.minPositionWait > time.Minute {
+		errs = append(errs, fmt.Errorf("--min-position-wait %s: want more than 0 and at most 1m", c.minPositionWait))
+	}
+	if c.shutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: want more than 0", c.shutdownTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
