@@ -55,6 +55,7 @@ func commands() []command {
 		{"migrate", "apply the schema migrations and exit", runMigrate},
 		{"status", "report the event store: its head position and event count", runStatus},
 		{"rebuild", "rebuild read models from the event log into fresh tables, then swap them in", runRebuild},
+		{"token", "print a bearer token signed with the data directory's secret (created if missing)", runToken},
 		{"audit", "audit verify: bring the audit trail up to date and recompute its hash chain", runAudit},
 	}
 }

@@ -1,0 +1,284 @@
+// Package auth mints and verifies the bearer tokens of the HTTP API: JWTs
+// signed with HS256 (HMAC-SHA256) under one shared secret, carrying the
+// caller's id in "sub" and role in "role" (see /v1 conventions in the API
+// design).
+//
+// Verification is strict: only HS256 is accepted (never "none", RS*, ES*,
+// HS384 or HS512, whatever the header says), "exp" is required, and the
+// role must be one a caller may hold (worker, manager, portals_team,
+// auditor, service; never the engine's internal system role). Every
+// refusal wraps ErrUnauthenticated and says why in words that are safe to
+// show the caller: they never echo the token, the secret or the claims'
+// values.
+//
+// The secret is at least MinSecretBytes random bytes. LoadOrCreateSecret
+// keeps it in the data directory of the embedded default (file
+// SecretFileName, hex, mode 0600); LoadSecretFile reads an operator's file
+// under the same checks.
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/accessledger/accessledger/domain"
+)
+
+// ErrUnauthenticated is wrapped by every error of Verify. The HTTP layer
+// answers it with 401 "unauthenticated"; the error's text is safe to send
+// back.
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+// Limits.
+const (
+	// MinSecretBytes is the shortest secret Mint, NewVerifier and the
+	// secret loaders accept: the size of the HS256 hash.
+	MinSecretBytes = 32
+	// MaxSubjectBytes bounds the "sub" claim (the actor id). It is the bound
+	// domain.Actor.Validate puts on actor ids, so every verified actor can
+	// act.
+	MaxSubjectBytes = 200
+	// MaxTokenBytes bounds the token Verify parses; longer strings are
+	// refused before any decoding.
+	MaxTokenBytes = 8 << 10
+	// Leeway is the clock skew Verify tolerates on "exp" (and "nbf"): a
+	// token is accepted until Leeway after it expired.
+	Leeway = 30 * time.Second
+)
+
+// Algorithm is the only signing algorithm minted and accepted.
+const Algorithm = "HS256"
+
+// Claims describes a token to mint.
+type Claims struct {
+	// Subject is the caller's id ("sub"): present, at most MaxSubjectBytes,
+	// valid UTF-8, no control characters.
+	Subject string
+	// Role is the caller's role ("role"); domain.ParseRole must accept it.
+	Role domain.Role
+	// TTL is how long the token is valid from now ("exp" = iat + TTL); at
+	// least one second (the claims have whole seconds).
+	TTL time.Duration
+	// Issuer and Audience set "iss" and "aud" when not empty.
+	Issuer, Audience string
+}
+
+// tokenClaims is the JSON payload.
+type tokenClaims struct {
+	Role string `json:"role,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// Mint returns a signed HS256 token for c, issued at now: claims sub, role,
+// iat, exp and, when set, iss and aud. It refuses a secret shorter than
+// MinSecretBytes, a role domain.ParseRole does not know (including the
+// system role), a subject CheckSubject refuses and a TTL under one second.
+func Mint(secret []byte, c Claims, now time.Time) (string, error) {
+	if len(secret) < MinSecretBytes {
+		return "", fmt.Errorf("auth: mint: secret is %d bytes, need at least %d", len(secret), MinSecretBytes)
+	}
+	if _, err := domain.ParseRole(string(c.Role)); err != nil {
+		return "", fmt.Errorf("auth: mint: %w", err)
+	}
+	if err := CheckSubject(c.Subject); err != nil {
+		return "", fmt.Errorf("auth: mint: %w", err)
+	}
+	if c.TTL < time.Second {
+		return "", fmt.Errorf("auth: mint: ttl %s: must be at least 1s", c.TTL)
+	}
+	if now.IsZero() {
+		return "", errors.New("auth: mint: no issue time")
+	}
+	tc := tokenClaims{
+		Role: string(c.Role),
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    c.Issuer,
+			Subject:   c.Subject,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(c.TTL)),
+		},
+	}
+	if c.Audience != "" {
+		tc.Audience = jwt.ClaimStrings{c.Audience}
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, tc).SignedString(secret)
+	if err != nil {
+		return "", fmt.Errorf("auth: mint: %w", err)
+	}
+	return s, nil
+}
+
+// Verifier checks bearer tokens. It is safe for concurrent use.
+type Verifier struct {
+	secret []byte
+	parser *jwt.Parser
+}
+
+// NewVerifier returns a Verifier of tokens signed with secret (at least
+// MinSecretBytes; it is copied). When issuer is not empty, tokens must
+// carry exactly that "iss"; when audience is not empty, their "aud" must
+// include it; when empty, the claim is not checked. clock gives the time
+// "exp" is checked against (nil: time.Now).
+func NewVerifier(secret []byte, issuer, audience string, clock func() time.Time) (*Verifier, error) {
+	if len(secret) < MinSecretBytes {
+		return nil, fmt.Errorf("auth: verifier: secret is %d bytes, need at least %d", len(secret), MinSecretBytes)
+	}
+	if clock == nil {
+		clock = time.Now
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods([]string{Algorithm}),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(clock),
+		jwt.WithStrictDecoding(),
+	}
+	if issuer != "" {
+		opts = append(opts, jwt.WithIssuer(issuer))
+	}
+	if audience != "" {
+		opts = append(opts, jwt.WithAudience(audience))
+	}
+	return &Verifier{secret: append([]byte(nil), secret...), parser: jwt.NewParser(opts...)}, nil
+}
+
+// Verify checks token (without the "Bearer " prefix) and returns the actor
+// it names. It accepts only a token that
+//
+//   - is at most MaxTokenBytes of compact JWS: only base64url characters
+//     and dots (so no two spellings of one token both pass: base64
+//     decoders skip line breaks), with header alg HS256 and no "crit"
+//     header,
+//   - carries a valid HS256 signature under the Verifier's secret,
+//   - has "exp", not more than Leeway in the past (and, if it has "nbf",
+//     one not more than Leeway in the future; "iat" is not checked),
+//   - has the configured "iss" and "aud", if any,
+//   - has a "role" a caller may hold: worker, manager, portals_team,
+//     auditor or service (not system),
+//   - has a "sub" that is present, at most MaxSubjectBytes, valid UTF-8
+//     and free of control characters.
+//
+// Every refusal wraps ErrUnauthenticated, with a short reason such as
+// "token expired" or "bad signature".
+func (v *Verifier) Verify(token string) (domain.Actor, error) {
+	if token == "" {
+		return domain.Actor{}, refuse("no token")
+	}
+	if len(token) > MaxTokenBytes {
+		return domain.Actor{}, refuse("token too long")
+	}
+	if !compactJWS(token) {
+		return domain.Actor{}, refuse("malformed token")
+	}
+	var tc tokenClaims
+	t, err := v.parser.ParseWithClaims(token, &tc, v.key)
+	if err != nil {
+		return domain.Actor{}, refuse(reason(t, err))
+	}
+	if _, ok := t.Header["crit"]; ok {
+		return domain.Actor{}, refuse("unsupported critical header")
+	}
+	role, err := domain.ParseRole(tc.Role)
+	if err != nil {
+		if tc.Role == "" {
+			return domain.Actor{}, refuse("missing role claim")
+		}
+		return domain.Actor{}, refuse("unknown role")
+	}
+	if err := CheckSubject(tc.Subject); err != nil {
+		return domain.Actor{}, refuse(err.Error())
+	}
+	return domain.Actor{ID: tc.Subject, Role: role}, nil
+}
+
+// key gives the parser the secret, for HS256 only (the parser has already
+// refused other algorithms; this is the second lock).
+func (v *Verifier) key(t *jwt.Token) (any, error) {
+	if t.Method != jwt.SigningMethodHS256 {
+		return nil, errors.New("signing algorithm not allowed")
+	}
+	return v.secret, nil
+}
+
+// compactJWS reports whether s holds only the characters of a compact JWS:
+// the base64url alphabet and dots.
+func compactJWS(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func refuse(reason string) error { return fmt.Errorf("%w: %s", ErrUnauthenticated, reason) }
+
+// reason turns a parser error into a short, safe explanation. The checks run
+// in order of what the caller should fix first.
+func reason(t *jwt.Token, err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed token"
+	case t != nil && t.Method == nil:
+		return "unsupported signing algorithm (want HS256)"
+	case t != nil && t.Method.Alg() != Algorithm:
+		return "signing algorithm " + safeAlg(t.Method.Alg()) + " not allowed (want HS256)"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "bad signature"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "token expired"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		// The required claims: exp always, iss and aud when configured.
+		msg := err.Error()
+		for _, c := range []string{"exp", "iss", "aud"} {
+			if strings.Contains(msg, c+" claim is required") {
+				return "missing " + c + " claim"
+			}
+		}
+		return "missing required claim"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return "token not valid yet"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "wrong issuer"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "wrong audience"
+	}
+	return "invalid token"
+}
+
+// safeAlg names a registered algorithm (a library constant, never caller
+// text beyond the registry's names).
+func safeAlg(alg string) string {
+	switch alg {
+	case "none", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+		"ES256", "ES384", "ES512", "EdDSA":
+		return alg
+	}
+	return "(other)"
+}
+
+// CheckSubject reports whether s is a subject Mint and Verify accept:
+// present (not blank), at most MaxSubjectBytes, valid UTF-8, no control
+// characters. The error says which, without quoting s.
+func CheckSubject(s string) error {
+	switch {
+	case strings.TrimSpace(s) == "":
+		return errors.New("subject missing or blank")
+	case len(s) > MaxSubjectBytes:
+		return fmt.Errorf("subject longer than %d bytes", MaxSubjectBytes)
+	case !utf8.ValidString(s):
+		return errors.New("subject not valid UTF-8")
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return errors.New("subject contains a control character")
+	}
+	return nil
+}

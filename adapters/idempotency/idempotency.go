@@ -1,0 +1,405 @@
+// Package idempotency stores the outcomes of HTTP commands sent with an
+// Idempotency-Key header, so that a retried request gets the first answer
+// and the command runs once.
+//
+// # Protocol
+//
+// The HTTP layer calls Begin with the caller's id (keys are scoped per
+// actor), the key and a fingerprint of the request (e.g. a hash of the
+// method, path and body):
+//
+//   - (nil, nil): this request holds the key's claim. It runs the command,
+//     then calls Finish with the answer to keep (any 2xx or 4xx), or
+//     Abandon when the answer must not be replayed (5xx, a panic, a
+//     cancelled request) so that a retry runs the command again.
+//   - (*Response, nil): the key was used before by the same request: send
+//     the stored answer as it is.
+//   - ErrKeyReused: the key was used by a different request (another
+//     fingerprint): refuse (422).
+//   - ErrInProgress: the first request with this key is still running:
+//     refuse (409); the client retries later.
+//   - ErrInvalidKey: the header is not a valid key (400).
+//
+// A claim is a lease: a pending row older than the lease (default
+// DefaultLease) belongs to a process that died, and the next Begin with the
+// same fingerprint takes it over. A request that runs longer than the lease
+// can therefore overlap a retry; the first Finish wins and the other gets
+// ErrNotClaimed. Answers are kept for the retention (default
+// DefaultRetention), counted from the claim: a done row older than that is
+// forgotten (Begin claims the key afresh, whatever the fingerprint), and
+// Purge or PurgeExpired deletes old rows.
+//
+// # Table
+//
+// The migrations (Migrations, recorded under Component) create
+// idempotency_keys: actor, key (TEXT, together the primary key),
+// fingerprint, state ('pending' or 'done'), status, content_type, body
+// (BYTEA on PostgreSQL, BLOB on SQLite) and created_at (Unix microseconds of
+// the claim), indexed for Purge.
+//
+// The Store issues single statements, never a transaction of its own, so it
+// works on a *bun.DB, a bun.Conn or inside the caller's bun.Tx (on an
+// in-memory SQLite database, which has one connection, pass the Tx when one
+// is open).
+package idempotency
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/uptrace/bun"
+
+	"github.com/accessledger/accessledger/domain"
+)
+
+// Component is the name the migrations are recorded under (tables
+// idempotency_migrations and idempotency_migration_locks): pass it with
+// Migrations to sqldb.Migrate.
+const Component = "idempotency"
+
+//go:embed migrations
+var migrationFiles embed.FS
+
+// Migrations returns the bun/migrate SQL migrations of the store for
+// PostgreSQL and for SQLite, for sqldb.Migrate(ctx, db, Component, pg,
+// sqlite).
+func Migrations() (postgres, sqlite fs.FS) {
+	return sub("migrations/postgres"), sub("migrations/sqlite")
+}
+
+func sub(dir string) fs.FS {
+	f, err := fs.Sub(migrationFiles, dir)
+	if err != nil {
+		panic(fmt.Sprintf("idempotency: embedded migrations: %v", err)) // the embed directive guarantees the directory
+	}
+	return f
+}
+
+// Errors. Every error of the package that is one of these wraps it.
+var (
+	// ErrInvalidKey: the Idempotency-Key is empty, longer than MaxKeyBytes or
+	// has a character other than visible ASCII (0x21 to 0x7E). It wraps
+	// domain.ErrInvalid.
+	ErrInvalidKey = fmt.Errorf("idempotency: invalid Idempotency-Key (1 to %d visible ASCII characters): %w", MaxKeyBytes, domain.ErrInvalid)
+	// ErrKeyReused: the key was first used for a different request.
+	ErrKeyReused = errors.New("idempotency: the Idempotency-Key was used for a different request")
+	// ErrInProgress: the first request with the key has not finished yet.
+	ErrInProgress = errors.New("idempotency: a request with this Idempotency-Key is still in progress")
+	// ErrNotClaimed: Finish found no pending claim of the key (it was
+	// abandoned, purged, taken over after its lease, or finished already).
+	ErrNotClaimed = errors.New("idempotency: no pending claim of this Idempotency-Key")
+)
+
+// Bounds.
+const (
+	// MaxKeyBytes is the longest key accepted.
+	MaxKeyBytes = 200
+	// MaxActorBytes and MaxFingerprintBytes bound the other parts of a
+	// claim (they come from the server, not the caller).
+	MaxActorBytes       = 512
+	MaxFingerprintBytes = 512
+	// MaxContentTypeBytes and MaxBodyBytes bound a stored answer.
+	MaxContentTypeBytes = 255
+	MaxBodyBytes        = 1 << 20
+)
+
+// Defaults of the options.
+const (
+	DefaultLease     = 30 * time.Second
+	DefaultRetention = 24 * time.Hour
+)
+
+// Response is a stored answer.
+type Response struct {
+	// Status is the HTTP status, 100 to 599.
+	Status int
+	// ContentType is the Content-Type header ("" for none).
+	ContentType string
+	// Body is the body, byte for byte (nil when empty).
+	Body []byte
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock sets the clock leases and retention are measured with
+// (default time.Now).
+func WithClock(clock func() time.Time) Option {
+	if clock == nil {
+		panic("idempotency: WithClock(nil)")
+	}
+	return func(s *Store) { s.clock = clock }
+}
+
+// WithLease sets how long a pending claim holds before another request may
+// take it over (default DefaultLease). It panics unless d > 0.
+func WithLease(d time.Duration) Option {
+	if d <= 0 {
+		panic(fmt.Sprintf("idempotency: WithLease(%s): must be positive", d))
+	}
+	return func(s *Store) { s.lease = d }
+}
+
+// WithRetention sets how long answers are replayed (default
+// DefaultRetention). It panics unless d > 0.
+func WithRetention(d time.Duration) Option {
+	if d <= 0 {
+		panic(fmt.Sprintf("idempotency: WithRetention(%s): must be positive", d))
+	}
+	return func(s *Store) { s.retention = d }
+}
+
+// Store keeps Idempotency-Key outcomes in the idempotency_keys table. It is
+// safe for concurrent use, also by several processes on one database.
+type Store struct {
+	db        bun.IDB
+	clock     func() time.Time
+	lease     time.Duration
+	retention time.Duration
+}
+
+// New returns a Store on db, whose table the Migrations must have created.
+func New(db bun.IDB, opts ...Option) *Store {
+	s := &Store{db: db, clock: time.Now, lease: DefaultLease, retention: DefaultRetention}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Lease returns the configured lease.
+func (s *Store) Lease() time.Duration { return s.lease }
+
+// Retention returns the configured retention.
+func (s *Store) Retention() time.Duration { return s.retention }
+
+const (
+	statePending = "pending"
+	stateDone    = "done"
+)
+
+type row struct {
+	bun.BaseModel `bun:"table:idempotency_keys,alias:k"`
+
+	Actor       string `bun:"actor,pk"`
+	Key         string `bun:"key,pk"`
+	Fingerprint string `bun:"fingerprint"`
+	State       string `bun:"state"`
+	Status      int    `bun:"status"`
+	ContentType string `bun:"content_type"`
+	Body        []byte `bun:"body"`
+	CreatedAt   int64  `bun:"created_at"`
+}
+
+// maxAttempts bounds Begin's retries when rows change under it.
+const maxAttempts = 8
+
+// Begin claims key for actor's request with fingerprint, or reports what
+// became of the key before (see the package documentation):
+//
+//   - no row, a done row older than the retention, or a pending row with the
+//     same fingerprint older than the lease: the key is claimed for this
+//     request, (nil, nil);
+//   - a done row with the same fingerprint: (its answer, nil);
+//   - a row (done, or pending at any age) with another fingerprint:
+//     ErrKeyReused;
+//   - a pending row with the same fingerprint younger than the lease:
+//     ErrInProgress.
+//
+// Concurrent Begins with one key claim it exactly once: the claim is an
+// INSERT on the primary key, and a take-over an UPDATE conditional on the
+// row being unchanged.
+func (s *Store) Begin(ctx context.Context, actor, key, fingerprint string) (*Response, error) {
+	if err := CheckKey(key); err != nil {
+		return nil, err
+	}
+	if err := checkServerText("actor", actor, MaxActorBytes); err != nil {
+		return nil, err
+	}
+	if err := checkServerText("fingerprint", fingerprint, MaxFingerprintBytes); err != nil {
+		return nil, err
+	}
+	for range maxAttempts {
+		now := s.clock().UnixMicro()
+		claim := row{Actor: actor, Key: key, Fingerprint: fingerprint, State: statePending, Body: []byte{}, CreatedAt: now}
+		res, err := s.db.NewInsert().Model(&claim).On("CONFLICT (actor, key) DO NOTHING").Exec(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("idempotency: claim key: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return nil, fmt.Errorf("idempotency: claim key: %w", err)
+		} else if n == 1 {
+			return nil, nil
+		}
+
+		var old row
+		err = s.db.NewSelect().Model(&old).
+			Where("k.actor = ?", actor).Where("k.key = ?", key).
+			Limit(1).Scan(ctx)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // abandoned or purged since the INSERT: claim again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("idempotency: read key: %w", err)
+		}
+
+		age := time.Duration(now-old.CreatedAt) * time.Microsecond
+		switch {
+		case old.State == stateDone && age >= s.retention:
+			// Forgotten: claim it for this request.
+		case old.Fingerprint != fingerprint:
+			return nil, ErrKeyReused
+		case old.State == stateDone:
+			r := &Response{Status: old.Status, ContentType: old.ContentType}
+			if len(old.Body) > 0 {
+				r.Body = old.Body
+			}
+			return r, nil
+		case age < s.lease:
+			return nil, ErrInProgress
+		}
+		// Take the row over if it is still the one just read.
+		res, err = s.db.NewUpdate().Model((*row)(nil)).
+			Set("fingerprint = ?", fingerprint).
+			Set("state = ?", statePending).
+			Set("status = 0").
+			Set("content_type = ''").
+			Set("body = ?", []byte{}).
+			Set("created_at = ?", now).
+			Where("actor = ?", actor).Where("key = ?", key).
+			Where("state = ?", old.State).Where("fingerprint = ?", old.Fingerprint).
+			Where("created_at = ?", old.CreatedAt).
+			Exec(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("idempotency: take over key: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return nil, fmt.Errorf("idempotency: take over key: %w", err)
+		} else if n == 1 {
+			return nil, nil
+		}
+		// Someone else changed the row: look again.
+	}
+	return nil, fmt.Errorf("idempotency: key %q of %q changed %d times during one Begin", key, actor, maxAttempts)
+}
+
+// Finish stores r as the answer of actor's pending claim of key, which
+// Begin returned (nil, nil) for; later Begins with the same fingerprint
+// return it. It fails with ErrNotClaimed when the key has no pending claim,
+// and refuses a status outside 100..599, a content type longer than
+// MaxContentTypeBytes or with control characters, and a body over
+// MaxBodyBytes.
+func (s *Store) Finish(ctx context.Context, actor, key string, r Response) error {
+	if err := CheckKey(key); err != nil {
+		return err
+	}
+	if r.Status < 100 || r.Status > 599 {
+		return fmt.Errorf("idempotency: finish: status %d not in 100..599", r.Status)
+	}
+	if len(r.ContentType) > MaxContentTypeBytes || strings.IndexFunc(r.ContentType, isControl) >= 0 || !utf8.ValidString(r.ContentType) {
+		return fmt.Errorf("idempotency: finish: content type is not a header value of at most %d bytes", MaxContentTypeBytes)
+	}
+	if len(r.Body) > MaxBodyBytes {
+		return fmt.Errorf("idempotency: finish: body of %d bytes is over %d", len(r.Body), MaxBodyBytes)
+	}
+	body := r.Body
+	if body == nil {
+		body = []byte{}
+	}
+	res, err := s.db.NewUpdate().Model((*row)(nil)).
+		Set("state = ?", stateDone).
+		Set("status = ?", r.Status).
+		Set("content_type = ?", r.ContentType).
+		Set("body = ?", body).
+		Where("actor = ?", actor).Where("key = ?", key).Where("state = ?", statePending).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("idempotency: finish: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("idempotency: finish: %w", err)
+	}
+	if n == 0 {
+		return ErrNotClaimed
+	}
+	return nil
+}
+
+// Abandon deletes actor's pending claim of key, so that a retry runs the
+// command again; it leaves a done answer alone, and succeeds when there is
+// no claim.
+func (s *Store) Abandon(ctx context.Context, actor, key string) error {
+	if err := CheckKey(key); err != nil {
+		return err
+	}
+	_, err := s.db.NewDelete().Model((*row)(nil)).
+		Where("actor = ?", actor).Where("key = ?", key).Where("state = ?", statePending).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("idempotency: abandon: %w", err)
+	}
+	return nil
+}
+
+// Purge deletes every row claimed before olderThan, done or pending, and
+// returns how many it deleted. Pass a time at least the lease in the past,
+// or it deletes claims still running.
+func (s *Store) Purge(ctx context.Context, olderThan time.Time) (int64, error) {
+	res, err := s.db.NewDelete().Model((*row)(nil)).
+		Where("created_at < ?", olderThan.UnixMicro()).
+		Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("idempotency: purge: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("idempotency: purge: %w", err)
+	}
+	return n, nil
+}
+
+// PurgeExpired deletes the rows older than the retention (Purge of now
+// minus the retention).
+func (s *Store) PurgeExpired(ctx context.Context) (int64, error) {
+	return s.Purge(ctx, s.clock().Add(-s.retention))
+}
+
+// CheckKey reports whether key is a valid Idempotency-Key: 1 to MaxKeyBytes
+// visible ASCII characters (0x21 to 0x7E; no space, no control, no
+// non-ASCII). The error wraps ErrInvalidKey.
+func CheckKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidKey)
+	}
+	if len(key) > MaxKeyBytes {
+		return fmt.Errorf("%w: %d bytes", ErrInvalidKey, len(key))
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x21 || c > 0x7e {
+			return fmt.Errorf("%w: character %d is not visible ASCII", ErrInvalidKey, i+1)
+		}
+	}
+	return nil
+}
+
+func checkServerText(field, s string, max int) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("idempotency: %s is empty", field)
+	case len(s) > max:
+		return fmt.Errorf("idempotency: %s longer than %d bytes", field, max)
+	case !utf8.ValidString(s), strings.ContainsRune(s, 0):
+		return fmt.Errorf("idempotency: %s is not valid UTF-8 without NUL", field)
+	}
+	return nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/accessledger/accessledger/adapters/auth"
+	"github.com/accessledger/accessledger/domain"
+)
+
+// tokenConfig holds the flags of accessd token.
+type tokenConfig struct {
+	dataDir  string
+	role     string
+	sub      string
+	ttl      time.Duration
+	issuer   string
+	audience string
+}
+
+func (c *tokenConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.dataDir, "data-dir", "./data", "data directory holding the signing secret "+auth.SecretFileName+" (created with the secret if missing)")
+	fs.StringVar(&c.role, "role", "", "the caller's role: worker, manager, portals_team, auditor or service (required)")
+	fs.StringVar(&c.sub, "sub", "", "the caller's id, the token's subject (required)")
+	fs.DurationVar(&c.ttl, "ttl", time.Hour, "how long the token is valid (at least 1s)")
+	fs.StringVar(&c.issuer, "issuer", "", "iss claim (only if the server checks one)")
+	fs.StringVar(&c.audience, "audience", "", "aud claim (only if the server checks one)")
+}
+
+// runToken prints a bearer token signed with the secret of the data
+// directory, creating the secret on first use (so it works before or after
+// the first serve). Only the token is printed, on one line, so that
+// TOKEN=$(accessd token ...) works.
+func runToken(_ context.Context, args []string, env *environment) error {
+	var cfg tokenConfig
+	fs := newFlagSet("token", env.stderr)
+	cfg.register(fs)
+	if err := parseFlags(fs, args, env.lookup); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if strings.TrimSpace(cfg.dataDir) == "" {
+		return fmt.Errorf("%w: --data-dir is empty", errUsage)
+	}
+	if cfg.role == "" {
+		return fmt.Errorf("%w: --role is required (worker, manager, portals_team, auditor or service)", errUsage)
+	}
+	role, err := domain.ParseRole(cfg.role)
+	if err != nil {
+		return fmt.Errorf("%w: --role %q: want worker, manager, portals_team, auditor or service", errUsage, cfg.role)
+	}
+	if cfg.sub == "" {
+		return fmt.Errorf("%w: --sub is required (the caller's id)", errUsage)
+	}
+	if err := auth.CheckSubject(cfg.sub); err != nil {
+		return fmt.Errorf("%w: --sub: %v", errUsage, err)
+	}
+	if cfg.ttl < time.Second {
+		return fmt.Errorf("%w: --ttl %s: must be at least 1s", errUsage, cfg.ttl)
+	}
+	secret, err := auth.LoadOrCreateSecret(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	tok, err := auth.Mint(secret, auth.Claims{
+		Subject: cfg.sub, Role: role, TTL: cfg.ttl, Issuer: cfg.issuer, Audience: cfg.audience,
+	}, time.Now())
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(env.stdout, tok)
+	return err
+}
