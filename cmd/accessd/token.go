@@ -14,6 +14,7 @@ import (
 // tokenConfig holds the flags of accessd token.
 type tokenConfig struct {
 	dataDir  string
+	secret   string
 	role     string
 	sub      string
 	ttl      time.Duration
@@ -23,6 +24,7 @@ type tokenConfig struct {
 
 func (c *tokenConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "data directory holding the signing secret "+auth.SecretFileName+" (created with the secret if missing)")
+	fs.StringVar(&c.secret, "secret-file", "", "file holding the HS256 secret, hex (default: "+auth.SecretFileName+" in --data-dir); must match the server's")
 	fs.StringVar(&c.role, "role", "", "the caller's role: worker, manager, portals_team, auditor or service (required)")
 	fs.StringVar(&c.sub, "sub", "", "the caller's id, the token's subject (required)")
 	fs.DurationVar(&c.ttl, "ttl", time.Hour, "how long the token is valid (at least 1s)")
@@ -63,7 +65,7 @@ func runToken(_ context.Context, args []string, env *environment) error {
 	if cfg.ttl < time.Second {
 		return fmt.Errorf("%w: --ttl %s: must be at least 1s", errUsage, cfg.ttl)
 	}
-	secret, err := auth.LoadOrCreateSecret(cfg.dataDir)
+	secret, err := loadSecret(cfg.dataDir, cfg.secret)
 	if err != nil {
 		return err
 	}
@@ -75,4 +77,13 @@ func runToken(_ context.Context, args []string, env *environment) error {
 	}
 	_, err = fmt.Fprintln(env.stdout, tok)
 	return err
+}
+
+// loadSecret returns the HS256 secret: from file when given, else the data
+// directory's, created on first use.
+func loadSecret(dataDir, file string) ([]byte, error) {
+	if file != "" {
+		return auth.LoadSecretFile(file)
+	}
+	return auth.LoadOrCreateSecret(dataDir)
 }
