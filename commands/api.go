@@ -6,25 +6,41 @@
 //
 // Contracts every handler keeps:
 //
+//   - Meta is checked first: an invalid actor (domain.Actor.Validate) or
+//     idempotency key is refused as domain.ErrInvalid before anything is
+//     read.
 //   - Caller authorization (R8) is decided by the domain aggregates from the
-//     actor (its role comes from the token). A refused command appends
-//     nothing and is written to the security log (Refusals) with the
-//     refusal's code; the error returned wraps the domain's sentinel, so
-//     domain.KindOf maps it to a problem code.
+//     actor (its role comes from the token). ExpireCarerAccess and
+//     ExpireInvitation, whose domain methods take no actor, are refused
+//     (domain.ErrRoleNotAllowed) for every actor but the engine's own
+//     (domain.System, role system), which no token can claim.
+//   - Every error the domain returns (domain.KindOf(err) != KindInternal) is
+//     a refusal: the command appends nothing and is written to the security
+//     log (Refusals) with its command name (the Command* constants), its
+//     target ("child/<id>", "child/<id>/placement/<id>",
+//     "child/<id>/grant/<account id>", "account/<id>") and its code (Code);
+//     the error returned is the domain's, wrapping its sentinel. A failure
+//     to record is logged and does not change the answer. Errors that are
+//     not the domain's (the store failing, a stored stream that does not
+//     load) are not refusals: Code gives "internal".
 //   - Concurrency conflicts (eventlog.ErrConflict) are retried up to
-//     Config.MaxRetries times (default 5), reloading the aggregate each
-//     time, then returned wrapping ErrConflictRetries (and
-//     eventlog.ErrConflict).
+//     Config.MaxRetries times (default 5), after a short random backoff,
+//     reloading the aggregates and deciding again each time, then returned
+//     wrapping ErrConflictRetries (and eventlog.ErrConflict).
 //   - Idempotency: with Meta.IdempotencyKey set, the ids of new events and
 //     of new aggregates (child id, placement id) are derived from (actor
-//     id, key), so a retried request decides the same ids; a handler that
-//     finds its first event id already in the stream returns the first
-//     result without deciding again and appends nothing.
+//     id, key, command, target), so a retried request decides the same ids;
+//     a handler that finds its first event id already in the stream returns
+//     the first result (ids, grace_until, expires_at and the position of
+//     that request's last event) without deciding again and appends
+//     nothing. The same key with another command, target or actor is
+//     another request.
 //   - Every result carries the position of the last event appended (or,
-//     when the command changed nothing, of the last event of the stream):
-//     the consistency token of the API.
+//     when the command changed nothing, the latest position of the streams
+//     it read): the consistency token of the API.
 //   - A command that decides no events (activating an already active
-//     account with the same subject) succeeds and appends nothing.
+//     account with the same subject; an expiry already recorded or made
+//     moot by R5/R6) succeeds and appends nothing.
 //
 // A Service is safe for concurrent use.
 package commands
@@ -71,10 +87,14 @@ var ErrConflictRetries = errors.New("commands: the record kept changing; try aga
 
 // Meta is what every command carries besides its own fields.
 type Meta struct {
-	Actor          domain.Actor
-	RequestID      string
-	CorrelationID  uuid.UUID // new random one when zero
-	IdempotencyKey string    // optional; see the package doc
+	Actor         domain.Actor
+	RequestID     string
+	CorrelationID uuid.UUID // new one (Config.NewID) when zero
+	// CausationID is the event or command that caused this command
+	// (optional): the process manager passes the event whose deadline
+	// fired. It is written to every decided event's metadata.
+	CausationID    uuid.UUID
+	IdempotencyKey string // optional, at most MaxIdempotencyKey bytes of printable text; see the package doc
 }
 
 // Result is the answer of a command that only reports its position.
