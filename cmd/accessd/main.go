@@ -49,7 +49,7 @@ type environment struct {
 	lookup         func(string) (string, bool)
 }
 
-func commands() []command {
+func subcommands() []command {
 	return []command{
 		{"serve", "run the engine (migrates the store first)", runServe},
 		{"migrate", "apply the schema migrations and exit", runMigrate},
@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		}
 		return exitOK
 	}
-	for _, c := range commands() {
+	for _, c := range subcommands() {
 		if c.name != args[0] {
 			continue
 		}
@@ -103,7 +103,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Usage: accessd COMMAND [flags]")
 	fmt.Fprintln(w)
-	for _, c := range commands() {
+	for _, c := range subcommands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
