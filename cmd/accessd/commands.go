@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 )
 
 func runMigrate(ctx context.Context, args []string, env *environment) error {
@@ -47,30 +46,20 @@ func runStatus(ctx context.Context, args []string, env *environment) error {
 	return nil
 }
 
-// runServe runs the engine until ctx ends (SIGINT or SIGTERM).
+// runServe runs the engine until ctx ends (SIGINT or SIGTERM): the read
+// models, the access index and the HTTP API.
 func runServe(ctx context.Context, args []string, env *environment) error {
 	var cfg storeConfig
+	var sc serveConfig
 	fs := newFlagSet("serve", env.stderr)
 	cfg.register(fs)
+	sc.register(fs)
 	if err := cfg.parse(fs, args, env); err != nil {
 		return err
 	}
+	if err := sc.check(); err != nil {
+		return err
+	}
 	log := cfg.logger(env)
-	start := time.Now()
-	e, err := openEngine(ctx, &cfg, log)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-	s, err := e.store.status(ctx)
-	if err != nil {
-		return err
-	}
-	log.Info("event store open", "store", s.Store, "events", s.Events, "head", s.Head.String())
-	err = e.run(ctx, func() {
-		log.Info("ready: read models and access index caught up", "start_to_ready", time.Since(start).Round(time.Millisecond).String())
-		e.logStatus()
-	})
-	log.Info("shutting down")
-	return err
+	return serve(ctx, &cfg, &sc, log, env)
 }

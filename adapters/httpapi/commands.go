@@ -1,0 +1,442 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// Header names of the idempotency protocol.
+const (
+	idempotencyKeyHeader = "Idempotency-Key"
+	replayedHeader       = "Idempotent-Replayed"
+)
+
+// storeTimeout bounds the idempotency store's Finish and Abandon, which
+// run even when the request was cancelled.
+const storeTimeout = 10 * time.Second
+
+// answer is a command's successful answer: its status and JSON body.
+type answer struct {
+	status int
+	body   any
+}
+
+func ok(body any) answer      { return answer{status: http.StatusOK, body: body} }
+func created(body any) answer { return answer{status: http.StatusCreated, body: body} }
+
+// positionAnswer is the answer of the commands that only report a position.
+type positionAnswer struct {
+	Position string `json:"position"`
+}
+
+func positionOf(p eventlog.Position) positionAnswer { return positionAnswer{Position: p.String()} }
+
+// fingerprint identifies a request for the idempotency store: method, path
+// and the SHA-256 of the body's bytes.
+func fingerprint(r *http.Request, body []byte) string {
+	sum := sha256.Sum256(body)
+	return r.Method + " " + r.URL.Path + " " + hex.EncodeToString(sum[:])
+}
+
+// runCommand is the one path of every command: read and decode the body
+// into dst (a pointer to the command's body struct), call parse (path values
+// and the body's ids and times; nil for none), run the Idempotency-Key
+// protocol, call exec, and answer. With a key, the answer of a request that
+// reached exec is stored (any 2xx or 4xx) and replayed to a retry of the
+// same request with the header Idempotent-Replayed: true; a 5xx answer (or
+// a panic) abandons the key, so a retry runs the command again. Requests
+// refused before exec (body, key) touch no key.
+func (s *server) runCommand(w http.ResponseWriter, r *http.Request, actor domain.Actor, name string, dst any,
+	parse func() error, exec func(ctx context.Context, meta commands.Meta) (answer, error)) (err error) {
+	defer func() {
+		if err != nil {
+			s.metrics.command(name, problemFor(err).Code)
+		}
+	}()
+	raw, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := decodeBody(raw, dst); err != nil {
+		return err
+	}
+	if parse != nil {
+		if err := parse(); err != nil {
+			return err
+		}
+	}
+	keys := r.Header.Values(idempotencyKeyHeader)
+	if len(keys) > 1 {
+		return errInvalid("more than one %s header", idempotencyKeyHeader)
+	}
+	ctx := r.Context()
+	meta := commands.Meta{Actor: actor, RequestID: requestID(ctx)}
+	if len(keys) == 1 {
+		key := keys[0]
+		if err := idempotency.CheckKey(key); err != nil {
+			return err
+		}
+		stored, err := s.cfg.Idempotency.Begin(ctx, actor.ID, key, fingerprint(r, raw))
+		if err != nil {
+			return err
+		}
+		if stored != nil {
+			s.metrics.command(name, "replayed")
+			w.Header().Set(replayedHeader, "true")
+			w.Header().Set("Content-Type", stored.ContentType)
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(stored.Status)
+			_, _ = w.Write(stored.Body)
+			return nil
+		}
+		meta.IdempotencyKey = key
+		finished := false
+		defer func() {
+			if !finished { // a panic in exec
+				s.abandon(r, actor, key)
+			}
+		}()
+		resp := s.execCommand(w, r, name, meta, exec)
+		finished = true
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		defer cancel()
+		if resp.Status >= 500 {
+			s.abandon(r, actor, key)
+			return nil
+		}
+		if ferr := s.cfg.Idempotency.Finish(sctx, actor.ID, key, resp); ferr != nil {
+			logger(ctx, s.log).ErrorContext(ctx, "cannot store the answer of an Idempotency-Key", "command", name, "error", ferr)
+		}
+		return nil
+	}
+	s.execCommand(w, r, name, meta, exec)
+	return nil
+}
+
+// execCommand runs exec, writes its answer (or problem) and returns what it
+// wrote.
+func (s *server) execCommand(w http.ResponseWriter, r *http.Request, name string, meta commands.Meta,
+	exec func(ctx context.Context, meta commands.Meta) (answer, error)) idempotency.Response {
+	a, err := exec(r.Context(), meta)
+	var body []byte
+	if err == nil {
+		body, err = json.Marshal(a.body)
+	}
+	if err != nil {
+		status, pbody := s.writeProblem(w, r, err)
+		s.metrics.command(name, problemFor(err).Code)
+		return idempotency.Response{Status: status, ContentType: problemContentType, Body: pbody}
+	}
+	body = append(body, '\n')
+	s.metrics.command(name, "ok")
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(a.status)
+	_, _ = w.Write(body)
+	return idempotency.Response{Status: a.status, ContentType: "application/json", Body: body}
+}
+
+func (s *server) abandon(r *http.Request, actor domain.Actor, key string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
+	defer cancel()
+	if err := s.cfg.Idempotency.Abandon(ctx, actor.ID, key); err != nil {
+		logger(r.Context(), s.log).ErrorContext(r.Context(), "cannot abandon an Idempotency-Key", "error", err)
+	}
+}
+
+// ---- the commands ----
+
+type registerChildBody struct {
+	Reference string `json:"reference"`
+}
+
+type childCreated struct {
+	ChildID  uuid.UUID `json:"child_id"`
+	Position string    `json:"position"`
+}
+
+func (s *server) registerChild(w http.ResponseWriter, r *http.Request, c call) error {
+	var b registerChildBody
+	return s.runCommand(w, r, c.actor, commands.CommandRegisterChild, &b, nil, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.RegisterChild(ctx, m, commands.RegisterChild{Reference: b.Reference})
+		if err != nil {
+			return answer{}, err
+		}
+		return created(childCreated{ChildID: res.ChildID, Position: res.Position.String()}), nil
+	})
+}
+
+type allocateWorkerBody struct {
+	WorkerID string `json:"worker_id"`
+}
+
+func (s *server) allocateWorker(w http.ResponseWriter, r *http.Request, c call) error {
+	var b allocateWorkerBody
+	var cmd commands.AllocateWorker
+	return s.runCommand(w, r, c.actor, commands.CommandAllocateWorker, &b, func() (err error) {
+		cmd.ChildID, err = pathUUID(r, "child_id")
+		cmd.WorkerID = b.WorkerID
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.AllocateWorker(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}
+
+type inviteBody struct {
+	Email string `json:"email"`
+	Kind  string `json:"kind"`
+}
+
+type invited struct {
+	AccountID uuid.UUID `json:"account_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Position  string    `json:"position"`
+}
+
+func (s *server) invite(w http.ResponseWriter, r *http.Request, c call) error {
+	var b inviteBody
+	return s.runCommand(w, r, c.actor, commands.CommandInvite, &b, nil, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.Invite(ctx, m, commands.Invite{Email: b.Email, Kind: b.Kind})
+		if err != nil {
+			return answer{}, err
+		}
+		return created(invited{AccountID: res.AccountID, ExpiresAt: res.ExpiresAt.UTC(), Position: res.Position.String()}), nil
+	})
+}
+
+type activateBody struct {
+	IdentitySubject string `json:"identity_subject"`
+	Email           string `json:"email"`
+}
+
+func (s *server) activate(w http.ResponseWriter, r *http.Request, c call) error {
+	var b activateBody
+	var cmd commands.Activate
+	return s.runCommand(w, r, c.actor, commands.CommandActivate, &b, func() (err error) {
+		cmd.AccountID, err = pathUUID(r, "account_id")
+		cmd.IdentitySubject, cmd.Email = b.IdentitySubject, b.Email
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.Activate(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}
+
+// reasonBody is the body of the commands that take only a reason.
+type reasonBody struct {
+	Reason string `json:"reason" api:"text"`
+}
+
+func (s *server) closeAccount(w http.ResponseWriter, r *http.Request, c call) error {
+	var b reasonBody
+	var cmd commands.CloseAccount
+	return s.runCommand(w, r, c.actor, commands.CommandCloseAccount, &b, func() (err error) {
+		cmd.AccountID, err = pathUUID(r, "account_id")
+		cmd.Reason = b.Reason
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.CloseAccount(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}
+
+type startPlacementBody struct {
+	CarerAccountID string `json:"carer_account_id"`
+	StartedAt      string `json:"started_at"`
+}
+
+type placementStarted struct {
+	PlacementID uuid.UUID `json:"placement_id"`
+	Position    string    `json:"position"`
+}
+
+func (s *server) startPlacement(w http.ResponseWriter, r *http.Request, c call) error {
+	var b startPlacementBody
+	var cmd commands.StartPlacement
+	return s.runCommand(w, r, c.actor, commands.CommandStartPlacement, &b, func() (err error) {
+		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
+			return err
+		}
+		if cmd.CarerAccountID, err = parseUUID("carer_account_id", b.CarerAccountID); err != nil {
+			return err
+		}
+		cmd.StartedAt, err = parseTime("started_at", b.StartedAt)
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.StartPlacement(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return created(placementStarted{PlacementID: res.PlacementID, Position: res.Position.String()}), nil
+	})
+}
+
+type endPlacementBody struct {
+	EndedAt string `json:"ended_at"`
+	Reason  string `json:"reason,omitempty" api:"text"`
+}
+
+type placementEnded struct {
+	GraceUntil time.Time `json:"grace_until"`
+	Position   string    `json:"position"`
+}
+
+func (s *server) endPlacement(w http.ResponseWriter, r *http.Request, c call) error {
+	var b endPlacementBody
+	var cmd commands.EndPlacement
+	return s.runCommand(w, r, c.actor, commands.CommandEndPlacement, &b, func() (err error) {
+		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
+			return err
+		}
+		if cmd.PlacementID, err = pathUUID(r, "placement_id"); err != nil {
+			return err
+		}
+		cmd.Reason = b.Reason
+		cmd.EndedAt, err = parseTime("ended_at", b.EndedAt)
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.EndPlacement(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(placementEnded{GraceUntil: res.GraceUntil.UTC(), Position: res.Position.String()}), nil
+	})
+}
+
+func (s *server) endGrace(w http.ResponseWriter, r *http.Request, c call) error {
+	var b reasonBody
+	var cmd commands.EndGrace
+	return s.runCommand(w, r, c.actor, commands.CommandEndGrace, &b, func() (err error) {
+		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
+			return err
+		}
+		cmd.Reason = b.Reason
+		cmd.PlacementID, err = pathUUID(r, "placement_id")
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.EndGrace(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}
+
+type grantBody struct {
+	AccountID    string   `json:"account_id"`
+	Relationship string   `json:"relationship"`
+	Permissions  []string `json:"permissions"`
+	Reason       string   `json:"reason" api:"text"`
+}
+
+func (s *server) grant(w http.ResponseWriter, r *http.Request, c call) error {
+	var b grantBody
+	var cmd commands.Grant
+	return s.runCommand(w, r, c.actor, commands.CommandGrant, &b, func() (err error) {
+		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
+			return err
+		}
+		cmd.Relationship, cmd.Permissions, cmd.Reason = b.Relationship, b.Permissions, b.Reason
+		cmd.AccountID, err = parseUUID("account_id", b.AccountID)
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.Grant(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}
+
+func (s *server) revoke(w http.ResponseWriter, r *http.Request, c call) error {
+	var b reasonBody
+	var cmd commands.Revoke
+	return s.runCommand(w, r, c.actor, commands.CommandRevoke, &b, func() (err error) {
+		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
+			return err
+		}
+		cmd.Reason = b.Reason
+		cmd.AccountID, err = pathUUID(r, "account_id")
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.Revoke(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}
+
+func (s *server) requestPhoneReset(w http.ResponseWriter, r *http.Request, c call) error {
+	var b reasonBody
+	var cmd commands.RequestPhoneReset
+	return s.runCommand(w, r, c.actor, commands.CommandRequestPhoneReset, &b, func() (err error) {
+		cmd.AccountID, err = pathUUID(r, "account_id")
+		cmd.Reason = b.Reason
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.RequestPhoneReset(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}
+
+type emptyBody struct{}
+
+func (s *server) clearPhone(w http.ResponseWriter, r *http.Request, c call) error {
+	var b emptyBody
+	var cmd commands.ClearPhone
+	return s.runCommand(w, r, c.actor, commands.CommandClearPhone, &b, func() (err error) {
+		cmd.AccountID, err = pathUUID(r, "account_id")
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.ClearPhone(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}
+
+type enrolPhoneBody struct {
+	Phone string `json:"phone"`
+}
+
+func (s *server) enrolPhone(w http.ResponseWriter, r *http.Request, c call) error {
+	var b enrolPhoneBody
+	var cmd commands.EnrolPhone
+	return s.runCommand(w, r, c.actor, commands.CommandEnrolPhone, &b, func() (err error) {
+		cmd.AccountID, err = pathUUID(r, "account_id")
+		cmd.Phone = b.Phone
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.EnrolPhone(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}

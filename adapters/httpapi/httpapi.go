@@ -1,0 +1,252 @@
+// Package httpapi is the thin HTTP API of accessledger: the commands of
+// workers, managers, the portals team and the service, the queries of
+// portal backends and auditors, the watch stream, and the operational
+// endpoints (/healthz, /readyz, /metrics). docs/openapi.yaml describes every
+// route; the tests check that the server and the document agree.
+//
+// The handler is thin by design. Commands are decoded, checked for shape
+// (JSON, UTF-8, UUIDs, RFC 3339 times) and passed with the caller's actor to
+// the command service, which decides authorization (R8) and everything
+// else. Queries are answered from the in-memory access index (checks, lists,
+// the watch stream) or from the SQL read models (history, accounts, audit
+// trail, security log); the HTTP layer enforces the roles of api.md for
+// queries and records a refused query in the security log.
+//
+// Cross-cutting concerns live in one place each:
+//
+//   - errors: every error becomes an RFC 9457 problem in writeProblem
+//     (problem.go), the only place that chooses a status and a code;
+//   - bodies: decodeBody (decode.go) limits a body to MaxBodyBytes, requires
+//     application/json, valid UTF-8, exactly one JSON object without
+//     duplicate or unknown keys, and clean text;
+//   - idempotency: runCommand (commands.go) fingerprints the request,
+//     replays stored answers (header Idempotent-Replayed: true) and
+//     abandons the key when the command fails with a 5xx;
+//   - request ids, access logs, panics and metrics: the outer handler
+//     (middleware.go);
+//   - consistency tokens: every command answer carries "position"; every
+//     query answers the position it was computed at and accepts
+//     min_position (consistency.go).
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/uptrace/bun"
+
+	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/projections"
+	"github.com/accessledger/accessledger/projections/accessindex"
+	"github.com/accessledger/accessledger/projections/securitylog"
+)
+
+// Defaults of Config.
+const (
+	// DefaultMinPositionWait is how long a query waits for its
+	// min_position (architecture decision 6).
+	DefaultMinPositionWait = 2 * time.Second
+	// DefaultWatchHeartbeat is how often an idle watch stream sends a
+	// comment line, so that proxies and clients see the connection alive.
+	DefaultWatchHeartbeat = 15 * time.Second
+)
+
+// MaxBodyBytes is the largest request body accepted (64 KiB); a larger one
+// is answered 413 "too_large".
+const MaxBodyBytes = 64 << 10
+
+// Commands is the command service: *commands.Service implements it. Every
+// method decides authorization itself (R8) from Meta.Actor.
+type Commands interface {
+	RegisterChild(context.Context, commands.Meta, commands.RegisterChild) (commands.ChildRegistered, error)
+	AllocateWorker(context.Context, commands.Meta, commands.AllocateWorker) (commands.Result, error)
+	Invite(context.Context, commands.Meta, commands.Invite) (commands.Invited, error)
+	Activate(context.Context, commands.Meta, commands.Activate) (commands.Result, error)
+	CloseAccount(context.Context, commands.Meta, commands.CloseAccount) (commands.Result, error)
+	StartPlacement(context.Context, commands.Meta, commands.StartPlacement) (commands.PlacementStarted, error)
+	EndPlacement(context.Context, commands.Meta, commands.EndPlacement) (commands.PlacementEnded, error)
+	EndGrace(context.Context, commands.Meta, commands.EndGrace) (commands.Result, error)
+	Grant(context.Context, commands.Meta, commands.Grant) (commands.Result, error)
+	Revoke(context.Context, commands.Meta, commands.Revoke) (commands.Result, error)
+	RequestPhoneReset(context.Context, commands.Meta, commands.RequestPhoneReset) (commands.Result, error)
+	ClearPhone(context.Context, commands.Meta, commands.ClearPhone) (commands.Result, error)
+	EnrolPhone(context.Context, commands.Meta, commands.EnrolPhone) (commands.Result, error)
+}
+
+// Index is the in-memory access index: *accessindex.Index implements it.
+type Index interface {
+	Check(acct, child uuid.UUID, perm domain.Permission, t time.Time) accessindex.Answer
+	CheckCarer(acct, carer uuid.UUID, perm domain.Permission, t time.Time) accessindex.Answer
+	ChildrenOf(acct uuid.UUID, t time.Time) ([]accessindex.Entry, eventlog.Position)
+	ViewersOf(child uuid.UUID, t time.Time) ([]accessindex.Entry, eventlog.Position)
+	WaitFor(ctx context.Context, min eventlog.Position, timeout time.Duration) (eventlog.Position, error)
+	Changes(after eventlog.Position) ([]accessindex.Change, eventlog.Position, <-chan struct{}, error)
+	Position() eventlog.Position
+}
+
+// Authenticator verifies bearer tokens: *auth.Verifier implements it. Its
+// errors should wrap auth.ErrUnauthenticated (any error is answered 401; its
+// text is shown to the caller, so it must be safe to show).
+type Authenticator interface {
+	Verify(token string) (domain.Actor, error)
+}
+
+// Idempotency keeps the answers of commands sent with an Idempotency-Key:
+// *idempotency.Store implements it (see its package documentation for the
+// protocol). Keys are scoped per actor id.
+type Idempotency interface {
+	Begin(ctx context.Context, actor, key, fingerprint string) (*idempotency.Response, error)
+	Finish(ctx context.Context, actor, key string, r idempotency.Response) error
+	Abandon(ctx context.Context, actor, key string) error
+}
+
+// Config configures the handler. Commands, Index, ReadDB, Auth,
+// Idempotency, Ready and Projections are required; the other fields have
+// defaults. Validate reports every problem.
+type Config struct {
+	// Commands carries out the commands.
+	Commands Commands
+	// Index answers checks, the children and viewers lists, and feeds the
+	// watch stream.
+	Index Index
+	// ReadDB holds the SQL read models (access history, accounts, audit
+	// trail) and the security log. Refused queries are written to its
+	// security log.
+	ReadDB bun.IDB
+	// Auth verifies bearer tokens.
+	Auth Authenticator
+	// Idempotency stores the answers of commands sent with an
+	// Idempotency-Key.
+	Idempotency Idempotency
+	// Policy is published by GET /v1/policy (R16). Zero durations take
+	// domain.DefaultPolicy's.
+	Policy domain.Policy
+	// Ready reports readiness for GET /readyz: the read models and the index
+	// have caught up with the log.
+	Ready func() bool
+	// Projections returns the state of the SQL read models (the projection
+	// runner's Status): their positions answer min_position and "position"
+	// of the SQL-backed queries, and their lag feeds the projection lag
+	// gauge.
+	Projections func() []projections.Status
+	// Registry receives the handler's metrics and is what GET /metrics
+	// serves. Nil: a new registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// Logger receives the access log and errors. Default slog.Default().
+	Logger *slog.Logger
+	// Clock is the decision time of queries without at=. Default time.Now.
+	Clock func() time.Time
+	// MinPositionWait bounds a query's wait for its min_position; then the
+	// answer is 503 "stale". Default DefaultMinPositionWait.
+	MinPositionWait time.Duration
+	// WatchHeartbeat is the interval of the watch stream's heartbeats.
+	// Default DefaultWatchHeartbeat.
+	WatchHeartbeat time.Duration
+}
+
+// Validate reports every problem of the configuration, joined.
+func (c Config) Validate() error {
+	var problems []error
+	missing := func(name string, isNil bool) {
+		if isNil {
+			problems = append(problems, fmt.Errorf("%s is nil", name))
+		}
+	}
+	missing("Commands", c.Commands == nil)
+	missing("Index", c.Index == nil)
+	missing("ReadDB", c.ReadDB == nil)
+	missing("Auth", c.Auth == nil)
+	missing("Idempotency", c.Idempotency == nil)
+	missing("Ready", c.Ready == nil)
+	missing("Projections", c.Projections == nil)
+	if err := c.Policy.WithDefaults().Validate(); err != nil {
+		problems = append(problems, fmt.Errorf("policy: %w", err))
+	}
+	if c.MinPositionWait < 0 {
+		problems = append(problems, fmt.Errorf("MinPositionWait %s is negative", c.MinPositionWait))
+	}
+	if c.WatchHeartbeat < 0 {
+		problems = append(problems, fmt.Errorf("WatchHeartbeat %s is negative", c.WatchHeartbeat))
+	}
+	if err := errors.Join(problems...); err != nil {
+		return fmt.Errorf("httpapi: invalid config: %w", err)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	c.Policy = c.Policy.WithDefaults()
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.MinPositionWait == 0 {
+		c.MinPositionWait = DefaultMinPositionWait
+	}
+	if c.WatchHeartbeat == 0 {
+		c.WatchHeartbeat = DefaultWatchHeartbeat
+	}
+	return c
+}
+
+// server holds what the handlers share.
+type server struct {
+	cfg      Config
+	log      *slog.Logger
+	mux      *http.ServeMux
+	metrics  *metrics
+	registry *prometheus.Registry
+	seclog   *securitylog.Log
+	patterns map[string]bool // "METHOD /path" of every route
+
+	metricsHandler http.Handler
+}
+
+// New returns the API's handler. It fails when cfg is invalid or the
+// metrics cannot be registered on cfg.Registry (a second New on the same
+// registry).
+//
+// The watch stream (GET /v1/watch) runs until the client disconnects or
+// the request's context ends: to end streams on shutdown, give the
+// http.Server a BaseContext that is cancelled when the server stops, since
+// http.Server.Shutdown does not interrupt active requests. The handler
+// extends the write deadline of a stream before each write, so a
+// server WriteTimeout does not cut streams.
+func New(cfg Config) (http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s := &server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), registry: reg,
+		seclog: securitylog.New(cfg.ReadDB)}
+	m, err := newMetrics(reg, cfg.Index, cfg.Projections)
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: metrics: %w", err)
+	}
+	s.metrics = m
+	s.metricsHandler = metricsHandler(reg)
+	s.patterns = map[string]bool{}
+	for _, rt := range routes() {
+		p := rt.Method + " " + rt.Pattern
+		s.mux.Handle(p, s.routeHandler(rt))
+		s.patterns[p] = true
+	}
+	return http.HandlerFunc(s.serveHTTP), nil
+}

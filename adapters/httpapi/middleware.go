@@ -1,0 +1,265 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/adapters/auth"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/projections/securitylog"
+)
+
+// requestIDHeader carries the request id, in and out.
+const requestIDHeader = "X-Request-Id"
+
+// maxRequestID bounds an accepted X-Request-Id.
+const maxRequestID = 128
+
+type ctxKey int
+
+const (
+	loggerKey ctxKey = iota
+	requestIDKey
+)
+
+// logger returns the request's logger (with its request id), or def.
+func logger(ctx context.Context, def *slog.Logger) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey).(*slog.Logger); ok {
+		return l
+	}
+	return def
+}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// saneRequestID accepts 1 to maxRequestID characters of letters, digits and
+// "-_.:".
+func saneRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// recorder records what a handler answered, for the access log and the
+// metrics. It unwraps for http.ResponseController (flushing and write
+// deadlines of the watch stream).
+type recorder struct {
+	http.ResponseWriter
+	status  int
+	written int64
+}
+
+func (rec *recorder) WriteHeader(status int) {
+	if rec.status == 0 {
+		rec.status = status
+	}
+	rec.ResponseWriter.WriteHeader(status)
+}
+
+func (rec *recorder) Write(b []byte) (int, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	n, err := rec.ResponseWriter.Write(b)
+	rec.written += int64(n)
+	return n, err
+}
+
+func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
+
+// actorInfo is filled by the route handler for the access log.
+type actorInfo struct{ actor domain.Actor }
+
+const actorKey ctxKey = 2
+
+// serveHTTP is the outer handler: request id, panic recovery, 404 and 405,
+// the access log and the request metrics, around the mux.
+func (s *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get(requestIDHeader)
+	if !saneRequestID(id) {
+		id = uuid.NewString()
+	}
+	w.Header().Set(requestIDHeader, id)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	log := s.log.With("request_id", id)
+	info := &actorInfo{}
+	ctx := context.WithValue(r.Context(), loggerKey, log)
+	ctx = context.WithValue(ctx, requestIDKey, id)
+	ctx = context.WithValue(ctx, actorKey, info)
+	r = r.WithContext(ctx)
+	rec := &recorder{ResponseWriter: w}
+
+	_, pattern := s.mux.Handler(r)
+	label := pattern
+	if !s.patterns[pattern] {
+		// Not a route: a 404, a 405, or a redirect to a cleaned path. The
+		// label never holds the caller's path (metric cardinality).
+		label = "unmatched"
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			log.ErrorContext(ctx, "panic serving request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if rec.status == 0 {
+				s.writeProblem(rec, r, errors.New("panic"))
+			}
+		}
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		elapsed := time.Since(start)
+		s.metrics.observeRequest(label, status, elapsed)
+		level := slog.LevelInfo
+		switch {
+		case status >= 500:
+			level = slog.LevelError
+		case pattern == "GET /metrics" || pattern == "GET /healthz" || pattern == "GET /readyz":
+			level = slog.LevelDebug
+		}
+		attrs := []slog.Attr{
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", label),
+			slog.Int("status", status), slog.Int64("bytes", rec.written),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		}
+		if info.actor.ID != "" {
+			attrs = append(attrs, slog.String("actor", info.actor.ID), slog.String("role", string(info.actor.Role)))
+		}
+		log.LogAttrs(ctx, level, "http request", attrs...)
+	}()
+
+	if pattern == "" {
+		if allow := s.allowedMethods(r); allow != "" {
+			s.writeProblem(rec, r, errMethodNotAllowed{allow: allow})
+			return
+		}
+		s.writeProblem(rec, r, errNotFound)
+		return
+	}
+	s.mux.ServeHTTP(rec, r)
+}
+
+// allowedMethods lists the methods the mux serves for r's path, or "".
+func (s *server) allowedMethods(r *http.Request) string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut} {
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, p := s.mux.Handler(r2); p != "" {
+			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	return strings.Join(allow, ", ")
+}
+
+// routeHandler wraps a route's handler with authentication and, for
+// queries, the role check. A handler's error is answered by writeProblem.
+func (s *server) routeHandler(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var actor domain.Actor
+		if rt.Access != public {
+			a, err := s.authenticate(r)
+			if err != nil {
+				s.writeProblem(w, r, err)
+				return
+			}
+			actor = a
+			if info, ok := r.Context().Value(actorKey).(*actorInfo); ok {
+				info.actor = a
+			}
+			if rt.Access == roles && !hasRole(rt.Roles, a.Role) {
+				err := errForbidden(fmt.Sprintf("role %s may not call %s %s", a.Role, rt.Method, rt.Pattern))
+				s.recordRefusedQuery(r, rt, a, err)
+				s.writeProblem(w, r, err)
+				return
+			}
+		}
+		q, err := parseQuery(r, rt.Params)
+		if err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		if err := rt.handle(s, w, r, call{actor: actor, q: q}); err != nil {
+			s.writeProblem(w, r, err)
+		}
+	})
+}
+
+func hasRole(list []domain.Role, r domain.Role) bool {
+	for _, x := range list {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// authenticate reads "Authorization: Bearer <token>" and verifies it.
+func (s *server) authenticate(r *http.Request) (domain.Actor, error) {
+	h := r.Header.Values("Authorization")
+	if len(h) == 0 {
+		return domain.Actor{}, fmt.Errorf("%w: no bearer token (send Authorization: Bearer <token>)", auth.ErrUnauthenticated)
+	}
+	if len(h) > 1 {
+		return domain.Actor{}, fmt.Errorf("%w: more than one Authorization header", auth.ErrUnauthenticated)
+	}
+	scheme, token, ok := strings.Cut(h[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return domain.Actor{}, fmt.Errorf("%w: the Authorization header must be Bearer <token>", auth.ErrUnauthenticated)
+	}
+	actor, err := s.cfg.Auth.Verify(strings.TrimSpace(token))
+	if err != nil {
+		if !errors.Is(err, auth.ErrUnauthenticated) {
+			err = fmt.Errorf("%w: %v", auth.ErrUnauthenticated, err)
+		}
+		return domain.Actor{}, err
+	}
+	return actor, nil
+}
+
+// recordRefusedQuery writes a query refused for its role to the security
+// log (R8). A failure to record is logged, not answered.
+func (s *server) recordRefusedQuery(r *http.Request, rt route, a domain.Actor, err error) {
+	e := securitylog.Entry{
+		At:        s.cfg.Clock().UTC(),
+		ActorID:   a.ID,
+		ActorRole: string(a.Role),
+		Command:   "query_" + rt.Name,
+		Target:    r.URL.Path,
+		Code:      codeForbidden,
+		Detail:    problemFor(err).Detail,
+		RequestID: requestID(r.Context()),
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	if rerr := s.seclog.Record(ctx, e); rerr != nil {
+		logger(r.Context(), s.log).ErrorContext(r.Context(), "cannot record a refused query in the security log",
+			"route", rt.Name, "error", rerr)
+	}
+}

@@ -1,0 +1,110 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/domain"
+)
+
+// access says who may call a route.
+type access int
+
+const (
+	// public: no token (health, readiness, metrics).
+	public access = iota
+	// anyone: any verified token (GET /v1/policy).
+	anyone
+	// roles: a verified token with one of the route's Roles (queries).
+	roles
+	// command: any verified token; the command service decides (R8).
+	command
+)
+
+// route is one entry of the route table: everything the handler serves is
+// registered from this table, and the tests check it against
+// docs/openapi.yaml.
+type route struct {
+	// Name is the route's operationId in docs/openapi.yaml, its label in
+	// the access log, and, for commands, the command's stable name
+	// (commands.Command*) in the metrics.
+	Name    string
+	Method  string
+	Pattern string // a net/http ServeMux path pattern
+	Access  access
+	Roles   []domain.Role // for Access == roles
+	// Params lists the query parameters the route accepts; any other is
+	// refused with 400.
+	Params []string
+	handle func(s *server, w http.ResponseWriter, r *http.Request, c call) error
+}
+
+// call is what the route handler hands a route's handler: the verified
+// actor (zero for public routes) and the checked query parameters.
+type call struct {
+	actor domain.Actor
+	q     query
+}
+
+var (
+	rolesCheck    = []domain.Role{domain.RoleService, domain.RoleWorker, domain.RoleAuditor}
+	rolesViewers  = []domain.Role{domain.RoleWorker, domain.RoleAuditor}
+	rolesAuditor  = []domain.Role{domain.RoleAuditor}
+	rolesAccount  = []domain.Role{domain.RoleService, domain.RoleWorker, domain.RolePortalsTeam, domain.RoleAuditor}
+	rolesAccounts = []domain.Role{domain.RoleService, domain.RoleWorker, domain.RolePortalsTeam, domain.RoleAuditor}
+	rolesWatch    = []domain.Role{domain.RoleService}
+)
+
+// routes returns the route table.
+func routes() []route {
+	return []route{
+		// Commands (api.md). Authorization is the command service's.
+		{Name: commands.CommandRegisterChild, Method: http.MethodPost, Pattern: "/v1/children", Access: command, handle: (*server).registerChild},
+		{Name: commands.CommandAllocateWorker, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/allocation", Access: command, handle: (*server).allocateWorker},
+		{Name: commands.CommandInvite, Method: http.MethodPost, Pattern: "/v1/invitations", Access: command, handle: (*server).invite},
+		{Name: commands.CommandActivate, Method: http.MethodPost, Pattern: "/v1/accounts/{account_id}/activation", Access: command, handle: (*server).activate},
+		{Name: commands.CommandCloseAccount, Method: http.MethodPost, Pattern: "/v1/accounts/{account_id}/close", Access: command, handle: (*server).closeAccount},
+		{Name: commands.CommandStartPlacement, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/placements", Access: command, handle: (*server).startPlacement},
+		{Name: commands.CommandEndPlacement, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/placements/{placement_id}/end", Access: command, handle: (*server).endPlacement},
+		{Name: commands.CommandEndGrace, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/placements/{placement_id}/end-grace", Access: command, handle: (*server).endGrace},
+		{Name: commands.CommandGrant, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/grants", Access: command, handle: (*server).grant},
+		{Name: commands.CommandRevoke, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/grants/{account_id}/revoke", Access: command, handle: (*server).revoke},
+		{Name: commands.CommandRequestPhoneReset, Method: http.MethodPost, Pattern: "/v1/accounts/{account_id}/phone-reset-requests", Access: command, handle: (*server).requestPhoneReset},
+		{Name: commands.CommandClearPhone, Method: http.MethodPost, Pattern: "/v1/accounts/{account_id}/phone/clear", Access: command, handle: (*server).clearPhone},
+		{Name: commands.CommandEnrolPhone, Method: http.MethodPut, Pattern: "/v1/accounts/{account_id}/phone", Access: command, handle: (*server).enrolPhone},
+
+		// Queries answered by the access index.
+		{Name: "check", Method: http.MethodGet, Pattern: "/v1/check", Access: roles, Roles: rolesCheck,
+			Params: []string{"account_id", "child_id", "carer_id", "permission", "at", "min_position"}, handle: (*server).check},
+		{Name: "account_children", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/children", Access: roles, Roles: rolesCheck,
+			Params: []string{"at", "min_position"}, handle: (*server).accountChildren},
+		{Name: "child_viewers", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/viewers", Access: roles, Roles: rolesViewers,
+			Params: []string{"at", "min_position"}, handle: (*server).childViewers},
+		{Name: "watch", Method: http.MethodGet, Pattern: "/v1/watch", Access: roles, Roles: rolesWatch,
+			Params: []string{"after"}, handle: (*server).watch},
+
+		// Queries answered by the SQL read models.
+		{Name: "child_history", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/history", Access: roles, Roles: rolesAuditor,
+			Params: []string{"at", "as_of", "min_position"}, handle: (*server).childHistory},
+		{Name: "account_history", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/history", Access: roles, Roles: rolesAuditor,
+			Params: []string{"at", "as_of", "min_position"}, handle: (*server).accountHistory},
+		{Name: "get_account", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}", Access: roles, Roles: rolesAccount,
+			Params: []string{"at", "min_position"}, handle: (*server).getAccount},
+		{Name: "list_accounts", Method: http.MethodGet, Pattern: "/v1/accounts", Access: roles, Roles: rolesAccounts,
+			Params: []string{"email", "identity_subject", "status", "kind", "needs_phone_enrolment", "phone_reset_requested", "at", "after", "limit", "min_position"},
+			handle: (*server).listAccounts},
+		{Name: "audit_list", Method: http.MethodGet, Pattern: "/v1/audit", Access: roles, Roles: rolesAuditor,
+			Params: []string{"child_id", "account_id", "actor", "from", "to", "after", "limit", "min_position"}, handle: (*server).auditList},
+		{Name: "audit_verify", Method: http.MethodGet, Pattern: "/v1/audit/verify", Access: roles, Roles: rolesAuditor,
+			Params: []string{"anchor_seq", "anchor_hash", "min_position"}, handle: (*server).auditVerify},
+		{Name: "security_log", Method: http.MethodGet, Pattern: "/v1/security-log", Access: roles, Roles: rolesAuditor,
+			Params: []string{"actor", "command", "code", "from", "to", "after", "limit", "min_position"}, handle: (*server).securityLog},
+
+		{Name: "policy", Method: http.MethodGet, Pattern: "/v1/policy", Access: anyone, Params: []string{"min_position"}, handle: (*server).policy},
+
+		// Operations.
+		{Name: "healthz", Method: http.MethodGet, Pattern: "/healthz", Access: public, handle: (*server).healthz},
+		{Name: "readyz", Method: http.MethodGet, Pattern: "/readyz", Access: public, handle: (*server).readyz},
+		{Name: "metrics", Method: http.MethodGet, Pattern: "/metrics", Access: public, handle: (*server).serveMetrics},
+	}
+}

@@ -1,0 +1,154 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/projections/accessindex"
+)
+
+// watchWriteTimeout bounds each write of a watch stream: a client that
+// stops reading is cut off.
+const watchWriteTimeout = 30 * time.Second
+
+// watchEvent is the data of one "access" event of the watch stream.
+type watchEvent struct {
+	AccountID   uuid.UUID  `json:"account_id"`
+	ChildID     uuid.UUID  `json:"child_id"`
+	Permissions []string   `json:"permissions"`
+	Reason      string     `json:"reason"`
+	Until       *time.Time `json:"until"`
+	At          time.Time  `json:"at"`
+	Position    string     `json:"position"`
+}
+
+// resetEvent is the data of the "reset" event that ends a stream whose
+// client fell too far behind.
+type resetEvent struct {
+	Position string `json:"position"`
+	Detail   string `json:"detail"`
+}
+
+// errTooOldForWatch answers a watch that starts before the change buffer.
+func errTooOldForWatch(err error) error {
+	return &httpError{status: http.StatusGone, code: codeConflict, err: err,
+		detail: "the changes after this position are no longer kept: read the full lists (GET /v1/accounts/{account_id}/children, GET /v1/children/{child_id}/viewers), then watch after their position"}
+}
+
+// watch is GET /v1/watch: a text/event-stream of access changes from the
+// index's change feed, after the position given by after= or, on a
+// reconnect, by the Last-Event-ID header (after= wins); with neither, from
+// the index's current position (new changes only).
+//
+// Each change is an event "access" whose data is a watchEvent. Several
+// changes can share a position (closing an account changes all its
+// pairs); only the last change of a position carries the SSE id, so a
+// client that reconnects with Last-Event-ID never skips part of a
+// position. An idle stream sends a comment line every WatchHeartbeat. A
+// client too slow for the change buffer gets an event "reset" and the
+// stream ends. The stream ends when the client disconnects or the
+// request's context ends.
+func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
+	var after eventlog.Position
+	switch p, given, err := c.q.position("after"); {
+	case err != nil:
+		return err
+	case given:
+		after = p
+	case r.Header.Get("Last-Event-ID") != "":
+		if after, err = parsePosition("Last-Event-ID", r.Header.Get("Last-Event-ID")); err != nil {
+			return err
+		}
+	default:
+		after = s.cfg.Index.Position()
+	}
+	changes, pos, wait, err := s.cfg.Index.Changes(after)
+	if errors.Is(err, accessindex.ErrTooOld) {
+		return errTooOldForWatch(err)
+	}
+	if err != nil {
+		return err
+	}
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	s.metrics.watchers.Inc()
+	defer s.metrics.watchers.Dec()
+	ctx := r.Context()
+	log := logger(ctx, s.log)
+
+	var buf bytes.Buffer
+	send := func() bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(watchWriteTimeout))
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			log.DebugContext(ctx, "watch stream ended", "error", err)
+			return false
+		}
+		buf.Reset()
+		if err := rc.Flush(); err != nil {
+			log.DebugContext(ctx, "watch stream ended", "error", err)
+			return false
+		}
+		return true
+	}
+	fmt.Fprintf(&buf, "retry: 1000\n: watching after position %s\n\n", after)
+	if !send() {
+		return nil
+	}
+	heartbeat := time.NewTicker(s.cfg.WatchHeartbeat)
+	defer heartbeat.Stop()
+	for {
+		for i, ch := range changes {
+			writeChange(&buf, ch, i == len(changes)-1 || changes[i+1].Position != ch.Position)
+		}
+		if buf.Len() > 0 && !send() {
+			return nil
+		}
+		if after.Before(pos) {
+			after = pos
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-heartbeat.C:
+			fmt.Fprintf(&buf, ": heartbeat %s\n\n", after)
+			if !send() {
+				return nil
+			}
+			changes = nil
+		case <-wait:
+			changes, pos, wait, err = s.cfg.Index.Changes(after)
+			if err != nil {
+				data, _ := json.Marshal(resetEvent{Position: after.String(),
+					Detail: "the stream fell behind the change buffer: read the full lists again and watch after their position"})
+				fmt.Fprintf(&buf, "event: reset\ndata: %s\n\n", data)
+				send()
+				log.WarnContext(ctx, "watch stream reset", "error", err)
+				return nil
+			}
+		}
+	}
+}
+
+// writeChange appends one "access" event to buf, with the SSE id when
+// withID.
+func writeChange(buf *bytes.Buffer, ch accessindex.Change, withID bool) {
+	data, _ := json.Marshal(watchEvent{AccountID: ch.Account, ChildID: ch.Child,
+		Permissions: ch.Access.Permissions.Names(), Reason: string(ch.Access.Reason),
+		Until: optTime(ch.Access.Until), At: ch.At.UTC(), Position: ch.Position.String()})
+	if withID {
+		fmt.Fprintf(buf, "id: %s\n", ch.Position)
+	}
+	fmt.Fprintf(buf, "event: access\ndata: %s\n\n", data)
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/accessledger/accessledger/adapters/auth"
+	"github.com/accessledger/accessledger/adapters/httpapi"
+	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/projections/securitylog"
+)
+
+// serve opens the engine, starts the HTTP API and runs until ctx ends, then
+// shuts down gracefully: the listener stops accepting, in-flight requests
+// (commands included) finish within --shutdown-timeout, then the
+// projections stop. An acknowledged command is in the event log before its
+// answer is written, so shutting down loses none.
+func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Logger, env *environment) error {
+	start := time.Now()
+	secret, err := loadSecret(cfg.dataDir, sc.secretFile)
+	if err != nil {
+		return fmt.Errorf("signing secret: %w", err)
+	}
+	verifier, err := auth.NewVerifier(secret, sc.jwtIssuer, sc.jwtAudience, nil)
+	if err != nil {
+		return err
+	}
+	e, err := openEngine(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := migrateIdempotency(ctx, e.readDB); err != nil {
+		return err
+	}
+	policy := sc.policy()
+	cmds, err := commands.New(e.store.store, refusalLog{securitylog.New(e.readDB)},
+		commands.Config{Policy: policy, Logger: log})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var ready atomic.Bool
+	handler, err := httpapi.New(httpapi.Config{
+		Commands: cmds, Index: e.index, ReadDB: e.readDB, Auth: verifier,
+		Idempotency: idempotency.New(e.readDB), Policy: cmds.Policy(),
+		Ready: ready.Load, Projections: e.runner.Status, Registry: reg, Logger: log,
+		MinPositionWait: sc.minPositionWait,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", sc.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sc.addr, err)
+	}
+	// Requests run in baseCtx. Shutdown waits for in-flight requests, but a
+	// watch stream never ends by itself: baseCtx is cancelled shortly after
+	// shutdown starts, ending the streams (commands take milliseconds; one
+	// cut short after its append is answered by its Idempotency-Key retry).
+	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return baseCtx }}
+	srv.RegisterOnShutdown(func() { time.AfterFunc(streamGrace, cancelBase) })
+	log.Info("listening", "addr", ln.Addr().String(), "store", e.store.db.String())
+
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	engineDone := make(chan error, 1)
+	go func() {
+		engineDone <- e.run(runCtx, func() {
+			ready.Store(true)
+			log.Info("ready: read models and access index caught up", "start_to_ready", time.Since(start).Round(time.Millisecond).String())
+			e.logStatus()
+		})
+	}()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Serve(ln) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-engineDone:
+		runErr = fmt.Errorf("engine stopped: %w", err)
+		engineDone <- nil
+	case err := <-httpDone:
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+	log.Info("shutting down", "timeout", sc.shutdownTimeout.String())
+	ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), sc.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+		_ = srv.Close()
+	}
+	stopRun()
+	if err := <-engineDone; err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
+		runErr = err
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+// streamGrace is how long after shutdown starts long-lived requests (watch
+// streams) keep their context.
+const streamGrace = 2 * time.Second
+
+// migrateIdempotency applies the idempotency keys' migrations.
+func migrateIdempotency(ctx context.Context, db *sqldb.DB) error {
+	pg, lite := idempotency.Migrations()
+	if err := sqldb.Migrate(ctx, db, idempotency.Component, pg, lite); err != nil {
+		return fmt.Errorf("migrate read store %s: %w", db, err)
+	}
+	return nil
+}
