@@ -94,7 +94,9 @@ func TestServeBecomesReady(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var out, errb syncBuffer
-	go func() { done <- run(ctx, []string{"serve", "--data-dir", dir, "--addr", "127.0.0.1:0"}, &out, &errb, noEnv) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--data-dir", dir, "--addr", "127.0.0.1:0"}, &out, &errb, noEnv)
+	}()
 	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "ready: read models and access index caught up") },
 		30*time.Second, 20*time.Millisecond, errb.String())
 	cancel()
