@@ -8,15 +8,24 @@ BENCHCOUNT ?= 6
 PKGS      := ./...
 
 # Fuzz targets as package:Target pairs; `make fuzz` runs each for FUZZTIME.
-FUZZ_TARGETS := ./domain:FuzzDecode ./domain/eventlog:FuzzParsePosition
+FUZZ_TARGETS := ./domain:FuzzDecode ./domain:FuzzMaskPhone ./domain/eventlog:FuzzParsePosition \
+  ./domain/eventlog:FuzzPositionRoundTrip ./projections/audit:FuzzCanonicalRoundTrip \
+  ./adapters/auth:FuzzVerify ./adapters/httpapi:FuzzCommandBodies
 
 .PHONY: help run build migrate test test-race lint fuzz bench cover
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: ## run the engine on its embedded default (SQLite in $(DATA_DIR))
-	$(GO) run ./cmd/accessd serve --data-dir $(DATA_DIR)
+ADDR ?= 127.0.0.1:8080
+
+run: ## run the engine on its embedded default (SQLite in $(DATA_DIR), HTTP on $(ADDR))
+	@echo "accessd: starting on http://$(ADDR) with data in $(DATA_DIR). In another shell:"
+	@echo "  TOKEN=\$$(go run ./cmd/accessd token --data-dir $(DATA_DIR) --role worker --sub worker-ann)"
+	@echo "  curl -s -X POST -H \"Authorization: Bearer \$$TOKEN\" -H 'Content-Type: application/json' \\"
+	@echo "       -d '{\"reference\":\"C-0001\"}' http://$(ADDR)/v1/children"
+	@echo "  curl -s -H \"Authorization: Bearer \$$TOKEN\" http://$(ADDR)/v1/policy"
+	$(GO) run ./cmd/accessd serve --data-dir $(DATA_DIR) --addr $(ADDR)
 
 build: ## build the binaries into ./bin (no cgo)
 	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
