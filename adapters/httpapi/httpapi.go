@@ -152,6 +152,10 @@ type Config struct {
 	// WatchHeartbeat is the interval of the watch stream's heartbeats.
 	// Default DefaultWatchHeartbeat.
 	WatchHeartbeat time.Duration
+	// Stopping, when closed, ends every watch stream (they never end by
+	// themselves, so http.Server.Shutdown would wait for them). Close it
+	// when shutdown starts. Nil: streams end only with their request.
+	Stopping <-chan struct{}
 }
 
 // Validate reports every problem of the configuration, joined.

@@ -121,6 +121,10 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.cfg.Stopping:
+			fmt.Fprintf(&buf, "event: shutdown\ndata: {}\n\n")
+			_ = send()
+			return nil
 		case <-heartbeat.C:
 			fmt.Fprintf(&buf, ": heartbeat %s\n\n", after)
 			if !send() {

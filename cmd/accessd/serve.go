@@ -53,11 +53,12 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var ready atomic.Bool
+	stopping := make(chan struct{})
 	handler, err := httpapi.New(httpapi.Config{
 		Commands: cmds, Index: e.index, ReadDB: e.readDB, Auth: verifier,
 		Idempotency: idempotency.New(e.readDB), Policy: cmds.Policy(),
 		Ready: ready.Load, Projections: e.runner.Status, Registry: reg, Logger: log,
-		MinPositionWait: sc.minPositionWait,
+		MinPositionWait: sc.minPositionWait, Stopping: stopping,
 	})
 	if err != nil {
 		return err
@@ -66,16 +67,11 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", sc.addr, err)
 	}
-	// Requests run in baseCtx. Shutdown waits for in-flight requests, but a
-	// watch stream never ends by itself: baseCtx is cancelled shortly after
-	// shutdown starts, ending the streams (commands take milliseconds; one
-	// cut short after its append is answered by its Idempotency-Key retry).
-	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelBase()
+	// Shutdown waits for in-flight requests; watch streams never end by
+	// themselves, so closing stopping ends them when shutdown starts.
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext: func(net.Listener) context.Context { return baseCtx }}
-	srv.RegisterOnShutdown(func() { time.AfterFunc(streamGrace, cancelBase) })
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv.RegisterOnShutdown(func() { close(stopping) })
 	log.Info("listening", "addr", ln.Addr().String(), "store", e.store.db.String())
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
@@ -115,10 +111,6 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	log.Info("stopped")
 	return runErr
 }
-
-// streamGrace is how long after shutdown starts long-lived requests (watch
-// streams) keep their context.
-const streamGrace = 2 * time.Second
 
 // migrateIdempotency applies the idempotency keys' migrations.
 func migrateIdempotency(ctx context.Context, db *sqldb.DB) error {
