@@ -135,10 +135,12 @@ func (s *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.observeRequest(label, status, elapsed)
 		level := slog.LevelInfo
 		switch {
+		case pattern == "GET /metrics" || pattern == "GET /healthz" || pattern == "GET /readyz":
+			level = slog.LevelDebug // probes: not ready (503) while catching up is expected
+		case status == http.StatusServiceUnavailable:
+			level = slog.LevelWarn // stale: the index is behind min_position
 		case status >= 500:
 			level = slog.LevelError
-		case pattern == "GET /metrics" || pattern == "GET /healthz" || pattern == "GET /readyz":
-			level = slog.LevelDebug
 		}
 		attrs := []slog.Attr{
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", label),
