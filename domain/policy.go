@@ -179,10 +179,46 @@ func CarerRecordAccess(accountIsCarer bool, acct AccountFacts, t time.Time) Acce
 // deadline because a background job was late (R3).
 //
 // When several sources apply their permissions are joined; the reason is the
-// strongest source (placement, then grace period, then grant) and Until is the
-// earliest time at which one of the sources ends. A denial names the source
-// that ended last (grace_expired or revoked), else no_relationship.
+// strongest source (placement, then grace period, then grant). A denial
+// names the source that ended last (grace_expired or revoked), else
+// no_relationship.
+//
+// Until, for an allowed answer, is the first time after t at which the
+// answer (permissions or reason) changes as far as the facts know, zero when
+// nothing known changes it. A source ending while another still gives the
+// same answer does not end it: a carer re-placed during the grace period
+// (R5) keeps "placement" with no deadline from the old placement.
 func ChildAccess(acct AccountFacts, placements []PlacementFacts, grants []GrantFacts, t time.Time) Access {
+	out := childAccessAt(acct, placements, grants, t)
+	if out.Permissions == 0 {
+		return out
+	}
+	// The answer can only change at a fact time; take the earliest one
+	// after t at which it differs.
+	consider := func(c time.Time) {
+		if c.IsZero() || !c.After(t) || (!out.Until.IsZero() && !c.Before(out.Until)) {
+			return
+		}
+		if a := childAccessAt(acct, placements, grants, c); a.Permissions != out.Permissions || a.Reason != out.Reason {
+			out.Until = c
+		}
+	}
+	consider(acct.ActivatedAt)
+	consider(acct.ClosedAt)
+	for _, p := range placements {
+		consider(p.Start)
+		consider(p.End)
+		consider(p.GraceEnd)
+	}
+	for _, g := range grants {
+		consider(g.From)
+		consider(g.To)
+	}
+	return out
+}
+
+// childAccessAt is ChildAccess without Until: the permissions and reason at t.
+func childAccessAt(acct AccountFacts, placements []PlacementFacts, grants []GrantFacts, t time.Time) Access {
 	if ok, why := acct.activeAt(t); !ok {
 		return Access{Reason: why}
 	}
@@ -192,13 +228,10 @@ func ChildAccess(acct AccountFacts, placements []PlacementFacts, grants []GrantF
 		lastEnd   time.Time
 		endReason Reason
 	)
-	join := func(perms PermissionSet, r Reason, rk int, until time.Time) {
+	join := func(perms PermissionSet, r Reason, rk int) {
 		out.Permissions |= perms
 		if rk > rank {
 			rank, out.Reason = rk, r
-		}
-		if !until.IsZero() && (out.Until.IsZero() || until.Before(out.Until)) {
-			out.Until = until
 		}
 	}
 	ended := func(at time.Time, r Reason) {
@@ -209,9 +242,9 @@ func ChildAccess(acct AccountFacts, placements []PlacementFacts, grants []GrantF
 	for _, p := range placements {
 		switch {
 		case within(t, p.Start, p.End):
-			join(All, ReasonPlacement, 3, p.End)
+			join(All, ReasonPlacement, 3)
 		case !p.End.IsZero() && within(t, p.End, p.GraceEnd) && p.End.Before(p.GraceEnd):
-			join(PermissionSet(View|CompleteOutstanding), ReasonGracePeriod, 2, p.GraceEnd)
+			join(PermissionSet(View|CompleteOutstanding), ReasonGracePeriod, 2)
 		case !p.End.IsZero() && !t.Before(p.GraceEnd):
 			ended(p.GraceEnd, ReasonGraceExpired)
 		}
@@ -219,13 +252,10 @@ func ChildAccess(acct AccountFacts, placements []PlacementFacts, grants []GrantF
 	for _, g := range grants {
 		switch {
 		case within(t, g.From, g.To):
-			join(g.Permissions, ReasonGrant, 1, g.To)
+			join(g.Permissions, ReasonGrant, 1)
 		case !g.To.IsZero() && !t.Before(g.To):
 			ended(g.To, ReasonRevoked)
 		}
-	}
-	if !acct.ClosedAt.IsZero() && rank > 0 && (out.Until.IsZero() || acct.ClosedAt.Before(out.Until)) {
-		out.Until = acct.ClosedAt
 	}
 	if rank == 0 {
 		if endReason != "" {

@@ -258,6 +258,12 @@ func TestRule_R5_ReplacementWithinGraceContinuesAccess(t *testing.T) {
 		require.True(t, c.Access(carer, at).Allows(domain.View), "no gap at %s", at)
 	}
 	thenAccess(t, c.Access(carer, end.Add(8*day)), domain.All, domain.ReasonPlacement, time.Time{})
+	// During the overlap of the new placement and the old grace, the answer
+	// is the placement's, and the old grace deadline is not its until.
+	thenAccess(t, c.Access(carer, end.Add(4*day)), domain.All, domain.ReasonPlacement, time.Time{})
+	// During the grace before the new placement, the answer holds until the
+	// new placement starts.
+	thenAccess(t, c.Access(carer, end.Add(day)), domain.PermissionSet(domain.View|domain.CompleteOutstanding), domain.ReasonGracePeriod, end.Add(3*day))
 	// The old deadline changes nothing when it fires.
 	got, err = c.ExpireCarerAccess(placement, end.Add(8*day))
 	thenEvents(t, got, err)

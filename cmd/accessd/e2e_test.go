@@ -350,7 +350,6 @@ func TestRule_R5_ReplacementWithoutGapAndOverlappingCarers(t *testing.T) {
 // null when nothing known ends it", docs/openapi.yaml) must not be the old
 // grace deadline, which changes nothing.
 func TestRule_R5_OldDeadlineIsNotTheAnswersUntil(t *testing.T) {
-	t.Skip("BUG: domain.ChildAccess takes the earliest end of every source, so a superseded grace period's deadline is reported as the open placement's until")
 	eachBackend(t, func(t *testing.T, store []string) {
 		s := startServer(t, store...)
 		w := newWorld(s)

@@ -278,7 +278,9 @@ func TestRule_R5_Replacement(t *testing.T) {
 			require.True(t, ix.Check(carer, child, domain.View, at).Allowed, "no gap at %s", at)
 		}
 		requireAnswers(t, ix, []expect{
-			{"in the grace before the new placement", carer, child, end.Add(day), viewCompleting, domain.ReasonGracePeriod, end.Add(policy.GracePeriod)},
+			// The answer changes when the new placement starts, not at the old deadline.
+			{"in the grace before the new placement", carer, child, end.Add(day), viewCompleting, domain.ReasonGracePeriod, end.Add(3 * day)},
+			{"during the new placement, before the old deadline", carer, child, end.Add(4 * day), domain.All, domain.ReasonPlacement, time.Time{}},
 			{"after the old deadline", carer, child, end.Add(8 * day), domain.All, domain.ReasonPlacement, time.Time{}},
 		})
 		requireAgrees(t, ix, w, end, end.Add(3*day), end.Add(7*day), end.Add(8*day))
