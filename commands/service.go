@@ -439,7 +439,11 @@ func (s *Service) appendTo(ctx context.Context, l loaded, c domain.Cause, d *ids
 	}
 	data := make([]eventlog.EventData, len(events))
 	for i, e := range events {
-		ed, err := c.EventData(d.event(group, i), e)
+		ec := c
+		if ec.Reason == "" {
+			ec.Reason = DefaultReason(e.EventType())
+		}
+		ed, err := ec.EventData(d.event(group, i), e)
 		if err != nil {
 			// The aggregate decided an event that does not encode: a bug,
 			// not the caller's fault.
@@ -460,4 +464,34 @@ func latest(a, b eventlog.Position) eventlog.Position {
 		return b
 	}
 	return a
+}
+
+// defaultReasons are the reasons recorded for events whose command takes no
+// reason (R14: every change carries a reason).
+var defaultReasons = map[string]string{
+	domain.TypeChildRegistered:     "child registered",
+	domain.TypeWorkerAllocated:     "worker allocated",
+	domain.TypePlacementStarted:    "placement started",
+	domain.TypePlacementEnded:      "placement ended",
+	domain.TypeGraceEndedEarly:     "grace period ended early",
+	domain.TypeGraceExpired:        "grace period ran out",
+	domain.TypeAccessGranted:       "access granted",
+	domain.TypeAccessRevoked:       "access revoked",
+	domain.TypeAccountInvited:      "invitation sent",
+	domain.TypeInvitationExpired:   "invitation ran out",
+	domain.TypeAccountActivated:    "first sign-in with the identity provider, reported by the service",
+	domain.TypeAccountClosed:       "account closed",
+	domain.TypePhoneResetRequested: "phone reset requested",
+	domain.TypePhoneCleared:        "phone number cleared after a reset request",
+	domain.TypePhoneEnrolled:       "phone enrolled at sign-in, reported by the service",
+	domain.TypeIdentityLinked:      "identity linked at first sign-in",
+}
+
+// DefaultReason is the reason recorded for an event of type typ when its
+// command gave none.
+func DefaultReason(typ string) string {
+	if r, ok := defaultReasons[typ]; ok {
+		return r
+	}
+	return typ
 }
