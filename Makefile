@@ -8,7 +8,7 @@ BENCHCOUNT ?= 6
 PKGS      := ./...
 
 # Fuzz targets as package:Target pairs; `make fuzz` runs each for FUZZTIME.
-FUZZ_TARGETS := ./domain:FuzzDecode ./domain:FuzzMaskPhone ./domain/eventlog:FuzzParsePosition \
+FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:FuzzMaskPhone ./domain/eventlog:FuzzParsePosition \
   ./domain/eventlog:FuzzPositionRoundTrip ./projections/audit:FuzzCanonicalRoundTrip \
   ./adapters/auth:FuzzVerify ./adapters/httpapi:FuzzCommandBodies
 

@@ -194,7 +194,6 @@ func TestRule_R3_GracePeriodGivesLimitedAccessUntilItsDeadline(t *testing.T) {
 // TestRule_R3_ExpiryEventIsRecordedAtTheDeadline: the process manager
 // records the grace expiry as an event at the deadline.
 func TestRule_R3_ExpiryEventIsRecordedAtTheDeadline(t *testing.T) {
-	t.Skip("pending issue 5: accessd serve runs no process manager yet, so no placement.grace_expired.v1 is written at the deadline")
 	eachBackend(t, func(t *testing.T, store []string) {
 		s := startServer(t, append(store, "--grace-period", "1s")...)
 		w := newWorld(s)

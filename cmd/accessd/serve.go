@@ -50,6 +50,19 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	if err != nil {
 		return err
 	}
+	bcfg, err := busConfig(sc.bus, log)
+	if err != nil {
+		return err
+	}
+	msg, err := openMessaging(ctx, bcfg, e, cmds, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := msg.close(); err != nil {
+			log.Warn("close bus", "err", err)
+		}
+	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var ready atomic.Bool
@@ -72,7 +85,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	srv.RegisterOnShutdown(func() { close(stopping) })
-	log.Info("listening", "addr", ln.Addr().String(), "store", e.store.db.String())
+	log.Info("listening", "addr", ln.Addr().String(), "store", e.store.db.String(), "bus", string(bcfg.Kind))
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
@@ -84,6 +97,8 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 			e.logStatus()
 		})
 	}()
+	msgDone := make(chan error, 1)
+	go func() { msgDone <- msg.run(runCtx) }()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(ln) }()
 
@@ -95,6 +110,9 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 		engineDone <- nil
 	case err := <-httpDone:
 		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-msgDone:
+		runErr = fmt.Errorf("messaging stopped: %w", err)
+		msgDone <- nil
 	}
 	log.Info("shutting down", "timeout", sc.shutdownTimeout.String())
 	ready.Store(false)
@@ -105,6 +123,9 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 		_ = srv.Close()
 	}
 	stopRun()
+	if err := <-msgDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("messaging: %w", err)
+	}
 	if err := <-engineDone; err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
 		runErr = err
 	}

@@ -22,6 +22,7 @@ type serveConfig struct {
 	secretFile      string
 	minPositionWait time.Duration
 	shutdownTimeout time.Duration
+	bus             string
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -35,6 +36,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required aud claim of bearer tokens (default: not checked)")
 	fs.StringVar(&c.secretFile, "secret-file", "", "file holding the HS256 secret, hex (default: jwt-secret in --data-dir, created on first start, mode 0600)")
 	fs.DurationVar(&c.minPositionWait, "min-position-wait", 2*time.Second, "longest wait of a query for its min_position before answering 503 stale")
+	fs.StringVar(&c.bus, "bus", "gochannel", "message bus of the relay and the process manager: gochannel (in-process), nats://HOST:4222 (JetStream) or postgres://...")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 }
 

@@ -1,0 +1,425 @@
+package processmanager
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+
+	"github.com/accessledger/accessledger/adapters/sqldb"
+)
+
+// Component is the name the migrations are recorded under (tables
+// deadlines_migrations and deadlines_migration_locks): pass it with
+// Migrations to sqldb.Migrate, or call Migrate.
+const Component = "deadlines"
+
+//go:embed migrations
+var migrationFiles embed.FS
+
+// Migrations returns the bun/migrate SQL migrations of the deadlines table
+// for PostgreSQL and for SQLite, for sqldb.Migrate(ctx, db, Component, pg,
+// sqlite).
+func Migrations() (postgres, sqlite fs.FS) {
+	return sub("migrations/postgres"), sub("migrations/sqlite")
+}
+
+func sub(dir string) fs.FS {
+	f, err := fs.Sub(migrationFiles, dir)
+	if err != nil {
+		panic(fmt.Sprintf("processmanager: embedded migrations: %v", err)) // the embed directive guarantees the directory
+	}
+	return f
+}
+
+// Migrate creates or updates the deadlines table in db (sqldb.Migrate with
+// Component and Migrations). Safe to call concurrently and again.
+func Migrate(ctx context.Context, db *sqldb.DB) error {
+	pg, lite := Migrations()
+	return sqldb.Migrate(ctx, db, Component, pg, lite)
+}
+
+// Kind is the kind of a deadline.
+type Kind string
+
+// The deadline kinds.
+const (
+	// KindGrace is the end of a carer's grace period after a placement
+	// ended (R3): at it the process manager sends ExpireCarerAccess.
+	KindGrace Kind = "grace"
+	// KindInvitation is the expiry of an unaccepted invitation (R9): at it
+	// the process manager sends ExpireInvitation.
+	KindInvitation Kind = "invitation"
+)
+
+// State is where a deadline stands.
+type State string
+
+// The deadline states.
+const (
+	// StatePending: not yet carried out; due at DueAt (or later, when a
+	// retry or another instance's lease holds it).
+	StatePending State = "pending"
+	// StateFired: the expiry command succeeded for DueAt (whether or not the
+	// aggregate appended anything).
+	StateFired State = "fired"
+	// StateResolved: an event settled the deadline (the expiry recorded,
+	// the grace ended early, the invitation accepted or the account
+	// closed): nothing is left to do.
+	StateResolved State = "resolved"
+)
+
+// GraceID is the id of the grace deadline of a placement.
+func GraceID(placementID uuid.UUID) string { return string(KindGrace) + "/" + placementID.String() }
+
+// InvitationID is the id of the invitation deadline of an account.
+func InvitationID(accountID uuid.UUID) string {
+	return string(KindInvitation) + "/" + accountID.String()
+}
+
+// Deadline is one row of the deadlines table.
+type Deadline struct {
+	ID          string // GraceID or InvitationID
+	Kind        Kind
+	ChildID     uuid.UUID // grace only
+	PlacementID uuid.UUID // grace only
+	// AccountID is the carer's account (grace) or the invited account
+	// (invitation).
+	AccountID uuid.UUID
+	// DueAt is the deadline: the placement's grace_until or the latest
+	// invitation's expires_at. Zero when only a resolving event was seen.
+	DueAt time.Time
+	// SourceEventID is the event that set DueAt: the causation of the
+	// expiry command. CorrelationID is that event's correlation id, passed
+	// on to the command.
+	SourceEventID uuid.UUID
+	CorrelationID uuid.UUID
+	State         State
+	// ResolvedBy is the event that settled the deadline (uuid.Nil if none).
+	ResolvedBy uuid.UUID
+	// ClaimedBy is the instance whose firing is in flight ("" when none);
+	// ClaimedUntil ends its lease, or, with ClaimedBy empty, is the
+	// earliest time of the next attempt after a failed one.
+	ClaimedBy    string
+	ClaimedUntil time.Time
+	// Attempts counts the firings started for DueAt; LastError is the last
+	// one's failure ("" after a success).
+	Attempts  int
+	LastError string
+	UpdatedAt time.Time
+}
+
+// forever is resolved_through for deadlines settled for good.
+const forever = math.MaxInt64
+
+// maxErrorBytes bounds last_error.
+const maxErrorBytes = 2000
+
+// row is a deadlines row as stored.
+type row struct {
+	ID              string `bun:"id"`
+	Kind            string `bun:"kind"`
+	ChildID         string `bun:"child_id"`
+	PlacementID     string `bun:"placement_id"`
+	AccountID       string `bun:"account_id"`
+	DueAt           int64  `bun:"due_at"`
+	SourceEventID   string `bun:"source_event_id"`
+	CorrelationID   string `bun:"correlation_id"`
+	State           string `bun:"state"`
+	ResolvedThrough int64  `bun:"resolved_through"`
+	ResolvedBy      string `bun:"resolved_by"`
+	ClaimedBy       string `bun:"claimed_by"`
+	ClaimedUntil    int64  `bun:"claimed_until"`
+	Attempts        int    `bun:"attempts"`
+	LastError       string `bun:"last_error"`
+	UpdatedAt       int64  `bun:"updated_at"`
+}
+
+const columns = `id, kind, child_id, placement_id, account_id, due_at, source_event_id, correlation_id, state,
+	resolved_through, resolved_by, claimed_by, claimed_until, attempts, last_error, updated_at`
+
+func (r row) deadline() Deadline {
+	return Deadline{
+		ID: r.ID, Kind: Kind(r.Kind),
+		ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID), AccountID: parseID(r.AccountID),
+		DueAt: fromMicros(r.DueAt), SourceEventID: parseID(r.SourceEventID), CorrelationID: parseID(r.CorrelationID),
+		State: State(r.State), ResolvedBy: parseID(r.ResolvedBy),
+		ClaimedBy: r.ClaimedBy, ClaimedUntil: fromMicros(r.ClaimedUntil),
+		Attempts: r.Attempts, LastError: r.LastError, UpdatedAt: fromMicros(r.UpdatedAt),
+	}
+}
+
+func parseID(s string) uuid.UUID {
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return uuid.Nil
+	}
+	return id
+}
+
+func idText(id uuid.UUID) string {
+	if id == uuid.Nil {
+		return ""
+	}
+	return id.String()
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
+
+// subject names a deadline and the ids it concerns.
+type subject struct {
+	id          string
+	kind        Kind
+	childID     uuid.UUID
+	placementID uuid.UUID
+	accountID   uuid.UUID
+}
+
+func graceSubject(child, placement, carer uuid.UUID) subject {
+	return subject{id: GraceID(placement), kind: KindGrace, childID: child, placementID: placement, accountID: carer}
+}
+
+func invitationSubject(account uuid.UUID) subject {
+	return subject{id: InvitationID(account), kind: KindInvitation, accountID: account}
+}
+
+// table is the deadlines table on one database. Every method is one
+// statement: no transaction of its own, so any bun.IDB works (a single
+// connection in-memory SQLite among them).
+type table struct {
+	db bun.IDB
+	pg bool
+}
+
+func newTable(db bun.IDB) (*table, error) {
+	switch db.Dialect().Name() {
+	case dialect.PG:
+		return &table{db: db, pg: true}, nil
+	case dialect.SQLite:
+		return &table{db: db}, nil
+	default:
+		return nil, fmt.Errorf("processmanager: unsupported database dialect %s", db.Dialect().Name())
+	}
+}
+
+// setDue records that the event eventID set the deadline of s at due. The
+// latest due wins, whatever the order the events arrive in; a due the row
+// already has (a duplicate delivery) or an earlier one changes nothing. A
+// later due makes the deadline pending again (a renewed invitation) unless
+// it is already resolved through it, and starts its attempts afresh. It
+// reports whether the row changed.
+func (t *table) setDue(ctx context.Context, s subject, due time.Time, eventID, correlationID uuid.UUID, now time.Time) (bool, error) {
+	res, err := t.db.ExecContext(ctx, `
+INSERT INTO deadlines (id, kind, child_id, placement_id, account_id, due_at, source_event_id, correlation_id, state, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
+ON CONFLICT (id) DO UPDATE SET
+	child_id = CASE WHEN deadlines.child_id = '' THEN excluded.child_id ELSE deadlines.child_id END,
+	placement_id = CASE WHEN deadlines.placement_id = '' THEN excluded.placement_id ELSE deadlines.placement_id END,
+	account_id = CASE WHEN deadlines.account_id = '' THEN excluded.account_id ELSE deadlines.account_id END,
+	due_at = excluded.due_at,
+	source_event_id = excluded.source_event_id,
+	correlation_id = excluded.correlation_id,
+	state = CASE WHEN deadlines.resolved_through >= excluded.due_at THEN 'resolved' ELSE 'pending' END,
+	claimed_by = '',
+	claimed_until = 0,
+	attempts = 0,
+	last_error = '',
+	updated_at = excluded.updated_at
+WHERE excluded.due_at > deadlines.due_at`,
+		s.id, string(s.kind), idText(s.childID), idText(s.placementID), idText(s.accountID),
+		micros(due), idText(eventID), idText(correlationID), micros(now))
+	if err != nil {
+		return false, fmt.Errorf("processmanager: record deadline %s: %w", s.id, err)
+	}
+	return affected(res), nil
+}
+
+// resolve records that the event eventID settled every due of s up to
+// through (forever: for good). The furthest settlement wins, whatever the
+// order the events arrive in (between two settling the same span, the
+// smaller event id, so that the row does not depend on the order either);
+// it resolves the row when it covers its due, which an event that arrives
+// before the one setting the due already does. It reports whether the row
+// changed.
+func (t *table) resolve(ctx context.Context, s subject, through int64, eventID uuid.UUID, now time.Time) (bool, error) {
+	res, err := t.db.ExecContext(ctx, `
+INSERT INTO deadlines (id, kind, child_id, placement_id, account_id, state, resolved_through, resolved_by, updated_at)
+VALUES (?, ?, ?, ?, ?, 'resolved', ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+	child_id = CASE WHEN deadlines.child_id = '' THEN excluded.child_id ELSE deadlines.child_id END,
+	placement_id = CASE WHEN deadlines.placement_id = '' THEN excluded.placement_id ELSE deadlines.placement_id END,
+	account_id = CASE WHEN deadlines.account_id = '' THEN excluded.account_id ELSE deadlines.account_id END,
+	resolved_through = excluded.resolved_through,
+	resolved_by = excluded.resolved_by,
+	state = CASE WHEN excluded.resolved_through >= deadlines.due_at THEN 'resolved' ELSE deadlines.state END,
+	claimed_by = CASE WHEN excluded.resolved_through >= deadlines.due_at THEN '' ELSE deadlines.claimed_by END,
+	claimed_until = CASE WHEN excluded.resolved_through >= deadlines.due_at THEN 0 ELSE deadlines.claimed_until END,
+	updated_at = excluded.updated_at
+WHERE excluded.resolved_through > deadlines.resolved_through
+	OR (excluded.resolved_through = deadlines.resolved_through AND excluded.resolved_by < deadlines.resolved_by)`,
+		s.id, string(s.kind), idText(s.childID), idText(s.placementID), idText(s.accountID),
+		through, idText(eventID), micros(now))
+	if err != nil {
+		return false, fmt.Errorf("processmanager: resolve deadline %s: %w", s.id, err)
+	}
+	return affected(res), nil
+}
+
+func affected(res sql.Result) bool {
+	n, err := res.RowsAffected()
+	return err != nil || n > 0 // when unknown, assume it changed
+}
+
+// claim leases up to limit due pending deadlines (due_at and claimed_until
+// at or before now) to instance until now+lease, counting an attempt on
+// each, earliest due first. On PostgreSQL, rows another transaction is
+// claiming are skipped (FOR UPDATE SKIP LOCKED) and the outer conditions
+// are checked again on the locked row, so two instances never claim the
+// same row within its lease; on SQLite the single writer serializes claims.
+func (t *table) claim(ctx context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]row, error) {
+	lock := ""
+	if t.pg {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	n := micros(now)
+	var rows []row
+	err := t.db.NewRaw(`
+UPDATE deadlines SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1, updated_at = ?
+WHERE id IN (
+	SELECT id FROM deadlines
+	WHERE state = 'pending' AND due_at <= ? AND claimed_until <= ?
+	ORDER BY due_at, id LIMIT ?`+lock+`
+) AND state = 'pending' AND due_at <= ? AND claimed_until <= ?
+RETURNING `+columns,
+		instance, micros(now.Add(lease)), n, n, n, limit, n, n).Scan(ctx, &rows)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("processmanager: claim due deadlines: %w", err)
+	}
+	return rows, nil
+}
+
+// fired marks the deadline fired for due, if it is still pending for that
+// due (not resolved meanwhile, not renewed to a later due). Whoever holds
+// the claim, a success is a success.
+func (t *table) fired(ctx context.Context, id string, due, now time.Time) (bool, error) {
+	res, err := t.db.ExecContext(ctx, `
+UPDATE deadlines SET state = 'fired', claimed_by = '', claimed_until = 0, last_error = '', updated_at = ?
+WHERE id = ? AND due_at = ? AND state = 'pending'`, micros(now), id, micros(due))
+	if err != nil {
+		return false, fmt.Errorf("processmanager: mark deadline %s fired: %w", id, err)
+	}
+	return affected(res), nil
+}
+
+// retry releases instance's claim of the deadline (for due) and sets the
+// earliest time of the next attempt and the failure. It changes nothing
+// when the claim is no longer instance's (its lease ran out and another
+// instance took it) or the row moved on.
+func (t *table) retry(ctx context.Context, id string, due time.Time, instance string, at, now time.Time, failure string) (bool, error) {
+	res, err := t.db.ExecContext(ctx, `
+UPDATE deadlines SET claimed_by = '', claimed_until = ?, last_error = ?, updated_at = ?
+WHERE id = ? AND due_at = ? AND state = 'pending' AND claimed_by = ?`,
+		micros(at), truncate(failure, maxErrorBytes), micros(now), id, micros(due), instance)
+	if err != nil {
+		return false, fmt.Errorf("processmanager: reschedule deadline %s: %w", id, err)
+	}
+	return affected(res), nil
+}
+
+// release drops every claim instance holds on pending deadlines (at start:
+// no firing of this instance is in flight any more).
+func (t *table) release(ctx context.Context, instance string, now time.Time) error {
+	_, err := t.db.ExecContext(ctx, `
+UPDATE deadlines SET claimed_by = '', claimed_until = 0, updated_at = ?
+WHERE claimed_by = ? AND state = 'pending'`, micros(now), instance)
+	if err != nil {
+		return fmt.Errorf("processmanager: release the claims of %s: %w", instance, err)
+	}
+	return nil
+}
+
+// next returns the earliest time a pending deadline can be claimed (its
+// due_at, or its claimed_until when later), or false when none is pending.
+func (t *table) next(ctx context.Context) (time.Time, bool, error) {
+	var at sql.NullInt64
+	err := t.db.NewRaw(`
+SELECT MIN(CASE WHEN claimed_until > due_at THEN claimed_until ELSE due_at END)
+FROM deadlines WHERE state = 'pending'`).Scan(ctx, &at)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("processmanager: next deadline: %w", err)
+	}
+	if !at.Valid {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMicro(at.Int64).UTC(), true, nil
+}
+
+// get returns the deadline id, or false.
+func (t *table) get(ctx context.Context, id string) (Deadline, bool, error) {
+	var rows []row
+	if err := t.db.NewRaw(`SELECT `+columns+` FROM deadlines WHERE id = ?`, id).Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Deadline{}, false, fmt.Errorf("processmanager: read deadline %s: %w", id, err)
+	}
+	if len(rows) == 0 {
+		return Deadline{}, false, nil
+	}
+	return rows[0].deadline(), true, nil
+}
+
+// pending returns the pending deadlines, earliest due first.
+func (t *table) pending(ctx context.Context) ([]Deadline, error) {
+	var rows []row
+	if err := t.db.NewRaw(`SELECT `+columns+` FROM deadlines WHERE state = 'pending' ORDER BY due_at, id`).Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("processmanager: read pending deadlines: %w", err)
+	}
+	out := make([]Deadline, len(rows))
+	for i, r := range rows {
+		out[i] = r.deadline()
+	}
+	return out, nil
+}
+
+// counts returns the number of pending deadlines, of those due at now, and
+// of those whose last attempt failed.
+func (t *table) counts(ctx context.Context, now time.Time) (pending, overdue, failing int, err error) {
+	var c struct {
+		Pending int `bun:"pending"`
+		Overdue int `bun:"overdue"`
+		Failing int `bun:"failing"`
+	}
+	err = t.db.NewRaw(`
+SELECT COUNT(*) AS pending,
+	COALESCE(SUM(CASE WHEN due_at <= ? THEN 1 ELSE 0 END), 0) AS overdue,
+	COALESCE(SUM(CASE WHEN last_error <> '' THEN 1 ELSE 0 END), 0) AS failing
+FROM deadlines WHERE state = 'pending'`, micros(now)).Scan(ctx, &c)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("processmanager: count deadlines: %w", err)
+	}
+	return c.Pending, c.Overdue, c.Failing, nil
+}
+
+// truncate cuts s to at most n bytes (on a UTF-8 boundary).
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}

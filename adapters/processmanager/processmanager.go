@@ -1,0 +1,817 @@
+// Package processmanager is the engine's process manager (architecture
+// decision 9): it turns the events that set deadlines into durable rows of a
+// deadlines table, and at each deadline sends the expiry command through a
+// watermill command bus, leaving the decision to the aggregate.
+//
+// # Deadlines
+//
+// The event side is a watermill components/cqrs event group on
+// bus.TopicEvents. It keeps one row per deadline (see Deadline):
+//
+//   - PlacementEnded sets the grace deadline of the placement
+//     (GraceID(placement)) at its grace_until; GraceExpired and
+//     GraceEndedEarly resolve it for good.
+//   - AccountInvited sets the invitation deadline of the account
+//     (InvitationID(account)) at its expires_at; a renewed invitation moves
+//     it to the later expires_at and makes it pending again.
+//     InvitationExpired resolves it up to its expired_at; AccountActivated
+//     and AccountClosed resolve it for good.
+//
+// Recording is idempotent and does not depend on the order the events
+// arrive in (JetStream may redeliver out of order): the latest due and the
+// furthest resolution win, and a row is resolved when its resolution covers
+// its due — also when the resolving event arrived first. Duplicate
+// deliveries change nothing.
+//
+// # Firing
+//
+// A scheduler, driven by the injected Clock, sleeps until the earliest
+// pending deadline (or until a nearer one is recorded, or PollInterval at
+// most, to see rows other instances recorded and leases that ran out). It
+// then claims the due rows with a lease (claimed_by, claimed_until: one
+// UPDATE ... RETURNING, with FOR UPDATE SKIP LOCKED on PostgreSQL, so two
+// instances on one database never claim the same row; on SQLite the single
+// writer serializes claims) and sends commands.ExpireCarerAccess or
+// commands.ExpireInvitation through a cqrs CommandBus. The CommandHandler
+// calls the command service as domain.System with the idempotency key
+// "deadline/<kind>/<subject id>/<due micros>" and the event that set the
+// deadline as causation, then settles the row:
+//
+//   - success (the expiry appended, or nothing to do: R5, R6, already
+//     expired, activated, closed): fired;
+//   - domain.ErrNotDue (the service's clock is behind ours, or the
+//     aggregate knows a later due we have not seen yet): retried at the
+//     later of the due and now+backoff;
+//   - any other error: retried after an exponential backoff (Backoff
+//     doubling up to MaxBackoff), with the error in last_error.
+//
+// A claim whose firing never settles (the process died, the command
+// message was lost) runs out after Lease and the deadline is claimed again.
+// At start an instance releases the claims left under its own InstanceID,
+// then fires every overdue deadline at once. The idempotency key makes a
+// repeated firing append nothing, so together with the aggregate's own
+// checks there is exactly one expiry event per deadline.
+//
+// # Clock
+//
+// All times come from Config.Clock (the scheduler's sleeps too: Clock.At
+// takes the absolute time to wake at), so tests drive time without
+// sleeping. The command service decides with its own
+// clock; a service clock behind ours shows as ErrNotDue and is retried.
+package processmanager
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"github.com/accessledger/accessledger/adapters/bus"
+	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/domain"
+)
+
+// Topics the process manager uses besides bus.TopicEvents, which it
+// subscribes to. Each expiry command has a topic of its own, so that a bus
+// with consumer groups (NATS JetStream, PostgreSQL) never hands one
+// command's messages to the other's handler.
+const (
+	TopicExpireCarerAccess = "accessledger.commands.v1." + commands.CommandExpireCarerAccess
+	TopicExpireInvitation  = "accessledger.commands.v1." + commands.CommandExpireInvitation
+)
+
+// Defaults of Config.
+const (
+	DefaultLease        = 30 * time.Second
+	DefaultBackoff      = time.Second
+	DefaultMaxBackoff   = 5 * time.Minute
+	DefaultPollInterval = time.Minute
+	DefaultBatchSize    = 100
+)
+
+// ErrAlreadyRunning is returned by a second call of Run.
+var ErrAlreadyRunning = errors.New("processmanager: already running")
+
+// Clock is the process manager's time: Now for every decision, At for the
+// scheduler's sleeps. At returns a channel that receives a value once the
+// clock reaches t, at once when it already has. (An absolute time, not a
+// duration, so that a test that moves a fake clock can never slip between
+// the scheduler reading the time and starting its timer.)
+type Clock interface {
+	Now() time.Time
+	At(t time.Time) <-chan time.Time
+}
+
+// SystemClock is the wall clock. Its timers run on the monotonic clock:
+// after a jump of the wall clock, a sleep ends late or early by the jump,
+// at most until the next PollInterval.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// At returns time.After(time.Until(t)).
+func (SystemClock) At(t time.Time) <-chan time.Time { return time.After(time.Until(t)) }
+
+// Commands is what the process manager needs of the command service
+// (*commands.Service has these methods).
+type Commands interface {
+	ExpireCarerAccess(ctx context.Context, meta commands.Meta, cmd commands.ExpireCarerAccess) (commands.Result, error)
+	ExpireInvitation(ctx context.Context, meta commands.Meta, cmd commands.ExpireInvitation) (commands.Result, error)
+}
+
+// Config configures a ProcessManager. DB, Publisher, Subscriber and
+// Commands are required; zero fields take the defaults given.
+type Config struct {
+	// DB holds the deadlines table (apply Migrations first). Every access
+	// is a single statement, so a *bun.DB, a bun.Conn or an in-memory
+	// SQLite database with one connection all work. Several instances may
+	// share one PostgreSQL database.
+	DB bun.IDB
+	// Publisher sends the expiry commands (TopicExpireCarerAccess,
+	// TopicExpireInvitation).
+	Publisher message.Publisher
+	// Subscriber receives bus.TopicEvents and the command topics. On a bus
+	// with consumer groups, instances sharing a database may share a
+	// consumer group (each event then reaches one of them) or not (each
+	// reaches all: recording is idempotent). The process manager never
+	// closes Publisher or Subscriber: the caller does, after Run returns.
+	Subscriber message.Subscriber
+	// Commands carries out the expiry commands.
+	Commands Commands
+	// Clock is the time source. Default SystemClock.
+	Clock Clock
+	// Logger receives firings (info), retries (warn), failures (error) and
+	// watermill's logs (its info as debug). Default slog.Default().
+	Logger *slog.Logger
+	// InstanceID names this instance in claims: unique among the instances
+	// sharing the database, and stable across restarts of one instance so
+	// that a restart takes back its own claims at once (else they wait for
+	// their lease). Default: hostname-pid-random (unique, not stable).
+	InstanceID string
+	// Lease is how long a claim keeps other instances off a deadline while
+	// its command is in flight. Default DefaultLease.
+	Lease time.Duration
+	// Backoff is the delay before the first retry of a failed firing; it
+	// doubles with each attempt up to MaxBackoff. Defaults DefaultBackoff,
+	// DefaultMaxBackoff.
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// PollInterval is the longest the scheduler sleeps without reading the
+	// table (to see deadlines other instances recorded and leases that ran
+	// out). Default DefaultPollInterval.
+	PollInterval time.Duration
+	// BatchSize is how many due deadlines one claim takes. Default
+	// DefaultBatchSize.
+	BatchSize int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Clock == nil {
+		c.Clock = SystemClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.InstanceID == "" {
+		c.InstanceID = defaultInstanceID()
+	}
+	if c.Lease == 0 {
+		c.Lease = DefaultLease
+	}
+	if c.Backoff == 0 {
+		c.Backoff = DefaultBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.Backoff)
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	return c
+}
+
+func defaultInstanceID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "accessd"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
+}
+
+// validate reports every problem of a defaulted configuration, joined.
+func (c Config) validate() error {
+	var problems []error
+	if c.DB == nil {
+		problems = append(problems, errors.New("DB is nil"))
+	}
+	if c.Publisher == nil {
+		problems = append(problems, errors.New("Publisher is nil"))
+	}
+	if c.Subscriber == nil {
+		problems = append(problems, errors.New("Subscriber is nil"))
+	}
+	if c.Commands == nil {
+		problems = append(problems, errors.New("Commands is nil"))
+	}
+	if len(c.InstanceID) > 200 {
+		problems = append(problems, errors.New("InstanceID is longer than 200 bytes"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Lease", c.Lease}, {"Backoff", c.Backoff}, {"MaxBackoff", c.MaxBackoff}, {"PollInterval", c.PollInterval}} {
+		if d.v < 0 {
+			problems = append(problems, fmt.Errorf("%s %s is negative", d.name, d.v))
+		}
+	}
+	if c.MaxBackoff < c.Backoff {
+		problems = append(problems, fmt.Errorf("MaxBackoff %s is below Backoff %s", c.MaxBackoff, c.Backoff))
+	}
+	if c.BatchSize < 0 {
+		problems = append(problems, fmt.Errorf("BatchSize %d is negative", c.BatchSize))
+	}
+	if err := errors.Join(problems...); err != nil {
+		return fmt.Errorf("processmanager: invalid config: %w", err)
+	}
+	return nil
+}
+
+// ProcessManager records deadlines from events and fires them. Create it
+// with New, then Run it once.
+type ProcessManager struct {
+	cfg    Config
+	log    *slog.Logger
+	table  *table
+	router *message.Router
+	send   *cqrs.CommandBus
+
+	poke    chan struct{}
+	ready   chan struct{}
+	started atomic.Bool
+	running atomic.Bool
+
+	fired    atomic.Int64
+	failures atomic.Int64
+	mu       sync.Mutex
+	nextWake time.Time
+	lastErr  string
+	lastErrT time.Time
+
+	// idle, when set (tests), is called each time the scheduler goes to
+	// sleep, with the time it will wake at the latest.
+	idle func(wake time.Time)
+}
+
+// New checks cfg and builds the process manager: its watermill router with
+// the event group (bus.TopicEvents) and the two command handlers, and its
+// command bus. Nothing runs until Run.
+func New(cfg Config) (*ProcessManager, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	t, err := newTable(cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	wlog := watermill.NewSlogLoggerWithLevelMapping(cfg.Logger.With("component", "processmanager"),
+		map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	router, err := message.NewRouter(message.RouterConfig{}, wlog)
+	if err != nil {
+		return nil, fmt.Errorf("processmanager: router: %w", err)
+	}
+	// A failing handler (the database away) is retried in place a few
+	// times before the message is nacked and redelivered.
+	router.AddMiddleware(middleware.Retry{
+		MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, Multiplier: 2,
+		Logger: wlog,
+	}.Middleware)
+
+	pm := &ProcessManager{
+		cfg: cfg, log: cfg.Logger.With("component", "processmanager", "instance", cfg.InstanceID),
+		table: t, router: router,
+		poke: make(chan struct{}, 1), ready: make(chan struct{}),
+	}
+	sub := keepOpen{cfg.Subscriber}
+
+	events, err := cqrs.NewEventGroupProcessorWithConfig(router, cqrs.EventGroupProcessorConfig{
+		GenerateSubscribeTopic: func(cqrs.EventGroupProcessorGenerateSubscribeTopicParams) (string, error) {
+			return bus.TopicEvents, nil
+		},
+		SubscriberConstructor: func(cqrs.EventGroupProcessorSubscriberConstructorParams) (message.Subscriber, error) {
+			return sub, nil
+		},
+		AckOnUnknownEvent: true,
+		Marshaler:         bus.EventMarshaler{},
+		Logger:            wlog,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("processmanager: event processor: %w", err)
+	}
+	if err := events.AddHandlersGroup("processmanager.deadlines",
+		cqrs.NewGroupEventHandler(pm.onPlacementEnded),
+		cqrs.NewGroupEventHandler(pm.onGraceExpired),
+		cqrs.NewGroupEventHandler(pm.onGraceEndedEarly),
+		cqrs.NewGroupEventHandler(pm.onAccountInvited),
+		cqrs.NewGroupEventHandler(pm.onInvitationExpired),
+		cqrs.NewGroupEventHandler(pm.onAccountActivated),
+		cqrs.NewGroupEventHandler(pm.onAccountClosed),
+	); err != nil {
+		return nil, fmt.Errorf("processmanager: event handlers: %w", err)
+	}
+
+	marshaler := bus.EventMarshaler{}
+	cmds, err := cqrs.NewCommandProcessorWithConfig(router, cqrs.CommandProcessorConfig{
+		GenerateSubscribeTopic: func(p cqrs.CommandProcessorGenerateSubscribeTopicParams) (string, error) {
+			return commandTopic(p.CommandName)
+		},
+		SubscriberConstructor: func(cqrs.CommandProcessorSubscriberConstructorParams) (message.Subscriber, error) {
+			return sub, nil
+		},
+		Marshaler: marshaler,
+		Logger:    wlog,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("processmanager: command processor: %w", err)
+	}
+	if err := cmds.AddHandlers(
+		cqrs.NewCommandHandler("processmanager."+commands.CommandExpireCarerAccess, pm.expireCarerAccess),
+		cqrs.NewCommandHandler("processmanager."+commands.CommandExpireInvitation, pm.expireInvitation),
+	); err != nil {
+		return nil, fmt.Errorf("processmanager: command handlers: %w", err)
+	}
+	pm.send, err = cqrs.NewCommandBusWithConfig(cfg.Publisher, cqrs.CommandBusConfig{
+		GeneratePublishTopic: func(p cqrs.CommandBusGeneratePublishTopicParams) (string, error) {
+			return commandTopic(p.CommandName)
+		},
+		Marshaler: marshaler,
+		Logger:    wlog,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("processmanager: command bus: %w", err)
+	}
+	return pm, nil
+}
+
+// commandTopic is the topic of a command named as bus.EventMarshaler names
+// it.
+func commandTopic(name string) (string, error) {
+	switch name {
+	case bus.EventMarshaler{}.Name(commands.ExpireCarerAccess{}):
+		return TopicExpireCarerAccess, nil
+	case bus.EventMarshaler{}.Name(commands.ExpireInvitation{}):
+		return TopicExpireInvitation, nil
+	}
+	return "", fmt.Errorf("processmanager: no topic for command %q", name)
+}
+
+// keepOpen hides the caller's subscriber's Close from the router, which
+// closes its subscribers when it stops.
+type keepOpen struct{ message.Subscriber }
+
+func (keepOpen) Close() error { return nil }
+
+// InstanceID returns the instance id claims are made under.
+func (pm *ProcessManager) InstanceID() string { return pm.cfg.InstanceID }
+
+// Ready is closed once Run has subscribed to every topic and the scheduler
+// has started. On a bus that keeps no messages for absent subscribers
+// (gochannel), publish events only after it is closed.
+func (pm *ProcessManager) Ready() <-chan struct{} { return pm.ready }
+
+// Run runs the watermill router (the event and command handlers) and the
+// scheduler until ctx is done, then stops them and returns nil. It returns
+// an error when the router cannot start or stops on its own (its
+// subscriptions ended). Run may be called once; a second call returns
+// ErrAlreadyRunning.
+func (pm *ProcessManager) Run(ctx context.Context) error {
+	if !pm.started.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var routerErr error
+	routerDone := make(chan struct{})
+	go func() {
+		defer close(routerDone)
+		routerErr = pm.router.Run(ctx)
+	}()
+	stop := func() {
+		cancel()
+		if err := pm.router.Close(); err != nil {
+			pm.log.Warn("processmanager: closing the router", "error", err)
+		}
+		<-routerDone
+		pm.running.Store(false)
+	}
+
+	select {
+	case <-pm.router.Running():
+	case <-routerDone:
+		return fmt.Errorf("processmanager: the router did not start: %w", errOrStopped(routerErr))
+	case <-ctx.Done():
+		stop()
+		return nil
+	}
+
+	if err := pm.table.release(ctx, pm.cfg.InstanceID, pm.cfg.Clock.Now()); err != nil {
+		pm.log.Warn("processmanager: cannot release this instance's old claims; they run out with their lease", "error", err)
+	}
+	pm.running.Store(true)
+	close(pm.ready)
+	pm.log.Info("processmanager: running", "lease", pm.cfg.Lease, "poll_interval", pm.cfg.PollInterval)
+
+	pm.schedule(ctx, routerDone)
+	stopped := ctx.Err() == nil
+	stop()
+	if stopped {
+		return fmt.Errorf("processmanager: the router stopped: %w", errOrStopped(routerErr))
+	}
+	return nil
+}
+
+func errOrStopped(err error) error {
+	if err != nil {
+		return err
+	}
+	return errors.New("all subscriptions ended")
+}
+
+// wake makes the scheduler look at the table again now.
+func (pm *ProcessManager) wake() {
+	select {
+	case pm.poke <- struct{}{}:
+	default:
+	}
+}
+
+// schedule fires due deadlines and sleeps until the next one, until ctx is
+// done or stop is closed.
+func (pm *ProcessManager) schedule(ctx context.Context, stop <-chan struct{}) {
+	for {
+		next, err := pm.fireDue(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		now := pm.cfg.Clock.Now()
+		wait := pm.cfg.PollInterval
+		switch {
+		case err != nil:
+			pm.log.Error("processmanager: reading the deadlines", "error", err)
+			pm.noteError(err, now)
+			wait = min(wait, pm.cfg.Backoff)
+		case !next.IsZero():
+			wait = min(wait, next.Sub(now))
+		}
+		if wait <= 0 {
+			continue
+		}
+		wakeAt := now.Add(wait)
+		timer := pm.cfg.Clock.At(wakeAt)
+		pm.mu.Lock()
+		pm.nextWake = wakeAt
+		pm.mu.Unlock()
+		if pm.idle != nil {
+			pm.idle(wakeAt)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-stop:
+			return
+		case <-pm.poke:
+		case <-timer:
+		}
+	}
+}
+
+// fireDue claims and fires every due deadline, then returns the earliest
+// time a pending one can be claimed (zero when none is pending).
+func (pm *ProcessManager) fireDue(ctx context.Context) (time.Time, error) {
+	for {
+		now := pm.cfg.Clock.Now()
+		rows, err := pm.table.claim(ctx, pm.cfg.InstanceID, now, pm.cfg.Lease, pm.cfg.BatchSize)
+		if err != nil {
+			return time.Time{}, err
+		}
+		for _, r := range rows {
+			pm.fire(ctx, r, now)
+		}
+		if len(rows) < pm.cfg.BatchSize {
+			break
+		}
+	}
+	next, ok, err := pm.table.next(ctx)
+	if err != nil || !ok {
+		return time.Time{}, err
+	}
+	return next, nil
+}
+
+// firing is a claimed deadline on its way through the command bus, carried
+// in the command message's metadata.
+type firing struct {
+	id          string
+	kind        Kind
+	due         time.Time
+	claimedBy   string
+	attempt     int
+	causation   uuid.UUID
+	correlation uuid.UUID
+}
+
+// Metadata keys of the command messages.
+const (
+	metaDeadline    = "deadline_id"
+	metaDue         = "deadline_due_at" // Unix microseconds
+	metaClaimedBy   = "deadline_claimed_by"
+	metaAttempt     = "deadline_attempt"
+	metaCausation   = "causation_id"
+	metaCorrelation = "correlation_id"
+)
+
+func (f firing) write(m message.Metadata) {
+	m.Set(metaDeadline, f.id)
+	m.Set(metaDue, strconv.FormatInt(micros(f.due), 10))
+	m.Set(metaClaimedBy, f.claimedBy)
+	m.Set(metaAttempt, strconv.Itoa(f.attempt))
+	m.Set(metaCausation, idText(f.causation))
+	m.Set(metaCorrelation, idText(f.correlation))
+}
+
+func readFiring(msg *message.Message, kind Kind) (firing, error) {
+	if msg == nil {
+		return firing{}, errors.New("no message in the context")
+	}
+	m := msg.Metadata
+	due, err := strconv.ParseInt(m.Get(metaDue), 10, 64)
+	if err != nil || due <= 0 {
+		return firing{}, fmt.Errorf("metadata %s %q", metaDue, m.Get(metaDue))
+	}
+	attempt, _ := strconv.Atoi(m.Get(metaAttempt))
+	f := firing{id: m.Get(metaDeadline), kind: kind, due: time.UnixMicro(due).UTC(), claimedBy: m.Get(metaClaimedBy),
+		attempt: max(attempt, 1), causation: parseID(m.Get(metaCausation)), correlation: parseID(m.Get(metaCorrelation))}
+	if f.id == "" {
+		return firing{}, fmt.Errorf("metadata %s missing", metaDeadline)
+	}
+	return f, nil
+}
+
+// idempotencyKey is the key of the firing's command: one per deadline and
+// due, so a repeated firing appends nothing and a renewed invitation's
+// expiry is a new request.
+func (f firing) idempotencyKey() string {
+	return "deadline/" + f.id + "/" + strconv.FormatInt(micros(f.due), 10)
+}
+
+func (f firing) meta() commands.Meta {
+	return commands.Meta{
+		Actor:          domain.System,
+		RequestID:      f.id,
+		CorrelationID:  f.correlation,
+		CausationID:    f.causation,
+		IdempotencyKey: f.idempotencyKey(),
+	}
+}
+
+// fire sends the command of a claimed deadline.
+func (pm *ProcessManager) fire(ctx context.Context, r row, now time.Time) {
+	f := firing{id: r.ID, kind: Kind(r.Kind), due: fromMicros(r.DueAt), claimedBy: pm.cfg.InstanceID,
+		attempt: r.Attempts, causation: parseID(r.SourceEventID), correlation: parseID(r.CorrelationID)}
+	var cmd any
+	switch f.kind {
+	case KindGrace:
+		cmd = &commands.ExpireCarerAccess{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}
+	case KindInvitation:
+		cmd = &commands.ExpireInvitation{AccountID: parseID(r.AccountID)}
+	default:
+		pm.settle(ctx, f, fmt.Errorf("unknown deadline kind %q", r.Kind))
+		return
+	}
+	pm.log.Info("processmanager: deadline due, sending the expiry command",
+		"deadline", f.id, "due_at", f.due, "attempt", f.attempt)
+	err := pm.send.SendWithModifiedMessage(ctx, cmd, func(msg *message.Message) error {
+		f.write(msg.Metadata)
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		pm.settle(ctx, f, fmt.Errorf("send the command: %w", err))
+	}
+}
+
+// expireCarerAccess is the command handler of ExpireCarerAccess.
+func (pm *ProcessManager) expireCarerAccess(ctx context.Context, cmd *commands.ExpireCarerAccess) error {
+	f, err := readFiring(cqrs.OriginalMessageFromCtx(ctx), KindGrace)
+	if err != nil {
+		pm.log.Error("processmanager: dropping a malformed command", "command", commands.CommandExpireCarerAccess, "error", err)
+		return nil
+	}
+	_, err = pm.cfg.Commands.ExpireCarerAccess(ctx, f.meta(), *cmd)
+	return pm.settle(ctx, f, err)
+}
+
+// expireInvitation is the command handler of ExpireInvitation.
+func (pm *ProcessManager) expireInvitation(ctx context.Context, cmd *commands.ExpireInvitation) error {
+	f, err := readFiring(cqrs.OriginalMessageFromCtx(ctx), KindInvitation)
+	if err != nil {
+		pm.log.Error("processmanager: dropping a malformed command", "command", commands.CommandExpireInvitation, "error", err)
+		return nil
+	}
+	_, err = pm.cfg.Commands.ExpireInvitation(ctx, f.meta(), *cmd)
+	return pm.settle(ctx, f, err)
+}
+
+// settle records the outcome of a firing: fired on success, else a retry.
+// It returns an error (the message is then redelivered) only when the
+// outcome could not be recorded or ctx ended.
+func (pm *ProcessManager) settle(ctx context.Context, f firing, outcome error) error {
+	if outcome != nil && ctx.Err() != nil {
+		return outcome // shutting down: the claim runs out with its lease
+	}
+	now := pm.cfg.Clock.Now()
+	if outcome == nil {
+		changed, err := pm.table.fired(ctx, f.id, f.due, now)
+		if err != nil {
+			return err
+		}
+		pm.fired.Add(1)
+		pm.log.Info("processmanager: deadline fired", "deadline", f.id, "due_at", f.due, "recorded", changed)
+		return nil
+	}
+	pm.failures.Add(1)
+	pm.noteError(fmt.Errorf("%s: %w", f.id, outcome), now)
+	at := now.Add(pm.backoff(f.attempt))
+	if errors.Is(outcome, domain.ErrNotDue) {
+		if f.due.After(at) {
+			at = f.due
+		}
+		pm.log.Warn("processmanager: the command service says the deadline is not due yet (clock skew, or a later deadline not seen yet); retrying",
+			"deadline", f.id, "due_at", f.due, "now", now, "retry_at", at, "error", outcome)
+	} else {
+		pm.log.Error("processmanager: firing a deadline failed; retrying",
+			"deadline", f.id, "due_at", f.due, "attempt", f.attempt, "retry_at", at, "error", outcome)
+	}
+	if _, err := pm.table.retry(ctx, f.id, f.due, f.claimedBy, at, now, outcome.Error()); err != nil {
+		return err
+	}
+	pm.wake()
+	return nil
+}
+
+// backoff is the delay before the retry after attempt (1-based).
+func (pm *ProcessManager) backoff(attempt int) time.Duration {
+	d := pm.cfg.Backoff
+	for i := 1; i < attempt && d < pm.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, pm.cfg.MaxBackoff)
+}
+
+func (pm *ProcessManager) noteError(err error, at time.Time) {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	pm.lastErr, pm.lastErrT = truncate(err.Error(), maxErrorBytes), at
+}
+
+// ---- event handlers ----
+
+// source returns the id and correlation id of the event being handled.
+func source(ctx context.Context) (eventID, correlationID uuid.UUID) {
+	msg := cqrs.OriginalMessageFromCtx(ctx)
+	if msg == nil {
+		return uuid.Nil, uuid.Nil
+	}
+	return parseID(msg.UUID), parseID(msg.Metadata.Get(bus.MetaCorrelationID))
+}
+
+func (pm *ProcessManager) setDue(ctx context.Context, s subject, due time.Time) error {
+	id, corr := source(ctx)
+	changed, err := pm.table.setDue(ctx, s, due, id, corr, pm.cfg.Clock.Now())
+	if err != nil {
+		return err
+	}
+	if changed {
+		pm.log.Debug("processmanager: deadline recorded", "deadline", s.id, "due_at", due, "event", id)
+	}
+	// Also when another instance recorded it first: every instance that
+	// sees the event schedules the deadline, not only the first.
+	pm.mu.Lock()
+	sooner := changed || pm.nextWake.IsZero() || due.Before(pm.nextWake)
+	pm.mu.Unlock()
+	if sooner {
+		pm.wake()
+	}
+	return nil
+}
+
+func (pm *ProcessManager) resolve(ctx context.Context, s subject, through int64) error {
+	id, _ := source(ctx)
+	changed, err := pm.table.resolve(ctx, s, through, id, pm.cfg.Clock.Now())
+	if err != nil {
+		return err
+	}
+	if changed {
+		pm.log.Debug("processmanager: deadline resolved", "deadline", s.id, "event", id)
+	}
+	return nil
+}
+
+func (pm *ProcessManager) onPlacementEnded(ctx context.Context, e *domain.PlacementEnded) error {
+	return pm.setDue(ctx, graceSubject(e.ChildID, e.PlacementID, e.CarerAccountID), e.GraceUntil)
+}
+
+func (pm *ProcessManager) onGraceExpired(ctx context.Context, e *domain.GraceExpired) error {
+	return pm.resolve(ctx, graceSubject(e.ChildID, e.PlacementID, e.CarerAccountID), forever)
+}
+
+func (pm *ProcessManager) onGraceEndedEarly(ctx context.Context, e *domain.GraceEndedEarly) error {
+	return pm.resolve(ctx, graceSubject(e.ChildID, e.PlacementID, e.CarerAccountID), forever)
+}
+
+func (pm *ProcessManager) onAccountInvited(ctx context.Context, e *domain.AccountInvited) error {
+	return pm.setDue(ctx, invitationSubject(e.AccountID), e.ExpiresAt)
+}
+
+func (pm *ProcessManager) onInvitationExpired(ctx context.Context, e *domain.InvitationExpired) error {
+	return pm.resolve(ctx, invitationSubject(e.AccountID), micros(e.ExpiredAt))
+}
+
+func (pm *ProcessManager) onAccountActivated(ctx context.Context, e *domain.AccountActivated) error {
+	return pm.resolve(ctx, invitationSubject(e.AccountID), forever)
+}
+
+func (pm *ProcessManager) onAccountClosed(ctx context.Context, e *domain.AccountClosed) error {
+	return pm.resolve(ctx, invitationSubject(e.AccountID), forever)
+}
+
+// ---- operations ----
+
+// Deadline returns the deadline id (GraceID, InvitationID), or false when
+// the table has no such row.
+func (pm *ProcessManager) Deadline(ctx context.Context, id string) (Deadline, bool, error) {
+	return pm.table.get(ctx, id)
+}
+
+// Pending returns the deadlines not yet fired or resolved, earliest due
+// first (overdue ones included).
+func (pm *ProcessManager) Pending(ctx context.Context) ([]Deadline, error) {
+	return pm.table.pending(ctx)
+}
+
+// Status is the process manager's state for operators.
+type Status struct {
+	InstanceID string
+	// Running: Run is running and subscribed.
+	Running bool
+	// Pending counts the deadlines not yet fired or resolved; Overdue those
+	// of them due at the time of the call (a few are normal for a moment;
+	// many, or for long, mean firings fail or nothing runs); Failing those
+	// whose last attempt failed.
+	Pending, Overdue, Failing int
+	// NextWake is when the scheduler wakes next at the latest.
+	NextWake time.Time
+	// Fired and Failures count this instance's firings since New.
+	Fired, Failures int64
+	// LastError is this instance's last failure ("" if none) and
+	// LastErrorAt its time.
+	LastError   string
+	LastErrorAt time.Time
+}
+
+// Status reads the counts from the table and reports this instance's
+// state.
+func (pm *ProcessManager) Status(ctx context.Context) (Status, error) {
+	pending, overdue, failing, err := pm.table.counts(ctx, pm.cfg.Clock.Now())
+	if err != nil {
+		return Status{}, err
+	}
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	return Status{
+		InstanceID: pm.cfg.InstanceID, Running: pm.running.Load(),
+		Pending: pending, Overdue: overdue, Failing: failing, NextWake: pm.nextWake,
+		Fired: pm.fired.Load(), Failures: pm.failures.Load(),
+		LastError: pm.lastErr, LastErrorAt: pm.lastErrT,
+	}, nil
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/accessledger/accessledger/adapters/bus"
+	"github.com/accessledger/accessledger/adapters/outbox"
+	"github.com/accessledger/accessledger/adapters/processmanager"
+	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/commands"
+)
+
+// busConfig maps --bus to a bus configuration: "gochannel" (in-process, the
+// embedded default), a nats:// URL (NATS JetStream) or a postgres:// URL
+// (watermill-sql on PostgreSQL).
+func busConfig(flagValue string, log *slog.Logger) (bus.Config, error) {
+	v := strings.TrimSpace(flagValue)
+	cfg := bus.Config{Consumer: "processmanager", Logger: log}
+	switch {
+	case v == "" || v == string(bus.KindGoChannel):
+		cfg.Kind = bus.KindGoChannel
+	case strings.HasPrefix(v, "nats://") || strings.HasPrefix(v, "tls://"):
+		cfg.Kind, cfg.URL = bus.KindNATS, v
+	case strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://"):
+		cfg.Kind, cfg.URL = bus.KindPostgres, v
+	default:
+		return bus.Config{}, fmt.Errorf("%w: --bus %q: want gochannel, nats://HOST:4222 or postgres://...", errUsage, v)
+	}
+	return cfg, nil
+}
+
+// messaging is the outbox relay (event log → bus), the access.changed
+// publisher (index → bus) and the process manager (bus → deadlines →
+// commands).
+type messaging struct {
+	pub    message.Publisher
+	close  func() error
+	relay  *outbox.Relay
+	access *outbox.AccessChangedPublisher
+	pm     *processmanager.ProcessManager
+}
+
+// migrateMessaging applies the migrations of the relay's checkpoints and of
+// the deadlines table.
+func migrateMessaging(ctx context.Context, db *sqldb.DB) error {
+	if err := outbox.Migrate(ctx, db); err != nil {
+		return fmt.Errorf("migrate read store %s: %w", db, err)
+	}
+	if err := processmanager.Migrate(ctx, db); err != nil {
+		return fmt.Errorf("migrate read store %s: %w", db, err)
+	}
+	return nil
+}
+
+func openMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *commands.Service, log *slog.Logger) (*messaging, error) {
+	if err := migrateMessaging(ctx, e.readDB); err != nil {
+		return nil, err
+	}
+	pub, sub, closeBus, err := bus.Open(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open bus %s: %w", cfg.Kind, err)
+	}
+	host, _ := os.Hostname()
+	pm, err := processmanager.New(processmanager.Config{DB: e.readDB, Publisher: pub, Subscriber: sub,
+		Commands: cmds, Logger: log, InstanceID: fmt.Sprintf("accessd-%s-%d", host, os.Getpid())})
+	if err != nil {
+		_ = closeBus()
+		return nil, err
+	}
+	return &messaging{pub: pub, close: closeBus, pm: pm,
+		relay:  outbox.NewRelay(e.store.store, e.readDB, pub, outbox.WithLogger(log)),
+		access: outbox.NewAccessChangedPublisher(e.index, e.readDB, pub, outbox.WithLogger(log)),
+	}, nil
+}
+
+// run runs the process manager and, once it is subscribed (an in-process
+// bus drops what nobody listens to yet), the relay and the access.changed
+// publisher, until ctx ends. It stops them in the opposite order: the
+// publishers first, then the process manager, so that no publish is in
+// flight while the consumer stops (an in-process publish that its consumer
+// abandons would count as delivered and be skipped by the checkpoint).
+func (m *messaging) run(ctx context.Context) error {
+	pmCtx, stopPM := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPM()
+	pmDone := make(chan error, 1)
+	go func() { pmDone <- m.pm.Run(pmCtx) }()
+	select {
+	case <-ctx.Done():
+		stopPM()
+		return <-pmDone
+	case err := <-pmDone:
+		return fmt.Errorf("process manager: %w", err)
+	case <-m.pm.Ready():
+	}
+	relCtx, stopRelays := context.WithCancel(ctx)
+	defer stopRelays()
+	g, gctx := errgroup.WithContext(relCtx)
+	g.Go(func() error { return ignoreCanceled(relCtx, m.relay.Run(gctx)) })
+	g.Go(func() error { return ignoreCanceled(relCtx, m.access.Run(gctx)) })
+	var pmErr error
+	select {
+	case <-gctx.Done():
+	case pmErr = <-pmDone:
+		pmErr = fmt.Errorf("process manager stopped: %w", pmErr)
+		stopRelays()
+	}
+	err := g.Wait()
+	stopPM()
+	if pmErr == nil {
+		pmErr = <-pmDone
+	}
+	if err != nil {
+		return err
+	}
+	return pmErr
+}
+
+func ignoreCanceled(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
