@@ -3,6 +3,8 @@ package projections
 import (
 	"embed"
 	"io/fs"
+
+	"github.com/accessledger/accessledger/internal/sqlmigrations"
 )
 
 // Component is the name the runner's migrations are recorded under (tables
@@ -18,13 +20,5 @@ var migrationFiles embed.FS
 // Run or Rebuild. Each projection's own tables are not migrations: the runner
 // creates them per generation with Table.Create.
 func Migrations() (postgres, sqlite fs.FS) {
-	return sub("migrations/postgres"), sub("migrations/sqlite")
-}
-
-func sub(dir string) fs.FS {
-	f, err := fs.Sub(migrationFiles, dir)
-	if err != nil {
-		panic("projections: embedded migrations: " + err.Error()) // a constant, valid path
-	}
-	return f
+	return sqlmigrations.Split(migrationFiles)
 }

@@ -57,6 +57,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/internal/sqlmigrations"
 )
 
 // Component is the name the migrations are recorded under (tables
@@ -71,15 +72,7 @@ var migrationFiles embed.FS
 // PostgreSQL and for SQLite, for sqldb.Migrate(ctx, db, Component, pg,
 // sqlite).
 func Migrations() (postgres, sqlite fs.FS) {
-	return sub("migrations/postgres"), sub("migrations/sqlite")
-}
-
-func sub(dir string) fs.FS {
-	f, err := fs.Sub(migrationFiles, dir)
-	if err != nil {
-		panic(fmt.Sprintf("idempotency: embedded migrations: %v", err)) // the embed directive guarantees the directory
-	}
-	return f
+	return sqlmigrations.Split(migrationFiles)
 }
 
 // Errors. Every error of the package that is one of these wraps it.

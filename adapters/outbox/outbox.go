@@ -49,6 +49,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/sqlmigrations"
 )
 
 // Component is the name the migrations are recorded under (tables
@@ -82,15 +83,7 @@ var migrationFiles embed.FS
 // Migrations returns the SQL migrations of the checkpoint table for
 // PostgreSQL and SQLite, for sqldb.Migrate(ctx, db, Component, pg, sqlite).
 func Migrations() (postgres, sqlite fs.FS) {
-	return sub("migrations/postgres"), sub("migrations/sqlite")
-}
-
-func sub(dir string) fs.FS {
-	f, err := fs.Sub(migrationFiles, dir)
-	if err != nil {
-		panic(fmt.Sprintf("outbox: embedded migrations: %v", err)) // the embed directive guarantees the directory
-	}
-	return f
+	return sqlmigrations.Split(migrationFiles)
 }
 
 // Migrate creates or updates the checkpoint table in db (see sqldb.Migrate).

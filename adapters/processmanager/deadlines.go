@@ -15,6 +15,7 @@ import (
 	"github.com/uptrace/bun/dialect"
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/internal/sqlmigrations"
 )
 
 // Component is the name the migrations are recorded under (tables
@@ -29,15 +30,7 @@ var migrationFiles embed.FS
 // for PostgreSQL and for SQLite, for sqldb.Migrate(ctx, db, Component, pg,
 // sqlite).
 func Migrations() (postgres, sqlite fs.FS) {
-	return sub("migrations/postgres"), sub("migrations/sqlite")
-}
-
-func sub(dir string) fs.FS {
-	f, err := fs.Sub(migrationFiles, dir)
-	if err != nil {
-		panic(fmt.Sprintf("processmanager: embedded migrations: %v", err)) // the embed directive guarantees the directory
-	}
-	return f
+	return sqlmigrations.Split(migrationFiles)
 }
 
 // Migrate creates or updates the deadlines table in db (sqldb.Migrate with

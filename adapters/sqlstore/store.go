@@ -48,7 +48,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math"
 	"strings"
@@ -61,6 +60,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/sqlmigrations"
 )
 
 // Component is the name the event store's migrations are recorded under
@@ -78,14 +78,7 @@ var migrationFiles embed.FS
 // call concurrently from several processes and again when up to date; see
 // sqldb.Migrate.
 func Migrate(ctx context.Context, db *sqldb.DB) error {
-	pg, err := fs.Sub(migrationFiles, "migrations/postgres")
-	if err != nil {
-		return fmt.Errorf("sqlstore: migrations: %w", err)
-	}
-	lite, err := fs.Sub(migrationFiles, "migrations/sqlite")
-	if err != nil {
-		return fmt.Errorf("sqlstore: migrations: %w", err)
-	}
+	pg, lite := sqlmigrations.Split(migrationFiles)
 	return sqldb.Migrate(ctx, db, Component, pg, lite)
 }
 
