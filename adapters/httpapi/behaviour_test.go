@@ -450,6 +450,7 @@ func TestProblemFor(t *testing.T) {
 		{errUnsupportedMediaType, 415, codeInvalid},
 		{errMethodNotAllowed{allow: "GET"}, 405, codeInvalid},
 		{context.Canceled, 503, codeInternal},
+		{fmt.Errorf("append: %w: dial 10.0.0.7:2113: connection refused", eventlog.ErrUnavailable), 503, codeInternal},
 		{errors.New("pq: connection refused at 10.0.0.7"), 500, codeInternal},
 	} {
 		p := problemFor(tc.err)

@@ -137,6 +137,9 @@ func problemFor(err error) Problem {
 	case errors.Is(err, idempotency.ErrInvalidKey):
 		status, code, detail = http.StatusBadRequest, codeInvalid,
 			fmt.Sprintf("invalid Idempotency-Key: 1 to %d visible ASCII characters", idempotency.MaxKeyBytes)
+	case errors.Is(err, eventlog.ErrUnavailable):
+		status, code, detail = http.StatusServiceUnavailable, codeInternal,
+			"the event store is unavailable; retry later (with the same Idempotency-Key)"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status, code, detail = http.StatusServiceUnavailable, codeInternal, "the request was cancelled or timed out"
 	default:

@@ -13,16 +13,19 @@ func runMigrate(ctx context.Context, args []string, env *environment) error {
 		return err
 	}
 	log := cfg.logger(env)
-	st, err := openStore(ctx, &cfg, log)
+	st, err := openStores(ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	s, err := st.status(ctx)
+	s, err := st.events.status(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "migrated %s: %d events, head %s\n", s.Store, s.Events, s.Head)
+	fmt.Fprintf(env.stdout, "migrated %s: %s events, head %s\n", s.Store, eventsText(s.Events), s.Head)
+	if st.ownRead {
+		fmt.Fprintf(env.stdout, "migrated read store %s\n", st.read)
+	}
 	return nil
 }
 
@@ -42,7 +45,7 @@ func runStatus(ctx context.Context, args []string, env *environment) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "store:  %s\nevents: %d\nhead:   %s\n", s.Store, s.Events, s.Head)
+	fmt.Fprintf(env.stdout, "store:  %s\nevents: %s\nhead:   %s\n", s.Store, eventsText(s.Events), s.Head)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 type storeConfig struct {
 	dataDir    string
 	eventStore string
+	readStore  string
 	logLevel   string
 	logFormat  string
 }
@@ -23,7 +24,10 @@ const defaultDBName = "accessledger.db"
 
 func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "directory of the embedded default's files (created if missing)")
-	fs.StringVar(&c.eventStore, "event-store", "", "event store URL: postgres://..., sqlite:PATH (default: sqlite file "+defaultDBName+" in --data-dir)")
+	fs.StringVar(&c.eventStore, "event-store", "", "event store URL: postgres://..., sqlite:PATH, esdb://HOST:2113?tls=false, esdb+discover://... "+
+		"(default: sqlite file "+defaultDBName+" in --data-dir)")
+	fs.StringVar(&c.readStore, "read-store", "", "read models' database URL: postgres://... or sqlite:PATH "+
+		"(default: the event store's database; required with EventStoreDB)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +27,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/auth"
+	"github.com/accessledger/accessledger/adapters/eventstoredb"
+	"github.com/accessledger/accessledger/adapters/eventstoredb/esdbtest"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/domain"
@@ -40,19 +43,34 @@ const e2eWait = 30 * time.Second
 type e2eBackend struct {
 	name string
 	// flags returns the store flags of accessd serve: none for the
-	// embedded default, --event-store with a fresh schema for PostgreSQL.
+	// embedded default, --event-store with a fresh schema for PostgreSQL,
+	// --event-store and --read-store for EventStoreDB.
 	flags func(t *testing.T) []string
 }
 
-// e2eBackends lists the backends: the embedded SQLite default, and
+// e2eBackends lists the backends: the embedded SQLite default;
 // PostgreSQL through sqltest.Postgres (skipped when
 // ACCESSLEDGER_TEST_POSTGRES_DSN is unset, failed when it is set but the
-// database cannot be reached).
+// database cannot be reached); and EventStoreDB (the in-process test
+// server, or the real one EVENTSTORE_TEST_URL names) with the read models
+// in PostgreSQL.
 func e2eBackends() []e2eBackend {
 	return []e2eBackend{
 		{name: "sqlite", flags: func(*testing.T) []string { return nil }},
 		{name: "postgres", flags: func(t *testing.T) []string { return []string{"--event-store", sqltest.Postgres(t)} }},
+		{name: "eventstoredb", flags: func(t *testing.T) []string {
+			read := sqltest.Postgres(t)
+			return []string{"--event-store", esdbURL(t), "--read-store", read}
+		}},
 	}
+}
+
+// esdbURL returns an EventStoreDB server no other test uses: a new
+// in-process test server. (A real server is not used here: the engine
+// keeps its streams unnamespaced, so tests sharing one would see each
+// other's events.)
+func esdbURL(t *testing.T) string {
+	return esdbtest.Start(t).URL()
 }
 
 // eachBackend runs f in a parallel subtest per backend, handing it the
@@ -209,21 +227,36 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// storeFlags returns the --event-store flag of the server, if any.
+// storeFlags returns the --event-store and --read-store flags of the
+// server, if any.
 func (s *e2eServer) storeFlags() []string {
+	var out []string
 	for i, f := range s.flags {
-		if f == "--event-store" && i+1 < len(s.flags) {
-			return []string{"--event-store", s.flags[i+1]}
+		if (f == "--event-store" || f == "--read-store") && i+1 < len(s.flags) {
+			out = append(out, f, s.flags[i+1])
 		}
 	}
-	return nil
+	return out
 }
 
-// storeURL is the URL of the server's event store (the read models live in
-// the same database).
-func (s *e2eServer) storeURL() string {
-	if f := s.storeFlags(); f != nil {
-		return f[1]
+// flag returns the value of the server's flag name, or "".
+func (s *e2eServer) flag(name string) string {
+	for i, f := range s.flags {
+		if f == name && i+1 < len(s.flags) {
+			return s.flags[i+1]
+		}
+	}
+	return ""
+}
+
+// readStoreURL is the URL of the server's read store: --read-store, or the
+// event store's database.
+func (s *e2eServer) readStoreURL() string {
+	if u := s.flag("--read-store"); u != "" {
+		return u
+	}
+	if u := s.flag("--event-store"); u != "" {
+		return u
 	}
 	return "sqlite:" + filepath.Join(s.dir, defaultDBName)
 }
@@ -231,19 +264,53 @@ func (s *e2eServer) storeURL() string {
 // isSQLite reports whether the server runs on the embedded default.
 func (s *e2eServer) isSQLite() bool { return s.storeFlags() == nil }
 
-// headRE reads `accessd status`'s event count.
-var headRE = regexp.MustCompile(`(?m)^events: (\d+)$`)
+// isEventStoreDB reports whether the server's event store is EventStoreDB.
+func (s *e2eServer) isEventStoreDB() bool { return isEventStoreDB(s.flag("--event-store")) }
 
-// head returns the number of events in the server's event log, read by
-// `accessd status` from the store itself (not through the API, whose read
-// models may lag): the SQL store's positions are dense, so it is also the
-// head position.
-func (s *e2eServer) head() uint64 {
+// headRE and eventsRE read `accessd status`'s head position and event
+// count.
+var (
+	headRE   = regexp.MustCompile(`(?m)^head: +(\S+)$`)
+	eventsRE = regexp.MustCompile(`(?m)^events: (\d+)$`)
+)
+
+// status runs `accessd status` on the server's stores.
+func (s *e2eServer) status() string {
 	s.t.Helper()
 	args := append([]string{"status", "--data-dir", s.dir, "--log-level", "error"}, s.storeFlags()...)
 	code, out, errOut := runCmd(s.t, context.Background(), noEnv, args...)
 	require.Equal(s.t, exitOK, code, errOut)
+	return out
+}
+
+// headPosition returns the position of the last event of the server's
+// log, read by `accessd status` from the store itself.
+func (s *e2eServer) headPosition() eventlog.Position {
+	s.t.Helper()
+	out := s.status()
 	m := headRE.FindStringSubmatch(out)
+	require.NotNil(s.t, m, out)
+	p, err := eventlog.ParsePosition(m[1])
+	require.NoError(s.t, err)
+	return p
+}
+
+// head returns the number of events in the server's event log, read from
+// the store itself (not through the API, whose read models may lag): from
+// `accessd status` for SQL (positions are dense), by reading the whole log
+// for EventStoreDB (its positions are byte offsets).
+func (s *e2eServer) head() uint64 {
+	s.t.Helper()
+	if u := s.flag("--event-store"); isEventStoreDB(u) {
+		st, err := eventstoredb.Open(context.Background(), u, eventstoredb.WithLogger(slog.New(slog.DiscardHandler)))
+		require.NoError(s.t, err)
+		defer st.Close()
+		recs, err := st.ReadAll(context.Background(), eventlog.Start, 0)
+		require.NoError(s.t, err)
+		return uint64(len(recs))
+	}
+	out := s.status()
+	m := eventsRE.FindStringSubmatch(out)
 	require.NotNil(s.t, m, out)
 	n, err := strconv.ParseUint(m[1], 10, 64)
 	require.NoError(s.t, err)
@@ -254,7 +321,7 @@ func (s *e2eServer) head() uint64 {
 // behind the server's back); it is closed at cleanup.
 func (s *e2eServer) openDB() *sqldb.DB {
 	s.t.Helper()
-	return sqltest.Open(s.t, s.storeURL())
+	return sqltest.Open(s.t, s.readStoreURL())
 }
 
 // dbFiles returns the bytes of the embedded default's SQLite files (the

@@ -52,36 +52,30 @@ func migrateReadStore(ctx context.Context, db *sqldb.DB) error {
 // the projection runner, and the in-memory access index.
 type engine struct {
 	log    *slog.Logger
-	store  *openedStore
+	stores *stores
 	readDB *sqldb.DB
 	runner *projections.Runner
 	index  *accessindex.Index
 }
 
 // openEngine opens the stores, applies every migration and builds the
-// projections; run starts them. The read models live in the event store's
-// database.
+// projections; run starts them. The read models live in --read-store, or
+// in the event store's database when that is SQL.
 func openEngine(ctx context.Context, cfg *storeConfig, log *slog.Logger) (*engine, error) {
-	st, err := openStore(ctx, cfg, log)
+	st, err := openStores(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	octx, cancel := context.WithTimeout(ctx, openTimeout)
-	defer cancel()
-	if err := migrateReadStore(octx, st.db); err != nil {
-		_ = st.Close()
-		return nil, err
-	}
-	runner, err := projections.NewRunner(st.db.DB, st.store, readModels(), projections.WithLogger(log))
+	runner, err := projections.NewRunner(st.read.DB, st.events.log, readModels(), projections.WithLogger(log))
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	return &engine{log: log, store: st, readDB: st.db, runner: runner,
+	return &engine{log: log, stores: st, readDB: st.read, runner: runner,
 		index: accessindex.New(accessindex.WithLogger(log))}, nil
 }
 
-func (e *engine) Close() error { return e.store.Close() }
+func (e *engine) Close() error { return e.stores.Close() }
 
 // run runs the projections and the index until ctx ends. ready is called
 // once when every read model and the index have caught up with the log.
@@ -89,7 +83,7 @@ func (e *engine) run(ctx context.Context, ready func()) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.runner.Run(gctx) })
 	g.Go(func() error {
-		err := e.index.Run(gctx, e.store.store)
+		err := e.index.Run(gctx, e.stores.events.log)
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			return nil
 		}

@@ -27,25 +27,22 @@ func runRebuild(ctx context.Context, args []string, env *environment) error {
 		return fmt.Errorf("%w: unknown projection %q: want one of %s", errUsage, name, strings.Join(readModelNames(), ", "))
 	}
 	log := cfg.logger(env)
-	st, err := openStore(ctx, &cfg, log)
+	st, err := openStores(ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := migrateReadStore(ctx, st.db); err != nil {
-		return err
-	}
 	for _, p := range readModels() {
 		if name != "" && p.Name() != name {
 			continue
 		}
 		report, finish := newProgress(env.stdout, isTerminal(env.stdout), "rebuild "+p.Name())
-		err := projections.Rebuild(ctx, st.db.DB, st.store, p, report, projections.WithLogger(log))
+		err := projections.Rebuild(ctx, st.read.DB, st.events.log, p, report, projections.WithLogger(log))
 		finish()
 		if err != nil {
 			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
 		}
-		fmt.Fprintf(env.stdout, "rebuilt %s\\n", p.Name())
+		fmt.Fprintf(env.stdout, "rebuilt %s\n", p.Name())
 	}
 	return nil
 }

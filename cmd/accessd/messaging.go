@@ -75,7 +75,7 @@ func openMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *command
 		return nil, err
 	}
 	return &messaging{pub: pub, close: closeBus, pm: pm,
-		relay:  outbox.NewRelay(e.store.store, e.readDB, pub, outbox.WithLogger(log)),
+		relay:  outbox.NewRelay(e.stores.events.log, e.readDB, pub, outbox.WithLogger(log)),
 		access: outbox.NewAccessChangedPublisher(e.index, e.readDB, pub, outbox.WithLogger(log)),
 	}, nil
 }

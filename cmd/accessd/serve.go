@@ -45,7 +45,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 		return err
 	}
 	policy := sc.policy()
-	cmds, err := commands.New(e.store.store, refusalLog{securitylog.New(e.readDB)},
+	cmds, err := commands.New(e.stores.events.log, refusalLog{securitylog.New(e.readDB)},
 		commands.Config{Policy: policy, Logger: log})
 	if err != nil {
 		return err
@@ -63,16 +63,9 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 			log.Warn("close bus", "err", err)
 		}
 	}()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var ready atomic.Bool
 	stopping := make(chan struct{})
-	handler, err := httpapi.New(httpapi.Config{
-		Commands: cmds, Index: e.index, ReadDB: e.readDB, Auth: verifier,
-		Idempotency: idempotency.New(e.readDB), Policy: cmds.Policy(),
-		Ready: ready.Load, Projections: e.runner.Status, Registry: reg, Logger: log,
-		MinPositionWait: sc.minPositionWait, Stopping: stopping,
-	})
+	handler, err := apiHandler(e, cmds, verifier, sc, ready.Load, stopping, log)
 	if err != nil {
 		return err
 	}
@@ -85,7 +78,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	srv.RegisterOnShutdown(func() { close(stopping) })
-	log.Info("listening", "addr", ln.Addr().String(), "store", e.store.db.String(), "bus", string(bcfg.Kind))
+	log.Info("listening", "addr", ln.Addr().String(), "store", e.stores.events.name, "read_store", e.readDB.String(), "bus", string(bcfg.Kind))
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
@@ -131,6 +124,22 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// apiHandler builds the HTTP API handler serve serves: the routes over
+// cmds and the engine's index and read models, authenticated by verifier,
+// with its metrics in a new registry (with the Go and process collectors).
+// ready answers GET /readyz; closing stopping ends the watch streams.
+func apiHandler(e *engine, cmds *commands.Service, verifier httpapi.Authenticator, sc *serveConfig,
+	ready func() bool, stopping <-chan struct{}, log *slog.Logger) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return httpapi.New(httpapi.Config{
+		Commands: cmds, Index: e.index, ReadDB: e.readDB, Auth: verifier,
+		Idempotency: idempotency.New(e.readDB), Policy: cmds.Policy(),
+		Ready: ready, Projections: e.runner.Status, Registry: reg, Logger: log,
+		MinPositionWait: sc.minPositionWait, Stopping: stopping,
+	})
 }
 
 // migrateIdempotency applies the idempotency keys' migrations.

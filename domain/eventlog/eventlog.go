@@ -32,7 +32,11 @@ import (
 //   - Append is idempotent on event ids: retrying an append whose events are
 //     already in the stream, with the same ids in the same order, writes nothing
 //     and returns the first append's result, whatever the expected version says.
-//     An id already used elsewhere fails with ErrDuplicateEventID.
+//     An append that repeats stored ids in any other way fails with
+//     ErrDuplicateEventID. The SQL store refuses every reused id;
+//     EventStoreDB checks ids only as retries within the stream appended to
+//     (eventstoretest.Options.StreamScopedIDs), so callers must not reuse
+//     ids: commands derive them from the idempotency key or make new ones.
 //   - Every event gets a Position in one total order across all streams. A reader
 //     that has seen position P has seen every event before P, under any number
 //     of concurrent writers (architecture decision 2, docs/adr/0001).
@@ -77,6 +81,11 @@ var (
 	// ErrInvalidAppend: the append itself is malformed (no events, no stream
 	// name, an event without id or type, data that is not a JSON object).
 	ErrInvalidAppend = errors.New("eventlog: invalid append")
+	// ErrUnavailable: the store could not be reached or did not answer in
+	// time (a server down, no leader, a deadline). The call may or may not
+	// have taken effect; retrying it is safe for appends with the same
+	// event ids.
+	ErrUnavailable = errors.New("eventlog: store unavailable")
 	// ErrInvalidPosition: a position token could not be parsed.
 	ErrInvalidPosition = errors.New("eventlog: invalid position")
 )
