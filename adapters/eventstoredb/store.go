@@ -41,6 +41,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -111,8 +112,48 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.now = n
 // for concurrent use.
 type Store struct {
 	cfg    config
-	client *esdb.Client
+	conf   *esdb.Configuration
 	filter *esdb.SubscriptionFilter
+
+	mu     sync.Mutex
+	client *esdb.Client // replaced when it closes itself (renew)
+	closed bool
+}
+
+// errClosed is returned by calls on a closed Store.
+var errClosed = errors.New("eventstoredb: store closed")
+
+// conn returns the current client.
+func (s *Store) conn() (*esdb.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	return s.client, nil
+}
+
+// renew replaces client c when err says it closed itself: the client gives
+// up for good after failing to reconnect during an outage, and would answer
+// ErrorCodeConnectionClosed to every later call, even once the server is
+// back.
+func (s *Store) renew(c *esdb.Client, err error) {
+	if !isCode(err, esdb.ErrorCodeConnectionClosed) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.client != c {
+		return
+	}
+	nc, nerr := esdb.NewClient(s.conf)
+	if nerr != nil {
+		s.cfg.log.Error("eventstoredb: a new client after the old one closed", "err", nerr)
+		return
+	}
+	_ = c.Close()
+	s.client = nc
+	s.cfg.log.Warn("eventstoredb: the client closed its connection after failing to reconnect; a new client will connect on the next call")
 }
 
 var _ eventlog.Store = (*Store)(nil)
@@ -142,7 +183,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstoredb: client: %w", err)
 	}
-	s := &Store{cfg: cfg, client: client, filter: subscriptionFilter(cfg)}
+	s := &Store{cfg: cfg, conf: conf, client: client, filter: subscriptionFilter(cfg)}
 	if _, err := s.Head(ctx); err != nil {
 		_ = client.Close()
 		return nil, fmt.Errorf("eventstoredb: %s: %w", Redact(url), err)
@@ -151,7 +192,15 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 }
 
 // Close closes the connection. Calls in flight fail.
-func (s *Store) Close() error { return s.client.Close() }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.client.Close()
+}
 
 // subscriptionFilter is the server-side filter on our streams.
 func subscriptionFilter(cfg config) *esdb.SubscriptionFilter {
@@ -216,7 +265,12 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventlog.Exp
 	}
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	res, err := s.client.AppendToStream(ctx, s.cfg.namespace+stream, esdb.AppendToStreamOptions{ExpectedRevision: revision(expected)}, data...)
+	c, err := s.conn()
+	if err != nil {
+		return eventlog.AppendResult{}, err
+	}
+	res, err := c.AppendToStream(ctx, s.cfg.namespace+stream, esdb.AppendToStreamOptions{ExpectedRevision: revision(expected)}, data...)
+	s.renew(c, err)
 	if err != nil {
 		if isCode(err, esdb.ErrorCodeWrongExpectedVersion) {
 			return s.afterConflict(ctx, stream, expected, events)
@@ -352,8 +406,13 @@ func (s *Store) readStream(ctx context.Context, stream string, from uint64, limi
 func (s *Store) readStreamPage(ctx context.Context, stream string, from, count uint64, fn func(eventlog.Record)) (n int, found bool, err error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	rs, err := s.client.ReadStream(ctx, s.cfg.namespace+stream,
+	c, err := s.conn()
+	if err != nil {
+		return 0, false, err
+	}
+	rs, err := c.ReadStream(ctx, s.cfg.namespace+stream,
 		esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(from - 1)}, count)
+	s.renew(c, err)
 	if err != nil {
 		return 0, false, s.wrap(ctx, fmt.Sprintf("read stream %q", stream), err)
 	}
@@ -427,7 +486,12 @@ func (s *Store) readAllPage(ctx context.Context, dir esdb.Direction, from eventl
 			start = esdb.End{}
 		}
 	}
-	rs, err := s.client.ReadAll(ctx, esdb.ReadAllOptions{Direction: dir, From: start}, count)
+	c, err := s.conn()
+	if err != nil {
+		return err
+	}
+	rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: dir, From: start}, count)
+	s.renew(c, err)
 	if err != nil {
 		return s.wrap(ctx, "read $all", err)
 	}

@@ -426,3 +426,39 @@ func TestConflictReportsActualVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoversAfterOutage: calls made while the server is away fail with
+// ErrUnavailable, and once it is back the store works again (the client
+// closes itself for good after failing to reconnect; the store replaces it).
+func TestRecoversAfterOutage(t *testing.T) {
+	srv := esdbtest.Start(t)
+	s := open(t, srv.URL(), eventstoredb.WithCallTimeout(2*time.Second))
+	appendN(t, s, "child-1", 1)
+	srv.Stop()
+	for i := range 4 {
+		_, err := s.Append(t.Context(), "child-1", eventlog.Any, []eventlog.EventData{ev("x")})
+		require.ErrorIs(t, err, eventstoredb.ErrUnavailable, "call %d", i)
+		_, err = s.Head(t.Context())
+		require.ErrorIs(t, err, eventstoredb.ErrUnavailable, "call %d", i)
+	}
+	srv.Restart(t)
+	require.Eventually(t, func() bool {
+		_, err := s.Append(t.Context(), "child-1", eventlog.Any, []eventlog.EventData{ev("y")})
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond)
+	recs, err := s.ReadStream(t.Context(), "child-1", 1, 0)
+	require.NoError(t, err)
+	require.Len(t, recs, 2, "the first event and the one after the outage; nothing written while it was down")
+}
+
+func TestClosedStore(t *testing.T) {
+	srv := esdbtest.Start(t)
+	s, err := eventstoredb.Open(t.Context(), srv.URL(), eventstoredb.WithLogger(testLogger(t)))
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close())
+	_, err = s.Head(t.Context())
+	require.Error(t, err)
+	err = s.Subscribe(t.Context(), eventlog.Start, func(context.Context, eventlog.Record) error { return nil })
+	require.Error(t, err)
+}

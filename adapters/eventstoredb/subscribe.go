@@ -72,7 +72,12 @@ func (s *Store) subscribeOnce(ctx context.Context, last, resume *eventlog.Positi
 	if !resume.IsZero() {
 		from = esdb.Position{Commit: resume.Commit, Prepare: resume.Prepare}
 	}
-	sub, err := s.client.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{From: from, Filter: s.filter})
+	c, err := s.conn()
+	if err != nil {
+		return false, handlerError{err} // closed: nothing to retry
+	}
+	sub, err := c.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{From: from, Filter: s.filter})
+	s.renew(c, err)
 	if err != nil {
 		return false, s.wrap(ctx, "subscribe to $all", err)
 	}
