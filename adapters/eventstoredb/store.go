@@ -45,6 +45,8 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
@@ -568,7 +570,7 @@ func (s *Store) wrap(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("eventstoredb: %s: %w", op, ctx.Err())
 	}
 	if isCode(err, esdb.ErrorUnavailable) || isCode(err, esdb.ErrorCodeDeadlineExceeded) || isCode(err, esdb.ErrorCodeNotLeader) ||
-		isCode(err, esdb.ErrorCodeConnectionClosed) {
+		isCode(err, esdb.ErrorCodeConnectionClosed) || isGRPC(err, codes.Unavailable) || isGRPC(err, codes.DeadlineExceeded) {
 		return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
 	}
 	if isTooLarge(err) {
@@ -581,6 +583,13 @@ func (s *Store) wrap(ctx context.Context, op string, err error) error {
 func isCode(err error, code esdb.ErrorCode) bool {
 	var e *esdb.Error
 	return errors.As(err, &e) && e.Code() == code
+}
+
+// isGRPC reports whether err carries the gRPC status code (the client
+// passes some errors of streaming calls on as they come, not as *esdb.Error).
+func isGRPC(err error, code codes.Code) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == code
 }
 
 // isTooLarge reports whether err is the server's refusal of an append over
