@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -115,10 +116,32 @@ func Mint(secret []byte, c Claims, now time.Time) (string, error) {
 }
 
 // Verifier checks bearer tokens. It is safe for concurrent use.
+//
+// A portal backend sends the same token with many requests, so the
+// Verifier remembers tokens it has verified (at most cacheEntries), with
+// their validity window: a remembered token is answered without decoding
+// and HMAC again, and only while "exp" (and "nbf") still hold. Only tokens
+// that passed every check are remembered.
 type Verifier struct {
 	secret []byte
 	parser *jwt.Parser
+	clock  func() time.Time
+
+	mu    sync.RWMutex
+	cache map[string]verified
 }
+
+// verified is a remembered token: its actor and validity window (leeway
+// included).
+type verified struct {
+	actor     domain.Actor
+	notBefore time.Time // zero: none
+	expires   time.Time
+}
+
+// cacheEntries bounds the remembered tokens; when full, the cache starts
+// afresh (tokens are short-lived, so old entries are mostly expired).
+const cacheEntries = 10_000
 
 // NewVerifier returns a Verifier of tokens signed with secret (at least
 // MinSecretBytes; it is copied). When issuer is not empty, tokens must
@@ -145,7 +168,8 @@ func NewVerifier(secret []byte, issuer, audience string, clock func() time.Time)
 	if audience != "" {
 		opts = append(opts, jwt.WithAudience(audience))
 	}
-	return &Verifier{secret: append([]byte(nil), secret...), parser: jwt.NewParser(opts...)}, nil
+	return &Verifier{secret: append([]byte(nil), secret...), parser: jwt.NewParser(opts...), clock: clock,
+		cache: map[string]verified{}}, nil
 }
 
 // Verify checks token (without the "Bearer " prefix) and returns the actor
@@ -176,6 +200,9 @@ func (v *Verifier) Verify(token string) (domain.Actor, error) {
 	if !compactJWS(token) {
 		return domain.Actor{}, refuse("malformed token")
 	}
+	if a, ok := v.remembered(token); ok {
+		return a, nil
+	}
 	var tc tokenClaims
 	t, err := v.parser.ParseWithClaims(token, &tc, v.key)
 	if err != nil {
@@ -194,7 +221,42 @@ func (v *Verifier) Verify(token string) (domain.Actor, error) {
 	if err := CheckSubject(tc.Subject); err != nil {
 		return domain.Actor{}, refuse(err.Error())
 	}
-	return domain.Actor{ID: tc.Subject, Role: role}, nil
+	actor := domain.Actor{ID: tc.Subject, Role: role}
+	v.remember(token, actor, tc.RegisteredClaims)
+	return actor, nil
+}
+
+// remembered returns the actor of a token verified before, if it is still
+// within its validity window.
+func (v *Verifier) remembered(token string) (domain.Actor, bool) {
+	v.mu.RLock()
+	e, ok := v.cache[token]
+	v.mu.RUnlock()
+	if !ok {
+		return domain.Actor{}, false
+	}
+	now := v.clock()
+	if !now.Before(e.expires) || (!e.notBefore.IsZero() && now.Before(e.notBefore)) {
+		return domain.Actor{}, false // the parser decides, and says why
+	}
+	return e.actor, true
+}
+
+// remember keeps a verified token with its validity window.
+func (v *Verifier) remember(token string, actor domain.Actor, rc jwt.RegisteredClaims) {
+	if rc.ExpiresAt == nil {
+		return // the parser requires exp; never remember a token without one
+	}
+	e := verified{actor: actor, expires: rc.ExpiresAt.Add(Leeway)}
+	if rc.NotBefore != nil {
+		e.notBefore = rc.NotBefore.Add(-Leeway)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.cache) >= cacheEntries {
+		clear(v.cache)
+	}
+	v.cache[token] = e
 }
 
 // key gives the parser the secret, for HS256 only (the parser has already

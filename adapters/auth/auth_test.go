@@ -334,3 +334,70 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestVerifyRemembersOnlyWhileValid: a token verified once is answered
+// from memory, but only inside its validity window; a refused token is
+// never remembered.
+func TestVerifyRemembersOnlyWhileValid(t *testing.T) {
+	now := t0
+	v, err := auth.NewVerifier(secret, "", "", func() time.Time { return now })
+	require.NoError(t, err)
+	tok, err := auth.Mint(secret, auth.Claims{Subject: "svc", Role: domain.RoleService, TTL: time.Minute}, t0)
+	require.NoError(t, err)
+	future := sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "w", "role": "worker",
+		"nbf": t0.Add(time.Hour).Unix(), "exp": t0.Add(2 * time.Hour).Unix()})
+
+	tests := []struct {
+		name  string
+		at    time.Time
+		token string
+		ok    bool
+		why   string
+	}{
+		{"first use", t0, tok, true, ""},
+		{"again, from memory", t0.Add(30 * time.Second), tok, true, ""},
+		{"within the leeway after exp", t0.Add(time.Minute + auth.Leeway - time.Second), tok, true, ""},
+		{"after exp and leeway", t0.Add(time.Minute + auth.Leeway + time.Second), tok, false, "expired"},
+		{"not yet valid", t0, future, false, "not valid yet"},
+		{"valid now", t0.Add(time.Hour), future, true, ""},
+		{"remembered, but the clock went back before nbf", t0, future, false, "not valid yet"},
+		{"a tampered copy of a remembered token", t0, tok[:len(tok)-2] + "AA", false, "signature"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now = tt.at
+			a, err := v.Verify(tt.token)
+			if tt.ok {
+				require.NoError(t, err)
+				require.NotEmpty(t, a.ID)
+				return
+			}
+			require.ErrorIs(t, err, auth.ErrUnauthenticated)
+			require.Contains(t, err.Error(), tt.why)
+		})
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	v, err := auth.NewVerifier(secret, "", "", nil)
+	require.NoError(b, err)
+	tok, err := auth.Mint(secret, auth.Claims{Subject: "svc", Role: domain.RoleService, TTL: time.Hour}, time.Now())
+	require.NoError(b, err)
+	b.Run("cache=warm", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := v.Verify(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cache=cold", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			cold, _ := auth.NewVerifier(secret, "", "", nil)
+			if _, err := cold.Verify(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
