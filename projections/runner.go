@@ -422,15 +422,24 @@ func (w *worker) load(ctx context.Context, cp checkpoint) error {
 	return nil
 }
 
-// replayTo passes the records in (from, to] through Replay.
+// replayTo passes the records in (from, to] through Replay, reading the
+// next page while one is replayed.
 func (w *worker) replayTo(ctx context.Context, from, to eventlog.Position) error {
 	cur := from
+	if !cur.Before(to) {
+		return nil
+	}
+	pages := readPages(ctx, w.r.log, from, to, max(w.r.cfg.batch, replayPageSize))
+	defer pages.stop()
 	for cur.Before(to) {
-		recs, err := w.r.log.ReadAll(ctx, cur, w.r.cfg.batch)
+		recs, err := pages.next()
 		if err != nil {
 			return fmt.Errorf("read log after %s: %w", cur, err)
 		}
 		if len(recs) == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			return fmt.Errorf("the log ends at %s, before %s", cur, to)
 		}
 		n := upTo(recs, to)

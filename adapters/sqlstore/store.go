@@ -297,26 +297,6 @@ type eventRow struct {
 	CausationID   uuid.UUID       `bun:"causation_id"`
 }
 
-func (r *eventRow) record() eventlog.Record {
-	return eventlog.Record{
-		ID:       r.EventID,
-		Stream:   r.Stream,
-		Version:  uint64(r.StreamVersion),
-		Position: eventlog.At(uint64(r.Position)),
-		Type:     r.Type,
-		Data:     []byte(r.Data),
-		Meta: eventlog.Meta{
-			ActorID:       r.ActorID,
-			ActorRole:     r.ActorRole,
-			Reason:        r.Reason,
-			EffectiveAt:   r.EffectiveAt.UTC(),
-			RecordedAt:    r.RecordedAt.UTC(),
-			CorrelationID: r.CorrelationID,
-			CausationID:   r.CausationID,
-		},
-	}
-}
-
 func (r *eventRow) size() int {
 	return len(r.Data) + len(r.Stream) + len(r.Type) + len(r.ActorID) + len(r.ActorRole) + len(r.Reason) + 256
 }
@@ -345,7 +325,32 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventlog.Exp
 		return eventlog.AppendResult{}, fmt.Errorf("sqlstore: append to %q: %w", stream, ErrClosed)
 	}
 
-	now := s.cfg.clock().UTC().Truncate(time.Microsecond)
+	rows := newRows(stream, events, s.cfg.clock().UTC().Truncate(time.Microsecond))
+
+	if !s.pg {
+		// One appender at a time per SQLite database in this process; other
+		// processes wait on the file lock (busy_timeout).
+		select {
+		case s.shared.appendSem <- struct{}{}:
+			defer func() { <-s.shared.appendSem }()
+		case <-ctx.Done():
+			return eventlog.AppendResult{}, fmt.Errorf("sqlstore: append to %q: %w", stream, ctx.Err())
+		}
+	}
+	res, wrote, err := s.appendTx(ctx, stream, expected, events, rows)
+	if err != nil {
+		return eventlog.AppendResult{}, fmt.Errorf("sqlstore: append to %q: %w", stream, err)
+	}
+	if wrote {
+		s.shared.wake.broadcast()
+	}
+	return res, nil
+}
+
+// newRows converts an append's events into rows, without positions and
+// stream versions: times truncated to microseconds in UTC, a zero RecordedAt
+// replaced by now.
+func newRows(stream string, events []eventlog.EventData, now time.Time) []eventRow {
 	rows := make([]eventRow, len(events))
 	for i, e := range events {
 		recorded := e.Meta.RecordedAt
@@ -366,25 +371,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventlog.Exp
 			CausationID:   e.Meta.CausationID,
 		}
 	}
-
-	if !s.pg {
-		// One appender at a time per SQLite database in this process; other
-		// processes wait on the file lock (busy_timeout).
-		select {
-		case s.shared.appendSem <- struct{}{}:
-			defer func() { <-s.shared.appendSem }()
-		case <-ctx.Done():
-			return eventlog.AppendResult{}, fmt.Errorf("sqlstore: append to %q: %w", stream, ctx.Err())
-		}
-	}
-	res, wrote, err := s.appendTx(ctx, stream, expected, events, rows)
-	if err != nil {
-		return eventlog.AppendResult{}, fmt.Errorf("sqlstore: append to %q: %w", stream, err)
-	}
-	if wrote {
-		s.shared.wake.broadcast()
-	}
-	return res, nil
+	return rows
 }
 
 func (s *Store) appendTx(ctx context.Context, stream string, expected eventlog.ExpectedVersion, events []eventlog.EventData, rows []eventRow) (eventlog.AppendResult, bool, error) {
@@ -431,17 +418,8 @@ func (s *Store) appendTx(ctx context.Context, stream string, expected eventlog.E
 		rows[i].Position = first + int64(i)
 		rows[i].StreamVersion = actual + 1 + int64(i)
 	}
-	for start := 0; start < len(rows); {
-		end, size := start, 0
-		for end < len(rows) && end-start < insertRows && (end == start || size+rows[end].size() <= insertBytes) {
-			size += rows[end].size()
-			end++
-		}
-		chunk := rows[start:end]
-		if _, err := tx.NewInsert().Model(&chunk).Exec(ctx); err != nil {
-			return eventlog.AppendResult{}, false, fmt.Errorf("insert events: %w", err)
-		}
-		start = end
+	if err := insertEvents(ctx, tx, rows); err != nil {
+		return eventlog.AppendResult{}, false, err
 	}
 
 	if s.pg {
@@ -460,16 +438,45 @@ func (s *Store) appendTx(ctx context.Context, stream string, expected eventlog.E
 	}, true, nil
 }
 
+// insertEvents inserts rows, which carry their positions and stream
+// versions, in statements of at most insertRows rows or about insertBytes
+// bytes.
+func insertEvents(ctx context.Context, tx bun.Tx, rows []eventRow) error {
+	for start := 0; start < len(rows); {
+		end, size := start, 0
+		for end < len(rows) && end-start < insertRows && (end == start || size+rows[end].size() <= insertBytes) {
+			size += rows[end].size()
+			end++
+		}
+		chunk := rows[start:end]
+		if _, err := tx.NewInsert().Model(&chunk).Exec(ctx); err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		start = end
+	}
+	return nil
+}
+
 // existing implements idempotency: if no event id is stored it returns
 // done=false; if all are stored consecutively in stream in the same order it
 // returns the result their append returned and done=true; otherwise an
 // error wrapping ErrDuplicateEventID.
 func existing(ctx context.Context, tx bun.Tx, stream string, events []eventlog.EventData) (eventlog.AppendResult, bool, error) {
-	found := make(map[uuid.UUID]eventRow)
 	ids := make([]uuid.UUID, len(events))
 	for i, e := range events {
 		ids[i] = e.ID
 	}
+	found, err := storedIDs(ctx, tx, ids)
+	if err != nil {
+		return eventlog.AppendResult{}, false, err
+	}
+	return matchExisting(stream, events, found)
+}
+
+// storedIDs returns the stored rows (position, event id, stream, stream
+// version only) of those of ids that are stored, by event id.
+func storedIDs(ctx context.Context, tx bun.Tx, ids []uuid.UUID) (map[uuid.UUID]eventRow, error) {
+	found := make(map[uuid.UUID]eventRow)
 	for start := 0; start < len(ids); start += idChunk {
 		chunk := ids[start:min(start+idChunk, len(ids))]
 		var rows []eventRow
@@ -477,13 +484,26 @@ func existing(ctx context.Context, tx bun.Tx, stream string, events []eventlog.E
 			Column("position", "event_id", "stream", "stream_version").
 			Where("event_id IN (?)", bun.In(chunk)).
 			Scan(ctx); err != nil {
-			return eventlog.AppendResult{}, false, fmt.Errorf("check event ids: %w", err)
+			return nil, fmt.Errorf("check event ids: %w", err)
 		}
 		for _, r := range rows {
 			found[r.EventID] = r
 		}
 	}
-	if len(found) == 0 {
+	return found, nil
+}
+
+// matchExisting is existing's decision, given found, the stored rows of
+// (at least) the append's event ids.
+func matchExisting(stream string, events []eventlog.EventData, found map[uuid.UUID]eventRow) (eventlog.AppendResult, bool, error) {
+	stored := false
+	for _, e := range events {
+		if _, ok := found[e.ID]; ok {
+			stored = true
+			break
+		}
+	}
+	if !stored {
 		return eventlog.AppendResult{}, false, nil
 	}
 
@@ -563,18 +583,19 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, limi
 	if from > math.MaxInt64 {
 		return nil, nil
 	}
-	var rows []eventRow
-	q := s.db.NewSelect().Model(&rows).
-		Where("stream = ?", stream).
-		Where("stream_version >= ?", max(from, 1)).
-		Order("stream_version")
+	var (
+		recs []eventlog.Record
+		err  error
+	)
 	if limit > 0 {
-		q = q.Limit(int64(limit))
+		recs, err = s.queryRecords(ctx, limit, readStreamClause(true), stream, int64(max(from, 1)), int64(limit))
+	} else {
+		recs, err = s.queryRecords(ctx, 0, readStreamClause(false), stream, int64(max(from, 1)))
 	}
-	if err := q.Scan(ctx); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("sqlstore: read stream %q: %w", stream, err)
 	}
-	return records(rows), nil
+	return recs, nil
 }
 
 // ReadAll implements eventlog.Store. Positions of this store have Commit ==
@@ -586,17 +607,19 @@ func (s *Store) ReadAll(ctx context.Context, after eventlog.Position, limit int)
 	if after.Commit >= math.MaxInt64 {
 		return nil, nil
 	}
-	var rows []eventRow
-	q := s.db.NewSelect().Model(&rows).
-		Where("position > ?", after.Commit).
-		Order("position")
+	var (
+		recs []eventlog.Record
+		err  error
+	)
 	if limit > 0 {
-		q = q.Limit(int64(limit))
+		recs, err = s.queryRecords(ctx, limit, readAllClause(true), int64(after.Commit), int64(limit))
+	} else {
+		recs, err = s.queryRecords(ctx, 0, readAllClause(false), int64(after.Commit))
 	}
-	if err := q.Scan(ctx); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("sqlstore: read all after %s: %w", after, err)
 	}
-	return records(rows), nil
+	return recs, nil
 }
 
 // Head implements eventlog.Store.
@@ -617,15 +640,4 @@ func (s *Store) head(ctx context.Context, db bun.IDB) (eventlog.Position, error)
 		return eventlog.Start, err
 	}
 	return eventlog.At(uint64(last)), nil
-}
-
-func records(rows []eventRow) []eventlog.Record {
-	if len(rows) == 0 {
-		return nil
-	}
-	out := make([]eventlog.Record, len(rows))
-	for i := range rows {
-		out[i] = rows[i].record()
-	}
-	return out
 }

@@ -61,6 +61,10 @@ type Projection struct {
 	rows   map[accessmodel.Pair][]*row
 	nextID int64
 	loaded int64 // max id in the table at Load, checked after warm-up
+	// warmTo is the position Load was called at. The rows of the records
+	// up to it are in the table, and Load has read the current ones: the
+	// warm-up passes those records through the model only.
+	warmTo eventlog.Position
 }
 
 // New returns the projection.
@@ -153,23 +157,38 @@ func (r *row) same(n *row) bool {
 		r.ValidTo == n.ValidTo && r.OpenedID == n.OpenedID && r.ClosedID == n.ClosedID
 }
 
-// Load implements projections.Projection: the fold lives in memory, so the
-// runner replays the log up to at first.
+// Load implements projections.Projection. The model of the fold lives in
+// memory only, so the runner replays the log up to at first; the rows the
+// fold compares new intervals with are read from the table, as they stood
+// at at, so that the warm-up only advances the model (recomputing every
+// pair's intervals for every record would take twice as long).
 func (p *Projection) Load(ctx context.Context, db bun.IDB, t projections.Tables, at eventlog.Position) (bool, error) {
 	p.model = accessmodel.New()
-	p.rows = map[accessmodel.Pair][]*row{}
-	p.nextID = 1
-	var maxID sql.NullInt64
-	if err := db.NewRaw("SELECT MAX(id) FROM ?", t.Ident(table)).Scan(ctx, &maxID); err != nil {
-		return false, fmt.Errorf("accesshistory: load: %w", err)
+	p.warmTo = at
+	rows, next, maxID, err := loadState(ctx, db, t, at)
+	if err != nil {
+		return false, fmt.Errorf("accesshistory: load at %s: %w", at, err)
 	}
-	p.loaded = maxID.Int64
+	p.rows, p.nextID, p.loaded = rows, next, maxID
 	return true, nil
 }
 
-// Replay implements projections.Projection.
+// Replay implements projections.Projection. Records up to the position of
+// Load only advance the model (their rows are loaded); later ones (written
+// by another runner) go through the whole fold, so that the rows and ids
+// kept in memory follow the table.
 func (p *Projection) Replay(recs []eventlog.Record) error {
-	_, err := p.fold(recs)
+	n := 0
+	for n < len(recs) && !p.warmTo.Before(recs[n].Position) {
+		if _, err := p.model.Apply(recs[n]); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == len(recs) {
+		return nil
+	}
+	_, err := p.fold(recs[n:])
 	return err
 }
 

@@ -28,10 +28,12 @@
 //
 // # Feeding
 //
-// Run replays the log from the index's position with ReadAll pages and then
-// follows it with Subscribe; Ready is closed once the index has caught up with
-// the head the log had when Run started. There is no snapshot: start-up is a
-// replay of the whole log (see BenchmarkReplay for its cost).
+// Run replays the log from the index's position with ReadAll pages (the
+// next page is read while one is applied) and then follows it with
+// Subscribe; Ready is closed once the index has caught up with the head the
+// log had when Run started. There is no snapshot: start-up is a replay of
+// the whole log (see BenchmarkReplay, and BenchmarkCountyReplay for a
+// county's log, for its cost).
 //
 // # Change feed
 //

@@ -34,9 +34,9 @@ var ErrRunning = errors.New("accessindex: already running")
 
 // Run feeds the index from log until ctx is done or the index fails: it
 // reads the head, replays every record after the index's position with
-// ReadAll pages (WithPageSize, DefaultPageSize), and then follows the log
-// with Subscribe. Ready is closed as soon as the index has applied the head
-// it read at the start.
+// ReadAll pages (WithPageSize, DefaultPageSize), reading the next page while
+// it applies one, and then follows the log with Subscribe. Ready is closed as
+// soon as the index has applied the head it read at the start.
 //
 // Run returns ctx.Err() when ctx is done, the error of Apply when a record
 // cannot be applied (the index then stops; see Apply), or the log's error.
@@ -56,19 +56,9 @@ func (ix *Index) Run(ctx context.Context, log Follower) error {
 
 	started := time.Now()
 	from := ix.Position()
-	var replayed int
-	for {
-		recs, err := log.ReadAll(ctx, ix.Position(), ix.cfg.pageSize)
-		if err != nil {
-			return fmt.Errorf("accessindex: replay after %s: %w", ix.Position(), err)
-		}
-		if err := ix.Apply(recs...); err != nil {
-			return err
-		}
-		replayed += len(recs)
-		if len(recs) < ix.cfg.pageSize {
-			break
-		}
+	replayed, err := ix.replay(ctx, log, from)
+	if err != nil {
+		return err
 	}
 	st := ix.Stats()
 	ix.cfg.logger.InfoContext(ctx, "access index replayed the event log",
@@ -87,6 +77,57 @@ func (ix *Index) Run(ctx context.Context, log Follower) error {
 		return err // Apply's error, as Apply returned it
 	}
 	return fmt.Errorf("accessindex: follow the log after %s: %w", ix.Position(), err)
+}
+
+// page is one ReadAll page of the replay, or the error that ended it.
+type page struct {
+	recs []eventlog.Record
+	err  error
+}
+
+// replay applies every record after `after` with ReadAll pages until a
+// short page, and returns how many it applied. The next page is read while
+// the current one is applied (the read and the fold each keep a core
+// busy); at most one page waits.
+func (ix *Index) replay(ctx context.Context, log Follower, after eventlog.Position) (int, error) {
+	rctx, cancel := context.WithCancel(ctx)
+	pages := make(chan page, 1)
+	done := make(chan struct{})
+	defer func() {
+		cancel()
+		<-done
+	}()
+	go func() {
+		defer close(done)
+		defer close(pages)
+		size := ix.cfg.pageSize
+		for {
+			recs, err := log.ReadAll(rctx, after, size)
+			if err != nil {
+				err = fmt.Errorf("accessindex: replay after %s: %w", after, err)
+			}
+			select {
+			case pages <- page{recs: recs, err: err}:
+			case <-rctx.Done():
+				return
+			}
+			if err != nil || len(recs) < size {
+				return
+			}
+			after = recs[len(recs)-1].Position
+		}
+	}()
+	var n int
+	for p := range pages {
+		if p.err != nil {
+			return n, p.err
+		}
+		if err := ix.Apply(p.recs...); err != nil {
+			return n, err
+		}
+		n += len(p.recs)
+	}
+	return n, ctx.Err()
 }
 
 // stopErr returns the error that stopped the index, if any.

@@ -1,0 +1,271 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/adapters/auth"
+	"github.com/accessledger/accessledger/adapters/httpapi"
+	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/adapters/sqlstore"
+	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/projections"
+	"github.com/accessledger/accessledger/projections/accessindex"
+	"github.com/accessledger/accessledger/projections/projtest"
+)
+
+// The HTTP benchmarks measure what the API adds on top of the access index:
+// the real handler (httpapi.New, as accessd builds it: the outer handler
+// with its request id, access log and metrics, the mux, bearer token
+// verification by adapters/auth, query parsing, JSON answers) serving
+// requests through httptest.NewRecorder, with no network. The requests are
+// built before the timer (a server's request parsing is not measured); each
+// operation gets a new recorder. The index is built once, from a generated
+// history of benchChildren children.
+
+// benchChildren is the size of the generated history: about 21,000 records
+// and 6,700 pairs, built in about a second.
+const benchChildren = 2_000
+
+// benchIndex is an index of a generated history and what the benchmarks
+// ask it about, built once.
+type benchIndex struct {
+	ix       *accessindex.Index
+	at       time.Time // the decision time of every request: the history's end
+	pairs    [][2]uuid.UUID
+	accounts []uuid.UUID // accounts with at least one pair
+	children []uuid.UUID
+}
+
+var sharedIndex = sync.OnceValue(func() *benchIndex {
+	fail := func(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+	w := projtest.New(fail)
+	rng := rand.New(rand.NewPCG(7, 11))
+	day := 24 * time.Hour
+	carers := make([]uuid.UUID, benchChildren/3)
+	for i := range carers {
+		carers[i] = w.Carer()
+	}
+	members := make([]uuid.UUID, 2*benchChildren)
+	for i := range members {
+		members[i] = w.Member()
+	}
+	w.Advance(400 * day)
+	bi := &benchIndex{}
+	seen := map[uuid.UUID]bool{}
+	pair := func(acct, child uuid.UUID) {
+		bi.pairs = append(bi.pairs, [2]uuid.UUID{acct, child})
+		if !seen[acct] {
+			seen[acct] = true
+			bi.accounts = append(bi.accounts, acct)
+		}
+	}
+	for i := range benchChildren {
+		w.Advance(time.Minute)
+		c := w.RegisterChild()
+		bi.children = append(bi.children, c)
+		fi := rng.IntN(len(carers))
+		first := carers[fi]
+		p := w.Place(c, first, w.Now.Add(-time.Duration(rng.IntN(300)+60)*day))
+		pair(first, c)
+		switch i % 3 {
+		case 0: // moved on long ago, placed with another carer
+			w.End(c, p, w.Now.Add(-30*day))
+			next := carers[(fi+1+rng.IntN(len(carers)-1))%len(carers)]
+			w.Place(c, next, w.Now.Add(-25*day))
+			pair(next, c)
+		case 1: // moved on recently: the carer is in the grace period
+			w.End(c, p, w.Now.Add(-2*day))
+		}
+		for k := range rng.IntN(3) + 1 {
+			m := members[(2*i+k)%len(members)]
+			w.Grant(c, m, domain.PermView)
+			pair(m, c)
+			if rng.IntN(5) == 0 {
+				w.Revoke(c, m)
+			}
+		}
+	}
+	bi.at = w.Now
+	bi.ix = accessindex.New(accessindex.WithLogger(slog.New(slog.DiscardHandler)))
+	if err := bi.ix.Apply(w.Records...); err != nil {
+		panic(err)
+	}
+	rng.Shuffle(len(bi.pairs), func(i, j int) { bi.pairs[i], bi.pairs[j] = bi.pairs[j], bi.pairs[i] })
+	rng.Shuffle(len(bi.accounts), func(i, j int) { bi.accounts[i], bi.accounts[j] = bi.accounts[j], bi.accounts[i] })
+	rng.Shuffle(len(bi.children), func(i, j int) { bi.children[i], bi.children[j] = bi.children[j], bi.children[i] })
+	return bi
+})
+
+// benchHandler is the API's handler on the shared index, with the access
+// log written as JSON at level info (accessd's default) to io.Discard, and
+// a bearer token of role.
+func benchHandler(b *testing.B, role domain.Role) (http.Handler, string, *benchIndex) {
+	bi := sharedIndex()
+	ctx := context.Background()
+	db := sqltest.Open(b, sqltest.SQLiteMemory(b))
+	require.NoError(b, sqlstore.Migrate(ctx, db))
+	store, err := sqlstore.New(ctx, db)
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = store.Close() })
+	quiet := slog.New(slog.DiscardHandler)
+	svc, err := commands.New(store, noRefusals{}, commands.Config{Logger: quiet})
+	require.NoError(b, err)
+
+	secret := bytes.Repeat([]byte{7}, auth.MinSecretBytes)
+	verifier, err := auth.NewVerifier(secret, "", "", nil)
+	require.NoError(b, err)
+	tok, err := auth.Mint(secret, auth.Claims{Subject: "portal-backend", Role: role, TTL: time.Hour}, time.Now())
+	require.NoError(b, err)
+
+	h, err := httpapi.New(httpapi.Config{
+		Commands:    svc,
+		Index:       bi.ix,
+		ReadDB:      db,
+		Auth:        verifier,
+		Idempotency: idempotency.New(db),
+		Ready:       func() bool { return true },
+		Projections: func() []projections.Status { return nil },
+		Registry:    prometheus.NewRegistry(),
+		Logger:      slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Clock:       func() time.Time { return bi.at },
+	})
+	require.NoError(b, err)
+	return h, "Bearer " + tok, bi
+}
+
+type noRefusals struct{}
+
+func (noRefusals) RecordRefusal(context.Context, commands.Refusal) error { return nil }
+
+// requests builds one GET request per target.
+func requests(bearer string, paths []string) []*http.Request {
+	out := make([]*http.Request, len(paths))
+	for i, p := range paths {
+		r := httptest.NewRequest(http.MethodGet, p, nil)
+		r.Header.Set("Authorization", bearer)
+		out[i] = r
+	}
+	return out
+}
+
+// serve answers r and fails the benchmark unless the answer is 200.
+func serve(tb testing.TB, h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != http.StatusOK {
+		tb.Errorf("%s: %d %s", r.URL, rec.Code, rec.Body)
+	}
+	return rec
+}
+
+// benchRequests serves reqs in turn, sequentially or with b.RunParallel.
+func benchRequests(b *testing.B, h http.Handler, reqs []*http.Request, parallel bool) {
+	b.ReportAllocs()
+	if !parallel {
+		i := 0
+		for b.Loop() {
+			serve(b, h, reqs[i%len(reqs)])
+			i++
+		}
+		return
+	}
+	var start atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(start.Add(7919)) // each goroutine starts elsewhere
+		for pb.Next() {
+			serve(b, h, reqs[i%len(reqs)])
+			i++
+		}
+	})
+}
+
+// checkRequests are GET /v1/check of every pair of the index (placements,
+// grace periods, grants and revoked grants), in a random order.
+func checkRequests(b *testing.B) (http.Handler, []*http.Request) {
+	h, tok, bi := benchHandler(b, domain.RoleService)
+	paths := make([]string, len(bi.pairs))
+	for i, p := range bi.pairs {
+		paths[i] = "/v1/check?account_id=" + p[0].String() + "&child_id=" + p[1].String() + "&permission=view"
+	}
+	reqs := requests(tok, paths)
+	// The answers are the index's.
+	for _, i := range []int{0, 1, 2, len(reqs) - 1} {
+		var got struct {
+			Allowed bool   `json:"allowed"`
+			Reason  string `json:"reason"`
+		}
+		require.NoError(b, json.Unmarshal(serve(b, h, reqs[i]).Body.Bytes(), &got))
+		want := bi.ix.Check(bi.pairs[i][0], bi.pairs[i][1], domain.View, bi.at)
+		require.Equal(b, want.Allowed, got.Allowed)
+		require.Equal(b, string(want.Reason), got.Reason)
+	}
+	return h, reqs
+}
+
+// BenchmarkHTTPCheck is one GET /v1/check through the handler. Compare with
+// accessindex's BenchmarkCheck: the difference is the HTTP layer.
+func BenchmarkHTTPCheck(b *testing.B) {
+	h, reqs := checkRequests(b)
+	benchRequests(b, h, reqs, false)
+}
+
+// BenchmarkHTTPCheckParallel is BenchmarkHTTPCheck from GOMAXPROCS
+// goroutines.
+func BenchmarkHTTPCheckParallel(b *testing.B) {
+	h, reqs := checkRequests(b)
+	benchRequests(b, h, reqs, true)
+}
+
+// BenchmarkHTTPChildren is one GET /v1/accounts/{id}/children of an
+// account with at least one pair (a carer or a network member).
+func BenchmarkHTTPChildren(b *testing.B) {
+	h, tok, bi := benchHandler(b, domain.RoleService)
+	paths := make([]string, len(bi.accounts))
+	for i, a := range bi.accounts {
+		paths[i] = "/v1/accounts/" + a.String() + "/children"
+	}
+	reqs := requests(tok, paths)
+	var got struct {
+		Children []json.RawMessage `json:"children"`
+	}
+	require.NoError(b, json.Unmarshal(serve(b, h, reqs[0]).Body.Bytes(), &got))
+	es, _ := bi.ix.ChildrenOf(bi.accounts[0], bi.at)
+	require.Len(b, got.Children, len(es))
+	benchRequests(b, h, reqs, false)
+}
+
+// BenchmarkHTTPViewers is one GET /v1/children/{id}/viewers (as a worker).
+func BenchmarkHTTPViewers(b *testing.B) {
+	h, tok, bi := benchHandler(b, domain.RoleWorker)
+	paths := make([]string, len(bi.children))
+	for i, c := range bi.children {
+		paths[i] = "/v1/children/" + c.String() + "/viewers"
+	}
+	reqs := requests(tok, paths)
+	var got struct {
+		Viewers []json.RawMessage `json:"viewers"`
+	}
+	require.NoError(b, json.Unmarshal(serve(b, h, reqs[0]).Body.Bytes(), &got))
+	es, _ := bi.ix.ViewersOf(bi.children[0], bi.at)
+	require.Len(b, got.Viewers, len(es))
+	require.NotEmpty(b, es)
+	benchRequests(b, h, reqs, false)
+}

@@ -1,0 +1,234 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// StreamAppend is one stream's append within AppendBatch: the arguments of
+// one Append call.
+type StreamAppend struct {
+	Stream   string
+	Expected eventlog.ExpectedVersion
+	Events   []eventlog.EventData
+}
+
+// BatchError reports the append of a batch that made AppendBatch refuse the
+// whole batch. Err is what Append would have returned for that append in
+// its place in the batch: errors.Is and errors.As reach it
+// (eventlog.ErrInvalidAppend, *eventlog.ConflictError / eventlog.ErrConflict,
+// eventlog.ErrDuplicateEventID).
+type BatchError struct {
+	Index  int // the append's index in the batch
+	Stream string
+	Err    error
+}
+
+func (e *BatchError) Error() string {
+	return fmt.Sprintf("append %d of the batch, to %q: %v", e.Index, e.Stream, e.Err)
+}
+
+// Unwrap returns the append's own error.
+func (e *BatchError) Unwrap() error { return e.Err }
+
+// AppendBatch writes many stream appends in one transaction: it has the
+// outcome of calling Append for each of batch in order (the same
+// validation, the same expected-version checks, the same idempotency on
+// event ids, each append seeing the ones before it in the batch), except
+// that it is all or nothing: when any append would fail, nothing of the
+// batch is written and the error is a *BatchError naming the first failing
+// append (wrapped with context). On success it returns each append's result
+// as Append would have returned it, in batch order: positions follow batch
+// order without gaps, and an append whose events are already stored exactly
+// so (a retry) writes nothing and returns the stored result, so a whole
+// batch may be retried after an unknown outcome. Subscribers are woken once
+// per batch. An empty batch does nothing.
+//
+// It is meant for bulk loads: one transaction, one fsync, and a handful of
+// statements for the whole batch instead of four per append. The batch is
+// held in memory and in one transaction; keep it to thousands of events.
+func (s *Store) AppendBatch(ctx context.Context, batch []StreamAppend) ([]eventlog.AppendResult, error) {
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	now := s.cfg.clock().UTC().Truncate(time.Microsecond)
+	rows := make([][]eventRow, len(batch))
+	total := 0
+	for i, a := range batch {
+		err := eventlog.Validate(a.Stream, a.Events)
+		if err == nil {
+			err = checkStorable(a.Stream, a.Events)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: append batch: %w", &BatchError{Index: i, Stream: a.Stream, Err: err})
+		}
+		rows[i] = newRows(a.Stream, a.Events, now)
+		total += len(a.Events)
+	}
+	if s.isClosed() {
+		return nil, fmt.Errorf("sqlstore: append batch: %w", ErrClosed)
+	}
+	if !s.pg {
+		// One appender at a time per SQLite database, as for Append.
+		select {
+		case s.shared.appendSem <- struct{}{}:
+			defer func() { <-s.shared.appendSem }()
+		case <-ctx.Done():
+			return nil, fmt.Errorf("sqlstore: append batch: %w", ctx.Err())
+		}
+	}
+	res, wrote, err := s.appendBatchTx(ctx, batch, rows, total)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: append batch of %d appends: %w", len(batch), err)
+	}
+	if wrote {
+		s.shared.wake.broadcast()
+	}
+	return res, nil
+}
+
+// appendBatchTx is appendTx for a batch: it takes positions for every event
+// of the batch as its first statement (so batches and appends serialize on
+// the counter row as appends do), decides every append in memory from one
+// look-up of the batch's event ids and one of its streams' versions, gives
+// back the positions of appends that turned out to be retries, and inserts
+// the rest.
+func (s *Store) appendBatchTx(ctx context.Context, batch []StreamAppend, rows [][]eventRow, total int) ([]eventlog.AppendResult, bool, error) {
+	var opts *sql.TxOptions
+	if s.pg {
+		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	}
+	tx, err := s.db.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, false, fmt.Errorf("begin: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = tx.Rollback()
+		}
+	}()
+
+	var last int64
+	if err := tx.NewRaw("UPDATE events_head SET position = position + ? WHERE id = 1 RETURNING position", total).
+		Scan(ctx, &last); err != nil {
+		return nil, false, fmt.Errorf("take positions: %w", err)
+	}
+
+	ids := make([]uuid.UUID, 0, total)
+	var streams []string
+	seen := make(map[string]bool, len(batch))
+	for _, a := range batch {
+		for _, e := range a.Events {
+			ids = append(ids, e.ID)
+		}
+		if !seen[a.Stream] {
+			seen[a.Stream] = true
+			streams = append(streams, a.Stream)
+		}
+	}
+	found, err := storedIDs(ctx, tx, ids)
+	if err != nil {
+		return nil, false, err
+	}
+	versions, err := streamVersions(ctx, tx, streams)
+	if err != nil {
+		return nil, false, err
+	}
+
+	results := make([]eventlog.AppendResult, len(batch))
+	insert := make([]eventRow, 0, total)
+	pos := last - int64(total) // the last position handed out so far
+	for i, a := range batch {
+		res, done, err := matchExisting(a.Stream, a.Events, found)
+		if err != nil {
+			return nil, false, &BatchError{Index: i, Stream: a.Stream, Err: err}
+		}
+		if done {
+			results[i] = res
+			continue
+		}
+		actual := versions[a.Stream]
+		if !a.Expected.Allows(uint64(actual)) {
+			return nil, false, &BatchError{Index: i, Stream: a.Stream,
+				Err: &eventlog.ConflictError{Stream: a.Stream, Expected: a.Expected, Actual: uint64(actual)}}
+		}
+		for j := range rows[i] {
+			pos++
+			r := &rows[i][j]
+			r.Position, r.StreamVersion = pos, actual+1+int64(j)
+			// Later appends of the batch see this one as stored.
+			found[r.EventID] = eventRow{Position: r.Position, EventID: r.EventID, Stream: r.Stream, StreamVersion: r.StreamVersion}
+		}
+		versions[a.Stream] = actual + int64(len(rows[i]))
+		results[i] = eventlog.AppendResult{Version: uint64(versions[a.Stream]), Position: eventlog.At(uint64(pos))}
+		insert = append(insert, rows[i]...)
+	}
+	if len(insert) == 0 {
+		return results, false, nil // every append was a retry: roll back, as Append does
+	}
+	if len(insert) < total {
+		// Retries took no positions: hand back theirs, so positions stay
+		// dense.
+		if _, err := tx.NewRaw("UPDATE events_head SET position = ? WHERE id = 1", pos).Exec(ctx); err != nil {
+			return nil, false, fmt.Errorf("give back positions: %w", err)
+		}
+	}
+	if err := insertEvents(ctx, tx, insert); err != nil {
+		return nil, false, err
+	}
+	if s.pg {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", s.channel, fmt.Sprint(pos)); err != nil {
+			return nil, false, fmt.Errorf("notify: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, false, fmt.Errorf("commit (outcome unknown; retrying the batch with the same event ids is safe): %w", err)
+	}
+	committed = true
+	return results, true, nil
+}
+
+// streamVersions returns the current version of those of streams that
+// exist (a missing one has none: version 0), read in the transaction: one
+// statement per idChunk streams, each stream's version one backward step of
+// the (stream, stream_version) index.
+func streamVersions(ctx context.Context, tx bun.Tx, streams []string) (map[string]int64, error) {
+	versions := make(map[string]int64, len(streams))
+	for start := 0; start < len(streams); start += idChunk {
+		chunk := streams[start:min(start+idChunk, len(streams))]
+		var q strings.Builder
+		q.WriteString("WITH s(stream) AS (VALUES ")
+		args := make([]any, len(chunk))
+		for i, st := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?)")
+			args[i] = st
+		}
+		q.WriteString(") SELECT s.stream AS stream, " +
+			"(SELECT MAX(e.stream_version) FROM events AS e WHERE e.stream = s.stream) AS version FROM s")
+		var got []struct {
+			Stream  string        `bun:"stream"`
+			Version sql.NullInt64 `bun:"version"`
+		}
+		if err := tx.NewRaw(q.String(), args...).Scan(ctx, &got); err != nil {
+			return nil, fmt.Errorf("read stream versions: %w", err)
+		}
+		for _, g := range got {
+			if g.Version.Valid {
+				versions[g.Stream] = g.Version.Int64
+			}
+		}
+	}
+	return versions, nil
+}

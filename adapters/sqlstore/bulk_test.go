@@ -1,0 +1,365 @@
+package sqlstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/adapters/sqlstore"
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+var bulkClock = time.Date(2026, 4, 1, 12, 0, 0, 0, time.UTC)
+
+func withBulkClock() sqlstore.Option {
+	return sqlstore.WithClock(func() time.Time { return bulkClock })
+}
+
+// bulkEvent is an event with every field set and a deterministic id.
+func bulkEvent(rng *rand.Rand, i int) eventlog.EventData {
+	var id uuid.UUID
+	for j := range id {
+		id[j] = byte(rng.Uint32())
+	}
+	eff := bulkClock.Add(-time.Duration(rng.IntN(1000)) * time.Minute)
+	meta := eventlog.Meta{ActorID: fmt.Sprint("actor-", i%3), ActorRole: "worker", Reason: fmt.Sprint("reason ", i),
+		EffectiveAt: eff, RecordedAt: eff.Add(time.Minute), CorrelationID: id, CausationID: uuid.Nil}
+	if i%5 == 0 {
+		meta.RecordedAt = time.Time{} // the store's clock fills it
+	}
+	return eventlog.EventData{ID: id, Type: "bulk.tested.v1", Data: fmt.Appendf(nil, `{"i":%d}`, i), Meta: meta}
+}
+
+// bulkScript returns n appends over a few streams, each valid when done in
+// order: NoStream for a new stream, else Exactly the version or Any, and
+// every seventh one a retry of an earlier append (same events, same
+// stream, any expected version: idempotent).
+func bulkScript(seed uint64, n int) []sqlstore.StreamAppend {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	versions := map[string]uint64{}
+	var out []sqlstore.StreamAppend
+	k := 0
+	for len(out) < n {
+		if len(out) > 3 && len(out)%7 == 0 {
+			prev := out[rng.IntN(len(out))]
+			out = append(out, sqlstore.StreamAppend{Stream: prev.Stream, Expected: eventlog.Exactly(999), Events: prev.Events})
+			continue
+		}
+		stream := fmt.Sprint("stream-", rng.IntN(6))
+		evs := make([]eventlog.EventData, 1+rng.IntN(3))
+		for i := range evs {
+			evs[i] = bulkEvent(rng, k)
+			k++
+		}
+		exp := eventlog.Exactly(versions[stream])
+		if rng.IntN(4) == 0 {
+			exp = eventlog.Any
+		}
+		versions[stream] += uint64(len(evs))
+		out = append(out, sqlstore.StreamAppend{Stream: stream, Expected: exp, Events: evs})
+	}
+	return out
+}
+
+func readAllRecords(t *testing.T, s *sqlstore.Store) []eventlog.Record {
+	t.Helper()
+	recs, err := s.ReadAll(t.Context(), eventlog.Start, 0)
+	require.NoError(t, err)
+	return recs
+}
+
+func TestAppendBatchEqualsAppendsOneByOne(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		ctx := t.Context()
+		script := bulkScript(7, 60)
+		one, _ := openStore(t, url(t), withBulkClock())
+		bulk, _ := openStore(t, url(t), withBulkClock())
+
+		var want []eventlog.AppendResult
+		for _, a := range script {
+			res, err := one.Append(ctx, a.Stream, a.Expected, a.Events)
+			require.NoError(t, err)
+			want = append(want, res)
+		}
+		var got []eventlog.AppendResult
+		for start := 0; start < len(script); start += 13 {
+			res, err := bulk.AppendBatch(ctx, script[start:min(start+13, len(script))])
+			require.NoError(t, err)
+			got = append(got, res...)
+		}
+		require.Equal(t, want, got, "every append's result as Append gives it")
+		require.Equal(t, readAllRecords(t, one), readAllRecords(t, bulk), "the same log")
+
+		h1, err := one.Head(ctx)
+		require.NoError(t, err)
+		h2, err := bulk.Head(ctx)
+		require.NoError(t, err)
+		require.Equal(t, h1, h2)
+	})
+}
+
+func TestAppendBatchOrdersAndNumbers(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		ctx := t.Context()
+		s, _ := openStore(t, url(t), withBulkClock())
+		_, err := s.Append(ctx, "a", eventlog.NoStream, []eventlog.EventData{event("before")})
+		require.NoError(t, err)
+
+		batch := []sqlstore.StreamAppend{
+			{Stream: "a", Expected: eventlog.Exactly(1), Events: []eventlog.EventData{event("a2"), event("a3")}},
+			{Stream: "b", Expected: eventlog.NoStream, Events: []eventlog.EventData{event("b1")}},
+			{Stream: "a", Expected: eventlog.Exactly(3), Events: []eventlog.EventData{event("a4")}},
+			{Stream: "b", Expected: eventlog.Any, Events: []eventlog.EventData{event("b2"), event("b3")}},
+		}
+		res, err := s.AppendBatch(ctx, batch)
+		require.NoError(t, err)
+		require.Equal(t, []eventlog.AppendResult{
+			{Version: 3, Position: eventlog.At(3)},
+			{Version: 1, Position: eventlog.At(4)},
+			{Version: 4, Position: eventlog.At(5)},
+			{Version: 3, Position: eventlog.At(7)},
+		}, res)
+
+		recs := readAllRecords(t, s)
+		var types []string
+		for i, r := range recs {
+			require.Equal(t, eventlog.At(uint64(i+1)), r.Position, "dense positions")
+			types = append(types, r.Type)
+		}
+		require.Equal(t, []string{"before", "a2", "a3", "b1", "a4", "b2", "b3"}, types, "batch order")
+		for _, stream := range []string{"a", "b"} {
+			evs, err := s.ReadStream(ctx, stream, 1, 0)
+			require.NoError(t, err)
+			for i, r := range evs {
+				require.Equal(t, uint64(i+1), r.Version, "stream %s has no gaps", stream)
+			}
+		}
+	})
+}
+
+// TestAppendBatchIsAtomic: when the third append of a batch fails, nothing
+// of the batch is written, the error names it and wraps Append's error, and
+// the log goes on without a gap.
+func TestAppendBatchIsAtomic(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		stored := event("stored")
+		first := event("first")
+		tests := []struct {
+			name  string
+			third func() sqlstore.StreamAppend
+			want  error
+		}{
+			{"wrong expected version", func() sqlstore.StreamAppend {
+				return sqlstore.StreamAppend{Stream: "x", Expected: eventlog.Exactly(5), Events: []eventlog.EventData{event("c")}}
+			}, eventlog.ErrConflict},
+			{"stream created earlier in the batch", func() sqlstore.StreamAppend {
+				return sqlstore.StreamAppend{Stream: "n", Expected: eventlog.NoStream, Events: []eventlog.EventData{event("c")}}
+			}, eventlog.ErrConflict},
+			{"event id stored elsewhere", func() sqlstore.StreamAppend {
+				return sqlstore.StreamAppend{Stream: "y", Expected: eventlog.Any, Events: []eventlog.EventData{stored}}
+			}, eventlog.ErrDuplicateEventID},
+			{"event id used earlier in the batch", func() sqlstore.StreamAppend {
+				return sqlstore.StreamAppend{Stream: "y", Expected: eventlog.Any, Events: []eventlog.EventData{event("c"), first}}
+			}, eventlog.ErrDuplicateEventID},
+			{"no events", func() sqlstore.StreamAppend {
+				return sqlstore.StreamAppend{Stream: "y", Expected: eventlog.Any}
+			}, eventlog.ErrInvalidAppend},
+			{"NUL in a reason", func() sqlstore.StreamAppend {
+				e := event("c")
+				e.Meta.Reason = "a\x00b"
+				return sqlstore.StreamAppend{Stream: "y", Expected: eventlog.Any, Events: []eventlog.EventData{e}}
+			}, eventlog.ErrInvalidAppend},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				ctx := t.Context()
+				s, _ := openStore(t, url(t))
+				_, err := s.Append(ctx, "x", eventlog.NoStream, []eventlog.EventData{stored})
+				require.NoError(t, err)
+				before := readAllRecords(t, s)
+
+				batch := []sqlstore.StreamAppend{
+					{Stream: "n", Expected: eventlog.NoStream, Events: []eventlog.EventData{first}},
+					{Stream: "x", Expected: eventlog.Exactly(1), Events: []eventlog.EventData{event("b"), event("b")}},
+					tt.third(),
+					{Stream: "z", Expected: eventlog.Any, Events: []eventlog.EventData{event("d")}},
+				}
+				_, err = s.AppendBatch(ctx, batch)
+				require.ErrorIs(t, err, tt.want)
+				var be *sqlstore.BatchError
+				require.True(t, errors.As(err, &be), "a *BatchError: %v", err)
+				require.Equal(t, 2, be.Index)
+				require.Equal(t, batch[2].Stream, be.Stream)
+
+				require.Equal(t, before, readAllRecords(t, s), "nothing written")
+				head, err := s.Head(ctx)
+				require.NoError(t, err)
+				require.Equal(t, eventlog.At(1), head, "no position taken")
+
+				// The first two appends alone go through, right after.
+				res, err := s.AppendBatch(ctx, batch[:2])
+				require.NoError(t, err)
+				require.Equal(t, eventlog.At(4), res[1].Position)
+			})
+		}
+	})
+}
+
+// TestAppendBatchRetry: a batch retried after it was written writes nothing
+// and answers as the first time; a batch mixing retried and new appends
+// writes the new ones only, at dense positions.
+func TestAppendBatchRetry(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		ctx := t.Context()
+		s, _ := openStore(t, url(t))
+		batch := []sqlstore.StreamAppend{
+			{Stream: "a", Expected: eventlog.NoStream, Events: []eventlog.EventData{event("a1"), event("a2")}},
+			{Stream: "b", Expected: eventlog.NoStream, Events: []eventlog.EventData{event("b1")}},
+		}
+		first, err := s.AppendBatch(ctx, batch)
+		require.NoError(t, err)
+		again, err := s.AppendBatch(ctx, batch)
+		require.NoError(t, err)
+		require.Equal(t, first, again)
+		require.Len(t, readAllRecords(t, s), 3)
+
+		mixed := []sqlstore.StreamAppend{
+			{Stream: "c", Expected: eventlog.NoStream, Events: []eventlog.EventData{event("c1")}},
+			batch[0],
+			{Stream: "a", Expected: eventlog.Exactly(2), Events: []eventlog.EventData{event("a3")}},
+			batch[1],
+		}
+		res, err := s.AppendBatch(ctx, mixed)
+		require.NoError(t, err)
+		require.Equal(t, []eventlog.AppendResult{
+			{Version: 1, Position: eventlog.At(4)}, first[0], {Version: 3, Position: eventlog.At(5)}, first[1],
+		}, res)
+		head, err := s.Head(ctx)
+		require.NoError(t, err)
+		require.Equal(t, eventlog.At(5), head, "retried appends take no positions")
+		res1, err := s.Append(ctx, "d", eventlog.NoStream, []eventlog.EventData{event("d1")})
+		require.NoError(t, err)
+		require.Equal(t, eventlog.At(6), res1.Position)
+	})
+}
+
+// TestAppendBatchWakesSubscribers: a Subscribe that only hears of appends
+// through notifications (no re-check) receives a batch's events.
+func TestAppendBatchWakesSubscribers(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		ctx := t.Context()
+		s, _ := openStore(t, url(t))
+		got := make(chan eventlog.Record, 16)
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- s.Subscribe(sctx, eventlog.Start, func(_ context.Context, r eventlog.Record) error {
+				got <- r
+				return nil
+			})
+		}()
+		defer func() {
+			cancel()
+			require.ErrorIs(t, <-done, context.Canceled)
+		}()
+		// Make sure the subscription is waiting before the batch.
+		e0 := event("first")
+		_, err := s.Append(ctx, "s", eventlog.NoStream, []eventlog.EventData{e0})
+		require.NoError(t, err)
+		require.Equal(t, e0.ID, receive(t, got, 10*time.Second).ID)
+
+		batch := []sqlstore.StreamAppend{
+			{Stream: "s", Expected: eventlog.Exactly(1), Events: []eventlog.EventData{event("s2")}},
+			{Stream: "t", Expected: eventlog.NoStream, Events: []eventlog.EventData{event("t1"), event("t2")}},
+		}
+		_, err = s.AppendBatch(ctx, batch)
+		require.NoError(t, err)
+		for _, want := range []uuid.UUID{batch[0].Events[0].ID, batch[1].Events[0].ID, batch[1].Events[1].ID} {
+			require.Equal(t, want, receive(t, got, 10*time.Second).ID)
+		}
+	})
+}
+
+// TestAppendBatchLargerThanItsStatements: a batch with more events, event
+// ids and streams than one insert statement or one look-up takes is still
+// one all-or-nothing append.
+func TestAppendBatchLargerThanItsStatements(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		ctx := t.Context()
+		s, _ := openStore(t, url(t))
+		batch := make([]sqlstore.StreamAppend, 1500)
+		for i := range batch {
+			batch[i] = sqlstore.StreamAppend{Stream: fmt.Sprint("stream-", i), Expected: eventlog.NoStream,
+				Events: []eventlog.EventData{event("big")}}
+		}
+		res, err := s.AppendBatch(ctx, batch)
+		require.NoError(t, err)
+		require.Equal(t, eventlog.At(1500), res[1499].Position)
+
+		// Again, with a conflict in the last append: nothing of it is written.
+		for i := range batch {
+			batch[i].Expected = eventlog.Exactly(1)
+			batch[i].Events = []eventlog.EventData{event("big2")}
+		}
+		batch[1499].Expected = eventlog.Exactly(2)
+		_, err = s.AppendBatch(ctx, batch)
+		require.ErrorIs(t, err, eventlog.ErrConflict)
+		head, err := s.Head(ctx)
+		require.NoError(t, err)
+		require.Equal(t, eventlog.At(1500), head)
+
+		batch[1499].Expected = eventlog.Exactly(1)
+		res, err = s.AppendBatch(ctx, batch)
+		require.NoError(t, err)
+		require.Equal(t, eventlog.AppendResult{Version: 2, Position: eventlog.At(3000)}, res[1499])
+		require.Len(t, readAllRecords(t, s), 3000)
+	})
+}
+
+func TestAppendBatchEmptyAndClosed(t *testing.T) {
+	s, _ := openStore(t, "sqlite::memory:")
+	res, err := s.AppendBatch(t.Context(), nil)
+	require.NoError(t, err)
+	require.Empty(t, res)
+	require.NoError(t, s.Close())
+	_, err = s.AppendBatch(t.Context(), []sqlstore.StreamAppend{
+		{Stream: "s", Expected: eventlog.Any, Events: []eventlog.EventData{event("e")}},
+	})
+	require.ErrorIs(t, err, sqlstore.ErrClosed)
+}
+
+// BenchmarkAppendBatch measures batches of 500 one-event appends over
+// 5,000 streams (Exactly versions), as a bulk load writes them. ns/op is per
+// batch; events/s is the event throughput.
+func BenchmarkAppendBatch(b *testing.B) {
+	const appends, streams = 500, 5000
+	for _, be := range benchBackends {
+		b.Run(be.name, func(b *testing.B) {
+			s, _ := openStore(b, be.url(b))
+			ctx := context.Background()
+			versions := make([]uint64, streams)
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				batch := make([]sqlstore.StreamAppend, appends)
+				for i := range batch {
+					k := n % streams
+					batch[i] = sqlstore.StreamAppend{Stream: fmt.Sprint("stream-", k), Expected: eventlog.Exactly(versions[k]),
+						Events: []eventlog.EventData{event("bench.batched.v1")}}
+					versions[k]++
+					n++
+				}
+				if _, err := s.AppendBatch(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}

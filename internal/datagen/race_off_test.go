@@ -1,0 +1,5 @@
+//go:build !race
+
+package datagen_test
+
+const raceEnabled = false
