@@ -57,6 +57,8 @@ func subcommands() []command {
 		{"rebuild", "rebuild read models from the event log into fresh tables, then swap them in", runRebuild},
 		{"token", "print a bearer token signed with the data directory's secret (created if missing)", runToken},
 		{"audit", "audit verify: bring the audit trail up to date and recompute its hash chain", runAudit},
+		{"generate", "write a generated data set (county, nation, small) into the event store", runGenerate},
+		{"bench", "measure the engine on a generated data set: print a table, write JSON", runBench},
 	}
 }
 

@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/internal/datagen"
+)
+
+// testPostgresEnv is the environment variable --postgres defaults to, the
+// one the tests read (adapters/sqldb/sqltest).
+const testPostgresEnv = "ACCESSLEDGER_TEST_POSTGRES_DSN"
+
+// benchMeasurements are the measurements --only chooses from, in the
+// order they run.
+var benchMeasurements = []string{"rebuild", "index", "startup", "check", "http", "queries", "expiry", "commands"}
+
+// benchConfig holds the flags of accessd bench.
+type benchConfig struct {
+	scale      string
+	seed       uint64
+	stores     string
+	postgres   string
+	only       string
+	duration   time.Duration
+	jsonFile   string
+	workDir    string
+	cpuProfile string
+	memProfile string
+	expiries   int
+	queryConc  string
+	keep       bool
+	logLevel   string
+}
+
+func (c *benchConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.scale, "scale", "county", "data set: county, nation or small")
+	fs.Uint64Var(&c.seed, "seed", 1, "seed of the data set")
+	fs.StringVar(&c.stores, "stores", "", "stores to measure, comma-separated: sqlite, postgres "+
+		"(default: sqlite, and postgres when --postgres is set)")
+	fs.StringVar(&c.postgres, "postgres", "", "PostgreSQL database the bench creates a schema in (default: $"+testPostgresEnv+")")
+	fs.StringVar(&c.only, "only", "", "measurements to run, comma-separated: "+strings.Join(benchMeasurements, ", ")+" (default: all)")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured window of each load (after a warm-up of a quarter of it, at most 1s)")
+	fs.StringVar(&c.jsonFile, "json", "bench.json", "file the figures are written to, as JSON")
+	fs.StringVar(&c.workDir, "work-dir", "", "directory of the cached SQLite data sets, kept between runs (default: a temporary directory, removed)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of each measurement to FILE-<store>-<measurement>.pprof")
+	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of the engine, once ready, to FILE-<store>.pprof")
+	fs.IntVar(&c.expiries, "expiries", targetExpiries, "deadlines falling due at once in the expiry measurement")
+	fs.StringVar(&c.queryConc, "query-concurrency", "1", "concurrency levels of the list and history queries, comma-separated")
+	fs.BoolVar(&c.keep, "keep", false, "keep the PostgreSQL schema of the run (its name is printed)")
+	fs.StringVar(&c.logLevel, "log-level", "warn", "log level of the engine: debug, info, warn or error")
+}
+
+// bencher runs one accessd bench.
+type bencher struct {
+	cfg       benchConfig
+	sc        datagen.Scale
+	only      map[string]bool
+	queryConc []int
+	workDir   string
+	log       *slog.Logger
+	// progress receives progress lines and the figures as they come
+	// (standard error); the table goes to standard output.
+	progress io.Writer
+	report   *benchReport
+	fsync    map[string]string
+}
+
+// runBench measures the engine on a generated data set and prints a table
+// of the figures with the Performance issue's targets; it writes the same
+// figures, with their conditions, as JSON.
+func runBench(ctx context.Context, args []string, env *environment) error {
+	var cfg benchConfig
+	fs := newFlagSet("bench", env.stderr)
+	cfg.register(fs)
+	if err := parseFlags(fs, args, env.lookup); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	b, err := newBencher(cfg, env)
+	if err != nil {
+		return err
+	}
+	if b.workDir == "" {
+		dir, err := os.MkdirTemp("", "accessd-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		b.workDir = dir
+	} else if err := os.MkdirAll(b.workDir, 0o700); err != nil {
+		return fmt.Errorf("create --work-dir: %w", err)
+	}
+	disk, err := probeFsync(b.workDir, 200)
+	if err != nil {
+		return fmt.Errorf("probe the disk: %w", err)
+	}
+	b.report.Conditions.Disk = disk
+	fmt.Fprintf(b.progress, "bench: disk: write 4 KiB + fsync p50 %.2f ms, p99 %.2f ms\n", disk.FsyncP50Ms, disk.FsyncP99Ms)
+	for _, store := range strings.Split(b.cfg.stores, ",") {
+		if err := b.runStore(ctx, store); err != nil {
+			b.fail(store, "run", err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	fmt.Fprintln(env.stdout)
+	b.report.printTable(env.stdout)
+	if err := b.report.writeJSON(cfg.jsonFile); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "\nfigures written to %s\n", cfg.jsonFile)
+	if n := len(b.report.Errors); n > 0 {
+		return fmt.Errorf("failed: %d (the figures measured are in %s): %s", n, cfg.jsonFile, strings.Join(b.report.Errors, "; "))
+	}
+	return nil
+}
+
+// newBencher checks the flags (and fills their defaults) and returns the
+// bencher.
+func newBencher(cfg benchConfig, env *environment) (*bencher, error) {
+	sc, err := datagen.ScaleByName(cfg.scale)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --scale: %v", errUsage, err)
+	}
+	if cfg.postgres == "" {
+		cfg.postgres, _ = env.lookup(testPostgresEnv)
+	}
+	if cfg.stores == "" {
+		cfg.stores = "sqlite"
+		if cfg.postgres != "" {
+			cfg.stores += ",postgres"
+		}
+	}
+	for _, s := range strings.Split(cfg.stores, ",") {
+		switch s {
+		case "sqlite":
+		case "postgres":
+			if cfg.postgres == "" {
+				return nil, fmt.Errorf("%w: --stores postgres needs --postgres URL (or $%s)", errUsage, testPostgresEnv)
+			}
+		default:
+			return nil, fmt.Errorf("%w: --stores: unknown store %q: want sqlite or postgres", errUsage, s)
+		}
+	}
+	only := map[string]bool{}
+	if cfg.only != "" {
+		for _, m := range strings.Split(cfg.only, ",") {
+			if !slices.Contains(benchMeasurements, m) {
+				return nil, fmt.Errorf("%w: --only: unknown measurement %q: want %s", errUsage, m, strings.Join(benchMeasurements, ", "))
+			}
+			only[m] = true
+		}
+	}
+	if cfg.duration <= 0 {
+		return nil, fmt.Errorf("%w: --duration %s: want more than 0", errUsage, cfg.duration)
+	}
+	if cfg.expiries < 1 {
+		return nil, fmt.Errorf("%w: --expiries %d: want at least 1", errUsage, cfg.expiries)
+	}
+	var queryConc []int
+	for _, s := range strings.Split(cfg.queryConc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%w: --query-concurrency %q: want positive numbers", errUsage, cfg.queryConc)
+		}
+		queryConc = append(queryConc, n)
+	}
+	if cfg.jsonFile == "" {
+		return nil, fmt.Errorf("%w: --json is empty", errUsage)
+	}
+	sl := storeConfig{logLevel: cfg.logLevel, logFormat: "text"}
+	if _, err := sl.level(); err != nil {
+		return nil, err
+	}
+	return &bencher{cfg: cfg, sc: sc, only: only, queryConc: queryConc, workDir: cfg.workDir,
+		log: sl.logger(env), progress: env.stderr, fsync: map[string]string{},
+		report: &benchReport{Conditions: benchConditions{Machine: machine(), GoVersion: runtime.Version(),
+			Scale: sc.Name, Seed: cfg.seed, Duration: cfg.duration.String(), Started: time.Now().UTC().Truncate(time.Second),
+			Stores: map[string]storeInfo{},
+			Notes: []string{
+				"the load generator, the HTTP server and the engine share this machine's CPUs",
+				"commands run through commands.Service (as serve wires it) without HTTP; checks and queries through the HTTP API",
+				"the relays of a long-running engine are at the head of the log: the bench starts them there",
+			}}}}, nil
+}
+
+// want reports whether measurement m is to run.
+func (b *bencher) want(m string) bool { return len(b.only) == 0 || b.only[m] }
+
+// add records a figure and prints it as it comes.
+func (b *bencher) add(f figure) {
+	b.report.Figures = append(b.report.Figures, f)
+	met := ""
+	if f.Met != nil {
+		met = map[bool]string{true: "  [target met]", false: "  [target MISSED: " + f.Target + "]"}[*f.Met]
+	}
+	conc := ""
+	if f.Concurrency > 1 {
+		conc = fmt.Sprintf(" c=%d", f.Concurrency)
+	}
+	fmt.Fprintf(b.progress, "bench: %s %s%s: %s%s\n", f.Name, f.Store, conc, f.text(), met)
+	if f.FirstError != "" {
+		fmt.Fprintf(b.progress, "bench:   first error: %s\n", f.FirstError)
+	}
+}
+
+// fail records a measurement that failed; the run goes on.
+func (b *bencher) fail(store, what string, err error) {
+	msg := fmt.Sprintf("%s: %s: %v", store, what, err)
+	b.report.Errors = append(b.report.Errors, msg)
+	fmt.Fprintf(b.progress, "bench: FAILED %s\n", msg)
+}
+
+// profiled runs f, under a CPU profile when --cpuprofile is given.
+func (b *bencher) profiled(what, store string, f func() error) error {
+	if b.cfg.cpuProfile == "" {
+		return f()
+	}
+	ext := filepath.Ext(b.cfg.cpuProfile)
+	path := strings.TrimSuffix(b.cfg.cpuProfile, ext) + "-" + store + "-" + what + ext
+	if ext == "" {
+		path += ".pprof"
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if err := pprof.StartCPUProfile(out); err != nil {
+		return err
+	}
+	defer pprof.StopCPUProfile()
+	return f()
+}
+
+// heapProfile writes a heap profile when --memprofile is given.
+func (b *bencher) heapProfile(store string) error {
+	if b.cfg.memProfile == "" {
+		return nil
+	}
+	ext := filepath.Ext(b.cfg.memProfile)
+	if ext == "" {
+		ext = ".pprof"
+	}
+	path := strings.TrimSuffix(b.cfg.memProfile, filepath.Ext(b.cfg.memProfile)) + "-" + store + ext
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(out); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// runStore measures one store: it loads the data set, then runs the
+// measurements asked for.
+func (b *bencher) runStore(ctx context.Context, store string) error {
+	var ds *dataset
+	var err error
+	if store == "postgres" {
+		ds, err = b.postgresData(ctx)
+	} else {
+		ds, err = b.sqliteData(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("load the data set: %w", err)
+	}
+	defer ds.cleanup()
+	b.report.Conditions.Events = ds.data.Summary.Events
+	if err := b.storeFacts(ctx, ds); err != nil {
+		return err
+	}
+	if b.want("rebuild") && !ds.built {
+		if err := b.rebuildCopy(ctx, ds); err != nil {
+			b.fail(store, "rebuild", err)
+		}
+	}
+	if b.want("index") {
+		if err := b.indexReplay(ctx, ds); err != nil {
+			b.fail(store, "index", err)
+		}
+	}
+	engineWanted := false
+	for _, m := range []string{"startup", "check", "http", "queries", "expiry", "commands"} {
+		engineWanted = engineWanted || b.want(m)
+	}
+	if !engineWanted || ctx.Err() != nil {
+		return ctx.Err()
+	}
+	be, took, err := b.startEngine(ctx, ds)
+	if err != nil {
+		return fmt.Errorf("start the engine: %w", err)
+	}
+	f := figure{Name: "start_to_ready", Store: store, Fsync: b.fsync[store], Concurrency: 1, Seconds: took.Seconds(),
+		Count: ds.data.Summary.Events, Unit: "events", PerSecond: float64(ds.data.Summary.Events) / took.Seconds(),
+		Note: "openEngine and run until the read models and the index have caught up, as serve (read models already built)"}
+	f.met(fmt.Sprintf("< %.0f s", targetStartSeconds), took.Seconds() < targetStartSeconds)
+	b.add(f)
+	defer func() {
+		if err := be.stop(); err != nil {
+			b.fail(store, "stop the engine", err)
+		}
+	}()
+	if err := b.heapProfile(store); err != nil {
+		b.fail(store, "heap profile", err)
+	}
+	var pairs []checkPair
+	if b.want("check") || b.want("http") || b.want("queries") {
+		pairs = checkPairs(be.e.index, ds.data, time.Now())
+	}
+	if b.want("check") && ctx.Err() == nil {
+		b.checkInProcess(be.e.index, pairs, store)
+	}
+	if b.want("http") && ctx.Err() == nil {
+		b.httpChecks(ctx, be, pairs, store)
+	}
+	if b.want("queries") && ctx.Err() == nil {
+		b.queries(ctx, be, pairs, store)
+	}
+	// The expiry measurement moves the commands' clock on by the grace
+	// period; the command mix runs after it, so that the deadlines its
+	// placement ends set never fall due during the run.
+	if b.want("expiry") && ctx.Err() == nil {
+		if err := b.expiries(ctx, be, store, b.cfg.expiries); err != nil {
+			b.fail(store, "expiry", err)
+		}
+	}
+	if b.want("commands") && ctx.Err() == nil {
+		if err := b.commandMix(ctx, be, store); err != nil {
+			b.fail(store, "commands", err)
+		}
+	}
+	return ctx.Err()
+}
+
+// storeFacts records the store's URL and durability settings.
+func (b *bencher) storeFacts(ctx context.Context, ds *dataset) error {
+	db, err := sqldb.Open(ctx, ds.url)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var fsync string
+	if db.IsSQLite() {
+		var mode, journal string
+		if err := db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&mode); err != nil {
+			return err
+		}
+		if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&journal); err != nil {
+			return err
+		}
+		names := map[string]string{"0": "OFF", "1": "NORMAL", "2": "FULL", "3": "EXTRA"}
+		fsync = fmt.Sprintf("synchronous=%s, journal_mode=%s", names[mode], journal)
+	} else {
+		var on, commit string
+		if err := db.QueryRowContext(ctx, "SHOW fsync").Scan(&on); err != nil {
+			return err
+		}
+		if err := db.QueryRowContext(ctx, "SHOW synchronous_commit").Scan(&commit); err != nil {
+			return err
+		}
+		fsync = fmt.Sprintf("fsync=%s, synchronous_commit=%s", on, commit)
+	}
+	b.fsync[ds.store] = fsync
+	b.report.Conditions.Stores[ds.store] = storeInfo{URL: redactURL(ds.url), Fsync: fsync}
+	for i := range b.report.Figures {
+		if f := &b.report.Figures[i]; f.Store == ds.store && f.Fsync == "" && f.Name != "index.memory" {
+			f.Fsync = fsync
+		}
+	}
+	return nil
+}
