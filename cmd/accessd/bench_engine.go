@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -274,19 +273,5 @@ func openBenchMessaging(ctx context.Context, e *engine, cmds *commands.Service, 
 	if err != nil {
 		return nil, err
 	}
-	pub, sub, closeBus, err := bus.Open(ctx, bcfg)
-	if err != nil {
-		return nil, fmt.Errorf("open bus %s: %w", bcfg.Kind, err)
-	}
-	host, _ := os.Hostname()
-	pm, err := processmanager.New(processmanager.Config{DB: e.readDB, Publisher: pub, Subscriber: sub,
-		Commands: cmds, Logger: log, Clock: clk, InstanceID: fmt.Sprintf("accessd-bench-%s-%d", host, os.Getpid())})
-	if err != nil {
-		_ = closeBus()
-		return nil, err
-	}
-	return &messaging{pub: pub, close: closeBus, pm: pm,
-		relay:  outbox.NewRelay(e.stores.events.log, e.readDB, pub, outbox.WithLogger(log)),
-		access: outbox.NewAccessChangedPublisher(e.index, e.readDB, pub, outbox.WithLogger(log)),
-	}, nil
+	return newMessaging(ctx, bcfg, e, cmds, clk, "accessd-bench", log)
 }

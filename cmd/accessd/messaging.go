@@ -63,13 +63,20 @@ func openMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *command
 	if err := migrateMessaging(ctx, e.readDB); err != nil {
 		return nil, err
 	}
+	return newMessaging(ctx, cfg, e, cmds, nil, "accessd", log)
+}
+
+// newMessaging opens the bus and builds the process manager (on clk; nil:
+// the real clock; its instance id starts with name), the outbox relay and
+// the access.changed publisher. The read store is already migrated.
+func newMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *commands.Service, clk processmanager.Clock, name string, log *slog.Logger) (*messaging, error) {
 	pub, sub, closeBus, err := bus.Open(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open bus %s: %w", cfg.Kind, err)
 	}
 	host, _ := os.Hostname()
 	pm, err := processmanager.New(processmanager.Config{DB: e.readDB, Publisher: pub, Subscriber: sub,
-		Commands: cmds, Logger: log, InstanceID: fmt.Sprintf("accessd-%s-%d", host, os.Getpid())})
+		Commands: cmds, Logger: log, Clock: clk, InstanceID: fmt.Sprintf("%s-%s-%d", name, host, os.Getpid())})
 	if err != nil {
 		_ = closeBus()
 		return nil, err
