@@ -231,6 +231,14 @@ func (b *bencher) expiries(ctx context.Context, be *benchEngine, store string, n
 	if err != nil {
 		return err
 	}
+	// A child can be placed with several carers in one window, but with
+	// each carer once: a small data set holds fewer (child, carer) pairs
+	// than the deadlines asked for; measure as many as it holds.
+	if most := len(d.Children) * len(d.Carers) / 2; n > most {
+		b.log.Warn("bench: fewer expiries than asked: the data set has too few children and carers", "asked", n, "measured", most)
+		fmt.Fprintf(b.progress, "expiry: %d deadlines asked, the %s data set holds %d: measuring %d\n", n, b.sc.Name, most, most)
+		n = most
+	}
 	endedAt := be.clock.Now().UTC().Truncate(time.Second)
 	startedAt := endedAt.Add(-24 * time.Hour)
 	placements := make([]uuid.UUID, n)
@@ -255,14 +263,14 @@ func (b *bencher) expiries(ctx context.Context, be *benchEngine, store string, n
 	const setupClients = 8
 	for w := range setupClients {
 		g.Go(func() error {
-			rng := rand.New(rand.NewPCG(b.cfg.seed, uint64(200+w)))
 			for i := w; i < n; i += setupClients {
 				child := d.Children[i%len(d.Children)]
+				round := i / len(d.Children) // the child's round: its carer
 				meta := commands.Meta{Actor: domain.Actor{ID: child.Worker, Role: domain.RoleWorker}, RequestID: "bench-expiry"}
 				var placed commands.PlacementStarted
 				var err error
-				for range 8 {
-					carer := d.Carers[rng.IntN(len(d.Carers))]
+				for k := range len(d.Carers) {
+					carer := d.Carers[(round+k)%len(d.Carers)]
 					placed, err = be.cmds.StartPlacement(gctx, meta, commands.StartPlacement{ChildID: child.ID,
 						CarerAccountID: carer, StartedAt: startedAt})
 					if err == nil || domain.KindOf(err) == domain.KindInternal {
