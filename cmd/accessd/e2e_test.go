@@ -624,6 +624,12 @@ func TestRule_R9_AccountsExistOnlyByInvitation(t *testing.T) {
 		w.get(w.worker, "/v1/accounts?status=expired").decode(&expired)
 		require.Len(t, expired.Accounts, 1, "the list agrees: %+v", expired)
 		require.Equal(t, b.id, expired.Accounts[0].AccountID)
+		// The status is "expired" from expires_at on; the process manager
+		// writes InvitationExpired soon after: wait for it, so that the log
+		// stands still while the refusal is checked.
+		require.Eventually(t, func() bool {
+			return len(auditOf(w.audit(""), domain.TypeInvitationExpired)) == 1
+		}, e2eWait, 50*time.Millisecond)
 		before = s.head()
 		w.service.do("POST", "/v1/accounts/"+b.id+"/activation",
 			map[string]string{"identity_subject": b.subject, "email": b.email}).problem(409, "conflict")
