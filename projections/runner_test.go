@@ -128,6 +128,18 @@ type gatedLog struct {
 	projections.Log
 	mu   sync.Mutex
 	gate chan struct{} // closed while open
+	// subscribed counts Subscribe calls: a worker subscribes once it has
+	// caught up page by page, and only the subscription is gated.
+	subscribed atomic.Int64
+}
+
+// waitSubscribed waits until n workers follow g through Subscribe. Until
+// then a worker reads new events with ReadAll, which the gate does not hold
+// back.
+func (g *gatedLog) waitSubscribed(t testing.TB, n int64) {
+	t.Helper()
+	require.Eventually(t, func() bool { return g.subscribed.Load() >= n }, waitFor, time.Millisecond,
+		"%d of %d workers subscribed", g.subscribed.Load(), n)
 }
 
 func newGatedLog(l projections.Log, open bool) *gatedLog {
@@ -159,6 +171,7 @@ func (g *gatedLog) shut() {
 }
 
 func (g *gatedLog) Subscribe(ctx context.Context, after eventlog.Position, handle func(context.Context, eventlog.Record) error) error {
+	g.subscribed.Add(1)
 	return g.Log.Subscribe(ctx, after, func(ctx context.Context, rec eventlog.Record) error {
 		g.mu.Lock()
 		gate := g.gate
@@ -186,6 +199,9 @@ func TestRunnerReplaysWhatAnotherRunnerApplied(t *testing.T) {
 		r2, _ := startRunner(t, e2.db.DB, g2, []projections.Projection{c2, newWarm()}, projections.WithBatchSize(16))
 		waitAt(t, r2, h1)
 		require.Zero(t, c2.applied.Load(), "r2 starts at r1's checkpoint")
+		// Both runners follow through the gated subscription from here on.
+		g1.waitSubscribed(t, 2)
+		g2.waitSubscribed(t, 2)
 
 		// r1 applies 50 events while r2's subscription is held back.
 		e1.appendN(t, 50, 8)
