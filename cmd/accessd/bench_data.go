@@ -35,10 +35,12 @@ const (
 // benchData describes a generated data set: its summary and the ids the
 // load tool drives commands and queries with.
 type benchData struct {
-	Format  int             `json:"format"`
-	Scale   string          `json:"scale"`
-	Seed    uint64          `json:"seed"`
-	Summary datagen.Summary `json:"summary"`
+	Format int `json:"format"`
+	// Generator is the datagen.Version that generated the data set.
+	Generator int             `json:"generator"`
+	Scale     string          `json:"scale"`
+	Seed      uint64          `json:"seed"`
+	Summary   datagen.Summary `json:"summary"`
 	// Children are registered children with the worker allocated to them
 	// at the end of the history (the first maxSampleChildren registered).
 	Children []sampleChild `json:"children"`
@@ -140,7 +142,7 @@ func (s *sampler) data(sc datagen.Scale, seed uint64, sum datagen.Summary) (*ben
 	if s.decodeError != nil {
 		return nil, s.decodeError
 	}
-	d := &benchData{Format: benchDataFormat, Scale: sc.Name, Seed: seed, Summary: sum}
+	d := &benchData{Format: benchDataFormat, Generator: datagen.Version, Scale: sc.Name, Seed: seed, Summary: sum}
 	for _, c := range s.children {
 		if c.Worker != "" {
 			d.Children = append(d.Children, c)
@@ -163,7 +165,7 @@ func (s *sampler) data(sc datagen.Scale, seed uint64, sum datagen.Summary) (*ben
 }
 
 // loadBenchData reads a cached data set's description; nil when there is
-// none or it is of another format, scale or seed.
+// none or it is of another format, generator version, scale or seed.
 func loadBenchData(path string, sc datagen.Scale, seed uint64) (*benchData, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -173,7 +175,7 @@ func loadBenchData(path string, sc datagen.Scale, seed uint64) (*benchData, erro
 		return nil, err
 	}
 	var d benchData
-	if err := json.Unmarshal(b, &d); err != nil || d.Format != benchDataFormat || d.Scale != sc.Name || d.Seed != seed {
+	if err := json.Unmarshal(b, &d); err != nil || d.Format != benchDataFormat || d.Generator != datagen.Version || d.Scale != sc.Name || d.Seed != seed {
 		return nil, nil // an unreadable or other cache is generated again
 	}
 	return &d, nil

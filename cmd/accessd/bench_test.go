@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/internal/datagen"
 )
 
 // TestBenchSmallEndToEnd runs accessd bench on the small data set, on SQLite
@@ -284,4 +286,35 @@ func TestBenchReportsAStoreItCannotReach(t *testing.T) {
 	require.True(t, strings.HasPrefix(rep.Errors[0], "postgres: run: load the data set"), rep.Errors[0])
 	require.Empty(t, rep.Figures)
 	require.Positive(t, rep.Conditions.Disk.Probes, "the conditions are written with the failure")
+}
+
+// TestBenchDataCacheKey: a cached description is used only for the same
+// format, generator version, scale and seed.
+func TestBenchDataCacheKey(t *testing.T) {
+	base := benchData{Format: benchDataFormat, Generator: datagen.Version, Scale: datagen.Small.Name, Seed: 7}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*benchData)
+		reuse bool
+	}{
+		{"same", func(*benchData) {}, true},
+		{"older generator", func(d *benchData) { d.Generator = datagen.Version - 1 }, false},
+		{"other format", func(d *benchData) { d.Format = benchDataFormat + 1 }, false},
+		{"other scale", func(d *benchData) { d.Scale = datagen.County.Name }, false},
+		{"other seed", func(d *benchData) { d.Seed = 8 }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := base
+			tc.edit(&d)
+			path := filepath.Join(t.TempDir(), "small-seed7.json")
+			require.NoError(t, d.save(path))
+			got, err := loadBenchData(path, datagen.Small, 7)
+			require.NoError(t, err)
+			if tc.reuse {
+				require.Equal(t, &d, got)
+			} else {
+				require.Nil(t, got)
+			}
+		})
+	}
 }
