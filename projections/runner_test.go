@@ -92,8 +92,13 @@ func TestFailedWriteRollsBackAndRecovers(t *testing.T) {
 		r, _ := startRunner(t, e.db.DB, e.store, []projections.Projection{c, w}, projections.WithBatchSize(10))
 
 		// Let it fail and retry a few times: nothing may change.
-		require.Eventually(t, func() bool { return failures.Load() >= 3 }, waitFor, 5*time.Millisecond)
-		s := statusOf(t, r, "counts")
+		// Each retry starts a session that reports no lag until it has read
+		// the failing page again: take a status from after that read.
+		var s projections.Status
+		require.Eventually(t, func() bool {
+			s = statusOf(t, r, "counts")
+			return failures.Load() >= 3 && s.Lag > 0 && s.LastError != nil
+		}, waitFor, 5*time.Millisecond)
 		require.ErrorContains(t, s.LastError, "injected failure")
 		require.False(t, s.CaughtUp)
 		require.Equal(t, uint64(50), s.Position.Commit)

@@ -132,7 +132,7 @@ func newEnv(t testing.TB, url string, opts ...envOption) *env {
 		Projections:     runner.Status,
 		Registry:        e.registry,
 		Logger:          log,
-		MinPositionWait: 2 * time.Second,
+		MinPositionWait: 10 * time.Second, // reads after a command wait for the projections, also on a loaded machine
 		WatchHeartbeat:  50 * time.Millisecond,
 	}
 	for _, o := range opts {

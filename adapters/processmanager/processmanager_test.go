@@ -75,6 +75,9 @@ func TestGraceDeadlineFiresExactlyAtGraceUntil(t *testing.T) {
 		pending, err := p.Pending(context.Background())
 		require.NoError(t, err)
 		require.Empty(t, pending)
+		// The scheduler settles its view after the handler has returned:
+		// wait until it sleeps for nothing before reading its status.
+		p.idle.waitWake(t, n, due.Add(never))
 		st, err := p.Status(context.Background())
 		require.NoError(t, err)
 		require.False(t, st.NextWake.Before(due.Add(never)), "nothing left to wake for")
