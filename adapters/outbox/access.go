@@ -60,17 +60,20 @@ func NewAccessChangedPublisher(feed ChangeFeed, db bun.IDB, pub message.Publishe
 
 // Run publishes until ctx ends, then writes the checkpoint a last time and
 // returns ctx.Err(). It returns early only when the checkpoint cannot be
-// read at the start, or with ErrRunning.
+// read at the start (without a lease: with one, that and every other
+// database failure is retried), when the change feed fails, or with
+// ErrRunning.
+//
+// With WithLease, Run publishes only while it holds the lease of its
+// checkpoint name and stands by otherwise (see "Lease" in the package
+// documentation); when ctx ends it also releases the lease.
 func (p *AccessChangedPublisher) Run(ctx context.Context) error {
-	if !p.running.CompareAndSwap(false, true) {
-		return ErrRunning
-	}
-	defer p.running.Store(false)
-	pos, stop, err := p.start(ctx)
-	if err != nil {
-		return err
-	}
-	defer stop()
+	return p.run(ctx, p.publishFrom)
+}
+
+// publishFrom publishes the changes after pos until ctx ends, or the feed
+// fails.
+func (p *AccessChangedPublisher) publishFrom(ctx context.Context, pos eventlog.Position) error {
 	p.cfg.logger.InfoContext(ctx, "outbox: access.changed publisher started", "after", pos.String())
 	for {
 		changes, reached, wait, err := p.feed.Changes(pos)

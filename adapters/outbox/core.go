@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,13 +38,27 @@ type Status struct {
 	// writing the checkpoint).
 	Published uint64
 	Retries   uint64
-	// LastError is the last failure (empty when none), at LastErrorAt.
+	// LastError is the last failure (empty when none), at LastErrorAt. A
+	// lost lease counts as one.
 	LastError   string
 	LastErrorAt time.Time
+	// Lease is the owner the publisher takes the lease under (WithLease);
+	// empty without a lease.
+	Lease string
+	// Holding reports whether the publisher holds the lease and publishes
+	// (with a lease; false while it stands by, and without a lease).
+	Holding bool
+	// LeaseOwner and LeaseUntil are the lease of the checkpoint name as
+	// this publisher last read or wrote it: its own owner and the end of
+	// the lease it last wrote while it holds it, the holder it read while it
+	// stands by (empty and the zero time when free or released). They are
+	// not read afresh by Status.
+	LeaseOwner string
+	LeaseUntil time.Time
 }
 
 // core is what both publishers share: the publisher with retries, the
-// batched checkpoint and the status.
+// batched checkpoint, the lease and the status.
 type core struct {
 	cfg     config
 	pub     message.Publisher
@@ -59,23 +74,141 @@ type core struct {
 	lastErr   string
 	lastErrAt time.Time
 	kick      chan struct{}
+	// The lease (WithLease).
+	holding    bool                    // holds it: publishes
+	lose       context.CancelCauseFunc // ends the hold; nil when not holding
+	leaseOwner string                  // as last read or written
+	leaseUntil time.Time               // as last read or written
 }
 
 func newCore(cfg config, cps *Checkpoints, pub message.Publisher) core {
 	return core{cfg: cfg, pub: pub, cps: cps}
 }
 
+// minStandby bounds below how often a standby tries to take the lease.
+const minStandby = 50 * time.Millisecond
+
+// finalWrite bounds the last checkpoint write and the release of the lease
+// when a hold ends (they outlive Run's context).
+const finalWrite = 5 * time.Second
+
+// run runs the publisher's loop, body, which publishes from the position
+// it is given until its context ends (then it returns ctx.Err()) or it
+// fails for good. Without a lease it loads the checkpoint and runs body
+// once. With a lease it stands by until it takes the lease, loads the
+// checkpoint and runs body under a context that ends when the lease is
+// lost; then it stands by again. It returns ctx.Err() once ctx ends, or
+// body's error, or ErrRunning.
+func (c *core) run(ctx context.Context, body func(context.Context, eventlog.Position) error) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer c.running.Store(false)
+	if !c.cfg.leased() {
+		pos, stop, err := c.start(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		return body(ctx, pos)
+	}
+	for {
+		if err := c.standby(ctx); err != nil {
+			return err
+		}
+		hold, lose := context.WithCancelCause(ctx)
+		c.mu.Lock()
+		c.lose = lose
+		c.mu.Unlock()
+		pos, stop, err := c.start(hold)
+		if err != nil {
+			c.mu.Lock()
+			c.lose = nil
+			c.mu.Unlock()
+			lose(nil)
+			c.release(ctx)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.failed(err)
+			c.cfg.logger.WarnContext(ctx, "outbox: reading the checkpoint failed; lease released, standing by", "error", err)
+			if err := sleep(ctx, c.cfg.minBackoff); err != nil {
+				return err
+			}
+			continue
+		}
+		err = body(hold, pos)
+		stop()
+		lose(nil)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if cause := context.Cause(hold); errors.Is(cause, ErrLeaseLost) || errors.Is(cause, errLeaseExpired) {
+			continue // logged by loseLease
+		}
+		return err
+	}
+}
+
+// standby takes the lease, trying every ttl/3 (at least minStandby), until
+// it has it (nil) or ctx ends (ctx.Err()). Failures are retried.
+func (c *core) standby(ctx context.Context) error {
+	every := max(c.cfg.leaseTTL/3, minStandby)
+	waiting := false
+	for {
+		now := c.cfg.clock()
+		until := now.Add(c.cfg.leaseTTL)
+		ok, err := c.cps.Acquire(ctx, c.cfg.name, c.cfg.leaseOwner, now, until)
+		switch {
+		case ctx.Err() != nil:
+			if ok {
+				c.release(ctx)
+			}
+			return ctx.Err()
+		case err != nil:
+			c.failed(err)
+			c.cfg.logger.WarnContext(ctx, "outbox: taking the lease failed, retrying", "retry_in", every, "error", err)
+		case ok:
+			c.mu.Lock()
+			c.leaseOwner, c.leaseUntil = c.cfg.leaseOwner, until
+			c.mu.Unlock()
+			c.cfg.logger.InfoContext(ctx, "outbox: lease taken, publishing", "owner", c.cfg.leaseOwner, "ttl", c.cfg.leaseTTL)
+			return nil
+		default:
+			holder, hUntil, err := c.cps.Lease(ctx, c.cfg.name)
+			if err == nil {
+				c.mu.Lock()
+				c.leaseOwner, c.leaseUntil = holder, hUntil
+				c.mu.Unlock()
+			}
+			if !waiting {
+				waiting = true
+				c.cfg.logger.InfoContext(ctx, "outbox: the lease is held by another publisher, standing by",
+					"owner", c.cfg.leaseOwner, "holder", holder, "until", hUntil, "retry_every", every)
+			}
+		}
+		if err := sleep(ctx, every); err != nil {
+			return err
+		}
+	}
+}
+
 // start loads the checkpoint and starts the checkpoint writer; stop (the
-// returned function) ends it after a last write.
+// returned function) ends it after a last write. With a lease, ctx is the
+// hold's (run), the lease was just taken, and the writer renews it at least
+// every ttl/3 and ends the hold (loseLease) when it is lost; stop then also
+// releases the lease, unless it was lost.
 func (c *core) start(ctx context.Context) (eventlog.Position, func(), error) {
 	pos, err := c.cps.Load(ctx, c.cfg.name)
 	if err != nil {
 		return eventlog.Start, nil, err
 	}
+	leased := c.cfg.leased()
 	c.mu.Lock()
 	c.pos, c.saved, c.pending = pos, pos, 0
 	c.kick = make(chan struct{}, 1)
 	kick := c.kick
+	c.holding = leased
 	c.mu.Unlock()
 
 	done := make(chan struct{})
@@ -84,46 +217,159 @@ func (c *core) start(ctx context.Context) (eventlog.Position, func(), error) {
 		defer close(done)
 		t := time.NewTicker(c.cfg.interval)
 		defer t.Stop()
+		var renewals <-chan time.Time
+		if leased {
+			r := time.NewTicker(max(c.cfg.leaseTTL/3, time.Millisecond))
+			defer r.Stop()
+			renewals = r.C
+		}
+		retry := false // the last renewal failed: try again at the next tick
 		for {
+			renew := retry
 			select {
 			case <-wctx.Done():
 				return
 			case <-t.C:
 			case <-kick:
+			case <-renewals:
+				renew = true
 			}
-			c.flush(wctx)
+			if !leased {
+				c.flush(wctx, false)
+				continue
+			}
+			// A write that hangs (the database unreachable) is given up
+			// after ttl: it is retried on a fresh connection.
+			expired := c.expired()
+			fctx, fcancel := context.WithTimeout(wctx, c.cfg.leaseTTL)
+			ok := c.flush(fctx, renew || expired)
+			fcancel()
+			retry = !ok
+			if !ok && (expired || c.expired()) {
+				c.loseLease(wctx, errLeaseExpired)
+			}
 		}
 	}()
 	return pos, func() {
 		cancel()
 		<-done
 		// The last write outlives Run's context, bounded.
-		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), finalWrite)
 		defer fcancel()
-		c.flush(fctx)
+		if !leased {
+			c.flush(fctx, false)
+			return
+		}
+		c.mu.Lock()
+		holding := c.lose != nil
+		c.mu.Unlock()
+		if holding {
+			c.flush(fctx, false) // conditional: it fails if the lease was lost
+		}
+		c.mu.Lock()
+		holding = c.lose != nil
+		c.lose, c.holding = nil, false
+		c.mu.Unlock()
+		if holding {
+			c.release(fctx)
+		}
 	}, nil
 }
 
-// flush writes the checkpoint if messages were published since the last
-// write.
-func (c *core) flush(ctx context.Context) {
+// release gives up the lease (conditional on holding it), bounded by
+// finalWrite beyond ctx.
+func (c *core) release(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalWrite)
+	defer cancel()
+	err := c.cps.Release(rctx, c.cfg.name, c.cfg.leaseOwner)
+	switch {
+	case err == nil:
+		c.mu.Lock()
+		c.leaseOwner, c.leaseUntil = "", time.Time{}
+		c.mu.Unlock()
+		c.cfg.logger.InfoContext(ctx, "outbox: lease released", "owner", c.cfg.leaseOwner)
+	case errors.Is(err, ErrLeaseLost):
+	default:
+		c.failed(err)
+		c.cfg.logger.WarnContext(ctx, "outbox: lease not released; it runs out by itself", "error", err)
+	}
+}
+
+// expired reports whether the publisher holds the lease and its end, as
+// last written, has come by its clock: it can no longer be sure it holds it.
+func (c *core) expired() bool {
 	c.mu.Lock()
-	pos, saved, n := c.pos, c.saved, c.pending
+	holding, until := c.holding, c.leaseUntil
 	c.mu.Unlock()
-	if pos == saved {
+	return holding && !c.cfg.clock().Before(until)
+}
+
+// loseLease ends the hold because of cause (ErrLeaseLost, errLeaseExpired):
+// publishing stops at once (the hold's context ends) and run stands by
+// again. It does nothing when the hold already ended.
+func (c *core) loseLease(ctx context.Context, cause error) {
+	c.mu.Lock()
+	lose := c.lose
+	c.lose, c.holding = nil, false
+	c.mu.Unlock()
+	if lose == nil {
 		return
 	}
-	if err := c.cps.Save(ctx, c.cfg.name, pos); err != nil {
-		if ctx.Err() == nil {
+	lose(cause)
+	c.failed(cause)
+	c.cfg.logger.WarnContext(ctx, "outbox: lease lost, stopped publishing and standing by (the message in flight may be published again by the new holder)",
+		"owner", c.cfg.leaseOwner, "error", cause)
+}
+
+// flush writes the checkpoint if messages were published since the last
+// write. With a lease the write is conditional on holding it and renews it
+// too; with renew set it renews the lease even when nothing is pending. A
+// write that finds the lease lost ends the hold (loseLease). It reports
+// whether what was due was written.
+func (c *core) flush(ctx context.Context, renew bool) bool {
+	c.mu.Lock()
+	pos, saved, n, held := c.pos, c.saved, c.pending, c.leaseUntil
+	c.mu.Unlock()
+	leased := c.cfg.leased()
+	if pos == saved && (!leased || !renew) {
+		return true
+	}
+	var until time.Time
+	var err error
+	switch {
+	case !leased:
+		err = c.cps.Save(ctx, c.cfg.name, pos)
+	case pos == saved:
+		until = c.cfg.clock().Add(c.cfg.leaseTTL)
+		err = c.cps.Renew(ctx, c.cfg.name, c.cfg.leaseOwner, until)
+	default:
+		now := c.cfg.clock()
+		until = now.Add(c.cfg.leaseTTL)
+		err = c.cps.SaveLeased(ctx, c.cfg.name, c.cfg.leaseOwner, pos, now, until)
+	}
+	switch {
+	case errors.Is(err, ErrLeaseLost):
+		c.loseLease(ctx, err)
+		return false
+	case err != nil:
+		if !errors.Is(ctx.Err(), context.Canceled) { // not when Run ends
 			c.failed(err)
-			c.cfg.logger.WarnContext(ctx, "outbox: checkpoint not written, retrying", "position", pos.String(), "error", err)
+			if pos == saved {
+				c.cfg.logger.WarnContext(ctx, "outbox: lease not renewed, retrying", "until", held, "error", err)
+			} else {
+				c.cfg.logger.WarnContext(ctx, "outbox: checkpoint not written, retrying", "position", pos.String(), "error", err)
+			}
 		}
-		return
+		return false
 	}
 	c.mu.Lock()
 	c.saved = pos
 	c.pending -= n
+	if leased {
+		c.leaseOwner, c.leaseUntil = c.cfg.leaseOwner, until
+	}
 	c.mu.Unlock()
+	return true
 }
 
 // advance records that everything up to pos was published, n messages
@@ -149,7 +395,8 @@ func (c *core) advance(pos eventlog.Position, n int) {
 
 // publish publishes msgs in one call, retrying with backoff until it
 // succeeds or ctx ends (then it returns ctx.Err()). Nothing is published
-// once ctx has ended.
+// once ctx has ended, nor, with a lease, once the lease ran out by the
+// clock without being renewed (that ends the hold, hence ctx).
 func (c *core) publish(ctx context.Context, msgs []*message.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -157,7 +404,14 @@ func (c *core) publish(ctx context.Context, msgs []*message.Message) error {
 	for _, m := range msgs {
 		m.SetContext(ctx)
 	}
-	return c.retry(ctx, "publish", func() error { return c.pub.Publish(c.cfg.topic, msgs...) })
+	return c.retry(ctx, "publish", func() error {
+		if c.expired() {
+			// Not renewed in time: another publisher may hold it now.
+			c.loseLease(ctx, errLeaseExpired)
+			return errLeaseExpired
+		}
+		return c.pub.Publish(c.cfg.topic, msgs...)
+	})
 }
 
 // retry runs f until it succeeds or ctx ends, waiting between attempts
@@ -199,7 +453,8 @@ func (c *core) status(head eventlog.Position) Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := Status{Name: c.cfg.name, Topic: c.cfg.topic, Running: c.running.Load(), Position: c.pos, Checkpoint: c.saved,
-		Head: head, Published: c.published, Retries: c.retries, LastError: c.lastErr, LastErrorAt: c.lastErrAt}
+		Head: head, Published: c.published, Retries: c.retries, LastError: c.lastErr, LastErrorAt: c.lastErrAt,
+		Lease: c.cfg.leaseOwner, Holding: c.holding, LeaseOwner: c.leaseOwner, LeaseUntil: c.leaseUntil}
 	if c.pos.Before(head) {
 		s.Lag = head.Commit - c.pos.Commit
 	}

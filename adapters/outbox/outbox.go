@@ -22,16 +22,52 @@
 // consumers can deduplicate, and NATS JetStream drops republished messages
 // within its duplicate window.
 //
-// Run one Relay (and one AccessChangedPublisher) per checkpoint name: a
-// second one publishes every message twice. Checkpoints only move forward,
-// so two never lose messages; deleting a row republishes from the start.
+// Without a lease (the default), run one Relay (and one
+// AccessChangedPublisher) per checkpoint name: a second one publishes every
+// message twice. Checkpoints only move forward, so two never lose messages;
+// deleting a row republishes from the start.
+//
+// # Lease
+//
+// With WithLease(owner, ttl), any number of publishers with the same
+// checkpoint name may run, say one per engine replica sharing the read
+// store: only the one holding the lease of the name, kept in its row,
+// publishes. Run first takes the lease, which it gets when the row has no
+// owner, is already owner's (a replica restarted under the same owner takes
+// its lease back at once), or its lease ran out (lease_until before now by
+// Run's clock, WithClock); only then does it load the checkpoint, so it
+// resumes where the previous holder's last write left it. The others stand
+// by and try again every ttl/3 (at least 50 ms). The holder renews the lease
+// (to now + ttl) at least every ttl/3, with its checkpoint writes or on its
+// own when nothing was published; every write is conditional on the row
+// still being owner's. When Run returns because its context ended, the
+// holder writes its last checkpoint and releases the lease: a standby takes
+// over at its next try and continues from that checkpoint, so a clean
+// hand-over publishes nothing twice. A holder that dies keeps the lease
+// until lease_until passes.
+//
+// A holder that finds the row under another owner (a write fails with
+// ErrLeaseLost: its lease ran out and a standby took it), or that cannot
+// renew the lease before lease_until passes by its own clock (the database
+// is away: it can no longer be sure it holds it), stops publishing at once,
+// logs a warning and stands by again. The message in flight at that moment
+// may still be published, and until it notices, the old holder may publish
+// messages the new one publishes too; the new holder resumes from the last
+// checkpoint written under the lease. So across a hand-over that is not a
+// clean stop, messages after that checkpoint may be published twice (by
+// either holder), never skipped; each holder still publishes in order.
+// Give every publisher its own owner (two with the same owner both hold
+// the lease) and keep the clocks of the replicas in step to well within
+// ttl.
 //
 // # Table
 //
 // The migrations (Migrations, recorded under Component) create
 // outbox_checkpoints: name (primary key), position and prepare (the two
 // parts of an eventlog.Position; equal on the SQL stores), updated_at (Unix
-// microseconds). They run on PostgreSQL and SQLite.
+// microseconds), and the lease: lease_owner (the holder's owner string, empty
+// when free) and lease_until (the end of the lease in Unix microseconds, 0
+// when released). They run on PostgreSQL and SQLite.
 package outbox
 
 import (
@@ -76,6 +112,16 @@ const (
 // ErrRunning is returned by Run when another Run of the same publisher has
 // not returned.
 var ErrRunning = errors.New("outbox: already running")
+
+// ErrLeaseLost is returned (wrapped) by the conditional writes of
+// Checkpoints (Renew, SaveLeased, Release) when the row is not, or no
+// longer, the owner's: another owner took the lease after it ran out, or the
+// row was deleted.
+var ErrLeaseLost = errors.New("outbox: lease lost")
+
+// errLeaseExpired ends a hold whose lease could not be renewed before it
+// ran out by the holder's clock.
+var errLeaseExpired = errors.New("outbox: lease not renewed before it ran out")
 
 //go:embed migrations
 var migrationFiles embed.FS
@@ -130,6 +176,111 @@ WHERE (outbox_checkpoints.position, outbox_checkpoints.prepare) < (excluded.posi
 	return nil
 }
 
+// Acquire takes the lease of name for owner until `until`, in one atomic
+// statement: it creates the row (checkpoint at eventlog.Start, lease free)
+// if there is none, and sets lease_owner and lease_until when the row has
+// no owner, is already owner's (then it only extends the lease), or its
+// lease_until is before now. It reports whether owner holds the lease now;
+// when another owner's lease is still running it returns false and changes
+// nothing (Lease tells who holds it). The checkpoint itself is not touched:
+// Load it after Acquire to resume where the previous holder left it. owner
+// must not be empty.
+func (c *Checkpoints) Acquire(ctx context.Context, name, owner string, now, until time.Time) (bool, error) {
+	if owner == "" {
+		return false, fmt.Errorf("outbox: acquire lease %q: empty owner", name)
+	}
+	res, err := c.db.NewRaw(`INSERT INTO outbox_checkpoints (name, position, prepare, updated_at, lease_owner, lease_until) VALUES (?, 0, 0, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until
+WHERE outbox_checkpoints.lease_owner = excluded.lease_owner OR outbox_checkpoints.lease_owner = '' OR outbox_checkpoints.lease_until < ?`,
+		name, now.UnixMicro(), owner, until.UnixMicro(), now.UnixMicro()).Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("outbox: acquire lease %q for %q: %w", name, owner, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("outbox: acquire lease %q for %q: %w", name, owner, err)
+	}
+	return n > 0, nil
+}
+
+// Renew extends owner's lease of name to `until`, provided the row is
+// still owner's (whether or not its lease_until has passed: nobody took
+// it). Otherwise it changes nothing and returns ErrLeaseLost (wrapped).
+func (c *Checkpoints) Renew(ctx context.Context, name, owner string, until time.Time) error {
+	res, err := c.db.NewRaw("UPDATE outbox_checkpoints SET lease_until = ? WHERE name = ? AND lease_owner = ?",
+		until.UnixMicro(), name, owner).Exec(ctx)
+	return leased(res, err, "renew lease %q for %q", name, owner)
+}
+
+// SaveLeased sets the checkpoint of name to pos (unless it already is at
+// pos or after it: a checkpoint never moves back) and extends owner's
+// lease to `until`, in one statement, provided the row is owner's.
+// Otherwise it changes nothing and returns ErrLeaseLost (wrapped): a
+// publisher that lost its lease never moves the checkpoint. now is the
+// row's updated_at.
+func (c *Checkpoints) SaveLeased(ctx context.Context, name, owner string, pos eventlog.Position, now, until time.Time) error {
+	if pos.Commit > math.MaxInt64 || pos.Prepare > math.MaxInt64 {
+		return fmt.Errorf("outbox: save checkpoint %q: position %s out of range", name, pos)
+	}
+	commit, prepare := int64(pos.Commit), int64(pos.Prepare)
+	res, err := c.db.NewRaw(`UPDATE outbox_checkpoints SET
+position = CASE WHEN (position, prepare) < (?, ?) THEN ? ELSE position END,
+prepare = CASE WHEN (position, prepare) < (?, ?) THEN ? ELSE prepare END,
+updated_at = ?, lease_until = ?
+WHERE name = ? AND lease_owner = ?`,
+		commit, prepare, commit, commit, prepare, prepare, now.UnixMicro(), until.UnixMicro(), name, owner).Exec(ctx)
+	return leased(res, err, "save checkpoint %q at %s for %q", name, pos, owner)
+}
+
+// Release gives up owner's lease of name (lease_owner empty, lease_until
+// 0), provided the row is owner's, so that another owner takes it at its
+// next try instead of waiting for it to run out. Otherwise it changes
+// nothing and returns ErrLeaseLost (wrapped). The checkpoint stays.
+func (c *Checkpoints) Release(ctx context.Context, name, owner string) error {
+	res, err := c.db.NewRaw("UPDATE outbox_checkpoints SET lease_owner = '', lease_until = 0 WHERE name = ? AND lease_owner = ?",
+		name, owner).Exec(ctx)
+	return leased(res, err, "release lease %q of %q", name, owner)
+}
+
+// Lease returns who holds the lease of name and until when, as the row
+// says: owner is "" when nobody does (free, released, or no row), and until
+// is the zero time when it is 0. A lease whose until has passed is
+// returned as it is: it is free for another owner to take.
+func (c *Checkpoints) Lease(ctx context.Context, name string) (owner string, until time.Time, err error) {
+	var micros int64
+	err = c.db.NewRaw("SELECT lease_owner, lease_until FROM outbox_checkpoints WHERE name = ?", name).
+		Scan(ctx, &owner, &micros)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", time.Time{}, nil
+	case err != nil:
+		return "", time.Time{}, fmt.Errorf("outbox: read lease %q: %w", name, err)
+	}
+	return owner, fromMicros(micros), nil
+}
+
+// leased turns the result of a write conditional on the lease's owner into
+// an error: ErrLeaseLost when it changed no row.
+func leased(res sql.Result, err error, format string, args ...any) error {
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n == 0 {
+			err = ErrLeaseLost
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("outbox: "+format+": %w", append(args, err)...)
+	}
+	return nil
+}
+
+func fromMicros(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us)
+}
+
 // Delete removes the checkpoint of name: its publisher starts again from
 // the beginning (an operator's tool; stop the publisher first).
 func (c *Checkpoints) Delete(ctx context.Context, name string) error {
@@ -151,11 +302,17 @@ type config struct {
 	maxBackoff time.Duration
 	pageSize   int
 	logger     *slog.Logger
+	leaseOwner string // "" without a lease
+	leaseTTL   time.Duration
+	clock      func() time.Time
 }
+
+func (c *config) leased() bool { return c.leaseOwner != "" }
 
 func newConfig(name, topic string, opts []Option) config {
 	c := config{name: name, topic: topic, batch: DefaultBatch, interval: DefaultInterval,
-		minBackoff: DefaultMinBackoff, maxBackoff: DefaultMaxBackoff, pageSize: DefaultPageSize, logger: slog.Default()}
+		minBackoff: DefaultMinBackoff, maxBackoff: DefaultMaxBackoff, pageSize: DefaultPageSize, logger: slog.Default(),
+		clock: time.Now}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -230,6 +387,33 @@ func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l != nil {
 			c.logger = l
+		}
+	}
+}
+
+// WithLease makes the publisher take the lease of its checkpoint name
+// before it publishes, under owner (this replica's name among those that
+// share the read store, e.g. its instance id), for ttl at a time (see
+// "Lease" in the package documentation): of all the publishers with the
+// same checkpoint name, only the one holding the lease publishes; the others
+// stand by, trying to take it every ttl/3 (at least 50 ms). An empty owner
+// or a ttl <= 0 leaves the publisher without a lease (the default).
+func WithLease(owner string, ttl time.Duration) Option {
+	return func(c *config) {
+		if owner != "" && ttl > 0 {
+			c.leaseOwner, c.leaseTTL = owner, ttl
+		}
+	}
+}
+
+// WithClock sets the clock the lease's times are read from and written
+// with (default time.Now): tests drive the lease's expiry with it. The
+// periods (renewing, standing by, WithBatch's interval) are real time. A nil
+// clock keeps the default.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) {
+		if now != nil {
+			c.clock = now
 		}
 	}
 }

@@ -55,19 +55,21 @@ func NewRelay(log Log, db bun.IDB, pub message.Publisher, opts ...Option) *Relay
 
 // Run publishes until ctx ends, then writes the checkpoint a last time and
 // returns ctx.Err(). It returns early with an error only when the
-// checkpoint cannot be read at the start, with ErrUnpublishable, or with
-// ErrRunning. On the gochannel bus Run returns once the message in flight
-// has been handled (its Publish waits for the subscribers' ack).
+// checkpoint cannot be read at the start (without a lease: with one, that
+// and every other database failure is retried), with ErrUnpublishable, or
+// with ErrRunning. On the gochannel bus Run returns once the message in
+// flight has been handled (its Publish waits for the subscribers' ack).
+//
+// With WithLease, Run publishes only while it holds the lease of its
+// checkpoint name and stands by otherwise (see "Lease" in the package
+// documentation); when ctx ends it also releases the lease.
 func (r *Relay) Run(ctx context.Context) error {
-	if !r.running.CompareAndSwap(false, true) {
-		return ErrRunning
-	}
-	defer r.running.Store(false)
-	pos, stop, err := r.start(ctx)
-	if err != nil {
-		return err
-	}
-	defer stop()
+	return r.run(ctx, r.publishFrom)
+}
+
+// publishFrom publishes the log after pos until ctx ends, or fails with
+// ErrUnpublishable.
+func (r *Relay) publishFrom(ctx context.Context, pos eventlog.Position) error {
 	if head, err := r.log.Head(ctx); err == nil && head.Before(pos) {
 		r.cfg.logger.ErrorContext(ctx, "outbox: the checkpoint is after the log's head: nothing is published until the log reaches it (a new store? delete the checkpoint row to publish it from the start)",
 			"checkpoint", pos.String(), "head", head.String())

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"golang.org/x/sync/errgroup"
@@ -59,32 +60,50 @@ func migrateMessaging(ctx context.Context, db *sqldb.DB) error {
 	return nil
 }
 
-func openMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *commands.Service, log *slog.Logger) (*messaging, error) {
+func openMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *commands.Service, instance string, log *slog.Logger) (*messaging, error) {
 	if err := migrateMessaging(ctx, e.readDB); err != nil {
 		return nil, err
 	}
-	return newMessaging(ctx, cfg, e, cmds, nil, "accessd", log)
+	return newMessaging(ctx, cfg, e, cmds, nil, instance, log)
 }
 
+// outboxLease is how long a replica's hold on the outbox publishers lasts
+// without renewal: after a crash, another replica takes over within it (a
+// restarted replica with the same instance id at once).
+const outboxLease = 15 * time.Second
+
 // newMessaging opens the bus and builds the process manager (on clk; nil:
-// the real clock; its instance id starts with name), the outbox relay and
-// the access.changed publisher. The read store is already migrated.
-func newMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *commands.Service, clk processmanager.Clock, name string, log *slog.Logger) (*messaging, error) {
+// the real clock), the outbox relay and the access.changed publisher, all
+// under the instance id: the process manager's claims and the publishers'
+// lease (one replica publishes, the others stand by) are held in its name.
+// The read store is already migrated.
+func newMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *commands.Service, clk processmanager.Clock, instance string, log *slog.Logger) (*messaging, error) {
 	pub, sub, closeBus, err := bus.Open(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open bus %s: %w", cfg.Kind, err)
 	}
-	host, _ := os.Hostname()
 	pm, err := processmanager.New(processmanager.Config{DB: e.readDB, Publisher: pub, Subscriber: sub,
-		Commands: cmds, Logger: log, Clock: clk, InstanceID: fmt.Sprintf("%s-%s-%d", name, host, os.Getpid())})
+		Commands: cmds, Logger: log, Clock: clk, InstanceID: instance})
 	if err != nil {
 		_ = closeBus()
 		return nil, err
 	}
+	lease := outbox.WithLease(instance, outboxLease)
 	return &messaging{pub: pub, close: closeBus, pm: pm,
-		relay:  outbox.NewRelay(e.stores.events.log, e.readDB, pub, outbox.WithLogger(log)),
-		access: outbox.NewAccessChangedPublisher(e.index, e.readDB, pub, outbox.WithLogger(log)),
+		relay:  outbox.NewRelay(e.stores.events.log, e.readDB, pub, outbox.WithLogger(log), lease),
+		access: outbox.NewAccessChangedPublisher(e.index, e.readDB, pub, outbox.WithLogger(log), lease),
 	}, nil
+}
+
+// defaultInstanceID is the instance id of a replica when --instance-id is
+// not given: the host name (in Kubernetes the pod's name, the same across
+// the restarts of its container).
+func defaultInstanceID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return "accessd"
+	}
+	return host
 }
 
 // run runs the process manager and, once it is subscribed (an in-process

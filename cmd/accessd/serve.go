@@ -54,7 +54,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	if err != nil {
 		return err
 	}
-	msg, err := openMessaging(ctx, bcfg, e, cmds, log)
+	msg, err := openMessaging(ctx, bcfg, e, cmds, sc.instanceID, log)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/accessledger/accessledger/domain"
 )
@@ -23,6 +25,7 @@ type serveConfig struct {
 	minPositionWait time.Duration
 	shutdownTimeout time.Duration
 	bus             string
+	instanceID      string
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -37,6 +40,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.secretFile, "secret-file", "", "file holding the HS256 secret, hex (default: jwt-secret in --data-dir, created on first start, mode 0600)")
 	fs.DurationVar(&c.minPositionWait, "min-position-wait", 2*time.Second, "longest wait of a query for its min_position before answering 503 stale")
 	fs.StringVar(&c.bus, "bus", "gochannel", "message bus of the relay and the process manager: gochannel (in-process), nats://HOST:4222 (JetStream) or postgres://...")
+	fs.StringVar(&c.instanceID, "instance-id", "", "this replica's name in the read store: the process manager's claims and the outbox publishers' lease are held under it; give each replica sharing a read store its own (default: the host name)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 }
 
@@ -60,6 +64,12 @@ func (c *serveConfig) check() error {
 	}
 	if c.shutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: want more than 0", c.shutdownTimeout))
+	}
+	if c.instanceID == "" {
+		c.instanceID = defaultInstanceID()
+	}
+	if len(c.instanceID) > 200 || strings.IndexFunc(c.instanceID, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
+		errs = append(errs, fmt.Errorf("--instance-id %q: want at most 200 printable characters without spaces", c.instanceID))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -1,0 +1,3 @@
+ALTER TABLE outbox_checkpoints DROP COLUMN lease_until;
+--bun:split
+ALTER TABLE outbox_checkpoints DROP COLUMN lease_owner;
