@@ -353,9 +353,16 @@ func (w *worker) session(ctx context.Context) error {
 	}
 	w.tables = tablesFor(w.p, w.gen)
 	w.mu.Lock()
+	// A retry at the same position waits for the same first event as the
+	// failed session did: its lag goes on (Status does not drop to 0
+	// between retries).
+	var waiting *eventlog.Record
+	if w.st.gen == w.gen && w.st.pos == w.pos && !w.st.pendingSince.IsZero() {
+		waiting = &eventlog.Record{Meta: eventlog.Meta{RecordedAt: w.st.pendingSince}}
+	}
 	w.st.gen, w.st.pos, w.st.loaded = w.gen, w.pos, true
 	w.mu.Unlock()
-	w.settled(nil)
+	w.settled(waiting)
 
 	// Catch up page by page.
 	for {
