@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -274,5 +273,5 @@ func openBenchMessaging(ctx context.Context, e *engine, cmds *commands.Service, 
 	if err != nil {
 		return nil, err
 	}
-	return newMessaging(ctx, bcfg, e, cmds, clk, fmt.Sprintf("accessd-bench-%s-%d", defaultInstanceID(), os.Getpid()), log)
+	return newMessaging(ctx, bcfg, e, cmds, clk, "accessd-bench-"+defaultInstanceID(), log)
 }
