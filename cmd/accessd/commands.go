@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/accessledger/accessledger/adapters/outbox"
 )
 
 func runMigrate(ctx context.Context, args []string, env *environment) error {
@@ -36,17 +39,63 @@ func runStatus(ctx context.Context, args []string, env *environment) error {
 	if err := cfg.parse(fs, args, env); err != nil {
 		return err
 	}
-	st, err := openStore(ctx, &cfg, cfg.logger(env))
+	log := cfg.logger(env)
+	if url, _ := cfg.eventStoreURL(); cfg.readStore == "" && isEventStoreDB(url) {
+		// No read store to report on: the event store alone.
+		st, err := openStore(ctx, &cfg, log)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return printStoreStatus(ctx, env, st)
+	}
+	st, err := openStores(ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if err := printStoreStatus(ctx, env, st.events); err != nil {
+		return err
+	}
+	return printOutboxStatus(ctx, env, outbox.NewCheckpoints(st.read), time.Now())
+}
+
+func printStoreStatus(ctx context.Context, env *environment, st *openedStore) error {
 	s, err := st.status(ctx)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "store:  %s\nevents: %s\nhead:   %s\n", s.Store, eventsText(s.Events), s.Head)
 	return nil
+}
+
+// printOutboxStatus prints, for each outbox publisher, its checkpoint and
+// which replica holds its lease (the one that publishes).
+func printOutboxStatus(ctx context.Context, env *environment, cps *outbox.Checkpoints, now time.Time) error {
+	for _, name := range []string{outbox.DefaultRelayName, outbox.DefaultAccessName} {
+		pos, err := cps.Load(ctx, name)
+		if err != nil {
+			return err
+		}
+		owner, until, err := cps.Lease(ctx, name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "outbox %s: published up to %s, %s\n", name, pos, leaseText(owner, until, now))
+	}
+	return nil
+}
+
+// leaseText describes an outbox lease as read at now.
+func leaseText(owner string, until, now time.Time) string {
+	switch {
+	case owner == "":
+		return "no replica publishing"
+	case until.After(now):
+		return fmt.Sprintf("published by %s (lease until %s)", owner, until.UTC().Format(time.RFC3339))
+	default:
+		return fmt.Sprintf("lease of %s ran out at %s: the next replica to try takes over", owner, until.UTC().Format(time.RFC3339))
+	}
 }
 
 // runServe runs the engine until ctx ends (SIGINT or SIGTERM): the read

@@ -35,9 +35,11 @@ func readModelNames() []string {
 	return names
 }
 
-// migrateReadStore applies the migrations of the read store's own tables
-// (projection checkpoints, security log). The read models' tables are
-// created by the runner, per generation.
+// migrateReadStore applies the migrations of every table of the read
+// store but the read models' (projection checkpoints, security log,
+// idempotency keys, outbox checkpoints, deadlines), so that `accessd
+// migrate` prepares all of it ahead of a rollout. The read models' tables
+// are created by the runner, per generation.
 func migrateReadStore(ctx context.Context, db *sqldb.DB) error {
 	pg, lite := projections.Migrations()
 	if err := sqldb.Migrate(ctx, db, projections.Component, pg, lite); err != nil {
@@ -47,7 +49,10 @@ func migrateReadStore(ctx context.Context, db *sqldb.DB) error {
 	if err := sqldb.Migrate(ctx, db, securitylog.Component, pg, lite); err != nil {
 		return fmt.Errorf("migrate read store %s: %w", db, err)
 	}
-	return nil
+	if err := migrateIdempotency(ctx, db); err != nil {
+		return err
+	}
+	return migrateMessaging(ctx, db)
 }
 
 // engine is the running engine: the event store, the read models kept by

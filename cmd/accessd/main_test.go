@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -65,6 +67,34 @@ func TestMigrateAndStatusOnTheEmbeddedDefault(t *testing.T) {
 	require.Equal(t, exitOK, code, errOut)
 	require.Contains(t, out, "events: 0")
 	require.Contains(t, out, filepath.Join(dir, defaultDBName))
+	require.Contains(t, out, "outbox events: published up to 0, no replica publishing\n")
+	require.Contains(t, out, "outbox access.changed: published up to 0, no replica publishing\n")
+
+	// migrate prepared every table of the read store serve needs.
+	db := sqltest.Open(t, "sqlite:"+filepath.Join(dir, defaultDBName))
+	for _, table := range []string{"projection_checkpoints", "security_log", "idempotency_keys", "outbox_checkpoints", "deadlines"} {
+		var n int
+		require.NoError(t, db.QueryRowContext(context.Background(),
+			"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&n))
+		require.Equal(t, 1, n, "table %s", table)
+	}
+}
+
+// TestStatusNamesTheOutboxPublisher: status reports each outbox
+// publisher's checkpoint and the replica holding its lease.
+func TestStatusNamesTheOutboxPublisher(t *testing.T) {
+	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		owner string
+		until time.Time
+		want  string
+	}{
+		{"", time.Time{}, "no replica publishing"},
+		{"api-a", now.Add(10 * time.Second), "published by api-a (lease until 2026-11-26T09:00:10Z)"},
+		{"api-a", now.Add(-time.Second), "lease of api-a ran out at 2026-11-26T08:59:59Z: the next replica to try takes over"},
+	} {
+		require.Equal(t, tc.want, leaseText(tc.owner, tc.until, now))
+	}
 }
 
 func TestFlagWinsOverEnvironment(t *testing.T) {
