@@ -95,8 +95,10 @@ func TestFailedWriteRollsBackAndRecovers(t *testing.T) {
 		require.Eventually(t, func() bool { return failures.Load() >= 3 }, waitFor, 5*time.Millisecond)
 		// The lag goes on across the retries (a retry's new session does
 		// not report 0 before it has read the failing page again).
-		for from := failures.Load(); failures.Load() < from+3; {
+		deadline := time.Now().Add(waitFor)
+		for from := failures.Load(); failures.Load() < from+3; time.Sleep(time.Millisecond) {
 			require.Positive(t, statusOf(t, r, "counts").Lag, "lag between retries")
+			require.True(t, time.Now().Before(deadline), "3 more retries")
 		}
 		s := statusOf(t, r, "counts")
 		require.ErrorContains(t, s.LastError, "injected failure")

@@ -79,6 +79,7 @@ type core struct {
 	lose       context.CancelCauseFunc // ends the hold; nil when not holding
 	leaseOwner string                  // as last read or written
 	leaseUntil time.Time               // as last read or written
+	pubSince   time.Time               // when the Publish call in progress began (zero: none)
 }
 
 func newCore(cfg config, cps *Checkpoints, pub message.Publisher) core {
@@ -143,8 +144,9 @@ func (c *core) run(ctx context.Context, body func(context.Context, eventlog.Posi
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if cause := context.Cause(hold); errors.Is(cause, ErrLeaseLost) || errors.Is(cause, errLeaseExpired) {
-			continue // logged by loseLease
+		if cause := context.Cause(hold); (err == nil || errors.Is(err, context.Canceled)) &&
+			(errors.Is(cause, ErrLeaseLost) || errors.Is(cause, errLeaseExpired) || errors.Is(cause, errPublishStuck)) {
+			continue // the hold ended, not the body: logged by loseLease
 		}
 		return err
 	}
@@ -238,6 +240,13 @@ func (c *core) start(ctx context.Context) (eventlog.Position, func(), error) {
 				c.flush(wctx, false)
 				continue
 			}
+			// A Publish that has not returned for a whole lease (a
+			// consumer that never acks, a bus that hangs) must not keep
+			// the lease renewed: give it up so another replica publishes.
+			if c.publishStuck() {
+				c.loseLease(wctx, errPublishStuck)
+				continue
+			}
 			// A write that hangs (the database unreachable) is given up
 			// after ttl: it is retried on a fresh connection.
 			expired := c.expired()
@@ -301,7 +310,18 @@ func (c *core) expired() bool {
 	c.mu.Lock()
 	holding, until := c.holding, c.leaseUntil
 	c.mu.Unlock()
-	return holding && !c.cfg.clock().Before(until)
+	// By the wall clock, as the other replicas judge the lease in the
+	// database (the monotonic clock stands still while a host sleeps).
+	return holding && !c.cfg.clock().Round(0).Before(until.Round(0))
+}
+
+// publishStuck reports whether the publisher holds the lease and a Publish
+// call has been running for a whole lease.
+func (c *core) publishStuck() bool {
+	c.mu.Lock()
+	holding, since := c.holding, c.pubSince
+	c.mu.Unlock()
+	return holding && !since.IsZero() && c.cfg.clock().Sub(since) >= c.cfg.leaseTTL
 }
 
 // loseLease ends the hold because of cause (ErrLeaseLost, errLeaseExpired):
@@ -410,6 +430,14 @@ func (c *core) publish(ctx context.Context, msgs []*message.Message) error {
 			c.loseLease(ctx, errLeaseExpired)
 			return errLeaseExpired
 		}
+		c.mu.Lock()
+		c.pubSince = c.cfg.clock()
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			c.pubSince = time.Time{}
+			c.mu.Unlock()
+		}()
 		return c.pub.Publish(c.cfg.topic, msgs...)
 	})
 }

@@ -52,15 +52,22 @@ func (c *manualClock) Advance(d time.Duration) {
 // arbitrary moment). When gate is set, every Publish waits until it is
 // closed.
 type memPublisher struct {
-	after  int
-	cancel context.CancelFunc
-	gate   chan struct{}
+	after   int
+	cancel  context.CancelFunc
+	gate    chan struct{}
+	entered chan struct{} // when set, signalled (without blocking) as each Publish begins
 
 	mu    sync.Mutex
 	uuids []string
 }
 
 func (p *memPublisher) Publish(_ string, msgs ...*message.Message) error {
+	if p.entered != nil {
+		select {
+		case p.entered <- struct{}{}:
+		default:
+		}
+	}
 	if p.gate != nil {
 		<-p.gate
 	}
@@ -389,6 +396,61 @@ func TestLeaseExpiry(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A holder whose Publish does not return for a whole lease (a bus or a
+// consumer that hangs) gives the lease up instead of renewing it for ever,
+// so that another replica publishes; the call in flight may still go
+// through (at least once), nothing after it does.
+func TestLeaseGivenUpWhenPublishHangs(t *testing.T) {
+	recs := bustest.History(t, 60)
+	forEachDB(t, func(t *testing.T, e env, url string) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		require.NoError(t, bustest.AppendAll(ctx, e.store, recs))
+		clkA, clkB := newClock(), newClock()
+		gate := make(chan struct{})
+		pubA, pubB := &memPublisher{gate: gate, entered: make(chan struct{}, 1)}, &memPublisher{}
+		logA := newLogRecorder()
+		a := leasedRelay(e, e.db, pubA, "a", clkA, outbox.WithLogger(slog.New(logA)))
+		run(t, ctx, a)
+		var release sync.Once
+		t.Cleanup(func() { release.Do(func() { close(gate) }) }) // before a is stopped
+		waitStatus(t, a, holding, "a takes the free lease")
+		b := leasedRelay(e, e.db, pubB, "b", clkB)
+		run(t, ctx, b)
+		waitStatus(t, b, func(st outbox.Status) bool { return st.LeaseOwner == "a" }, "b stands by")
+
+		// a's first Publish hangs; a whole lease passes by its clock.
+		select {
+		case <-pubA.entered:
+		case <-ctx.Done():
+			t.Fatal("a never published")
+		}
+		clkA.Advance(leaseTTL)
+		stuck := func(r logRecord) bool {
+			return r.level == slog.LevelWarn && strings.Contains(r.msg, "lease lost") &&
+				strings.Contains(r.attrs["error"], "has not returned for a whole lease")
+		}
+		require.Eventually(t, func() bool { return logA.count(stuck) > 0 }, timeout, 5*time.Millisecond, "a gives the lease up")
+		require.False(t, relayStatus(t, a).Holding)
+
+		// Its lease runs out by b's clock: b takes over from the checkpoint.
+		clkB.Advance(3 * leaseTTL)
+		waitStatus(t, b, holding, "b takes the lease a stopped renewing")
+		waitPublished(t, pubB, len(recs))
+		require.Equal(t, ids(recs), pubB.published(), "b publishes everything, from the checkpoint")
+
+		// The hung call returns at last: what it carried went out (at least
+		// once), and a publishes nothing after it.
+		release.Do(func() { close(gate) })
+		require.Eventually(t, func() bool { return len(pubA.published()) > 0 }, timeout, 5*time.Millisecond)
+		first := pubA.published()
+		require.LessOrEqual(t, len(first), 10, "one batch in flight")
+		require.Equal(t, ids(recs[:len(first)]), first)
+		waitStatus(t, a, func(st outbox.Status) bool { return !st.Holding && st.LeaseOwner == "b" }, "a stands by again")
+		require.Equal(t, first, pubA.published(), "a published nothing after the hung call")
+	})
 }
 
 // 4. The lease operations of Checkpoints on every state of a row.

@@ -49,8 +49,10 @@
 // A holder that finds the row under another owner (a write fails with
 // ErrLeaseLost: its lease ran out and a standby took it), or that cannot
 // renew the lease before lease_until passes by its own clock (the database
-// is away: it can no longer be sure it holds it), stops publishing at once,
-// logs a warning and stands by again. The message in flight at that moment
+// is away: it can no longer be sure it holds it), or whose Publish call has
+// not returned for a whole ttl (a bus or consumer that hangs: it stops
+// renewing, so that another publisher can take over), stops publishing at
+// once, logs a warning and stands by again. The message in flight at that moment
 // may still be published, and until it notices, the old holder may publish
 // messages the new one publishes too; the new holder resumes from the last
 // checkpoint written under the lease. So across a hand-over that is not a
@@ -122,6 +124,11 @@ var ErrLeaseLost = errors.New("outbox: lease lost")
 // errLeaseExpired ends a hold whose lease could not be renewed before it
 // ran out by the holder's clock.
 var errLeaseExpired = errors.New("outbox: lease not renewed before it ran out")
+
+// errPublishStuck ends a hold whose Publish call has not returned for a
+// whole lease: the holder stops renewing, so that another replica can
+// publish.
+var errPublishStuck = errors.New("outbox: a publish has not returned for a whole lease; giving the lease up")
 
 //go:embed migrations
 var migrationFiles embed.FS

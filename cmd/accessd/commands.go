@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/accessledger/accessledger/adapters/outbox"
+	"github.com/accessledger/accessledger/adapters/sqldb"
 )
 
 func runMigrate(ctx context.Context, args []string, env *environment) error {
@@ -49,15 +50,28 @@ func runStatus(ctx context.Context, args []string, env *environment) error {
 		defer st.Close()
 		return printStoreStatus(ctx, env, st)
 	}
-	st, err := openStores(ctx, &cfg, log)
+	st, err := openStore(ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := printStoreStatus(ctx, env, st.events); err != nil {
+	if err := printStoreStatus(ctx, env, st); err != nil {
 		return err
 	}
-	return printOutboxStatus(ctx, env, outbox.NewCheckpoints(st.read), time.Now())
+	// The read store is read as it is, not migrated: status writes nothing
+	// there (it may be a read-only replica).
+	read := st.db
+	if cfg.readStore != "" {
+		octx, cancel := context.WithTimeout(ctx, openTimeout)
+		defer cancel()
+		db, err := sqldb.Open(octx, cfg.readStore)
+		if err != nil {
+			return fmt.Errorf("open read store: %w", err)
+		}
+		defer db.Close()
+		read = db
+	}
+	return printOutboxStatus(ctx, env, outbox.NewCheckpoints(read), time.Now())
 }
 
 func printStoreStatus(ctx context.Context, env *environment, st *openedStore) error {
@@ -74,12 +88,16 @@ func printStoreStatus(ctx context.Context, env *environment, st *openedStore) er
 func printOutboxStatus(ctx context.Context, env *environment, cps *outbox.Checkpoints, now time.Time) error {
 	for _, name := range []string{outbox.DefaultRelayName, outbox.DefaultAccessName} {
 		pos, err := cps.Load(ctx, name)
-		if err != nil {
-			return err
+		var owner string
+		var until time.Time
+		if err == nil {
+			owner, until, err = cps.Lease(ctx, name)
 		}
-		owner, until, err := cps.Lease(ctx, name)
 		if err != nil {
-			return err
+			// A read store serve has not set up yet (or of an older
+			// version): nothing to report, not a failure of status.
+			fmt.Fprintf(env.stdout, "outbox %s: not set up in the read store (accessd migrate sets it up)\n", name)
+			continue
 		}
 		fmt.Fprintf(env.stdout, "outbox %s: published up to %s, %s\n", name, pos, leaseText(owner, until, now))
 	}

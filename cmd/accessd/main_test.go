@@ -103,6 +103,7 @@ func TestFlagWinsOverEnvironment(t *testing.T) {
 		"status", "--data-dir", flagDir)
 	require.Equal(t, exitOK, code, errOut)
 	require.Contains(t, out, flagDir)
+	require.Contains(t, out, "outbox events: not set up in the read store", "status does not migrate the read store")
 	require.NoFileExists(t, filepath.Join(envDir, defaultDBName))
 }
 

@@ -60,10 +60,9 @@ func migrateMessaging(ctx context.Context, db *sqldb.DB) error {
 	return nil
 }
 
+// openMessaging is newMessaging on the real clock (openEngine has applied
+// the messaging tables' migrations).
 func openMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *commands.Service, instance string, log *slog.Logger) (*messaging, error) {
-	if err := migrateMessaging(ctx, e.readDB); err != nil {
-		return nil, err
-	}
 	return newMessaging(ctx, cfg, e, cmds, nil, instance, log)
 }
 

@@ -40,10 +40,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	if err := migrateIdempotency(ctx, e.readDB); err != nil {
-		return err
-	}
+	defer e.Close() // openEngine applied every read-store migration
 	policy := sc.policy()
 	cmds, err := commands.New(e.stores.events.log, refusalLog{securitylog.New(e.readDB)},
 		commands.Config{Policy: policy, Logger: log})
