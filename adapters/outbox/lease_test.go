@@ -47,49 +47,6 @@ func (c *manualClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// memPublisher records the UUIDs it published, in order; when cancel is set
-// it calls it once `after` messages went through (a publisher stopped at an
-// arbitrary moment). When gate is set, every Publish waits until it is
-// closed.
-type memPublisher struct {
-	after   int
-	cancel  context.CancelFunc
-	gate    chan struct{}
-	entered chan struct{} // when set, signalled (without blocking) as each Publish begins
-
-	mu    sync.Mutex
-	uuids []string
-}
-
-func (p *memPublisher) Publish(_ string, msgs ...*message.Message) error {
-	if p.entered != nil {
-		select {
-		case p.entered <- struct{}{}:
-		default:
-		}
-	}
-	if p.gate != nil {
-		<-p.gate
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, m := range msgs {
-		p.uuids = append(p.uuids, m.UUID)
-	}
-	if p.cancel != nil && len(p.uuids) >= p.after {
-		p.cancel()
-	}
-	return nil
-}
-
-func (p *memPublisher) Close() error { return nil }
-
-func (p *memPublisher) published() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.uuids...)
-}
-
 // logRecorder is a slog.Handler that keeps the records logged.
 type logRecorder struct {
 	mu   *sync.Mutex
@@ -167,7 +124,7 @@ func waitStatus(t *testing.T, r *outbox.Relay, ok func(outbox.Status) bool, msg 
 func holding(st outbox.Status) bool { return st.Holding }
 
 // waitPublished waits until pub published at least n messages.
-func waitPublished(t *testing.T, pub *memPublisher, n int) {
+func waitPublished(t *testing.T, pub *recordingPublisher, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool { return len(pub.published()) >= n }, timeout, 5*time.Millisecond,
 		"%d messages published", n)
@@ -212,7 +169,7 @@ func TestLeaseOnePublisherAtATime(t *testing.T) {
 		defer cancel()
 		require.NoError(t, bustest.AppendAll(ctx, e.store, recs[:100]))
 		clk := newClock() // shared, standing still: no lease runs out
-		pubs := map[string]*memPublisher{"a": {}, "b": {}}
+		pubs := map[string]*recordingPublisher{"a": {}, "b": {}}
 		relays := map[string]*outbox.Relay{}
 		for owner, pub := range pubs {
 			relays[owner] = leasedRelay(e, e.db, pub, owner, clk)
@@ -282,11 +239,11 @@ func TestLeaseHandOverOnCleanStop(t *testing.T) {
 		ctxA, stopA := context.WithCancel(ctx)
 		defer stopA()
 		// a is stopped after 120 events; it publishes once b stands by.
-		pubA := &memPublisher{after: 120, cancel: stopA, gate: make(chan struct{})}
+		pubA := &recordingPublisher{after: 120, cancel: stopA, gate: make(chan struct{})}
 		a := leasedRelay(e, e.db, pubA, "a", clk)
 		doneA := runUntilCancelled(ctxA, a)
 		waitStatus(t, a, holding, "a takes the free lease")
-		pubB := &memPublisher{}
+		pubB := &recordingPublisher{}
 		b := leasedRelay(e, e.db, pubB, "b", clk)
 		run(t, ctx, b)
 		waitStatus(t, b, func(st outbox.Status) bool { return st.LeaseOwner == "a" }, "b stands by")
@@ -364,7 +321,7 @@ func TestLeaseExpiry(t *testing.T) {
 				require.NoError(t, bustest.AppendAll(ctx, e.store, recs[:100]))
 				clkA, clkB := newClock(), newClock()
 
-				pubA, pubB := &memPublisher{}, &memPublisher{}
+				pubA, pubB := &recordingPublisher{}, &recordingPublisher{}
 				logA := newLogRecorder()
 				a := leasedRelay(e, dbA, pubA, "a", clkA, outbox.WithLogger(slog.New(logA)))
 				run(t, ctx, a)
@@ -410,7 +367,7 @@ func TestLeaseGivenUpWhenPublishHangs(t *testing.T) {
 		require.NoError(t, bustest.AppendAll(ctx, e.store, recs))
 		clkA, clkB := newClock(), newClock()
 		gate := make(chan struct{})
-		pubA, pubB := &memPublisher{gate: gate, entered: make(chan struct{}, 1)}, &memPublisher{}
+		pubA, pubB := &recordingPublisher{gate: gate, entered: make(chan struct{}, 1)}, &recordingPublisher{}
 		logA := newLogRecorder()
 		a := leasedRelay(e, e.db, pubA, "a", clkA, outbox.WithLogger(slog.New(logA)))
 		run(t, ctx, a)
@@ -646,7 +603,7 @@ func TestWithoutLeaseBothPublish(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		logs := newLogRecorder()
-		pubs := []*memPublisher{{}, {}}
+		pubs := []*recordingPublisher{{}, {}}
 		for _, pub := range pubs {
 			r := outbox.NewRelay(e.store, e.db, pub, outbox.WithBatch(10, 20*time.Millisecond), outbox.WithLogger(slog.New(logs)))
 			run(t, ctx, r)
@@ -680,7 +637,7 @@ func TestLeaseAccessChangedPublisher(t *testing.T) {
 		opts := func(owner string) []outbox.Option {
 			return []outbox.Option{outbox.WithLease(owner, leaseTTL), outbox.WithClock(clk.Now), outbox.WithBatch(10, 20*time.Millisecond)}
 		}
-		pubA, pubB := &memPublisher{}, &memPublisher{}
+		pubA, pubB := &recordingPublisher{}, &recordingPublisher{}
 		a := outbox.NewAccessChangedPublisher(ix, e.db, pubA, opts("a")...)
 		run(t, ctx, a)
 		require.Eventually(t, func() bool { return a.Status().Holding }, timeout, 5*time.Millisecond, "a takes the lease")

@@ -190,21 +190,36 @@ func (p *failingPublisher) Publish(topic string, msgs ...*message.Message) error
 
 func (p *failingPublisher) Close() error { return nil }
 
-// recordingPublisher records the UUIDs it published, and cancels a context
-// once `after` messages went through (a relay killed at an arbitrary
-// moment), when cancel is set.
+// recordingPublisher records the UUIDs it published (after inner, when set,
+// published them), and cancels a context once `after` messages went through
+// (a relay killed at an arbitrary moment), when cancel is set. When gate is
+// set, every Publish waits until it is closed; when entered is set, it is
+// signalled (without blocking) as each Publish begins.
 type recordingPublisher struct {
-	inner  message.Publisher
-	after  int
-	cancel context.CancelFunc
+	inner   message.Publisher
+	after   int
+	cancel  context.CancelFunc
+	gate    chan struct{}
+	entered chan struct{}
 
 	mu    sync.Mutex
 	uuids []string
 }
 
 func (p *recordingPublisher) Publish(topic string, msgs ...*message.Message) error {
-	if err := p.inner.Publish(topic, msgs...); err != nil {
-		return err
+	if p.entered != nil {
+		select {
+		case p.entered <- struct{}{}:
+		default:
+		}
+	}
+	if p.gate != nil {
+		<-p.gate
+	}
+	if p.inner != nil {
+		if err := p.inner.Publish(topic, msgs...); err != nil {
+			return err
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

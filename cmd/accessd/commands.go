@@ -71,7 +71,8 @@ func runStatus(ctx context.Context, args []string, env *environment) error {
 		defer db.Close()
 		read = db
 	}
-	return printOutboxStatus(ctx, env, outbox.NewCheckpoints(read), time.Now())
+	printOutboxStatus(ctx, env, outbox.NewCheckpoints(read), time.Now())
+	return nil
 }
 
 func printStoreStatus(ctx context.Context, env *environment, st *openedStore) error {
@@ -84,8 +85,9 @@ func printStoreStatus(ctx context.Context, env *environment, st *openedStore) er
 }
 
 // printOutboxStatus prints, for each outbox publisher, its checkpoint and
-// which replica holds its lease (the one that publishes).
-func printOutboxStatus(ctx context.Context, env *environment, cps *outbox.Checkpoints, now time.Time) error {
+// which replica holds its lease (the one that publishes); a read store
+// without the outbox table says so.
+func printOutboxStatus(ctx context.Context, env *environment, cps *outbox.Checkpoints, now time.Time) {
 	for _, name := range []string{outbox.DefaultRelayName, outbox.DefaultAccessName} {
 		pos, err := cps.Load(ctx, name)
 		var owner string
@@ -101,7 +103,6 @@ func printOutboxStatus(ctx context.Context, env *environment, cps *outbox.Checkp
 		}
 		fmt.Fprintf(env.stdout, "outbox %s: published up to %s, %s\n", name, pos, leaseText(owner, until, now))
 	}
-	return nil
 }
 
 // leaseText describes an outbox lease as read at now.
