@@ -569,8 +569,14 @@ func (s *Store) wrap(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil && (isCode(err, esdb.ErrorCodeDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 		return fmt.Errorf("eventstoredb: %s: %w", op, ctx.Err())
 	}
+	// EOF: the connection went away under a call the client had just
+	// started on it (the server stopped or crashed between the client's
+	// last look at the connection and the call's first message); the call's
+	// outcome is unknown, as with any other unavailability, and a retry
+	// with the same event ids is safe.
 	if isCode(err, esdb.ErrorUnavailable) || isCode(err, esdb.ErrorCodeDeadlineExceeded) || isCode(err, esdb.ErrorCodeNotLeader) ||
-		isCode(err, esdb.ErrorCodeConnectionClosed) || isGRPC(err, codes.Unavailable) || isGRPC(err, codes.DeadlineExceeded) {
+		isCode(err, esdb.ErrorCodeConnectionClosed) || isGRPC(err, codes.Unavailable) || isGRPC(err, codes.DeadlineExceeded) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
 	}
 	if isTooLarge(err) {
