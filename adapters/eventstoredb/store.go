@@ -58,8 +58,8 @@ const (
 	readPage = 512
 )
 
-// ErrUnavailable wraps failures to reach the server (connection refused,
-// no leader, deadline exceeded): callers may retry later. It is the port's
+// ErrUnavailable wraps failures to reach the server (connection refused or
+// lost under a call, no leader, deadline exceeded): callers may retry later. It is the port's
 // eventlog.ErrUnavailable.
 var ErrUnavailable = eventlog.ErrUnavailable
 
