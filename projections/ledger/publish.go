@@ -1,0 +1,359 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/uptrace/bun"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Sink receives every checkpoint the engine publishes, so that a copy
+// lives outside the database (the bus; a witness).
+type Sink interface {
+	PublishCheckpoint(ctx context.Context, cp Checkpoint, signed []byte) error
+}
+
+// ErrNotVerified: the ledger will not sign (or serve decisions) because the
+// log has not been verified against the published checkpoints yet.
+var ErrNotVerified = errors.New("ledger: the log has not been verified against the published checkpoints yet")
+
+// Config configures a Ledger.
+type Config struct {
+	// DB is the read store holding the tree (the projection's views) and
+	// the ledger_checkpoints table.
+	DB bun.IDB
+	// Key signs the checkpoints.
+	Key *Key
+	// Dir is the checkpoint directory: one file per checkpoint, never
+	// overwritten. Required.
+	Dir string
+	// Sinks receive each checkpoint after it is written (optional).
+	Sinks []Sink
+	// Interval is how often a grown tree is signed (default 1 minute);
+	// Every signs as soon as the tree has grown by that many events
+	// (default 1000).
+	Interval time.Duration
+	Every    int64
+	// MaxAge is how old the checkpoint GET /v1/ledger/checkpoint answers
+	// may be before a new one is signed (default 5 s).
+	MaxAge time.Duration
+	// Instance names this replica in the checkpoint table.
+	Instance string
+	Clock    func() time.Time
+	Logger   *slog.Logger
+}
+
+// Ledger publishes signed checkpoints of the stored tree and guards the
+// engine: it signs nothing until Guard has verified the log against the
+// checkpoints already published, and nothing ever again once a check
+// failed. Safe for concurrent use.
+type Ledger struct {
+	cfg  Config
+	tree *Tree
+
+	mu       sync.Mutex // serializes publishing
+	last     *Signed    // the newest checkpoint published or found
+	verified bool
+	fault    *Report // the failed verification, if any
+	faultErr error
+	wake     chan struct{}
+}
+
+// NewLedger returns a Ledger; Guard must succeed before it signs.
+func NewLedger(cfg Config) (*Ledger, error) {
+	var problems []error
+	if cfg.DB == nil {
+		problems = append(problems, errors.New("DB is nil"))
+	}
+	if cfg.Key == nil {
+		problems = append(problems, errors.New("Key is nil"))
+	}
+	if cfg.Dir == "" {
+		problems = append(problems, errors.New("Dir is empty"))
+	}
+	if cfg.Interval < 0 || cfg.Every < 0 || cfg.MaxAge < 0 {
+		problems = append(problems, errors.New("Interval, Every and MaxAge must not be negative"))
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, fmt.Errorf("ledger: config: %w", err)
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = time.Minute
+	}
+	if cfg.Every == 0 {
+		cfg.Every = 1000
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = 5 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Ledger{cfg: cfg, tree: NewTree(cfg.DB), wake: make(chan struct{}, 1)}, nil
+}
+
+// Tree returns the stored tree the ledger signs.
+func (l *Ledger) Tree() *Tree { return l.tree }
+
+// Key returns the signing key.
+func (l *Ledger) Key() *Key { return l.cfg.Key }
+
+// Published returns every checkpoint published so far that opens with the
+// ledger's key (the checkpoint directory and the database's table), one per
+// size, and the problems of those that do not.
+func (l *Ledger) Published(ctx context.Context) ([]Signed, []Problem, error) {
+	return LoadPublished(ctx, l.cfg.DB, l.cfg.Dir, l.cfg.Key.Verifier)
+}
+
+// LoadPublished reads and opens the checkpoints of dir and of db's table
+// with verifier (see OpenAll).
+func LoadPublished(ctx context.Context, db bun.IDB, dir string, verifier note.Verifier) ([]Signed, []Problem, error) {
+	files, err := ReadCheckpointDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var stored []Signed
+	if db != nil {
+		if stored, err = StoredCheckpoints(ctx, db); err != nil {
+			return nil, nil, err
+		}
+	}
+	cps, problems := OpenAll(append(files, stored...), verifier)
+	return cps, problems, nil
+}
+
+// Guard verifies the log against the stored tree and every published
+// checkpoint (Verify). When the log passes, the ledger may sign; when it
+// fails, the report is kept (Fault), the ledger never signs, and Guard
+// returns an error wrapping ErrMismatch. A store that cannot be read is a
+// failure too.
+func (l *Ledger) Guard(ctx context.Context, log Log, opts VerifyOptions) (*Report, error) {
+	cps, problems, err := l.Published(ctx)
+	if err != nil {
+		return nil, err
+	}
+	opts.Checkpoints = cps
+	rep, err := Verify(ctx, log, l.tree, opts)
+	if err != nil {
+		return nil, err
+	}
+	rep.Problems = append(problems, rep.Problems...)
+	rep.OK = len(rep.Problems) == 0
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !rep.OK {
+		first, _ := rep.FirstBad()
+		l.fault, l.faultErr = rep, fmt.Errorf("%w: %s", ErrMismatch, first)
+		return rep, l.faultErr
+	}
+	if len(cps) > 0 {
+		latest := cps[len(cps)-1]
+		l.last = &latest
+	}
+	l.verified = true
+	return rep, nil
+}
+
+// Fault returns the failed verification that stops the ledger, or nil.
+func (l *Ledger) Fault() (*Report, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fault, l.faultErr
+}
+
+// Err returns nil when the ledger has verified the log and found nothing
+// wrong; ErrNotVerified before Guard has finished; else the fault.
+func (l *Ledger) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.faultErr != nil:
+		return l.faultErr
+	case !l.verified:
+		return ErrNotVerified
+	}
+	return nil
+}
+
+// Latest returns the newest checkpoint published or found; ok is false
+// when there is none yet.
+func (l *Ledger) Latest() (Signed, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		return Signed{}, false
+	}
+	return *l.last, true
+}
+
+// Current returns a checkpoint of the tree as it is now: the newest one
+// published when it is at most MaxAge old or the tree has not grown since,
+// else a new one (Publish).
+func (l *Ledger) Current(ctx context.Context) (Signed, error) {
+	if err := l.Err(); err != nil {
+		return Signed{}, err
+	}
+	if s, ok := l.Latest(); ok && l.cfg.Clock().Sub(s.At) <= l.cfg.MaxAge {
+		return s, nil
+	}
+	s, _, err := l.Publish(ctx)
+	if errors.Is(err, errEmpty) {
+		return l.sign(Checkpoint{Origin: l.cfg.Key.Origin(), Size: 0, Root: tlog.Hash{}})
+	}
+	return s, err
+}
+
+var errEmpty = errors.New("ledger: empty tree")
+
+// Publish signs the stored tree as it is now, when it has grown since the
+// last checkpoint, after proving it consistent with that checkpoint: it
+// writes the checkpoint file, stores the note in the database and hands it
+// to the sinks. It returns the newest checkpoint and whether it is new. A
+// tree that is not consistent with the last checkpoint is never signed:
+// the ledger then stops signing (Fault) and the error wraps ErrMismatch.
+func (l *Ledger) Publish(ctx context.Context) (Signed, bool, error) {
+	if err := l.Err(); err != nil {
+		return Signed{}, false, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	size, err := l.tree.Size(ctx)
+	if err != nil {
+		return Signed{}, false, err
+	}
+	if size == 0 {
+		return Signed{}, false, errEmpty
+	}
+	if l.last != nil && l.last.Size >= size {
+		if l.last.Size > size {
+			return Signed{}, false, l.stop(fmt.Errorf("%w: the stored tree has %d leaves but checkpoint %s signed %d",
+				ErrMismatch, size, l.last.Source, l.last.Size))
+		}
+		return *l.last, false, nil // nothing new: the last checkpoint is the tree now
+	}
+	root, err := l.tree.Root(ctx, size)
+	if err != nil {
+		return Signed{}, false, err
+	}
+	if l.last != nil {
+		proof, err := l.tree.ProveConsistency(ctx, l.last.Size, size)
+		if err != nil {
+			return Signed{}, false, err
+		}
+		if err := tlog.CheckTree(proof, size, root, l.last.Size, l.last.Root); err != nil {
+			return Signed{}, false, l.stop(fmt.Errorf("%w: the stored tree of %d leaves is not an extension of checkpoint %s (size %d): %v",
+				ErrMismatch, size, l.last.Source, l.last.Size, err))
+		}
+	}
+	s, err := l.sign(Checkpoint{Origin: l.cfg.Key.Origin(), Size: size, Root: root})
+	if err != nil {
+		return Signed{}, false, err
+	}
+	path, err := writeCheckpointFile(l.cfg.Dir, s)
+	if err != nil {
+		if errors.Is(err, ErrMismatch) {
+			return Signed{}, false, l.stop(err)
+		}
+		return Signed{}, false, err
+	}
+	s.Source = path
+	if err := saveCheckpoint(ctx, l.cfg.DB, s, l.cfg.Instance); err != nil {
+		return Signed{}, false, err
+	}
+	l.last = &s
+	for _, sink := range l.cfg.Sinks {
+		if err := sink.PublishCheckpoint(ctx, s.Checkpoint, s.Note); err != nil {
+			l.cfg.Logger.WarnContext(ctx, "ledger: checkpoint not handed to a sink", "size", s.Size, "err", err)
+		}
+	}
+	l.cfg.Logger.InfoContext(ctx, "ledger: checkpoint published", "size", s.Size, "root", s.Root.String(), "file", path)
+	return s, true, nil
+}
+
+// stop records err as the ledger's fault (it signs nothing more) and
+// returns it. l.mu is held.
+func (l *Ledger) stop(err error) error {
+	if l.faultErr == nil {
+		l.faultErr = err
+		l.fault = &Report{Problems: []Problem{{Kind: KindTree, LeafIndex: -1, Detail: err.Error()}}}
+		l.cfg.Logger.Error("ledger: stopped signing", "err", err)
+	}
+	return err
+}
+
+func (l *Ledger) sign(cp Checkpoint) (Signed, error) {
+	msg, err := cp.Sign(l.cfg.Key.Signer)
+	if err != nil {
+		return Signed{}, fmt.Errorf("ledger: sign: %w", err)
+	}
+	return Signed{Checkpoint: cp, Note: msg, Source: "signed now", At: l.cfg.Clock().UTC()}, nil
+}
+
+// Grew tells the publisher that the log has grown by n events (the
+// runner's progress, or a caller's estimate); it never blocks.
+func (l *Ledger) Grew() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes checkpoints until ctx ends: every Interval when the tree
+// has grown, and as soon as it has grown by Every events (it looks at the
+// tree's size every second and whenever Grew is called). It starts only
+// once Guard has passed, and returns the fault when publishing finds the
+// tree inconsistent with the last checkpoint. Other errors (a database
+// briefly away) are logged and retried at the next tick.
+func (l *Ledger) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastSigned := l.cfg.Clock()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		case <-l.wake:
+		}
+		if err := l.Err(); err != nil {
+			if errors.Is(err, ErrNotVerified) {
+				continue
+			}
+			return err
+		}
+		size, err := l.tree.Size(ctx)
+		if err != nil {
+			l.cfg.Logger.WarnContext(ctx, "ledger: read the tree size", "err", err)
+			continue
+		}
+		var published int64
+		if s, ok := l.Latest(); ok {
+			published = s.Size
+		}
+		if size <= published {
+			continue
+		}
+		if size-published < l.cfg.Every && l.cfg.Clock().Sub(lastSigned) < l.cfg.Interval {
+			continue
+		}
+		if _, _, err := l.Publish(ctx); err != nil {
+			if errors.Is(err, ErrMismatch) {
+				return err
+			}
+			if ctx.Err() == nil {
+				l.cfg.Logger.WarnContext(ctx, "ledger: publish a checkpoint", "err", err)
+			}
+			continue
+		}
+		lastSigned = l.cfg.Clock()
+	}
+}
