@@ -24,6 +24,10 @@ const (
 	// TopicAccess carries the integration events access.changed and
 	// access.reset (see EncodeAccessChanged, EncodeAccessReset).
 	TopicAccess = "accessledger.access.v1"
+	// TopicLedger carries the ledger's signed checkpoints
+	// (ledger.checkpoint, see EncodeCheckpoint), so that copies live
+	// outside the database.
+	TopicLedger = "accessledger.ledger.v1"
 )
 
 // Metadata keys of the messages this package writes. On NATS they travel

@@ -110,6 +110,16 @@ func TestEveryOperation(t *testing.T) {
 			a = get(domain.RoleAuditor, "/v1/accounts/"+w.member+"?min_position="+last["position"].(string))
 			require.Equal(t, "closed", a["status"])
 
+			// The ledger (TestLedger_* check the proofs), once its tree has
+			// the last event.
+			lastPos, err := eventlog.ParsePosition(last["position"].(string))
+			require.NoError(t, err)
+			e.waitFor(lastPos)
+			cp := e.checkpoint(e.publicKey())
+			require.Positive(t, cp.Size)
+			checkInclusion(t, e.inclusion("position="+last["position"].(string)), e.checkpoint(e.publicKey()))
+			e.consistency("from_size=1")
+
 			// Operations.
 			e.ok(req{method: "GET", path: "/healthz"}, 200)
 			e.ok(req{method: "GET", path: "/readyz"}, 200)

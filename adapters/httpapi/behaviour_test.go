@@ -25,6 +25,7 @@ import (
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections/accessindex"
+	"github.com/accessledger/accessledger/projections/ledger"
 )
 
 // flaky wraps the command service: RegisterChild fails (or panics) the
@@ -452,6 +453,11 @@ func TestProblemFor(t *testing.T) {
 		{context.Canceled, 503, codeInternal},
 		{fmt.Errorf("append: %w: dial 10.0.0.7:2113: connection refused", eventlog.ErrUnavailable), 503, codeInternal},
 		{errors.New("pq: connection refused at 10.0.0.7"), 500, codeInternal},
+		{fmt.Errorf("%w: edited at position 2 (leaf 1): event x of child-secret", ledger.ErrMismatch), 503, codeLedgerMismatch},
+		{errLedgerMismatch(ledger.Problem{Kind: ledger.KindMissing, LeafIndex: 4, Position: eventlog.At(5), HasPosition: true}, true, nil),
+			503, codeLedgerMismatch},
+		{fmt.Errorf("sign: %w", ledger.ErrNotVerified), 503, codeStale},
+		{errLedgerOff, 503, codeInternal},
 	} {
 		p := problemFor(tc.err)
 		require.Equal(t, tc.status, p.Status, "%v", tc.err)
@@ -461,6 +467,7 @@ func TestProblemFor(t *testing.T) {
 		if tc.code == codeInternal {
 			require.NotContains(t, p.Detail, "10.0.0.7")
 		}
+		require.NotContains(t, p.Detail, "child-secret", "a mismatch's detail never shows the event")
 	}
 }
 
@@ -470,6 +477,9 @@ func TestConfigValidate(t *testing.T) {
 	for _, want := range []string{"Commands", "Index", "ReadDB", "Auth", "Idempotency", "Ready", "Projections", "policy", "MinPositionWait"} {
 		require.Contains(t, err.Error(), want)
 	}
+	require.NotContains(t, err.Error(), "Ledger", "the ledger is optional")
+	err = Config{Ledger: &ledger.Ledger{}}.Validate()
+	require.ErrorContains(t, err, "LedgerLog is nil (required with Ledger)")
 	_, err = New(Config{})
 	require.Error(t, err)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
 
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/adapters/idempotency"
@@ -31,13 +33,15 @@ import (
 	"github.com/accessledger/accessledger/projections/accessindex"
 	"github.com/accessledger/accessledger/projections/accounts"
 	"github.com/accessledger/accessledger/projections/audit"
+	"github.com/accessledger/accessledger/projections/ledger"
 	"github.com/accessledger/accessledger/projections/securitylog"
 )
 
 // env is a running engine behind the handler, with real components: the
 // SQL event store, the command service, the projection runner with the
-// read models, the access index, the security log, the idempotency store and
-// the JWT verifier. Requests go through an httptest.Server, and every
+// read models and the ledger's tree, the ledger (verified at start), the
+// access index, the security log, the idempotency store and the JWT
+// verifier. Requests go through an httptest.Server, and every
 // request and answer of a documented route is checked against
 // docs/openapi.yaml (see contract_test.go).
 type env struct {
@@ -48,6 +52,7 @@ type env struct {
 	runner   *projections.Runner
 	svc      *commands.Service
 	registry *prometheus.Registry
+	ledger   *ledger.Ledger
 	srv      *httptest.Server
 	secret   []byte
 	ready    atomic.Bool
@@ -96,6 +101,8 @@ func newEnv(t testing.TB, url string, opts ...envOption) *env {
 	require.NoError(t, sqldb.Migrate(ctx, db, securitylog.Component, pg, lite))
 	pg, lite = idempotency.Migrations()
 	require.NoError(t, sqldb.Migrate(ctx, db, idempotency.Component, pg, lite))
+	pg, lite = ledger.Migrations()
+	require.NoError(t, sqldb.Migrate(ctx, db, ledger.Component, pg, lite))
 	store, err := sqlstore.New(ctx, db)
 	require.NoError(t, err)
 
@@ -105,7 +112,7 @@ func newEnv(t testing.TB, url string, opts ...envOption) *env {
 	svc, err := commands.New(store, refusalLog{securitylog.New(db)}, commands.Config{Logger: quiet})
 	require.NoError(t, err)
 	runner, err := projections.NewRunner(db.DB, store,
-		[]projections.Projection{accesshistory.New(), audit.New(), accounts.New()},
+		[]projections.Projection{accesshistory.New(), audit.New(), accounts.New(), ledger.New()},
 		projections.WithLogger(quiet), projections.WithBatchSize(50))
 	require.NoError(t, err)
 	index := accessindex.New(accessindex.WithLogger(quiet))
@@ -119,8 +126,9 @@ func newEnv(t testing.TB, url string, opts ...envOption) *env {
 	secret := bytes.Repeat([]byte{7}, auth.MinSecretBytes)
 	verifier, err := auth.NewVerifier(secret, "", "", nil)
 	require.NoError(t, err)
+	led := newLedger(t, db, quiet)
 	e := &env{t: t, db: db, store: store, index: index, runner: runner, svc: svc,
-		registry: prometheus.NewRegistry(), secret: secret, logs: logs}
+		registry: prometheus.NewRegistry(), ledger: led, secret: secret, logs: logs}
 	e.ready.Store(true)
 	cfg := Config{
 		Commands:        svc,
@@ -134,6 +142,8 @@ func newEnv(t testing.TB, url string, opts ...envOption) *env {
 		Logger:          log,
 		MinPositionWait: 10 * time.Second, // reads after a command wait for the projections, also on a loaded machine
 		WatchHeartbeat:  50 * time.Millisecond,
+		Ledger:          led,
+		LedgerLog:       store,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -158,7 +168,22 @@ func newEnv(t testing.TB, url string, opts ...envOption) *env {
 	case <-waitCtx.Done():
 		t.Fatal("index not ready")
 	}
+	_, err = led.Guard(ctx, store, ledger.VerifyOptions{}) // the runner has made the tree's tables
+	require.NoError(t, err)
 	return e
+}
+
+// newLedger returns a ledger of the tree in db with a new key, signing a
+// checkpoint whenever asked for one (MaxAge 1ns); Guard has not run.
+func newLedger(t testing.TB, db bun.IDB, log *slog.Logger) *ledger.Ledger {
+	t.Helper()
+	dir := t.TempDir()
+	key, _, err := ledger.LoadOrCreateKey(filepath.Join(dir, ledger.KeyFileName))
+	require.NoError(t, err)
+	l, err := ledger.NewLedger(ledger.Config{DB: db, Key: key, Dir: filepath.Join(dir, "checkpoints"), MaxAge: time.Nanosecond,
+		Instance: "test", Logger: log})
+	require.NoError(t, err)
+	return l
 }
 
 // token mints a bearer token for sub acting in role.

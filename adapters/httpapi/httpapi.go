@@ -26,7 +26,11 @@
 //     (middleware.go);
 //   - consistency tokens: every command answer carries "position"; every
 //     query answers the position it was computed at and accepts
-//     min_position (consistency.go).
+//     min_position (consistency.go);
+//   - the ledger's guard: a log the ledger found tampered with stops every
+//     decision with 503 "ledger_mismatch" in the route handler
+//     (middleware.go), and /readyz waits for the ledger's verification
+//     (ledger.go).
 package httpapi
 
 import (
@@ -48,6 +52,7 @@ import (
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accessindex"
+	"github.com/accessledger/accessledger/projections/ledger"
 	"github.com/accessledger/accessledger/projections/securitylog"
 )
 
@@ -110,6 +115,34 @@ type Idempotency interface {
 	Abandon(ctx context.Context, actor, key string) error
 }
 
+// Ledger is the ledger of signed checkpoints over the event log (R23):
+// *ledger.Ledger implements it. The API serves its checkpoints, its public
+// key and proofs from its stored tree, and stops answering decisions when
+// it has found the stored log tampered with (Err wraps ledger.ErrMismatch).
+type Ledger interface {
+	// Current returns a signed checkpoint of the tree as it is now (at most
+	// a few seconds old); it fails while Err is not nil.
+	Current(ctx context.Context) (ledger.Signed, error)
+	// Latest returns the newest checkpoint published or found, if any.
+	Latest() (ledger.Signed, bool)
+	// Key returns the signing key; its VerifierKey is the public key.
+	Key() *ledger.Key
+	// Tree returns the stored Merkle tree.
+	Tree() *ledger.Tree
+	// Err is nil once the log has been verified against the published
+	// checkpoints; it wraps ledger.ErrNotVerified before that check has
+	// finished and ledger.ErrMismatch once the log was found tampered with.
+	Err() error
+	// Fault returns the failed verification's report, or nil.
+	Fault() (*ledger.Report, error)
+}
+
+// LedgerLog reads the event log for the ledger's inclusion proofs (the
+// stored event a leaf covers): every eventlog.Store implements it.
+type LedgerLog interface {
+	ReadAll(ctx context.Context, after eventlog.Position, limit int) ([]eventlog.Record, error)
+}
+
 // Config configures the handler. Commands, Index, ReadDB, Auth,
 // Idempotency, Ready and Projections are required; the other fields have
 // defaults. Validate reports every problem.
@@ -156,6 +189,16 @@ type Config struct {
 	// themselves, so http.Server.Shutdown would wait for them). Close it
 	// when shutdown starts. Nil: streams end only with their request.
 	Stopping <-chan struct{}
+	// Ledger, when set, serves GET /v1/ledger/... and guards the API: until
+	// it has verified the log, GET /readyz answers 503 stale; once it has
+	// found the stored log tampered with, GET /readyz and every /v1/ route
+	// but /v1/ledger/... and /v1/policy answer 503 ledger_mismatch. Leave it
+	// nil (not a nil *ledger.Ledger) to run without the ledger: its routes
+	// then answer 503. LedgerLog is required with it.
+	Ledger Ledger
+	// LedgerLog reads the stored events that inclusion proofs cover (the
+	// event store).
+	LedgerLog LedgerLog
 }
 
 // Validate reports every problem of the configuration, joined.
@@ -173,6 +216,9 @@ func (c Config) Validate() error {
 	missing("Idempotency", c.Idempotency == nil)
 	missing("Ready", c.Ready == nil)
 	missing("Projections", c.Projections == nil)
+	if c.Ledger != nil && c.LedgerLog == nil {
+		problems = append(problems, errors.New("LedgerLog is nil (required with Ledger)"))
+	}
 	if err := c.Policy.WithDefaults().Validate(); err != nil {
 		problems = append(problems, fmt.Errorf("policy: %w", err))
 	}
@@ -213,6 +259,7 @@ type server struct {
 	metrics  *metrics
 	registry *prometheus.Registry
 	seclog   *securitylog.Log
+	gate     *ledgerGate     // the ledger's state; nil without a ledger
 	patterns map[string]bool // "METHOD /path" of every route
 
 	metricsHandler http.Handler
@@ -240,7 +287,10 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	s := &server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), registry: reg,
 		seclog: securitylog.New(cfg.ReadDB)}
-	m, err := newMetrics(reg, cfg.Index, cfg.Projections)
+	if cfg.Ledger != nil {
+		s.gate = newLedgerGate(cfg.Ledger)
+	}
+	m, err := newMetrics(reg, cfg.Index, cfg.Projections, s.gate)
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: metrics: %w", err)
 	}

@@ -27,9 +27,11 @@ const (
 	metricProjectionLag   = "accessledger_projection_lag_seconds"
 	metricProjectionPos   = "accessledger_projection_position"
 	metricProjectionUp    = "accessledger_projection_caught_up"
+	metricLedgerOK        = "accessledger_ledger_ok"
+	metricLedgerSize      = "accessledger_ledger_checkpoint_size"
 )
 
-func newMetrics(reg prometheus.Registerer, ix Index, status func() []projections.Status) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, ix Index, status func() []projections.Status, gate *ledgerGate) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    metricRequestDuration,
@@ -49,7 +51,11 @@ func newMetrics(reg prometheus.Registerer, ix Index, status func() []projections
 		Name: metricIndexPosition,
 		Help: "Commit position of the last event the in-memory access index applied.",
 	}, func() float64 { return float64(ix.Position().Commit) })
-	for _, c := range []prometheus.Collector{m.requests, m.commands, m.watchers, index, projectionCollector{status}} {
+	collectors := []prometheus.Collector{m.requests, m.commands, m.watchers, index, projectionCollector{status}}
+	if gate != nil {
+		collectors = append(collectors, ledgerGauges(gate)...)
+	}
+	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -63,6 +69,28 @@ func (m *metrics) observeRequest(route string, status int, d time.Duration) {
 
 func (m *metrics) command(name, outcome string) {
 	m.commands.WithLabelValues(name, outcome).Inc()
+}
+
+// ledgerGauges report the ledger's state at each scrape (as the gate
+// reads it: a scrape never waits for a checkpoint being published).
+func ledgerGauges(g *ledgerGate) []prometheus.Collector {
+	ok := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: metricLedgerOK,
+		Help: "1 when the ledger has verified the stored event log against its signed checkpoints and found it consistent; 0 before that check has finished, and once the log was found tampered with.",
+	}, func() float64 {
+		if _, err := g.state(); err == nil {
+			return 1
+		}
+		return 0
+	})
+	size := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: metricLedgerSize,
+		Help: "Tree size (number of events) of the newest signed checkpoint the ledger published or found; 0 when there is none yet.",
+	}, func() float64 {
+		size, _ := g.state()
+		return float64(size)
+	})
+	return []prometheus.Collector{ok, size}
 }
 
 // projectionCollector reports the projection runner's status at each

@@ -180,8 +180,10 @@ func (s *server) allowedMethods(r *http.Request) string {
 	return strings.Join(allow, ", ")
 }
 
-// routeHandler wraps a route's handler with authentication and, for
-// queries, the role check. A handler's error is answered by writeProblem.
+// routeHandler wraps a route's handler with authentication, for queries
+// the role check, and the ledger's guard (a log found tampered with stops
+// every route but those marked OnMismatch). A handler's error is answered
+// by writeProblem.
 func (s *server) routeHandler(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var actor domain.Actor
@@ -198,6 +200,12 @@ func (s *server) routeHandler(rt route) http.Handler {
 			if rt.Access == roles && !hasRole(rt.Roles, a.Role) {
 				err := errForbidden(fmt.Sprintf("role %s may not call %s %s", a.Role, rt.Method, rt.Pattern))
 				s.recordRefusedQuery(r, rt, a, err)
+				s.writeProblem(w, r, err)
+				return
+			}
+		}
+		if rt.Access != public && !rt.OnMismatch {
+			if err := s.ledgerFault(); err != nil {
 				s.writeProblem(w, r, err)
 				return
 			}

@@ -13,9 +13,10 @@ import (
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections/accessindex"
+	"github.com/accessledger/accessledger/projections/ledger"
 )
 
-// The problem codes of api.md.
+// The problem codes of api.md, and ledger_mismatch (R23).
 const (
 	codeInvalid           = "invalid"
 	codeUnauthenticated   = "unauthenticated"
@@ -26,6 +27,9 @@ const (
 	codeStale             = "stale"
 	codeTooLarge          = "too_large"
 	codeInternal          = "internal"
+	// codeLedgerMismatch: the ledger found the stored event log changed
+	// after it was recorded; the server answers no decisions (503).
+	codeLedgerMismatch = "ledger_mismatch"
 )
 
 // problemTypePrefix prefixes a problem's code to make its "type" URI.
@@ -76,7 +80,32 @@ var (
 		detail: "not ready: the read models and the access index have not caught up with the event log yet"}
 	errUnsupportedMediaType = &httpError{status: http.StatusUnsupportedMediaType, code: codeInvalid,
 		detail: "the body must be JSON: send Content-Type: application/json"}
+	errLedgerOff = &httpError{status: http.StatusServiceUnavailable, code: codeInternal,
+		detail: "this server runs without the ledger: it has no signed checkpoints or proofs to give"}
+	errLedgerNotVerified = &httpError{status: http.StatusServiceUnavailable, code: codeStale, err: ledger.ErrNotVerified,
+		detail: "not ready: the ledger has not finished verifying the event log against its published checkpoints; retry later"}
 )
+
+// errLedgerMismatch is the 503 "ledger_mismatch" problem of a log the
+// ledger found tampered with. Its detail names the first bad position and
+// what was wrong there, never the event's contents: GET /readyz shows it
+// without a token.
+func errLedgerMismatch(first ledger.Problem, known bool, cause error) error {
+	where := "the ledger's report names no position"
+	switch {
+	case known && first.HasPosition:
+		where = fmt.Sprintf("first bad position %s (%s", first.Position, first.Kind)
+		if first.LeafIndex >= 0 {
+			where += fmt.Sprintf(", leaf %d", first.LeafIndex)
+		}
+		where += ")"
+	case known:
+		where = fmt.Sprintf("%s, at no single position", first.Kind)
+	}
+	return &httpError{status: http.StatusServiceUnavailable, code: codeLedgerMismatch, err: cause,
+		detail: "the stored event log disagrees with the ledger: " + where +
+			"; this server answers no decisions until the log is investigated (accessd ledger verify)"}
+}
 
 // errMethodNotAllowed is a 405 naming the allowed methods.
 type errMethodNotAllowed struct{ allow string }
@@ -94,6 +123,7 @@ var titles = map[string]string{
 	codeStale:             "Stale",
 	codeTooLarge:          "Request too large",
 	codeInternal:          "Internal error",
+	codeLedgerMismatch:    "Event log tampered with",
 }
 
 // statusOfCode is the status of each code of the command service
@@ -140,6 +170,11 @@ func problemFor(err error) Problem {
 	case errors.Is(err, eventlog.ErrUnavailable):
 		status, code, detail = http.StatusServiceUnavailable, codeInternal,
 			"the event store is unavailable; retry later (with the same Idempotency-Key)"
+	case errors.Is(err, ledger.ErrMismatch):
+		status, code, detail = http.StatusServiceUnavailable, codeLedgerMismatch,
+			"the stored event log disagrees with the ledger; this server answers no decisions until the log is investigated (accessd ledger verify)"
+	case errors.Is(err, ledger.ErrNotVerified):
+		status, code, detail = errLedgerNotVerified.status, errLedgerNotVerified.code, errLedgerNotVerified.detail
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status, code, detail = http.StatusServiceUnavailable, codeInternal, "the request was cancelled or timed out"
 	default:

@@ -724,8 +724,13 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request, c call) error {
 }
 
 // readyz is GET /readyz: 200 once the read models and the index have caught
-// up with the event log, else 503 "stale".
+// up with the event log and the ledger (when there is one) has verified the
+// log, else 503 "stale"; 503 "ledger_mismatch" naming the first bad
+// position once the ledger has found the log tampered with.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request, c call) error {
+	if err := s.ledgerErr(); err != nil {
+		return s.ledgerError(err)
+	}
 	if !s.cfg.Ready() {
 		return errNotReady
 	}

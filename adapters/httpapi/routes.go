@@ -36,7 +36,12 @@ type route struct {
 	// Params lists the query parameters the route accepts; any other is
 	// refused with 400.
 	Params []string
-	handle func(s *server, w http.ResponseWriter, r *http.Request, c call) error
+	// OnMismatch marks the /v1/ routes still served when the ledger has
+	// found the stored log tampered with (the ledger's own, and the
+	// policy); every other authenticated route then answers 503
+	// ledger_mismatch, so a tampered log never serves decisions.
+	OnMismatch bool
+	handle     func(s *server, w http.ResponseWriter, r *http.Request, c call) error
 }
 
 // call is what the route handler hands a route's handler: the verified
@@ -53,6 +58,7 @@ var (
 	rolesAccount  = []domain.Role{domain.RoleService, domain.RoleWorker, domain.RolePortalsTeam, domain.RoleAuditor}
 	rolesAccounts = []domain.Role{domain.RoleService, domain.RoleWorker, domain.RolePortalsTeam, domain.RoleAuditor}
 	rolesWatch    = []domain.Role{domain.RoleService}
+	rolesLedger   = []domain.Role{domain.RoleAuditor, domain.RoleService}
 )
 
 // routes returns the route table.
@@ -100,7 +106,18 @@ func routes() []route {
 		{Name: "security_log", Method: http.MethodGet, Pattern: "/v1/security-log", Access: roles, Roles: rolesAuditor,
 			Params: []string{"actor", "command", "code", "from", "to", "after", "limit", "min_position"}, handle: (*server).securityLog},
 
-		{Name: "policy", Method: http.MethodGet, Pattern: "/v1/policy", Access: anyone, Params: []string{"min_position"}, handle: (*server).policy},
+		{Name: "policy", Method: http.MethodGet, Pattern: "/v1/policy", Access: anyone, Params: []string{"min_position"},
+			OnMismatch: true, handle: (*server).policy},
+
+		// The ledger (R23): checkpoints, its key and proofs (ledger.go).
+		{Name: "ledger_checkpoint", Method: http.MethodGet, Pattern: "/v1/ledger/checkpoint", Access: roles, Roles: rolesLedger,
+			OnMismatch: true, handle: (*server).ledgerCheckpoint},
+		{Name: "ledger_public_key", Method: http.MethodGet, Pattern: "/v1/ledger/public-key", Access: anyone,
+			OnMismatch: true, handle: (*server).ledgerPublicKey},
+		{Name: "ledger_inclusion_proof", Method: http.MethodGet, Pattern: "/v1/ledger/proof/inclusion", Access: roles, Roles: rolesAuditor,
+			Params: []string{"position", "event_id", "tree_size"}, OnMismatch: true, handle: (*server).ledgerInclusionProof},
+		{Name: "ledger_consistency_proof", Method: http.MethodGet, Pattern: "/v1/ledger/proof/consistency", Access: roles, Roles: rolesAuditor,
+			Params: []string{"from_size", "to_size"}, OnMismatch: true, handle: (*server).ledgerConsistencyProof},
 
 		// Operations.
 		{Name: "healthz", Method: http.MethodGet, Pattern: "/healthz", Access: public, handle: (*server).healthz},

@@ -53,7 +53,8 @@ func errTooOldForWatch(err error) error {
 // client that reconnects with Last-Event-ID never skips part of a
 // position. An idle stream sends a comment line every WatchHeartbeat. A
 // client too slow for the change buffer gets an event "reset" and the
-// stream ends. The stream ends when the client disconnects or the
+// stream ends; so does every stream once the ledger has found the log
+// tampered with. The stream ends when the client disconnects or the
 // request's context ends.
 func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 	var after eventlog.Position
@@ -109,6 +110,14 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 	heartbeat := time.NewTicker(s.cfg.WatchHeartbeat)
 	defer heartbeat.Stop()
 	for {
+		if err := s.ledgerFault(); err != nil {
+			// The ledger found the log tampered with while the stream ran:
+			// no more decisions; a reconnect is answered 503 ledger_mismatch.
+			data, _ := json.Marshal(resetEvent{Position: after.String(), Detail: problemFor(err).Detail})
+			fmt.Fprintf(&buf, "event: reset\ndata: %s\n\n", data)
+			send()
+			return nil
+		}
 		for i, ch := range changes {
 			writeChange(&buf, ch, i == len(changes)-1 || changes[i+1].Position != ch.Position)
 		}

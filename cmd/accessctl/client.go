@@ -123,7 +123,7 @@ func (c *Client) Server() string { return c.base.Redacted() }
 // Problem is an RFC 9457 problem document, the body of every error answer
 // (application/problem+json). Code is one of invalid, unauthenticated,
 // forbidden, not_found, conflict, already_registered, stale, too_large,
-// internal.
+// internal, ledger_mismatch.
 type Problem struct {
 	Type   string `json:"type,omitempty"`
 	Title  string `json:"title"`
@@ -574,6 +574,36 @@ func parseDuration(s string) (time.Duration, error) {
 	return total, nil
 }
 
+// TextAnswer is a text/plain answer (the ledger's checkpoint and public
+// key): Raw holds its bytes as the server sent them.
+type TextAnswer struct{ rawAnswer }
+
+func (*TextAnswer) plainText() {}
+
+// InclusionProof answers InclusionProof: the proof that the leaf of event
+// EventID, at LeafIndex, is in the ledger's tree of TreeSize leaves, and the
+// leaf's bytes (LeafData, whose RFC 6962 leaf hash is LeafHash). Hashes are
+// in standard base64, as tlog.ParseHash reads them.
+type InclusionProof struct {
+	rawAnswer
+	LeafIndex int64     `json:"leaf_index"`
+	TreeSize  int64     `json:"tree_size"`
+	LeafHash  string    `json:"leaf_hash"`
+	Hashes    []string  `json:"hashes"`
+	Position  Position  `json:"position"`
+	EventID   uuid.UUID `json:"event_id"`
+	LeafData  []byte    `json:"leaf_data"`
+}
+
+// ConsistencyProof answers ConsistencyProof: the proof that the ledger's
+// tree of FromSize leaves is a prefix of its tree of ToSize leaves.
+type ConsistencyProof struct {
+	rawAnswer
+	FromSize int64    `json:"from_size"`
+	ToSize   int64    `json:"to_size"`
+	Hashes   []string `json:"hashes"`
+}
+
 // Policy answers Policy (R16).
 type Policy struct {
 	rawAnswer
@@ -659,6 +689,15 @@ type HistoryQuery struct {
 type Anchor struct {
 	Seq  int64
 	Hash string // 64 lower-case hex digits
+}
+
+// InclusionQuery names the event whose inclusion to prove: by EventID or
+// by Position (exactly one), in the tree of TreeSize leaves (0: the
+// current checkpoint's).
+type InclusionQuery struct {
+	EventID  uuid.UUID
+	Position Position
+	TreeSize int64
 }
 
 // SecurityFilter selects security log entries; zero fields do not filter.
@@ -871,6 +910,46 @@ func (c *Client) Policy(ctx context.Context, minPosition Position) (*Policy, err
 	return &a, c.do(ctx, http.MethodGet, "/v1/policy", v, "", nil, &a)
 }
 
+// LedgerCheckpoint is GET /v1/ledger/checkpoint: the ledger's current
+// signed checkpoint, a signed note (open it with the ledger's key).
+func (c *Client) LedgerCheckpoint(ctx context.Context) (*TextAnswer, error) {
+	var a TextAnswer
+	return &a, c.do(ctx, http.MethodGet, "/v1/ledger/checkpoint", nil, "", nil, &a)
+}
+
+// LedgerPublicKey is GET /v1/ledger/public-key: the verifier key of the
+// ledger's checkpoints, one line.
+func (c *Client) LedgerPublicKey(ctx context.Context) (*TextAnswer, error) {
+	var a TextAnswer
+	return &a, c.do(ctx, http.MethodGet, "/v1/ledger/public-key", nil, "", nil, &a)
+}
+
+// InclusionProof is GET /v1/ledger/proof/inclusion.
+func (c *Client) InclusionProof(ctx context.Context, q InclusionQuery) (*InclusionProof, error) {
+	v := url.Values{}
+	if q.EventID != uuid.Nil {
+		v.Set("event_id", q.EventID.String())
+	} else {
+		v.Set("position", string(q.Position))
+	}
+	if q.TreeSize > 0 {
+		v.Set("tree_size", strconv.FormatInt(q.TreeSize, 10))
+	}
+	var a InclusionProof
+	return &a, c.do(ctx, http.MethodGet, "/v1/ledger/proof/inclusion", v, "", nil, &a)
+}
+
+// ConsistencyProof is GET /v1/ledger/proof/consistency from the tree of from
+// leaves to the tree of to leaves (0: the current checkpoint's size).
+func (c *Client) ConsistencyProof(ctx context.Context, from, to int64) (*ConsistencyProof, error) {
+	v := url.Values{"from_size": {strconv.FormatInt(from, 10)}}
+	if to > 0 {
+		v.Set("to_size", strconv.FormatInt(to, 10))
+	}
+	var a ConsistencyProof
+	return &a, c.do(ctx, http.MethodGet, "/v1/ledger/proof/consistency", v, "", nil, &a)
+}
+
 func setTime(v url.Values, name string, t time.Time) {
 	if !t.IsZero() {
 		v.Set(name, t.UTC().Format(time.RFC3339Nano))
@@ -887,6 +966,9 @@ func setMin(v url.Values, p Position) {
 // Transport
 
 type rawSetter interface{ setRaw(b []byte, replayed bool) }
+
+// plainText marks an answer that is text/plain, kept as sent, not JSON.
+type plainText interface{ plainText() }
 
 // do sends one request (retrying as the Client doc says) and decodes a 2xx
 // JSON answer into out.
@@ -933,8 +1015,13 @@ func (c *Client) once(ctx context.Context, method, target, key string, payload [
 	if err != nil {
 		return false, fmt.Errorf("build the request: %w", err)
 	}
+	_, text := out.(plainText)
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Accept", "application/json, application/problem+json")
+	if text {
+		req.Header.Set("Accept", "text/plain, application/problem+json")
+	} else {
+		req.Header.Set("Accept", "application/json, application/problem+json")
+	}
 	if c.UserAgent != "" {
 		req.Header.Set("User-Agent", c.UserAgent)
 	}
@@ -958,9 +1045,19 @@ func (c *Client) once(ctx context.Context, method, target, key string, payload [
 		return false, fmt.Errorf("the answer of %s %s is larger than %d bytes", method, redactURL(target), MaxAnswerBytes)
 	}
 	if resp.StatusCode >= 400 {
+		p := problemOf(resp, data)
 		retry = resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
 			resp.StatusCode == http.StatusGatewayTimeout
-		return retry, problemOf(resp, data)
+		// A tampered log does not heal by retrying.
+		return retry && p.Code != "ledger_mismatch", p
+	}
+	if text {
+		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/plain" {
+			return false, fmt.Errorf("unreadable answer from %s %s (status %d): %s, not text/plain", method, redactURL(target), resp.StatusCode,
+				firstNonEmpty(mt, "no content type"))
+		}
+		out.setRaw(data, false)
+		return false, nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return false, fmt.Errorf("unreadable answer from %s %s (status %d): %w", method, redactURL(target), resp.StatusCode, err)

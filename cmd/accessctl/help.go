@@ -18,15 +18,21 @@ func usage(w io.Writer) {
 	for _, v := range verbs() {
 		width = max(width, len(v.name))
 	}
-	for _, query := range []bool{false, true} {
-		if query {
+	sections := []struct {
+		title string
+		in    func(v verb) bool
+	}{
+		{"Commands (change something; answer with the position of the change):", func(v verb) bool { return !v.query }},
+		{"Queries (change nothing; answer with the position they were computed at):", func(v verb) bool { return v.query && !v.ledger }},
+		{ledgerTitle, func(v verb) bool { return v.ledger }},
+	}
+	for i, sec := range sections {
+		if i > 0 {
 			p("")
-			p("Queries (change nothing; answer with the position they were computed at):")
-		} else {
-			p("Commands (change something; answer with the position of the change):")
 		}
+		p(sec.title)
 		for _, v := range verbs() {
-			if v.query == query {
+			if sec.in(v) {
 				fmt.Fprintf(w, "  %-*s  %s\n", width, v.name, v.summary)
 			}
 		}
@@ -65,20 +71,45 @@ func usage(w io.Writer) {
 	p("  0  done (check: the access is allowed)")
 	p("  1  the server refused or failed (its problem is printed to stderr as")
 	p("     \"accessctl: TITLE: DETAIL (code CODE, status STATUS)\"), the server could")
-	p("     not be reached, or verify found the audit trail broken")
+	p("     not be reached, verify found the audit trail broken, or a ledger check")
+	p("     failed (ledger verify, ledger prove: the verdict line starts FAILED:)")
 	p("  2  usage: a flag or the environment is wrong; nothing was sent")
 	p("  3  check: the access is denied")
 }
 
-// help prints the usage, or a verb's.
+// ledgerTitle heads the ledger's verbs in the usage.
+const ledgerTitle = "The ledger (check that the log is the one the engine signed; no --min-position):"
+
+// groupUsage lists the verbs of a group of two-word verbs ("ledger").
+func groupUsage(w io.Writer, group string) {
+	fmt.Fprintf(w, "Usage: accessctl %s SUBCOMMAND [flags]\n\n", group)
+	width := 0
+	for _, v := range verbs() {
+		width = max(width, len(v.name))
+	}
+	for _, v := range verbs() {
+		if strings.HasPrefix(v.name, group+" ") {
+			fmt.Fprintf(w, "  %-*s  %s\n", width, v.name, v.summary)
+		}
+	}
+	fmt.Fprintf(w, "\nRun 'accessctl %s SUBCOMMAND -h' for its flags.\n", group)
+}
+
+// help prints the usage, or a verb's (a verb of two words may be given as
+// two arguments).
 func help(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stdout)
 		return exitOK
 	}
-	v, ok := findVerb(args[0])
+	name := strings.Join(args, " ")
+	if len(args) == 1 && isGroup(name) {
+		groupUsage(stdout, name)
+		return exitOK
+	}
+	v, ok := findVerb(name)
 	if !ok {
-		fmt.Fprintf(stderr, "accessctl help: unknown command %q\n", args[0])
+		fmt.Fprintf(stderr, "accessctl help: unknown command %q\n", name)
 		return exitUsage
 	}
 	verbUsage(stdout, v)
@@ -99,6 +130,9 @@ func verbUsage(w io.Writer, v verb) {
 }
 
 func kindOf(v verb) string {
+	if v.ledger {
+		return "a query of the ledger; takes no --min-position"
+	}
 	if v.query {
 		return "a query; accepts --min-position"
 	}

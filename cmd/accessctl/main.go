@@ -25,7 +25,7 @@ import (
 // Exit codes.
 const (
 	exitOK     = 0 // done; for check: allowed
-	exitError  = 1 // the server refused or failed, no answer, or verify found the trail broken
+	exitError  = 1 // the server refused or failed, no answer, verify found the trail broken, or a ledger check failed
 	exitUsage  = 2 // the command line or environment is wrong; nothing was sent
 	exitDenied = 3 // check: the access is denied
 )
@@ -135,9 +135,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		usage(stderr)
 		return exitUsage
 	}
-	name := rest[0]
+	name, verbArgs := rest[0], rest[1:]
 	if name == "help" {
 		return help(rest[1:], stdout, stderr)
+	}
+	if isGroup(name) {
+		// A verb of two words, e.g. "ledger verify".
+		if len(verbArgs) == 0 || strings.HasPrefix(verbArgs[0], "-") {
+			if len(verbArgs) > 0 && (verbArgs[0] == "-h" || verbArgs[0] == "--help" || verbArgs[0] == "-help") {
+				groupUsage(stdout, name)
+				return exitOK
+			}
+			groupUsage(stderr, name)
+			return exitUsage
+		}
+		name, verbArgs = name+" "+verbArgs[0], verbArgs[1:]
 	}
 	v, ok := findVerb(name)
 	if !ok {
@@ -148,7 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	fs := newFlagSet("accessctl " + name)
 	act := v.flags(fs)
 	g.register(fs)
-	if err := fs.Parse(rest[1:]); err != nil {
+	if err := fs.Parse(verbArgs); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			verbUsage(stdout, v)
 			return exitOK
@@ -240,6 +252,9 @@ func setup(v verb, g *globals, given map[string]bool, extra []string, lookup fun
 	}
 	if !v.query && given["min-position"] {
 		return nil, usagef("--min-position applies to queries only; %s is a command", v.name)
+	}
+	if v.ledger && given["min-position"] {
+		return nil, usagef("--min-position does not apply to %s: the ledger answers with signed checkpoints and proofs, not positions", v.name)
 	}
 	if given["min-position"] {
 		if g.minPosition == "" || strings.ContainsFunc(g.minPosition, isSpaceOrControl) {

@@ -21,6 +21,9 @@ type verb struct {
 	help     string // more, optional
 	endpoint string // method and path, for the help
 	query    bool
+	// ledger marks the ledger's verbs ("ledger verify", ...): queries that
+	// take no --min-position, listed apart.
+	ledger bool
 	// flags registers the verb's flags on fs and returns its action,
 	// which reads them when it runs.
 	flags func(fs *flag.FlagSet) action
@@ -37,6 +40,17 @@ func findVerb(name string) (verb, bool) {
 		}
 	}
 	return verb{}, false
+}
+
+// isGroup reports whether name is the first word of verbs of two words
+// (e.g. "ledger").
+func isGroup(name string) bool {
+	for _, v := range verbs() {
+		if strings.HasPrefix(v.name, name+" ") {
+			return true
+		}
+	}
+	return false
 }
 
 // Names the API accepts (api.md); TestNamesMatchDomain keeps them in step
@@ -723,6 +737,10 @@ func verbs() []verb {
 			},
 		},
 		securityLogVerb(),
+		ledgerCheckpointVerb(),
+		ledgerPublicKeyVerb(),
+		ledgerVerifyVerb(),
+		ledgerProveVerb(),
 		{
 			name: "policy", synopsis: "", query: true,
 			summary:  "show the policy: grace period, invitation lifetime, session timeouts",

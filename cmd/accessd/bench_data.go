@@ -202,7 +202,10 @@ type dataset struct {
 	data  *benchData
 	// built: the read models were built by this run (their rebuild was
 	// measured already).
-	built   bool
+	built bool
+	// dir holds the ledger's key and checkpoints of the engine runs on
+	// this data set (its data directory), removed by cleanup.
+	dir     string
 	cleanup func()
 }
 
@@ -232,12 +235,17 @@ func (b *bencher) sqliteData(ctx context.Context) (*dataset, error) {
 	}
 	run := filepath.Join(b.workDir, "run-sqlite.db")
 	removeSQLite(run)
+	dir := filepath.Join(b.workDir, "run-sqlite-data")
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
 	for _, suffix := range []string{"", "-wal"} {
 		if err := copyFile(cache+suffix, run+suffix); err != nil && !(suffix != "" && errors.Is(err, fs.ErrNotExist)) {
 			return nil, fmt.Errorf("copy the cached data set: %w", err)
 		}
 	}
-	return &dataset{store: "sqlite", url: "sqlite:" + run, data: data, built: built, cleanup: func() { removeSQLite(run) }}, nil
+	return &dataset{store: "sqlite", url: "sqlite:" + run, data: data, built: built, dir: dir,
+		cleanup: func() { removeSQLite(run); _ = os.RemoveAll(dir) }}, nil
 }
 
 // postgresData generates the data set into a new schema of the --postgres
@@ -285,7 +293,9 @@ func (b *bencher) postgresData(ctx context.Context) (*dataset, error) {
 		drop()
 		return nil, err
 	}
-	return &dataset{store: "postgres", url: u.String(), data: data, built: true, cleanup: drop}, nil
+	dir := filepath.Join(b.workDir, schema+"-data")
+	return &dataset{store: "postgres", url: u.String(), data: data, built: true, dir: dir,
+		cleanup: func() { drop(); _ = os.RemoveAll(dir) }}, nil
 }
 
 // build generates the data set into the store at url (through

@@ -132,8 +132,8 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 	if err != nil {
 		return nil, 0, err
 	}
-	cfg := storeConfig{eventStore: ds.url}
-	e, err := openEngine(ctx, &cfg, b.log)
+	cfg := storeConfig{eventStore: ds.url, dataDir: ds.dir}
+	e, err := openEngine(ctx, &cfg, engineOptions{instance: "bench"}, b.log)
 	if err != nil {
 		return nil, 0, err
 	}

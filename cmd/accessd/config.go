@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/accessledger/accessledger/projections/ledger"
 )
 
 // storeConfig holds the flags every command that opens the store shares.
@@ -16,6 +18,10 @@ type storeConfig struct {
 	readStore  string
 	logLevel   string
 	logFormat  string
+	// ledgerKey and checkpointDir: the ledger's signing key and where its
+	// checkpoints are published ("" = in the data directory).
+	ledgerKey     string
+	checkpointDir string
 }
 
 // defaultDBName is the SQLite file of the embedded default, in the data
@@ -28,6 +34,10 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 		"(default: sqlite file "+defaultDBName+" in --data-dir)")
 	fs.StringVar(&c.readStore, "read-store", "", "read models' database URL: postgres://... or sqlite:PATH "+
 		"(default: the event store's database; required with EventStoreDB)")
+	fs.StringVar(&c.ledgerKey, "ledger-key", "", "the ledger's Ed25519 signing key, in the signed-note format (default: "+ledger.KeyFileName+
+		" in --data-dir, created on first start, mode 0600); keep a copy and mount the same file on every replica")
+	fs.StringVar(&c.checkpointDir, "checkpoint-dir", "", "directory the signed checkpoints of the ledger are written to, one file each, never overwritten "+
+		"(default: checkpoints in --data-dir); copy it off the machine (docs/ledger.md)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 }
@@ -70,6 +80,22 @@ func (c *storeConfig) logger(env *environment) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(env.stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(env.stderr, opts))
+}
+
+// ledgerKeyPath is the ledger's signing key file.
+func (c *storeConfig) ledgerKeyPath() string {
+	if c.ledgerKey != "" {
+		return c.ledgerKey
+	}
+	return filepath.Join(c.dataDir, ledger.KeyFileName)
+}
+
+// checkpointPath is the checkpoint directory.
+func (c *storeConfig) checkpointPath() string {
+	if c.checkpointDir != "" {
+		return c.checkpointDir
+	}
+	return filepath.Join(c.dataDir, "checkpoints")
 }
 
 // eventStoreURL returns the event store to open; for the embedded default it

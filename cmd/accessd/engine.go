@@ -17,13 +17,15 @@ import (
 	"github.com/accessledger/accessledger/projections/accessindex"
 	"github.com/accessledger/accessledger/projections/accounts"
 	"github.com/accessledger/accessledger/projections/audit"
+	"github.com/accessledger/accessledger/projections/ledger"
 	"github.com/accessledger/accessledger/projections/securitylog"
 )
 
 // readModels returns fresh instances of every SQL read model, in the order
-// the runner reports them.
-func readModels() []projections.Projection {
-	return []projections.Projection{accesshistory.New(), audit.New(), accounts.New()}
+// the runner reports them; opts configure the ledger's tree (the last
+// published checkpoint it must agree with).
+func readModels(opts ...ledger.Option) []projections.Projection {
+	return []projections.Projection{accesshistory.New(), audit.New(), accounts.New(), ledger.New(opts...)}
 }
 
 // readModelNames lists the names accepted by rebuild --projection.
@@ -52,6 +54,10 @@ func migrateReadStore(ctx context.Context, db *sqldb.DB) error {
 	if err := migrateIdempotency(ctx, db); err != nil {
 		return err
 	}
+	pg, lite = ledger.Migrations()
+	if err := sqldb.Migrate(ctx, db, ledger.Component, pg, lite); err != nil {
+		return fmt.Errorf("migrate read store %s: %w", db, err)
+	}
 	return migrateMessaging(ctx, db)
 }
 
@@ -63,22 +69,45 @@ type engine struct {
 	readDB *sqldb.DB
 	runner *projections.Runner
 	index  *accessindex.Index
+	// ledger signs checkpoints of the tree and guards the start: the
+	// engine is ready only once the log agrees with what was published.
+	ledger *ledger.Ledger
+}
+
+// engineOptions are serve's settings of the engine's ledger.
+type engineOptions struct {
+	instance           string
+	checkpointInterval time.Duration
+	checkpointEvery    int64
 }
 
 // openEngine opens the stores, applies every migration and builds the
 // projections; run starts them. The read models live in --read-store, or
 // in the event store's database when that is SQL.
-func openEngine(ctx context.Context, cfg *storeConfig, log *slog.Logger) (*engine, error) {
+//
+// The ledger's key is created in the data directory on first start; the
+// tree's projection is given the newest published checkpoint, so that no
+// build of the tree (a rebuild at start included) agrees with a changed log.
+func openEngine(ctx context.Context, cfg *storeConfig, opts engineOptions, log *slog.Logger) (*engine, error) {
 	st, err := openStores(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	runner, err := projections.NewRunner(st.read.DB, st.events.log, readModels(), projections.WithLogger(log))
+	l, latest, err := openLedger(ctx, cfg, st, opts, log)
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	return &engine{log: log, stores: st, readDB: st.read, runner: runner,
+	var lopts []ledger.Option
+	if latest != nil {
+		lopts = append(lopts, ledger.WithCheckpoint(*latest))
+	}
+	runner, err := projections.NewRunner(st.read.DB, st.events.log, readModels(lopts...), projections.WithLogger(log))
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return &engine{log: log, stores: st, readDB: st.read, runner: runner, ledger: l,
 		index: accessindex.New(accessindex.WithLogger(log))}, nil
 }
 
@@ -116,6 +145,8 @@ func (e *engine) run(ctx context.Context, ready func()) error {
 		}
 		return fmt.Errorf("access index: %w", err)
 	})
+	verified := make(chan struct{})
+	g.Go(func() error { return e.guardAndPublish(gctx, verified) })
 	g.Go(func() error {
 		select {
 		case <-gctx.Done():
@@ -124,6 +155,11 @@ func (e *engine) run(ctx context.Context, ready func()) error {
 		}
 		if err := e.runner.WaitCaughtUp(gctx); err != nil {
 			return nil
+		}
+		select {
+		case <-gctx.Done():
+			return nil
+		case <-verified:
 		}
 		restoreGC()
 		if ready != nil {

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/audit"
+	"github.com/accessledger/accessledger/projections/ledger"
 )
 
 // runRebuild rebuilds one read model, or all of them, from the event log
@@ -32,7 +36,15 @@ func runRebuild(ctx context.Context, args []string, env *environment) error {
 		return err
 	}
 	defer st.Close()
-	for _, p := range readModels() {
+	latest, err := checkBeforeRebuild(ctx, &cfg, st)
+	if err != nil {
+		return err
+	}
+	var lopts []ledger.Option
+	if latest != nil {
+		lopts = append(lopts, ledger.WithCheckpoint(*latest))
+	}
+	for _, p := range readModels(lopts...) {
 		if name != "" && p.Name() != name {
 			continue
 		}
@@ -70,31 +82,112 @@ func runAudit(ctx context.Context, args []string, env *environment) error {
 		opts.Anchor = &a
 	}
 	log := cfg.logger(env)
-	e, err := openEngine(ctx, &cfg, log)
+	e, err := openEngine(ctx, &cfg, engineOptions{}, log)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
 	// Bring the trail up to the head of the log first, so that verify
-	// covers every event recorded so far.
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- e.runner.Run(rctx) }()
-	err = e.runner.WaitCaughtUp(ctx)
-	cancel()
-	<-done
+	// covers every event recorded so far; a projection that fails (a
+	// damaged store, a log that ends before the trail) ends verify with a
+	// verdict instead of a retry loop.
+	if err := catchUp(ctx, e.runner, e.stores.events.log); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "FAILED: the audit trail could not be brought up to date with the event log: %v\n", err)
+		return errBroken
+	}
+	// The trail is only as good as the log it was derived from: check the
+	// log against the ledger first.
+	lrep, err := verifyStores(ctx, &cfg, e.stores, nil, e.ledger.Key().Verifier)
 	if err != nil {
-		return err
+		if ctx.Err() != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "FAILED: the event log could not be checked against the ledger: %v\n", err)
+		return errBroken
 	}
 	res, err := audit.Verify(ctx, e.readDB, opts)
 	if err != nil {
-		return err
+		if ctx.Err() != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "FAILED: the audit trail could not be read: %v\n", err)
+		return errBroken
 	}
 	fmt.Fprintln(env.stdout, audit.VerifyReport(res))
+	if !lrep.OK {
+		first, _ := lrep.FirstBad()
+		fmt.Fprintf(env.stdout, "FAILED: the event log the trail was derived from disagrees with the ledger: %s "+
+			"(accessd ledger verify tells more)\n", first)
+		return errBroken
+	}
 	if !res.OK {
 		return errBroken
 	}
 	return nil
+}
+
+// catchUpPoll is how often catchUp looks at the projections' state.
+const catchUpPoll = 100 * time.Millisecond
+
+// catchUp runs the projections until every one has caught up with the log,
+// and fails at the first error one of them reports (the runner itself would
+// retry it forever), or when one has applied more of the log than the log
+// now holds (events deleted from its end: nothing would ever catch up).
+func catchUp(ctx context.Context, r *projections.Runner, log interface {
+	Head(context.Context) (eventlog.Position, error)
+	ReadAll(context.Context, eventlog.Position, int) ([]eventlog.Record, error)
+}) error {
+	head, err := log.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("read the log's head: %w", err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	caught := make(chan error, 1)
+	go func() { caught <- r.WaitCaughtUp(rctx) }()
+	tick := time.NewTicker(catchUpPoll)
+	defer tick.Stop()
+	last := map[string]eventlog.Position{}
+	for {
+		select {
+		case err := <-caught:
+			return err
+		case err := <-done:
+			done <- err
+			if err == nil {
+				err = errors.New("the projection runner stopped")
+			}
+			return err
+		case <-tick.C:
+			for _, s := range r.Status() {
+				if s.LastError != nil {
+					return fmt.Errorf("projection %s at position %s: %w", s.Name, s.Position, s.LastError)
+				}
+				if head.Before(s.Position) {
+					return fmt.Errorf("projection %s has applied the log up to position %s, but the log ends at %s: "+
+						"events were deleted from its end (accessd ledger verify names them)", s.Name, s.Position, head)
+				}
+				if p, seen := last[s.Name]; !s.CaughtUp && seen && p == s.Position && s.Position.Before(head) {
+					// No progress: is there anything left to read?
+					next, err := log.ReadAll(ctx, s.Position, 1)
+					if err != nil {
+						return fmt.Errorf("read the log after position %s: %w", s.Position, err)
+					}
+					if len(next) == 0 {
+						return fmt.Errorf("the log's head is position %s, but no event after position %s can be read: "+
+							"events were deleted from its end (accessd ledger verify names them)", head, s.Position)
+					}
+				}
+				last[s.Name] = s.Position
+			}
+		}
+	}
 }
 
 // errBroken ends accessd with exit code 1 after a report that already said

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/accessledger/accessledger/adapters/auth"
+	"github.com/accessledger/accessledger/adapters/bus"
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/adapters/sqldb"
@@ -36,7 +37,8 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	if err != nil {
 		return err
 	}
-	e, err := openEngine(ctx, cfg, log)
+	e, err := openEngine(ctx, cfg, engineOptions{instance: sc.instanceID,
+		checkpointInterval: sc.checkpointInterval, checkpointEvery: sc.checkpointEvery}, log)
 	if err != nil {
 		return err
 	}
@@ -60,6 +62,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 			log.Warn("close bus", "err", err)
 		}
 	}()
+	e.ledger.AddSink(bus.CheckpointSink{Publisher: msg.pub})
 	var ready atomic.Bool
 	stopping := make(chan struct{})
 	handler, err := apiHandler(e, cmds, verifier, sc, ready.Load, stopping, log)
@@ -136,6 +139,7 @@ func apiHandler(e *engine, cmds *commands.Service, verifier httpapi.Authenticato
 		Idempotency: idempotency.New(e.readDB), Policy: cmds.Policy(),
 		Ready: ready, Projections: e.runner.Status, Registry: reg, Logger: log,
 		MinPositionWait: sc.minPositionWait, Stopping: stopping,
+		Ledger: e.ledger, LedgerLog: e.stores.events.log,
 	})
 }
 

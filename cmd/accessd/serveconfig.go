@@ -26,6 +26,10 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	bus             string
 	instanceID      string
+	// checkpointInterval and checkpointEvery: when serve signs a grown
+	// ledger tree (R23).
+	checkpointInterval time.Duration
+	checkpointEvery    int64
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -41,6 +45,8 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.minPositionWait, "min-position-wait", 2*time.Second, "longest wait of a query for its min_position before answering 503 stale")
 	fs.StringVar(&c.bus, "bus", "gochannel", "message bus of the relay and the process manager: gochannel (in-process), nats://HOST:4222 (JetStream) or postgres://...")
 	fs.StringVar(&c.instanceID, "instance-id", "", "this replica's name in the read store: the process manager's claims and the outbox publishers' lease are held under it; give each replica sharing a read store its own (default: the host name)")
+	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Minute, "policy: sign a checkpoint of the ledger this often when the log has grown")
+	fs.Int64Var(&c.checkpointEvery, "checkpoint-every", 1000, "policy: sign a checkpoint of the ledger as soon as the log has grown by this many events")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 }
 
@@ -64,6 +70,12 @@ func (c *serveConfig) check() error {
 	}
 	if c.shutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: want more than 0", c.shutdownTimeout))
+	}
+	if c.checkpointInterval < time.Second || c.checkpointInterval > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("--checkpoint-interval %s: want 1s to 24h", c.checkpointInterval))
+	}
+	if c.checkpointEvery < 1 || c.checkpointEvery > 1_000_000 {
+		errs = append(errs, fmt.Errorf("--checkpoint-every %d: want 1 to 1000000", c.checkpointEvery))
 	}
 	if c.instanceID == "" {
 		c.instanceID = defaultInstanceID()

@@ -23,6 +23,11 @@ type Sink interface {
 // log has not been verified against the published checkpoints yet.
 var ErrNotVerified = errors.New("ledger: the log has not been verified against the published checkpoints yet")
 
+// ErrUnreadable: Guard could not read the store (every problem it found is
+// KindUnreadable): no verdict on tampering, so the ledger stays unverified
+// and the caller may try again.
+var ErrUnreadable = errors.New("ledger: the store could not be read")
+
 // Config configures a Ledger.
 type Config struct {
 	// DB is the read store holding the tree (the projection's views) and
@@ -57,7 +62,8 @@ type Ledger struct {
 	cfg  Config
 	tree *Tree
 
-	mu       sync.Mutex // serializes publishing
+	pub      sync.Mutex // serializes publishing (held across writes and sinks)
+	mu       sync.Mutex // guards the state below; never held across I/O
 	last     *Signed    // the newest checkpoint published or found
 	verified bool
 	fault    *Report // the failed verification, if any
@@ -101,6 +107,13 @@ func NewLedger(cfg Config) (*Ledger, error) {
 	return &Ledger{cfg: cfg, tree: NewTree(cfg.DB), wake: make(chan struct{}, 1)}, nil
 }
 
+// AddSink adds a receiver of the checkpoints published from now on.
+func (l *Ledger) AddSink(s Sink) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg.Sinks = append(l.cfg.Sinks, s)
+}
+
 // Tree returns the stored tree the ledger signs.
 func (l *Ledger) Tree() *Tree { return l.tree }
 
@@ -134,8 +147,9 @@ func LoadPublished(ctx context.Context, db bun.IDB, dir string, verifier note.Ve
 // Guard verifies the log against the stored tree and every published
 // checkpoint (Verify). When the log passes, the ledger may sign; when it
 // fails, the report is kept (Fault), the ledger never signs, and Guard
-// returns an error wrapping ErrMismatch. A store that cannot be read is a
-// failure too.
+// returns an error wrapping ErrMismatch. When the store could not be read
+// (and nothing else was found) it returns the report and an error wrapping
+// ErrUnreadable, and the ledger stays unverified.
 func (l *Ledger) Guard(ctx context.Context, log Log, opts VerifyOptions) (*Report, error) {
 	cps, problems, err := l.Published(ctx)
 	if err != nil {
@@ -150,6 +164,10 @@ func (l *Ledger) Guard(ctx context.Context, log Log, opts VerifyOptions) (*Repor
 	rep.OK = len(rep.Problems) == 0
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !rep.OK && onlyUnreadable(rep.Problems) {
+		first, _ := rep.FirstBad()
+		return rep, fmt.Errorf("%w: %s", ErrUnreadable, first)
+	}
 	if !rep.OK {
 		first, _ := rep.FirstBad()
 		l.fault, l.faultErr = rep, fmt.Errorf("%w: %s", ErrMismatch, first)
@@ -161,6 +179,15 @@ func (l *Ledger) Guard(ctx context.Context, log Log, opts VerifyOptions) (*Repor
 	}
 	l.verified = true
 	return rep, nil
+}
+
+func onlyUnreadable(ps []Problem) bool {
+	for _, p := range ps {
+		if p.Kind != KindUnreadable {
+			return false
+		}
+	}
+	return true
 }
 
 // Fault returns the failed verification that stops the ledger, or nil.
@@ -221,11 +248,11 @@ var errEmpty = errors.New("ledger: empty tree")
 // tree that is not consistent with the last checkpoint is never signed:
 // the ledger then stops signing (Fault) and the error wraps ErrMismatch.
 func (l *Ledger) Publish(ctx context.Context) (Signed, bool, error) {
+	l.pub.Lock()
+	defer l.pub.Unlock()
 	if err := l.Err(); err != nil {
 		return Signed{}, false, err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	size, err := l.tree.Size(ctx)
 	if err != nil {
 		return Signed{}, false, err
@@ -233,25 +260,26 @@ func (l *Ledger) Publish(ctx context.Context) (Signed, bool, error) {
 	if size == 0 {
 		return Signed{}, false, errEmpty
 	}
-	if l.last != nil && l.last.Size >= size {
-		if l.last.Size > size {
+	last, hasLast := l.Latest()
+	if hasLast && last.Size >= size {
+		if last.Size > size {
 			return Signed{}, false, l.stop(fmt.Errorf("%w: the stored tree has %d leaves but checkpoint %s signed %d",
-				ErrMismatch, size, l.last.Source, l.last.Size))
+				ErrMismatch, size, last.Source, last.Size))
 		}
-		return *l.last, false, nil // nothing new: the last checkpoint is the tree now
+		return last, false, nil // nothing new: the last checkpoint is the tree now
 	}
 	root, err := l.tree.Root(ctx, size)
 	if err != nil {
 		return Signed{}, false, err
 	}
-	if l.last != nil {
-		proof, err := l.tree.ProveConsistency(ctx, l.last.Size, size)
+	if hasLast {
+		proof, err := l.tree.ProveConsistency(ctx, last.Size, size)
 		if err != nil {
 			return Signed{}, false, err
 		}
-		if err := tlog.CheckTree(proof, size, root, l.last.Size, l.last.Root); err != nil {
+		if err := tlog.CheckTree(proof, size, root, last.Size, last.Root); err != nil {
 			return Signed{}, false, l.stop(fmt.Errorf("%w: the stored tree of %d leaves is not an extension of checkpoint %s (size %d): %v",
-				ErrMismatch, size, l.last.Source, l.last.Size, err))
+				ErrMismatch, size, last.Source, last.Size, err))
 		}
 	}
 	s, err := l.sign(Checkpoint{Origin: l.cfg.Key.Origin(), Size: size, Root: root})
@@ -269,8 +297,11 @@ func (l *Ledger) Publish(ctx context.Context) (Signed, bool, error) {
 	if err := saveCheckpoint(ctx, l.cfg.DB, s, l.cfg.Instance); err != nil {
 		return Signed{}, false, err
 	}
+	l.mu.Lock()
 	l.last = &s
-	for _, sink := range l.cfg.Sinks {
+	sinks := l.cfg.Sinks
+	l.mu.Unlock()
+	for _, sink := range sinks {
 		if err := sink.PublishCheckpoint(ctx, s.Checkpoint, s.Note); err != nil {
 			l.cfg.Logger.WarnContext(ctx, "ledger: checkpoint not handed to a sink", "size", s.Size, "err", err)
 		}
@@ -280,8 +311,10 @@ func (l *Ledger) Publish(ctx context.Context) (Signed, bool, error) {
 }
 
 // stop records err as the ledger's fault (it signs nothing more) and
-// returns it. l.mu is held.
+// returns it.
 func (l *Ledger) stop(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.faultErr == nil {
 		l.faultErr = err
 		l.fault = &Report{Problems: []Problem{{Kind: KindTree, LeafIndex: -1, Detail: err.Error()}}}

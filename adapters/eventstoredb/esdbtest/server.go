@@ -264,3 +264,22 @@ func (s *Server) AppendSystemEvent(stream, eventType string, data []byte) {
 		metadata:  []byte{},
 	}})
 }
+
+// ReplaceData replaces the data of the stored event id, in place, as
+// someone with write access to a real server's files could: readers see
+// the new bytes at the same position. It reports whether the event was
+// found. For the ledger's tamper tests.
+func (s *Server) ReplaceData(id uuid.UUID, data []byte) bool {
+	return s.store.replace(id, func(r *record) *record {
+		c := *r
+		c.data = append([]byte(nil), data...)
+		return &c
+	}, false)
+}
+
+// RemoveEvent removes the stored event id from $all (its stream keeps it),
+// as a deleted record of a real server's files would read. It reports
+// whether the event was found. For the ledger's tamper tests.
+func (s *Server) RemoveEvent(id uuid.UUID) bool {
+	return s.store.replace(id, nil, true)
+}

@@ -450,3 +450,29 @@ func (s *store) indexAtOrAfter(p tfPos) int {
 	defer s.mu.Unlock()
 	return s.firstAtOrAfter(p)
 }
+
+// replace swaps the record of event id for with(record) in the log and its
+// stream, or removes it from the log when remove is set.
+func (s *store) replace(id uuid.UUID, with func(*record) *record, remove bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, r := range s.log {
+		if r.id != id {
+			continue
+		}
+		if remove {
+			s.log = append(s.log[:i:i], s.log[i+1:]...)
+			return true
+		}
+		n := with(r)
+		s.log[i] = n
+		recs := s.streams[r.stream]
+		for j := range recs {
+			if recs[j] == r {
+				recs[j] = n
+			}
+		}
+		return true
+	}
+	return false
+}
