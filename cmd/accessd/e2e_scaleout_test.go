@@ -16,6 +16,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/projections/ledger"
 )
 
 // TestScaleOut_OneReplicaPublishes runs two replicas of serve on one
@@ -31,7 +32,9 @@ func TestScaleOut_OneReplicaPublishes(t *testing.T) {
 	secret, err := auth.LoadOrCreateSecret(secretDir)
 	require.NoError(t, err)
 	common := []string{"--event-store", store, "--bus", busURL, "--grace-period", "1s",
-		"--secret-file", filepath.Join(secretDir, auth.SecretFileName)}
+		"--secret-file", filepath.Join(secretDir, auth.SecretFileName),
+		// Every replica signs the ledger's checkpoints with the same key.
+		"--ledger-key", filepath.Join(secretDir, ledger.KeyFileName)}
 	cps := outbox.NewCheckpoints(sqltest.Open(t, store).DB)
 	busDB := sqltest.Open(t, busURL)
 

@@ -85,7 +85,7 @@ func (c Checkpoint) Sign(s note.Signer) ([]byte, error) {
 func OpenCheckpoint(msg []byte, verifier note.Verifier) (Checkpoint, error) {
 	n, err := note.Open(msg, note.VerifierList(verifier))
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
+		return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadCheckpoint, err)
 	}
 	c, err := ParseCheckpointBody(n.Text)
 	if err != nil {

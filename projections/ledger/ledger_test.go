@@ -2,7 +2,10 @@ package ledger_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/tlog"
@@ -86,4 +89,73 @@ func TestLeafRoundTrip(t *testing.T) {
 	}
 	_, err := ledger.DecodeLeaf([]byte("nonsense"))
 	require.ErrorIs(t, err, ledger.ErrBadLeaf)
+}
+
+func TestCheckpointsOfAnotherKeyAndPartialFilesAreProblems(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, openMemory(t))
+	e.appendEvents(t, 5)
+	e.project(t)
+	l := e.ledger(t)
+	_, err := l.Guard(ctx, e.store, ledger.VerifyOptions{})
+	require.NoError(t, err)
+	signed, fresh, err := l.Publish(ctx)
+	require.NoError(t, err)
+	require.True(t, fresh)
+	info, err := os.Stat(signed.Source)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o644), info.Mode().Perm())
+	entries, err := os.ReadDir(e.dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "no temporary file is left behind")
+
+	other, _, err := ledger.LoadOrCreateKey(filepath.Join(t.TempDir(), ledger.KeyFileName))
+	require.NoError(t, err)
+	cps, problems, err := ledger.LoadPublished(ctx, e.db, e.dir, other.Verifier)
+	require.NoError(t, err)
+	require.Empty(t, cps)
+	require.Len(t, problems, 2, "the file and the database's copy")
+	require.Contains(t, problems[0].Detail, "every replica must sign with the same key")
+
+	// A truncated copy (a crash of a copy tool, an edit) does not open.
+	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "checkpoint-000000000099.note"), signed.Note[:20], 0o644))
+	_, problems, err = ledger.LoadPublished(ctx, e.db, e.dir, e.key.Verifier)
+	require.NoError(t, err)
+	require.Len(t, problems, 1)
+	require.Equal(t, ledger.KindSignature, problems[0].Kind)
+}
+
+// TestPublishNeverBlocksErr: the state the API reads on every request is
+// never held up by a publish in progress (a slow sink, a slow database).
+func TestPublishNeverBlocksErr(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, openMemory(t))
+	e.appendEvents(t, 3)
+	e.project(t)
+	l := e.ledger(t)
+	_, err := l.Guard(ctx, e.store, ledger.VerifyOptions{})
+	require.NoError(t, err)
+	block := make(chan struct{})
+	entered := make(chan struct{})
+	l.AddSink(sinkFunc(func(context.Context, ledger.Checkpoint, []byte) error {
+		close(entered)
+		<-block
+		return nil
+	}))
+	done := make(chan error, 1)
+	go func() { _, _, err := l.Publish(ctx); done <- err }()
+	<-entered
+	start := time.Now()
+	require.NoError(t, l.Err())
+	_, ok := l.Latest()
+	require.True(t, ok)
+	require.Less(t, time.Since(start), 100*time.Millisecond)
+	close(block)
+	require.NoError(t, <-done)
+}
+
+type sinkFunc func(context.Context, ledger.Checkpoint, []byte) error
+
+func (f sinkFunc) PublishCheckpoint(ctx context.Context, cp ledger.Checkpoint, signed []byte) error {
+	return f(ctx, cp, signed)
 }

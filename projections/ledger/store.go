@@ -107,7 +107,19 @@ func writeCheckpointFile(dir string, s Signed) (string, error) {
 		return "", fmt.Errorf("ledger: checkpoint directory: %w", err)
 	}
 	path := filepath.Join(dir, checkpointFile(s.Size))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	// Written whole to a temporary file first and then linked to its name,
+	// which fails when the name exists: a crash never leaves a partial
+	// checkpoint under a checkpoint's name, and none is ever overwritten.
+	tmp, err := os.CreateTemp(dir, ".checkpoint-*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("ledger: create a checkpoint file in %s: %w", dir, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.Write(s.Note)
+	if err := errors.Join(werr, tmp.Chmod(0o644), tmp.Sync(), tmp.Close()); err != nil {
+		return "", fmt.Errorf("ledger: write %s: %w", tmp.Name(), err)
+	}
+	err = os.Link(tmp.Name(), path)
 	if errors.Is(err, fs.ErrExist) {
 		old, rerr := os.ReadFile(path)
 		if rerr != nil {
@@ -118,16 +130,12 @@ func writeCheckpointFile(dir string, s Signed) (string, error) {
 		}
 		oldCp, oerr := ParseCheckpointBody(noteBody(old))
 		if oerr == nil && oldCp.Root == s.Root {
-			return path, nil // the same tree, signed at another time
+			return path, nil // the same tree, signed by another replica's copy of the key
 		}
 		return "", fmt.Errorf("%w: %s already holds another checkpoint of size %d", ErrMismatch, path, s.Size)
 	}
 	if err != nil {
 		return "", fmt.Errorf("ledger: create %s: %w", path, err)
-	}
-	_, werr := f.Write(s.Note)
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		return "", fmt.Errorf("ledger: write %s: %w", path, err)
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
@@ -194,7 +202,15 @@ func OpenAll(notes []Signed, v note.Verifier) ([]Signed, []Problem) {
 	var problems []Problem
 	for _, s := range notes {
 		cp, err := OpenCheckpoint(s.Note, v)
-		if err != nil {
+		var unverified *note.UnverifiedNoteError
+		switch {
+		case errors.As(err, &unverified) && len(unverified.Note.UnverifiedSigs) > 0:
+			sig := unverified.Note.UnverifiedSigs[0]
+			problems = append(problems, Problem{Kind: KindSignature, LeafIndex: -1, Detail: fmt.Sprintf(
+				"checkpoint %s is signed by key %s+%08x, not by this ledger's key %s+%08x: every replica must sign with the same key "+
+					"(--ledger-key), and a checkpoint signed by another key cannot be checked here", s.Source, sig.Name, sig.Hash, v.Name(), v.KeyHash())})
+			continue
+		case err != nil:
 			problems = append(problems, Problem{Kind: KindSignature, LeafIndex: -1,
 				Detail: fmt.Sprintf("checkpoint %s does not open with the ledger's public key: %v", s.Source, err)})
 			continue
