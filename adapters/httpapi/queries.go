@@ -491,6 +491,8 @@ type auditEntry struct {
 	EffectiveAt time.Time       `json:"effective_at"`
 	RecordedAt  time.Time       `json:"recorded_at"`
 	Data        json.RawMessage `json:"data"`
+	LeafIndex   int64           `json:"leaf_index"`
+	LeafHash    string          `json:"leaf_hash"`
 	PrevHash    string          `json:"prev_hash"`
 	Hash        string          `json:"hash"`
 	Position    string          `json:"position"`
@@ -566,7 +568,7 @@ func (s *server) auditList(w http.ResponseWriter, r *http.Request, c call) error
 	for _, e := range entries {
 		out.Entries = append(out.Entries, auditEntry{Seq: e.Seq, EventID: e.EventID, Type: e.Type, Stream: e.Stream,
 			ChildID: e.ChildID, AccountID: e.AccountID, Actor: e.Actor, ActorRole: e.ActorRole, Reason: e.Reason,
-			EffectiveAt: e.EffectiveAt.UTC(), RecordedAt: e.RecordedAt.UTC(), Data: e.Data, PrevHash: e.PrevHash,
+			EffectiveAt: e.EffectiveAt.UTC(), RecordedAt: e.RecordedAt.UTC(), Data: e.Data, LeafIndex: e.LeafIndex, LeafHash: e.LeafHash, PrevHash: e.PrevHash,
 			Hash: e.Hash, Position: e.Position.String()})
 	}
 	return writeJSON(w, http.StatusOK, out)
@@ -606,6 +608,9 @@ func (s *server) auditVerify(w http.ResponseWriter, r *http.Request, c call) err
 	res, err := audit.Verify(r.Context(), s.cfg.ReadDB, opts)
 	if errors.Is(err, audit.ErrInvalidOptions) {
 		return errInvalid("%v", err)
+	}
+	if errors.Is(err, audit.ErrVersion) {
+		return errNotReady // the trail is being rebuilt for a new version
 	}
 	if err != nil {
 		return err

@@ -178,7 +178,7 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 			close(readyCh)
 		})
 	}()
-	go func() { be.msgDone <- be.msg.run(runCtx) }()
+	go func() { be.msgDone <- e.afterVerified(runCtx, be.msg.run) }()
 	go func() { be.httpDone <- be.srv.Serve(ln) }()
 	select {
 	case <-readyCh:

@@ -72,10 +72,16 @@ type engine struct {
 	// ledger signs checkpoints of the tree and guards the start: the
 	// engine is ready only once the log agrees with what was published.
 	ledger *ledger.Ledger
+	// verified is closed once the start-up check found the log agreeing
+	// with the stored tree and the published checkpoints.
+	verified chan struct{}
 }
 
 // engineOptions are serve's settings of the engine's ledger.
 type engineOptions struct {
+	// readOnlyKey: never create the ledger's key (a check on a copy, a
+	// key kept elsewhere): without one the engine has no ledger.
+	readOnlyKey        bool
 	instance           string
 	checkpointInterval time.Duration
 	checkpointEvery    int64
@@ -107,7 +113,7 @@ func openEngine(ctx context.Context, cfg *storeConfig, opts engineOptions, log *
 		_ = st.Close()
 		return nil, err
 	}
-	return &engine{log: log, stores: st, readDB: st.read, runner: runner, ledger: l,
+	return &engine{log: log, stores: st, readDB: st.read, runner: runner, ledger: l, verified: make(chan struct{}),
 		index: accessindex.New(accessindex.WithLogger(log))}, nil
 }
 
@@ -145,8 +151,7 @@ func (e *engine) run(ctx context.Context, ready func()) error {
 		}
 		return fmt.Errorf("access index: %w", err)
 	})
-	verified := make(chan struct{})
-	g.Go(func() error { return e.guardAndPublish(gctx, verified) })
+	g.Go(func() error { return e.guardAndPublish(gctx, e.verified) })
 	g.Go(func() error {
 		select {
 		case <-gctx.Done():
@@ -159,7 +164,7 @@ func (e *engine) run(ctx context.Context, ready func()) error {
 		select {
 		case <-gctx.Done():
 			return nil
-		case <-verified:
+		case <-e.verified:
 		}
 		restoreGC()
 		if ready != nil {
@@ -168,6 +173,18 @@ func (e *engine) run(ctx context.Context, ready func()) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// afterVerified runs f once the start-up check has passed (the messaging:
+// the process manager appends expiries decided from the log, the relays
+// publish it), or returns nil when ctx ends first.
+func (e *engine) afterVerified(ctx context.Context, f func(context.Context) error) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-e.verified:
+	}
+	return f(ctx)
 }
 
 // logStatus logs every projection's state.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -19,6 +20,11 @@ import (
 // newest checkpoint published so far (nil when none opens with the key).
 func openLedger(ctx context.Context, cfg *storeConfig, st *stores, opts engineOptions, log *slog.Logger) (*ledger.Ledger, *ledger.Checkpoint, error) {
 	path := cfg.ledgerKeyPath()
+	if opts.readOnlyKey {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, nil
+		}
+	}
 	key, created, err := ledger.LoadOrCreateKey(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ledger key: %w", err)
@@ -195,7 +201,15 @@ func verifyStores(ctx context.Context, cfg *storeConfig, st *stores, files []str
 		}
 		notes = append(notes, s)
 	}
-	cps, problems := ledger.OpenAll(notes, verifier)
+	var cps []ledger.Signed
+	var problems []ledger.Problem
+	switch {
+	case verifier != nil:
+		cps, problems = ledger.OpenAll(notes, verifier)
+	case len(notes) > 0:
+		problems = append(problems, ledger.Problem{Kind: ledger.KindSignature, LeafIndex: -1, Detail: fmt.Sprintf(
+			"%d published checkpoint(s) but no key to check them with: give --ledger-key (or --public-key to accessd ledger verify)", len(notes))})
+	}
 	var tree *ledger.Tree
 	if ok, err := projectionExists(ctx, st, ledger.Name); err != nil {
 		return nil, fmt.Errorf("the read store could not be read: %w", err)
@@ -242,6 +256,20 @@ func projectionExists(ctx context.Context, st *stores, name string) (bool, error
 	return n > 0, err
 }
 
+// optionalVerifier returns the verifier of the ledger's key, or nil when
+// there is no key file (a store the engine never served).
+func optionalVerifier(cfg *storeConfig) (note.Verifier, error) {
+	path := cfg.ledgerKeyPath()
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	key, err := ledger.LoadKey(path)
+	if err != nil {
+		return nil, err
+	}
+	return key.Verifier, nil
+}
+
 // checkBeforeRebuild refuses a rebuild of read models from a log that
 // disagrees with what the ledger recorded and signed: the rebuilt read
 // models, and a rebuilt tree, would vouch for a changed history. Only a
@@ -249,11 +277,11 @@ func projectionExists(ctx context.Context, st *stores, name string) (bool, error
 // rebuilt. It returns the newest checkpoint, which the rebuilt tree must
 // agree with.
 func checkBeforeRebuild(ctx context.Context, cfg *storeConfig, st *stores) (*ledger.Checkpoint, error) {
-	key, err := ledger.LoadKey(cfg.ledgerKeyPath())
+	verifier, err := optionalVerifier(cfg)
 	if err != nil {
-		return nil, nil // no key: nothing was ever signed with it here
+		return nil, fmt.Errorf("rebuild: %w", err)
 	}
-	rep, err := verifyStores(ctx, cfg, st, nil, key.Verifier)
+	rep, err := verifyStores(ctx, cfg, st, nil, verifier)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild: the log could not be verified first: %w", err)
 	}

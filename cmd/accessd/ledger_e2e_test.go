@@ -168,7 +168,7 @@ func TestLedger_RewrittenLogAndReadModelsAreCaughtByTheCheckpointFile(t *testing
 	s.unready = true
 	s.start()
 	require.Eventually(t, func() bool {
-		return strings.Contains(s.anonymous().do("GET", "/readyz", nil).String(), "checkpoint")
+		return strings.Contains(s.anonymous().do("GET", "/readyz", nil).String(), "ledger_mismatch")
 	}, e2eWait, 20*time.Millisecond)
 	w.service.do("GET", "/v1/check?account_id="+parent.id+"&child_id="+child+"&permission=record", nil).
 		problem(http.StatusServiceUnavailable, "ledger_mismatch")

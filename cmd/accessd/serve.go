@@ -91,7 +91,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 		})
 	}()
 	msgDone := make(chan error, 1)
-	go func() { msgDone <- msg.run(runCtx) }()
+	go func() { msgDone <- e.afterVerified(runCtx, msg.run) }()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(ln) }()
 
@@ -134,13 +134,16 @@ func apiHandler(e *engine, cmds *commands.Service, verifier httpapi.Authenticato
 	ready func() bool, stopping <-chan struct{}, log *slog.Logger) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return httpapi.New(httpapi.Config{
+	cfg := httpapi.Config{
 		Commands: cmds, Index: e.index, ReadDB: e.readDB, Auth: verifier,
 		Idempotency: idempotency.New(e.readDB), Policy: cmds.Policy(),
 		Ready: ready, Projections: e.runner.Status, Registry: reg, Logger: log,
 		MinPositionWait: sc.minPositionWait, Stopping: stopping,
-		Ledger: e.ledger, LedgerLog: e.stores.events.log,
-	})
+	}
+	if e.ledger != nil {
+		cfg.Ledger, cfg.LedgerLog = e.ledger, e.stores.events.log
+	}
+	return httpapi.New(cfg)
 }
 
 // migrateIdempotency applies the idempotency keys' migrations.

@@ -1,8 +1,10 @@
 // Package audit is the audit trail read model (rule R14, architecture
 // decision 10): one entry per event of the log, in global order, each
-// chained to the one before it by SHA-256, so that editing, deleting,
-// inserting or reordering entries is detected by Verify (accessd audit
-// verify, GET /v1/audit/verify). List answers GET /v1/audit.
+// chained to the one before it by SHA-256, and each naming its leaf in the
+// ledger's Merkle tree over the log (projections/ledger, rule R23), so
+// that editing, deleting, inserting or reordering entries is detected by
+// Verify (accessd audit verify, GET /v1/audit/verify). List answers GET
+// /v1/audit.
 //
 // # Table
 //
@@ -23,6 +25,8 @@
 //	effective_at     BIGINT  microseconds since the Unix epoch (UTC)
 //	recorded_at      BIGINT  microseconds since the Unix epoch (UTC)
 //	data             TEXT    the event's JSON payload, byte for byte as stored in the log
+//	leaf_index       BIGINT  the index of the event's leaf in the ledger's tree: seq-1
+//	leaf_hash        TEXT    lower-case hex of the event's RFC 6962 leaf hash (ledger.LeafHash)
 //	prev_hash        TEXT    the previous entry's hash; Genesis for entry 1
 //	hash             TEXT    lower-case hex SHA-256 of the canonical encoding below
 //
@@ -30,13 +34,36 @@
 // placement names the child and the carer's account); they are indexed, as
 // are actor and recorded_at, for List's filters. event_id is unique.
 //
+// # Entries and the ledger
+//
+// Every event of the log makes exactly one entry, in the log's global
+// order, as it makes exactly one leaf of the ledger's tree: entry seq is of
+// the event of leaf seq-1, and leaf_index holds seq-1. leaf_hash is the
+// event's leaf hash, computed by the projection from the event as the log
+// holds it, the same hash the ledger stores at that leaf: an inclusion
+// proof of the leaf and a signed checkpoint of the ledger vouch for the
+// event an entry records. Both columns are in the entry's hash, so the
+// chain is tied to the tree.
+//
+// When the database has the ledger's tables, Verify compares the trail
+// with them: each entry's event_id, position and leaf_hash with the leaf at
+// its leaf_index, and the trail's length with the number of leaves of
+// events up to the audit projection's own checkpoint. Removing the newest
+// entries, which leaves a whole chain, is detected there, as is an entry
+// removed, inserted or replaced with every later hash recomputed. The
+// ledger's own Verify checks its tree against the event log and the signed
+// checkpoints; what the leaf hash does not let the trail check is the
+// entry's copy of the event's fields (its data, actor, reason and times):
+// editing those and recomputing every later hash is revealed by an Anchor,
+// or by rebuilding the trail from the log.
+//
 // # Canonical encoding and hash
 //
 // An entry's hash is the lower-case hexadecimal SHA-256 of the following
-// byte string, the concatenation of these 17 fields in this order:
+// byte string, the concatenation of these 19 fields in this order:
 //
 //	field  column            encoding
-//	 1     (version tag)     text "accessledger.audit.v1"
+//	 1     (version tag)     text "accessledger.audit.v2"
 //	 2     seq               int
 //	 3     prev_hash         text (the 64 hex digits as stored)
 //	 4     event_id          text (the 36 characters as stored)
@@ -52,7 +79,9 @@
 //	14     effective_at      int (microseconds)
 //	15     recorded_at       int (microseconds)
 //	16     data              text (the stored bytes, never re-serialised)
-//	17     (terminator)      text "end"
+//	17     leaf_index        int
+//	18     leaf_hash         text (the 64 hex digits as stored)
+//	19     (terminator)      text "end"
 //
 // where
 //
@@ -75,29 +104,47 @@
 // every later hash is recomputed as well; an auditor who keeps the head
 // hash that Verify reports (an Anchor) detects that too.
 //
-// Worked example, for an auditor's reimplementation: the entry with seq 1,
-// prev_hash Genesis, event_id "00000000-0000-4000-8000-000000000001",
-// position 1/1, type "child.registered.v1", stream "child-1", child_id
-// "00000000-0000-4000-8000-000000000002", account_id NULL, actor
-// "worker-ann", actor_role "worker", reason "", effective_at and
-// recorded_at 1772442000000000 (2026-03-02T09:00:00Z) and data
-// {"k":"v"} has the hash
+// Worked example, for an auditor's reimplementation: the event with id
+// "00000000-0000-4000-8000-000000000001", stream "child-1", version 1,
+// position 1/1, type "child.registered.v1", data {"k":"v"}, actor
+// "worker-ann", actor role "worker", reason "", effective and recorded at
+// 2026-03-02T09:00:00Z, and nil correlation and causation ids, is the first
+// event of the log. Its leaf hash (the ledger's leaf encoding: each field
+// after a 4-byte big-endian length, but the version, 8 bytes big-endian;
+// times in RFC 3339 UTC; SHA-256 of 0x00 and the encoding) is
 //
-//	99eb801b0ab45aca879b7e9708b8452b3f0ec7562df7381835d1bc204020927a
+//	f9a211e057e84e2b344d5152f5cea576c8e5fdfcfc7ce793c2148af395577314
 //
-// (TestExampleHash pins it; this Python computes it too:
+// Its entry has seq 1, prev_hash Genesis, that event_id, position 1/1,
+// that type and stream, child_id "00000000-0000-4000-8000-000000000002"
+// (from a payload that names the child), account_id NULL, that actor, actor
+// role and reason, effective_at and recorded_at 1772442000000000, that
+// data, leaf_index 0 and that leaf_hash; its hash is
 //
-//	import hashlib, struct
+//	694ca57a830ebeb3ed5822b6a9bc2bf1f1bc8b472e1aabdaae331916c67edcdb
+//
+// (TestExampleHash pins both; this Python computes them too:
+//
+//	import hashlib, struct, uuid
+//	def field(b): return struct.pack(">I", len(b)) + b
+//	zero = bytes(16)
+//	leaf = (field(b"accessledger.leaf.v1")
+//	        + field(uuid.UUID("00000000-0000-4000-8000-000000000001").bytes)
+//	        + field(b"child-1") + struct.pack(">Q", 1) + field(b"child.registered.v1")
+//	        + field(b'{"k":"v"}') + field(b"worker-ann") + field(b"worker") + field(b"")
+//	        + field(b"2026-03-02T09:00:00Z") + field(b"2026-03-02T09:00:00Z")
+//	        + field(zero) + field(zero))
+//	leaf_hash = hashlib.sha256(b"\x00" + leaf).hexdigest()
 //	def text(s): s = s.encode(); return struct.pack(">Q", len(s)) + s
 //	def integer(v): return struct.pack(">q", v)
-//	m = (text("accessledger.audit.v1") + integer(1) + text("0" * 64)
+//	m = (text("accessledger.audit.v2") + integer(1) + text("0" * 64)
 //	     + text("00000000-0000-4000-8000-000000000001") + integer(1) + integer(1)
 //	     + text("child.registered.v1") + text("child-1")
 //	     + b"\x01" + text("00000000-0000-4000-8000-000000000002") + b"\x00"
 //	     + text("worker-ann") + text("worker") + text("")
 //	     + integer(1772442000000000) + integer(1772442000000000)
-//	     + text('{"k":"v"}') + text("end"))
-//	print(hashlib.sha256(m).hexdigest())
+//	     + text('{"k":"v"}') + integer(0) + text(leaf_hash) + text("end"))
+//	print(leaf_hash, hashlib.sha256(m).hexdigest())
 //
 // ).
 //

@@ -14,7 +14,7 @@ import (
 const Genesis = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // encodingTag opens every canonical encoding; a new encoding gets a new tag.
-const encodingTag = "accessledger.audit.v1"
+const encodingTag = "accessledger.audit.v2"
 
 // encodingEnd closes every canonical encoding.
 const encodingEnd = "end"
@@ -37,6 +37,8 @@ type entryRow struct {
 	EffectiveAt     int64          `bun:"effective_at"`
 	RecordedAt      int64          `bun:"recorded_at"`
 	Data            string         `bun:"data"`
+	LeafIndex       int64          `bun:"leaf_index"`
+	LeafHash        string         `bun:"leaf_hash"`
 	PrevHash        string         `bun:"prev_hash"`
 	Hash            string         `bun:"hash"`
 }
@@ -60,6 +62,8 @@ func (r *entryRow) canonical(b []byte) []byte {
 	b = appendInt(b, r.EffectiveAt)
 	b = appendInt(b, r.RecordedAt)
 	b = appendText(b, r.Data)
+	b = appendInt(b, r.LeafIndex)
+	b = appendText(b, r.LeafHash)
 	return appendText(b, encodingEnd)
 }
 

@@ -8,14 +8,32 @@ import (
 	"encoding/hex"
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
+
+	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/projections/ledger"
 )
 
-// exampleHash is the hash of the worked example in the package
-// documentation.
-const exampleHash = "99eb801b0ab45aca879b7e9708b8452b3f0ec7562df7381835d1bc204020927a"
+// exampleHash and exampleLeafHash are the entry hash and the leaf hash of
+// the worked example in the package documentation.
+const (
+	exampleHash     = "694ca57a830ebeb3ed5822b6a9bc2bf1f1bc8b472e1aabdaae331916c67edcdb"
+	exampleLeafHash = "f9a211e057e84e2b344d5152f5cea576c8e5fdfcfc7ce793c2148af395577314"
+)
+
+// exampleRecord is the event of the worked example.
+func exampleRecord() eventlog.Record {
+	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	return eventlog.Record{
+		ID: uuid.MustParse("00000000-0000-4000-8000-000000000001"), Stream: "child-1", Version: 1,
+		Position: eventlog.At(1), Type: "child.registered.v1", Data: []byte(`{"k":"v"}`),
+		Meta: eventlog.Meta{ActorID: "worker-ann", ActorRole: "worker", EffectiveAt: at, RecordedAt: at},
+	}
+}
 
 func exampleRow() entryRow {
 	return entryRow{
@@ -24,13 +42,20 @@ func exampleRow() entryRow {
 		ChildID: sql.NullString{String: "00000000-0000-4000-8000-000000000002", Valid: true},
 		Actor:   "worker-ann", ActorRole: "worker", Reason: "",
 		EffectiveAt: 1772442000000000, RecordedAt: 1772442000000000, Data: `{"k":"v"}`,
+		LeafIndex: 0, LeafHash: exampleLeafHash,
 	}
 }
 
 // TestExampleHash spells out the canonical encoding of the documented
 // example byte by byte, as an auditor reimplementing it would, and pins
-// its hash.
+// its hash and the leaf hash of its event.
 func TestExampleHash(t *testing.T) {
+	rec := exampleRecord()
+	require.Equal(t, exampleLeafHash, leafHash(rec))
+	leaf := ledger.LeafHash(rec)
+	require.Equal(t, exampleLeafHash, hex.EncodeToString(leaf[:]))
+	require.Equal(t, rec.Meta.RecordedAt.UnixMicro(), exampleRow().RecordedAt)
+
 	var want bytes.Buffer
 	text := func(s string) {
 		// 8-byte big-endian length, then the bytes.
@@ -38,7 +63,7 @@ func TestExampleHash(t *testing.T) {
 		want.WriteString(s)
 	}
 	integer := func(v int64) { require.NoError(t, binary.Write(&want, binary.BigEndian, v)) }
-	text("accessledger.audit.v1")
+	text("accessledger.audit.v2")
 	integer(1)                                   // seq
 	text(Genesis)                                // prev_hash
 	text("00000000-0000-4000-8000-000000000001") // event_id
@@ -55,6 +80,8 @@ func TestExampleHash(t *testing.T) {
 	integer(1772442000000000)                    // effective_at
 	integer(1772442000000000)                    // recorded_at
 	text(`{"k":"v"}`)                            // data
+	integer(0)                                   // leaf_index
+	text(exampleLeafHash)                        // leaf_hash
 	text("end")                                  // terminator
 
 	r := exampleRow()
@@ -126,6 +153,8 @@ func decodeCanonical(b []byte) (entryRow, error) {
 		r.EffectiveAt = integer()
 		r.RecordedAt = integer()
 		r.Data = text()
+		r.LeafIndex = integer()
+		r.LeafHash = text()
 		if text() != encodingEnd || len(b) != 0 {
 			return fail
 		}
@@ -157,6 +186,7 @@ func genRow(t *rapid.T) entryRow {
 		ChildID: genOptional(t, "child"), AccountID: genOptional(t, "account"),
 		Actor: genText(t, "actor"), ActorRole: genText(t, "role"), Reason: genText(t, "reason"),
 		EffectiveAt: small.Draw(t, "effective"), RecordedAt: small.Draw(t, "recorded"), Data: genText(t, "data"),
+		LeafIndex: small.Draw(t, "leaf index"), LeafHash: genText(t, "leaf hash"),
 	}
 }
 

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections"
+	"github.com/accessledger/accessledger/projections/ledger"
 )
 
 // Name, Version and Table of the projection.
@@ -25,8 +27,9 @@ const (
 	// --projection audit).
 	Name = "audit"
 	// Version is the version of the table and of the hashing; a change of
-	// either rebuilds the trail.
-	Version = 1
+	// either rebuilds the trail. Version 2 added leaf_index and leaf_hash
+	// and the encoding "accessledger.audit.v2".
+	Version = 2
 	// Table is the logical name of the entries table: the view queries and
 	// Verify read.
 	Table = "audit_entries"
@@ -108,6 +111,8 @@ func createTable(d dialect.Name, physical string) []string {
 		"effective_at " + integer + " NOT NULL",
 		"recorded_at " + integer + " NOT NULL",
 		"data TEXT NOT NULL",
+		"leaf_index " + integer + " NOT NULL",
+		"leaf_hash TEXT NOT NULL",
 		"prev_hash TEXT NOT NULL",
 		"hash TEXT NOT NULL",
 	}
@@ -213,6 +218,11 @@ func (p *Projection) chain(recs []eventlog.Record) ([]entryRow, head, error) {
 			return nil, head{}, err
 		}
 		row.Seq, row.PrevHash = h.seq+1, h.hash
+		// Every event makes exactly one entry, in the log's global order,
+		// as it makes exactly one leaf of the ledger: entry seq is leaf
+		// seq-1.
+		row.LeafIndex = row.Seq - 1
+		row.LeafHash = leafHash(rec)
 		row.Hash, buf = row.computeHash(buf)
 		rows = append(rows, row)
 		h = head{seq: row.Seq, hash: row.Hash, pos: rec.Position}
@@ -306,6 +316,13 @@ func subjects(e domain.Event) (child, account uuid.UUID, err error) {
 	return uuid.Nil, uuid.Nil, fmt.Errorf("audit: no subjects known for event type %s (%T)", e.EventType(), e)
 }
 
+// leafHash returns the lower-case hex of the ledger's RFC 6962 leaf hash of
+// rec (ledger.LeafHash): what the ledger stores at the leaf of rec's event.
+func leafHash(rec eventlog.Record) string {
+	h := ledger.LeafHash(rec)
+	return hex.EncodeToString(h[:])
+}
+
 func optionalID(id uuid.UUID) sql.NullString {
 	if id == uuid.Nil {
 		return sql.NullString{}
@@ -324,5 +341,5 @@ func isJSONObject(b []byte) bool {
 
 // size estimates the bytes r takes in an INSERT statement.
 func (r *entryRow) size() int {
-	return len(r.Data) + len(r.Stream) + len(r.Type) + len(r.Actor) + len(r.ActorRole) + len(r.Reason) + 400
+	return len(r.Data) + len(r.Stream) + len(r.Type) + len(r.Actor) + len(r.ActorRole) + len(r.Reason) + 500
 }

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strings"
@@ -16,12 +17,13 @@ import (
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/projections/ledger"
 )
 
 func TestProjectionIdentity(t *testing.T) {
 	p := New()
 	require.Equal(t, "audit", p.Name())
-	require.Equal(t, 1, p.Version())
+	require.Equal(t, 2, p.Version())
 	require.Len(t, p.Tables(), 1)
 	require.Equal(t, "audit_entries", p.Tables()[0].Name)
 	for _, d := range []dialect.Name{dialect.PG, dialect.SQLite} {
@@ -71,6 +73,9 @@ func TestTrail(t *testing.T) {
 			require.Equal(t, rec.Meta.EffectiveAt.UnixMicro(), r.EffectiveAt)
 			require.Equal(t, rec.Meta.RecordedAt.UnixMicro(), r.RecordedAt)
 			require.Equal(t, string(rec.Data), r.Data, "data byte for byte")
+			leaf := ledger.LeafHash(rec)
+			require.Equal(t, int64(i), r.LeafIndex, "entry seq names leaf seq-1")
+			require.Equal(t, hex.EncodeToString(leaf[:]), r.LeafHash)
 			require.Equal(t, prev, r.PrevHash)
 			want, _ := r.computeHash(nil)
 			require.Equal(t, want, r.Hash)
@@ -183,11 +188,11 @@ func TestEmptyTrail(t *testing.T) {
 		res, err := Verify(ctx, db, VerifyOptions{})
 		require.NoError(t, err)
 		require.Equal(t, Result{OK: true, Entries: 0, HeadHash: Genesis}, res)
-		require.Equal(t, "audit trail OK: 0 entries, head "+Genesis, VerifyReport(res))
+		require.Equal(t, "ledger: not compared (no ledger tables)\naudit trail OK: 0 entries, head "+Genesis, VerifyReport(res))
 
 		res, err = Verify(ctx, db, VerifyOptions{Anchor: &Anchor{Seq: 1, Hash: strings.Repeat("ab", 32)}})
 		require.NoError(t, err)
-		require.Equal(t, &Broken{Seq: 1, Reason: "entry missing: the trail ends at entry 0, before the anchor at entry 1 (entries deleted)"}, res.FirstBroken)
+		require.Equal(t, &Broken{Seq: 1, Check: CheckAnchor, Reason: "entry missing: the trail ends at entry 0, before the anchor at entry 1 (entries deleted)"}, res.FirstBroken)
 
 		entries, next, err := List(ctx, db, Filter{})
 		require.NoError(t, err)
@@ -335,6 +340,7 @@ func TestNoPhoneNumberInTrail(t *testing.T) {
 			for col, v := range map[string]string{"event_id": r.EventID, "type": r.Type, "stream": r.Stream,
 				"child_id": r.ChildID.String, "account_id": r.AccountID.String, "actor": r.Actor,
 				"actor_role": r.ActorRole, "reason": r.Reason, "data": r.Data, "prev_hash": r.PrevHash, "hash": r.Hash,
+				"leaf_index": fmt.Sprint(r.LeafIndex), "leaf_hash": r.LeafHash,
 				"seq": fmt.Sprint(r.Seq), "position_commit": fmt.Sprint(r.PositionCommit),
 				"position_prepare": fmt.Sprint(r.PositionPrepare), "effective_at": fmt.Sprint(r.EffectiveAt),
 				"recorded_at": fmt.Sprint(r.RecordedAt)} {

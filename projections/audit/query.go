@@ -40,9 +40,18 @@ type Entry struct {
 	EffectiveAt time.Time `json:"effective_at"`
 	RecordedAt  time.Time `json:"recorded_at"`
 	// Data is the event's payload exactly as the log holds it.
-	Data     json.RawMessage `json:"data"`
-	PrevHash string          `json:"prev_hash"`
-	Hash     string          `json:"hash"`
+	Data json.RawMessage `json:"data"`
+	// LeafIndex is the index of the event's leaf in the ledger's Merkle
+	// tree (projections/ledger): Seq-1, the event's 0-based place in the
+	// log's global order.
+	LeafIndex int64 `json:"leaf_index"`
+	// LeafHash is the lower-case hex of the event's RFC 6962 leaf hash
+	// (ledger.LeafHash), as the ledger stores it at LeafIndex: with an
+	// inclusion proof of that leaf, a signed checkpoint of the ledger
+	// vouches for the event.
+	LeafHash string `json:"leaf_hash"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
 }
 
 // Filter selects entries for List. Its zero value lists the first
@@ -166,6 +175,8 @@ func (r *entryRow) entry() (Entry, error) {
 		EffectiveAt: time.UnixMicro(r.EffectiveAt).UTC(),
 		RecordedAt:  time.UnixMicro(r.RecordedAt).UTC(),
 		Data:        json.RawMessage(r.Data),
+		LeafIndex:   r.LeafIndex,
+		LeafHash:    r.LeafHash,
 		PrevHash:    r.PrevHash,
 		Hash:        r.Hash,
 	}, nil

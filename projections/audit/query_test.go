@@ -149,6 +149,9 @@ func TestList(t *testing.T) {
 			require.Equal(t, rec.Meta.EffectiveAt, e.EffectiveAt)
 			require.Equal(t, rec.Meta.RecordedAt, e.RecordedAt)
 			require.Equal(t, string(rec.Data), string(e.Data))
+			require.Equal(t, int64(i), e.LeafIndex)
+			require.Equal(t, rows[i].LeafHash, e.LeafHash)
+			require.Equal(t, leafHash(rec), e.LeafHash)
 			require.Equal(t, rows[i].PrevHash, e.PrevHash)
 			require.Equal(t, rows[i].Hash, e.Hash)
 			require.Equal(t, all[i].child == uuid.Nil, e.ChildID == nil)
@@ -167,7 +170,7 @@ func TestList(t *testing.T) {
 		var fields map[string]json.RawMessage
 		require.NoError(t, json.Unmarshal(b, &fields))
 		for _, f := range []string{"seq", "event_id", "type", "stream", "actor", "actor_role", "reason",
-			"effective_at", "recorded_at", "data", "prev_hash", "hash"} {
+			"effective_at", "recorded_at", "data", "leaf_index", "leaf_hash", "prev_hash", "hash"} {
 			require.Contains(t, fields, f)
 		}
 		require.JSONEq(t, string(recs[0].Data), string(fields["data"]), "data is embedded as JSON, not as a string")

@@ -304,18 +304,54 @@ func TestVerifyOptions(t *testing.T) {
 }
 
 func TestResultJSON(t *testing.T) {
-	b, err := json.Marshal(Result{Entries: 56, HeadHash: Genesis, FirstBroken: &Broken{Seq: 57, Reason: "r"}})
+	b, err := json.Marshal(Result{Entries: 56, HeadHash: Genesis, FirstBroken: &Broken{Seq: 57, Check: CheckChain, Reason: "r"}})
 	require.NoError(t, err)
-	require.JSONEq(t, `{"ok":false,"entries":56,"head_hash":"`+Genesis+`","first_broken":{"seq":57,"reason":"r"}}`, string(b))
+	require.JSONEq(t, `{"ok":false,"entries":56,"head_hash":"`+Genesis+`","first_broken":{"seq":57,"check":"chain","reason":"r"},"ledger":null}`, string(b))
 	b, err = json.Marshal(Result{OK: true, HeadHash: Genesis})
 	require.NoError(t, err)
-	require.JSONEq(t, `{"ok":true,"entries":0,"head_hash":"`+Genesis+`","first_broken":null}`, string(b))
+	require.JSONEq(t, `{"ok":true,"entries":0,"head_hash":"`+Genesis+`","first_broken":null,"ledger":null}`, string(b))
+	b, err = json.Marshal(Result{Entries: 41, HeadHash: Genesis,
+		FirstBroken: &Broken{Seq: 42, Position: "42", Check: CheckLedger, Reason: "r"},
+		Ledger:      &LedgerComparison{Checkpoint: "42", Leaves: 42, Size: 44, Matched: 41}})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"ok":false,"entries":41,"head_hash":"`+Genesis+`",
+		"first_broken":{"seq":42,"position":"42","check":"ledger","reason":"r"},
+		"ledger":{"checkpoint":"42","leaves":42,"size":44,"matched":41}}`, string(b))
 }
 
 func TestVerifyReport(t *testing.T) {
 	h := strings.Repeat("ab", 32)
-	require.Equal(t, "audit trail OK: 1234 entries, head "+h, VerifyReport(Result{OK: true, Entries: 1234, HeadHash: h}))
-	require.Equal(t, "audit trail OK: 1 entry, head "+h, VerifyReport(Result{OK: true, Entries: 1, HeadHash: h}))
-	require.Equal(t, "audit trail BROKEN at entry 57: hash mismatch (entry edited)",
-		VerifyReport(Result{Entries: 56, HeadHash: h, FirstBroken: &Broken{Seq: 57, Reason: "hash mismatch (entry edited)"}}))
+	noLedger := "ledger: not compared (no ledger tables)\n"
+	withLedger := &LedgerComparison{Checkpoint: "1300", Leaves: 1234, Size: 1240, Matched: 1234}
+	tests := []struct {
+		name string
+		res  Result
+		want string
+	}{
+		{"OK", Result{OK: true, Entries: 1234, HeadHash: h}, noLedger + "audit trail OK: 1234 entries, head " + h},
+		{"OK, one entry", Result{OK: true, Entries: 1, HeadHash: h}, noLedger + "audit trail OK: 1 entry, head " + h},
+		{"broken", Result{Entries: 56, HeadHash: h, FirstBroken: &Broken{Seq: 57, Reason: "hash mismatch (entry edited)"}},
+			noLedger + "audit trail BROKEN at entry 57: hash mismatch (entry edited)"},
+		{"broken, position and check", Result{Entries: 56, HeadHash: h,
+			FirstBroken: &Broken{Seq: 57, Position: "60", Check: CheckChain, Reason: "hash mismatch (entry edited)"}},
+			noLedger + "audit trail BROKEN at entry 57 (position 60, chain check): hash mismatch (entry edited)"},
+		{"OK with the ledger", Result{OK: true, Entries: 1234, HeadHash: h, Ledger: withLedger},
+			"ledger: 1234 of its 1240 leaves matched by entries; 1234 leaves up to the audit checkpoint 1300\n" +
+				"audit trail OK: 1234 entries, head " + h},
+		{"tail deleted", Result{Entries: 1233, HeadHash: h, Ledger: &LedgerComparison{Checkpoint: "1300", Leaves: 1234, Size: 1240, Matched: 1233},
+			FirstBroken: &Broken{Seq: 1234, Position: "1300", Check: CheckLedger, Reason: "entry missing (deleted): ..."}},
+			"ledger: 1233 of its 1240 leaves matched by entries; 1234 leaves up to the audit checkpoint 1300\n" +
+				"audit trail BROKEN at entry 1234 (position 1300, ledger check): entry missing (deleted): ..."},
+		{"no audit checkpoint", Result{OK: true, Entries: 3, HeadHash: h, Ledger: &LedgerComparison{Size: 3, Matched: 3}},
+			"ledger: 3 of its 3 leaves matched by entries; no audit checkpoint, so the trail's length was not compared\n" +
+				"audit trail OK: 3 entries, head " + h},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := VerifyReport(tt.res)
+			require.Equal(t, tt.want, got)
+			lines := strings.Split(got, "\n")
+			require.Regexp(t, `^audit trail (OK:|BROKEN at entry) `, lines[len(lines)-1], "the verdict is the last line")
+		})
+	}
 }

@@ -167,3 +167,38 @@ func TestRewrittenLogAndTreeAreCaughtByACheckpoint(t *testing.T) {
 		require.ErrorIs(t, err, ledger.ErrMismatch)
 	})
 }
+
+// TestDamagedLeafRowIsTheTreesProblem: a leaf row of the ledger changed
+// (not the log) is told apart through the checkpoint's root: a problem of
+// the tree, which a rebuild of the tree repairs, not of the log.
+func TestDamagedLeafRowIsTheTreesProblem(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		e := newEnv(t, db)
+		e.appendEvents(t, 12)
+		e.project(t)
+		l := e.ledger(t)
+		_, err := l.Guard(ctx, e.store, ledger.VerifyOptions{})
+		require.NoError(t, err)
+		_, _, err = l.Publish(ctx)
+		require.NoError(t, err)
+		zero := make([]byte, 32)
+		e.exec(t, "UPDATE "+ledger.LeavesTable+"_g1 SET hash = ? WHERE leaf_index = 6", zero)
+		rep := e.verify(t)
+		require.False(t, rep.OK)
+		require.Len(t, rep.Problems, 1, rep.Summary())
+		require.Equal(t, ledger.KindTree, rep.Problems[0].Kind, rep.Summary())
+		require.Contains(t, rep.Problems[0].Detail, "row of leaf 6")
+		require.EqualValues(t, 12, rep.Events, "the whole log was read and agrees")
+
+		require.NoError(t, projections.Rebuild(ctx, db.DB, e.store, ledger.New(ledger.WithCheckpoint(mustLatest(t, l))), nil))
+		require.True(t, e.verify(t).OK)
+	})
+}
+
+func mustLatest(t *testing.T, l *ledger.Ledger) ledger.Checkpoint {
+	t.Helper()
+	s, ok := l.Latest()
+	require.True(t, ok)
+	return s.Checkpoint
+}

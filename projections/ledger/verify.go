@@ -43,7 +43,9 @@ const (
 	// KindFork: two checkpoints of one size with different roots.
 	KindFork Kind = "fork"
 	// KindUnreadable: the store could not be read (damaged pages, a lost
-	// connection); the verdict is a failure, never a retry.
+	// connection); Verify's verdict is a failure, never a retry (the
+	// engine's start-up check tries again later: it is no verdict on
+	// tampering).
 	KindUnreadable Kind = "unreadable"
 )
 
@@ -126,7 +128,7 @@ func (r *Report) FirstBad() (Problem, bool) {
 // or "FAILED: …".
 func (r *Report) Summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "log: %d events, head %s\n", r.Events, r.Head)
+	fmt.Fprintf(&b, "log: %d events read, head %s\n", r.Events, r.Head)
 	fmt.Fprintf(&b, "stored tree: %d leaves\n", r.TreeSize)
 	if r.Latest != nil {
 		fmt.Fprintf(&b, "checkpoints: %d checked, latest of size %d, root %s\n", r.Checkpoints, r.Latest.Size, r.Latest.Root)
@@ -370,7 +372,34 @@ func (v *verifier) compareLeaf(stored *leafPage, i int64, rec eventlog.Record, h
 		// checkpoints can tell where the log was changed.
 		return false
 	}
+	if s.Hash != h && v.leafRowDamaged(i, s, h) {
+		return false // reported; the log is right here, go on
+	}
 	v.problem(v.classify(i, s, rec, h))
+	return true
+}
+
+// leafRowDamaged tells, for a leaf a checkpoint covers, which side of a
+// difference is right: the inclusion proof from the stored tree's interior
+// hashes (which agree with the checkpoint) accepts the log's leaf hash h
+// and not the stored one when only the ledger's row was changed. It then
+// reports a problem of the tree and returns true.
+func (v *verifier) leafRowDamaged(i int64, s LeafInfo, h tlog.Hash) bool {
+	cps := v.opts.Checkpoints
+	if len(cps) == 0 || cps[len(cps)-1].Size <= i {
+		return false // no signed root covers this leaf: the tree's row is the only record
+	}
+	cp := cps[len(cps)-1]
+	proof, err := v.tree.ProveInclusion(v.ctx, i, cp.Size)
+	if err != nil {
+		return false
+	}
+	if tlog.CheckRecord(proof, cp.Size, cp.Root, i, h) != nil {
+		return false
+	}
+	v.problem(Problem{Kind: KindTree, LeafIndex: i, Detail: fmt.Sprintf(
+		"the ledger's row of leaf %d (position %s) was changed: the log's event hashes to the leaf that checkpoint %s covers, the stored row does not",
+		i, s.Position, cp.Source)})
 	return true
 }
 
@@ -383,7 +412,8 @@ func (v *verifier) classify(i int64, s LeafInfo, rec eventlog.Record, h tlog.Has
 			rec.ID, rec.Type, rec.Stream, rec.Version, h, s.Hash)}
 	case s.EventID == rec.ID:
 		return Problem{Kind: KindMoved, LeafIndex: i, Position: s.Position, HasPosition: true, EventID: rec.ID, Detail: fmt.Sprintf(
-			"event %s was recorded at position %s and now stands at position %s", rec.ID, s.Position, rec.Position)}
+			"event %s was recorded at position %s and now stands at position %s (the log's positions were renumbered, or the ledger's row was edited)",
+			rec.ID, s.Position, rec.Position)}
 	}
 	where, err := v.tree.LeafOfEvent(v.ctx, rec.ID)
 	switch {
