@@ -13,7 +13,7 @@ import (
 // subtrees of the tree so far (at most one per level). tlog computes the
 // stored hashes; frontier is its HashReader.
 type frontier struct {
-	n      int64              // leaves so far
+	n      int64               // leaves so far
 	hashes map[int64]tlog.Hash // stored hash index → hash, the frontier and this leaf's new hashes
 }
 
