@@ -10,7 +10,8 @@ PKGS      := ./...
 # Fuzz targets as package:Target pairs; `make fuzz` runs each for FUZZTIME.
 FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:FuzzMaskPhone ./domain/eventlog:FuzzParsePosition \
   ./domain/eventlog:FuzzPositionRoundTrip ./projections/audit:FuzzCanonicalRoundTrip \
-  ./adapters/auth:FuzzVerify ./adapters/httpapi:FuzzCommandBodies
+  ./adapters/auth:FuzzVerify ./adapters/httpapi:FuzzCommandBodies \
+  ./projections/ledger:FuzzDecodeLeaf ./projections/ledger:FuzzParseCheckpointBody ./projections/ledger:FuzzOpenCheckpoint
 
 .PHONY: help run build migrate test test-race lint fuzz bench cover
 

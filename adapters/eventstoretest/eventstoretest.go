@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/projections/ledger"
 )
 
 // Timing bounds of the suite.
@@ -79,6 +80,7 @@ func RunWith(t *testing.T, opts Options, newStore func(t *testing.T) eventlog.St
 		{"ReadAll", testReadAll},
 		{"Head", testHead},
 		{"MetadataRoundTrip", testMetadataRoundTrip},
+		{"StoredBytesAreStable", testStoredBytesAreStable},
 		{"TenThousandEventsInOneAppend", testLargeAppend},
 		{"LargePayload", testLargePayload},
 		{"UnicodePayloads", testUnicodePayloads},
@@ -757,6 +759,39 @@ func testMetadataRoundTrip(t *testing.T, newStore func(t *testing.T) eventlog.St
 	again, err := s.ReadStream(ctx, "m", 3, 1)
 	require.NoError(t, err)
 	require.True(t, fromStream[2].Meta.RecordedAt.Equal(again[0].Meta.RecordedAt))
+}
+
+// testStoredBytesAreStable: every way of reading an event gives the same
+// stored bytes, read after read, so the ledger's leaf (which hashes them,
+// projections/ledger) is the same whoever computes it: the projection that
+// follows the log, a verifier reading it from the start, a stream reader.
+func testStoredBytesAreStable(t *testing.T, newStore func(t *testing.T) eventlog.Store) {
+	s := newStore(t)
+	evs := events(5, "leaf.stable.v1")
+	evs[1].Meta.EffectiveAt = time.Date(2026, 5, 6, 7, 8, 9, 123456000, time.FixedZone("", 3*60*60))
+	evs[2].Meta.RecordedAt = time.Time{}
+	evs[3].Data = []byte(`{"b":2, "a":"\u00e9\u2014 spaced and escaped"}`)
+	mustAppend(t, s, "leaves", eventlog.NoStream, evs...)
+	leaves := func(recs []eventlog.Record) [][]byte {
+		out := make([][]byte, len(recs))
+		for i, r := range recs {
+			out[i] = ledger.LeafData(r)
+		}
+		return out
+	}
+	first := leaves(readAll(t, s))
+	require.Len(t, first, 5)
+	require.Equal(t, first, leaves(readAll(t, s)), "ReadAll twice")
+	require.Equal(t, first, leaves(readStream(t, s, "leaves")), "ReadStream")
+	sub := subscribe(t, s, eventlog.Start)
+	require.Equal(t, first, leaves(sub.next(t, 5)), "Subscribe")
+	_ = sub.stop(t)
+	for i, l := range first {
+		decoded, err := ledger.DecodeLeaf(l)
+		require.NoError(t, err)
+		require.Equal(t, evs[i].ID, decoded.EventID)
+		require.JSONEq(t, string(evs[i].Data), string(decoded.Data))
+	}
 }
 
 func testLargeAppend(t *testing.T, newStore func(t *testing.T) eventlog.Store) {

@@ -185,11 +185,11 @@ func verifyLedger(ctx context.Context, cfg *storeConfig, files []string, publicK
 
 // verifyStores is verifyLedger on open stores.
 func verifyStores(ctx context.Context, cfg *storeConfig, st *stores, files []string, verifier note.Verifier) (*ledger.Report, error) {
-	notes, err := ledger.ReadCheckpointDir(cfg.checkpointPath())
+	notes, err := ledger.ReadCheckpointDir(cfg.checkpointPath(), 0)
 	if err != nil {
 		return nil, err
 	}
-	stored, err := ledger.StoredCheckpoints(ctx, st.read)
+	stored, err := ledger.StoredCheckpoints(ctx, st.read, 0)
 	if err != nil {
 		return nil, fmt.Errorf("the read store could not be read: %w", err)
 	}

@@ -43,7 +43,7 @@ func waitForCheckpoint(t *testing.T, s *e2eServer, n uint64) {
 	t.Helper()
 	dir := filepath.Join(s.dir, "checkpoints")
 	require.Eventually(t, func() bool {
-		notes, err := ledger.ReadCheckpointDir(dir)
+		notes, err := ledger.ReadCheckpointDir(dir, 0)
 		if err != nil {
 			return false
 		}

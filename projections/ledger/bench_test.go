@@ -185,7 +185,7 @@ func BenchmarkVerify(b *testing.B) {
 	require.NoError(b, err)
 	_, _, err = led.Publish(ctx)
 	require.NoError(b, err)
-	cps, problems, err := ledger.LoadPublished(ctx, l.db, l.dir, l.key.Verifier)
+	cps, problems, err := ledger.LoadPublished(ctx, l.db, l.dir, l.key.Verifier, 0)
 	require.NoError(b, err)
 	require.Empty(b, problems)
 	require.NotEmpty(b, cps)

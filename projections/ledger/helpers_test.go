@@ -108,7 +108,7 @@ func (e *env) exec(t *testing.T, query string, args ...any) {
 func (e *env) verify(t *testing.T) *ledger.Report {
 	t.Helper()
 	ctx := context.Background()
-	cps, problems, err := ledger.LoadPublished(ctx, e.db, e.dir, e.key.Verifier)
+	cps, problems, err := ledger.LoadPublished(ctx, e.db, e.dir, e.key.Verifier, 0)
 	require.NoError(t, err)
 	require.Empty(t, problems)
 	rep, err := ledger.Verify(ctx, e.store, ledger.NewTree(e.db), ledger.VerifyOptions{Checkpoints: cps, PageSize: 7})

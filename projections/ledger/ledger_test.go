@@ -111,7 +111,7 @@ func TestCheckpointsOfAnotherKeyAndPartialFilesAreProblems(t *testing.T) {
 
 	other, _, err := ledger.LoadOrCreateKey(filepath.Join(t.TempDir(), ledger.KeyFileName))
 	require.NoError(t, err)
-	cps, problems, err := ledger.LoadPublished(ctx, e.db, e.dir, other.Verifier)
+	cps, problems, err := ledger.LoadPublished(ctx, e.db, e.dir, other.Verifier, 0)
 	require.NoError(t, err)
 	require.Empty(t, cps)
 	require.Len(t, problems, 2, "the file and the database's copy")
@@ -119,7 +119,7 @@ func TestCheckpointsOfAnotherKeyAndPartialFilesAreProblems(t *testing.T) {
 
 	// A truncated copy (a crash of a copy tool, an edit) does not open.
 	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "checkpoint-000000000099.note"), signed.Note[:20], 0o644))
-	_, problems, err = ledger.LoadPublished(ctx, e.db, e.dir, e.key.Verifier)
+	_, problems, err = ledger.LoadPublished(ctx, e.db, e.dir, e.key.Verifier, 0)
 	require.NoError(t, err)
 	require.Len(t, problems, 1)
 	require.Equal(t, ledger.KindSignature, problems[0].Kind)

@@ -48,6 +48,12 @@ type Config struct {
 	// MaxAge is how old the checkpoint GET /v1/ledger/checkpoint answers
 	// may be before a new one is signed (default 5 s).
 	MaxAge time.Duration
+	// GuardCheckpoints is how many of the newest checkpoints of each source
+	// (the directory, the table) Guard and Published read (default 64):
+	// the newest alone covers the whole log it signed; the others only
+	// narrow down where a log and tree rewritten together first differ.
+	// accessd ledger verify reads them all.
+	GuardCheckpoints int
 	// Instance names this replica in the checkpoint table.
 	Instance string
 	Clock    func() time.Time
@@ -95,6 +101,9 @@ func NewLedger(cfg Config) (*Ledger, error) {
 	if cfg.Every == 0 {
 		cfg.Every = 1000
 	}
+	if cfg.GuardCheckpoints == 0 {
+		cfg.GuardCheckpoints = 64
+	}
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = 5 * time.Second
 	}
@@ -124,19 +133,20 @@ func (l *Ledger) Key() *Key { return l.cfg.Key }
 // ledger's key (the checkpoint directory and the database's table), one per
 // size, and the problems of those that do not.
 func (l *Ledger) Published(ctx context.Context) ([]Signed, []Problem, error) {
-	return LoadPublished(ctx, l.cfg.DB, l.cfg.Dir, l.cfg.Key.Verifier)
+	return LoadPublished(ctx, l.cfg.DB, l.cfg.Dir, l.cfg.Key.Verifier, l.cfg.GuardCheckpoints)
 }
 
 // LoadPublished reads and opens the checkpoints of dir and of db's table
-// with verifier (see OpenAll).
-func LoadPublished(ctx context.Context, db bun.IDB, dir string, verifier note.Verifier) ([]Signed, []Problem, error) {
-	files, err := ReadCheckpointDir(dir)
+// with verifier (see OpenAll): all of them, or the newest of each source
+// when newest > 0.
+func LoadPublished(ctx context.Context, db bun.IDB, dir string, verifier note.Verifier, newest int) ([]Signed, []Problem, error) {
+	files, err := ReadCheckpointDir(dir, newest)
 	if err != nil {
 		return nil, nil, err
 	}
 	var stored []Signed
 	if db != nil {
-		if stored, err = StoredCheckpoints(ctx, db); err != nil {
+		if stored, err = StoredCheckpoints(ctx, db, newest); err != nil {
 			return nil, nil, err
 		}
 	}

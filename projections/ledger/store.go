@@ -63,15 +63,20 @@ func saveCheckpoint(ctx context.Context, db bun.IDB, s Signed, by string) error 
 }
 
 // StoredCheckpoints returns the signed notes of the database's table, by
-// size; they are not opened (OpenAll checks them).
-func StoredCheckpoints(ctx context.Context, db bun.IDB) ([]Signed, error) {
+// size, the newest ones only when newest > 0; they are not opened (OpenAll
+// checks them).
+func StoredCheckpoints(ctx context.Context, db bun.IDB, newest int) ([]Signed, error) {
 	var rows []checkpointRow
-	if err := db.NewSelect().Model(&rows).OrderExpr("tree_size").Scan(ctx); err != nil {
+	q := db.NewSelect().Model(&rows).OrderExpr("tree_size DESC")
+	if newest > 0 {
+		q = q.Limit(int64(newest))
+	}
+	if err := q.Scan(ctx); err != nil {
 		return nil, fmt.Errorf("ledger: read the stored checkpoints: %w", err)
 	}
 	out := make([]Signed, len(rows))
 	for i, r := range rows {
-		out[i] = Signed{Note: []byte(r.Note), Source: "database", At: time.UnixMicro(r.PublishedAt).UTC()}
+		out[len(rows)-1-i] = Signed{Note: []byte(r.Note), Source: "database", At: time.UnixMicro(r.PublishedAt).UTC()}
 	}
 	return out, nil
 }
@@ -154,8 +159,9 @@ func noteBody(msg []byte) string {
 }
 
 // ReadCheckpointDir returns the checkpoint files of dir (checkpoint-*.note),
-// not yet opened. A directory that does not exist holds none.
-func ReadCheckpointDir(dir string) ([]Signed, error) {
+// not yet opened, the newest (largest) ones only when newest > 0. A
+// directory that does not exist holds none.
+func ReadCheckpointDir(dir string, newest int) ([]Signed, error) {
 	if dir == "" {
 		return nil, nil
 	}
@@ -166,12 +172,20 @@ func ReadCheckpointDir(dir string) ([]Signed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read checkpoint directory %s: %w", dir, err)
 	}
-	var out []Signed
+	var names []string
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasPrefix(e.Name(), "checkpoint-") || !strings.HasSuffix(e.Name(), ".note") {
 			continue
 		}
-		s, err := ReadCheckpointFile(filepath.Join(dir, e.Name()))
+		names = append(names, e.Name())
+	}
+	sort.Strings(names) // the sizes are zero-padded: by size
+	if newest > 0 && len(names) > newest {
+		names = names[len(names)-newest:]
+	}
+	var out []Signed
+	for _, name := range names {
+		s, err := ReadCheckpointFile(filepath.Join(dir, name))
 		if err != nil {
 			return nil, err
 		}
