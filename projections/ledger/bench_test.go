@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -179,7 +180,8 @@ func newLedgerLog(b *testing.B, n int) *ledgerLog {
 func BenchmarkVerify(b *testing.B) {
 	ctx := context.Background()
 	l := newLedgerLog(b, benchLogSize)
-	led, err := ledger.NewLedger(ledger.Config{DB: l.db, Key: l.key, Dir: l.dir, Every: 1, Instance: "bench"})
+	led, err := ledger.NewLedger(ledger.Config{DB: l.db, Key: l.key, Dir: l.dir, Every: 1, Instance: "bench",
+		Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(b, err)
 	_, err = led.Guard(ctx, l.store, ledger.VerifyOptions{})
 	require.NoError(b, err)

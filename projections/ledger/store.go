@@ -112,6 +112,7 @@ func writeCheckpointFile(dir string, s Signed) (string, error) {
 		return "", fmt.Errorf("ledger: checkpoint directory: %w", err)
 	}
 	path := filepath.Join(dir, checkpointFile(s.Size))
+	removeStaleTemp(dir)
 	// Written whole to a temporary file first and then linked to its name,
 	// which fails when the name exists: a crash never leaves a partial
 	// checkpoint under a checkpoint's name, and none is ever overwritten.
@@ -147,6 +148,21 @@ func writeCheckpointFile(dir string, s Signed) (string, error) {
 		_ = d.Close()
 	}
 	return path, nil
+}
+
+// staleTemp is the age after which a temporary checkpoint file is taken
+// for one left by a crash (a publish takes milliseconds).
+const staleTemp = time.Minute
+
+// removeStaleTemp removes the temporary files that crashed publishes left
+// in dir; younger ones may be another replica's publish in progress.
+func removeStaleTemp(dir string) {
+	old, _ := filepath.Glob(filepath.Join(dir, ".checkpoint-*.tmp"))
+	for _, p := range old {
+		if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > staleTemp {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 // noteBody returns the text of a signed note before its signatures.
