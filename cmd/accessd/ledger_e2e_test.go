@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -240,4 +241,40 @@ func TestLedgerVerifyAlwaysEndsWithAVerdict(t *testing.T) {
 	code, out = runCmd3(t, "ledger", "verify", "--data-dir", dir, "--ledger-key", filepath.Join(dir, "nope"), "--log-level", "error")
 	require.Equal(t, exitError, code, out)
 	require.Contains(t, out, "FAILED: no key")
+}
+
+// TestVerifyOnADamagedSQLiteFileEndsWithAVerdict: a page of the database
+// zeroed (the events table's root) makes both verifies answer FAILED at
+// once, never a retry loop.
+func TestVerifyOnADamagedSQLiteFileEndsWithAVerdict(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	seed(t, dir)
+	_, _, err := ledger.LoadOrCreateKey(filepath.Join(dir, ledger.KeyFileName))
+	require.NoError(t, err)
+	code, out := runCmd3(t, "rebuild", "--data-dir", dir, "--log-level", "error")
+	require.Equal(t, exitOK, code, out)
+
+	ctx := context.Background()
+	path := filepath.Join(dir, defaultDBName)
+	db := sqltest.Open(t, "sqlite:"+path)
+	var root, pageSize int64
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT rootpage FROM sqlite_schema WHERE name = 'events'").Scan(&root))
+	require.NoError(t, db.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize))
+	_, err = db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(make([]byte, pageSize), (root-1)*pageSize)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	for _, cmd := range [][]string{{"ledger", "verify"}, {"audit", "verify"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		code, out, errOut := runCmd(t, ctx, noEnv, append(cmd, "--data-dir", dir, "--log-level", "error")...)
+		cancel()
+		require.Equal(t, exitError, code, out+errOut)
+		require.Contains(t, out, "FAILED", out+errOut)
+	}
 }
