@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/uptrace/bun"
 
 	"github.com/accessledger/accessledger/adapters/outbox"
 	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/projections/ledger"
 )
 
 func runMigrate(ctx context.Context, args []string, env *environment) error {
@@ -72,7 +76,38 @@ func runStatus(ctx context.Context, args []string, env *environment) error {
 		read = db
 	}
 	printOutboxStatus(ctx, env, outbox.NewCheckpoints(read), time.Now())
+	printLedgerStatus(ctx, env, read)
 	return nil
+}
+
+// printLedgerStatus reports the ledger's stored tree and newest published
+// checkpoint (as the read store holds them; accessd ledger verify checks
+// them).
+func printLedgerStatus(ctx context.Context, env *environment, read bun.IDB) {
+	size, err := ledger.NewTree(read).Size(ctx)
+	if err != nil {
+		fmt.Fprintln(env.stdout, "ledger: no tree in the read store yet (accessd serve builds it)")
+		return
+	}
+	cps, err := ledger.StoredCheckpoints(ctx, read, 1)
+	switch {
+	case err != nil || len(cps) == 0:
+		fmt.Fprintf(env.stdout, "ledger: tree of %d leaves, no checkpoint published yet\n", size)
+	default:
+		cp, perr := ledger.ParseCheckpointBody(ledgerNoteBody(cps[0].Note))
+		if perr != nil {
+			fmt.Fprintf(env.stdout, "ledger: tree of %d leaves, newest checkpoint unreadable: %v\n", size, perr)
+			return
+		}
+		fmt.Fprintf(env.stdout, "ledger: tree of %d leaves, newest checkpoint of size %d signed at %s (accessd ledger verify checks it)\n",
+			size, cp.Size, cps[0].At.Format(time.RFC3339))
+	}
+}
+
+// ledgerNoteBody is a signed note's text before its signatures.
+func ledgerNoteBody(note []byte) string {
+	text, _, _ := strings.Cut(string(note), "\n\n")
+	return text + "\n"
 }
 
 func printStoreStatus(ctx context.Context, env *environment, st *openedStore) error {
