@@ -4,6 +4,7 @@
 package api
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -81,6 +82,48 @@ func (e BrokenEntryCheck) Valid() bool {
 	}
 }
 
+// Defines values for GrantRecordRelationship.
+const (
+	GrantRecordRelationshipGuardian      GrantRecordRelationship = "guardian"
+	GrantRecordRelationshipNetworkMember GrantRecordRelationship = "network_member"
+	GrantRecordRelationshipParent        GrantRecordRelationship = "parent"
+)
+
+// Valid indicates whether the value is a known member of the GrantRecordRelationship enum.
+func (e GrantRecordRelationship) Valid() bool {
+	switch e {
+	case GrantRecordRelationshipGuardian:
+		return true
+	case GrantRecordRelationshipNetworkMember:
+		return true
+	case GrantRecordRelationshipParent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GrantRecordStatus.
+const (
+	GrantRecordStatusActive  GrantRecordStatus = "active"
+	GrantRecordStatusExpired GrantRecordStatus = "expired"
+	GrantRecordStatusRevoked GrantRecordStatus = "revoked"
+)
+
+// Valid indicates whether the value is a known member of the GrantRecordStatus enum.
+func (e GrantRecordStatus) Valid() bool {
+	switch e {
+	case GrantRecordStatusActive:
+		return true
+	case GrantRecordStatusExpired:
+		return true
+	case GrantRecordStatusRevoked:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GrantRequestPermissions.
 const (
 	GrantRequestPermissionsRecord GrantRequestPermissions = "record"
@@ -135,6 +178,33 @@ func (e Permission) Valid() bool {
 	case PermissionRecord:
 		return true
 	case PermissionView:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PlacementRecordStatus.
+const (
+	PlacementRecordStatusCancelled PlacementRecordStatus = "cancelled"
+	PlacementRecordStatusEnded     PlacementRecordStatus = "ended"
+	PlacementRecordStatusInGrace   PlacementRecordStatus = "in_grace"
+	PlacementRecordStatusOpen      PlacementRecordStatus = "open"
+	PlacementRecordStatusPlanned   PlacementRecordStatus = "planned"
+)
+
+// Valid indicates whether the value is a known member of the PlacementRecordStatus enum.
+func (e PlacementRecordStatus) Valid() bool {
+	switch e {
+	case PlacementRecordStatusCancelled:
+		return true
+	case PlacementRecordStatusEnded:
+		return true
+	case PlacementRecordStatusInGrace:
+		return true
+	case PlacementRecordStatusOpen:
+		return true
+	case PlacementRecordStatusPlanned:
 		return true
 	default:
 		return false
@@ -395,7 +465,7 @@ type AuditEntry struct {
 	ChildID *uuid.UUID `json:"child_id"`
 
 	// Data The event's payload exactly as the log holds it.
-	Data map[string]interface{} `json:"data"`
+	Data json.RawMessage `json:"data"`
 
 	// EffectiveAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
 	EffectiveAt Time `json:"effective_at"`
@@ -484,6 +554,25 @@ type ChildHistory struct {
 	Position Position `json:"position"`
 }
 
+// ChildRecord defines model for ChildRecord.
+type ChildRecord struct {
+	// AllocatedWorkerID The allocated worker's id, or null.
+	AllocatedWorkerID *string `json:"allocated_worker_id"`
+
+	// At (addition) the decision time of the statuses.
+	At         Time              `json:"at"`
+	ChildID    UUID              `json:"child_id"`
+	Grants     []GrantRecord     `json:"grants"`
+	Placements []PlacementRecord `json:"placements"`
+
+	// Position An opaque consistency token (a position in the event log).
+	Position Position `json:"position"`
+
+	// Reference The council's reference for the child.
+	Reference   string        `json:"reference"`
+	RetainUntil *NullableTime `json:"retain_until"`
+}
+
 // ChildRegistered defines model for ChildRegistered.
 type ChildRegistered struct {
 	ChildID UUID `json:"child_id"`
@@ -550,6 +639,28 @@ type EventRef struct {
 
 // FreeText A reason; tab and line feed are allowed.
 type FreeText = string
+
+// GrantRecord defines model for GrantRecord.
+type GrantRecord struct {
+	AccountID UUID          `json:"account_id"`
+	ExpiresAt *NullableTime `json:"expires_at"`
+
+	// GrantedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	GrantedAt    Time                    `json:"granted_at"`
+	Permissions  Permissions             `json:"permissions"`
+	Relationship GrantRecordRelationship `json:"relationship"`
+	ReviewBy     *NullableTime           `json:"review_by"`
+
+	// RevokedAt (addition) when the grant was revoked; null while active.
+	RevokedAt *NullableTime     `json:"revoked_at"`
+	Status    GrantRecordStatus `json:"status"`
+}
+
+// GrantRecordRelationship defines model for GrantRecord.Relationship.
+type GrantRecordRelationship string
+
+// GrantRecordStatus defines model for GrantRecord.Status.
+type GrantRecordStatus string
 
 // GrantRequest defines model for GrantRequest.
 type GrantRequest struct {
@@ -671,6 +782,23 @@ type PlacementEnded struct {
 	// Position An opaque consistency token (a position in the event log).
 	Position Position `json:"position"`
 }
+
+// PlacementRecord defines model for PlacementRecord.
+type PlacementRecord struct {
+	CarerAccountID UUID          `json:"carer_account_id"`
+	EndedAt        *NullableTime `json:"ended_at"`
+
+	// GraceUntil When the grace period ends (earlier when the worker ended it early, R6); null while the placement has no end.
+	GraceUntil  *NullableTime `json:"grace_until"`
+	PlacementID UUID          `json:"placement_id"`
+
+	// StartedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	StartedAt Time                  `json:"started_at"`
+	Status    PlacementRecordStatus `json:"status"`
+}
+
+// PlacementRecordStatus defines model for PlacementRecord.Status.
+type PlacementRecordStatus string
 
 // PlacementStarted defines model for PlacementStarted.
 type PlacementStarted struct {
@@ -804,7 +932,7 @@ type VerifyResult struct {
 	HeadHash Hash `json:"head_hash"`
 
 	// Ledger (addition, R23) How the trail compared with the ledger's leaves; null when there is no ledger to compare it with.
-	Ledger *LedgerComparison `json:"ledger,omitempty"`
+	Ledger *LedgerComparison `json:"ledger"`
 	Ok     bool              `json:"ok"`
 
 	// Position An opaque consistency token (a position in the event log).
@@ -847,6 +975,14 @@ type WatchEvent struct {
 	// Reason Why an answer allows (own_record, placement, grace_period, grant) or denies.
 	Reason Reason        `json:"reason"`
 	Until  *NullableTime `json:"until"`
+}
+
+// WatchReset The data of the "reset" event that ends a watch stream whose client fell too far behind (or, after the ledger found the log tampered with, every stream).
+type WatchReset struct {
+	Detail string `json:"detail"`
+
+	// Position An opaque consistency token (a position in the event log).
+	Position Position `json:"position"`
 }
 
 // AccountID defines model for AccountID.
@@ -1043,6 +1179,15 @@ type CheckParams struct {
 type RegisterChildParams struct {
 	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// GetChildParams defines parameters for GetChild.
+type GetChildParams struct {
+	// At The decision time (default now).
+	At *At `form:"at,omitempty" json:"at,omitempty"`
+
+	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
+	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
 }
 
 // AllocateWorkerParams defines parameters for AllocateWorker.

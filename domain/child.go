@@ -1,7 +1,9 @@
 package domain
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -95,6 +97,38 @@ func (c *Child) Placement(id uuid.UUID) (PlacementView, bool) {
 	}
 	return PlacementView{ID: p.id, CarerAccountID: p.carer, StartedAt: p.startedAt, Ended: p.ended,
 		EndedAt: p.endedAt, GraceUntil: p.graceUntil, GraceEndedEarly: p.graceEnded, ExpiryRecorded: p.expired}, true
+}
+
+// Placements returns a read-only copy of every placement of the child, in
+// the order they were recorded.
+func (c *Child) Placements() []PlacementView {
+	out := make([]PlacementView, 0, len(c.placements))
+	for _, p := range c.placements {
+		v, _ := c.Placement(p.id)
+		out = append(out, v)
+	}
+	return out
+}
+
+// GrantView is a read-only copy of the grants to one account: its
+// relationship and every interval, in the order they were recorded (the
+// last one open, To zero, while the grant stands).
+type GrantView struct {
+	AccountID    uuid.UUID
+	Relationship Relationship
+	Intervals    []GrantFacts
+}
+
+// Grants returns the grants of the child, one per account, in account id
+// order.
+func (c *Child) Grants() []GrantView {
+	out := make([]GrantView, 0, len(c.grants))
+	for id, g := range c.grants {
+		out = append(out, GrantView{AccountID: id, Relationship: g.relationship,
+			Intervals: append([]GrantFacts(nil), g.intervals...)})
+	}
+	slices.SortFunc(out, func(a, b GrantView) int { return bytes.Compare(a.AccountID[:], b.AccountID[:]) })
+	return out
 }
 
 // PlacementFacts returns the policy's view of every placement of the child

@@ -44,6 +44,14 @@ func TestEveryOperation(t *testing.T) {
 			v := get(domain.RoleWorker, "/v1/children/"+w.child+"/viewers?at="+now)
 			require.Len(t, v["viewers"], 2)
 
+			// The child's record, from its stream.
+			rec := get(domain.RoleManager, "/v1/children/"+w.child)
+			require.Equal(t, "NCC-0001", rec["reference"])
+			require.Equal(t, w.worker, rec["allocated_worker_id"])
+			require.Equal(t, w.placement, rec["placements"].([]any)[0].(map[string]any)["placement_id"])
+			require.Equal(t, "open", rec["placements"].([]any)[0].(map[string]any)["status"])
+			require.Equal(t, w.member, rec["grants"].([]any)[0].(map[string]any)["account_id"])
+
 			// Read models.
 			h := get(domain.RoleAuditor, "/v1/children/"+w.child+"/history?min_position="+w.lastPosition)
 			require.Len(t, h["intervals"], 2)
@@ -304,7 +312,7 @@ func TestRequestID(t *testing.T) {
 func TestPolicyAnswer(t *testing.T) {
 	pol := domain.Policy{GracePeriod: 48 * time.Hour, InvitationTTL: 72 * time.Hour,
 		SessionIdleTimeout: 20 * time.Minute, SessionWarningAfter: 15 * time.Minute}
-	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *Config) { c.Policy = pol })
+	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) { c.Q.Policy = pol })
 	p := e.ok(req{method: "GET", path: "/v1/policy", role: domain.RoleService}, 200)
 	require.EqualValues(t, 48*3600, p["grace_period"])
 	require.EqualValues(t, 72*3600, p["invitation_ttl"])

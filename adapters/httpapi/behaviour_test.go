@@ -26,6 +26,7 @@ import (
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections/accessindex"
 	"github.com/accessledger/accessledger/projections/ledger"
+	"github.com/accessledger/accessledger/queries"
 )
 
 // flaky wraps the command service: RegisterChild fails (or panics) the
@@ -120,7 +121,7 @@ func TestIdempotency_5xxAbandonsTheKey(t *testing.T) {
 		t.Run(fmt.Sprintf("panic=%v", panics), func(t *testing.T) {
 			f := &flaky{panic: panics}
 			f.fail.Store(1)
-			e := newEnv(t, sqltest.SQLiteMemory(t), func(c *Config) { f.Commands = c.Commands; c.Commands = f })
+			e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) { f.Commands = c.Commands; c.Commands = f })
 			before := e.head()
 			r := req{method: "POST", path: "/v1/children", role: domain.RoleWorker, body: `{"reference":"R-500"}`,
 				header: map[string]string{idempotencyKeyHeader: "k-500"}}
@@ -144,7 +145,7 @@ func TestIdempotency_5xxAbandonsTheKey(t *testing.T) {
 
 // waitSpy reports every WaitFor call of the index.
 type waitSpy struct {
-	Index
+	queries.Index
 	called chan struct{}
 }
 
@@ -159,7 +160,7 @@ func (s waitSpy) WaitFor(ctx context.Context, min eventlog.Position, timeout tim
 // TestMinPosition_Stale: every query waits for a min_position the engine
 // does not reach, then answers 503 "stale".
 func TestMinPosition_Stale(t *testing.T) {
-	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *Config) { c.MinPositionWait = 300 * time.Millisecond })
+	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) { c.Q.MinPositionWait = 300 * time.Millisecond })
 	w := e.buildWorld()
 	far := eventlog.At(1_000_000).String()
 	for _, path := range []string{
@@ -194,10 +195,10 @@ func TestMinPosition_Stale(t *testing.T) {
 // later; and a command's token makes the next read see the command.
 func TestMinPosition_Waits(t *testing.T) {
 	spy := waitSpy{called: make(chan struct{}, 1)}
-	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *Config) {
-		c.MinPositionWait = 20 * time.Second
-		spy.Index = c.Index
-		c.Index = spy
+	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) {
+		c.Q.MinPositionWait = 20 * time.Second
+		spy.Index = c.Q.Index
+		c.Q.Index = spy
 	})
 	w := e.buildWorld()
 	next := e.head()
@@ -384,7 +385,7 @@ func TestWatch(t *testing.T) {
 
 // tooOld is an index whose change feed has forgotten everything before
 // position 5.
-type tooOld struct{ Index }
+type tooOld struct{ queries.Index }
 
 func (x tooOld) Changes(after eventlog.Position) ([]accessindex.Change, eventlog.Position, <-chan struct{}, error) {
 	if after.Before(eventlog.At(5)) {
@@ -394,7 +395,7 @@ func (x tooOld) Changes(after eventlog.Position) ([]accessindex.Change, eventlog
 }
 
 func TestWatch_TooOld(t *testing.T) {
-	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *Config) { c.Index = tooOld{c.Index} })
+	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) { c.Q.Index = tooOld{c.Q.Index} })
 	e.buildWorld()
 	e.do(req{method: "GET", path: "/v1/watch?after=1", role: domain.RoleService}).problem(t, 410, codeConflict)
 	res, _, cancel := e.openWatch("?after=5", nil)
@@ -418,7 +419,7 @@ func watchStreams(t *testing.T, e *env) int {
 func TestPanicIsInternal(t *testing.T) {
 	f := &flaky{panic: true}
 	f.fail.Store(1)
-	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *Config) { f.Commands = c.Commands; c.Commands = f })
+	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) { f.Commands = c.Commands; c.Commands = f })
 	res := e.do(req{method: "POST", path: "/v1/children", role: domain.RoleWorker, body: `{"reference":"P"}`})
 	p := res.problem(t, 500, codeInternal)
 	require.Equal(t, "internal error", p.Detail)
@@ -472,9 +473,9 @@ func TestProblemFor(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	err := Config{MinPositionWait: -1, Policy: domain.Policy{GracePeriod: -1}}.Validate()
+	err := Config{WatchHeartbeat: -1}.Validate()
 	require.Error(t, err)
-	for _, want := range []string{"Commands", "Index", "ReadDB", "Auth", "Idempotency", "Ready", "Projections", "policy", "MinPositionWait"} {
+	for _, want := range []string{"Commands", "Queries", "Auth", "Idempotency", "Ready", "WatchHeartbeat"} {
 		require.Contains(t, err.Error(), want)
 	}
 	require.NotContains(t, err.Error(), "Ledger", "the ledger is optional")
@@ -486,8 +487,9 @@ func TestConfigValidate(t *testing.T) {
 
 // TestSecondNewOnOneRegistry: metrics cannot be registered twice.
 func TestSecondNewOnOneRegistry(t *testing.T) {
-	var cfg Config
-	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *Config) { cfg = *c })
+	var captured *setup
+	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) { captured = c })
+	cfg := captured.Config
 	_, err := New(cfg)
 	require.Error(t, err)
 	cfg.Registry = nil

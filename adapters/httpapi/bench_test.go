@@ -22,13 +22,18 @@ import (
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/projections"
+	"github.com/accessledger/accessledger/projections/accesshistory"
 	"github.com/accessledger/accessledger/projections/accessindex"
+	"github.com/accessledger/accessledger/projections/accounts"
+	"github.com/accessledger/accessledger/projections/audit"
 	"github.com/accessledger/accessledger/projections/projtest"
+	"github.com/accessledger/accessledger/queries"
 )
 
 // The HTTP benchmarks measure what the API adds on top of the access index:
@@ -135,17 +140,20 @@ func benchHandler(b *testing.B, role domain.Role) (http.Handler, string, *benchI
 	tok, err := auth.Mint(secret, auth.Claims{Subject: "portal-backend", Role: role, TTL: time.Hour}, time.Now())
 	require.NoError(b, err)
 
+	qs, err := queries.New(queries.Config{
+		Index: bi.ix, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db), Audit: audit.NewReader(db),
+		SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: noRefusals{},
+		Progress: func() []projections.Status { return nil }, Clock: func() time.Time { return bi.at },
+	})
+	require.NoError(b, err)
 	h, err := httpapi.New(httpapi.Config{
 		Commands:    svc,
-		Index:       bi.ix,
-		ReadDB:      db,
+		Queries:     qs,
 		Auth:        verifier,
 		Idempotency: idempotency.New(db),
 		Ready:       func() bool { return true },
-		Projections: func() []projections.Status { return nil },
 		Registry:    prometheus.NewRegistry(),
 		Logger:      slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		Clock:       func() time.Time { return bi.at },
 	})
 	require.NoError(b, err)
 	return h, "Bearer " + tok, bi

@@ -22,6 +22,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
@@ -34,7 +35,7 @@ import (
 	"github.com/accessledger/accessledger/projections/accounts"
 	"github.com/accessledger/accessledger/projections/audit"
 	"github.com/accessledger/accessledger/projections/ledger"
-	"github.com/accessledger/accessledger/projections/securitylog"
+	"github.com/accessledger/accessledger/queries"
 )
 
 // env is a running engine behind the handler, with real components: the
@@ -60,8 +61,16 @@ type env struct {
 	contract *contract
 }
 
-// envOption changes the handler's Config before New.
-type envOption func(*Config)
+// setup is what newEnv builds the handler from: its Config, and the
+// Config of the query service it is given.
+type setup struct {
+	Config
+	Q  queries.Config
+	DB *sqldb.DB // the env's database (read models, event log)
+}
+
+// envOption changes the setup before New.
+type envOption func(*setup)
 
 // syncBuffer is a goroutine-safe log sink.
 type syncBuffer struct {
@@ -79,15 +88,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// refusalLog writes the command service's refusals to the security log.
-type refusalLog struct{ log *securitylog.Log }
-
-func (r refusalLog) RecordRefusal(ctx context.Context, x commands.Refusal) error {
-	return r.log.Record(ctx, securitylog.Entry{At: x.At, ActorID: x.Actor.ID, ActorRole: string(x.Actor.Role),
-		Command: x.Command, Target: x.Target, Code: x.Code, Detail: x.Detail, RequestID: x.RequestID,
-		CorrelationID: x.CorrelationID})
 }
 
 func newEnv(t testing.TB, url string, opts ...envOption) *env {
@@ -109,7 +109,7 @@ func newEnv(t testing.TB, url string, opts ...envOption) *env {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := commands.New(store, refusalLog{securitylog.New(db)}, commands.Config{Logger: quiet})
+	svc, err := commands.New(store, securitylog.New(db), commands.Config{Logger: quiet})
 	require.NoError(t, err)
 	runner, err := projections.NewRunner(db.DB, store,
 		[]projections.Projection{accesshistory.New(), audit.New(), accounts.New(), ledger.New()},
@@ -130,25 +130,30 @@ func newEnv(t testing.TB, url string, opts ...envOption) *env {
 	e := &env{t: t, db: db, store: store, index: index, runner: runner, svc: svc,
 		registry: prometheus.NewRegistry(), ledger: led, secret: secret, logs: logs}
 	e.ready.Store(true)
-	cfg := Config{
-		Commands:        svc,
-		Index:           index,
-		ReadDB:          db,
-		Auth:            verifier,
-		Idempotency:     idempotency.New(db),
-		Ready:           e.ready.Load,
-		Projections:     runner.Status,
-		Registry:        e.registry,
-		Logger:          log,
+	cfg := setup{Config: Config{
+		Commands:       svc,
+		Auth:           verifier,
+		Idempotency:    idempotency.New(db),
+		Ready:          e.ready.Load,
+		Registry:       e.registry,
+		Collectors:     []prometheus.Collector{accessindex.PositionGauge(index), projections.Collector(runner.Status)},
+		Logger:         log,
+		WatchHeartbeat: 50 * time.Millisecond,
+		Ledger:         led,
+		LedgerLog:      store,
+	}, DB: db, Q: queries.Config{
+		Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db), Audit: audit.NewReader(db),
+		SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: securitylog.New(db),
+		Progress: runner.Status, Logger: log,
 		MinPositionWait: 10 * time.Second, // reads after a command wait for the projections, also on a loaded machine
-		WatchHeartbeat:  50 * time.Millisecond,
-		Ledger:          led,
-		LedgerLog:       store,
-	}
+	}}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	h, err := New(cfg)
+	qs, err := queries.New(cfg.Q)
+	require.NoError(t, err)
+	cfg.Queries = qs
+	h, err := New(cfg.Config)
 	require.NoError(t, err)
 	e.contract = newContract(t)
 	e.srv = httptest.NewServer(e.contract.middleware(h))

@@ -44,23 +44,18 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/uptrace/bun"
 
 	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
-	"github.com/accessledger/accessledger/projections"
-	"github.com/accessledger/accessledger/projections/accessindex"
 	"github.com/accessledger/accessledger/projections/ledger"
-	"github.com/accessledger/accessledger/projections/securitylog"
+	"github.com/accessledger/accessledger/queries"
 )
 
 // Defaults of Config.
 const (
-	// DefaultMinPositionWait is how long a query waits for its
-	// min_position (architecture decision 6).
-	DefaultMinPositionWait = 2 * time.Second
 	// DefaultWatchHeartbeat is how often an idle watch stream sends a
 	// comment line, so that proxies and clients see the connection alive.
 	DefaultWatchHeartbeat = 15 * time.Second
@@ -88,15 +83,24 @@ type Commands interface {
 	EnrolPhone(context.Context, commands.Meta, commands.EnrolPhone) (commands.Result, error)
 }
 
-// Index is the in-memory access index: *accessindex.Index implements it.
-type Index interface {
-	Check(acct, child uuid.UUID, perm domain.Permission, t time.Time) accessindex.Answer
-	CheckCarer(acct, carer uuid.UUID, perm domain.Permission, t time.Time) accessindex.Answer
-	ChildrenOf(acct uuid.UUID, t time.Time) ([]accessindex.Entry, eventlog.Position)
-	ViewersOf(child uuid.UUID, t time.Time) ([]accessindex.Entry, eventlog.Position)
-	WaitFor(ctx context.Context, min eventlog.Position, timeout time.Duration) (eventlog.Position, error)
-	Changes(after eventlog.Position) ([]accessindex.Change, eventlog.Position, <-chan struct{}, error)
-	Position() eventlog.Position
+// Queries is the query service: *queries.Service implements it. Every
+// method authorizes its caller itself (the roles are the query service's);
+// Authorize lets the route handler refuse before it reads the parameters.
+type Queries interface {
+	Authorize(ctx context.Context, q queries.Name, c queries.Caller) error
+	Check(ctx context.Context, c queries.Caller, p queries.CheckParams) (api.CheckAnswer, error)
+	AccountChildren(ctx context.Context, c queries.Caller, account uuid.UUID, at time.Time, w queries.Consistency) (api.ChildrenAnswer, error)
+	ChildViewers(ctx context.Context, c queries.Caller, child uuid.UUID, at time.Time, w queries.Consistency) (api.ViewersAnswer, error)
+	Watch(ctx context.Context, c queries.Caller) (queries.Feed, error)
+	ChildHistory(ctx context.Context, c queries.Caller, child uuid.UUID, p queries.HistoryParams) (api.ChildHistory, error)
+	AccountHistory(ctx context.Context, c queries.Caller, account uuid.UUID, p queries.HistoryParams) (api.AccountHistory, error)
+	GetChild(ctx context.Context, c queries.Caller, id uuid.UUID, at time.Time) (api.ChildRecord, error)
+	GetAccount(ctx context.Context, c queries.Caller, id uuid.UUID, at time.Time, w queries.Consistency) (api.Account, error)
+	ListAccounts(ctx context.Context, c queries.Caller, p queries.ListAccountsParams) (api.AccountList, error)
+	AuditList(ctx context.Context, c queries.Caller, f queries.AuditFilter, w queries.Consistency) (api.AuditPage, error)
+	AuditVerify(ctx context.Context, c queries.Caller, opts queries.AuditVerifyOptions, w queries.Consistency) (api.VerifyResult, error)
+	SecurityLogPage(ctx context.Context, c queries.Caller, f queries.SecurityFilter, w queries.Consistency) (api.SecurityLogPage, error)
+	Policy(ctx context.Context, c queries.Caller, w queries.Consistency) (api.Policy, error)
 }
 
 // Authenticator verifies bearer tokens: *auth.Verifier implements it. Its
@@ -143,45 +147,32 @@ type LedgerLog interface {
 	ReadAll(ctx context.Context, after eventlog.Position, limit int) ([]eventlog.Record, error)
 }
 
-// Config configures the handler. Commands, Index, ReadDB, Auth,
-// Idempotency, Ready and Projections are required; the other fields have
-// defaults. Validate reports every problem.
+// Config configures the handler. Commands, Queries, Auth, Idempotency and
+// Ready are required; the other fields have defaults. Validate reports
+// every problem.
 type Config struct {
 	// Commands carries out the commands.
 	Commands Commands
-	// Index answers checks, the children and viewers lists, and feeds the
-	// watch stream.
-	Index Index
-	// ReadDB holds the SQL read models (access history, accounts, audit
-	// trail) and the security log. Refused queries are written to its
-	// security log.
-	ReadDB bun.IDB
+	// Queries answers the queries and the watch stream, and decides who
+	// may ask them.
+	Queries Queries
 	// Auth verifies bearer tokens.
 	Auth Authenticator
 	// Idempotency stores the answers of commands sent with an
 	// Idempotency-Key.
 	Idempotency Idempotency
-	// Policy is published by GET /v1/policy (R16). Zero durations take
-	// domain.DefaultPolicy's.
-	Policy domain.Policy
 	// Ready reports readiness for GET /readyz: the read models and the index
 	// have caught up with the log.
 	Ready func() bool
-	// Projections returns the state of the SQL read models (the projection
-	// runner's Status): their positions answer min_position and "position"
-	// of the SQL-backed queries, and their lag feeds the projection lag
-	// gauge.
-	Projections func() []projections.Status
 	// Registry receives the handler's metrics and is what GET /metrics
 	// serves. Nil: a new registry with the Go and process collectors.
 	Registry *prometheus.Registry
+	// Collectors are the engine's own metrics (the access index's
+	// position, the read models' progress) registered on Registry with
+	// the handler's.
+	Collectors []prometheus.Collector
 	// Logger receives the access log and errors. Default slog.Default().
 	Logger *slog.Logger
-	// Clock is the decision time of queries without at=. Default time.Now.
-	Clock func() time.Time
-	// MinPositionWait bounds a query's wait for its min_position; then the
-	// answer is 503 "stale". Default DefaultMinPositionWait.
-	MinPositionWait time.Duration
 	// WatchHeartbeat is the interval of the watch stream's heartbeats.
 	// Default DefaultWatchHeartbeat.
 	WatchHeartbeat time.Duration
@@ -210,20 +201,12 @@ func (c Config) Validate() error {
 		}
 	}
 	missing("Commands", c.Commands == nil)
-	missing("Index", c.Index == nil)
-	missing("ReadDB", c.ReadDB == nil)
+	missing("Queries", c.Queries == nil)
 	missing("Auth", c.Auth == nil)
 	missing("Idempotency", c.Idempotency == nil)
 	missing("Ready", c.Ready == nil)
-	missing("Projections", c.Projections == nil)
 	if c.Ledger != nil && c.LedgerLog == nil {
 		problems = append(problems, errors.New("LedgerLog is nil (required with Ledger)"))
-	}
-	if err := c.Policy.WithDefaults().Validate(); err != nil {
-		problems = append(problems, fmt.Errorf("policy: %w", err))
-	}
-	if c.MinPositionWait < 0 {
-		problems = append(problems, fmt.Errorf("MinPositionWait %s is negative", c.MinPositionWait))
 	}
 	if c.WatchHeartbeat < 0 {
 		problems = append(problems, fmt.Errorf("WatchHeartbeat %s is negative", c.WatchHeartbeat))
@@ -235,15 +218,8 @@ func (c Config) Validate() error {
 }
 
 func (c Config) withDefaults() Config {
-	c.Policy = c.Policy.WithDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.Clock == nil {
-		c.Clock = time.Now
-	}
-	if c.MinPositionWait == 0 {
-		c.MinPositionWait = DefaultMinPositionWait
 	}
 	if c.WatchHeartbeat == 0 {
 		c.WatchHeartbeat = DefaultWatchHeartbeat
@@ -258,7 +234,6 @@ type server struct {
 	mux      *http.ServeMux
 	metrics  *metrics
 	registry *prometheus.Registry
-	seclog   *securitylog.Log
 	gate     *ledgerGate     // the ledger's state; nil without a ledger
 	patterns map[string]bool // "METHOD /path" of every route
 
@@ -285,12 +260,11 @@ func New(cfg Config) (http.Handler, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	s := &server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), registry: reg,
-		seclog: securitylog.New(cfg.ReadDB)}
+	s := &server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), registry: reg}
 	if cfg.Ledger != nil {
 		s.gate = newLedgerGate(cfg.Ledger)
 	}
-	m, err := newMetrics(reg, cfg.Index, cfg.Projections, s.gate)
+	m, err := newMetrics(reg, cfg.Collectors, s.gate)
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: metrics: %w", err)
 	}

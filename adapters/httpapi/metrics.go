@@ -7,8 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/accessledger/accessledger/projections"
 )
 
 // metrics are the handler's Prometheus metrics.
@@ -23,15 +21,11 @@ const (
 	metricRequestDuration = "accessledger_http_request_duration_seconds"
 	metricCommands        = "accessledger_commands_total"
 	metricWatchStreams    = "accessledger_watch_streams"
-	metricIndexPosition   = "accessledger_index_position"
-	metricProjectionLag   = "accessledger_projection_lag_seconds"
-	metricProjectionPos   = "accessledger_projection_position"
-	metricProjectionUp    = "accessledger_projection_caught_up"
 	metricLedgerOK        = "accessledger_ledger_ok"
 	metricLedgerSize      = "accessledger_ledger_checkpoint_size"
 )
 
-func newMetrics(reg prometheus.Registerer, ix Index, status func() []projections.Status, gate *ledgerGate) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, engine []prometheus.Collector, gate *ledgerGate) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    metricRequestDuration,
@@ -47,11 +41,7 @@ func newMetrics(reg prometheus.Registerer, ix Index, status func() []projections
 			Help: "Open watch streams (GET /v1/watch).",
 		}),
 	}
-	index := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: metricIndexPosition,
-		Help: "Commit position of the last event the in-memory access index applied.",
-	}, func() float64 { return float64(ix.Position().Commit) })
-	collectors := []prometheus.Collector{m.requests, m.commands, m.watchers, index, projectionCollector{status}}
+	collectors := append([]prometheus.Collector{m.requests, m.commands, m.watchers}, engine...)
 	if gate != nil {
 		collectors = append(collectors, ledgerGauges(gate)...)
 	}
@@ -91,37 +81,6 @@ func ledgerGauges(g *ledgerGate) []prometheus.Collector {
 		return float64(size)
 	})
 	return []prometheus.Collector{ok, size}
-}
-
-// projectionCollector reports the projection runner's status at each
-// scrape.
-type projectionCollector struct{ status func() []projections.Status }
-
-var (
-	descLag = prometheus.NewDesc(metricProjectionLag,
-		"How long ago the first event a projection has not applied yet was recorded; 0 when caught up.", []string{"projection"}, nil)
-	descPos = prometheus.NewDesc(metricProjectionPos,
-		"Commit position of the last event a projection applied.", []string{"projection"}, nil)
-	descUp = prometheus.NewDesc(metricProjectionUp,
-		"1 when the projection is healthy and has applied every event it knows of, else 0.", []string{"projection"}, nil)
-)
-
-func (projectionCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descLag
-	ch <- descPos
-	ch <- descUp
-}
-
-func (c projectionCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, st := range c.status() {
-		up := 0.0
-		if st.CaughtUp {
-			up = 1
-		}
-		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, st.Lag.Seconds(), st.Name)
-		ch <- prometheus.MustNewConstMetric(descPos, prometheus.GaugeValue, float64(st.Position.Commit), st.Name)
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, st.Name)
-	}
 }
 
 // serveMetrics is GET /metrics.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/domain"
-	"github.com/accessledger/accessledger/projections/securitylog"
+	"github.com/accessledger/accessledger/queries"
 )
 
 // requestIDHeader carries the request id, in and out.
@@ -197,9 +197,11 @@ func (s *server) routeHandler(rt route) http.Handler {
 			if info, ok := r.Context().Value(actorKey).(*actorInfo); ok {
 				info.actor = a
 			}
-			if rt.Access == roles && !hasRole(rt.Roles, a.Role) {
-				err := errForbidden(fmt.Sprintf("role %s may not call %s %s", a.Role, rt.Method, rt.Pattern))
-				s.recordRefusedQuery(r, rt, a, err)
+		}
+		caller := queries.Caller{Actor: actor, RequestID: requestID(r.Context()), Target: r.URL.Path,
+			Label: rt.Method + " " + rt.Pattern}
+		if rt.Access == asks {
+			if err := s.cfg.Queries.Authorize(r.Context(), queries.Name(rt.Name), caller); err != nil {
 				s.writeProblem(w, r, err)
 				return
 			}
@@ -215,19 +217,10 @@ func (s *server) routeHandler(rt route) http.Handler {
 			s.writeProblem(w, r, err)
 			return
 		}
-		if err := rt.handle(s, w, r, call{actor: actor, q: q}); err != nil {
+		if err := rt.handle(s, w, r, call{actor: actor, caller: caller, q: q}); err != nil {
 			s.writeProblem(w, r, err)
 		}
 	})
-}
-
-func hasRole(list []domain.Role, r domain.Role) bool {
-	for _, x := range list {
-		if x == r {
-			return true
-		}
-	}
-	return false
 }
 
 // authenticate reads "Authorization: Bearer <token>" and verifies it.
@@ -251,25 +244,4 @@ func (s *server) authenticate(r *http.Request) (domain.Actor, error) {
 		return domain.Actor{}, err
 	}
 	return actor, nil
-}
-
-// recordRefusedQuery writes a query refused for its role to the security
-// log (R8). A failure to record is logged, not answered.
-func (s *server) recordRefusedQuery(r *http.Request, rt route, a domain.Actor, err error) {
-	e := securitylog.Entry{
-		At:        s.cfg.Clock().UTC(),
-		ActorID:   a.ID,
-		ActorRole: string(a.Role),
-		Command:   "query_" + rt.Name,
-		Target:    r.URL.Path,
-		Code:      codeForbidden,
-		Detail:    problemFor(err).Detail,
-		RequestID: requestID(r.Context()),
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
-	defer cancel()
-	if rerr := s.seclog.Record(ctx, e); rerr != nil {
-		logger(r.Context(), s.log).ErrorContext(r.Context(), "cannot record a refused query in the security log",
-			"route", rt.Name, "error", rerr)
-	}
 }

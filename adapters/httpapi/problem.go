@@ -12,8 +12,8 @@ import (
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain/eventlog"
-	"github.com/accessledger/accessledger/projections/accessindex"
 	"github.com/accessledger/accessledger/projections/ledger"
+	"github.com/accessledger/accessledger/queries"
 )
 
 // The problem codes of api.md, and ledger_mismatch (R23).
@@ -154,8 +154,10 @@ func problemFor(err error) Problem {
 			fmt.Sprintf("the body is larger than %d bytes", mbe.Limit)
 	case errors.Is(err, auth.ErrUnauthenticated):
 		status, code, detail = http.StatusUnauthorized, codeUnauthenticated, err.Error()
-	case errors.Is(err, accessindex.ErrStale):
+	case errors.Is(err, queries.ErrStale):
 		status, code, detail = http.StatusServiceUnavailable, codeStale, err.Error()
+	case errors.Is(err, queries.ErrNotReady):
+		status, code, detail = errNotReady.status, errNotReady.code, errNotReady.detail
 	case errors.Is(err, eventlog.ErrInvalidPosition):
 		status, code, detail = http.StatusBadRequest, codeInvalid, "invalid position token"
 	case errors.Is(err, idempotency.ErrKeyReused):

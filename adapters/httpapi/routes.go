@@ -5,6 +5,7 @@ import (
 
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/queries"
 )
 
 // access says who may call a route.
@@ -13,10 +14,9 @@ type access int
 const (
 	// public: no token (health, readiness, metrics).
 	public access = iota
-	// anyone: any verified token (GET /v1/policy).
-	anyone
-	// roles: a verified token with one of the route's Roles (queries).
-	roles
+	// asks: a verified token; the query service decides who may ask the
+	// route's query (queries.Roles).
+	asks
 	// command: any verified token; the command service decides (R8).
 	command
 )
@@ -26,13 +26,13 @@ const (
 // docs/openapi.yaml.
 type route struct {
 	// Name is the route's operationId in docs/openapi.yaml, its label in
-	// the access log, and, for commands, the command's stable name
-	// (commands.Command*) in the metrics.
+	// the access log, for queries the query's name (queries.Name), and,
+	// for commands, the command's stable name (commands.Command*) in the
+	// metrics.
 	Name    string
 	Method  string
 	Pattern string // a net/http ServeMux path pattern
 	Access  access
-	Roles   []domain.Role // for Access == roles
 	// Params lists the query parameters the route accepts; any other is
 	// refused with 400.
 	Params []string
@@ -45,21 +45,12 @@ type route struct {
 }
 
 // call is what the route handler hands a route's handler: the verified
-// actor (zero for public routes) and the checked query parameters.
+// caller (zero for public routes) and the checked query parameters.
 type call struct {
-	actor domain.Actor
-	q     query
+	actor  domain.Actor
+	caller queries.Caller
+	q      query
 }
-
-var (
-	rolesCheck    = []domain.Role{domain.RoleService, domain.RoleWorker, domain.RoleAuditor}
-	rolesViewers  = []domain.Role{domain.RoleWorker, domain.RoleAuditor}
-	rolesAuditor  = []domain.Role{domain.RoleAuditor}
-	rolesAccount  = []domain.Role{domain.RoleService, domain.RoleWorker, domain.RolePortalsTeam, domain.RoleAuditor}
-	rolesAccounts = []domain.Role{domain.RoleService, domain.RoleWorker, domain.RolePortalsTeam, domain.RoleAuditor}
-	rolesWatch    = []domain.Role{domain.RoleService}
-	rolesLedger   = []domain.Role{domain.RoleAuditor, domain.RoleService}
-)
 
 // routes returns the route table.
 func routes() []route {
@@ -80,43 +71,45 @@ func routes() []route {
 		{Name: commands.CommandEnrolPhone, Method: http.MethodPut, Pattern: "/v1/accounts/{account_id}/phone", Access: command, handle: (*server).enrolPhone},
 
 		// Queries answered by the access index.
-		{Name: "check", Method: http.MethodGet, Pattern: "/v1/check", Access: roles, Roles: rolesCheck,
+		{Name: "check", Method: http.MethodGet, Pattern: "/v1/check", Access: asks,
 			Params: []string{"account_id", "child_id", "carer_id", "permission", "at", "min_position"}, handle: (*server).check},
-		{Name: "account_children", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/children", Access: roles, Roles: rolesCheck,
+		{Name: "account_children", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/children", Access: asks,
 			Params: []string{"at", "min_position"}, handle: (*server).accountChildren},
-		{Name: "child_viewers", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/viewers", Access: roles, Roles: rolesViewers,
+		{Name: "get_child", Method: http.MethodGet, Pattern: "/v1/children/{child_id}", Access: asks,
+			Params: []string{"at", "min_position"}, handle: (*server).getChild},
+		{Name: "child_viewers", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/viewers", Access: asks,
 			Params: []string{"at", "min_position"}, handle: (*server).childViewers},
-		{Name: "watch", Method: http.MethodGet, Pattern: "/v1/watch", Access: roles, Roles: rolesWatch,
+		{Name: "watch", Method: http.MethodGet, Pattern: "/v1/watch", Access: asks,
 			Params: []string{"after"}, handle: (*server).watch},
 
 		// Queries answered by the SQL read models.
-		{Name: "child_history", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/history", Access: roles, Roles: rolesAuditor,
+		{Name: "child_history", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/history", Access: asks,
 			Params: []string{"at", "as_of", "min_position"}, handle: (*server).childHistory},
-		{Name: "account_history", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/history", Access: roles, Roles: rolesAuditor,
+		{Name: "account_history", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/history", Access: asks,
 			Params: []string{"at", "as_of", "min_position"}, handle: (*server).accountHistory},
-		{Name: "get_account", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}", Access: roles, Roles: rolesAccount,
+		{Name: "get_account", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}", Access: asks,
 			Params: []string{"at", "min_position"}, handle: (*server).getAccount},
-		{Name: "list_accounts", Method: http.MethodGet, Pattern: "/v1/accounts", Access: roles, Roles: rolesAccounts,
+		{Name: "list_accounts", Method: http.MethodGet, Pattern: "/v1/accounts", Access: asks,
 			Params: []string{"email", "identity_subject", "status", "kind", "needs_phone_enrolment", "phone_reset_requested", "at", "after", "limit", "min_position"},
 			handle: (*server).listAccounts},
-		{Name: "audit_list", Method: http.MethodGet, Pattern: "/v1/audit", Access: roles, Roles: rolesAuditor,
+		{Name: "audit_list", Method: http.MethodGet, Pattern: "/v1/audit", Access: asks,
 			Params: []string{"child_id", "account_id", "actor", "from", "to", "after", "limit", "min_position"}, handle: (*server).auditList},
-		{Name: "audit_verify", Method: http.MethodGet, Pattern: "/v1/audit/verify", Access: roles, Roles: rolesAuditor,
+		{Name: "audit_verify", Method: http.MethodGet, Pattern: "/v1/audit/verify", Access: asks,
 			Params: []string{"anchor_seq", "anchor_hash", "min_position"}, handle: (*server).auditVerify},
-		{Name: "security_log", Method: http.MethodGet, Pattern: "/v1/security-log", Access: roles, Roles: rolesAuditor,
+		{Name: "security_log", Method: http.MethodGet, Pattern: "/v1/security-log", Access: asks,
 			Params: []string{"actor", "command", "code", "from", "to", "after", "limit", "min_position"}, handle: (*server).securityLog},
 
-		{Name: "policy", Method: http.MethodGet, Pattern: "/v1/policy", Access: anyone, Params: []string{"min_position"},
+		{Name: "policy", Method: http.MethodGet, Pattern: "/v1/policy", Access: asks, Params: []string{"min_position"},
 			OnMismatch: true, handle: (*server).policy},
 
 		// The ledger (R23): checkpoints, its key and proofs (ledger.go).
-		{Name: "ledger_checkpoint", Method: http.MethodGet, Pattern: "/v1/ledger/checkpoint", Access: roles, Roles: rolesLedger,
+		{Name: "ledger_checkpoint", Method: http.MethodGet, Pattern: "/v1/ledger/checkpoint", Access: asks,
 			OnMismatch: true, handle: (*server).ledgerCheckpoint},
-		{Name: "ledger_public_key", Method: http.MethodGet, Pattern: "/v1/ledger/public-key", Access: anyone,
+		{Name: "ledger_public_key", Method: http.MethodGet, Pattern: "/v1/ledger/public-key", Access: asks,
 			OnMismatch: true, handle: (*server).ledgerPublicKey},
-		{Name: "ledger_inclusion_proof", Method: http.MethodGet, Pattern: "/v1/ledger/proof/inclusion", Access: roles, Roles: rolesAuditor,
+		{Name: "ledger_inclusion_proof", Method: http.MethodGet, Pattern: "/v1/ledger/proof/inclusion", Access: asks,
 			Params: []string{"position", "event_id", "tree_size"}, OnMismatch: true, handle: (*server).ledgerInclusionProof},
-		{Name: "ledger_consistency_proof", Method: http.MethodGet, Pattern: "/v1/ledger/proof/consistency", Access: roles, Roles: rolesAuditor,
+		{Name: "ledger_consistency_proof", Method: http.MethodGet, Pattern: "/v1/ledger/proof/consistency", Access: asks,
 			Params: []string{"from_size", "to_size"}, OnMismatch: true, handle: (*server).ledgerConsistencyProof},
 
 		// Operations.

@@ -8,33 +8,14 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
-
+	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain/eventlog"
-	"github.com/accessledger/accessledger/projections/accessindex"
+	"github.com/accessledger/accessledger/queries"
 )
 
 // watchWriteTimeout bounds each write of a watch stream: a client that
 // stops reading is cut off.
 const watchWriteTimeout = 30 * time.Second
-
-// watchEvent is the data of one "access" event of the watch stream.
-type watchEvent struct {
-	AccountID   uuid.UUID  `json:"account_id"`
-	ChildID     uuid.UUID  `json:"child_id"`
-	Permissions []string   `json:"permissions"`
-	Reason      string     `json:"reason"`
-	Until       *time.Time `json:"until"`
-	At          time.Time  `json:"at"`
-	Position    string     `json:"position"`
-}
-
-// resetEvent is the data of the "reset" event that ends a stream whose
-// client fell too far behind.
-type resetEvent struct {
-	Position string `json:"position"`
-	Detail   string `json:"detail"`
-}
 
 // errTooOldForWatch answers a watch that starts before the change buffer.
 func errTooOldForWatch(err error) error {
@@ -57,6 +38,10 @@ func errTooOldForWatch(err error) error {
 // tampered with. The stream ends when the client disconnects or the
 // request's context ends.
 func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
+	feed, err := s.cfg.Queries.Watch(r.Context(), c.caller)
+	if err != nil {
+		return err
+	}
 	var after eventlog.Position
 	switch p, given, err := c.q.position("after"); {
 	case err != nil:
@@ -68,10 +53,10 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 			return err
 		}
 	default:
-		after = s.cfg.Index.Position()
+		after = feed.Position()
 	}
-	changes, pos, wait, err := s.cfg.Index.Changes(after)
-	if errors.Is(err, accessindex.ErrTooOld) {
+	changes, pos, wait, err := feed.Changes(after)
+	if errors.Is(err, queries.ErrTooOld) {
 		return errTooOldForWatch(err)
 	}
 	if err != nil {
@@ -113,7 +98,7 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 		if err := s.ledgerFault(); err != nil {
 			// The ledger found the log tampered with while the stream ran:
 			// no more decisions; a reconnect is answered 503 ledger_mismatch.
-			data, _ := json.Marshal(resetEvent{Position: after.String(), Detail: problemFor(err).Detail})
+			data, _ := json.Marshal(api.WatchReset{Position: after.String(), Detail: problemFor(err).Detail})
 			fmt.Fprintf(&buf, "event: reset\ndata: %s\n\n", data)
 			send()
 			return nil
@@ -141,9 +126,9 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 			}
 			changes = nil
 		case <-wait:
-			changes, pos, wait, err = s.cfg.Index.Changes(after)
+			changes, pos, wait, err = feed.Changes(after)
 			if err != nil {
-				data, _ := json.Marshal(resetEvent{Position: after.String(),
+				data, _ := json.Marshal(api.WatchReset{Position: after.String(),
 					Detail: "the stream fell behind the change buffer: read the full lists again and watch after their position"})
 				fmt.Fprintf(&buf, "event: reset\ndata: %s\n\n", data)
 				send()
@@ -156,10 +141,8 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 
 // writeChange appends one "access" event to buf, with the SSE id when
 // withID.
-func writeChange(buf *bytes.Buffer, ch accessindex.Change, withID bool) {
-	data, _ := json.Marshal(watchEvent{AccountID: ch.Account, ChildID: ch.Child,
-		Permissions: ch.Access.Permissions.Names(), Reason: string(ch.Access.Reason),
-		Until: optTime(ch.Access.Until), At: ch.At.UTC(), Position: ch.Position.String()})
+func writeChange(buf *bytes.Buffer, ch api.WatchEvent, withID bool) {
+	data, _ := json.Marshal(ch)
 	if withID {
 		fmt.Fprintf(buf, "id: %s\n", ch.Position)
 	}

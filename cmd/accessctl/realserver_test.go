@@ -16,6 +16,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
@@ -23,9 +24,12 @@ import (
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections"
+	"github.com/accessledger/accessledger/projections/accesshistory"
 	"github.com/accessledger/accessledger/projections/accessindex"
+	"github.com/accessledger/accessledger/projections/accounts"
+	"github.com/accessledger/accessledger/projections/audit"
 	"github.com/accessledger/accessledger/projections/ledger"
-	"github.com/accessledger/accessledger/projections/securitylog"
+	"github.com/accessledger/accessledger/queries"
 )
 
 // realServer is the engine's HTTP API (adapters/httpapi) on in-memory
@@ -41,14 +45,6 @@ type realServer struct {
 	runner *projections.Runner
 	ledger *ledger.Ledger
 	key    *ledger.Key // the ledger's signing key
-}
-
-// refusals writes refused commands to the security log.
-type refusals struct{ log *securitylog.Log }
-
-func (r refusals) RecordRefusal(ctx context.Context, x commands.Refusal) error {
-	return r.log.Record(ctx, securitylog.Entry{At: x.At, ActorID: x.Actor.ID, ActorRole: string(x.Actor.Role),
-		Command: x.Command, Target: x.Target, Code: x.Code, Detail: x.Detail, RequestID: x.RequestID})
 }
 
 func newRealServer(t *testing.T) *realServer {
@@ -68,7 +64,7 @@ func newRealServer(t *testing.T) *realServer {
 	require.NoError(t, err)
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := commands.New(store, refusals{securitylog.New(db)}, commands.Config{Logger: quiet})
+	svc, err := commands.New(store, securitylog.New(db), commands.Config{Logger: quiet})
 	require.NoError(t, err)
 	runner, err := projections.NewRunner(db.DB, store, []projections.Projection{ledger.New()}, projections.WithLogger(quiet))
 	require.NoError(t, err)
@@ -94,8 +90,12 @@ func newRealServer(t *testing.T) *realServer {
 	secret := bytes.Repeat([]byte{9}, auth.MinSecretBytes)
 	verifier, err := auth.NewVerifier(secret, "", "", nil)
 	require.NoError(t, err)
-	h, err := httpapi.New(httpapi.Config{Commands: svc, Index: index, ReadDB: db, Auth: verifier, Idempotency: idempotency.New(db),
-		Ready: func() bool { return true }, Projections: runner.Status, Logger: quiet, Ledger: led, LedgerLog: store})
+	qs, err := queries.New(queries.Config{Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db),
+		Audit: audit.NewReader(db), SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store),
+		Refusals: securitylog.New(db), Progress: runner.Status, Logger: quiet})
+	require.NoError(t, err)
+	h, err := httpapi.New(httpapi.Config{Commands: svc, Queries: qs, Auth: verifier, Idempotency: idempotency.New(db),
+		Ready: func() bool { return true }, Logger: quiet, Ledger: led, LedgerLog: store})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {

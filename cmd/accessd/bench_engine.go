@@ -18,9 +18,9 @@ import (
 	"github.com/accessledger/accessledger/adapters/bus"
 	"github.com/accessledger/accessledger/adapters/outbox"
 	"github.com/accessledger/accessledger/adapters/processmanager"
+	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
-	"github.com/accessledger/accessledger/projections/securitylog"
 )
 
 // benchClock is the command service's and the process manager's clock in a
@@ -148,7 +148,7 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 	}
 	sc := defaultServeConfig()
 	be.policy = sc.policy()
-	be.cmds, err = commands.New(e.stores.events.log, refusalLog{securitylog.New(e.readDB)},
+	be.cmds, err = commands.New(e.stores.events.log, securitylog.New(e.readDB),
 		commands.Config{Policy: be.policy, Logger: b.log, Clock: be.clock.Now})
 	if err != nil {
 		return fail(err)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accesshistory"
@@ -18,7 +19,6 @@ import (
 	"github.com/accessledger/accessledger/projections/accounts"
 	"github.com/accessledger/accessledger/projections/audit"
 	"github.com/accessledger/accessledger/projections/ledger"
-	"github.com/accessledger/accessledger/projections/securitylog"
 )
 
 // readModels returns fresh instances of every SQL read model, in the order

@@ -17,9 +17,16 @@ import (
 	"github.com/accessledger/accessledger/adapters/bus"
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/commands"
-	"github.com/accessledger/accessledger/projections/securitylog"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/projections"
+	"github.com/accessledger/accessledger/projections/accesshistory"
+	"github.com/accessledger/accessledger/projections/accessindex"
+	"github.com/accessledger/accessledger/projections/accounts"
+	"github.com/accessledger/accessledger/projections/audit"
+	"github.com/accessledger/accessledger/queries"
 )
 
 // serve opens the engine, starts the HTTP API and runs until ctx ends, then
@@ -44,7 +51,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	}
 	defer e.Close() // openEngine applied every read-store migration
 	policy := sc.policy()
-	cmds, err := commands.New(e.stores.events.log, refusalLog{securitylog.New(e.readDB)},
+	cmds, err := commands.New(e.stores.events.log, securitylog.New(e.readDB),
 		commands.Config{Policy: policy, Logger: log})
 	if err != nil {
 		return err
@@ -134,11 +141,15 @@ func apiHandler(e *engine, cmds *commands.Service, verifier httpapi.Authenticato
 	ready func() bool, stopping <-chan struct{}, log *slog.Logger) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	qs, err := newQueries(e, cmds.Policy(), sc.minPositionWait, log)
+	if err != nil {
+		return nil, err
+	}
 	cfg := httpapi.Config{
-		Commands: cmds, Index: e.index, ReadDB: e.readDB, Auth: verifier,
-		Idempotency: idempotency.New(e.readDB), Policy: cmds.Policy(),
-		Ready: ready, Projections: e.runner.Status, Registry: reg, Logger: log,
-		MinPositionWait: sc.minPositionWait, Stopping: stopping,
+		Commands: cmds, Queries: qs, Auth: verifier,
+		Idempotency: idempotency.New(e.readDB),
+		Ready:       ready, Registry: reg, Logger: log, Stopping: stopping,
+		Collectors: []prometheus.Collector{accessindex.PositionGauge(e.index), projections.Collector(e.runner.Status)},
 	}
 	if e.ledger != nil {
 		cfg.Ledger, cfg.LedgerLog = e.ledger, e.stores.events.log
@@ -153,4 +164,15 @@ func migrateIdempotency(ctx context.Context, db *sqldb.DB) error {
 		return fmt.Errorf("migrate read store %s: %w", db, err)
 	}
 	return nil
+}
+
+// newQueries builds the query service over the engine's index and read
+// models, with the security log for refused queries.
+func newQueries(e *engine, policy domain.Policy, wait time.Duration, log *slog.Logger) (*queries.Service, error) {
+	return queries.New(queries.Config{
+		Index: e.index, History: accesshistory.NewReader(e.readDB), Accounts: accounts.NewReader(e.readDB),
+		Audit: audit.NewReader(e.readDB), SecurityLog: securitylog.New(e.readDB),
+		ChildRecords: queries.ChildrenFromLog(e.stores.events.log), Refusals: securitylog.New(e.readDB),
+		Progress: e.runner.Status, Policy: policy, MinPositionWait: wait, Logger: log,
+	})
 }

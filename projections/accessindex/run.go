@@ -1,6 +1,8 @@
 package accessindex
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"context"
 	"errors"
 	"fmt"
@@ -208,4 +210,14 @@ func (ix *Index) positionAndWake() (eventlog.Position, <-chan struct{}) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	return ix.pos, ix.notify
+}
+
+// PositionGauge returns a Prometheus gauge of the commit position of the
+// last event ix applied (accessledger_index_position), read at each
+// scrape.
+func PositionGauge(ix interface{ Position() eventlog.Position }) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "accessledger_index_position",
+		Help: "Commit position of the last event the in-memory access index applied.",
+	}, func() float64 { return float64(ix.Position().Commit) })
 }

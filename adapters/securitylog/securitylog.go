@@ -1,4 +1,5 @@
-// Package securitylog keeps the security log of refused commands (R8): who
+// Package securitylog keeps the security log of refused commands and
+// queries (R8): who
 // tried what, on what, when, and why it was refused. Auditors read it
 // (GET /v1/security-log).
 //
@@ -30,6 +31,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
+	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/sqlmigrations"
 )
@@ -98,6 +100,17 @@ type Log struct {
 // New returns a Log on db (a *bun.DB, or a bun.Tx to write within a
 // transaction). The table must exist (see Migrations).
 func New(db bun.IDB) *Log { return &Log{db: db} }
+
+// RecordRefusal records a refused command or query (commands.Refusals:
+// the one port through which the command and query services reach the
+// security log).
+func (l *Log) RecordRefusal(ctx context.Context, f commands.Refusal) error {
+	return l.Record(ctx, Entry{
+		At: f.At, ActorID: f.Actor.ID, ActorRole: string(f.Actor.Role),
+		Command: f.Command, Target: f.Target, Code: f.Code, Detail: f.Detail,
+		RequestID: f.RequestID, CorrelationID: f.CorrelationID,
+	})
+}
 
 type row struct {
 	bun.BaseModel `bun:"table:security_log,alias:s"`

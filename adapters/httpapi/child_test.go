@@ -1,0 +1,84 @@
+package httpapi
+
+import (
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/domain"
+)
+
+// TestGetChild follows a child's record through its placements' and
+// grants' lives (R3, R6, R17): statuses at the decision time, grace
+// periods, revocations, the roles that may read it, and ids never seen.
+func TestGetChild(t *testing.T) {
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			e := newEnv(t, b.URL(t))
+			w := e.buildWorld()
+			worker := req{role: domain.RoleWorker, sub: w.worker}
+			get := func(role domain.Role, query string) map[string]any {
+				return e.ok(req{method: "GET", path: "/v1/children/" + w.child + query, role: role, sub: "x"}, 200)
+			}
+			placement := func(rec map[string]any, i int) map[string]any {
+				return rec["placements"].([]any)[i].(map[string]any)
+			}
+			rec := get(domain.RoleWorker, "")
+			require.Equal(t, w.child, rec["child_id"])
+			require.Nil(t, rec["retain_until"])
+			require.Len(t, rec["placements"], 1)
+			require.Equal(t, w.carer, placement(rec, 0)["carer_account_id"])
+			require.Equal(t, w.startedAt.Format(time.RFC3339), placement(rec, 0)["started_at"])
+			require.Nil(t, placement(rec, 0)["ended_at"])
+			require.Nil(t, placement(rec, 0)["grace_until"])
+			g := rec["grants"].([]any)[0].(map[string]any)
+			require.Equal(t, "guardian", g["relationship"])
+			require.Equal(t, []any{"view"}, g["permissions"])
+			require.Equal(t, "active", g["status"])
+			require.Nil(t, g["revoked_at"])
+			require.Nil(t, g["expires_at"])
+
+			// Before the placement started it was planned.
+			before := url.QueryEscape(w.startedAt.Add(-time.Hour).Format(time.RFC3339))
+			require.Equal(t, "planned", placement(get(domain.RoleAuditor, "?at="+before), 0)["status"])
+
+			// Ended an hour ago: in its grace period, then ended early (R6).
+			ended := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+			e.ok(req{method: "POST", path: "/v1/children/" + w.child + "/placements/" + w.placement + "/end", role: worker.role, sub: worker.sub,
+				body: `{"ended_at":"` + ended.Format(time.RFC3339) + `"}`}, 200)
+			rec = get(domain.RoleWorker, "")
+			require.Equal(t, "in_grace", placement(rec, 0)["status"])
+			require.Equal(t, ended.Format(time.RFC3339), placement(rec, 0)["ended_at"])
+			require.Equal(t, ended.Add(domain.DefaultPolicy.GracePeriod).Format(time.RFC3339), placement(rec, 0)["grace_until"])
+			e.ok(req{method: "POST", path: "/v1/children/" + w.child + "/placements/" + w.placement + "/end-grace", role: worker.role, sub: worker.sub,
+				body: `{"reason":"safeguarding"}`}, 200)
+			rec = get(domain.RoleWorker, "")
+			require.Equal(t, "ended", placement(rec, 0)["status"])
+			graceUntil, err := time.Parse(time.RFC3339Nano, placement(rec, 0)["grace_until"].(string))
+			require.NoError(t, err)
+			require.True(t, graceUntil.Before(time.Now()), "the grace period ended when the worker ended it")
+
+			// A revoked grant.
+			rev := e.ok(req{method: "POST", path: "/v1/children/" + w.child + "/grants/" + w.member + "/revoke", role: worker.role, sub: worker.sub,
+				body: `{"reason":"review"}`}, 200)
+			rec = get(domain.RoleAuditor, "")
+			g = rec["grants"].([]any)[0].(map[string]any)
+			require.Equal(t, "revoked", g["status"])
+			require.NotNil(t, g["revoked_at"])
+			require.Equal(t, rev["position"], rec["position"], "the record is as of the child's last event")
+
+			// Who may read it, and ids never seen.
+			for _, role := range []domain.Role{domain.RoleService, domain.RolePortalsTeam} {
+				e.do(req{method: "GET", path: "/v1/children/" + w.child, role: role}).problem(t, 403, codeForbidden)
+			}
+			e.do(req{method: "GET", path: "/v1/children/" + uuid.NewString(), role: domain.RoleWorker}).problem(t, 404, codeNotFound)
+			e.do(req{method: "GET", path: "/v1/children/not-a-uuid", role: domain.RoleWorker}).problem(t, 400, codeInvalid)
+			e.do(req{method: "GET", path: "/v1/children/" + w.child + "?at=yesterday", role: domain.RoleWorker}).problem(t, 400, codeInvalid)
+			e.do(req{method: "GET", path: "/v1/children/" + w.carer, role: domain.RoleWorker}).problem(t, 404, codeNotFound)
+		})
+	}
+}

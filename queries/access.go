@@ -1,0 +1,160 @@
+package queries
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/api"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/projections/accessindex"
+)
+
+// Index is the in-memory access index: *accessindex.Index implements it.
+// It answers checks, the children and viewers lists, and the change feed
+// of the watch stream.
+type Index interface {
+	Check(acct, child uuid.UUID, perm domain.Permission, t time.Time) accessindex.Answer
+	CheckCarer(acct, carer uuid.UUID, perm domain.Permission, t time.Time) accessindex.Answer
+	ChildrenOf(acct uuid.UUID, t time.Time) ([]accessindex.Entry, eventlog.Position)
+	ViewersOf(child uuid.UUID, t time.Time) ([]accessindex.Entry, eventlog.Position)
+	WaitFor(ctx context.Context, min eventlog.Position, timeout time.Duration) (eventlog.Position, error)
+	Changes(after eventlog.Position) ([]accessindex.Change, eventlog.Position, <-chan struct{}, error)
+	Position() eventlog.Position
+}
+
+// permissions is p as the wire lists it.
+func permissions(p domain.PermissionSet) api.Permissions {
+	names := p.Names()
+	out := make(api.Permissions, len(names))
+	for i, n := range names {
+		out[i] = api.Permission(n)
+	}
+	return out
+}
+
+// CheckParams are the parameters of Check. Exactly one of Child and Carer
+// is set (not uuid.Nil); At is the decision time (zero for now).
+type CheckParams struct {
+	Account, Child, Carer uuid.UUID
+	Permission            domain.Permission
+	At                    time.Time
+	Consistency
+}
+
+// Check answers whether the account may do Permission on the child's
+// record (or, with Carer, on the foster carer's own record) at At.
+func (s *Service) Check(ctx context.Context, c Caller, p CheckParams) (api.CheckAnswer, error) {
+	if err := s.Authorize(ctx, QueryCheck, c); err != nil {
+		return api.CheckAnswer{}, err
+	}
+	at := s.at(p.At)
+	if err := s.waitIndex(ctx, p.Consistency); err != nil {
+		return api.CheckAnswer{}, err
+	}
+	var a accessindex.Answer
+	if p.Carer != uuid.Nil {
+		a = s.cfg.Index.CheckCarer(p.Account, p.Carer, p.Permission, at)
+	} else {
+		a = s.cfg.Index.Check(p.Account, p.Child, p.Permission, at)
+	}
+	return api.CheckAnswer{Allowed: a.Allowed, Permissions: permissions(a.Permissions), Reason: api.Reason(a.Reason),
+		Until: optTime(a.Until), At: at, Position: a.Position.String()}, nil
+}
+
+// at is the decision time t, or now when t is zero.
+func (s *Service) at(t time.Time) time.Time {
+	if t.IsZero() {
+		return s.Now()
+	}
+	return t.UTC()
+}
+
+// AccountChildren answers the children account may see at at (zero for
+// now), and why.
+func (s *Service) AccountChildren(ctx context.Context, c Caller, account uuid.UUID, at time.Time, w Consistency) (api.ChildrenAnswer, error) {
+	if err := s.Authorize(ctx, QueryAccountChildren, c); err != nil {
+		return api.ChildrenAnswer{}, err
+	}
+	at = s.at(at)
+	if err := s.waitIndex(ctx, w); err != nil {
+		return api.ChildrenAnswer{}, err
+	}
+	entries, pos := s.cfg.Index.ChildrenOf(account, at)
+	out := api.ChildrenAnswer{AccountID: account, At: at, Children: make([]api.ChildAccess, 0, len(entries)), Position: pos.String()}
+	for _, e := range entries {
+		out.Children = append(out.Children, api.ChildAccess{ChildID: e.Child, Permissions: permissions(e.Permissions),
+			Reason: api.Reason(e.Reason), Until: optTime(e.Until)})
+	}
+	return out, nil
+}
+
+// ChildViewers answers the accounts that may see child at at (zero for
+// now), and why.
+func (s *Service) ChildViewers(ctx context.Context, c Caller, child uuid.UUID, at time.Time, w Consistency) (api.ViewersAnswer, error) {
+	if err := s.Authorize(ctx, QueryChildViewers, c); err != nil {
+		return api.ViewersAnswer{}, err
+	}
+	at = s.at(at)
+	if err := s.waitIndex(ctx, w); err != nil {
+		return api.ViewersAnswer{}, err
+	}
+	entries, pos := s.cfg.Index.ViewersOf(child, at)
+	out := api.ViewersAnswer{ChildID: child, At: at, Viewers: make([]api.Viewer, 0, len(entries)), Position: pos.String()}
+	for _, e := range entries {
+		out.Viewers = append(out.Viewers, api.Viewer{AccountID: e.Account, Permissions: permissions(e.Permissions),
+			Reason: api.Reason(e.Reason), Until: optTime(e.Until)})
+	}
+	return out, nil
+}
+
+// Feed is a watch's view of the index's change feed.
+type Feed struct{ s *Service }
+
+// Watch authorizes a watch of the access changes and returns the feed to
+// read them from.
+func (s *Service) Watch(ctx context.Context, c Caller) (Feed, error) {
+	if err := s.Authorize(ctx, QueryWatch, c); err != nil {
+		return Feed{}, err
+	}
+	return Feed{s: s}, nil
+}
+
+// Position is the index's position: where a watch without a position
+// starts (new changes only).
+func (f Feed) Position() eventlog.Position { return f.s.cfg.Index.Position() }
+
+// Changes returns the changes after position after (in order, several may
+// share a position), the position they bring the caller to, and a channel
+// closed when more arrive. It fails with an error wrapping ErrTooOld when
+// the feed no longer holds the changes after after.
+func (f Feed) Changes(after eventlog.Position) ([]api.WatchEvent, eventlog.Position, <-chan struct{}, error) {
+	changes, pos, wait, err := f.s.cfg.Index.Changes(after)
+	if err != nil {
+		return nil, pos, wait, err
+	}
+	out := make([]api.WatchEvent, len(changes))
+	for i, ch := range changes {
+		out[i] = api.WatchEvent{AccountID: ch.Account, ChildID: ch.Child, Permissions: permissions(ch.Access.Permissions),
+			Reason: api.Reason(ch.Access.Reason), Until: optTime(ch.Access.Until), At: ch.At.UTC(), Position: ch.Position.String()}
+	}
+	return out, pos, wait, nil
+}
+
+// Policy answers the policy settings, in whole seconds (R16).
+func (s *Service) Policy(ctx context.Context, c Caller, w Consistency) (api.Policy, error) {
+	if err := s.Authorize(ctx, QueryPolicy, c); err != nil {
+		return api.Policy{}, err
+	}
+	if err := s.waitIndex(ctx, w); err != nil {
+		return api.Policy{}, err
+	}
+	p := s.cfg.Policy
+	return api.Policy{GracePeriod: seconds(p.GracePeriod), InvitationTTL: seconds(p.InvitationTTL),
+		SessionIdleTimeout: seconds(p.SessionIdleTimeout), SessionWarningAfter: seconds(p.SessionWarningAfter),
+		Position: s.cfg.Index.Position().String()}, nil
+}
+
+func seconds(d time.Duration) int { return int(d / time.Second) }

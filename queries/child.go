@@ -1,0 +1,146 @@
+package queries
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/api"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// ChildRecords reads a child's record as it stands in the event log: the
+// child aggregate folded from its stream, and the position of its last
+// event. A child never registered fails with an error wrapping
+// domain.ErrChildNotFound.
+type ChildRecords interface {
+	Child(ctx context.Context, id uuid.UUID) (*domain.Child, eventlog.Position, error)
+}
+
+// StreamReader reads one stream of the event log: every eventlog.Store
+// implements it.
+type StreamReader interface {
+	ReadStream(ctx context.Context, stream string, from uint64, limit int) ([]eventlog.Record, error)
+}
+
+// childPage is how many events a child's stream is read by at a time.
+const childPage = 500
+
+// streamChildren is ChildRecords on the event log itself: always current,
+// so a consistency token never waits.
+type streamChildren struct{ log StreamReader }
+
+// ChildrenFromLog returns ChildRecords that fold each child's stream of
+// log on every call (a child's stream holds a few dozen events).
+func ChildrenFromLog(log StreamReader) ChildRecords { return streamChildren{log: log} }
+
+func (s streamChildren) Child(ctx context.Context, id uuid.UUID) (*domain.Child, eventlog.Position, error) {
+	c := domain.NewChild(id)
+	stream := domain.ChildStream(id)
+	var last eventlog.Position
+	for from := uint64(1); ; {
+		recs, err := s.log.ReadStream(ctx, stream, from, childPage)
+		if err != nil {
+			return nil, last, fmt.Errorf("read stream %q: %w", stream, err)
+		}
+		for _, r := range recs {
+			env, err := domain.DecodeRecord(r)
+			if err != nil {
+				return nil, last, fmt.Errorf("stream %q, version %d: %w", stream, r.Version, err)
+			}
+			if err := c.Apply(env.Event); err != nil {
+				return nil, last, fmt.Errorf("stream %q, version %d: %w", stream, r.Version, err)
+			}
+			last, from = r.Position, r.Version+1
+		}
+		if len(recs) < childPage {
+			break
+		}
+	}
+	if !c.Registered() {
+		return nil, last, fmt.Errorf("child %s: %w", id, domain.ErrChildNotFound)
+	}
+	return c, last, nil
+}
+
+// The statuses of a placement (api.md).
+const (
+	placementPlanned = "planned"
+	placementOpen    = "open"
+	placementInGrace = "in_grace"
+	placementEnded   = "ended"
+)
+
+// The statuses of a grant.
+const (
+	grantActive  = "active"
+	grantRevoked = "revoked"
+)
+
+// placementStatus is p's status at decision time at.
+func placementStatus(p domain.PlacementView, at time.Time) string {
+	switch {
+	case at.Before(p.StartedAt):
+		return placementPlanned
+	case !p.Ended || at.Before(p.EndedAt):
+		return placementOpen
+	case !p.ExpiryRecorded && at.Before(graceEnd(p)):
+		return placementInGrace
+	}
+	return placementEnded
+}
+
+// graceEnd is when p's grace period ends: its grace_until, or earlier when
+// the worker ended it early (R6).
+func graceEnd(p domain.PlacementView) time.Time {
+	if !p.GraceEndedEarly.IsZero() && p.GraceEndedEarly.Before(p.GraceUntil) {
+		return p.GraceEndedEarly
+	}
+	return p.GraceUntil
+}
+
+// GetChild answers child id's record: its reference, allocated worker,
+// placements with their status at decision time at (zero for now), and
+// grants (the current or last interval of each). A child never registered
+// fails with an error wrapping domain.ErrChildNotFound. The record is read
+// from the event log itself, so it reflects every consistency token the
+// log has reached; its "position" is that of the child's last event.
+func (s *Service) GetChild(ctx context.Context, c Caller, id uuid.UUID, at time.Time) (api.ChildRecord, error) {
+	if err := s.Authorize(ctx, QueryGetChild, c); err != nil {
+		return api.ChildRecord{}, err
+	}
+	at = s.at(at)
+	ch, pos, err := s.cfg.ChildRecords.Child(ctx, id)
+	if err != nil {
+		return api.ChildRecord{}, err
+	}
+	out := api.ChildRecord{ChildID: id, Reference: ch.Reference(), At: at, Position: pos.String(),
+		Placements: []api.PlacementRecord{}, Grants: []api.GrantRecord{}}
+	if w := ch.Worker(); w != "" {
+		out.AllocatedWorkerID = &w
+	}
+	for _, p := range ch.Placements() {
+		r := api.PlacementRecord{PlacementID: p.ID, CarerAccountID: p.CarerAccountID, StartedAt: p.StartedAt.UTC(),
+			Status: api.PlacementRecordStatus(placementStatus(p, at))}
+		if p.Ended {
+			r.EndedAt, r.GraceUntil = optTime(p.EndedAt), optTime(graceEnd(p))
+		}
+		out.Placements = append(out.Placements, r)
+	}
+	for _, g := range ch.Grants() {
+		if len(g.Intervals) == 0 {
+			continue
+		}
+		last := g.Intervals[len(g.Intervals)-1]
+		r := api.GrantRecord{AccountID: g.AccountID, Relationship: api.GrantRecordRelationship(g.Relationship),
+			Permissions: permissions(last.Permissions), GrantedAt: last.From.UTC(), Status: grantActive}
+		if !last.To.IsZero() {
+			r.Status, r.RevokedAt = grantRevoked, optTime(last.To)
+		}
+		out.Grants = append(out.Grants, r)
+	}
+	return out, nil
+}
