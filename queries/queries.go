@@ -189,7 +189,8 @@ const (
 )
 
 // Config configures a Service. Index, History, Accounts, Audit,
-// SecurityLog, ChildRecords, Refusals and Progress are required.
+// SecurityLog, ChildRecords, Refusals and Progress are required; Ledger
+// is optional.
 type Config struct {
 	Index        Index
 	History      History
@@ -197,6 +198,11 @@ type Config struct {
 	Audit        Audit
 	SecurityLog  SecurityLog
 	ChildRecords ChildRecords
+	// Ledger, when set, answers the ledger's queries and LedgerHealth;
+	// LedgerLog is required with it. Nil: the engine runs without the
+	// ledger and its queries fail with ErrLedgerOff.
+	Ledger    Ledger
+	LedgerLog LedgerLog
 	// Refusals records refused queries: the security log, the port
 	// refused commands go through.
 	Refusals commands.Refusals
@@ -232,6 +238,9 @@ func (c Config) Validate() error {
 	missing("ChildRecords", c.ChildRecords == nil)
 	missing("Refusals", c.Refusals == nil)
 	missing("Progress", c.Progress == nil)
+	if c.Ledger != nil && c.LedgerLog == nil {
+		problems = append(problems, errors.New("LedgerLog is nil (required with Ledger)"))
+	}
 	if err := c.Policy.WithDefaults().Validate(); err != nil {
 		problems = append(problems, fmt.Errorf("policy: %w", err))
 	}

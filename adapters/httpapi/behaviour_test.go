@@ -455,8 +455,14 @@ func TestProblemFor(t *testing.T) {
 		{fmt.Errorf("append: %w: dial 10.0.0.7:2113: connection refused", eventlog.ErrUnavailable), 503, codeInternal},
 		{errors.New("pq: connection refused at 10.0.0.7"), 500, codeInternal},
 		{fmt.Errorf("%w: edited at position 2 (leaf 1): event x of child-secret", ledger.ErrMismatch), 503, codeLedgerMismatch},
-		{errLedgerMismatch(ledger.Problem{Kind: ledger.KindMissing, LeafIndex: 4, Position: eventlog.At(5), HasPosition: true}, true, nil),
+		{&queries.Mismatch{First: ledger.Problem{Kind: ledger.KindMissing, LeafIndex: 4, Position: eventlog.At(5), HasPosition: true}, Known: true},
 			503, codeLedgerMismatch},
+		{&queries.NotFound{Detail: "no leaf"}, 404, codeNotFound},
+		{&queries.Pending{Detail: "retry"}, 503, codeStale},
+		{&queries.Invalid{Detail: "bad filter"}, 400, codeInvalid},
+		{&queries.Forbidden{Role: domain.RoleWorker, Query: queries.QueryAuditList, Label: "GET /v1/audit"}, 403, codeForbidden},
+		{queries.ErrNotReady, 503, codeStale},
+		{queries.ErrLedgerOff, 503, codeInternal},
 		{fmt.Errorf("sign: %w", ledger.ErrNotVerified), 503, codeStale},
 		{errLedgerOff, 503, codeInternal},
 	} {
@@ -478,9 +484,6 @@ func TestConfigValidate(t *testing.T) {
 	for _, want := range []string{"Commands", "Queries", "Auth", "Idempotency", "Ready", "WatchHeartbeat"} {
 		require.Contains(t, err.Error(), want)
 	}
-	require.NotContains(t, err.Error(), "Ledger", "the ledger is optional")
-	err = Config{Ledger: &ledger.Ledger{}}.Validate()
-	require.ErrorContains(t, err, "LedgerLog is nil (required with Ledger)")
 	_, err = New(Config{})
 	require.Error(t, err)
 }

@@ -139,12 +139,10 @@ func newEnv(t testing.TB, url string, opts ...envOption) *env {
 		Collectors:     []prometheus.Collector{accessindex.PositionGauge(index), projections.Collector(runner.Status)},
 		Logger:         log,
 		WatchHeartbeat: 50 * time.Millisecond,
-		Ledger:         led,
-		LedgerLog:      store,
 	}, DB: db, Q: queries.Config{
 		Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db), Audit: audit.NewReader(db),
 		SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: securitylog.New(db),
-		Progress: runner.Status, Logger: log,
+		Progress: runner.Status, Logger: log, Ledger: led, LedgerLog: store,
 		MinPositionWait: 10 * time.Second, // reads after a command wait for the projections, also on a loaded machine
 	}}
 	for _, o := range opts {

@@ -49,8 +49,6 @@ import (
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
-	"github.com/accessledger/accessledger/domain/eventlog"
-	"github.com/accessledger/accessledger/projections/ledger"
 	"github.com/accessledger/accessledger/queries"
 )
 
@@ -101,6 +99,12 @@ type Queries interface {
 	AuditVerify(ctx context.Context, c queries.Caller, opts queries.AuditVerifyOptions, w queries.Consistency) (api.VerifyResult, error)
 	SecurityLogPage(ctx context.Context, c queries.Caller, f queries.SecurityFilter, w queries.Consistency) (api.SecurityLogPage, error)
 	Policy(ctx context.Context, c queries.Caller, w queries.Consistency) (api.Policy, error)
+	LedgerHealth() error
+	LedgerCheckpointSize() (int64, bool)
+	LedgerCheckpoint(ctx context.Context, c queries.Caller) ([]byte, error)
+	LedgerPublicKey(ctx context.Context, c queries.Caller) (string, error)
+	InclusionProof(ctx context.Context, c queries.Caller, p queries.InclusionParams) (api.InclusionProof, error)
+	ConsistencyProof(ctx context.Context, c queries.Caller, p queries.ConsistencyParams) (api.ConsistencyProof, error)
 }
 
 // Authenticator verifies bearer tokens: *auth.Verifier implements it. Its
@@ -117,34 +121,6 @@ type Idempotency interface {
 	Begin(ctx context.Context, actor, key, fingerprint string) (*idempotency.Response, error)
 	Finish(ctx context.Context, actor, key string, r idempotency.Response) error
 	Abandon(ctx context.Context, actor, key string) error
-}
-
-// Ledger is the ledger of signed checkpoints over the event log (R23):
-// *ledger.Ledger implements it. The API serves its checkpoints, its public
-// key and proofs from its stored tree, and stops answering decisions when
-// it has found the stored log tampered with (Err wraps ledger.ErrMismatch).
-type Ledger interface {
-	// Current returns a signed checkpoint of the tree as it is now (at most
-	// a few seconds old); it fails while Err is not nil.
-	Current(ctx context.Context) (ledger.Signed, error)
-	// Latest returns the newest checkpoint published or found, if any.
-	Latest() (ledger.Signed, bool)
-	// Key returns the signing key; its VerifierKey is the public key.
-	Key() *ledger.Key
-	// Tree returns the stored Merkle tree.
-	Tree() *ledger.Tree
-	// Err is nil once the log has been verified against the published
-	// checkpoints; it wraps ledger.ErrNotVerified before that check has
-	// finished and ledger.ErrMismatch once the log was found tampered with.
-	Err() error
-	// Fault returns the failed verification's report, or nil.
-	Fault() (*ledger.Report, error)
-}
-
-// LedgerLog reads the event log for the ledger's inclusion proofs (the
-// stored event a leaf covers): every eventlog.Store implements it.
-type LedgerLog interface {
-	ReadAll(ctx context.Context, after eventlog.Position, limit int) ([]eventlog.Record, error)
 }
 
 // Config configures the handler. Commands, Queries, Auth, Idempotency and
@@ -180,16 +156,6 @@ type Config struct {
 	// themselves, so http.Server.Shutdown would wait for them). Close it
 	// when shutdown starts. Nil: streams end only with their request.
 	Stopping <-chan struct{}
-	// Ledger, when set, serves GET /v1/ledger/... and guards the API: until
-	// it has verified the log, GET /readyz answers 503 stale; once it has
-	// found the stored log tampered with, GET /readyz and every /v1/ route
-	// but /v1/ledger/... and /v1/policy answer 503 ledger_mismatch. Leave it
-	// nil (not a nil *ledger.Ledger) to run without the ledger: its routes
-	// then answer 503. LedgerLog is required with it.
-	Ledger Ledger
-	// LedgerLog reads the stored events that inclusion proofs cover (the
-	// event store).
-	LedgerLog LedgerLog
 }
 
 // Validate reports every problem of the configuration, joined.
@@ -205,9 +171,6 @@ func (c Config) Validate() error {
 	missing("Auth", c.Auth == nil)
 	missing("Idempotency", c.Idempotency == nil)
 	missing("Ready", c.Ready == nil)
-	if c.Ledger != nil && c.LedgerLog == nil {
-		problems = append(problems, errors.New("LedgerLog is nil (required with Ledger)"))
-	}
 	if c.WatchHeartbeat < 0 {
 		problems = append(problems, fmt.Errorf("WatchHeartbeat %s is negative", c.WatchHeartbeat))
 	}
@@ -234,7 +197,6 @@ type server struct {
 	mux      *http.ServeMux
 	metrics  *metrics
 	registry *prometheus.Registry
-	gate     *ledgerGate     // the ledger's state; nil without a ledger
 	patterns map[string]bool // "METHOD /path" of every route
 
 	metricsHandler http.Handler
@@ -261,10 +223,7 @@ func New(cfg Config) (http.Handler, error) {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	s := &server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), registry: reg}
-	if cfg.Ledger != nil {
-		s.gate = newLedgerGate(cfg.Ledger)
-	}
-	m, err := newMetrics(reg, cfg.Collectors, s.gate)
+	m, err := newMetrics(reg, cfg.Collectors, cfg.Queries)
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: metrics: %w", err)
 	}

@@ -264,7 +264,7 @@ func TestLedger_Refusals(t *testing.T) {
 // TestLedger_Off: a server without the ledger answers its routes 503 and
 // everything else as before.
 func TestLedger_Off(t *testing.T) {
-	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) { c.Ledger, c.LedgerLog = nil, nil })
+	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) { c.Q.Ledger, c.Q.LedgerLog = nil, nil })
 	w := e.buildWorld()
 	for _, path := range []string{"/v1/ledger/checkpoint", "/v1/ledger/public-key", "/v1/ledger/proof/inclusion?position=1",
 		"/v1/ledger/proof/consistency?from_size=1"} {
@@ -283,7 +283,7 @@ func TestLedger_NotVerifiedYet(t *testing.T) {
 	var led *ledger.Ledger
 	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) {
 		led = newLedger(t, c.DB, quietLog)
-		c.Ledger = led
+		c.Q.Ledger = led
 	})
 	p := e.do(req{method: "GET", path: "/readyz"}).problem(t, 503, codeStale)
 	require.Contains(t, p.Detail, "ledger has not finished verifying")

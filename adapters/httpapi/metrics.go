@@ -25,7 +25,7 @@ const (
 	metricLedgerSize      = "accessledger_ledger_checkpoint_size"
 )
 
-func newMetrics(reg prometheus.Registerer, engine []prometheus.Collector, gate *ledgerGate) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, engine []prometheus.Collector, q Queries) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    metricRequestDuration,
@@ -42,8 +42,8 @@ func newMetrics(reg prometheus.Registerer, engine []prometheus.Collector, gate *
 		}),
 	}
 	collectors := append([]prometheus.Collector{m.requests, m.commands, m.watchers}, engine...)
-	if gate != nil {
-		collectors = append(collectors, ledgerGauges(gate)...)
+	if _, on := q.LedgerCheckpointSize(); on {
+		collectors = append(collectors, ledgerGauges(q)...)
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
@@ -61,14 +61,14 @@ func (m *metrics) command(name, outcome string) {
 	m.commands.WithLabelValues(name, outcome).Inc()
 }
 
-// ledgerGauges report the ledger's state at each scrape (as the gate
-// reads it: a scrape never waits for a checkpoint being published).
-func ledgerGauges(g *ledgerGate) []prometheus.Collector {
+// ledgerGauges report the ledger's state at each scrape (a scrape never
+// waits for a checkpoint being published).
+func ledgerGauges(q Queries) []prometheus.Collector {
 	ok := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: metricLedgerOK,
 		Help: "1 when the ledger has verified the stored event log against its signed checkpoints and found it consistent; 0 before that check has finished, and once the log was found tampered with.",
 	}, func() float64 {
-		if _, err := g.state(); err == nil {
+		if q.LedgerHealth() == nil {
 			return 1
 		}
 		return 0
@@ -77,7 +77,7 @@ func ledgerGauges(g *ledgerGate) []prometheus.Collector {
 		Name: metricLedgerSize,
 		Help: "Tree size (number of events) of the newest signed checkpoint the ledger published or found; 0 when there is none yet.",
 	}, func() float64 {
-		size, _ := g.state()
+		size, _ := q.LedgerCheckpointSize()
 		return float64(size)
 	})
 	return []prometheus.Collector{ok, size}

@@ -12,7 +12,6 @@ import (
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain/eventlog"
-	"github.com/accessledger/accessledger/projections/ledger"
 	"github.com/accessledger/accessledger/queries"
 )
 
@@ -82,30 +81,9 @@ var (
 		detail: "the body must be JSON: send Content-Type: application/json"}
 	errLedgerOff = &httpError{status: http.StatusServiceUnavailable, code: codeInternal,
 		detail: "this server runs without the ledger: it has no signed checkpoints or proofs to give"}
-	errLedgerNotVerified = &httpError{status: http.StatusServiceUnavailable, code: codeStale, err: ledger.ErrNotVerified,
+	errLedgerNotVerified = &httpError{status: http.StatusServiceUnavailable, code: codeStale, err: queries.ErrLedgerNotVerified,
 		detail: "not ready: the ledger has not finished verifying the event log against its published checkpoints; retry later"}
 )
-
-// errLedgerMismatch is the 503 "ledger_mismatch" problem of a log the
-// ledger found tampered with. Its detail names the first bad position and
-// what was wrong there, never the event's contents: GET /readyz shows it
-// without a token.
-func errLedgerMismatch(first ledger.Problem, known bool, cause error) error {
-	where := "the ledger's report names no position"
-	switch {
-	case known && first.HasPosition:
-		where = fmt.Sprintf("first bad position %s (%s", first.Position, first.Kind)
-		if first.LeafIndex >= 0 {
-			where += fmt.Sprintf(", leaf %d", first.LeafIndex)
-		}
-		where += ")"
-	case known:
-		where = fmt.Sprintf("%s, at no single position", first.Kind)
-	}
-	return &httpError{status: http.StatusServiceUnavailable, code: codeLedgerMismatch, err: cause,
-		detail: "the stored event log disagrees with the ledger: " + where +
-			"; this server answers no decisions until the log is investigated (accessd ledger verify)"}
-}
 
 // errMethodNotAllowed is a 405 naming the allowed methods.
 type errMethodNotAllowed struct{ allow string }
@@ -144,9 +122,17 @@ func problemFor(err error) Problem {
 	var he *httpError
 	var mbe *http.MaxBytesError
 	var mna errMethodNotAllowed
+	var mismatch *queries.Mismatch
+	var notFound *queries.NotFound
 	switch {
 	case errors.As(err, &he):
 		status, code, detail = he.status, he.code, he.detail
+	case errors.As(err, &mismatch):
+		status, code, detail = http.StatusServiceUnavailable, codeLedgerMismatch, mismatch.Error()
+	case errors.As(err, &notFound):
+		status, code, detail = http.StatusNotFound, codeNotFound, notFound.Error()
+	case errors.Is(err, queries.ErrLedgerOff):
+		status, code, detail = errLedgerOff.status, errLedgerOff.code, errLedgerOff.detail
 	case errors.As(err, &mna):
 		status, code, detail = http.StatusMethodNotAllowed, codeInvalid, mna.Error()
 	case errors.As(err, &mbe):
@@ -172,10 +158,10 @@ func problemFor(err error) Problem {
 	case errors.Is(err, eventlog.ErrUnavailable):
 		status, code, detail = http.StatusServiceUnavailable, codeInternal,
 			"the event store is unavailable; retry later (with the same Idempotency-Key)"
-	case errors.Is(err, ledger.ErrMismatch):
+	case errors.Is(err, queries.ErrLedgerMismatch):
 		status, code, detail = http.StatusServiceUnavailable, codeLedgerMismatch,
 			"the stored event log disagrees with the ledger; this server answers no decisions until the log is investigated (accessd ledger verify)"
-	case errors.Is(err, ledger.ErrNotVerified):
+	case errors.Is(err, queries.ErrLedgerNotVerified):
 		status, code, detail = errLedgerNotVerified.status, errLedgerNotVerified.code, errLedgerNotVerified.detail
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status, code, detail = http.StatusServiceUnavailable, codeInternal, "the request was cancelled or timed out"

@@ -375,8 +375,8 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request, c call) error {
 // log, else 503 "stale"; 503 "ledger_mismatch" naming the first bad
 // position once the ledger has found the log tampered with.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request, c call) error {
-	if err := s.ledgerErr(); err != nil {
-		return s.ledgerError(err)
+	if err := s.ledgerFault(); err != nil {
+		return err
 	}
 	if !s.cfg.Ready() {
 		return errNotReady

@@ -92,10 +92,10 @@ func newRealServer(t *testing.T) *realServer {
 	require.NoError(t, err)
 	qs, err := queries.New(queries.Config{Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db),
 		Audit: audit.NewReader(db), SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store),
-		Refusals: securitylog.New(db), Progress: runner.Status, Logger: quiet})
+		Refusals: securitylog.New(db), Progress: runner.Status, Logger: quiet, Ledger: led, LedgerLog: store})
 	require.NoError(t, err)
 	h, err := httpapi.New(httpapi.Config{Commands: svc, Queries: qs, Auth: verifier, Idempotency: idempotency.New(db),
-		Ready: func() bool { return true }, Logger: quiet, Ledger: led, LedgerLog: store})
+		Ready: func() bool { return true }, Logger: quiet})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {

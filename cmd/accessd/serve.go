@@ -151,9 +151,6 @@ func apiHandler(e *engine, cmds *commands.Service, verifier httpapi.Authenticato
 		Ready:       ready, Registry: reg, Logger: log, Stopping: stopping,
 		Collectors: []prometheus.Collector{accessindex.PositionGauge(e.index), projections.Collector(e.runner.Status)},
 	}
-	if e.ledger != nil {
-		cfg.Ledger, cfg.LedgerLog = e.ledger, e.stores.events.log
-	}
 	return httpapi.New(cfg)
 }
 
@@ -169,10 +166,14 @@ func migrateIdempotency(ctx context.Context, db *sqldb.DB) error {
 // newQueries builds the query service over the engine's index and read
 // models, with the security log for refused queries.
 func newQueries(e *engine, policy domain.Policy, wait time.Duration, log *slog.Logger) (*queries.Service, error) {
-	return queries.New(queries.Config{
+	cfg := queries.Config{
 		Index: e.index, History: accesshistory.NewReader(e.readDB), Accounts: accounts.NewReader(e.readDB),
 		Audit: audit.NewReader(e.readDB), SecurityLog: securitylog.New(e.readDB),
 		ChildRecords: queries.ChildrenFromLog(e.stores.events.log), Refusals: securitylog.New(e.readDB),
 		Progress: e.runner.Status, Policy: policy, MinPositionWait: wait, Logger: log,
-	})
+	}
+	if e.ledger != nil {
+		cfg.Ledger, cfg.LedgerLog = e.ledger, e.stores.events.log
+	}
+	return queries.New(cfg)
 }
