@@ -80,14 +80,15 @@ const (
 	grantRevoked = "revoked"
 )
 
-// placementStatus is p's status at decision time at.
+// placementStatus is p's status at decision time at, by its times alone
+// (a recorded grace expiry changes nothing: the grace period ended then).
 func placementStatus(p domain.PlacementView, at time.Time) string {
 	switch {
 	case at.Before(p.StartedAt):
 		return placementPlanned
 	case !p.Ended || at.Before(p.EndedAt):
 		return placementOpen
-	case !p.ExpiryRecorded && at.Before(graceEnd(p)):
+	case at.Before(graceEnd(p)):
 		return placementInGrace
 	}
 	return placementEnded
