@@ -607,7 +607,7 @@ type ConsistencyProof struct {
 type Cursor = string
 
 // EmptyRequest defines model for EmptyRequest.
-type EmptyRequest = map[string]interface{}
+type EmptyRequest = struct{}
 
 // EndPlacementRequest defines model for EndPlacementRequest.
 type EndPlacementRequest struct {

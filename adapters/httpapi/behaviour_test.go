@@ -468,7 +468,7 @@ func TestProblemFor(t *testing.T) {
 	} {
 		p := problemFor(tc.err)
 		require.Equal(t, tc.status, p.Status, "%v", tc.err)
-		require.Equal(t, tc.code, p.Code, "%v", tc.err)
+		require.Equal(t, tc.code, string(p.Code), "%v", tc.err)
 		require.Equal(t, problemTypePrefix+tc.code, p.Type)
 		require.Equal(t, titles[tc.code], p.Title)
 		if tc.code == codeInternal {

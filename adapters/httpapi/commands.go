@@ -8,9 +8,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
@@ -35,12 +34,9 @@ type answer struct {
 func ok(body any) answer      { return answer{status: http.StatusOK, body: body} }
 func created(body any) answer { return answer{status: http.StatusCreated, body: body} }
 
-// positionAnswer is the answer of the commands that only report a position.
-type positionAnswer struct {
-	Position string `json:"position"`
+func positionOf(p eventlog.Position) api.PositionAnswer {
+	return api.PositionAnswer{Position: p.String()}
 }
-
-func positionOf(p eventlog.Position) positionAnswer { return positionAnswer{Position: p.String()} }
 
 // fingerprint identifies a request for the idempotency store: method, path
 // and the SHA-256 of the body's bytes.
@@ -61,7 +57,7 @@ func (s *server) runCommand(w http.ResponseWriter, r *http.Request, actor domain
 	parse func() error, exec func(ctx context.Context, meta commands.Meta) (answer, error)) (err error) {
 	defer func() {
 		if err != nil {
-			s.metrics.command(name, problemFor(err).Code)
+			s.metrics.command(name, string(problemFor(err).Code))
 		}
 	}()
 	raw, err := readBody(w, r)
@@ -135,7 +131,7 @@ func (s *server) execCommand(w http.ResponseWriter, r *http.Request, name string
 	}
 	if err != nil {
 		status, pbody := s.writeProblem(w, r, err)
-		s.metrics.command(name, problemFor(err).Code)
+		s.metrics.command(name, string(problemFor(err).Code))
 		return idempotency.Response{Status: status, ContentType: problemContentType, Body: pbody}
 	}
 	body = append(body, '\n')
@@ -157,32 +153,19 @@ func (s *server) abandon(r *http.Request, actor domain.Actor, key string) {
 
 // ---- the commands ----
 
-type registerChildBody struct {
-	Reference string `json:"reference"`
-}
-
-type childCreated struct {
-	ChildID  uuid.UUID `json:"child_id"`
-	Position string    `json:"position"`
-}
-
 func (s *server) registerChild(w http.ResponseWriter, r *http.Request, c call) error {
-	var b registerChildBody
+	var b api.RegisterChildRequest
 	return s.runCommand(w, r, c.actor, commands.CommandRegisterChild, &b, nil, func(ctx context.Context, m commands.Meta) (answer, error) {
 		res, err := s.cfg.Commands.RegisterChild(ctx, m, commands.RegisterChild{Reference: b.Reference})
 		if err != nil {
 			return answer{}, err
 		}
-		return created(childCreated{ChildID: res.ChildID, Position: res.Position.String()}), nil
+		return created(api.ChildRegistered{ChildID: res.ChildID, Position: res.Position.String()}), nil
 	})
 }
 
-type allocateWorkerBody struct {
-	WorkerID string `json:"worker_id"`
-}
-
 func (s *server) allocateWorker(w http.ResponseWriter, r *http.Request, c call) error {
-	var b allocateWorkerBody
+	var b api.AllocateWorkerRequest
 	var cmd commands.AllocateWorker
 	return s.runCommand(w, r, c.actor, commands.CommandAllocateWorker, &b, func() (err error) {
 		cmd.ChildID, err = pathUUID(r, "child_id")
@@ -197,35 +180,19 @@ func (s *server) allocateWorker(w http.ResponseWriter, r *http.Request, c call) 
 	})
 }
 
-type inviteBody struct {
-	Email string `json:"email"`
-	Kind  string `json:"kind"`
-}
-
-type invited struct {
-	AccountID uuid.UUID `json:"account_id"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Position  string    `json:"position"`
-}
-
 func (s *server) invite(w http.ResponseWriter, r *http.Request, c call) error {
-	var b inviteBody
+	var b api.InviteRequest
 	return s.runCommand(w, r, c.actor, commands.CommandInvite, &b, nil, func(ctx context.Context, m commands.Meta) (answer, error) {
-		res, err := s.cfg.Commands.Invite(ctx, m, commands.Invite{Email: b.Email, Kind: b.Kind})
+		res, err := s.cfg.Commands.Invite(ctx, m, commands.Invite{Email: b.Email, Kind: string(b.Kind)})
 		if err != nil {
 			return answer{}, err
 		}
-		return created(invited{AccountID: res.AccountID, ExpiresAt: res.ExpiresAt.UTC(), Position: res.Position.String()}), nil
+		return created(api.Invited{AccountID: res.AccountID, ExpiresAt: res.ExpiresAt.UTC(), Position: res.Position.String()}), nil
 	})
 }
 
-type activateBody struct {
-	IdentitySubject string `json:"identity_subject"`
-	Email           string `json:"email"`
-}
-
 func (s *server) activate(w http.ResponseWriter, r *http.Request, c call) error {
-	var b activateBody
+	var b api.ActivateRequest
 	var cmd commands.Activate
 	return s.runCommand(w, r, c.actor, commands.CommandActivate, &b, func() (err error) {
 		cmd.AccountID, err = pathUUID(r, "account_id")
@@ -240,13 +207,8 @@ func (s *server) activate(w http.ResponseWriter, r *http.Request, c call) error 
 	})
 }
 
-// reasonBody is the body of the commands that take only a reason.
-type reasonBody struct {
-	Reason string `json:"reason" api:"text"`
-}
-
 func (s *server) closeAccount(w http.ResponseWriter, r *http.Request, c call) error {
-	var b reasonBody
+	var b api.ReasonRequest
 	var cmd commands.CloseAccount
 	return s.runCommand(w, r, c.actor, commands.CommandCloseAccount, &b, func() (err error) {
 		cmd.AccountID, err = pathUUID(r, "account_id")
@@ -261,18 +223,8 @@ func (s *server) closeAccount(w http.ResponseWriter, r *http.Request, c call) er
 	})
 }
 
-type startPlacementBody struct {
-	CarerAccountID string `json:"carer_account_id"`
-	StartedAt      string `json:"started_at"`
-}
-
-type placementStarted struct {
-	PlacementID uuid.UUID `json:"placement_id"`
-	Position    string    `json:"position"`
-}
-
 func (s *server) startPlacement(w http.ResponseWriter, r *http.Request, c call) error {
-	var b startPlacementBody
+	var b api.StartPlacementRequest
 	var cmd commands.StartPlacement
 	return s.runCommand(w, r, c.actor, commands.CommandStartPlacement, &b, func() (err error) {
 		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
@@ -288,22 +240,12 @@ func (s *server) startPlacement(w http.ResponseWriter, r *http.Request, c call) 
 		if err != nil {
 			return answer{}, err
 		}
-		return created(placementStarted{PlacementID: res.PlacementID, Position: res.Position.String()}), nil
+		return created(api.PlacementStarted{PlacementID: res.PlacementID, Position: res.Position.String()}), nil
 	})
 }
 
-type endPlacementBody struct {
-	EndedAt string `json:"ended_at"`
-	Reason  string `json:"reason,omitempty" api:"text"`
-}
-
-type placementEnded struct {
-	GraceUntil time.Time `json:"grace_until"`
-	Position   string    `json:"position"`
-}
-
 func (s *server) endPlacement(w http.ResponseWriter, r *http.Request, c call) error {
-	var b endPlacementBody
+	var b api.EndPlacementRequest
 	var cmd commands.EndPlacement
 	return s.runCommand(w, r, c.actor, commands.CommandEndPlacement, &b, func() (err error) {
 		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
@@ -320,12 +262,12 @@ func (s *server) endPlacement(w http.ResponseWriter, r *http.Request, c call) er
 		if err != nil {
 			return answer{}, err
 		}
-		return ok(placementEnded{GraceUntil: res.GraceUntil.UTC(), Position: res.Position.String()}), nil
+		return ok(api.PlacementEnded{GraceUntil: res.GraceUntil.UTC(), Position: res.Position.String()}), nil
 	})
 }
 
 func (s *server) endGrace(w http.ResponseWriter, r *http.Request, c call) error {
-	var b reasonBody
+	var b api.ReasonRequest
 	var cmd commands.EndGrace
 	return s.runCommand(w, r, c.actor, commands.CommandEndGrace, &b, func() (err error) {
 		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
@@ -343,21 +285,14 @@ func (s *server) endGrace(w http.ResponseWriter, r *http.Request, c call) error 
 	})
 }
 
-type grantBody struct {
-	AccountID    string   `json:"account_id"`
-	Relationship string   `json:"relationship"`
-	Permissions  []string `json:"permissions"`
-	Reason       string   `json:"reason" api:"text"`
-}
-
 func (s *server) grant(w http.ResponseWriter, r *http.Request, c call) error {
-	var b grantBody
+	var b api.GrantRequest
 	var cmd commands.Grant
 	return s.runCommand(w, r, c.actor, commands.CommandGrant, &b, func() (err error) {
 		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
 			return err
 		}
-		cmd.Relationship, cmd.Permissions, cmd.Reason = b.Relationship, b.Permissions, b.Reason
+		cmd.Relationship, cmd.Permissions, cmd.Reason = string(b.Relationship), plainStrings(b.Permissions), b.Reason
 		cmd.AccountID, err = parseUUID("account_id", b.AccountID)
 		return err
 	}, func(ctx context.Context, m commands.Meta) (answer, error) {
@@ -370,7 +305,7 @@ func (s *server) grant(w http.ResponseWriter, r *http.Request, c call) error {
 }
 
 func (s *server) revoke(w http.ResponseWriter, r *http.Request, c call) error {
-	var b reasonBody
+	var b api.ReasonRequest
 	var cmd commands.Revoke
 	return s.runCommand(w, r, c.actor, commands.CommandRevoke, &b, func() (err error) {
 		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
@@ -389,7 +324,7 @@ func (s *server) revoke(w http.ResponseWriter, r *http.Request, c call) error {
 }
 
 func (s *server) requestPhoneReset(w http.ResponseWriter, r *http.Request, c call) error {
-	var b reasonBody
+	var b api.ReasonRequest
 	var cmd commands.RequestPhoneReset
 	return s.runCommand(w, r, c.actor, commands.CommandRequestPhoneReset, &b, func() (err error) {
 		cmd.AccountID, err = pathUUID(r, "account_id")
@@ -404,10 +339,8 @@ func (s *server) requestPhoneReset(w http.ResponseWriter, r *http.Request, c cal
 	})
 }
 
-type emptyBody struct{}
-
 func (s *server) clearPhone(w http.ResponseWriter, r *http.Request, c call) error {
-	var b emptyBody
+	var b api.EmptyRequest
 	var cmd commands.ClearPhone
 	return s.runCommand(w, r, c.actor, commands.CommandClearPhone, &b, func() (err error) {
 		cmd.AccountID, err = pathUUID(r, "account_id")
@@ -421,12 +354,8 @@ func (s *server) clearPhone(w http.ResponseWriter, r *http.Request, c call) erro
 	})
 }
 
-type enrolPhoneBody struct {
-	Phone string `json:"phone"`
-}
-
 func (s *server) enrolPhone(w http.ResponseWriter, r *http.Request, c call) error {
-	var b enrolPhoneBody
+	var b api.EnrolPhoneRequest
 	var cmd commands.EnrolPhone
 	return s.runCommand(w, r, c.actor, commands.CommandEnrolPhone, &b, func() (err error) {
 		cmd.AccountID, err = pathUUID(r, "account_id")
@@ -439,4 +368,17 @@ func (s *server) enrolPhone(w http.ResponseWriter, r *http.Request, c call) erro
 		}
 		return ok(positionOf(res.Position)), nil
 	})
+}
+
+// plainStrings converts a list of typed strings (e.g. the wire's permission
+// names) to plain strings, keeping nil nil.
+func plainStrings[T ~string](in []T) []string {
+	if in == nil {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, v := range in {
+		out[i] = string(v)
+	}
+	return out
 }

@@ -219,7 +219,7 @@ func (r response) problem(t *testing.T, status int, code string) Problem {
 	dec := json.NewDecoder(bytes.NewReader(r.body))
 	dec.DisallowUnknownFields()
 	require.NoError(t, dec.Decode(&p))
-	require.Equal(t, code, p.Code, p.Detail)
+	require.Equal(t, code, string(p.Code), p.Detail)
 	require.Equal(t, status, p.Status)
 	require.Equal(t, problemTypePrefix+code, p.Type)
 	require.NotEmpty(t, p.Title)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/queries"
@@ -37,14 +38,9 @@ const problemTypePrefix = "urn:accessledger:problem:"
 // problemContentType is the media type of problem answers (RFC 9457).
 const problemContentType = "application/problem+json"
 
-// Problem is an RFC 9457 problem answer. Code is one of api.md's codes.
-type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Code   string `json:"code"`
-}
+// Problem is an RFC 9457 problem answer (the wire's api.Problem). Code is
+// one of api.md's codes.
+type Problem = api.Problem
 
 // httpError is an error raised by the HTTP layer itself, with its status and
 // code. Detail is shown to the caller.
@@ -172,7 +168,7 @@ func problemFor(err error) Problem {
 			}
 		}
 	}
-	return Problem{Type: problemTypePrefix + code, Title: titles[code], Status: status, Detail: detail, Code: code}
+	return Problem{Type: problemTypePrefix + code, Title: titles[code], Status: status, Detail: detail, Code: api.ProblemCode(code)}
 }
 
 // writeProblem answers err as a problem and returns its status and body.
