@@ -31,6 +31,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/eventstoredb/esdbtest"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
@@ -625,14 +626,7 @@ func (w *e2eWorld) grant(c *e2eClient, child, account, relationship string, perm
 }
 
 // e2eCheck is the answer of GET /v1/check.
-type e2eCheck struct {
-	Allowed     bool       `json:"allowed"`
-	Permissions []string   `json:"permissions"`
-	Reason      string     `json:"reason"`
-	Until       *time.Time `json:"until"`
-	At          time.Time  `json:"at"`
-	Position    string     `json:"position"`
-}
+type e2eCheck = api.CheckAnswer
 
 // check asks, as the service, whether account may do perm on child's
 // record, now or at the optional time.
@@ -665,27 +659,11 @@ func atParam(at []time.Time) string {
 func requireAccess(t *testing.T, a e2eCheck, allowed bool, reason string, msg ...any) {
 	t.Helper()
 	require.Equal(t, allowed, a.Allowed, "%+v %v", a, msg)
-	require.Equal(t, reason, a.Reason, "%+v %v", a, msg)
+	require.Equal(t, reason, text(a.Reason), "%+v %v", a, msg)
 }
 
 // e2eAuditEntry is an entry of GET /v1/audit.
-type e2eAuditEntry struct {
-	Seq         int64           `json:"seq"`
-	EventID     string          `json:"event_id"`
-	Type        string          `json:"type"`
-	Stream      string          `json:"stream"`
-	ChildID     *string         `json:"child_id"`
-	AccountID   *string         `json:"account_id"`
-	Actor       string          `json:"actor"`
-	ActorRole   string          `json:"actor_role"`
-	Reason      *string         `json:"reason"`
-	EffectiveAt time.Time       `json:"effective_at"`
-	RecordedAt  time.Time       `json:"recorded_at"`
-	Data        json.RawMessage `json:"data"`
-	PrevHash    string          `json:"prev_hash"`
-	Hash        string          `json:"hash"`
-	Position    string          `json:"position"`
-}
+type e2eAuditEntry = api.AuditEntry
 
 // audit reads every audit entry matching the filter query (e.g.
 // "child_id=..."), following the "next" cursor.
@@ -701,10 +679,7 @@ func (w *e2eWorld) audit(filter string) []e2eAuditEntry {
 		if after != "" {
 			q += "&after=" + after
 		}
-		var a struct {
-			Entries []e2eAuditEntry `json:"entries"`
-			Next    *string         `json:"next"`
-		}
+		var a api.AuditPage
 		w.get(w.auditor, q).decode(&a)
 		all = append(all, a.Entries...)
 		if a.Next == nil {
@@ -728,25 +703,10 @@ func auditOf(entries []e2eAuditEntry, typ string) []e2eAuditEntry {
 }
 
 // e2eInterval is an interval of GET /v1/children/{id}/history.
-type e2eInterval struct {
-	AccountID     string      `json:"account_id"`
-	ChildID       string      `json:"child_id"`
-	Permissions   []string    `json:"permissions"`
-	Reason        string      `json:"reason"`
-	From          time.Time   `json:"from"`
-	To            *time.Time  `json:"to"`
-	OpenedByEvent *e2eEventRf `json:"opened_by_event"`
-	ClosedByEvent *e2eEventRf `json:"closed_by_event"`
-}
+type e2eInterval = api.Interval
 
 // e2eEventRf names the event that opened or closed an interval.
-type e2eEventRf struct {
-	EventID   string `json:"event_id"`
-	Type      string `json:"type"`
-	Actor     string `json:"actor"`
-	ActorRole string `json:"actor_role"`
-	Position  string `json:"position"`
-}
+type e2eEventRf = api.EventRef
 
 // history reads a child's (or with path "/v1/accounts/ID/history", an
 // account's) access history; params are extra query parameters.
@@ -755,9 +715,7 @@ func (w *e2eWorld) history(path, params string) []e2eInterval {
 	if params != "" {
 		path += "?" + params
 	}
-	var h struct {
-		Intervals []e2eInterval `json:"intervals"`
-	}
+	var h api.ChildHistory // an account's history has the same intervals
 	w.get(w.auditor, path).decode(&h)
 	return h.Intervals
 }
@@ -766,7 +724,7 @@ func (w *e2eWorld) history(path, params string) []e2eInterval {
 func intervalsOf(ivs []e2eInterval, account string) []e2eInterval {
 	var out []e2eInterval
 	for _, iv := range ivs {
-		if iv.AccountID == account {
+		if iv.AccountID.String() == account {
 			out = append(out, iv)
 		}
 	}
@@ -774,16 +732,7 @@ func intervalsOf(ivs []e2eInterval, account string) []e2eInterval {
 }
 
 // e2eAccountView is the answer of GET /v1/accounts/{id}.
-type e2eAccountView struct {
-	AccountID           string     `json:"account_id"`
-	Kind                string     `json:"kind"`
-	Status              string     `json:"status"`
-	NeedsPhoneEnrolment bool       `json:"needs_phone_enrolment"`
-	PhoneHint           *string    `json:"phone_hint"`
-	ExpiresAt           time.Time  `json:"expires_at"`
-	ActivatedAt         *time.Time `json:"activated_at"`
-	ClosedAt            *time.Time `json:"closed_at"`
-}
+type e2eAccountView = api.Account
 
 func (w *e2eWorld) accountView(id string, params ...string) (e2eAccountView, *e2eResp) {
 	w.t.Helper()
@@ -798,15 +747,7 @@ func (w *e2eWorld) accountView(id string, params ...string) (e2eAccountView, *e2
 }
 
 // e2eSecurityEntry is an entry of GET /v1/security-log.
-type e2eSecurityEntry struct {
-	ActorID   string `json:"actor_id"`
-	ActorRole string `json:"actor_role"`
-	Command   string `json:"command"`
-	Target    string `json:"target"`
-	Code      string `json:"code"`
-	Detail    string `json:"detail"`
-	RequestID string `json:"request_id"`
-}
+type e2eSecurityEntry = api.SecurityLogEntry
 
 // securityLog reads the security log (newest first, one page of 1000).
 func (w *e2eWorld) securityLog(filter string) []e2eSecurityEntry {
@@ -815,9 +756,7 @@ func (w *e2eWorld) securityLog(filter string) []e2eSecurityEntry {
 	if filter != "" {
 		path += "&" + filter
 	}
-	var a struct {
-		Entries []e2eSecurityEntry `json:"entries"`
-	}
+	var a api.SecurityLogPage
 	w.get(w.auditor, path).decode(&a)
 	return a.Entries
 }
@@ -839,3 +778,17 @@ func parseRFC(t *testing.T, s string) time.Time {
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 const day = 24 * time.Hour
+
+// text is v as the wire writes it (a typed string, a UUID), to compare
+// the typed answers with the strings the tests hold.
+func text(v any) string { return fmt.Sprint(v) }
+
+// strs converts a list of typed strings (e.g. api.Permissions) to plain
+// strings.
+func strs[T ~string](in []T) []string {
+	out := make([]string, len(in))
+	for i, v := range in {
+		out[i] = string(v)
+	}
+	return out
+}
