@@ -13,7 +13,7 @@ FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:Fuzz
   ./adapters/auth:FuzzVerify ./adapters/httpapi:FuzzCommandBodies \
   ./projections/ledger:FuzzDecodeLeaf ./projections/ledger:FuzzParseCheckpointBody ./projections/ledger:FuzzOpenCheckpoint
 
-.PHONY: help run build migrate test test-race lint fuzz bench cover
+.PHONY: help run build migrate generate test test-race lint fuzz bench cover
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,9 @@ build: ## build the binaries into ./bin (no cgo)
 migrate: ## apply the schema migrations to the embedded default store
 	$(GO) run ./cmd/accessd migrate --data-dir $(DATA_DIR)
 
+generate: ## regenerate the wire types (api/wire.gen.go) from docs/openapi.yaml with the pinned oapi-codegen
+	$(GO) generate ./api
+
 test: lint ## vet, check formatting, build without cgo, run every test (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
 	CGO_ENABLED=0 $(GO) build ./...
 	$(GO) test -count=1 $(PKGS)
@@ -41,10 +44,14 @@ test: lint ## vet, check formatting, build without cgo, run every test (PostgreS
 test-race: ## run every test under the race detector
 	$(GO) test -race -count=1 $(PKGS)
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, and the wire types up to date with docs/openapi.yaml
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@cp api/wire.gen.go api/.wire.gen.go.before && $(GO) generate ./api && \
+	  if ! cmp -s api/.wire.gen.go.before api/wire.gen.go; then rm -f api/.wire.gen.go.before; \
+	    echo "api/wire.gen.go was out of date with docs/openapi.yaml: it is regenerated now; commit it"; exit 1; fi; \
+	  rm -f api/.wire.gen.go.before
 
 fuzz: ## run every fuzz target for FUZZTIME (default 30s each)
 	@set -e; for t in $(FUZZ_TARGETS); do \
