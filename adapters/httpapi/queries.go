@@ -263,25 +263,14 @@ func (s *server) auditList(w http.ResponseWriter, r *http.Request, c call) error
 			return errInvalid("actor: must not be empty")
 		}
 	}
-	if f.From, err = q.optTime("from"); err != nil {
-		return err
-	}
-	if f.To, err = q.optTime("to"); err != nil {
+	var cw queries.Consistency
+	if f.From, f.To, err = q.timeRange(); err != nil {
 		return err
 	}
 	if !f.From.IsZero() && !f.To.IsZero() && f.To.Before(f.From) {
 		return errInvalid("to: must not be before from")
 	}
-	if f.After, err = q.int64In("after", 0, 0, 1<<62); err != nil {
-		return err
-	}
-	limit, err := q.int64In("limit", queries.AuditDefaultLimit, 1, queries.AuditMaxLimit)
-	if err != nil {
-		return err
-	}
-	f.Limit = int(limit)
-	cw, err := consistency(q)
-	if err != nil {
+	if f.After, f.Limit, cw, err = q.page(queries.AuditDefaultLimit, queries.AuditMaxLimit); err != nil {
 		return err
 	}
 	a, err := s.cfg.Queries.AuditList(r.Context(), c.caller, f, cw)
@@ -330,25 +319,14 @@ func (s *server) securityLog(w http.ResponseWriter, r *http.Request, c call) err
 	q := c.q
 	var err error
 	f := queries.SecurityFilter{Actor: q.str("actor"), Command: q.str("command"), Code: q.str("code")}
-	if f.From, err = q.optTime("from"); err != nil {
-		return err
-	}
-	if f.To, err = q.optTime("to"); err != nil {
+	var cw queries.Consistency
+	if f.From, f.To, err = q.timeRange(); err != nil {
 		return err
 	}
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
 		return errInvalid("to: must be after from")
 	}
-	if f.After, err = q.int64In("after", 0, 0, 1<<62); err != nil {
-		return err
-	}
-	limit, err := q.int64In("limit", queries.SecurityLogDefaultLimit, 1, queries.SecurityLogMaxLimit)
-	if err != nil {
-		return err
-	}
-	f.Limit = int(limit)
-	cw, err := consistency(q)
-	if err != nil {
+	if f.After, f.Limit, cw, err = q.page(queries.SecurityLogDefaultLimit, queries.SecurityLogMaxLimit); err != nil {
 		return err
 	}
 	a, err := s.cfg.Queries.SecurityLogPage(r.Context(), c.caller, f, cw)
@@ -382,4 +360,27 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request, c call) error {
 		return errNotReady
 	}
 	return writeJSON(w, http.StatusOK, api.Status{Status: api.StatusStatusReady})
+}
+
+// timeRange reads from= and to= (zero when absent).
+func (q query) timeRange() (from, to time.Time, err error) {
+	if from, err = q.optTime("from"); err != nil {
+		return from, to, err
+	}
+	to, err = q.optTime("to")
+	return from, to, err
+}
+
+// page reads a list's cursor (after=, from 0), its page size (limit=, def
+// when absent, 1 to max) and min_position.
+func (q query) page(def, max int) (after int64, limit int, w queries.Consistency, err error) {
+	if after, err = q.int64In("after", 0, 0, 1<<62); err != nil {
+		return after, limit, w, err
+	}
+	n, err := q.int64In("limit", int64(def), 1, int64(max))
+	if err != nil {
+		return after, limit, w, err
+	}
+	w, err = consistency(q)
+	return after, int(n), w, err
 }
