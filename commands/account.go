@@ -59,7 +59,8 @@ func (s *Service) Invite(ctx context.Context, meta Meta, cmd Invite) (Invited, e
 		if err != nil {
 			return err
 		}
-		events, answer := []domain.Event(nil), eventlog.Start
+		var events []domain.Event
+		var answer eventlog.Position
 		if envs, ok := l.replay(d, mainEvents); ok {
 			events, answer = eventsOf(envs), lastPosition(envs)
 		} else {

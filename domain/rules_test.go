@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -451,7 +452,7 @@ func TestRule_R8_NobodyObtainsAccessByAsking(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := tt.when()
 			thenError(t, got, err, tt.want)
-			if tt.want != domain.ErrInvalid {
+			if !errors.Is(tt.want, domain.ErrInvalid) {
 				require.Equal(t, domain.KindForbidden, domain.KindOf(err), "refusals of R8 are forbidden, not invalid")
 			}
 		})
@@ -607,7 +608,6 @@ func TestRule_R11_PhoneChangesOnlyThroughResetWorkflow(t *testing.T) {
 
 func TestRule_R13_ClosingAccountEndsAllAccess(t *testing.T) {
 	carer := activeCarer(t)
-	parent := activeParent(t)
 	closeAt := t0.Add(5 * day)
 	c := givenChild(t, registered(), started(placement, carerID, t0), granted(parentID, []string{"view", "record"}, t0))
 
@@ -618,7 +618,7 @@ func TestRule_R13_ClosingAccountEndsAllAccess(t *testing.T) {
 	thenEvents(t, got, err, closed)
 
 	carer = activeCarer(t, closed)
-	parent = activeParent(t, &domain.AccountClosed{AccountID: parentID, ClosedAt: closeAt})
+	parent := activeParent(t, &domain.AccountClosed{AccountID: parentID, ClosedAt: closeAt})
 	// Before the closure the access stood, and said it would end then.
 	thenAccess(t, c.Access(carer, closeAt.Add(-time.Hour)), domain.All, domain.ReasonPlacement, closeAt)
 	thenAccess(t, c.Access(parent, closeAt.Add(-time.Hour)), domain.PermissionSet(domain.View|domain.Record), domain.ReasonGrant, closeAt)

@@ -106,7 +106,7 @@ func (c *counts) Apply(ctx context.Context, tx bun.Tx, t projections.Tables, rec
 	}
 	var old []countRow
 	if err := tx.NewRaw("SELECT stream, events, last_version, checksum FROM ? WHERE stream IN (?)",
-		t.Ident("counts"), bun.In(names)).Scan(ctx, &old); err != nil {
+		t.Ident("counts"), bun.List(names)).Scan(ctx, &old); err != nil {
 		return fmt.Errorf("read counts: %w", err)
 	}
 	for _, r := range old {
@@ -121,7 +121,7 @@ func (c *counts) Apply(ctx context.Context, tx bun.Tx, t projections.Tables, rec
 		types[rec.Type]++
 	}
 	var oldTypes []typeRow
-	if err := tx.NewRaw("SELECT type, events FROM ? WHERE type IN (?)", t.Ident("count_types"), bun.In(typeNames)).
+	if err := tx.NewRaw("SELECT type, events FROM ? WHERE type IN (?)", t.Ident("count_types"), bun.List(typeNames)).
 		Scan(ctx, &oldTypes); err != nil {
 		return fmt.Errorf("read types: %w", err)
 	}

@@ -64,10 +64,6 @@ func errInvalid(format string, args ...any) error {
 	return &httpError{status: http.StatusBadRequest, code: codeInvalid, detail: fmt.Sprintf(format, args...)}
 }
 
-func errForbidden(detail string) error {
-	return &httpError{status: http.StatusForbidden, code: codeForbidden, detail: detail}
-}
-
 var (
 	errNotFound = &httpError{status: http.StatusNotFound, code: codeNotFound,
 		detail: "no such resource"}

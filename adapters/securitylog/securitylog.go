@@ -156,7 +156,7 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 		{"code", e.Code, MaxCode},
 	} {
 		if err := checkName(f.value, f.max); err != nil {
-			return fmt.Errorf("record refusal: %s: %s: %w", f.name, err, ErrInvalid)
+			return fmt.Errorf("record refusal: %s: %w: %w", f.name, err, ErrInvalid)
 		}
 	}
 	r := row{

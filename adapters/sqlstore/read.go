@@ -88,7 +88,7 @@ func (s *Store) scanQuery(ctx context.Context, packed bool, sizeHint int, query 
 	}
 	sc := newRecordScanner(s.pg, packed)
 	recs, err := sc.scan(rows, sizeHint)
-	if cerr := rows.Close(); err == nil {
+	if cerr := rows.Close(); err == nil { //nolint:sqlclosecheck // closed here to report its error
 		err = cerr
 	}
 	if err != nil {

@@ -482,7 +482,7 @@ func storedIDs(ctx context.Context, tx bun.Tx, ids []uuid.UUID) (map[uuid.UUID]e
 		var rows []eventRow
 		if err := tx.NewSelect().Model(&rows).
 			Column("position", "event_id", "stream", "stream_version").
-			Where("event_id IN (?)", bun.In(chunk)).
+			Where("event_id IN (?)", bun.List(chunk)).
 			Scan(ctx); err != nil {
 			return nil, fmt.Errorf("check event ids: %w", err)
 		}

@@ -110,13 +110,12 @@ type family struct {
 // placement is one placement and its end's ids (the causation of its
 // expiry).
 type placement struct {
-	id              uuid.UUID
-	carer           *acct
-	start           int64
-	respite         bool
-	endID, endCorr  uuid.UUID
-	graceUntil      int64
-	endRecordedLate bool
+	id             uuid.UUID
+	carer          *acct
+	start          int64
+	respite        bool
+	endID, endCorr uuid.UUID
+	graceUntil     int64
 }
 
 // grant is one (member, child) pair of a family and its grant's state.

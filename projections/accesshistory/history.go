@@ -216,7 +216,7 @@ func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables,
 			Set("superseded_event_id = ?", s.event.String()).
 			Set("superseded_commit = ?", int64(s.pos.Commit)).
 			Set("superseded_prepare = ?", int64(s.pos.Prepare)).
-			Where("id IN (?)", bun.In(s.ids)).Exec(ctx); err != nil {
+			Where("id IN (?)", bun.List(s.ids)).Exec(ctx); err != nil {
 			return fmt.Errorf("accesshistory: supersede: %w", err)
 		}
 	}

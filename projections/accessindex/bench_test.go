@@ -3,6 +3,7 @@ package accessindex_test
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -250,7 +251,9 @@ func BenchmarkReplay(b *testing.B) {
 			b.Fatalf("Run: %v", err)
 		}
 		cancel()
-		<-done
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			b.Fatalf("Run: %v", err)
+		}
 		if st := ix.Stats(); st.Position != head || st.Applied != uint64(n) {
 			b.Fatalf("replayed %d records to %s, want %d to %s", st.Applied, st.Position, n, head)
 		}

@@ -208,7 +208,7 @@ func (*Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables, r
 		}
 		var got []row
 		if err := tx.NewSelect().Model(&got).ModelTableExpr("? AS accounts", physical).
-			Where("accounts.account_id IN (?)", bun.In(keys)).Scan(ctx); err != nil {
+			Where("accounts.account_id IN (?)", bun.List(keys)).Scan(ctx); err != nil {
 			return fmt.Errorf("accounts: read rows: %w", err)
 		}
 		for i := range got {

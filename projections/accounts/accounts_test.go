@@ -114,7 +114,6 @@ type world struct {
 	store    eventlog.Store
 	accounts map[uuid.UUID]*domain.Account
 	links    map[string]*domain.IdentityLink
-	child    *domain.Child
 	probes   []time.Time // times worth asking about: the deadlines ±1µs, a few others
 }
 

@@ -165,7 +165,7 @@ func newLedgerLog(b *testing.B, n int) *ledgerLog {
 	go func() { done <- r.Run(rctx) }()
 	require.NoError(b, r.WaitCaughtUp(rctx))
 	cancel()
-	<-done
+	require.NoError(b, <-done)
 	size, err := ledger.NewTree(db).Size(ctx)
 	require.NoError(b, err)
 	require.EqualValues(b, n, size)

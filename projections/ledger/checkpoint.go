@@ -179,7 +179,7 @@ func createKey(path string) (*Key, error) {
 func ParseSignerKey(skey string) (*Key, error) {
 	signer, err := note.NewSigner(skey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadKey, err)
 	}
 	// "PRIVATE+KEY+name+hash+keydata": the key data (base64) may hold '+'.
 	rest := strings.TrimPrefix(skey, "PRIVATE+KEY+")
@@ -194,11 +194,11 @@ func ParseSignerKey(skey string) (*Key, error) {
 	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
 	vkey, err := note.NewEd25519VerifierKey(signer.Name(), pub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadKey, err)
 	}
 	verifier, err := note.NewVerifier(vkey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadKey, err)
 	}
 	if verifier.KeyHash() != signer.KeyHash() {
 		return nil, fmt.Errorf("%w: the key's hash does not match its public key", ErrBadKey)
@@ -211,7 +211,7 @@ func ParseSignerKey(skey string) (*Key, error) {
 func ParseVerifierKey(vkey string) (note.Verifier, error) {
 	v, err := note.NewVerifier(strings.TrimSpace(vkey))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadKey, err)
 	}
 	return v, nil
 }

@@ -86,7 +86,7 @@ func (e *env) project(t *testing.T, opts ...ledger.Option) {
 	go func() { done <- r.Run(ctx) }()
 	require.NoError(t, r.WaitCaughtUp(ctx))
 	cancel()
-	<-done
+	require.NoError(t, <-done)
 }
 
 // ledger returns a Ledger publishing into e's checkpoint directory.

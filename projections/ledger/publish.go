@@ -87,10 +87,10 @@ func NewLedger(cfg Config) (*Ledger, error) {
 		problems = append(problems, errors.New("Key is nil"))
 	}
 	if cfg.Dir == "" {
-		problems = append(problems, errors.New("Dir is empty"))
+		problems = append(problems, errors.New("dir is empty (Dir)"))
 	}
 	if cfg.Interval < 0 || cfg.Every < 0 || cfg.MaxAge < 0 {
-		problems = append(problems, errors.New("Interval, Every and MaxAge must not be negative"))
+		problems = append(problems, errors.New("the intervals must not be negative (Interval, Every, MaxAge)"))
 	}
 	if err := errors.Join(problems...); err != nil {
 		return nil, fmt.Errorf("ledger: config: %w", err)

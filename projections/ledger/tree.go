@@ -74,7 +74,7 @@ func (t *Tree) ReadHashesContext(ctx context.Context, indexes []int64) ([]tlog.H
 	for start := 0; start < len(leafIdx); start += 500 {
 		var rows []leafRow
 		err := t.db.NewSelect().Model(&rows).ModelTableExpr("? AS l", t.leaves).Column("leaf_index", "hash").
-			Where("leaf_index IN (?)", bun.In(leafIdx[start:min(start+500, len(leafIdx))])).Scan(ctx)
+			Where("leaf_index IN (?)", bun.List(leafIdx[start:min(start+500, len(leafIdx))])).Scan(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("ledger: read leaf hashes: %w", err)
 		}
@@ -85,7 +85,7 @@ func (t *Tree) ReadHashesContext(ctx context.Context, indexes []int64) ([]tlog.H
 	for start := 0; start < len(nodeIdx); start += 500 {
 		var rows []nodeRow
 		err := t.db.NewSelect().Model(&rows).ModelTableExpr("? AS n", t.nodes).
-			Where("idx IN (?)", bun.In(nodeIdx[start:min(start+500, len(nodeIdx))])).Scan(ctx)
+			Where("idx IN (?)", bun.List(nodeIdx[start:min(start+500, len(nodeIdx))])).Scan(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("ledger: read interior hashes: %w", err)
 		}
