@@ -12,10 +12,10 @@ import (
 	"github.com/accessledger/accessledger/domain"
 )
 
-// TestGetChild follows a child's record through its placements' and
+// TestRule_R17_ChildRecordShowsItsCurrentState follows a child's record through its placements' and
 // grants' lives (R3, R6, R17): statuses at the decision time, grace
 // periods, revocations, the roles that may read it, and ids never seen.
-func TestGetChild(t *testing.T) {
+func TestRule_R17_ChildRecordShowsItsCurrentState(t *testing.T) {
 	for _, b := range sqltest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			e := newEnv(t, b.URL(t))

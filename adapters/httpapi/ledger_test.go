@@ -106,10 +106,10 @@ func checkInclusion(t *testing.T, in inclusion, cp ledger.Checkpoint) {
 	require.NoError(t, tlog.CheckRecord(in.proof, cp.Size, cp.Root, in.index, h))
 }
 
-// TestLedger_ProofsCheckWithTheAPIAlone: an auditor holding only the public
+// TestRule_R23_ProofsCheckWithThePublicKeyAlone: an auditor holding only the public
 // key and the API's answers checks that every event is in the signed tree,
 // and that a later checkpoint extends an earlier one.
-func TestLedger_ProofsCheckWithTheAPIAlone(t *testing.T) {
+func TestRule_R23_ProofsCheckWithThePublicKeyAlone(t *testing.T) {
 	for _, b := range sqltest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			e := newEnv(t, b.URL(t))
@@ -310,11 +310,11 @@ func TestLedger_NotVerifiedYet(t *testing.T) {
 	require.Contains(t, string(e.do(req{method: "GET", path: "/metrics"}).body), "accessledger_ledger_ok 1\n")
 }
 
-// TestLedger_MismatchStopsDecisions: an event edited in the stored log is
+// TestRule_R23_MismatchStopsDecisions: an event edited in the stored log is
 // found by the ledger's start-up check; from then on the server answers no
 // decision, says so in /readyz with the first bad position, and still
 // answers the ledger's routes and the policy.
-func TestLedger_MismatchStopsDecisions(t *testing.T) {
+func TestRule_R23_MismatchStopsDecisions(t *testing.T) {
 	for _, b := range sqltest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			e := newEnv(t, b.URL(t))

@@ -88,7 +88,7 @@ func requireRefusesDecisions(t *testing.T, s *e2eServer, w *e2eWorld, child stri
 	s.stop()
 }
 
-func TestLedger_EditedGrantIsNamedAndServesNoDecision(t *testing.T) {
+func TestRule_R23_EditedGrantIsNamedAndServesNoDecision(t *testing.T) {
 	t.Parallel()
 	for _, b := range e2eBackends()[:2] { // SQL stores; EventStoreDB below
 		t.Run(b.name, func(t *testing.T) {
@@ -137,7 +137,7 @@ func runCmd3(t *testing.T, args ...string) (int, string) {
 	return code, out + errOut
 }
 
-func TestLedger_RewrittenLogAndReadModelsAreCaughtByTheCheckpointFile(t *testing.T) {
+func TestRule_R23_RewrittenLogAndReadModelsAreCaughtByTheCheckpointFile(t *testing.T) {
 	t.Parallel()
 	s := ledgerServer(t, nil)
 	w, child, parent := grantHistory(t, s)
@@ -176,7 +176,7 @@ func TestLedger_RewrittenLogAndReadModelsAreCaughtByTheCheckpointFile(t *testing
 	s.stop()
 }
 
-func TestLedger_EventStoreDB(t *testing.T) {
+func TestRule_R23_EventStoreDB(t *testing.T) {
 	t.Parallel()
 	srv := esdbtest.Start(t)
 	store := []string{"--event-store", srv.URL(), "--read-store", sqltest.Postgres(t)}

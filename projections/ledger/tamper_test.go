@@ -61,7 +61,7 @@ var tamperings = []struct {
 	}, ledger.KindTruncated, 30},
 }
 
-func TestVerifyNamesTheFirstBadPosition(t *testing.T) {
+func TestRule_R23_VerifyNamesTheFirstBadPosition(t *testing.T) {
 	for _, published := range []bool{false, true} {
 		name := "stored tree only"
 		if published {
@@ -123,10 +123,10 @@ func resetLog(t *testing.T, e *env) {
 	}
 }
 
-// TestRewrittenLogAndTreeAreCaughtByACheckpoint: someone with write access
+// TestRule_R23_RewrittenLogAndTreeAreCaughtByACheckpoint: someone with write access
 // to the database edits an event and rebuilds every read model (the tree
 // included) from the edited log; only the published checkpoint file tells.
-func TestRewrittenLogAndTreeAreCaughtByACheckpoint(t *testing.T) {
+func TestRule_R23_RewrittenLogAndTreeAreCaughtByACheckpoint(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		e := newEnv(t, db)
