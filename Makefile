@@ -13,7 +13,7 @@ FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:Fuzz
   ./adapters/auth:FuzzVerify ./adapters/httpapi:FuzzCommandBodies \
   ./projections/ledger:FuzzDecodeLeaf ./projections/ledger:FuzzParseCheckpointBody ./projections/ledger:FuzzOpenCheckpoint
 
-.PHONY: help run build migrate generate test test-race lint fuzz bench cover
+.PHONY: help run build migrate generate test test-norace test-race lint fuzz bench cover
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,12 +37,19 @@ migrate: ## apply the schema migrations to the embedded default store
 generate: ## regenerate the wire types (api/wire.gen.go) from docs/openapi.yaml with the pinned oapi-codegen
 	$(GO) generate ./api
 
-test: lint ## vet, check formatting, build without cgo, run every test (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
+# Tests too slow for the race detector skip themselves under it; `make test`
+# runs them once more without it.
+RACE_SKIPPED := ./internal/datagen:TestCountyCalibration
+
+test: lint ## lint, build without cgo, run every test once, under the race detector (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
 	CGO_ENABLED=0 $(GO) build ./...
+	$(GO) test -race -count=1 $(PKGS)
+	@set -e; for t in $(RACE_SKIPPED); do $(GO) test -count=1 -run "^$${t##*:}$$" $${t%%:*}; done
+
+test-norace: ## run every test without the race detector (quicker when iterating; make test is what CI runs)
 	$(GO) test -count=1 $(PKGS)
 
-test-race: ## run every test under the race detector
-	$(GO) test -race -count=1 $(PKGS)
+test-race: test ## the same as make test (every test already runs under the race detector)
 
 lint: ## gofmt, go vet, and the wire types up to date with docs/openapi.yaml
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
