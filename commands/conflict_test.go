@@ -38,7 +38,7 @@ func TestConflictRetries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var cs *conflictStore
-			e := newEnv(t, "sqlite::memory:", withMaxRetries(tt.maxRetries), withStore(func(s commands.Store) commands.Store {
+			e := newEnv(t, memory, withMaxRetries(tt.maxRetries), withStore(func(s commands.Store) commands.Store {
 				cs = &conflictStore{Store: s}
 				return cs
 			}))
@@ -101,7 +101,7 @@ func (s *streamConflicts) Append(ctx context.Context, stream string, expected ev
 // link, one activation.
 func TestActivateConflictAfterLink(t *testing.T) {
 	var sc *streamConflicts
-	e := newEnv(t, "sqlite::memory:", withStore(func(s commands.Store) commands.Store {
+	e := newEnv(t, memory, withStore(func(s commands.Store) commands.Store {
 		sc = &streamConflicts{Store: s, prefix: domain.AccountStreamPrefix}
 		return sc
 	}))

@@ -222,7 +222,7 @@ func TestHappyPaths(t *testing.T) {
 // TestCorrelationIDDefault: a command without a correlation id gets a new
 // one, the same on all its events.
 func TestCorrelationIDDefault(t *testing.T) {
-	e := newEnv(t, "sqlite::memory:")
+	e := newEnv(t, memory)
 	a := e.invited(t, domain.KindParent)
 	before := e.head(t)
 	_, err := e.svc.Activate(context.Background(), as(e.actor(domain.RoleService)),

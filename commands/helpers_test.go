@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/accessledger/accessledger/adapters/memstore"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/commands"
@@ -25,12 +26,16 @@ var (
 	day = 24 * time.Hour
 )
 
-// forEachBackend runs f in a subtest per SQL backend (the PostgreSQL one
-// skips when sqltest.PostgresEnv is unset).
+// memory names the in-memory event store for newEnv: the command service's
+// tests need a faithful event log, not a database (the SQL and EventStoreDB
+// stores pass the same conformance suite, and the end-to-end tests in
+// cmd/accessd run the commands on each of them).
+const memory = "memory"
+
+// forEachBackend runs f on the in-memory event store, in a subtest named
+// after it.
 func forEachBackend(t *testing.T, f func(t *testing.T, url string)) {
-	for _, b := range sqltest.Backends() {
-		t.Run(b.Name, func(t *testing.T) { f(t, b.URL(t)) })
-	}
+	t.Run(memory, func(t *testing.T) { f(t, memory) })
 }
 
 // ---- fakes ----
@@ -103,7 +108,7 @@ func (s *conflictStore) Append(ctx context.Context, stream string, expected even
 
 // env is a Service on a real, migrated SQL event store.
 type env struct {
-	store    *sqlstore.Store
+	store    eventlog.Store
 	svc      *commands.Service
 	refusals *recordingRefusals
 	clock    *fakeClock
@@ -123,11 +128,17 @@ func withStore(wrap func(commands.Store) commands.Store) option {
 func newEnv(t *testing.T, url string, opts ...option) *env {
 	t.Helper()
 	ctx := context.Background()
-	db := sqltest.Open(t, url)
-	require.NoError(t, sqlstore.Migrate(ctx, db))
-	st, err := sqlstore.New(ctx, db)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, st.Close()) })
+	var st eventlog.Store
+	if url == memory {
+		st = memstore.New()
+	} else {
+		db := sqltest.Open(t, url)
+		require.NoError(t, sqlstore.Migrate(ctx, db))
+		sq, err := sqlstore.New(ctx, db)
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, sq.Close()) })
+		st = sq
+	}
 
 	e := &env{store: st, refusals: &recordingRefusals{}, clock: &fakeClock{now: t0}}
 	cfg := commands.Config{Clock: e.clock.Now, Logger: slog.New(slog.DiscardHandler)}
@@ -135,6 +146,7 @@ func newEnv(t *testing.T, url string, opts ...option) *env {
 	for _, o := range opts {
 		o(&cfg, &store)
 	}
+	var err error
 	e.svc, err = commands.New(store, e.refusals, cfg)
 	require.NoError(t, err)
 	return e

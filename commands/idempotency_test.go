@@ -133,7 +133,7 @@ func TestIdempotency(t *testing.T) {
 
 // TestIdempotencyKeyChecked: an over-long or unprintable key is invalid.
 func TestIdempotencyKeyChecked(t *testing.T) {
-	e := newEnv(t, "sqlite::memory:")
+	e := newEnv(t, memory)
 	w := e.worker()
 	for _, key := range []string{strings.Repeat("k", commands.MaxIdempotencyKey+1), "a\nb", "\xff"} {
 		before := e.head(t)
@@ -247,7 +247,7 @@ func TestRule_R3_ExpireCarerAccess(t *testing.T) {
 func TestRule_R9_ExpireInvitation(t *testing.T) {
 	ctx := context.Background()
 	ttl := domain.DefaultPolicy.InvitationTTL
-	e := newEnv(t, "sqlite::memory:")
+	e := newEnv(t, memory)
 	system := commands.Meta{Actor: domain.System}
 	a := e.invited(t, domain.KindParent)
 	expire := func(m commands.Meta) error {

@@ -56,7 +56,7 @@ func TestNew(t *testing.T) {
 	require.ErrorContains(t, err, "refusals is nil")
 	require.ErrorContains(t, err, "max retries")
 
-	e := newEnv(t, "sqlite::memory:")
+	e := newEnv(t, memory)
 	require.Equal(t, domain.DefaultPolicy, e.svc.Policy())
 
 	// A policy with only a grace period keeps the other defaults, and the
@@ -75,7 +75,7 @@ func TestNew(t *testing.T) {
 
 func TestNewIDsAreUsed(t *testing.T) {
 	fixed := uuid.MustParse("01234567-89ab-7def-8123-456789abcdef")
-	e := newEnv(t, "sqlite::memory:")
+	e := newEnv(t, memory)
 	svc, err := commands.New(e.store, e.refusals, commands.Config{Clock: e.clock.Now, NewID: func() uuid.UUID { return fixed }})
 	require.NoError(t, err)
 	r, err := svc.RegisterChild(context.Background(), as(e.worker()), commands.RegisterChild{Reference: "C"})
@@ -132,7 +132,7 @@ func (s *syncBuffer) String() string {
 // refusal the command still answers its refusal, and the failure is logged.
 func TestRefusalRecordFailureIsLogged(t *testing.T) {
 	var logs syncBuffer
-	e := newEnv(t, "sqlite::memory:", func(c *commands.Config, _ *commands.Store) {
+	e := newEnv(t, memory, func(c *commands.Config, _ *commands.Store) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 	e.refusals.fail.Store(true)
@@ -147,7 +147,7 @@ func TestRefusalRecordFailureIsLogged(t *testing.T) {
 // TestRefusalOutlivesCancellation: the security log write does not use the
 // request's cancelled context.
 func TestRefusalOutlivesCancellation(t *testing.T) {
-	e := newEnv(t, "sqlite::memory:")
+	e := newEnv(t, memory)
 	rec := &ctxRefusals{}
 	svc, err := commands.New(e.store, rec, commands.Config{Clock: e.clock.Now})
 	require.NoError(t, err)
@@ -169,7 +169,7 @@ func (r *ctxRefusals) RecordRefusal(ctx context.Context, _ commands.Refusal) err
 // TestInvalidMeta: a command without a valid actor is refused as invalid
 // before anything is read or appended; the refusal is recorded.
 func TestInvalidMeta(t *testing.T) {
-	e := newEnv(t, "sqlite::memory:")
+	e := newEnv(t, memory)
 	for _, a := range []domain.Actor{{}, {ID: "x"}, {ID: "x", Role: "admin"}, {ID: strings.Repeat("x", 201), Role: domain.RoleWorker}} {
 		e.refused(t, as(a), "register_child", "", domain.ErrInvalid, func(m commands.Meta) error {
 			_, err := e.svc.RegisterChild(context.Background(), m, commands.RegisterChild{Reference: "C"})
@@ -190,7 +190,7 @@ func TestInvalidMeta(t *testing.T) {
 // domain "invalid" one).
 func TestCorruptStreamIsInternal(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, "sqlite::memory:")
+	e := newEnv(t, memory)
 	child := uuid.New()
 	_, err := e.store.Append(ctx, domain.ChildStream(child), eventlog.NoStream, []eventlog.EventData{{
 		ID: uuid.New(), Type: domain.TypeChildRegistered, Data: []byte(`{"unexpected":true}`),
@@ -209,7 +209,7 @@ func TestCorruptStreamIsInternal(t *testing.T) {
 // TestStoreFailureIsInternal: a failing store is an internal error, not
 // retried, not a refusal.
 func TestStoreFailureIsInternal(t *testing.T) {
-	e := newEnv(t, "sqlite::memory:", withStore(func(s commands.Store) commands.Store { return failingStore{s} }))
+	e := newEnv(t, memory, withStore(func(s commands.Store) commands.Store { return failingStore{s} }))
 	_, err := e.svc.RegisterChild(context.Background(), as(e.worker()), commands.RegisterChild{Reference: "C"})
 	require.ErrorIs(t, err, errDisk)
 	require.Equal(t, "internal", commands.Code(err))
@@ -228,7 +228,7 @@ func (failingStore) Append(context.Context, string, eventlog.ExpectedVersion, []
 // (and recorded), nothing appended.
 func TestNotFound(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, "sqlite::memory:")
+	e := newEnv(t, memory)
 	w := e.worker()
 	child := e.child(t, w)
 	unknown := uuid.New()
@@ -287,7 +287,7 @@ func TestNotFound(t *testing.T) {
 // TestRefusalDetailIsBounded: a refusal's detail is cut to 2000 bytes for
 // the security log; the error returned is whole.
 func TestRefusalDetailIsBounded(t *testing.T) {
-	e := newEnv(t, "sqlite::memory:")
+	e := newEnv(t, memory)
 	kind := strings.Repeat("é", 3000)
 	_, err := e.svc.Invite(context.Background(), as(e.worker()), commands.Invite{Email: "long@example.org", Kind: kind})
 	require.ErrorIs(t, err, domain.ErrInvalid)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/adapters/memstore"
 	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
@@ -48,7 +49,7 @@ import (
 type env struct {
 	t        testing.TB
 	db       *sqldb.DB
-	store    *sqlstore.Store
+	store    eventlog.Store
 	index    *accessindex.Index
 	runner   *projections.Runner
 	svc      *commands.Service
@@ -90,7 +91,22 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// newEnv is an env whose event log is in memory (adapters/memstore) and
+// whose read models, security log, idempotency keys and ledger tables are
+// in the database at url.
 func newEnv(t testing.TB, url string, opts ...envOption) *env {
+	t.Helper()
+	return newEnvOn(t, url, false, opts...)
+}
+
+// newSQLEnv is an env whose event log is the SQL store in the database at
+// url, for the tests that change stored events behind the engine's back.
+func newSQLEnv(t testing.TB, url string, opts ...envOption) *env {
+	t.Helper()
+	return newEnvOn(t, url, true, opts...)
+}
+
+func newEnvOn(t testing.TB, url string, sqlLog bool, opts ...envOption) *env {
 	t.Helper()
 	ctx := context.Background()
 	db := sqltest.Open(t, url)
@@ -103,8 +119,15 @@ func newEnv(t testing.TB, url string, opts ...envOption) *env {
 	require.NoError(t, sqldb.Migrate(ctx, db, idempotency.Component, pg, lite))
 	pg, lite = ledger.Migrations()
 	require.NoError(t, sqldb.Migrate(ctx, db, ledger.Component, pg, lite))
-	store, err := sqlstore.New(ctx, db)
-	require.NoError(t, err)
+	var store interface {
+		eventlog.Store
+		Close() error
+	} = closer{memstore.New()}
+	if sqlLog {
+		sq, err := sqlstore.New(ctx, db)
+		require.NoError(t, err)
+		store = sq
+	}
 
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -363,3 +386,8 @@ func mintAt(t *testing.T, secret []byte, role domain.Role, issued time.Time) str
 	require.NoError(t, err)
 	return tok
 }
+
+// closer gives the in-memory store the Close of the SQL one.
+type closer struct{ *memstore.Store }
+
+func (closer) Close() error { return nil }

@@ -317,7 +317,7 @@ func TestLedger_NotVerifiedYet(t *testing.T) {
 func TestRule_R23_MismatchStopsDecisions(t *testing.T) {
 	for _, b := range sqltest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
-			e := newEnv(t, b.URL(t))
+			e := newSQLEnv(t, b.URL(t))
 			w := e.buildWorld()
 			v := e.publicKey()
 			cp := e.checkpoint(v) // signed before the edit
@@ -405,7 +405,7 @@ func TestRule_R23_MismatchStopsDecisions(t *testing.T) {
 // server runs (after the start-up check) no longer matches its leaf: its
 // proof is refused rather than served with bytes that do not hash to it.
 func TestLedger_InclusionFindsAnEventChangedLater(t *testing.T) {
-	e := newEnv(t, sqltest.SQLiteMemory(t))
+	e := newSQLEnv(t, sqltest.SQLiteMemory(t))
 	e.buildWorld()
 	recs, err := e.store.ReadAll(context.Background(), eventlog.Start, 0)
 	require.NoError(t, err)
