@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
-	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/ledger"
@@ -34,7 +33,7 @@ func migrateRunner(t *testing.T, db *sqldb.DB) {
 
 // runProjections runs ps under a projections runner until they have caught
 // up with the log, as the engine does.
-func runProjections(t *testing.T, db *sqldb.DB, store *sqlstore.Store, ps ...projections.Projection) {
+func runProjections(t *testing.T, db *sqldb.DB, store eventlog.Store, ps ...projections.Projection) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -60,7 +59,7 @@ func withLedger(t *testing.T, db *sqldb.DB) []eventlog.Record {
 
 // appendRecords appends recs (records made elsewhere) to store, each
 // event to its stream.
-func appendRecords(t *testing.T, store *sqlstore.Store, recs []eventlog.Record) {
+func appendRecords(t *testing.T, store eventlog.Store, recs []eventlog.Record) {
 	t.Helper()
 	for _, r := range recs {
 		_, err := store.Append(context.Background(), r.Stream, eventlog.Any,
