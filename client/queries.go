@@ -1,0 +1,242 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/api"
+)
+
+// The queries (docs/openapi.yaml, tag queries). Each sends the client's
+// consistency token as min_position (see the package documentation), or
+// the one given with MinPosition.
+
+func (c *Client) query(ctx context.Context, path string, v url.Values, out any, opts []CallOption) error {
+	return c.do(ctx, request{method: http.MethodGet, path: path, query: v, query_: true}, out, opts)
+}
+
+func setTime(v url.Values, name string, t time.Time) {
+	if !t.IsZero() {
+		v.Set(name, rfc3339(t))
+	}
+}
+
+func setID(v url.Values, name string, id uuid.UUID) {
+	if id != uuid.Nil {
+		v.Set(name, id.String())
+	}
+}
+
+func setText(v url.Values, name, s string) {
+	if s != "" {
+		v.Set(name, s)
+	}
+}
+
+func setLimit(v url.Values, n int) {
+	if n > 0 {
+		v.Set("limit", strconv.Itoa(n))
+	}
+}
+
+// CheckQuery asks whether Account may do Permission on Child's record, or
+// on the carer record of Carer (exactly one of them is set), at At (zero:
+// now).
+type CheckQuery struct {
+	Account    uuid.UUID
+	Child      uuid.UUID
+	Carer      uuid.UUID
+	Permission api.Permission
+	At         time.Time
+}
+
+// Check is GET /v1/check.
+func (c *Client) Check(ctx context.Context, q CheckQuery, opts ...CallOption) (api.CheckAnswer, error) {
+	v := url.Values{"account_id": {q.Account.String()}, "permission": {string(q.Permission)}}
+	if q.Carer != uuid.Nil {
+		v.Set("carer_id", q.Carer.String())
+	} else {
+		v.Set("child_id", q.Child.String())
+	}
+	setTime(v, "at", q.At)
+	var a api.CheckAnswer
+	return a, c.query(ctx, "/v1/check", v, &a, opts)
+}
+
+// Children is GET /v1/accounts/{account_id}/children: the children account
+// may see at at (zero: now), and why.
+func (c *Client) Children(ctx context.Context, account uuid.UUID, at time.Time, opts ...CallOption) (api.ChildrenAnswer, error) {
+	v := url.Values{}
+	setTime(v, "at", at)
+	var a api.ChildrenAnswer
+	return a, c.query(ctx, "/v1/accounts/"+account.String()+"/children", v, &a, opts)
+}
+
+// Viewers is GET /v1/children/{child_id}/viewers: the accounts that may see
+// child at at (zero: now), and why.
+func (c *Client) Viewers(ctx context.Context, child uuid.UUID, at time.Time, opts ...CallOption) (api.ViewersAnswer, error) {
+	v := url.Values{}
+	setTime(v, "at", at)
+	var a api.ViewersAnswer
+	return a, c.query(ctx, "/v1/children/"+child.String()+"/viewers", v, &a, opts)
+}
+
+// HistoryQuery narrows a history (R15): At keeps the intervals that
+// contain that effective time; AsOf (a position token) asks for the
+// history as the engine knew it once that event had been recorded.
+type HistoryQuery struct {
+	At   time.Time
+	AsOf string
+}
+
+func (q HistoryQuery) values() url.Values {
+	v := url.Values{}
+	setTime(v, "at", q.At)
+	setText(v, "as_of", q.AsOf)
+	return v
+}
+
+// ChildHistory is GET /v1/children/{child_id}/history: every interval in
+// which someone could see the child, with the events behind it.
+func (c *Client) ChildHistory(ctx context.Context, child uuid.UUID, q HistoryQuery, opts ...CallOption) (api.ChildHistory, error) {
+	var a api.ChildHistory
+	return a, c.query(ctx, "/v1/children/"+child.String()+"/history", q.values(), &a, opts)
+}
+
+// AccountHistory is GET /v1/accounts/{account_id}/history: every interval
+// in which the account could see a child's record.
+func (c *Client) AccountHistory(ctx context.Context, account uuid.UUID, q HistoryQuery, opts ...CallOption) (api.AccountHistory, error) {
+	var a api.AccountHistory
+	return a, c.query(ctx, "/v1/accounts/"+account.String()+"/history", q.values(), &a, opts)
+}
+
+// Child is GET /v1/children/{child_id}: the child's record, with its
+// placements' statuses at at (zero: now). An id never seen is ErrNotFound.
+func (c *Client) Child(ctx context.Context, child uuid.UUID, at time.Time, opts ...CallOption) (api.ChildRecord, error) {
+	v := url.Values{}
+	setTime(v, "at", at)
+	var a api.ChildRecord
+	return a, c.query(ctx, "/v1/children/"+child.String(), v, &a, opts)
+}
+
+// Account is GET /v1/accounts/{account_id}: the account as it stands at at
+// (zero: now).
+func (c *Client) Account(ctx context.Context, account uuid.UUID, at time.Time, opts ...CallOption) (api.Account, error) {
+	v := url.Values{}
+	setTime(v, "at", at)
+	var a api.Account
+	return a, c.query(ctx, "/v1/accounts/"+account.String(), v, &a, opts)
+}
+
+// AccountFilter selects accounts for Accounts: Email or IdentitySubject
+// finds one account (and takes no other filter); else the other fields
+// filter a page, after the account id After (a previous page's Next).
+type AccountFilter struct {
+	Email, IdentitySubject string
+	Status                 api.AccountStatus
+	Kind                   api.AccountKind
+	NeedsPhoneEnrolment    *bool
+	PhoneResetRequested    *bool
+	At                     time.Time
+	After                  uuid.UUID
+	Limit                  int
+}
+
+// Accounts is GET /v1/accounts: one page of accounts, or the account of an
+// email or identity subject.
+func (c *Client) Accounts(ctx context.Context, f AccountFilter, opts ...CallOption) (api.AccountList, error) {
+	v := url.Values{}
+	setText(v, "email", f.Email)
+	setText(v, "identity_subject", f.IdentitySubject)
+	setText(v, "status", string(f.Status))
+	setText(v, "kind", string(f.Kind))
+	for name, b := range map[string]*bool{"needs_phone_enrolment": f.NeedsPhoneEnrolment, "phone_reset_requested": f.PhoneResetRequested} {
+		if b != nil {
+			v.Set(name, strconv.FormatBool(*b))
+		}
+	}
+	setTime(v, "at", f.At)
+	setID(v, "after", f.After)
+	setLimit(v, f.Limit)
+	var a api.AccountList
+	return a, c.query(ctx, "/v1/accounts", v, &a, opts)
+}
+
+// AuditFilter selects audit entries; zero fields do not filter. From and
+// To bound the recorded time; After is the cursor of the page to read (a
+// previous page's Next); Limit the page size (0: the server's default).
+type AuditFilter struct {
+	Child, Account uuid.UUID
+	Actor          string
+	From, To       time.Time
+	After          string
+	Limit          int
+}
+
+// Audit is GET /v1/audit: one page of the hash-chained audit trail (R14).
+func (c *Client) Audit(ctx context.Context, f AuditFilter, opts ...CallOption) (api.AuditPage, error) {
+	v := url.Values{}
+	setID(v, "child_id", f.Child)
+	setID(v, "account_id", f.Account)
+	setText(v, "actor", f.Actor)
+	setTime(v, "from", f.From)
+	setTime(v, "to", f.To)
+	setText(v, "after", f.After)
+	setLimit(v, f.Limit)
+	var a api.AuditPage
+	return a, c.query(ctx, "/v1/audit", v, &a, opts)
+}
+
+// Anchor is an audit entry's hash kept from an earlier verify.
+type Anchor struct {
+	Seq  int64
+	Hash string // 64 lower-case hex digits
+}
+
+// VerifyAudit is GET /v1/audit/verify. A broken trail is an answer (Ok
+// false), not an error. With an anchor (a head hash kept from an earlier
+// verify), the server also checks that entry anchor.Seq still has that
+// hash, so a rewrite of the whole chain is found too.
+func (c *Client) VerifyAudit(ctx context.Context, anchor *Anchor, opts ...CallOption) (api.VerifyResult, error) {
+	v := url.Values{}
+	if anchor != nil {
+		v.Set("anchor_seq", strconv.FormatInt(anchor.Seq, 10))
+		v.Set("anchor_hash", anchor.Hash)
+	}
+	var a api.VerifyResult
+	return a, c.query(ctx, "/v1/audit/verify", v, &a, opts)
+}
+
+// SecurityFilter selects security log entries; zero fields do not filter.
+type SecurityFilter struct {
+	Actor, Command, Code string
+	From, To             time.Time
+	After                string
+	Limit                int
+}
+
+// SecurityLog is GET /v1/security-log: one page of refused commands and
+// queries, newest first (R8).
+func (c *Client) SecurityLog(ctx context.Context, f SecurityFilter, opts ...CallOption) (api.SecurityLogPage, error) {
+	v := url.Values{}
+	setText(v, "actor", f.Actor)
+	setText(v, "command", f.Command)
+	setText(v, "code", f.Code)
+	setText(v, "after", f.After)
+	setTime(v, "from", f.From)
+	setTime(v, "to", f.To)
+	setLimit(v, f.Limit)
+	var a api.SecurityLogPage
+	return a, c.query(ctx, "/v1/security-log", v, &a, opts)
+}
+
+// Policy is GET /v1/policy: the policy settings, in seconds (R16).
+func (c *Client) Policy(ctx context.Context, opts ...CallOption) (api.Policy, error) {
+	var a api.Policy
+	return a, c.query(ctx, "/v1/policy", nil, &a, opts)
+}
