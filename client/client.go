@@ -266,9 +266,11 @@ func (c *Client) do(ctx context.Context, r request, out any, opts []CallOption) 
 			return fmt.Errorf("encode the request: %w", err)
 		}
 	}
-	key := o.key
-	if r.command && key == "" {
-		key = newKey()
+	var key string // commands only
+	if r.command {
+		if key = o.key; key == "" {
+			key = newKey()
+		}
 	}
 	policy := backoff.NewExponentialBackOff()
 	policy.InitialInterval, policy.MaxInterval = c.RetryWait, 10*c.RetryWait
@@ -276,8 +278,9 @@ func (c *Client) do(ctx context.Context, r request, out any, opts []CallOption) 
 		policy.InitialInterval, policy.MaxInterval, policy.RandomizationFactor = time.Nanosecond, time.Nanosecond, 0
 	}
 	var last error // the last attempt's error, which a cancelled ctx must not hide
+	status := 0    // the last answer's status
 	data, err := backoff.Retry(ctx, func() ([]byte, error) {
-		data, err := c.once(ctx, r, u.String(), key, payload, o)
+		data, err := c.once(ctx, r, u.String(), key, payload, o, &status)
 		last = err
 		var perm *backoff.PermanentError
 		if errors.As(err, &perm) {
@@ -301,7 +304,7 @@ func (c *Client) do(ctx context.Context, r request, out any, opts []CallOption) 
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("unreadable answer from %s %s: %w", r.method, RedactURL(u.String()), err)
+		return fmt.Errorf("unreadable answer from %s %s (status %d): %w", r.method, RedactURL(u.String()), status, err)
 	}
 	if r.command {
 		var pos struct {
@@ -316,7 +319,7 @@ func (c *Client) do(ctx context.Context, r request, out any, opts []CallOption) 
 
 // once sends one attempt. Its error is wrapped with backoff.Permanent when
 // another attempt cannot help.
-func (c *Client) once(ctx context.Context, r request, target, key string, payload []byte, o call) ([]byte, error) {
+func (c *Client) once(ctx context.Context, r request, target, key string, payload []byte, o call, status *int) ([]byte, error) {
 	var body io.Reader
 	if payload != nil {
 		body = bytes.NewReader(payload)
@@ -345,6 +348,7 @@ func (c *Client) once(ctx context.Context, r request, target, key string, payloa
 		return nil, &NetworkError{Server: c.Server(), Timeout: o.timeout, Err: err}
 	}
 	defer resp.Body.Close()
+	*status = resp.StatusCode
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
 	if err != nil {
 		return nil, &NetworkError{Server: c.Server(), Timeout: o.timeout, Err: err}
@@ -506,3 +510,14 @@ func firstNonEmpty(s ...string) string {
 	}
 	return ""
 }
+
+// CheckServer reports whether s is a server address New accepts: an
+// absolute http(s) URL without query or fragment.
+func CheckServer(s string) error {
+	_, err := parseServerURL(s)
+	return err
+}
+
+// CheckToken reports whether token can be a bearer token (never repeating
+// it in the error).
+func CheckToken(token string) error { return checkToken(token) }

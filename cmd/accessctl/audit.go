@@ -4,6 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+
+	"github.com/accessledger/accessledger/api"
+	"github.com/accessledger/accessledger/client"
 )
 
 // The auditors' paged lists: the audit trail and the security log.
@@ -31,26 +34,25 @@ func auditVerb() verb {
 			all := fs.Bool("all", false, "follow the next cursors to the last page")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
-				f := AuditFilter{ChildID: c.optID("child", *child), AccountID: c.optID("account", *account), Actor: *actor,
-					From: c.optTime("from", *from), To: c.optTime("to", *to), Limit: c.limit(*limit), After: Cursor(*after),
-					MinPosition: inv.minPosition}
+				f := client.AuditFilter{Child: c.optID("child", *child), Account: c.optID("account", *account), Actor: *actor,
+					From: c.optTime("from", *from), To: c.optTime("to", *to), Limit: c.limit(*limit), After: *after}
 				if !f.From.IsZero() && !f.To.IsZero() && f.To.Before(f.From) {
 					c.fail("--to %s is before --from %s", *to, *from)
 				}
 				if err := c.err(); err != nil {
 					return err
 				}
-				pages, err := collectPages(ctx, inv, f.After, *all, func(ctx context.Context, after Cursor) (*AuditPage, error) {
+				pages, err := collectPages(ctx, inv, f.After, *all, func(ctx context.Context, after string, o ...client.CallOption) (api.AuditPage, error) {
 					f.After = after
-					return inv.client.Audit(ctx, f)
-				})
+					return inv.client.Audit(ctx, f, o...)
+				}, func(p api.AuditPage) (*string, string) { return p.Next, p.Position })
 				if err != nil {
 					return err
 				}
 				return printPages(inv, pages, func(t *table) {
 					t.row("SEQ", "RECORDED", "EFFECTIVE", "TYPE", "ACTOR", "REASON")
 					for _, p := range pages {
-						for _, e := range p.Entries {
+						for _, e := range p.v.Entries {
 							t.row(fmt.Sprint(e.Seq), humanTime(e.RecordedAt), humanTime(e.EffectiveAt), e.Type,
 								withRole(e.Actor, e.ActorRole), e.Reason)
 						}
@@ -80,26 +82,26 @@ func securityLogVerb() verb {
 			all := fs.Bool("all", false, "follow the next cursors to the last page")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
-				f := SecurityFilter{Actor: *actor, Command: *command, Code: *code, From: c.optTime("from", *from),
-					To: c.optTime("to", *to), Limit: c.limit(*limit), After: Cursor(*after), MinPosition: inv.minPosition}
+				f := client.SecurityFilter{Actor: *actor, Command: *command, Code: *code, From: c.optTime("from", *from),
+					To: c.optTime("to", *to), Limit: c.limit(*limit), After: *after}
 				if !f.From.IsZero() && !f.To.IsZero() && !f.To.After(f.From) {
 					c.fail("--to %s is not after --from %s", *to, *from)
 				}
 				if err := c.err(); err != nil {
 					return err
 				}
-				pages, err := collectPages(ctx, inv, f.After, *all, func(ctx context.Context, after Cursor) (*SecurityLog, error) {
+				pages, err := collectPages(ctx, inv, f.After, *all, func(ctx context.Context, after string, o ...client.CallOption) (api.SecurityLogPage, error) {
 					f.After = after
-					return inv.client.SecurityLog(ctx, f)
-				})
+					return inv.client.SecurityLog(ctx, f, o...)
+				}, func(p api.SecurityLogPage) (*string, string) { return p.Next, p.Position })
 				if err != nil {
 					return err
 				}
 				return printPages(inv, pages, func(t *table) {
 					t.row("WHEN", "ACTOR", "COMMAND", "TARGET", "CODE", "DETAIL")
 					for _, p := range pages {
-						for _, e := range p.Entries {
-							t.row(humanTime(e.At), withRole(e.Actor, e.ActorRole), e.Command, e.Target, e.Code, e.Detail)
+						for _, e := range p.v.Entries {
+							t.row(humanTime(e.At), withRole(e.ActorID, e.ActorRole), e.Command, e.Target, e.Code, e.Detail)
 						}
 					}
 				})
@@ -123,51 +125,51 @@ func (c *checker) limit(n int) int {
 	return n
 }
 
-// page is one page of a paged list.
-type page interface {
-	answer
-	next() Cursor
-	position() Position
+// page is one page of a paged list: its answer, its next cursor (empty on
+// the last page) and its position.
+type page[P any] struct {
+	v        P
+	a        answer
+	next     string
+	position string
 }
 
-func (p *AuditPage) next() Cursor         { return p.Next }
-func (p *AuditPage) position() Position   { return p.Position }
-func (l *SecurityLog) next() Cursor       { return l.Next }
-func (l *SecurityLog) position() Position { return l.Position }
-
 // collectPages reads the page after first and, with all, every following
-// page, each request bounded by --timeout.
-func collectPages[P page](ctx context.Context, inv *invocation, first Cursor, all bool,
-	fetch func(ctx context.Context, after Cursor) (P, error)) ([]P, error) {
-	var pages []P
-	seen := map[Cursor]bool{first: true}
+// page, each request bounded by --timeout; cursor reads a page's next
+// cursor and position.
+func collectPages[P any](ctx context.Context, inv *invocation, first string, all bool,
+	fetch func(ctx context.Context, after string, o ...client.CallOption) (P, error),
+	cursor func(P) (*string, string)) ([]page[P], error) {
+	var pages []page[P]
+	seen := map[string]bool{first: true}
 	after := first
 	for {
-		p, err := call(ctx, inv, func(ctx context.Context) (P, error) { return fetch(ctx, after) })
+		v, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (P, error) { return fetch(ctx, after, o...) })
 		if err != nil {
 			return nil, err
 		}
+		next, pos := cursor(v)
+		p := page[P]{v: v, a: a, next: deref(next), position: pos}
 		pages = append(pages, p)
-		next := p.next()
-		if !all || next == "" {
+		if !all || p.next == "" {
 			return pages, nil
 		}
-		if seen[next] {
-			return nil, fmt.Errorf("the server answered cursor %q twice: stopping", next)
+		if seen[p.next] {
+			return nil, fmt.Errorf("the server answered cursor %q twice: stopping", p.next)
 		}
-		seen[next] = true
-		after = next
+		seen[p.next] = true
+		after = p.next
 	}
 }
 
 // printPages prints the pages: in JSON one answer (the last page's, with
 // the entries of every page), as a table what rows writes, then the next
 // cursor and the position.
-func printPages[P page](inv *invocation, pages []P, rows func(t *table)) error {
+func printPages[P any](inv *invocation, pages []page[P], rows func(t *table)) error {
 	last := pages[len(pages)-1]
 	if inv.json {
 		if len(pages) == 1 {
-			return writeJSON(inv.stdout, last.raw())
+			return writeJSON(inv.stdout, last.a.raw)
 		}
 		merged, err := mergePages(pages)
 		if err != nil {
@@ -180,20 +182,20 @@ func printPages[P page](inv *invocation, pages []P, rows func(t *table)) error {
 	if err := t.flush(); err != nil {
 		return err
 	}
-	if n := last.next(); n != "" {
-		fmt.Fprintf(inv.stdout, "next: %s (more entries: run again with --after %s, or use --all)\n", cell(string(n)), cell(string(n)))
+	if n := last.next; n != "" {
+		fmt.Fprintf(inv.stdout, "next: %s (more entries: run again with --after %s, or use --all)\n", cell(n), cell(n))
 	}
-	positionLine(inv.stdout, last.position())
+	positionLine(inv.stdout, last.position)
 	return nil
 }
 
 // mergePages makes one answer of several pages: the last page's answer with
 // the entries of every page.
-func mergePages[P page](pages []P) (any, error) {
+func mergePages[P any](pages []page[P]) (any, error) {
 	var entries []any
 	var last map[string]any
 	for _, p := range pages {
-		v, err := decodeJSON(p.raw())
+		v, err := decodeJSON(p.a.raw)
 		if err != nil {
 			return nil, fmt.Errorf("the server's answer is not JSON: %w", err)
 		}

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/accessledger/accessledger/api"
+	"github.com/accessledger/accessledger/client"
 	"github.com/accessledger/accessledger/projections/ledger"
 )
 
@@ -40,19 +42,19 @@ func ledgerCheckpointVerb() verb {
 		endpoint: "GET /v1/ledger/checkpoint",
 		flags: func(fs *flag.FlagSet) action {
 			return func(ctx context.Context, inv *invocation) error {
-				r, err := call(ctx, inv, func(ctx context.Context) (*TextAnswer, error) { return inv.client.LedgerCheckpoint(ctx) })
+				raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) { return inv.client.LedgerCheckpoint(ctx, o...) })
 				if err != nil {
 					return err
 				}
-				cp, err := checkpointShape(r.Raw)
+				cp, err := checkpointShape(raw)
 				if err != nil {
 					return fmt.Errorf("the server's checkpoint: %w", err)
 				}
 				if inv.json {
-					return printLedgerJSON(inv.stdout, map[string]any{"checkpoint": string(r.Raw), "origin": cp.Origin,
+					return printLedgerJSON(inv.stdout, map[string]any{"checkpoint": string(raw), "origin": cp.Origin,
 						"size": cp.Size, "root": cp.Root.String()})
 				}
-				_, err = inv.stdout.Write(r.Raw)
+				_, err = inv.stdout.Write(raw)
 				return err
 			}
 		},
@@ -69,11 +71,11 @@ func ledgerPublicKeyVerb() verb {
 		endpoint: "GET /v1/ledger/public-key",
 		flags: func(fs *flag.FlagSet) action {
 			return func(ctx context.Context, inv *invocation) error {
-				r, err := call(ctx, inv, func(ctx context.Context) (*TextAnswer, error) { return inv.client.LedgerPublicKey(ctx) })
+				raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) { return inv.client.LedgerPublicKey(ctx, o...) })
 				if err != nil {
 					return err
 				}
-				key := strings.TrimSpace(string(r.Raw))
+				key := strings.TrimSpace(string(raw))
 				v, err := ledger.ParseVerifierKey(key)
 				if err != nil {
 					return fmt.Errorf("the server's public key: %w", err)
@@ -141,11 +143,11 @@ func verifyCheckpoints(ctx context.Context, inv *invocation, v note.Verifier, ke
 	rep.Checkpoint = checkpointOf(old, cpFile)
 	rep.line("checkpoint %s: %d events, root %s, signature OK", cpFile, old.Size, old.Root)
 
-	r, err := call(ctx, inv, func(ctx context.Context) (*TextAnswer, error) { return inv.client.LedgerCheckpoint(ctx) })
+	raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) { return inv.client.LedgerCheckpoint(ctx, o...) })
 	if err != nil {
 		return err
 	}
-	cur, err := ledger.OpenCheckpoint(r.Raw, v)
+	cur, err := ledger.OpenCheckpoint(raw, v)
 	if err != nil {
 		return rep.fail("the server's checkpoint does not open with the key in %s: %v", keyFile, err)
 	}
@@ -164,8 +166,8 @@ func verifyCheckpoints(ctx context.Context, inv *invocation, v note.Verifier, ke
 	case old.Size == 0:
 		rep.line("the checkpoint in %s is of the empty log: every log extends it", cpFile)
 	default:
-		p, err := call(ctx, inv, func(ctx context.Context) (*ConsistencyProof, error) {
-			return inv.client.ConsistencyProof(ctx, old.Size, cur.Size)
+		p, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.ConsistencyProof, error) {
+			return inv.client.ConsistencyProof(ctx, old.Size, cur.Size, o...)
 		})
 		if err != nil {
 			return err
@@ -176,7 +178,7 @@ func verifyCheckpoints(ctx context.Context, inv *invocation, v note.Verifier, ke
 		rep.line("consistency proof from %d to %d events: %d hashes, OK", old.Size, cur.Size, len(p.Hashes))
 	}
 	if save != "" {
-		if err := writeNewFile(save, r.Raw); err != nil {
+		if err := writeNewFile(save, raw); err != nil {
 			return err
 		}
 		rep.Saved = save
@@ -232,11 +234,11 @@ func ledgerProveVerb() verb {
 func proveEvent(ctx context.Context, inv *invocation, id uuid.UUID, v note.Verifier, keyFile string, cpNote []byte, cpFile string) error {
 	rep := newLedgerReport(inv)
 	if v == nil {
-		r, err := call(ctx, inv, func(ctx context.Context) (*TextAnswer, error) { return inv.client.LedgerPublicKey(ctx) })
+		raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) { return inv.client.LedgerPublicKey(ctx, o...) })
 		if err != nil {
 			return err
 		}
-		if v, err = ledger.ParseVerifierKey(string(r.Raw)); err != nil {
+		if v, err = ledger.ParseVerifierKey(string(raw)); err != nil {
 			return rep.fail("the server's public key: %v", err)
 		}
 		rep.line("public key: %s (from the server: compare it with a copy obtained elsewhere, or give --public-key)", v.Name())
@@ -246,11 +248,11 @@ func proveEvent(ctx context.Context, inv *invocation, id uuid.UUID, v note.Verif
 	rep.PublicKey = v.Name()
 	source := cpFile
 	if cpNote == nil {
-		r, err := call(ctx, inv, func(ctx context.Context) (*TextAnswer, error) { return inv.client.LedgerCheckpoint(ctx) })
+		raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) { return inv.client.LedgerCheckpoint(ctx, o...) })
 		if err != nil {
 			return err
 		}
-		cpNote, source = r.Raw, "the server"
+		cpNote, source = raw, "the server"
 	}
 	cp, err := ledger.OpenCheckpoint(cpNote, v)
 	if err != nil {
@@ -262,8 +264,8 @@ func proveEvent(ctx context.Context, inv *invocation, id uuid.UUID, v note.Verif
 		return rep.fail("the checkpoint of %s is of the empty log: it includes no event", source)
 	}
 
-	p, err := call(ctx, inv, func(ctx context.Context) (*InclusionProof, error) {
-		return inv.client.InclusionProof(ctx, InclusionQuery{EventID: id, TreeSize: cp.Size})
+	p, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.InclusionProof, error) {
+		return inv.client.InclusionProof(ctx, client.InclusionQuery{Event: id, TreeSize: cp.Size}, o...)
 	})
 	if err != nil {
 		return err
@@ -273,7 +275,7 @@ func proveEvent(ctx context.Context, inv *invocation, id uuid.UUID, v note.Verif
 		return rep.fail("%v", err)
 	}
 	rep.Event = &eventJSON{EventID: leaf.EventID, Type: leaf.Type, Stream: leaf.Stream, Version: leaf.Version,
-		Position: p.Position, LeafIndex: p.LeafIndex, ActorID: leaf.ActorID, ActorRole: leaf.ActorRole,
+		Position: p.Position, LeafIndex: int64(p.LeafIndex), ActorID: leaf.ActorID, ActorRole: leaf.ActorRole,
 		RecordedAt: leaf.RecordedAt, EffectiveAt: leaf.EffectiveAt}
 	rep.line("event %s: %s in %s, version %d, position %s, recorded %s by %s", leaf.EventID, leaf.Type, leaf.Stream, leaf.Version,
 		p.Position, humanTime(leaf.RecordedAt), withRole(leaf.ActorID, leaf.ActorRole))
@@ -284,8 +286,8 @@ func proveEvent(ctx context.Context, inv *invocation, id uuid.UUID, v note.Verif
 
 // checkConsistencyProof checks that cur extends old with a, the server's
 // consistency proof from old.Size to cur.Size.
-func checkConsistencyProof(old, cur ledger.Checkpoint, a *ConsistencyProof) error {
-	if a.FromSize != old.Size || a.ToSize != cur.Size {
+func checkConsistencyProof(old, cur ledger.Checkpoint, a api.ConsistencyProof) error {
+	if int64(a.FromSize) != old.Size || int64(a.ToSize) != cur.Size {
 		return fmt.Errorf("the server answered a consistency proof from %d to %d events, not from %d to %d", a.FromSize, a.ToSize, old.Size, cur.Size)
 	}
 	proof, err := parseHashes(a.Hashes)
@@ -302,8 +304,8 @@ func checkConsistencyProof(old, cur ledger.Checkpoint, a *ConsistencyProof) erro
 // checkInclusionProof checks a, the server's proof that event id is in
 // the tree of cp, with a leaf hash recomputed from a's leaf bytes, and
 // returns the event those bytes hold.
-func checkInclusionProof(cp ledger.Checkpoint, id uuid.UUID, a *InclusionProof) (ledger.Leaf, error) {
-	if a.TreeSize != cp.Size {
+func checkInclusionProof(cp ledger.Checkpoint, id uuid.UUID, a api.InclusionProof) (ledger.Leaf, error) {
+	if int64(a.TreeSize) != cp.Size {
 		return ledger.Leaf{}, fmt.Errorf("the server answered a proof for a tree of %d events, not %d", a.TreeSize, cp.Size)
 	}
 	leaf, err := ledger.DecodeLeaf(a.LeafData)
@@ -321,7 +323,7 @@ func checkInclusionProof(cp ledger.Checkpoint, id uuid.UUID, a *InclusionProof) 
 	if err != nil {
 		return ledger.Leaf{}, fmt.Errorf("the server's inclusion proof: %w", err)
 	}
-	if err := tlog.CheckRecord(proof, cp.Size, cp.Root, a.LeafIndex, h); err != nil {
+	if err := tlog.CheckRecord(proof, cp.Size, cp.Root, int64(a.LeafIndex), h); err != nil {
 		return ledger.Leaf{}, fmt.Errorf("event %s is not leaf %d of the signed log of %d events (%v)", id, a.LeafIndex, cp.Size, err)
 	}
 	return leaf, nil
@@ -449,7 +451,7 @@ type eventJSON struct {
 	Type        string    `json:"type"`
 	Stream      string    `json:"stream"`
 	Version     uint64    `json:"version"`
-	Position    Position  `json:"position"`
+	Position    string    `json:"position"`
 	LeafIndex   int64     `json:"leaf_index"`
 	ActorID     string    `json:"actor"`
 	ActorRole   string    `json:"actor_role"`

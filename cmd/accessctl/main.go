@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/client"
 )
 
 // Exit codes.
@@ -185,8 +187,8 @@ func report(err error, name string, inv *invocation, stderr io.Writer) int {
 	var (
 		ue *usageError
 		ce *exitCodeError
-		pe *Problem
-		ne *NetworkError
+		pe *client.Problem
+		ne *client.NetworkError
 	)
 	switch {
 	case errors.As(err, &ue):
@@ -222,15 +224,15 @@ func newFlagSet(name string) *flag.FlagSet {
 
 // invocation is what a verb's action works with.
 type invocation struct {
-	connect     func() (*Client, error)
-	client      *Client // set by call
+	connect     func() (*client.Client, error)
+	client      *client.Client // set by call
 	stdout      io.Writer
 	stderr      io.Writer
 	json        bool
 	timeout     time.Duration
 	key         string // the Idempotency-Key of a command
 	keyGiven    bool   // whether the user chose key
-	minPosition Position
+	minPosition string
 	isCommand   bool
 }
 
@@ -260,7 +262,7 @@ func setup(v verb, g *globals, given map[string]bool, extra []string, lookup fun
 		if g.minPosition == "" || strings.ContainsFunc(g.minPosition, isSpaceOrControl) {
 			return nil, usagef("--min-position %q: want a position token from an earlier answer", g.minPosition)
 		}
-		inv.minPosition = Position(g.minPosition)
+		inv.minPosition = g.minPosition
 	}
 	if !v.query {
 		if given["idempotency-key"] {
@@ -273,21 +275,21 @@ func setup(v verb, g *globals, given map[string]bool, extra []string, lookup fun
 		}
 	}
 	server := g.server
-	if _, err := parseServerURL(server); err != nil {
+	if err := client.CheckServer(server); err != nil {
 		return nil, &usageError{err.Error()}
 	}
 	// The token is resolved when the verb's flags are valid, so that a
 	// mistake in them is reported first.
-	inv.connect = func() (*Client, error) {
+	inv.connect = func() (*client.Client, error) {
 		token, err := resolveToken(g, given, lookup)
 		if err != nil {
 			return nil, err
 		}
-		c, err := NewClient(server, token, nil)
+		c, err := client.New(server, token)
 		if err != nil {
 			return nil, &usageError{err.Error()}
 		}
-		c.RetryWait = retryWait
+		c.RetryWait, c.UserAgent = retryWait, "accessctl"
 		return c, nil
 	}
 	return inv, nil
@@ -330,7 +332,7 @@ func resolveToken(g *globals, given map[string]bool, lookup func(string) (string
 				envTokenFile, envToken)
 		}
 	}
-	if err := checkToken(token); err != nil {
+	if err := client.CheckToken(token); err != nil {
 		return "", usagef("%s: %v", source, err)
 	}
 	return token, nil
@@ -381,5 +383,8 @@ func (inv *invocation) retryHint(w io.Writer) {
 
 // requestCtx bounds one request (with its retries) by --timeout.
 func (inv *invocation) requestCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return withTimeout(ctx, inv.timeout)
+	if inv.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, inv.timeout)
 }

@@ -85,8 +85,8 @@ func verbCases() []verbCase {
 		{
 			name: "allocate", args: []string{"allocate", "--child", childID, "--worker", "w-2"},
 			pattern: "POST /v1/children/{child_id}/allocation", path: "/v1/children/" + childID + "/allocation",
-			body: `{"worker_id":"w-2"}`, answer: `{"position":13}`,
-			table: "position  13\n", json: "{\n  \"position\": 13\n}\n",
+			body: `{"worker_id":"w-2"}`, answer: `{"position":"13"}`,
+			table: "position  13\n", json: "{\n  \"position\": \"13\"\n}\n",
 		},
 		{
 			name: "invite", args: []string{"invite", "--email", "jo@example.org", "--kind", "network_member"},
@@ -193,10 +193,10 @@ func verbCases() []verbCase {
 			answer: `{"intervals":[` +
 				`{"account_id":"` + carerID + `","permissions":["view","record","complete_outstanding"],"reason":"placement",` +
 				`"from":"2026-01-05T09:30:00Z","to":"2026-02-01T17:00:00Z",` +
-				`"opened_by_event":{"event_id":"` + eventID1 + `","type":"placement.started.v1","actor_id":"w-1","actor_role":"worker"},` +
-				`"closed_by_event":"` + eventID2 + `"},` +
+				`"opened_by_event":{"event_id":"` + eventID1 + `","type":"placement.started.v1","actor":"w-1","actor_role":"worker"},` +
+				`"closed_by_event":{"event_id":"` + eventID2 + `"}},` +
 				`{"account_id":"` + accountID + `","permissions":["view"],"reason":"grant","from":"2026-01-10T00:00:00Z","to":null,` +
-				`"opened_by_event":{"id":"` + eventID2 + `","type":"access.granted.v1","actor":"w-1"},"closed_by_event":null}]}`,
+				`"opened_by_event":{"event_id":"` + eventID2 + `","type":"access.granted.v1","actor":"w-1"},"closed_by_event":null}]}`,
 			table: "ACCOUNT                               PERMISSIONS                       REASON     FROM                     TO                       OPENED BY                             CLOSED BY\n" +
 				carerID + "  view,record,complete_outstanding  placement  2026-01-05 09:30:00 UTC  2026-02-01 17:00:00 UTC  placement.started.v1 by w-1 (worker)  " + eventID2 + "\n" +
 				accountID + "  view                              grant      2026-01-10 00:00:00 UTC  -                        access.granted.v1 by w-1              -\n",
@@ -762,7 +762,7 @@ func TestServerPathPrefix(t *testing.T) {
 func TestAuditAll(t *testing.T) {
 	pages := map[string]string{
 		"":  `{"entries":[` + auditEntry(1, "child.registered.v1", "w-1", "worker", "", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z") + `],"next":"1"}`,
-		"1": `{"entries":[` + auditEntry(2, "worker.allocated.v1", "m-1", "manager", "cover", "2026-01-02T00:00:00Z", "2026-01-02T00:00:00Z") + `],"next":2}`,
+		"1": `{"entries":[` + auditEntry(2, "worker.allocated.v1", "m-1", "manager", "cover", "2026-01-02T00:00:00Z", "2026-01-02T00:00:00Z") + `],"next":"2"}`,
 		"2": `{"entries":[],"next":null}`,
 	}
 	answer := func(r seenRequest) reply { return reply{body: pages[r.Query.Get("after")]} }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/accessledger/accessledger/api"
 )
 
 // Output formats.
@@ -142,16 +144,22 @@ func yesNo(b bool) string {
 }
 
 // permissions prints a permission list, "view,record"; none is "-".
-func permissions(p []string) string { return strings.Join(p, ",") }
+func permissions[T ~string](p []T) string {
+	names := make([]string, len(p))
+	for i, n := range p {
+		names[i] = string(n)
+	}
+	return strings.Join(names, ",")
+}
 
 // shortEvent names an event for a table: "type by actor (role)", or its id
-// when the server sent only the id.
-func shortEvent(e *EventRef) string {
-	if e == nil || (e.EventID == "" && e.Type == "") {
+// when the server sent no type.
+func shortEvent(e *api.EventRef) string {
+	if e == nil {
 		return "-"
 	}
 	if e.Type == "" {
-		return e.EventID
+		return e.EventID.String()
 	}
 	s := e.Type
 	if e.Actor != "" {
@@ -164,8 +172,8 @@ func shortEvent(e *EventRef) string {
 }
 
 // positionLine prints a query's position under its table.
-func positionLine(w io.Writer, p Position) {
+func positionLine(w io.Writer, p string) {
 	if p != "" {
-		fmt.Fprintf(w, "position: %s\n", cell(string(p)))
+		fmt.Fprintf(w, "position: %s\n", cell(p))
 	}
 }

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/api"
+	"github.com/accessledger/accessledger/client"
 )
 
 // verb is one subcommand.
@@ -134,15 +137,15 @@ func (c *checker) text(name, s string, maxBytes int) string {
 }
 
 // token checks an optional position token flag.
-func (c *checker) token(name, s string) Position {
+func (c *checker) token(name, s string) string {
 	if strings.ContainsFunc(s, isSpaceOrControl) {
 		c.fail("--%s %q: want a position token from an earlier answer", name, s)
 	}
-	return Position(s)
+	return s
 }
 
 // anchor parses an optional SEQ:HASH flag.
-func (c *checker) anchor(name, s string) *Anchor {
+func (c *checker) anchor(name, s string) *client.Anchor {
 	if s == "" {
 		return nil
 	}
@@ -152,7 +155,7 @@ func (c *checker) anchor(name, s string) *Anchor {
 		c.fail("--%s %q: want SEQ:HASH, an entry number and its 64 lower-case hex digit hash, as verify prints them", name, s)
 		return nil
 	}
-	return &Anchor{Seq: seq, Hash: hash}
+	return &client.Anchor{Seq: seq, Hash: hash}
 }
 
 // oneOf checks a required flag against the allowed names.
@@ -188,594 +191,101 @@ func (c *checker) list(name, s string, allowed []string) []string {
 	return out
 }
 
-// answer is any typed answer: its bytes are in Raw.
-type answer interface{ raw() []byte }
+// answer is what the server sent for one call: its bytes, and whether it
+// was the stored answer of an earlier request with the same
+// Idempotency-Key.
+type answer struct {
+	raw      []byte
+	replayed bool
+}
 
-func (r rawAnswer) raw() []byte { return r.Raw }
-
-func (r rawAnswer) replayed() bool { return r.Replayed }
-
-// print writes a in the chosen format: the server's JSON, or table(w).
+// print writes the answer in the chosen format: the server's JSON, or
+// table(w).
 func (inv *invocation) print(a answer, table func(w io.Writer) error) error {
-	if r, ok := a.(interface{ replayed() bool }); ok && r.replayed() {
+	if a.replayed {
 		fmt.Fprintf(inv.stderr, "accessctl: the server had already carried out this command (Idempotency-Key %s): "+
 			"this is its first answer, nothing was changed now\n", inv.key)
 	}
 	if inv.json {
-		return writeJSON(inv.stdout, a.raw())
+		return writeJSON(inv.stdout, a.raw)
 	}
 	return table(inv.stdout)
 }
 
-// call runs one request bounded by --timeout, connecting the client
-// first (resolving the token) when it is the first.
-func call[A any](ctx context.Context, inv *invocation, f func(ctx context.Context) (A, error)) (A, error) {
+// call runs one request bounded by --timeout, connecting the client first
+// (resolving the token) when it is the first. f gets the call's options:
+// the command's Idempotency-Key, the query's --min-position (the only
+// token accessctl sends), and where to keep the answer's bytes.
+func call[A any](ctx context.Context, inv *invocation, f func(ctx context.Context, opts ...client.CallOption) (A, error)) (A, answer, error) {
+	var a answer
 	if inv.client == nil {
 		c, err := inv.connect()
 		if err != nil {
 			var zero A
-			return zero, err
+			return zero, a, err
 		}
 		inv.client = c
 	}
 	ctx, cancel := inv.requestCtx(ctx)
 	defer cancel()
-	return f(ctx)
+	opts := []client.CallOption{client.Raw(&a.raw), client.Replayed(&a.replayed), client.Timeout(inv.timeout),
+		client.MinPosition(inv.minPosition)}
+	if inv.isCommand {
+		opts = append(opts, client.IdempotencyKey(inv.key))
+	}
+	v, err := f(ctx, opts...)
+	return v, a, err
 }
 
 // printPosition prints a command's answer that carries only its position.
-func (inv *invocation) printPosition(r *CommandResult) error {
-	return inv.print(r, func(w io.Writer) error { return keyValues(w, kv("position", string(r.Position))) })
+func (inv *invocation) printPosition(r api.PositionAnswer, a answer) error {
+	return inv.print(a, func(w io.Writer) error { return keyValues(w, kv("position", r.Position)) })
 }
 
 func verbs() []verb {
 	return []verb{
-		{
-			name: "register-child", synopsis: "--reference R", summary: "register a child (a worker becomes its allocated worker)",
-			endpoint: "POST /v1/children",
-			flags: func(fs *flag.FlagSet) action {
-				ref := fs.String("reference", "", "the council's reference of the child (required)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					c.text("reference", *ref, maxReferenceBytes)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*ChildRegistered, error) {
-						return inv.client.RegisterChild(ctx, inv.key, *ref)
-					})
-					if err != nil {
-						return err
-					}
-					return inv.print(r, func(w io.Writer) error {
-						return keyValues(w, kv("child_id", r.ChildID.String()), kv("position", string(r.Position)))
-					})
-				}
-			},
-		},
-		{
-			name: "allocate", synopsis: "--child ID --worker W", summary: "allocate a child to a worker (managers)",
-			endpoint: "POST /v1/children/{child_id}/allocation",
-			flags: func(fs *flag.FlagSet) action {
-				child := fs.String("child", "", "the child's id (required)")
-				worker := fs.String("worker", "", "the worker's id, the sub of their token (required)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					id := c.id("child", *child)
-					c.text("worker", *worker, 255)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*CommandResult, error) {
-						return inv.client.AllocateWorker(ctx, inv.key, id, *worker)
-					})
-					if err != nil {
-						return err
-					}
-					return inv.printPosition(r)
-				}
-			},
-		},
-		{
-			name: "invite", synopsis: "--email E --kind K", summary: "invite an email address to open a portal account",
-			help:     "K is one of " + strings.Join(accountKinds, ", ") + ". The answer names the new account and when the invitation expires.",
-			endpoint: "POST /v1/invitations",
-			flags: func(fs *flag.FlagSet) action {
-				email := fs.String("email", "", "the invitee's email address (required)")
-				kind := fs.String("kind", "", "the account's kind: "+strings.Join(accountKinds, ", ")+" (required)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					if c.text("email", *email, 320); *email != "" && (!strings.Contains(*email, "@") || strings.ContainsFunc(*email, isSpaceOrControl)) {
-						c.fail("--email %q is not an email address", *email)
-					}
-					c.oneOf("kind", *kind, accountKinds)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*Invited, error) {
-						return inv.client.Invite(ctx, inv.key, Invitation{Email: *email, Kind: *kind})
-					})
-					if err != nil {
-						return err
-					}
-					return inv.print(r, func(w io.Writer) error {
-						return keyValues(w, kv("account_id", r.AccountID.String()), kv("expires_at", humanTime(r.ExpiresAt)),
-							kv("position", string(r.Position)))
-					})
-				}
-			},
-		},
-		{
-			name: "place", synopsis: "--child ID --carer ACCOUNT --started-at RFC3339",
-			summary: "start a placement of a child with a foster carer", endpoint: "POST /v1/children/{child_id}/placements",
-			help: "--started-at may be in the past (a backdated placement).",
-			flags: func(fs *flag.FlagSet) action {
-				child := fs.String("child", "", "the child's id (required)")
-				carer := fs.String("carer", "", "the foster carer's account id (required)")
-				started := fs.String("started-at", "", "when the placement started, RFC 3339 (required)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					childID, carerID, at := c.id("child", *child), c.id("carer", *carer), c.time("started-at", *started)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*PlacementStarted, error) {
-						return inv.client.StartPlacement(ctx, inv.key, childID, Placement{CarerAccountID: carerID, StartedAt: at})
-					})
-					if err != nil {
-						return err
-					}
-					return inv.print(r, func(w io.Writer) error {
-						return keyValues(w, kv("placement_id", r.PlacementID.String()), kv("position", string(r.Position)))
-					})
-				}
-			},
-		},
-		{
-			name: "end-placement", synopsis: "--child ID --placement ID --ended-at RFC3339 --reason R",
-			summary:  "end a placement; the carer keeps limited access for the grace period",
-			help:     "--ended-at may be in the past (recorded late) or in the future (a planned move). The answer says when the grace period ends.",
-			endpoint: "POST /v1/children/{child_id}/placements/{placement_id}/end",
-			flags: func(fs *flag.FlagSet) action {
-				child := fs.String("child", "", "the child's id (required)")
-				placement := fs.String("placement", "", "the placement's id (required)")
-				ended := fs.String("ended-at", "", "when the placement ended, RFC 3339 (required)")
-				reason := fs.String("reason", "", "why (required)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					childID, placementID, at := c.id("child", *child), c.id("placement", *placement), c.time("ended-at", *ended)
-					c.text("reason", *reason, maxReasonBytes)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*PlacementEnded, error) {
-						return inv.client.EndPlacement(ctx, inv.key, childID, placementID, PlacementEnd{EndedAt: at, Reason: *reason})
-					})
-					if err != nil {
-						return err
-					}
-					return inv.print(r, func(w io.Writer) error {
-						return keyValues(w, kv("grace_until", humanTime(r.GraceUntil)), kv("position", string(r.Position)))
-					})
-				}
-			},
-		},
-		{
-			name: "end-grace", synopsis: "--child ID --placement ID --reason R",
-			summary:  "end a carer's grace period early (e.g. a safeguarding concern)",
-			endpoint: "POST /v1/children/{child_id}/placements/{placement_id}/end-grace",
-			flags: func(fs *flag.FlagSet) action {
-				child := fs.String("child", "", "the child's id (required)")
-				placement := fs.String("placement", "", "the ended placement's id (required)")
-				reason := fs.String("reason", "", "why (required)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					childID, placementID := c.id("child", *child), c.id("placement", *placement)
-					c.text("reason", *reason, maxReasonBytes)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*CommandResult, error) {
-						return inv.client.EndGrace(ctx, inv.key, childID, placementID, *reason)
-					})
-					if err != nil {
-						return err
-					}
-					return inv.printPosition(r)
-				}
-			},
-		},
-		{
-			name: "grant", synopsis: "--child ID --account ID --relationship REL --permissions view[,record] --reason R",
-			summary:  "let a parent, guardian or network member see a child's record",
-			help:     "REL is one of " + strings.Join(relationships, ", ") + "; --permissions lists some of " + strings.Join(grantPermissions, ", ") + ".",
-			endpoint: "POST /v1/children/{child_id}/grants",
-			flags: func(fs *flag.FlagSet) action {
-				child := fs.String("child", "", "the child's id (required)")
-				account := fs.String("account", "", "the account to grant access to (required)")
-				rel := fs.String("relationship", "", "the account's relationship to the child: "+strings.Join(relationships, ", ")+" (required)")
-				perms := fs.String("permissions", "", "comma-separated: "+strings.Join(grantPermissions, ", ")+" (required)")
-				reason := fs.String("reason", "", "why (required)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					childID, accountID := c.id("child", *child), c.id("account", *account)
-					c.oneOf("relationship", *rel, relationships)
-					ps := c.list("permissions", *perms, grantPermissions)
-					c.text("reason", *reason, maxReasonBytes)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*CommandResult, error) {
-						return inv.client.Grant(ctx, inv.key, childID, GrantRequest{AccountID: accountID, Relationship: *rel,
-							Permissions: ps, Reason: *reason})
-					})
-					if err != nil {
-						return err
-					}
-					return inv.printPosition(r)
-				}
-			},
-		},
-		{
-			name: "revoke", synopsis: "--child ID --account ID --reason R", summary: "revoke an account's grant on a child's record",
-			endpoint: "POST /v1/children/{child_id}/grants/{account_id}/revoke",
-			flags: func(fs *flag.FlagSet) action {
-				child := fs.String("child", "", "the child's id (required)")
-				account := fs.String("account", "", "the account whose grant to revoke (required)")
-				reason := fs.String("reason", "", "why (required)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					childID, accountID := c.id("child", *child), c.id("account", *account)
-					c.text("reason", *reason, maxReasonBytes)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*CommandResult, error) {
-						return inv.client.Revoke(ctx, inv.key, childID, accountID, *reason)
-					})
-					if err != nil {
-						return err
-					}
-					return inv.printPosition(r)
-				}
-			},
-		},
-		{
-			name: "phone-reset", synopsis: "--account ID --reason R",
-			summary:  "file a request to reset an account's 2FA phone number (workers)",
-			endpoint: "POST /v1/accounts/{account_id}/phone-reset-requests",
-			flags: func(fs *flag.FlagSet) action {
-				account := fs.String("account", "", "the account (required)")
-				reason := fs.String("reason", "", "why (required)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					id := c.id("account", *account)
-					c.text("reason", *reason, maxReasonBytes)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*CommandResult, error) {
-						return inv.client.RequestPhoneReset(ctx, inv.key, id, *reason)
-					})
-					if err != nil {
-						return err
-					}
-					return inv.printPosition(r)
-				}
-			},
-		},
-		{
-			name: "clear-phone", synopsis: "--account ID",
-			summary:  "clear an account's 2FA phone number after a reset request (portals team)",
-			endpoint: "POST /v1/accounts/{account_id}/phone/clear",
-			flags: func(fs *flag.FlagSet) action {
-				account := fs.String("account", "", "the account (required)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					id := c.id("account", *account)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*CommandResult, error) {
-						return inv.client.ClearPhone(ctx, inv.key, id)
-					})
-					if err != nil {
-						return err
-					}
-					return inv.printPosition(r)
-				}
-			},
-		},
-		{
-			name: "close-account", synopsis: "--account ID --reason R", summary: "close an account, ending all its access (portals team)",
-			endpoint: "POST /v1/accounts/{account_id}/close",
-			flags: func(fs *flag.FlagSet) action {
-				account := fs.String("account", "", "the account (required)")
-				reason := fs.String("reason", "", "why (required)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					id := c.id("account", *account)
-					c.text("reason", *reason, maxReasonBytes)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*CommandResult, error) {
-						return inv.client.CloseAccount(ctx, inv.key, id, *reason)
-					})
-					if err != nil {
-						return err
-					}
-					return inv.printPosition(r)
-				}
-			},
-		},
-
+		registerChildVerb(),
+		allocateVerb(),
+		inviteVerb(),
+		placeVerb(),
+		endPlacementVerb(),
+		endGraceVerb(),
+		grantVerb(),
+		revokeVerb(),
+		phoneResetVerb(),
+		clearPhoneVerb(),
+		closeAccountVerb(),
 		// Queries.
-		{
-			name: "check", synopsis: "--account ID (--child ID | --carer ID) --permission P [--at RFC3339]", query: true,
-			summary: "ask whether an account may do P on a child's record (or a carer record)",
-			help: "P is one of " + strings.Join(checkPermissions, ", ") + ". Exits 0 when allowed and 3 when denied,\n" +
-				"so scripts can test it: if accessctl check ... >/dev/null; then ...",
-			endpoint: "GET /v1/check",
-			flags: func(fs *flag.FlagSet) action {
-				account := fs.String("account", "", "the account asking (required)")
-				child := fs.String("child", "", "the child whose record (this or --carer)")
-				carer := fs.String("carer", "", "the carer whose own carer record (this or --child)")
-				perm := fs.String("permission", "", "one of "+strings.Join(checkPermissions, ", ")+" (required)")
-				at := fs.String("at", "", "answer as of this time, RFC 3339 (default now)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					q := CheckQuery{AccountID: c.id("account", *account), MinPosition: inv.minPosition}
-					switch {
-					case *child != "" && *carer != "":
-						c.fail("give --child or --carer, not both")
-					case *child == "" && *carer == "":
-						c.fail("--child or --carer is required")
-					case *child != "":
-						q.ChildID = c.id("child", *child)
-					default:
-						q.CarerID = c.id("carer", *carer)
-					}
-					q.Permission = c.oneOf("permission", *perm, checkPermissions)
-					q.At = c.optTime("at", *at)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*CheckResult, error) { return inv.client.Check(ctx, q) })
-					if err != nil {
-						return err
-					}
-					if err := inv.print(r, func(w io.Writer) error {
-						allowed := "no"
-						if r.Allowed {
-							allowed = "yes"
-						}
-						return keyValues(w, kv("allowed", allowed), kv("permissions", permissions(r.Permissions)),
-							kv("reason", r.Reason), kv("until", humanTimePtr(r.Until)),
-							kv("position", string(r.Position)))
-					}); err != nil {
-						return err
-					}
-					if !r.Allowed {
-						return &exitCodeError{code: exitDenied}
-					}
-					return nil
-				}
-			},
-		},
-		{
-			name: "children", synopsis: "--account ID [--at RFC3339]", query: true,
-			summary: "list the children whose records an account may see", endpoint: "GET /v1/accounts/{account_id}/children",
-			flags: func(fs *flag.FlagSet) action {
-				account := fs.String("account", "", "the account (required)")
-				at := fs.String("at", "", "as of this time, RFC 3339 (default now)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					id, t := c.id("account", *account), c.optTime("at", *at)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*ChildrenResult, error) {
-						return inv.client.Children(ctx, id, t, inv.minPosition)
-					})
-					if err != nil {
-						return err
-					}
-					return inv.print(r, func(w io.Writer) error {
-						t := newTable(w)
-						t.row("CHILD", "PERMISSIONS", "REASON", "UNTIL")
-						for _, ch := range r.Children {
-							t.row(ch.ChildID.String(), permissions(ch.Permissions), ch.Reason, humanTimePtr(ch.Until))
-						}
-						if err := t.flush(); err != nil {
-							return err
-						}
-						positionLine(w, r.Position)
-						return nil
-					})
-				}
-			},
-		},
-		{
-			name: "viewers", synopsis: "--child ID [--at RFC3339]", query: true,
-			summary: "list the accounts that may see a child's record", endpoint: "GET /v1/children/{child_id}/viewers",
-			flags: func(fs *flag.FlagSet) action {
-				child := fs.String("child", "", "the child (required)")
-				at := fs.String("at", "", "as of this time, RFC 3339 (default now)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					id, t := c.id("child", *child), c.optTime("at", *at)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*ViewersResult, error) {
-						return inv.client.Viewers(ctx, id, t, inv.minPosition)
-					})
-					if err != nil {
-						return err
-					}
-					return inv.print(r, func(w io.Writer) error {
-						t := newTable(w)
-						t.row("ACCOUNT", "PERMISSIONS", "REASON", "UNTIL")
-						for _, v := range r.Viewers {
-							t.row(v.AccountID.String(), permissions(v.Permissions), v.Reason, humanTimePtr(v.Until))
-						}
-						if err := t.flush(); err != nil {
-							return err
-						}
-						positionLine(w, r.Position)
-						return nil
-					})
-				}
-			},
-		},
-		{
-			name: "history", synopsis: "--child ID [--at RFC3339] [--as-of POSITION]", query: true,
-			summary: "list every interval in which someone could see a child's record, and the events behind it (auditors)",
-			help: "With --at, only the intervals that contain that time: who could see the child then, and\n" +
-				"why. With --as-of, the history as the engine knew it at that position (before\n" +
-				"later corrections such as a backdated placement end).",
-			endpoint: "GET /v1/children/{child_id}/history",
-			flags: func(fs *flag.FlagSet) action {
-				child := fs.String("child", "", "the child (required)")
-				at := fs.String("at", "", "only the intervals that contain this time, RFC 3339")
-				asOf := fs.String("as-of", "", "as known at this `POSITION` (a position token)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					q := HistoryQuery{ChildID: c.id("child", *child), At: c.optTime("at", *at), AsOf: c.token("as-of", *asOf),
-						MinPosition: inv.minPosition}
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*HistoryResult, error) {
-						return inv.client.History(ctx, q)
-					})
-					if err != nil {
-						return err
-					}
-					return inv.print(r, func(w io.Writer) error {
-						t := newTable(w)
-						t.row("ACCOUNT", "PERMISSIONS", "REASON", "FROM", "TO", "OPENED BY", "CLOSED BY")
-						for _, in := range r.Intervals {
-							t.row(in.AccountID.String(), permissions(in.Permissions), in.Reason, humanTime(in.From),
-								humanTimePtr(in.To), shortEvent(in.OpenedBy), shortEvent(in.ClosedBy))
-						}
-						if err := t.flush(); err != nil {
-							return err
-						}
-						positionLine(w, r.Position)
-						return nil
-					})
-				}
-			},
-		},
-		{
-			name: "account", synopsis: "--account ID [--at RFC3339]", query: true,
-			summary: "show an account: kind, status, whether it must enrol a phone", endpoint: "GET /v1/accounts/{account_id}",
-			flags: func(fs *flag.FlagSet) action {
-				account := fs.String("account", "", "the account (required)")
-				at := fs.String("at", "", "as of this time, RFC 3339 (default now)")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					id, t := c.id("account", *account), c.optTime("at", *at)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*Account, error) {
-						return inv.client.GetAccount(ctx, id, t, inv.minPosition)
-					})
-					if err != nil {
-						return err
-					}
-					return inv.print(r, func(w io.Writer) error {
-						return keyValues(w, kv("account_id", r.AccountID.String()), kv("kind", r.Kind), kv("status", r.Status),
-							kv("needs_phone_enrolment", yesNo(r.NeedsPhoneEnrolment)), kv("phone_hint", r.PhoneHint),
-							kv("position", string(r.Position)))
-					})
-				}
-			},
-		},
+		checkVerb(),
+		childrenVerb(),
+		viewersVerb(),
+		historyVerb(),
+		accountVerb(),
 		auditVerb(),
-		{
-			name: "verify", synopsis: "[--anchor SEQ:HASH]", query: true,
-			summary: "recompute the audit trail's hash chain (auditors); exits 1 when it is broken",
-			help: "Prints the number of intact entries and the head hash. Keep them: a later\n" +
-				"verify --anchor SEQ:HASH also checks that entry SEQ still has that hash, so even a\n" +
-				"rewrite of the whole chain after it is detected.",
-			endpoint: "GET /v1/audit/verify",
-			flags: func(fs *flag.FlagSet) action {
-				anchor := fs.String("anchor", "", "an entry's `SEQ:HASH` from an earlier verify")
-				return func(ctx context.Context, inv *invocation) error {
-					var c checker
-					a := c.anchor("anchor", *anchor)
-					if err := c.err(); err != nil {
-						return err
-					}
-					r, err := call(ctx, inv, func(ctx context.Context) (*VerifyResult, error) {
-						return inv.client.VerifyAudit(ctx, a, inv.minPosition)
-					})
-					if err != nil {
-						return err
-					}
-					if err := inv.print(r, func(w io.Writer) error {
-						if r.OK {
-							fmt.Fprintf(w, "audit trail OK: %d entries, head %s\n", r.Entries, cell(r.HeadHash))
-						} else {
-							fmt.Fprintf(w, "audit trail BROKEN at %s; %d entries intact before it, last intact hash %s\n",
-								brokenText(r.FirstBroken), r.Entries, cell(r.HeadHash))
-						}
-						positionLine(w, r.Position)
-						return nil
-					}); err != nil {
-						return err
-					}
-					if !r.OK {
-						return &exitCodeError{code: exitError, msg: "audit trail broken at " + brokenText(r.FirstBroken)}
-					}
-					return nil
-				}
-			},
-		},
+		verifyVerb(),
 		securityLogVerb(),
 		ledgerCheckpointVerb(),
 		ledgerPublicKeyVerb(),
 		ledgerVerifyVerb(),
 		ledgerProveVerb(),
-		{
-			name: "policy", synopsis: "", query: true,
-			summary:  "show the policy: grace period, invitation lifetime, session timeouts",
-			endpoint: "GET /v1/policy",
-			flags: func(fs *flag.FlagSet) action {
-				return func(ctx context.Context, inv *invocation) error {
-					r, err := call(ctx, inv, func(ctx context.Context) (*Policy, error) { return inv.client.Policy(ctx, inv.minPosition) })
-					if err != nil {
-						return err
-					}
-					return inv.print(r, func(w io.Writer) error {
-						pairs := [][2]string{
-							kv("grace_period", humanDuration(time.Duration(r.GracePeriod))),
-							kv("invitation_ttl", humanDuration(time.Duration(r.InvitationTTL))),
-							kv("session_idle_timeout", humanDuration(time.Duration(r.SessionIdleTimeout))),
-							kv("session_warning_after", humanDuration(time.Duration(r.SessionWarningAfter))),
-						}
-						if r.Position != "" {
-							pairs = append(pairs, kv("position", string(r.Position)))
-						}
-						return keyValues(w, pairs...)
-					})
-				}
-			},
-		},
+		policyVerb(),
 	}
 }
 
-func brokenText(b *Broken) string {
-	switch {
-	case b == nil:
-		return "an unnamed entry"
-	case b.Reason != "":
-		return "entry " + strconv.FormatInt(b.Seq, 10) + ": " + cell(b.Reason)
-	default:
-		return "entry " + strconv.FormatInt(b.Seq, 10)
+
+// typed converts checked names to the wire's typed strings.
+func typed[T ~string](names []string) []T {
+	out := make([]T, len(names))
+	for i, n := range names {
+		out[i] = T(n)
 	}
+	return out
+}
+
+// deref is *s, or "" for nil.
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -1,0 +1,337 @@
+package main
+
+// The command verbs: one function each, from its flags to its answer.
+
+import (
+	"context"
+	"flag"
+	"io"
+	"strings"
+
+	"github.com/accessledger/accessledger/api"
+	"github.com/accessledger/accessledger/client"
+)
+
+// registerChildVerb is `accessctl register-child`.
+func registerChildVerb() verb {
+	return verb{
+		name: "register-child", synopsis: "--reference R", summary: "register a child (a worker becomes its allocated worker)",
+		endpoint: "POST /v1/children",
+		flags: func(fs *flag.FlagSet) action {
+			ref := fs.String("reference", "", "the council's reference of the child (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				c.text("reference", *ref, maxReferenceBytes)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.ChildRegistered, error) {
+					return inv.client.RegisterChild(ctx, *ref, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.print(a, func(w io.Writer) error {
+					return keyValues(w, kv("child_id", r.ChildID.String()), kv("position", r.Position))
+				})
+			}
+		},
+	}
+}
+
+// allocateVerb is `accessctl allocate`.
+func allocateVerb() verb {
+	return verb{
+		name: "allocate", synopsis: "--child ID --worker W", summary: "allocate a child to a worker (managers)",
+		endpoint: "POST /v1/children/{child_id}/allocation",
+		flags: func(fs *flag.FlagSet) action {
+			child := fs.String("child", "", "the child's id (required)")
+			worker := fs.String("worker", "", "the worker's id, the sub of their token (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				id := c.id("child", *child)
+				c.text("worker", *worker, 255)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.AllocateWorker(ctx, id, *worker, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.printPosition(r, a)
+			}
+		},
+	}
+}
+
+// inviteVerb is `accessctl invite`.
+func inviteVerb() verb {
+	return verb{
+		name: "invite", synopsis: "--email E --kind K", summary: "invite an email address to open a portal account",
+		help:     "K is one of " + strings.Join(accountKinds, ", ") + ". The answer names the new account and when the invitation expires.",
+		endpoint: "POST /v1/invitations",
+		flags: func(fs *flag.FlagSet) action {
+			email := fs.String("email", "", "the invitee's email address (required)")
+			kind := fs.String("kind", "", "the account's kind: "+strings.Join(accountKinds, ", ")+" (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				if c.text("email", *email, 320); *email != "" && (!strings.Contains(*email, "@") || strings.ContainsFunc(*email, isSpaceOrControl)) {
+					c.fail("--email %q is not an email address", *email)
+				}
+				c.oneOf("kind", *kind, accountKinds)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.Invited, error) {
+					return inv.client.Invite(ctx, *email, api.AccountKind(*kind), o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.print(a, func(w io.Writer) error {
+					return keyValues(w, kv("account_id", r.AccountID.String()), kv("expires_at", humanTime(r.ExpiresAt)),
+						kv("position", r.Position))
+				})
+			}
+		},
+	}
+}
+
+// placeVerb is `accessctl place`.
+func placeVerb() verb {
+	return verb{
+		name: "place", synopsis: "--child ID --carer ACCOUNT --started-at RFC3339",
+		summary: "start a placement of a child with a foster carer", endpoint: "POST /v1/children/{child_id}/placements",
+		help: "--started-at may be in the past (a backdated placement).",
+		flags: func(fs *flag.FlagSet) action {
+			child := fs.String("child", "", "the child's id (required)")
+			carer := fs.String("carer", "", "the foster carer's account id (required)")
+			started := fs.String("started-at", "", "when the placement started, RFC 3339 (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				childID, carerID, at := c.id("child", *child), c.id("carer", *carer), c.time("started-at", *started)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PlacementStarted, error) {
+					return inv.client.StartPlacement(ctx, childID, carerID, at, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.print(a, func(w io.Writer) error {
+					return keyValues(w, kv("placement_id", r.PlacementID.String()), kv("position", r.Position))
+				})
+			}
+		},
+	}
+}
+
+// endPlacementVerb is `accessctl end-placement`.
+func endPlacementVerb() verb {
+	return verb{
+		name: "end-placement", synopsis: "--child ID --placement ID --ended-at RFC3339 --reason R",
+		summary:  "end a placement; the carer keeps limited access for the grace period",
+		help:     "--ended-at may be in the past (recorded late) or in the future (a planned move). The answer says when the grace period ends.",
+		endpoint: "POST /v1/children/{child_id}/placements/{placement_id}/end",
+		flags: func(fs *flag.FlagSet) action {
+			child := fs.String("child", "", "the child's id (required)")
+			placement := fs.String("placement", "", "the placement's id (required)")
+			ended := fs.String("ended-at", "", "when the placement ended, RFC 3339 (required)")
+			reason := fs.String("reason", "", "why (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				childID, placementID, at := c.id("child", *child), c.id("placement", *placement), c.time("ended-at", *ended)
+				c.text("reason", *reason, maxReasonBytes)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PlacementEnded, error) {
+					return inv.client.EndPlacement(ctx, childID, placementID, at, *reason, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.print(a, func(w io.Writer) error {
+					return keyValues(w, kv("grace_until", humanTime(r.GraceUntil)), kv("position", r.Position))
+				})
+			}
+		},
+	}
+}
+
+// endGraceVerb is `accessctl end-grace`.
+func endGraceVerb() verb {
+	return verb{
+		name: "end-grace", synopsis: "--child ID --placement ID --reason R",
+		summary:  "end a carer's grace period early (e.g. a safeguarding concern)",
+		endpoint: "POST /v1/children/{child_id}/placements/{placement_id}/end-grace",
+		flags: func(fs *flag.FlagSet) action {
+			child := fs.String("child", "", "the child's id (required)")
+			placement := fs.String("placement", "", "the ended placement's id (required)")
+			reason := fs.String("reason", "", "why (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				childID, placementID := c.id("child", *child), c.id("placement", *placement)
+				c.text("reason", *reason, maxReasonBytes)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.EndGrace(ctx, childID, placementID, *reason, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.printPosition(r, a)
+			}
+		},
+	}
+}
+
+// grantVerb is `accessctl grant`.
+func grantVerb() verb {
+	return verb{
+		name: "grant", synopsis: "--child ID --account ID --relationship REL --permissions view[,record] --reason R",
+		summary:  "let a parent, guardian or network member see a child's record",
+		help:     "REL is one of " + strings.Join(relationships, ", ") + "; --permissions lists some of " + strings.Join(grantPermissions, ", ") + ".",
+		endpoint: "POST /v1/children/{child_id}/grants",
+		flags: func(fs *flag.FlagSet) action {
+			child := fs.String("child", "", "the child's id (required)")
+			account := fs.String("account", "", "the account to grant access to (required)")
+			rel := fs.String("relationship", "", "the account's relationship to the child: "+strings.Join(relationships, ", ")+" (required)")
+			perms := fs.String("permissions", "", "comma-separated: "+strings.Join(grantPermissions, ", ")+" (required)")
+			reason := fs.String("reason", "", "why (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				childID, accountID := c.id("child", *child), c.id("account", *account)
+				c.oneOf("relationship", *rel, relationships)
+				ps := c.list("permissions", *perms, grantPermissions)
+				c.text("reason", *reason, maxReasonBytes)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.Grant(ctx, childID, accountID, api.GrantRequestRelationship(*rel),
+						typed[api.GrantRequestPermissions](ps), *reason, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.printPosition(r, a)
+			}
+		},
+	}
+}
+
+// revokeVerb is `accessctl revoke`.
+func revokeVerb() verb {
+	return verb{
+		name: "revoke", synopsis: "--child ID --account ID --reason R", summary: "revoke an account's grant on a child's record",
+		endpoint: "POST /v1/children/{child_id}/grants/{account_id}/revoke",
+		flags: func(fs *flag.FlagSet) action {
+			child := fs.String("child", "", "the child's id (required)")
+			account := fs.String("account", "", "the account whose grant to revoke (required)")
+			reason := fs.String("reason", "", "why (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				childID, accountID := c.id("child", *child), c.id("account", *account)
+				c.text("reason", *reason, maxReasonBytes)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.Revoke(ctx, childID, accountID, *reason, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.printPosition(r, a)
+			}
+		},
+	}
+}
+
+// phoneResetVerb is `accessctl phone-reset`.
+func phoneResetVerb() verb {
+	return verb{
+		name: "phone-reset", synopsis: "--account ID --reason R",
+		summary:  "file a request to reset an account's 2FA phone number (workers)",
+		endpoint: "POST /v1/accounts/{account_id}/phone-reset-requests",
+		flags: func(fs *flag.FlagSet) action {
+			account := fs.String("account", "", "the account (required)")
+			reason := fs.String("reason", "", "why (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				id := c.id("account", *account)
+				c.text("reason", *reason, maxReasonBytes)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.RequestPhoneReset(ctx, id, *reason, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.printPosition(r, a)
+			}
+		},
+	}
+}
+
+// clearPhoneVerb is `accessctl clear-phone`.
+func clearPhoneVerb() verb {
+	return verb{
+		name: "clear-phone", synopsis: "--account ID",
+		summary:  "clear an account's 2FA phone number after a reset request (portals team)",
+		endpoint: "POST /v1/accounts/{account_id}/phone/clear",
+		flags: func(fs *flag.FlagSet) action {
+			account := fs.String("account", "", "the account (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				id := c.id("account", *account)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.ClearPhone(ctx, id, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.printPosition(r, a)
+			}
+		},
+	}
+}
+
+// closeAccountVerb is `accessctl close-account`.
+func closeAccountVerb() verb {
+	return verb{
+		name: "close-account", synopsis: "--account ID --reason R", summary: "close an account, ending all its access (portals team)",
+		endpoint: "POST /v1/accounts/{account_id}/close",
+		flags: func(fs *flag.FlagSet) action {
+			account := fs.String("account", "", "the account (required)")
+			reason := fs.String("reason", "", "why (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				id := c.id("account", *account)
+				c.text("reason", *reason, maxReasonBytes)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.CloseAccount(ctx, id, *reason, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.printPosition(r, a)
+			}
+		},
+	}
+}
+
