@@ -30,10 +30,10 @@ import (
 type contract struct {
 	next           http.RoundTripper
 	expectFailures bool // TestContractCatchesStrays
-	mu       sync.Mutex
-	seen     map[string]bool // operationIds sent
-	failures []string
-	find     func(*http.Request) (*openapi3filter.RequestValidationInput, error)
+	mu             sync.Mutex
+	seen           map[string]bool // operationIds sent
+	failures       []string
+	find           func(*http.Request) (*openapi3filter.RequestValidationInput, error)
 }
 
 func (c *contract) fail(format string, args ...any) {

@@ -334,4 +334,3 @@ func closeAccountVerb() verb {
 		},
 	}
 }
-

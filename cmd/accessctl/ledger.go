@@ -42,7 +42,9 @@ func ledgerCheckpointVerb() verb {
 		endpoint: "GET /v1/ledger/checkpoint",
 		flags: func(fs *flag.FlagSet) action {
 			return func(ctx context.Context, inv *invocation) error {
-				raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) { return inv.client.LedgerCheckpoint(ctx, o...) })
+				raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) {
+					return inv.client.LedgerCheckpoint(ctx, o...)
+				})
 				if err != nil {
 					return err
 				}
@@ -71,7 +73,9 @@ func ledgerPublicKeyVerb() verb {
 		endpoint: "GET /v1/ledger/public-key",
 		flags: func(fs *flag.FlagSet) action {
 			return func(ctx context.Context, inv *invocation) error {
-				raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) { return inv.client.LedgerPublicKey(ctx, o...) })
+				raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) {
+					return inv.client.LedgerPublicKey(ctx, o...)
+				})
 				if err != nil {
 					return err
 				}
@@ -143,7 +147,9 @@ func verifyCheckpoints(ctx context.Context, inv *invocation, v note.Verifier, ke
 	rep.Checkpoint = checkpointOf(old, cpFile)
 	rep.line("checkpoint %s: %d events, root %s, signature OK", cpFile, old.Size, old.Root)
 
-	raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) { return inv.client.LedgerCheckpoint(ctx, o...) })
+	raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) {
+		return inv.client.LedgerCheckpoint(ctx, o...)
+	})
 	if err != nil {
 		return err
 	}
@@ -234,7 +240,9 @@ func ledgerProveVerb() verb {
 func proveEvent(ctx context.Context, inv *invocation, id uuid.UUID, v note.Verifier, keyFile string, cpNote []byte, cpFile string) error {
 	rep := newLedgerReport(inv)
 	if v == nil {
-		raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) { return inv.client.LedgerPublicKey(ctx, o...) })
+		raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) {
+			return inv.client.LedgerPublicKey(ctx, o...)
+		})
 		if err != nil {
 			return err
 		}
@@ -248,7 +256,9 @@ func proveEvent(ctx context.Context, inv *invocation, id uuid.UUID, v note.Verif
 	rep.PublicKey = v.Name()
 	source := cpFile
 	if cpNote == nil {
-		raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) { return inv.client.LedgerCheckpoint(ctx, o...) })
+		raw, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) ([]byte, error) {
+			return inv.client.LedgerCheckpoint(ctx, o...)
+		})
 		if err != nil {
 			return err
 		}

@@ -272,7 +272,6 @@ func verbs() []verb {
 	}
 }
 
-
 // typed converts checked names to the wire's typed strings.
 func typed[T ~string](names []string) []T {
 	out := make([]T, len(names))
