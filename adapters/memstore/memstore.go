@@ -21,10 +21,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -72,7 +70,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventlog.Exp
 	if err := eventlog.Validate(stream, events); err != nil {
 		return eventlog.AppendResult{}, fmt.Errorf("memstore: append to %q: %w", stream, err)
 	}
-	if err := checkText(stream, events); err != nil {
+	if err := eventlog.ValidateStorable(stream, events); err != nil {
 		return eventlog.AppendResult{}, fmt.Errorf("memstore: append to %q: %w", stream, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -158,39 +156,6 @@ func (s *Store) existing(stream string, events []eventlog.EventData) (eventlog.A
 	}
 	last := s.records[s.ids[events[len(events)-1].ID]]
 	return eventlog.AppendResult{Version: last.Version, Position: last.Position}, true, nil
-}
-
-// checkText refuses what the SQL stores cannot keep as given: invalid
-// UTF-8 and NUL bytes in names and metadata, and times outside years 1 to
-// 9999.
-func checkText(stream string, events []eventlog.EventData) error {
-	check := func(what, s string) error {
-		if !utf8.ValidString(s) {
-			return fmt.Errorf("%w: %s is not valid UTF-8", eventlog.ErrInvalidAppend, what)
-		}
-		if strings.IndexByte(s, 0) >= 0 {
-			return fmt.Errorf("%w: %s contains a NUL byte", eventlog.ErrInvalidAppend, what)
-		}
-		return nil
-	}
-	if err := check("stream name", stream); err != nil {
-		return err
-	}
-	for i, e := range events {
-		for _, f := range []struct{ what, s string }{
-			{"type", e.Type}, {"actor id", e.Meta.ActorID}, {"actor role", e.Meta.ActorRole}, {"reason", e.Meta.Reason},
-		} {
-			if err := check(fmt.Sprintf("event %d %s", i, f.what), f.s); err != nil {
-				return err
-			}
-		}
-		for _, t := range []time.Time{e.Meta.EffectiveAt, e.Meta.RecordedAt} {
-			if y := t.UTC().Year(); !t.IsZero() && (y < 1 || y > 9999) {
-				return fmt.Errorf("%w: event %d: a time outside years 1 to 9999", eventlog.ErrInvalidAppend, i)
-			}
-		}
-	}
-	return nil
 }
 
 // copyOf returns a copy of r that shares nothing with the log.

@@ -65,7 +65,7 @@ func (s *Store) AppendBatch(ctx context.Context, batch []StreamAppend) ([]eventl
 	for i, a := range batch {
 		err := eventlog.Validate(a.Stream, a.Events)
 		if err == nil {
-			err = checkStorable(a.Stream, a.Events)
+			err = eventlog.ValidateStorable(a.Stream, a.Events)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: append batch: %w", &BatchError{Index: i, Stream: a.Stream, Err: err})

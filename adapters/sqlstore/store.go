@@ -50,10 +50,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
@@ -318,7 +316,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventlog.Exp
 	if err := eventlog.Validate(stream, events); err != nil {
 		return eventlog.AppendResult{}, fmt.Errorf("sqlstore: append to %q: %w", stream, err)
 	}
-	if err := checkStorable(stream, events); err != nil {
+	if err := eventlog.ValidateStorable(stream, events); err != nil {
 		return eventlog.AppendResult{}, fmt.Errorf("sqlstore: append to %q: %w", stream, err)
 	}
 	if s.isClosed() {
@@ -530,49 +528,6 @@ func matchExisting(stream string, events []eventlog.EventData, found map[uuid.UU
 		Version:  uint64(lastRow.StreamVersion),
 		Position: eventlog.At(uint64(lastRow.Position)),
 	}, true, nil
-}
-
-// checkStorable refuses what PostgreSQL cannot store (and SQLite would store
-// differently): invalid UTF-8, NUL bytes, and times outside years 1-9999
-// (in UTC), which do not round-trip through the text form of times.
-func checkStorable(stream string, events []eventlog.EventData) error {
-	check := func(what, s string) error {
-		if !utf8.ValidString(s) {
-			return fmt.Errorf("%w: %s is not valid UTF-8", eventlog.ErrInvalidAppend, what)
-		}
-		if strings.IndexByte(s, 0) >= 0 {
-			return fmt.Errorf("%w: %s contains a NUL byte", eventlog.ErrInvalidAppend, what)
-		}
-		return nil
-	}
-	if err := check("stream name", stream); err != nil {
-		return err
-	}
-	for i, e := range events {
-		for _, f := range []struct{ what, s string }{
-			{"type", e.Type},
-			{"actor id", e.Meta.ActorID},
-			{"actor role", e.Meta.ActorRole},
-			{"reason", e.Meta.Reason},
-		} {
-			if err := check(fmt.Sprintf("event %d %s", i, f.what), f.s); err != nil {
-				return err
-			}
-		}
-		for _, f := range []struct {
-			what string
-			t    time.Time
-		}{{"effective time", e.Meta.EffectiveAt}, {"recorded time", e.Meta.RecordedAt}} {
-			if y := f.t.UTC().Year(); y < 1 || y > 9999 {
-				return fmt.Errorf("%w: event %d %s %s is outside years 1-9999", eventlog.ErrInvalidAppend, i, f.what, f.t)
-			}
-		}
-		// Valid JSON cannot hold a raw NUL; only UTF-8 needs checking.
-		if !utf8.Valid(e.Data) {
-			return fmt.Errorf("%w: event %d data is not valid UTF-8", eventlog.ErrInvalidAppend, i)
-		}
-	}
-	return nil
 }
 
 // ReadStream implements eventlog.Store.

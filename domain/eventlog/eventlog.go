@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -323,4 +324,51 @@ func isJSONObject(b []byte) bool {
 		i++
 	}
 	return i < len(b) && b[i] == '{' && json.Valid(b)
+}
+
+// ValidateStorable refuses what a store cannot keep as given (and what
+// the SQL stores refuse: PostgreSQL cannot store it, SQLite would store it
+// differently): invalid UTF-8 and NUL bytes in the stream name, the type
+// and the metadata, data that is not UTF-8, and times outside years 1 to
+// 9999 (in UTC), which do not round-trip through the text form of times.
+// Its errors wrap ErrInvalidAppend. Stores that keep events in memory
+// apply it too, so that they refuse what the SQL stores refuse.
+func ValidateStorable(stream string, events []EventData) error {
+	check := func(what, s string) error {
+		if !utf8.ValidString(s) {
+			return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidAppend, what)
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalidAppend, what)
+		}
+		return nil
+	}
+	if err := check("stream name", stream); err != nil {
+		return err
+	}
+	for i, e := range events {
+		for _, f := range []struct{ what, s string }{
+			{"type", e.Type},
+			{"actor id", e.Meta.ActorID},
+			{"actor role", e.Meta.ActorRole},
+			{"reason", e.Meta.Reason},
+		} {
+			if err := check(fmt.Sprintf("event %d %s", i, f.what), f.s); err != nil {
+				return err
+			}
+		}
+		for _, f := range []struct {
+			what string
+			t    time.Time
+		}{{"effective time", e.Meta.EffectiveAt}, {"recorded time", e.Meta.RecordedAt}} {
+			if y := f.t.UTC().Year(); y < 1 || y > 9999 {
+				return fmt.Errorf("%w: event %d %s %s is outside years 1-9999", ErrInvalidAppend, i, f.what, f.t)
+			}
+		}
+		// Valid JSON cannot hold a raw NUL; only UTF-8 needs checking.
+		if !utf8.Valid(e.Data) {
+			return fmt.Errorf("%w: event %d data is not valid UTF-8", ErrInvalidAppend, i)
+		}
+	}
+	return nil
 }
