@@ -6,6 +6,8 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 6
 PKGS      := ./...
+# The pinned linter, run from the module proxy (not a dependency of the module).
+GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 # Fuzz targets as package:Target pairs; `make fuzz` runs each for FUZZTIME.
 FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:FuzzMaskPhone ./domain/eventlog:FuzzParsePosition \
@@ -51,10 +53,11 @@ test-norace: ## run every test without the race detector (quicker when iterating
 
 test-race: test ## the same as make test (every test already runs under the race detector)
 
-lint: ## gofmt, go vet, and the wire types up to date with docs/openapi.yaml
+lint: ## gofmt, go vet, golangci-lint (.golangci.yml), and the wire types up to date with docs/openapi.yaml
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GOLANGCI_LINT) run $(PKGS)
 	@cp api/wire.gen.go api/.wire.gen.go.before && $(GO) generate ./api && \
 	  if ! cmp -s api/.wire.gen.go.before api/wire.gen.go; then rm -f api/.wire.gen.go.before; \
 	    echo "api/wire.gen.go was out of date with docs/openapi.yaml: it is regenerated now; commit it"; exit 1; fi; \

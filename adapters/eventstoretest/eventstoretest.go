@@ -277,7 +277,7 @@ func subscribe(t *testing.T, s eventlog.Store, after eventlog.Position) *subscri
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-sub.done:
+		case <-sub.done: //nolint:errcheck // the subscription ended; its error is the test's subject elsewhere
 		case <-time.After(receiveTimeout):
 			t.Errorf("Subscribe did not return after its context was canceled")
 		}

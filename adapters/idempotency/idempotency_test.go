@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,7 +202,7 @@ func TestConcurrentBeginClaimsOnce(t *testing.T) {
 					switch {
 					case err == nil && r == nil:
 						claimed.Add(1)
-					case err == idempotency.ErrInProgress:
+					case errors.Is(err, idempotency.ErrInProgress):
 						inProgress.Add(1)
 					default:
 						errs[i] = err

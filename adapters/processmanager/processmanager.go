@@ -606,7 +606,7 @@ func (pm *ProcessManager) fire(ctx context.Context, r row, now time.Time) {
 	case KindInvitation:
 		cmd = &commands.ExpireInvitation{AccountID: parseID(r.AccountID)}
 	default:
-		pm.settle(ctx, f, fmt.Errorf("unknown deadline kind %q", r.Kind))
+		pm.settleOrLog(ctx, f, fmt.Errorf("unknown deadline kind %q", r.Kind))
 		return
 	}
 	pm.log.Info("processmanager: deadline due, sending the expiry command",
@@ -616,7 +616,7 @@ func (pm *ProcessManager) fire(ctx context.Context, r row, now time.Time) {
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {
-		pm.settle(ctx, f, fmt.Errorf("send the command: %w", err))
+		pm.settleOrLog(ctx, f, fmt.Errorf("send the command: %w", err))
 	}
 }
 
@@ -677,6 +677,16 @@ func (pm *ProcessManager) settle(ctx context.Context, f firing, outcome error) e
 	}
 	pm.wake()
 	return nil
+}
+
+// settleOrLog is settle for a caller that cannot return its error: a
+// failure to record the outcome is logged; the deadline's claim then runs
+// out with its lease and the deadline is tried again.
+func (pm *ProcessManager) settleOrLog(ctx context.Context, f firing, outcome error) {
+	if err := pm.settle(ctx, f, outcome); err != nil && ctx.Err() == nil && !errors.Is(err, outcome) {
+		pm.log.Error("processmanager: cannot record a deadline's outcome; it is tried again when its claim runs out",
+			"deadline", f.id, "error", err)
+	}
 }
 
 // backoff is the delay before the retry after attempt (1-based).

@@ -309,14 +309,14 @@ func TestLedger_Failures(t *testing.T) {
 // here. A proxy in front of the real server changes its answers.
 func TestLedger_LyingServer(t *testing.T) {
 	s := newRealServer(t)
-	recs := s.registerChildren(t, 6)
+	s.registerChildren(t, 6)
 	dir := t.TempDir()
 	keyFile := writeFile(t, dir, "ledger.pub", []byte(s.key.VerifierKey+"\n"))
 	aud := s.env(t, domain.RoleAuditor)
 	res := runCLI(t, aud, "ledger", "checkpoint")
 	require.Equal(t, exitOK, res.code, res.stderr)
 	kept := writeFile(t, dir, "kept.cp", []byte(res.stdout))
-	recs = s.registerChildren(t, 3)
+	recs := s.registerChildren(t, 3)
 
 	for _, tc := range []struct {
 		name   string

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -86,7 +87,7 @@ func runBench(ctx context.Context, args []string, env *environment) error {
 	fs := newFlagSet("bench", env.stderr)
 	cfg.register(fs)
 	if err := parseFlags(fs, args, env.lookup); err != nil {
-		if err == flag.ErrHelp {
+		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -46,7 +47,7 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 // checks the values.
 func (c *storeConfig) parse(fs *flag.FlagSet, args []string, env *environment) error {
 	if err := parseFlags(fs, args, env.lookup); err != nil {
-		if err == flag.ErrHelp {
+		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)

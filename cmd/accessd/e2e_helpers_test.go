@@ -270,9 +270,6 @@ func (s *e2eServer) readStoreURL() string {
 // isSQLite reports whether the server runs on the embedded default.
 func (s *e2eServer) isSQLite() bool { return s.storeFlags() == nil }
 
-// isEventStoreDB reports whether the server's event store is EventStoreDB.
-func (s *e2eServer) isEventStoreDB() bool { return isEventStoreDB(s.flag("--event-store")) }
-
 // headRE and eventsRE read `accessd status`'s head position and event
 // count.
 var (
@@ -704,9 +701,6 @@ func auditOf(entries []e2eAuditEntry, typ string) []e2eAuditEntry {
 
 // e2eInterval is an interval of GET /v1/children/{id}/history.
 type e2eInterval = api.Interval
-
-// e2eEventRf names the event that opened or closed an interval.
-type e2eEventRf = api.EventRef
 
 // history reads a child's (or with path "/v1/accounts/ID/history", an
 // account's) access history; params are extra query parameters.

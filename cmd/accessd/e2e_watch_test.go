@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -111,7 +110,9 @@ func buildAccessctl(t *testing.T, dir string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		out, gerr := exec.Command("go", "env", "GOROOT").Output()
+		require.NoError(t, gerr, "no go command on PATH")
+		goBin = filepath.Join(strings.TrimSpace(string(out)), "bin", "go")
 	}
 	bin := filepath.Join(dir, "accessctl")
 	cmd := exec.Command(goBin, "build", "-o", bin, "../accessctl")

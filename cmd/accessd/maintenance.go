@@ -169,7 +169,7 @@ func catchUp(ctx context.Context, r *projections.Runner, log interface {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); <-done }() //nolint:errcheck // Run returns nil once cancelled
 	caught := make(chan error, 1)
 	go func() { caught <- r.WaitCaughtUp(rctx) }()
 	tick := time.NewTicker(catchUpPoll)

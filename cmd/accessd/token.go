@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -41,7 +42,7 @@ func runToken(_ context.Context, args []string, env *environment) error {
 	fs := newFlagSet("token", env.stderr)
 	cfg.register(fs)
 	if err := parseFlags(fs, args, env.lookup); err != nil {
-		if err == flag.ErrHelp {
+		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
