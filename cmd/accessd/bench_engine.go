@@ -143,7 +143,7 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 		_ = be.stop()
 		return nil, 0, err
 	}
-	if err := migrateIdempotency(ctx, e.readDB); err != nil {
+	if err := migrateReadStore(ctx, e.readDB); err != nil {
 		return fail(err)
 	}
 	sc := defaultServeConfig()
@@ -250,7 +250,7 @@ func (be *benchEngine) stop() error {
 // already settled): their checkpoints are set to the head when they have
 // none.
 func openBenchMessaging(ctx context.Context, e *engine, cmds *commands.Service, clk processmanager.Clock, log *slog.Logger) (*messaging, error) {
-	if err := migrateMessaging(ctx, e.readDB); err != nil {
+	if err := migrateReadStore(ctx, e.readDB); err != nil {
 		return nil, err
 	}
 	head, err := e.stores.events.log.Head(ctx)

@@ -75,6 +75,7 @@ func runStatus(ctx context.Context, args []string, env *environment) error {
 		defer db.Close()
 		read = db
 	}
+	printSchemaStatus(ctx, env, read)
 	printOutboxStatus(ctx, env, outbox.NewCheckpoints(read), time.Now())
 	printLedgerStatus(ctx, env, read)
 	return nil

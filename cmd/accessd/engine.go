@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accesshistory"
@@ -37,29 +36,6 @@ func readModelNames() []string {
 	return names
 }
 
-// migrateReadStore applies the migrations of every table of the read
-// store but the read models' (projection checkpoints, security log,
-// idempotency keys, outbox checkpoints, deadlines), so that `accessd
-// migrate` prepares all of it ahead of a rollout. The read models' tables
-// are created by the runner, per generation.
-func migrateReadStore(ctx context.Context, db *sqldb.DB) error {
-	pg, lite := projections.Migrations()
-	if err := sqldb.Migrate(ctx, db, projections.Component, pg, lite); err != nil {
-		return fmt.Errorf("migrate read store %s: %w", db, err)
-	}
-	pg, lite = securitylog.Migrations()
-	if err := sqldb.Migrate(ctx, db, securitylog.Component, pg, lite); err != nil {
-		return fmt.Errorf("migrate read store %s: %w", db, err)
-	}
-	if err := migrateIdempotency(ctx, db); err != nil {
-		return err
-	}
-	pg, lite = ledger.Migrations()
-	if err := sqldb.Migrate(ctx, db, ledger.Component, pg, lite); err != nil {
-		return fmt.Errorf("migrate read store %s: %w", db, err)
-	}
-	return migrateMessaging(ctx, db)
-}
 
 // engine is the running engine: the event store, the read models kept by
 // the projection runner, and the in-memory access index.

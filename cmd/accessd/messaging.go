@@ -14,7 +14,6 @@ import (
 	"github.com/accessledger/accessledger/adapters/bus"
 	"github.com/accessledger/accessledger/adapters/outbox"
 	"github.com/accessledger/accessledger/adapters/processmanager"
-	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/commands"
 )
 
@@ -48,17 +47,6 @@ type messaging struct {
 	pm     *processmanager.ProcessManager
 }
 
-// migrateMessaging applies the migrations of the relay's checkpoints and of
-// the deadlines table.
-func migrateMessaging(ctx context.Context, db *sqldb.DB) error {
-	if err := outbox.Migrate(ctx, db); err != nil {
-		return fmt.Errorf("migrate read store %s: %w", db, err)
-	}
-	if err := processmanager.Migrate(ctx, db); err != nil {
-		return fmt.Errorf("migrate read store %s: %w", db, err)
-	}
-	return nil
-}
 
 // openMessaging is newMessaging on the real clock (openEngine has applied
 // the messaging tables' migrations).

@@ -18,7 +18,6 @@ import (
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/adapters/securitylog"
-	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/projections"
@@ -154,14 +153,6 @@ func apiHandler(e *engine, cmds *commands.Service, verifier httpapi.Authenticato
 	return httpapi.New(cfg)
 }
 
-// migrateIdempotency applies the idempotency keys' migrations.
-func migrateIdempotency(ctx context.Context, db *sqldb.DB) error {
-	pg, lite := idempotency.Migrations()
-	if err := sqldb.Migrate(ctx, db, idempotency.Component, pg, lite); err != nil {
-		return fmt.Errorf("migrate read store %s: %w", db, err)
-	}
-	return nil
-}
 
 // newQueries builds the query service over the engine's index and read
 // models, with the security log for refused queries.
