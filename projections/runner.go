@@ -13,6 +13,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/retry"
 )
 
 // Errors of the runner.
@@ -272,7 +273,7 @@ func (w *worker) status(now time.Time) Status {
 // run runs sessions until ctx is done, backing off after failures.
 func (w *worker) run(ctx context.Context) {
 	cfg := &w.r.cfg
-	backoff := cfg.minBackoff
+	waits := retry.Exponential(cfg.minBackoff, cfg.maxBackoff)
 	for {
 		w.progressed = false
 		err := w.session(ctx)
@@ -288,21 +289,17 @@ func (w *worker) run(ctx context.Context) {
 			continue
 		}
 		if w.progressed {
-			backoff = cfg.minBackoff
+			waits.Reset()
 		}
+		wait := waits.Next()
 		w.mu.Lock()
 		w.st.lastErr, w.st.lastErrAt = err, cfg.clock()
 		w.mu.Unlock()
 		cfg.logger.ErrorContext(ctx, "projections: projection failed, retrying", slog.String("projection", w.name),
-			slog.Any("error", err), slog.Duration("retry_in", backoff))
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+			slog.Any("error", err), slog.Duration("retry_in", wait))
+		if retry.Sleep(ctx, wait) != nil {
 			return
-		case <-t.C:
 		}
-		backoff = min(2*backoff, cfg.maxBackoff)
 	}
 }
 

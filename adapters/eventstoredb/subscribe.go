@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/retry"
 )
 
 // handlerError marks an error returned by Subscribe's handler, which ends
@@ -32,7 +32,7 @@ func (s *Store) Subscribe(ctx context.Context, after eventlog.Position, handle f
 	}
 	last := after   // the last event delivered, or after
 	resume := after // where to subscribe from: last, or a later checkpoint
-	wait := s.cfg.backoffMin
+	waits := retry.Exponential(s.cfg.backoffMin, s.cfg.backoffMax)
 	failures := 0
 	for {
 		progressed, err := s.subscribeOnce(ctx, &last, &resume, handle)
@@ -44,22 +44,19 @@ func (s *Store) Subscribe(ctx context.Context, after eventlog.Position, handle f
 			return he.err
 		}
 		if progressed {
-			failures, wait = 0, s.cfg.backoffMin
+			failures = 0
+			waits.Reset()
 		}
 		failures++
 		if failures > s.cfg.maxRetries {
 			return fmt.Errorf("%w: subscription to $all dropped %d times in a row: %v", ErrUnavailable, failures, err)
 		}
+		wait := waits.Next()
 		s.cfg.log.Warn("eventstoredb: subscription dropped; subscribing again",
 			"from", resume.String(), "in", wait.String(), "attempt", failures, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := retry.Sleep(ctx, wait); err != nil {
+			return err
 		}
-		wait = min(2*wait, s.cfg.backoffMax)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/retry"
 )
 
 // Status describes a publisher.
@@ -445,29 +446,16 @@ func (c *core) publish(ctx context.Context, msgs []*message.Message) error {
 // retry runs f until it succeeds or ctx ends, waiting between attempts
 // with exponential backoff.
 func (c *core) retry(ctx context.Context, what string, f func() error) error {
-	wait := c.cfg.minBackoff
-	for attempt := 1; ; attempt++ {
-		err := f()
-		if err == nil {
-			if attempt > 1 {
-				c.cfg.logger.InfoContext(ctx, "outbox: "+what+" succeeded after retries", "attempts", attempt)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	failures := 0
+	err := retry.Forever(ctx, retry.Exponential(c.cfg.minBackoff, c.cfg.maxBackoff), f, func(err error, attempt int, wait time.Duration) {
+		failures = attempt
 		c.failed(err)
 		c.cfg.logger.WarnContext(ctx, "outbox: "+what+" failed, retrying", "attempt", attempt, "retry_in", wait, "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		wait = min(2*wait, c.cfg.maxBackoff)
+	})
+	if err == nil && failures > 0 {
+		c.cfg.logger.InfoContext(ctx, "outbox: "+what+" succeeded after retries", "attempts", failures+1)
 	}
+	return err
 }
 
 func (c *core) failed(err error) {

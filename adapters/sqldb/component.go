@@ -49,7 +49,7 @@ func (c Component) Progress(ctx context.Context, db *DB) (applied, total int, er
 	if err != nil || !exists {
 		return 0, total, err
 	}
-	if err := db.NewRaw("SELECT COUNT(*) FROM " + table + " WHERE migrated_at IS NOT NULL").Scan(ctx, &applied); err != nil {
+	if err := db.NewRaw("SELECT COUNT(*) FROM "+table+" WHERE migrated_at IS NOT NULL").Scan(ctx, &applied); err != nil {
 		return 0, total, fmt.Errorf("sqldb: %s: read %s: %w", c.Name, table, err)
 	}
 	return applied, total, nil

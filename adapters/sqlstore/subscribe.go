@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/retry"
 )
 
 // Subscribe implements eventlog.Store.
@@ -129,7 +130,8 @@ func (s *Store) connectListener(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.
 // was away are lost.
 func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig, conn *pgx.Conn) {
 	defer close(s.listenDone)
-	backoff := listenMinBackoff
+	waits := retry.Exponential(listenMinBackoff, listenMaxBackoff)
+	wait := waits.Next()
 	for {
 		if conn != nil {
 			err := s.relay(ctx, conn)
@@ -143,22 +145,21 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig, conn *pgx.Conn)
 			s.cfg.logger.WarnContext(ctx, "sqlstore: LISTEN connection lost, reconnecting",
 				slog.String("database", s.db.String()), slog.Any("error", err))
 		}
-		select {
-		case <-ctx.Done():
+		if retry.Sleep(ctx, wait) != nil {
 			return
-		case <-time.After(backoff):
 		}
 		c, err := s.connectListener(ctx, cfg)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			backoff = min(2*backoff, listenMaxBackoff)
+			wait = waits.Next()
 			s.cfg.logger.WarnContext(ctx, "sqlstore: LISTEN reconnect failed",
-				slog.String("database", s.db.String()), slog.Any("error", err), slog.Duration("retry_in", backoff))
+				slog.String("database", s.db.String()), slog.Any("error", err), slog.Duration("retry_in", wait))
 			continue
 		}
-		conn, backoff = c, listenMinBackoff
+		waits.Reset()
+		conn, wait = c, waits.Next()
 		s.cfg.logger.InfoContext(ctx, "sqlstore: LISTEN connection restored", slog.String("database", s.db.String()))
 		s.shared.wake.broadcast()
 	}
