@@ -51,16 +51,9 @@ func allocateVerb() verb {
 				var c checker
 				id := c.id("child", *child)
 				c.text("worker", *worker, 255)
-				if err := c.err(); err != nil {
-					return err
-				}
-				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
 					return inv.client.AllocateWorker(ctx, id, *worker, o...)
 				})
-				if err != nil {
-					return err
-				}
-				return inv.printPosition(r, a)
 			}
 		},
 	}
@@ -176,16 +169,9 @@ func endGraceVerb() verb {
 				var c checker
 				childID, placementID := c.id("child", *child), c.id("placement", *placement)
 				c.text("reason", *reason, maxReasonBytes)
-				if err := c.err(); err != nil {
-					return err
-				}
-				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
 					return inv.client.EndGrace(ctx, childID, placementID, *reason, o...)
 				})
-				if err != nil {
-					return err
-				}
-				return inv.printPosition(r, a)
 			}
 		},
 	}
@@ -210,17 +196,10 @@ func grantVerb() verb {
 				c.oneOf("relationship", *rel, relationships)
 				ps := c.list("permissions", *perms, grantPermissions)
 				c.text("reason", *reason, maxReasonBytes)
-				if err := c.err(); err != nil {
-					return err
-				}
-				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
 					return inv.client.Grant(ctx, childID, accountID, api.GrantRequestRelationship(*rel),
 						typed[api.GrantRequestPermissions](ps), *reason, o...)
 				})
-				if err != nil {
-					return err
-				}
-				return inv.printPosition(r, a)
 			}
 		},
 	}
@@ -239,16 +218,9 @@ func revokeVerb() verb {
 				var c checker
 				childID, accountID := c.id("child", *child), c.id("account", *account)
 				c.text("reason", *reason, maxReasonBytes)
-				if err := c.err(); err != nil {
-					return err
-				}
-				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
 					return inv.client.Revoke(ctx, childID, accountID, *reason, o...)
 				})
-				if err != nil {
-					return err
-				}
-				return inv.printPosition(r, a)
 			}
 		},
 	}
@@ -267,16 +239,9 @@ func phoneResetVerb() verb {
 				var c checker
 				id := c.id("account", *account)
 				c.text("reason", *reason, maxReasonBytes)
-				if err := c.err(); err != nil {
-					return err
-				}
-				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
 					return inv.client.RequestPhoneReset(ctx, id, *reason, o...)
 				})
-				if err != nil {
-					return err
-				}
-				return inv.printPosition(r, a)
 			}
 		},
 	}
@@ -293,16 +258,9 @@ func clearPhoneVerb() verb {
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
 				id := c.id("account", *account)
-				if err := c.err(); err != nil {
-					return err
-				}
-				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
 					return inv.client.ClearPhone(ctx, id, o...)
 				})
-				if err != nil {
-					return err
-				}
-				return inv.printPosition(r, a)
 			}
 		},
 	}
@@ -320,17 +278,24 @@ func closeAccountVerb() verb {
 				var c checker
 				id := c.id("account", *account)
 				c.text("reason", *reason, maxReasonBytes)
-				if err := c.err(); err != nil {
-					return err
-				}
-				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
 					return inv.client.CloseAccount(ctx, id, *reason, o...)
 				})
-				if err != nil {
-					return err
-				}
-				return inv.printPosition(r, a)
 			}
 		},
 	}
+}
+
+// sendPosition sends a command that answers only its position, once c has
+// found the flags valid, and prints the answer.
+func sendPosition(ctx context.Context, inv *invocation, c *checker,
+	send func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error)) error {
+	if err := c.err(); err != nil {
+		return err
+	}
+	r, a, err := call(ctx, inv, send)
+	if err != nil {
+		return err
+	}
+	return inv.printPosition(r, a)
 }
