@@ -134,7 +134,7 @@ func (c *core) run(ctx context.Context, body func(context.Context, eventlog.Posi
 			}
 			c.failed(err)
 			c.cfg.logger.WarnContext(ctx, "outbox: reading the checkpoint failed; lease released, standing by", "error", err)
-			if err := sleep(ctx, c.cfg.minBackoff); err != nil {
+			if err := retry.Sleep(ctx, c.cfg.minBackoff); err != nil {
 				return err
 			}
 			continue
@@ -190,7 +190,7 @@ func (c *core) standby(ctx context.Context) error {
 					"owner", c.cfg.leaseOwner, "holder", holder, "until", hUntil, "retry_every", every)
 			}
 		}
-		if err := sleep(ctx, every); err != nil {
+		if err := retry.Sleep(ctx, every); err != nil {
 			return err
 		}
 	}
@@ -475,16 +475,4 @@ func (c *core) status(head eventlog.Position) Status {
 		s.Lag = head.Commit - c.pos.Commit
 	}
 	return s
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/bus"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/retry"
 )
 
 // Log is the part of the event log the Relay follows; eventlog.Store
@@ -86,7 +87,7 @@ func (r *Relay) publishFrom(ctx context.Context, pos eventlog.Position) error {
 		}
 		r.failed(err)
 		r.cfg.logger.WarnContext(ctx, "outbox: reading the log failed, retrying", "after", pos.String(), "error", err)
-		if err := sleep(ctx, r.cfg.minBackoff); err != nil {
+		if err := retry.Sleep(ctx, r.cfg.minBackoff); err != nil {
 			return err
 		}
 	}

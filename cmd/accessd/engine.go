@@ -36,7 +36,6 @@ func readModelNames() []string {
 	return names
 }
 
-
 // engine is the running engine: the event store, the read models kept by
 // the projection runner, and the in-memory access index.
 type engine struct {

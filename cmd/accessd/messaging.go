@@ -47,7 +47,6 @@ type messaging struct {
 	pm     *processmanager.ProcessManager
 }
 
-
 // openMessaging is newMessaging on the real clock (openEngine has applied
 // the messaging tables' migrations).
 func openMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *commands.Service, instance string, log *slog.Logger) (*messaging, error) {

@@ -153,7 +153,6 @@ func apiHandler(e *engine, cmds *commands.Service, verifier httpapi.Authenticato
 	return httpapi.New(cfg)
 }
 
-
 // newQueries builds the query service over the engine's index and read
 // models, with the security log for refused queries.
 func newQueries(e *engine, policy domain.Policy, wait time.Duration, log *slog.Logger) (*queries.Service, error) {
