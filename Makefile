@@ -39,13 +39,17 @@ migrate: ## apply the schema migrations to the embedded default store
 generate: ## regenerate the wire types (api/wire.gen.go) from docs/openapi.yaml with the pinned oapi-codegen
 	$(GO) generate ./api
 
+# Parallel tests at a time per package: the end-to-end tests mostly wait
+# (on deadlines, fsync, a server starting), so more than the cores pays.
+PARALLEL ?= 4
+
 # Tests too slow for the race detector skip themselves under it; `make test`
 # runs them once more without it.
 RACE_SKIPPED := ./internal/datagen:TestCountyCalibration
 
 test: lint ## lint, build without cgo, run every test once, under the race detector (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
 	CGO_ENABLED=0 $(GO) build ./...
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -parallel $(PARALLEL) $(PKGS)
 	@set -e; for t in $(RACE_SKIPPED); do $(GO) test -count=1 -run "^$${t##*:}$$" $${t%%:*}; done
 
 test-norace: ## run every test without the race detector (quicker when iterating; make test is what CI runs)

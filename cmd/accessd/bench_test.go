@@ -24,6 +24,7 @@ func TestBenchSmallEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the load tool end to end")
 	}
+	t.Parallel() // it checks the report's shape, not its figures: the others may run beside it
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	env := map[string]string{}
@@ -273,6 +274,7 @@ func TestGCDuringCountsCollections(t *testing.T) {
 }
 
 func TestBenchReportsAStoreItCannotReach(t *testing.T) {
+	t.Parallel()
 	jsonFile := filepath.Join(t.TempDir(), "b.json")
 	code, out, errOut := runCmd(t, context.Background(), noEnv, "bench", "--scale", "small", "--stores", "postgres",
 		"--postgres", "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=5", "--json", jsonFile)

@@ -23,6 +23,7 @@ import (
 // so serve, migrate and status cannot miss its tables again (they once
 // missed three). The event store's own migrations are the store's.
 func TestEveryComponentIsRegistered(t *testing.T) {
+	t.Parallel()
 	registered := map[string]bool{}
 	for _, c := range readStoreComponents() {
 		registered[c.Name] = true
@@ -85,6 +86,7 @@ func TestEveryComponentIsRegistered(t *testing.T) {
 // database, status reports every component's migrations applied; before,
 // none.
 func TestMigrateAppliesEveryComponent(t *testing.T) {
+	t.Parallel()
 	for _, b := range sqltest.Backends() {
 		t.Run(b.Name, func(t *testing.T) { migrateAppliesEveryComponent(t, b.URL(t)) })
 	}

@@ -17,6 +17,7 @@ import (
 // tests cover what only that run mode has.
 
 func TestServe_EventStoreDBNeedsReadStore(t *testing.T) {
+	t.Parallel()
 	srv := esdbtest.Start(t)
 	code, out, errOut := runCmd(t, context.Background(), noEnv, "serve", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0",
 		"--event-store", srv.URL())
@@ -25,6 +26,7 @@ func TestServe_EventStoreDBNeedsReadStore(t *testing.T) {
 }
 
 func TestServe_EventStoreDBUnreachable(t *testing.T) {
+	t.Parallel()
 	srv := esdbtest.Start(t)
 	url := srv.URL()
 	srv.Stop()

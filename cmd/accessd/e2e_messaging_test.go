@@ -43,6 +43,7 @@ func TestRule_R3_ExpiryAfterTheServerWasDownAcrossTheDeadline(t *testing.T) {
 // (watermill-sql): the relay publishes to PostgreSQL, the process manager
 // consumes from it and records the expiry at the deadline.
 func TestProcessManagerOnThePostgresBus(t *testing.T) {
+	t.Parallel()
 	busURL := sqltest.Postgres(t)
 	s := startServer(t, "--grace-period", "1s", "--bus", busURL)
 	require.Contains(t, s.logText(), "bus=postgres")

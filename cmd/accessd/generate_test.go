@@ -15,6 +15,7 @@ import (
 var generatedRE = regexp.MustCompile(`generated small \(seed (\d+)\) into (\S+): (\d+) events in (\d+) appends`)
 
 func TestGenerateWritesTheDataSetAndRefusesAFullStore(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 

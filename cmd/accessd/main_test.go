@@ -56,6 +56,7 @@ func TestRunUsage(t *testing.T) {
 }
 
 func TestMigrateAndStatusOnTheEmbeddedDefault(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "nested", "data")
 	code, out, errOut := runCmd(t, context.Background(), noEnv, "migrate", "--data-dir", dir)
 	require.Equal(t, exitOK, code, errOut)
@@ -83,6 +84,7 @@ func TestMigrateAndStatusOnTheEmbeddedDefault(t *testing.T) {
 // TestStatusNamesTheOutboxPublisher: status reports each outbox
 // publisher's checkpoint and the replica holding its lease.
 func TestStatusNamesTheOutboxPublisher(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		owner string
@@ -115,6 +117,7 @@ func TestBadEnvironmentValueIsAUsageError(t *testing.T) {
 }
 
 func TestServeStopsWhenCancelled(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)

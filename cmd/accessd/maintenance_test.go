@@ -47,6 +47,7 @@ func seed(t *testing.T, dir string) int {
 }
 
 func TestAuditVerifyAndRebuild(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	n := seed(t, dir)
 	ctx := context.Background()
@@ -89,6 +90,7 @@ func TestAuditVerifyAndRebuild(t *testing.T) {
 }
 
 func TestServeBecomesReady(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	seed(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
