@@ -210,6 +210,7 @@ func TestProperty_IndexHistoryAndReplayAgree(t *testing.T) {
 			continue // the same SQL as sqlite-memory; the file costs fsyncs
 		}
 		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel() // the backends share nothing; PostgreSQL waits on round trips
 			db := sqltest.Open(t, b.URL(t))
 			ctx := context.Background()
 			rapid.Check(t, func(rt *rapid.T) {
