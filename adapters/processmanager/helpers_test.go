@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/bus"
+	"github.com/accessledger/accessledger/adapters/memstore"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
@@ -212,13 +213,16 @@ func (l *idleLog) waitWake(t *testing.T, from int, want time.Time) int {
 
 // ---- the environment ----
 
-// env is a command service on a real SQL event store, a fake clock shared
-// by the service (optionally skewed) and the process managers, and a
-// gochannel bus that blocks each publish until every subscriber acked, so
-// that a test knows a published event was handled.
+// env is a command service on an event store, a fake clock shared by the
+// service (optionally skewed) and the process managers, and a gochannel bus
+// that blocks each publish until every subscriber acked, so that a test
+// knows a published event was handled. The deadlines table is in the SQL
+// database db; the event log is in memory (adapters/memstore, held to the
+// port's contract by adapters/eventstoretest) unless the test needs the
+// SQL store itself (newSQLLogEnv).
 type env struct {
 	db    *sqldb.DB
-	store *sqlstore.Store
+	store eventlog.Store
 	svc   *commands.Service
 	clock *fakeClock
 	skew  atomic.Int64 // nanoseconds added to the service's clock
@@ -227,7 +231,19 @@ type env struct {
 	bus   *gochannel.GoChannel
 }
 
+// newEnv returns an env whose deadlines are in the database at url and
+// whose event log is in memory.
 func newEnv(t *testing.T, url string) *env {
+	t.Helper()
+	db := sqltest.Open(t, url)
+	require.NoError(t, Migrate(context.Background(), db))
+	return newEnvOn(t, db, memstore.New())
+}
+
+// newSQLLogEnv returns an env whose event log is the SQL store in the same
+// database as the deadlines, for tests of the whole loop on a real store
+// and of replicas sharing one database.
+func newSQLLogEnv(t *testing.T, url string) *env {
 	t.Helper()
 	ctx := context.Background()
 	db := sqltest.Open(t, url)
@@ -236,8 +252,13 @@ func newEnv(t *testing.T, url string) *env {
 	st, err := sqlstore.New(ctx, db)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, st.Close()) })
+	return newEnvOn(t, db, st)
+}
 
+func newEnvOn(t *testing.T, db *sqldb.DB, st eventlog.Store) *env {
+	t.Helper()
 	e := &env{db: db, store: st, clock: newFakeClock(t0)}
+	var err error
 	e.svc, err = commands.New(st, noRefusals{}, commands.Config{
 		Policy: domain.Policy{GracePeriod: grace, InvitationTTL: ttl},
 		Clock:  func() time.Time { return e.clock.Now().Add(time.Duration(e.skew.Load())) },

@@ -178,7 +178,7 @@ func (e *env) checkExactlyOnce(t *testing.T, s scenario) {
 func TestEndToEndWithTheRealService(t *testing.T) {
 	for _, b := range []sqltest.Backend{{Name: "sqlite-file", URL: sqltest.SQLiteFile}, {Name: "postgres", URL: sqltest.Postgres}} {
 		t.Run(b.Name, func(t *testing.T) {
-			e := newEnv(t, b.URL(t))
+			e := newSQLLogEnv(t, b.URL(t))
 			p := e.start(t, nil)
 			caughtUp := e.startRelay(t, e.bus)
 			s := e.setUp(t, 4, 2, 2)
@@ -238,7 +238,7 @@ func TestTwoProcessManagersOnOnePostgres(t *testing.T) {
 	for _, variant := range []string{"a-gochannel-each", "one-shared-gochannel", "postgres-bus"} {
 		t.Run(variant, func(t *testing.T) {
 			url := sqltest.Postgres(t)
-			e := newEnv(t, url)
+			e := newSQLLogEnv(t, url)
 			cfgB, _ := e.replica(t, url)
 			var pubA, pubB message.Publisher
 			var subA, subB message.Subscriber
