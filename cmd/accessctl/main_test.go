@@ -217,6 +217,22 @@ func verbCases() []verbCase {
 				"needs_phone_enrolment  no\nphone_hint             ***123\nposition               2\n",
 		},
 		{
+			name: "child", args: []string{"child", "--child", childID},
+			pattern: "GET /v1/children/{child_id}", path: "/v1/children/" + childID,
+			query: url.Values{},
+			answer: `{"child_id":"` + childID + `","reference":"NCC-2026-001","allocated_worker_id":"w-1","retain_until":null,` +
+				`"placements":[{"placement_id":"` + placementID + `","carer_account_id":"` + carerID + `","started_at":"2026-01-05T09:30:00Z",` +
+				`"ended_at":"2026-02-01T17:00:00Z","grace_until":"2026-02-08T17:00:00Z","status":"in_grace"}],` +
+				`"grants":[{"account_id":"` + accountID + `","relationship":"parent","permissions":["view","record"],"granted_at":"2026-01-10T00:00:00Z",` +
+				`"expires_at":null,"review_by":null,"revoked_at":null,"status":"active"}],"at":"2026-02-02T00:00:00Z","position":"25"}`,
+			table: "child_id          " + childID + "\nreference         NCC-2026-001\nallocated_worker  w-1\n" +
+				"PLACEMENT                             CARER                                 STARTED                  ENDED                    GRACE UNTIL              STATUS\n" +
+				placementID + "  " + carerID + "  2026-01-05 09:30:00 UTC  2026-02-01 17:00:00 UTC  2026-02-08 17:00:00 UTC  in_grace\n" +
+				"GRANT TO                              RELATIONSHIP                          PERMISSIONS              GRANTED                  REVOKED                  STATUS\n" +
+				accountID + "  parent                                view,record              2026-01-10 00:00:00 UTC  -                        active\n" +
+				"position: 25\n",
+		},
+		{
 			name: "account", args: []string{"account", "--account", accountID},
 			pattern: "GET /v1/accounts/{account_id}", path: "/v1/accounts/" + accountID,
 			query:  url.Values{},

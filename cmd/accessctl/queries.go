@@ -306,3 +306,52 @@ func brokenText(b *api.BrokenEntry) string {
 		return "entry " + strconv.Itoa(b.Seq)
 	}
 }
+
+// childVerb is `accessctl child`.
+func childVerb() verb {
+	return verb{
+		name: "child", synopsis: "--child ID [--at RFC3339]", query: true,
+		summary:  "show a child's record: reference, allocated worker, placements and grants (workers, managers, auditors)",
+		help:     "A placement's status is planned, open, in_grace or ended at --at (default now); its id is what end-placement and end-grace take.",
+		endpoint: "GET /v1/children/{child_id}",
+		flags: func(fs *flag.FlagSet) action {
+			child := fs.String("child", "", "the child (required)")
+			at := fs.String("at", "", "statuses as of this time, RFC 3339 (default now)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				id, t := c.id("child", *child), c.optTime("at", *at)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.ChildRecord, error) {
+					return inv.client.Child(ctx, id, t, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.print(a, func(w io.Writer) error {
+					if err := keyValues(w, kv("child_id", r.ChildID.String()), kv("reference", r.Reference),
+						kv("allocated_worker", deref(r.AllocatedWorkerID))); err != nil {
+						return err
+					}
+					t := newTable(w)
+					t.row("PLACEMENT", "CARER", "STARTED", "ENDED", "GRACE UNTIL", "STATUS")
+					for _, p := range r.Placements {
+						t.row(p.PlacementID.String(), p.CarerAccountID.String(), humanTime(p.StartedAt), humanTimePtr(p.EndedAt),
+							humanTimePtr(p.GraceUntil), string(p.Status))
+					}
+					t.row("GRANT TO", "RELATIONSHIP", "PERMISSIONS", "GRANTED", "REVOKED", "STATUS")
+					for _, g := range r.Grants {
+						t.row(g.AccountID.String(), string(g.Relationship), permissions(g.Permissions), humanTime(g.GrantedAt),
+							humanTimePtr(g.RevokedAt), string(g.Status))
+					}
+					if err := t.flush(); err != nil {
+						return err
+					}
+					positionLine(w, r.Position)
+					return nil
+				})
+			}
+		},
+	}
+}

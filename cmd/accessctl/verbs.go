@@ -260,6 +260,7 @@ func verbs() []verb {
 		childrenVerb(),
 		viewersVerb(),
 		historyVerb(),
+		childVerb(),
 		accountVerb(),
 		auditVerb(),
 		verifyVerb(),
