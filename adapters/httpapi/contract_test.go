@@ -280,3 +280,33 @@ func TestContract_DetectsMismatches(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/healthz", nil))
 	require.Empty(t, c.failures)
 }
+
+// TestContract_QueryRolesMatchTheDocument: the roles each query's summary
+// names in docs/openapi.yaml (its last parenthesis, before any ";") are
+// the roles the query service lets ask it.
+func TestContract_QueryRolesMatchTheDocument(t *testing.T) {
+	doc := loadDoc(t)
+	checked := 0
+	for _, rt := range routes() {
+		if rt.Access != asks {
+			continue
+		}
+		op := doc.Paths.Value(rt.Pattern).GetOperation(rt.Method)
+		require.NotNil(t, op, rt.Name)
+		open := strings.LastIndex(op.Summary, "(")
+		require.Positive(t, open, "%s: the summary names no roles: %q", rt.Name, op.Summary)
+		inner := strings.TrimSuffix(strings.TrimSuffix(op.Summary[open+1:], "."), ")")
+		inner, _, _ = strings.Cut(inner, ";")
+		var documented []string
+		if inner != "anyone authenticated" {
+			documented = strings.Split(inner, ", ")
+		}
+		var served []string
+		for _, r := range queries.Roles(queries.Name(rt.Name)) {
+			served = append(served, string(r))
+		}
+		require.ElementsMatch(t, documented, served, "%s %s: the document says %q", rt.Method, rt.Pattern, op.Summary)
+		checked++
+	}
+	require.Greater(t, checked, 15)
+}
