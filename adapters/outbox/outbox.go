@@ -87,6 +87,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/sqllease"
 	"github.com/accessledger/accessledger/internal/sqlmigrations"
 )
 
@@ -183,10 +184,10 @@ WHERE (outbox_checkpoints.position, outbox_checkpoints.prepare) < (excluded.posi
 	return nil
 }
 
-// Acquire takes the lease of name for owner until `until`, in one atomic
-// statement: it creates the row (checkpoint at eventlog.Start, lease free)
-// if there is none, and sets lease_owner and lease_until when the row has
-// no owner, is already owner's (then it only extends the lease), or its
+// Acquire takes the lease of name for owner until `until`: it creates the
+// row (checkpoint at eventlog.Start, lease free) if there is none, then, in
+// one compare-and-set (internal/sqllease), sets lease_owner and
+// lease_until when the row has no owner, is already owner's (then it only extends the lease), or its
 // lease_until is before now. It reports whether owner holds the lease now;
 // when another owner's lease is still running it returns false and changes
 // nothing (Lease tells who holds it). The checkpoint itself is not touched:
@@ -196,27 +197,38 @@ func (c *Checkpoints) Acquire(ctx context.Context, name, owner string, now, unti
 	if owner == "" {
 		return false, fmt.Errorf("outbox: acquire lease %q: empty owner", name)
 	}
-	res, err := c.db.NewRaw(`INSERT INTO outbox_checkpoints (name, position, prepare, updated_at, lease_owner, lease_until) VALUES (?, 0, 0, ?, ?, ?)
-ON CONFLICT (name) DO UPDATE SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until
-WHERE outbox_checkpoints.lease_owner = excluded.lease_owner OR outbox_checkpoints.lease_owner = '' OR outbox_checkpoints.lease_until < ?`,
-		name, now.UnixMicro(), owner, until.UnixMicro(), now.UnixMicro()).Exec(ctx)
+	_, err := c.db.NewRaw(`INSERT INTO outbox_checkpoints (name, position, prepare, updated_at, lease_owner, lease_until) VALUES (?, 0, 0, ?, '', 0)
+ON CONFLICT (name) DO NOTHING`, name, now.UnixMicro()).Exec(ctx)
 	if err != nil {
 		return false, fmt.Errorf("outbox: acquire lease %q for %q: %w", name, owner, err)
 	}
-	n, err := res.RowsAffected()
+	ok, err := leaseTable.Acquire(ctx, c.db, name, owner, now, until)
 	if err != nil {
-		return false, fmt.Errorf("outbox: acquire lease %q for %q: %w", name, owner, err)
+		return false, fmt.Errorf("outbox: %w", err)
 	}
-	return n > 0, nil
+	return ok, nil
+}
+
+// leaseTable is the lease of a publisher: its checkpoint row.
+var leaseTable = sqllease.Table{Name: "outbox_checkpoints", Key: "name", Owner: "lease_owner", Until: "lease_until"}
+
+// lost turns sqllease's ErrNotHeld into ErrLeaseLost, keeping the message
+// the outbox has always given.
+func lost(err error, format string, args ...any) error {
+	if errors.Is(err, sqllease.ErrNotHeld) {
+		return fmt.Errorf("outbox: "+format+": %w", append(args, ErrLeaseLost)...)
+	}
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
 }
 
 // Renew extends owner's lease of name to `until`, provided the row is
 // still owner's (whether or not its lease_until has passed: nobody took
 // it). Otherwise it changes nothing and returns ErrLeaseLost (wrapped).
 func (c *Checkpoints) Renew(ctx context.Context, name, owner string, until time.Time) error {
-	res, err := c.db.NewRaw("UPDATE outbox_checkpoints SET lease_until = ? WHERE name = ? AND lease_owner = ?",
-		until.UnixMicro(), name, owner).Exec(ctx)
-	return leased(res, err, "renew lease %q for %q", name, owner)
+	return lost(leaseTable.Renew(ctx, c.db, name, owner, until), "renew lease %q for %q", name, owner)
 }
 
 // SaveLeased sets the checkpoint of name to pos (unless it already is at
@@ -244,9 +256,7 @@ WHERE name = ? AND lease_owner = ?`,
 // next try instead of waiting for it to run out. Otherwise it changes
 // nothing and returns ErrLeaseLost (wrapped). The checkpoint stays.
 func (c *Checkpoints) Release(ctx context.Context, name, owner string) error {
-	res, err := c.db.NewRaw("UPDATE outbox_checkpoints SET lease_owner = '', lease_until = 0 WHERE name = ? AND lease_owner = ?",
-		name, owner).Exec(ctx)
-	return leased(res, err, "release lease %q of %q", name, owner)
+	return lost(leaseTable.Release(ctx, c.db, name, owner), "release lease %q of %q", name, owner)
 }
 
 // Lease returns who holds the lease of name and until when, as the row
@@ -254,16 +264,11 @@ func (c *Checkpoints) Release(ctx context.Context, name, owner string) error {
 // is the zero time when it is 0. A lease whose until has passed is
 // returned as it is: it is free for another owner to take.
 func (c *Checkpoints) Lease(ctx context.Context, name string) (owner string, until time.Time, err error) {
-	var micros int64
-	err = c.db.NewRaw("SELECT lease_owner, lease_until FROM outbox_checkpoints WHERE name = ?", name).
-		Scan(ctx, &owner, &micros)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return "", time.Time{}, nil
-	case err != nil:
-		return "", time.Time{}, fmt.Errorf("outbox: read lease %q: %w", name, err)
+	h, _, err := leaseTable.Holder(ctx, c.db, name)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("outbox: %w", err)
 	}
-	return owner, fromMicros(micros), nil
+	return h.Owner, h.Until, nil
 }
 
 // leased turns the result of a write conditional on the lease's owner into
@@ -279,13 +284,6 @@ func leased(res sql.Result, err error, format string, args ...any) error {
 		return fmt.Errorf("outbox: "+format+": %w", append(args, err)...)
 	}
 	return nil
-}
-
-func fromMicros(us int64) time.Time {
-	if us == 0 {
-		return time.Time{}
-	}
-	return time.UnixMicro(us)
 }
 
 // Delete removes the checkpoint of name: its publisher starts again from
