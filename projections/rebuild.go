@@ -13,6 +13,8 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/retry"
+	"github.com/accessledger/accessledger/internal/sqllease"
 )
 
 // ErrRebuildLeaseLost is returned (wrapped) by Rebuild when the rebuild
@@ -272,9 +274,11 @@ func (l *lease) release() {
 	<-l.stopped
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), 10*time.Second)
 	defer cancel()
-	_, _ = l.db.ExecContext(ctx, "UPDATE projection_checkpoints SET rebuild_owner = '', rebuild_expires_at = 0 "+
-		"WHERE name = ? AND rebuild_owner = ?", l.name, l.owner)
+	_ = rebuildLease.Release(ctx, l.db, l.name, l.owner)
 }
+
+// rebuildLease is the rebuild lease of a projection: its checkpoint row.
+var rebuildLease = sqllease.Table{Name: "projection_checkpoints", Key: "name", Owner: "rebuild_owner", Until: "rebuild_expires_at"}
 
 // acquireLease takes the rebuild lease of projection name, waiting while
 // another process holds a lease that has not expired, and keeps renewing it
@@ -286,39 +290,31 @@ func acquireLease(ctx context.Context, db *bun.DB, name string, cfg config) (*le
 	}
 	waiting := false
 	for {
-		var holder string
-		err := inTx(ctx, db, func(tx bun.Tx) error {
-			cp, found, err := readCheckpoint(ctx, tx, name, true)
-			if err != nil {
-				return err
-			}
-			if !found {
-				return fmt.Errorf("checkpoint of %s vanished", name)
-			}
-			now := cfg.clock()
-			if cp.RebuildOwner != "" && cp.RebuildExpires > now.UnixMicro() {
-				holder = cp.RebuildOwner
-				return nil
-			}
-			_, err = tx.ExecContext(ctx, "UPDATE projection_checkpoints SET rebuild_owner = ?, rebuild_expires_at = ? WHERE name = ?",
-				owner, now.Add(cfg.lease).UnixMicro(), name)
-			return err
-		})
+		now := cfg.clock()
+		ok, err := rebuildLease.Acquire(ctx, db, name, owner, now, now.Add(cfg.lease))
 		if err != nil {
 			return nil, fmt.Errorf("take rebuild lease: %w", err)
 		}
-		if holder == "" {
+		if ok {
 			break
 		}
+		h, found, err := rebuildLease.Holder(ctx, db, name)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("take rebuild lease: %w", err)
+		case !found:
+			return nil, fmt.Errorf("take rebuild lease: checkpoint of %s vanished", name)
+		case h.Owner == "":
+			continue // released since: take it now
+		}
+		holder := h.Owner
 		if !waiting {
 			cfg.logger.InfoContext(ctx, "projections: waiting for another rebuild to finish",
 				slog.String("projection", name), slog.String("holder", holder))
 			waiting = true
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for the rebuild of %s by %s: %w", name, holder, ctx.Err())
-		case <-time.After(cfg.leasePoll):
+		if err := retry.Sleep(ctx, cfg.leasePoll); err != nil {
+			return nil, fmt.Errorf("wait for the rebuild of %s by %s: %w", name, holder, err)
 		}
 	}
 
@@ -341,14 +337,10 @@ func (l *lease) renew(cfg config) {
 		case <-t.C:
 		}
 		now := cfg.clock()
-		res, err := l.db.ExecContext(l.ctx, "UPDATE projection_checkpoints SET rebuild_expires_at = ? "+
-			"WHERE name = ? AND rebuild_owner = ?", now.Add(cfg.lease).UnixMicro(), l.name, l.owner)
-		if err == nil {
-			var n int64
-			if n, err = res.RowsAffected(); err == nil && n == 0 {
-				l.cancel(ErrRebuildLeaseLost)
-				return
-			}
+		err := rebuildLease.Renew(l.ctx, l.db, l.name, l.owner, now.Add(cfg.lease))
+		if errors.Is(err, sqllease.ErrNotHeld) {
+			l.cancel(ErrRebuildLeaseLost)
+			return
 		}
 		if err == nil {
 			renewed = now
