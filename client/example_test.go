@@ -26,6 +26,18 @@ func portal() *httptest.Server {
 			fmt.Fprint(w, `{"allowed":true,"permissions":["view"],"reason":"grant","until":null,"at":"2026-03-03T09:00:00Z","position":"42"}`)
 		case "/v1/children/00000000-0000-4000-8000-000000000001/grants":
 			fmt.Fprint(w, `{"position":"42"}`)
+		case "/v1/watch":
+			// One change, then the connection drops; the client comes back
+			// after the position it was given.
+			w.Header().Set("Content-Type", "text/event-stream")
+			if r.URL.Query().Get("after") == "42" {
+				fmt.Fprint(w, "retry: 1000\n\nid: 43\nevent: access\ndata: "+
+					`{"account_id":"00000000-0000-4000-8000-000000000002","child_id":"00000000-0000-4000-8000-000000000001",`+
+					`"permissions":[],"reason":"revoked","until":null,"at":"2026-03-03T09:00:00Z","position":"43"}`+"\n\n")
+				return
+			}
+			fmt.Println("watch resumes after", r.URL.Query().Get("after"))
+			<-r.Context().Done()
 		default:
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(http.StatusNotFound)
@@ -76,4 +88,26 @@ func ExampleProblem() {
 	// Output:
 	// true true
 	// Not found: child not found (code not_found, status 404)
+}
+
+// A portal backend keeps a cache of who may see what: Watch delivers each
+// access change, and after a dropped connection resumes after the last
+// change it delivered.
+func ExampleClient_Watch() {
+	srv := portal()
+	defer srv.Close()
+	c, _ := client.New(srv.URL, "a-bearer-token")
+	c.RetryWait = time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.Watch(ctx, "42", func(e api.WatchEvent) error {
+		fmt.Println(e.AccountID, "on", e.ChildID, "->", e.Reason, "at position", e.Position)
+		go func() { time.Sleep(100 * time.Millisecond); cancel() }() // enough for this example
+		return nil
+	})
+	fmt.Println(errors.Is(err, context.Canceled))
+	// Output:
+	// 00000000-0000-4000-8000-000000000002 on 00000000-0000-4000-8000-000000000001 -> revoked at position 43
+	// watch resumes after 43
+	// true
 }
