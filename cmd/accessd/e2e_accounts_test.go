@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
 )
 
@@ -217,11 +218,7 @@ func TestRule_R9_AccountsExistOnlyByInvitation(t *testing.T) {
 		w.service.do("POST", "/v1/invitations", map[string]string{"email": "x@example.org", "kind": "parent"}).problem(403, "forbidden")
 		w.worker.do("POST", "/v1/invitations", map[string]string{"email": "x@example.org", "kind": "admin"}).problem(400, "invalid")
 		require.Equal(t, before, s.head())
-		var byIdentity struct {
-			Accounts []struct {
-				AccountID string `json:"account_id"`
-			} `json:"accounts"`
-		}
+		var byIdentity api.AccountList
 		w.get(w.service, "/v1/accounts?identity_subject="+a.subject).decode(&byIdentity)
 		require.Len(t, byIdentity.Accounts, 1)
 		require.Equal(t, a.id, text(byIdentity.Accounts[0].AccountID), "the identity's subject is linked")
@@ -235,14 +232,9 @@ func TestRule_R9_AccountsExistOnlyByInvitation(t *testing.T) {
 		require.Equal(t, "expired", text(v.Status))
 		require.Eventually(t, func() bool {
 			v, _ := w.accountView(b.id)
-			return v.Status == "expired"
+			return v.Status == api.AccountStatusExpired
 		}, e2eWait, 50*time.Millisecond)
-		var expired struct {
-			Accounts []struct {
-				AccountID string `json:"account_id"`
-				Status    string `json:"status"`
-			} `json:"accounts"`
-		}
+		var expired api.AccountList
 		w.get(w.worker, "/v1/accounts?status=expired").decode(&expired)
 		require.Len(t, expired.Accounts, 1, "the list agrees: %+v", expired)
 		require.Equal(t, b.id, text(expired.Accounts[0].AccountID))
@@ -338,12 +330,7 @@ func TestRule_R11_PhoneResetWorkflow(t *testing.T) {
 		require.Equal(t, before, s.head())
 
 		w.cmd(w.worker, "POST", resets, map[string]string{"reason": "carer lost their phone, confirmed by call"}, 200)
-		var pending struct {
-			Accounts []struct {
-				AccountID           string `json:"account_id"`
-				PhoneResetRequested bool   `json:"phone_reset_requested"`
-			} `json:"accounts"`
-		}
+		var pending api.AccountList
 		w.get(w.portals, "/v1/accounts?phone_reset_requested=true").decode(&pending)
 		require.Len(t, pending.Accounts, 1)
 		require.Equal(t, carer.id, text(pending.Accounts[0].AccountID))

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
 )
 
@@ -223,13 +224,7 @@ func TestRule_R15_HistoryNamesTheEventsAndActorsOfEachAccess(t *testing.T) {
 
 func TestRule_R16_PolicyIsPublished(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store []string) {
-		type policy struct {
-			GracePeriod         int64  `json:"grace_period"`
-			InvitationTTL       int64  `json:"invitation_ttl"`
-			SessionIdleTimeout  int64  `json:"session_idle_timeout"`
-			SessionWarningAfter int64  `json:"session_warning_after"`
-			Position            string `json:"position"`
-		}
+		type policy = api.Policy
 		for _, tc := range []struct {
 			name  string
 			flags []string

@@ -17,19 +17,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
 )
 
 // ---- the watch stream ----
-
-// e2eWatchEvent is the data of an "access" event of GET /v1/watch.
-type e2eWatchEvent struct {
-	AccountID   string   `json:"account_id"`
-	ChildID     string   `json:"child_id"`
-	Permissions []string `json:"permissions"`
-	Reason      string   `json:"reason"`
-	Position    string   `json:"position"`
-}
 
 // TestWatchStreamsAccessChangesAndEndsAtShutdown: the service's watch
 // stream carries each access change with its position, over real HTTP;
@@ -49,7 +41,7 @@ func TestWatchStreamsAccessChangesAndEndsAtShutdown(t *testing.T) {
 		defer res.Body.Close()
 		require.Equal(t, 200, res.StatusCode)
 		require.Equal(t, "text/event-stream", res.Header.Get("Content-Type"))
-		events := make(chan e2eWatchEvent, 16)
+		events := make(chan api.WatchEvent, 16)
 		go func() {
 			defer close(events)
 			sc := bufio.NewScanner(res.Body)
@@ -60,7 +52,7 @@ func TestWatchStreamsAccessChangesAndEndsAtShutdown(t *testing.T) {
 				case strings.HasPrefix(line, "event: "):
 					event = strings.TrimPrefix(line, "event: ")
 				case strings.HasPrefix(line, "data: ") && event == "access":
-					var e e2eWatchEvent
+					var e api.WatchEvent
 					if json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &e) == nil {
 						events <- e
 					}
@@ -69,7 +61,7 @@ func TestWatchStreamsAccessChangesAndEndsAtShutdown(t *testing.T) {
 				}
 			}
 		}()
-		next := func() e2eWatchEvent {
+		next := func() api.WatchEvent {
 			t.Helper()
 			select {
 			case e, ok := <-events:
@@ -77,14 +69,17 @@ func TestWatchStreamsAccessChangesAndEndsAtShutdown(t *testing.T) {
 				return e
 			case <-time.After(e2eWait):
 				t.Fatal("no event on the watch stream")
-				return e2eWatchEvent{}
+				return api.WatchEvent{}
 			}
 		}
 
 		w.grant(w.worker, child, member.id, "network_member", []string{"view"}, "friend")
 		e := next()
-		require.Equal(t, e2eWatchEvent{AccountID: member.id, ChildID: child, Permissions: []string{"view"}, Reason: "grant",
-			Position: w.last.String()}, e)
+		require.Equal(t, member.id, text(e.AccountID))
+		require.Equal(t, child, text(e.ChildID))
+		require.Equal(t, []string{"view"}, strs(e.Permissions))
+		require.Equal(t, api.ReasonGrant, e.Reason)
+		require.Equal(t, w.last.String(), e.Position)
 		w.cmd(w.worker, "POST", "/v1/children/"+child+"/grants/"+member.id+"/revoke", map[string]string{"reason": "ended"}, 200)
 		e = next()
 		require.Equal(t, "revoked", text(e.Reason))
