@@ -10,6 +10,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/outbox"
 	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/projections/ledger"
 )
 
@@ -21,18 +22,18 @@ func runMigrate(ctx context.Context, args []string, env *environment) error {
 		return err
 	}
 	log := cfg.logger(env)
-	st, err := openStores(ctx, &cfg, log)
+	st, err := engine.OpenStores(ctx, &cfg.Config, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	s, err := st.events.status(ctx)
+	s, err := st.Events.Status(ctx)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "migrated %s: %s events, head %s\n", s.Store, eventsText(s.Events), s.Head)
-	if st.ownRead {
-		fmt.Fprintf(env.stdout, "migrated read store %s\n", st.read)
+	if st.OwnsRead() {
+		fmt.Fprintf(env.stdout, "migrated read store %s\n", st.Read)
 	}
 	return nil
 }
@@ -45,16 +46,16 @@ func runStatus(ctx context.Context, args []string, env *environment) error {
 		return err
 	}
 	log := cfg.logger(env)
-	if url, _ := cfg.eventStoreURL(); cfg.readStore == "" && isEventStoreDB(url) {
+	if url, _ := cfg.EventStoreURL(); cfg.ReadStore == "" && engine.IsEventStoreDB(url) {
 		// No read store to report on: the event store alone.
-		st, err := openStore(ctx, &cfg, log)
+		st, err := engine.OpenStore(ctx, &cfg.Config, log)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
 		return printStoreStatus(ctx, env, st)
 	}
-	st, err := openStore(ctx, &cfg, log)
+	st, err := engine.OpenStore(ctx, &cfg.Config, log)
 	if err != nil {
 		return err
 	}
@@ -64,11 +65,11 @@ func runStatus(ctx context.Context, args []string, env *environment) error {
 	}
 	// The read store is read as it is, not migrated: status writes nothing
 	// there (it may be a read-only replica).
-	read := st.db
-	if cfg.readStore != "" {
-		octx, cancel := context.WithTimeout(ctx, openTimeout)
+	read := st.DB
+	if cfg.ReadStore != "" {
+		octx, cancel := context.WithTimeout(ctx, engine.OpenTimeout)
 		defer cancel()
-		db, err := sqldb.Open(octx, cfg.readStore)
+		db, err := sqldb.Open(octx, cfg.ReadStore)
 		if err != nil {
 			return fmt.Errorf("open read store: %w", err)
 		}
@@ -111,8 +112,8 @@ func ledgerNoteBody(note []byte) string {
 	return text + "\n"
 }
 
-func printStoreStatus(ctx context.Context, env *environment, st *openedStore) error {
-	s, err := st.status(ctx)
+func printStoreStatus(ctx context.Context, env *environment, st *engine.Store) error {
+	s, err := st.Status(ctx)
 	if err != nil {
 		return err
 	}
@@ -169,4 +170,28 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	}
 	log := cfg.logger(env)
 	return serve(ctx, &cfg, &sc, log, env)
+}
+
+// eventsText prints an event count, or "unknown".
+func eventsText(n int64) string {
+	if n < 0 {
+		return "unknown (EventStoreDB positions are not counts)"
+	}
+	return fmt.Sprint(n)
+}
+
+// printSchemaStatus reports, for each component of the read store, how
+// many of its migrations db has applied. It writes nothing.
+func printSchemaStatus(ctx context.Context, env *environment, db *sqldb.DB) {
+	for _, c := range engine.Components() {
+		applied, total, err := c.Progress(ctx, db)
+		switch {
+		case err != nil:
+			fmt.Fprintf(env.stdout, "schema %s: unreadable: %v\n", c.Name, err)
+		case applied == total:
+			fmt.Fprintf(env.stdout, "schema %s: %d of %d migrations applied\n", c.Name, applied, total)
+		default:
+			fmt.Fprintf(env.stdout, "schema %s: %d of %d migrations applied (accessd migrate applies the rest)\n", c.Name, applied, total)
+		}
+	}
 }

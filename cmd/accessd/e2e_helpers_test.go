@@ -34,6 +34,7 @@ import (
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/engine"
 )
 
 // e2eWait bounds every wait of the harness (start, readiness, stop) and of
@@ -264,7 +265,7 @@ func (s *e2eServer) readStoreURL() string {
 	if u := s.flag("--event-store"); u != "" {
 		return u
 	}
-	return "sqlite:" + filepath.Join(s.dir, defaultDBName)
+	return "sqlite:" + filepath.Join(s.dir, engine.DefaultDBName)
 }
 
 // isSQLite reports whether the server runs on the embedded default.
@@ -304,7 +305,7 @@ func (s *e2eServer) headPosition() eventlog.Position {
 // for EventStoreDB (its positions are byte offsets).
 func (s *e2eServer) head() uint64 {
 	s.t.Helper()
-	if u := s.flag("--event-store"); isEventStoreDB(u) {
+	if u := s.flag("--event-store"); engine.IsEventStoreDB(u) {
 		st, err := eventstoredb.Open(context.Background(), u, eventstoredb.WithLogger(slog.New(slog.DiscardHandler)))
 		require.NoError(s.t, err)
 		defer st.Close()
@@ -333,7 +334,7 @@ func (s *e2eServer) dbFiles() []byte {
 	s.t.Helper()
 	var all []byte
 	for _, suffix := range []string{"", "-wal", "-journal"} {
-		b, err := os.ReadFile(filepath.Join(s.dir, defaultDBName+suffix))
+		b, err := os.ReadFile(filepath.Join(s.dir, engine.DefaultDBName+suffix))
 		if err == nil {
 			all = append(all, b...)
 		}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -23,7 +24,7 @@ func TestGenerateWritesTheDataSetAndRefusesAFullStore(t *testing.T) {
 	require.Equal(t, exitOK, code, errOut)
 	m := generatedRE.FindStringSubmatch(out)
 	require.NotNil(t, m, out)
-	require.Equal(t, "sqlite:"+filepath.Join(dir, defaultDBName), m[2])
+	require.Equal(t, "sqlite:"+filepath.Join(dir, engine.DefaultDBName), m[2])
 	events, err := strconv.Atoi(m[3])
 	require.NoError(t, err)
 	require.Greater(t, events, 1000, "a small data set is about 10,000 events")

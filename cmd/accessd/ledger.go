@@ -4,126 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"strings"
-	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
+	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/projections/ledger"
 )
-
-// openLedger loads (or, on first start, creates) the ledger's signing key
-// and returns the ledger publishing into the checkpoint directory, with the
-// newest checkpoint published so far (nil when none opens with the key).
-func openLedger(ctx context.Context, cfg *storeConfig, st *stores, opts engineOptions, log *slog.Logger) (*ledger.Ledger, *ledger.Checkpoint, error) {
-	path := cfg.ledgerKeyPath()
-	if opts.readOnlyKey {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, nil
-		}
-	}
-	key, created, err := ledger.LoadOrCreateKey(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ledger key: %w", err)
-	}
-	if created {
-		log.Info("ledger: created the signing key; keep a copy of the public key with your auditors",
-			"file", path, "public_key", key.VerifierKey)
-	}
-	l, err := ledger.NewLedger(ledger.Config{DB: st.read, Key: key, Dir: cfg.checkpointPath(),
-		Interval: opts.checkpointInterval, Every: opts.checkpointEvery, Instance: opts.instance, Logger: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	cps, _, err := l.Published(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(cps) == 0 {
-		return l, nil, nil
-	}
-	latest := cps[len(cps)-1].Checkpoint
-	return l, &latest, nil
-}
-
-// guardRetry is how long the start-up check waits before it tries again
-// after the store could not be read.
-const guardRetry = 5 * time.Second
-
-// guardAndPublish checks the log against the stored tree and every
-// published checkpoint, closes verified when it agrees, and then publishes
-// checkpoints until ctx ends. When the log disagrees it logs an alert and
-// returns nil: the engine keeps running but never becomes ready, and the
-// API refuses decisions, naming the first bad position (docs/ledger.md).
-// A store that cannot be read is tried again.
-func (e *engine) guardAndPublish(ctx context.Context, verified chan<- struct{}) error {
-	// The runner creates the tree's tables at its start (on a new store).
-	for {
-		ok, err := projectionExists(ctx, e.stores, ledger.Name)
-		if ok || err != nil || ctx.Err() != nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	for {
-		started := time.Now()
-		rep, err := e.ledger.Guard(ctx, e.stores.events.log, ledger.VerifyOptions{})
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, ledger.ErrUnreadable):
-			e.log.Error("ledger: the start-up check could not read the store; trying again", "err", err, "retry_in", guardRetry.String())
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(guardRetry):
-			}
-			continue
-		case errors.Is(err, ledger.ErrMismatch):
-			first, _ := rep.FirstBad()
-			e.log.Error("ALERT ledger: the stored event log disagrees with what was recorded and signed; "+
-				"the engine will not become ready nor answer decisions. Run accessd ledger verify and follow docs/ledger.md",
-				"kind", string(first.Kind), "first_bad", positionText(first), "detail", first.Detail,
-				"report", strings.ReplaceAll(rep.Summary(), "\n", "; "))
-			return nil
-		case err != nil:
-			return fmt.Errorf("ledger: start-up check: %w", err)
-		}
-		attrs := []any{"events", rep.Events, "tree", rep.TreeSize, "checkpoints", rep.Checkpoints,
-			"elapsed", time.Since(started).Round(time.Millisecond).String()}
-		if rep.Latest != nil {
-			attrs = append(attrs, "latest_checkpoint", rep.Latest.Size)
-		}
-		e.log.Info("ledger: the log agrees with the stored tree and the published checkpoints", attrs...)
-		close(verified)
-		break
-	}
-	err := e.ledger.Run(ctx)
-	if errors.Is(err, ledger.ErrMismatch) {
-		e.log.Error("ALERT ledger: stopped signing checkpoints: the stored tree is not an extension of the last checkpoint",
-			"err", err)
-		return nil
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
-}
-
-// positionText names a problem's first bad position, or "unknown".
-func positionText(p ledger.Problem) string {
-	if !p.HasPosition {
-		return "unknown"
-	}
-	return p.Position.String()
-}
 
 // multiFlag is a repeatable string flag.
 type multiFlag []string
@@ -171,130 +57,14 @@ func runLedger(ctx context.Context, args []string, env *environment) error {
 // tree, the published checkpoints (the checkpoint directory and the
 // database's table) and the checkpoint files given.
 func verifyLedger(ctx context.Context, cfg *storeConfig, files []string, publicKey string, log *slog.Logger) (*ledger.Report, error) {
-	verifier, err := ledgerVerifier(cfg, publicKey)
+	verifier, err := engine.LedgerVerifier(&cfg.Config, publicKey)
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStores(ctx, cfg, log)
+	st, err := engine.OpenStores(ctx, &cfg.Config, log)
 	if err != nil {
 		return nil, fmt.Errorf("the store could not be opened: %w", err)
 	}
 	defer st.Close()
-	return verifyStores(ctx, cfg, st, files, verifier)
-}
-
-// verifyStores is verifyLedger on open stores.
-func verifyStores(ctx context.Context, cfg *storeConfig, st *stores, files []string, verifier note.Verifier) (*ledger.Report, error) {
-	notes, err := ledger.ReadCheckpointDir(cfg.checkpointPath(), 0)
-	if err != nil {
-		return nil, err
-	}
-	stored, err := ledger.StoredCheckpoints(ctx, st.read, 0)
-	if err != nil {
-		return nil, fmt.Errorf("the read store could not be read: %w", err)
-	}
-	notes = append(notes, stored...)
-	for _, f := range files {
-		s, err := ledger.ReadCheckpointFile(f)
-		if err != nil {
-			return nil, err
-		}
-		notes = append(notes, s)
-	}
-	var cps []ledger.Signed
-	var problems []ledger.Problem
-	switch {
-	case verifier != nil:
-		cps, problems = ledger.OpenAll(notes, verifier)
-	case len(notes) > 0:
-		problems = append(problems, ledger.Problem{Kind: ledger.KindSignature, LeafIndex: -1, Detail: fmt.Sprintf(
-			"%d published checkpoint(s) but no key to check them with: give --ledger-key (or --public-key to accessd ledger verify)", len(notes))})
-	}
-	var tree *ledger.Tree
-	if ok, err := projectionExists(ctx, st, ledger.Name); err != nil {
-		return nil, fmt.Errorf("the read store could not be read: %w", err)
-	} else if ok {
-		tree = ledger.NewTree(st.read)
-	}
-	rep, err := ledger.Verify(ctx, st.events.log, tree, ledger.VerifyOptions{Checkpoints: cps})
-	if err != nil {
-		return nil, err
-	}
-	if tree == nil {
-		rep.Problems = append(rep.Problems, ledger.Problem{Kind: ledger.KindTree, LeafIndex: -1, Detail: "the read store has no ledger tree yet " +
-			"(accessd serve, or accessd rebuild --projection ledger, builds it): only the checkpoints were compared"})
-		if len(cps) == 0 {
-			rep.Problems = rep.Problems[:len(rep.Problems)-1] // a new store: nothing to compare, nothing wrong
-		}
-	}
-	rep.Problems = append(problems, rep.Problems...)
-	rep.OK = len(rep.Problems) == 0
-	return rep, nil
-}
-
-// ledgerVerifier returns the verifier of the checkpoints: from the public
-// key file, else from the signing key (never created here).
-func ledgerVerifier(cfg *storeConfig, publicKey string) (note.Verifier, error) {
-	if publicKey != "" {
-		b, err := os.ReadFile(publicKey)
-		if err != nil {
-			return nil, fmt.Errorf("--public-key: %w", err)
-		}
-		return ledger.ParseVerifierKey(string(b))
-	}
-	key, err := ledger.LoadKey(cfg.ledgerKeyPath())
-	if err != nil {
-		return nil, fmt.Errorf("no key to check the checkpoints' signatures with (give --public-key or --ledger-key): %w", err)
-	}
-	return key.Verifier, nil
-}
-
-// projectionExists reports whether the runner has a checkpoint row (and so
-// tables and views) for the projection.
-func projectionExists(ctx context.Context, st *stores, name string) (bool, error) {
-	n, err := st.read.NewSelect().Table("projection_checkpoints").Where("name = ?", name).Count(ctx)
-	return n > 0, err
-}
-
-// optionalVerifier returns the verifier of the ledger's key, or nil when
-// there is no key file (a store the engine never served).
-func optionalVerifier(cfg *storeConfig) (note.Verifier, error) {
-	path := cfg.ledgerKeyPath()
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	key, err := ledger.LoadKey(path)
-	if err != nil {
-		return nil, err
-	}
-	return key.Verifier, nil
-}
-
-// checkBeforeRebuild refuses a rebuild of read models from a log that
-// disagrees with what the ledger recorded and signed: the rebuilt read
-// models, and a rebuilt tree, would vouch for a changed history. Only a
-// damaged tree (the log itself agreeing with every checkpoint) may be
-// rebuilt. It returns the newest checkpoint, which the rebuilt tree must
-// agree with.
-func checkBeforeRebuild(ctx context.Context, cfg *storeConfig, st *stores) (*ledger.Checkpoint, error) {
-	verifier, err := optionalVerifier(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("rebuild: %w", err)
-	}
-	rep, err := verifyStores(ctx, cfg, st, nil, verifier)
-	if err != nil {
-		return nil, fmt.Errorf("rebuild: the log could not be verified first: %w", err)
-	}
-	for _, p := range rep.Problems {
-		if p.Kind != ledger.KindTree {
-			first, _ := rep.FirstBad()
-			return nil, fmt.Errorf("rebuild refused: the stored log disagrees with what the ledger recorded and signed (%s); "+
-				"rebuilt read models would vouch for a changed history. Run accessd ledger verify and follow docs/ledger.md", first)
-		}
-	}
-	if rep.Latest == nil {
-		return nil, nil
-	}
-	latest := *rep.Latest
-	return &latest, nil
+	return engine.VerifyStores(ctx, &cfg.Config, st, files, verifier)
 }

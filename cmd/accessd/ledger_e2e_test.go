@@ -17,6 +17,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/ledger"
 )
@@ -154,10 +155,10 @@ func TestRule_R23_RewrittenLogAndReadModelsAreCaughtByTheCheckpointFile(t *testi
 	require.NoError(t, err)
 	_, err = db.ExecContext(ctx, "DELETE FROM ledger_checkpoints")
 	require.NoError(t, err)
-	st, err := openStores(ctx, &storeConfig{dataDir: s.dir}, slog.New(slog.DiscardHandler))
+	st, err := engine.OpenStores(ctx, &engine.Config{DataDir: s.dir}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	for _, p := range readModels() {
-		require.NoError(t, projections.Rebuild(ctx, st.read.DB, st.events.log, p, nil))
+	for _, p := range engine.ReadModels() {
+		require.NoError(t, projections.Rebuild(ctx, st.Read.DB, st.Events.Log, p, nil))
 	}
 	require.NoError(t, st.Close())
 
@@ -225,7 +226,7 @@ func TestLedgerVerifyAlwaysEndsWithAVerdict(t *testing.T) {
 	require.Contains(t, out, "\nOK: ")
 
 	// The newest event deleted: named, no retry loop.
-	db := sqltest.Open(t, "sqlite:"+filepath.Join(dir, defaultDBName))
+	db := sqltest.Open(t, "sqlite:"+filepath.Join(dir, engine.DefaultDBName))
 	var head int64
 	require.NoError(t, db.NewSelect().Table("events").ColumnExpr("MAX(position)").Scan(ctx, &head))
 	_, err = db.ExecContext(ctx, "DELETE FROM events WHERE position = ?", head)
@@ -256,7 +257,7 @@ func TestVerifyOnADamagedSQLiteFileEndsWithAVerdict(t *testing.T) {
 	require.Equal(t, exitOK, code, out)
 
 	ctx := context.Background()
-	path := filepath.Join(dir, defaultDBName)
+	path := filepath.Join(dir, engine.DefaultDBName)
 	db := sqltest.Open(t, "sqlite:"+path)
 	var root, pageSize int64
 	require.NoError(t, db.QueryRowContext(ctx, "SELECT rootpage FROM sqlite_schema WHERE name = 'events'").Scan(&root))

@@ -21,6 +21,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/accessledger/accessledger/internal/engine"
 )
 
 // exit codes
@@ -66,7 +68,7 @@ func subcommands() []command {
 
 // errUsage marks an error the user made on the command line; run prints it
 // with the usage and exits 2.
-var errUsage = errors.New("usage")
+var errUsage = engine.ErrUsage
 
 // run executes accessd with args (without the program name) and returns the
 // process exit code.

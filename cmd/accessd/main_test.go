@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/internal/engine"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -60,19 +61,19 @@ func TestMigrateAndStatusOnTheEmbeddedDefault(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "nested", "data")
 	code, out, errOut := runCmd(t, context.Background(), noEnv, "migrate", "--data-dir", dir)
 	require.Equal(t, exitOK, code, errOut)
-	require.Contains(t, out, "migrated sqlite:"+filepath.Join(dir, defaultDBName))
-	require.FileExists(t, filepath.Join(dir, defaultDBName))
+	require.Contains(t, out, "migrated sqlite:"+filepath.Join(dir, engine.DefaultDBName))
+	require.FileExists(t, filepath.Join(dir, engine.DefaultDBName))
 
 	// The environment names the data directory when the flag is absent.
 	code, out, errOut = runCmd(t, context.Background(), envOf(map[string]string{"ACCESSLEDGER_DATA_DIR": dir}), "status")
 	require.Equal(t, exitOK, code, errOut)
 	require.Contains(t, out, "events: 0")
-	require.Contains(t, out, filepath.Join(dir, defaultDBName))
+	require.Contains(t, out, filepath.Join(dir, engine.DefaultDBName))
 	require.Contains(t, out, "outbox events: published up to 0, no replica publishing\n")
 	require.Contains(t, out, "outbox access.changed: published up to 0, no replica publishing\n")
 
 	// migrate prepared every table of the read store serve needs.
-	db := sqltest.Open(t, "sqlite:"+filepath.Join(dir, defaultDBName))
+	db := sqltest.Open(t, "sqlite:"+filepath.Join(dir, engine.DefaultDBName))
 	for _, table := range []string{"projection_checkpoints", "security_log", "idempotency_keys", "outbox_checkpoints", "deadlines"} {
 		var n int
 		require.NoError(t, db.QueryRowContext(context.Background(),
@@ -106,7 +107,7 @@ func TestFlagWinsOverEnvironment(t *testing.T) {
 	require.Equal(t, exitOK, code, errOut)
 	require.Contains(t, out, flagDir)
 	require.Contains(t, out, "outbox events: not set up in the read store", "status does not migrate the read store")
-	require.NoFileExists(t, filepath.Join(envDir, defaultDBName))
+	require.NoFileExists(t, filepath.Join(envDir, engine.DefaultDBName))
 }
 
 func TestBadEnvironmentValueIsAUsageError(t *testing.T) {

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/engine"
+	"github.com/accessledger/accessledger/internal/progress"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/audit"
 	"github.com/accessledger/accessledger/projections/ledger"
@@ -23,20 +24,20 @@ func runRebuild(ctx context.Context, args []string, env *environment) error {
 	var name string
 	fs := newFlagSet("rebuild", env.stderr)
 	cfg.register(fs)
-	fs.StringVar(&name, "projection", "", "the read model to rebuild: "+strings.Join(readModelNames(), ", ")+" (default: all)")
+	fs.StringVar(&name, "projection", "", "the read model to rebuild: "+strings.Join(engine.ReadModelNames(), ", ")+" (default: all)")
 	if err := cfg.parse(fs, args, env); err != nil {
 		return err
 	}
-	if name != "" && !slices.Contains(readModelNames(), name) {
-		return fmt.Errorf("%w: unknown projection %q: want one of %s", errUsage, name, strings.Join(readModelNames(), ", "))
+	if name != "" && !slices.Contains(engine.ReadModelNames(), name) {
+		return fmt.Errorf("%w: unknown projection %q: want one of %s", errUsage, name, strings.Join(engine.ReadModelNames(), ", "))
 	}
 	log := cfg.logger(env)
-	st, err := openStores(ctx, &cfg, log)
+	st, err := engine.OpenStores(ctx, &cfg.Config, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	latest, err := checkBeforeRebuild(ctx, &cfg, st)
+	latest, err := engine.CheckBeforeRebuild(ctx, &cfg.Config, st)
 	if err != nil {
 		return err
 	}
@@ -44,12 +45,12 @@ func runRebuild(ctx context.Context, args []string, env *environment) error {
 	if latest != nil {
 		lopts = append(lopts, ledger.WithCheckpoint(*latest))
 	}
-	for _, p := range readModels(lopts...) {
+	for _, p := range engine.ReadModels(lopts...) {
 		if name != "" && p.Name() != name {
 			continue
 		}
-		report, finish := newProgress(env.stdout, isTerminal(env.stdout), "rebuild "+p.Name())
-		err := projections.Rebuild(ctx, st.read.DB, st.events.log, p, report, projections.WithLogger(log))
+		report, finish := progress.New(env.stdout, progress.IsTerminal(env.stdout), "rebuild "+p.Name())
+		err := projections.Rebuild(ctx, st.Read.DB, st.Events.Log, p, report, projections.WithLogger(log))
 		finish()
 		if err != nil {
 			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
@@ -82,7 +83,7 @@ func runAudit(ctx context.Context, args []string, env *environment) error {
 		opts.Anchor = &a
 	}
 	log := cfg.logger(env)
-	e, err := openEngine(ctx, &cfg, engineOptions{readOnlyKey: true}, log)
+	e, err := engine.Open(ctx, &cfg.Config, engine.Options{ReadOnlyKey: true}, log)
 	if err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func runAudit(ctx context.Context, args []string, env *environment) error {
 	// covers every event recorded so far; a projection that fails (a
 	// damaged store, a log that ends before the trail) ends verify with a
 	// verdict instead of a retry loop.
-	if err := catchUp(ctx, e.runner, e.stores.events.log); err != nil {
+	if err := catchUp(ctx, e.Runner, e.Stores.Events.Log); err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
@@ -100,12 +101,12 @@ func runAudit(ctx context.Context, args []string, env *environment) error {
 	}
 	// The trail is only as good as the log it was derived from: check the
 	// log against the ledger first.
-	verifier, err := optionalVerifier(&cfg)
+	verifier, err := engine.OptionalVerifier(&cfg.Config)
 	if err != nil {
 		fmt.Fprintf(env.stdout, "FAILED: %v\n", err)
 		return errBroken
 	}
-	lrep, err := verifyStores(ctx, &cfg, e.stores, nil, verifier)
+	lrep, err := engine.VerifyStores(ctx, &cfg.Config, e.Stores, nil, verifier)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -113,7 +114,7 @@ func runAudit(ctx context.Context, args []string, env *environment) error {
 		fmt.Fprintf(env.stdout, "FAILED: the event log could not be checked against the ledger: %v\n", err)
 		return errBroken
 	}
-	res, err := audit.Verify(ctx, e.readDB, opts)
+	res, err := audit.Verify(ctx, e.ReadDB, opts)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -133,7 +134,7 @@ func runAudit(ctx context.Context, args []string, env *environment) error {
 	}
 	// The log is authentic: every entry's copy of its event must be the
 	// event (a chain re-computed after an edit passes the chain check).
-	m, n, err := audit.CompareWithLog(ctx, e.readDB, e.stores.events.log, 0)
+	m, n, err := audit.CompareWithLog(ctx, e.ReadDB, e.Stores.Events.Log, 0)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -226,14 +227,4 @@ func parseAnchor(s string) (audit.Anchor, error) {
 	}
 	a.Hash = hash
 	return a, nil
-}
-
-// isTerminal reports whether w is a terminal (for a progress bar).
-func isTerminal(w any) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

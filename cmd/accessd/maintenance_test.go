@@ -14,6 +14,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/projections/projtest"
 )
 
@@ -24,7 +25,7 @@ func seed(t *testing.T, dir string) int {
 	code, _, errOut := runCmd(t, context.Background(), noEnv, "migrate", "--data-dir", dir)
 	require.Equal(t, exitOK, code, errOut)
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(dir, defaultDBName))
+	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(dir, engine.DefaultDBName))
 	require.NoError(t, err)
 	defer db.Close()
 	st, err := sqlstore.New(ctx, db)
@@ -68,7 +69,7 @@ func TestAuditVerifyAndRebuild(t *testing.T) {
 	require.Contains(t, errOut, `unknown projection "nope"`)
 
 	// Tamper with one entry: verify names it and exits 1.
-	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(dir, defaultDBName))
+	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(dir, engine.DefaultDBName))
 	require.NoError(t, err)
 	_, err = db.ExecContext(ctx, "UPDATE audit_entries_g1 SET reason = 'nothing to see' WHERE seq = 3")
 	require.NoError(t, err)

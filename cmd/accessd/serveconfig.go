@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/internal/engine"
 )
 
 // serveConfig holds the flags of accessd serve besides the store's.
@@ -26,7 +27,7 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	bus             string
 	instanceID      string
-	// checkpointInterval and checkpointEvery: when serve signs a grown
+	// checkpointInterval and CheckpointEvery: when serve signs a grown
 	// ledger tree (R23).
 	checkpointInterval time.Duration
 	checkpointEvery    int64
@@ -42,7 +43,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required iss claim of bearer tokens (default: not checked)")
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required aud claim of bearer tokens (default: not checked)")
 	fs.StringVar(&c.secretFile, "secret-file", "", "file holding the HS256 secret, hex (default: jwt-secret in --data-dir, created on first start, mode 0600)")
-	fs.DurationVar(&c.minPositionWait, "min-position-wait", 2*time.Second, "longest wait of a query for its min_position before answering 503 stale")
+	fs.DurationVar(&c.minPositionWait, "min-position-wait", engine.DefaultMinPositionWait, "longest wait of a query for its min_position before answering 503 stale")
 	fs.StringVar(&c.bus, "bus", "gochannel", "message bus of the relay and the process manager: gochannel (in-process), nats://HOST:4222 (JetStream) or postgres://...")
 	fs.StringVar(&c.instanceID, "instance-id", "", "this replica's name in the read store: the process manager's claims and the outbox publishers' lease are held under it; give each replica sharing a read store its own (default: the host name)")
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Minute, "policy: sign a checkpoint of the ledger this often when the log has grown")
@@ -78,7 +79,7 @@ func (c *serveConfig) check() error {
 		errs = append(errs, fmt.Errorf("--checkpoint-every %d: want 1 to 1000000", c.checkpointEvery))
 	}
 	if c.instanceID == "" {
-		c.instanceID = defaultInstanceID()
+		c.instanceID = engine.DefaultInstanceID()
 	}
 	if len(c.instanceID) > 200 || strings.IndexFunc(c.instanceID, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
 		errs = append(errs, fmt.Errorf("--instance-id %q: want at most 200 printable characters without spaces", c.instanceID))

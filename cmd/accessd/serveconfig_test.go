@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -39,7 +40,7 @@ func TestServeConfigCheck(t *testing.T) {
 				require.NoError(t, err)
 				require.NotEmpty(t, c.instanceID)
 				if len(tc.args) == 0 {
-					require.Equal(t, defaultInstanceID(), c.instanceID)
+					require.Equal(t, engine.DefaultInstanceID(), c.instanceID)
 				}
 				return
 			}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/internal/engine"
 )
 
 // token runs accessd token's command function and returns what run would
@@ -110,7 +111,7 @@ func TestTokenWorksBeforeAndAfterTheStoreExists(t *testing.T) {
 	require.Equal(t, exitOK, code, errOut)
 	_, err = verifierFor(t, dir, "", "", time.Now()).Verify(strings.TrimSpace(out))
 	require.NoError(t, err)
-	require.FileExists(t, filepath.Join(dir, defaultDBName))
+	require.FileExists(t, filepath.Join(dir, engine.DefaultDBName))
 }
 
 func TestTokenUsageErrors(t *testing.T) {

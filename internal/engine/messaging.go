@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"context"
@@ -17,10 +17,10 @@ import (
 	"github.com/accessledger/accessledger/commands"
 )
 
-// busConfig maps --bus to a bus configuration: "gochannel" (in-process, the
+// BusConfig maps --bus to a bus configuration: "gochannel" (in-process, the
 // embedded default), a nats:// URL (NATS JetStream) or a postgres:// URL
 // (watermill-sql on PostgreSQL).
-func busConfig(flagValue string, log *slog.Logger) (bus.Config, error) {
+func BusConfig(flagValue string, log *slog.Logger) (bus.Config, error) {
 	v := strings.TrimSpace(flagValue)
 	cfg := bus.Config{Consumer: "processmanager", Logger: log}
 	switch {
@@ -31,26 +31,22 @@ func busConfig(flagValue string, log *slog.Logger) (bus.Config, error) {
 	case strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://"):
 		cfg.Kind, cfg.URL = bus.KindPostgres, v
 	default:
-		return bus.Config{}, fmt.Errorf("%w: --bus %q: want gochannel, nats://HOST:4222 or postgres://...", errUsage, v)
+		return bus.Config{}, fmt.Errorf("%w: --bus %q: want gochannel, nats://HOST:4222 or postgres://...", ErrUsage, v)
 	}
 	return cfg, nil
 }
 
-// messaging is the outbox relay (event log → bus), the access.changed
+// Messaging is the outbox relay (event log → bus), the access.changed
 // publisher (index → bus) and the process manager (bus → deadlines →
 // commands).
-type messaging struct {
-	pub    message.Publisher
-	close  func() error
-	relay  *outbox.Relay
-	access *outbox.AccessChangedPublisher
-	pm     *processmanager.ProcessManager
-}
-
-// openMessaging is newMessaging on the real clock (openEngine has applied
-// the messaging tables' migrations).
-func openMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *commands.Service, instance string, log *slog.Logger) (*messaging, error) {
-	return newMessaging(ctx, cfg, e, cmds, nil, instance, log)
+type Messaging struct {
+	// Pub publishes on the bus (the ledger's checkpoints go out on it).
+	Pub      message.Publisher
+	closeBus func() error
+	relay    *outbox.Relay
+	access   *outbox.AccessChangedPublisher
+	// PM is the process manager.
+	PM *processmanager.ProcessManager
 }
 
 // outboxLease is how long a replica's hold on the outbox publishers lasts
@@ -58,33 +54,33 @@ func openMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *command
 // restarted replica with the same instance id at once).
 const outboxLease = 15 * time.Second
 
-// newMessaging opens the bus and builds the process manager (on clk; nil:
+// OpenMessaging opens the bus and builds the process manager (on clk; nil:
 // the real clock), the outbox relay and the access.changed publisher, all
 // under the instance id: the process manager's claims and the publishers'
 // lease (one replica publishes, the others stand by) are held in its name.
 // The read store is already migrated.
-func newMessaging(ctx context.Context, cfg bus.Config, e *engine, cmds *commands.Service, clk processmanager.Clock, instance string, log *slog.Logger) (*messaging, error) {
+func OpenMessaging(ctx context.Context, cfg bus.Config, e *Engine, cmds *commands.Service, clk processmanager.Clock, instance string, log *slog.Logger) (*Messaging, error) {
 	pub, sub, closeBus, err := bus.Open(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open bus %s: %w", cfg.Kind, err)
 	}
-	pm, err := processmanager.New(processmanager.Config{DB: e.readDB, Publisher: pub, Subscriber: sub,
+	pm, err := processmanager.New(processmanager.Config{DB: e.ReadDB, Publisher: pub, Subscriber: sub,
 		Commands: cmds, Logger: log, Clock: clk, InstanceID: instance})
 	if err != nil {
 		_ = closeBus()
 		return nil, err
 	}
 	lease := outbox.WithLease(instance, outboxLease)
-	return &messaging{pub: pub, close: closeBus, pm: pm,
-		relay:  outbox.NewRelay(e.stores.events.log, e.readDB, pub, outbox.WithLogger(log), lease),
-		access: outbox.NewAccessChangedPublisher(e.index, e.readDB, pub, outbox.WithLogger(log), lease),
+	return &Messaging{Pub: pub, closeBus: closeBus, PM: pm,
+		relay:  outbox.NewRelay(e.Stores.Events.Log, e.ReadDB, pub, outbox.WithLogger(log), lease),
+		access: outbox.NewAccessChangedPublisher(e.Index, e.ReadDB, pub, outbox.WithLogger(log), lease),
 	}, nil
 }
 
-// defaultInstanceID is the instance id of a replica when --instance-id is
+// DefaultInstanceID is the instance id of a replica when --instance-id is
 // not given: the host name (in Kubernetes the pod's name, the same across
 // the restarts of its container).
-func defaultInstanceID() string {
+func DefaultInstanceID() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		return "accessd"
@@ -92,24 +88,24 @@ func defaultInstanceID() string {
 	return host
 }
 
-// run runs the process manager and, once it is subscribed (an in-process
+// Run runs the process manager and, once it is subscribed (an in-process
 // bus drops what nobody listens to yet), the relay and the access.changed
 // publisher, until ctx ends. It stops them in the opposite order: the
 // publishers first, then the process manager, so that no publish is in
 // flight while the consumer stops (an in-process publish that its consumer
 // abandons would count as delivered and be skipped by the checkpoint).
-func (m *messaging) run(ctx context.Context) error {
+func (m *Messaging) Run(ctx context.Context) error {
 	pmCtx, stopPM := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPM()
 	pmDone := make(chan error, 1)
-	go func() { pmDone <- m.pm.Run(pmCtx) }()
+	go func() { pmDone <- m.PM.Run(pmCtx) }()
 	select {
 	case <-ctx.Done():
 		stopPM()
 		return <-pmDone
 	case err := <-pmDone:
 		return fmt.Errorf("process manager: %w", err)
-	case <-m.pm.Ready():
+	case <-m.PM.Ready():
 	}
 	relCtx, stopRelays := context.WithCancel(ctx)
 	defer stopRelays()
@@ -140,3 +136,6 @@ func ignoreCanceled(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// Close closes the bus.
+func (m *Messaging) Close() error { return m.closeBus() }

@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"context"
@@ -13,13 +13,13 @@ import (
 	"github.com/accessledger/accessledger/projections/ledger"
 )
 
-// readStoreComponents is the one list of the components with tables of
+// Components is the one list of the components with tables of
 // their own in the read store, and their migrations: `accessd serve` and
 // `accessd migrate` apply them all (migrateReadStore), `accessd status`
 // reports each. The read models' tables are not here: the projection
 // runner creates them, per generation. A test fails when a package
 // declares migrations that are not in this list.
-func readStoreComponents() []sqldb.Component {
+func Components() []sqldb.Component {
 	return []sqldb.Component{
 		{Name: projections.Component, Migrations: projections.Migrations},
 		{Name: securitylog.Component, Migrations: securitylog.Migrations},
@@ -30,30 +30,14 @@ func readStoreComponents() []sqldb.Component {
 	}
 }
 
-// migrateReadStore applies the migrations of every component of the read
+// MigrateReadStore applies the migrations of every component of the read
 // store (readStoreComponents), so that `accessd migrate` prepares all of it
 // ahead of a rollout.
-func migrateReadStore(ctx context.Context, db *sqldb.DB) error {
-	for _, c := range readStoreComponents() {
+func MigrateReadStore(ctx context.Context, db *sqldb.DB) error {
+	for _, c := range Components() {
 		if err := c.Migrate(ctx, db); err != nil {
 			return fmt.Errorf("migrate read store %s: %w", db, err)
 		}
 	}
 	return nil
-}
-
-// printSchemaStatus reports, for each component of the read store, how
-// many of its migrations db has applied. It writes nothing.
-func printSchemaStatus(ctx context.Context, env *environment, db *sqldb.DB) {
-	for _, c := range readStoreComponents() {
-		applied, total, err := c.Progress(ctx, db)
-		switch {
-		case err != nil:
-			fmt.Fprintf(env.stdout, "schema %s: unreadable: %v\n", c.Name, err)
-		case applied == total:
-			fmt.Fprintf(env.stdout, "schema %s: %d of %d migrations applied\n", c.Name, applied, total)
-		default:
-			fmt.Fprintf(env.stdout, "schema %s: %d of %d migrations applied (accessd migrate applies the rest)\n", c.Name, applied, total)
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/progress"
 )
 
 // relationshipOf is the relationship a grant to a member of kind k names.
@@ -226,7 +227,7 @@ func (b *bencher) commandMix(ctx context.Context, be *benchEngine, store string)
 // clock past them and times until every GraceExpired is in the log.
 func (b *bencher) expiries(ctx context.Context, be *benchEngine, store string, n int) error {
 	d := be.data
-	pm := be.msg.pm
+	pm := be.msg.PM
 	before, err := pm.Status(ctx)
 	if err != nil {
 		return err
@@ -245,7 +246,7 @@ func (b *bencher) expiries(ctx context.Context, be *benchEngine, store string, n
 	var refused atomic.Int64
 	setupStart := time.Now()
 	var done atomic.Int64
-	report, finish := newProgress(b.progress, isTerminal(b.progress), "expiry setup")
+	report, finish := progress.New(b.progress, progress.IsTerminal(b.progress), "expiry setup")
 	stopReport := make(chan struct{})
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -313,7 +314,7 @@ func (b *bencher) expiries(ctx context.Context, be *benchEngine, store string, n
 	}
 	recorded := time.Since(recordStart)
 
-	log := be.e.stores.events.log
+	log := be.e.Stores.Events.Log
 	head, err := log.Head(ctx)
 	if err != nil {
 		return err

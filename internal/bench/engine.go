@@ -1,12 +1,10 @@
-package main
+package bench
 
 import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +19,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/internal/engine"
 )
 
 // benchClock is the command service's and the process manager's clock in a
@@ -91,9 +90,9 @@ func (c *benchClock) wake() {
 // gochannel bus) and the HTTP API on a real listener. Its command service
 // and process manager run on a benchClock.
 type benchEngine struct {
-	e      *engine
+	e      *engine.Engine
 	cmds   *commands.Service
-	msg    *messaging
+	msg    *engine.Messaging
 	clock  *benchClock
 	policy domain.Policy
 	data   *benchData
@@ -109,16 +108,6 @@ type benchEngine struct {
 	httpDone   chan error
 }
 
-// defaultServeConfig returns serve's configuration with every flag at its
-// default.
-func defaultServeConfig() *serveConfig {
-	var sc serveConfig
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	sc.register(fs)
-	return &sc
-}
-
 // startEngine starts the engine on the data set as serve does and returns
 // it once ready (read models and index caught up), with the time from
 // start to ready.
@@ -132,8 +121,8 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 	if err != nil {
 		return nil, 0, err
 	}
-	cfg := storeConfig{eventStore: ds.url, dataDir: ds.dir}
-	e, err := openEngine(ctx, &cfg, engineOptions{instance: "bench"}, b.log)
+	cfg := engine.Config{EventStore: ds.url, DataDir: ds.dir}
+	e, err := engine.Open(ctx, &cfg, engine.Options{Instance: "bench"}, b.log)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -143,12 +132,11 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 		_ = be.stop()
 		return nil, 0, err
 	}
-	if err := migrateReadStore(ctx, e.readDB); err != nil {
+	if err := engine.MigrateReadStore(ctx, e.ReadDB); err != nil {
 		return fail(err)
 	}
-	sc := defaultServeConfig()
-	be.policy = sc.policy()
-	be.cmds, err = commands.New(e.stores.events.log, securitylog.New(e.readDB),
+	be.policy = domain.DefaultPolicy
+	be.cmds, err = commands.New(e.Stores.Events.Log, securitylog.New(e.ReadDB),
 		commands.Config{Policy: be.policy, Logger: b.log, Clock: be.clock.Now})
 	if err != nil {
 		return fail(err)
@@ -157,7 +145,7 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 		return fail(err)
 	}
 	var ready atomic.Bool
-	handler, err := apiHandler(e, be.cmds, verifier, sc, ready.Load, be.stopping, b.log)
+	handler, err := engine.APIHandler(e, be.cmds, verifier, engine.DefaultMinPositionWait, ready.Load, be.stopping, b.log)
 	if err != nil {
 		return fail(err)
 	}
@@ -173,12 +161,12 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 	be.stopRun = stopRun
 	readyCh := make(chan struct{})
 	go func() {
-		be.engineDone <- e.run(runCtx, func() {
+		be.engineDone <- e.Run(runCtx, func() {
 			ready.Store(true)
 			close(readyCh)
 		})
 	}()
-	go func() { be.msgDone <- e.afterVerified(runCtx, be.msg.run) }()
+	go func() { be.msgDone <- e.AfterVerified(runCtx, be.msg.Run) }()
 	go func() { be.httpDone <- be.srv.Serve(ln) }()
 	select {
 	case <-readyCh:
@@ -234,7 +222,7 @@ func (be *benchEngine) stop() error {
 		}
 	}
 	if be.msg != nil {
-		if err := be.msg.close(); err != nil {
+		if err := be.msg.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close bus: %w", err))
 		}
 	}
@@ -244,20 +232,20 @@ func (be *benchEngine) stop() error {
 	return errors.Join(errs...)
 }
 
-// openBenchMessaging is openMessaging with the process manager on clk.
+// openBenchMessaging is engine.OpenMessaging with the process manager on clk.
 // Like a long-running engine's, the relays start at the head of the log,
 // not at the start of the data set (whose deadlines the generator has
 // already settled): their checkpoints are set to the head when they have
 // none.
-func openBenchMessaging(ctx context.Context, e *engine, cmds *commands.Service, clk processmanager.Clock, log *slog.Logger) (*messaging, error) {
-	if err := migrateReadStore(ctx, e.readDB); err != nil {
+func openBenchMessaging(ctx context.Context, e *engine.Engine, cmds *commands.Service, clk processmanager.Clock, log *slog.Logger) (*engine.Messaging, error) {
+	if err := engine.MigrateReadStore(ctx, e.ReadDB); err != nil {
 		return nil, err
 	}
-	head, err := e.stores.events.log.Head(ctx)
+	head, err := e.Stores.Events.Log.Head(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cps := outbox.NewCheckpoints(e.readDB)
+	cps := outbox.NewCheckpoints(e.ReadDB)
 	for _, name := range []string{outbox.DefaultRelayName, outbox.DefaultAccessName} {
 		pos, err := cps.Load(ctx, name)
 		if err != nil {
@@ -269,9 +257,9 @@ func openBenchMessaging(ctx context.Context, e *engine, cmds *commands.Service, 
 			}
 		}
 	}
-	bcfg, err := busConfig(string(bus.KindGoChannel), log)
+	bcfg, err := engine.BusConfig(string(bus.KindGoChannel), log)
 	if err != nil {
 		return nil, err
 	}
-	return newMessaging(ctx, bcfg, e, cmds, clk, "accessd-bench-"+defaultInstanceID(), log)
+	return engine.OpenMessaging(ctx, bcfg, e, cmds, clk, "accessd-bench-"+engine.DefaultInstanceID(), log)
 }

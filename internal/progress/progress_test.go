@@ -1,7 +1,8 @@
-package main
+package progress
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 func TestPlainProgressPrintsEveryTenthOrTwoSeconds(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	var out strings.Builder
-	report, finish := newProgressClock(&out, false, "rebuild access_history", clock.now)
+	report, finish := newClock(&out, false, "rebuild access_history", clock.now)
 
 	report(0, 1000)
 	clock.advance(500 * time.Millisecond)
@@ -49,7 +50,7 @@ func TestPlainProgressPrintsEveryTenthOrTwoSeconds(t *testing.T) {
 func TestPlainProgressOfAnEmptyLog(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	var out strings.Builder
-	report, finish := newProgressClock(&out, false, "rebuild accounts", clock.now)
+	report, finish := newClock(&out, false, "rebuild accounts", clock.now)
 	report(0, 0)
 	finish()
 	require.Equal(t, "rebuild accounts: 0/0 events (100%) in 0s, - ev/s\n", out.String())
@@ -57,14 +58,14 @@ func TestPlainProgressOfAnEmptyLog(t *testing.T) {
 
 func TestPlainProgressFinishWithoutReportPrintsNothing(t *testing.T) {
 	var out strings.Builder
-	_, finish := newProgress(&out, false, "rebuild accounts")
+	_, finish := New(&out, false, "rebuild accounts")
 	finish()
 	require.Empty(t, out.String())
 }
 
 func TestTerminalProgressDrawsABar(t *testing.T) {
 	var out syncBuffer
-	report, finish := newProgress(&out, true, "rebuild audit_trail")
+	report, finish := New(&out, true, "rebuild audit_trail")
 	report(0, 100)
 	report(50, 100)
 	report(100, 100)
@@ -73,4 +74,23 @@ func TestTerminalProgressDrawsABar(t *testing.T) {
 	require.Contains(t, s, "rebuild audit_trail")
 	require.Contains(t, s, "100/100")
 	require.True(t, strings.HasSuffix(s, "\n"), "the bar ends its line when done")
+}
+
+// syncBuffer is a strings.Builder safe for the bar's writes and the test's
+// read.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

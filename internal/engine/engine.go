@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"context"
@@ -20,57 +20,62 @@ import (
 	"github.com/accessledger/accessledger/projections/ledger"
 )
 
-// readModels returns fresh instances of every SQL read model, in the order
+// ReadModels returns fresh instances of every SQL read model, in the order
 // the runner reports them; opts configure the ledger's tree (the last
 // published checkpoint it must agree with).
-func readModels(opts ...ledger.Option) []projections.Projection {
+func ReadModels(opts ...ledger.Option) []projections.Projection {
 	return []projections.Projection{accesshistory.New(), audit.New(), accounts.New(), ledger.New(opts...)}
 }
 
-// readModelNames lists the names accepted by rebuild --projection.
-func readModelNames() []string {
+// ReadModelNames lists the names accepted by rebuild --projection.
+func ReadModelNames() []string {
 	var names []string
-	for _, p := range readModels() {
+	for _, p := range ReadModels() {
 		names = append(names, p.Name())
 	}
 	return names
 }
 
-// engine is the running engine: the event store, the read models kept by
+// Engine is the running engine: the event store, the read models kept by
 // the projection runner, and the in-memory access index.
-type engine struct {
+type Engine struct {
 	log    *slog.Logger
-	stores *stores
-	readDB *sqldb.DB
-	runner *projections.Runner
-	index  *accessindex.Index
-	// ledger signs checkpoints of the tree and guards the start: the
+	Stores *Stores
+	// ReadDB is the read store (Stores.Read).
+	ReadDB *sqldb.DB
+	Runner *projections.Runner
+	Index  *accessindex.Index
+	// Ledger signs checkpoints of the tree and guards the start: the
 	// engine is ready only once the log agrees with what was published.
-	ledger *ledger.Ledger
+	// Nil when Options.ReadOnlyKey is set and there is no key.
+	Ledger *ledger.Ledger
 	// verified is closed once the start-up check found the log agreeing
 	// with the stored tree and the published checkpoints.
 	verified chan struct{}
 }
 
-// engineOptions are serve's settings of the engine's ledger.
-type engineOptions struct {
-	// readOnlyKey: never create the ledger's key (a check on a copy, a
+// Options are the settings of the engine's ledger.
+type Options struct {
+	// ReadOnlyKey: never create the ledger's key (a check on a copy, a
 	// key kept elsewhere): without one the engine has no ledger.
-	readOnlyKey        bool
-	instance           string
-	checkpointInterval time.Duration
-	checkpointEvery    int64
+	ReadOnlyKey bool
+	// Instance names this replica in the read store (the ledger's
+	// publisher lease).
+	Instance string
+	// CheckpointInterval and CheckpointEvery: when a grown tree is signed.
+	CheckpointInterval time.Duration
+	CheckpointEvery    int64
 }
 
-// openEngine opens the stores, applies every migration and builds the
-// projections; run starts them. The read models live in --read-store, or
+// Open opens the stores, applies every migration and builds the
+// projections; Run starts them. The read models live in --read-store, or
 // in the event store's database when that is SQL.
 //
 // The ledger's key is created in the data directory on first start; the
 // tree's projection is given the newest published checkpoint, so that no
 // build of the tree (a rebuild at start included) agrees with a changed log.
-func openEngine(ctx context.Context, cfg *storeConfig, opts engineOptions, log *slog.Logger) (*engine, error) {
-	st, err := openStores(ctx, cfg, log)
+func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*Engine, error) {
+	st, err := OpenStores(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -83,16 +88,16 @@ func openEngine(ctx context.Context, cfg *storeConfig, opts engineOptions, log *
 	if latest != nil {
 		lopts = append(lopts, ledger.WithCheckpoint(*latest))
 	}
-	runner, err := projections.NewRunner(st.read.DB, st.events.log, readModels(lopts...), projections.WithLogger(log))
+	runner, err := projections.NewRunner(st.Read.DB, st.Events.Log, ReadModels(lopts...), projections.WithLogger(log))
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	return &engine{log: log, stores: st, readDB: st.read, runner: runner, ledger: l, verified: make(chan struct{}),
-		index: accessindex.New(accessindex.WithLogger(log))}, nil
+	return &Engine{log: log, Stores: st, ReadDB: st.Read, Runner: runner, Ledger: l, verified: make(chan struct{}),
+		Index: accessindex.New(accessindex.WithLogger(log))}, nil
 }
 
-func (e *engine) Close() error { return e.stores.Close() }
+func (e *Engine) Close() error { return e.Stores.Close() }
 
 // startGCPercent is the garbage collector's target while the engine
 // replays the log at start (GOGC; the default is 100): the replay builds a
@@ -101,9 +106,9 @@ func (e *engine) Close() error { return e.stores.Close() }
 // county data set (docs/performance.md); the default returns once ready.
 const startGCPercent = 400
 
-// run runs the projections and the index until ctx ends. ready is called
+// Run runs the projections and the index until ctx ends. ready is called
 // once when every read model and the index have caught up with the log.
-func (e *engine) run(ctx context.Context, ready func()) error {
+func (e *Engine) Run(ctx context.Context, ready func()) error {
 	prev := debug.SetGCPercent(startGCPercent)
 	if prev < 0 || prev > startGCPercent {
 		debug.SetGCPercent(prev) // GC off or a higher target: the operator's choice stands
@@ -118,9 +123,9 @@ func (e *engine) run(ctx context.Context, ready func()) error {
 	}
 	defer restoreGC()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return e.runner.Run(gctx) })
+	g.Go(func() error { return e.Runner.Run(gctx) })
 	g.Go(func() error {
-		err := e.index.Run(gctx, e.stores.events.log)
+		err := e.Index.Run(gctx, e.Stores.Events.Log)
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			return nil
 		}
@@ -131,9 +136,9 @@ func (e *engine) run(ctx context.Context, ready func()) error {
 		select {
 		case <-gctx.Done():
 			return nil
-		case <-e.index.Ready():
+		case <-e.Index.Ready():
 		}
-		if err := e.runner.WaitCaughtUp(gctx); err != nil {
+		if err := e.Runner.WaitCaughtUp(gctx); err != nil {
 			return nil
 		}
 		select {
@@ -150,10 +155,10 @@ func (e *engine) run(ctx context.Context, ready func()) error {
 	return g.Wait()
 }
 
-// afterVerified runs f once the start-up check has passed (the messaging:
+// AfterVerified runs f once the start-up check has passed (the messaging:
 // the process manager appends expiries decided from the log, the relays
 // publish it), or returns nil when ctx ends first.
-func (e *engine) afterVerified(ctx context.Context, f func(context.Context) error) error {
+func (e *Engine) AfterVerified(ctx context.Context, f func(context.Context) error) error {
 	select {
 	case <-ctx.Done():
 		return nil
@@ -162,9 +167,9 @@ func (e *engine) afterVerified(ctx context.Context, f func(context.Context) erro
 	return f(ctx)
 }
 
-// logStatus logs every projection's state.
-func (e *engine) logStatus() {
-	for _, s := range e.runner.Status() {
+// LogStatus logs every projection's state.
+func (e *Engine) LogStatus() {
+	for _, s := range e.Runner.Status() {
 		attrs := []any{"projection", s.Name, "position", s.Position.String(), "caught_up", s.CaughtUp,
 			"lag", s.Lag.Round(time.Millisecond).String()}
 		if s.LastError != nil {
@@ -172,6 +177,6 @@ func (e *engine) logStatus() {
 		}
 		e.log.Info("projection", attrs...)
 	}
-	st := e.index.Stats()
+	st := e.Index.Stats()
 	e.log.Info("access index", "position", st.Position.String(), "pairs", st.Pairs, "accounts", st.Accounts, "children", st.Children)
 }

@@ -1,8 +1,11 @@
-package main
+// Package progress reports the progress of long tasks over events (a
+// rebuild, a generated data set): a bar on a terminal, plain lines in a log.
+package progress
 
 import (
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -13,7 +16,7 @@ import (
 // every tenth of the total.
 const plainEvery = 2 * time.Second
 
-// newProgress returns a progress callback for a long task over events (a
+// New returns a progress callback for a long task over events (a
 // rebuild), of the shape projections.Rebuild takes, and a finish function
 // to call once when the task has ended.
 //
@@ -25,11 +28,11 @@ const plainEvery = 2 * time.Second
 //
 // and finish prints the final count, time taken and rate. The callback
 // and finish may be called from any goroutine.
-func newProgress(w io.Writer, isTerminal bool, label string) (func(done, total uint64), func()) {
-	return newProgressClock(w, isTerminal, label, time.Now)
+func New(w io.Writer, isTerminal bool, label string) (func(done, total uint64), func()) {
+	return newClock(w, isTerminal, label, time.Now)
 }
 
-func newProgressClock(w io.Writer, isTerminal bool, label string, now func() time.Time) (func(done, total uint64), func()) {
+func newClock(w io.Writer, isTerminal bool, label string, now func() time.Time) (func(done, total uint64), func()) {
 	p := &progress{w: w, label: label, now: now, start: now(), terminal: isTerminal}
 	p.lastLine = p.start
 	return p.report, p.finish
@@ -128,4 +131,14 @@ func rate(done uint64, d time.Duration) string {
 		return "- ev/s"
 	}
 	return fmt.Sprintf("%.0f ev/s", float64(done)/d.Seconds())
+}
+
+// IsTerminal reports whether w is a terminal (for a progress bar).
+func IsTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

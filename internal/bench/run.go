@@ -1,8 +1,11 @@
-package main
+// Package bench is the load tool behind accessd bench and accessd
+// generate: it generates a data set into a store, starts the engine on it
+// as accessd serve does, and measures rebuilds, start-up, checks, queries,
+// expiries and commands (docs/performance.md).
+package bench
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/internal/datagen"
+	"github.com/accessledger/accessledger/internal/engine"
 )
 
 // testPostgresEnv is the environment variable --postgres defaults to, the
@@ -28,8 +32,8 @@ const testPostgresEnv = "ACCESSLEDGER_TEST_POSTGRES_DSN"
 // order they run.
 var benchMeasurements = []string{"rebuild", "index", "startup", "check", "http", "queries", "expiry", "commands"}
 
-// benchConfig holds the flags of accessd bench.
-type benchConfig struct {
+// Config holds the flags of accessd bench.
+type Config struct {
 	scale      string
 	seed       uint64
 	stores     string
@@ -46,7 +50,8 @@ type benchConfig struct {
 	logLevel   string
 }
 
-func (c *benchConfig) register(fs *flag.FlagSet) {
+// Register adds the flags of accessd bench to fs.
+func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.scale, "scale", "county", "data set: county, nation or small")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the data set")
 	fs.StringVar(&c.stores, "stores", "", "stores to measure, comma-separated: sqlite, postgres "+
@@ -66,7 +71,7 @@ func (c *benchConfig) register(fs *flag.FlagSet) {
 
 // bencher runs one accessd bench.
 type bencher struct {
-	cfg       benchConfig
+	cfg       Config
 	sc        datagen.Scale
 	only      map[string]bool
 	queryConc []int
@@ -79,19 +84,19 @@ type bencher struct {
 	fsync    map[string]string
 }
 
-// runBench measures the engine on a generated data set and prints a table
-// of the figures with the Performance issue's targets; it writes the same
-// figures, with their conditions, as JSON.
-func runBench(ctx context.Context, args []string, env *environment) error {
-	var cfg benchConfig
-	fs := newFlagSet("bench", env.stderr)
-	cfg.register(fs)
-	if err := parseFlags(fs, args, env.lookup); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
+// Env is what a run reads and writes besides its flags.
+type Env struct {
+	// Lookup reads the environment ($ACCESSLEDGER_TEST_POSTGRES_DSN).
+	Lookup func(string) (string, bool)
+	// Stdout receives the table; Stderr the progress and the logs.
+	Stdout, Stderr io.Writer
+}
+
+// Run measures the engine on a generated data set and prints a table of
+// the figures with the Performance issue's targets; it writes the same
+// figures, with their conditions, as JSON. Flag errors wrap
+// engine.ErrUsage.
+func Run(ctx context.Context, cfg Config, env Env) error {
 	b, err := newBencher(cfg, env)
 	if err != nil {
 		return err
@@ -120,12 +125,12 @@ func runBench(ctx context.Context, args []string, env *environment) error {
 			break
 		}
 	}
-	fmt.Fprintln(env.stdout)
-	b.report.printTable(env.stdout)
+	fmt.Fprintln(env.Stdout)
+	b.report.printTable(env.Stdout)
 	if err := b.report.writeJSON(cfg.jsonFile); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "\nfigures written to %s\n", cfg.jsonFile)
+	fmt.Fprintf(env.Stdout, "\nfigures written to %s\n", cfg.jsonFile)
 	if n := len(b.report.Errors); n > 0 {
 		return fmt.Errorf("failed: %d (the figures measured are in %s): %s", n, cfg.jsonFile, strings.Join(b.report.Errors, "; "))
 	}
@@ -134,13 +139,15 @@ func runBench(ctx context.Context, args []string, env *environment) error {
 
 // newBencher checks the flags (and fills their defaults) and returns the
 // bencher.
-func newBencher(cfg benchConfig, env *environment) (*bencher, error) {
+func newBencher(cfg Config, env Env) (*bencher, error) {
 	sc, err := datagen.ScaleByName(cfg.scale)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --scale: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: --scale: %v", engine.ErrUsage, err)
 	}
 	if cfg.postgres == "" {
-		cfg.postgres, _ = env.lookup(testPostgresEnv)
+		if env.Lookup != nil {
+			cfg.postgres, _ = env.Lookup(testPostgresEnv)
+		}
 	}
 	if cfg.stores == "" {
 		cfg.stores = "sqlite"
@@ -153,44 +160,44 @@ func newBencher(cfg benchConfig, env *environment) (*bencher, error) {
 		case "sqlite":
 		case "postgres":
 			if cfg.postgres == "" {
-				return nil, fmt.Errorf("%w: --stores postgres needs --postgres URL (or $%s)", errUsage, testPostgresEnv)
+				return nil, fmt.Errorf("%w: --stores postgres needs --postgres URL (or $%s)", engine.ErrUsage, testPostgresEnv)
 			}
 		default:
-			return nil, fmt.Errorf("%w: --stores: unknown store %q: want sqlite or postgres", errUsage, s)
+			return nil, fmt.Errorf("%w: --stores: unknown store %q: want sqlite or postgres", engine.ErrUsage, s)
 		}
 	}
 	only := map[string]bool{}
 	if cfg.only != "" {
 		for _, m := range strings.Split(cfg.only, ",") {
 			if !slices.Contains(benchMeasurements, m) {
-				return nil, fmt.Errorf("%w: --only: unknown measurement %q: want %s", errUsage, m, strings.Join(benchMeasurements, ", "))
+				return nil, fmt.Errorf("%w: --only: unknown measurement %q: want %s", engine.ErrUsage, m, strings.Join(benchMeasurements, ", "))
 			}
 			only[m] = true
 		}
 	}
 	if cfg.duration <= 0 {
-		return nil, fmt.Errorf("%w: --duration %s: want more than 0", errUsage, cfg.duration)
+		return nil, fmt.Errorf("%w: --duration %s: want more than 0", engine.ErrUsage, cfg.duration)
 	}
 	if cfg.expiries < 1 {
-		return nil, fmt.Errorf("%w: --expiries %d: want at least 1", errUsage, cfg.expiries)
+		return nil, fmt.Errorf("%w: --expiries %d: want at least 1", engine.ErrUsage, cfg.expiries)
 	}
 	var queryConc []int
 	for _, s := range strings.Split(cfg.queryConc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%w: --query-concurrency %q: want positive numbers", errUsage, cfg.queryConc)
+			return nil, fmt.Errorf("%w: --query-concurrency %q: want positive numbers", engine.ErrUsage, cfg.queryConc)
 		}
 		queryConc = append(queryConc, n)
 	}
 	if cfg.jsonFile == "" {
-		return nil, fmt.Errorf("%w: --json is empty", errUsage)
+		return nil, fmt.Errorf("%w: --json is empty", engine.ErrUsage)
 	}
-	sl := storeConfig{logLevel: cfg.logLevel, logFormat: "text"}
-	if _, err := sl.level(); err != nil {
-		return nil, err
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", engine.ErrUsage, cfg.logLevel)
 	}
 	return &bencher{cfg: cfg, sc: sc, only: only, queryConc: queryConc, workDir: cfg.workDir,
-		log: sl.logger(env), progress: env.stderr, fsync: map[string]string{},
+		log: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level})), progress: env.Stderr, fsync: map[string]string{},
 		report: &benchReport{Conditions: benchConditions{Machine: machine(), GoVersion: runtime.Version(),
 			Scale: sc.Name, Seed: cfg.seed, Duration: cfg.duration.String(), Started: time.Now().UTC().Truncate(time.Second),
 			Stores: map[string]storeInfo{},
@@ -313,7 +320,7 @@ func (b *bencher) runStore(ctx context.Context, store string) error {
 	}
 	f := figure{Name: "start_to_ready", Store: store, Fsync: b.fsync[store], Concurrency: 1, Seconds: took.Seconds(),
 		Count: ds.data.Summary.Events, Unit: "events", PerSecond: float64(ds.data.Summary.Events) / took.Seconds(),
-		Note: "openEngine and run until the read models and the index have caught up, as serve (read models already built)"}
+		Note: "engine.Open and Run until the read models and the index have caught up, as serve (read models already built)"}
 	f.met(fmt.Sprintf("< %.0f s", targetStartSeconds), took.Seconds() < targetStartSeconds)
 	b.add(f)
 	defer func() {
@@ -326,10 +333,10 @@ func (b *bencher) runStore(ctx context.Context, store string) error {
 	}
 	var pairs []checkPair
 	if b.want("check") || b.want("http") || b.want("queries") {
-		pairs = checkPairs(be.e.index, ds.data, time.Now())
+		pairs = checkPairs(be.e.Index, ds.data, time.Now())
 	}
 	if b.want("check") && ctx.Err() == nil {
-		b.checkInProcess(be.e.index, pairs, store)
+		b.checkInProcess(be.e.Index, pairs, store)
 	}
 	if b.want("http") && ctx.Err() == nil {
 		b.httpChecks(ctx, be, pairs, store)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/datagen"
+	"github.com/accessledger/accessledger/internal/engine"
 )
 
 // benchDataFormat versions the cached data set's description: a cache of
@@ -254,7 +255,7 @@ func (b *bencher) postgresData(ctx context.Context) (*dataset, error) {
 	schema := fmt.Sprintf("accessbench_%s_%d_%d", b.sc.Name, b.cfg.seed, os.Getpid())
 	u, err := url.Parse(b.cfg.postgres)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --postgres: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: --postgres: %v", engine.ErrUsage, err)
 	}
 	admin, err := sqldb.Open(ctx, b.cfg.postgres)
 	if err != nil {
@@ -302,20 +303,20 @@ func (b *bencher) postgresData(ctx context.Context) (*dataset, error) {
 // AppendBatch), then builds the read models with projections.Rebuild; both
 // are measured.
 func (b *bencher) build(ctx context.Context, store, url string) (*benchData, error) {
-	cfg := storeConfig{eventStore: url}
-	st, err := openStores(ctx, &cfg, b.log)
+	cfg := engine.Config{EventStore: url}
+	st, err := engine.OpenStores(ctx, &cfg, b.log)
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
 	s := newSampler()
-	g, err := generateInto(ctx, st.events, b.sc, generateConfig{seed: b.cfg.seed, batch: datagen.DefaultBatchAppends},
+	g, err := GenerateInto(ctx, st.Events, b.sc, GenerateConfig{Seed: b.cfg.seed, Batch: datagen.DefaultBatchAppends},
 		b.progress, b.log, s.observe)
 	if err != nil {
 		return nil, err
 	}
 	b.add(figure{Name: "generate", Store: store, Fsync: b.fsync[store], Concurrency: 1, Seconds: g.Elapsed.Seconds(),
-		Count: g.Summary.Events, Unit: "events", PerSecond: g.rate(),
+		Count: g.Summary.Events, Unit: "events", PerSecond: g.Rate(),
 		Values: valueList{{"appends", float64(g.Summary.Appends)}, {"batch_appends", datagen.DefaultBatchAppends}}})
 	data, err := s.data(b.sc, b.cfg.seed, g.Summary)
 	if err != nil {

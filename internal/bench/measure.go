@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/internal/engine"
+	"github.com/accessledger/accessledger/internal/progress"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accessindex"
 )
@@ -33,17 +35,17 @@ const (
 
 // rebuild rebuilds every read model of st from the log, one after the
 // other as accessd rebuild does, and records each one's rate.
-func (b *bencher) rebuild(ctx context.Context, store string, st *stores) error {
-	head, err := st.events.log.Head(ctx)
+func (b *bencher) rebuild(ctx context.Context, store string, st *engine.Stores) error {
+	head, err := st.Events.Log.Head(ctx)
 	if err != nil {
 		return err
 	}
-	for _, p := range readModels() {
+	for _, p := range engine.ReadModels() {
 		var f figure
 		err := b.profiled("rebuild-"+p.Name(), store, func() error {
-			report, finish := newProgress(b.progress, isTerminal(b.progress), "rebuild "+p.Name())
+			report, finish := progress.New(b.progress, progress.IsTerminal(b.progress), "rebuild "+p.Name())
 			start := time.Now()
-			err := projections.Rebuild(ctx, st.read.DB, st.events.log, p, report, projections.WithLogger(b.log))
+			err := projections.Rebuild(ctx, st.Read.DB, st.Events.Log, p, report, projections.WithLogger(b.log))
 			took := time.Since(start)
 			finish()
 			if err != nil {
@@ -66,8 +68,8 @@ func (b *bencher) rebuild(ctx context.Context, store string, st *stores) error {
 
 // rebuildCopy rebuilds the read models of the data set's working copy.
 func (b *bencher) rebuildCopy(ctx context.Context, ds *dataset) error {
-	cfg := storeConfig{eventStore: ds.url}
-	st, err := openStores(ctx, &cfg, b.log)
+	cfg := engine.Config{EventStore: ds.url}
+	st, err := engine.OpenStores(ctx, &cfg, b.log)
 	if err != nil {
 		return err
 	}
@@ -79,13 +81,13 @@ func (b *bencher) rebuildCopy(ctx context.Context, ds *dataset) error {
 // at start (Run until Ready), and records the replay rate and the index's
 // heap: HeapInuse after a GC with the index built, less before.
 func (b *bencher) indexReplay(ctx context.Context, ds *dataset) error {
-	cfg := storeConfig{eventStore: ds.url}
-	st, err := openStore(ctx, &cfg, b.log)
+	cfg := engine.Config{EventStore: ds.url}
+	st, err := engine.OpenStore(ctx, &cfg, b.log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	head, err := st.log.Head(ctx)
+	head, err := st.Log.Head(ctx)
 	if err != nil {
 		return err
 	}
@@ -99,7 +101,7 @@ func (b *bencher) indexReplay(ctx context.Context, ds *dataset) error {
 		defer cancel()
 		done := make(chan error, 1)
 		start := time.Now()
-		go func() { done <- ix.Run(rctx, st.log) }()
+		go func() { done <- ix.Run(rctx, st.Log) }()
 		select {
 		case <-ix.Ready():
 			took = time.Since(start)
@@ -343,7 +345,7 @@ func (b *bencher) queries(ctx context.Context, be *benchEngine, pairs []checkPai
 	var accounts []uuid.UUID
 	seen := map[uuid.UUID]bool{}
 	for _, p := range pairs {
-		if p.want >= 0 && !seen[p.account] && be.e.index.Check(p.account, p.child, domain.View, p.at).Allowed {
+		if p.want >= 0 && !seen[p.account] && be.e.Index.Check(p.account, p.child, domain.View, p.at).Allowed {
 			seen[p.account] = true
 			accounts = append(accounts, p.account)
 		}

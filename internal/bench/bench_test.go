@@ -1,0 +1,336 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/internal/datagen"
+	"github.com/accessledger/accessledger/internal/engine"
+)
+
+// TestBenchSmallEndToEnd runs accessd bench on the small data set, on SQLite
+// and (when ACCESSLEDGER_TEST_POSTGRES_DSN is set) PostgreSQL, and checks
+// that the JSON holds every figure of every store with sane values. It
+// keeps the load tool working; the figures themselves are not judged.
+func TestBenchSmallEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the load tool end to end")
+	}
+	t.Parallel() // it checks the report's shape, not its figures: the others may run beside it
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	env := map[string]string{}
+	stores := []string{"sqlite"}
+	if dsn := os.Getenv(testPostgresEnv); dsn != "" {
+		env[testPostgresEnv] = dsn
+		stores = append(stores, "postgres")
+	}
+	dir := t.TempDir()
+	jsonFile := filepath.Join(dir, "bench.json")
+	const expiries = 20
+	args := []string{"--scale", "small", "--seed", "2", "--duration", "200ms", "--expiries", fmt.Sprint(expiries),
+		"--work-dir", filepath.Join(dir, "work"), "--json", jsonFile}
+	out, errOut, err := runArgs(ctx, env, args...)
+	require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	require.Contains(t, out, "measurement")
+	require.Contains(t, out, "met?")
+
+	var rep benchReport
+	raw, err := os.ReadFile(jsonFile)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &rep))
+
+	c := rep.Conditions
+	require.Equal(t, runtime.NumCPU(), c.Machine.CPUs)
+	require.NotEmpty(t, c.Machine.CPUModel)
+	require.Equal(t, runtime.Version(), c.GoVersion)
+	require.Equal(t, "small", c.Scale)
+	require.EqualValues(t, 2, c.Seed)
+	require.Greater(t, c.Events, int64(1000))
+	require.Equal(t, "200ms", c.Duration)
+	require.Empty(t, rep.Errors)
+	require.Len(t, c.Stores, len(stores))
+	require.Contains(t, c.Stores["sqlite"].Fsync, "synchronous=FULL")
+
+	byName := map[string][]figure{}
+	for _, f := range rep.Figures {
+		byName[f.Name+"/"+f.Store] = append(byName[f.Name+"/"+f.Store], f)
+	}
+	one := func(t *testing.T, name, store string) figure {
+		t.Helper()
+		fs := byName[name+"/"+store]
+		require.Len(t, fs, 1, "%s on %s", name, store)
+		return fs[0]
+	}
+	saneLatency := func(t *testing.T, f figure) {
+		t.Helper()
+		l := f.Latency
+		require.NotNil(t, l, f.Name)
+		require.Positive(t, l.Samples, f.Name)
+		require.Positive(t, l.P50, f.Name)
+		require.True(t, l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max, "%s: %+v", f.Name, *l)
+	}
+	saneLoad := func(t *testing.T, f figure, conc int) {
+		t.Helper()
+		require.Equal(t, conc, f.Concurrency, f.Name)
+		require.Positive(t, f.Count, f.Name)
+		require.Zero(t, f.Errors, "%s c=%d: %s", f.Name, conc, f.FirstError)
+		require.InDelta(t, float64(f.Count)/f.Seconds, f.PerSecond, 1e-6*f.PerSecond, f.Name)
+		saneLatency(t, f)
+		require.Equal(t, f.Count, f.Latency.Samples, "every operation timed: %s", f.Name)
+	}
+
+	for _, store := range stores {
+		t.Run(store, func(t *testing.T) {
+			if store == "postgres" {
+				require.Contains(t, c.Stores[store].Fsync, "fsync=")
+			}
+			g := one(t, "generate", store)
+			require.Equal(t, c.Events, g.Count)
+			require.Positive(t, g.PerSecond)
+			require.Equal(t, c.Stores[store].Fsync, g.Fsync)
+
+			for _, model := range engine.ReadModelNames() {
+				f := one(t, "rebuild."+model, store)
+				require.Equal(t, c.Events, f.Count, model)
+				require.Positive(t, f.PerSecond, model)
+				require.Equal(t, store == "sqlite", f.Met != nil, "the rebuild target is SQLite's")
+			}
+
+			f := one(t, "index.replay", store)
+			require.Equal(t, c.Events, f.Count)
+			applied, ok := f.Values.get("records_applied")
+			require.True(t, ok)
+			require.EqualValues(t, c.Events, applied)
+
+			f = one(t, "index.memory", store)
+			pairs, _ := f.Values.get("pairs")
+			perPair, _ := f.Values.get("heap_bytes_per_pair")
+			require.Positive(t, pairs)
+			require.Equal(t, int64(pairs), f.Count)
+			require.True(t, perPair > 10 && perPair < 1<<20, "heap per pair %.0f B", perPair)
+
+			f = one(t, "start_to_ready", store)
+			require.True(t, f.Seconds > 0 && f.Seconds < 60, "%.2f s", f.Seconds)
+			require.NotNil(t, f.Met)
+
+			fs := byName["check.http/"+store]
+			require.Len(t, fs, 3)
+			for i, conc := range []int{1, 8, 32} {
+				saneLoad(t, fs[i], conc)
+				require.Equal(t, conc == 8, fs[i].Met != nil)
+			}
+			for _, q := range []string{"query.viewers", "query.children", "query.child_history_at", "query.account_history_at"} {
+				saneLoad(t, one(t, q, store), 1)
+			}
+
+			f = one(t, "expiry", store)
+			require.EqualValues(t, expiries, f.Count)
+			require.Zero(t, f.Errors, f.FirstError)
+			require.Positive(t, f.Seconds)
+			fired, _ := f.Values.get("fired")
+			require.GreaterOrEqual(t, fired, float64(expiries), "every deadline fired by the process manager")
+
+			fs = byName["commands/"+store]
+			require.Len(t, fs, 2)
+			for i, conc := range []int{1, 8} {
+				saneLoad(t, fs[i], conc)
+				require.Equal(t, store == "sqlite", fs[i].Met != nil)
+				require.Equal(t, c.Stores[store].Fsync, fs[i].Fsync)
+				var kinds []string
+				for _, k := range fs[i].ByKind {
+					kinds = append(kinds, k.Kind)
+				}
+				require.Subset(t, []string{kindGrant, kindRevoke, kindPlace, kindEnd}, kinds)
+				require.NotEmpty(t, kinds)
+			}
+		})
+	}
+
+	// The in-process check runs on each store's index; the sample triples'
+	// answers (the generator's, from the domain policy) must match.
+	fs := byName["check.inprocess/memory"]
+	require.Len(t, fs, len(stores))
+	for _, f := range fs {
+		require.Zero(t, f.Errors, "sample answers differ from the index's: %s", f.FirstError)
+		ns, _ := f.Values.get("ns_per_op")
+		allocs, ok := f.Values.get("allocs_per_op")
+		require.True(t, ok)
+		require.Positive(t, ns)
+		require.Zero(t, allocs, "Index.Check allocates")
+		saneLatency(t, f)
+	}
+
+	// A second run reuses the cached SQLite data set.
+	out, errOut, err = runArgs(ctx, nil, "--scale", "small", "--seed", "2", "--duration", "50ms",
+		"--stores", "sqlite", "--only", "startup,check", "--work-dir", filepath.Join(dir, "work"), "--json", jsonFile)
+	require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	require.Contains(t, errOut, "using the cached data set")
+	raw, err = os.ReadFile(jsonFile)
+	require.NoError(t, err)
+	rep = benchReport{}
+	require.NoError(t, json.Unmarshal(raw, &rep))
+	var names []string
+	for _, f := range rep.Figures {
+		names = append(names, f.Name)
+	}
+	require.Equal(t, []string{"start_to_ready", "check.inprocess"}, names)
+}
+
+func TestSummarizePercentiles(t *testing.T) {
+	d := make([]time.Duration, 0, 1000)
+	for i := 1000; i >= 1; i-- { // unsorted on purpose
+		d = append(d, time.Duration(i)*time.Microsecond)
+	}
+	l := summarize(d)
+	require.EqualValues(t, 1000, l.Samples)
+	require.InDelta(t, 500.5, l.Mean, 1e-9)
+	require.Equal(t, latency{Samples: 1000, Mean: l.Mean, P50: 500, P90: 900, P99: 990, P999: 999, Max: 1000}, l)
+	require.Equal(t, latency{}, summarize(nil))
+}
+
+func TestBenchClockFiresWhenAdvancedPastADeadline(t *testing.T) {
+	var c benchClock
+	start := c.Now()
+	due := c.At(start.Add(time.Hour))
+	past := c.At(start.Add(-time.Second))
+	select {
+	case <-past:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a time already reached did not fire")
+	}
+	select {
+	case <-due:
+		t.Fatal("fired an hour early")
+	default:
+	}
+	c.Advance(2 * time.Hour)
+	select {
+	case at := <-due:
+		require.False(t, at.Before(start.Add(time.Hour)))
+	case <-time.After(10 * time.Second):
+		t.Fatal("did not fire once the clock passed the deadline")
+	}
+	require.True(t, c.Now().Sub(start) >= 2*time.Hour)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Empty(t, c.waiters)
+}
+
+func TestHumanNumbers(t *testing.T) {
+	for in, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567.4: "1,234,567", -20000: "-20,000"} {
+		require.Equal(t, want, human(in), "%v", in)
+	}
+	require.True(t, strings.HasSuffix(micros(1500), "ms"))
+	require.True(t, strings.HasSuffix(micros(1.5), "µs"))
+}
+
+func TestGCDuringCountsCollections(t *testing.T) {
+	d := gcDuring(func() {
+		runtime.GC()
+		runtime.GC()
+	})
+	require.GreaterOrEqual(t, d.cycles, uint32(2))
+	require.Positive(t, d.pause)
+	require.Positive(t, d.maxStop)
+	require.LessOrEqual(t, d.maxStop, d.pause)
+	v := d.values()
+	cycles, ok := v.get("gc_cycles")
+	require.True(t, ok)
+	require.EqualValues(t, d.cycles, cycles)
+}
+
+func TestBenchReportsAStoreItCannotReach(t *testing.T) {
+	t.Parallel()
+	jsonFile := filepath.Join(t.TempDir(), "b.json")
+	out, errOut, err := runArgs(context.Background(), nil, "--scale", "small", "--stores", "postgres",
+		"--postgres", "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=5", "--json", jsonFile)
+	require.Error(t, err, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	require.Contains(t, err.Error(), "failed: 1 (the figures measured are in")
+	raw, err := os.ReadFile(jsonFile)
+	require.NoError(t, err)
+	var rep benchReport
+	require.NoError(t, json.Unmarshal(raw, &rep))
+	require.Len(t, rep.Errors, 1)
+	require.True(t, strings.HasPrefix(rep.Errors[0], "postgres: run: load the data set"), rep.Errors[0])
+	require.Empty(t, rep.Figures)
+	require.Positive(t, rep.Conditions.Disk.Probes, "the conditions are written with the failure")
+}
+
+// TestBenchDataCacheKey: a cached description is used only for the same
+// format, generator version, scale and seed.
+func TestBenchDataCacheKey(t *testing.T) {
+	base := benchData{Format: benchDataFormat, Generator: datagen.Version, Scale: datagen.Small.Name, Seed: 7}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*benchData)
+		reuse bool
+	}{
+		{"same", func(*benchData) {}, true},
+		{"older generator", func(d *benchData) { d.Generator = datagen.Version - 1 }, false},
+		{"other format", func(d *benchData) { d.Format = benchDataFormat + 1 }, false},
+		{"other scale", func(d *benchData) { d.Scale = datagen.County.Name }, false},
+		{"other seed", func(d *benchData) { d.Seed = 8 }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := base
+			tc.edit(&d)
+			path := filepath.Join(t.TempDir(), "small-seed7.json")
+			require.NoError(t, d.save(path))
+			got, err := loadBenchData(path, datagen.Small, 7)
+			require.NoError(t, err)
+			if tc.reuse {
+				require.Equal(t, &d, got)
+			} else {
+				require.Nil(t, got)
+			}
+		})
+	}
+}
+
+// runArgs runs the bench with args as accessd bench would, the
+// environment read from env; it returns standard output and error.
+func runArgs(ctx context.Context, env map[string]string, args ...string) (string, string, error) {
+	var cfg Config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.Register(fs)
+	if err := fs.Parse(args); err != nil {
+		return "", "", err
+	}
+	var stdout, stderr lockedBuffer
+	err := Run(ctx, cfg, Env{Lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok }, Stdout: &stdout, Stderr: &stderr})
+	return stdout.String(), stderr.String(), err
+}
+
+// lockedBuffer is a bytes.Buffer safe for the engine's concurrent log
+// writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,62 @@
+package engine
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/accessledger/accessledger/adapters/httpapi"
+	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/adapters/securitylog"
+	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/projections"
+	"github.com/accessledger/accessledger/projections/accesshistory"
+	"github.com/accessledger/accessledger/projections/accessindex"
+	"github.com/accessledger/accessledger/projections/accounts"
+	"github.com/accessledger/accessledger/projections/audit"
+	"github.com/accessledger/accessledger/queries"
+)
+
+// DefaultMinPositionWait is the longest wait of a query for its
+// min_position before it answers 503 stale, unless configured.
+const DefaultMinPositionWait = 2 * time.Second
+
+// APIHandler builds the HTTP API handler serve serves: the routes over
+// cmds and the engine's index and read models, authenticated by verifier,
+// with its metrics in a new registry (with the Go and process collectors).
+// ready answers GET /readyz; closing stopping ends the watch streams.
+func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticator, minPositionWait time.Duration,
+	ready func() bool, stopping <-chan struct{}, log *slog.Logger) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	qs, err := NewQueries(e, cmds.Policy(), minPositionWait, log)
+	if err != nil {
+		return nil, err
+	}
+	cfg := httpapi.Config{
+		Commands: cmds, Queries: qs, Auth: verifier,
+		Idempotency: idempotency.New(e.ReadDB),
+		Ready:       ready, Registry: reg, Logger: log, Stopping: stopping,
+		Collectors: []prometheus.Collector{accessindex.PositionGauge(e.Index), projections.Collector(e.Runner.Status)},
+	}
+	return httpapi.New(cfg)
+}
+
+// NewQueries builds the query service over the engine's index and read
+// models, with the security log for refused queries.
+func NewQueries(e *Engine, policy domain.Policy, wait time.Duration, log *slog.Logger) (*queries.Service, error) {
+	cfg := queries.Config{
+		Index: e.Index, History: accesshistory.NewReader(e.ReadDB), Accounts: accounts.NewReader(e.ReadDB),
+		Audit: audit.NewReader(e.ReadDB), SecurityLog: securitylog.New(e.ReadDB),
+		ChildRecords: queries.ChildrenFromLog(e.Stores.Events.Log), Refusals: securitylog.New(e.ReadDB),
+		Progress: e.Runner.Status, Policy: policy, MinPositionWait: wait, Logger: log,
+	}
+	if e.Ledger != nil {
+		cfg.Ledger, cfg.LedgerLog = e.Ledger, e.Stores.Events.Log
+	}
+	return queries.New(cfg)
+}
