@@ -1,4 +1,4 @@
-package main
+package accessctl
 
 // The command verbs: one function each, from its flags to its answer.
 

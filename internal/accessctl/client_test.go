@@ -1,4 +1,4 @@
-package main
+package accessctl
 
 import (
 	"context"
