@@ -23,7 +23,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -198,6 +200,9 @@ func openSQLiteFile(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqldb: sqlite path %q: %w", path, err)
 	}
+	if err := createPrivate(abs); err != nil {
+		return nil, err
+	}
 	dsn := sqliteDSN("file:"+escapeSQLitePath(filepath.ToSlash(abs)), false)
 	db, err := openSQLite(ctx, dsn, "sqlite:"+abs, abs, sqliteMaxConns)
 	if err != nil {
@@ -208,6 +213,29 @@ func openSQLiteFile(ctx context.Context, path string) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// FileMode is the mode of a new SQLite file: it holds personal data, so
+// only its owner may read it. SQLite gives the -wal and -shm files the mode
+// of the database file.
+const FileMode = 0o600
+
+// createPrivate creates the SQLite file at path, empty, with FileMode when
+// it does not exist yet, so that SQLite (which would create it with 0644
+// under the usual umask) opens a private file. An existing file keeps its
+// mode: the engine's start refuses a data directory others can read.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, FileMode)
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("sqldb: create %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("sqldb: create %s: %w", path, err)
+	}
+	return nil
 }
 
 // enableWAL switches the database file to write-ahead logging, which then

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -398,4 +399,35 @@ func TestMigrateHelperProcess(t *testing.T) {
 	}
 	pg, lite := widgets(slow)
 	require.NoError(t, sqldb.Migrate(t.Context(), db, "widgets", pg, lite))
+}
+
+// TestSQLiteFilesArePrivate: a new SQLite file and its -wal and -shm files
+// are readable by their owner only, whatever the umask lets through (they
+// hold personal data); an existing file keeps its mode.
+func TestSQLiteFilesArePrivate(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("POSIX modes")
+	}
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "private.db")
+	db, err := sqldb.Open(ctx, "sqlite:"+path)
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, "CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('carer@example.org')")
+	require.NoError(t, err)
+	for _, name := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(name)
+		require.NoError(t, err, name)
+		require.Equal(t, os.FileMode(sqldb.FileMode), fi.Mode().Perm(), name)
+	}
+	require.NoError(t, db.Close())
+
+	shared := filepath.Join(t.TempDir(), "shared.db")
+	require.NoError(t, os.WriteFile(shared, nil, 0o640))
+	require.NoError(t, os.Chmod(shared, 0o640))
+	db, err = sqldb.Open(ctx, "sqlite:"+shared)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	fi, err := os.Stat(shared)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o640), fi.Mode().Perm(), "an existing file keeps its mode")
 }

@@ -249,7 +249,7 @@ func TestRule_R16_PolicyIsPublished(t *testing.T) {
 			})
 		}
 		// A warning at or after the idle timeout is refused at start.
-		code, _, errOut := runCmd(t, context.Background(), noEnv, append([]string{"serve", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0",
+		code, _, errOut := runCmd(t, context.Background(), noEnv, append([]string{"serve", "--data-dir", privateDir(t), "--addr", "127.0.0.1:0",
 			"--session-idle-timeout", "10m", "--session-warning-after", "10m"}, store...)...)
 		require.Equal(t, exitUsage, code, errOut)
 	})

@@ -19,7 +19,7 @@ import (
 func TestServe_EventStoreDBNeedsReadStore(t *testing.T) {
 	t.Parallel()
 	srv := esdbtest.Start(t)
-	code, out, errOut := runCmd(t, context.Background(), noEnv, "serve", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0",
+	code, out, errOut := runCmd(t, context.Background(), noEnv, "serve", "--data-dir", privateDir(t), "--addr", "127.0.0.1:0",
 		"--event-store", srv.URL())
 	require.Equal(t, exitUsage, code, out+errOut)
 	require.Contains(t, errOut, "--read-store")
@@ -31,7 +31,7 @@ func TestServe_EventStoreDBUnreachable(t *testing.T) {
 	url := srv.URL()
 	srv.Stop()
 	start := time.Now()
-	code, out, errOut := runCmd(t, context.Background(), noEnv, "status", "--data-dir", t.TempDir(), "--event-store", url)
+	code, out, errOut := runCmd(t, context.Background(), noEnv, "status", "--data-dir", privateDir(t), "--event-store", url)
 	require.Equal(t, exitError, code, out+errOut)
 	require.Contains(t, errOut, "unavailable")
 	require.Less(t, time.Since(start), 2*time.Minute)

@@ -28,7 +28,7 @@ import (
 func TestScaleOut_OneReplicaPublishes(t *testing.T) {
 	t.Parallel()
 	store, busURL := sqltest.Postgres(t), sqltest.Postgres(t)
-	secretDir := t.TempDir()
+	secretDir := privateDir(t)
 	secret, err := auth.LoadOrCreateSecret(secretDir)
 	require.NoError(t, err)
 	common := []string{"--event-store", store, "--bus", busURL, "--grace-period", "1s",

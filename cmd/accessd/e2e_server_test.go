@@ -111,7 +111,7 @@ var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // (cancels its context) and requires exit code 0.
 func startServer(t *testing.T, extraFlags ...string) *e2eServer {
 	t.Helper()
-	s := &e2eServer{t: t, dir: t.TempDir(), flags: extraFlags,
+	s := &e2eServer{t: t, dir: privateDir(t), flags: extraFlags,
 		client: &http.Client{Timeout: e2eWait, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
 	t.Cleanup(func() {
 		s.stop()
@@ -334,4 +334,13 @@ func (s *e2eServer) dbFiles() []byte {
 	}
 	require.NotEmpty(s.t, all)
 	return all
+}
+
+// privateDir is a new temporary directory of mode 0700, as serve wants its
+// data directory (t.TempDir's follows the umask).
+func privateDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o700))
+	return dir
 }

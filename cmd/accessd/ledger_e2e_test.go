@@ -213,7 +213,7 @@ func TestRule_R23_EventStoreDB(t *testing.T) {
 
 func TestLedgerVerifyAlwaysEndsWithAVerdict(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := privateDir(t)
 	seed(t, dir)
 	ctx := context.Background()
 	// The ledger's tree is built by serve or a rebuild; none yet.
@@ -249,7 +249,7 @@ func TestLedgerVerifyAlwaysEndsWithAVerdict(t *testing.T) {
 // once, never a retry loop.
 func TestVerifyOnADamagedSQLiteFileEndsWithAVerdict(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := privateDir(t)
 	seed(t, dir)
 	_, _, err := ledger.LoadOrCreateKey(filepath.Join(dir, ledger.KeyFileName))
 	require.NoError(t, err)

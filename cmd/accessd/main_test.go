@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -119,14 +121,14 @@ func TestBadEnvironmentValueIsAUsageError(t *testing.T) {
 
 func TestServeStopsWhenCancelled(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := privateDir(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var out, errb syncBuffer
 	go func() {
 		done <- run(ctx, []string{"serve", "--data-dir", dir, "--addr", "127.0.0.1:0"}, &out, &errb, noEnv)
 	}()
-	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "ready: read models and access index caught up") }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "ready: read models and access index caught up") }, 10*time.Second, 10*time.Millisecond, "%s", &errb)
 	cancel()
 	select {
 	case code := <-done:
@@ -135,4 +137,24 @@ func TestServeStopsWhenCancelled(t *testing.T) {
 		t.Fatal("serve did not stop after cancellation")
 	}
 	require.Contains(t, errb.String(), "shutting down")
+}
+
+// TestServeRefusesADataDirectoryOthersCanRead: the data directory holds
+// the SQLite files, the signing secret and keys; serve refuses one that
+// group or others can access, with exit code 2, before it creates
+// anything in it.
+func TestServeRefusesADataDirectoryOthersCanRead(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("POSIX modes")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o755))
+	code, _, errOut := runCmd(t, context.Background(), noEnv, "serve", "--data-dir", dir, "--addr", "127.0.0.1:0")
+	require.Equal(t, exitUsage, code, errOut)
+	require.Contains(t, errOut, "group or others can access")
+	require.Contains(t, errOut, "chmod 700")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, entries, "nothing was created")
 }

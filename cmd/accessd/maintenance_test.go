@@ -49,7 +49,7 @@ func seed(t *testing.T, dir string) int {
 
 func TestAuditVerifyAndRebuild(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := privateDir(t)
 	n := seed(t, dir)
 	ctx := context.Background()
 
@@ -92,7 +92,7 @@ func TestAuditVerifyAndRebuild(t *testing.T) {
 
 func TestServeBecomesReady(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := privateDir(t)
 	seed(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)

@@ -24,6 +24,9 @@ import (
 // answer is written, so shutting down loses none.
 func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Logger, env *environment) error {
 	start := time.Now()
+	if err := cfg.CheckPrivate(); err != nil {
+		return err
+	}
 	secret, err := loadSecret(cfg.DataDir, sc.secretFile)
 	if err != nil {
 		return fmt.Errorf("signing secret: %w", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/accessledger/accessledger/projections/ledger"
 )
@@ -61,4 +62,22 @@ func (c *Config) EventStoreURL() (string, error) {
 		return "", fmt.Errorf("create data directory: %w", err)
 	}
 	return "sqlite:" + filepath.Join(c.DataDir, DefaultDBName), nil
+}
+
+// CheckPrivate refuses a data directory that group or others can access:
+// it holds the SQLite files, the signing secret and keys. It creates the
+// directory (mode 0700) when it is missing.
+func (c *Config) CheckPrivate() error {
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	fi, err := os.Stat(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return fmt.Errorf("%w: data directory %s has mode %#o: group or others can access the personal data in it; run chmod 700 %s",
+			ErrUsage, c.DataDir, perm, c.DataDir)
+	}
+	return nil
 }
