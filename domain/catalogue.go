@@ -60,7 +60,7 @@ type ChildRegistered struct {
 func (*ChildRegistered) EventType() string        { return TypeChildRegistered }
 func (e *ChildRegistered) EffectiveAt() time.Time { return e.RegisteredAt }
 func (e *ChildRegistered) validate() error {
-	return firstErr(needID("child_id", e.ChildID), checkText("reference", e.Reference, 200),
+	return firstErr(needID("child_id", e.ChildID), erasedOr(e.Reference, func(v string) error { return checkText("reference", v, 200) }),
 		optionalText("worker_id", e.WorkerID, 200), checkEventTime("registered_at", e.RegisteredAt))
 }
 
@@ -229,7 +229,7 @@ type AccountInvited struct {
 func (*AccountInvited) EventType() string        { return TypeAccountInvited }
 func (e *AccountInvited) EffectiveAt() time.Time { return e.InvitedAt }
 func (e *AccountInvited) validate() error {
-	if err := firstErr(needID("account_id", e.AccountID), checkEmail(e.Email),
+	if err := firstErr(needID("account_id", e.AccountID), erasedOr(e.Email, checkEmail),
 		checkEventTime("invited_at", e.InvitedAt), checkEventTime("expires_at", e.ExpiresAt)); err != nil {
 		return err
 	}
@@ -264,7 +264,7 @@ type AccountActivated struct {
 func (*AccountActivated) EventType() string        { return TypeAccountActivated }
 func (e *AccountActivated) EffectiveAt() time.Time { return e.ActivatedAt }
 func (e *AccountActivated) validate() error {
-	return firstErr(needID("account_id", e.AccountID), checkText("identity_subject", e.IdentitySubject, 255),
+	return firstErr(needID("account_id", e.AccountID), erasedOr(e.IdentitySubject, func(v string) error { return checkText("identity_subject", v, 255) }),
 		checkEventTime("activated_at", e.ActivatedAt))
 }
 
@@ -323,7 +323,7 @@ func (e *PhoneEnrolled) validate() error {
 	if err := firstErr(needID("account_id", e.AccountID), checkEventTime("enrolled_at", e.EnrolledAt)); err != nil {
 		return err
 	}
-	if !isPhoneHint(e.PhoneHint) {
+	if !isPhoneHint(e.PhoneHint) && !IsErased(e.PhoneHint) {
 		return invalid("phone_hint", "must be \"***\" and three digits")
 	}
 	return nil
@@ -342,7 +342,7 @@ type IdentityLinked struct {
 func (*IdentityLinked) EventType() string        { return TypeIdentityLinked }
 func (e *IdentityLinked) EffectiveAt() time.Time { return e.LinkedAt }
 func (e *IdentityLinked) validate() error {
-	return firstErr(checkText("subject", e.Subject, 255), needID("account_id", e.AccountID), checkEventTime("linked_at", e.LinkedAt))
+	return firstErr(erasedOr(e.Subject, func(v string) error { return checkText("subject", v, 255) }), needID("account_id", e.AccountID), checkEventTime("linked_at", e.LinkedAt))
 }
 
 func optionalText(field, s string, max int) error {

@@ -66,6 +66,9 @@ func (c Cause) EventData(id uuid.UUID, e Event) (eventlog.EventData, error) {
 	if c.RecordedAt.IsZero() {
 		return eventlog.EventData{}, invalid("recorded_at", "required")
 	}
+	if IsErased(c.Reason) {
+		return eventlog.EventData{}, invalid("reason", "%q stands for erased data and cannot be written", ErasedText)
+	}
 	data, err := Encode(e)
 	if err != nil {
 		return eventlog.EventData{}, err

@@ -81,7 +81,7 @@ func Encode(e Event) ([]byte, error) {
 	if _, ok := catalogue[e.EventType()]; !ok {
 		return nil, fmt.Errorf("encode %q: %w", e.EventType(), ErrUnknownEventType)
 	}
-	if err := e.validate(); err != nil {
+	if err := firstErr(e.validate(), refuseErased(e)); err != nil {
 		return nil, fmt.Errorf("encode %s: %w: %w", e.EventType(), ErrMalformedEvent, err)
 	}
 	b, err := json.Marshal(e)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/accessledger/accessledger/adapters/idempotency"
+	"github.com/accessledger/accessledger/adapters/keystore"
 	"github.com/accessledger/accessledger/adapters/outbox"
 	"github.com/accessledger/accessledger/adapters/processmanager"
 	"github.com/accessledger/accessledger/adapters/securitylog"
@@ -27,6 +28,7 @@ func Components() []sqldb.Component {
 		{Name: ledger.Component, Migrations: ledger.Migrations},
 		{Name: outbox.Component, Migrations: outbox.Migrations},
 		{Name: processmanager.Component, Migrations: processmanager.Migrations},
+		{Name: keystore.Component, Migrations: keystore.Migrations},
 	}
 }
 

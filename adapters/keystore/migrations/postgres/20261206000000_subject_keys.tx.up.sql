@@ -1,0 +1,13 @@
+-- The data keys of the data subjects (R22): one row per subject ("account:"
+-- or "child:" and the id), its 32-byte AES-256 key wrapped (AES-256-GCM) by
+-- the master key named by master_key_id. Erasure zeroes wrapped and sets
+-- erased_at (Unix microseconds; 0 while the key lives): the row stays so
+-- that the subject is known to be erased and never gets a new key.
+CREATE TABLE subject_keys (
+    subject        TEXT   NOT NULL,
+    wrapped        BYTEA  NOT NULL,
+    master_key_id  TEXT   NOT NULL,
+    created_at     BIGINT NOT NULL,
+    erased_at      BIGINT NOT NULL DEFAULT 0,
+    CONSTRAINT subject_keys_pkey PRIMARY KEY (subject)
+);

@@ -1,0 +1,55 @@
+package domain_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/domain"
+)
+
+// TestPersonalFieldsOfEveryEvent pins which payload fields are personal
+// (R22): adapters/personaldata encrypts exactly these, and the reason.
+func TestPersonalFieldsOfEveryEvent(t *testing.T) {
+	want := map[string][]string{
+		domain.TypeChildRegistered:  {"reference"},
+		domain.TypeAccountInvited:   {"email"},
+		domain.TypeAccountActivated: {"identity_subject"},
+		domain.TypePhoneEnrolled:    {"phone_hint"},
+		domain.TypeIdentityLinked:   {"subject"},
+	}
+	for _, typ := range domain.EventTypes() {
+		require.Equal(t, want[typ], domain.PersonalFields(typ), typ)
+	}
+	require.Nil(t, domain.PersonalFields("no.such.event.v1"))
+}
+
+// TestErasedFieldsDecodeButCannotBeWritten: an erased personal field
+// decodes (the event's ids and times still count), but no command can
+// write the stand-in, in a payload or as a reason.
+func TestErasedFieldsDecodeButCannotBeWritten(t *testing.T) {
+	for _, typ := range domain.EventTypes() {
+		fields := domain.PersonalFields(typ)
+		if len(fields) == 0 {
+			continue
+		}
+		t.Run(typ, func(t *testing.T) {
+			payload := exMutated(t, typ, func(m map[string]any) {
+				for _, f := range fields {
+					m[f] = domain.ErasedText
+				}
+			})
+			e, err := domain.Decode(typ, payload)
+			require.NoError(t, err)
+			_, err = domain.Encode(e)
+			require.ErrorIs(t, err, domain.ErrMalformedEvent)
+			require.ErrorContains(t, err, "stands for erased data")
+		})
+	}
+	cause := domain.Cause{Actor: domain.Actor{ID: "worker-ann", Role: domain.RoleWorker}, Reason: domain.ErasedText,
+		RecordedAt: time.Now()}
+	_, err := cause.EventData(uuid.New(), codecExamples()[domain.TypeAccessRevoked].event)
+	require.ErrorContains(t, err, "stands for erased data")
+}
