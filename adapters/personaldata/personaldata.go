@@ -1,0 +1,351 @@
+// Package personaldata encrypts the personal data in events (R22). Store
+// wraps an eventlog.Store: Append seals every personal field of an event
+// (domain.PersonalFields: an email, an identity subject, a phone hint, a
+// child's reference) and its reason under the data key of the event's data
+// subject (adapters/keystore); reads open them again, so that commands,
+// projections and queries see plain values, or domain.ErasedText once the
+// subject was erased. The wrapped store, and so the ledger that hashes what
+// it stores, holds only the sealed values.
+//
+// # Subjects
+//
+// An event's subject is its stream's: the child of a child stream, the
+// account of an account stream, and for an identity stream the account the
+// event names (its account_id).
+//
+// # Sealed values
+//
+// A sealed value is the string "sealed:v1:" followed by the unpadded
+// base64url of a 12-byte nonce and the AES-256-GCM ciphertext and tag. The
+// additional data binds it to its subject, event id and field:
+// "accessledger field v1", subject, event id, field name, separated by
+// zero bytes. The nonce is synthetic: the first 12 bytes of
+// HMAC-SHA256(nonce key, additional data || value), the nonce key being
+// HMAC-SHA256(data key, "accessledger nonce key v1"); sealing is therefore
+// deterministic (a retried append stores the same bytes) and two values
+// never share a nonce unless they are the same value in the same place.
+//
+// Values that do not start with the prefix are plain: events written
+// before encryption was on read as they are (accessd status counts them).
+package personaldata
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/adapters/keystore"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// Prefix starts every sealed value.
+const Prefix = "sealed:v1:"
+
+// Field is the name a reason is sealed under (the payload's fields go by
+// their JSON names).
+const reasonField = "meta.reason"
+
+var (
+	// ErrNoSubject: an event whose data subject cannot be told (a stream of
+	// another kind, an identity event without account_id) holds personal
+	// data; it is not appended.
+	ErrNoSubject = errors.New("personaldata: no data subject for the event")
+	// ErrCorrupt: a sealed value does not open with its subject's key (it
+	// was changed, or moved), or its subject has no key at all (the key
+	// table was lost: never drop it with the read models).
+	ErrCorrupt = errors.New("personaldata: a sealed value does not open")
+)
+
+// Keys is what the layer needs of the key store (adapters/keystore).
+type Keys interface {
+	// Key returns the subject's key, creating it on first use;
+	// keystore.ErrErased once erased.
+	Key(ctx context.Context, s keystore.Subject) ([]byte, error)
+	// Find returns the subject's key: keystore.ErrNoKey when it has none,
+	// keystore.ErrErased once erased.
+	Find(ctx context.Context, s keystore.Subject) ([]byte, error)
+}
+
+// Store is an eventlog.Store that seals personal data on the way in and
+// opens it on the way out.
+type Store struct {
+	inner eventlog.Store
+	keys  Keys
+}
+
+var _ eventlog.Store = (*Store)(nil)
+
+// New wraps inner.
+func New(inner eventlog.Store, keys Keys) *Store { return &Store{inner: inner, keys: keys} }
+
+// Inner is the wrapped store, which holds the sealed values (the ledger
+// hashes them).
+func (s *Store) Inner() eventlog.Store { return s.inner }
+
+// Append seals the personal data of events under their subject's key and
+// appends them. An event with personal fields about an erased subject is
+// refused (keystore.ErrErased): nothing personal is recorded of an erased
+// person again; the reason of any other event about one is stored as
+// domain.ErasedText.
+func (s *Store) Append(ctx context.Context, stream string, expected eventlog.ExpectedVersion, events []eventlog.EventData) (eventlog.AppendResult, error) {
+	sealed := make([]eventlog.EventData, len(events))
+	for i, e := range events {
+		var err error
+		if sealed[i], err = s.seal(ctx, stream, e); err != nil {
+			return eventlog.AppendResult{}, err
+		}
+	}
+	return s.inner.Append(ctx, stream, expected, sealed)
+}
+
+// ReadStream implements eventlog.Store, opening sealed values.
+func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, limit int) ([]eventlog.Record, error) {
+	recs, err := s.inner.ReadStream(ctx, stream, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	return s.openAll(ctx, recs)
+}
+
+// ReadAll implements eventlog.Store, opening sealed values.
+func (s *Store) ReadAll(ctx context.Context, after eventlog.Position, limit int) ([]eventlog.Record, error) {
+	recs, err := s.inner.ReadAll(ctx, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return s.openAll(ctx, recs)
+}
+
+// Head implements eventlog.Store.
+func (s *Store) Head(ctx context.Context) (eventlog.Position, error) { return s.inner.Head(ctx) }
+
+// Subscribe implements eventlog.Store, opening sealed values before handle
+// sees them.
+func (s *Store) Subscribe(ctx context.Context, after eventlog.Position, handle func(context.Context, eventlog.Record) error) error {
+	return s.inner.Subscribe(ctx, after, func(ctx context.Context, r eventlog.Record) error {
+		opened, err := s.Open(ctx, r)
+		if err != nil {
+			return err
+		}
+		return handle(ctx, opened)
+	})
+}
+
+func (s *Store) openAll(ctx context.Context, recs []eventlog.Record) ([]eventlog.Record, error) {
+	for i, r := range recs {
+		opened, err := s.Open(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		recs[i] = opened
+	}
+	return recs, nil
+}
+
+// SubjectOf returns the data subject of an event of stream with payload
+// data.
+func SubjectOf(stream string, data []byte) (keystore.Subject, error) {
+	switch {
+	case strings.HasPrefix(stream, domain.ChildStreamPrefix):
+		id, err := uuid.Parse(strings.TrimPrefix(stream, domain.ChildStreamPrefix))
+		if err != nil {
+			return "", fmt.Errorf("%w: stream %q", ErrNoSubject, stream)
+		}
+		return keystore.ChildSubject(id), nil
+	case strings.HasPrefix(stream, domain.AccountStreamPrefix):
+		id, err := uuid.Parse(strings.TrimPrefix(stream, domain.AccountStreamPrefix))
+		if err != nil {
+			return "", fmt.Errorf("%w: stream %q", ErrNoSubject, stream)
+		}
+		return keystore.AccountSubject(id), nil
+	case strings.HasPrefix(stream, domain.IdentityStreamPrefix):
+		var p struct {
+			AccountID uuid.UUID `json:"account_id"`
+		}
+		if err := json.Unmarshal(data, &p); err != nil || p.AccountID == uuid.Nil {
+			return "", fmt.Errorf("%w: an event of identity stream %q without account_id", ErrNoSubject, stream)
+		}
+		return keystore.AccountSubject(p.AccountID), nil
+	}
+	return "", fmt.Errorf("%w: stream %q", ErrNoSubject, stream)
+}
+
+// hasPersonal reports whether an event of type typ with reason carries
+// personal data.
+func hasPersonal(typ, reason string) bool {
+	return reason != "" || len(domain.PersonalFields(typ)) > 0
+}
+
+func (s *Store) seal(ctx context.Context, stream string, e eventlog.EventData) (eventlog.EventData, error) {
+	if !hasPersonal(e.Type, e.Meta.Reason) {
+		return e, nil
+	}
+	subj, err := SubjectOf(stream, e.Data)
+	if err != nil {
+		return eventlog.EventData{}, err
+	}
+	fields := domain.PersonalFields(e.Type)
+	key, err := s.keys.Key(ctx, subj)
+	if errors.Is(err, keystore.ErrErased) && len(fields) == 0 {
+		// The engine's own events about an erased subject (an expiry) keep
+		// no reason: it reads as erased, like the subject's older ones.
+		e.Meta.Reason = domain.ErasedText
+		return e, nil
+	}
+	if err != nil {
+		return eventlog.EventData{}, fmt.Errorf("personaldata: the key of %s: %w", subj, err)
+	}
+	c, err := newCipher(key, subj, e.ID)
+	if err != nil {
+		return eventlog.EventData{}, err
+	}
+	if e.Meta.Reason != "" {
+		e.Meta.Reason = c.seal(reasonField, e.Meta.Reason)
+	}
+	if len(fields) > 0 {
+		if e.Data, err = mapFields(e.Data, fields, func(name, v string) (string, error) { return c.seal(name, v), nil }); err != nil {
+			return eventlog.EventData{}, fmt.Errorf("personaldata: seal %s: %w", e.Type, err)
+		}
+	}
+	return e, nil
+}
+
+// Open returns r with its sealed values opened, or replaced by
+// domain.ErasedText when the subject was erased.
+func (s *Store) Open(ctx context.Context, r eventlog.Record) (eventlog.Record, error) {
+	fields := domain.PersonalFields(r.Type)
+	if !isSealed(r.Meta.Reason) && (len(fields) == 0 || !bytes.Contains(r.Data, []byte(Prefix))) {
+		return r, nil // nothing sealed: plain, or written before encryption
+	}
+	subj, err := SubjectOf(r.Stream, r.Data)
+	if err != nil {
+		return eventlog.Record{}, fmt.Errorf("event %s at %s: %w", r.ID, r.Position, err)
+	}
+	key, err := s.keys.Find(ctx, subj)
+	var c *fieldCipher
+	switch {
+	case errors.Is(err, keystore.ErrErased):
+		// c stays nil: every sealed value reads as erased.
+	case errors.Is(err, keystore.ErrNoKey):
+		return eventlog.Record{}, fmt.Errorf("event %s at %s: %w: %s has no key", r.ID, r.Position, ErrCorrupt, subj)
+	case err != nil:
+		return eventlog.Record{}, fmt.Errorf("event %s at %s: the key of %s: %w", r.ID, r.Position, subj, err)
+	default:
+		if c, err = newCipher(key, subj, r.ID); err != nil {
+			return eventlog.Record{}, err
+		}
+	}
+	open := func(name, v string) (string, error) {
+		if !isSealed(v) {
+			return v, nil
+		}
+		if c == nil {
+			return domain.ErasedText, nil
+		}
+		plain, err := c.open(name, v)
+		if err != nil {
+			return "", fmt.Errorf("event %s at %s, %s: %w", r.ID, r.Position, name, err)
+		}
+		return plain, nil
+	}
+	if r.Meta.Reason, err = open(reasonField, r.Meta.Reason); err != nil {
+		return eventlog.Record{}, err
+	}
+	if len(fields) > 0 {
+		if r.Data, err = mapFields(r.Data, fields, open); err != nil {
+			return eventlog.Record{}, fmt.Errorf("personaldata: open event %s at %s: %w", r.ID, r.Position, err)
+		}
+	}
+	return r, nil
+}
+
+func isSealed(v string) bool { return strings.HasPrefix(v, Prefix) }
+
+// mapFields rewrites the string fields named in data (a JSON object) with
+// f; other fields, and personal fields that are absent or not strings, are
+// kept. The object is re-encoded with its keys sorted.
+func mapFields(data []byte, fields []string, f func(name, v string) (string, error)) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return nil, err
+	}
+	for _, name := range fields {
+		raw, ok := obj[name]
+		if !ok {
+			continue
+		}
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			continue // not a string: the domain's decoder refuses it
+		}
+		nv, err := f(name, v)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(nv)
+		if err != nil {
+			return nil, err
+		}
+		obj[name] = b
+	}
+	return json.Marshal(obj)
+}
+
+// fieldCipher seals and opens the fields of one event of one subject.
+type fieldCipher struct {
+	aead     cipher.AEAD
+	nonceKey []byte
+	prefix   string // of the additional data: version, subject, event id
+}
+
+func newCipher(key []byte, subj keystore.Subject, event uuid.UUID) (*fieldCipher, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("personaldata: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("personaldata: %w", err)
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("accessledger nonce key v1"))
+	return &fieldCipher{aead: aead, nonceKey: m.Sum(nil),
+		prefix: "accessledger field v1\x00" + string(subj) + "\x00" + event.String() + "\x00"}, nil
+}
+
+func (c *fieldCipher) aad(field string) []byte { return []byte(c.prefix + field) }
+
+func (c *fieldCipher) seal(field, v string) string {
+	aad := c.aad(field)
+	m := hmac.New(sha256.New, c.nonceKey)
+	m.Write(aad)
+	m.Write([]byte{0})
+	m.Write([]byte(v))
+	nonce := m.Sum(nil)[:c.aead.NonceSize()]
+	out := c.aead.Seal(append([]byte(nil), nonce...), nonce, []byte(v), aad)
+	return Prefix + base64.RawURLEncoding.EncodeToString(out)
+}
+
+func (c *fieldCipher) open(field, v string) (string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(v, Prefix))
+	n := c.aead.NonceSize()
+	if err != nil || len(raw) < n+c.aead.Overhead() {
+		return "", fmt.Errorf("%w: malformed", ErrCorrupt)
+	}
+	plain, err := c.aead.Open(nil, raw[:n], raw[n:], c.aad(field))
+	if err != nil {
+		return "", ErrCorrupt
+	}
+	return string(plain), nil
+}

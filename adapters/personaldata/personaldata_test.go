@@ -1,0 +1,304 @@
+package personaldata_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/adapters/keystore"
+	"github.com/accessledger/accessledger/adapters/memstore"
+	"github.com/accessledger/accessledger/adapters/personaldata"
+	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+var at = time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC)
+
+type env struct {
+	raw   *memstore.Store
+	keys  *keystore.Store
+	store *personaldata.Store
+}
+
+func newEnv(t *testing.T) env {
+	t.Helper()
+	db := sqltest.Open(t, sqltest.SQLiteMemory(t))
+	pg, lite := keystore.Migrations()
+	require.NoError(t, sqldb.Migrate(context.Background(), db, keystore.Component, pg, lite))
+	m, err := keystore.NewMasterKey(bytes.Repeat([]byte{7}, keystore.KeySize))
+	require.NoError(t, err)
+	keys := keystore.New(db, m)
+	raw := memstore.New()
+	return env{raw: raw, keys: keys, store: personaldata.New(raw, keys)}
+}
+
+// data encodes e with reason as an event to append.
+func data(t *testing.T, e domain.Event, reason string) eventlog.EventData {
+	t.Helper()
+	c := domain.Cause{Actor: domain.Actor{ID: "worker-ann", Role: domain.RoleWorker}, Reason: reason, RecordedAt: at}
+	d, err := c.EventData(uuid.New(), e)
+	require.NoError(t, err)
+	return d
+}
+
+const (
+	email     = "carer.one@example.org"
+	reference = "NCC-2024-00417"
+	subject   = "idp|carer-one"
+	reason    = "moved to Mrs Patel's on 3 March"
+)
+
+// world appends a child and an account with every kind of personal data,
+// through the layer, and returns their ids.
+func world(t *testing.T, s eventlog.Store) (child, account uuid.UUID) {
+	t.Helper()
+	ctx := context.Background()
+	child, account = uuid.New(), domain.AccountIDForEmail(email)
+	_, err := s.Append(ctx, domain.ChildStream(child), eventlog.NoStream, []eventlog.EventData{
+		data(t, &domain.ChildRegistered{ChildID: child, Reference: reference, RegisteredAt: at}, reason),
+		data(t, &domain.AccessRevoked{ChildID: child, AccountID: account, RevokedAt: at.Add(time.Hour)}, reason),
+	})
+	require.NoError(t, err)
+	_, err = s.Append(ctx, domain.AccountStream(account), eventlog.NoStream, []eventlog.EventData{
+		data(t, &domain.AccountInvited{AccountID: account, Email: email, Kind: domain.KindFosterCarer,
+			InvitedAt: at, ExpiresAt: at.Add(14 * 24 * time.Hour)}, ""),
+		data(t, &domain.AccountActivated{AccountID: account, IdentitySubject: subject, ActivatedAt: at.Add(time.Hour)}, ""),
+		data(t, &domain.PhoneEnrolled{AccountID: account, PhoneHint: "***417", EnrolledAt: at.Add(2 * time.Hour)}, ""),
+	})
+	require.NoError(t, err)
+	_, err = s.Append(ctx, domain.IdentityStream(subject), eventlog.NoStream, []eventlog.EventData{
+		data(t, &domain.IdentityLinked{Subject: subject, AccountID: account, LinkedAt: at.Add(time.Hour)}, ""),
+	})
+	require.NoError(t, err)
+	return child, account
+}
+
+// dump is everything a store holds, as text.
+func dump(t *testing.T, s eventlog.Store) string {
+	t.Helper()
+	recs, err := s.ReadAll(context.Background(), eventlog.Start, 0)
+	require.NoError(t, err)
+	var b strings.Builder
+	for _, r := range recs {
+		b.Write(r.Data)
+		b.WriteString(r.Meta.Reason)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+var personal = []string{email, reference, subject, reason, "***417"}
+
+func TestTheStoredLogHoldsNoPersonalData(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	world(t, e.store)
+	stored := dump(t, e.raw)
+	for _, v := range personal {
+		require.NotContains(t, stored, v)
+	}
+	require.Contains(t, stored, personaldata.Prefix)
+
+	read := dump(t, e.store)
+	for _, v := range personal {
+		require.Contains(t, read, v, "reads open the sealed values")
+	}
+	recs, err := e.store.ReadAll(context.Background(), eventlog.Start, 0)
+	require.NoError(t, err)
+	for _, r := range recs {
+		_, err := domain.DecodeRecord(r)
+		require.NoError(t, err)
+	}
+}
+
+func TestSubscribeAndReadStreamOpenToo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	child, _ := world(t, e.store)
+	recs, err := e.store.ReadStream(context.Background(), domain.ChildStream(child), 1, 0)
+	require.NoError(t, err)
+	require.Contains(t, string(recs[0].Data), reference)
+	require.Equal(t, reason, recs[0].Meta.Reason)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var seen []eventlog.Record
+	err = e.store.Subscribe(ctx, eventlog.Start, func(_ context.Context, r eventlog.Record) error {
+		seen = append(seen, r)
+		if len(seen) == 6 {
+			cancel()
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Contains(t, string(seen[2].Data), email)
+}
+
+// TestErasure: once a subject's key is destroyed, its personal values read
+// as erased and its events still decode, ids and times intact; the other
+// subject's values are untouched; nothing stored changed.
+func TestErasure(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	child, account := world(t, e.store)
+	before := dump(t, e.raw)
+
+	_, err := e.keys.Erase(ctx, keystore.AccountSubject(account))
+	require.NoError(t, err)
+	require.Equal(t, before, dump(t, e.raw), "the stored log is not edited")
+	read := dump(t, e.store)
+	for _, v := range []string{email, subject, "***417"} {
+		require.NotContains(t, read, v)
+	}
+	require.Contains(t, read, reference, "the child is not erased")
+
+	recs, err := e.store.ReadStream(ctx, domain.AccountStream(account), 1, 0)
+	require.NoError(t, err)
+	env, err := domain.DecodeRecord(recs[0])
+	require.NoError(t, err)
+	inv := env.Event.(*domain.AccountInvited)
+	require.Equal(t, domain.ErasedText, inv.Email)
+	require.Equal(t, account, inv.AccountID)
+	require.Equal(t, at, inv.InvitedAt)
+
+	_, err = e.keys.Erase(ctx, keystore.ChildSubject(child))
+	require.NoError(t, err)
+	recs, err = e.store.ReadStream(ctx, domain.ChildStream(child), 1, 0)
+	require.NoError(t, err)
+	require.Equal(t, domain.ErasedText, recs[0].Meta.Reason)
+	require.Contains(t, string(recs[0].Data), `"reference":"[erased]"`)
+
+	// New events about an erased subject: personal fields are refused, a
+	// reason is kept as erased.
+	_, err = e.store.Append(ctx, domain.ChildStream(child), eventlog.Any, []eventlog.EventData{
+		data(t, &domain.AccessRevoked{ChildID: child, AccountID: account, RevokedAt: at.Add(3 * time.Hour)}, "grace period over")})
+	require.NoError(t, err)
+	recs, err = e.raw.ReadStream(ctx, domain.ChildStream(child), 3, 0)
+	require.NoError(t, err)
+	require.Equal(t, domain.ErasedText, recs[0].Meta.Reason)
+	_, err = e.store.Append(ctx, domain.AccountStream(account), eventlog.Any, []eventlog.EventData{
+		data(t, &domain.PhoneEnrolled{AccountID: account, PhoneHint: "***999", EnrolledAt: at.Add(4 * time.Hour)}, "")})
+	require.ErrorIs(t, err, keystore.ErrErased)
+}
+
+// TestSealingIsDeterministic: the same event sealed twice is the same
+// bytes (a retried append stores what the first stored); the same value in
+// another event is sealed differently.
+func TestSealingIsDeterministic(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	child := uuid.New()
+	ev := data(t, &domain.ChildRegistered{ChildID: child, Reference: reference, RegisteredAt: at}, reason)
+	_, err := e.store.Append(ctx, domain.ChildStream(child), eventlog.NoStream, []eventlog.EventData{ev})
+	require.NoError(t, err)
+	_, err = e.store.Append(ctx, domain.ChildStream(child), eventlog.NoStream, []eventlog.EventData{ev})
+	require.NoError(t, err, "a retry of the same event")
+	second := memstore.New()
+	_, err = personaldata.New(second, e.keys).Append(ctx, domain.ChildStream(child), eventlog.NoStream, []eventlog.EventData{ev})
+	require.NoError(t, err)
+	require.Equal(t, dump(t, e.raw), dump(t, second))
+
+	again := ev
+	again.ID = uuid.New()
+	_, err = e.store.Append(ctx, domain.ChildStream(child), eventlog.Any, []eventlog.EventData{again})
+	require.NoError(t, err)
+	recs, err := e.raw.ReadStream(ctx, domain.ChildStream(child), 1, 0)
+	require.NoError(t, err)
+	require.Len(t, recs, 2)
+	require.NotEqual(t, recs[0].Meta.Reason, recs[1].Meta.Reason, "bound to the event")
+}
+
+// TestTamperedValuesDoNotOpen: a sealed value moved to another event or
+// field, or changed, fails to open with ErrCorrupt.
+func TestTamperedValuesDoNotOpen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	child, _ := world(t, e.store)
+	recs, err := e.raw.ReadStream(ctx, domain.ChildStream(child), 1, 0)
+	require.NoError(t, err)
+	registered, revoked := recs[0], recs[1]
+
+	moved := revoked
+	moved.Meta.Reason = registered.Meta.Reason
+	_, err = e.store.Open(ctx, moved)
+	require.ErrorIs(t, err, personaldata.ErrCorrupt, "moved to another event")
+
+	var obj map[string]any
+	require.NoError(t, json.Unmarshal(registered.Data, &obj))
+	obj["reference"] = registered.Meta.Reason
+	swapped := registered
+	swapped.Data, _ = json.Marshal(obj)
+	_, err = e.store.Open(ctx, swapped)
+	require.ErrorIs(t, err, personaldata.ErrCorrupt, "moved to another field")
+
+	flipped := registered
+	b := []byte(flipped.Meta.Reason)
+	b[len(b)-3] ^= 1
+	if b[len(b)-3] == '-' || b[len(b)-3] == '_' {
+		b[len(b)-3] = 'A'
+	}
+	flipped.Meta.Reason = string(b)
+	_, err = e.store.Open(ctx, flipped)
+	require.ErrorIs(t, err, personaldata.ErrCorrupt, "changed")
+
+	unknown := registered
+	unknown.Stream = domain.ChildStream(uuid.New())
+	_, err = e.store.Open(ctx, unknown)
+	require.ErrorIs(t, err, personaldata.ErrCorrupt, "a subject without a key")
+}
+
+// TestPlainEventsReadAsTheyAre: events written before encryption was on
+// (plain values) read unchanged.
+func TestPlainEventsReadAsTheyAre(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	world(t, e.raw) // straight into the store, unsealed
+	require.Equal(t, dump(t, e.raw), dump(t, e.store))
+}
+
+func TestEventsWithoutASubjectAreRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ev := data(t, &domain.AccessRevoked{ChildID: uuid.New(), AccountID: uuid.New(), RevokedAt: at}, reason)
+	_, err := e.store.Append(context.Background(), "elsewhere-1", eventlog.NoStream, []eventlog.EventData{ev})
+	require.ErrorIs(t, err, personaldata.ErrNoSubject)
+	head, err := e.raw.Head(context.Background())
+	require.NoError(t, err)
+	require.True(t, head.IsZero(), "nothing appended")
+
+	noReason := data(t, &domain.AccessRevoked{ChildID: uuid.New(), AccountID: uuid.New(), RevokedAt: at}, "")
+	_, err = e.store.Append(context.Background(), "elsewhere-1", eventlog.NoStream, []eventlog.EventData{noReason})
+	require.NoError(t, err, "no personal data, no subject needed")
+}
+
+// FuzzOpen: whatever a stored reason holds, Open returns an error or a
+// value, never panics.
+func FuzzOpen(f *testing.F) {
+	f.Add(personaldata.Prefix + "AAAA")
+	f.Add(personaldata.Prefix)
+	f.Add("plain reason")
+	f.Add(personaldata.Prefix + strings.Repeat("A", 60))
+	f.Fuzz(func(t *testing.T, stored string) {
+		e := newEnv(t)
+		child := uuid.New()
+		_, err := e.keys.Key(context.Background(), keystore.ChildSubject(child))
+		require.NoError(t, err)
+		r := eventlog.Record{ID: uuid.New(), Stream: domain.ChildStream(child), Type: domain.TypeAccessRevoked,
+			Data: []byte(`{}`), Meta: eventlog.Meta{Reason: stored}}
+		got, err := e.store.Open(context.Background(), r)
+		if err == nil && !strings.HasPrefix(stored, personaldata.Prefix) {
+			require.Equal(t, stored, got.Meta.Reason)
+		}
+	})
+}
