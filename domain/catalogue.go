@@ -323,7 +323,7 @@ func (e *PhoneEnrolled) validate() error {
 	if err := firstErr(needID("account_id", e.AccountID), checkEventTime("enrolled_at", e.EnrolledAt)); err != nil {
 		return err
 	}
-	if !isPhoneHint(e.PhoneHint) && !IsErased(e.PhoneHint) {
+	if !isPhoneHint(e.PhoneHint) && !IsErased(e.PhoneHint) && !IsSealed(e.PhoneHint) {
 		return invalid("phone_hint", "must be \"***\" and three digits")
 	}
 	return nil

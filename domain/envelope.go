@@ -66,8 +66,9 @@ func (c Cause) EventData(id uuid.UUID, e Event) (eventlog.EventData, error) {
 	if c.RecordedAt.IsZero() {
 		return eventlog.EventData{}, invalid("recorded_at", "required")
 	}
-	if IsErased(c.Reason) {
-		return eventlog.EventData{}, invalid("reason", "%q stands for erased data and cannot be written", ErasedText)
+	if IsErased(c.Reason) || IsSealed(c.Reason) {
+		return eventlog.EventData{}, invalid("reason", "%q and values starting %q stand for erased or sealed data and cannot be written",
+			ErasedText, SealedPrefix)
 	}
 	data, err := Encode(e)
 	if err != nil {

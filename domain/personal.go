@@ -1,6 +1,9 @@
 package domain
 
-import "sort"
+import (
+	"sort"
+	"strings"
+)
 
 // Personal data in events (R22). The personal fields of an event (an
 // email, an identity subject, a phone hint, a child's reference) and the
@@ -15,6 +18,16 @@ const ErasedText = "[erased]"
 
 // IsErased reports whether s is the erased stand-in.
 func IsErased(s string) bool { return s == ErasedText }
+
+// SealedPrefix starts a personal value as stored: sealed under its
+// subject's key (adapters/personaldata opens it). The audit trail and the
+// ledger read the events as stored, so a personal field decodes when it
+// holds its value, ErasedText or a sealed value; no command may write
+// either of the last two.
+const SealedPrefix = "sealed:v1:"
+
+// IsSealed reports whether s is a sealed value.
+func IsSealed(s string) bool { return strings.HasPrefix(s, SealedPrefix) }
 
 // personal is implemented by the events that hold personal fields: it
 // returns them by their JSON name.
@@ -73,13 +86,17 @@ func refuseErased(e Event) error {
 		if IsErased(*v) {
 			return invalid(name, "%q stands for erased data and cannot be written", ErasedText)
 		}
+		if IsSealed(*v) {
+			return invalid(name, "a value starting %q stands for sealed data and cannot be written", SealedPrefix)
+		}
 	}
 	return nil
 }
 
-// erasedOr accepts ErasedText (an erased field decoding), else runs check.
+// erasedOr accepts ErasedText or a sealed value (a field decoding erased,
+// or as stored), else runs check.
 func erasedOr(s string, check func(string) error) error {
-	if IsErased(s) {
+	if IsErased(s) || IsSealed(s) {
 		return nil
 	}
 	return check(s)

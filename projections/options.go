@@ -33,6 +33,21 @@ type config struct {
 	// Projection.Apply and before the checkpoint update; an error fails the
 	// batch.
 	afterApply func(projection string, recs []eventlog.Record) error
+	// logs are the logs of the projections that do not read the runner's.
+	logs map[string]Log
+}
+
+// WithLogFor makes the projection named name read log instead of the
+// runner's: the ledger reads the events as stored (sealed), the read
+// models through the layer that opens them (adapters/personaldata). Both
+// logs must hold the same events at the same positions.
+func WithLogFor(name string, log Log) Option {
+	return func(c *config) {
+		if c.logs == nil {
+			c.logs = map[string]Log{}
+		}
+		c.logs[name] = log
+	}
 }
 
 // WithLogger sets the logger; the default is slog.Default().

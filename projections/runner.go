@@ -84,7 +84,11 @@ func NewRunner(db *bun.DB, log Log, ps []Projection, opts ...Option) (*Runner, e
 	}
 	r := &Runner{db: db, log: log, cfg: cfg, readyLeft: len(ps), ready: make(chan struct{})}
 	for _, p := range ps {
-		r.workers = append(r.workers, &worker{r: r, p: p, name: p.Name()})
+		wlog := log
+		if l, ok := cfg.logs[p.Name()]; ok {
+			wlog = l
+		}
+		r.workers = append(r.workers, &worker{r: r, p: p, name: p.Name(), log: wlog})
 	}
 	if len(ps) == 0 {
 		close(r.ready)
@@ -224,6 +228,9 @@ type worker struct {
 	r    *Runner
 	p    Projection
 	name string
+	// log is what the projection reads: the runner's, or the one
+	// WithLogFor gave it.
+	log Log
 
 	// Owned by the worker's goroutine.
 	initialized bool // the start-up check (and rebuild) has passed
@@ -330,7 +337,7 @@ func (w *worker) session(ctx context.Context) error {
 	w.initialized = true
 	dropOld(ctx, r.db, w.p, max(cp.Generation, w.gen), r.cfg.swapLockTimeout, r.cfg.logger)
 
-	head, err := r.log.Head(ctx)
+	head, err := w.log.Head(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: read head: %w", w.name, err)
 	}
@@ -363,7 +370,7 @@ func (w *worker) session(ctx context.Context) error {
 
 	// Catch up page by page.
 	for {
-		recs, err := r.log.ReadAll(ctx, w.pos, r.cfg.batch)
+		recs, err := w.log.ReadAll(ctx, w.pos, r.cfg.batch)
 		if err != nil {
 			return fmt.Errorf("%s: read log after %s: %w", w.name, w.pos, err)
 		}
@@ -407,7 +414,7 @@ func (w *worker) rebuild(ctx context.Context) (rebuilt, error) {
 				slog.Uint64("done", done), slog.Uint64("total", total))
 		}
 	}
-	return rebuild(ctx, w.r.db, w.r.log, w.p, progress, w.r.cfg, false)
+	return rebuild(ctx, w.r.db, w.log, w.p, progress, w.r.cfg, false)
 }
 
 // load resets the projection to checkpoint cp and warms it up if it asks.
@@ -433,7 +440,7 @@ func (w *worker) replayTo(ctx context.Context, from, to eventlog.Position) error
 	if !cur.Before(to) {
 		return nil
 	}
-	pages := readPages(ctx, w.r.log, from, to, max(w.r.cfg.batch, replayPageSize))
+	pages := readPages(ctx, w.log, from, to, max(w.r.cfg.batch, replayPageSize))
 	defer pages.stop()
 	for cur.Before(to) {
 		recs, err := pages.next()
@@ -607,7 +614,7 @@ func (w *worker) follow(ctx context.Context) error {
 	subDone := make(chan struct{})
 	go func() {
 		defer close(subDone)
-		subErr = r.log.Subscribe(sctx, w.pos, func(ctx context.Context, rec eventlog.Record) error {
+		subErr = w.log.Subscribe(sctx, w.pos, func(ctx context.Context, rec eventlog.Record) error {
 			w.seen([]eventlog.Record{rec})
 			return q.push(ctx, rec)
 		})

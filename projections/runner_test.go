@@ -559,3 +559,42 @@ func TestSwapDoesNotStallQueriesBehindALongOne(t *testing.T) {
 	require.Equal(t, int64(3), checkpointOf(t, e.db, "counts").Generation)
 	require.Equal(t, countsPart(expected(e.records(t), all)), readCounts(t, e.db))
 }
+
+// retyped is a log whose records all read as one type: what a projection
+// reads through it differs from the stored log.
+type retyped struct{ projections.Log }
+
+func (l retyped) fix(recs []eventlog.Record) []eventlog.Record {
+	out := make([]eventlog.Record, len(recs))
+	for i, r := range recs {
+		r.Type = "test.retyped.v1"
+		out[i] = r
+	}
+	return out
+}
+
+func (l retyped) ReadAll(ctx context.Context, after eventlog.Position, limit int) ([]eventlog.Record, error) {
+	recs, err := l.Log.ReadAll(ctx, after, limit)
+	return l.fix(recs), err
+}
+
+func (l retyped) Subscribe(ctx context.Context, after eventlog.Position, h func(context.Context, eventlog.Record) error) error {
+	return l.Log.Subscribe(ctx, after, func(ctx context.Context, r eventlog.Record) error { return h(ctx, l.fix([]eventlog.Record{r})[0]) })
+}
+
+// TestWithLogForGivesAProjectionItsOwnLog: the ledger reads the log as
+// stored while the read models read it opened (adapters/personaldata); a
+// projection given its own log reads only that one, in catch-up and
+// follow alike.
+func TestWithLogForGivesAProjectionItsOwnLog(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sqltest.SQLiteMemory(t))
+	e.appendN(t, 60, 4)
+	c := newCounts(1)
+	r, _ := startRunner(t, e.db.DB, retyped{e.store}, []projections.Projection{c, newWarm()},
+		projections.WithLogFor(c.Name(), e.store), projections.WithBatchSize(16))
+	waitAt(t, r, e.head(t))
+	e.appendN(t, 40, 4)
+	waitAt(t, r, e.head(t))
+	require.Equal(t, expected(e.records(t), all), readSnapshot(t, e.db), "counts read the stored types")
+}

@@ -141,7 +141,7 @@ func benchHandler(b *testing.B, role domain.Role) (http.Handler, string, *benchI
 	require.NoError(b, err)
 
 	qs, err := queries.New(queries.Config{
-		Index: bi.ix, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db), Audit: audit.NewReader(db),
+		Index: bi.ix, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db), Audit: audit.NewReader(db, nil),
 		SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: noRefusals{},
 		Progress: func() []projections.Status { return nil }, Clock: func() time.Time { return bi.at },
 	})

@@ -163,7 +163,7 @@ func newEnvOn(t testing.TB, url string, sqlLog bool, opts ...envOption) *env {
 		Logger:         log,
 		WatchHeartbeat: 50 * time.Millisecond,
 	}, DB: db, Q: queries.Config{
-		Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db), Audit: audit.NewReader(db),
+		Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db), Audit: audit.NewReader(db, nil),
 		SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: securitylog.New(db),
 		Progress: runner.Status, Logger: log, Ledger: led, LedgerLog: store,
 		MinPositionWait: 10 * time.Second, // reads after a command wait for the projections, also on a loaded machine

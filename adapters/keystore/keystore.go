@@ -247,7 +247,29 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.clock = 
 // subjects, about 20 MiB).
 func WithCacheSize(n int) Option { return func(s *Store) { s.maxCache = max(n, 1) } }
 
-// New returns the store over db (migrated with Migrations) and master.
+// Open pins master as the deployment's master key in db (the first call
+// records its id; a later one with another key fails with
+// ErrBadMasterKey, so that replicas with different key files cannot both
+// write keys) and returns the store.
+func Open(ctx context.Context, db bun.IDB, master *MasterKey, opts ...Option) (*Store, error) {
+	s := New(db, master, opts...)
+	if _, err := db.NewRaw("INSERT INTO keystore_master (singleton, master_key_id, created_at) VALUES (1, ?, ?) ON CONFLICT (singleton) DO NOTHING",
+		master.id, s.clock().UnixMicro()).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("keystore: record the master key: %w", err)
+	}
+	var pinned string
+	if err := db.NewRaw("SELECT master_key_id FROM keystore_master WHERE singleton = 1").Scan(ctx, &pinned); err != nil {
+		return nil, fmt.Errorf("keystore: read the master key's id: %w", err)
+	}
+	if pinned != master.id {
+		return nil, fmt.Errorf("%w: this read store's keys are wrapped by master key %s, this file is %s: "+
+			"give every replica the same --master-key file", ErrBadMasterKey, pinned, master.id)
+	}
+	return s, nil
+}
+
+// New returns the store over db (migrated with Migrations) and master,
+// without pinning the master key (see Open).
 func New(db bun.IDB, master *MasterKey, opts ...Option) *Store {
 	s := &Store{db: db, master: master, clock: time.Now, cache: map[Subject]cached{}, maxCache: 200_000}
 	for _, o := range opts {

@@ -214,3 +214,22 @@ func TestMasterKeyFile(t *testing.T) {
 	_, err = keystore.LoadMasterKey(filepath.Join(dir, "missing"))
 	require.ErrorIs(t, err, keystore.ErrBadMasterKey)
 }
+
+// TestOpenPinsTheMasterKey: the first Open records the master key's id; a
+// replica with another key file is refused before it writes a key.
+func TestOpenPinsTheMasterKey(t *testing.T) {
+	t.Parallel()
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db := open(t, b.URL(t))
+			ctx := context.Background()
+			_, err := keystore.Open(ctx, db, master(t, 1))
+			require.NoError(t, err)
+			_, err = keystore.Open(ctx, db, master(t, 1))
+			require.NoError(t, err, "the same key again")
+			_, err = keystore.Open(ctx, db, master(t, 2))
+			require.ErrorIs(t, err, keystore.ErrBadMasterKey)
+			require.ErrorContains(t, err, "same --master-key")
+		})
+	}
+}

@@ -28,7 +28,7 @@ type env struct {
 	store *personaldata.Store
 }
 
-func newEnv(t *testing.T) env {
+func newEnv(t testing.TB) env {
 	t.Helper()
 	db := sqltest.Open(t, sqltest.SQLiteMemory(t))
 	pg, lite := keystore.Migrations()
@@ -289,11 +289,11 @@ func FuzzOpen(f *testing.F) {
 	f.Add(personaldata.Prefix)
 	f.Add("plain reason")
 	f.Add(personaldata.Prefix + strings.Repeat("A", 60))
+	e := newEnv(f)
+	child := uuid.New()
+	_, err := e.keys.Key(context.Background(), keystore.ChildSubject(child))
+	require.NoError(f, err)
 	f.Fuzz(func(t *testing.T, stored string) {
-		e := newEnv(t)
-		child := uuid.New()
-		_, err := e.keys.Key(context.Background(), keystore.ChildSubject(child))
-		require.NoError(t, err)
 		r := eventlog.Record{ID: uuid.New(), Stream: domain.ChildStream(child), Type: domain.TypeAccessRevoked,
 			Data: []byte(`{}`), Meta: eventlog.Meta{Reason: stored}}
 		got, err := e.store.Open(context.Background(), r)

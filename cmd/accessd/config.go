@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/accessledger/accessledger/adapters/keystore"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/projections/ledger"
 )
@@ -28,6 +29,8 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 		" in --data-dir, created on first start, mode 0600); keep a copy and mount the same file on every replica")
 	fs.StringVar(&c.CheckpointDir, "checkpoint-dir", "", "directory the signed checkpoints of the ledger are written to, one file each, never overwritten "+
 		"(default: checkpoints in --data-dir); copy it off the machine (docs/ledger.md)")
+	fs.StringVar(&c.MasterKey, "master-key", "", "the master key that wraps the data subjects' keys (R22), 32 bytes in hex (default: "+keystore.MasterKeyFileName+
+		" in --data-dir, created on the first start, mode 0600); mount it from your secret store and give every replica the same file")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/adapters/bus"
+	"github.com/accessledger/accessledger/adapters/keystore"
 	"github.com/accessledger/accessledger/adapters/outbox"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
@@ -34,7 +35,9 @@ func TestScaleOut_OneReplicaPublishes(t *testing.T) {
 	common := []string{"--event-store", store, "--bus", busURL, "--grace-period", "1s",
 		"--secret-file", filepath.Join(secretDir, auth.SecretFileName),
 		// Every replica signs the ledger's checkpoints with the same key.
-		"--ledger-key", filepath.Join(secretDir, ledger.KeyFileName)}
+		"--ledger-key", filepath.Join(secretDir, ledger.KeyFileName),
+		// and wraps the data subjects' keys with the same master key.
+		"--master-key", filepath.Join(secretDir, keystore.MasterKeyFileName)}
 	cps := outbox.NewCheckpoints(sqltest.Open(t, store).DB)
 	busDB := sqltest.Open(t, busURL)
 

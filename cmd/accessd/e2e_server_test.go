@@ -24,6 +24,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/adapters/eventstoredb"
 	"github.com/accessledger/accessledger/adapters/eventstoredb/esdbtest"
+	"github.com/accessledger/accessledger/adapters/keystore"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/domain/eventlog"
@@ -70,12 +71,18 @@ func esdbURL(t *testing.T) string {
 
 // eachBackend runs f in a parallel subtest per backend, handing it the
 // backend's store flags; the test itself runs in parallel with the others.
+// On a shared store the flags name one master key, as every replica of a
+// deployment must.
 func eachBackend(t *testing.T, f func(t *testing.T, store []string)) {
 	t.Parallel()
 	for _, b := range e2eBackends() {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			f(t, b.flags(t))
+			flags := b.flags(t)
+			if len(flags) > 0 {
+				flags = append(flags, "--master-key", filepath.Join(privateDir(t), keystore.MasterKeyFileName))
+			}
+			f(t, flags)
 		})
 	}
 }
@@ -232,7 +239,7 @@ func tail(s string, n int) string {
 func (s *e2eServer) storeFlags() []string {
 	var out []string
 	for i, f := range s.flags {
-		if (f == "--event-store" || f == "--read-store") && i+1 < len(s.flags) {
+		if (f == "--event-store" || f == "--read-store" || f == "--master-key") && i+1 < len(s.flags) {
 			out = append(out, f, s.flags[i+1])
 		}
 	}

@@ -158,7 +158,7 @@ func TestRule_R23_RewrittenLogAndReadModelsAreCaughtByTheCheckpointFile(t *testi
 	st, err := engine.OpenStores(ctx, &engine.Config{DataDir: s.dir}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	for _, p := range engine.ReadModels() {
-		require.NoError(t, projections.Rebuild(ctx, st.Read.DB, st.Events.Log, p, nil))
+		require.NoError(t, projections.Rebuild(ctx, st.Read.DB, st.LogFor(p.Name()), p, nil))
 	}
 	require.NoError(t, st.Close())
 

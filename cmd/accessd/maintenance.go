@@ -50,7 +50,7 @@ func runRebuild(ctx context.Context, args []string, env *environment) error {
 			continue
 		}
 		report, finish := progress.New(env.stdout, progress.IsTerminal(env.stdout), "rebuild "+p.Name())
-		err := projections.Rebuild(ctx, st.Read.DB, st.Events.Log, p, report, projections.WithLogger(log))
+		err := projections.Rebuild(ctx, st.Read.DB, st.LogFor(p.Name()), p, report, projections.WithLogger(log))
 		finish()
 		if err != nil {
 			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
@@ -92,7 +92,7 @@ func runAudit(ctx context.Context, args []string, env *environment) error {
 	// covers every event recorded so far; a projection that fails (a
 	// damaged store, a log that ends before the trail) ends verify with a
 	// verdict instead of a retry loop.
-	if err := catchUp(ctx, e.Runner, e.Stores.Events.Log); err != nil {
+	if err := catchUp(ctx, e.Runner, e.Stores.Log); err != nil {
 		if ctx.Err() != nil {
 			return err
 		}

@@ -98,7 +98,7 @@ func Start(t testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	verifier, err := auth.NewVerifier(secret, "", "", nil)
 	require.NoError(t, err)
 	qs, err := queries.New(queries.Config{Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db),
-		Audit: audit.NewReader(db), SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store),
+		Audit: audit.NewReader(db, nil), SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store),
 		Refusals: securitylog.New(db), Progress: runner.Status, Logger: quiet, Ledger: led, LedgerLog: store,
 		MinPositionWait: 10 * time.Second})
 	require.NoError(t, err)

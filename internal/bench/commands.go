@@ -314,7 +314,7 @@ func (b *bencher) expiries(ctx context.Context, be *benchEngine, store string, n
 	}
 	recorded := time.Since(recordStart)
 
-	log := be.e.Stores.Events.Log
+	log := be.e.Stores.Log
 	head, err := log.Head(ctx)
 	if err != nil {
 		return err

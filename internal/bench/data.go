@@ -303,7 +303,7 @@ func (b *bencher) postgresData(ctx context.Context) (*dataset, error) {
 // AppendBatch), then builds the read models with projections.Rebuild; both
 // are measured.
 func (b *bencher) build(ctx context.Context, store, url string) (*benchData, error) {
-	cfg := engine.Config{EventStore: url}
+	cfg := engine.Config{EventStore: url, MasterKey: b.masterKeyPath()}
 	st, err := engine.OpenStores(ctx, &cfg, b.log)
 	if err != nil {
 		return nil, err
@@ -365,3 +365,8 @@ func redactURL(s string) string {
 	}
 	return u.Redacted()
 }
+
+// masterKeyPath is the master key of every store of the run, in the work
+// directory beside the cached data sets (whose read stores hold keys
+// wrapped by it).
+func (b *bencher) masterKeyPath() string { return filepath.Join(b.workDir, "master-key") }

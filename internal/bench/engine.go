@@ -121,7 +121,7 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 	if err != nil {
 		return nil, 0, err
 	}
-	cfg := engine.Config{EventStore: ds.url, DataDir: ds.dir}
+	cfg := engine.Config{EventStore: ds.url, DataDir: ds.dir, MasterKey: b.masterKeyPath()}
 	e, err := engine.Open(ctx, &cfg, engine.Options{Instance: "bench"}, b.log)
 	if err != nil {
 		return nil, 0, err
@@ -136,7 +136,7 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 		return fail(err)
 	}
 	be.policy = domain.DefaultPolicy
-	be.cmds, err = commands.New(e.Stores.Events.Log, securitylog.New(e.ReadDB),
+	be.cmds, err = commands.New(e.Stores.Log, securitylog.New(e.ReadDB),
 		commands.Config{Policy: be.policy, Logger: b.log, Clock: be.clock.Now})
 	if err != nil {
 		return fail(err)

@@ -45,7 +45,7 @@ func (b *bencher) rebuild(ctx context.Context, store string, st *engine.Stores) 
 		err := b.profiled("rebuild-"+p.Name(), store, func() error {
 			report, finish := progress.New(b.progress, progress.IsTerminal(b.progress), "rebuild "+p.Name())
 			start := time.Now()
-			err := projections.Rebuild(ctx, st.Read.DB, st.Events.Log, p, report, projections.WithLogger(b.log))
+			err := projections.Rebuild(ctx, st.Read.DB, st.LogFor(p.Name()), p, report, projections.WithLogger(b.log))
 			took := time.Since(start)
 			finish()
 			if err != nil {
@@ -68,7 +68,7 @@ func (b *bencher) rebuild(ctx context.Context, store string, st *engine.Stores) 
 
 // rebuildCopy rebuilds the read models of the data set's working copy.
 func (b *bencher) rebuildCopy(ctx context.Context, ds *dataset) error {
-	cfg := engine.Config{EventStore: ds.url}
+	cfg := engine.Config{EventStore: ds.url, MasterKey: b.masterKeyPath()}
 	st, err := engine.OpenStores(ctx, &cfg, b.log)
 	if err != nil {
 		return err
@@ -81,7 +81,7 @@ func (b *bencher) rebuildCopy(ctx context.Context, ds *dataset) error {
 // at start (Run until Ready), and records the replay rate and the index's
 // heap: HeapInuse after a GC with the index built, less before.
 func (b *bencher) indexReplay(ctx context.Context, ds *dataset) error {
-	cfg := engine.Config{EventStore: ds.url}
+	cfg := engine.Config{EventStore: ds.url, MasterKey: b.masterKeyPath()}
 	st, err := engine.OpenStore(ctx, &cfg, b.log)
 	if err != nil {
 		return err

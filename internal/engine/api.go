@@ -51,8 +51,8 @@ func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticato
 func NewQueries(e *Engine, policy domain.Policy, wait time.Duration, log *slog.Logger) (*queries.Service, error) {
 	cfg := queries.Config{
 		Index: e.Index, History: accesshistory.NewReader(e.ReadDB), Accounts: accounts.NewReader(e.ReadDB),
-		Audit: audit.NewReader(e.ReadDB), SecurityLog: securitylog.New(e.ReadDB),
-		ChildRecords: queries.ChildrenFromLog(e.Stores.Events.Log), Refusals: securitylog.New(e.ReadDB),
+		Audit: audit.NewReader(e.ReadDB, e.Stores.Log.Open), SecurityLog: securitylog.New(e.ReadDB),
+		ChildRecords: queries.ChildrenFromLog(e.Stores.Log), Refusals: securitylog.New(e.ReadDB),
 		Progress: e.Runner.Status, Policy: policy, MinPositionWait: wait, Logger: log,
 	}
 	if e.Ledger != nil {

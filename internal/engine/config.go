@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/accessledger/accessledger/adapters/keystore"
 	"github.com/accessledger/accessledger/projections/ledger"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	// checkpoints are published ("" = in DataDir).
 	LedgerKey     string
 	CheckpointDir string
+	// MasterKey is the file of the master key that wraps the data
+	// subjects' keys ("" = keystore.MasterKeyFileName in DataDir).
+	MasterKey string
 }
 
 // DefaultDBName is the SQLite file of the embedded default, in the data
@@ -42,6 +46,14 @@ func (c *Config) LedgerKeyPath() string {
 		return c.LedgerKey
 	}
 	return filepath.Join(c.DataDir, ledger.KeyFileName)
+}
+
+// MasterKeyPath is the master key's file.
+func (c *Config) MasterKeyPath() string {
+	if c.MasterKey != "" {
+		return c.MasterKey
+	}
+	return filepath.Join(c.DataDir, keystore.MasterKeyFileName)
 }
 
 // CheckpointPath is the checkpoint directory.

@@ -88,7 +88,11 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 	if latest != nil {
 		lopts = append(lopts, ledger.WithCheckpoint(*latest))
 	}
-	runner, err := projections.NewRunner(st.Read.DB, st.Events.Log, ReadModels(lopts...), projections.WithLogger(log))
+	runner, err := projections.NewRunner(st.Read.DB, st.Log, ReadModels(lopts...), projections.WithLogger(log),
+		// The ledger hashes the events as stored, and the audit trail names
+		// their leaves and keeps them as stored (sealed): both read the
+		// stored log.
+		projections.WithLogFor(ledger.Name, st.Events.Log), projections.WithLogFor(audit.Name, st.Events.Log))
 	if err != nil {
 		_ = st.Close()
 		return nil, err
@@ -125,7 +129,7 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.Runner.Run(gctx) })
 	g.Go(func() error {
-		err := e.Index.Run(gctx, e.Stores.Events.Log)
+		err := e.Index.Run(gctx, e.Stores.Log)
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			return nil
 		}

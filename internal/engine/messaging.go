@@ -72,7 +72,7 @@ func OpenMessaging(ctx context.Context, cfg bus.Config, e *Engine, cmds *command
 	}
 	lease := outbox.WithLease(instance, outboxLease)
 	return &Messaging{Pub: pub, closeBus: closeBus, PM: pm,
-		relay:  outbox.NewRelay(e.Stores.Events.Log, e.ReadDB, pub, outbox.WithLogger(log), lease),
+		relay:  outbox.NewRelay(e.Stores.Log, e.ReadDB, pub, outbox.WithLogger(log), lease),
 		access: outbox.NewAccessChangedPublisher(e.Index, e.ReadDB, pub, outbox.WithLogger(log), lease),
 	}, nil
 }

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
 
 	"fmt"
 	"log/slog"
@@ -9,10 +12,14 @@ import (
 	"time"
 
 	"github.com/accessledger/accessledger/adapters/eventstoredb"
+	"github.com/accessledger/accessledger/adapters/keystore"
+	"github.com/accessledger/accessledger/adapters/personaldata"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/projections/audit"
+	"github.com/accessledger/accessledger/projections/ledger"
 )
 
 // OpenTimeout bounds opening and migrating the store at start.
@@ -85,12 +92,30 @@ func OpenStore(ctx context.Context, cfg *Config, log *slog.Logger) (*Store, erro
 
 // Stores is the event store and the read store of a command.
 type Stores struct {
+	// Events is the event store as stored: personal data sealed. The
+	// ledger reads it (it hashes what is stored).
 	Events *Store
+	// Log is the event log through the personal-data layer: sealed values
+	// opened, or erased. Commands, projections, the index, queries and the
+	// relays use it.
+	Log *personaldata.Store
+	// Keys are the data subjects' keys, in the read store.
+	Keys *keystore.Store
 	// read holds the read models, the checkpoints, the idempotency keys
 	// and the messaging tables: --read-store, or the event store's own
 	// database when the event store is SQL.
 	Read    *sqldb.DB
 	ownRead bool
+}
+
+// LogFor is the log the read model named name reads: the events as
+// stored for the ledger, which hashes them, and the audit trail, which
+// keeps them as stored; opened for every other.
+func (s *Stores) LogFor(name string) eventlog.Store {
+	if name == ledger.Name || name == audit.Name {
+		return s.Events.Log
+	}
+	return s.Log
 }
 
 // OwnsRead reports whether the read store is a database of its own
@@ -135,7 +160,43 @@ func OpenStores(ctx context.Context, cfg *Config, log *slog.Logger) (*Stores, er
 		_ = s.Close()
 		return nil, err
 	}
+	master, err := openMasterKey(octx, cfg, s.Read, log)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	if s.Keys, err = keystore.Open(octx, s.Read, master); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.Log = personaldata.New(ev.Log, s.Keys)
 	return s, nil
+}
+
+// openMasterKey loads the master key of the subjects' keys; it creates one
+// only while the key table is empty (a new deployment): a missing key file
+// beside stored keys is an error, never a fresh key that opens nothing.
+func openMasterKey(ctx context.Context, cfg *Config, read *sqldb.DB, log *slog.Logger) (*keystore.MasterKey, error) {
+	path := cfg.MasterKeyPath()
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		n, err := read.NewSelect().Table("subject_keys").Count(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the subjects' keys: %w", err)
+		}
+		if n > 0 {
+			return nil, fmt.Errorf("%w: %s is missing but the read store holds %d data subjects' keys wrapped by a master key: "+
+				"restore the file (or give --master-key)", keystore.ErrBadMasterKey, path, n)
+		}
+	}
+	m, created, err := keystore.LoadOrCreateMasterKey(path)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("personal data: created the master key of the data subjects' keys; keep a copy in your secret store, "+
+			"every replica needs it and without it no personal field can be read", "file", path, "key_id", m.ID())
+	}
+	return m, nil
 }
 
 // StoreStatus is what status reports.

@@ -2,20 +2,45 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 
 	"github.com/uptrace/bun"
+
+	"github.com/accessledger/accessledger/domain/eventlog"
 )
 
 // Reader answers the audit trail's queries on one database (the queries
 // layer's Audit).
-type Reader struct{ db bun.IDB }
+type Reader struct {
+	db   bun.IDB
+	open Opener
+}
 
-// NewReader returns a Reader on db.
-func NewReader(db bun.IDB) *Reader { return &Reader{db: db} }
+// Opener returns a stored record with its sealed personal values opened,
+// or erased (adapters/personaldata's Store.Open).
+type Opener func(ctx context.Context, r eventlog.Record) (eventlog.Record, error)
 
-// List is List on the reader's database.
+// NewReader returns a Reader on db. The trail holds each event's data and
+// reason as stored, sealed when personal: with open, List answers them
+// opened, or erased once their subject was erased; without, as stored.
+func NewReader(db bun.IDB, open Opener) *Reader { return &Reader{db: db, open: open} }
+
+// List is List on the reader's database, with personal values opened.
 func (r *Reader) List(ctx context.Context, f Filter) ([]Entry, int64, error) {
-	return List(ctx, r.db, f)
+	entries, total, err := List(ctx, r.db, f)
+	if err != nil || r.open == nil {
+		return entries, total, err
+	}
+	for i, e := range entries {
+		rec, err := r.open(ctx, eventlog.Record{ID: e.EventID, Stream: e.Stream, Position: e.Position, Type: e.Type,
+			Data: e.Data, Meta: eventlog.Meta{Reason: e.Reason}})
+		if err != nil {
+			return nil, 0, fmt.Errorf("audit: entry %d: %w", e.Seq, err)
+		}
+		entries[i].Data, entries[i].Reason = json.RawMessage(rec.Data), rec.Meta.Reason
+	}
+	return entries, total, nil
 }
 
 // Verify is Verify on the reader's database.

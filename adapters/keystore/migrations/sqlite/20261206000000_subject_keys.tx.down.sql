@@ -1,1 +1,3 @@
+DROP TABLE keystore_master;
+--bun:split
 DROP TABLE subject_keys;

@@ -11,3 +11,13 @@ CREATE TABLE subject_keys (
     erased_at      BIGINT NOT NULL DEFAULT 0,
     CONSTRAINT subject_keys_pkey PRIMARY KEY (subject)
 );
+--bun:split
+-- The master key every replica must use, by id: the first start records
+-- it, and a replica with another master key refuses to start.
+CREATE TABLE keystore_master (
+    singleton      INTEGER NOT NULL,
+    master_key_id  TEXT    NOT NULL,
+    created_at     BIGINT  NOT NULL,
+    CONSTRAINT keystore_master_pkey PRIMARY KEY (singleton),
+    CONSTRAINT keystore_master_one CHECK (singleton = 1)
+);
