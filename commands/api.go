@@ -144,6 +144,18 @@ type CloseAccount struct {
 	Reason    string
 }
 
+// EraseAccount is POST /v1/accounts/{account_id}/erasure.
+type EraseAccount struct {
+	AccountID uuid.UUID
+	Reason    string
+}
+
+// EraseChild is POST /v1/children/{child_id}/erasure.
+type EraseChild struct {
+	ChildID uuid.UUID
+	Reason  string
+}
+
 // StartPlacement is POST /v1/children/{child_id}/placements.
 type StartPlacement struct {
 	ChildID        uuid.UUID

@@ -26,6 +26,8 @@ const (
 	CommandInvite            = "invite"
 	CommandActivate          = "activate"
 	CommandCloseAccount      = "close_account"
+	CommandEraseAccount      = "erase_account"
+	CommandEraseChild        = "erase_child"
 	CommandStartPlacement    = "start_placement"
 	CommandEndPlacement      = "end_placement"
 	CommandEndGrace          = "end_grace"
@@ -61,6 +63,9 @@ type Config struct {
 	// conflict, reloading its aggregates each time. 0 means
 	// DefaultMaxRetries; negative is invalid.
 	MaxRetries int
+	// Eraser destroys erased subjects' keys (adapters/personaldata); the
+	// erase commands fail without it.
+	Eraser Eraser
 	// Logger receives conflict retries (debug), commands that give up
 	// after the last retry (warn) and failures to record a refusal
 	// (error). Default slog.Default().
@@ -485,6 +490,8 @@ var defaultReasons = map[string]string{
 	domain.TypePhoneCleared:        "phone number cleared after a reset request",
 	domain.TypePhoneEnrolled:       "phone enrolled at sign-in, reported by the service",
 	domain.TypeIdentityLinked:      "identity linked at first sign-in",
+	domain.TypeAccountErased:       "personal data erased",
+	domain.TypeChildErased:         "personal data erased",
 }
 
 // DefaultReason is the reason recorded for an event of type typ when its

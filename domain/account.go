@@ -39,6 +39,8 @@ type Account struct {
 
 	phoneHint      string
 	resetRequested bool
+
+	erasedAt time.Time
 }
 
 // NewAccount returns the empty aggregate of account id.
@@ -133,6 +135,9 @@ func (a *Account) Apply(e Event) error {
 	case *PhoneEnrolled:
 		id = e.AccountID
 		a.phoneHint = e.PhoneHint
+	case *AccountErased:
+		id = e.AccountID
+		a.erasedAt = e.ErasedAt
 	default:
 		return fmt.Errorf("account %s: cannot apply %T: %w", a.id, e, ErrMalformedEvent)
 	}
@@ -167,6 +172,9 @@ func (a *Account) Invite(by Actor, email, kind string, now time.Time, policy Pol
 	}
 	if AccountIDForEmail(email) != a.id {
 		return nil, invalid("account_id", "not the account of %q", email)
+	}
+	if a.Erased() {
+		return nil, fmt.Errorf("invite: account %s: %w", a.id, ErrErased)
 	}
 	now = normTime(now)
 	switch a.StatusAt(now) {
@@ -319,6 +327,8 @@ func (a *Account) open(what string) error {
 	switch {
 	case !a.exists:
 		return fmt.Errorf("%s: %w", what, ErrAccountNotFound)
+	case !a.erasedAt.IsZero():
+		return fmt.Errorf("%s %s: %w", what, a.id, ErrErased)
 	case !a.closedAt.IsZero():
 		return fmt.Errorf("%s %s: %w", what, a.id, ErrAccountClosed)
 	}

@@ -21,6 +21,9 @@ const (
 	RolePortalsTeam Role = "portals_team"
 	RoleAuditor     Role = "auditor"
 	RoleService     Role = "service"
+	// RoleDPO is the data protection officer: erases data subjects (R22)
+	// and reads subject access exports (R21).
+	RoleDPO Role = "dpo"
 	// RoleSystem is the engine itself: the process manager expiring grace
 	// periods and invitations.
 	RoleSystem Role = "system"
@@ -30,7 +33,7 @@ const (
 // system role cannot be parsed: no caller can claim it.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case RoleWorker, RoleManager, RolePortalsTeam, RoleAuditor, RoleService:
+	case RoleWorker, RoleManager, RolePortalsTeam, RoleAuditor, RoleService, RoleDPO:
 		return r, nil
 	}
 	return "", invalid("role", "unknown role %q", s)

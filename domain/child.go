@@ -22,6 +22,7 @@ type Child struct {
 	worker     string
 	placements []*placement
 	grants     map[uuid.UUID]*grant
+	erasedAt   time.Time
 }
 
 type placement struct {
@@ -225,6 +226,11 @@ func (c *Child) Apply(e Event) error {
 				g.intervals[n-1].To = e.RevokedAt
 			}
 		}
+	case *ChildErased:
+		if err := c.same(e.ChildID); err != nil {
+			return err
+		}
+		c.erasedAt = e.ErasedAt
 	default:
 		return fmt.Errorf("child %s: cannot apply %T: %w", c.id, e, ErrMalformedEvent)
 	}
@@ -306,6 +312,9 @@ func (c *Child) AllocateWorker(by Actor, workerID string, now time.Time) ([]Even
 	if !c.registered {
 		return nil, fmt.Errorf("allocate worker to child %s: %w", c.id, ErrChildNotFound)
 	}
+	if c.Erased() {
+		return nil, fmt.Errorf("allocate worker to child %s: %w", c.id, ErrErased)
+	}
 	if err := checkText("worker_id", workerID, 200); err != nil {
 		return nil, err
 	}
@@ -322,6 +331,9 @@ func (c *Child) requireWorker(by Actor, what string) error {
 	}
 	if !c.registered {
 		return fmt.Errorf("%s: child %s: %w", what, c.id, ErrChildNotFound)
+	}
+	if c.Erased() {
+		return fmt.Errorf("%s: child %s: %w", what, c.id, ErrErased)
 	}
 	if c.worker == "" || by.ID != c.worker {
 		return fmt.Errorf("%s: worker %q on child %s: %w", what, by.ID, c.id, ErrNotAllocated)

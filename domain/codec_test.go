@@ -80,6 +80,8 @@ func codecExamples() map[string]codecExample {
 			AccountID: exAccount, PhoneHint: "***123", EnrolledAt: at(15 * h)}, at(15 * h)},
 		domain.TypeIdentityLinked: {&domain.IdentityLinked{
 			Subject: "idp|carer-one", AccountID: exAccount, LinkedAt: at(16 * h)}, at(16 * h)},
+		domain.TypeAccountErased: {&domain.AccountErased{AccountID: exAccount, ErasedAt: at(17 * h)}, at(17 * h)},
+		domain.TypeChildErased:   {&domain.ChildErased{ChildID: exChild, ErasedAt: at(18 * h)}, at(18 * h)},
 	}
 }
 

@@ -77,6 +77,7 @@ var (
 	ErrInvitationExpired    = sentinel(KindConflict, "invitation expired")
 	ErrEmailMismatch        = sentinel(KindConflict, "identity email does not match the invitation")
 	ErrAccountClosed        = sentinel(KindConflict, "account closed")
+	ErrErased               = sentinel(KindConflict, "the data subject was erased: nothing more can be recorded of them")
 	ErrAccountNotActive     = sentinel(KindConflict, "account not active")
 	ErrNotFosterCarer       = sentinel(KindConflict, "account is not a foster carer")
 	ErrPlacementOverlap     = sentinel(KindConflict, "the carer already has a placement of this child at that time")

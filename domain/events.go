@@ -41,6 +41,8 @@ const (
 	TypePhoneCleared        = "phone.cleared.v1"
 	TypePhoneEnrolled       = "phone.enrolled.v1"
 	TypeIdentityLinked      = "identity.linked.v1"
+	TypeAccountErased       = "account.erased.v1"
+	TypeChildErased         = "child.erased.v1"
 )
 
 // catalogue maps every event name to a constructor of its zero value.
@@ -61,6 +63,8 @@ var catalogue = map[string]func() Event{
 	TypePhoneCleared:        func() Event { return &PhoneCleared{} },
 	TypePhoneEnrolled:       func() Event { return &PhoneEnrolled{} },
 	TypeIdentityLinked:      func() Event { return &IdentityLinked{} },
+	TypeAccountErased:       func() Event { return &AccountErased{} },
+	TypeChildErased:         func() Event { return &ChildErased{} },
 }
 
 // EventTypes lists every event name of the catalogue, sorted.

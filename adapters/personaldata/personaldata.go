@@ -75,6 +75,32 @@ type Keys interface {
 	// Find returns the subject's key: keystore.ErrNoKey when it has none,
 	// keystore.ErrErased once erased.
 	Find(ctx context.Context, s keystore.Subject) ([]byte, error)
+	// Erase destroys the subject's key, once; it reports whether this call
+	// did.
+	Erase(ctx context.Context, s keystore.Subject) (bool, error)
+}
+
+// EraseAccount destroys the key of account id: every personal value
+// recorded of the account reads as domain.ErasedText from then on. The
+// erase commands call it right after appending the erasure event.
+func (s *Store) EraseAccount(ctx context.Context, id uuid.UUID) error {
+	_, err := s.keys.Erase(ctx, keystore.AccountSubject(id))
+	return err
+}
+
+// EraseChild destroys the key of child id (see EraseAccount).
+func (s *Store) EraseChild(ctx context.Context, id uuid.UUID) error {
+	_, err := s.keys.Erase(ctx, keystore.ChildSubject(id))
+	return err
+}
+
+// erasureSubject returns the subject an erasure event erases.
+func erasureSubject(r eventlog.Record) (keystore.Subject, bool) {
+	if r.Type != domain.TypeAccountErased && r.Type != domain.TypeChildErased {
+		return "", false
+	}
+	subj, err := SubjectOf(r.Stream, r.Data)
+	return subj, err == nil
 }
 
 // Store is an eventlog.Store that seals personal data on the way in and
@@ -182,8 +208,13 @@ func SubjectOf(stream string, data []byte) (keystore.Subject, error) {
 }
 
 // hasPersonal reports whether an event of type typ with reason carries
-// personal data.
+// personal data. The reason of an erasure is the data protection
+// officer's record of why (a request's reference, the retention policy):
+// it stays readable after the erasure, so it is kept as given.
 func hasPersonal(typ, reason string) bool {
+	if typ == domain.TypeAccountErased || typ == domain.TypeChildErased {
+		return false
+	}
 	return reason != "" || len(domain.PersonalFields(typ)) > 0
 }
 
@@ -222,8 +253,16 @@ func (s *Store) seal(ctx context.Context, stream string, e eventlog.EventData) (
 }
 
 // Open returns r with its sealed values opened, or replaced by
-// domain.ErasedText when the subject was erased.
+// domain.ErasedText when the subject was erased. Reading an erasure event
+// destroys its subject's key if it still exists (the command that appended
+// it stopped before it did): whichever replica reads the log first
+// completes the erasure.
 func (s *Store) Open(ctx context.Context, r eventlog.Record) (eventlog.Record, error) {
+	if subj, ok := erasureSubject(r); ok {
+		if _, err := s.keys.Erase(ctx, subj); err != nil {
+			return eventlog.Record{}, fmt.Errorf("event %s at %s: complete the erasure of %s: %w", r.ID, r.Position, subj, err)
+		}
+	}
 	fields := domain.PersonalFields(r.Type)
 	if !isSealed(r.Meta.Reason) && (len(fields) == 0 || !bytes.Contains(r.Data, []byte(Prefix))) {
 		return r, nil // nothing sealed: plain, or written before encryption

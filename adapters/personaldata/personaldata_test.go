@@ -302,3 +302,31 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// TestReadingAnErasureEventCompletesIt: when the erase command stopped
+// after appending the erasure event and before destroying the key, the
+// first read of the event destroys it.
+func TestReadingAnErasureEventCompletesIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	_, account := world(t, e.store)
+	dpo := domain.Cause{Actor: domain.Actor{ID: "dpo-1", Role: domain.RoleDPO}, Reason: "Art. 17", RecordedAt: at}
+	ev, err := dpo.EventData(uuid.New(), &domain.AccountErased{AccountID: account, ErasedAt: at.Add(time.Hour)})
+	require.NoError(t, err)
+	_, err = e.store.Append(ctx, domain.AccountStream(account), eventlog.Any, []eventlog.EventData{ev})
+	require.NoError(t, err)
+	st, err := e.keys.Status(ctx, keystore.AccountSubject(account))
+	require.NoError(t, err)
+	require.False(t, st.Erased(), "appending alone erases nothing")
+
+	first := dump(t, e.store) // reads the events before the erasure opened, then the erasure
+	require.Contains(t, first, email)
+	require.Contains(t, first, "Art. 17", "an erasure's reason is kept as given")
+	st, err = e.keys.Status(ctx, keystore.AccountSubject(account))
+	require.NoError(t, err)
+	require.True(t, st.Erased(), "reading the erasure event completed it")
+	require.NotContains(t, dump(t, e.store), email)
+	raw := dump(t, e.raw)
+	require.Contains(t, raw, "Art. 17")
+}

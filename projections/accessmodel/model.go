@@ -164,6 +164,11 @@ func (m *Model) Apply(rec eventlog.Record) (Result, error) {
 		err = m.account(e.AccountID).Apply(e)
 	case *domain.IdentityLinked:
 		// Identity links do not change access.
+	case *domain.AccountErased:
+		// Erasure removes personal data, not access (R22).
+		err = m.account(e.AccountID).Apply(e)
+	case *domain.ChildErased:
+		err = m.child(e.ChildID).Apply(e)
 	default:
 		err = fmt.Errorf("event type %s not handled", rec.Type)
 	}

@@ -312,6 +312,10 @@ func subjects(e domain.Event) (child, account uuid.UUID, err error) {
 		return uuid.Nil, e.AccountID, nil
 	case *domain.IdentityLinked:
 		return uuid.Nil, e.AccountID, nil
+	case *domain.AccountErased:
+		return uuid.Nil, e.AccountID, nil
+	case *domain.ChildErased:
+		return e.ChildID, uuid.Nil, nil
 	}
 	return uuid.Nil, uuid.Nil, fmt.Errorf("audit: no subjects known for event type %s (%T)", e.EventType(), e)
 }

@@ -309,6 +309,8 @@ func TestSubjectsCoverTheCatalogue(t *testing.T) {
 		{&domain.PhoneCleared{AccountID: a}, uuid.Nil, a},
 		{&domain.PhoneEnrolled{AccountID: a}, uuid.Nil, a},
 		{&domain.IdentityLinked{AccountID: a}, uuid.Nil, a},
+		{&domain.AccountErased{AccountID: a}, uuid.Nil, a},
+		{&domain.ChildErased{ChildID: c}, c, uuid.Nil},
 	}
 	var types []string
 	for _, s := range samples {

@@ -66,6 +66,13 @@ func History(t testing.TB, n int) []eventlog.Record {
 	link := domain.NewIdentityLink(subject)
 	x.commit(domain.IdentityStream(subject), projtest.Service, "", link.Apply, must(t)(link.Link(carer, w.Now)))
 
+	// Erasures last: nothing personal is recorded of an erased subject.
+	dpo := domain.Actor{ID: "dpo-1", Role: domain.RoleDPO}
+	a = w.Account(invited)
+	x.commit(domain.AccountStream(invited), dpo, "Art. 17 request", a.Apply, must(t)(a.Erase(dpo, "Art. 17 request", w.Now)))
+	c = w.Child(child)
+	x.commit(domain.ChildStream(child), dpo, "retention ended", c.Apply, must(t)(c.Erase(dpo, "retention ended", w.Now)))
+
 	// Correlation and causation ids, as commands and the process manager
 	// set them: one correlation per stream, caused by the previous event.
 	var prev uuid.UUID
