@@ -367,6 +367,9 @@ type AccountFields struct {
 	At       Time          `json:"at"`
 	ClosedAt *NullableTime `json:"closed_at"`
 
+	// Erased The account's personal data was erased (R22): email, identity subject and phone hint are null.
+	Erased bool `json:"erased"`
+
 	// ExpiresAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
 	ExpiresAt Time `json:"expires_at"`
 
@@ -417,7 +420,12 @@ type AccountListItem struct {
 	// At The decision time of status and needs_phone_enrolment.
 	At       Time          `json:"at"`
 	ClosedAt *NullableTime `json:"closed_at"`
-	Email    string        `json:"email"`
+
+	// Email null once erased (R22).
+	Email *string `json:"email"`
+
+	// Erased The account's personal data was erased (R22): email, identity subject and phone hint are null.
+	Erased bool `json:"erased"`
 
 	// ExpiresAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
 	ExpiresAt Time `json:"expires_at"`
@@ -560,16 +568,19 @@ type ChildRecord struct {
 	AllocatedWorkerID *string `json:"allocated_worker_id"`
 
 	// At (addition) the decision time of the statuses.
-	At         Time              `json:"at"`
-	ChildID    UUID              `json:"child_id"`
+	At      Time `json:"at"`
+	ChildID UUID `json:"child_id"`
+
+	// Erased The child's personal data was erased (R22).
+	Erased     bool              `json:"erased"`
 	Grants     []GrantRecord     `json:"grants"`
 	Placements []PlacementRecord `json:"placements"`
 
 	// Position An opaque consistency token (a position in the event log).
 	Position Position `json:"position"`
 
-	// Reference The council's reference for the child.
-	Reference   string        `json:"reference"`
+	// Reference The council's reference for the child; null once erased.
+	Reference   *string       `json:"reference"`
 	RetainUntil *NullableTime `json:"retain_until"`
 }
 
@@ -1104,6 +1115,12 @@ type CloseAccountParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// EraseAccountParams defines parameters for EraseAccount.
+type EraseAccountParams struct {
+	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // AccountHistoryParams defines parameters for AccountHistory.
 type AccountHistoryParams struct {
 	// At Keep only the intervals that contain this effective time.
@@ -1192,6 +1209,12 @@ type GetChildParams struct {
 
 // AllocateWorkerParams defines parameters for AllocateWorker.
 type AllocateWorkerParams struct {
+	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// EraseChildParams defines parameters for EraseChild.
+type EraseChildParams struct {
 	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
@@ -1300,6 +1323,9 @@ type ActivateJSONRequestBody = ActivateRequest
 // CloseAccountJSONRequestBody defines body for CloseAccount for application/json ContentType.
 type CloseAccountJSONRequestBody = ReasonRequest
 
+// EraseAccountJSONRequestBody defines body for EraseAccount for application/json ContentType.
+type EraseAccountJSONRequestBody = ReasonRequest
+
 // EnrolPhoneJSONRequestBody defines body for EnrolPhone for application/json ContentType.
 type EnrolPhoneJSONRequestBody = EnrolPhoneRequest
 
@@ -1314,6 +1340,9 @@ type RegisterChildJSONRequestBody = RegisterChildRequest
 
 // AllocateWorkerJSONRequestBody defines body for AllocateWorker for application/json ContentType.
 type AllocateWorkerJSONRequestBody = AllocateWorkerRequest
+
+// EraseChildJSONRequestBody defines body for EraseChild for application/json ContentType.
+type EraseChildJSONRequestBody = ReasonRequest
 
 // GrantJSONRequestBody defines body for Grant for application/json ContentType.
 type GrantJSONRequestBody = GrantRequest

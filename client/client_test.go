@@ -165,7 +165,8 @@ func TestAgainstTheRealServer(t *testing.T) {
 	require.Len(t, viewers.Viewers, 2)
 	rec, err := worker.Child(ctx, child.ChildID, time.Time{})
 	require.NoError(t, err)
-	require.Equal(t, "NCC-1", rec.Reference)
+	require.Equal(t, "NCC-1", *rec.Reference)
+	require.False(t, rec.Erased)
 	require.Equal(t, pl.PlacementID, rec.Placements[0].PlacementID)
 	require.Equal(t, api.PlacementRecordStatus("open"), rec.Placements[0].Status)
 

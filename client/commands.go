@@ -55,6 +55,18 @@ func (c *Client) CloseAccount(ctx context.Context, account uuid.UUID, reason str
 	return a, c.command(ctx, http.MethodPost, "/v1/accounts/"+account.String()+"/close", api.ReasonRequest{Reason: reason}, &a, opts)
 }
 
+// EraseAccount is POST /v1/accounts/{account_id}/erasure (dpo, R22).
+func (c *Client) EraseAccount(ctx context.Context, account uuid.UUID, reason string, opts ...CallOption) (api.PositionAnswer, error) {
+	var a api.PositionAnswer
+	return a, c.command(ctx, http.MethodPost, "/v1/accounts/"+account.String()+"/erasure", api.ReasonRequest{Reason: reason}, &a, opts)
+}
+
+// EraseChild is POST /v1/children/{child_id}/erasure (dpo, R22).
+func (c *Client) EraseChild(ctx context.Context, child uuid.UUID, reason string, opts ...CallOption) (api.PositionAnswer, error) {
+	var a api.PositionAnswer
+	return a, c.command(ctx, http.MethodPost, "/v1/children/"+child.String()+"/erasure", api.ReasonRequest{Reason: reason}, &a, opts)
+}
+
 // StartPlacement is POST /v1/children/{child_id}/placements.
 func (c *Client) StartPlacement(ctx context.Context, child, carer uuid.UUID, startedAt time.Time, opts ...CallOption) (api.PlacementStarted, error) {
 	var a api.PlacementStarted

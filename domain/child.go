@@ -332,11 +332,11 @@ func (c *Child) requireWorker(by Actor, what string) error {
 	if !c.registered {
 		return fmt.Errorf("%s: child %s: %w", what, c.id, ErrChildNotFound)
 	}
-	if c.Erased() {
-		return fmt.Errorf("%s: child %s: %w", what, c.id, ErrErased)
-	}
 	if c.worker == "" || by.ID != c.worker {
 		return fmt.Errorf("%s: worker %q on child %s: %w", what, by.ID, c.id, ErrNotAllocated)
+	}
+	if c.Erased() {
+		return fmt.Errorf("%s: child %s: %w", what, c.id, ErrErased)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/accessledger/accessledger/api"
+	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections/accounts"
 )
@@ -25,7 +26,7 @@ type Accounts interface {
 func accountFields(v accounts.View, at time.Time, pos eventlog.Position) api.AccountFields {
 	a := api.AccountFields{AccountID: v.AccountID, Kind: api.AccountKind(v.Kind), Status: api.AccountStatus(v.Status),
 		NeedsPhoneEnrolment: v.NeedsPhoneEnrolment, InvitedAt: v.InvitedAt.UTC(), ExpiresAt: v.ExpiresAt.UTC(),
-		ActivatedAt: optTime(v.ActivatedAt), ClosedAt: optTime(v.ClosedAt), At: at, Position: pos.String()}
+		ActivatedAt: optTime(v.ActivatedAt), ClosedAt: optTime(v.ClosedAt), Erased: !v.ErasedAt.IsZero(), At: at, Position: pos.String()}
 	if v.PhoneHint != "" {
 		h := v.PhoneHint
 		a.PhoneHint = &h
@@ -107,7 +108,16 @@ func (s *Service) ListAccounts(ctx context.Context, c Caller, p ListAccountsPara
 		out.Accounts = append(out.Accounts, api.AccountListItem{AccountID: f.AccountID, Kind: f.Kind, Status: f.Status,
 			NeedsPhoneEnrolment: f.NeedsPhoneEnrolment, PhoneHint: f.PhoneHint, InvitedAt: f.InvitedAt, ExpiresAt: f.ExpiresAt,
 			ActivatedAt: f.ActivatedAt, ClosedAt: f.ClosedAt, At: f.At, Position: f.Position,
-			Email: v.Email, PhoneResetRequested: v.PhoneResetRequested})
+			Email: optText(v.Email), Erased: f.Erased, PhoneResetRequested: v.PhoneResetRequested})
 	}
 	return out, nil
+}
+
+// optText is a personal value as answered: null when it is "" or erased
+// (R22).
+func optText(s string) *string {
+	if s == "" || domain.IsErased(s) {
+		return nil
+	}
+	return &s
 }

@@ -118,7 +118,8 @@ func (s *Service) GetChild(ctx context.Context, c Caller, id uuid.UUID, at time.
 	if err != nil {
 		return api.ChildRecord{}, err
 	}
-	out := api.ChildRecord{ChildID: id, Reference: ch.Reference(), At: at, Position: pos.String(),
+	// An erased child's reference reads as erased (R22): null.
+	out := api.ChildRecord{ChildID: id, Reference: optText(ch.Reference()), Erased: ch.Erased(), At: at, Position: pos.String(),
 		Placements: []api.PlacementRecord{}, Grants: []api.GrantRecord{}}
 	if w := ch.Worker(); w != "" {
 		out.AllocatedWorkerID = &w

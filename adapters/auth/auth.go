@@ -6,7 +6,7 @@
 // Verification is strict: only HS256 is accepted (never "none", RS*, ES*,
 // HS384 or HS512, whatever the header says), "exp" is required, and the
 // role must be one a caller may hold (worker, manager, portals_team,
-// auditor, service; never the engine's internal system role). Every
+// auditor, service, dpo; never the engine's internal system role). Every
 // refusal wraps ErrUnauthenticated and says why in words that are safe to
 // show the caller: they never echo the token, the secret or the claims'
 // values.
@@ -184,7 +184,7 @@ func NewVerifier(secret []byte, issuer, audience string, clock func() time.Time)
 //     one not more than Leeway in the future; "iat" is not checked),
 //   - has the configured "iss" and "aud", if any,
 //   - has a "role" a caller may hold: worker, manager, portals_team,
-//     auditor or service (not system),
+//     auditor, service or dpo (not system),
 //   - has a "sub" that is present, at most MaxSubjectBytes, valid UTF-8
 //     and free of control characters.
 //

@@ -104,7 +104,13 @@ func TestEveryOperation(t *testing.T) {
 			require.NotEmpty(t, end["grace_until"])
 			e.ok(with(worker, "POST", "/v1/children/"+w.child+"/placements/"+w.placement+"/end-grace", `{"reason":"safeguarding\nconcern"}`), 200)
 			e.ok(with(req{role: domain.RoleManager, sub: w.manager}, "POST", "/v1/children/"+w.child+"/allocation", `{"worker_id":"worker-dee"}`), 200)
-			last := e.ok(with(req{role: domain.RolePortalsTeam}, "POST", "/v1/accounts/"+w.member+"/close", `{"reason":"asked to leave"}`), 200)
+			e.ok(with(req{role: domain.RolePortalsTeam}, "POST", "/v1/accounts/"+w.member+"/close", `{"reason":"asked to leave"}`), 200)
+			// Erasure (R22): the dpo only. The account stays closed and
+			// its history stays; what erasure removes the e2e tests show.
+			e.do(with(worker, "POST", "/v1/accounts/"+w.member+"/erasure", `{"reason":"Art. 17"}`)).problem(t, 403, codeForbidden)
+			e.do(with(req{role: domain.RoleDPO}, "POST", "/v1/accounts/"+w.member+"/erasure", `{}`)).problem(t, 400, codeInvalid)
+			e.ok(with(req{role: domain.RoleDPO}, "POST", "/v1/children/"+w.child+"/erasure", `{"reason":"retention ended"}`), 200)
+			last := e.ok(with(req{role: domain.RoleDPO}, "POST", "/v1/accounts/"+w.member+"/erasure", `{"reason":"Art. 17 request DPO-117"}`), 200)
 
 			// A refused command, for the security log.
 			e.do(with(worker, "POST", "/v1/children/"+w.child+"/grants",

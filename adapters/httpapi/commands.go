@@ -13,6 +13,7 @@ import (
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/google/uuid"
 )
 
 // Header names of the idempotency protocol.
@@ -207,20 +208,43 @@ func (s *server) activate(w http.ResponseWriter, r *http.Request, c call) error 
 	})
 }
 
-func (s *server) closeAccount(w http.ResponseWriter, r *http.Request, c call) error {
+// reasonCommand runs a command whose body is only a reason, on the id in
+// path parameter param, answering its position.
+func (s *server) reasonCommand(w http.ResponseWriter, r *http.Request, c call, name, param string,
+	run func(ctx context.Context, m commands.Meta, id uuid.UUID, reason string) (commands.Result, error)) error {
 	var b api.ReasonRequest
-	var cmd commands.CloseAccount
-	return s.runCommand(w, r, c.actor, commands.CommandCloseAccount, &b, func() (err error) {
-		cmd.AccountID, err = pathUUID(r, "account_id")
-		cmd.Reason = b.Reason
+	var id uuid.UUID
+	return s.runCommand(w, r, c.actor, name, &b, func() (err error) {
+		id, err = pathUUID(r, param)
 		return err
 	}, func(ctx context.Context, m commands.Meta) (answer, error) {
-		res, err := s.cfg.Commands.CloseAccount(ctx, m, cmd)
+		res, err := run(ctx, m, id, b.Reason)
 		if err != nil {
 			return answer{}, err
 		}
 		return ok(positionOf(res.Position)), nil
 	})
+}
+
+func (s *server) closeAccount(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.reasonCommand(w, r, c, commands.CommandCloseAccount, "account_id",
+		func(ctx context.Context, m commands.Meta, id uuid.UUID, reason string) (commands.Result, error) {
+			return s.cfg.Commands.CloseAccount(ctx, m, commands.CloseAccount{AccountID: id, Reason: reason})
+		})
+}
+
+func (s *server) eraseAccount(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.reasonCommand(w, r, c, commands.CommandEraseAccount, "account_id",
+		func(ctx context.Context, m commands.Meta, id uuid.UUID, reason string) (commands.Result, error) {
+			return s.cfg.Commands.EraseAccount(ctx, m, commands.EraseAccount{AccountID: id, Reason: reason})
+		})
+}
+
+func (s *server) eraseChild(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.reasonCommand(w, r, c, commands.CommandEraseChild, "child_id",
+		func(ctx context.Context, m commands.Meta, id uuid.UUID, reason string) (commands.Result, error) {
+			return s.cfg.Commands.EraseChild(ctx, m, commands.EraseChild{ChildID: id, Reason: reason})
+		})
 }
 
 func (s *server) startPlacement(w http.ResponseWriter, r *http.Request, c call) error {

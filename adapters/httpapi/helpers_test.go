@@ -132,7 +132,7 @@ func newEnvOn(t testing.TB, url string, sqlLog bool, opts ...envOption) *env {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := commands.New(store, securitylog.New(db), commands.Config{Logger: quiet})
+	svc, err := commands.New(store, securitylog.New(db), commands.Config{Logger: quiet, Eraser: keysDestroyed{}})
 	require.NoError(t, err)
 	runner, err := projections.NewRunner(db.DB, store,
 		[]projections.Projection{accesshistory.New(), audit.New(), accounts.New(), ledger.New()},
@@ -391,3 +391,11 @@ func mintAt(t *testing.T, secret []byte, role domain.Role, issued time.Time) str
 type closer struct{ *memstore.Store }
 
 func (closer) Close() error { return nil }
+
+// keysDestroyed is the erase commands' Eraser here: the log has no
+// personal-data layer in these tests (adapters/personaldata and the
+// end-to-end tests show what erasure removes).
+type keysDestroyed struct{}
+
+func (keysDestroyed) EraseAccount(context.Context, uuid.UUID) error { return nil }
+func (keysDestroyed) EraseChild(context.Context, uuid.UUID) error   { return nil }

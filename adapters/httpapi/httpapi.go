@@ -71,6 +71,8 @@ type Commands interface {
 	Invite(context.Context, commands.Meta, commands.Invite) (commands.Invited, error)
 	Activate(context.Context, commands.Meta, commands.Activate) (commands.Result, error)
 	CloseAccount(context.Context, commands.Meta, commands.CloseAccount) (commands.Result, error)
+	EraseAccount(context.Context, commands.Meta, commands.EraseAccount) (commands.Result, error)
+	EraseChild(context.Context, commands.Meta, commands.EraseChild) (commands.Result, error)
 	StartPlacement(context.Context, commands.Meta, commands.StartPlacement) (commands.PlacementStarted, error)
 	EndPlacement(context.Context, commands.Meta, commands.EndPlacement) (commands.PlacementEnded, error)
 	EndGrace(context.Context, commands.Meta, commands.EndGrace) (commands.Result, error)

@@ -340,12 +340,16 @@ func sqliteDSN(uri string, memory bool) string {
 		q.Set("_txlock", "immediate")
 		if !memory {
 			q.Set("_synchronous", "FULL")
+			q.Set("_secure_delete", "1")
 		}
 		return uri + sep + q.Encode()
 	}
 	pragmas := []string{"busy_timeout(" + busy + ")", "foreign_keys(1)"}
 	if !memory {
-		pragmas = append(pragmas, "synchronous(FULL)")
+		// secure_delete: deleted and overwritten content is zeroed in the
+		// file, so that personal data erased (R22) or cleared from a read
+		// model does not linger in free pages.
+		pragmas = append(pragmas, "synchronous(FULL)", "secure_delete(1)")
 	}
 	q["_pragma"] = pragmas
 	q.Set("_txlock", "immediate")

@@ -26,7 +26,7 @@ type tokenConfig struct {
 func (c *tokenConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "data directory holding the signing secret "+auth.SecretFileName+" (created with the secret if missing)")
 	fs.StringVar(&c.secret, "secret-file", "", "file holding the HS256 secret, hex (default: "+auth.SecretFileName+" in --data-dir); must match the server's")
-	fs.StringVar(&c.role, "role", "", "the caller's role: worker, manager, portals_team, auditor or service (required)")
+	fs.StringVar(&c.role, "role", "", "the caller's role: worker, manager, portals_team, auditor, service or dpo (required)")
 	fs.StringVar(&c.sub, "sub", "", "the caller's id, the token's subject (required)")
 	fs.DurationVar(&c.ttl, "ttl", time.Hour, "how long the token is valid (at least 1s)")
 	fs.StringVar(&c.issuer, "issuer", "", "iss claim (only if the server checks one)")
@@ -51,11 +51,11 @@ func runToken(_ context.Context, args []string, env *environment) error {
 		return fmt.Errorf("%w: --data-dir is empty", errUsage)
 	}
 	if cfg.role == "" {
-		return fmt.Errorf("%w: --role is required (worker, manager, portals_team, auditor or service)", errUsage)
+		return fmt.Errorf("%w: --role is required (worker, manager, portals_team, auditor, service or dpo)", errUsage)
 	}
 	role, err := domain.ParseRole(cfg.role)
 	if err != nil {
-		return fmt.Errorf("%w: --role %q: want worker, manager, portals_team, auditor or service", errUsage, cfg.role)
+		return fmt.Errorf("%w: --role %q: want worker, manager, portals_team, auditor, service or dpo", errUsage, cfg.role)
 	}
 	if cfg.sub == "" {
 		return fmt.Errorf("%w: --sub is required (the caller's id)", errUsage)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/client"
+	"github.com/google/uuid"
 )
 
 // registerChildVerb is `accessctl register-child`.
@@ -266,24 +267,43 @@ func clearPhoneVerb() verb {
 	}
 }
 
-// closeAccountVerb is `accessctl close-account`.
-func closeAccountVerb() verb {
+// reasonVerb is a verb that sends a command on one id (flag idFlag) with
+// a reason, and prints its position.
+func reasonVerb(name, idFlag, summary, endpoint string,
+	send func(cl *client.Client, ctx context.Context, id uuid.UUID, reason string, o ...client.CallOption) (api.PositionAnswer, error)) verb {
 	return verb{
-		name: "close-account", synopsis: "--account ID --reason R", summary: "close an account, ending all its access (portals team)",
-		endpoint: "POST /v1/accounts/{account_id}/close",
+		name: name, synopsis: "--" + idFlag + " ID --reason R", summary: summary, endpoint: endpoint,
 		flags: func(fs *flag.FlagSet) action {
-			account := fs.String("account", "", "the account (required)")
+			target := fs.String(idFlag, "", "the "+idFlag+" (required)")
 			reason := fs.String("reason", "", "why (required)")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
-				id := c.id("account", *account)
+				id := c.id(idFlag, *target)
 				c.text("reason", *reason, maxReasonBytes)
 				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
-					return inv.client.CloseAccount(ctx, id, *reason, o...)
+					return send(inv.client, ctx, id, *reason, o...)
 				})
 			}
 		},
 	}
+}
+
+// closeAccountVerb is `accessctl close-account`.
+func closeAccountVerb() verb {
+	return reasonVerb("close-account", "account", "close an account, ending all its access (portals team)",
+		"POST /v1/accounts/{account_id}/close", (*client.Client).CloseAccount)
+}
+
+// eraseAccountVerb is `accessctl erase-account`.
+func eraseAccountVerb() verb {
+	return reasonVerb("erase-account", "account", "erase an account's personal data for good; access and history stay (dpo, R22)",
+		"POST /v1/accounts/{account_id}/erasure", (*client.Client).EraseAccount)
+}
+
+// eraseChildVerb is `accessctl erase-child`.
+func eraseChildVerb() verb {
+	return reasonVerb("erase-child", "child", "erase a child's personal data for good; access and history stay (dpo, R22)",
+		"POST /v1/children/{child_id}/erasure", (*client.Client).EraseChild)
 }
 
 // sendPosition sends a command that answers only its position, once c has

@@ -33,6 +33,8 @@ var commandRoutes = []apiRoute{
 	{pattern: "POST /v1/invitations", body: []string{"email", "kind"}},
 	{pattern: "POST /v1/accounts/{account_id}/activation", body: []string{"identity_subject", "email"}},
 	{pattern: "POST /v1/accounts/{account_id}/close", body: []string{"reason"}},
+	{pattern: "POST /v1/accounts/{account_id}/erasure", body: []string{"reason"}},
+	{pattern: "POST /v1/children/{child_id}/erasure", body: []string{"reason"}},
 	{pattern: "POST /v1/children/{child_id}/placements", body: []string{"carer_account_id", "started_at"}},
 	{pattern: "POST /v1/children/{child_id}/placements/{placement_id}/end", body: []string{"ended_at", "reason"}},
 	{pattern: "POST /v1/children/{child_id}/placements/{placement_id}/end-grace", body: []string{"reason"}},

@@ -177,3 +177,11 @@ func positionLine(w io.Writer, p string) {
 		fmt.Fprintf(w, "position: %s\n", cell(p))
 	}
 }
+
+// erasedText prints a personal value that is null once erased (R22).
+func erasedText(s *string) string {
+	if s == nil {
+		return "[erased]"
+	}
+	return *s
+}

@@ -330,7 +330,7 @@ func childVerb() verb {
 					return err
 				}
 				return inv.print(a, func(w io.Writer) error {
-					if err := keyValues(w, kv("child_id", r.ChildID.String()), kv("reference", r.Reference),
+					if err := keyValues(w, kv("child_id", r.ChildID.String()), kv("reference", erasedText(r.Reference)),
 						kv("allocated_worker", deref(r.AllocatedWorkerID))); err != nil {
 						return err
 					}

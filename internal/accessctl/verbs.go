@@ -255,6 +255,8 @@ func verbs() []verb {
 		phoneResetVerb(),
 		clearPhoneVerb(),
 		closeAccountVerb(),
+		eraseAccountVerb(),
+		eraseChildVerb(),
 		// Queries.
 		checkVerb(),
 		childrenVerb(),

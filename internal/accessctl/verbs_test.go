@@ -102,6 +102,16 @@ func verbCases() []verbCase {
 			body: `{"reason":"left the network"}`, answer: `{"position":"22"}`, table: "position  22\n",
 		},
 		{
+			name: "erase-account", args: []string{"erase-account", "--account", accountID, "--reason", "Art. 17 request DPO-117"},
+			pattern: "POST /v1/accounts/{account_id}/erasure", path: "/v1/accounts/" + accountID + "/erasure",
+			body: `{"reason":"Art. 17 request DPO-117"}`, answer: `{"position":"23"}`, table: "position  23\n",
+		},
+		{
+			name: "erase-child", args: []string{"erase-child", "--child", childID, "--reason", "retention ended"},
+			pattern: "POST /v1/children/{child_id}/erasure", path: "/v1/children/" + childID + "/erasure",
+			body: `{"reason":"retention ended"}`, answer: `{"position":"24"}`, table: "position  24\n",
+		},
+		{
 			name: "check allowed", args: []string{"check", "--account", carerID, "--child", childID, "--permission", "record"},
 			pattern: "GET /v1/check", path: "/v1/check",
 			query:  url.Values{"account_id": {carerID}, "child_id": {childID}, "permission": {"record"}},

@@ -253,13 +253,20 @@ func TestStreamIsWhatTheCommandPathWrites(t *testing.T) {
 }
 
 // TestEventMix: the mix of a history has every event type of the
-// catalogue, in proportions within the model's bounds.
+// catalogue but the erasures, in proportions within the model's bounds.
 func TestEventMix(t *testing.T) {
 	sc := datagen.Small
 	sc.Children, sc.Carers, sc.Members = 300, 90, 600 // enough for the rare types
 	sum := generate(t, sc, discard, datagen.Options{Seed: 7})
 	share := func(typ string) float64 { return float64(sum.ByType[typ]) / float64(sum.Events) }
 	for _, typ := range domain.EventTypes() {
+		if typ == domain.TypeAccountErased || typ == domain.TypeChildErased {
+			// Not generated: the generator writes unsealed (synthetic)
+			// values, which an erasure cannot erase (R22: erasure destroys
+			// the key values were sealed with).
+			require.Zero(t, sum.ByType[typ], typ)
+			continue
+		}
 		require.Positive(t, sum.ByType[typ], "%s generated", typ)
 	}
 	bounds := []struct {

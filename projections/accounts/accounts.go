@@ -54,7 +54,7 @@ const ProjectionName = "accounts"
 
 // ProjectionVersion is the version of the table and the fold; bump it when
 // either changes, and the runner rebuilds the table.
-const ProjectionVersion = 1
+const ProjectionVersion = 2 // 2: erased_at, and erased personal values kept as ""
 
 // Projection folds the account.*, phone.* and identity.linked.v1 events into
 // the accounts table. It keeps no state in memory: every batch reads the
@@ -96,6 +96,7 @@ func createTable(d dialect.Name, physical string) []string {
     phone_hint            TEXT    NOT NULL,
     phone_reset_requested BOOLEAN NOT NULL,
     updated_position      BIGINT  NOT NULL,
+    erased_at             BIGINT,
     CONSTRAINT ` + quote(physical+"_pkey") + ` PRIMARY KEY (account_id),
     CONSTRAINT ` + quote(physical+"_phone_hint_check") + ` CHECK (phone_hint = '' OR phone_hint ~ '^[*]{3}[0-9]{3}$')
 )`,
@@ -116,7 +117,8 @@ func createTable(d dialect.Name, physical string) []string {
     identity_subject      TEXT    NOT NULL,
     phone_hint            TEXT    NOT NULL CHECK (phone_hint = '' OR phone_hint GLOB '[*][*][*][0-9][0-9][0-9]'),
     phone_reset_requested INTEGER NOT NULL CHECK (phone_reset_requested IN (0, 1)),
-    updated_position      INTEGER NOT NULL
+    updated_position      INTEGER NOT NULL,
+    erased_at             INTEGER
 ) STRICT`,
 		`CREATE INDEX ` + quote(physical+"_email_idx") + ` ON ` + q + ` (email)`,
 		`CREATE INDEX ` + quote(physical+"_identity_subject_idx") + ` ON ` + q + ` (identity_subject)`,
@@ -143,6 +145,7 @@ type row struct {
 	PhoneHint           string        `bun:"phone_hint"`
 	PhoneResetRequested bool          `bun:"phone_reset_requested"`
 	UpdatedPosition     int64         `bun:"updated_position"`
+	ErasedAt            sql.NullInt64 `bun:"erased_at"`
 }
 
 // Load has nothing to load: the state lives in the table. It never asks for
@@ -256,6 +259,7 @@ var handled = map[string]bool{
 	domain.TypePhoneCleared:        true,
 	domain.TypePhoneEnrolled:       true,
 	domain.TypeIdentityLinked:      true,
+	domain.TypeAccountErased:       true,
 }
 
 // accountOf returns the account an event of a handled type is about.
@@ -277,6 +281,8 @@ func accountOf(e domain.Event) uuid.UUID {
 		return e.AccountID
 	case *domain.IdentityLinked:
 		return e.AccountID
+	case *domain.AccountErased:
+		return e.AccountID
 	}
 	panic(fmt.Sprintf("accounts: unhandled event %T", e)) // handled and accountOf disagree
 }
@@ -285,16 +291,29 @@ func accountOf(e domain.Event) uuid.UUID {
 // aggregate. identity.linked.v1, which the Account aggregate does not see,
 // records the subject as soon as it is linked (R10: for good, and the same
 // subject the activation then carries).
+//
+// Personal values of an erased account are kept as "": the erasure clears
+// them, and the events before it read as domain.ErasedText on a rebuild
+// (R22).
 func fold(r *row, e domain.Event) {
+	plain := func(v string) string {
+		if r.ErasedAt.Valid || domain.IsErased(v) {
+			return ""
+		}
+		return v
+	}
 	switch e := e.(type) {
+	case *domain.AccountErased:
+		r.ErasedAt = micros(e.ErasedAt)
+		r.Email, r.IdentitySubject, r.PhoneHint = "", "", ""
 	case *domain.AccountInvited:
-		r.Email, r.Kind = e.Email, string(e.Kind)
+		r.Email, r.Kind = plain(e.Email), string(e.Kind)
 		r.InvitedAt, r.ExpiresAt = micros(e.InvitedAt), micros(e.ExpiresAt)
 		r.InvitationExpired = false
 	case *domain.InvitationExpired:
 		r.InvitationExpired = true
 	case *domain.AccountActivated:
-		r.IdentitySubject, r.ActivatedAt = e.IdentitySubject, micros(e.ActivatedAt)
+		r.IdentitySubject, r.ActivatedAt = plain(e.IdentitySubject), micros(e.ActivatedAt)
 	case *domain.AccountClosed:
 		r.ClosedAt = micros(e.ClosedAt)
 	case *domain.PhoneResetRequested:
@@ -302,9 +321,9 @@ func fold(r *row, e domain.Event) {
 	case *domain.PhoneCleared:
 		r.PhoneResetRequested, r.PhoneHint = false, ""
 	case *domain.PhoneEnrolled:
-		r.PhoneHint = e.PhoneHint
+		r.PhoneHint = plain(e.PhoneHint)
 	case *domain.IdentityLinked:
-		r.IdentitySubject = e.Subject
+		r.IdentitySubject = plain(e.Subject)
 	}
 }
 

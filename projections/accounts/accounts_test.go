@@ -3,6 +3,7 @@ package accounts_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -55,7 +56,7 @@ func setup(t *testing.T, url string) env {
 
 	p := accounts.New()
 	require.Equal(t, "accounts", p.Name())
-	require.Equal(t, 1, p.Version())
+	require.Equal(t, 2, p.Version())
 	tbs := p.Tables()
 	require.Len(t, tbs, 1)
 	require.Equal(t, accounts.TableName, tbs[0].Name)
@@ -743,4 +744,57 @@ func TestQueryValidation(t *testing.T) {
 	require.ErrorIs(t, err, accounts.ErrInvalidQuery)
 	_, err = accounts.ByIdentity(ctx, e.db, "idp|x", time.Time{})
 	require.ErrorIs(t, err, accounts.ErrInvalidQuery)
+}
+
+// TestErasureClearsPersonalValues (R22): an account's erasure clears its
+// email, identity subject and phone hint from the row; a rebuild after the
+// erasure, reading the earlier events as erased, stores "" as well (the
+// phone hint's check would refuse the stand-in).
+func TestErasureClearsPersonalValues(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		ctx := context.Background()
+		id := domain.AccountIDForEmail("erased.carer@example.org")
+		now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+		log := func(email, subject, hint string) []eventlog.Record {
+			st := memstore.New()
+			cause := domain.Cause{Actor: domain.Actor{ID: "w", Role: domain.RoleWorker}, RecordedAt: now}
+			var data []eventlog.EventData
+			for _, ev := range []domain.Event{
+				&domain.AccountInvited{AccountID: id, Email: email, Kind: domain.KindFosterCarer, InvitedAt: now, ExpiresAt: now.Add(time.Hour)},
+				&domain.AccountActivated{AccountID: id, IdentitySubject: subject, ActivatedAt: now.Add(time.Minute)},
+				&domain.PhoneEnrolled{AccountID: id, PhoneHint: hint, EnrolledAt: now.Add(2 * time.Minute)},
+				&domain.AccountErased{AccountID: id, ErasedAt: now.Add(3 * time.Minute)},
+			} {
+				b, err := json.Marshal(ev) // as stored: Encode refuses the stand-in
+				require.NoError(t, err)
+				d, err := cause.EventData(uuid.New(), &domain.AccountClosed{AccountID: id, ClosedAt: now})
+				require.NoError(t, err)
+				d.Type, d.Data = ev.EventType(), b
+				data = append(data, d)
+			}
+			_, err := st.Append(ctx, domain.AccountStream(id), eventlog.NoStream, data)
+			require.NoError(t, err)
+			recs, err := st.ReadAll(ctx, eventlog.Start, 0)
+			require.NoError(t, err)
+			return recs
+		}
+		for name, recs := range map[string][]eventlog.Record{
+			"as they happened": log("erased.carer@example.org", "idp|erased", "***123"),
+			"rebuilt after":    log(domain.ErasedText, domain.ErasedText, domain.ErasedText),
+		} {
+			t.Run(name, func(t *testing.T) {
+				e := setup(t, url(t))
+				for _, r := range recs { // one batch per event, as a live runner may
+					e.apply(t, []eventlog.Record{r})
+				}
+				v, err := accounts.NewReader(e.db).Get(ctx, id, now.Add(time.Hour))
+				require.NoError(t, err)
+				require.Equal(t, now.Add(3*time.Minute), v.ErasedAt)
+				require.Empty(t, v.Email)
+				require.Empty(t, v.IdentitySubject)
+				require.Empty(t, v.PhoneHint)
+				require.Equal(t, domain.StatusActive, v.Status, "erasure does not change the account's status")
+			})
+		}
+	})
 }

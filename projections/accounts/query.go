@@ -38,9 +38,12 @@ type View struct {
 	ActivatedAt time.Time // zero until activated
 	ClosedAt    time.Time // zero unless closed
 
-	Email               string // normalized
+	Email               string // normalized; "" once erased
 	IdentitySubject     string // "" until an identity is linked
 	PhoneResetRequested bool   // a worker's reset request is open (R11)
+	// ErasedAt is when the account's personal data was erased (R22): Email,
+	// IdentitySubject and PhoneHint are then "". Zero while not erased.
+	ErasedAt time.Time
 
 	// UpdatedPosition is the Commit of the position of the last event that
 	// changed the account: once a command's position is at most this, the
@@ -248,6 +251,7 @@ func view(r *row, at time.Time) (View, error) {
 		IdentitySubject:     r.IdentitySubject,
 		PhoneResetRequested: a.PhoneResetRequested(),
 		UpdatedPosition:     uint64(r.UpdatedPosition),
+		ErasedAt:            fromMicros(r.ErasedAt),
 	}, nil
 }
 
