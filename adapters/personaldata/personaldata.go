@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -84,12 +85,14 @@ type Keys interface {
 // recorded of the account reads as domain.ErasedText from then on. The
 // erase commands call it right after appending the erasure event.
 func (s *Store) EraseAccount(ctx context.Context, id uuid.UUID) error {
+	s.forget(keystore.AccountSubject(id))
 	_, err := s.keys.Erase(ctx, keystore.AccountSubject(id))
 	return err
 }
 
 // EraseChild destroys the key of child id (see EraseAccount).
 func (s *Store) EraseChild(ctx context.Context, id uuid.UUID) error {
+	s.forget(keystore.ChildSubject(id))
 	_, err := s.keys.Erase(ctx, keystore.ChildSubject(id))
 	return err
 }
@@ -108,12 +111,53 @@ func erasureSubject(r eventlog.Record) (keystore.Subject, bool) {
 type Store struct {
 	inner eventlog.Store
 	keys  Keys
+
+	// ciphers caches each subject's cipher (a replay opens many events of
+	// each subject). An erasure event read drops its subject's.
+	mu      sync.Mutex
+	ciphers map[keystore.Subject]*subjectCipher
 }
 
 var _ eventlog.Store = (*Store)(nil)
 
+// maxCiphers bounds the cipher cache (about 1 KiB each).
+const maxCiphers = 100_000
+
 // New wraps inner.
-func New(inner eventlog.Store, keys Keys) *Store { return &Store{inner: inner, keys: keys} }
+func New(inner eventlog.Store, keys Keys) *Store {
+	return &Store{inner: inner, keys: keys, ciphers: map[keystore.Subject]*subjectCipher{}}
+}
+
+// cipherOf returns subj's cipher, from the cache or made with key(ctx, subj).
+func (s *Store) cipherOf(ctx context.Context, subj keystore.Subject,
+	key func(context.Context, keystore.Subject) ([]byte, error)) (*subjectCipher, error) {
+	s.mu.Lock()
+	c, ok := s.ciphers[subj]
+	s.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	k, err := key(ctx, subj)
+	if err != nil {
+		return nil, err
+	}
+	if c, err = newSubjectCipher(k); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ciphers) >= maxCiphers {
+		clear(s.ciphers)
+	}
+	s.ciphers[subj] = c
+	return c, nil
+}
+
+func (s *Store) forget(subj keystore.Subject) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.ciphers, subj)
+}
 
 // Inner is the wrapped store, which holds the sealed values (the ledger
 // hashes them).
@@ -227,7 +271,7 @@ func (s *Store) seal(ctx context.Context, stream string, e eventlog.EventData) (
 		return eventlog.EventData{}, err
 	}
 	fields := domain.PersonalFields(e.Type)
-	key, err := s.keys.Key(ctx, subj)
+	sc, err := s.cipherOf(ctx, subj, s.keys.Key)
 	if errors.Is(err, keystore.ErrErased) && len(fields) == 0 {
 		// The engine's own events about an erased subject (an expiry) keep
 		// no reason: it reads as erased, like the subject's older ones.
@@ -237,10 +281,7 @@ func (s *Store) seal(ctx context.Context, stream string, e eventlog.EventData) (
 	if err != nil {
 		return eventlog.EventData{}, fmt.Errorf("personaldata: the key of %s: %w", subj, err)
 	}
-	c, err := newCipher(key, subj, e.ID)
-	if err != nil {
-		return eventlog.EventData{}, err
-	}
+	c := sc.forEvent(subj, e.ID)
 	if e.Meta.Reason != "" {
 		e.Meta.Reason = c.seal(reasonField, e.Meta.Reason)
 	}
@@ -259,6 +300,7 @@ func (s *Store) seal(ctx context.Context, stream string, e eventlog.EventData) (
 // completes the erasure.
 func (s *Store) Open(ctx context.Context, r eventlog.Record) (eventlog.Record, error) {
 	if subj, ok := erasureSubject(r); ok {
+		s.forget(subj)
 		if _, err := s.keys.Erase(ctx, subj); err != nil {
 			return eventlog.Record{}, fmt.Errorf("event %s at %s: complete the erasure of %s: %w", r.ID, r.Position, subj, err)
 		}
@@ -271,7 +313,7 @@ func (s *Store) Open(ctx context.Context, r eventlog.Record) (eventlog.Record, e
 	if err != nil {
 		return eventlog.Record{}, fmt.Errorf("event %s at %s: %w", r.ID, r.Position, err)
 	}
-	key, err := s.keys.Find(ctx, subj)
+	sc, err := s.cipherOf(ctx, subj, s.keys.Find)
 	var c *fieldCipher
 	switch {
 	case errors.Is(err, keystore.ErrErased):
@@ -281,9 +323,7 @@ func (s *Store) Open(ctx context.Context, r eventlog.Record) (eventlog.Record, e
 	case err != nil:
 		return eventlog.Record{}, fmt.Errorf("event %s at %s: the key of %s: %w", r.ID, r.Position, subj, err)
 	default:
-		if c, err = newCipher(key, subj, r.ID); err != nil {
-			return eventlog.Record{}, err
-		}
+		c = sc.forEvent(subj, r.ID)
 	}
 	open := func(name, v string) (string, error) {
 		if !isSealed(v) {
@@ -341,14 +381,14 @@ func mapFields(data []byte, fields []string, f func(name, v string) (string, err
 	return json.Marshal(obj)
 }
 
-// fieldCipher seals and opens the fields of one event of one subject.
-type fieldCipher struct {
+// subjectCipher is one subject's cipher and nonce key. It is safe for
+// concurrent use (AES-GCM's Seal and Open are).
+type subjectCipher struct {
 	aead     cipher.AEAD
 	nonceKey []byte
-	prefix   string // of the additional data: version, subject, event id
 }
 
-func newCipher(key []byte, subj keystore.Subject, event uuid.UUID) (*fieldCipher, error) {
+func newSubjectCipher(key []byte) (*subjectCipher, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, fmt.Errorf("personaldata: %w", err)
@@ -359,8 +399,18 @@ func newCipher(key []byte, subj keystore.Subject, event uuid.UUID) (*fieldCipher
 	}
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("accessledger nonce key v1"))
-	return &fieldCipher{aead: aead, nonceKey: m.Sum(nil),
-		prefix: "accessledger field v1\x00" + string(subj) + "\x00" + event.String() + "\x00"}, nil
+	return &subjectCipher{aead: aead, nonceKey: m.Sum(nil)}, nil
+}
+
+// forEvent is the cipher of the fields of one event.
+func (sc *subjectCipher) forEvent(subj keystore.Subject, event uuid.UUID) *fieldCipher {
+	return &fieldCipher{subjectCipher: sc, prefix: "accessledger field v1\x00" + string(subj) + "\x00" + event.String() + "\x00"}
+}
+
+// fieldCipher seals and opens the fields of one event of one subject.
+type fieldCipher struct {
+	*subjectCipher
+	prefix string // of the additional data: version, subject, event id
 }
 
 func (c *fieldCipher) aad(field string) []byte { return []byte(c.prefix + field) }

@@ -152,7 +152,7 @@ func TestErasure(t *testing.T) {
 	child, account := world(t, e.store)
 	before := dump(t, e.raw)
 
-	_, err := e.keys.Erase(ctx, keystore.AccountSubject(account))
+	err := e.store.EraseAccount(ctx, account)
 	require.NoError(t, err)
 	require.Equal(t, before, dump(t, e.raw), "the stored log is not edited")
 	read := dump(t, e.store)
@@ -170,7 +170,7 @@ func TestErasure(t *testing.T) {
 	require.Equal(t, account, inv.AccountID)
 	require.Equal(t, at, inv.InvitedAt)
 
-	_, err = e.keys.Erase(ctx, keystore.ChildSubject(child))
+	err = e.store.EraseChild(ctx, child)
 	require.NoError(t, err)
 	recs, err = e.store.ReadStream(ctx, domain.ChildStream(child), 1, 0)
 	require.NoError(t, err)
