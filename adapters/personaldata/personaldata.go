@@ -438,3 +438,54 @@ func (c *fieldCipher) open(field, v string) (string, error) {
 	}
 	return string(plain), nil
 }
+
+// Plain reports whether the stored record r holds personal data in plain
+// text: a reason, or a personal field, that is not sealed (an event
+// written before sealing was on). The erased stand-in is not personal.
+func Plain(r eventlog.Record) bool {
+	if r.Type == domain.TypeAccountErased || r.Type == domain.TypeChildErased {
+		return false
+	}
+	if r.Meta.Reason != "" && !isSealed(r.Meta.Reason) && !domain.IsErased(r.Meta.Reason) {
+		return true
+	}
+	fields := domain.PersonalFields(r.Type)
+	if len(fields) == 0 {
+		return false
+	}
+	plain := false
+	if _, err := mapFields(r.Data, fields, func(_, v string) (string, error) {
+		if v != "" && !isSealed(v) && !domain.IsErased(v) {
+			plain = true
+		}
+		return v, nil
+	}); err != nil {
+		return true // not even a JSON object: count it, someone should look
+	}
+	return plain
+}
+
+// CountPlain reads the whole stored log (inner, not through the layer) and
+// counts the events that hold personal data in plain text (Plain), and all
+// events. accessd status reports it: a log written before sealing was on
+// is moved with a copy-and-transform (docs/personal-data.md), never edited.
+func CountPlain(ctx context.Context, log eventlog.Store) (plain, total int64, err error) {
+	const page = 5000
+	after := eventlog.Start
+	for {
+		recs, err := log.ReadAll(ctx, after, page)
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, r := range recs {
+			total++
+			if Plain(r) {
+				plain++
+			}
+		}
+		if len(recs) < page {
+			return plain, total, nil
+		}
+		after = recs[len(recs)-1].Position
+	}
+}

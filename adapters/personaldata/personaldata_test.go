@@ -330,3 +330,25 @@ func TestReadingAnErasureEventCompletesIt(t *testing.T) {
 	raw := dump(t, e.raw)
 	require.Contains(t, raw, "Art. 17")
 }
+
+// TestCountPlain: the events written before sealing was on are counted;
+// sealed ones, erasures and events without personal data are not.
+func TestCountPlain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	world(t, e.store) // 6 events, sealed
+	plain, total, err := personaldata.CountPlain(ctx, e.raw)
+	require.NoError(t, err)
+	require.Equal(t, [2]int64{0, 6}, [2]int64{plain, total})
+
+	old := newEnv(t)
+	world(t, old.raw) // 6 events unsealed: each has a reason or a personal field
+	child := uuid.New()
+	_, err = old.raw.Append(ctx, domain.ChildStream(child), eventlog.NoStream, []eventlog.EventData{
+		data(t, &domain.AccessRevoked{ChildID: child, AccountID: uuid.New(), RevokedAt: at}, "")})
+	require.NoError(t, err)
+	plain, total, err = personaldata.CountPlain(ctx, old.raw)
+	require.NoError(t, err)
+	require.Equal(t, [2]int64{6, 7}, [2]int64{plain, total})
+}

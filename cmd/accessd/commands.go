@@ -9,6 +9,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/accessledger/accessledger/adapters/outbox"
+	"github.com/accessledger/accessledger/adapters/personaldata"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/projections/ledger"
@@ -118,6 +119,11 @@ func printStoreStatus(ctx context.Context, env *environment, st *engine.Store) e
 		return err
 	}
 	fmt.Fprintf(env.stdout, "store:  %s\nevents: %s\nhead:   %s\n", s.Store, eventsText(s.Events), s.Head)
+	plain, total, err := personaldata.CountPlain(ctx, st.Log)
+	if err != nil {
+		return fmt.Errorf("count plain personal data: %w", err)
+	}
+	fmt.Fprintf(env.stdout, "personal data in plain text: %d of %d events%s\n", plain, total, plainHint(plain))
 	return nil
 }
 
@@ -194,4 +200,12 @@ func printSchemaStatus(ctx context.Context, env *environment, db *sqldb.DB) {
 			fmt.Fprintf(env.stdout, "schema %s: %d of %d migrations applied (accessd migrate applies the rest)\n", c.Name, applied, total)
 		}
 	}
+}
+
+// plainHint says what to do about events with plain personal data.
+func plainHint(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return " (written before sealing was on: see docs/personal-data.md)"
 }

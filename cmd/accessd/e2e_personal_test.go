@@ -43,6 +43,7 @@ func TestRule_R22_TheEventLogHoldsPersonalDataSealed(t *testing.T) {
 			reasons = append(reasons, text(e.Reason))
 		}
 		require.Contains(t, reasons, reason, "the audit trail answers the reason opened")
+		require.Regexp(t, `(?m)^personal data in plain text: 0 of [1-9][0-9]* events$`, s.status())
 
 		if s.flag("--event-store") != "" && strings.HasPrefix(s.flag("--event-store"), "esdb") {
 			return // the events are in EventStoreDB: the same layer sealed them

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 
 	"github.com/accessledger/accessledger/internal/datagen"
 	"github.com/accessledger/accessledger/internal/engine"
+	"github.com/accessledger/accessledger/internal/syncbuf"
 )
 
 // TestBenchSmallEndToEnd runs accessd bench on the small data set, on SQLite
@@ -316,21 +315,5 @@ func runArgs(ctx context.Context, env map[string]string, args ...string) (string
 	return stdout.String(), stderr.String(), err
 }
 
-// lockedBuffer is a bytes.Buffer safe for the engine's concurrent log
-// writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is a bytes.Buffer safe for concurrent writes.
+type lockedBuffer = syncbuf.Buffer

@@ -2,10 +2,10 @@ package progress
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/accessledger/accessledger/internal/syncbuf"
 	"github.com/stretchr/testify/require"
 )
 
@@ -76,21 +76,5 @@ func TestTerminalProgressDrawsABar(t *testing.T) {
 	require.True(t, strings.HasSuffix(s, "\n"), "the bar ends its line when done")
 }
 
-// syncBuffer is a strings.Builder safe for the bar's writes and the test's
-// read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer = syncbuf.Buffer
