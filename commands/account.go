@@ -44,17 +44,20 @@ func (s *Service) accountCommand(ctx context.Context, meta Meta, command string,
 }
 
 // Invite invites an email address to hold a portal account of a kind
-// (worker only, R9). The account id is domain.AccountIDForEmail(email): one
+// (worker only, R9). The account id is derived from the email (accountIDFor): one
 // email, one account (R10). An email with an active account is refused with
 // domain.ErrAlreadyRegistered, one with an open invitation with
 // domain.ErrAlreadyInvited; an expired invitation is renewed. The answer
 // carries the invitation's deadline.
 func (s *Service) Invite(ctx context.Context, meta Meta, cmd Invite) (Invited, error) {
-	accountID := domain.AccountIDForEmail(cmd.Email)
+	accountID, err := s.accountIDFor(ctx, cmd.Email)
+	if err != nil {
+		return Invited{}, err
+	}
 	target := accountTarget(accountID)
 	d := s.ids(meta, CommandInvite, target)
 	var out Invited
-	err := s.execute(ctx, &meta, CommandInvite, target, func(ctx context.Context, now time.Time) error {
+	err = s.execute(ctx, &meta, CommandInvite, target, func(ctx context.Context, now time.Time) error {
 		acct, l, err := s.loadAccount(ctx, accountID, d)
 		if err != nil {
 			return err
@@ -116,7 +119,11 @@ func (s *Service) Activate(ctx context.Context, meta Meta, cmd Activate) (Result
 			return err
 		}
 		link := domain.NewIdentityLink(cmd.IdentitySubject)
-		ll, err := s.load(ctx, domain.IdentityStream(cmd.IdentitySubject), link.Apply, nil)
+		stream, err := s.identityStreamFor(ctx, cmd.IdentitySubject)
+		if err != nil {
+			return err
+		}
+		ll, err := s.load(ctx, stream, link.Apply, nil)
 		if err != nil {
 			return err
 		}
@@ -198,4 +205,42 @@ func (s *Service) ExpireInvitation(ctx context.Context, meta Meta, cmd ExpireInv
 			}
 			return a.ExpireInvitation(now)
 		})
+}
+
+// accountIDFor returns the account id of email: the keyed id (Config.IDs),
+// unless the email's name-based account exists already (made before ids
+// were keyed), which keeps its id; the name-based id without Config.IDs.
+func (s *Service) accountIDFor(ctx context.Context, email string) (uuid.UUID, error) {
+	legacy := domain.AccountIDForEmail(email)
+	if s.cfg.IDs == nil {
+		return legacy, nil
+	}
+	old, err := s.streamExists(ctx, domain.AccountStream(legacy))
+	if err != nil || old {
+		return legacy, err
+	}
+	return s.cfg.IDs.AccountID(email), nil
+}
+
+// identityStreamFor returns the identity stream of subject, keyed as
+// accountIDFor keys account ids.
+func (s *Service) identityStreamFor(ctx context.Context, subject string) (string, error) {
+	legacy := domain.IdentityStream(subject)
+	if s.cfg.IDs == nil {
+		return legacy, nil
+	}
+	old, err := s.streamExists(ctx, legacy)
+	if err != nil || old {
+		return legacy, err
+	}
+	return s.cfg.IDs.IdentityStream(subject), nil
+}
+
+// streamExists reports whether stream has an event.
+func (s *Service) streamExists(ctx context.Context, stream string) (bool, error) {
+	recs, err := s.store.ReadStream(ctx, stream, 1, 1)
+	if err != nil {
+		return false, fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	return len(recs) > 0, nil
 }

@@ -63,6 +63,11 @@ type Config struct {
 	// conflict, reloading its aggregates each time. 0 means
 	// DefaultMaxRetries; negative is invalid.
 	MaxRetries int
+	// IDs derives account ids and identity streams under the deployment's
+	// key (R22). Nil: the name-based ids anybody can compute
+	// (domain.AccountIDForEmail), for tests. With it, an email or subject
+	// that already has a name-based stream keeps it (older data).
+	IDs *domain.KeyedIDs
 	// Eraser destroys erased subjects' keys (adapters/personaldata); the
 	// erase commands fail without it.
 	Eraser Eraser

@@ -20,7 +20,8 @@ const (
 
 // Account is the aggregate of one portal account: its invitation (R9),
 // activation with an identity subject (R9, R10), the 2FA phone workflow (R11)
-// and closure (R13). Its id is AccountIDForEmail of the invited address. State
+// and closure (R13). Its id is derived from the invited address (KeyedIDs;
+// AccountIDForEmail before ids were keyed). State
 // is unexported and changes only through Apply. Not safe for concurrent use.
 type Account struct {
 	id      uuid.UUID
@@ -151,8 +152,9 @@ func (a *Account) Apply(e Event) error {
 // ---- decisions ----
 
 // Invite opens an invitation for email to hold an account of kind (R9). The
-// aggregate must be the one of AccountIDForEmail(email): one email, one
-// account (R10). An email whose account is active is refused with
+// aggregate must be the email's account (the command layer derives its id:
+// KeyedIDs, or AccountIDForEmail for accounts made before ids were keyed):
+// one email, one account (R10). An email whose account is active is refused with
 // ErrAlreadyRegistered, one with an open invitation with ErrAlreadyInvited,
 // one whose account is closed with ErrAccountClosed; an expired invitation is
 // renewed.
@@ -169,9 +171,6 @@ func (a *Account) Invite(by Actor, email, kind string, now time.Time, policy Pol
 	}
 	if err := policy.Validate(); err != nil {
 		return nil, err
-	}
-	if AccountIDForEmail(email) != a.id {
-		return nil, invalid("account_id", "not the account of %q", email)
 	}
 	if a.Erased() {
 		return nil, fmt.Errorf("invite: account %s: %w", a.id, ErrErased)

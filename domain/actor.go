@@ -142,8 +142,10 @@ var (
 	identityNamespace = uuid.MustParse("0c9e7d34-2a61-4f58-8b1e-5d3a9f6c4b27")
 )
 
-// AccountIDForEmail returns the account id of an email address: a name-based
-// UUID of the normalized address. One email therefore has exactly one account
+// AccountIDForEmail returns the account id an email address had before ids
+// were keyed (KeyedIDs): a name-based UUID of the normalized address, which
+// anyone can compute. The command layer still uses it for accounts that
+// exist under it, so that old data directories keep working. One email therefore has exactly one account
 // stream, which is how R10 ("one email, one portal account") holds under
 // concurrent invitations: the second one meets an existing stream.
 func AccountIDForEmail(email string) uuid.UUID {

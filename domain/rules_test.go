@@ -1,7 +1,9 @@
 package domain_test
 
 import (
+	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -535,9 +537,23 @@ func TestRule_R10_OneEmailOneAccount_OneIdentityOneAccount(t *testing.T) {
 	got, err = pending.Invite(worker, carerEmail, "foster_carer", t0.Add(day), policy)
 	thenError(t, got, err, domain.ErrAlreadyInvited)
 
-	// An aggregate that is not the email's account refuses the invitation.
-	got, err = domain.NewAccount(uuid.New()).Invite(worker, carerEmail, "foster_carer", t0, policy)
-	thenError(t, got, err, domain.ErrInvalid)
+	// Ids keyed per deployment: one email, one id; not the name-based one
+	// anybody can compute; another deployment's key gives another id.
+	keyA, err := domain.NewKeyedIDs(bytes.Repeat([]byte{1}, domain.MinIDKeyBytes))
+	require.NoError(t, err)
+	keyB, err := domain.NewKeyedIDs(bytes.Repeat([]byte{2}, domain.MinIDKeyBytes))
+	require.NoError(t, err)
+	require.Equal(t, keyA.AccountID(carerEmail), keyA.AccountID("  CARER@example.ORG "))
+	require.NotEqual(t, keyA.AccountID(carerEmail), keyA.AccountID(parentEmail))
+	require.NotEqual(t, domain.AccountIDForEmail(carerEmail), keyA.AccountID(carerEmail))
+	require.NotEqual(t, keyB.AccountID(carerEmail), keyA.AccountID(carerEmail))
+	require.Equal(t, uuid.Version(8), keyA.AccountID(carerEmail).Version())
+	require.Equal(t, uuid.RFC4122, keyA.AccountID(carerEmail).Variant())
+	require.Equal(t, keyA.IdentityStream("idp|carer"), keyA.IdentityStream("idp|carer"))
+	require.NotEqual(t, domain.IdentityStream("idp|carer"), keyA.IdentityStream("idp|carer"))
+	require.True(t, strings.HasPrefix(keyA.IdentityStream("idp|carer"), domain.IdentityStreamPrefix))
+	_, err = domain.NewKeyedIDs(make([]byte, domain.MinIDKeyBytes-1))
+	require.Error(t, err)
 
 	// Activating an active account with another identity is refused.
 	got, err = active.Activate(service, "idp|someone-else", carerEmail, t0.Add(day))

@@ -27,6 +27,7 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
@@ -105,6 +106,7 @@ func (s Subject) Check() error {
 type MasterKey struct {
 	aead cipher.AEAD
 	id   string
+	raw  []byte
 }
 
 // NewMasterKey returns the master key of raw (KeySize bytes).
@@ -117,7 +119,16 @@ func NewMasterKey(raw []byte) (*MasterKey, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(append([]byte("accessledger master key id\x00"), raw...))
-	return &MasterKey{aead: aead, id: hex.EncodeToString(sum[:8])}, nil
+	return &MasterKey{aead: aead, id: hex.EncodeToString(sum[:8]), raw: append([]byte(nil), raw...)}, nil
+}
+
+// Derive returns a key for another use of the deployment, named by label:
+// HMAC-SHA256(master key, "accessledger derived key v1" NUL label). The
+// account ids are keyed with one (domain.KeyedIDs).
+func (m *MasterKey) Derive(label string) []byte {
+	h := hmac.New(sha256.New, m.raw)
+	h.Write([]byte("accessledger derived key v1\x00" + label))
+	return h.Sum(nil)
 }
 
 // ID names the key without revealing it (stored beside each wrapped key).

@@ -27,6 +27,8 @@ func TestRule_R22_TheEventLogHoldsPersonalDataSealed(t *testing.T) {
 		m := w.cmd(w.worker, "POST", "/v1/children", map[string]string{"reference": reference}, http.StatusCreated)
 		child := m["child_id"].(string)
 		carer := w.inviteEmail("sealed.carer."+strings.ToLower(strings.ReplaceAll(t.Name(), "/", "."))+"@example.org", string(domain.KindFosterCarer))
+		require.NotEqual(t, domain.AccountIDForEmail(carer.email).String(), carer.id,
+			"the account id is keyed: it cannot be computed from the email")
 		w.activate(carer)
 		pl := w.place(child, carer.id, now().Add(-time.Hour))
 		const reason = "moved to her grandmother's in Leeds"

@@ -137,7 +137,7 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 	}
 	be.policy = domain.DefaultPolicy
 	be.cmds, err = commands.New(e.Stores.Log, securitylog.New(e.ReadDB),
-		commands.Config{Policy: be.policy, Logger: b.log, Clock: be.clock.Now, Eraser: e.Stores.Log})
+		commands.Config{Policy: be.policy, Logger: b.log, Clock: be.clock.Now, Eraser: e.Stores.Log, IDs: e.Stores.IDs})
 	if err != nil {
 		return fail(err)
 	}

@@ -101,6 +101,9 @@ type Stores struct {
 	Log *personaldata.Store
 	// Keys are the data subjects' keys, in the read store.
 	Keys *keystore.Store
+	// IDs derives account ids and identity streams under a key derived
+	// from the master key (R22).
+	IDs *domain.KeyedIDs
 	// read holds the read models, the checkpoints, the idempotency keys
 	// and the messaging tables: --read-store, or the event store's own
 	// database when the event store is SQL.
@@ -166,6 +169,10 @@ func OpenStores(ctx context.Context, cfg *Config, log *slog.Logger) (*Stores, er
 		return nil, err
 	}
 	if s.Keys, err = keystore.Open(octx, s.Read, master); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	if s.IDs, err = domain.NewKeyedIDs(master.Derive("ids")); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
