@@ -10,6 +10,21 @@ import (
 	"github.com/google/uuid"
 )
 
+// Defines values for AccountExportSubject.
+const (
+	AccountExportSubjectAccount AccountExportSubject = "account"
+)
+
+// Valid indicates whether the value is a known member of the AccountExportSubject enum.
+func (e AccountExportSubject) Valid() bool {
+	switch e {
+	case AccountExportSubjectAccount:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for AccountKind.
 const (
 	AccountKindFosterCarer   AccountKind = "foster_carer"
@@ -82,42 +97,126 @@ func (e BrokenEntryCheck) Valid() bool {
 	}
 }
 
-// Defines values for GrantRecordRelationship.
+// Defines values for ChildExportSubject.
 const (
-	GrantRecordRelationshipGuardian      GrantRecordRelationship = "guardian"
-	GrantRecordRelationshipNetworkMember GrantRecordRelationship = "network_member"
-	GrantRecordRelationshipParent        GrantRecordRelationship = "parent"
+	ChildExportSubjectChild ChildExportSubject = "child"
 )
 
-// Valid indicates whether the value is a known member of the GrantRecordRelationship enum.
-func (e GrantRecordRelationship) Valid() bool {
+// Valid indicates whether the value is a known member of the ChildExportSubject enum.
+func (e ChildExportSubject) Valid() bool {
 	switch e {
-	case GrantRecordRelationshipGuardian:
-		return true
-	case GrantRecordRelationshipNetworkMember:
-		return true
-	case GrantRecordRelationshipParent:
+	case ChildExportSubjectChild:
 		return true
 	default:
 		return false
 	}
 }
 
-// Defines values for GrantRecordStatus.
+// Defines values for ExportGrantRelationship.
 const (
-	GrantRecordStatusActive  GrantRecordStatus = "active"
-	GrantRecordStatusExpired GrantRecordStatus = "expired"
-	GrantRecordStatusRevoked GrantRecordStatus = "revoked"
+	ExportGrantRelationshipGuardian      ExportGrantRelationship = "guardian"
+	ExportGrantRelationshipNetworkMember ExportGrantRelationship = "network_member"
+	ExportGrantRelationshipParent        ExportGrantRelationship = "parent"
 )
 
-// Valid indicates whether the value is a known member of the GrantRecordStatus enum.
-func (e GrantRecordStatus) Valid() bool {
+// Valid indicates whether the value is a known member of the ExportGrantRelationship enum.
+func (e ExportGrantRelationship) Valid() bool {
 	switch e {
-	case GrantRecordStatusActive:
+	case ExportGrantRelationshipGuardian:
 		return true
-	case GrantRecordStatusExpired:
+	case ExportGrantRelationshipNetworkMember:
 		return true
-	case GrantRecordStatusRevoked:
+	case ExportGrantRelationshipParent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ExportGrantStatus.
+const (
+	ExportGrantStatusActive  ExportGrantStatus = "active"
+	ExportGrantStatusExpired ExportGrantStatus = "expired"
+	ExportGrantStatusRevoked ExportGrantStatus = "revoked"
+)
+
+// Valid indicates whether the value is a known member of the ExportGrantStatus enum.
+func (e ExportGrantStatus) Valid() bool {
+	switch e {
+	case ExportGrantStatusActive:
+		return true
+	case ExportGrantStatusExpired:
+		return true
+	case ExportGrantStatusRevoked:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ExportPlacementStatus.
+const (
+	ExportPlacementStatusCancelled ExportPlacementStatus = "cancelled"
+	ExportPlacementStatusEnded     ExportPlacementStatus = "ended"
+	ExportPlacementStatusInGrace   ExportPlacementStatus = "in_grace"
+	ExportPlacementStatusOpen      ExportPlacementStatus = "open"
+	ExportPlacementStatusPlanned   ExportPlacementStatus = "planned"
+)
+
+// Valid indicates whether the value is a known member of the ExportPlacementStatus enum.
+func (e ExportPlacementStatus) Valid() bool {
+	switch e {
+	case ExportPlacementStatusCancelled:
+		return true
+	case ExportPlacementStatusEnded:
+		return true
+	case ExportPlacementStatusInGrace:
+		return true
+	case ExportPlacementStatusOpen:
+		return true
+	case ExportPlacementStatusPlanned:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GrantRecordFieldsRelationship.
+const (
+	GrantRecordFieldsRelationshipGuardian      GrantRecordFieldsRelationship = "guardian"
+	GrantRecordFieldsRelationshipNetworkMember GrantRecordFieldsRelationship = "network_member"
+	GrantRecordFieldsRelationshipParent        GrantRecordFieldsRelationship = "parent"
+)
+
+// Valid indicates whether the value is a known member of the GrantRecordFieldsRelationship enum.
+func (e GrantRecordFieldsRelationship) Valid() bool {
+	switch e {
+	case GrantRecordFieldsRelationshipGuardian:
+		return true
+	case GrantRecordFieldsRelationshipNetworkMember:
+		return true
+	case GrantRecordFieldsRelationshipParent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GrantRecordFieldsStatus.
+const (
+	GrantRecordFieldsStatusActive  GrantRecordFieldsStatus = "active"
+	GrantRecordFieldsStatusExpired GrantRecordFieldsStatus = "expired"
+	GrantRecordFieldsStatusRevoked GrantRecordFieldsStatus = "revoked"
+)
+
+// Valid indicates whether the value is a known member of the GrantRecordFieldsStatus enum.
+func (e GrantRecordFieldsStatus) Valid() bool {
+	switch e {
+	case GrantRecordFieldsStatusActive:
+		return true
+	case GrantRecordFieldsStatusExpired:
+		return true
+	case GrantRecordFieldsStatusRevoked:
 		return true
 	default:
 		return false
@@ -184,27 +283,27 @@ func (e Permission) Valid() bool {
 	}
 }
 
-// Defines values for PlacementRecordStatus.
+// Defines values for PlacementRecordFieldsStatus.
 const (
-	PlacementRecordStatusCancelled PlacementRecordStatus = "cancelled"
-	PlacementRecordStatusEnded     PlacementRecordStatus = "ended"
-	PlacementRecordStatusInGrace   PlacementRecordStatus = "in_grace"
-	PlacementRecordStatusOpen      PlacementRecordStatus = "open"
-	PlacementRecordStatusPlanned   PlacementRecordStatus = "planned"
+	PlacementRecordFieldsStatusCancelled PlacementRecordFieldsStatus = "cancelled"
+	PlacementRecordFieldsStatusEnded     PlacementRecordFieldsStatus = "ended"
+	PlacementRecordFieldsStatusInGrace   PlacementRecordFieldsStatus = "in_grace"
+	PlacementRecordFieldsStatusOpen      PlacementRecordFieldsStatus = "open"
+	PlacementRecordFieldsStatusPlanned   PlacementRecordFieldsStatus = "planned"
 )
 
-// Valid indicates whether the value is a known member of the PlacementRecordStatus enum.
-func (e PlacementRecordStatus) Valid() bool {
+// Valid indicates whether the value is a known member of the PlacementRecordFieldsStatus enum.
+func (e PlacementRecordFieldsStatus) Valid() bool {
 	switch e {
-	case PlacementRecordStatusCancelled:
+	case PlacementRecordFieldsStatusCancelled:
 		return true
-	case PlacementRecordStatusEnded:
+	case PlacementRecordFieldsStatusEnded:
 		return true
-	case PlacementRecordStatusInGrace:
+	case PlacementRecordFieldsStatusInGrace:
 		return true
-	case PlacementRecordStatusOpen:
+	case PlacementRecordFieldsStatusOpen:
 		return true
-	case PlacementRecordStatusPlanned:
+	case PlacementRecordFieldsStatusPlanned:
 		return true
 	default:
 		return false
@@ -310,6 +409,24 @@ func (e StatusStatus) Valid() bool {
 	}
 }
 
+// Defines values for ExportFormat.
+const (
+	ExportFormatCsv  ExportFormat = "csv"
+	ExportFormatJSON ExportFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the ExportFormat enum.
+func (e ExportFormat) Valid() bool {
+	switch e {
+	case ExportFormatCsv:
+		return true
+	case ExportFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListAccountsParamsNeedsPhoneEnrolment.
 const (
 	ListAccountsParamsNeedsPhoneEnrolmentFalse ListAccountsParamsNeedsPhoneEnrolment = "false"
@@ -346,6 +463,42 @@ func (e ListAccountsParamsPhoneResetRequested) Valid() bool {
 	}
 }
 
+// Defines values for AccountExportParamsFormat.
+const (
+	AccountExportParamsFormatCsv  AccountExportParamsFormat = "csv"
+	AccountExportParamsFormatJSON AccountExportParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the AccountExportParamsFormat enum.
+func (e AccountExportParamsFormat) Valid() bool {
+	switch e {
+	case AccountExportParamsFormatCsv:
+		return true
+	case AccountExportParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ChildExportParamsFormat.
+const (
+	ChildExportParamsFormatCsv  ChildExportParamsFormat = "csv"
+	ChildExportParamsFormatJSON ChildExportParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the ChildExportParamsFormat enum.
+func (e ChildExportParamsFormat) Valid() bool {
+	switch e {
+	case ChildExportParamsFormatCsv:
+		return true
+	case ChildExportParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
 // AccessEntry defines model for AccessEntry.
 type AccessEntry struct {
 	Permissions Permissions `json:"permissions"`
@@ -357,6 +510,34 @@ type AccessEntry struct {
 
 // Account defines model for Account.
 type Account = AccountFields
+
+// AccountExport Everything the engine holds about one account (R21, UK GDPR Art. 15).
+type AccountExport struct {
+	// Account An account's lifecycle and personal data as the engine holds them (R21); the personal values are null once erased.
+	Account   ExportAccount `json:"account"`
+	AccountID UUID          `json:"account_id"`
+
+	// Events Every audit trail entry about the account, in log order.
+	Events []AuditEntry `json:"events"`
+
+	// ExportedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	ExportedAt Time          `json:"exported_at"`
+	Grants     []ExportGrant `json:"grants"`
+
+	// Intervals Every interval of the account's access history, as known now (what GET /v1/accounts/{account_id}/history answers).
+	Intervals  []ExportInterval  `json:"intervals"`
+	Placements []ExportPlacement `json:"placements"`
+
+	// Position Every part reflects at least the events up to this position.
+	Position Position `json:"position"`
+
+	// Refused Refused commands and queries that named the account, newest first.
+	Refused []SecurityLogEntry   `json:"refused"`
+	Subject AccountExportSubject `json:"subject"`
+}
+
+// AccountExportSubject defines model for AccountExport.Subject.
+type AccountExportSubject string
 
 // AccountFields defines model for AccountFields.
 type AccountFields struct {
@@ -551,6 +732,31 @@ type ChildAccess struct {
 	Until  *NullableTime `json:"until"`
 }
 
+// ChildExport Everything the engine holds about one child (R21, UK GDPR Art. 15).
+type ChildExport struct {
+	Child   ChildRecord `json:"child"`
+	ChildID UUID        `json:"child_id"`
+
+	// Events Every audit trail entry about the child, in log order.
+	Events []AuditEntry `json:"events"`
+
+	// ExportedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	ExportedAt Time `json:"exported_at"`
+
+	// Intervals Every interval of the child's access history, as known now (what GET /v1/children/{child_id}/history answers).
+	Intervals []ExportInterval `json:"intervals"`
+
+	// Position Every part reflects at least the events up to this position.
+	Position Position `json:"position"`
+
+	// Refused Refused commands and queries that named the child, newest first.
+	Refused []SecurityLogEntry `json:"refused"`
+	Subject ChildExportSubject `json:"subject"`
+}
+
+// ChildExportSubject defines model for ChildExport.Subject.
+type ChildExportSubject string
+
 // ChildHistory defines model for ChildHistory.
 type ChildHistory struct {
 	AsOf      *string       `json:"as_of"`
@@ -648,30 +854,121 @@ type EventRef struct {
 	Type string `json:"type"`
 }
 
-// FreeText A reason; tab and line feed are allowed.
-type FreeText = string
+// ExportAccount An account's lifecycle and personal data as the engine holds them (R21); the personal values are null once erased.
+type ExportAccount struct {
+	AccountID   UUID          `json:"account_id"`
+	ActivatedAt *NullableTime `json:"activated_at"`
+	ClosedAt    *NullableTime `json:"closed_at"`
+	Email       *string       `json:"email"`
+	Erased      bool          `json:"erased"`
+	ErasedAt    *NullableTime `json:"erased_at"`
 
-// GrantRecord defines model for GrantRecord.
-type GrantRecord struct {
+	// ExpiresAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	ExpiresAt       Time    `json:"expires_at"`
+	IdentitySubject *string `json:"identity_subject"`
+
+	// InvitedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	InvitedAt           Time          `json:"invited_at"`
+	Kind                AccountKind   `json:"kind"`
+	PhoneHint           *string       `json:"phone_hint"`
+	PhoneResetRequested bool          `json:"phone_reset_requested"`
+	Status              AccountStatus `json:"status"`
+}
+
+// ExportGrant A grant to the account, with its child.
+type ExportGrant struct {
 	AccountID UUID          `json:"account_id"`
+	ChildID   UUID          `json:"child_id"`
 	ExpiresAt *NullableTime `json:"expires_at"`
 
 	// GrantedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
 	GrantedAt    Time                    `json:"granted_at"`
 	Permissions  Permissions             `json:"permissions"`
-	Relationship GrantRecordRelationship `json:"relationship"`
+	Relationship ExportGrantRelationship `json:"relationship"`
 	ReviewBy     *NullableTime           `json:"review_by"`
 
 	// RevokedAt (addition) when the grant was revoked; null while active.
 	RevokedAt *NullableTime     `json:"revoked_at"`
-	Status    GrantRecordStatus `json:"status"`
+	Status    ExportGrantStatus `json:"status"`
 }
 
-// GrantRecordRelationship defines model for GrantRecord.Relationship.
-type GrantRecordRelationship string
+// ExportGrantRelationship defines model for ExportGrant.Relationship.
+type ExportGrantRelationship string
 
-// GrantRecordStatus defines model for GrantRecord.Status.
-type GrantRecordStatus string
+// ExportGrantStatus defines model for ExportGrant.Status.
+type ExportGrantStatus string
+
+// ExportInterval An access interval as exported (R21), with the free-text reasons of the events that opened and closed it when those events are in the export (null otherwise, or when erased).
+type ExportInterval struct {
+	AccountID      UUID      `json:"account_id"`
+	ChildID        UUID      `json:"child_id"`
+	ClosedByEvent  *EventRef `json:"closed_by_event"`
+	ClosedByReason *string   `json:"closed_by_reason"`
+
+	// From Start, in effective time.
+	From           Time        `json:"from"`
+	OpenedByEvent  *EventRef   `json:"opened_by_event"`
+	OpenedByReason *string     `json:"opened_by_reason"`
+	Permissions    Permissions `json:"permissions"`
+
+	// Reason Why an answer allows (own_record, placement, grace_period, grant) or denies.
+	Reason Reason `json:"reason"`
+
+	// RecordedPosition (addition) from which position this row is known.
+	RecordedPosition Position `json:"recorded_position"`
+
+	// SupersededPosition (addition) the position of the event that replaced this knowledge, or null while current.
+	SupersededPosition *string `json:"superseded_position"`
+
+	// To End, in effective time (exclusive); null while open-ended.
+	To *NullableTime `json:"to"`
+}
+
+// ExportPlacement A placement in which the account is the carer, with its child.
+type ExportPlacement struct {
+	CarerAccountID UUID          `json:"carer_account_id"`
+	ChildID        UUID          `json:"child_id"`
+	EndedAt        *NullableTime `json:"ended_at"`
+
+	// GraceUntil When the grace period ends (earlier when the worker ended it early, R6); null while the placement has no end.
+	GraceUntil  *NullableTime `json:"grace_until"`
+	PlacementID UUID          `json:"placement_id"`
+
+	// StartedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	StartedAt Time                  `json:"started_at"`
+	Status    ExportPlacementStatus `json:"status"`
+}
+
+// ExportPlacementStatus defines model for ExportPlacement.Status.
+type ExportPlacementStatus string
+
+// FreeText A reason; tab and line feed are allowed.
+type FreeText = string
+
+// GrantRecord defines model for GrantRecord.
+type GrantRecord = GrantRecordFields
+
+// GrantRecordFields defines model for GrantRecordFields.
+type GrantRecordFields struct {
+	AccountID UUID          `json:"account_id"`
+	ExpiresAt *NullableTime `json:"expires_at"`
+
+	// GrantedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	GrantedAt    Time                          `json:"granted_at"`
+	Permissions  Permissions                   `json:"permissions"`
+	Relationship GrantRecordFieldsRelationship `json:"relationship"`
+	ReviewBy     *NullableTime                 `json:"review_by"`
+
+	// RevokedAt (addition) when the grant was revoked; null while active.
+	RevokedAt *NullableTime           `json:"revoked_at"`
+	Status    GrantRecordFieldsStatus `json:"status"`
+}
+
+// GrantRecordFieldsRelationship defines model for GrantRecordFields.Relationship.
+type GrantRecordFieldsRelationship string
+
+// GrantRecordFieldsStatus defines model for GrantRecordFields.Status.
+type GrantRecordFieldsStatus string
 
 // GrantRequest defines model for GrantRequest.
 type GrantRequest struct {
@@ -718,7 +1015,10 @@ type InclusionProof struct {
 }
 
 // Interval defines model for Interval.
-type Interval struct {
+type Interval = IntervalFields
+
+// IntervalFields defines model for IntervalFields.
+type IntervalFields struct {
 	AccountID     UUID      `json:"account_id"`
 	ChildID       UUID      `json:"child_id"`
 	ClosedByEvent *EventRef `json:"closed_by_event"`
@@ -795,7 +1095,10 @@ type PlacementEnded struct {
 }
 
 // PlacementRecord defines model for PlacementRecord.
-type PlacementRecord struct {
+type PlacementRecord = PlacementRecordFields
+
+// PlacementRecordFields defines model for PlacementRecordFields.
+type PlacementRecordFields struct {
 	CarerAccountID UUID          `json:"carer_account_id"`
 	EndedAt        *NullableTime `json:"ended_at"`
 
@@ -804,12 +1107,12 @@ type PlacementRecord struct {
 	PlacementID UUID          `json:"placement_id"`
 
 	// StartedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
-	StartedAt Time                  `json:"started_at"`
-	Status    PlacementRecordStatus `json:"status"`
+	StartedAt Time                        `json:"started_at"`
+	Status    PlacementRecordFieldsStatus `json:"status"`
 }
 
-// PlacementRecordStatus defines model for PlacementRecord.Status.
-type PlacementRecordStatus string
+// PlacementRecordFieldsStatus defines model for PlacementRecordFields.Status.
+type PlacementRecordFieldsStatus string
 
 // PlacementStarted defines model for PlacementStarted.
 type PlacementStarted struct {
@@ -1008,6 +1311,9 @@ type At = Time
 // ChildID defines model for ChildID.
 type ChildID = UUID
 
+// ExportFormat defines model for ExportFormat.
+type ExportFormat string
+
 // HistoryAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
 type HistoryAt = Time
 
@@ -1121,6 +1427,18 @@ type EraseAccountParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// AccountExportParams defines parameters for AccountExport.
+type AccountExportParams struct {
+	// Format json (the default) or csv (a zip of CSV files).
+	Format *AccountExportParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
+	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
+}
+
+// AccountExportParamsFormat defines parameters for AccountExport.
+type AccountExportParamsFormat string
+
 // AccountHistoryParams defines parameters for AccountHistory.
 type AccountHistoryParams struct {
 	// At Keep only the intervals that contain this effective time.
@@ -1218,6 +1536,18 @@ type EraseChildParams struct {
 	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
+
+// ChildExportParams defines parameters for ChildExport.
+type ChildExportParams struct {
+	// Format json (the default) or csv (a zip of CSV files).
+	Format *ChildExportParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
+	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
+}
+
+// ChildExportParamsFormat defines parameters for ChildExport.
+type ChildExportParamsFormat string
 
 // GrantParams defines parameters for Grant.
 type GrantParams struct {

@@ -168,7 +168,7 @@ func TestAgainstTheRealServer(t *testing.T) {
 	require.Equal(t, "NCC-1", *rec.Reference)
 	require.False(t, rec.Erased)
 	require.Equal(t, pl.PlacementID, rec.Placements[0].PlacementID)
-	require.Equal(t, api.PlacementRecordStatus("open"), rec.Placements[0].Status)
+	require.Equal(t, api.PlacementRecordFieldsStatus("open"), rec.Placements[0].Status)
 
 	// Another client waits for a token given explicitly.
 	ans, err := service.Check(ctx, client.CheckQuery{Account: member.AccountID, Child: child.ChildID, Permission: api.PermissionView},

@@ -73,7 +73,13 @@ func (c *Child) Version() uint64 { return c.version }
 func (c *Child) Registered() bool { return c.registered }
 
 // Reference returns the council's reference for the child.
-func (c *Child) Reference() string { return c.reference }
+// Once the child is erased it is ErasedText, whatever the log held (R22).
+func (c *Child) Reference() string {
+	if !c.erasedAt.IsZero() {
+		return ErasedText
+	}
+	return c.reference
+}
 
 // Worker returns the allocated worker's id, or "" when none is allocated.
 func (c *Child) Worker() string { return c.worker }

@@ -46,12 +46,17 @@ func (s *Service) AuditList(ctx context.Context, c Caller, f audit.Filter, w Con
 	}
 	out := api.AuditPage{Entries: make([]api.AuditEntry, 0, len(entries)), Next: cursor(next), Position: pos.String()}
 	for _, e := range entries {
-		out.Entries = append(out.Entries, api.AuditEntry{Seq: int(e.Seq), EventID: e.EventID, Type: e.Type, Stream: e.Stream,
-			ChildID: e.ChildID, AccountID: e.AccountID, Actor: e.Actor, ActorRole: e.ActorRole, Reason: e.Reason,
-			EffectiveAt: e.EffectiveAt.UTC(), RecordedAt: e.RecordedAt.UTC(), Data: e.Data, LeafIndex: int(e.LeafIndex),
-			LeafHash: e.LeafHash, PrevHash: e.PrevHash, Hash: e.Hash, Position: e.Position.String()})
+		out.Entries = append(out.Entries, auditEntry(e))
 	}
 	return out, nil
+}
+
+// auditEntry is e as answered.
+func auditEntry(e audit.Entry) api.AuditEntry {
+	return api.AuditEntry{Seq: int(e.Seq), EventID: e.EventID, Type: e.Type, Stream: e.Stream,
+		ChildID: e.ChildID, AccountID: e.AccountID, Actor: e.Actor, ActorRole: e.ActorRole, Reason: e.Reason,
+		EffectiveAt: e.EffectiveAt.UTC(), RecordedAt: e.RecordedAt.UTC(), Data: e.Data, LeafIndex: int(e.LeafIndex),
+		LeafHash: e.LeafHash, PrevHash: e.PrevHash, Hash: e.Hash, Position: e.Position.String()}
 }
 
 // AuditVerify recomputes the audit trail's hash chain (from opts.Anchor,

@@ -118,6 +118,12 @@ func (s *Service) GetChild(ctx context.Context, c Caller, id uuid.UUID, at time.
 	if err != nil {
 		return api.ChildRecord{}, err
 	}
+	return childRecord(id, ch, at, pos), nil
+}
+
+// childRecord is the answer of GetChild for ch, folded up to pos, with
+// statuses at decision time at.
+func childRecord(id uuid.UUID, ch *domain.Child, at time.Time, pos eventlog.Position) api.ChildRecord {
 	// An erased child's reference reads as erased (R22): null.
 	out := api.ChildRecord{ChildID: id, Reference: optText(ch.Reference()), Erased: ch.Erased(), At: at, Position: pos.String(),
 		Placements: []api.PlacementRecord{}, Grants: []api.GrantRecord{}}
@@ -126,7 +132,7 @@ func (s *Service) GetChild(ctx context.Context, c Caller, id uuid.UUID, at time.
 	}
 	for _, p := range ch.Placements() {
 		r := api.PlacementRecord{PlacementID: p.ID, CarerAccountID: p.CarerAccountID, StartedAt: p.StartedAt.UTC(),
-			Status: api.PlacementRecordStatus(placementStatus(p, at))}
+			Status: api.PlacementRecordFieldsStatus(placementStatus(p, at))}
 		if p.Ended {
 			r.EndedAt, r.GraceUntil = optTime(p.EndedAt), optTime(graceEnd(p))
 		}
@@ -137,12 +143,12 @@ func (s *Service) GetChild(ctx context.Context, c Caller, id uuid.UUID, at time.
 			continue
 		}
 		last := g.Intervals[len(g.Intervals)-1]
-		r := api.GrantRecord{AccountID: g.AccountID, Relationship: api.GrantRecordRelationship(g.Relationship),
+		r := api.GrantRecord{AccountID: g.AccountID, Relationship: api.GrantRecordFieldsRelationship(g.Relationship),
 			Permissions: permissions(last.Permissions), GrantedAt: last.From.UTC(), Status: grantActive}
 		if !last.To.IsZero() {
 			r.Status, r.RevokedAt = grantRevoked, optTime(last.To)
 		}
 		out.Grants = append(out.Grants, r)
 	}
-	return out, nil
+	return out
 }

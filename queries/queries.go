@@ -61,6 +61,8 @@ const (
 	QueryLedgerPublicKey        Name = "ledger_public_key"
 	QueryLedgerInclusionProof   Name = "ledger_inclusion_proof"
 	QueryLedgerConsistencyProof Name = "ledger_consistency_proof"
+	QueryAccountExport          Name = "account_export"
+	QueryChildExport            Name = "child_export"
 )
 
 // anyone marks a query every authenticated caller may ask.
@@ -86,6 +88,8 @@ var roles = map[Name][]domain.Role{
 	QueryLedgerPublicKey:        anyone,
 	QueryLedgerInclusionProof:   {domain.RoleAuditor},
 	QueryLedgerConsistencyProof: {domain.RoleAuditor},
+	QueryAccountExport:          {domain.RoleAuditor, domain.RoleDPO},
+	QueryChildExport:            {domain.RoleAuditor, domain.RoleDPO},
 }
 
 // Roles returns the roles that may ask q, or nil when every authenticated

@@ -60,7 +60,7 @@ func newService(t *testing.T, rec *recorder, ix Index, progress []projections.St
 // TestAuthorize: the role rules of every query (api.md), and a refusal
 // goes to the security log with the query's name.
 func TestAuthorize(t *testing.T) {
-	all := []domain.Role{domain.RoleWorker, domain.RoleManager, domain.RolePortalsTeam, domain.RoleAuditor, domain.RoleService}
+	all := []domain.Role{domain.RoleWorker, domain.RoleManager, domain.RolePortalsTeam, domain.RoleAuditor, domain.RoleService, domain.RoleDPO}
 	for _, tc := range []struct {
 		q       Name
 		allowed []domain.Role
@@ -71,9 +71,9 @@ func TestAuthorize(t *testing.T) {
 		{QueryWatch, []domain.Role{domain.RoleService}},
 		{QueryChildHistory, []domain.Role{domain.RoleAuditor}},
 		{QueryAccountHistory, []domain.Role{domain.RoleAuditor}},
-		{QueryGetChild, []domain.Role{domain.RoleWorker, domain.RoleManager, domain.RoleAuditor}},
-		{QueryGetAccount, []domain.Role{domain.RoleService, domain.RoleWorker, domain.RolePortalsTeam, domain.RoleAuditor}},
-		{QueryListAccounts, []domain.Role{domain.RoleService, domain.RoleWorker, domain.RolePortalsTeam, domain.RoleAuditor}},
+		{QueryGetChild, []domain.Role{domain.RoleWorker, domain.RoleManager, domain.RoleAuditor, domain.RoleDPO}},
+		{QueryGetAccount, []domain.Role{domain.RoleService, domain.RoleWorker, domain.RolePortalsTeam, domain.RoleAuditor, domain.RoleDPO}},
+		{QueryListAccounts, []domain.Role{domain.RoleService, domain.RoleWorker, domain.RolePortalsTeam, domain.RoleAuditor, domain.RoleDPO}},
 		{QueryAuditList, []domain.Role{domain.RoleAuditor}},
 		{QueryAuditVerify, []domain.Role{domain.RoleAuditor}},
 		{QuerySecurityLog, []domain.Role{domain.RoleAuditor}},
@@ -82,6 +82,8 @@ func TestAuthorize(t *testing.T) {
 		{QueryLedgerPublicKey, all},
 		{QueryLedgerInclusionProof, []domain.Role{domain.RoleAuditor}},
 		{QueryLedgerConsistencyProof, []domain.Role{domain.RoleAuditor}},
+		{QueryAccountExport, []domain.Role{domain.RoleAuditor, domain.RoleDPO}},
+		{QueryChildExport, []domain.Role{domain.RoleAuditor, domain.RoleDPO}},
 	} {
 		t.Run(string(tc.q), func(t *testing.T) {
 			require.True(t, Known(tc.q))
@@ -105,7 +107,7 @@ func TestAuthorize(t *testing.T) {
 			}
 		})
 	}
-	require.Len(t, roles, 17, "every query is in the table above")
+	require.Len(t, roles, 19, "every query is in the table above")
 }
 
 func contains(list []domain.Role, r domain.Role) bool {

@@ -32,13 +32,18 @@ func (s *Service) SecurityLogPage(ctx context.Context, c Caller, f securitylog.F
 	}
 	out := api.SecurityLogPage{Entries: make([]api.SecurityLogEntry, 0, len(entries)), Next: cursor(next), Position: pos.String()}
 	for _, e := range entries {
-		se := api.SecurityLogEntry{ID: int(e.ID), At: e.At.UTC(), ActorID: e.ActorID, ActorRole: e.ActorRole, Command: e.Command,
-			Target: e.Target, Code: e.Code, Detail: e.Detail, RequestID: e.RequestID}
-		if e.CorrelationID != uuid.Nil {
-			c := e.CorrelationID
-			se.CorrelationID = &c
-		}
-		out.Entries = append(out.Entries, se)
+		out.Entries = append(out.Entries, securityEntry(e))
 	}
 	return out, nil
+}
+
+// securityEntry is e as answered.
+func securityEntry(e securitylog.Entry) api.SecurityLogEntry {
+	se := api.SecurityLogEntry{ID: int(e.ID), At: e.At.UTC(), ActorID: e.ActorID, ActorRole: e.ActorRole, Command: e.Command,
+		Target: e.Target, Code: e.Code, Detail: e.Detail, RequestID: e.RequestID}
+	if e.CorrelationID != uuid.Nil {
+		c := e.CorrelationID
+		se.CorrelationID = &c
+	}
+	return se
 }

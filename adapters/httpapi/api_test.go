@@ -112,6 +112,11 @@ func TestEveryOperation(t *testing.T) {
 			e.ok(with(req{role: domain.RoleDPO}, "POST", "/v1/children/"+w.child+"/erasure", `{"reason":"retention ended"}`), 200)
 			last := e.ok(with(req{role: domain.RoleDPO}, "POST", "/v1/accounts/"+w.member+"/erasure", `{"reason":"Art. 17 request DPO-117"}`), 200)
 
+			// Subject access exports (R21; TestRule_R21_SubjectAccessExport
+			// checks what they hold).
+			get(domain.RoleAuditor, "/v1/accounts/"+w.member+"/export?min_position="+last["position"].(string))
+			get(domain.RoleDPO, "/v1/children/"+w.child+"/export")
+
 			// A refused command, for the security log.
 			e.do(with(worker, "POST", "/v1/children/"+w.child+"/grants",
 				`{"account_id":"`+w.member+`","relationship":"parent","permissions":["view"],"reason":"x"}`)).problem(t, 403, codeForbidden)

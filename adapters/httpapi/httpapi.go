@@ -101,6 +101,8 @@ type Queries interface {
 	AuditVerify(ctx context.Context, c queries.Caller, opts queries.AuditVerifyOptions, w queries.Consistency) (api.VerifyResult, error)
 	SecurityLogPage(ctx context.Context, c queries.Caller, f queries.SecurityFilter, w queries.Consistency) (api.SecurityLogPage, error)
 	Policy(ctx context.Context, c queries.Caller, w queries.Consistency) (api.Policy, error)
+	AccountExport(ctx context.Context, c queries.Caller, id uuid.UUID, w queries.Consistency) (api.AccountExport, error)
+	ChildExport(ctx context.Context, c queries.Caller, id uuid.UUID, w queries.Consistency) (api.ChildExport, error)
 	LedgerHealth() error
 	LedgerCheckpointSize() (int64, bool)
 	LedgerCheckpoint(ctx context.Context, c queries.Caller) ([]byte, error)

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/accessledger/accessledger/api"
@@ -383,4 +385,77 @@ func (q query) page(def, max int) (after int64, limit int, w queries.Consistency
 	}
 	w, err = consistency(q)
 	return after, int(n), w, err
+}
+
+// exportFormat reads format= of an export: json (the default) or csv.
+func exportFormat(q query) (csv bool, err error) {
+	switch q.str("format") {
+	case "", "json":
+		return false, nil
+	case "csv":
+		return true, nil
+	}
+	return false, errInvalid("format: must be json or csv")
+}
+
+// writeExport answers an export as an attachment: x as JSON, or the zip
+// of CSV files write makes of it.
+func writeExport[T any](w http.ResponseWriter, name string, x T, asCSV bool, write func(io.Writer, T) error) error {
+	if !asCSV {
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.json"`)
+		return writeJSON(w, http.StatusOK, x)
+	}
+	body, err := zipBytes(x, write)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.zip"`)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// accountExport is GET /v1/accounts/{account_id}/export (R21).
+func (s *server) accountExport(w http.ResponseWriter, r *http.Request, c call) error {
+	acct, err := pathUUID(r, "account_id")
+	if err != nil {
+		return err
+	}
+	asCSV, err := exportFormat(c.q)
+	if err != nil {
+		return err
+	}
+	cw, err := consistency(c.q)
+	if err != nil {
+		return err
+	}
+	x, err := s.cfg.Queries.AccountExport(r.Context(), c.caller, acct, cw)
+	if err != nil {
+		return err
+	}
+	return writeExport(w, "account-"+acct.String()+"-export", x, asCSV, accountZip)
+}
+
+// childExport is GET /v1/children/{child_id}/export (R21).
+func (s *server) childExport(w http.ResponseWriter, r *http.Request, c call) error {
+	child, err := pathUUID(r, "child_id")
+	if err != nil {
+		return err
+	}
+	asCSV, err := exportFormat(c.q)
+	if err != nil {
+		return err
+	}
+	cw, err := consistency(c.q)
+	if err != nil {
+		return err
+	}
+	x, err := s.cfg.Queries.ChildExport(r.Context(), c.caller, child, cw)
+	if err != nil {
+		return err
+	}
+	return writeExport(w, "child-"+child.String()+"-export", x, asCSV, childZip)
 }

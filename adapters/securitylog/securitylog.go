@@ -223,6 +223,15 @@ type Filter struct {
 	Code string
 	// From keeps entries at or after it; To keeps entries before it.
 	From, To time.Time
+	// Child keeps the entries that named that child: a command whose
+	// target is the child ("child/<id>", its placements and grants) or a
+	// query on one of its paths ("/v1/children/<id>…").
+	Child *uuid.UUID
+	// Account keeps the entries that named that account: a command whose
+	// target is the account ("account/<id>…") or a grant to it
+	// ("child/…/grant/<id>"), or a query on one of its paths
+	// ("/v1/accounts/<id>…").
+	Account *uuid.UUID
 	// After is the cursor: List returns entries with an ID below it (0:
 	// from the newest).
 	After int64
@@ -263,6 +272,15 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Entry, int64, error) {
 	if f.Code != "" {
 		q = q.Where("s.code = ?", f.Code)
 	}
+	if f.Child != nil {
+		q = q.WhereGroup(" AND ", targets("child/"+f.Child.String(), "/v1/children/"+f.Child.String()))
+	}
+	if f.Account != nil {
+		id := f.Account.String()
+		q = q.WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+			return targets("account/"+id, "/v1/accounts/"+id)(q).WhereOr("s.target LIKE ?", "child/%/grant/"+id)
+		})
+	}
 	if !f.From.IsZero() {
 		q = q.Where("s.at >= ?", f.From.UnixMicro())
 	}
@@ -294,6 +312,17 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Entry, int64, error) {
 		entries[i] = e
 	}
 	return entries, next, nil
+}
+
+// targets matches the entries whose target is one of names or lies under
+// it ("<name>/…"). Names are ids and fixed words: no LIKE wildcards.
+func targets(names ...string) func(*bun.SelectQuery) *bun.SelectQuery {
+	return func(q *bun.SelectQuery) *bun.SelectQuery {
+		for _, n := range names {
+			q = q.WhereOr("s.target = ?", n).WhereOr("s.target LIKE ?", n+"/%")
+		}
+		return q
+	}
 }
 
 func (f *Filter) check() (int, error) {

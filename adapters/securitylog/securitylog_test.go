@@ -143,6 +143,61 @@ func TestFilters(t *testing.T) {
 	})
 }
 
+func TestSubjectFilters(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		ctx := context.Background()
+		l := securitylog.New(open(t, url(t)))
+		child, other, account := uuid.New(), uuid.New(), uuid.New()
+		c, o, a := child.String(), other.String(), account.String()
+		targets := map[string]bool{ // target: about child (true) or not
+			"child/" + c:                        true,
+			"child/" + c + "/placement/" + o:    true,
+			"child/" + c + "/grant/" + a:        true, // the child's and the account's
+			"/v1/children/" + c:                 true,
+			"/v1/children/" + c + "/history":    true,
+			"child/" + c + "0":                  false, // not a path under it
+			"child/" + o:                        false,
+			"child/" + o + "/grant/" + a:        false, // the account's only
+			"account/" + a:                      false,
+			"account/" + a + "/phone":           false,
+			"/v1/accounts/" + a + "/export":     false,
+			"/v1/accounts/" + o:                 false,
+			"child/" + o + "/grant/" + a + "/x": false,
+			"/v1/children/" + o + "/grant/" + a: false, // a path, not a grant target
+			"":                                  false,
+		}
+		aboutAccount := map[string]bool{
+			"child/" + c + "/grant/" + a: true, "child/" + o + "/grant/" + a: true, "account/" + a: true,
+			"account/" + a + "/phone": true, "/v1/accounts/" + a + "/export": true,
+		}
+		i := 0
+		for target := range targets {
+			e := entry("worker-ann", "grant", t0.Add(time.Duration(i)*time.Minute))
+			e.Target = target
+			require.NoError(t, l.Record(ctx, e))
+			i++
+		}
+		got := func(f securitylog.Filter) map[string]bool {
+			out := map[string]bool{}
+			for _, e := range all(t, l, f) {
+				out[e.Target] = true
+			}
+			return out
+		}
+		wantChild := map[string]bool{}
+		for target, about := range targets {
+			if about {
+				wantChild[target] = true
+			}
+		}
+		require.Equal(t, wantChild, got(securitylog.Filter{Child: &child, Limit: 2}))
+		require.Equal(t, aboutAccount, got(securitylog.Filter{Account: &account}))
+		// Filters combine with AND.
+		require.Equal(t, map[string]bool{"child/" + c + "/grant/" + a: true}, got(securitylog.Filter{Child: &child, Account: &account}))
+		require.Empty(t, got(securitylog.Filter{Child: &child, Actor: "nobody"}))
+	})
+}
+
 func TestListValidation(t *testing.T) {
 	l := securitylog.New(open(t, sqltest.SQLiteMemory(t)))
 	for name, f := range map[string]securitylog.Filter{

@@ -139,6 +139,15 @@ func TestRule_R22_ErasureLeavesNoPersonalValueAndChangesNoDecision(t *testing.T)
 		acct := w.get(w.auditor, "/v1/accounts/"+carer.id)
 		answers.WriteString(acct.String())
 		require.Contains(t, acct.String(), `"erased":true`)
+		// The subject access exports, JSON and CSV (R21), show them erased.
+		for _, path := range []string{"/v1/accounts/" + carer.id + "/export", "/v1/children/" + child + "/export"} {
+			x := w.get(w.auditor, path)
+			answers.Write(x.body)
+			require.Contains(t, string(x.body), `"erased":true`)
+			for _, f := range zipFiles(t, w.get(dpo, path+"?format=csv").body) {
+				answers.Write(f)
+			}
+		}
 		list := w.get(w.auditor, "/v1/accounts?email="+url.QueryEscape(carer.email))
 		require.Contains(t, list.String(), `"accounts":[]`, "an erased email finds nothing")
 		for _, v := range personal {

@@ -118,7 +118,13 @@ var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // (cancels its context) and requires exit code 0.
 func startServer(t *testing.T, extraFlags ...string) *e2eServer {
 	t.Helper()
-	s := &e2eServer{t: t, dir: privateDir(t), flags: extraFlags,
+	return startServerIn(t, privateDir(t), extraFlags...)
+}
+
+// startServerIn is startServer on the data directory dir.
+func startServerIn(t *testing.T, dir string, extraFlags ...string) *e2eServer {
+	t.Helper()
+	s := &e2eServer{t: t, dir: dir, flags: extraFlags,
 		client: &http.Client{Timeout: e2eWait, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
 	t.Cleanup(func() {
 		s.stop()
