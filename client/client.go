@@ -232,13 +232,14 @@ type request struct {
 	// command: sends an Idempotency-Key and records the answer's position;
 	// query: sends the consistency token.
 	command, query_ bool
-	// text: the answer is text/plain, kept as sent.
-	text bool
+	// raw: the media type of an answer kept as sent (text/plain for the
+	// ledger's, application/zip for a CSV export); "" for JSON.
+	raw string
 }
 
 // do sends r (with retries, as the package documentation says) and
-// decodes a 2xx JSON answer into out (or, for text, keeps it in *out
-// when out is a *[]byte).
+// decodes a 2xx JSON answer into out (or, for a raw answer, keeps it in
+// *out when out is a *[]byte).
 func (c *Client) do(ctx context.Context, r request, out any, opts []CallOption) error {
 	o := options(opts)
 	u := *c.base
@@ -297,7 +298,7 @@ func (c *Client) do(ctx context.Context, r request, out any, opts []CallOption) 
 	if o.raw != nil {
 		*o.raw = data
 	}
-	if r.text {
+	if r.raw != "" {
 		if b, ok := out.(*[]byte); ok {
 			*b = data
 		}
@@ -329,8 +330,8 @@ func (c *Client) once(ctx context.Context, r request, target, key string, payloa
 		return nil, backoff.Permanent(fmt.Errorf("build the request: %w", err))
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	if r.text {
-		req.Header.Set("Accept", "text/plain, application/problem+json")
+	if r.raw != "" {
+		req.Header.Set("Accept", r.raw+", application/problem+json")
 	} else {
 		req.Header.Set("Accept", "application/json, application/problem+json")
 	}
@@ -365,10 +366,10 @@ func (c *Client) once(ctx context.Context, r request, target, key string, payloa
 		}
 		return nil, p
 	}
-	if r.text {
-		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/plain" {
-			return nil, backoff.Permanent(fmt.Errorf("unreadable answer from %s %s (status %d): %s, not text/plain", r.method,
-				RedactURL(target), resp.StatusCode, firstNonEmpty(mt, "no content type")))
+	if r.raw != "" {
+		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != r.raw {
+			return nil, backoff.Permanent(fmt.Errorf("unreadable answer from %s %s (status %d): %s, not %s", r.method,
+				RedactURL(target), resp.StatusCode, firstNonEmpty(mt, "no content type"), r.raw))
 		}
 	}
 	if o.replayed != nil {

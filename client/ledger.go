@@ -17,7 +17,11 @@ import (
 // nothing the server says.
 
 func (c *Client) ledger(ctx context.Context, path string, v url.Values, text bool, out any, opts []CallOption) error {
-	return c.do(ctx, request{method: http.MethodGet, path: path, query: v, text: text}, out, opts)
+	r := request{method: http.MethodGet, path: path, query: v}
+	if text {
+		r.raw = "text/plain"
+	}
+	return c.do(ctx, r, out, opts)
 }
 
 // LedgerCheckpoint is GET /v1/ledger/checkpoint: the ledger's current

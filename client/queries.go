@@ -115,6 +115,39 @@ func (c *Client) AccountHistory(ctx context.Context, account uuid.UUID, q Histor
 	return a, c.query(ctx, "/v1/accounts/"+account.String()+"/history", q.values(), &a, opts)
 }
 
+// AccountExport is GET /v1/accounts/{account_id}/export: everything the
+// engine holds about the account, for a subject access request (auditor,
+// dpo; R21). An id never seen is ErrNotFound.
+func (c *Client) AccountExport(ctx context.Context, account uuid.UUID, opts ...CallOption) (api.AccountExport, error) {
+	var a api.AccountExport
+	return a, c.query(ctx, "/v1/accounts/"+account.String()+"/export", nil, &a, opts)
+}
+
+// ChildExport is GET /v1/children/{child_id}/export: everything the engine
+// holds about the child (R21).
+func (c *Client) ChildExport(ctx context.Context, child uuid.UUID, opts ...CallOption) (api.ChildExport, error) {
+	var a api.ChildExport
+	return a, c.query(ctx, "/v1/children/"+child.String()+"/export", nil, &a, opts)
+}
+
+// AccountExportCSV is the account's export with format=csv: a zip of CSV
+// files, as sent.
+func (c *Client) AccountExportCSV(ctx context.Context, account uuid.UUID, opts ...CallOption) ([]byte, error) {
+	return c.exportCSV(ctx, "/v1/accounts/"+account.String()+"/export", opts)
+}
+
+// ChildExportCSV is the child's export with format=csv: a zip of CSV
+// files, as sent.
+func (c *Client) ChildExportCSV(ctx context.Context, child uuid.UUID, opts ...CallOption) ([]byte, error) {
+	return c.exportCSV(ctx, "/v1/children/"+child.String()+"/export", opts)
+}
+
+func (c *Client) exportCSV(ctx context.Context, path string, opts []CallOption) ([]byte, error) {
+	var b []byte
+	return b, c.do(ctx, request{method: http.MethodGet, path: path, query: url.Values{"format": {"csv"}}, query_: true,
+		raw: "application/zip"}, &b, opts)
+}
+
 // Child is GET /v1/children/{child_id}: the child's record, with its
 // placements' statuses at at (zero: now). An id never seen is ErrNotFound.
 func (c *Client) Child(ctx context.Context, child uuid.UUID, at time.Time, opts ...CallOption) (api.ChildRecord, error) {

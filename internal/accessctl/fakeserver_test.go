@@ -58,6 +58,8 @@ var queryRoutes = []apiRoute{
 	{pattern: "GET /v1/audit/verify", query: []string{"min_position"}, ext: []string{"anchor_seq", "anchor_hash"}},
 	{pattern: "GET /v1/security-log", query: []string{"min_position"}, ext: []string{"actor", "command", "code", "from", "to", "after", "limit"}},
 	{pattern: "GET /v1/policy", query: []string{"min_position"}},
+	{pattern: "GET /v1/accounts/{account_id}/export", query: []string{"format", "min_position"}},
+	{pattern: "GET /v1/children/{child_id}/export", query: []string{"format", "min_position"}},
 }
 
 // seenRequest is a request the fake accepted.

@@ -267,6 +267,7 @@ func verbs() []verb {
 		auditVerb(),
 		verifyVerb(),
 		securityLogVerb(),
+		exportVerb(),
 		ledgerCheckpointVerb(),
 		ledgerPublicKeyVerb(),
 		ledgerVerifyVerb(),

@@ -197,6 +197,16 @@ func verbCases() []verbCase {
 				"position: 25\n",
 		},
 		{
+			// To standard output, as the server sent it (export_test.go
+			// writes files, against a real server).
+			name: "export", args: []string{"export", "--child", childID, "--out", "-"},
+			pattern: "GET /v1/children/{child_id}/export", path: "/v1/children/" + childID + "/export",
+			query:  url.Values{},
+			answer: `{"subject":"child","child_id":"` + childID + `","events":[],"intervals":[],"refused":[]}`,
+			table:  `{"subject":"child","child_id":"` + childID + `","events":[],"intervals":[],"refused":[]}`,
+			json:   `{"subject":"child","child_id":"` + childID + `","events":[],"intervals":[],"refused":[]}`,
+		},
+		{
 			name: "account", args: []string{"account", "--account", accountID},
 			pattern: "GET /v1/accounts/{account_id}", path: "/v1/accounts/" + accountID,
 			query:  url.Values{},
