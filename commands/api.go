@@ -103,7 +103,12 @@ type Result struct {
 }
 
 // RegisterChild is POST /v1/children.
-type RegisterChild struct{ Reference string }
+type RegisterChild struct {
+	Reference string
+	// RetainUntil is when the child's record may be erased (R22); zero:
+	// none yet (SetRetention sets one later).
+	RetainUntil time.Time
+}
 
 // ChildRegistered answers RegisterChild.
 type ChildRegistered struct {
@@ -148,6 +153,24 @@ type CloseAccount struct {
 type EraseAccount struct {
 	AccountID uuid.UUID
 	Reason    string
+}
+
+// SetRetention is PUT /v1/children/{child_id}/retention (R22).
+type SetRetention struct {
+	ChildID     uuid.UUID
+	RetainUntil time.Time
+	Reason      string
+}
+
+// EraseAccountAtRetention is sent by the process manager when a closed
+// account's retention ends (R22).
+type EraseAccountAtRetention struct{ AccountID uuid.UUID }
+
+// EraseChildAtRetention is sent by the process manager at a child's
+// retention date Due (R22).
+type EraseChildAtRetention struct {
+	ChildID uuid.UUID
+	Due     time.Time
 }
 
 // EraseChild is POST /v1/children/{child_id}/erasure.

@@ -90,7 +90,7 @@ func (s *Service) RegisterChild(ctx context.Context, meta Meta, cmd RegisterChil
 			out = ChildRegistered{ChildID: childID, Position: lastPosition(envs)}
 			return nil
 		}
-		events, err := child.Register(meta.Actor, cmd.Reference, now)
+		events, err := child.Register(meta.Actor, cmd.Reference, cmd.RetainUntil, now)
 		if err != nil {
 			return err
 		}

@@ -62,3 +62,75 @@ func (s *Service) EraseChild(ctx context.Context, meta Meta, cmd EraseChild) (Re
 	}
 	return Result{Position: pos}, nil
 }
+
+// SetRetention sets or moves the date until which a child's record is
+// kept (R22): the child's allocated worker, a manager or the dpo, with a
+// reason. The process manager erases the child when the date comes.
+func (s *Service) SetRetention(ctx context.Context, meta Meta, cmd SetRetention) (Result, error) {
+	pos, err := s.childCommand(ctx, meta, CommandSetRetention, cmd.ChildID, childTarget(cmd.ChildID), cmd.Reason,
+		func(c *domain.Child, now time.Time) ([]domain.Event, error) {
+			return c.SetRetention(meta.Actor, cmd.RetainUntil, cmd.Reason, now)
+		})
+	return Result{Position: pos}, err
+}
+
+// RetentionReason is the reason recorded when the engine erases a subject
+// whose retention ended: the policy that applied.
+func RetentionReason(what string) string {
+	return "retention ended: " + what + " (R22 retention schedule)"
+}
+
+// EraseAccountAtRetention erases a closed account whose retention period
+// (the policy's ClosedAccountRetention) has passed: the engine only
+// (domain.System), as the dpo would, with the policy as its reason. An
+// account not closed or already erased appends nothing; before the period
+// ends it fails with domain.ErrNotDue.
+func (s *Service) EraseAccountAtRetention(ctx context.Context, meta Meta, cmd EraseAccountAtRetention) (Result, error) {
+	if s.cfg.Eraser == nil {
+		return Result{}, errNoEraser
+	}
+	retention := s.cfg.Policy.ClosedAccountRetention
+	reason := RetentionReason(fmt.Sprintf("closed accounts are kept %d days", int(retention/(24*time.Hour))))
+	// erased: the account is erased once the command is done (a replayed
+	// request leaves it false: its first run destroyed the key, or the
+	// personal-data layer completes that when it reads the event).
+	var erased bool
+	res, err := s.accountCommand(ctx, meta, CommandRetainAccount, cmd.AccountID, reason,
+		func(a *domain.Account, now time.Time) ([]domain.Event, error) {
+			events, err := a.EraseAtRetention(meta.Actor, retention, now)
+			erased = err == nil && (a.Erased() || len(events) > 0)
+			return events, err
+		})
+	if err != nil || !erased {
+		return res, err
+	}
+	if err := s.cfg.Eraser.EraseAccount(ctx, cmd.AccountID); err != nil {
+		return Result{}, fmt.Errorf("erase account %s: destroy its key: %w", cmd.AccountID, err)
+	}
+	return res, nil
+}
+
+// EraseChildAtRetention erases a child whose retention date cmd.Due has
+// come: the engine only, as EraseAccountAtRetention. A date that is no
+// longer the child's (moved since) or a child already erased appends
+// nothing.
+func (s *Service) EraseChildAtRetention(ctx context.Context, meta Meta, cmd EraseChildAtRetention) (Result, error) {
+	if s.cfg.Eraser == nil {
+		return Result{}, errNoEraser
+	}
+	reason := RetentionReason("the child's record was kept until " + cmd.Due.UTC().Format(time.RFC3339))
+	var erased bool // as in EraseAccountAtRetention
+	pos, err := s.childCommand(ctx, meta, CommandRetainChild, cmd.ChildID, childTarget(cmd.ChildID), reason,
+		func(c *domain.Child, now time.Time) ([]domain.Event, error) {
+			events, err := c.EraseAtRetention(meta.Actor, cmd.Due, now)
+			erased = err == nil && (c.Erased() || len(events) > 0)
+			return events, err
+		})
+	if err != nil || !erased {
+		return Result{Position: pos}, err
+	}
+	if err := s.cfg.Eraser.EraseChild(ctx, cmd.ChildID); err != nil {
+		return Result{}, fmt.Errorf("erase child %s: destroy its key: %w", cmd.ChildID, err)
+	}
+	return Result{Position: pos}, nil
+}

@@ -38,6 +38,9 @@ const (
 	CommandEnrolPhone        = "enrol_phone"
 	CommandExpireCarerAccess = "expire_carer_access"
 	CommandExpireInvitation  = "expire_invitation"
+	CommandSetRetention      = "set_retention"
+	CommandRetainAccount     = "erase_account_at_retention"
+	CommandRetainChild       = "erase_child_at_retention"
 )
 
 // DefaultMaxRetries is the number of retries after a concurrency conflict
@@ -497,6 +500,7 @@ var defaultReasons = map[string]string{
 	domain.TypeIdentityLinked:      "identity linked at first sign-in",
 	domain.TypeAccountErased:       "personal data erased",
 	domain.TypeChildErased:         "personal data erased",
+	domain.TypeChildRetentionSet:   "retention date set",
 }
 
 // DefaultReason is the reason recorded for an event of type typ when its

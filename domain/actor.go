@@ -74,6 +74,10 @@ type Policy struct {
 	// SessionWarningAfter is when, in an idle session, the portal starts its
 	// countdown to the timeout (R16). Default 10 minutes.
 	SessionWarningAfter time.Duration
+	// ClosedAccountRetention is how long a closed account's personal data
+	// is kept before the engine erases it (R22). Default
+	// DefaultClosedAccountRetention (six years).
+	ClosedAccountRetention time.Duration
 }
 
 // DefaultPolicy is the policy of the portal's FAQ.
@@ -82,6 +86,8 @@ var DefaultPolicy = Policy{
 	InvitationTTL:       14 * 24 * time.Hour,
 	SessionIdleTimeout:  15 * time.Minute,
 	SessionWarningAfter: 10 * time.Minute,
+
+	ClosedAccountRetention: DefaultClosedAccountRetention,
 }
 
 // Validate checks the durations: all positive, and the session warning
@@ -97,6 +103,8 @@ func (p Policy) Validate() error {
 		return invalid("session", "durations must not be negative")
 	case p.SessionIdleTimeout > 0 && p.SessionWarningAfter >= p.SessionIdleTimeout:
 		return invalid("session_warning_after", "must be before the idle timeout")
+	case p.ClosedAccountRetention < 0:
+		return invalid("closed_account_retention", "must not be negative")
 	}
 	return nil
 }
@@ -115,6 +123,9 @@ func (p Policy) WithDefaults() Policy {
 	}
 	if p.SessionWarningAfter == 0 {
 		p.SessionWarningAfter = d.SessionWarningAfter
+	}
+	if p.ClosedAccountRetention == 0 {
+		p.ClosedAccountRetention = d.ClosedAccountRetention
 	}
 	return p
 }

@@ -55,13 +55,16 @@ type ChildRegistered struct {
 	Reference    string    `json:"reference"`
 	WorkerID     string    `json:"worker_id,omitempty"`
 	RegisteredAt time.Time `json:"registered_at"`
+	// RetainUntil is when the child's record may be erased (R22); zero
+	// when none was given at registration.
+	RetainUntil time.Time `json:"retain_until,omitzero"`
 }
 
 func (*ChildRegistered) EventType() string        { return TypeChildRegistered }
 func (e *ChildRegistered) EffectiveAt() time.Time { return e.RegisteredAt }
 func (e *ChildRegistered) validate() error {
 	return firstErr(needID("child_id", e.ChildID), erasedOr(e.Reference, func(v string) error { return checkText("reference", v, 200) }),
-		optionalText("worker_id", e.WorkerID, 200), checkEventTime("registered_at", e.RegisteredAt))
+		optionalText("worker_id", e.WorkerID, 200), checkEventTime("registered_at", e.RegisteredAt), optionalEventTime("retain_until", e.RetainUntil))
 }
 
 // WorkerAllocated: a manager allocated the child to a worker (R8).
@@ -343,6 +346,14 @@ func (*IdentityLinked) EventType() string        { return TypeIdentityLinked }
 func (e *IdentityLinked) EffectiveAt() time.Time { return e.LinkedAt }
 func (e *IdentityLinked) validate() error {
 	return firstErr(erasedOr(e.Subject, func(v string) error { return checkText("subject", v, 255) }), needID("account_id", e.AccountID), checkEventTime("linked_at", e.LinkedAt))
+}
+
+// optionalEventTime is checkEventTime for a time that may be zero.
+func optionalEventTime(field string, t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	return checkEventTime(field, t)
 }
 
 func optionalText(field, s string, max int) error {

@@ -23,6 +23,8 @@ type Child struct {
 	placements []*placement
 	grants     map[uuid.UUID]*grant
 	erasedAt   time.Time
+	// retainUntil is when the record may be erased (R22); zero: not set.
+	retainUntil time.Time
 }
 
 type placement struct {
@@ -180,7 +182,7 @@ func (c *Child) Apply(e Event) error {
 		if err := c.same(e.ChildID); err != nil {
 			return err
 		}
-		c.registered, c.reference, c.worker = true, e.Reference, e.WorkerID
+		c.registered, c.reference, c.worker, c.retainUntil = true, e.Reference, e.WorkerID, e.RetainUntil
 	case *WorkerAllocated:
 		if err := c.same(e.ChildID); err != nil {
 			return err
@@ -237,6 +239,11 @@ func (c *Child) Apply(e Event) error {
 			return err
 		}
 		c.erasedAt = e.ErasedAt
+	case *ChildRetentionSet:
+		if err := c.same(e.ChildID); err != nil {
+			return err
+		}
+		c.retainUntil = e.RetainUntil
 	default:
 		return fmt.Errorf("child %s: cannot apply %T: %w", c.id, e, ErrMalformedEvent)
 	}
@@ -290,7 +297,7 @@ func (c *Child) superseded(p *placement) bool {
 
 // Register creates the child's record (a worker who registers becomes the
 // allocated worker; a manager allocates one afterwards).
-func (c *Child) Register(by Actor, reference string, now time.Time) ([]Event, error) {
+func (c *Child) Register(by Actor, reference string, retainUntil, now time.Time) ([]Event, error) {
 	if err := allowRoles(by, RoleWorker, RoleManager); err != nil {
 		return nil, fmt.Errorf("register child: %w", err)
 	}
@@ -304,6 +311,12 @@ func (c *Child) Register(by Actor, reference string, now time.Time) ([]Event, er
 		return nil, err
 	}
 	e := &ChildRegistered{ChildID: c.id, Reference: reference, RegisteredAt: normTime(now)}
+	if !retainUntil.IsZero() {
+		if err := checkRetainUntil(retainUntil, now); err != nil {
+			return nil, err
+		}
+		e.RetainUntil = normTime(retainUntil)
+	}
 	if by.Role == RoleWorker {
 		e.WorkerID = by.ID
 	}

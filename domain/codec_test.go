@@ -46,7 +46,7 @@ func codecExamples() map[string]codecExample {
 	h := time.Hour
 	return map[string]codecExample{
 		domain.TypeChildRegistered: {&domain.ChildRegistered{
-			ChildID: exChild, Reference: "C-0001", WorkerID: "worker-ann", RegisteredAt: at(1 * h)}, at(1 * h)},
+			ChildID: exChild, Reference: "C-0001", WorkerID: "worker-ann", RegisteredAt: at(1 * h), RetainUntil: at(24 * 3650 * h)}, at(1 * h)},
 		domain.TypeWorkerAllocated: {&domain.WorkerAllocated{
 			ChildID: exChild, WorkerID: "worker-bob", PreviousWorkerID: "worker-ann", AllocatedAt: at(2 * h)}, at(2 * h)},
 		domain.TypePlacementStarted: {&domain.PlacementStarted{
@@ -82,6 +82,8 @@ func codecExamples() map[string]codecExample {
 			Subject: "idp|carer-one", AccountID: exAccount, LinkedAt: at(16 * h)}, at(16 * h)},
 		domain.TypeAccountErased: {&domain.AccountErased{AccountID: exAccount, ErasedAt: at(17 * h)}, at(17 * h)},
 		domain.TypeChildErased:   {&domain.ChildErased{ChildID: exChild, ErasedAt: at(18 * h)}, at(18 * h)},
+		domain.TypeChildRetentionSet: {&domain.ChildRetentionSet{ChildID: exChild, RetainUntil: at(24 * 3650 * h),
+			SetAt: at(19 * h)}, at(19 * h)},
 	}
 }
 
@@ -130,7 +132,7 @@ func jsonFields(e domain.Event) []jsonField {
 		if name == "" {
 			name = sf.Name
 		}
-		out = append(out, jsonField{goName: sf.Name, name: name, optional: strings.Contains(opts, "omitempty"), typ: sf.Type})
+		out = append(out, jsonField{goName: sf.Name, name: name, optional: strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero"), typ: sf.Type})
 	}
 	return out
 }
@@ -322,7 +324,9 @@ func TestCodec_DecodeRefusesMalformedPayloads(t *testing.T) {
 				add(typ, f.name+" nil uuid", set(typ, f.name, uuid.Nil.String()))
 			case timeType:
 				wrong = append(wrong, "yesterday", "2026-03-02", "2026-03-02 09:00:00", 1772442930)
-				add(typ, f.name+" zero time", set(typ, f.name, time.Time{}.Format(time.RFC3339Nano)))
+				if !f.optional { // an optional time's zero value is its absence
+					add(typ, f.name+" zero time", set(typ, f.name, time.Time{}.Format(time.RFC3339Nano)))
+				}
 				add(typ, f.name+" before 1900", set(typ, f.name, "1899-12-31T23:59:59Z"))
 				add(typ, f.name+" year 0", set(typ, f.name, "0000-06-01T00:00:00Z"))
 			}

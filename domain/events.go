@@ -43,6 +43,7 @@ const (
 	TypeIdentityLinked      = "identity.linked.v1"
 	TypeAccountErased       = "account.erased.v1"
 	TypeChildErased         = "child.erased.v1"
+	TypeChildRetentionSet   = "child.retention_set.v1"
 )
 
 // catalogue maps every event name to a constructor of its zero value.
@@ -65,6 +66,7 @@ var catalogue = map[string]func() Event{
 	TypeIdentityLinked:      func() Event { return &IdentityLinked{} },
 	TypeAccountErased:       func() Event { return &AccountErased{} },
 	TypeChildErased:         func() Event { return &ChildErased{} },
+	TypeChildRetentionSet:   func() Event { return &ChildRetentionSet{} },
 }
 
 // EventTypes lists every event name of the catalogue, sorted.

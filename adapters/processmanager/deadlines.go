@@ -51,6 +51,15 @@ const (
 	// KindInvitation is the expiry of an unaccepted invitation (R9): at it
 	// the process manager sends ExpireInvitation.
 	KindInvitation Kind = "invitation"
+	// KindAccountRetention is the end of a closed account's retention
+	// period (R22): at it the process manager sends
+	// EraseAccountAtRetention.
+	KindAccountRetention Kind = "account_retention"
+	// KindChildRetention is a child's retention date (R22), one deadline
+	// per event that set it: at it the process manager sends
+	// EraseChildAtRetention, which does nothing when the date was moved
+	// since.
+	KindChildRetention Kind = "child_retention"
 )
 
 // State is where a deadline stands.
@@ -76,6 +85,17 @@ func GraceID(placementID uuid.UUID) string { return string(KindGrace) + "/" + pl
 // InvitationID is the id of the invitation deadline of an account.
 func InvitationID(accountID uuid.UUID) string {
 	return string(KindInvitation) + "/" + accountID.String()
+}
+
+// AccountRetentionID is the id of the retention deadline of an account.
+func AccountRetentionID(accountID uuid.UUID) string {
+	return string(KindAccountRetention) + "/" + accountID.String()
+}
+
+// ChildRetentionID is the id of the retention deadline a child's event
+// (its registration, or a retention date set later) set.
+func ChildRetentionID(childID, eventID uuid.UUID) string {
+	return string(KindChildRetention) + "/" + childID.String() + "/" + eventID.String()
 }
 
 // Deadline is one row of the deadlines table.
@@ -189,6 +209,14 @@ func graceSubject(child, placement, carer uuid.UUID) subject {
 
 func invitationSubject(account uuid.UUID) subject {
 	return subject{id: InvitationID(account), kind: KindInvitation, accountID: account}
+}
+
+func accountRetentionSubject(account uuid.UUID) subject {
+	return subject{id: AccountRetentionID(account), kind: KindAccountRetention, accountID: account}
+}
+
+func childRetentionSubject(child, event uuid.UUID) subject {
+	return subject{id: ChildRetentionID(child, event), kind: KindChildRetention, childID: child}
 }
 
 // table is the deadlines table on one database. Every method is one

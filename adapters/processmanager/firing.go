@@ -147,6 +147,10 @@ func (pm *ProcessManager) fire(ctx context.Context, r row, now time.Time) {
 		cmd = &commands.ExpireCarerAccess{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}
 	case KindInvitation:
 		cmd = &commands.ExpireInvitation{AccountID: parseID(r.AccountID)}
+	case KindAccountRetention:
+		cmd = &commands.EraseAccountAtRetention{AccountID: parseID(r.AccountID)}
+	case KindChildRetention:
+		cmd = &commands.EraseChildAtRetention{ChildID: parseID(r.ChildID), Due: f.due}
 	default:
 		pm.settleOrLog(ctx, f, fmt.Errorf("unknown deadline kind %q", r.Kind))
 		return
@@ -181,6 +185,29 @@ func (pm *ProcessManager) expireInvitation(ctx context.Context, cmd *commands.Ex
 		return nil
 	}
 	_, err = pm.cfg.Commands.ExpireInvitation(ctx, f.meta(), *cmd)
+	return pm.settle(ctx, f, err)
+}
+
+// eraseAccountAtRetention is the command handler of
+// EraseAccountAtRetention.
+func (pm *ProcessManager) eraseAccountAtRetention(ctx context.Context, cmd *commands.EraseAccountAtRetention) error {
+	f, err := readFiring(cqrs.OriginalMessageFromCtx(ctx), KindAccountRetention)
+	if err != nil {
+		pm.log.Error("processmanager: dropping a malformed command", "command", commands.CommandRetainAccount, "error", err)
+		return nil
+	}
+	_, err = pm.cfg.Commands.EraseAccountAtRetention(ctx, f.meta(), *cmd)
+	return pm.settle(ctx, f, err)
+}
+
+// eraseChildAtRetention is the command handler of EraseChildAtRetention.
+func (pm *ProcessManager) eraseChildAtRetention(ctx context.Context, cmd *commands.EraseChildAtRetention) error {
+	f, err := readFiring(cqrs.OriginalMessageFromCtx(ctx), KindChildRetention)
+	if err != nil {
+		pm.log.Error("processmanager: dropping a malformed command", "command", commands.CommandRetainChild, "error", err)
+		return nil
+	}
+	_, err = pm.cfg.Commands.EraseChildAtRetention(ctx, f.meta(), *cmd)
 	return pm.settle(ctx, f, err)
 }
 

@@ -79,5 +79,33 @@ func (pm *ProcessManager) onAccountActivated(ctx context.Context, e *domain.Acco
 }
 
 func (pm *ProcessManager) onAccountClosed(ctx context.Context, e *domain.AccountClosed) error {
-	return pm.resolve(ctx, invitationSubject(e.AccountID), forever)
+	if err := pm.resolve(ctx, invitationSubject(e.AccountID), forever); err != nil {
+		return err
+	}
+	return pm.setDue(ctx, accountRetentionSubject(e.AccountID), e.ClosedAt.Add(pm.cfg.ClosedAccountRetention))
+}
+
+func (pm *ProcessManager) onAccountErased(ctx context.Context, e *domain.AccountErased) error {
+	return pm.resolve(ctx, accountRetentionSubject(e.AccountID), forever)
+}
+
+// childRetention records the retention date set by the event being
+// handled: a deadline of its own (see KindChildRetention).
+func (pm *ProcessManager) childRetention(ctx context.Context, child uuid.UUID, until time.Time) error {
+	event, _ := source(ctx)
+	if event == uuid.Nil {
+		event = uuid.NewSHA1(child, []byte(until.UTC().Format(time.RFC3339Nano)))
+	}
+	return pm.setDue(ctx, childRetentionSubject(child, event), until)
+}
+
+func (pm *ProcessManager) onChildRegistered(ctx context.Context, e *domain.ChildRegistered) error {
+	if e.RetainUntil.IsZero() {
+		return nil
+	}
+	return pm.childRetention(ctx, e.ChildID, e.RetainUntil)
+}
+
+func (pm *ProcessManager) onChildRetentionSet(ctx context.Context, e *domain.ChildRetentionSet) error {
+	return pm.childRetention(ctx, e.ChildID, e.RetainUntil)
 }

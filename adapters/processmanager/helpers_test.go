@@ -34,6 +34,8 @@ var (
 	// grace and ttl are the policy of the tests' command service.
 	grace = 7 * day
 	ttl   = 14 * day
+	// retention is the tests' retention period of closed accounts.
+	retention = 90 * day
 	// never is a poll interval no test reaches, so that every wake of the
 	// scheduler in a test is a deadline, a retry or a poke.
 	never = 10 * 365 * day
@@ -155,6 +157,57 @@ func (s *spy) ExpireInvitation(ctx context.Context, meta commands.Meta, cmd comm
 	return res, err
 }
 
+func (s *spy) EraseAccountAtRetention(ctx context.Context, meta commands.Meta, cmd commands.EraseAccountAtRetention) (commands.Result, error) {
+	return spied(ctx, s, meta, cmd, s.next.EraseAccountAtRetention)
+}
+
+func (s *spy) EraseChildAtRetention(ctx context.Context, meta commands.Meta, cmd commands.EraseChildAtRetention) (commands.Result, error) {
+	return spied(ctx, s, meta, cmd, s.next.EraseChildAtRetention)
+}
+
+// spied carries out cmd with next, unless s is to fail, and records the
+// call.
+func spied[C any](ctx context.Context, s *spy, meta commands.Meta, cmd C, next func(context.Context, commands.Meta, C) (commands.Result, error)) (commands.Result, error) {
+	at := s.clock.Now()
+	var res commands.Result
+	var err error
+	if s.fail.Add(-1) >= 0 {
+		err = errStoreDown
+	} else {
+		res, err = next(ctx, meta, cmd)
+	}
+	s.record(call{At: at, Meta: meta, Command: cmd, Err: err})
+	return res, err
+}
+
+// keyEraser counts the keys the command service destroys (the key store
+// itself is adapters/keystore's, tested there).
+type keyEraser struct {
+	mu       sync.Mutex
+	accounts map[uuid.UUID]int
+	children map[uuid.UUID]int
+}
+
+func (k *keyEraser) EraseAccount(_ context.Context, id uuid.UUID) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.accounts == nil {
+		k.accounts = map[uuid.UUID]int{}
+	}
+	k.accounts[id]++
+	return nil
+}
+
+func (k *keyEraser) EraseChild(_ context.Context, id uuid.UUID) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.children == nil {
+		k.children = map[uuid.UUID]int{}
+	}
+	k.children[id]++
+	return nil
+}
+
 // noRefusals discards the security log.
 type noRefusals struct{}
 
@@ -229,6 +282,8 @@ type env struct {
 	n     atomic.Int64
 	read  eventlog.Position // what relay has published so far
 	bus   *gochannel.GoChannel
+	// erased counts the keys the command services destroyed.
+	erased keyEraser
 }
 
 // newEnv returns an env whose deadlines are in the database at url and
@@ -260,9 +315,10 @@ func newEnvOn(t *testing.T, db *sqldb.DB, st eventlog.Store) *env {
 	e := &env{db: db, store: st, clock: newFakeClock(t0)}
 	var err error
 	e.svc, err = commands.New(st, noRefusals{}, commands.Config{
-		Policy: domain.Policy{GracePeriod: grace, InvitationTTL: ttl},
+		Policy: domain.Policy{GracePeriod: grace, InvitationTTL: ttl, ClosedAccountRetention: retention},
 		Clock:  func() time.Time { return e.clock.Now().Add(time.Duration(e.skew.Load())) },
 		Logger: slog.New(slog.DiscardHandler),
+		Eraser: &e.erased,
 	})
 	require.NoError(t, err)
 	e.bus = newBus(t)
@@ -305,6 +361,8 @@ func (e *env) start(t *testing.T, b *gochannel.GoChannel, opts ...pmOpts) *pm {
 		DB: e.db, Publisher: b, Subscriber: b, Commands: e.svc, Clock: e.clock,
 		Logger:       testLogger(),
 		PollInterval: never,
+
+		ClosedAccountRetention: retention,
 	}
 	for _, o := range opts {
 		o(&cfg)

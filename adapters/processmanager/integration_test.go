@@ -212,9 +212,10 @@ func (e *env) replica(t *testing.T, url string) (Config, *commands.Service) {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, st.Close()) })
 	svc, err := commands.New(st, noRefusals{}, commands.Config{
-		Policy: domain.Policy{GracePeriod: grace, InvitationTTL: ttl},
+		Policy: domain.Policy{GracePeriod: grace, InvitationTTL: ttl, ClosedAccountRetention: retention},
 		Clock:  e.clock.Now,
 		Logger: slog.New(slog.DiscardHandler),
+		Eraser: &e.erased,
 	})
 	require.NoError(t, err)
 	return Config{DB: db, Commands: svc}, svc

@@ -81,6 +81,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/bus"
 	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/domain"
 )
 
 // Topics the process manager uses besides bus.TopicEvents, which it
@@ -90,6 +91,9 @@ import (
 const (
 	TopicExpireCarerAccess = "accessledger.commands.v1." + commands.CommandExpireCarerAccess
 	TopicExpireInvitation  = "accessledger.commands.v1." + commands.CommandExpireInvitation
+
+	TopicEraseAccountAtRetention = "accessledger.commands.v1." + commands.CommandRetainAccount
+	TopicEraseChildAtRetention   = "accessledger.commands.v1." + commands.CommandRetainChild
 )
 
 // Defaults of Config.
@@ -130,6 +134,8 @@ func (SystemClock) At(t time.Time) <-chan time.Time { return time.After(time.Unt
 type Commands interface {
 	ExpireCarerAccess(ctx context.Context, meta commands.Meta, cmd commands.ExpireCarerAccess) (commands.Result, error)
 	ExpireInvitation(ctx context.Context, meta commands.Meta, cmd commands.ExpireInvitation) (commands.Result, error)
+	EraseAccountAtRetention(ctx context.Context, meta commands.Meta, cmd commands.EraseAccountAtRetention) (commands.Result, error)
+	EraseChildAtRetention(ctx context.Context, meta commands.Meta, cmd commands.EraseChildAtRetention) (commands.Result, error)
 }
 
 // Config configures a ProcessManager. DB, Publisher, Subscriber and
@@ -176,6 +182,13 @@ type Config struct {
 	// BatchSize is how many due deadlines one claim takes. Default
 	// DefaultBatchSize.
 	BatchSize int
+	// ClosedAccountRetention is the policy's retention period of closed
+	// accounts (R22): an account's retention deadline falls this long
+	// after it was closed. Default domain.DefaultClosedAccountRetention.
+	// The command service decides with its own policy: a deadline set
+	// under a shorter period than the service's is refused as not due and
+	// retried.
+	ClosedAccountRetention time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -202,6 +215,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
+	}
+	if c.ClosedAccountRetention == 0 {
+		c.ClosedAccountRetention = domain.DefaultClosedAccountRetention
 	}
 	return c
 }
@@ -237,7 +253,8 @@ func (c Config) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"Lease", c.Lease}, {"Backoff", c.Backoff}, {"MaxBackoff", c.MaxBackoff}, {"PollInterval", c.PollInterval}} {
+	}{{"Lease", c.Lease}, {"Backoff", c.Backoff}, {"MaxBackoff", c.MaxBackoff}, {"PollInterval", c.PollInterval},
+		{"ClosedAccountRetention", c.ClosedAccountRetention}} {
 		if d.v < 0 {
 			problems = append(problems, fmt.Errorf("%s %s is negative", d.name, d.v))
 		}
@@ -334,6 +351,9 @@ func New(cfg Config) (*ProcessManager, error) {
 		cqrs.NewGroupEventHandler(pm.onInvitationExpired),
 		cqrs.NewGroupEventHandler(pm.onAccountActivated),
 		cqrs.NewGroupEventHandler(pm.onAccountClosed),
+		cqrs.NewGroupEventHandler(pm.onAccountErased),
+		cqrs.NewGroupEventHandler(pm.onChildRegistered),
+		cqrs.NewGroupEventHandler(pm.onChildRetentionSet),
 	); err != nil {
 		return nil, fmt.Errorf("processmanager: event handlers: %w", err)
 	}
@@ -355,6 +375,8 @@ func New(cfg Config) (*ProcessManager, error) {
 	if err := cmds.AddHandlers(
 		cqrs.NewCommandHandler("processmanager."+commands.CommandExpireCarerAccess, pm.expireCarerAccess),
 		cqrs.NewCommandHandler("processmanager."+commands.CommandExpireInvitation, pm.expireInvitation),
+		cqrs.NewCommandHandler("processmanager."+commands.CommandRetainAccount, pm.eraseAccountAtRetention),
+		cqrs.NewCommandHandler("processmanager."+commands.CommandRetainChild, pm.eraseChildAtRetention),
 	); err != nil {
 		return nil, fmt.Errorf("processmanager: command handlers: %w", err)
 	}
@@ -379,6 +401,10 @@ func commandTopic(name string) (string, error) {
 		return TopicExpireCarerAccess, nil
 	case bus.EventMarshaler{}.Name(commands.ExpireInvitation{}):
 		return TopicExpireInvitation, nil
+	case bus.EventMarshaler{}.Name(commands.EraseAccountAtRetention{}):
+		return TopicEraseAccountAtRetention, nil
+	case bus.EventMarshaler{}.Name(commands.EraseChildAtRetention{}):
+		return TopicEraseChildAtRetention, nil
 	}
 	return "", fmt.Errorf("processmanager: no topic for command %q", name)
 }

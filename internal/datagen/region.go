@@ -598,7 +598,7 @@ func (r *region) register(k *kid) error {
 	if r.chance(managerRegisters) {
 		by = pick(r, r.managers)
 	}
-	evs, err := k.agg.Register(by, k.ref, r.time(r.now))
+	evs, err := k.agg.Register(by, k.ref, time.Time{}, r.time(r.now))
 	if err != nil {
 		return refused("registering a child", err)
 	}

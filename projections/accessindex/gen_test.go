@@ -60,7 +60,7 @@ func generate(w *world, n int) {
 			c := domain.NewChild(child)
 			w.children[child] = c
 			by := domain.Actor{ID: worker, Role: domain.RoleWorker}
-			evs, err := c.Register(by, fmt.Sprintf("C-%06d", i), reg)
+			evs, err := c.Register(by, fmt.Sprintf("C-%06d", i), time.Time{}, reg)
 			w.record(domain.ChildStream(child), by, reg, c.Apply, evs, err)
 		})
 

@@ -147,7 +147,7 @@ func (w *world) child(ref, worker string, at time.Time) uuid.UUID {
 	c := domain.NewChild(id)
 	w.children[id] = c
 	by := domain.Actor{ID: worker, Role: domain.RoleWorker}
-	evs, err := c.Register(by, ref, at)
+	evs, err := c.Register(by, ref, time.Time{}, at)
 	w.record(domain.ChildStream(id), by, at, c.Apply, evs, err)
 	return id
 }

@@ -169,6 +169,9 @@ func (m *Model) Apply(rec eventlog.Record) (Result, error) {
 		err = m.account(e.AccountID).Apply(e)
 	case *domain.ChildErased:
 		err = m.child(e.ChildID).Apply(e)
+	case *domain.ChildRetentionSet:
+		// A retention date changes no access (R22).
+		err = m.child(e.ChildID).Apply(e)
 	default:
 		err = fmt.Errorf("event type %s not handled", rec.Type)
 	}

@@ -205,7 +205,7 @@ func TestApplyRoutesPairs(t *testing.T) {
 			return l.add(domain.AccountStream(parentID), worker, t0, parent.Apply, evs, err)
 		}, [][]accessmodel.Pair{nil}, &parentID},
 		{"a child registered: no pair", func() []eventlog.Record {
-			evs, err := c1.Register(worker, "C-1", t0)
+			evs, err := c1.Register(worker, "C-1", time.Time{}, t0)
 			return l.add(domain.ChildStream(child1), worker, t0, c1.Apply, evs, err)
 		}, [][]accessmodel.Pair{nil}, nil},
 		{"a worker allocated: no pair", func() []eventlog.Record {
@@ -218,7 +218,7 @@ func TestApplyRoutesPairs(t *testing.T) {
 			return l.add(domain.ChildStream(child1), by, t0, c1.Apply, evs, err)
 		}, [][]accessmodel.Pair{{pair(carerID, child1)}}, nil},
 		{"another child placed with the carer", func() []eventlog.Record {
-			evs, err := c2.Register(worker, "C-2", t0)
+			evs, err := c2.Register(worker, "C-2", time.Time{}, t0)
 			recs := l.add(domain.ChildStream(child2), worker, t0, c2.Apply, evs, err)
 			evs, err = c2.StartPlacement(worker, pl2, carer, t0, t0)
 			return append(recs, l.add(domain.ChildStream(child2), worker, t0, c2.Apply, evs, err)...)

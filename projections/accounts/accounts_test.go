@@ -234,7 +234,7 @@ func history(w *world) {
 	childID := uuid.New()
 	c := domain.NewChild(childID)
 	w.exec(domain.ChildStream(childID), c, worker, t0.Add(4*time.Hour), func() ([]domain.Event, error) {
-		return c.Register(worker, "C-0001", t0.Add(4*time.Hour))
+		return c.Register(worker, "C-0001", time.Time{}, t0.Add(4*time.Hour))
 	})
 
 	w.activate(phone, "idp|phone", t0.Add(day))

@@ -210,7 +210,7 @@ func history(t *testing.T, store eventlog.Store, rounds int) []eventlog.Record {
 		c := domain.NewChild(w.id())
 		w.children[c.ID()] = c
 		stream := domain.ChildStream(c.ID())
-		evs, err := c.Register(worker, fmt.Sprintf("C-%04d", r), w.now)
+		evs, err := c.Register(worker, fmt.Sprintf("C-%04d", r), time.Time{}, w.now)
 		w.do(stream, c, worker, "", evs, err)
 
 		carer := w.activate(fmt.Sprintf("carer%d@example.org", r), "foster_carer", fmt.Sprintf("idp|carer%d", r))

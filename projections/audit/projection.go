@@ -316,6 +316,8 @@ func subjects(e domain.Event) (child, account uuid.UUID, err error) {
 		return uuid.Nil, e.AccountID, nil
 	case *domain.ChildErased:
 		return e.ChildID, uuid.Nil, nil
+	case *domain.ChildRetentionSet:
+		return e.ChildID, uuid.Nil, nil
 	}
 	return uuid.Nil, uuid.Nil, fmt.Errorf("audit: no subjects known for event type %s (%T)", e.EventType(), e)
 }

@@ -311,6 +311,7 @@ func TestSubjectsCoverTheCatalogue(t *testing.T) {
 		{&domain.IdentityLinked{AccountID: a}, uuid.Nil, a},
 		{&domain.AccountErased{AccountID: a}, uuid.Nil, a},
 		{&domain.ChildErased{ChildID: c}, c, uuid.Nil},
+		{&domain.ChildRetentionSet{ChildID: c}, c, uuid.Nil},
 	}
 	var types []string
 	for _, s := range samples {

@@ -123,7 +123,7 @@ func (w *World) RegisterChild() uuid.UUID {
 	id := w.ID()
 	c := domain.NewChild(id)
 	w.children[id] = c
-	evs, err := c.Register(Worker, "C-"+id.String()[:8], w.Now)
+	evs, err := c.Register(Worker, "C-"+id.String()[:8], time.Time{}, w.Now)
 	w.must(w.commit(domain.ChildStream(id), Worker, "", c.Apply, evs, err))
 	return id
 }

@@ -66,8 +66,12 @@ func History(t testing.TB, n int) []eventlog.Record {
 	link := domain.NewIdentityLink(subject)
 	x.commit(domain.IdentityStream(subject), projtest.Service, "", link.Apply, must(t)(link.Link(carer, w.Now)))
 
-	// Erasures last: nothing personal is recorded of an erased subject.
 	dpo := domain.Actor{ID: "dpo-1", Role: domain.RoleDPO}
+	c = w.Child(child)
+	x.commit(domain.ChildStream(child), dpo, "kept until the care leaver turns 75", c.Apply,
+		must(t)(c.SetRetention(dpo, w.Now.AddDate(70, 0, 0), "kept until the care leaver turns 75", w.Now)))
+
+	// Erasures last: nothing personal is recorded of an erased subject.
 	a = w.Account(invited)
 	x.commit(domain.AccountStream(invited), dpo, "Art. 17 request", a.Apply, must(t)(a.Erase(dpo, "Art. 17 request", w.Now)))
 	c = w.Child(child)
