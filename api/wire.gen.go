@@ -1124,6 +1124,9 @@ type PlacementStarted struct {
 
 // Policy defines model for Policy.
 type Policy struct {
+	// ClosedAccountRetention Seconds (R22): how long a closed account's personal data is kept before the engine erases it (default 2,192 days: six years).
+	ClosedAccountRetention int `json:"closed_account_retention"`
+
 	// GracePeriod Seconds (R3).
 	GracePeriod int `json:"grace_period"`
 
@@ -1176,6 +1179,9 @@ type ReasonRequest struct {
 type RegisterChildRequest struct {
 	// Reference The council's reference for the child.
 	Reference Text `json:"reference"`
+
+	// RetainUntil (R22) when the child's record may be erased, in the future; the process manager erases it then. Optional; PUT /v1/children/{child_id}/retention sets or moves it later.
+	RetainUntil *string `json:"retain_until,omitempty"`
 }
 
 // SecurityLogEntry defines model for SecurityLogEntry.
@@ -1203,6 +1209,15 @@ type SecurityLogPage struct {
 
 	// Position An opaque consistency token (a position in the event log).
 	Position Position `json:"position"`
+}
+
+// SetRetentionRequest defines model for SetRetentionRequest.
+type SetRetentionRequest struct {
+	// Reason A reason; tab and line feed are allowed.
+	Reason FreeText `api:"text" json:"reason"`
+
+	// RetainUntil RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	RetainUntil string `json:"retain_until"`
 }
 
 // StartPlacementRequest defines model for StartPlacementRequest.
@@ -1591,6 +1606,12 @@ type EndGraceParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// SetRetentionParams defines parameters for SetRetention.
+type SetRetentionParams struct {
+	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // ChildViewersParams defines parameters for ChildViewers.
 type ChildViewersParams struct {
 	// At The decision time (default now).
@@ -1688,6 +1709,9 @@ type EndPlacementJSONRequestBody = EndPlacementRequest
 
 // EndGraceJSONRequestBody defines body for EndGrace for application/json ContentType.
 type EndGraceJSONRequestBody = ReasonRequest
+
+// SetRetentionJSONRequestBody defines body for SetRetention for application/json ContentType.
+type SetRetentionJSONRequestBody = SetRetentionRequest
 
 // InviteJSONRequestBody defines body for Invite for application/json ContentType.
 type InviteJSONRequestBody = InviteRequest

@@ -28,6 +28,25 @@ func (c *Client) RegisterChild(ctx context.Context, reference string, opts ...Ca
 	return a, c.command(ctx, http.MethodPost, "/v1/children", api.RegisterChildRequest{Reference: reference}, &a, opts)
 }
 
+// RegisterChildUntil is POST /v1/children with a retention date (R22): the
+// child's record is erased when it comes (zero: none, as RegisterChild).
+func (c *Client) RegisterChildUntil(ctx context.Context, reference string, retainUntil time.Time, opts ...CallOption) (api.ChildRegistered, error) {
+	b := api.RegisterChildRequest{Reference: reference}
+	if !retainUntil.IsZero() {
+		u := rfc3339(retainUntil)
+		b.RetainUntil = &u
+	}
+	var a api.ChildRegistered
+	return a, c.command(ctx, http.MethodPost, "/v1/children", b, &a, opts)
+}
+
+// SetRetention is PUT /v1/children/{child_id}/retention (R22).
+func (c *Client) SetRetention(ctx context.Context, child uuid.UUID, retainUntil time.Time, reason string, opts ...CallOption) (api.PositionAnswer, error) {
+	var a api.PositionAnswer
+	return a, c.command(ctx, http.MethodPut, "/v1/children/"+child.String()+"/retention",
+		api.SetRetentionRequest{RetainUntil: rfc3339(retainUntil), Reason: reason}, &a, opts)
+}
+
 // AllocateWorker is POST /v1/children/{child_id}/allocation.
 func (c *Client) AllocateWorker(ctx context.Context, child uuid.UUID, workerID string, opts ...CallOption) (api.PositionAnswer, error) {
 	var a api.PositionAnswer

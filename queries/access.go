@@ -154,7 +154,7 @@ func (s *Service) Policy(ctx context.Context, c Caller, w Consistency) (api.Poli
 	p := s.cfg.Policy
 	return api.Policy{GracePeriod: seconds(p.GracePeriod), InvitationTTL: seconds(p.InvitationTTL),
 		SessionIdleTimeout: seconds(p.SessionIdleTimeout), SessionWarningAfter: seconds(p.SessionWarningAfter),
-		Position: s.cfg.Index.Position().String()}, nil
+		ClosedAccountRetention: seconds(p.ClosedAccountRetention), Position: s.cfg.Index.Position().String()}, nil
 }
 
 func seconds(d time.Duration) int { return int(d / time.Second) }

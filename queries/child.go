@@ -130,6 +130,7 @@ func childRecord(id uuid.UUID, ch *domain.Child, at time.Time, pos eventlog.Posi
 	if w := ch.Worker(); w != "" {
 		out.AllocatedWorkerID = &w
 	}
+	out.RetainUntil = optTime(ch.RetainUntil())
 	for _, p := range ch.Placements() {
 		r := api.PlacementRecord{PlacementID: p.ID, CarerAccountID: p.CarerAccountID, StartedAt: p.StartedAt.UTC(),
 			Status: api.PlacementRecordFieldsStatus(placementStatus(p, at))}

@@ -82,3 +82,54 @@ func TestRule_R17_ChildRecordShowsItsCurrentState(t *testing.T) {
 		})
 	}
 }
+
+// TestRule_R22_RetentionDateOverHTTP: a retention date given at
+// registration or set later shows on the child's record; it must be in the
+// future; the child's worker, a manager and the dpo may set it, others
+// not; the policy publishes the retention of closed accounts.
+func TestRule_R22_RetentionDateOverHTTP(t *testing.T) {
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			e := newEnv(t, b.URL(t))
+			worker := req{role: domain.RoleWorker, sub: "worker-ann"}
+			with := func(r req, method, path, body string) req {
+				r.method, r.path, r.body = method, path, body
+				return r
+			}
+			until := time.Now().UTC().AddDate(30, 0, 0).Truncate(time.Second)
+			ch := e.ok(with(worker, "POST", "/v1/children", `{"reference":"NCC-R-1","retain_until":"`+until.Format(time.RFC3339)+`"}`), 201)
+			child := ch["child_id"].(string)
+			rec := e.ok(with(worker, "GET", "/v1/children/"+child, ""), 200)
+			require.Equal(t, until.Format(time.RFC3339), rec["retain_until"])
+
+			later := until.AddDate(10, 0, 0)
+			for _, tc := range []struct {
+				name   string
+				r      req
+				body   string
+				status int
+				code   string
+			}{
+				{"in the past", worker, `{"retain_until":"2001-01-01T00:00:00Z","reason":"x"}`, 400, codeInvalid},
+				{"not a time", worker, `{"retain_until":"next year","reason":"x"}`, 400, codeInvalid},
+				{"no reason", worker, `{"retain_until":"` + later.Format(time.RFC3339) + `"}`, 400, codeInvalid},
+				{"another worker", req{role: domain.RoleWorker, sub: "worker-bob"}, `{"retain_until":"` + later.Format(time.RFC3339) + `","reason":"x"}`, 403, codeForbidden},
+				{"an auditor", req{role: domain.RoleAuditor}, `{"retain_until":"` + later.Format(time.RFC3339) + `","reason":"x"}`, 403, codeForbidden},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					e.do(with(tc.r, "PUT", "/v1/children/"+child+"/retention", tc.body)).problem(t, tc.status, tc.code)
+				})
+			}
+			e.ok(with(req{role: domain.RoleDPO, sub: "dpo-1"}, "PUT", "/v1/children/"+child+"/retention",
+				`{"retain_until":"`+later.Format(time.RFC3339)+`","reason":"court order"}`), 200)
+			rec = e.ok(with(worker, "GET", "/v1/children/"+child, ""), 200)
+			require.Equal(t, later.Format(time.RFC3339), rec["retain_until"])
+			e.do(with(worker, "POST", "/v1/children", `{"reference":"NCC-R-2","retain_until":"2001-01-01T00:00:00Z"}`)).problem(t, 400, codeInvalid)
+			e.do(req{method: "PUT", path: "/v1/children/" + uuid.NewString() + "/retention", role: domain.RoleManager,
+				body: `{"retain_until":"` + later.Format(time.RFC3339) + `","reason":"x"}`}).problem(t, 404, codeNotFound)
+
+			p := e.ok(with(worker, "GET", "/v1/policy", ""), 200)
+			require.EqualValues(t, 2192*24*3600, p["closed_account_retention"])
+		})
+	}
+}

@@ -156,8 +156,15 @@ func (s *server) abandon(r *http.Request, actor domain.Actor, key string) {
 
 func (s *server) registerChild(w http.ResponseWriter, r *http.Request, c call) error {
 	var b api.RegisterChildRequest
-	return s.runCommand(w, r, c.actor, commands.CommandRegisterChild, &b, nil, func(ctx context.Context, m commands.Meta) (answer, error) {
-		res, err := s.cfg.Commands.RegisterChild(ctx, m, commands.RegisterChild{Reference: b.Reference})
+	var cmd commands.RegisterChild
+	return s.runCommand(w, r, c.actor, commands.CommandRegisterChild, &b, func() (err error) {
+		cmd.Reference = b.Reference
+		if b.RetainUntil != nil {
+			cmd.RetainUntil, err = parseTime("retain_until", *b.RetainUntil)
+		}
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.RegisterChild(ctx, m, cmd)
 		if err != nil {
 			return answer{}, err
 		}
@@ -245,6 +252,25 @@ func (s *server) eraseChild(w http.ResponseWriter, r *http.Request, c call) erro
 		func(ctx context.Context, m commands.Meta, id uuid.UUID, reason string) (commands.Result, error) {
 			return s.cfg.Commands.EraseChild(ctx, m, commands.EraseChild{ChildID: id, Reason: reason})
 		})
+}
+
+func (s *server) setRetention(w http.ResponseWriter, r *http.Request, c call) error {
+	var b api.SetRetentionRequest
+	var cmd commands.SetRetention
+	return s.runCommand(w, r, c.actor, commands.CommandSetRetention, &b, func() (err error) {
+		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
+			return err
+		}
+		cmd.Reason = b.Reason
+		cmd.RetainUntil, err = parseTime("retain_until", b.RetainUntil)
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.SetRetention(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(api.PositionAnswer{Position: res.Position.String()}), nil
+	})
 }
 
 func (s *server) startPlacement(w http.ResponseWriter, r *http.Request, c call) error {

@@ -73,6 +73,7 @@ type Commands interface {
 	CloseAccount(context.Context, commands.Meta, commands.CloseAccount) (commands.Result, error)
 	EraseAccount(context.Context, commands.Meta, commands.EraseAccount) (commands.Result, error)
 	EraseChild(context.Context, commands.Meta, commands.EraseChild) (commands.Result, error)
+	SetRetention(context.Context, commands.Meta, commands.SetRetention) (commands.Result, error)
 	StartPlacement(context.Context, commands.Meta, commands.StartPlacement) (commands.PlacementStarted, error)
 	EndPlacement(context.Context, commands.Meta, commands.EndPlacement) (commands.PlacementEnded, error)
 	EndGrace(context.Context, commands.Meta, commands.EndGrace) (commands.Result, error)

@@ -63,6 +63,7 @@ func routes() []route {
 		{Name: commands.CommandCloseAccount, Method: http.MethodPost, Pattern: "/v1/accounts/{account_id}/close", Access: command, handle: (*server).closeAccount},
 		{Name: commands.CommandEraseAccount, Method: http.MethodPost, Pattern: "/v1/accounts/{account_id}/erasure", Access: command, handle: (*server).eraseAccount},
 		{Name: commands.CommandEraseChild, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/erasure", Access: command, handle: (*server).eraseChild},
+		{Name: commands.CommandSetRetention, Method: http.MethodPut, Pattern: "/v1/children/{child_id}/retention", Access: command, handle: (*server).setRetention},
 		{Name: commands.CommandStartPlacement, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/placements", Access: command, handle: (*server).startPlacement},
 		{Name: commands.CommandEndPlacement, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/placements/{placement_id}/end", Access: command, handle: (*server).endPlacement},
 		{Name: commands.CommandEndGrace, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/placements/{placement_id}/end-grace", Access: command, handle: (*server).endGrace},

@@ -20,6 +20,7 @@ type serveConfig struct {
 	invitationTTL   time.Duration
 	sessionIdle     time.Duration
 	sessionWarning  time.Duration
+	closedRetention time.Duration
 	jwtIssuer       string
 	jwtAudience     string
 	secretFile      string
@@ -40,6 +41,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.invitationTTL, "invitation-ttl", d.InvitationTTL, "policy: how long an invitation stays open (R9)")
 	fs.DurationVar(&c.sessionIdle, "session-idle-timeout", d.SessionIdleTimeout, "policy published to portals: idle session timeout (R16)")
 	fs.DurationVar(&c.sessionWarning, "session-warning-after", d.SessionWarningAfter, "policy published to portals: idle time before the countdown (R16)")
+	fs.DurationVar(&c.closedRetention, "closed-account-retention", d.ClosedAccountRetention, "policy: how long a closed account's personal data is kept before the engine erases it (R22; default 2,192 days: six years)")
 	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required iss claim of bearer tokens (default: not checked)")
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required aud claim of bearer tokens (default: not checked)")
 	fs.StringVar(&c.secretFile, "secret-file", "", "file holding the HS256 secret, hex (default: jwt-secret in --data-dir, created on first start, mode 0600)")
@@ -54,7 +56,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 // policy returns the policy the flags set.
 func (c *serveConfig) policy() domain.Policy {
 	return domain.Policy{GracePeriod: c.gracePeriod, InvitationTTL: c.invitationTTL,
-		SessionIdleTimeout: c.sessionIdle, SessionWarningAfter: c.sessionWarning}
+		SessionIdleTimeout: c.sessionIdle, SessionWarningAfter: c.sessionWarning, ClosedAccountRetention: c.closedRetention}
 }
 
 // check validates the values, joining every problem.

@@ -16,18 +16,21 @@ import (
 // registerChildVerb is `accessctl register-child`.
 func registerChildVerb() verb {
 	return verb{
-		name: "register-child", synopsis: "--reference R", summary: "register a child (a worker becomes its allocated worker)",
+		name: "register-child", synopsis: "--reference R [--retain-until RFC3339]", summary: "register a child (a worker becomes its allocated worker)",
+		help:     "--retain-until: when the child's record may be erased (R22); the engine erases it then.",
 		endpoint: "POST /v1/children",
 		flags: func(fs *flag.FlagSet) action {
 			ref := fs.String("reference", "", "the council's reference of the child (required)")
+			until := fs.String("retain-until", "", "keep the record until this time, RFC 3339 (optional)")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
 				c.text("reference", *ref, maxReferenceBytes)
+				retain := c.optTime("retain-until", *until)
 				if err := c.err(); err != nil {
 					return err
 				}
 				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.ChildRegistered, error) {
-					return inv.client.RegisterChild(ctx, *ref, o...)
+					return inv.client.RegisterChildUntil(ctx, *ref, retain, o...)
 				})
 				if err != nil {
 					return err
@@ -304,6 +307,30 @@ func eraseAccountVerb() verb {
 func eraseChildVerb() verb {
 	return reasonVerb("erase-child", "child", "erase a child's personal data for good; access and history stay (dpo, R22)",
 		"POST /v1/children/{child_id}/erasure", (*client.Client).EraseChild)
+}
+
+// setRetentionVerb is `accessctl set-retention`.
+func setRetentionVerb() verb {
+	return verb{
+		name: "set-retention", synopsis: "--child ID --retain-until RFC3339 --reason R",
+		summary:  "set or move the date until which a child's record is kept (the child's worker, manager, dpo; R22)",
+		help:     "When the date comes, the engine erases the child's personal data; access and history stay.",
+		endpoint: "PUT /v1/children/{child_id}/retention",
+		flags: func(fs *flag.FlagSet) action {
+			child := fs.String("child", "", "the child (required)")
+			until := fs.String("retain-until", "", "keep the record until this time, RFC 3339, in the future (required)")
+			reason := fs.String("reason", "", "why (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				id := c.id("child", *child)
+				retain := c.time("retain-until", *until)
+				c.text("reason", *reason, maxReasonBytes)
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.SetRetention(ctx, id, retain, *reason, o...)
+				})
+			}
+		},
+	}
 }
 
 // sendPosition sends a command that answers only its position, once c has

@@ -257,6 +257,7 @@ func verbs() []verb {
 		closeAccountVerb(),
 		eraseAccountVerb(),
 		eraseChildVerb(),
+		setRetentionVerb(),
 		// Queries.
 		checkVerb(),
 		childrenVerb(),

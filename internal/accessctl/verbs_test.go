@@ -37,6 +37,19 @@ func verbCases() []verbCase {
 			json:   "{\n  \"child_id\": \"" + childID + "\",\n  \"position\": \"12\"\n}\n",
 		},
 		{
+			name: "register-child retained", args: []string{"register-child", "--reference", "NCC-2026-002", "--retain-until", "2096-01-05T10:30:00+01:00"},
+			pattern: "POST /v1/children", path: "/v1/children",
+			body:   `{"reference":"NCC-2026-002","retain_until":"2096-01-05T09:30:00Z"}`,
+			answer: `{"position":"12","child_id":"` + childID + `"}`,
+			table:  "child_id  " + childID + "\nposition  12\n",
+		},
+		{
+			name: "set-retention", args: []string{"set-retention", "--child", childID, "--retain-until", "2096-01-05T09:30:00Z", "--reason", "court order"},
+			pattern: "PUT /v1/children/{child_id}/retention", path: "/v1/children/" + childID + "/retention",
+			body: `{"retain_until":"2096-01-05T09:30:00Z","reason":"court order"}`, answer: `{"position":"13"}`,
+			table: "position  13\n",
+		},
+		{
 			name: "allocate", args: []string{"allocate", "--child", childID, "--worker", "w-2"},
 			pattern: "POST /v1/children/{child_id}/allocation", path: "/v1/children/" + childID + "/allocation",
 			body: `{"worker_id":"w-2"}`, answer: `{"position":"13"}`,

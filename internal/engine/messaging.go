@@ -65,7 +65,8 @@ func OpenMessaging(ctx context.Context, cfg bus.Config, e *Engine, cmds *command
 		return nil, fmt.Errorf("open bus %s: %w", cfg.Kind, err)
 	}
 	pm, err := processmanager.New(processmanager.Config{DB: e.ReadDB, Publisher: pub, Subscriber: sub,
-		Commands: cmds, Logger: log, Clock: clk, InstanceID: instance})
+		Commands: cmds, Logger: log, Clock: clk, InstanceID: instance,
+		ClosedAccountRetention: cmds.Policy().ClosedAccountRetention})
 	if err != nil {
 		_ = closeBus()
 		return nil, err
