@@ -32,7 +32,7 @@ type Appender interface {
 
 // Person is an account's holder.
 type Person struct {
-	ID                              uuid.UUID
+	ID                               uuid.UUID
 	Email, Subject, Phone, PhoneHint string
 }
 
@@ -174,7 +174,7 @@ type Legacy struct {
 	// Reference and ErasableReference are their references.
 	Reference, ErasableReference string
 	Placement                    uuid.UUID
-	Carer, Member        Person
+	Carer, Member                Person
 	// Reasons are the reasons recorded; Personal every personal value
 	// written in plain text (emails, subjects, phone hints, references,
 	// reasons).
