@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/accessledger/accessledger/adapters/keystore"
 	"github.com/accessledger/accessledger/adapters/personaldata"
+	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
@@ -61,8 +63,13 @@ const (
 type CopyOptions struct {
 	// PageSize is how many records one read returns.
 	PageSize int
-	// BatchSize bounds the events of one append.
+	// BatchSize bounds the events of one write: of one append, or of one
+	// transaction of the SQL store's AppendBatch.
 	BatchSize int
+	// OneStreamPerWrite appends each run of one stream on its own
+	// (eventlog.Store.Append), even to a store that can write runs of many
+	// streams in one transaction (sqlstore.Store.AppendBatch).
+	OneStreamPerWrite bool
 	// Progress, when set, is called after each append with the events
 	// done (verified or copied) and the source's total.
 	Progress func(done, total uint64)
@@ -82,8 +89,11 @@ func (o CopyOptions) withDefaults() CopyOptions {
 type CopyResult struct {
 	// Total is the source's events; Verified how many the destination held
 	// already (an interrupted copy, checked event by event) and Copied
-	// how many this run appended. Appends counts the appends.
-	Total, Verified, Copied, Appends int64
+	// how many this run appended. Writes counts the appends (or the
+	// transactions, when runs of many streams are written in one).
+	Total, Verified, Copied, Writes int64
+	// Elapsed is the copy's time (the reading of the source included).
+	Elapsed time.Duration
 	Stats
 }
 
@@ -117,7 +127,9 @@ func scan(ctx context.Context, stored eventlog.Store, page int) (map[keystore.Su
 // event keeps its id, type, stream version, data and metadata; the sealing
 // layer seals its personal values under the destination's keys. Runs of
 // consecutive events of one stream go in one append, at the exact
-// expected version.
+// expected version; on the SQL store, runs of many streams go in one
+// transaction (sqlstore.Store.AppendBatch, up to opts.BatchSize events),
+// in order.
 //
 // Identity streams are renamed to the destination's keyed name of the
 // subject they link (domain.KeyedIDs.IdentityStream), so that no stream
@@ -133,11 +145,12 @@ func scan(ctx context.Context, stored eventlog.Store, page int) (map[keystore.Su
 // A destination that already holds events must hold the beginning of
 // this copy (an interrupted run): each of its events is checked against
 // the source's, then the copy goes on after them. Anything else fails with
-// ErrNotResumable before anything is appended. Since each append is
+// ErrNotResumable before anything is appended. Since each write is
 // atomic, a run stopped at any point (a cancelled context, a killed
 // process) leaves a beginning that the next run resumes from, losing and
 // repeating nothing.
 func Copy(ctx context.Context, src Source, dst Destination, opts CopyOptions) (CopyResult, error) {
+	started := time.Now()
 	opts = opts.withDefaults()
 	erased, total, err := scan(ctx, src.Stored, opts.PageSize)
 	if err != nil {
@@ -148,6 +161,7 @@ func Copy(ctx context.Context, src Source, dst Destination, opts CopyOptions) (C
 	srcCur := newCursor(src.Log, opts.PageSize)
 	dstCur := newCursor(dst.Log, opts.PageSize)
 	resuming := true
+	w := newWriter(dst.Log, opts)
 	var b batch
 	report := func() {
 		if opts.Progress != nil {
@@ -155,18 +169,30 @@ func Copy(ctx context.Context, src Source, dst Destination, opts CopyOptions) (C
 			opts.Progress(done, max(uint64(res.Total), done))
 		}
 	}
-	flush := func() error {
-		if len(b.events) == 0 {
+	wrote := func(events, writes int) {
+		res.Copied += int64(events)
+		res.Writes += int64(writes)
+		if writes > 0 {
+			report()
+		}
+	}
+	// flush hands the run b to the writer, which writes when it has
+	// enough.
+	flush := func(final bool) error {
+		if len(b.events) > 0 {
+			events, writes, err := w.add(ctx, b)
+			wrote(events, writes)
+			if err != nil {
+				return err
+			}
+			b = batch{}
+		}
+		if !final {
 			return nil
 		}
-		if err := b.append(ctx, dst.Log); err != nil {
-			return err
-		}
-		res.Copied += int64(len(b.events))
-		res.Appends++
-		b = batch{}
-		report()
-		return nil
+		events, writes, err := w.flush(ctx)
+		wrote(events, writes)
+		return err
 	}
 	for {
 		r, ok, err := srcCur.next(ctx)
@@ -205,13 +231,13 @@ func Copy(ctx context.Context, src Source, dst Destination, opts CopyOptions) (C
 			report()
 		}
 		if !b.takes(st, opts.BatchSize) {
-			if err := flush(); err != nil {
+			if err := flush(false); err != nil {
 				return res, err
 			}
 		}
 		b.add(st)
 	}
-	if err := flush(); err != nil {
+	if err := flush(true); err != nil {
 		return res, err
 	}
 	if resuming {
@@ -225,6 +251,7 @@ func Copy(ctx context.Context, src Source, dst Destination, opts CopyOptions) (C
 		}
 	}
 	res.Stats = p.stats
+	res.Elapsed = time.Since(started)
 	report()
 	return res, nil
 }
@@ -252,18 +279,97 @@ func (b *batch) add(st step) {
 	b.lastSrc = st.src
 }
 
-// append appends the batch at its exact expected version: through the
-// sealing layer, or as stored for an erased subject.
-func (b *batch) append(ctx context.Context, log *personaldata.Store) error {
-	var to eventlog.Store = log
-	if b.erased {
-		to = log.Inner()
+// batchAppender is a store that writes appends to many streams in one
+// transaction (the SQL store).
+type batchAppender interface {
+	AppendBatch(ctx context.Context, batch []sqlstore.StreamAppend) ([]eventlog.AppendResult, error)
+}
+
+// writer writes the runs of a copy, each at its exact expected version:
+// sealed through the layer, or as stored for an erased subject. With a
+// store that has AppendBatch it gathers runs and writes them together,
+// up to BatchSize events in one transaction; else one append per run.
+type writer struct {
+	log     *personaldata.Store
+	bulk    batchAppender // nil: one append per run
+	limit   int
+	pending []sqlstore.StreamAppend
+	runs    []batch
+	events  int
+}
+
+func newWriter(log *personaldata.Store, opts CopyOptions) *writer {
+	w := &writer{log: log, limit: opts.BatchSize}
+	if b, ok := log.Inner().(batchAppender); ok && !opts.OneStreamPerWrite {
+		w.bulk = b
 	}
-	res, err := to.Append(ctx, b.stream, eventlog.Exactly(b.first-1), b.events)
+	return w
+}
+
+// add writes the run b, or keeps it for the next transaction; it returns
+// the events written and the writes made.
+func (w *writer) add(ctx context.Context, b batch) (int, int, error) {
+	if w.bulk == nil {
+		var to eventlog.Store = w.log
+		if b.erased {
+			to = w.log.Inner()
+		}
+		res, err := to.Append(ctx, b.stream, b.expected(), b.events)
+		if err != nil {
+			return 0, 0, b.failed(err)
+		}
+		if err := b.check(res); err != nil {
+			return 0, 0, err
+		}
+		return len(b.events), 1, nil
+	}
+	events := b.events
+	if !b.erased {
+		var err error
+		if events, err = w.log.Seal(ctx, b.stream, b.events); err != nil {
+			return 0, 0, b.failed(err)
+		}
+	}
+	w.pending = append(w.pending, sqlstore.StreamAppend{Stream: b.stream, Expected: b.expected(), Events: events})
+	w.runs = append(w.runs, b)
+	w.events += len(events)
+	if w.events < w.limit {
+		return 0, 0, nil
+	}
+	return w.flush(ctx)
+}
+
+// flush writes the runs kept, in one transaction.
+func (w *writer) flush(ctx context.Context) (int, int, error) {
+	if len(w.pending) == 0 {
+		return 0, 0, nil
+	}
+	results, err := w.bulk.AppendBatch(ctx, w.pending)
 	if err != nil {
-		return fmt.Errorf("reseal: append %d event(s) to %s at version %d (source position %s): %w",
-			len(b.events), b.stream, b.first, b.lastSrc.Position, err)
+		if be, ok := errors.AsType[*sqlstore.BatchError](err); ok && be.Index < len(w.runs) {
+			return 0, 0, w.runs[be.Index].failed(err)
+		}
+		return 0, 0, fmt.Errorf("reseal: write %d event(s) of %d stream(s): %w", w.events, len(w.pending), err)
 	}
+	for i, res := range results {
+		if err := w.runs[i].check(res); err != nil {
+			return 0, 0, err
+		}
+	}
+	n := w.events
+	w.pending, w.runs, w.events = nil, nil, 0
+	return n, 1, nil
+}
+
+func (b *batch) expected() eventlog.ExpectedVersion { return eventlog.Exactly(b.first - 1) }
+
+func (b *batch) failed(err error) error {
+	return fmt.Errorf("reseal: append %d event(s) to %s at version %d (source position %s): %w",
+		len(b.events), b.stream, b.first, b.lastSrc.Position, err)
+}
+
+// check requires the stream to be where the run's last event puts it.
+func (b *batch) check(res eventlog.AppendResult) error {
 	if want := b.first + uint64(len(b.events)) - 1; res.Version != want {
 		return fmt.Errorf("reseal: append to %s: the stream is at version %d, want %d (source position %s)",
 			b.stream, res.Version, want, b.lastSrc.Position)

@@ -182,8 +182,8 @@ func Run(ctx context.Context, src, dst Deployment, opts Options) (*Report, error
 		}
 		return done()
 	}
-	rep.add(CheckCopy, true, "%d events: %d copied by this run in %d appends, %d found copied by an earlier run",
-		rep.Copy.Total, rep.Copy.Copied, rep.Copy.Appends, rep.Copy.Verified)
+	rep.add(CheckCopy, true, "%d events: %d copied by this run in %d writes, %d found copied by an earlier run",
+		rep.Copy.Total, rep.Copy.Copied, rep.Copy.Writes, rep.Copy.Verified)
 
 	cmp, err := Compare(ctx, s, d, opts.Copy.PageSize)
 	if ctx.Err() != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/keystore"
 	"github.com/accessledger/accessledger/adapters/personaldata"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/internal/engine"
@@ -145,7 +146,7 @@ func TestResealSealsEverythingAndKeepsEverythingElse(t *testing.T) {
 			require.True(t, rep.OK(), "%+v", rep.Checks)
 			require.Equal(t, srcTotal, rep.Copy.Total)
 			require.Equal(t, srcTotal, rep.Copy.Copied)
-			require.Less(t, rep.Copy.Appends, rep.Copy.Copied, "runs of one stream go in one append")
+			require.Less(t, rep.Copy.Writes, rep.Copy.Copied, "many events go in one write")
 			require.Equal(t, reseal.Stats{SubjectsKeyed: 4, ErasedSubjects: 2, IdentityRenamed: 2, IdentityKeyed: 1, IdentityKept: 1},
 				rep.Copy.Stats)
 			require.NotNil(t, rep.Checkpoint)
@@ -263,6 +264,23 @@ func (s *stopAfter) Append(ctx context.Context, stream string, expected eventlog
 	return res, err
 }
 
+// bulkStopAfter is stopAfter for a store that writes many streams in one
+// transaction.
+type bulkStopAfter struct {
+	*stopAfter
+	bulk interface {
+		AppendBatch(context.Context, []sqlstore.StreamAppend) ([]eventlog.AppendResult, error)
+	}
+}
+
+func (s bulkStopAfter) AppendBatch(ctx context.Context, batch []sqlstore.StreamAppend) ([]eventlog.AppendResult, error) {
+	res, err := s.bulk.AppendBatch(ctx, batch)
+	if err == nil && s.count.Add(1) == s.n {
+		s.cancel()
+	}
+	return res, err
+}
+
 func TestAnInterruptedCopyResumesWithoutLosingOrRepeatingAnything(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends {
@@ -270,20 +288,29 @@ func TestAnInterruptedCopyResumesWithoutLosingOrRepeatingAnything(t *testing.T) 
 			t.Parallel()
 			src := newSource(t, b)
 			total := int64(len(readAll(t, src.Stores.Events.Log)))
-			for _, stopAt := range []int64{1, 5, 11} {
+			tests := []struct {
+				stopAt int64
+				bulk   bool
+			}{{1, false}, {5, false}, {11, false}, {1, true}, {3, true}}
+			for _, tt := range tests {
 				dst := destination(t, src, b)
 				ctx, cancel := context.WithCancel(context.Background())
-				stopping := &stopAfter{Store: dst.Stores.Events.Log, n: stopAt, cancel: cancel}
+				stopping := &stopAfter{Store: dst.Stores.Events.Log, n: tt.stopAt, cancel: cancel}
+				var inner eventlog.Store = stopping
+				if tt.bulk {
+					inner = bulkStopAfter{stopAfter: stopping, bulk: dst.Stores.Events.Log.(*sqlstore.Store)}
+				}
 				s := reseal.Source{Log: src.Stores.Log, Stored: src.Stores.Events.Log}
-				d := reseal.Destination{Log: personaldata.New(stopping, dst.Stores.Keys), Keys: dst.Stores.Keys, IDs: dst.Stores.IDs}
-				first, err := reseal.Copy(ctx, s, d, reseal.CopyOptions{BatchSize: 2})
+				d := reseal.Destination{Log: personaldata.New(inner, dst.Stores.Keys), Keys: dst.Stores.Keys, IDs: dst.Stores.IDs}
+				first, err := reseal.Copy(ctx, s, d, reseal.CopyOptions{BatchSize: 4})
 				cancel()
-				require.ErrorIs(t, err, context.Canceled, "stopped at append %d", stopAt)
+				require.ErrorIs(t, err, context.Canceled, "stopped after write %d (bulk %v)", tt.stopAt, tt.bulk)
+				require.Equal(t, tt.stopAt, first.Writes)
 				stored := readAll(t, dst.Stores.Events.Log)
 				require.Len(t, stored, int(first.Copied), "every append is whole")
 				require.Less(t, first.Copied, total)
 
-				rep, err := reseal.Run(context.Background(), src.Deployment, dst, reseal.Options{Logger: quiet, Copy: reseal.CopyOptions{BatchSize: 2}})
+				rep, err := reseal.Run(context.Background(), src.Deployment, dst, reseal.Options{Logger: quiet, Copy: reseal.CopyOptions{BatchSize: 4}})
 				require.NoError(t, err)
 				require.True(t, rep.OK(), "%+v", rep.Checks)
 				require.Equal(t, first.Copied, rep.Copy.Verified)
