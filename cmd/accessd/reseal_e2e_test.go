@@ -88,7 +88,9 @@ func writeLegacy(t *testing.T, dir, store string) *resealtest.Legacy {
 
 // on returns a client of s with c's token (signed with the source's
 // secret).
-func on(s *e2eServer, c *e2eClient) *e2eClient { return &e2eClient{s: s, role: c.role, sub: c.sub, token: c.token} }
+func on(s *e2eServer, c *e2eClient) *e2eClient {
+	return &e2eClient{s: s, role: c.role, sub: c.sub, token: c.token}
+}
 
 // answers asks s every query of paths as the client each names, at
 // least at position min, and returns the answers without their position

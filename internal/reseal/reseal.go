@@ -130,8 +130,9 @@ func (r *Report) add(name string, ok bool, format string, args ...any) bool {
 //	(b) Compare: the destination, opened, is the source, event by event;
 //	(c) no event of the destination holds personal data in plain text,
 //	    and no erased subject has a key there;
-//	(d) the destination's ledger tree is built from its log, verified,
-//	    and its first checkpoint signed with the destination's ledger key
+//	(d) when (b) and (c) passed, the destination's ledger tree is built
+//	    from its log, verified, and its first checkpoint signed with the
+//	    destination's ledger key
 //	    (created if missing); a new log, so a new tree under a key of its
 //	    own: the source's checkpoints stay valid for the source's log;
 //	and the source's head has not moved meanwhile (the source's engine
@@ -205,7 +206,12 @@ func Run(ctx context.Context, src, dst Deployment, opts Options) (*Report, error
 				plain, total, len(cmp.Erased))
 		}
 	}
-	buildLedger(ctx, dst, opts, log, rep)
+	if _, bad := rep.Failed(); bad {
+		// A destination that is not the source's copy gets no checkpoint.
+		rep.add(CheckDestination, false, "not built: an earlier check failed")
+	} else {
+		buildLedger(ctx, dst, opts, log, rep)
+	}
 	if ctx.Err() != nil {
 		return done()
 	}
