@@ -67,6 +67,9 @@ func runReseal(ctx context.Context, args []string, env *environment) error {
 	if err := reseal.CheckDistinct(&cfg.Config, dst); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	if err := reseal.CheckSourceExists(&cfg.Config); err != nil {
+		return fmt.Errorf("%w: %v (give the deployment's --data-dir or --event-store)", errUsage, err)
+	}
 	log := cfg.logger(env)
 	out := env.stdout
 	failed := func(format string, args ...any) error {

@@ -289,6 +289,11 @@ func TestReseal_RefusesADestinationHoldingAnotherLog(t *testing.T) {
 	code, _, errOut = runCmd(t, context.Background(), noEnv, "reseal", "--data-dir", srcDir)
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, errOut, "--to-data-dir is required")
+	typo := filepath.Join(srcDir, "typo")
+	code, _, errOut = runCmd(t, context.Background(), noEnv, "reseal", "--data-dir", typo, "--to-data-dir", filepath.Join(privateDir(t), "new"))
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut, "has no event store")
+	require.NoDirExists(t, typo, "a mistyped source is not created")
 }
 
 // resealHelperEnv, when set, makes TestReseal_HelperProcess run accessd

@@ -138,7 +138,8 @@ func (r *Report) add(name string, ok bool, format string, args ...any) bool {
 //	and the source's head has not moved meanwhile (the source's engine
 //	must be stopped).
 //
-// Every check is in the report (Report.OK is the verdict). Run returns an
+// An empty source log fails (a) (a mistyped --data-dir is not a
+// deployment). Every check is in the report (Report.OK is the verdict). Run returns an
 // error only when ctx ends; the report then holds the checks done so far.
 func Run(ctx context.Context, src, dst Deployment, opts Options) (*Report, error) {
 	started := time.Now()
@@ -158,6 +159,10 @@ func Run(ctx context.Context, src, dst Deployment, opts Options) (*Report, error
 	head, err := src.Stores.Events.Log.Head(ctx)
 	if err != nil {
 		rep.add(CheckSource, false, "the source's log could not be read: %v", err)
+		return done()
+	}
+	if head.IsZero() {
+		rep.add(CheckSource, false, "the source's log is empty: nothing to reseal (do the store flags name the deployment?)")
 		return done()
 	}
 	if !verifySource(ctx, src, opts, rep) {

@@ -441,6 +441,24 @@ func TestSecrets(t *testing.T) {
 	})
 }
 
+func TestAnEmptyOrMissingSourceIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := privateDir(t)
+	missing := &engine.Config{DataDir: filepath.Join(dir, "typo")}
+	require.ErrorIs(t, reseal.CheckSourceExists(missing), reseal.ErrNoSource)
+	require.NoError(t, reseal.CheckSourceExists(&engine.Config{DataDir: dir, EventStore: "postgres://h/db"}))
+
+	src := open(t, &engine.Config{DataDir: filepath.Join(dir, "empty")})
+	require.NoError(t, reseal.CheckSourceExists(src.Config))
+	dst := open(t, &engine.Config{DataDir: filepath.Join(dir, "new")})
+	rep, err := reseal.Run(context.Background(), src, dst, reseal.Options{Logger: quiet})
+	require.NoError(t, err)
+	require.False(t, rep.OK())
+	failed, _ := rep.Failed()
+	require.Equal(t, reseal.CheckSource, failed.Name)
+	require.Contains(t, failed.Detail, "empty")
+}
+
 func TestCheckDistinct(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

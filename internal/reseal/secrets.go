@@ -59,6 +59,29 @@ func CheckDistinct(src, dst *engine.Config) error {
 	return nil
 }
 
+// ErrNoSource: the source's SQLite file does not exist (a mistyped
+// --data-dir would otherwise open a new, empty deployment there).
+var ErrNoSource = errors.New("reseal: the source has no event store")
+
+// CheckSourceExists refuses a source whose event store is an SQLite file
+// that does not exist (ErrNoSource); other stores are checked when opened
+// (Run refuses an empty log).
+func CheckSourceExists(src *engine.Config) error {
+	events, _ := storeURLs(src)
+	path, ok := strings.CutPrefix(events, "sqlite:")
+	if !ok {
+		return nil
+	}
+	path, _, _ = strings.Cut(strings.TrimPrefix(path, "file:"), "?")
+	if path == ":memory:" {
+		return fmt.Errorf("%w: an in-memory database", ErrNoSource)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrNoSource, path, err)
+	}
+	return nil
+}
+
 // storeURLs returns the event store's and the read store's URLs as cfg
 // opens them (without creating anything).
 func storeURLs(cfg *engine.Config) (events, read string) {
