@@ -128,7 +128,7 @@ func storedText(recs []eventlog.Record) string {
 	return b.String()
 }
 
-func TestResealSealsEverythingAndKeepsEverythingElse(t *testing.T) {
+func TestReseal_SealsEverythingAndKeepsEverythingElse(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -281,7 +281,7 @@ func (s bulkStopAfter) AppendBatch(ctx context.Context, batch []sqlstore.StreamA
 	return res, err
 }
 
-func TestAnInterruptedCopyResumesWithoutLosingOrRepeatingAnything(t *testing.T) {
+func TestReseal_AnInterruptedCopyResumesWithoutLosingOrRepeatingAnything(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -327,7 +327,7 @@ func TestAnInterruptedCopyResumesWithoutLosingOrRepeatingAnything(t *testing.T) 
 	}
 }
 
-func TestAnotherLogInTheDestinationIsRefused(t *testing.T) {
+func TestReseal_AnotherLogInTheDestinationIsRefused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	sqlite := backends[0]
@@ -373,7 +373,7 @@ func TestAnotherLogInTheDestinationIsRefused(t *testing.T) {
 	}
 }
 
-func TestASourceThatDisagreesWithItsLedgerIsNotCopied(t *testing.T) {
+func TestReseal_ASourceThatDisagreesWithItsLedgerIsNotCopied(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	src := newSource(t, backends[0])
@@ -392,7 +392,7 @@ func TestASourceThatDisagreesWithItsLedgerIsNotCopied(t *testing.T) {
 	require.Empty(t, readAll(t, dst.Stores.Events.Log))
 }
 
-func TestSecrets(t *testing.T) {
+func TestReseal_Secrets(t *testing.T) {
 	t.Parallel()
 	src := &engine.Config{DataDir: privateDir(t)}
 	st, err := engine.OpenStores(context.Background(), src, quiet)
@@ -441,7 +441,7 @@ func TestSecrets(t *testing.T) {
 	})
 }
 
-func TestAnEmptyOrMissingSourceIsRefused(t *testing.T) {
+func TestReseal_AnEmptyOrMissingSourceIsRefused(t *testing.T) {
 	t.Parallel()
 	dir := privateDir(t)
 	missing := &engine.Config{DataDir: filepath.Join(dir, "typo")}
@@ -459,7 +459,7 @@ func TestAnEmptyOrMissingSourceIsRefused(t *testing.T) {
 	require.Contains(t, failed.Detail, "empty")
 }
 
-func TestCheckDistinct(t *testing.T) {
+func TestReseal_CheckDistinct(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	src := &engine.Config{DataDir: filepath.Join(dir, "old")}
