@@ -132,15 +132,16 @@ func (r *Report) add(name string, ok bool, format string, args ...any) bool {
 //	    and no erased subject has a key there;
 //	(d) when (b) and (c) passed, the destination's ledger tree is built
 //	    from its log, verified, and its first checkpoint signed with the
-//	    destination's ledger key
-//	    (created if missing); a new log, so a new tree under a key of its
-//	    own: the source's checkpoints stay valid for the source's log;
+//	    destination's ledger key (created if missing): a new log, so a
+//	    new tree under a key of its own; the source's checkpoints stay
+//	    valid for the source's log;
 //	and the source's head has not moved meanwhile (the source's engine
 //	must be stopped).
 //
-// An empty source log fails (a) (a mistyped --data-dir is not a
-// deployment). Every check is in the report (Report.OK is the verdict). Run returns an
-// error only when ctx ends; the report then holds the checks done so far.
+// An empty source log fails (a): a mistyped --data-dir is not a
+// deployment. Every check is in the report (Report.OK is the verdict).
+// Run returns an error only when ctx ends; the report then holds the
+// checks done so far.
 func Run(ctx context.Context, src, dst Deployment, opts Options) (*Report, error) {
 	started := time.Now()
 	log := opts.Logger
