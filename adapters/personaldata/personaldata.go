@@ -169,14 +169,28 @@ func (s *Store) Inner() eventlog.Store { return s.inner }
 // person again; the reason of any other event about one is stored as
 // domain.ErasedText.
 func (s *Store) Append(ctx context.Context, stream string, expected eventlog.ExpectedVersion, events []eventlog.EventData) (eventlog.AppendResult, error) {
+	sealed, err := s.Seal(ctx, stream, events)
+	if err != nil {
+		return eventlog.AppendResult{}, err
+	}
+	return s.inner.Append(ctx, stream, expected, sealed)
+}
+
+// Seal returns events as Append stores them in stream, without storing
+// them: their personal data sealed under their subject's key (made on the
+// subject's first use), with Append's refusals. Append is Seal, then the
+// inner store's Append; a bulk load (accessd reseal) seals with it and
+// writes to the inner store in batches of its own. Sealing is
+// deterministic: sealing the same events again gives the same bytes.
+func (s *Store) Seal(ctx context.Context, stream string, events []eventlog.EventData) ([]eventlog.EventData, error) {
 	sealed := make([]eventlog.EventData, len(events))
 	for i, e := range events {
 		var err error
 		if sealed[i], err = s.seal(ctx, stream, e); err != nil {
-			return eventlog.AppendResult{}, err
+			return nil, err
 		}
 	}
-	return s.inner.Append(ctx, stream, expected, sealed)
+	return sealed, nil
 }
 
 // ReadStream implements eventlog.Store, opening sealed values.

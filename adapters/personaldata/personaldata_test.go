@@ -218,6 +218,36 @@ func TestSealingIsDeterministic(t *testing.T) {
 	require.NotEqual(t, recs[0].Meta.Reason, recs[1].Meta.Reason, "bound to the event")
 }
 
+// TestSealIsWhatAppendStores: Seal returns the events as Append stores
+// them, without storing anything, and refuses what Append refuses.
+func TestSealIsWhatAppendStores(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	child := uuid.New()
+	evs := []eventlog.EventData{
+		data(t, &domain.ChildRegistered{ChildID: child, Reference: reference, RegisteredAt: at}, reason),
+		data(t, &domain.AccessRevoked{ChildID: child, AccountID: uuid.New(), RevokedAt: at}, ""),
+	}
+	sealed, err := e.store.Seal(ctx, domain.ChildStream(child), evs)
+	require.NoError(t, err)
+	require.Empty(t, dump(t, e.raw), "Seal stores nothing")
+	_, err = e.store.Append(ctx, domain.ChildStream(child), eventlog.NoStream, evs)
+	require.NoError(t, err)
+	recs, err := e.raw.ReadAll(ctx, eventlog.Start, 0)
+	require.NoError(t, err)
+	require.Len(t, recs, len(sealed))
+	for i, r := range recs {
+		require.Equal(t, sealed[i].Meta.Reason, r.Meta.Reason)
+		require.JSONEq(t, string(sealed[i].Data), string(r.Data))
+	}
+	require.NotContains(t, string(sealed[0].Data), reference)
+
+	require.NoError(t, e.store.EraseChild(ctx, child))
+	_, err = e.store.Seal(ctx, domain.ChildStream(child), evs[:1])
+	require.ErrorIs(t, err, keystore.ErrErased, "nothing personal is sealed for an erased subject")
+}
+
 // TestTamperedValuesDoNotOpen: a sealed value moved to another event or
 // field, or changed, fails to open with ErrCorrupt.
 func TestTamperedValuesDoNotOpen(t *testing.T) {

@@ -207,5 +207,5 @@ func plainHint(n int64) string {
 	if n == 0 {
 		return ""
 	}
-	return " (written before sealing was on: see docs/personal-data.md)"
+	return " (written before sealing was on: accessd reseal moves them into a new, sealed log; see docs/personal-data.md)"
 }
