@@ -57,22 +57,6 @@ func storeFlag(flag, url string) []string {
 	return []string{flag, url}
 }
 
-// startServerIn is startServer on the data directory dir (an existing
-// deployment).
-func startServerIn(t *testing.T, dir string, flags ...string) *e2eServer {
-	t.Helper()
-	s := &e2eServer{t: t, dir: dir, flags: flags,
-		client: &http.Client{Timeout: e2eWait, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			t.Logf("server logs (tail):\n%s", tail(s.logText(), 60))
-		}
-	})
-	s.start()
-	return s
-}
-
 // writeLegacy writes a history as an engine before sealing did into the
 // event store of the deployment in dir.
 func writeLegacy(t *testing.T, dir, store string) *resealtest.Legacy {

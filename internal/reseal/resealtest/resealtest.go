@@ -89,7 +89,7 @@ func (w *Writer) RegisterChild(ctx context.Context, reference string) (uuid.UUID
 	id := uuid.New()
 	c := domain.NewChild(id)
 	w.children[id] = c
-	evs, err := c.Register(Worker, reference, w.Now)
+	evs, err := c.Register(Worker, reference, time.Time{}, w.Now)
 	return id, w.commit(ctx, domain.ChildStream(id), Worker, "", c.Apply, evs, err)
 }
 
