@@ -354,7 +354,9 @@ func (l *IdentityLink) Account() uuid.UUID { return l.account }
 // Apply changes the state by one event of the identity's stream.
 func (l *IdentityLink) Apply(e Event) error {
 	ev, ok := e.(*IdentityLinked)
-	if !ok || ev.Subject != l.subject {
+	// The stream is the subject's: once its account is erased, the subject
+	// it holds reads as erased (R22).
+	if !ok || (ev.Subject != l.subject && !IsErased(ev.Subject)) {
 		return fmt.Errorf("identity link: cannot apply %T: %w", e, ErrMalformedEvent)
 	}
 	l.account = ev.AccountID

@@ -569,6 +569,13 @@ func TestRule_R10_OneEmailOneAccount_OneIdentityOneAccount(t *testing.T) {
 	thenEvents(t, got, err) // the same account again changes nothing
 	got, err = link.Link(parentID, t0.Add(day))
 	thenError(t, got, err, domain.ErrAlreadyRegistered)
+	// Once the account is erased its stream's subject reads as erased: the
+	// identity stays taken (R22), a conflict, not a broken stream.
+	erasedLink := domain.NewIdentityLink("idp|carer")
+	require.NoError(t, erasedLink.Apply(&domain.IdentityLinked{Subject: domain.ErasedText, AccountID: carerID, LinkedAt: t0}))
+	got, err = erasedLink.Link(parentID, t0.Add(day))
+	thenError(t, got, err, domain.ErrAlreadyRegistered)
+	require.Error(t, domain.NewIdentityLink("idp|carer").Apply(&domain.IdentityLinked{Subject: "idp|other", AccountID: carerID, LinkedAt: t0}))
 	require.Equal(t, domain.IdentityStream("idp|carer"), domain.IdentityStream("idp|carer"))
 	require.NotEqual(t, domain.IdentityStream("idp|carer"), domain.IdentityStream("idp|Carer"))
 }

@@ -407,6 +407,19 @@ func (s *Store) Erase(ctx context.Context, subj Subject) (bool, error) {
 	return n > 0, nil
 }
 
+// ErasedSubjects lists every erased subject.
+func (s *Store) ErasedSubjects(ctx context.Context) ([]Subject, error) {
+	var names []string
+	if err := s.db.NewSelect().Model((*row)(nil)).Column("subject").Where("k.erased_at <> 0").Scan(ctx, &names); err != nil {
+		return nil, fmt.Errorf("keystore: list the erased subjects: %w", err)
+	}
+	out := make([]Subject, len(names))
+	for i, n := range names {
+		out[i] = Subject(n)
+	}
+	return out, nil
+}
+
 // State is what the table says of a subject.
 type State struct {
 	// HasKey: the subject has a row (a live key, or its erasure).

@@ -79,21 +79,23 @@ type Keys interface {
 	// Erase destroys the subject's key, once; it reports whether this call
 	// did.
 	Erase(ctx context.Context, s keystore.Subject) (bool, error)
+	// ErasedSubjects lists every erased subject.
+	ErasedSubjects(ctx context.Context) ([]keystore.Subject, error)
 }
 
 // EraseAccount destroys the key of account id: every personal value
 // recorded of the account reads as domain.ErasedText from then on. The
 // erase commands call it right after appending the erasure event.
 func (s *Store) EraseAccount(ctx context.Context, id uuid.UUID) error {
-	s.forget(keystore.AccountSubject(id))
 	_, err := s.keys.Erase(ctx, keystore.AccountSubject(id))
+	s.noteErased(keystore.AccountSubject(id))
 	return err
 }
 
 // EraseChild destroys the key of child id (see EraseAccount).
 func (s *Store) EraseChild(ctx context.Context, id uuid.UUID) error {
-	s.forget(keystore.ChildSubject(id))
 	_, err := s.keys.Erase(ctx, keystore.ChildSubject(id))
+	s.noteErased(keystore.ChildSubject(id))
 	return err
 }
 
@@ -116,6 +118,11 @@ type Store struct {
 	// each subject). An erasure event read drops its subject's.
 	mu      sync.Mutex
 	ciphers map[keystore.Subject]*subjectCipher
+	// erased is the set of erased subjects, for the values written before
+	// sealing (plain in the log: no key to destroy): loaded from the key
+	// store on first need, then kept by this store's erasures and the
+	// erasure events it reads (another replica's). nil until loaded.
+	erased map[keystore.Subject]bool
 }
 
 var _ eventlog.Store = (*Store)(nil)
@@ -157,6 +164,81 @@ func (s *Store) forget(subj keystore.Subject) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.ciphers, subj)
+}
+
+// noteErased records that subj is erased, once the erased set is loaded
+// (until then, loading it reads subj's erasure from the key store).
+func (s *Store) noteErased(subj keystore.Subject) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.ciphers, subj)
+	if s.erased != nil {
+		s.erased[subj] = true
+	}
+}
+
+// isErased reports whether subj is erased, by the erased set.
+func (s *Store) isErased(ctx context.Context, subj keystore.Subject) (bool, error) {
+	s.mu.Lock()
+	set := s.erased
+	s.mu.Unlock()
+	if set == nil {
+		subjects, err := s.keys.ErasedSubjects(ctx)
+		if err != nil {
+			return false, err
+		}
+		loaded := make(map[keystore.Subject]bool, len(subjects))
+		for _, e := range subjects {
+			loaded[e] = true
+		}
+		s.mu.Lock()
+		if s.erased == nil {
+			s.erased = loaded
+		} else {
+			for e := range loaded {
+				s.erased[e] = true
+			}
+		}
+		set = s.erased
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return set[subj], nil
+}
+
+// openPlain is Open for an event with no sealed value: written before
+// sealing. When its subject is erased, its reason and personal fields read
+// as domain.ErasedText, as sealed ones do; else it is returned as is.
+func (s *Store) openPlain(ctx context.Context, r eventlog.Record, fields []string) (eventlog.Record, error) {
+	if !hasPersonal(r.Type, r.Meta.Reason) || (r.Meta.Reason == "" && len(fields) == 0) {
+		return r, nil
+	}
+	subj, err := SubjectOf(r.Stream, r.Data)
+	if err != nil {
+		return r, nil // no subject: nothing of anyone's to hide
+	}
+	erased, err := s.isErased(ctx, subj)
+	if err != nil {
+		return eventlog.Record{}, fmt.Errorf("event %s at %s: %w", r.ID, r.Position, err)
+	}
+	if !erased {
+		return r, nil
+	}
+	if r.Meta.Reason != "" {
+		r.Meta.Reason = domain.ErasedText
+	}
+	if len(fields) > 0 {
+		if r.Data, err = mapFields(r.Data, fields, func(_, v string) (string, error) {
+			if v == "" {
+				return v, nil
+			}
+			return domain.ErasedText, nil
+		}); err != nil {
+			return eventlog.Record{}, fmt.Errorf("personaldata: open event %s at %s: %w", r.ID, r.Position, err)
+		}
+	}
+	return r, nil
 }
 
 // Inner is the wrapped store, which holds the sealed values (the ledger
@@ -314,7 +396,7 @@ func (s *Store) seal(ctx context.Context, stream string, e eventlog.EventData) (
 // completes the erasure.
 func (s *Store) Open(ctx context.Context, r eventlog.Record) (eventlog.Record, error) {
 	if subj, ok := erasureSubject(r); ok {
-		s.forget(subj)
+		s.noteErased(subj)
 		// A replay reads every erasure again: the key store's cache says
 		// it is done without a write.
 		if _, err := s.keys.Find(ctx, subj); !errors.Is(err, keystore.ErrErased) {
@@ -325,7 +407,7 @@ func (s *Store) Open(ctx context.Context, r eventlog.Record) (eventlog.Record, e
 	}
 	fields := domain.PersonalFields(r.Type)
 	if !isSealed(r.Meta.Reason) && (len(fields) == 0 || !bytes.Contains(r.Data, []byte(Prefix))) {
-		return r, nil // nothing sealed: plain, or written before encryption
+		return s.openPlain(ctx, r, fields) // nothing sealed: written before sealing, or nothing personal
 	}
 	subj, err := SubjectOf(r.Stream, r.Data)
 	if err != nil {

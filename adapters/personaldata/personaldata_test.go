@@ -297,6 +297,56 @@ func TestPlainEventsReadAsTheyAre(t *testing.T) {
 	require.Equal(t, dump(t, e.raw), dump(t, e.store))
 }
 
+// TestErasureHidesValuesWrittenBeforeSealing: an erased subject's values
+// written before sealing (plain in the log, with no key to destroy) read as
+// erased too: through the store that erased it, through another replica's
+// store once it reads the erasure event, and through a store opened later;
+// other subjects' plain values read as they are.
+func TestErasureHidesValuesWrittenBeforeSealing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	child, account := world(t, e.raw) // straight into the store, unsealed
+	other := uuid.New()
+	_, err := e.raw.Append(ctx, domain.ChildStream(other), eventlog.NoStream, []eventlog.EventData{
+		data(t, &domain.ChildRegistered{ChildID: other, Reference: "NCC-OTHER", RegisteredAt: at}, "kept"),
+	})
+	require.NoError(t, err)
+	replica := personaldata.New(e.raw, e.keys) // another replica's layer, over the same keys
+	require.Contains(t, dump(t, replica), reference, "its erased set loaded before the erasure")
+
+	require.NoError(t, e.store.EraseChild(ctx, child))
+	require.NoError(t, e.store.EraseAccount(ctx, account))
+	opened := dump(t, e.store)
+	for _, v := range personal {
+		require.NotContains(t, opened, v)
+	}
+	require.Contains(t, opened, domain.ErasedText)
+	require.Contains(t, opened, "NCC-OTHER")
+	require.Contains(t, opened, "kept")
+
+	// The other replica learns of the erasure from its event (the reads
+	// after the one that met it).
+	_, err = e.raw.Append(ctx, domain.ChildStream(child), eventlog.Any, []eventlog.EventData{
+		data(t, &domain.ChildErased{ChildID: child, ErasedAt: at.Add(time.Hour)}, "Art. 17"),
+	})
+	require.NoError(t, err)
+	_, err = replica.ReadStream(ctx, domain.ChildStream(child), 1, 0)
+	require.NoError(t, err)
+	recs, err := replica.ReadStream(ctx, domain.ChildStream(child), 1, 0)
+	require.NoError(t, err)
+	require.Equal(t, domain.ErasedText, recs[0].Meta.Reason)
+	require.Contains(t, string(recs[0].Data), `"reference":"`+domain.ErasedText+`"`)
+	require.Equal(t, "Art. 17", recs[len(recs)-1].Meta.Reason, "the erasure's own reason stays")
+
+	// A store opened later loads the erased subjects from the key store.
+	later := dump(t, personaldata.New(e.raw, e.keys))
+	for _, v := range personal {
+		require.NotContains(t, later, v)
+	}
+	require.Contains(t, later, "NCC-OTHER")
+}
+
 func TestEventsWithoutASubjectAreRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -181,9 +181,11 @@ func TestReseal_SealsEverythingAndKeepsEverythingElse(t *testing.T) {
 			}
 			reg := firstOfType(t, dst.Stores.Log, domain.ChildStream(src.legacy.ErasableChild), domain.TypeChildRegistered)
 			require.JSONEq(t, `"[erased]"`, field(t, reg.Data, "reference"), "the plain reference of an erased child is not copied")
-			srcReg := firstOfType(t, src.Stores.Log, domain.ChildStream(src.legacy.ErasableChild), domain.TypeChildRegistered)
+			srcReg := firstOfType(t, src.Stores.Events.Log, domain.ChildStream(src.legacy.ErasableChild), domain.TypeChildRegistered)
 			require.JSONEq(t, `"`+src.legacy.ErasableReference+`"`, field(t, srcReg.Data, "reference"),
 				"the source still holds it in plain text (written before sealing)")
+			srcOpened := firstOfType(t, src.Stores.Log, domain.ChildStream(src.legacy.ErasableChild), domain.TypeChildRegistered)
+			require.JSONEq(t, `"[erased]"`, field(t, srcOpened.Data, "reference"), "though it reads as erased")
 
 			// Live subjects open as they were.
 			inv := firstOfType(t, dst.Stores.Log, domain.AccountStream(src.legacy.Carer.ID), domain.TypeAccountInvited)
