@@ -160,12 +160,6 @@ func (s *Store) cipherOf(ctx context.Context, subj keystore.Subject,
 	return c, nil
 }
 
-func (s *Store) forget(subj keystore.Subject) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.ciphers, subj)
-}
-
 // noteErased records that subj is erased, once the erased set is loaded
 // (until then, loading it reads subj's erasure from the key store).
 func (s *Store) noteErased(subj keystore.Subject) {
