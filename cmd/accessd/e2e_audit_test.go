@@ -230,9 +230,12 @@ func TestRule_R16_PolicyIsPublished(t *testing.T) {
 			flags []string
 			want  policy
 		}{
-			{"defaults", nil, policy{GracePeriod: 7 * 24 * 3600, InvitationTTL: 14 * 24 * 3600, SessionIdleTimeout: 15 * 60, SessionWarningAfter: 10 * 60}},
-			{"flags", []string{"--grace-period", "90m", "--invitation-ttl", "48h", "--session-idle-timeout", "20m", "--session-warning-after", "12m"},
-				policy{GracePeriod: 90 * 60, InvitationTTL: 48 * 3600, SessionIdleTimeout: 20 * 60, SessionWarningAfter: 12 * 60}},
+			{"defaults", nil, policy{GracePeriod: 7 * 24 * 3600, InvitationTTL: 14 * 24 * 3600, SessionIdleTimeout: 15 * 60, SessionWarningAfter: 10 * 60,
+				ClosedAccountRetention: 2192 * 24 * 3600}},
+			{"flags", []string{"--grace-period", "90m", "--invitation-ttl", "48h", "--session-idle-timeout", "20m", "--session-warning-after", "12m",
+				"--closed-account-retention", "8760h"},
+				policy{GracePeriod: 90 * 60, InvitationTTL: 48 * 3600, SessionIdleTimeout: 20 * 60, SessionWarningAfter: 12 * 60,
+					ClosedAccountRetention: 365 * 24 * 3600}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				s := startServer(t, append(slices.Clone(store), tc.flags...)...)

@@ -49,6 +49,8 @@ const (
 	phoneResetMean    = 2 * year
 	lateExpiry        = 0.05 // expiries the process manager writes hours late
 	caseloadPerWorker = 20
+	retainedShare     = 0.6  // children registered with a retention date (R22)
+	retentionMoved    = 0.05 // children whose retention date a manager moves later
 )
 
 // acct is one portal account of the region and what the simulation knows
@@ -598,12 +600,27 @@ func (r *region) register(k *kid) error {
 	if r.chance(managerRegisters) {
 		by = pick(r, r.managers)
 	}
-	evs, err := k.agg.Register(by, k.ref, time.Time{}, r.time(r.now))
+	var retain time.Time
+	if r.chance(retainedShare) {
+		retain = r.time(r.now + r.between(25*year, 75*year))
+	}
+	evs, err := k.agg.Register(by, k.ref, retain, r.time(r.now))
 	if err != nil {
 		return refused("registering a child", err)
 	}
 	if _, err := r.emit(domain.ChildStream(k.id), k.agg.Version(), r.cause(by, ""), k.agg.Apply, evs); err != nil {
 		return err
+	}
+	if r.chance(retentionMoved) {
+		m := pick(r, r.managers)
+		const why = "retention reviewed: kept until the care leaver turns 75"
+		evs, err := k.agg.SetRetention(m, r.time(r.now+r.between(80*year, 90*year)), why, r.time(r.now))
+		if err != nil {
+			return refused("setting a retention date", err)
+		}
+		if _, err := r.emit(domain.ChildStream(k.id), k.agg.Version(), r.cause(m, why), k.agg.Apply, evs); err != nil {
+			return err
+		}
 	}
 	ready := r.now
 	if k.agg.Worker() == "" {
