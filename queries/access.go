@@ -2,6 +2,7 @@ package queries
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,6 +24,28 @@ type Index interface {
 	WaitFor(ctx context.Context, min eventlog.Position, timeout time.Duration) (eventlog.Position, error)
 	Changes(after eventlog.Position) ([]accessindex.Change, eventlog.Position, <-chan struct{}, error)
 	Position() eventlog.Position
+	// KnowsAccount and KnowsChild report whether the index has seen the
+	// account invited, the child registered.
+	KnowsAccount(acct uuid.UUID) bool
+	KnowsChild(child uuid.UUID) bool
+}
+
+// knownAccount fails with an error wrapping domain.ErrAccountNotFound (404)
+// for an account the index has never seen invited.
+func (s *Service) knownAccount(id uuid.UUID) error {
+	if !s.cfg.Index.KnowsAccount(id) {
+		return fmt.Errorf("account %s: %w", id, domain.ErrAccountNotFound)
+	}
+	return nil
+}
+
+// knownChild fails with an error wrapping domain.ErrChildNotFound (404) for
+// a child the index has never seen registered.
+func (s *Service) knownChild(id uuid.UUID) error {
+	if !s.cfg.Index.KnowsChild(id) {
+		return fmt.Errorf("child %s: %w", id, domain.ErrChildNotFound)
+	}
+	return nil
 }
 
 // permissions is p as the wire lists it.
@@ -54,6 +77,16 @@ func (s *Service) Check(ctx context.Context, c Caller, p CheckParams) (api.Check
 	if err := s.waitIndex(ctx, p.Consistency); err != nil {
 		return api.CheckAnswer{}, err
 	}
+	if err := s.knownAccount(p.Account); err != nil {
+		return api.CheckAnswer{}, err
+	}
+	if p.Carer != uuid.Nil {
+		if err := s.knownAccount(p.Carer); err != nil {
+			return api.CheckAnswer{}, err
+		}
+	} else if err := s.knownChild(p.Child); err != nil {
+		return api.CheckAnswer{}, err
+	}
 	var a accessindex.Answer
 	if p.Carer != uuid.Nil {
 		a = s.cfg.Index.CheckCarer(p.Account, p.Carer, p.Permission, at)
@@ -82,6 +115,9 @@ func (s *Service) AccountChildren(ctx context.Context, c Caller, account uuid.UU
 	if err := s.waitIndex(ctx, w); err != nil {
 		return api.ChildrenAnswer{}, err
 	}
+	if err := s.knownAccount(account); err != nil {
+		return api.ChildrenAnswer{}, err
+	}
 	entries, pos := s.cfg.Index.ChildrenOf(account, at)
 	out := api.ChildrenAnswer{AccountID: account, At: at, Children: make([]api.ChildAccess, 0, len(entries)), Position: pos.String()}
 	for _, e := range entries {
@@ -99,6 +135,9 @@ func (s *Service) ChildViewers(ctx context.Context, c Caller, child uuid.UUID, a
 	}
 	at = s.at(at)
 	if err := s.waitIndex(ctx, w); err != nil {
+		return api.ViewersAnswer{}, err
+	}
+	if err := s.knownChild(child); err != nil {
 		return api.ViewersAnswer{}, err
 	}
 	entries, pos := s.cfg.Index.ViewersOf(child, at)

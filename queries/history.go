@@ -88,6 +88,9 @@ func (s *Service) ChildHistory(ctx context.Context, c Caller, child uuid.UUID, p
 	if err != nil {
 		return api.ChildHistory{}, err
 	}
+	if err := s.knownChild(child); err != nil {
+		return api.ChildHistory{}, err
+	}
 	var ivs []accesshistory.Interval
 	if p.At.IsZero() {
 		ivs, err = s.cfg.History.ChildHistory(ctx, child, k)
@@ -109,6 +112,9 @@ func (s *Service) AccountHistory(ctx context.Context, c Caller, account uuid.UUI
 	k, w := p.known()
 	pos, err := s.waitReadModel(ctx, accesshistory.Name, w)
 	if err != nil {
+		return api.AccountHistory{}, err
+	}
+	if err := s.knownAccount(account); err != nil {
 		return api.AccountHistory{}, err
 	}
 	var ivs []accesshistory.Interval

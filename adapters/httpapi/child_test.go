@@ -133,3 +133,36 @@ func TestRule_R22_RetentionDateOverHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestQueriesAboutUnknownIDsAreNotFound: a query about an account never
+// invited or a child never registered answers 404 not_found, not an empty
+// list or no_relationship (issue 15); the known ids still answer.
+func TestQueriesAboutUnknownIDsAreNotFound(t *testing.T) {
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			e := newEnv(t, b.URL(t))
+			w := e.buildWorld()
+			nobody := uuid.NewString()
+			for _, tc := range []struct {
+				role domain.Role
+				path string
+			}{
+				{domain.RoleService, "/v1/check?account_id=" + nobody + "&child_id=" + w.child + "&permission=view"},
+				{domain.RoleService, "/v1/check?account_id=" + w.member + "&child_id=" + nobody + "&permission=view"},
+				{domain.RoleService, "/v1/check?account_id=" + nobody + "&carer_id=" + w.carer + "&permission=view"},
+				{domain.RoleService, "/v1/check?account_id=" + w.carer + "&carer_id=" + nobody + "&permission=view"},
+				{domain.RoleService, "/v1/accounts/" + nobody + "/children"},
+				{domain.RoleWorker, "/v1/children/" + nobody + "/viewers"},
+				{domain.RoleAuditor, "/v1/children/" + nobody + "/history"},
+				{domain.RoleAuditor, "/v1/accounts/" + nobody + "/history"},
+				{domain.RoleAuditor, "/v1/accounts/" + nobody},
+				{domain.RoleAuditor, "/v1/children/" + nobody},
+			} {
+				e.do(req{method: "GET", path: tc.path, role: tc.role}).problem(t, 404, codeNotFound)
+			}
+			e.ok(req{method: "GET", path: "/v1/check?account_id=" + w.member + "&child_id=" + w.child + "&permission=view", role: domain.RoleService}, 200)
+			e.ok(req{method: "GET", path: "/v1/accounts/" + w.carer + "/children", role: domain.RoleService}, 200)
+			e.ok(req{method: "GET", path: "/v1/children/" + w.child + "/viewers", role: domain.RoleWorker}, 200)
+		})
+	}
+}

@@ -167,9 +167,14 @@ func TestAccessctlAgainstTheRealServer(t *testing.T) {
 			m := mustCtl(w.service, "check", "--account", carer, "--child", child, "--permission", "record", "--min-position", pos)
 			require.Equal(t, true, m["allowed"])
 			require.Equal(t, "placement", m["reason"])
-			code, m, _ := ctl(w.service, "check", "--account", uuid.NewString(), "--child", child, "--permission", "view", "--min-position", pos)
+			stranger := mustCtl(w.worker, "invite", "--email", "stranger-"+email, "--kind", "network_member")
+			pos = text(stranger["position"])
+			code, m, _ := ctl(w.service, "check", "--account", text(stranger["account_id"]), "--child", child, "--permission", "view", "--min-position", pos)
 			require.Equal(t, exitDeniedCtl, code, "denied: exit 3")
 			require.Equal(t, false, m["allowed"])
+			// An account never invited is not found: exit 1.
+			code, _, _ = ctl(w.service, "check", "--account", uuid.NewString(), "--child", child, "--permission", "view", "--min-position", pos)
+			require.Equal(t, 1, code, "not found: exit 1")
 
 			// A refused command: exit 1 and the problem on stderr.
 			code, _, errOut := ctl(s.as(domain.RoleWorker, "worker-eve"), "end-placement", "--child", child, "--placement", pl,

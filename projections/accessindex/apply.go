@@ -110,6 +110,9 @@ func (ix *Index) apply(rec eventlog.Record) error {
 		}
 		ac.facts = acctFacts
 	}
+	if e, ok := res.Envelope.Event.(*domain.ChildRegistered); ok {
+		ix.registered[e.ChildID] = struct{}{}
+	}
 	ix.pos = rec.Position
 	ix.applied++
 	if ix.targetSet && !ix.isReady && !ix.pos.Before(ix.target) {

@@ -170,7 +170,10 @@ type Index struct {
 	// id.
 	viewers map[uuid.UUID][]uuid.UUID
 	known   int // accounts with known set
-	changes ring
+	// registered holds the children registered (so that a query about a
+	// child never seen answers not found).
+	registered map[uuid.UUID]struct{}
+	changes    ring
 	// notify is closed, and replaced, after every Apply that applied a
 	// record: WaitFor and Changes callers wait on it.
 	notify chan struct{}
@@ -194,8 +197,10 @@ func New(opts ...Option) *Index {
 		accounts: map[uuid.UUID]*account{},
 		viewers:  map[uuid.UUID][]uuid.UUID{},
 		changes:  newRing(cfg.changeBuffer),
-		notify:   make(chan struct{}),
-		ready:    make(chan struct{}),
+
+		registered: map[uuid.UUID]struct{}{},
+		notify:     make(chan struct{}),
+		ready:      make(chan struct{}),
 	}
 }
 
@@ -295,6 +300,24 @@ func (ix *Index) ViewersOf(child uuid.UUID, t time.Time) ([]Entry, eventlog.Posi
 		}
 	}
 	return out, ix.pos
+}
+
+// KnowsAccount reports whether account was ever invited, as far as the
+// index has applied the log.
+func (ix *Index) KnowsAccount(acct uuid.UUID) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	ac := ix.accounts[acct]
+	return ac != nil && ac.known
+}
+
+// KnowsChild reports whether child was ever registered, as far as the
+// index has applied the log.
+func (ix *Index) KnowsChild(child uuid.UUID) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	_, ok := ix.registered[child]
+	return ok
 }
 
 // Position returns the position of the last record applied (eventlog.Start
