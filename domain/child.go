@@ -423,7 +423,7 @@ func (c *Child) EndPlacement(by Actor, placementID uuid.UUID, endedAt, now time.
 		return nil, err
 	}
 	endedAt = normTime(endedAt)
-	if endedAt.Before(p.startedAt) {
+	if !endedAt.After(p.startedAt) { // a placement that ends as it starts gave no care
 		return nil, fmt.Errorf("%s %s: ended_at %s before started_at %s: %w", what, placementID,
 			endedAt.Format(time.RFC3339), p.startedAt.Format(time.RFC3339), ErrEndBeforeStart)
 	}
@@ -515,6 +515,9 @@ func (c *Child) Grant(by Actor, grantee *Account, relationship string, permissio
 	}
 	if grantee.isSelf(by) {
 		return nil, fmt.Errorf("%s: %w", what, ErrSelfAccess)
+	}
+	if grantee.Kind() == KindFosterCarer {
+		return nil, invalid("account_id", "account %s is a foster carer's: a carer sees a child's record through a placement (R2), not a grant", grantee.ID())
 	}
 	if g := c.grants[grantee.ID()]; g != nil {
 		if cur, ok := g.active(); ok && cur.Permissions == perms && g.relationship == rel {

@@ -243,6 +243,11 @@ func TestRule_R4_BackdatedAndPlannedEnds(t *testing.T) {
 		c := givenChild(t, registered(), started(placement, carerID, t0))
 		got, err := c.EndPlacement(worker, placement, t0.Add(-time.Second), t0, policy)
 		thenError(t, got, err, domain.ErrEndBeforeStart)
+		got, err = c.EndPlacement(worker, placement, t0, t0, policy)
+		thenError(t, got, err, domain.ErrEndBeforeStart) // ends as it starts: no care given
+		got, err = c.EndPlacement(worker, placement, t0.Add(time.Microsecond), t0, policy)
+		require.NoError(t, err)
+		require.Len(t, got, 1)
 	})
 }
 
@@ -340,6 +345,10 @@ func TestRule_R7_NetworkMembersSeeOnlyThroughGrants(t *testing.T) {
 
 	got, err := c.Grant(worker, parent, "parent", []string{"view"}, "contact agreed at review", t0.Add(day))
 	thenEvents(t, got, err, granted(parentID, []string{"view"}, t0.Add(day)))
+
+	// A foster carer sees a child through a placement (R2), never a grant.
+	got, err = c.Grant(worker, activeCarer(t), "parent", []string{"view"}, "wrong account", t0.Add(day))
+	thenError(t, got, err, domain.ErrInvalid)
 
 	c = givenChild(t, registered(), granted(parentID, []string{"view"}, t0.Add(day)))
 	thenAccess(t, c.Access(parent, t0.Add(2*day)), domain.PermissionSet(domain.View), domain.ReasonGrant, time.Time{})

@@ -200,6 +200,7 @@ func TestStreamIsWhatTheCommandPathWrites(t *testing.T) {
 		domain.TypePhoneCleared:        {domain.RolePortalsTeam},
 		domain.TypePhoneEnrolled:       {domain.RoleService},
 		domain.TypeIdentityLinked:      {domain.RoleService},
+		domain.TypeChildRetentionSet:   {domain.RoleManager},
 	}
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
