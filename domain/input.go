@@ -108,10 +108,10 @@ func describeByte(s string, i int) string {
 	switch {
 	case r == utf8.RuneError && size <= 1:
 		return "not valid UTF-8"
-	case r == ' ' || unicode.IsSpace(r):
-		return fmt.Sprintf("contains a space (U+%04X)", r)
 	case unicode.IsControl(r):
 		return fmt.Sprintf("contains a control character (U+%04X)", r)
+	case unicode.IsSpace(r):
+		return fmt.Sprintf("contains a space (U+%04X)", r)
 	case isInvisible(r):
 		return fmt.Sprintf("contains an invisible or bidirectional formatting character (U+%04X)", r)
 	}
