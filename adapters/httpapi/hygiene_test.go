@@ -1,7 +1,12 @@
 package httpapi
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -92,4 +97,39 @@ func TestIdentifiersOverHTTP(t *testing.T) {
 	}
 	e.ok(req{method: "POST", path: "/v1/children/" + w.child + "/allocation", role: domain.RoleManager,
 		body: `{"worker_id":"auth0|5f7c8ec7c33c6c004bbafe82"}`}, 200)
+}
+
+// TestTokensThatReadOtherwiseAreRefused: a correctly signed token with a
+// repeated role (encoding/json keeps the last), an exp in a string, a sub
+// with a bidirectional control (it would reach the audit trail verbatim),
+// or a lifetime of a century is answered 401; nothing is appended.
+func TestTokensThatReadOtherwiseAreRefused(t *testing.T) {
+	e := newEnv(t, sqltest.SQLiteMemory(t))
+	now := time.Now()
+	signed := func(payload string) string {
+		in := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." +
+			base64.RawURLEncoding.EncodeToString([]byte(payload))
+		m := hmac.New(sha256.New, e.secret)
+		m.Write([]byte(in))
+		return in + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	iat, exp := now.Unix(), now.Add(time.Hour).Unix()
+	tests := []struct{ name, payload, why string }{
+		{"role twice", fmt.Sprintf(`{"sub":"worker-ann","role":"auditor","role":"worker","iat":%d,"exp":%d}`, iat, exp), "duplicate claim"},
+		{"exp in a string", fmt.Sprintf(`{"sub":"worker-ann","role":"worker","iat":%d,"exp":"%d"}`, iat, exp), "not a JSON number"},
+		{"a bidi control in sub", fmt.Sprintf(`{"sub":"worker-ann\u202e","role":"worker","iat":%d,"exp":%d}`, iat, exp), "U+202E"},
+		{"a century", fmt.Sprintf(`{"sub":"worker-ann","role":"worker","iat":%d,"exp":%d}`, iat, now.Add(876000*time.Hour).Unix()), "lifetime"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			head := e.head()
+			p := e.do(req{method: "POST", path: "/v1/children", rawToken: signed(tc.payload), body: `{"reference":"NCC-TOKEN"}`}).
+				problem(t, 401, codeUnauthenticated)
+			require.Contains(t, p.Detail, tc.why)
+			require.Equal(t, head, e.head(), "nothing is appended")
+		})
+	}
+	// The same token, well formed, is accepted.
+	e.ok(req{method: "POST", path: "/v1/children", rawToken: signed(fmt.Sprintf(`{"sub":"worker-ann","role":"worker","iat":%d,"exp":%d}`, iat, exp)),
+		body: `{"reference":"NCC-TOKEN"}`}, 201)
 }
