@@ -637,10 +637,13 @@ type ActivateRequest struct {
 	IdentitySubject Text `json:"identity_subject"`
 }
 
+// ActorID An actor id: a token's sub, a worker's id. 1 to 200 bytes of ASCII letters, digits and . _ - @ | : + / = ' (UUIDs, Azure AD object ids, auth0|..., email addresses, URIs); no spaces, no control, invisible or bidirectional formatting characters.
+type ActorID = string
+
 // AllocateWorkerRequest defines model for AllocateWorkerRequest.
 type AllocateWorkerRequest struct {
-	// WorkerID The worker's id (a token's sub).
-	WorkerID Text `json:"worker_id"`
+	// WorkerID The worker's id: the sub of the worker's tokens, an actor id.
+	WorkerID ActorID `json:"worker_id"`
 }
 
 // AuditEntry defines model for AuditEntry.
@@ -828,7 +831,7 @@ type EmptyRequest = struct{}
 
 // EndPlacementRequest defines model for EndPlacementRequest.
 type EndPlacementRequest struct {
-	// EndedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	// EndedAt From 1900-01-01T00:00:00Z to 9899-12-31T23:59:59.999999Z (see Conventions: the engine needs room after it).
 	EndedAt string `json:"ended_at"`
 
 	// Reason Optional.
@@ -1177,10 +1180,10 @@ type ReasonRequest struct {
 
 // RegisterChildRequest defines model for RegisterChildRequest.
 type RegisterChildRequest struct {
-	// Reference The council's reference for the child.
+	// Reference The council's reference for the child: no invisible characters, no tab or line break, no space at either end (see Conventions).
 	Reference Text `json:"reference"`
 
-	// RetainUntil (R22) when the child's record may be erased, in the future; the process manager erases it then. Optional; PUT /v1/children/{child_id}/retention sets or moves it later.
+	// RetainUntil (R22) when the child's record may be erased, in the future and at the latest 9899-12-31T23:59:59.999999Z; the process manager erases it then. Optional; PUT /v1/children/{child_id}/retention sets or moves it later.
 	RetainUntil *string `json:"retain_until,omitempty"`
 }
 
@@ -1216,7 +1219,7 @@ type SetRetentionRequest struct {
 	// Reason A reason; tab and line feed are allowed.
 	Reason FreeText `api:"text" json:"reason"`
 
-	// RetainUntil RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	// RetainUntil From 1900-01-01T00:00:00Z to 9899-12-31T23:59:59.999999Z (see Conventions: the engine needs room after it).
 	RetainUntil string `json:"retain_until"`
 }
 
@@ -1224,7 +1227,7 @@ type SetRetentionRequest struct {
 type StartPlacementRequest struct {
 	CarerAccountID string `json:"carer_account_id"`
 
-	// StartedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	// StartedAt From 1900-01-01T00:00:00Z to 9899-12-31T23:59:59.999999Z (see Conventions: the engine needs room after it).
 	StartedAt string `json:"started_at"`
 }
 

@@ -184,8 +184,12 @@ func (a *Account) Invite(by Actor, email, kind string, now time.Time, policy Pol
 	case StatusClosed:
 		return nil, fmt.Errorf("invite: account %s: %w", a.id, ErrAccountClosed)
 	}
+	expires := normTime(now.Add(policy.InvitationTTL))
+	if err := checkDerivedTime("invitation_ttl", expires, "the invitation's expiry"); err != nil {
+		return nil, err
+	}
 	return []Event{&AccountInvited{AccountID: a.id, Email: NormalizeEmail(email), Kind: k,
-		InvitedAt: now, ExpiresAt: normTime(now.Add(policy.InvitationTTL))}}, nil
+		InvitedAt: now, ExpiresAt: expires}}, nil
 }
 
 // ExpireInvitation records that the invitation ran out unaccepted (R9). Like
@@ -213,7 +217,7 @@ func (a *Account) Activate(by Actor, subject, email string, now time.Time) ([]Ev
 	if err := allowRoles(by, RoleService); err != nil {
 		return nil, fmt.Errorf("activate: %w", err)
 	}
-	if err := checkText("identity_subject", subject, 255); err != nil {
+	if err := checkIdentifier("identity_subject", subject, 255); err != nil {
 		return nil, err
 	}
 	if err := checkEmail(email); err != nil {
@@ -367,7 +371,7 @@ func (l *IdentityLink) Apply(e Event) error {
 // Link links the subject to account. Linking again to the same account
 // changes nothing; to another account it is ErrAlreadyRegistered.
 func (l *IdentityLink) Link(account uuid.UUID, now time.Time) ([]Event, error) {
-	if err := checkText("identity_subject", l.subject, 255); err != nil {
+	if err := checkIdentifier("identity_subject", l.subject, 255); err != nil {
 		return nil, err
 	}
 	if account == uuid.Nil {

@@ -48,9 +48,11 @@ type Actor struct {
 // System is the actor of events the engine writes on its own.
 var System = Actor{ID: "accessledger", Role: RoleSystem}
 
-// Validate checks the actor has an id and a known role.
+// Validate checks the actor has an id of the actor-id format (CheckActorID)
+// and a known role. It runs on new input (commands, appends), never on
+// stored events, so events written under older rules still load.
 func (a Actor) Validate() error {
-	if err := checkText("actor id", a.ID, 200); err != nil {
+	if err := CheckActorID(a.ID); err != nil {
 		return err
 	}
 	if a.Role == RoleSystem {
@@ -90,8 +92,8 @@ var DefaultPolicy = Policy{
 	ClosedAccountRetention: DefaultClosedAccountRetention,
 }
 
-// Validate checks the durations: all positive, and the session warning
-// before the idle timeout. Zero session settings are accepted and mean the
+// Validate checks the durations: all positive, none longer than
+// MaxPolicyPeriod, and the session warning before the idle timeout. Zero session settings are accepted and mean the
 // defaults (see WithDefaults).
 func (p Policy) Validate() error {
 	switch {
@@ -105,6 +107,15 @@ func (p Policy) Validate() error {
 		return invalid("session_warning_after", "must be before the idle timeout")
 	case p.ClosedAccountRetention < 0:
 		return invalid("closed_account_retention", "must not be negative")
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"grace_period", p.GracePeriod}, {"invitation_ttl", p.InvitationTTL}, {"session_idle_timeout", p.SessionIdleTimeout},
+		{"session_warning_after", p.SessionWarningAfter}, {"closed_account_retention", p.ClosedAccountRetention}} {
+		if d.v > MaxPolicyPeriod {
+			return invalid(d.field, "longer than %d days (the engine's times must leave room for it)", MaxPolicyPeriod/(24*time.Hour))
+		}
 	}
 	return nil
 }
@@ -189,8 +200,9 @@ func checkText(field, s string, max int) error {
 	return nil
 }
 
-// checkReason validates a reason that a rule requires (R6, R7, R11, R13).
-func checkReason(reason string) error { return checkText("reason", reason, 2000) }
+// checkReason validates a reason that a rule requires (R6, R7, R11, R13):
+// free text (checkFreeText) of at most 2,000 bytes.
+func checkReason(reason string) error { return checkFreeText("reason", reason, 2000) }
 
 func checkTime(field string, t time.Time) error {
 	if t.IsZero() {

@@ -307,7 +307,7 @@ func (c *Child) Register(by Actor, reference string, retainUntil, now time.Time)
 	if c.id == uuid.Nil {
 		return nil, invalid("child_id", "required")
 	}
-	if err := checkText("reference", reference, 200); err != nil {
+	if err := checkIdentifier("reference", reference, 200); err != nil {
 		return nil, err
 	}
 	e := &ChildRegistered{ChildID: c.id, Reference: reference, RegisteredAt: normTime(now)}
@@ -334,7 +334,7 @@ func (c *Child) AllocateWorker(by Actor, workerID string, now time.Time) ([]Even
 	if c.Erased() {
 		return nil, fmt.Errorf("allocate worker to child %s: %w", c.id, ErrErased)
 	}
-	if err := checkText("worker_id", workerID, 200); err != nil {
+	if err := checkActorID("worker_id", workerID); err != nil {
 		return nil, err
 	}
 	if workerID == c.worker {
@@ -376,7 +376,7 @@ func (c *Child) StartPlacement(by Actor, placementID uuid.UUID, carer *Account, 
 	if c.placement(placementID) != nil {
 		return nil, invalid("placement_id", "already used")
 	}
-	if err := checkTime("started_at", startedAt); err != nil {
+	if err := CheckCommandTime("started_at", startedAt); err != nil {
 		return nil, err
 	}
 	if carer == nil || !carer.Exists() {
@@ -419,7 +419,7 @@ func (c *Child) EndPlacement(by Actor, placementID uuid.UUID, endedAt, now time.
 	if p.ended {
 		return nil, fmt.Errorf("%s %s: %w", what, placementID, ErrPlacementEnded)
 	}
-	if err := checkTime("ended_at", endedAt); err != nil {
+	if err := CheckCommandTime("ended_at", endedAt); err != nil {
 		return nil, err
 	}
 	endedAt = normTime(endedAt)
@@ -428,6 +428,9 @@ func (c *Child) EndPlacement(by Actor, placementID uuid.UUID, endedAt, now time.
 			endedAt.Format(time.RFC3339), p.startedAt.Format(time.RFC3339), ErrEndBeforeStart)
 	}
 	graceUntil := normTime(endedAt.Add(policy.GracePeriod))
+	if err := checkDerivedTime("ended_at", graceUntil, "the end of its grace period"); err != nil {
+		return nil, err
+	}
 	events := []Event{&PlacementEnded{ChildID: c.id, PlacementID: p.id, CarerAccountID: p.carer, EndedAt: endedAt, GraceUntil: graceUntil}}
 	if !normTime(now).Before(graceUntil) {
 		events = append(events, &GraceExpired{ChildID: c.id, PlacementID: p.id, CarerAccountID: p.carer, ExpiredAt: graceUntil})

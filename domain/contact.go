@@ -6,7 +6,7 @@ import "strings"
 // or control characters, at most 254 bytes. The identity provider is the
 // authority on addresses; this only keeps rubbish out of the log.
 func checkEmail(email string) error {
-	if err := checkText("email", email, 254); err != nil {
+	if err := checkIdentifier("email", email, 254); err != nil {
 		return err
 	}
 	if email != strings.TrimSpace(email) || strings.ContainsAny(email, " \t\n<>(),;:\"[]\\") {

@@ -66,6 +66,11 @@ func (c Cause) EventData(id uuid.UUID, e Event) (eventlog.EventData, error) {
 	if c.RecordedAt.IsZero() {
 		return eventlog.EventData{}, invalid("recorded_at", "required")
 	}
+	if c.Reason != "" {
+		if err := checkFreeText("reason", c.Reason, 2000); err != nil {
+			return eventlog.EventData{}, err
+		}
+	}
 	if IsErased(c.Reason) || IsSealed(c.Reason) {
 		return eventlog.EventData{}, invalid("reason", "%q and values starting %q stand for erased or sealed data and cannot be written",
 			ErasedText, SealedPrefix)

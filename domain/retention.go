@@ -38,7 +38,7 @@ func (c *Child) RetainUntil() time.Time { return c.retainUntil }
 // checkRetainUntil checks a retention date given at now: after now (a date
 // already past would erase the record at once: that is the dpo's erasure).
 func checkRetainUntil(until, now time.Time) error {
-	if err := checkTime("retain_until", until); err != nil {
+	if err := CheckCommandTime("retain_until", until); err != nil {
 		return err
 	}
 	if !until.After(now) {

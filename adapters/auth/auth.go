@@ -6,7 +6,10 @@
 // Verification is strict: only HS256 is accepted (never "none", RS*, ES*,
 // HS384 or HS512, whatever the header says), "exp" is required, and the
 // role must be one a caller may hold (worker, manager, portals_team,
-// auditor, service, dpo; never the engine's internal system role). Every
+// auditor, service, dpo; never the engine's internal system role). The
+// subject must be an actor id (domain.CheckActorID), the header and payload
+// must not repeat a name, "exp", "iat" and "nbf" must be JSON numbers, and
+// a token may not live longer than its role's MaxTTL. Every
 // refusal wraps ErrUnauthenticated and says why in words that are safe to
 // show the caller: they never echo the token, the secret or the claims'
 // values.
@@ -18,13 +21,15 @@
 package auth
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -44,7 +49,7 @@ const (
 	// MaxSubjectBytes bounds the "sub" claim (the actor id). It is the bound
 	// domain.Actor.Validate puts on actor ids, so every verified actor can
 	// act.
-	MaxSubjectBytes = 200
+	MaxSubjectBytes = domain.MaxActorIDBytes
 	// MaxTokenBytes bounds the token Verify parses; longer strings are
 	// refused before any decoding.
 	MaxTokenBytes = 8 << 10
@@ -53,18 +58,41 @@ const (
 	Leeway = 30 * time.Second
 )
 
+// The longest lifetimes of a token (its "exp" minus its "iat", and its "exp"
+// minus the time it is presented): the policy of MaxTTL.
+const (
+	// MaxHumanTTL is the longest a person's token lives (worker, manager,
+	// portals_team, auditor, dpo): a day's work, with room for a shift
+	// that crosses midnight. A person signs in again each day.
+	MaxHumanTTL = 24 * time.Hour
+	// MaxServiceTTL is the longest the portal backend's token lives (role
+	// service, a machine credential kept in a secret store): 90 days, the
+	// usual period of a credential's rotation.
+	MaxServiceTTL = 90 * 24 * time.Hour
+)
+
+// MaxTTL is the longest lifetime of a token of role: MaxServiceTTL for the
+// service, MaxHumanTTL for every other role. Mint refuses a longer TTL and
+// Verify a token that lives longer, wherever it was minted.
+func MaxTTL(role domain.Role) time.Duration {
+	if role == domain.RoleService {
+		return MaxServiceTTL
+	}
+	return MaxHumanTTL
+}
+
 // Algorithm is the only signing algorithm minted and accepted.
 const Algorithm = "HS256"
 
 // Claims describes a token to mint.
 type Claims struct {
-	// Subject is the caller's id ("sub"): present, at most MaxSubjectBytes,
-	// valid UTF-8, no control characters.
+	// Subject is the caller's id ("sub"): an actor id (CheckSubject).
 	Subject string
 	// Role is the caller's role ("role"); domain.ParseRole must accept it.
 	Role domain.Role
 	// TTL is how long the token is valid from now ("exp" = iat + TTL); at
-	// least one second (the claims have whole seconds).
+	// least one second (the claims have whole seconds), at most the role's
+	// MaxTTL.
 	TTL time.Duration
 	// Issuer and Audience set "iss" and "aud" when not empty.
 	Issuer, Audience string
@@ -79,7 +107,8 @@ type tokenClaims struct {
 // Mint returns a signed HS256 token for c, issued at now: claims sub, role,
 // iat, exp and, when set, iss and aud. It refuses a secret shorter than
 // MinSecretBytes, a role domain.ParseRole does not know (including the
-// system role), a subject CheckSubject refuses and a TTL under one second.
+// system role), a subject CheckSubject refuses and a TTL under one second
+// or over the role's MaxTTL.
 func Mint(secret []byte, c Claims, now time.Time) (string, error) {
 	if len(secret) < MinSecretBytes {
 		return "", fmt.Errorf("auth: mint: secret is %d bytes, need at least %d", len(secret), MinSecretBytes)
@@ -92,6 +121,9 @@ func Mint(secret []byte, c Claims, now time.Time) (string, error) {
 	}
 	if c.TTL < time.Second {
 		return "", fmt.Errorf("auth: mint: ttl %s: must be at least 1s", c.TTL)
+	}
+	if max := MaxTTL(c.Role); c.TTL > max {
+		return "", fmt.Errorf("auth: mint: ttl %s: a %s token lives at most %s", c.TTL, c.Role, max)
 	}
 	if now.IsZero() {
 		return "", errors.New("auth: mint: no issue time")
@@ -180,13 +212,17 @@ func NewVerifier(secret []byte, issuer, audience string, clock func() time.Time)
 //     decoders skip line breaks), with header alg HS256 and no "crit"
 //     header,
 //   - carries a valid HS256 signature under the Verifier's secret,
+//   - has a header and a payload that are JSON objects without a repeated
+//     name (encoding/json would keep the last of two "role"s),
 //   - has "exp", not more than Leeway in the past (and, if it has "nbf",
-//     one not more than Leeway in the future; "iat" is not checked),
+//     one not more than Leeway in the future); "exp", "iat" and "nbf" are
+//     JSON numbers, not strings that hold one,
+//   - lives at most its role's MaxTTL: "exp" minus "iat" (when it has
+//     "iat"), and "exp" minus now (less Leeway),
 //   - has the configured "iss" and "aud", if any,
 //   - has a "role" a caller may hold: worker, manager, portals_team,
 //     auditor, service or dpo (not system),
-//   - has a "sub" that is present, at most MaxSubjectBytes, valid UTF-8
-//     and free of control characters.
+//   - has a "sub" that is an actor id (CheckSubject).
 //
 // Every refusal wraps ErrUnauthenticated, with a short reason such as
 // "token expired" or "bad signature".
@@ -211,6 +247,9 @@ func (v *Verifier) Verify(token string) (domain.Actor, error) {
 	if _, ok := t.Header["crit"]; ok {
 		return domain.Actor{}, refuse("unsupported critical header")
 	}
+	if err := checkRawJSON(token); err != nil {
+		return domain.Actor{}, refuse(err.Error())
+	}
 	role, err := domain.ParseRole(tc.Role)
 	if err != nil {
 		if tc.Role == "" {
@@ -219,6 +258,9 @@ func (v *Verifier) Verify(token string) (domain.Actor, error) {
 		return domain.Actor{}, refuse("unknown role")
 	}
 	if err := CheckSubject(tc.Subject); err != nil {
+		return domain.Actor{}, refuse(err.Error())
+	}
+	if err := v.checkLifetime(role, tc.RegisteredClaims); err != nil {
 		return domain.Actor{}, refuse(err.Error())
 	}
 	actor := domain.Actor{ID: tc.Subject, Role: role}
@@ -328,19 +370,182 @@ func safeAlg(alg string) string {
 	return "(other)"
 }
 
-// CheckSubject reports whether s is a subject Mint and Verify accept:
-// present (not blank), at most MaxSubjectBytes, valid UTF-8, no control
-// characters. The error says which, without quoting s.
+// CheckSubject reports whether s is a subject Mint and Verify accept: an
+// actor id (domain.CheckActorID: 1 to MaxSubjectBytes bytes of ASCII
+// letters, digits and . _ - @ | : + / = '), so that every verified caller
+// can act and no audit line shows an id that reads otherwise than it is.
+// The error says why, without quoting s.
 func CheckSubject(s string) error {
 	switch {
 	case strings.TrimSpace(s) == "":
 		return errors.New("subject missing or blank")
 	case len(s) > MaxSubjectBytes:
 		return fmt.Errorf("subject longer than %d bytes", MaxSubjectBytes)
-	case !utf8.ValidString(s):
-		return errors.New("subject not valid UTF-8")
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return errors.New("subject contains a control character")
+	}
+	if err := domain.CheckActorID(s); err != nil {
+		var fe *domain.FieldError
+		if errors.As(err, &fe) {
+			return errors.New("subject " + fe.Problem)
+		}
+		return errors.New("subject is not an actor id")
 	}
 	return nil
+}
+
+// checkLifetime refuses a token that lives longer than its role's MaxTTL:
+// from "iat" to "exp", and from now to "exp" (so that leaving "iat" out, or
+// setting it late, gains nothing).
+func (v *Verifier) checkLifetime(role domain.Role, rc jwt.RegisteredClaims) error {
+	if rc.ExpiresAt == nil {
+		return errors.New("missing exp claim")
+	}
+	max := MaxTTL(role)
+	if rc.IssuedAt != nil && rc.ExpiresAt.Sub(rc.IssuedAt.Time) > max {
+		return fmt.Errorf("token lifetime (exp - iat) longer than %s, the most a %s token may live", max, role)
+	}
+	if rc.ExpiresAt.Sub(v.clock()) > max+Leeway {
+		return fmt.Errorf("token expires more than %s from now, the most a %s token may live", max, role)
+	}
+	return nil
+}
+
+// maxJSONDepth bounds the nesting checkRawJSON walks.
+const maxJSONDepth = 16
+
+// checkRawJSON checks the JSON of a token's header and payload as sent,
+// which the JWT library decodes with encoding/json (that keeps the last of
+// two members with one name, and reads a string holding a number as a
+// number): each is one object, with no name repeated at any depth, and
+// the payload's "exp", "iat" and "nbf", when present, are JSON numbers.
+func checkRawJSON(token string) error {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return errors.New("malformed token")
+	}
+	for i, what := range []string{"header", "payload"} {
+		raw, err := base64.RawURLEncoding.Strict().DecodeString(parts[i])
+		if err != nil {
+			return errors.New("malformed token")
+		}
+		if err := walkJSON(raw, i == 1); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	return nil
+}
+
+// numericClaims must be JSON numbers (RFC 7519's NumericDate).
+var numericClaims = map[string]bool{"exp": true, "iat": true, "nbf": true}
+
+// knownNames are the names a refusal may quote (never a value, never a name
+// the caller made up).
+var knownNames = map[string]bool{"alg": true, "typ": true, "kid": true, "crit": true, "cty": true,
+	"sub": true, "role": true, "exp": true, "iat": true, "nbf": true, "iss": true, "aud": true, "jti": true}
+
+func nameOf(k string) string {
+	if knownNames[k] {
+		return fmt.Sprintf("%q", k)
+	}
+	return "(a name)"
+}
+
+func walkJSON(raw []byte, claims bool) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return errors.New("not JSON")
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("not a JSON object")
+	}
+	if err := walkMembers(dec, claims, 1); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("more than one JSON value")
+	}
+	return nil
+}
+
+// walkMembers reads an object's members after its '{' through its '}';
+// top is true for the members of a payload's top-level object (the
+// claims).
+func walkMembers(dec *json.Decoder, top bool, depth int) error {
+	var seen []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return errors.New("malformed JSON")
+		}
+		k, ok := tok.(string)
+		if !ok {
+			return errors.New("malformed JSON")
+		}
+		// encoding/json matches names to fields without regard to case
+		// (Unicode folding: "ROLE" and "role" fill one field), so those
+		// are the same name too.
+		for _, s := range seen {
+			if strings.EqualFold(s, k) {
+				if top {
+					return fmt.Errorf("duplicate claim %s", nameOf(strings.ToLower(k)))
+				}
+				return fmt.Errorf("duplicate name %s", nameOf(strings.ToLower(k)))
+			}
+		}
+		seen = append(seen, k)
+		if top {
+			for known := range knownNames {
+				if k != known && strings.EqualFold(k, known) {
+					return fmt.Errorf("claim %q spelled in another case", known)
+				}
+			}
+		}
+		if top && numericClaims[k] {
+			v, err := dec.Token()
+			if err != nil {
+				return errors.New("malformed JSON")
+			}
+			if _, ok := v.(json.Number); !ok {
+				return fmt.Errorf("claim %q is not a JSON number", k)
+			}
+			continue
+		}
+		if err := walkValue(dec, depth); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return errors.New("malformed JSON")
+	}
+	return nil
+}
+
+func walkValue(dec *json.Decoder, depth int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return errors.New("malformed JSON")
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	if depth >= maxJSONDepth {
+		return errors.New("nested too deeply")
+	}
+	switch d {
+	case '{':
+		return walkMembers(dec, false, depth+1)
+	case '[':
+		for dec.More() {
+			if err := walkValue(dec, depth+1); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return errors.New("malformed JSON")
+		}
+		return nil
+	}
+	return errors.New("malformed JSON")
 }

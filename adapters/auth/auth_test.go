@@ -1,11 +1,14 @@
 package auth_test
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +62,23 @@ func b64(v any) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// signRaw signs header and payload exactly as given (JSON text that
+// encoding/json would never produce: repeated names, numbers in strings)
+// with HS256 under key.
+func signRaw(key []byte, header, payload string) string {
+	in := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString([]byte(payload))
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(in))
+	return in + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+const hs256 = `{"alg":"HS256","typ":"JWT"}`
+
+// payload is the JSON text of claims with the members given, in order.
+func payload(members ...string) string { return "{" + strings.Join(members, ",") + "}" }
+
+func num(name string, t time.Time) string { return fmt.Sprintf("%q:%d", name, t.Unix()) }
+
 func mint(t *testing.T, c auth.Claims) string {
 	t.Helper()
 	s, err := auth.Mint(secret, c, t0)
@@ -91,7 +111,7 @@ func TestVerify(t *testing.T) {
 		{name: "portals team", token: mint(t, auth.Claims{Subject: "p", Role: domain.RolePortalsTeam, TTL: time.Hour}),
 			want: domain.Actor{ID: "p", Role: domain.RolePortalsTeam}},
 		{name: "unicode subject", token: sign(t, jwt.SigningMethodHS256, secret, claims(set("sub", "jö-ß"))),
-			want: domain.Actor{ID: "jö-ß", Role: domain.RoleWorker}},
+			reason: "subject contains U+00F6"},
 		{name: "subject at the bound", token: sign(t, jwt.SigningMethodHS256, secret, claims(set("sub", strings.Repeat("s", auth.MaxSubjectBytes)))),
 			want: domain.Actor{ID: strings.Repeat("s", auth.MaxSubjectBytes), Role: domain.RoleWorker}},
 		{name: "just before expiry", token: good, now: t0.Add(time.Hour - time.Second), want: domain.Actor{ID: "w-1", Role: domain.RoleWorker}},
@@ -307,6 +327,19 @@ func FuzzVerify(f *testing.F) {
 	f.Add(b64(map[string]string{"alg": "none"}) + "." + parts[1] + ".")
 	f.Add(parts[0] + "." + b64(map[string]any{"sub": "x", "role": "system", "exp": 1e300}) + "." + parts[2])
 	f.Add(parts[0] + "." + b64(map[string]any{"exp": -1e300, "nbf": "x", "aud": 5}) + "." + parts[2])
+	// Correctly signed, and still refused: a repeated claim, a number in a
+	// string, a subject that is not an actor id, a lifetime over the cap.
+	sub, role, iat, exp := `"sub":"w-1"`, `"role":"worker"`, num("iat", t0), num("exp", t0.Add(time.Hour))
+	f.Add(signRaw(secret, hs256, payload(sub, role, iat, exp, `"role":"manager"`)))
+	f.Add(signRaw(secret, hs256, payload(sub, role, `"ROLE":"manager"`, iat, exp)))
+	f.Add(signRaw(secret, hs256, payload(sub, `"Role":"manager"`, iat, exp)))
+	f.Add(signRaw(secret, hs256, payload(sub, role, iat, fmt.Sprintf(`"exp":"%d"`, t0.Add(time.Hour).Unix()))))
+	f.Add(signRaw(secret, `{"alg":"none","alg":"HS256"}`, payload(sub, role, iat, exp)))
+	f.Add(signRaw(secret, hs256, payload(`"sub":"w-1\u202e"`, role, iat, exp)))
+	f.Add(signRaw(secret, hs256, payload(`"sub":"w\u200b-1"`, role, iat, exp)))
+	f.Add(signRaw(secret, hs256, payload(sub, role, iat, num("exp", t0.Add(876000*time.Hour)))))
+	f.Add(signRaw(secret, hs256, payload(sub, role, num("exp", t0.Add(25*time.Hour)))))
+	f.Add(signRaw(secret, hs256, payload(sub, role, iat, exp, `"x":{"a":[{"b":1,"b":2}]}`)))
 	v, err := auth.NewVerifier(secret, "", "", clockAt(t0))
 	if err != nil {
 		f.Fatal(err)
@@ -400,4 +433,171 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestVerifyRefusesAmbiguousClaims: the JWT library decodes the payload
+// with encoding/json, which keeps the last of two members with one name
+// (matched without regard to case) and reads a string holding a number as
+// a number. Such tokens are refused, even correctly signed.
+func TestVerifyRefusesAmbiguousClaims(t *testing.T) {
+	sub, role, iat, exp := `"sub":"w-1"`, `"role":"worker"`, num("iat", t0), num("exp", t0.Add(time.Hour))
+	tests := []struct {
+		name    string
+		header  string
+		payload string
+		reason  string // "" means accepted
+	}{
+		{"plain", hs256, payload(sub, role, iat, exp), ""},
+		{"a float exp", hs256, payload(sub, role, iat, fmt.Sprintf(`"exp":%d.5`, t0.Add(time.Hour).Unix())), ""},
+		{"role twice, the last one wins in encoding/json", hs256, payload(sub, role, iat, exp, `"role":"manager"`), `duplicate claim "role"`},
+		{"role twice, the same value", hs256, payload(sub, role, role, iat, exp), `duplicate claim "role"`},
+		{"role and ROLE", hs256, payload(sub, role, `"ROLE":"manager"`, iat, exp), `duplicate claim "role"`},
+		{"Role alone", hs256, payload(sub, `"Role":"manager"`, iat, exp), `claim "role" spelled in another case`},
+		{"role spelled with an escape", hs256, payload(sub, role, `"ro\u006ce":"manager"`, iat, exp), `duplicate claim "role"`},
+		{"sub twice", hs256, payload(sub, role, iat, exp, `"sub":"m-1"`), `duplicate claim "sub"`},
+		{"exp twice", hs256, payload(sub, role, iat, num("exp", t0.Add(-time.Hour)), exp), `duplicate claim "exp"`},
+		{"a private claim twice", hs256, payload(sub, role, iat, exp, `"x-team":"a"`, `"x-team":"b"`), "duplicate claim (a name)"},
+		{"a name twice in a nested object", hs256, payload(sub, role, iat, exp, `"ctx":{"a":1,"a":2}`), "duplicate name"},
+		{"alg twice in the header", `{"alg":"none","alg":"HS256"}`, payload(sub, role, iat, exp), `header: duplicate name "alg"`},
+		{"exp as a string", hs256, payload(sub, role, iat, fmt.Sprintf(`"exp":"%d"`, t0.Add(time.Hour).Unix())), `claim "exp" is not a JSON number`},
+		{"iat as a string", hs256, payload(sub, role, fmt.Sprintf(`"iat":"%d"`, t0.Unix()), exp), `claim "iat" is not a JSON number`},
+		{"nbf as a string", hs256, payload(sub, role, iat, exp, fmt.Sprintf(`"nbf":"%d"`, t0.Unix())), `claim "nbf" is not a JSON number`},
+		{"iat null", hs256, payload(sub, role, `"iat":null`, exp), `claim "iat" is not a JSON number`},
+		{"iat as a boolean", hs256, payload(sub, role, `"iat":true`, exp), "malformed token"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := verifier(t, "", "", t0).Verify(signRaw(secret, tc.header, tc.payload))
+			if tc.reason == "" {
+				require.NoError(t, err)
+				require.Equal(t, domain.Actor{ID: "w-1", Role: domain.RoleWorker}, got)
+				return
+			}
+			require.ErrorIs(t, err, auth.ErrUnauthenticated)
+			require.ErrorContains(t, err, tc.reason)
+			require.NotContains(t, err.Error(), "manager", "a refusal never quotes a claim's value")
+			require.Equal(t, domain.Actor{}, got)
+		})
+	}
+}
+
+// TestSubjectIsAnActorID: "sub" is checked against the one actor-id
+// format of domain.CheckActorID, on mint and on verify: what identity
+// providers put there passes; spaces, control, invisible and
+// bidirectional formatting characters and anything beyond ASCII do not
+// (they would reach the audit trail verbatim).
+func TestSubjectIsAnActorID(t *testing.T) {
+	tests := []struct {
+		name, sub, reason string
+	}{
+		{"Auth0", "auth0|5f7c8ec7c33c6c004bbafe82", ""},
+		{"a UUID (Azure AD object id)", "3f2504e0-4f89-41d3-9a0c-0305e82c3301", ""},
+		{"an Azure AD pairwise subject", "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ", ""},
+		{"an email", "ann.smith+portal@norfolk.gov.uk", ""},
+		{"an email with an apostrophe", "o'brien@example.org", ""},
+		{"a URI", "https://idp.example.org/users/42", ""},
+		{"right-to-left override", "w-1\u202e", "bidirectional formatting character (U+202E)"},
+		{"first strong isolate", "\u2068w-1", "U+2068"},
+		{"zero-width space", "w\u200b-1", "U+200B"},
+		{"byte order mark", "\ufeffw-1", "U+FEFF"},
+		{"a space", "worker ann", "subject contains a space"},
+		{"no-break space", "worker\u00a0ann", "U+00A0"},
+		{"non-ASCII letter", "jö-ß", "U+00F6"},
+		{"Cyrillic look-alike", "w\u0430rker", "U+0430"},
+		{"an emoji", "w-1\U0001F600", "U+1F600"},
+		{"a double quote", `w"1`, "U+0022"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			verified, verr := verifier(t, "", "", t0).Verify(sign(t, jwt.SigningMethodHS256, secret, claims(set("sub", tc.sub))))
+			minted, merr := auth.Mint(secret, auth.Claims{Subject: tc.sub, Role: domain.RoleWorker, TTL: time.Hour}, t0)
+			cerr := auth.CheckSubject(tc.sub)
+			if tc.reason == "" {
+				require.NoError(t, verr)
+				require.Equal(t, tc.sub, verified.ID)
+				require.NoError(t, merr)
+				require.NotEmpty(t, minted)
+				require.NoError(t, cerr)
+				return
+			}
+			require.ErrorIs(t, verr, auth.ErrUnauthenticated)
+			require.ErrorContains(t, verr, tc.reason)
+			require.NotContains(t, verr.Error(), tc.sub, "a refusal never quotes the subject")
+			require.ErrorContains(t, merr, tc.reason)
+			require.Empty(t, minted)
+			require.ErrorContains(t, cerr, tc.reason)
+		})
+	}
+}
+
+// TestTokenLifetimeIsCapped: a person's token lives at most
+// auth.MaxHumanTTL (24h), the service's at most auth.MaxServiceTTL (90
+// days), whoever minted it: exp - iat, and exp - now when iat is missing
+// or set late.
+func TestTokenLifetimeIsCapped(t *testing.T) {
+	require.Equal(t, 24*time.Hour, auth.MaxTTL(domain.RoleWorker))
+	require.Equal(t, 90*24*time.Hour, auth.MaxTTL(domain.RoleService))
+	for _, r := range []domain.Role{domain.RoleManager, domain.RolePortalsTeam, domain.RoleAuditor, domain.RoleDPO} {
+		require.Equal(t, auth.MaxHumanTTL, auth.MaxTTL(r), r)
+	}
+	century := 876000 * time.Hour
+	tests := []struct {
+		name   string
+		role   string
+		claims jwt.MapClaims
+		reason string // "" means accepted
+	}{
+		{"a worker for 24h", "worker", claims(set("exp", t0.Add(24*time.Hour).Unix())), ""},
+		{"a worker for 24h and 1s", "worker", claims(set("exp", t0.Add(24*time.Hour+time.Second).Unix())), "lifetime (exp - iat) longer than 24h0m0s"},
+		{"a worker for a century", "worker", claims(set("exp", t0.Add(century).Unix())), "lifetime"},
+		{"a dpo for 25h", "dpo", claims(set("exp", t0.Add(25*time.Hour).Unix())), "longer than 24h0m0s, the most a dpo token may live"},
+		{"the service for 90 days", "service", claims(set("exp", t0.Add(90*24*time.Hour).Unix())), ""},
+		{"the service for 91 days", "service", claims(set("exp", t0.Add(91*24*time.Hour).Unix())), "longer than 2160h0m0s"},
+		{"a worker without iat, expiring in 25h", "worker", claims(del("iat"), set("exp", t0.Add(25*time.Hour).Unix())), "expires more than 24h0m0s from now"},
+		{"a worker without iat, expiring in 1h", "worker", claims(del("iat")), ""},
+		{"a worker with iat set late", "worker",
+			claims(set("iat", t0.Add(29*time.Hour).Unix()), set("exp", t0.Add(30*time.Hour).Unix())), "expires more than 24h0m0s from now"},
+		{"a worker issued 23h ago, expiring in 1h", "worker",
+			claims(set("iat", t0.Add(-23*time.Hour).Unix()), set("exp", t0.Add(time.Hour).Unix())), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.claims
+			c["role"] = tc.role
+			got, err := verifier(t, "", "", t0).Verify(sign(t, jwt.SigningMethodHS256, secret, c))
+			if tc.reason == "" {
+				require.NoError(t, err)
+				require.Equal(t, domain.Role(tc.role), got.Role)
+				return
+			}
+			require.ErrorIs(t, err, auth.ErrUnauthenticated)
+			require.ErrorContains(t, err, tc.reason)
+		})
+	}
+
+	mintTests := []struct {
+		name string
+		role domain.Role
+		ttl  time.Duration
+		ok   bool
+	}{
+		{"a worker for 24h", domain.RoleWorker, 24 * time.Hour, true},
+		{"a worker for 24h and 1s", domain.RoleWorker, 24*time.Hour + time.Second, false},
+		{"an auditor for a century", domain.RoleAuditor, century, false},
+		{"the service for 90 days", domain.RoleService, 90 * 24 * time.Hour, true},
+		{"the service for a century", domain.RoleService, century, false},
+	}
+	for _, tc := range mintTests {
+		t.Run("mint "+tc.name, func(t *testing.T) {
+			tok, err := auth.Mint(secret, auth.Claims{Subject: "s-1", Role: tc.role, TTL: tc.ttl}, t0)
+			if !tc.ok {
+				require.ErrorContains(t, err, "lives at most")
+				require.Empty(t, tok)
+				return
+			}
+			require.NoError(t, err)
+			_, err = verifier(t, "", "", t0).Verify(tok)
+			require.NoError(t, err, "what Mint makes, Verify accepts")
+		})
+	}
 }

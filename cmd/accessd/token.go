@@ -28,7 +28,8 @@ func (c *tokenConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.secret, "secret-file", "", "file holding the HS256 secret, hex (default: "+auth.SecretFileName+" in --data-dir); must match the server's")
 	fs.StringVar(&c.role, "role", "", "the caller's role: worker, manager, portals_team, auditor, service or dpo (required)")
 	fs.StringVar(&c.sub, "sub", "", "the caller's id, the token's subject (required)")
-	fs.DurationVar(&c.ttl, "ttl", time.Hour, "how long the token is valid (at least 1s)")
+	fs.DurationVar(&c.ttl, "ttl", time.Hour, fmt.Sprintf("how long the token is valid: at least 1s, at most %s (%s for the service role)",
+		auth.MaxHumanTTL, auth.MaxServiceTTL))
 	fs.StringVar(&c.issuer, "issuer", "", "iss claim (only if the server checks one)")
 	fs.StringVar(&c.audience, "audience", "", "aud claim (only if the server checks one)")
 }
@@ -65,6 +66,10 @@ func runToken(_ context.Context, args []string, env *environment) error {
 	}
 	if cfg.ttl < time.Second {
 		return fmt.Errorf("%w: --ttl %s: must be at least 1s", errUsage, cfg.ttl)
+	}
+	if max := auth.MaxTTL(role); cfg.ttl > max {
+		return fmt.Errorf("%w: --ttl %s: a %s token lives at most %s (people's roles %s, the service %s)",
+			errUsage, cfg.ttl, role, max, auth.MaxHumanTTL, auth.MaxServiceTTL)
 	}
 	secret, err := loadSecret(cfg.dataDir, cfg.secret)
 	if err != nil {

@@ -131,6 +131,14 @@ func TestTokenUsageErrors(t *testing.T) {
 		{"negative ttl", []string{"--role", "worker", "--sub", "w", "--ttl", "-1h"}, "--ttl -1h0m0s"},
 		{"sub-second ttl", []string{"--role", "worker", "--sub", "w", "--ttl", "500ms"}, "must be at least 1s"},
 		{"unparsable ttl", []string{"--role", "worker", "--sub", "w", "--ttl", "forever"}, "invalid value"},
+		{"a century", []string{"--role", "worker", "--sub", "w", "--ttl", "876000h"}, "a worker token lives at most 24h0m0s"},
+		{"a worker for a day and a second", []string{"--role", "worker", "--sub", "w", "--ttl", "24h0m1s"}, "lives at most 24h0m0s"},
+		{"a dpo for two days", []string{"--role", "dpo", "--sub", "d", "--ttl", "48h"}, "a dpo token lives at most 24h0m0s"},
+		{"the service for a century", []string{"--role", "service", "--sub", "s", "--ttl", "876000h"}, "a service token lives at most 2160h0m0s"},
+		{"the service for 91 days", []string{"--role", "service", "--sub", "s", "--ttl", "2184h"}, "lives at most 2160h0m0s"},
+		{"sub with a bidi control", []string{"--role", "worker", "--sub", "w\u202e1"}, "--sub: subject contains an invisible or bidirectional formatting character (U+202E)"},
+		{"sub with a zero-width space", []string{"--role", "worker", "--sub", "w\u200b1"}, "U+200B"},
+		{"sub with a space", []string{"--role", "worker", "--sub", "worker ann"}, "--sub: subject contains a space"},
 		{"empty data dir", []string{"--role", "worker", "--sub", "w", "--data-dir", ""}, "--data-dir is empty"},
 		{"stray argument", []string{"--role", "worker", "--sub", "w", "extra"}, `unexpected argument "extra"`},
 		{"unknown flag", []string{"--role", "worker", "--sub", "w", "--nope"}, "flag provided but not defined"},
@@ -171,5 +179,33 @@ func TestTokenHelp(t *testing.T) {
 	require.Equal(t, exitOK, code)
 	for _, f := range []string{"-data-dir", "-role", "-sub", "-ttl", "-issuer", "-audience"} {
 		require.Contains(t, errOut, f)
+	}
+}
+
+// TestTokenTTLCaps: --ttl is capped by the role (auth.MaxTTL): a day for
+// people, 90 days for the service; a longer one is a usage error (exit 2,
+// above), the longest allowed verifies.
+func TestTokenTTLCaps(t *testing.T) {
+	require.Equal(t, 2, exitUsage)
+	for _, tc := range []struct {
+		role string
+		ttl  string
+		life time.Duration
+	}{
+		{"worker", "24h", 24 * time.Hour},
+		{"auditor", "24h", 24 * time.Hour},
+		{"service", "2160h", 90 * 24 * time.Hour},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			dir := t.TempDir()
+			before := time.Now()
+			code, out, errOut, err := token(t, noEnv, "--data-dir", dir, "--role", tc.role, "--sub", "auth0|5f7c8ec7", "--ttl", tc.ttl)
+			require.NoError(t, err)
+			require.Equal(t, exitOK, code, errOut)
+			_, err = verifierFor(t, dir, "", "", before).Verify(strings.TrimSpace(out))
+			require.NoError(t, err)
+			_, err = verifierFor(t, dir, "", "", time.Now().Add(tc.life+auth.Leeway+time.Second)).Verify(strings.TrimSpace(out))
+			require.ErrorContains(t, err, "token expired")
+		})
 	}
 }
