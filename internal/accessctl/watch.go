@@ -70,7 +70,12 @@ func watchVerb() verb {
 				case errors.Is(err, errEnough), ctx.Err() != nil:
 					return nil // asked to stop: done
 				case errors.Is(err, client.ErrGone):
-					return fmt.Errorf("%w\nStart again without --after (from now on), after reading the lists you keep (children, viewers)", err)
+					where := "position " + *after
+					if n > 0 || *after == "" {
+						where = "the last change printed" // a reconnect that came too late
+					}
+					return &exitCodeError{code: exitError, msg: fmt.Sprintf("the server no longer keeps the changes after %s: "+
+						"read again the lists you keep (children, viewers), then watch without --after (from now on)", where)}
 				}
 				return err
 			}
