@@ -166,12 +166,17 @@ func collectPages[P any](ctx context.Context, inv *invocation, first string, all
 // the entries of every page), as a table what rows writes, then the next
 // cursor and the position.
 func printPages[P any](inv *invocation, pages []page[P], rows func(t *table)) error {
+	return printPagesOf(inv, pages, "entries", rows)
+}
+
+// printPagesOf is printPages for a list whose items are under key.
+func printPagesOf[P any](inv *invocation, pages []page[P], key string, rows func(t *table)) error {
 	last := pages[len(pages)-1]
 	if inv.json {
 		if len(pages) == 1 {
 			return writeJSON(inv.stdout, last.a.raw)
 		}
-		merged, err := mergePages(pages)
+		merged, err := mergePages(pages, key)
 		if err != nil {
 			return err
 		}
@@ -190,8 +195,8 @@ func printPages[P any](inv *invocation, pages []page[P], rows func(t *table)) er
 }
 
 // mergePages makes one answer of several pages: the last page's answer with
-// the entries of every page.
-func mergePages[P any](pages []page[P]) (any, error) {
+// the items (under key) of every page.
+func mergePages[P any](pages []page[P], key string) (any, error) {
 	var entries []any
 	var last map[string]any
 	for _, p := range pages {
@@ -203,13 +208,13 @@ func mergePages[P any](pages []page[P]) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("the server's answer is not a JSON object")
 		}
-		es, _ := obj["entries"].([]any)
+		es, _ := obj[key].([]any)
 		entries = append(entries, es...)
 		last = obj
 	}
 	if entries == nil {
 		entries = []any{}
 	}
-	last["entries"] = entries
+	last[key] = entries
 	return last, nil
 }

@@ -4,12 +4,14 @@ package accessctl
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"strings"
 
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/client"
+	"github.com/accessledger/accessledger/domain"
 	"github.com/google/uuid"
 )
 
@@ -74,9 +76,7 @@ func inviteVerb() verb {
 			kind := fs.String("kind", "", "the account's kind: "+strings.Join(accountKinds, ", ")+" (required)")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
-				if c.text("email", *email, 320); *email != "" && (!strings.Contains(*email, "@") || strings.ContainsFunc(*email, isSpaceOrControl)) {
-					c.fail("--email %q is not an email address", *email)
-				}
+				c.email("email", *email)
 				c.oneOf("kind", *kind, accountKinds)
 				if err := c.err(); err != nil {
 					return err
@@ -96,19 +96,78 @@ func inviteVerb() verb {
 	}
 }
 
+// activateVerb is `accessctl activate`.
+func activateVerb() verb {
+	return verb{
+		name: "activate", synopsis: "--account ID --identity-subject S --email E",
+		summary: "accept an invitation: link the identity the invitee signed in with (service)",
+		help: "What the portal backend reports at an invitee's first sign-in (docs/integration.md): S is the\n" +
+			"identity provider's subject id, E the identity's email, which must be the invited one.\n" +
+			"Refused when the invitation expired, the account is closed, or S is linked to another account.",
+		endpoint: "POST /v1/accounts/{account_id}/activation",
+		flags: func(fs *flag.FlagSet) action {
+			account := fs.String("account", "", "the invited account (required)")
+			subject := fs.String("identity-subject", "", "the identity provider's subject id (required)")
+			email := fs.String("email", "", "the identity's email address, the invited one (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				id := c.id("account", *account)
+				c.text("identity-subject", *subject, 255)
+				c.email("email", *email)
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.Activate(ctx, id, *subject, *email, o...)
+				})
+			}
+		},
+	}
+}
+
+// enrolPhoneVerb is `accessctl enrol-phone`.
+func enrolPhoneVerb() verb {
+	return verb{
+		name: "enrol-phone", synopsis: "--account ID --phone NUMBER",
+		summary: "enrol the 2FA phone number of an account that has none (service)",
+		help: "What the portal backend reports when an account that needs phone enrolment enters a number\n" +
+			"at sign-in. The engine keeps only *** and the last three digits. Like every argument, the\n" +
+			"number is visible in this machine's process list while accessctl runs.",
+		endpoint: "PUT /v1/accounts/{account_id}/phone",
+		flags: func(fs *flag.FlagSet) action {
+			account := fs.String("account", "", "the account (required)")
+			phone := fs.String("phone", "", "the number: 7 to 15 digits, an optional leading +, spaces, dots, hyphens, brackets (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				id := c.id("account", *account)
+				var fe *domain.FieldError
+				if *phone == "" {
+					c.fail("--phone is required")
+				} else if _, err := domain.MaskPhone(*phone); errors.As(err, &fe) {
+					c.fail("--phone: %s", fe.Problem)
+				} else if err != nil {
+					c.fail("--phone: %v", err)
+				}
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.EnrolPhone(ctx, id, *phone, o...)
+				})
+			}
+		},
+	}
+}
+
 // placeVerb is `accessctl place`.
 func placeVerb() verb {
 	return verb{
-		name: "place", synopsis: "--child ID --carer ACCOUNT --started-at RFC3339",
+		name: "place", synopsis: "--child ID --carer ACCOUNT [--started-at RFC3339]",
 		summary: "start a placement of a child with a foster carer", endpoint: "POST /v1/children/{child_id}/placements",
-		help: "--started-at may be in the past (a backdated placement).",
+		help: "--started-at defaults to now (this machine's clock, sent in UTC); it may be in the past\n" +
+			"(a backdated placement) or in the future (a planned placement). The answer names the\n" +
+			"placement: end-placement and end-grace take its id (accessctl child --child ID lists them).",
 		flags: func(fs *flag.FlagSet) action {
 			child := fs.String("child", "", "the child's id (required)")
 			carer := fs.String("carer", "", "the foster carer's account id (required)")
-			started := fs.String("started-at", "", "when the placement started, RFC 3339 (required)")
+			started := fs.String("started-at", "", "when the placement started, RFC 3339 (default now)")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
-				childID, carerID, at := c.id("child", *child), c.id("carer", *carer), c.time("started-at", *started)
+				childID, carerID, at := c.id("child", *child), c.id("carer", *carer), c.timeOrNow("started-at", *started)
 				if err := c.err(); err != nil {
 					return err
 				}
@@ -119,7 +178,7 @@ func placeVerb() verb {
 					return err
 				}
 				return inv.print(a, func(w io.Writer) error {
-					return keyValues(w, kv("placement_id", r.PlacementID.String()), kv("position", r.Position))
+					return keyValues(w, kv("placement_id", r.PlacementID.String()), kv("started_at", humanTime(at)), kv("position", r.Position))
 				})
 			}
 		},
@@ -129,19 +188,21 @@ func placeVerb() verb {
 // endPlacementVerb is `accessctl end-placement`.
 func endPlacementVerb() verb {
 	return verb{
-		name: "end-placement", synopsis: "--child ID --placement ID --ended-at RFC3339 --reason R",
-		summary:  "end a placement; the carer keeps limited access for the grace period",
-		help:     "--ended-at may be in the past (recorded late) or in the future (a planned move). The answer says when the grace period ends.",
+		name: "end-placement", synopsis: "--child ID --placement ID [--ended-at RFC3339] [--reason R]",
+		summary: "end a placement; the carer keeps limited access for the grace period",
+		help: "--ended-at defaults to now (this machine's clock, sent in UTC); it may be in the past\n" +
+			"(recorded late) or in the future (a planned move). --reason is optional: it is kept\n" +
+			"with the event in the audit trail. The answer says when the grace period ends.",
 		endpoint: "POST /v1/children/{child_id}/placements/{placement_id}/end",
 		flags: func(fs *flag.FlagSet) action {
 			child := fs.String("child", "", "the child's id (required)")
 			placement := fs.String("placement", "", "the placement's id (required)")
-			ended := fs.String("ended-at", "", "when the placement ended, RFC 3339 (required)")
-			reason := fs.String("reason", "", "why (required)")
+			ended := fs.String("ended-at", "", "when the placement ended, RFC 3339 (default now)")
+			reason := fs.String("reason", "", "why (optional)")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
-				childID, placementID, at := c.id("child", *child), c.id("placement", *placement), c.time("ended-at", *ended)
-				c.text("reason", *reason, maxReasonBytes)
+				childID, placementID, at := c.id("child", *child), c.id("placement", *placement), c.timeOrNow("ended-at", *ended)
+				c.optText("reason", *reason, maxReasonBytes)
 				if err := c.err(); err != nil {
 					return err
 				}
@@ -152,7 +213,7 @@ func endPlacementVerb() verb {
 					return err
 				}
 				return inv.print(a, func(w io.Writer) error {
-					return keyValues(w, kv("grace_until", humanTime(r.GraceUntil)), kv("position", r.Position))
+					return keyValues(w, kv("ended_at", humanTime(at)), kv("grace_until", humanTime(r.GraceUntil)), kv("position", r.Position))
 				})
 			}
 		},

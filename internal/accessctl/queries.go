@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/client"
 )
@@ -78,6 +80,7 @@ func childrenVerb() verb {
 	return verb{
 		name: "children", synopsis: "--account ID [--at RFC3339]", query: true,
 		summary: "list the children whose records an account may see", endpoint: "GET /v1/accounts/{account_id}/children",
+		help: lookupHelp,
 		flags: func(fs *flag.FlagSet) action {
 			account := fs.String("account", "", "the account (required)")
 			at := fs.String("at", "", "as of this time, RFC 3339 (default now)")
@@ -94,10 +97,12 @@ func childrenVerb() verb {
 					return err
 				}
 				return inv.print(a, func(w io.Writer) error {
+					l := newLookups(inv)
 					t := newTable(w)
-					t.row("CHILD", "PERMISSIONS", "REASON", "UNTIL")
+					t.row("CHILD", "REFERENCE", "RELATIONSHIP", "PERMISSIONS", "REASON", "UNTIL")
 					for _, ch := range r.Children {
-						t.row(ch.ChildID.String(), permissions(ch.Permissions), string(ch.Reason), humanTimePtr(ch.Until))
+						t.row(ch.ChildID.String(), l.reference(ctx, ch.ChildID), l.relationship(ctx, ch.ChildID, id, ch.Reason),
+							permissions(ch.Permissions), string(ch.Reason), humanTimePtr(ch.Until))
 					}
 					if err := t.flush(); err != nil {
 						return err
@@ -115,6 +120,7 @@ func viewersVerb() verb {
 	return verb{
 		name: "viewers", synopsis: "--child ID [--at RFC3339]", query: true,
 		summary: "list the accounts that may see a child's record", endpoint: "GET /v1/children/{child_id}/viewers",
+		help: lookupHelp,
 		flags: func(fs *flag.FlagSet) action {
 			child := fs.String("child", "", "the child (required)")
 			at := fs.String("at", "", "as of this time, RFC 3339 (default now)")
@@ -131,10 +137,12 @@ func viewersVerb() verb {
 					return err
 				}
 				return inv.print(a, func(w io.Writer) error {
+					l := newLookups(inv)
 					t := newTable(w)
-					t.row("ACCOUNT", "PERMISSIONS", "REASON", "UNTIL")
+					t.row("ACCOUNT", "KIND", "RELATIONSHIP", "PERMISSIONS", "REASON", "UNTIL")
 					for _, v := range r.Viewers {
-						t.row(v.AccountID.String(), permissions(v.Permissions), string(v.Reason), humanTimePtr(v.Until))
+						t.row(v.AccountID.String(), l.kind(ctx, v.AccountID), l.relationship(ctx, id, v.AccountID, v.Reason),
+							permissions(v.Permissions), string(v.Reason), humanTimePtr(v.Until))
 					}
 					if err := t.flush(); err != nil {
 						return err
@@ -147,43 +155,80 @@ func viewersVerb() verb {
 	}
 }
 
-// historyVerb is `accessctl history`.
+// historyVerb is `accessctl history`: a child's or an account's.
 func historyVerb() verb {
 	return verb{
-		name: "history", synopsis: "--child ID [--at RFC3339] [--as-of POSITION]", query: true,
-		summary: "list every interval in which someone could see a child's record, and the events behind it (auditors)",
-		help: "With --at, only the intervals that contain that time: who could see the child then, and\n" +
+		name: "history", synopsis: "(--child ID | --account ID) [--at RFC3339] [--as-of POSITION]", query: true,
+		summary: "list every interval in which an account could see a child's record, and the events behind it (auditors)",
+		help: "With --child, who could see the child and when; with --account, what the account could see.\n" +
+			"With --at, only the intervals that contain that time: who could see the child then, and\n" +
 			"why. With --as-of, the history as the engine knew it at that position (before\n" +
-			"later corrections such as a backdated placement end).",
-		endpoint: "GET /v1/children/{child_id}/history",
+			"later corrections such as a backdated placement end).\n\n" + lookupHelp,
+		endpoint: "GET /v1/children/{child_id}/history, GET /v1/accounts/{account_id}/history",
 		flags: func(fs *flag.FlagSet) action {
-			child := fs.String("child", "", "the child (required)")
+			child := fs.String("child", "", "the child (this or --account)")
+			account := fs.String("account", "", "the account (this or --child)")
 			at := fs.String("at", "", "only the intervals that contain this time, RFC 3339")
 			asOf := fs.String("as-of", "", "as known at this `POSITION` (a position token)")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
-				childID := c.id("child", *child)
+				var childID, accountID uuid.UUID
+				switch {
+				case *child != "" && *account != "":
+					c.fail("give --child or --account, not both")
+				case *child == "" && *account == "":
+					c.fail("--child or --account is required")
+				case *child != "":
+					childID = c.id("child", *child)
+				default:
+					accountID = c.id("account", *account)
+				}
 				q := client.HistoryQuery{At: c.optTime("at", *at), AsOf: c.token("as-of", *asOf)}
 				if err := c.err(); err != nil {
 					return err
 				}
-				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.ChildHistory, error) {
-					return inv.client.ChildHistory(ctx, childID, q, o...)
-				})
+				var intervals []api.Interval
+				var position string
+				var a answer
+				var err error
+				if childID != uuid.Nil {
+					var r api.ChildHistory
+					r, a, err = call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.ChildHistory, error) {
+						return inv.client.ChildHistory(ctx, childID, q, o...)
+					})
+					intervals, position = r.Intervals, r.Position
+				} else {
+					var r api.AccountHistory
+					r, a, err = call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.AccountHistory, error) {
+						return inv.client.AccountHistory(ctx, accountID, q, o...)
+					})
+					intervals, position = r.Intervals, r.Position
+				}
 				if err != nil {
 					return err
 				}
 				return inv.print(a, func(w io.Writer) error {
+					l := newLookups(inv)
 					t := newTable(w)
-					t.row("ACCOUNT", "PERMISSIONS", "REASON", "FROM", "TO", "OPENED BY", "CLOSED BY")
-					for _, in := range r.Intervals {
-						t.row(in.AccountID.String(), permissions(in.Permissions), string(in.Reason), humanTime(in.From),
+					if childID != uuid.Nil {
+						t.row("ACCOUNT", "KIND", "PERMISSIONS", "REASON", "FROM", "TO", "OPENED BY", "CLOSED BY")
+					} else {
+						t.row("CHILD", "REFERENCE", "PERMISSIONS", "REASON", "FROM", "TO", "OPENED BY", "CLOSED BY")
+					}
+					for _, in := range intervals {
+						id, name := in.AccountID, ""
+						if childID != uuid.Nil {
+							name = l.kind(ctx, in.AccountID)
+						} else {
+							id, name = in.ChildID, l.reference(ctx, in.ChildID)
+						}
+						t.row(id.String(), name, permissions(in.Permissions), string(in.Reason), humanTime(in.From),
 							humanTimePtr(in.To), shortEvent(in.OpenedByEvent), shortEvent(in.ClosedByEvent))
 					}
 					if err := t.flush(); err != nil {
 						return err
 					}
-					positionLine(w, r.Position)
+					positionLine(w, position)
 					return nil
 				})
 			}
@@ -196,6 +241,7 @@ func accountVerb() verb {
 	return verb{
 		name: "account", synopsis: "--account ID [--at RFC3339]", query: true,
 		summary: "show an account: kind, status, whether it must enrol a phone", endpoint: "GET /v1/accounts/{account_id}",
+		help: "To find an account by its email or identity subject: accessctl accounts --email E.",
 		flags: func(fs *flag.FlagSet) action {
 			account := fs.String("account", "", "the account (required)")
 			at := fs.String("at", "", "as of this time, RFC 3339 (default now)")

@@ -194,4 +194,41 @@ func TestNamesMatchDomain(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Equal(t, []string{domain.PermView, domain.PermRecord}, grantPermissions)
+	require.Equal(t, []string{string(domain.StatusInvited), string(domain.StatusActive), string(domain.StatusExpired),
+		string(domain.StatusClosed)}, accountStatuses)
+}
+
+// TestAccountsAll: --all follows the account id cursors; JSON merges the
+// pages' accounts.
+func TestAccountsAll(t *testing.T) {
+	pages := map[string]string{
+		"": `{"accounts":[` + accountItem(carerID, `"carer@example.org"`, "foster_carer", "closed", "null", "null", false, false) +
+			`],"next":"` + carerID + `","at":"2026-01-06T00:00:00Z","position":"26"}`,
+		carerID: `{"accounts":[` + accountItem(placementID, `"other@example.org"`, "foster_carer", "closed", "null", "null", false, false) +
+			`],"next":null,"at":"2026-01-06T00:00:00Z","position":"26"}`,
+	}
+	f := newFakeServer(t, testToken, func(r seenRequest) reply { return reply{body: pages[r.Query.Get("after")]} })
+	res := runCLI(t, envFor(f), "accounts", "--all", "--status", "closed", "--limit", "1")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	require.Contains(t, res.stdout, carerID+"  carer@example.org")
+	require.Contains(t, res.stdout, placementID+"  other@example.org")
+	require.NotContains(t, res.stdout, "next:")
+	reqs := f.requests()
+	require.Len(t, reqs, 2)
+	require.Equal(t, url.Values{"status": {"closed"}, "limit": {"1"}}, reqs[0].Query)
+	require.Equal(t, url.Values{"status": {"closed"}, "limit": {"1"}, "after": {carerID}}, reqs[1].Query)
+
+	res = runCLI(t, envFor(f), "accounts", "--all", "--output", "json")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	var merged struct {
+		Accounts []struct {
+			AccountID string `json:"account_id"`
+		} `json:"accounts"`
+		Next any `json:"next"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &merged))
+	require.Len(t, merged.Accounts, 2)
+	require.Equal(t, placementID, merged.Accounts[1].AccountID)
+	require.Nil(t, merged.Next)
+	requireStableJSON(t, res.stdout)
 }

@@ -112,6 +112,15 @@ func (c *checker) time(name, s string) time.Time {
 	return c.optTime(name, s)
 }
 
+// timeOrNow parses an optional RFC 3339 time flag whose default is now:
+// this machine's clock, to the second (sent in UTC, as every time).
+func (c *checker) timeOrNow(name, s string) time.Time {
+	if s == "" {
+		return time.Now().UTC().Truncate(time.Second)
+	}
+	return c.optTime(name, s)
+}
+
 // optTime parses an optional RFC 3339 time flag ("" is the zero time).
 func (c *checker) optTime(name, s string) time.Time {
 	if s == "" {
@@ -132,6 +141,27 @@ func (c *checker) text(name, s string, maxBytes int) string {
 		c.fail("--%s is required", name)
 	case len(s) > maxBytes:
 		c.fail("--%s is longer than %d bytes", name, maxBytes)
+	}
+	return s
+}
+
+// optText checks an optional free-text flag: when given, not blank and at
+// most maxBytes.
+func (c *checker) optText(name, s string, maxBytes int) string {
+	if s == "" {
+		return s
+	}
+	if strings.TrimSpace(s) == "" {
+		c.fail("--%s is blank: leave it out, or say why", name)
+		return s
+	}
+	return c.text(name, s, maxBytes)
+}
+
+// email checks a required email address flag (the server normalizes it).
+func (c *checker) email(name, s string) string {
+	if c.text(name, s, 320); s != "" && (!strings.Contains(s, "@") || strings.ContainsFunc(s, isSpaceOrControl)) {
+		c.fail("--%s %q is not an email address", name, s)
 	}
 	return s
 }
@@ -247,6 +277,7 @@ func verbs() []verb {
 		registerChildVerb(),
 		allocateVerb(),
 		inviteVerb(),
+		activateVerb(),
 		placeVerb(),
 		endPlacementVerb(),
 		endGraceVerb(),
@@ -254,6 +285,7 @@ func verbs() []verb {
 		revokeVerb(),
 		phoneResetVerb(),
 		clearPhoneVerb(),
+		enrolPhoneVerb(),
 		closeAccountVerb(),
 		eraseAccountVerb(),
 		eraseChildVerb(),
@@ -265,6 +297,7 @@ func verbs() []verb {
 		historyVerb(),
 		childVerb(),
 		accountVerb(),
+		accountsVerb(),
 		auditVerb(),
 		verifyVerb(),
 		securityLogVerb(),
@@ -274,6 +307,7 @@ func verbs() []verb {
 		ledgerVerifyVerb(),
 		ledgerProveVerb(),
 		policyVerb(),
+		watchVerb(),
 	}
 }
 

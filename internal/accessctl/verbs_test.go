@@ -3,7 +3,9 @@ package accessctl
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,6 +26,33 @@ type verbCase struct {
 	json    string     // stdout with --output json; "" means: the answer, compared as JSON
 	stderr  string     // stderr (both formats)
 	exit    int
+	// tableStderr follows stderr with --output table (the lookups' notes).
+	tableStderr string
+	// answerType is the answer's content type (default application/json).
+	answerType string
+	// extra answers the verb's other requests by path: the lookups that
+	// name ids in a table, the watch's first request. Every one is
+	// requested once with --output table; with --output json only those
+	// of jsonExtra.
+	extra     map[string]reply
+	jsonExtra []string
+}
+
+// Records the lookups answer (GET /v1/children/{id}, GET /v1/accounts/{id}).
+func childRecord(id, reference string, grants ...string) reply {
+	return reply{body: `{"child_id":"` + id + `","reference":` + jsonString(reference) + `,"erased":false,"allocated_worker_id":"w-1",` +
+		`"retain_until":null,"placements":[],"grants":[` + strings.Join(grants, ",") + `],"at":"2026-02-02T00:00:00Z","position":"25"}`}
+}
+
+func grantRecord(account, relationship string) string {
+	return `{"account_id":"` + account + `","relationship":"` + relationship + `","permissions":["view"],"granted_at":"2026-01-10T00:00:00Z",` +
+		`"expires_at":null,"review_by":null,"revoked_at":null,"status":"active"}`
+}
+
+func accountRecord(id, kind string) reply {
+	return reply{body: `{"account_id":"` + id + `","kind":"` + kind + `","status":"active","needs_phone_enrolment":false,"phone_hint":null,` +
+		`"invited_at":"2026-01-01T00:00:00Z","expires_at":"2026-01-15T00:00:00Z","activated_at":"2026-01-02T00:00:00Z","closed_at":null,` +
+		`"erased":false,"at":"2026-02-02T00:00:00Z","position":"25"}`}
 }
 
 func verbCases() []verbCase {
@@ -63,12 +92,18 @@ func verbCases() []verbCase {
 			table:  "account_id  " + accountID + "\nexpires_at  2026-01-19 09:30:00 UTC\nposition    14\n",
 		},
 		{
+			name: "activate", args: []string{"activate", "--account", accountID, "--identity-subject", "mynorfolk|8f2c", "--email", "Jo@Example.org"},
+			pattern: "POST /v1/accounts/{account_id}/activation", path: "/v1/accounts/" + accountID + "/activation",
+			body:   `{"identity_subject":"mynorfolk|8f2c","email":"Jo@Example.org"}`,
+			answer: `{"position":"14"}`, table: "position  14\n",
+		},
+		{
 			// A time with an offset is sent in UTC; an upper-case id is sent canonical.
 			name: "place", args: []string{"place", "--child", strings.ToUpper(childID), "--carer", carerID, "--started-at", "2026-01-05T10:30:00+01:00"},
 			pattern: "POST /v1/children/{child_id}/placements", path: "/v1/children/" + childID + "/placements",
 			body:   `{"carer_account_id":"` + carerID + `","started_at":"2026-01-05T09:30:00Z"}`,
 			answer: `{"placement_id":"` + placementID + `","position":"15"}`,
-			table:  "placement_id  " + placementID + "\nposition      15\n",
+			table:  "placement_id  " + placementID + "\nstarted_at    2026-01-05 09:30:00 UTC\nposition      15\n",
 		},
 		{
 			name: "end-placement", args: []string{"end-placement", "--child", childID, "--placement", placementID,
@@ -77,7 +112,17 @@ func verbCases() []verbCase {
 			path:    "/v1/children/" + childID + "/placements/" + placementID + "/end",
 			body:    `{"ended_at":"2026-02-01T17:00:00Z","reason":"moved to a new carer"}`,
 			answer:  `{"grace_until":"2026-02-08T17:00:00Z","position":"16"}`,
-			table:   "grace_until  2026-02-08 17:00:00 UTC\nposition     16\n",
+			table:   "ended_at     2026-02-01 17:00:00 UTC\ngrace_until  2026-02-08 17:00:00 UTC\nposition     16\n",
+		},
+		{
+			// The reason is optional in the API: none is sent.
+			name: "end-placement without a reason", args: []string{"end-placement", "--child", childID, "--placement", placementID,
+				"--ended-at", "2026-02-01T17:00:00Z"},
+			pattern: "POST /v1/children/{child_id}/placements/{placement_id}/end",
+			path:    "/v1/children/" + childID + "/placements/" + placementID + "/end",
+			body:    `{"ended_at":"2026-02-01T17:00:00Z"}`,
+			answer:  `{"grace_until":"2026-02-08T17:00:00Z","position":"16"}`,
+			table:   "ended_at     2026-02-01 17:00:00 UTC\ngrace_until  2026-02-08 17:00:00 UTC\nposition     16\n",
 		},
 		{
 			name: "end-grace", args: []string{"end-grace", "--child", childID, "--placement", placementID, "--reason", "safeguarding concern"},
@@ -108,6 +153,11 @@ func verbCases() []verbCase {
 			name: "clear-phone", args: []string{"clear-phone", "--account", accountID},
 			pattern: "POST /v1/accounts/{account_id}/phone/clear", path: "/v1/accounts/" + accountID + "/phone/clear",
 			body: `{}`, answer: `{"position":"21"}`, table: "position  21\n",
+		},
+		{
+			name: "enrol-phone", args: []string{"enrol-phone", "--account", accountID, "--phone", "+44 7700 900123"},
+			pattern: "PUT /v1/accounts/{account_id}/phone", path: "/v1/accounts/" + accountID + "/phone",
+			body: `{"phone":"+44 7700 900123"}`, answer: `{"position":"22"}`, table: "position  22\n",
 		},
 		{
 			name: "close-account", args: []string{"close-account", "--account", accountID, "--reason", "left the network"},
@@ -149,18 +199,58 @@ func verbCases() []verbCase {
 				`{"child_id":"` + childID + `","permissions":["view","complete_outstanding"],"reason":"grace_period","until":"2026-02-08T17:00:00Z"},` +
 				`{"child_id":"` + placementID + `","permissions":["view","record","complete_outstanding"],"reason":"placement","until":null}` +
 				`],"position":"23"}`,
-			table: "CHILD                                 PERMISSIONS                       REASON        UNTIL\n" +
-				childID + "  view,complete_outstanding         grace_period  2026-02-08 17:00:00 UTC\n" +
-				placementID + "  view,record,complete_outstanding  placement     -\n" +
+			extra: map[string]reply{"/v1/children/" + childID: childRecord(childID, "NCC-2026-001"),
+				"/v1/children/" + placementID: childRecord(placementID, "NCC-2026-002")},
+			table: "CHILD                                 REFERENCE     RELATIONSHIP  PERMISSIONS                       REASON        UNTIL\n" +
+				childID + "  NCC-2026-001  foster_carer  view,complete_outstanding         grace_period  2026-02-08 17:00:00 UTC\n" +
+				placementID + "  NCC-2026-002  foster_carer  view,record,complete_outstanding  placement     -\n" +
 				"position: 23\n",
+		},
+		{
+			// A grant's relationship comes from the child's record; a child
+			// the role may not read shows -, with one note.
+			name: "children of a network member", args: []string{"children", "--account", accountID},
+			pattern: "GET /v1/accounts/{account_id}/children", path: "/v1/accounts/" + accountID + "/children",
+			query: url.Values{},
+			answer: `{"children":[` +
+				`{"child_id":"` + childID + `","permissions":["view"],"reason":"grant","until":null},` +
+				`{"child_id":"` + placementID + `","permissions":["view","record"],"reason":"grant","until":null}` +
+				`],"position":"23"}`,
+			extra: map[string]reply{"/v1/children/" + childID: childRecord(childID, "NCC-2026-001", grantRecord(carerID, "parent"), grantRecord(accountID, "guardian")),
+				"/v1/children/" + placementID: {status: 404, body: `{"title":"Not found","status":404,"detail":"no such child","code":"not_found"}`}},
+			table: "CHILD                                 REFERENCE     RELATIONSHIP  PERMISSIONS  REASON  UNTIL\n" +
+				childID + "  NCC-2026-001  guardian      view         grant   -\n" +
+				placementID + "  -             -             view,record  grant   -\n" +
+				"position: 23\n",
+		},
+		{
+			name: "children, lookups forbidden", args: []string{"children", "--account", accountID},
+			pattern: "GET /v1/accounts/{account_id}/children", path: "/v1/accounts/" + accountID + "/children",
+			query: url.Values{},
+			answer: `{"children":[` +
+				`{"child_id":"` + childID + `","permissions":["view"],"reason":"grant","until":null},` +
+				`{"child_id":"` + placementID + `","permissions":["view","record"],"reason":"grant","until":null}` +
+				`],"position":"23"}`,
+			extra: map[string]reply{"/v1/children/" + childID: {status: 403,
+				body: `{"title":"Forbidden","status":403,"detail":"role service may not call get_child","code":"forbidden"}`}},
+			table: "CHILD                                 REFERENCE  RELATIONSHIP  PERMISSIONS  REASON  UNTIL\n" +
+				childID + "  -          -             view         grant   -\n" +
+				placementID + "  -          -             view,record  grant   -\n" +
+				"position: 23\n",
+			tableStderr: "accessctl: children's references not shown: Forbidden: role service may not call get_child (code forbidden, status 403)\n",
 		},
 		{
 			name: "viewers", args: []string{"viewers", "--child", childID, "--min-position", "23"},
 			pattern: "GET /v1/children/{child_id}/viewers", path: "/v1/children/" + childID + "/viewers",
-			query:  url.Values{"min_position": {"23"}},
-			answer: `{"viewers":[{"account_id":"` + accountID + `","permissions":["view"],"reason":"grant"}],"position":"23"}`,
-			table: "ACCOUNT                               PERMISSIONS  REASON  UNTIL\n" +
-				accountID + "  view         grant   -\n" +
+			query: url.Values{"min_position": {"23"}},
+			answer: `{"viewers":[{"account_id":"` + accountID + `","permissions":["view"],"reason":"grant"},` +
+				`{"account_id":"` + carerID + `","permissions":["view","complete_outstanding"],"reason":"grace_period","until":"2026-02-08T17:00:00Z"}],"position":"23"}`,
+			extra: map[string]reply{"/v1/accounts/" + accountID: accountRecord(accountID, "parent"),
+				"/v1/accounts/" + carerID: accountRecord(carerID, "foster_carer"),
+				"/v1/children/" + childID: childRecord(childID, "NCC-2026-001", grantRecord(accountID, "parent"))},
+			table: "ACCOUNT                               KIND          RELATIONSHIP  PERMISSIONS                REASON        UNTIL\n" +
+				accountID + "  parent        parent        view                       grant         -\n" +
+				carerID + "  foster_carer  foster_carer  view,complete_outstanding  grace_period  2026-02-08 17:00:00 UTC\n" +
 				"position: 23\n",
 		},
 		{
@@ -168,22 +258,38 @@ func verbCases() []verbCase {
 			pattern: "GET /v1/children/{child_id}/history", path: "/v1/children/" + childID + "/history",
 			query: url.Values{},
 			answer: `{"intervals":[` +
-				`{"account_id":"` + carerID + `","permissions":["view","record","complete_outstanding"],"reason":"placement",` +
+				`{"account_id":"` + carerID + `","child_id":"` + childID + `","permissions":["view","record","complete_outstanding"],"reason":"placement",` +
 				`"from":"2026-01-05T09:30:00Z","to":"2026-02-01T17:00:00Z",` +
 				`"opened_by_event":{"event_id":"` + eventID1 + `","type":"placement.started.v1","actor":"w-1","actor_role":"worker"},` +
 				`"closed_by_event":{"event_id":"` + eventID2 + `"}},` +
-				`{"account_id":"` + accountID + `","permissions":["view"],"reason":"grant","from":"2026-01-10T00:00:00Z","to":null,` +
+				`{"account_id":"` + accountID + `","child_id":"` + childID + `","permissions":["view"],"reason":"grant","from":"2026-01-10T00:00:00Z","to":null,` +
 				`"opened_by_event":{"event_id":"` + eventID2 + `","type":"access.granted.v1","actor":"w-1"},"closed_by_event":null}]}`,
-			table: "ACCOUNT                               PERMISSIONS                       REASON     FROM                     TO                       OPENED BY                             CLOSED BY\n" +
-				carerID + "  view,record,complete_outstanding  placement  2026-01-05 09:30:00 UTC  2026-02-01 17:00:00 UTC  placement.started.v1 by w-1 (worker)  " + eventID2 + "\n" +
-				accountID + "  view                              grant      2026-01-10 00:00:00 UTC  -                        access.granted.v1 by w-1              -\n",
+			extra: map[string]reply{"/v1/accounts/" + accountID: accountRecord(accountID, "parent"),
+				"/v1/accounts/" + carerID: accountRecord(carerID, "foster_carer")},
+			table: "ACCOUNT                               KIND          PERMISSIONS                       REASON     FROM                     TO                       OPENED BY                             CLOSED BY\n" +
+				carerID + "  foster_carer  view,record,complete_outstanding  placement  2026-01-05 09:30:00 UTC  2026-02-01 17:00:00 UTC  placement.started.v1 by w-1 (worker)  " + eventID2 + "\n" +
+				accountID + "  parent        view                              grant      2026-01-10 00:00:00 UTC  -                        access.granted.v1 by w-1              -\n",
+		},
+		{
+			name: "history of an account", args: []string{"history", "--account", carerID, "--at", "2026-01-20T00:00:00Z"},
+			pattern: "GET /v1/accounts/{account_id}/history", path: "/v1/accounts/" + carerID + "/history",
+			query: url.Values{"at": {"2026-01-20T00:00:00Z"}},
+			answer: `{"account_id":"` + carerID + `","intervals":[` +
+				`{"account_id":"` + carerID + `","child_id":"` + childID + `","permissions":["view","record","complete_outstanding"],"reason":"placement",` +
+				`"from":"2026-01-05T09:30:00Z","to":null,` +
+				`"opened_by_event":{"event_id":"` + eventID1 + `","type":"placement.started.v1","actor":"w-1","actor_role":"worker"},` +
+				`"closed_by_event":null}],"position":"21"}`,
+			extra: map[string]reply{"/v1/children/" + childID: childRecord(childID, "NCC-2026-001")},
+			table: "CHILD                                 REFERENCE     PERMISSIONS                       REASON     FROM                     TO  OPENED BY                             CLOSED BY\n" +
+				childID + "  NCC-2026-001  view,record,complete_outstanding  placement  2026-01-05 09:30:00 UTC  -   placement.started.v1 by w-1 (worker)  -\n" +
+				"position: 21\n",
 		},
 		{
 			name: "history at, as of", args: []string{"history", "--child", childID, "--at", "2026-01-20T00:00:00Z", "--as-of", "17", "--min-position", "20"},
 			pattern: "GET /v1/children/{child_id}/history", path: "/v1/children/" + childID + "/history",
 			query:  url.Values{"at": {"2026-01-20T00:00:00Z"}, "as_of": {"17"}, "min_position": {"20"}},
 			answer: `{"intervals":[],"position":"20"}`,
-			table:  "ACCOUNT  PERMISSIONS  REASON  FROM  TO  OPENED BY  CLOSED BY\nposition: 20\n",
+			table:  "ACCOUNT  KIND  PERMISSIONS  REASON  FROM  TO  OPENED BY  CLOSED BY\nposition: 20\n",
 		},
 		{
 			name: "account at", args: []string{"account", "--account", accountID, "--at", "2026-01-01T00:00:00Z"},
@@ -291,7 +397,74 @@ func verbCases() []verbCase {
 			table: "grace_period           7 days\ninvitation_ttl         14 days\nsession_idle_timeout   15 minutes\n" +
 				"session_warning_after  10 minutes\nposition               24\n",
 		},
+		{
+			name: "accounts by email", args: []string{"accounts", "--email", "jo@example.org"},
+			pattern: "GET /v1/accounts", path: "/v1/accounts", query: url.Values{"email": {"jo@example.org"}},
+			answer: `{"accounts":[` + accountItem(accountID, `"jo@example.org"`, "parent", "invited", "null", "null", false, false) +
+				`],"next":null,"at":"2026-01-06T00:00:00Z","position":"26"}`,
+			table: "ACCOUNT                               EMAIL           KIND    STATUS   INVITED                  EXPIRES                  ACTIVATED  PHONE\n" +
+				accountID + "  jo@example.org  parent  invited  2026-01-01 09:00:00 UTC  2026-01-15 09:00:00 UTC  -          -\n" +
+				"position: 26\n",
+		},
+		{
+			name: "accounts by identity subject", args: []string{"accounts", "--identity-subject", "mynorfolk|8f2c", "--at", "2026-01-06T00:00:00Z"},
+			pattern: "GET /v1/accounts", path: "/v1/accounts",
+			query:  url.Values{"identity_subject": {"mynorfolk|8f2c"}, "at": {"2026-01-06T00:00:00Z"}},
+			answer: `{"accounts":[],"next":null,"at":"2026-01-06T00:00:00Z","position":"26"}`,
+			table: "ACCOUNT  EMAIL  KIND  STATUS  INVITED  EXPIRES  ACTIVATED  PHONE\n" +
+				"position: 26\n",
+		},
+		{
+			name: "accounts filtered", args: []string{"accounts", "--status", "active", "--kind", "foster_carer", "--needs-phone-enrolment", "false",
+				"--phone-reset-requested", "true", "--limit", "2", "--after", accountID},
+			pattern: "GET /v1/accounts", path: "/v1/accounts",
+			query: url.Values{"status": {"active"}, "kind": {"foster_carer"}, "needs_phone_enrolment": {"false"},
+				"phone_reset_requested": {"true"}, "limit": {"2"}, "after": {accountID}},
+			answer: `{"accounts":[` + accountItem(carerID, `"carer@example.org"`, "foster_carer", "active", `"***123"`, `"2026-01-02T10:00:00Z"`, false, true) + `,` +
+				accountItem(placementID, "null", "foster_carer", "active", "null", `"2026-01-03T10:00:00Z"`, true, false) +
+				`],"next":"` + placementID + `","at":"2026-01-06T00:00:00Z","position":"26"}`,
+			table: "ACCOUNT                               EMAIL              KIND          STATUS  INVITED                  EXPIRES                  ACTIVATED                PHONE\n" +
+				carerID + "  carer@example.org  foster_carer  active  2026-01-01 09:00:00 UTC  2026-01-15 09:00:00 UTC  2026-01-02 10:00:00 UTC  ***123, reset requested\n" +
+				placementID + "  [erased]           foster_carer  active  2026-01-01 09:00:00 UTC  2026-01-15 09:00:00 UTC  2026-01-03 10:00:00 UTC  needs enrolment\n" +
+				"next: " + placementID + " (more entries: run again with --after " + placementID + ", or use --all)\n" +
+				"position: 26\n",
+		},
+		{
+			name: "watch", args: []string{"watch", "--after", "40", "--count", "2"},
+			pattern: "GET /v1/watch", path: "/v1/watch", query: url.Values{"after": {"40"}},
+			answerType: "text/event-stream",
+			answer: "retry: 1000\n: watching after position 40\n\n" +
+				"event: access\ndata: " + watchEvent(carerID, childID, `["view","complete_outstanding"]`, "grace_period", `"2026-02-08T17:00:00Z"`, "41") + "\n\n" +
+				": heartbeat 41\n\n" +
+				"id: 42\nevent: access\ndata: " + watchEvent(accountID, childID, `[]`, "revoked", "null", "42") + "\n\n",
+			extra:     map[string]reply{"/v1/policy": {body: `{"grace_period":604800,"invitation_ttl":1209600,"session_idle_timeout":900,"session_warning_after":600,"position":"24"}`}},
+			jsonExtra: []string{"/v1/policy"},
+			table: "POSITION    AT                       ACCOUNT                               CHILD                                 PERMISSIONS                       REASON              UNTIL\n" +
+				"41          2026-02-01 17:00:01 UTC  " + carerID + "  " + childID + "  view,complete_outstanding         grace_period        2026-02-08 17:00:00 UTC\n" +
+				"42          2026-02-01 17:00:01 UTC  " + accountID + "  " + childID + "  -                                 revoked             -\n",
+			json: "{\"account_id\":\"" + carerID + "\",\"at\":\"2026-02-01T17:00:01.5Z\",\"child_id\":\"" + childID + "\",\"permissions\":[\"view\",\"complete_outstanding\"],\"position\":\"41\",\"reason\":\"grace_period\",\"until\":\"2026-02-08T17:00:00Z\"}\n" +
+				"{\"account_id\":\"" + accountID + "\",\"at\":\"2026-02-01T17:00:01.5Z\",\"child_id\":\"" + childID + "\",\"permissions\":[],\"position\":\"42\",\"reason\":\"revoked\",\"until\":null}\n",
+		},
 	}
+}
+
+func accountItem(id, email, kind, status, hint, activated string, needsPhone, resetRequested bool) string {
+	return `{"account_id":"` + id + `","email":` + email + `,"kind":"` + kind + `","status":"` + status + `",` +
+		`"needs_phone_enrolment":` + jsonBool(needsPhone) + `,"phone_reset_requested":` + jsonBool(resetRequested) + `,"phone_hint":` + hint + `,` +
+		`"invited_at":"2026-01-01T09:00:00Z","expires_at":"2026-01-15T09:00:00Z","activated_at":` + activated + `,"closed_at":null,` +
+		`"erased":` + jsonBool(email == "null") + `,"at":"2026-01-06T00:00:00Z","position":"26"}`
+}
+
+func watchEvent(account, child, permissions, reason, until, position string) string {
+	return `{"account_id":"` + account + `","child_id":"` + child + `","permissions":` + permissions + `,"reason":"` + reason +
+		`","until":` + until + `,"at":"2026-02-01T17:00:01.5Z","position":"` + position + `"}`
+}
+
+func jsonBool(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
 }
 
 func auditEntry(seq int, typ, actor, role, reason, effective, recorded string) string {
@@ -313,18 +486,41 @@ func TestVerbs(t *testing.T) {
 		covered[tc.args[0]] = true
 		for _, format := range []string{outputTable, outputJSON} {
 			t.Run(tc.name+"/"+format, func(t *testing.T) {
-				f := newFakeServer(t, testToken, fixed(reply{body: tc.answer}))
+				f := newFakeServer(t, testToken, func(r seenRequest) reply {
+					if r.Pattern == tc.pattern && r.Path == tc.path {
+						return reply{body: tc.answer, contentType: tc.answerType}
+					}
+					if rep, ok := tc.extra[r.Path]; ok {
+						return rep
+					}
+					return reply{status: 404, body: `{"title":"Not found","status":404,"detail":"not in the case","code":"not_found"}`}
+				})
 				res := runCLI(t, envFor(f), append(clone(tc.args), "--output", format)...)
 				require.Empty(t, f.refusals(), "the fake server refused a request")
 				require.Equal(t, tc.exit, res.code, "stderr: %s", res.stderr)
-				require.Equal(t, tc.stderr, res.stderr)
+				wantStderr := tc.stderr
+				if format == outputTable {
+					wantStderr += tc.tableStderr
+				}
+				require.Equal(t, wantStderr, res.stderr)
 
-				reqs := f.requests()
-				require.Len(t, reqs, 1)
-				req := reqs[0]
-				require.Equal(t, tc.pattern, req.Pattern)
-				require.Equal(t, tc.path, req.Path)
-				require.Equal(t, "Bearer "+testToken, req.Authorization)
+				var main []seenRequest
+				var others []string
+				for _, req := range f.requests() {
+					require.Equal(t, "Bearer "+testToken, req.Authorization)
+					if req.Pattern == tc.pattern && req.Path == tc.path {
+						main = append(main, req)
+					} else {
+						others = append(others, req.Path)
+					}
+				}
+				require.Len(t, main, 1)
+				wantOthers := tc.jsonExtra
+				if format == outputTable {
+					wantOthers = slices.Collect(maps.Keys(tc.extra))
+				}
+				require.ElementsMatch(t, wantOthers, others, "the requests besides the verb's own")
+				req := main[0]
 				if tc.body != "" {
 					require.JSONEq(t, tc.body, req.RawBody)
 					_, err := uuid.Parse(req.IdempotencyKey)
