@@ -293,6 +293,21 @@ func (c *Child) superseded(p *placement) bool {
 	return false
 }
 
+// supersededBy is superseded, counting only the placements that had
+// started by now.
+func (c *Child) supersededBy(p *placement, now time.Time) bool {
+	if !p.ended {
+		return false
+	}
+	for _, q := range c.placements {
+		if q != p && q.carer == p.carer && !q.startedAt.Before(p.endedAt) && !q.startedAt.After(p.graceUntil) &&
+			!q.startedAt.After(now) {
+			return true
+		}
+	}
+	return false
+}
+
 // ---- decisions ----
 
 // Register creates the child's record (a worker who registers becomes the
@@ -458,9 +473,12 @@ func (c *Child) EndGraceEarly(by Actor, placementID uuid.UUID, reason string, no
 		return nil, fmt.Errorf("%s of %s: %w", what, placementID, ErrPlacementNotEnded)
 	case !p.graceEnded.IsZero() || p.expired || !now.Before(p.graceUntil):
 		return nil, fmt.Errorf("%s of %s: %w", what, placementID, ErrGraceExpired)
-	case c.superseded(p):
+	case c.supersededBy(p, now):
 		return nil, fmt.Errorf("%s of %s: the carer was placed with the child again: %w", what, placementID, ErrGraceExpired)
 	}
+	// A placement of the same carer planned within the grace period but not
+	// started yet leaves the grace period running until it starts (the
+	// check answers grace_period): the worker may still end it early.
 	return []Event{&GraceEndedEarly{ChildID: c.id, PlacementID: p.id, CarerAccountID: p.carer, EndedAt: now}}, nil
 }
 

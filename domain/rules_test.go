@@ -325,6 +325,21 @@ func TestRule_R6_WorkerEndsGraceEarly(t *testing.T) {
 	got, err = c.EndGraceEarly(worker, placement, "again", now.Add(time.Hour))
 	thenError(t, got, err, domain.ErrGraceExpired)
 
+	t.Run("a planned placement of the same carer does not end the grace before it starts", func(t *testing.T) {
+		p3 := uuid.MustParse("33333333-3333-4333-8333-333333333333")
+		later := givenChild(t, registered(), started(placement, carerID, t0), ended(placement, carerID, end),
+			started(p3, carerID, end.Add(5*day)))
+		// Until P3 starts the carer is in P2's grace period...
+		thenAccess(t, later.Access(carer, now), domain.PermissionSet(domain.View|domain.CompleteOutstanding), domain.ReasonGracePeriod,
+			end.Add(5*day))
+		// ...so the worker may end it early then (issue 15: it was refused).
+		got, err := later.EndGraceEarly(worker, placement, "safeguarding concern", now)
+		thenEvents(t, got, err, &domain.GraceEndedEarly{ChildID: childID, PlacementID: placement, CarerAccountID: carerID, EndedAt: now})
+		// Once P3 has started, P2's grace is over.
+		got, err = later.EndGraceEarly(worker, placement, "too late", end.Add(5*day))
+		thenError(t, got, err, domain.ErrGraceExpired)
+	})
+
 	t.Run("not before the placement has ended, not after the grace ran out", func(t *testing.T) {
 		open := givenChild(t, registered(), started(placement, carerID, t0))
 		got, err := open.EndGraceEarly(worker, placement, "reason", now)

@@ -18,6 +18,13 @@ import (
 // message ids (Nats-Msg-Id, the message UUID) to drop republished ones.
 const natsDuplicateWindow = 2 * time.Minute
 
+// NATSMaxAge is how long a stream this package creates keeps a message.
+// Messages carry events as the engine reads them, personal values opened
+// (docs/personal-data.md): erasure cannot reach a message already
+// published, so the bus must not keep them for good. Consumers have this
+// long to catch up; operators may tune an existing stream's limits.
+const NATSMaxAge = 30 * 24 * time.Hour
+
 // NATSStreamName is the JetStream stream of a topic: the topic with every
 // character other than a letter, digit, '-' or '_' replaced by '_' (stream
 // names cannot hold '.'), e.g. accessledger_events_v1. Its one subject is
@@ -128,6 +135,7 @@ func ensureStream(js nats.JetStreamManager, topic string) error {
 		Subjects:    []string{topic},
 		Storage:     nats.FileStorage,
 		Retention:   nats.LimitsPolicy,
+		MaxAge:      NATSMaxAge,
 		Duplicates:  natsDuplicateWindow,
 	})
 	if err != nil {

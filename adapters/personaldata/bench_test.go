@@ -37,10 +37,12 @@ func BenchmarkOpen(b *testing.B) {
 	reasonOnly := sealed(reason, &domain.AccessRevoked{ChildID: child, AccountID: uuid.New(), RevokedAt: at})
 	plain := withData
 	plain.Type, plain.Data, plain.Meta.Reason = domain.TypeAccessRevoked, []byte(`{"child_id":"`+child.String()+`"}`), ""
+	legacy := plain // written before sealing: a plain reason, looked up in the erased set
+	legacy.Meta.Reason = reason
 	for _, bc := range []struct {
 		name string
 		rec  eventlog.Record
-	}{{"kind=plain", plain}, {"kind=reason", reasonOnly}, {"kind=sealed", withData}} {
+	}{{"kind=plain", plain}, {"kind=legacy", legacy}, {"kind=reason", reasonOnly}, {"kind=sealed", withData}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

@@ -205,8 +205,8 @@ func (s *Store) isErased(ctx context.Context, subj keystore.Subject) (bool, erro
 // sealing. When its subject is erased, its reason and personal fields read
 // as domain.ErasedText, as sealed ones do; else it is returned as is.
 func (s *Store) openPlain(ctx context.Context, r eventlog.Record, fields []string) (eventlog.Record, error) {
-	if !hasPersonal(r.Type, r.Meta.Reason) || (r.Meta.Reason == "" && len(fields) == 0) {
-		return r, nil
+	if (r.Meta.Reason == "" && len(fields) == 0) || r.Type == domain.TypeAccountErased || r.Type == domain.TypeChildErased {
+		return r, nil // nothing personal (an erasure's reason is kept as given)
 	}
 	subj, err := SubjectOf(r.Stream, r.Data)
 	if err != nil {
