@@ -771,6 +771,25 @@ type ChildHistory struct {
 	Position Position `json:"position"`
 }
 
+// ChildList defines model for ChildList.
+type ChildList struct {
+	Children []ChildListItem `json:"children"`
+	Next     *NullableCursor `json:"next"`
+
+	// Position An opaque consistency token (a position in the event log).
+	Position Position `json:"position"`
+}
+
+// ChildListItem defines model for ChildListItem.
+type ChildListItem struct {
+	AllocatedWorkerID *string `json:"allocated_worker_id"`
+	ChildID           UUID    `json:"child_id"`
+	Erased            bool    `json:"erased"`
+
+	// Reference null once erased (R22).
+	Reference *string `json:"reference"`
+}
+
 // ChildRecord defines model for ChildRecord.
 type ChildRecord struct {
 	// AllocatedWorkerID The allocated worker's id, or null.
@@ -1157,10 +1176,12 @@ type PositionAnswer struct {
 
 // Problem An RFC 9457 problem.
 type Problem struct {
-	Code   ProblemCode `json:"code"`
-	Detail string      `json:"detail"`
-	Status int         `json:"status"`
-	Title  string      `json:"title"`
+	// ChildID (R17) on `already_registered` from POST /v1/children, the child that holds the reference.
+	ChildID *uuid.UUID  `json:"child_id,omitempty"`
+	Code    ProblemCode `json:"code"`
+	Detail  string      `json:"detail"`
+	Status  int         `json:"status"`
+	Title   string      `json:"title"`
 
 	// Type urn:accessledger:problem:<code>
 	Type string `json:"type"`
@@ -1523,6 +1544,14 @@ type CheckParams struct {
 
 	// At The decision time (default now).
 	At *At `form:"at,omitempty" json:"at,omitempty"`
+
+	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
+	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
+}
+
+// ListChildrenParams defines parameters for ListChildren.
+type ListChildrenParams struct {
+	Reference Text `form:"reference" json:"reference"`
 
 	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
 	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`

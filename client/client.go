@@ -425,6 +425,9 @@ type Problem struct {
 	Code   string `json:"code,omitempty"`
 	// Instance is the problem's optional instance URI.
 	Instance string `json:"instance,omitempty"`
+	// ChildID, on already_registered from RegisterChild, is the child that
+	// holds the reference (R17).
+	ChildID string `json:"child_id,omitempty"`
 }
 
 // Error renders the problem as "<title>: <detail> (code <code>, status

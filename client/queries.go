@@ -148,6 +148,13 @@ func (c *Client) exportCSV(ctx context.Context, path string, opts []CallOption) 
 		raw: "application/zip"}, &b, opts)
 }
 
+// ChildByReference is GET /v1/children?reference=: the child registered
+// with reference (R17), in a list of one, or none.
+func (c *Client) ChildByReference(ctx context.Context, reference string, opts ...CallOption) (api.ChildList, error) {
+	var a api.ChildList
+	return a, c.query(ctx, "/v1/children", url.Values{"reference": {reference}}, &a, opts)
+}
+
 // Child is GET /v1/children/{child_id}: the child's record, with its
 // placements' statuses at at (zero: now). An id never seen is ErrNotFound.
 func (c *Client) Child(ctx context.Context, child uuid.UUID, at time.Time, opts ...CallOption) (api.ChildRecord, error) {

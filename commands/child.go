@@ -74,10 +74,12 @@ func (s *Service) decided(ctx context.Context, l loaded, c domain.Cause, d *ids,
 }
 
 // RegisterChild creates a child's record (worker, who becomes the allocated
-// worker, or manager). The child id is new, or derived from the
-// idempotency key.
+// worker, or manager). The child id is derived from the reference
+// (childIDFor): a reference in use is refused with a
+// *domain.AlreadyRegistered naming its child (R17), also when two
+// registrations race (the second finds the first's stream).
 func (s *Service) RegisterChild(ctx context.Context, meta Meta, cmd RegisterChild) (ChildRegistered, error) {
-	childID := s.ids(meta, CommandRegisterChild, "").id("child_id")
+	childID := s.childIDFor(cmd.Reference)
 	target := childTarget(childID)
 	d := s.ids(meta, CommandRegisterChild, target)
 	var out ChildRegistered
@@ -103,6 +105,20 @@ func (s *Service) RegisterChild(ctx context.Context, meta Meta, cmd RegisterChil
 	}
 	return out, nil
 }
+
+// childIDFor is the id of the child with reference: keyed (Config.IDs),
+// else name-based.
+func (s *Service) childIDFor(reference string) uuid.UUID {
+	if s.cfg.IDs == nil {
+		return domain.ChildIDForReference(reference)
+	}
+	return s.cfg.IDs.ChildID(reference)
+}
+
+// ChildIDFor is the id a child registered with reference has: the lookup
+// by reference (R17) for children registered since ids were derived from
+// references.
+func (s *Service) ChildIDFor(reference string) uuid.UUID { return s.childIDFor(reference) }
 
 // childCommand runs a command that decides on one child's stream alone.
 func (s *Service) childCommand(ctx context.Context, meta Meta, command string, childID uuid.UUID, target, reason string,

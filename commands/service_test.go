@@ -79,7 +79,10 @@ func TestNewIDsAreUsed(t *testing.T) {
 	require.NoError(t, err)
 	r, err := svc.RegisterChild(context.Background(), as(e.worker()), commands.RegisterChild{Reference: "C"})
 	require.NoError(t, err)
-	require.Equal(t, fixed, r.ChildID)
+	require.Equal(t, domain.ChildIDForReference("C"), r.ChildID, "a child's id comes from its reference (R17)")
+	recs, err := e.store.ReadStream(context.Background(), domain.ChildStream(r.ChildID), 1, 0)
+	require.NoError(t, err)
+	require.Equal(t, fixed, recs[0].ID, "the event's id is new")
 }
 
 func TestCode(t *testing.T) {

@@ -316,14 +316,14 @@ func (c *Child) Register(by Actor, reference string, retainUntil, now time.Time)
 	if err := allowRoles(by, RoleWorker, RoleManager); err != nil {
 		return nil, fmt.Errorf("register child: %w", err)
 	}
-	if c.registered {
-		return nil, fmt.Errorf("register child %s: %w", c.id, ErrChildExists)
-	}
 	if c.id == uuid.Nil {
 		return nil, invalid("child_id", "required")
 	}
 	if err := checkIdentifier("reference", reference, 200); err != nil {
 		return nil, err
+	}
+	if c.registered {
+		return nil, &AlreadyRegistered{ChildID: c.id}
 	}
 	e := &ChildRegistered{ChildID: c.id, Reference: reference, RegisteredAt: normTime(now)}
 	if !retainUntil.IsZero() {

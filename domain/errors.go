@@ -72,7 +72,8 @@ var (
 	// ErrAlreadyRegistered (R10).
 	ErrAlreadyRegistered = sentinel(KindAlreadyRegistered, "already registered: sign in with your existing account")
 
-	ErrChildExists          = sentinel(KindConflict, "child already registered")
+	// ErrChildReferenceInUse: the reference names a child already (R17).
+	ErrChildReferenceInUse  = sentinel(KindAlreadyRegistered, "a child with this reference is registered already")
 	ErrAlreadyInvited       = sentinel(KindConflict, "an invitation for this email is still open")
 	ErrInvitationExpired    = sentinel(KindConflict, "invitation expired")
 	ErrEmailMismatch        = sentinel(KindConflict, "identity email does not match the invitation")

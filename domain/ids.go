@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -44,6 +45,41 @@ func (k *KeyedIDs) derive(kind, value string) uuid.UUID {
 func (k *KeyedIDs) AccountID(email string) uuid.UUID {
 	return k.derive("account", NormalizeEmail(email))
 }
+
+// ChildID is the id of the child with reference (normalized) in this
+// deployment: one reference, one child (R17), and nobody without the key
+// can compute the id from a reference.
+func (k *KeyedIDs) ChildID(reference string) uuid.UUID {
+	return k.derive("child", NormalizeReference(reference))
+}
+
+// NormalizeReference is how references are compared (R17): trimmed, upper
+// case ("ncc-2024-00417" and "NCC-2024-00417" are one reference).
+func NormalizeReference(reference string) string {
+	return strings.ToUpper(strings.TrimSpace(reference))
+}
+
+// ChildIDForReference is the name-based id of the child with reference,
+// for services built without KeyedIDs (tests): anyone can compute it.
+func ChildIDForReference(reference string) uuid.UUID {
+	return uuid.NewHash(sha256.New(), childNamespace, []byte(NormalizeReference(reference)), 8)
+}
+
+// childNamespace is the namespace of ChildIDForReference.
+var childNamespace = uuid.MustParse("5b0d7a52-6f0b-4c63-9e1e-8f3a0b3c2d71")
+
+// AlreadyRegistered is the error of registering what exists already: a
+// child whose reference is in use (R17), naming it. It wraps
+// ErrAlreadyRegistered (409 already_registered).
+type AlreadyRegistered struct {
+	ChildID uuid.UUID
+}
+
+func (e *AlreadyRegistered) Error() string {
+	return fmt.Sprintf("reference already in use by child %s: %s", e.ChildID, ErrChildReferenceInUse.Error())
+}
+
+func (e *AlreadyRegistered) Unwrap() error { return ErrChildReferenceInUse }
 
 // IdentityStream is the stream that links identity subject to one account
 // in this deployment.

@@ -2,7 +2,9 @@ package queries
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -152,4 +154,35 @@ func childRecord(id uuid.UUID, ch *domain.Child, at time.Time, pos eventlog.Posi
 		out.Grants = append(out.Grants, r)
 	}
 	return out
+}
+
+// ListChildren answers the child registered with reference (R17): a list
+// of one, or none. The id is derived from the reference (Config.ChildIDFor),
+// and the record read from the child's stream, so the answer is always
+// current.
+func (s *Service) ListChildren(ctx context.Context, c Caller, reference string, w Consistency) (api.ChildList, error) {
+	if err := s.Authorize(ctx, QueryListChildren, c); err != nil {
+		return api.ChildList{}, err
+	}
+	if err := s.waitIndex(ctx, w); err != nil {
+		return api.ChildList{}, err
+	}
+	out := api.ChildList{Children: []api.ChildListItem{}, Position: s.cfg.Index.Position().String()}
+	if strings.TrimSpace(reference) == "" {
+		return api.ChildList{}, &Invalid{Detail: "reference: required"}
+	}
+	id := s.cfg.ChildIDFor(reference)
+	ch, _, err := s.cfg.ChildRecords.Child(ctx, id)
+	switch {
+	case errors.Is(err, domain.ErrChildNotFound):
+		return out, nil
+	case err != nil:
+		return api.ChildList{}, err
+	}
+	item := api.ChildListItem{ChildID: id, Reference: optText(ch.Reference()), Erased: ch.Erased()}
+	if w := ch.Worker(); w != "" {
+		item.AllocatedWorkerID = &w
+	}
+	out.Children = append(out.Children, item)
+	return out, nil
 }

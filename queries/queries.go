@@ -28,6 +28,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
@@ -63,6 +65,7 @@ const (
 	QueryLedgerConsistencyProof Name = "ledger_consistency_proof"
 	QueryAccountExport          Name = "account_export"
 	QueryChildExport            Name = "child_export"
+	QueryListChildren           Name = "list_children"
 )
 
 // anyone marks a query every authenticated caller may ask.
@@ -90,6 +93,7 @@ var roles = map[Name][]domain.Role{
 	QueryLedgerConsistencyProof: {domain.RoleAuditor},
 	QueryAccountExport:          {domain.RoleAuditor, domain.RoleDPO},
 	QueryChildExport:            {domain.RoleAuditor, domain.RoleDPO},
+	QueryListChildren:           {domain.RoleWorker, domain.RoleManager, domain.RoleAuditor, domain.RoleDPO},
 }
 
 // Roles returns the roles that may ask q, or nil when every authenticated
@@ -202,6 +206,10 @@ type Config struct {
 	Audit        Audit
 	SecurityLog  SecurityLog
 	ChildRecords ChildRecords
+	// ChildIDFor is the id of the child with a reference (R17): the
+	// command service's ChildIDFor, keyed by the deployment. Default
+	// domain.ChildIDForReference (name-based: services without keyed ids).
+	ChildIDFor func(reference string) uuid.UUID
 	// Ledger, when set, answers the ledger's queries and LedgerHealth;
 	// LedgerLog is required with it. Nil: the engine runs without the
 	// ledger and its queries fail with ErrLedgerOff.
@@ -276,6 +284,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.ChildIDFor == nil {
+		cfg.ChildIDFor = domain.ChildIDForReference
 	}
 	return &Service{cfg: cfg}, nil
 }

@@ -118,6 +118,7 @@ func TestEveryOperation(t *testing.T) {
 			// checks what they hold).
 			get(domain.RoleAuditor, "/v1/accounts/"+w.member+"/export?min_position="+last["position"].(string))
 			get(domain.RoleDPO, "/v1/children/"+w.child+"/export")
+			get(domain.RoleWorker, "/v1/children?reference=NCC-0001")
 
 			// A refused command, for the security log.
 			e.do(with(worker, "POST", "/v1/children/"+w.child+"/grants",
@@ -257,7 +258,7 @@ func TestNotFoundAndMethodNotAllowed(t *testing.T) {
 		e.do(req{method: "GET", path: p, role: domain.RoleAuditor}).problem(t, 404, codeNotFound)
 	}
 	for _, tc := range []struct{ method, path, allow string }{
-		{"GET", "/v1/children", "POST"},
+		{"PUT", "/v1/children", "GET, HEAD, POST"},
 		{"DELETE", "/v1/accounts/" + id, "GET, HEAD"},
 		{"GET", "/v1/accounts/" + id + "/phone", "PUT"},
 		{"POST", "/v1/check", "GET, HEAD"},

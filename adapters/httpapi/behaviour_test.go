@@ -78,6 +78,7 @@ func TestIdempotency(t *testing.T) {
 	// Another caller has keys of its own.
 	mine := register
 	mine.sub = "worker-zed"
+	mine.body = `{"reference":"IDEM-3"}` // another reference: one reference is one child (R17)
 	require.Equal(t, 201, e.do(mine).status)
 	require.NotEqual(t, head, e.head())
 	head = e.head()

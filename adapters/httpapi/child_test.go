@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/url"
 	"testing"
 	"time"
@@ -163,6 +164,76 @@ func TestQueriesAboutUnknownIDsAreNotFound(t *testing.T) {
 			e.ok(req{method: "GET", path: "/v1/check?account_id=" + w.member + "&child_id=" + w.child + "&permission=view", role: domain.RoleService}, 200)
 			e.ok(req{method: "GET", path: "/v1/accounts/" + w.carer + "/children", role: domain.RoleService}, 200)
 			e.ok(req{method: "GET", path: "/v1/children/" + w.child + "/viewers", role: domain.RoleWorker}, 200)
+		})
+	}
+}
+
+// TestRule_R17_AReferenceNamesOneChild: registering a reference in use
+// (compared trimmed and in upper case) is refused with 409
+// already_registered naming the child that holds it, also when many
+// registrations race (exactly one wins); a worker finds the child by its
+// reference.
+func TestRule_R17_AReferenceNamesOneChild(t *testing.T) {
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			e := newEnv(t, b.URL(t))
+			worker := req{method: "POST", path: "/v1/children", role: domain.RoleWorker, sub: "worker-ann"}
+			with := func(r req, body string) req { r.body = body; return r }
+			first := e.ok(with(worker, `{"reference":"NCC-2024-00417"}`), 201)
+			id := first["child_id"].(string)
+			before := e.head()
+			p := e.do(with(req{method: "POST", path: "/v1/children", role: domain.RoleManager, sub: "manager-bo"}, `{"reference":"ncc-2024-00417"}`)).
+				problem(t, 409, codeAlreadyRegistered)
+			require.NotNil(t, p.ChildID)
+			require.Equal(t, id, p.ChildID.String())
+			require.Equal(t, before, e.head(), "a refused registration appends nothing")
+
+			// Racing registrations of a new reference: exactly one wins.
+			const racers = 8
+			codes := make(chan int, racers)
+			ids := make(chan string, racers)
+			for range racers {
+				go func() {
+					r := e.do(with(worker, `{"reference":"NCC-RACE-1"}`))
+					codes <- r.status
+					var m map[string]any
+					_ = json.Unmarshal(r.body, &m)
+					if v, ok := m["child_id"].(string); ok {
+						ids <- v
+					} else {
+						ids <- ""
+					}
+				}()
+			}
+			created, refused, seen := 0, 0, map[string]bool{}
+			for range racers {
+				switch <-codes {
+				case 201:
+					created++
+				case 409:
+					refused++
+				}
+				seen[<-ids] = true
+			}
+			require.Equal(t, 1, created)
+			require.Equal(t, racers-1, refused)
+			require.Len(t, seen, 1, "every answer names the same child")
+
+			// Found by reference, not by another.
+			get := func(role domain.Role, q string) response {
+				return e.do(req{method: "GET", path: "/v1/children" + q, role: role, sub: "x"})
+			}
+			l := get(domain.RoleWorker, "?reference="+url.QueryEscape(" ncc-2024-00417")).json(t)
+			require.Len(t, l["children"], 1)
+			c := l["children"].([]any)[0].(map[string]any)
+			require.Equal(t, id, c["child_id"])
+			require.Equal(t, "NCC-2024-00417", c["reference"])
+			require.Equal(t, "worker-ann", c["allocated_worker_id"])
+			require.Empty(t, get(domain.RoleAuditor, "?reference=NCC-NONE").json(t)["children"])
+			get(domain.RoleWorker, "").problem(t, 400, codeInvalid)
+			get(domain.RoleWorker, "?reference=").problem(t, 400, codeInvalid)
+			get(domain.RoleService, "?reference=NCC-2024-00417").problem(t, 403, codeForbidden)
+			e.contract.check(t)
 		})
 	}
 }

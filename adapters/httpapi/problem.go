@@ -12,6 +12,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/queries"
 )
@@ -164,7 +165,12 @@ func problemFor(err error) Problem {
 			}
 		}
 	}
-	return Problem{Type: problemTypePrefix + code, Title: titles[code], Status: status, Detail: detail, Code: api.ProblemCode(code)}
+	p := Problem{Type: problemTypePrefix + code, Title: titles[code], Status: status, Detail: detail, Code: api.ProblemCode(code)}
+	var taken *domain.AlreadyRegistered
+	if code == codeAlreadyRegistered && errors.As(err, &taken) {
+		p.ChildID = &taken.ChildID
+	}
+	return p
 }
 
 // writeProblem answers err as a problem and returns its status and body.

@@ -459,3 +459,16 @@ func (s *server) childExport(w http.ResponseWriter, r *http.Request, c call) err
 	}
 	return writeExport(w, "child-"+child.String()+"-export", x, asCSV, childZip)
 }
+
+// listChildren is GET /v1/children?reference= (R17).
+func (s *server) listChildren(w http.ResponseWriter, r *http.Request, c call) error {
+	cw, err := consistency(c.q)
+	if err != nil {
+		return err
+	}
+	if !c.q.has("reference") {
+		return errInvalid("reference: required")
+	}
+	a, err := s.cfg.Queries.ListChildren(r.Context(), c.caller, c.q.str("reference"), cw)
+	return answerJSON(w, a, err)
+}

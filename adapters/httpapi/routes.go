@@ -78,6 +78,8 @@ func routes() []route {
 			Params: []string{"account_id", "child_id", "carer_id", "permission", "at", "min_position"}, handle: (*server).check},
 		{Name: "account_children", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/children", Access: asks,
 			Params: []string{"at", "min_position"}, handle: (*server).accountChildren},
+		{Name: "list_children", Method: http.MethodGet, Pattern: "/v1/children", Access: asks,
+			Params: []string{"reference", "min_position"}, handle: (*server).listChildren},
 		{Name: "get_child", Method: http.MethodGet, Pattern: "/v1/children/{child_id}", Access: asks,
 			Params: []string{"at", "min_position"}, handle: (*server).getChild},
 		{Name: "child_viewers", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/viewers", Access: asks,

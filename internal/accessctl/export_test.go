@@ -90,3 +90,33 @@ func TestExport(t *testing.T) {
 		require.Equal(t, exitUsage, res.code, args)
 	}
 }
+
+// TestChildByReference: a worker finds a child by its reference (R17),
+// and registering the reference again is refused naming the child.
+func TestChildByReference(t *testing.T) {
+	s := newRealServer(t)
+	worker := s.env(t, domain.RoleWorker)
+	res := runCLI(t, worker, "--output", "json", "register-child", "--reference", "NCC-FIND-1")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	var reg struct {
+		ChildID string `json:"child_id"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &reg))
+	s.CaughtUp(t)
+
+	res = runCLI(t, worker, "child", "--reference", "ncc-find-1")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	require.Contains(t, res.stdout, reg.ChildID)
+	require.Contains(t, res.stdout, "NCC-FIND-1")
+
+	res = runCLI(t, worker, "register-child", "--reference", "NCC-FIND-1")
+	require.Equal(t, exitError, res.code)
+	require.Contains(t, res.stderr, "already_registered")
+	require.Contains(t, res.stderr, reg.ChildID)
+
+	res = runCLI(t, worker, "child", "--reference", "NCC-NOBODY")
+	require.Equal(t, exitError, res.code)
+	require.Contains(t, res.stderr, "no child has the reference")
+	res = runCLI(t, worker, "child", "--reference", "NCC-FIND-1", "--child", reg.ChildID)
+	require.Equal(t, exitUsage, res.code)
+}

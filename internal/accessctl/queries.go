@@ -356,18 +356,41 @@ func brokenText(b *api.BrokenEntry) string {
 // childVerb is `accessctl child`.
 func childVerb() verb {
 	return verb{
-		name: "child", synopsis: "--child ID [--at RFC3339]", query: true,
-		summary:  "show a child's record: reference, allocated worker, placements and grants (workers, managers, auditors)",
-		help:     "A placement's status is planned, open, in_grace or ended at --at (default now); its id is what end-placement and end-grace take.",
-		endpoint: "GET /v1/children/{child_id}",
+		name: "child", synopsis: "(--child ID | --reference R) [--at RFC3339]", query: true,
+		summary: "show a child's record: reference, allocated worker, placements and grants (workers, managers, auditors)",
+		help: "A placement's status is planned, open, in_grace or ended at --at (default now); its id is what end-placement and end-grace take.\n" +
+			"--reference finds the child by the council's reference (R17) first.",
+		endpoint: "GET /v1/children/{child_id}, GET /v1/children",
 		flags: func(fs *flag.FlagSet) action {
-			child := fs.String("child", "", "the child (required)")
+			child := fs.String("child", "", "the child (this or --reference)")
+			ref := fs.String("reference", "", "the child's reference (this or --child)")
 			at := fs.String("at", "", "statuses as of this time, RFC 3339 (default now)")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
-				id, t := c.id("child", *child), c.optTime("at", *at)
+				var id uuid.UUID
+				switch {
+				case *child != "" && *ref != "":
+					c.fail("give --child or --reference, not both")
+				case *ref != "":
+					c.text("reference", *ref, maxReferenceBytes)
+				default:
+					id = c.id("child", *child)
+				}
+				t := c.optTime("at", *at)
 				if err := c.err(); err != nil {
 					return err
+				}
+				if *ref != "" {
+					found, _, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.ChildList, error) {
+						return inv.client.ChildByReference(ctx, *ref, o...)
+					})
+					if err != nil {
+						return err
+					}
+					if len(found.Children) == 0 {
+						return fmt.Errorf("no child has the reference %q", *ref)
+					}
+					id = found.Children[0].ChildID
 				}
 				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.ChildRecord, error) {
 					return inv.client.Child(ctx, id, t, o...)

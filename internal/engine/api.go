@@ -54,6 +54,7 @@ func NewQueries(e *Engine, policy domain.Policy, wait time.Duration, log *slog.L
 		Audit: audit.NewReader(e.ReadDB, e.Stores.Log.Open), SecurityLog: securitylog.New(e.ReadDB),
 		ChildRecords: queries.ChildrenFromLog(e.Stores.Log), Refusals: securitylog.New(e.ReadDB),
 		Progress: e.Runner.Status, Policy: policy, MinPositionWait: wait, Logger: log,
+		ChildIDFor: e.Stores.IDs.ChildID,
 	}
 	if e.Ledger != nil {
 		cfg.Ledger, cfg.LedgerLog = e.Ledger, e.Stores.Events.Log
