@@ -1490,6 +1490,12 @@ type AccountHistoryParams struct {
 	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
 }
 
+// CancelInvitationParams defines parameters for CancelInvitation.
+type CancelInvitationParams struct {
+	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // EnrolPhoneParams defines parameters for EnrolPhone.
 type EnrolPhoneParams struct {
 	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
@@ -1708,6 +1714,9 @@ type CloseAccountJSONRequestBody = ReasonRequest
 
 // EraseAccountJSONRequestBody defines body for EraseAccount for application/json ContentType.
 type EraseAccountJSONRequestBody = ReasonRequest
+
+// CancelInvitationJSONRequestBody defines body for CancelInvitation for application/json ContentType.
+type CancelInvitationJSONRequestBody = ReasonRequest
 
 // EnrolPhoneJSONRequestBody defines body for EnrolPhone for application/json ContentType.
 type EnrolPhoneJSONRequestBody = EnrolPhoneRequest

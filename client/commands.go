@@ -74,6 +74,13 @@ func (c *Client) CloseAccount(ctx context.Context, account uuid.UUID, reason str
 	return a, c.command(ctx, http.MethodPost, "/v1/accounts/"+account.String()+"/close", api.ReasonRequest{Reason: reason}, &a, opts)
 }
 
+// CancelInvitation is POST /v1/accounts/{account_id}/invitation/cancel
+// (worker, R18).
+func (c *Client) CancelInvitation(ctx context.Context, account uuid.UUID, reason string, opts ...CallOption) (api.PositionAnswer, error) {
+	var a api.PositionAnswer
+	return a, c.command(ctx, http.MethodPost, "/v1/accounts/"+account.String()+"/invitation/cancel", api.ReasonRequest{Reason: reason}, &a, opts)
+}
+
 // EraseAccount is POST /v1/accounts/{account_id}/erasure (dpo, R22).
 func (c *Client) EraseAccount(ctx context.Context, account uuid.UUID, reason string, opts ...CallOption) (api.PositionAnswer, error) {
 	var a api.PositionAnswer

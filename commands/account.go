@@ -207,6 +207,15 @@ func (s *Service) ExpireInvitation(ctx context.Context, meta Meta, cmd ExpireInv
 		})
 }
 
+// CancelInvitation ends an account's open invitation for a mistake (R18):
+// a worker, with a reason; the email may be invited again.
+func (s *Service) CancelInvitation(ctx context.Context, meta Meta, cmd CancelInvitation) (Result, error) {
+	return s.accountCommand(ctx, meta, CommandCancelInvitation, cmd.AccountID, cmd.Reason,
+		func(a *domain.Account, now time.Time) ([]domain.Event, error) {
+			return a.CancelInvitation(meta.Actor, cmd.Reason, now)
+		})
+}
+
 // accountIDFor returns the account id of email: the keyed id (Config.IDs),
 // unless the email's name-based account exists already (made before ids
 // were keyed), which keeps its id; the name-based id without Config.IDs.

@@ -155,6 +155,13 @@ type EraseAccount struct {
 	Reason    string
 }
 
+// CancelInvitation is POST /v1/accounts/{account_id}/invitation/cancel
+// (R18).
+type CancelInvitation struct {
+	AccountID uuid.UUID
+	Reason    string
+}
+
 // SetRetention is PUT /v1/children/{child_id}/retention (R22).
 type SetRetention struct {
 	ChildID     uuid.UUID

@@ -39,6 +39,7 @@ const (
 	CommandExpireCarerAccess = "expire_carer_access"
 	CommandExpireInvitation  = "expire_invitation"
 	CommandSetRetention      = "set_retention"
+	CommandCancelInvitation  = "cancel_invitation"
 	CommandRetainAccount     = "erase_account_at_retention"
 	CommandRetainChild       = "erase_child_at_retention"
 )

@@ -180,7 +180,8 @@ func (a *Account) Invite(by Actor, email, kind string, now time.Time, policy Pol
 	case StatusActive:
 		return nil, fmt.Errorf("invite: %w", ErrAlreadyRegistered)
 	case StatusInvited:
-		return nil, fmt.Errorf("invite: %w", ErrAlreadyInvited)
+		return nil, fmt.Errorf("invite: account %s, open until %s (a worker may cancel it): %w",
+			a.id, a.expiresAt.UTC().Format(time.RFC3339Nano), ErrAlreadyInvited)
 	case StatusClosed:
 		return nil, fmt.Errorf("invite: account %s: %w", a.id, ErrAccountClosed)
 	}
@@ -206,6 +207,32 @@ func (a *Account) ExpireInvitation(now time.Time) ([]Event, error) {
 		return nil, fmt.Errorf("expire invitation of %s: due at %s: %w", a.id, a.expiresAt.Format(time.RFC3339), ErrNotDue)
 	}
 	return []Event{&InvitationExpired{AccountID: a.id, ExpiredAt: a.expiresAt}}, nil
+}
+
+// CancelInvitation ends the account's open invitation now, for a mistake
+// (R18): by a worker, with a reason. It records the invitation's end as
+// InvitationExpired at now; the email may then be invited again (the same
+// account, renewed). An invitation that is not open (accepted, expired,
+// cancelled, closed) is ErrNoOpenInvitation.
+func (a *Account) CancelInvitation(by Actor, reason string, now time.Time) ([]Event, error) {
+	const what = "cancel invitation"
+	if err := allowRoles(by, RoleWorker); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := checkReason(reason); err != nil {
+		return nil, err
+	}
+	if !a.exists {
+		return nil, fmt.Errorf("%s: %w", what, ErrAccountNotFound)
+	}
+	if a.Erased() {
+		return nil, fmt.Errorf("%s: account %s: %w", what, a.id, ErrErased)
+	}
+	now = normTime(now)
+	if st := a.StatusAt(now); st != StatusInvited {
+		return nil, fmt.Errorf("%s of %s (the account is %s): %w", what, a.id, st, ErrNoOpenInvitation)
+	}
+	return []Event{&InvitationExpired{AccountID: a.id, ExpiredAt: now}}, nil
 }
 
 // Activate accepts the invitation when the invitee signs in with an

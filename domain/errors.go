@@ -75,6 +75,7 @@ var (
 	// ErrChildReferenceInUse: the reference names a child already (R17).
 	ErrChildReferenceInUse  = sentinel(KindAlreadyRegistered, "a child with this reference is registered already")
 	ErrAlreadyInvited       = sentinel(KindConflict, "an invitation for this email is still open")
+	ErrNoOpenInvitation     = sentinel(KindConflict, "the account has no open invitation")
 	ErrInvitationExpired    = sentinel(KindConflict, "invitation expired")
 	ErrEmailMismatch        = sentinel(KindConflict, "identity email does not match the invitation")
 	ErrAccountClosed        = sentinel(KindConflict, "account closed")

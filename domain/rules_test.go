@@ -755,3 +755,50 @@ func TestRule_R16_SessionPolicyIsAPolicySetting(t *testing.T) {
 	bad.GracePeriod = 0
 	require.ErrorIs(t, bad.Validate(), domain.ErrInvalid)
 }
+
+// TestRule_R18_AWorkerCancelsAnInvitationSentByMistake: the open invitation
+// ends now, by a worker with a reason; the email may then be invited again
+// (the same account, renewed); nothing else can be cancelled; re-inviting
+// while it is open names the account and its expiry.
+func TestRule_R18_AWorkerCancelsAnInvitationSentByMistake(t *testing.T) {
+	inv := invited(parentID, parentEmail, domain.KindParent, t0)
+	a := givenAccount(t, parentID, inv)
+	got, err := a.Invite(worker, parentEmail, "parent", t0.Add(time.Hour), policy)
+	thenError(t, got, err, domain.ErrAlreadyInvited)
+	require.ErrorContains(t, err, parentID.String())
+	require.ErrorContains(t, err, t0.Add(policy.InvitationTTL).Format(time.RFC3339))
+
+	for _, tc := range []struct {
+		name   string
+		by     domain.Actor
+		reason string
+		want   error
+	}{
+		{"by the portals team", portals, "wrong address", domain.ErrRoleNotAllowed},
+		{"by the service", service, "wrong address", domain.ErrRoleNotAllowed},
+		{"without a reason", worker, "", domain.ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := a.CancelInvitation(tc.by, tc.reason, t0.Add(time.Hour))
+			thenError(t, got, err, tc.want)
+		})
+	}
+	got, err = a.CancelInvitation(worker, "sent to the wrong address", t0.Add(time.Hour))
+	cancelled := &domain.InvitationExpired{AccountID: parentID, ExpiredAt: t0.Add(time.Hour)}
+	thenEvents(t, got, err, cancelled)
+
+	a = givenAccount(t, parentID, inv, cancelled)
+	require.Equal(t, domain.StatusExpired, a.StatusAt(t0.Add(2*time.Hour)))
+	got, err = a.CancelInvitation(worker, "again", t0.Add(2*time.Hour))
+	thenError(t, got, err, domain.ErrNoOpenInvitation)
+	got, err = a.Activate(service, "idp|parent", parentEmail, t0.Add(2*time.Hour))
+	thenError(t, got, err, domain.ErrInvitationExpired)
+	got, err = a.Invite(worker, parentEmail, "parent", t0.Add(2*time.Hour), policy)
+	require.NoError(t, err, "the email may be invited again")
+	require.Len(t, got, 1)
+
+	got, err = activeParent(t).CancelInvitation(worker, "too late", t0.Add(day))
+	thenError(t, got, err, domain.ErrNoOpenInvitation)
+	got, err = domain.NewAccount(parentID).CancelInvitation(worker, "none", t0)
+	thenError(t, got, err, domain.ErrAccountNotFound)
+}

@@ -103,6 +103,8 @@ func TestEveryOperation(t *testing.T) {
 				`{"ended_at":"`+time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)+`","reason":"moved"}`), 200)
 			require.NotEmpty(t, end["grace_until"])
 			e.ok(with(worker, "POST", "/v1/children/"+w.child+"/placements/"+w.placement+"/end-grace", `{"reason":"safeguarding\nconcern"}`), 200)
+			mistake := e.ok(with(worker, "POST", "/v1/invitations", `{"email":"mistake@example.org","kind":"parent"}`), 201)
+			e.ok(with(worker, "POST", "/v1/accounts/"+mistake["account_id"].(string)+"/invitation/cancel", `{"reason":"wrong address"}`), 200)
 			e.ok(with(worker, "PUT", "/v1/children/"+w.child+"/retention",
 				`{"retain_until":"`+time.Now().UTC().AddDate(50, 0, 0).Format(time.RFC3339)+`","reason":"kept until the care leaver turns 75"}`), 200)
 			e.ok(with(req{role: domain.RoleManager, sub: w.manager}, "POST", "/v1/children/"+w.child+"/allocation", `{"worker_id":"worker-dee"}`), 200)

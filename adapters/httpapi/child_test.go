@@ -237,3 +237,41 @@ func TestRule_R17_AReferenceNamesOneChild(t *testing.T) {
 		})
 	}
 }
+
+// TestRule_R18_CancelAnInvitationOverHTTP: a worker cancels an invitation
+// sent by mistake; re-inviting while it was open was refused naming the
+// account and its expiry; afterwards the email is invited again (the same
+// account) and the old invitation cannot be accepted in between.
+func TestRule_R18_CancelAnInvitationOverHTTP(t *testing.T) {
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			e := newEnv(t, b.URL(t))
+			worker := req{role: domain.RoleWorker, sub: "worker-ann"}
+			with := func(r req, method, path, body string) req {
+				r.method, r.path, r.body = method, path, body
+				return r
+			}
+			inv := e.ok(with(worker, "POST", "/v1/invitations", `{"email":"wrong@example.org","kind":"parent"}`), 201)
+			id := inv["account_id"].(string)
+			p := e.do(with(worker, "POST", "/v1/invitations", `{"email":"wrong@example.org","kind":"parent"}`)).problem(t, 409, codeConflict)
+			require.Contains(t, p.Detail, id)
+			require.Contains(t, p.Detail, inv["expires_at"].(string))
+
+			cancel := "/v1/accounts/" + id + "/invitation/cancel"
+			e.do(with(req{role: domain.RolePortalsTeam}, "POST", cancel, `{"reason":"x"}`)).problem(t, 403, codeForbidden)
+			e.do(with(worker, "POST", cancel, `{}`)).problem(t, 400, codeInvalid)
+			e.do(with(worker, "POST", "/v1/accounts/"+uuid.NewString()+"/invitation/cancel", `{"reason":"x"}`)).problem(t, 404, codeNotFound)
+			done := e.ok(with(worker, "POST", cancel, `{"reason":"sent to the wrong address"}`), 200)
+			e.do(with(worker, "POST", cancel, `{"reason":"again"}`)).problem(t, 409, codeConflict)
+			e.do(with(req{role: domain.RoleService}, "POST", "/v1/accounts/"+id+"/activation",
+				`{"identity_subject":"idp|wrong","email":"wrong@example.org"}`)).problem(t, 409, codeConflict)
+			a := e.ok(with(req{role: domain.RoleAuditor}, "GET", "/v1/accounts/"+id+"?min_position="+done["position"].(string), ""), 200)
+			require.Equal(t, "expired", a["status"])
+
+			again := e.ok(with(worker, "POST", "/v1/invitations", `{"email":"wrong@example.org","kind":"parent"}`), 201)
+			require.Equal(t, id, again["account_id"], "the same account, invited again")
+			e.ok(with(req{role: domain.RoleService}, "POST", "/v1/accounts/"+id+"/activation",
+				`{"identity_subject":"idp|right","email":"wrong@example.org"}`), 200)
+		})
+	}
+}

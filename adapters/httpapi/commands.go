@@ -247,6 +247,13 @@ func (s *server) eraseAccount(w http.ResponseWriter, r *http.Request, c call) er
 		})
 }
 
+func (s *server) cancelInvitation(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.reasonCommand(w, r, c, commands.CommandCancelInvitation, "account_id",
+		func(ctx context.Context, m commands.Meta, id uuid.UUID, reason string) (commands.Result, error) {
+			return s.cfg.Commands.CancelInvitation(ctx, m, commands.CancelInvitation{AccountID: id, Reason: reason})
+		})
+}
+
 func (s *server) eraseChild(w http.ResponseWriter, r *http.Request, c call) error {
 	return s.reasonCommand(w, r, c, commands.CommandEraseChild, "child_id",
 		func(ctx context.Context, m commands.Meta, id uuid.UUID, reason string) (commands.Result, error) {

@@ -71,6 +71,7 @@ type Commands interface {
 	Invite(context.Context, commands.Meta, commands.Invite) (commands.Invited, error)
 	Activate(context.Context, commands.Meta, commands.Activate) (commands.Result, error)
 	CloseAccount(context.Context, commands.Meta, commands.CloseAccount) (commands.Result, error)
+	CancelInvitation(context.Context, commands.Meta, commands.CancelInvitation) (commands.Result, error)
 	EraseAccount(context.Context, commands.Meta, commands.EraseAccount) (commands.Result, error)
 	EraseChild(context.Context, commands.Meta, commands.EraseChild) (commands.Result, error)
 	SetRetention(context.Context, commands.Meta, commands.SetRetention) (commands.Result, error)

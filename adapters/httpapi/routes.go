@@ -61,6 +61,7 @@ func routes() []route {
 		{Name: commands.CommandInvite, Method: http.MethodPost, Pattern: "/v1/invitations", Access: command, handle: (*server).invite},
 		{Name: commands.CommandActivate, Method: http.MethodPost, Pattern: "/v1/accounts/{account_id}/activation", Access: command, handle: (*server).activate},
 		{Name: commands.CommandCloseAccount, Method: http.MethodPost, Pattern: "/v1/accounts/{account_id}/close", Access: command, handle: (*server).closeAccount},
+		{Name: commands.CommandCancelInvitation, Method: http.MethodPost, Pattern: "/v1/accounts/{account_id}/invitation/cancel", Access: command, handle: (*server).cancelInvitation},
 		{Name: commands.CommandEraseAccount, Method: http.MethodPost, Pattern: "/v1/accounts/{account_id}/erasure", Access: command, handle: (*server).eraseAccount},
 		{Name: commands.CommandEraseChild, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/erasure", Access: command, handle: (*server).eraseChild},
 		{Name: commands.CommandSetRetention, Method: http.MethodPut, Pattern: "/v1/children/{child_id}/retention", Access: command, handle: (*server).setRetention},

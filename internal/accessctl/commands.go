@@ -358,6 +358,12 @@ func closeAccountVerb() verb {
 		"POST /v1/accounts/{account_id}/close", (*client.Client).CloseAccount)
 }
 
+// cancelInvitationVerb is `accessctl cancel-invitation`.
+func cancelInvitationVerb() verb {
+	return reasonVerb("cancel-invitation", "account", "cancel an open invitation sent by mistake; the email may be invited again (worker, R18)",
+		"POST /v1/accounts/{account_id}/invitation/cancel", (*client.Client).CancelInvitation)
+}
+
 // eraseAccountVerb is `accessctl erase-account`.
 func eraseAccountVerb() verb {
 	return reasonVerb("erase-account", "account", "erase an account's personal data for good; access and history stay (dpo, R22)",

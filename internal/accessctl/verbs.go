@@ -287,6 +287,7 @@ func verbs() []verb {
 		clearPhoneVerb(),
 		enrolPhoneVerb(),
 		closeAccountVerb(),
+		cancelInvitationVerb(),
 		eraseAccountVerb(),
 		eraseChildVerb(),
 		setRetentionVerb(),

@@ -165,6 +165,11 @@ func verbCases() []verbCase {
 			body: `{"reason":"left the network"}`, answer: `{"position":"22"}`, table: "position  22\n",
 		},
 		{
+			name: "cancel-invitation", args: []string{"cancel-invitation", "--account", accountID, "--reason", "sent to the wrong address"},
+			pattern: "POST /v1/accounts/{account_id}/invitation/cancel", path: "/v1/accounts/" + accountID + "/invitation/cancel",
+			body: `{"reason":"sent to the wrong address"}`, answer: `{"position":"22"}`, table: "position  22\n",
+		},
+		{
 			name: "erase-account", args: []string{"erase-account", "--account", accountID, "--reason", "Art. 17 request DPO-117"},
 			pattern: "POST /v1/accounts/{account_id}/erasure", path: "/v1/accounts/" + accountID + "/erasure",
 			body: `{"reason":"Art. 17 request DPO-117"}`, answer: `{"position":"23"}`, table: "position  23\n",
