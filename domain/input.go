@@ -128,10 +128,10 @@ func spaced(chars string) string {
 
 // ---- identifiers and free text ----
 
-// isBidiControl reports the characters of Unicode's Bidi_Control property:
+// IsBidiControl reports the characters of Unicode's Bidi_Control property:
 // they make text display in another order than it is stored (CVE-2021-42574,
 // "Trojan Source").
-func isBidiControl(r rune) bool {
+func IsBidiControl(r rune) bool {
 	switch {
 	case r == 0x061C, r == 0x200E, r == 0x200F:
 		return true
@@ -147,7 +147,7 @@ func isBidiControl(r rune) bool {
 // characters (Unicode category Cf: zero-width spaces and joiners U+200B to
 // U+200D, the bidirectional controls, U+2060 to U+2064, U+FEFF, the soft
 // hyphen...) and the bidirectional controls.
-func isInvisible(r rune) bool { return isBidiControl(r) || unicode.Is(unicode.Cf, r) }
+func isInvisible(r rune) bool { return IsBidiControl(r) || unicode.Is(unicode.Cf, r) }
 
 // checkIdentifier checks text that identifies something to people (a
 // child's reference, an email address, an identity subject): besides
@@ -182,7 +182,7 @@ func checkFreeText(field, s string, max int) error {
 		return err
 	}
 	for _, r := range s {
-		if isBidiControl(r) {
+		if IsBidiControl(r) {
 			return invalid(field, "contains a bidirectional formatting character (U+%04X)", r)
 		}
 	}

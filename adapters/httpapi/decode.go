@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
 
@@ -264,24 +265,11 @@ func checkText(name, s string, freeText bool) error {
 		case freeText && (r == '\n' || r == '\t'):
 		case unicode.IsControl(r):
 			return errInvalid("%s: contains a control character", name)
-		case isBidiControl(r):
+		case domain.IsBidiControl(r):
 			return errInvalid("%s: contains a bidirectional formatting character (U+%04X)", name, r)
 		}
 	}
 	return nil
-}
-
-// isBidiControl reports the characters of Unicode's Bidi_Control property.
-func isBidiControl(r rune) bool {
-	switch {
-	case r == 0x061C, r == 0x200E, r == 0x200F:
-		return true
-	case 0x202A <= r && r <= 0x202E:
-		return true
-	case 0x2066 <= r && r <= 0x2069:
-		return true
-	}
-	return false
 }
 
 // parseUUID parses an id: the canonical 36-character form only (no braces,

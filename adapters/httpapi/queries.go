@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/queries"
+	"github.com/google/uuid"
 )
 
 // The query handlers: each reads and checks its parameters, asks the
@@ -418,9 +420,13 @@ func writeExport[T any](w http.ResponseWriter, name string, x T, asCSV bool, wri
 	return nil
 }
 
-// accountExport is GET /v1/accounts/{account_id}/export (R21).
-func (s *server) accountExport(w http.ResponseWriter, r *http.Request, c call) error {
-	acct, err := pathUUID(r, "account_id")
+// export answers GET …/{param}/export (R21): the export ask makes of the
+// id in the path, as JSON or as the zip of CSV files write makes of it,
+// named "<kind>-<id>-export".
+func export[T any](w http.ResponseWriter, r *http.Request, c call, param, kind string,
+	ask func(ctx context.Context, c queries.Caller, id uuid.UUID, w queries.Consistency) (T, error),
+	write func(io.Writer, T) error) error {
+	id, err := pathUUID(r, param)
 	if err != nil {
 		return err
 	}
@@ -432,32 +438,21 @@ func (s *server) accountExport(w http.ResponseWriter, r *http.Request, c call) e
 	if err != nil {
 		return err
 	}
-	x, err := s.cfg.Queries.AccountExport(r.Context(), c.caller, acct, cw)
+	x, err := ask(r.Context(), c.caller, id, cw)
 	if err != nil {
 		return err
 	}
-	return writeExport(w, "account-"+acct.String()+"-export", x, asCSV, accountZip)
+	return writeExport(w, kind+"-"+id.String()+"-export", x, asCSV, write)
+}
+
+// accountExport is GET /v1/accounts/{account_id}/export (R21).
+func (s *server) accountExport(w http.ResponseWriter, r *http.Request, c call) error {
+	return export(w, r, c, "account_id", "account", s.cfg.Queries.AccountExport, accountZip)
 }
 
 // childExport is GET /v1/children/{child_id}/export (R21).
 func (s *server) childExport(w http.ResponseWriter, r *http.Request, c call) error {
-	child, err := pathUUID(r, "child_id")
-	if err != nil {
-		return err
-	}
-	asCSV, err := exportFormat(c.q)
-	if err != nil {
-		return err
-	}
-	cw, err := consistency(c.q)
-	if err != nil {
-		return err
-	}
-	x, err := s.cfg.Queries.ChildExport(r.Context(), c.caller, child, cw)
-	if err != nil {
-		return err
-	}
-	return writeExport(w, "child-"+child.String()+"-export", x, asCSV, childZip)
+	return export(w, r, c, "child_id", "child", s.cfg.Queries.ChildExport, childZip)
 }
 
 // listChildren is GET /v1/children?reference= (R17).

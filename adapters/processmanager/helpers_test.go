@@ -132,29 +132,11 @@ func (s *spy) Calls() []call {
 }
 
 func (s *spy) ExpireCarerAccess(ctx context.Context, meta commands.Meta, cmd commands.ExpireCarerAccess) (commands.Result, error) {
-	at := s.clock.Now()
-	var res commands.Result
-	var err error
-	if s.fail.Add(-1) >= 0 {
-		err = errStoreDown
-	} else {
-		res, err = s.next.ExpireCarerAccess(ctx, meta, cmd)
-	}
-	s.record(call{At: at, Meta: meta, Command: cmd, Err: err})
-	return res, err
+	return spied(ctx, s, meta, cmd, s.next.ExpireCarerAccess)
 }
 
 func (s *spy) ExpireInvitation(ctx context.Context, meta commands.Meta, cmd commands.ExpireInvitation) (commands.Result, error) {
-	at := s.clock.Now()
-	var res commands.Result
-	var err error
-	if s.fail.Add(-1) >= 0 {
-		err = errStoreDown
-	} else {
-		res, err = s.next.ExpireInvitation(ctx, meta, cmd)
-	}
-	s.record(call{At: at, Meta: meta, Command: cmd, Err: err})
-	return res, err
+	return spied(ctx, s, meta, cmd, s.next.ExpireInvitation)
 }
 
 func (s *spy) EraseAccountAtRetention(ctx context.Context, meta commands.Meta, cmd commands.EraseAccountAtRetention) (commands.Result, error) {

@@ -238,33 +238,7 @@ func TestTwoProcessManagersOnOnePostgres(t *testing.T) {
 	const placements, open = 12, 4
 	for _, variant := range []string{"a-gochannel-each", "one-shared-gochannel", "postgres-bus"} {
 		t.Run(variant, func(t *testing.T) {
-			url := sqltest.Postgres(t)
-			e := newSQLLogEnv(t, url)
-			cfgB, _ := e.replica(t, url)
-			var pubA, pubB message.Publisher
-			var subA, subB message.Subscriber
-			var relayTo []message.Publisher
-			switch variant {
-			case "a-gochannel-each":
-				a, b := e.bus, newBus(t)
-				pubA, subA, pubB, subB = a, a, b, b
-				relayTo = []message.Publisher{a, b}
-			case "one-shared-gochannel":
-				pubA, subA, pubB, subB = e.bus, e.bus, e.bus, e.bus
-				relayTo = []message.Publisher{e.bus}
-			case "postgres-bus":
-				pubA, subA = openBus(t, url)
-				pubB, subB = openBus(t, url)
-				relayTo = []message.Publisher{pubA}
-			}
-			small := func(c *Config) { c.BatchSize = 2 }
-			a := e.start(t, nil, small, func(c *Config) {
-				c.InstanceID, c.Publisher, c.Subscriber = "replica-a", pubA, subA
-			})
-			b := e.start(t, nil, small, func(c *Config) {
-				c.InstanceID, c.Publisher, c.Subscriber = "replica-b", pubB, subB
-				c.DB, c.Commands = cfgB.DB, cfgB.Commands
-			})
+			e, a, b, relayTo := twoReplicas(t, variant)
 			e.startRelay(t, relayTo...)
 			s := e.setUp(t, placements, open, 1)
 			e.waitRecorded(t, b, s)
@@ -289,6 +263,44 @@ func TestTwoProcessManagersOnOnePostgres(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twoReplicas starts two process managers, replica-a and replica-b, on
+// one PostgreSQL database, each with its own command service, connected
+// as variant says: "a-gochannel-each", "one-shared-gochannel" or
+// "postgres-bus". It returns the env (replica-a's) and the publishers the
+// relay must publish the events to.
+func twoReplicas(t *testing.T, variant string) (e *env, a, b *pm, relayTo []message.Publisher) {
+	t.Helper()
+	url := sqltest.Postgres(t)
+	e = newSQLLogEnv(t, url)
+	cfgB, _ := e.replica(t, url)
+	var pubA, pubB message.Publisher
+	var subA, subB message.Subscriber
+	switch variant {
+	case "a-gochannel-each":
+		busA, busB := e.bus, newBus(t)
+		pubA, subA, pubB, subB = busA, busA, busB, busB
+		relayTo = []message.Publisher{busA, busB}
+	case "one-shared-gochannel":
+		pubA, subA, pubB, subB = e.bus, e.bus, e.bus, e.bus
+		relayTo = []message.Publisher{e.bus}
+	case "postgres-bus":
+		pubA, subA = openBus(t, url)
+		pubB, subB = openBus(t, url)
+		relayTo = []message.Publisher{pubA}
+	default:
+		t.Fatalf("unknown variant %q", variant)
+	}
+	small := func(c *Config) { c.BatchSize = 2 }
+	a = e.start(t, nil, small, func(c *Config) {
+		c.InstanceID, c.Publisher, c.Subscriber = "replica-a", pubA, subA
+	})
+	b = e.start(t, nil, small, func(c *Config) {
+		c.InstanceID, c.Publisher, c.Subscriber = "replica-b", pubB, subB
+		c.DB, c.Commands = cfgB.DB, cfgB.Commands
+	})
+	return e, a, b, relayTo
 }
 
 // openBus opens the PostgreSQL bus (watermill-sql) on the database of url,

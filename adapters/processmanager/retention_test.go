@@ -5,11 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 )
@@ -91,30 +89,7 @@ func TestRetentionErasesExactlyOnceWithTwoProcessManagers(t *testing.T) {
 	const closed, children = 6, 6
 	for _, variant := range []string{"a-gochannel-each", "postgres-bus"} {
 		t.Run(variant, func(t *testing.T) {
-			url := sqltest.Postgres(t)
-			e := newSQLLogEnv(t, url)
-			cfgB, _ := e.replica(t, url)
-			var pubA, pubB message.Publisher
-			var subA, subB message.Subscriber
-			var relayTo []message.Publisher
-			switch variant {
-			case "a-gochannel-each":
-				a, b := e.bus, newBus(t)
-				pubA, subA, pubB, subB = a, a, b, b
-				relayTo = []message.Publisher{a, b}
-			case "postgres-bus":
-				pubA, subA = openBus(t, url)
-				pubB, subB = openBus(t, url)
-				relayTo = []message.Publisher{pubA}
-			}
-			small := func(c *Config) { c.BatchSize = 2 }
-			a := e.start(t, nil, small, func(c *Config) {
-				c.InstanceID, c.Publisher, c.Subscriber = "replica-a", pubA, subA
-			})
-			b := e.start(t, nil, small, func(c *Config) {
-				c.InstanceID, c.Publisher, c.Subscriber = "replica-b", pubB, subB
-				c.DB, c.Commands = cfgB.DB, cfgB.Commands
-			})
+			e, a, b, relayTo := twoReplicas(t, variant)
 			caughtUp := e.startRelay(t, relayTo...)
 			s := e.setUpRetention(t, closed, children)
 			caughtUp()
