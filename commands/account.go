@@ -44,20 +44,36 @@ func (s *Service) accountCommand(ctx context.Context, meta Meta, command string,
 }
 
 // Invite invites an email address to hold a portal account of a kind
-// (worker only, R9). The account id is derived from the email (accountIDFor): one
-// email, one account (R10). An email with an active account is refused with
-// domain.ErrAlreadyRegistered, one with an open invitation with
-// domain.ErrAlreadyInvited; an expired invitation is renewed. The answer
-// carries the invitation's deadline.
+// (worker only, R9). One email, one account (R10): the account is the one
+// that holds the email (emailOwner), else a new one, whose id is derived
+// from the email (accountIDFor) unless that id's account has changed its
+// email since (R18), and then new. The email is claimed for the account on
+// its claim stream before the invitation is appended, so of two racing
+// invitations of one email exactly one gets it. An email with an active
+// account is refused with domain.ErrAlreadyRegistered, one with an open
+// invitation with domain.ErrAlreadyInvited; an expired invitation is
+// renewed. The answer carries the invitation's deadline.
 func (s *Service) Invite(ctx context.Context, meta Meta, cmd Invite) (Invited, error) {
-	accountID, err := s.accountIDFor(ctx, cmd.Email)
+	derived, err := s.accountIDFor(ctx, cmd.Email)
 	if err != nil {
 		return Invited{}, err
 	}
-	target := accountTarget(accountID)
+	target := accountTarget(derived)
 	d := s.ids(meta, CommandInvite, target)
 	var out Invited
 	err = s.execute(ctx, &meta, CommandInvite, target, func(ctx context.Context, now time.Time) error {
+		o, err := s.emailOwner(ctx, cmd.Email)
+		if err != nil {
+			return err
+		}
+		accountID := o.holder
+		switch {
+		case accountID != uuid.Nil:
+		case !o.derivedExists:
+			accountID = o.derived
+		default: // the derived account's email changed: a new account
+			accountID = d.id("account_id")
+		}
 		acct, l, err := s.loadAccount(ctx, accountID, d)
 		if err != nil {
 			return err
@@ -71,7 +87,15 @@ func (s *Service) Invite(ctx context.Context, meta Meta, cmd Invite) (Invited, e
 			if err != nil {
 				return err
 			}
-			if answer, err = s.decided(ctx, l, cause(meta, "", now), d, events); err != nil {
+			claiming, err := o.claim.Claim(accountID, false, now)
+			if err != nil {
+				return err
+			}
+			c := cause(meta, "", now)
+			if _, _, err := s.appendTo(ctx, o.loaded, c, d, claimEvents, claiming); err != nil {
+				return err
+			}
+			if answer, err = s.decided(ctx, l, c, d, events); err != nil {
 				return err
 			}
 		}

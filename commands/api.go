@@ -260,3 +260,31 @@ type ExpireCarerAccess struct {
 // ExpireInvitation is sent by the process manager at an invitation's
 // deadline.
 type ExpireInvitation struct{ AccountID uuid.UUID }
+
+// CancelPlacement is POST
+// /v1/children/{child_id}/placements/{placement_id}/cancel (R18).
+type CancelPlacement struct {
+	ChildID     uuid.UUID
+	PlacementID uuid.UUID
+	Reason      string
+}
+
+// ReopenAccount is POST /v1/accounts/{account_id}/reopen (R18).
+type ReopenAccount struct {
+	AccountID uuid.UUID
+	Reason    string
+}
+
+// RequestEmailChange is POST /v1/accounts/{account_id}/email-change-requests
+// (R18).
+type RequestEmailChange struct {
+	AccountID uuid.UUID
+	Email     string
+	Reason    string
+}
+
+// ChangeEmail is PUT /v1/accounts/{account_id}/email (R18).
+type ChangeEmail struct {
+	AccountID uuid.UUID
+	Email     string
+}

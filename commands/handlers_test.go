@@ -83,9 +83,11 @@ func TestHappyPaths(t *testing.T) {
 				require.NoError(t, err)
 				require.Equal(t, domain.AccountIDForEmail("new.carer@example.org"), r.AccountID)
 				require.Equal(t, t0.Add(domain.DefaultPolicy.InvitationTTL), r.ExpiresAt)
-				got := requireAppended(t, e, before, r.Position, m, "", domain.TypeAccountInvited)
-				require.Equal(t, domain.AccountStream(r.AccountID), got[0].Stream)
-				require.Equal(t, "new.carer@example.org", got[0].Event.(*domain.AccountInvited).Email)
+				got := requireAppended(t, e, before, r.Position, m, "", domain.TypeEmailClaimed, domain.TypeAccountInvited)
+				require.Equal(t, domain.EmailStream("new.carer@example.org"), got[0].Stream)
+				require.Equal(t, r.AccountID, got[0].Event.(*domain.EmailClaimed).AccountID)
+				require.Equal(t, domain.AccountStream(r.AccountID), got[1].Stream)
+				require.Equal(t, "new.carer@example.org", got[1].Event.(*domain.AccountInvited).Email)
 			}},
 			{"activate links the identity, then activates; again changes nothing", func(t *testing.T) {
 				a := e.invited(t, domain.KindParent)
@@ -198,6 +200,42 @@ func TestHappyPaths(t *testing.T) {
 				r, err := e.svc.ExpireInvitation(ctx, m, commands.ExpireInvitation{AccountID: a.id})
 				require.NoError(t, err)
 				requireAppended(t, e, before, r.Position, m, "invitation ran out unaccepted", domain.TypeInvitationExpired)
+			}},
+			{"cancel_placement", func(t *testing.T) {
+				w := e.worker()
+				child, carer := e.child(t, w), e.active(t, domain.KindFosterCarer)
+				p := e.place(t, w, child, carer.id, t0.Add(30*day))
+				m, before := meta(w), e.head(t)
+				r, err := e.svc.CancelPlacement(ctx, m, commands.CancelPlacement{ChildID: child, PlacementID: p, Reason: "the carer withdrew"})
+				require.NoError(t, err)
+				got := requireAppended(t, e, before, r.Position, m, "the carer withdrew", domain.TypePlacementCancelled)
+				require.Equal(t, &domain.PlacementCancelled{ChildID: child, PlacementID: p, CarerAccountID: carer.id, CancelledAt: t0}, got[0].Event)
+			}},
+			{"reopen_account", func(t *testing.T) {
+				a := e.active(t, domain.KindParent)
+				_, err := e.svc.CloseAccount(ctx, meta(e.actor(domain.RolePortalsTeam)), commands.CloseAccount{AccountID: a.id, Reason: "by mistake"})
+				require.NoError(t, err)
+				e.clock.Advance(time.Hour)
+				defer e.clock.Set(t0)
+				m, before := meta(e.actor(domain.RolePortalsTeam)), e.head(t)
+				r, err := e.svc.ReopenAccount(ctx, m, commands.ReopenAccount{AccountID: a.id, Reason: "closed the wrong account"})
+				require.NoError(t, err)
+				requireAppended(t, e, before, r.Position, m, "closed the wrong account", domain.TypeAccountReopened)
+			}},
+			{"request_email_change and change_email", func(t *testing.T) {
+				a := e.active(t, domain.KindParent)
+				newEmail := e.uniq("moved") + "@example.org"
+				m, before := meta(e.worker()), e.head(t)
+				r, err := e.svc.RequestEmailChange(ctx, m, commands.RequestEmailChange{AccountID: a.id, Email: newEmail, Reason: "new address"})
+				require.NoError(t, err)
+				requireAppended(t, e, before, r.Position, m, "new address", domain.TypeEmailChangeRequested)
+				m, before = meta(e.actor(domain.RolePortalsTeam)), e.head(t)
+				r, err = e.svc.ChangeEmail(ctx, m, commands.ChangeEmail{AccountID: a.id, Email: newEmail})
+				require.NoError(t, err)
+				got := requireAppended(t, e, before, r.Position, m, "", domain.TypeEmailClaimed, domain.TypeEmailChanged, domain.TypeEmailReleased)
+				require.Equal(t, domain.EmailStream(newEmail), got[0].Stream)
+				require.Equal(t, domain.AccountStream(a.id), got[1].Stream)
+				require.Equal(t, domain.EmailStream(a.email), got[2].Stream)
 			}},
 			{"expire_carer_access", func(t *testing.T) {
 				w := e.worker()

@@ -42,6 +42,10 @@ const (
 	CommandCancelInvitation  = "cancel_invitation"
 	CommandRetainAccount     = "erase_account_at_retention"
 	CommandRetainChild       = "erase_child_at_retention"
+	CommandCancelPlacement   = "cancel_placement"
+	CommandReopenAccount     = "reopen_account"
+	CommandRequestEmail      = "request_email_change"
+	CommandChangeEmail       = "change_email"
 )
 
 // DefaultMaxRetries is the number of retries after a concurrency conflict
@@ -502,6 +506,13 @@ var defaultReasons = map[string]string{
 	domain.TypeAccountErased:       "personal data erased",
 	domain.TypeChildErased:         "personal data erased",
 	domain.TypeChildRetentionSet:   "retention date set",
+
+	domain.TypePlacementCancelled:   "planned placement cancelled",
+	domain.TypeAccountReopened:      "account reopened",
+	domain.TypeEmailChangeRequested: "email change requested",
+	domain.TypeEmailChanged:         "email changed after a request",
+	domain.TypeEmailClaimed:         "email given to the account",
+	domain.TypeEmailReleased:        "email freed: the account's email changed",
 }
 
 // DefaultReason is the reason recorded for an event of type typ when its

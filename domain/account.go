@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,6 +38,12 @@ type Account struct {
 	identity    string
 	activatedAt time.Time
 	closedAt    time.Time
+	// lapses are the closures the account was reopened from (R18), in
+	// order.
+	lapses []Lapse
+
+	// pendingEmail is the email of the open change request (R18), or "".
+	pendingEmail string
 
 	phoneHint      string
 	resetRequested bool
@@ -71,6 +78,19 @@ func (a *Account) InvitationExpiresAt() time.Time { return a.expiresAt }
 // Closed reports whether the account is closed.
 func (a *Account) Closed() bool { return !a.closedAt.IsZero() }
 
+// ReopenedAt is when the account was last reopened after a closure (R18),
+// zero if never: placements and grants that started before it give no
+// access since.
+func (a *Account) ReopenedAt() time.Time {
+	if n := len(a.lapses); n > 0 {
+		return a.lapses[n-1].ReopenedAt
+	}
+	return time.Time{}
+}
+
+// PendingEmail is the email an open change request asks for (R18), or "".
+func (a *Account) PendingEmail() string { return a.pendingEmail }
+
 // PhoneHint returns the masked phone number ("***123"), or "" when none is
 // enrolled.
 func (a *Account) PhoneHint() string { return a.phoneHint }
@@ -103,7 +123,7 @@ func (a *Account) StatusAt(t time.Time) AccountStatus {
 
 // Facts returns the policy's view of the account.
 func (a *Account) Facts() AccountFacts {
-	return AccountFacts{Kind: a.kind, ActivatedAt: a.activatedAt, ClosedAt: a.closedAt}
+	return AccountFacts{Kind: a.kind, ActivatedAt: a.activatedAt, ClosedAt: a.closedAt, Lapses: a.lapses}
 }
 
 // isSelf reports whether by is this account's own holder (R8).
@@ -127,6 +147,17 @@ func (a *Account) Apply(e Event) error {
 	case *AccountClosed:
 		id = e.AccountID
 		a.closedAt = e.ClosedAt
+	case *AccountReopened:
+		id = e.AccountID
+		// A copy, so that Facts handed out before stay as they were.
+		a.lapses = append(slices.Clip(a.lapses), Lapse{ClosedAt: a.closedAt, ReopenedAt: e.ReopenedAt})
+		a.closedAt = time.Time{}
+	case *EmailChangeRequested:
+		id = e.AccountID
+		a.pendingEmail = e.Email
+	case *EmailChanged:
+		id = e.AccountID
+		a.email, a.pendingEmail = e.Email, ""
 	case *PhoneResetRequested:
 		id = e.AccountID
 		a.resetRequested = true

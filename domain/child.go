@@ -36,7 +36,14 @@ type placement struct {
 	graceUntil time.Time
 	graceEnded time.Time // non-zero when the worker ended the grace early (R6)
 	expired    bool      // a GraceExpired event was recorded
+	// cancelledAt is when the worker cancelled the placement before it
+	// started (R18); zero when it was not.
+	cancelledAt time.Time
 }
+
+// cancelled reports whether the placement was cancelled before it started:
+// it never gave access.
+func (p *placement) cancelled() bool { return !p.cancelledAt.IsZero() }
 
 // graceEnd is when the carer's limited access ends.
 func (p *placement) graceEnd() time.Time {
@@ -96,6 +103,9 @@ type PlacementView struct {
 	GraceUntil      time.Time
 	GraceEndedEarly time.Time
 	ExpiryRecorded  bool
+	// CancelledAt is when the placement was cancelled before it started
+	// (R18); zero when it was not.
+	CancelledAt time.Time
 }
 
 // Placement returns placement id, if the child has it.
@@ -105,7 +115,8 @@ func (c *Child) Placement(id uuid.UUID) (PlacementView, bool) {
 		return PlacementView{}, false
 	}
 	return PlacementView{ID: p.id, CarerAccountID: p.carer, StartedAt: p.startedAt, Ended: p.ended,
-		EndedAt: p.endedAt, GraceUntil: p.graceUntil, GraceEndedEarly: p.graceEnded, ExpiryRecorded: p.expired}, true
+		EndedAt: p.endedAt, GraceUntil: p.graceUntil, GraceEndedEarly: p.graceEnded, ExpiryRecorded: p.expired,
+		CancelledAt: p.cancelledAt}, true
 }
 
 // Placements returns a read-only copy of every placement of the child, in
@@ -141,11 +152,12 @@ func (c *Child) Grants() []GrantView {
 }
 
 // PlacementFacts returns the policy's view of every placement of the child
-// with carer, in the order they were recorded.
+// with carer, in the order they were recorded; a cancelled placement gave no
+// access and is left out.
 func (c *Child) PlacementFacts(carer uuid.UUID) []PlacementFacts {
 	var out []PlacementFacts
 	for _, p := range c.placements {
-		if p.carer != carer {
+		if p.carer != carer || p.cancelled() {
 			continue
 		}
 		f := PlacementFacts{Start: p.startedAt}
@@ -211,6 +223,12 @@ func (c *Child) Apply(e Event) error {
 			return err
 		}
 		p.expired = true
+	case *PlacementCancelled:
+		p, err := c.applied(e.ChildID, e.PlacementID)
+		if err != nil {
+			return err
+		}
+		p.cancelledAt = e.CancelledAt
 	case *AccessGranted:
 		if err := c.same(e.ChildID); err != nil {
 			return err
@@ -286,7 +304,7 @@ func (c *Child) superseded(p *placement) bool {
 		return false
 	}
 	for _, q := range c.placements {
-		if q != p && q.carer == p.carer && !q.startedAt.Before(p.endedAt) && !q.startedAt.After(p.graceUntil) {
+		if q != p && q.carer == p.carer && !q.cancelled() && !q.startedAt.Before(p.endedAt) && !q.startedAt.After(p.graceUntil) {
 			return true
 		}
 	}
@@ -300,7 +318,7 @@ func (c *Child) supersededBy(p *placement, now time.Time) bool {
 		return false
 	}
 	for _, q := range c.placements {
-		if q != p && q.carer == p.carer && !q.startedAt.Before(p.endedAt) && !q.startedAt.After(p.graceUntil) &&
+		if q != p && q.carer == p.carer && !q.cancelled() && !q.startedAt.Before(p.endedAt) && !q.startedAt.After(p.graceUntil) &&
 			!q.startedAt.After(now) {
 			return true
 		}
@@ -379,7 +397,9 @@ func (c *Child) requireWorker(by Actor, what string) error {
 // which may be backdated, even to before the child or the account was
 // registered (R4). The carer must be a foster carer's account that is not
 // closed, and must not already have a placement of this child at or after
-// startedAt; other carers' placements may overlap (R5).
+// startedAt; other carers' placements may overlap (R5). Cancelled
+// placements, and placements that started before the account was last
+// reopened (they give no access since, R18), do not count.
 func (c *Child) StartPlacement(by Actor, placementID uuid.UUID, carer *Account, startedAt, now time.Time) ([]Event, error) {
 	const what = "start placement"
 	if err := c.requireWorker(by, what); err != nil {
@@ -407,8 +427,12 @@ func (c *Child) StartPlacement(by Actor, placementID uuid.UUID, carer *Account, 
 		return nil, fmt.Errorf("%s: %w", what, ErrSelfAccess)
 	}
 	startedAt = normTime(startedAt)
+	reopened := carer.ReopenedAt()
 	for _, p := range c.placements {
-		if p.carer == carer.ID() && (!p.ended || p.endedAt.After(startedAt)) {
+		if p.carer != carer.ID() || p.cancelled() || p.startedAt.Before(reopened) {
+			continue
+		}
+		if !p.ended || p.endedAt.After(startedAt) {
 			return nil, fmt.Errorf("%s: carer %s, placement %s: %w", what, carer.ID(), p.id, ErrPlacementOverlap)
 		}
 	}
@@ -431,7 +455,10 @@ func (c *Child) EndPlacement(by Actor, placementID uuid.UUID, endedAt, now time.
 	if p == nil {
 		return nil, fmt.Errorf("%s %s: %w", what, placementID, ErrPlacementNotFound)
 	}
-	if p.ended {
+	switch {
+	case p.cancelled():
+		return nil, fmt.Errorf("%s %s: %w", what, placementID, ErrPlacementCancelled)
+	case p.ended:
 		return nil, fmt.Errorf("%s %s: %w", what, placementID, ErrPlacementEnded)
 	}
 	if err := CheckCommandTime("ended_at", endedAt); err != nil {
@@ -469,6 +496,8 @@ func (c *Child) EndGraceEarly(by Actor, placementID uuid.UUID, reason string, no
 	}
 	now = normTime(now)
 	switch {
+	case p.cancelled():
+		return nil, fmt.Errorf("%s of %s: %w", what, placementID, ErrPlacementCancelled)
 	case !p.ended || now.Before(p.endedAt):
 		return nil, fmt.Errorf("%s of %s: %w", what, placementID, ErrPlacementNotEnded)
 	case !p.graceEnded.IsZero() || p.expired || !now.Before(p.graceUntil):
@@ -485,8 +514,9 @@ func (c *Child) EndGraceEarly(by Actor, placementID uuid.UUID, reason string, no
 // ExpireCarerAccess records that a placement's grace period ran out. It is
 // what the process manager sends at the deadline, and it is safe to send any
 // number of times: it returns no events when the expiry is already recorded,
-// the grace was ended early (R6), or the carer was placed again before the
-// deadline (R5); ErrNotDue before the deadline.
+// the grace was ended early (R6), the carer was placed again before the
+// deadline (R5), or the placement was cancelled (R18); ErrNotDue before the
+// deadline.
 func (c *Child) ExpireCarerAccess(placementID uuid.UUID, now time.Time) ([]Event, error) {
 	const what = "expire carer access"
 	if !c.registered {
@@ -497,6 +527,8 @@ func (c *Child) ExpireCarerAccess(placementID uuid.UUID, now time.Time) ([]Event
 		return nil, fmt.Errorf("%s of %s: %w", what, placementID, ErrPlacementNotFound)
 	}
 	switch {
+	case p.cancelled():
+		return nil, nil
 	case !p.ended:
 		return nil, fmt.Errorf("%s of %s: %w", what, placementID, ErrPlacementNotEnded)
 	case p.expired || !p.graceEnded.IsZero() || c.superseded(p):
@@ -511,7 +543,8 @@ func (c *Child) ExpireCarerAccess(placementID uuid.UUID, now time.Time) ([]Event
 // allocated worker can grant, with a relationship, permissions (view, and
 // optionally record) and a reason; nobody can grant to themselves (R8). A
 // grant to an account that already has one replaces it; an identical grant is
-// refused with ErrAlreadyGranted.
+// refused with ErrAlreadyGranted, unless it was made before the account was
+// last reopened (it gives no access since, R18).
 func (c *Child) Grant(by Actor, grantee *Account, relationship string, permissions []string, reason string, now time.Time) ([]Event, error) {
 	const what = "grant access"
 	if err := c.requireWorker(by, what); err != nil {
@@ -541,7 +574,7 @@ func (c *Child) Grant(by Actor, grantee *Account, relationship string, permissio
 		return nil, invalid("account_id", "account %s is a foster carer's: a carer sees a child's record through a placement (R2), not a grant", grantee.ID())
 	}
 	if g := c.grants[grantee.ID()]; g != nil {
-		if cur, ok := g.active(); ok && cur.Permissions == perms && g.relationship == rel {
+		if cur, ok := g.active(); ok && cur.Permissions == perms && g.relationship == rel && !cur.From.Before(grantee.ReopenedAt()) {
 			return nil, fmt.Errorf("%s to %s: %w", what, grantee.ID(), ErrAlreadyGranted)
 		}
 	}

@@ -84,6 +84,15 @@ func codecExamples() map[string]codecExample {
 		domain.TypeChildErased:   {&domain.ChildErased{ChildID: exChild, ErasedAt: at(18 * h)}, at(18 * h)},
 		domain.TypeChildRetentionSet: {&domain.ChildRetentionSet{ChildID: exChild, RetainUntil: at(24 * 3650 * h),
 			SetAt: at(19 * h)}, at(19 * h)},
+		domain.TypePlacementCancelled: {&domain.PlacementCancelled{ChildID: exChild, PlacementID: exPlacement,
+			CarerAccountID: exAccount, CancelledAt: at(20 * h)}, at(20 * h)},
+		domain.TypeAccountReopened: {&domain.AccountReopened{AccountID: exAccount, ReopenedAt: at(21 * h)}, at(21 * h)},
+		domain.TypeEmailChangeRequested: {&domain.EmailChangeRequested{AccountID: exAccount, Email: "new@example.org",
+			RequestedAt: at(22 * h)}, at(22 * h)},
+		domain.TypeEmailChanged: {&domain.EmailChanged{AccountID: exAccount, Email: "new@example.org",
+			ChangedAt: at(23 * h)}, at(23 * h)},
+		domain.TypeEmailClaimed:  {&domain.EmailClaimed{AccountID: exAccount, ClaimedAt: at(24 * h)}, at(24 * h)},
+		domain.TypeEmailReleased: {&domain.EmailReleased{AccountID: exAccount, ReleasedAt: at(25 * h)}, at(25 * h)},
 	}
 }
 

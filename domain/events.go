@@ -44,6 +44,13 @@ const (
 	TypeAccountErased       = "account.erased.v1"
 	TypeChildErased         = "child.erased.v1"
 	TypeChildRetentionSet   = "child.retention_set.v1"
+
+	TypePlacementCancelled   = "placement.cancelled.v1"
+	TypeAccountReopened      = "account.reopened.v1"
+	TypeEmailChangeRequested = "account.email_change_requested.v1"
+	TypeEmailChanged         = "account.email_changed.v1"
+	TypeEmailClaimed         = "email.claimed.v1"
+	TypeEmailReleased        = "email.released.v1"
 )
 
 // catalogue maps every event name to a constructor of its zero value.
@@ -67,6 +74,13 @@ var catalogue = map[string]func() Event{
 	TypeAccountErased:       func() Event { return &AccountErased{} },
 	TypeChildErased:         func() Event { return &ChildErased{} },
 	TypeChildRetentionSet:   func() Event { return &ChildRetentionSet{} },
+
+	TypePlacementCancelled:   func() Event { return &PlacementCancelled{} },
+	TypeAccountReopened:      func() Event { return &AccountReopened{} },
+	TypeEmailChangeRequested: func() Event { return &EmailChangeRequested{} },
+	TypeEmailChanged:         func() Event { return &EmailChanged{} },
+	TypeEmailClaimed:         func() Event { return &EmailClaimed{} },
+	TypeEmailReleased:        func() Event { return &EmailReleased{} },
 }
 
 // EventTypes lists every event name of the catalogue, sorted.

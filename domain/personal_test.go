@@ -19,6 +19,9 @@ func TestPersonalFieldsOfEveryEvent(t *testing.T) {
 		domain.TypeAccountActivated: {"identity_subject"},
 		domain.TypePhoneEnrolled:    {"phone_hint"},
 		domain.TypeIdentityLinked:   {"subject"},
+
+		domain.TypeEmailChangeRequested: {"email"},
+		domain.TypeEmailChanged:         {"email"},
 	}
 	for _, typ := range domain.EventTypes() {
 		require.Equal(t, want[typ], domain.PersonalFields(typ), typ)

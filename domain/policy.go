@@ -118,11 +118,20 @@ type Access struct {
 func (a Access) Allows(p Permission) bool { return a.Permissions.Has(p) }
 
 // AccountFacts is what the policy needs to know about an account. Times are
-// effective times; zero means "never".
+// effective times; zero means "never". ClosedAt is the current closure;
+// Lapses are the closures the account was reopened from (R18).
 type AccountFacts struct {
 	Kind        AccountKind
 	ActivatedAt time.Time
 	ClosedAt    time.Time
+	Lapses      []Lapse
+}
+
+// Lapse is one closure of an account that was reopened later (R18): closed
+// in [ClosedAt, ReopenedAt).
+type Lapse struct {
+	ClosedAt   time.Time
+	ReopenedAt time.Time
 }
 
 // activeAt reports whether the account can exercise access at t, and if not
@@ -134,7 +143,25 @@ func (a AccountFacts) activeAt(t time.Time) (bool, Reason) {
 	case a.ActivatedAt.IsZero() || t.Before(a.ActivatedAt):
 		return false, ReasonAccountNotActive
 	}
+	for _, l := range a.Lapses {
+		if within(t, l.ClosedAt, l.ReopenedAt) {
+			return false, ReasonAccountClosed
+		}
+	}
 	return true, ""
+}
+
+// since is when the account's current life began at t: the last reopening
+// at or before t (zero when none). Access sources that started before it
+// ended with the closure and do not come back (R18).
+func (a AccountFacts) since(t time.Time) time.Time {
+	var s time.Time
+	for _, l := range a.Lapses {
+		if !l.ReopenedAt.After(t) {
+			s = l.ReopenedAt
+		}
+	}
+	return s
 }
 
 // PlacementFacts is what the policy needs to know about one placement of a
@@ -205,6 +232,10 @@ func ChildAccess(acct AccountFacts, placements []PlacementFacts, grants []GrantF
 	}
 	consider(acct.ActivatedAt)
 	consider(acct.ClosedAt)
+	for _, l := range acct.Lapses {
+		consider(l.ClosedAt)
+		consider(l.ReopenedAt)
+	}
 	for _, p := range placements {
 		consider(p.Start)
 		consider(p.End)
@@ -239,7 +270,11 @@ func childAccessAt(acct AccountFacts, placements []PlacementFacts, grants []Gran
 			lastEnd, endReason = at, r
 		}
 	}
+	since := acct.since(t)
 	for _, p := range placements {
+		if p.Start.Before(since) {
+			continue
+		}
 		switch {
 		case within(t, p.Start, p.End):
 			join(All, ReasonPlacement, 3)
@@ -250,6 +285,9 @@ func childAccessAt(acct AccountFacts, placements []PlacementFacts, grants []Gran
 		}
 	}
 	for _, g := range grants {
+		if g.From.Before(since) {
+			continue
+		}
 		switch {
 		case within(t, g.From, g.To):
 			join(g.Permissions, ReasonGrant, 1)

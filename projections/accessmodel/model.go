@@ -172,6 +172,18 @@ func (m *Model) Apply(rec eventlog.Record) (Result, error) {
 	case *domain.ChildRetentionSet:
 		// A retention date changes no access (R22).
 		err = m.child(e.ChildID).Apply(e)
+	case *domain.PlacementCancelled:
+		// The placement's times are no longer facts of the pair (R18).
+		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref)
+	case *domain.AccountReopened:
+		res.Pairs, err = m.accountEvent(e, e.AccountID, ref, e.ReopenedAt)
+		res.Account = &e.AccountID
+	case *domain.EmailChangeRequested:
+		err = m.account(e.AccountID).Apply(e)
+	case *domain.EmailChanged:
+		err = m.account(e.AccountID).Apply(e)
+	case *domain.EmailClaimed, *domain.EmailReleased:
+		// Email claims do not change access.
 	default:
 		err = fmt.Errorf("event type %s not handled", rec.Type)
 	}

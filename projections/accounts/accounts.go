@@ -260,6 +260,8 @@ var handled = map[string]bool{
 	domain.TypePhoneEnrolled:       true,
 	domain.TypeIdentityLinked:      true,
 	domain.TypeAccountErased:       true,
+	domain.TypeAccountReopened:     true,
+	domain.TypeEmailChanged:        true,
 }
 
 // accountOf returns the account an event of a handled type is about.
@@ -282,6 +284,10 @@ func accountOf(e domain.Event) uuid.UUID {
 	case *domain.IdentityLinked:
 		return e.AccountID
 	case *domain.AccountErased:
+		return e.AccountID
+	case *domain.AccountReopened:
+		return e.AccountID
+	case *domain.EmailChanged:
 		return e.AccountID
 	}
 	panic(fmt.Sprintf("accounts: unhandled event %T", e)) // handled and accountOf disagree
@@ -316,6 +322,10 @@ func fold(r *row, e domain.Event) {
 		r.IdentitySubject, r.ActivatedAt = plain(e.IdentitySubject), micros(e.ActivatedAt)
 	case *domain.AccountClosed:
 		r.ClosedAt = micros(e.ClosedAt)
+	case *domain.AccountReopened:
+		r.ClosedAt = sql.NullInt64{}
+	case *domain.EmailChanged:
+		r.Email = plain(e.Email)
 	case *domain.PhoneResetRequested:
 		r.PhoneResetRequested = true
 	case *domain.PhoneCleared:

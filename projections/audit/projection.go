@@ -318,6 +318,18 @@ func subjects(e domain.Event) (child, account uuid.UUID, err error) {
 		return e.ChildID, uuid.Nil, nil
 	case *domain.ChildRetentionSet:
 		return e.ChildID, uuid.Nil, nil
+	case *domain.PlacementCancelled:
+		return e.ChildID, e.CarerAccountID, nil
+	case *domain.AccountReopened:
+		return uuid.Nil, e.AccountID, nil
+	case *domain.EmailChangeRequested:
+		return uuid.Nil, e.AccountID, nil
+	case *domain.EmailChanged:
+		return uuid.Nil, e.AccountID, nil
+	case *domain.EmailClaimed:
+		return uuid.Nil, e.AccountID, nil
+	case *domain.EmailReleased:
+		return uuid.Nil, e.AccountID, nil
 	}
 	return uuid.Nil, uuid.Nil, fmt.Errorf("audit: no subjects known for event type %s (%T)", e.EventType(), e)
 }

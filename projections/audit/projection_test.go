@@ -312,6 +312,12 @@ func TestSubjectsCoverTheCatalogue(t *testing.T) {
 		{&domain.AccountErased{AccountID: a}, uuid.Nil, a},
 		{&domain.ChildErased{ChildID: c}, c, uuid.Nil},
 		{&domain.ChildRetentionSet{ChildID: c}, c, uuid.Nil},
+		{&domain.PlacementCancelled{ChildID: c, PlacementID: p, CarerAccountID: a}, c, a},
+		{&domain.AccountReopened{AccountID: a}, uuid.Nil, a},
+		{&domain.EmailChangeRequested{AccountID: a}, uuid.Nil, a},
+		{&domain.EmailChanged{AccountID: a}, uuid.Nil, a},
+		{&domain.EmailClaimed{AccountID: a}, uuid.Nil, a},
+		{&domain.EmailReleased{AccountID: a}, uuid.Nil, a},
 	}
 	var types []string
 	for _, s := range samples {
