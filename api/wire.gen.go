@@ -845,6 +845,19 @@ type ConsistencyProof struct {
 // Cursor The "next" of the previous page.
 type Cursor = string
 
+// EmailChangeRequest defines model for EmailChangeRequest.
+type EmailChangeRequest struct {
+	Email Text `json:"email"`
+
+	// Reason A reason; tab and line feed are allowed.
+	Reason FreeText `api:"text" json:"reason"`
+}
+
+// EmailRequest defines model for EmailRequest.
+type EmailRequest struct {
+	Email Text `json:"email"`
+}
+
 // EmptyRequest defines model for EmptyRequest.
 type EmptyRequest = struct{}
 
@@ -948,6 +961,8 @@ type ExportInterval struct {
 
 // ExportPlacement A placement in which the account is the carer, with its child.
 type ExportPlacement struct {
+	// CancelledAt When the worker cancelled the planned placement (R18); absent or null when it was not cancelled.
+	CancelledAt    *NullableTime `json:"cancelled_at,omitempty"`
 	CarerAccountID UUID          `json:"carer_account_id"`
 	ChildID        UUID          `json:"child_id"`
 	EndedAt        *NullableTime `json:"ended_at"`
@@ -1121,6 +1136,8 @@ type PlacementRecord = PlacementRecordFields
 
 // PlacementRecordFields defines model for PlacementRecordFields.
 type PlacementRecordFields struct {
+	// CancelledAt When the worker cancelled the planned placement (R18); absent or null when it was not cancelled.
+	CancelledAt    *NullableTime `json:"cancelled_at,omitempty"`
 	CarerAccountID UUID          `json:"carer_account_id"`
 	EndedAt        *NullableTime `json:"ended_at"`
 
@@ -1460,6 +1477,18 @@ type CloseAccountParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// ChangeEmailParams defines parameters for ChangeEmail.
+type ChangeEmailParams struct {
+	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// RequestEmailChangeParams defines parameters for RequestEmailChange.
+type RequestEmailChangeParams struct {
+	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // EraseAccountParams defines parameters for EraseAccount.
 type EraseAccountParams struct {
 	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
@@ -1510,6 +1539,12 @@ type RequestPhoneResetParams struct {
 
 // ClearPhoneParams defines parameters for ClearPhone.
 type ClearPhoneParams struct {
+	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ReopenAccountParams defines parameters for ReopenAccount.
+type ReopenAccountParams struct {
 	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
@@ -1632,6 +1667,12 @@ type StartPlacementParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// CancelPlacementParams defines parameters for CancelPlacement.
+type CancelPlacementParams struct {
+	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // EndPlacementParams defines parameters for EndPlacement.
 type EndPlacementParams struct {
 	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
@@ -1712,6 +1753,12 @@ type ActivateJSONRequestBody = ActivateRequest
 // CloseAccountJSONRequestBody defines body for CloseAccount for application/json ContentType.
 type CloseAccountJSONRequestBody = ReasonRequest
 
+// ChangeEmailJSONRequestBody defines body for ChangeEmail for application/json ContentType.
+type ChangeEmailJSONRequestBody = EmailRequest
+
+// RequestEmailChangeJSONRequestBody defines body for RequestEmailChange for application/json ContentType.
+type RequestEmailChangeJSONRequestBody = EmailChangeRequest
+
 // EraseAccountJSONRequestBody defines body for EraseAccount for application/json ContentType.
 type EraseAccountJSONRequestBody = ReasonRequest
 
@@ -1726,6 +1773,9 @@ type RequestPhoneResetJSONRequestBody = ReasonRequest
 
 // ClearPhoneJSONRequestBody defines body for ClearPhone for application/json ContentType.
 type ClearPhoneJSONRequestBody = EmptyRequest
+
+// ReopenAccountJSONRequestBody defines body for ReopenAccount for application/json ContentType.
+type ReopenAccountJSONRequestBody = ReasonRequest
 
 // RegisterChildJSONRequestBody defines body for RegisterChild for application/json ContentType.
 type RegisterChildJSONRequestBody = RegisterChildRequest
@@ -1744,6 +1794,9 @@ type RevokeJSONRequestBody = ReasonRequest
 
 // StartPlacementJSONRequestBody defines body for StartPlacement for application/json ContentType.
 type StartPlacementJSONRequestBody = StartPlacementRequest
+
+// CancelPlacementJSONRequestBody defines body for CancelPlacement for application/json ContentType.
+type CancelPlacementJSONRequestBody = ReasonRequest
 
 // EndPlacementJSONRequestBody defines body for EndPlacement for application/json ContentType.
 type EndPlacementJSONRequestBody = EndPlacementRequest

@@ -81,6 +81,36 @@ func (c *Client) CancelInvitation(ctx context.Context, account uuid.UUID, reason
 	return a, c.command(ctx, http.MethodPost, "/v1/accounts/"+account.String()+"/invitation/cancel", api.ReasonRequest{Reason: reason}, &a, opts)
 }
 
+// ReopenAccount is POST /v1/accounts/{account_id}/reopen (portals team,
+// R18).
+func (c *Client) ReopenAccount(ctx context.Context, account uuid.UUID, reason string, opts ...CallOption) (api.PositionAnswer, error) {
+	var a api.PositionAnswer
+	return a, c.command(ctx, http.MethodPost, "/v1/accounts/"+account.String()+"/reopen", api.ReasonRequest{Reason: reason}, &a, opts)
+}
+
+// RequestEmailChange is POST /v1/accounts/{account_id}/email-change-requests
+// (worker, R18).
+func (c *Client) RequestEmailChange(ctx context.Context, account uuid.UUID, email, reason string, opts ...CallOption) (api.PositionAnswer, error) {
+	var a api.PositionAnswer
+	return a, c.command(ctx, http.MethodPost, "/v1/accounts/"+account.String()+"/email-change-requests",
+		api.EmailChangeRequest{Email: email, Reason: reason}, &a, opts)
+}
+
+// ChangeEmail is PUT /v1/accounts/{account_id}/email (portals team, R18).
+func (c *Client) ChangeEmail(ctx context.Context, account uuid.UUID, email string, opts ...CallOption) (api.PositionAnswer, error) {
+	var a api.PositionAnswer
+	return a, c.command(ctx, http.MethodPut, "/v1/accounts/"+account.String()+"/email", api.EmailRequest{Email: email}, &a, opts)
+}
+
+// CancelPlacement is POST
+// /v1/children/{child_id}/placements/{placement_id}/cancel (the child's
+// worker, R18).
+func (c *Client) CancelPlacement(ctx context.Context, child, placement uuid.UUID, reason string, opts ...CallOption) (api.PositionAnswer, error) {
+	var a api.PositionAnswer
+	return a, c.command(ctx, http.MethodPost, "/v1/children/"+child.String()+"/placements/"+placement.String()+"/cancel",
+		api.ReasonRequest{Reason: reason}, &a, opts)
+}
+
 // EraseAccount is POST /v1/accounts/{account_id}/erasure (dpo, R22).
 func (c *Client) EraseAccount(ctx context.Context, account uuid.UUID, reason string, opts ...CallOption) (api.PositionAnswer, error) {
 	var a api.PositionAnswer

@@ -74,6 +74,8 @@ const (
 	placementOpen    = "open"
 	placementInGrace = "in_grace"
 	placementEnded   = "ended"
+	// placementCancelled: cancelled before it started (R18).
+	placementCancelled = "cancelled"
 )
 
 // The statuses of a grant.
@@ -86,6 +88,8 @@ const (
 // (a recorded grace expiry changes nothing: the grace period ended then).
 func placementStatus(p domain.PlacementView, at time.Time) string {
 	switch {
+	case !p.CancelledAt.IsZero():
+		return placementCancelled
 	case at.Before(p.StartedAt):
 		return placementPlanned
 	case !p.Ended || at.Before(p.EndedAt):
@@ -139,6 +143,7 @@ func childRecord(id uuid.UUID, ch *domain.Child, at time.Time, pos eventlog.Posi
 		if p.Ended {
 			r.EndedAt, r.GraceUntil = optTime(p.EndedAt), optTime(graceEnd(p))
 		}
+		r.CancelledAt = optTime(p.CancelledAt)
 		out.Placements = append(out.Placements, r)
 	}
 	for _, g := range ch.Grants() {

@@ -105,9 +105,16 @@ func TestEveryOperation(t *testing.T) {
 			e.ok(with(worker, "POST", "/v1/children/"+w.child+"/placements/"+w.placement+"/end-grace", `{"reason":"safeguarding\nconcern"}`), 200)
 			mistake := e.ok(with(worker, "POST", "/v1/invitations", `{"email":"mistake@example.org","kind":"parent"}`), 201)
 			e.ok(with(worker, "POST", "/v1/accounts/"+mistake["account_id"].(string)+"/invitation/cancel", `{"reason":"wrong address"}`), 200)
+			planned := e.ok(with(worker, "POST", "/v1/children/"+w.child+"/placements",
+				`{"carer_account_id":"`+w.carer+`","started_at":"`+time.Now().UTC().AddDate(0, 1, 0).Format(time.RFC3339)+`"}`), 201)
+			e.ok(with(worker, "POST", "/v1/children/"+w.child+"/placements/"+planned["placement_id"].(string)+"/cancel", `{"reason":"the carer withdrew"}`), 200)
+			e.ok(with(worker, "POST", "/v1/accounts/"+w.member+"/email-change-requests", `{"email":"member.new@example.org","reason":"new address"}`), 200)
+			e.ok(with(req{role: domain.RolePortalsTeam}, "PUT", "/v1/accounts/"+w.member+"/email", `{"email":"member.new@example.org"}`), 200)
 			e.ok(with(worker, "PUT", "/v1/children/"+w.child+"/retention",
 				`{"retain_until":"`+time.Now().UTC().AddDate(50, 0, 0).Format(time.RFC3339)+`","reason":"kept until the care leaver turns 75"}`), 200)
 			e.ok(with(req{role: domain.RoleManager, sub: w.manager}, "POST", "/v1/children/"+w.child+"/allocation", `{"worker_id":"worker-dee"}`), 200)
+			e.ok(with(req{role: domain.RolePortalsTeam}, "POST", "/v1/accounts/"+w.member+"/close", `{"reason":"closed by mistake"}`), 200)
+			e.ok(with(req{role: domain.RolePortalsTeam}, "POST", "/v1/accounts/"+w.member+"/reopen", `{"reason":"closed the wrong account"}`), 200)
 			e.ok(with(req{role: domain.RolePortalsTeam}, "POST", "/v1/accounts/"+w.member+"/close", `{"reason":"asked to leave"}`), 200)
 			// Erasure (R22): the dpo only. The account stays closed and
 			// its history stays; what erasure removes the e2e tests show.

@@ -254,6 +254,64 @@ func (s *server) cancelInvitation(w http.ResponseWriter, r *http.Request, c call
 		})
 }
 
+func (s *server) reopenAccount(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.reasonCommand(w, r, c, commands.CommandReopenAccount, "account_id",
+		func(ctx context.Context, m commands.Meta, id uuid.UUID, reason string) (commands.Result, error) {
+			return s.cfg.Commands.ReopenAccount(ctx, m, commands.ReopenAccount{AccountID: id, Reason: reason})
+		})
+}
+
+func (s *server) requestEmailChange(w http.ResponseWriter, r *http.Request, c call) error {
+	var b api.EmailChangeRequest
+	var cmd commands.RequestEmailChange
+	return s.runCommand(w, r, c.actor, commands.CommandRequestEmail, &b, func() (err error) {
+		cmd.AccountID, err = pathUUID(r, "account_id")
+		cmd.Email, cmd.Reason = b.Email, b.Reason
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.RequestEmailChange(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}
+
+func (s *server) changeEmail(w http.ResponseWriter, r *http.Request, c call) error {
+	var b api.EmailRequest
+	var cmd commands.ChangeEmail
+	return s.runCommand(w, r, c.actor, commands.CommandChangeEmail, &b, func() (err error) {
+		cmd.AccountID, err = pathUUID(r, "account_id")
+		cmd.Email = b.Email
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.ChangeEmail(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}
+
+func (s *server) cancelPlacement(w http.ResponseWriter, r *http.Request, c call) error {
+	var b api.ReasonRequest
+	var cmd commands.CancelPlacement
+	return s.runCommand(w, r, c.actor, commands.CommandCancelPlacement, &b, func() (err error) {
+		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
+			return err
+		}
+		cmd.PlacementID, err = pathUUID(r, "placement_id")
+		cmd.Reason = b.Reason
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.CancelPlacement(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(positionOf(res.Position)), nil
+	})
+}
+
 func (s *server) eraseChild(w http.ResponseWriter, r *http.Request, c call) error {
 	return s.reasonCommand(w, r, c, commands.CommandEraseChild, "child_id",
 		func(ctx context.Context, m commands.Meta, id uuid.UUID, reason string) (commands.Result, error) {

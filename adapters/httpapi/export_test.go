@@ -90,7 +90,7 @@ func TestRule_R21_SubjectAccessExport(t *testing.T) {
 			for _, ev := range x["events"].([]any) {
 				types[ev.(map[string]any)["type"].(string)]++
 			}
-			require.Equal(t, map[string]int{"account.invited.v1": 1, "account.activated.v1": 1, "identity.linked.v1": 1,
+			require.Equal(t, map[string]int{"email.claimed.v1": 1, "account.invited.v1": 1, "account.activated.v1": 1, "identity.linked.v1": 1,
 				"grant.made.v1": 1, "grant.revoked.v1": 1}, types)
 			// Every interval the history holds, with the reasons behind it.
 			h := e.ok(auditor("/v1/accounts/"+w.member+"/history?min_position="+token), 200)

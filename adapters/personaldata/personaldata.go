@@ -329,12 +329,14 @@ func SubjectOf(stream string, data []byte) (keystore.Subject, error) {
 			return "", fmt.Errorf("%w: stream %q", ErrNoSubject, stream)
 		}
 		return keystore.AccountSubject(id), nil
-	case strings.HasPrefix(stream, domain.IdentityStreamPrefix):
+	case strings.HasPrefix(stream, domain.IdentityStreamPrefix), strings.HasPrefix(stream, domain.EmailStreamPrefix):
+		// An identity's link, and an email's claim, are about the account
+		// they name.
 		var p struct {
 			AccountID uuid.UUID `json:"account_id"`
 		}
 		if err := json.Unmarshal(data, &p); err != nil || p.AccountID == uuid.Nil {
-			return "", fmt.Errorf("%w: an event of identity stream %q without account_id", ErrNoSubject, stream)
+			return "", fmt.Errorf("%w: an event of stream %q without account_id", ErrNoSubject, stream)
 		}
 		return keystore.AccountSubject(p.AccountID), nil
 	}

@@ -51,6 +51,7 @@ func data(t *testing.T, e domain.Event, reason string) eventlog.EventData {
 
 const (
 	email     = "carer.one@example.org"
+	newEmail  = "carer.moved@example.org"
 	reference = "NCC-2024-00417"
 	subject   = "idp|carer-one"
 	reason    = "moved to Mrs Patel's on 3 March"
@@ -72,6 +73,12 @@ func world(t *testing.T, s eventlog.Store) (child, account uuid.UUID) {
 			InvitedAt: at, ExpiresAt: at.Add(14 * 24 * time.Hour)}, ""),
 		data(t, &domain.AccountActivated{AccountID: account, IdentitySubject: subject, ActivatedAt: at.Add(time.Hour)}, ""),
 		data(t, &domain.PhoneEnrolled{AccountID: account, PhoneHint: "***417", EnrolledAt: at.Add(2 * time.Hour)}, ""),
+		data(t, &domain.EmailChangeRequested{AccountID: account, Email: newEmail, RequestedAt: at.Add(3 * time.Hour)}, reason),
+		data(t, &domain.EmailChanged{AccountID: account, Email: newEmail, ChangedAt: at.Add(4 * time.Hour)}, ""),
+	})
+	require.NoError(t, err)
+	_, err = s.Append(ctx, domain.EmailStream(newEmail), eventlog.NoStream, []eventlog.EventData{
+		data(t, &domain.EmailClaimed{AccountID: account, ClaimedAt: at.Add(4 * time.Hour)}, "email given to the account"),
 	})
 	require.NoError(t, err)
 	_, err = s.Append(ctx, domain.IdentityStream(subject), eventlog.NoStream, []eventlog.EventData{
@@ -95,7 +102,7 @@ func dump(t *testing.T, s eventlog.Store) string {
 	return b.String()
 }
 
-var personal = []string{email, reference, subject, reason, "***417"}
+var personal = []string{email, newEmail, reference, subject, reason, "***417"}
 
 func TestTheStoredLogHoldsNoPersonalData(t *testing.T) {
 	t.Parallel()
@@ -417,18 +424,18 @@ func TestCountPlain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t)
-	world(t, e.store) // 6 events, sealed
+	world(t, e.store) // 9 events, sealed
 	plain, total, err := personaldata.CountPlain(ctx, e.raw)
 	require.NoError(t, err)
-	require.Equal(t, [2]int64{0, 6}, [2]int64{plain, total})
+	require.Equal(t, [2]int64{0, 9}, [2]int64{plain, total})
 
 	old := newEnv(t)
-	world(t, old.raw) // 6 events unsealed: each has a reason or a personal field
+	world(t, old.raw) // 9 events unsealed: each has a reason or a personal field
 	child := uuid.New()
 	_, err = old.raw.Append(ctx, domain.ChildStream(child), eventlog.NoStream, []eventlog.EventData{
 		data(t, &domain.AccessRevoked{ChildID: child, AccountID: uuid.New(), RevokedAt: at}, "")})
 	require.NoError(t, err)
 	plain, total, err = personaldata.CountPlain(ctx, old.raw)
 	require.NoError(t, err)
-	require.Equal(t, [2]int64{6, 7}, [2]int64{plain, total})
+	require.Equal(t, [2]int64{9, 10}, [2]int64{plain, total})
 }

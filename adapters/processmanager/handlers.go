@@ -85,6 +85,20 @@ func (pm *ProcessManager) onAccountClosed(ctx context.Context, e *domain.Account
 	return pm.setDue(ctx, accountRetentionSubject(e.AccountID), e.ClosedAt.Add(pm.cfg.ClosedAccountRetention))
 }
 
+// onPlacementCancelled settles a cancelled placement's grace deadline (a
+// planned end recorded before the cancellation): it gives nothing to
+// expire (R18).
+func (pm *ProcessManager) onPlacementCancelled(ctx context.Context, e *domain.PlacementCancelled) error {
+	return pm.resolve(ctx, graceSubject(e.ChildID, e.PlacementID, e.CarerAccountID), forever)
+}
+
+// onAccountReopened settles the retention deadline of the closure the
+// account was reopened from (R18): any closure before the reopening is
+// resolved; a later closure sets a later due, which makes it pending again.
+func (pm *ProcessManager) onAccountReopened(ctx context.Context, e *domain.AccountReopened) error {
+	return pm.resolve(ctx, accountRetentionSubject(e.AccountID), micros(e.ReopenedAt.Add(pm.cfg.ClosedAccountRetention)))
+}
+
 func (pm *ProcessManager) onAccountErased(ctx context.Context, e *domain.AccountErased) error {
 	return pm.resolve(ctx, accountRetentionSubject(e.AccountID), forever)
 }

@@ -354,6 +354,8 @@ func New(cfg Config) (*ProcessManager, error) {
 		cqrs.NewGroupEventHandler(pm.onAccountErased),
 		cqrs.NewGroupEventHandler(pm.onChildRegistered),
 		cqrs.NewGroupEventHandler(pm.onChildRetentionSet),
+		cqrs.NewGroupEventHandler(pm.onPlacementCancelled),
+		cqrs.NewGroupEventHandler(pm.onAccountReopened),
 	); err != nil {
 		return nil, fmt.Errorf("processmanager: event handlers: %w", err)
 	}

@@ -37,6 +37,10 @@ var commandRoutes = []apiRoute{
 	{pattern: "POST /v1/accounts/{account_id}/close", body: []string{"reason"}},
 	{pattern: "POST /v1/accounts/{account_id}/erasure", body: []string{"reason"}},
 	{pattern: "POST /v1/accounts/{account_id}/invitation/cancel", body: []string{"reason"}},
+	{pattern: "POST /v1/accounts/{account_id}/reopen", body: []string{"reason"}},
+	{pattern: "POST /v1/accounts/{account_id}/email-change-requests", body: []string{"email", "reason"}},
+	{pattern: "PUT /v1/accounts/{account_id}/email", body: []string{"email"}},
+	{pattern: "POST /v1/children/{child_id}/placements/{placement_id}/cancel", body: []string{"reason"}},
 	{pattern: "POST /v1/children/{child_id}/erasure", body: []string{"reason"}},
 	{pattern: "POST /v1/children/{child_id}/placements", body: []string{"carer_account_id", "started_at"}},
 	// api.md lists a reason; docs/openapi.yaml (and the server) make it optional.

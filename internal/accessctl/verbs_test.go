@@ -170,6 +170,27 @@ func verbCases() []verbCase {
 			body: `{"reason":"sent to the wrong address"}`, answer: `{"position":"22"}`, table: "position  22\n",
 		},
 		{
+			name: "reopen-account", args: []string{"reopen-account", "--account", accountID, "--reason", "closed the wrong account"},
+			pattern: "POST /v1/accounts/{account_id}/reopen", path: "/v1/accounts/" + accountID + "/reopen",
+			body: `{"reason":"closed the wrong account"}`, answer: `{"position":"22"}`, table: "position  22\n",
+		},
+		{
+			name: "request-email-change", args: []string{"request-email-change", "--account", accountID, "--email", "new@example.org", "--reason", "moved"},
+			pattern: "POST /v1/accounts/{account_id}/email-change-requests", path: "/v1/accounts/" + accountID + "/email-change-requests",
+			body: `{"email":"new@example.org","reason":"moved"}`, answer: `{"position":"22"}`, table: "position  22\n",
+		},
+		{
+			name: "change-email", args: []string{"change-email", "--account", accountID, "--email", "new@example.org"},
+			pattern: "PUT /v1/accounts/{account_id}/email", path: "/v1/accounts/" + accountID + "/email",
+			body: `{"email":"new@example.org"}`, answer: `{"position":"22"}`, table: "position  22\n",
+		},
+		{
+			name: "cancel-placement", args: []string{"cancel-placement", "--child", childID, "--placement", placementID, "--reason", "carer withdrew"},
+			pattern: "POST /v1/children/{child_id}/placements/{placement_id}/cancel",
+			path:    "/v1/children/" + childID + "/placements/" + placementID + "/cancel",
+			body:    `{"reason":"carer withdrew"}`, answer: `{"position":"22"}`, table: "position  22\n",
+		},
+		{
 			name: "erase-account", args: []string{"erase-account", "--account", accountID, "--reason", "Art. 17 request DPO-117"},
 			pattern: "POST /v1/accounts/{account_id}/erasure", path: "/v1/accounts/" + accountID + "/erasure",
 			body: `{"reason":"Art. 17 request DPO-117"}`, answer: `{"position":"23"}`, table: "position  23\n",

@@ -1,0 +1,84 @@
+package accessctl
+
+import (
+	"context"
+	"flag"
+
+	"github.com/accessledger/accessledger/api"
+	"github.com/accessledger/accessledger/client"
+)
+
+// The verbs of the corrections (R18).
+
+// reopenAccountVerb is `accessctl reopen-account`.
+func reopenAccountVerb() verb {
+	return reasonVerb("reopen-account", "account",
+		"reopen a closed account; its access does not come back by itself (portals team, R18)",
+		"POST /v1/accounts/{account_id}/reopen", (*client.Client).ReopenAccount)
+}
+
+// cancelPlacementVerb is `accessctl cancel-placement`.
+func cancelPlacementVerb() verb {
+	return verb{
+		name: "cancel-placement", synopsis: "--child ID --placement ID --reason R",
+		summary:  "cancel a planned placement before it starts (the child's worker, R18)",
+		endpoint: "POST /v1/children/{child_id}/placements/{placement_id}/cancel",
+		flags: func(fs *flag.FlagSet) action {
+			child := fs.String("child", "", "the child's id (required)")
+			placement := fs.String("placement", "", "the planned placement's id (required; accessctl child --child ID lists them)")
+			reason := fs.String("reason", "", "why (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				childID, placementID := c.id("child", *child), c.id("placement", *placement)
+				c.text("reason", *reason, maxReasonBytes)
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.CancelPlacement(ctx, childID, placementID, *reason, o...)
+				})
+			}
+		},
+	}
+}
+
+// requestEmailChangeVerb is `accessctl request-email-change`.
+func requestEmailChangeVerb() verb {
+	return verb{
+		name: "request-email-change", synopsis: "--account ID --email ADDRESS --reason R",
+		summary:  "ask the portals team to change an account's email (worker, R18)",
+		endpoint: "POST /v1/accounts/{account_id}/email-change-requests",
+		flags: func(fs *flag.FlagSet) action {
+			account := fs.String("account", "", "the account's id (required)")
+			email := fs.String("email", "", "the new email address (required)")
+			reason := fs.String("reason", "", "why (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				id := c.id("account", *account)
+				c.email("email", *email)
+				c.text("reason", *reason, maxReasonBytes)
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.RequestEmailChange(ctx, id, *email, *reason, o...)
+				})
+			}
+		},
+	}
+}
+
+// changeEmailVerb is `accessctl change-email`.
+func changeEmailVerb() verb {
+	return verb{
+		name: "change-email", synopsis: "--account ID --email ADDRESS",
+		summary:  "apply a worker's email change request; the account id stays (portals team, R18)",
+		endpoint: "PUT /v1/accounts/{account_id}/email",
+		flags: func(fs *flag.FlagSet) action {
+			account := fs.String("account", "", "the account's id (required)")
+			email := fs.String("email", "", "the email the open request names (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				id := c.id("account", *account)
+				c.email("email", *email)
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.ChangeEmail(ctx, id, *email, o...)
+				})
+			}
+		},
+	}
+}
