@@ -774,7 +774,9 @@ type ChildHistory struct {
 // ChildList defines model for ChildList.
 type ChildList struct {
 	Children []ChildListItem `json:"children"`
-	Next     *NullableCursor `json:"next"`
+
+	// Next The after of the next page of a caseload (allocated_to); null on the last page, and always for a reference.
+	Next *uuid.UUID `json:"next"`
 
 	// Position An opaque consistency token (a position in the event log).
 	Position Position `json:"position"`
@@ -1592,7 +1594,14 @@ type CheckParams struct {
 
 // ListChildrenParams defines parameters for ListChildren.
 type ListChildrenParams struct {
-	Reference Text `form:"reference" json:"reference"`
+	Reference   *Text    `form:"reference,omitempty" json:"reference,omitempty"`
+	AllocatedTo *ActorID `form:"allocated_to,omitempty" json:"allocated_to,omitempty"`
+
+	// After The cursor of the page (allocated_to only).
+	After *UUID `form:"after,omitempty" json:"after,omitempty"`
+
+	// Limit Page size, 1 to 1000, default 100 (allocated_to only).
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
 	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`

@@ -155,6 +155,17 @@ func (c *Client) ChildByReference(ctx context.Context, reference string, opts ..
 	return a, c.query(ctx, "/v1/children", url.Values{"reference": {reference}}, &a, opts)
 }
 
+// ChildrenAllocatedTo is GET /v1/children?allocated_to=: one page of the
+// children allocated to worker (R17), in id order, from after (uuid.Nil:
+// the first page); limit 0 is the server's default page size.
+func (c *Client) ChildrenAllocatedTo(ctx context.Context, worker string, after uuid.UUID, limit int, opts ...CallOption) (api.ChildList, error) {
+	v := url.Values{"allocated_to": {worker}}
+	setID(v, "after", after)
+	setLimit(v, limit)
+	var a api.ChildList
+	return a, c.query(ctx, "/v1/children", v, &a, opts)
+}
+
 // Child is GET /v1/children/{child_id}: the child's record, with its
 // placements' statuses at at (zero: now). An id never seen is ErrNotFound.
 func (c *Client) Child(ctx context.Context, child uuid.UUID, at time.Time, opts ...CallOption) (api.ChildRecord, error) {

@@ -28,6 +28,10 @@ type Index interface {
 	// account invited, the child registered.
 	KnowsAccount(acct uuid.UUID) bool
 	KnowsChild(child uuid.UUID) bool
+	// ChildByReference and ChildrenAllocatedTo find registered children
+	// by reference (whatever their id) and by allocated worker (R17).
+	ChildByReference(reference string) (accessindex.ChildInfo, bool, eventlog.Position)
+	ChildrenAllocatedTo(worker string, after uuid.UUID, limit int) ([]accessindex.ChildInfo, bool, eventlog.Position)
 }
 
 // knownAccount fails with an error wrapping domain.ErrAccountNotFound (404)

@@ -12,6 +12,7 @@ import (
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/projections/accessindex"
 )
 
 // ChildRecords reads a child's record as it stands in the event log: the
@@ -161,33 +162,88 @@ func childRecord(id uuid.UUID, ch *domain.Child, at time.Time, pos eventlog.Posi
 	return out
 }
 
-// ListChildren answers the child registered with reference (R17): a list
-// of one, or none. The id is derived from the reference (Config.ChildIDFor),
-// and the record read from the child's stream, so the answer is always
-// current.
-func (s *Service) ListChildren(ctx context.Context, c Caller, reference string, w Consistency) (api.ChildList, error) {
+// ListChildrenParams are the parameters of ListChildren: Reference, or
+// AllocatedTo with a page (After, Limit: 0 means DefaultChildrenLimit, at
+// most MaxChildrenLimit).
+type ListChildrenParams struct {
+	Reference   string
+	AllocatedTo string
+	After       uuid.UUID
+	Limit       int
+	Consistency
+}
+
+// Page sizes of ListChildren by worker.
+const (
+	DefaultChildrenLimit = 100
+	MaxChildrenLimit     = 1000
+)
+
+// ListChildren answers the child registered with a reference (R17: a list
+// of one, or none), or a page of the children allocated to a worker in id
+// order. A reference is looked up by the id derived from it
+// (Config.ChildIDFor), read from the child's stream so that the answer is
+// always current, and else in the index, which also knows the children
+// registered before ids were derived from references.
+func (s *Service) ListChildren(ctx context.Context, c Caller, p ListChildrenParams) (api.ChildList, error) {
 	if err := s.Authorize(ctx, QueryListChildren, c); err != nil {
 		return api.ChildList{}, err
 	}
-	if err := s.waitIndex(ctx, w); err != nil {
+	byRef, byWorker := strings.TrimSpace(p.Reference) != "", p.AllocatedTo != ""
+	switch {
+	case byRef == byWorker:
+		return api.ChildList{}, &Invalid{Detail: "give one of reference and allocated_to"}
+	case p.Limit < 0 || p.Limit > MaxChildrenLimit:
+		return api.ChildList{}, &Invalid{Detail: fmt.Sprintf("limit: %d not in 0..%d", p.Limit, MaxChildrenLimit)}
+	}
+	if byWorker {
+		if err := domain.CheckActorID(p.AllocatedTo); err != nil {
+			return api.ChildList{}, &Invalid{Detail: "allocated_to: not a worker id: " + err.Error()}
+		}
+	}
+	if err := s.waitIndex(ctx, p.Consistency); err != nil {
 		return api.ChildList{}, err
 	}
-	out := api.ChildList{Children: []api.ChildListItem{}, Position: s.cfg.Index.Position().String()}
-	if strings.TrimSpace(reference) == "" {
-		return api.ChildList{}, &Invalid{Detail: "reference: required"}
+	item := func(info accessindex.ChildInfo) api.ChildListItem {
+		it := api.ChildListItem{ChildID: info.ID, Reference: optText(info.Reference), Erased: info.Erased()}
+		if info.Worker != "" {
+			w := info.Worker
+			it.AllocatedWorkerID = &w
+		}
+		return it
 	}
-	id := s.cfg.ChildIDFor(reference)
+	if byWorker {
+		limit := p.Limit
+		if limit == 0 {
+			limit = DefaultChildrenLimit
+		}
+		infos, more, pos := s.cfg.Index.ChildrenAllocatedTo(p.AllocatedTo, p.After, limit)
+		out := api.ChildList{Children: make([]api.ChildListItem, 0, len(infos)), Position: pos.String()}
+		for _, info := range infos {
+			out.Children = append(out.Children, item(info))
+		}
+		if more {
+			next := infos[len(infos)-1].ID
+			out.Next = &next
+		}
+		return out, nil
+	}
+	out := api.ChildList{Children: []api.ChildListItem{}, Position: s.cfg.Index.Position().String()}
+	id := s.cfg.ChildIDFor(p.Reference)
 	ch, _, err := s.cfg.ChildRecords.Child(ctx, id)
 	switch {
 	case errors.Is(err, domain.ErrChildNotFound):
+		if info, ok, pos := s.cfg.Index.ChildByReference(p.Reference); ok {
+			out.Children, out.Position = append(out.Children, item(info)), pos.String()
+		}
 		return out, nil
 	case err != nil:
 		return api.ChildList{}, err
 	}
-	item := api.ChildListItem{ChildID: id, Reference: optText(ch.Reference()), Erased: ch.Erased()}
+	it := api.ChildListItem{ChildID: id, Reference: optText(ch.Reference()), Erased: ch.Erased()}
 	if w := ch.Worker(); w != "" {
-		item.AllocatedWorkerID = &w
+		it.AllocatedWorkerID = &w
 	}
-	out.Children = append(out.Children, item)
+	out.Children = append(out.Children, it)
 	return out, nil
 }

@@ -1,15 +1,19 @@
 package httpapi
 
 import (
+	"context"
 	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
 )
 
 // TestRule_R18_CorrectionsOverHTTP: a worker cancels a planned placement,
@@ -152,6 +156,78 @@ func TestRule_R18_CorrectionsOverHTTP(t *testing.T) {
 			} else {
 				require.Equal(t, 0, won, "x kept its email: x.r18 is still registered")
 			}
+			e.contract.check(t)
+		})
+	}
+}
+
+// TestRule_R17_WorkersFindChildrenAgain: a child registered before ids were
+// derived from references (a random id) is found by its reference, and a
+// worker's caseload lists the children allocated to them, a page at a
+// time, following reallocations and erasures; on SQLite and PostgreSQL.
+func TestRule_R17_WorkersFindChildrenAgain(t *testing.T) {
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			e := newEnv(t, b.URL(t))
+			ctx := context.Background()
+			legacy := uuid.New()
+			c := domain.Cause{Actor: domain.Actor{ID: "worker-ann", Role: domain.RoleWorker}, RecordedAt: time.Now()}
+			d, err := c.EventData(uuid.New(), &domain.ChildRegistered{ChildID: legacy, Reference: "OLD-0042", WorkerID: "worker-ann",
+				RegisteredAt: time.Now().UTC().Add(-time.Hour).Truncate(time.Microsecond)})
+			require.NoError(t, err)
+			res, err := e.store.Append(ctx, domain.ChildStream(legacy), eventlog.NoStream, []eventlog.EventData{d})
+			require.NoError(t, err)
+			ask := func(role domain.Role, q string) response {
+				return e.do(req{method: "GET", path: "/v1/children" + q, role: role, sub: "x"})
+			}
+			l := ask(domain.RoleWorker, "?reference=old-0042&min_position="+res.Position.String()).json(t)
+			require.Len(t, l["children"], 1)
+			require.Equal(t, legacy.String(), l["children"].([]any)[0].(map[string]any)["child_id"])
+
+			worker := req{method: "POST", path: "/v1/children", role: domain.RoleWorker, sub: "worker-ann"}
+			var ids []string
+			for _, ref := range []string{"NCC-CL-1", "NCC-CL-2", "NCC-CL-3"} {
+				worker.body = `{"reference":"` + ref + `"}`
+				ids = append(ids, e.ok(worker, 201)["child_id"].(string))
+			}
+			e.ok(req{method: "POST", path: "/v1/children/" + ids[0] + "/allocation", role: domain.RoleManager, sub: "manager-meg",
+				body: `{"worker_id":"worker-bob"}`}, 200)
+			erased := e.ok(req{method: "POST", path: "/v1/children/" + ids[1] + "/erasure", role: domain.RoleDPO, sub: "dpo-dee",
+				body: `{"reason":"retention ended"}`}, 200)
+			caseload := func(worker, q string) (got []string, next any) {
+				a := ask(domain.RoleManager, "?allocated_to="+worker+q+"&min_position="+erased["position"].(string)).json(t)
+				for _, c := range a["children"].([]any) {
+					m := c.(map[string]any)
+					require.Equal(t, worker, m["allocated_worker_id"])
+					if m["child_id"] == ids[1] {
+						require.Equal(t, true, m["erased"])
+						require.Nil(t, m["reference"])
+					}
+					got = append(got, m["child_id"].(string))
+				}
+				return got, a["next"]
+			}
+			want := []string{legacy.String(), ids[1], ids[2]}
+			slices.Sort(want)
+			all, next := caseload("worker-ann", "")
+			require.Equal(t, want, all)
+			require.Nil(t, next)
+			first, next := caseload("worker-ann", "&limit=2")
+			require.Equal(t, want[:2], first)
+			require.Equal(t, want[1], next)
+			rest, next := caseload("worker-ann", "&limit=2&after="+next.(string))
+			require.Equal(t, want[2:], rest)
+			require.Nil(t, next)
+			bob, _ := caseload("worker-bob", "")
+			require.Equal(t, []string{ids[0]}, bob)
+			none, _ := caseload("worker-nobody", "")
+			require.Empty(t, none)
+			require.Empty(t, ask(domain.RoleWorker, "?reference=NCC-CL-2").json(t)["children"].([]any)[0].(map[string]any)["reference"])
+
+			ask(domain.RoleWorker, "?reference=X&allocated_to=worker-ann").problem(t, 400, codeInvalid)
+			ask(domain.RoleWorker, "?allocated_to=worker-ann&limit=0").problem(t, 400, codeInvalid)
+			ask(domain.RoleWorker, "?allocated_to=worker%20ann").problem(t, 400, codeInvalid)
+			ask(domain.RoleService, "?allocated_to=worker-ann").problem(t, 403, codeForbidden)
 			e.contract.check(t)
 		})
 	}

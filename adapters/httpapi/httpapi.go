@@ -101,7 +101,7 @@ type Queries interface {
 	ChildHistory(ctx context.Context, c queries.Caller, child uuid.UUID, p queries.HistoryParams) (api.ChildHistory, error)
 	AccountHistory(ctx context.Context, c queries.Caller, account uuid.UUID, p queries.HistoryParams) (api.AccountHistory, error)
 	GetChild(ctx context.Context, c queries.Caller, id uuid.UUID, at time.Time) (api.ChildRecord, error)
-	ListChildren(ctx context.Context, c queries.Caller, reference string, w queries.Consistency) (api.ChildList, error)
+	ListChildren(ctx context.Context, c queries.Caller, p queries.ListChildrenParams) (api.ChildList, error)
 	GetAccount(ctx context.Context, c queries.Caller, id uuid.UUID, at time.Time, w queries.Consistency) (api.Account, error)
 	ListAccounts(ctx context.Context, c queries.Caller, p queries.ListAccountsParams) (api.AccountList, error)
 	AuditList(ctx context.Context, c queries.Caller, f queries.AuditFilter, w queries.Consistency) (api.AuditPage, error)

@@ -461,9 +461,25 @@ func (s *server) listChildren(w http.ResponseWriter, r *http.Request, c call) er
 	if err != nil {
 		return err
 	}
-	if !c.q.has("reference") {
-		return errInvalid("reference: required")
+	p := queries.ListChildrenParams{Consistency: cw}
+	switch has := c.q.has("reference"); {
+	case has == c.q.has("allocated_to"):
+		return errInvalid("give one of reference and allocated_to")
+	case has:
+		if p.Reference = c.q.str("reference"); p.Reference == "" {
+			return errInvalid("reference: required")
+		}
+	default:
+		p.AllocatedTo = c.q.str("allocated_to")
+		if p.After, _, err = c.q.uuid("after", false); err != nil {
+			return err
+		}
+		limit, err := c.q.int64In("limit", queries.DefaultChildrenLimit, 1, queries.MaxChildrenLimit)
+		if err != nil {
+			return err
+		}
+		p.Limit = int(limit)
 	}
-	a, err := s.cfg.Queries.ListChildren(r.Context(), c.caller, c.q.str("reference"), cw)
+	a, err := s.cfg.Queries.ListChildren(r.Context(), c.caller, p)
 	return answerJSON(w, a, err)
 }

@@ -84,7 +84,7 @@ func routes() []route {
 		{Name: "account_children", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/children", Access: asks,
 			Params: []string{"at", "min_position"}, handle: (*server).accountChildren},
 		{Name: "list_children", Method: http.MethodGet, Pattern: "/v1/children", Access: asks,
-			Params: []string{"reference", "min_position"}, handle: (*server).listChildren},
+			Params: []string{"reference", "allocated_to", "after", "limit", "min_position"}, handle: (*server).listChildren},
 		{Name: "get_child", Method: http.MethodGet, Pattern: "/v1/children/{child_id}", Access: asks,
 			Params: []string{"at", "min_position"}, handle: (*server).getChild},
 		{Name: "child_viewers", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/viewers", Access: asks,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 
+	"github.com/google/uuid"
+
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/client"
 )
@@ -77,6 +79,61 @@ func changeEmailVerb() verb {
 				c.email("email", *email)
 				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
 					return inv.client.ChangeEmail(ctx, id, *email, o...)
+				})
+			}
+		},
+	}
+}
+
+// caseloadVerb is `accessctl caseload`: the children allocated to a worker
+// (R17).
+func caseloadVerb() verb {
+	return verb{
+		name: "caseload", synopsis: "--worker ID [--limit N] [--after ID] [--all]", query: true,
+		summary:  "list the children allocated to a worker, with their references (workers, managers, auditors)",
+		endpoint: "GET /v1/children",
+		flags: func(fs *flag.FlagSet) action {
+			worker := fs.String("worker", "", "the worker's id (required)")
+			limit := fs.Int("limit", 0, "children per page (default: the server's)")
+			after := fs.String("after", "", "start after this child id (a previous page's next)")
+			all := fs.Bool("all", false, "follow the next cursors to the last page")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				w := c.text("worker", *worker, 255)
+				n, from := c.limit(*limit), c.optID("after", *after)
+				if err := c.err(); err != nil {
+					return err
+				}
+				first := ""
+				if from != uuid.Nil {
+					first = from.String()
+				}
+				pages, err := collectPages(ctx, inv, first, *all, func(ctx context.Context, after string, o ...client.CallOption) (api.ChildList, error) {
+					id := uuid.Nil
+					if after != "" {
+						var err error
+						if id, err = uuid.Parse(after); err != nil {
+							return api.ChildList{}, err
+						}
+					}
+					return inv.client.ChildrenAllocatedTo(ctx, w, id, n, o...)
+				}, func(p api.ChildList) (*string, string) {
+					if p.Next == nil {
+						return nil, p.Position
+					}
+					next := p.Next.String()
+					return &next, p.Position
+				})
+				if err != nil {
+					return err
+				}
+				return printPagesOf(inv, pages, "children", func(t *table) {
+					t.row("CHILD", "REFERENCE", "ALLOCATED WORKER")
+					for _, p := range pages {
+						for _, ch := range p.v.Children {
+							t.row(ch.ChildID.String(), erasedText(ch.Reference), deref(ch.AllocatedWorkerID))
+						}
+					}
 				})
 			}
 		},

@@ -66,7 +66,7 @@ var queryRoutes = []apiRoute{
 	{pattern: "GET /v1/watch", query: []string{"after"}},
 	{pattern: "GET /v1/accounts/{account_id}", query: []string{"min_position"}, ext: []string{"at"}},
 	{pattern: "GET /v1/children/{child_id}", query: []string{"at", "min_position"}},
-	{pattern: "GET /v1/children", query: []string{"reference", "min_position"}},
+	{pattern: "GET /v1/children", query: []string{"reference", "allocated_to", "after", "limit", "min_position"}},
 	{pattern: "GET /v1/audit", query: []string{"child_id", "account_id", "actor", "from", "to", "after", "limit", "min_position"}},
 	{pattern: "GET /v1/audit/verify", query: []string{"min_position"}, ext: []string{"anchor_seq", "anchor_hash"}},
 	{pattern: "GET /v1/security-log", query: []string{"min_position"}, ext: []string{"actor", "command", "code", "from", "to", "after", "limit"}},

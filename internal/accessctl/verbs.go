@@ -301,6 +301,7 @@ func verbs() []verb {
 		viewersVerb(),
 		historyVerb(),
 		childVerb(),
+		caseloadVerb(),
 		accountVerb(),
 		accountsVerb(),
 		auditVerb(),

@@ -424,6 +424,14 @@ func verbCases() []verbCase {
 				"session_warning_after  10 minutes\nposition               24\n",
 		},
 		{
+			name: "caseload", args: []string{"caseload", "--worker", "worker-ann", "--limit", "2"},
+			pattern: "GET /v1/children", path: "/v1/children", query: url.Values{"allocated_to": {"worker-ann"}, "limit": {"2"}},
+			answer: `{"children":[{"child_id":"` + childID + `","reference":"NCC-0001","allocated_worker_id":"worker-ann","erased":false}],"next":null,"position":"26"}`,
+			table: "CHILD                                 REFERENCE  ALLOCATED WORKER\n" +
+				childID + "  NCC-0001   worker-ann\n" +
+				"position: 26\n",
+		},
+		{
 			name: "accounts by email", args: []string{"accounts", "--email", "jo@example.org"},
 			pattern: "GET /v1/accounts", path: "/v1/accounts", query: url.Values{"email": {"jo@example.org"}},
 			answer: `{"accounts":[` + accountItem(accountID, `"jo@example.org"`, "parent", "invited", "null", "null", false, false) +

@@ -110,9 +110,7 @@ func (ix *Index) apply(rec eventlog.Record) error {
 		}
 		ac.facts = acctFacts
 	}
-	if e, ok := res.Envelope.Event.(*domain.ChildRegistered); ok {
-		ix.registered[e.ChildID] = struct{}{}
-	}
+	ix.noteChild(res.Envelope.Event)
 	ix.pos = rec.Position
 	ix.applied++
 	if ix.targetSet && !ix.isReady && !ix.pos.Before(ix.target) {

@@ -173,7 +173,12 @@ type Index struct {
 	// registered holds the children registered (so that a query about a
 	// child never seen answers not found).
 	registered map[uuid.UUID]struct{}
-	changes    ring
+	// children, byRef and byWorker let workers find a child again (R17):
+	// by id, by normalized reference, by allocated worker.
+	children map[uuid.UUID]*ChildInfo
+	byRef    map[string]uuid.UUID
+	byWorker map[string]map[uuid.UUID]struct{}
+	changes  ring
 	// notify is closed, and replaced, after every Apply that applied a
 	// record: WaitFor and Changes callers wait on it.
 	notify chan struct{}
@@ -199,6 +204,9 @@ func New(opts ...Option) *Index {
 		changes:  newRing(cfg.changeBuffer),
 
 		registered: map[uuid.UUID]struct{}{},
+		children:   map[uuid.UUID]*ChildInfo{},
+		byRef:      map[string]uuid.UUID{},
+		byWorker:   map[string]map[uuid.UUID]struct{}{},
 		notify:     make(chan struct{}),
 		ready:      make(chan struct{}),
 	}
