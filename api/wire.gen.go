@@ -887,6 +887,9 @@ type EventRef struct {
 	// Position An opaque consistency token (a position in the event log).
 	Position Position `json:"position"`
 
+	// Reason The reason recorded with the event (the worker's own words, or the default of a command that takes none); in the history answers; null once erased (R22).
+	Reason *string `json:"reason,omitempty"`
+
 	// Type Examples: placement.ended.v1
 	Type string `json:"type"`
 }

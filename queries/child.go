@@ -21,6 +21,9 @@ import (
 // domain.ErrChildNotFound.
 type ChildRecords interface {
 	Child(ctx context.Context, id uuid.UUID) (*domain.Child, eventlog.Position, error)
+	// Reasons returns the reason of every event of the streams, by event
+	// id (opened: the worker's free text as given, or domain.ErasedText).
+	Reasons(ctx context.Context, streams []string) (map[uuid.UUID]string, error)
 }
 
 // StreamReader reads one stream of the event log: every eventlog.Store
@@ -67,6 +70,25 @@ func (s streamChildren) Child(ctx context.Context, id uuid.UUID) (*domain.Child,
 		return nil, last, fmt.Errorf("child %s: %w", id, domain.ErrChildNotFound)
 	}
 	return c, last, nil
+}
+
+func (s streamChildren) Reasons(ctx context.Context, streams []string) (map[uuid.UUID]string, error) {
+	out := map[uuid.UUID]string{}
+	for _, stream := range streams {
+		for from := uint64(1); ; {
+			recs, err := s.log.ReadStream(ctx, stream, from, childPage)
+			if err != nil {
+				return nil, fmt.Errorf("read stream %q: %w", stream, err)
+			}
+			for _, r := range recs {
+				out[r.ID], from = r.Meta.Reason, r.Version+1
+			}
+			if len(recs) < childPage {
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // The statuses of a placement (api.md).

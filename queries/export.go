@@ -106,7 +106,7 @@ func exportIntervals(ivs []accesshistory.Interval, events []api.AuditEntry) []ap
 		return optText(r)
 	}
 	out := make([]api.ExportInterval, 0, len(ivs))
-	for i, iv := range intervals(ivs) {
+	for i, iv := range intervalsWith(ivs, reasons) {
 		out = append(out, api.ExportInterval{AccountID: iv.AccountID, ChildID: iv.ChildID, Permissions: iv.Permissions,
 			Reason: iv.Reason, From: iv.From, To: iv.To, OpenedByEvent: iv.OpenedByEvent, ClosedByEvent: iv.ClosedByEvent,
 			RecordedPosition: iv.RecordedPosition, SupersededPosition: iv.SupersededPosition,

@@ -2,11 +2,13 @@ package queries
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/accessledger/accessledger/api"
+	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections/accesshistory"
 )
@@ -47,19 +49,63 @@ func (p HistoryParams) known() (accesshistory.Known, Consistency) {
 	return k, w
 }
 
-func refOf(e *accesshistory.EventRef) *api.EventRef {
+// refOf is e as answered, with its reason from reasons (none when the map
+// does not hold it).
+func refOf(e *accesshistory.EventRef, reasons map[uuid.UUID]string) *api.EventRef {
 	if e == nil {
 		return nil
 	}
-	return &api.EventRef{EventID: e.ID, Type: e.Type, Actor: e.ActorID, ActorRole: e.ActorRole, Position: e.Position.String()}
+	r := &api.EventRef{EventID: e.ID, Type: e.Type, Actor: e.ActorID, ActorRole: e.ActorRole, Position: e.Position.String()}
+	if text, ok := reasons[e.ID]; ok {
+		r.Reason = optText(text)
+	}
+	return r
 }
 
-func intervals(in []accesshistory.Interval) []api.Interval {
+// eventStreams lists the streams that hold the events behind ivs: each
+// interval's child stream and account stream.
+func eventStreams(ivs []accesshistory.Interval) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	for _, iv := range ivs {
+		for _, ref := range []*accesshistory.EventRef{iv.OpenedBy, iv.ClosedBy} {
+			if ref == nil {
+				continue
+			}
+			if strings.HasPrefix(ref.Type, "account.") {
+				add(domain.AccountStream(iv.AccountID))
+			} else {
+				add(domain.ChildStream(iv.ChildID))
+			}
+		}
+	}
+	return out
+}
+
+// withReasons answers ivs with the reasons of the events that opened and
+// closed them (the worker's own words: "why", R15), read from the log.
+func (s *Service) withReasons(ctx context.Context, ivs []accesshistory.Interval) ([]api.Interval, error) {
+	reasons, err := s.cfg.ChildRecords.Reasons(ctx, eventStreams(ivs))
+	if err != nil {
+		return nil, err
+	}
+	return intervalsWith(ivs, reasons), nil
+}
+
+func intervals(in []accesshistory.Interval) []api.Interval { return intervalsWith(in, nil) }
+
+func intervalsWith(in []accesshistory.Interval, reasons map[uuid.UUID]string) []api.Interval {
 	out := make([]api.Interval, 0, len(in))
 	for _, iv := range in {
 		j := api.Interval{AccountID: iv.AccountID, ChildID: iv.ChildID, Permissions: permissions(iv.Permissions),
 			Reason: api.Reason(iv.Reason), From: iv.From.UTC(), To: optTime(iv.To),
-			OpenedByEvent: refOf(iv.OpenedBy), ClosedByEvent: refOf(iv.ClosedBy), RecordedPosition: iv.RecordedAt.String()}
+			OpenedByEvent: refOf(iv.OpenedBy, reasons), ClosedByEvent: refOf(iv.ClosedBy, reasons), RecordedPosition: iv.RecordedAt.String()}
 		if iv.SupersededAt != nil {
 			p := iv.SupersededAt.String()
 			j.SupersededPosition = &p
@@ -100,7 +146,11 @@ func (s *Service) ChildHistory(ctx context.Context, c Caller, child uuid.UUID, p
 	if err != nil {
 		return api.ChildHistory{}, err
 	}
-	return api.ChildHistory{ChildID: child, At: optTime(p.At), AsOf: asOf(k), Intervals: intervals(ivs), Position: pos.String()}, nil
+	out, err := s.withReasons(ctx, ivs)
+	if err != nil {
+		return api.ChildHistory{}, err
+	}
+	return api.ChildHistory{ChildID: child, At: optTime(p.At), AsOf: asOf(k), Intervals: out, Position: pos.String()}, nil
 }
 
 // AccountHistory answers every interval in which account could see a
@@ -126,5 +176,9 @@ func (s *Service) AccountHistory(ctx context.Context, c Caller, account uuid.UUI
 	if err != nil {
 		return api.AccountHistory{}, err
 	}
-	return api.AccountHistory{AccountID: account, At: optTime(p.At), AsOf: asOf(k), Intervals: intervals(ivs), Position: pos.String()}, nil
+	out, err := s.withReasons(ctx, ivs)
+	if err != nil {
+		return api.AccountHistory{}, err
+	}
+	return api.AccountHistory{AccountID: account, At: optTime(p.At), AsOf: asOf(k), Intervals: out, Position: pos.String()}, nil
 }

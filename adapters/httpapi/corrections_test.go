@@ -92,6 +92,17 @@ func TestRule_R18_CorrectionsOverHTTP(t *testing.T) {
 			regranted := e.ok(with(worker, "POST", "/v1/children/"+child+"/grants",
 				`{"account_id":"`+parent+`","relationship":"parent","permissions":["view"],"reason":"contact restored"}`), 200)
 			require.Equal(t, "grant", check(parent, child, "view", time.Time{}, regranted["position"].(string))["reason"])
+			// The history says why, in the worker's words (R15).
+			var regrant map[string]any
+			hist := e.ok(with(req{role: domain.RoleAuditor}, "GET", "/v1/accounts/"+parent+"/history?min_position="+regranted["position"].(string), ""), 200)
+			for _, iv := range hist["intervals"].([]any) {
+				m := iv.(map[string]any)
+				if m["closed_by_event"] == nil {
+					regrant = m
+				}
+			}
+			require.NotNil(t, regrant)
+			require.Equal(t, "contact restored", regrant["opened_by_event"].(map[string]any)["reason"])
 
 			// An email changed: request, then application.
 			requests := "/v1/accounts/" + parent + "/email-change-requests"

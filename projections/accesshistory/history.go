@@ -22,9 +22,12 @@
 // own policy evaluated at every fact time, so the history and the access
 // index never disagree. The event that opened an interval is the event that
 // set its start time in the facts (a placement start, a grant, an
-// activation...), the one that closed it the event that set its end (a
-// placement end, an early grace end, a revoke, a closure); a grace period's
-// end is set by the placement end that scheduled it, or by the early end.
+// activation, a reopening...), or the placement start or grant behind it
+// when that was recorded later (accessmodel.Model.Opener); the one that
+// closed it the event that set its end (a placement end, an early grace
+// end, a revoke, a closure); a grace period's end is set by the placement
+// end that scheduled it, or by the early end, and once the process manager
+// has recorded the expiry, by the expiry.
 //
 // The carer's access to their own record (R1) is not kept here: it is the
 // account's active interval, read from the accounts read model.
@@ -52,7 +55,7 @@ const Name = "access_history"
 const table = "access_history"
 
 // version of the table and of the logic that fills it.
-const version = 1
+const version = 2 // 2: the opener of a segment whose source was recorded after the event at its start; grace expiries close grace periods; reopenings
 
 // Projection builds the access history. Use New; it is driven by the
 // projections runner.
@@ -280,7 +283,7 @@ func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone
 	segs := facts.Timeline()
 	want := make([]*row, 0, len(segs))
 	for _, s := range segs {
-		want = append(want, p.rowFor(pair, s, rec))
+		want = append(want, p.rowFor(pair, &facts, s, rec))
 	}
 	old := p.rows[pair]
 	keep := make([]*row, 0, len(want))
@@ -315,14 +318,14 @@ func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone
 	return ins, gone
 }
 
-func (p *Projection) rowFor(pair accessmodel.Pair, s accessmodel.Segment, rec eventlog.Record) *row {
+func (p *Projection) rowFor(pair accessmodel.Pair, facts *accessmodel.Facts, s accessmodel.Segment, rec eventlog.Record) *row {
 	r := &row{
 		AccountID: pair.Account.String(), ChildID: pair.Child.String(),
 		Permissions: int64(s.Permissions), Reason: string(s.Reason),
 		ValidFrom:  s.From.UnixMicro(),
 		RecordedID: rec.ID.String(), RecordedC: int64(rec.Position.Commit), RecordedP: int64(rec.Position.Prepare),
 	}
-	if ref, ok := p.model.Source(pair, s.From); ok {
+	if ref, ok := p.model.Opener(pair, facts, s); ok {
 		r.OpenedID, r.OpenedType, r.OpenedActor, r.OpenedRole, r.OpenedC, r.OpenedP = refCols(ref)
 	}
 	if !s.To.IsZero() {

@@ -240,3 +240,67 @@ func TestBatchingDoesNotChangeRows(t *testing.T) {
 		require.Equal(t, dump(1), dump(len(w.Records)))
 	})
 }
+
+// TestRule_R15_TheHistoryNamesTheEventBehindEachBound: an access that
+// begins at an activation names the placement when the placement (started
+// before the activation) was recorded after it, and the activation when it
+// was recorded after the placement; a grace period's end is named by the
+// placement end until the process manager records the expiry, and by the
+// expiry from then on (as known before, it stays the end).
+func TestRule_R15_TheHistoryNamesTheEventBehindEachBound(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url string) {
+		h := newHarness(t, url)
+		w := projtest.New(t.Fatalf)
+		ctx := context.Background()
+		child := w.RegisterChild()
+
+		// Activated first, placed (backdated) later.
+		early := w.Carer()
+		activatedAt := w.Now
+		w.Advance(day)
+		w.Place(child, early, activatedAt.Add(-5*day))
+		// Placed first, activated later.
+		late := w.Invite(domain.KindFosterCarer)
+		lateStart := w.Now
+		pl := w.Place(child, late, lateStart)
+		w.Advance(day)
+		lateActivation := w.Now
+		w.Activate(late)
+		h.sync(w, 1)
+
+		got, err := accesshistory.WhoCouldSee(ctx, h.db, child, w.Now, accesshistory.Current)
+		require.NoError(t, err)
+		by := map[uuid.UUID]accesshistory.Interval{}
+		for _, iv := range got {
+			by[iv.AccountID] = iv
+		}
+		require.True(t, by[early].From.Equal(activatedAt))
+		require.Equal(t, domain.TypePlacementStarted, by[early].OpenedBy.Type, "the placement's recording opened the access")
+		require.True(t, by[late].From.Equal(lateActivation))
+		require.Equal(t, domain.TypeAccountActivated, by[late].OpenedBy.Type, "the activation's recording opened the access")
+
+		// The grace period's end.
+		w.Advance(day)
+		endAt := w.Now
+		w.End(child, pl, endAt)
+		w.Advance(w.Policy.GracePeriod)
+		beforeExpiry := w.Head()
+		require.NoError(t, w.Expire(child, pl))
+		h.sync(w, 1)
+		grace := func(k accesshistory.Known) accesshistory.Interval {
+			ivs, err := accesshistory.WhoCouldSee(ctx, h.db, child, endAt.Add(time.Hour), k)
+			require.NoError(t, err)
+			for _, iv := range ivs {
+				if iv.AccountID == late {
+					require.Equal(t, domain.ReasonGracePeriod, iv.Reason)
+					return iv
+				}
+			}
+			t.Fatalf("no grace interval")
+			return accesshistory.Interval{}
+		}
+		require.Equal(t, domain.TypeGraceExpired, grace(accesshistory.Current).ClosedBy.Type)
+		require.Equal(t, projtest.Worker.ID, grace(accesshistory.Current).OpenedBy.ActorID)
+		require.Equal(t, domain.TypePlacementEnded, grace(accesshistory.AsOf(beforeExpiry)).ClosedBy.Type)
+	})
+}

@@ -138,8 +138,9 @@ func (m *Model) Apply(rec eventlog.Record) (Result, error) {
 	case *domain.GraceEndedEarly:
 		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref, e.EndedAt)
 	case *domain.GraceExpired:
-		// The deadline was already a fact; the expiry is its record.
-		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref)
+		// The deadline was already a fact; the expiry is its record, and
+		// from now on what names the end of the grace period.
+		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref, e.ExpiredAt)
 	case *domain.AccessGranted:
 		res.Pairs, err = m.childPair(e, e.ChildID, e.AccountID, ref, e.GrantedAt)
 	case *domain.AccessRevoked:
@@ -288,6 +289,39 @@ func (m *Model) Child(id uuid.UUID) (*domain.Child, bool) {
 // ChildrenOf lists the children account has ever had a placement or grant
 // with, in first-seen order. The caller must not change the slice.
 func (m *Model) ChildrenOf(account uuid.UUID) []uuid.UUID { return m.pairsOf[account] }
+
+// Opener returns the event that opened segment s of pair p, whose facts
+// are f: the later recorded of the event that set s.From (Source) and the
+// event that started the source of s's access (the placement's start, the
+// grant). So an access that begins at an activation recorded before a
+// backdated placement names the placement, whose recording opened it, and
+// one that begins at an activation recorded after the placement names the
+// activation.
+func (m *Model) Opener(p Pair, f *Facts, s Segment) (EventRef, bool) {
+	ref, ok := m.Source(p, s.From)
+	var start time.Time
+	switch s.Reason {
+	case domain.ReasonPlacement:
+		for _, pl := range f.Placements {
+			if !s.From.Before(pl.Start) && (pl.End.IsZero() || s.From.Before(pl.End)) && pl.Start.After(start) {
+				start = pl.Start
+			}
+		}
+	case domain.ReasonGrant:
+		for _, g := range f.Grants {
+			if !s.From.Before(g.From) && (g.To.IsZero() || s.From.Before(g.To)) && g.From.After(start) {
+				start = g.From
+			}
+		}
+	}
+	if start.IsZero() || start.Equal(s.From) {
+		return ref, ok
+	}
+	if src, found := m.Source(p, start); found && (!ok || ref.Position.Before(src.Position)) {
+		return src, true
+	}
+	return ref, ok
+}
 
 // Source returns the event that set time t in the pair's facts, preferring
 // the later of a pair event and an account event that set the same time.

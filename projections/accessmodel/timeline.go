@@ -49,7 +49,7 @@ func (f *Facts) Timeline() []Segment {
 
 // breakpoints lists every distinct non-zero time of the facts, sorted.
 func (f *Facts) breakpoints() []time.Time {
-	ts := make([]time.Time, 0, 2+3*len(f.Placements)+2*len(f.Grants))
+	ts := make([]time.Time, 0, 2+2*len(f.Account.Lapses)+3*len(f.Placements)+2*len(f.Grants))
 	add := func(t time.Time) {
 		if !t.IsZero() {
 			ts = append(ts, t)
@@ -57,6 +57,10 @@ func (f *Facts) breakpoints() []time.Time {
 	}
 	add(f.Account.ActivatedAt)
 	add(f.Account.ClosedAt)
+	for _, l := range f.Account.Lapses {
+		add(l.ClosedAt)
+		add(l.ReopenedAt)
+	}
 	for _, p := range f.Placements {
 		add(p.Start)
 		add(p.End)
