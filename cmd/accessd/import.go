@@ -99,7 +99,7 @@ func runImport(ctx context.Context, args []string, env *environment) error {
 	fmt.Fprintf(out, "checked:   every line, against %s, in %s\n", st.Events.Name, time.Since(checkStart).Round(time.Millisecond))
 	for _, k := range []string{importer.KindChild, importer.KindAccount, importer.KindPlacement, importer.KindGrant} {
 		c := plan.Kinds[k]
-		fmt.Fprintf(out, "%-10s %d to import, %d in the store already\n", k+"s:", c.New, c.Present)
+		fmt.Fprintf(out, "%-11s %d to import, %d in the store already\n", plural[k]+":", c.New, c.Present)
 	}
 	if dryRun {
 		fmt.Fprintf(out, "dry run:   would append %d events to %d streams; nothing appended\n", plan.Events, plan.Streams)
@@ -126,6 +126,10 @@ func runImport(ctx context.Context, args []string, env *environment) error {
 	fmt.Fprintf(out, "total:     %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// plural names the kinds of record in the summary.
+var plural = map[string]string{importer.KindChild: "children", importer.KindAccount: "accounts",
+	importer.KindPlacement: "placements", importer.KindGrant: "grants"}
 
 // prepare checks recs against the stores and plans the import.
 func prepare(ctx context.Context, st *engine.Stores, recs []*importer.Record, actor domain.Actor, pol domain.Policy) (*importer.Plan, error) {

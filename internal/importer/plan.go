@@ -52,7 +52,7 @@ type Plan struct {
 	Events, Streams int
 	// CorrelationID is the correlation id of every event of the plan.
 	CorrelationID uuid.UUID
-	appends         []*stream
+	appends       []*stream
 }
 
 // stream is one stream the plan reads and appends to.

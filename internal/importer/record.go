@@ -38,6 +38,13 @@ const MaxLineBytes = 64 << 10
 // ErrBadLine is wrapped by every error about a line's own content.
 var ErrBadLine = errors.New("importer: bad line")
 
+// badLine is a problem of a line's own content; errors.Is finds
+// ErrBadLine in it.
+type badLine string
+
+func (b badLine) Error() string      { return string(b) }
+func (badLine) Is(target error) bool { return target == ErrBadLine }
+
 // Time is a date of a line: an RFC 3339 string. Its errors never quote the
 // value.
 type Time struct{ time.Time }
@@ -151,7 +158,7 @@ func DecodeLine(line int, b []byte) (*Record, error) {
 		return nil, nil
 	}
 	bad := func(kind, format string, args ...any) error {
-		return &LineError{Line: line, Kind: kind, Err: fmt.Errorf("%w: "+format, append([]any{ErrBadLine}, args...)...)}
+		return &LineError{Line: line, Kind: kind, Err: badLine(fmt.Sprintf(format, args...))}
 	}
 	var head struct {
 		Kind string `json:"kind"`
@@ -278,7 +285,7 @@ func Read(r io.Reader) ([]*Record, error) {
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			errs = append(errs, &LineError{Line: line + 1, Err: fmt.Errorf("%w: longer than %d bytes", ErrBadLine, MaxLineBytes)})
+			errs = append(errs, &LineError{Line: line + 1, Err: badLine(fmt.Sprintf("longer than %d bytes", MaxLineBytes))})
 			return recs, errors.Join(errs...)
 		}
 		return nil, fmt.Errorf("importer: read: %w", err)
