@@ -179,7 +179,7 @@ func BenchmarkImport100k(b *testing.B) {
 		_, _ = fmt.Sscan(s, &n)
 	}
 	ls := lines(n)
-	for b.Loop() {
+	for range b.N {
 		b.StopTimer()
 		dir := b.TempDir()
 		require.NoError(b, os.Chmod(dir, 0o700))
@@ -205,5 +205,6 @@ func BenchmarkImport100k(b *testing.B) {
 		require.Zero(b, again.Events)
 		b.Logf("re-run checked in %s, nothing to append", time.Since(start.Add(total)).Round(time.Millisecond))
 		require.NoError(b, st.Close())
+		b.StartTimer()
 	}
 }
