@@ -13,7 +13,8 @@ GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lin
 FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:FuzzMaskPhone ./domain/eventlog:FuzzParsePosition \
   ./domain/eventlog:FuzzPositionRoundTrip ./projections/audit:FuzzCanonicalRoundTrip \
   ./adapters/auth:FuzzVerify ./adapters/httpapi:FuzzCommandBodies \
-  ./projections/ledger:FuzzDecodeLeaf ./projections/ledger:FuzzParseCheckpointBody ./projections/ledger:FuzzOpenCheckpoint
+  ./projections/ledger:FuzzDecodeLeaf ./projections/ledger:FuzzParseCheckpointBody ./projections/ledger:FuzzOpenCheckpoint \
+  ./internal/importer:FuzzDecodeLine
 
 .PHONY: help run build migrate generate test test-norace test-race lint fuzz bench cover
 

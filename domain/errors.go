@@ -100,6 +100,9 @@ var (
 	ErrPhoneResetPending    = sentinel(KindConflict, "a phone reset request is already open")
 	ErrNoPhoneResetRequest  = sentinel(KindConflict, "no phone reset request: a worker must file one first")
 	ErrPhoneAlreadyEnrolled = sentinel(KindConflict, "the account already has a phone number; it cannot be changed by its user")
+	// ErrImportConflict: an imported record (R24) is in the store already
+	// with other data (another worker, other dates, another identity).
+	ErrImportConflict = sentinel(KindConflict, "the store holds this record with other data")
 
 	// ErrUnknownEventType: the registry has no event of that name.
 	ErrUnknownEventType = sentinel(KindInvalid, "unknown event type")

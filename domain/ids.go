@@ -86,3 +86,18 @@ func (e *AlreadyRegistered) Unwrap() error { return ErrChildReferenceInUse }
 func (k *KeyedIDs) IdentityStream(subject string) string {
 	return IdentityStreamPrefix + k.derive("identity", subject).String()
 }
+
+// LegacyPlacementID is the id of the placement an older system knew as
+// legacyID (R24), in this deployment: one legacy placement, one placement,
+// so an import run twice finds its placements. Keyed like the other ids, so
+// nobody without the key can match ids against a legacy system's.
+func (k *KeyedIDs) LegacyPlacementID(legacyID string) uuid.UUID {
+	return k.derive("legacy placement", strings.TrimSpace(legacyID))
+}
+
+// ImportEventID is the id of the i-th event an import (R24) appends to
+// stream for the record with key: the same record imported again gets the
+// same ids, so a retried append is recognised by the store.
+func (k *KeyedIDs) ImportEventID(stream, key string, i int) uuid.UUID {
+	return k.derive("import event", fmt.Sprintf("%s\x00%s\x00%d", stream, key, i))
+}

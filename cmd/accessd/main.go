@@ -7,6 +7,7 @@
 //	accessd audit verify [--anchor SEQ:HASH]                  verify the audit trail
 //	accessd ledger verify [--checkpoint FILE]...              verify the event log against signed checkpoints
 //	accessd reseal --to-data-dir DIR                          copy the log into a new deployment, personal data sealed
+//	accessd import --file FILE [--dry-run]                    import records of older systems with their real dates (R24)
 //
 // Every flag also has an environment variable: ACCESSLEDGER_ and the flag's
 // name in upper case with _ for - (ACCESSLEDGER_DATA_DIR). A flag on the
@@ -63,6 +64,7 @@ func subcommands() []command {
 		{"audit", "audit verify: bring the audit trail up to date and recompute its hash chain", runAudit},
 		{"ledger", "ledger verify: recompute the Merkle tree of the event log and check it against the signed checkpoints", runLedger},
 		{"reseal", "copy the event log into a new deployment (--to-data-dir) with its personal data sealed, and verify both", runReseal},
+		{"import", "import children, accounts, placements and grants of an older system with their real dates (--file, docs/import.md)", runImport},
 		{"generate", "write a generated data set (county, nation, small) into the event store", runGenerate},
 		{"bench", "measure the engine on a generated data set: print a table, write JSON", runBench},
 	}

@@ -1,0 +1,210 @@
+package importer_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/adapters/memstore"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/internal/engine"
+	"github.com/accessledger/accessledger/internal/importer"
+)
+
+func TestDecodeLineNamesTheLineAndFieldNeverTheValue(t *testing.T) {
+	for _, c := range []struct {
+		name, line, want string
+	}{
+		{"not json", `secret@example.org`, `line 7: not a JSON object with a "kind"`},
+		{"no kind", `{"reference":"NCC-SECRET"}`, `line 7: kind: want child, account, placement or grant`},
+		{"unknown kind", `{"kind":"phone"}`, `line 7: kind: want`},
+		{"unknown field", `{"kind":"child","reference":"NCC-SECRET","colour":"red"}`, `line 7: child: unknown field "colour"`},
+		{"a value as a key", `{"kind":"child","reference":"NCC-SECRET","NCC-SECRET@x":1}`, `line 7: child: an unknown field`},
+		{"bad date", `{"kind":"account","email":"a@b.org","account_kind":"parent","invited_at":"NCC-SECRET"}`, `line 7: account: invited_at: not an RFC 3339 time`},
+		{"wrong type", `{"kind":"grant","child_reference":"NCC-SECRET","email":"a@b.org","relationship":"parent","permissions":"view","granted_at":"2019-01-01T00:00:00Z"}`, `line 7: grant: permissions: not a list`},
+		{"missing", `{"kind":"placement","legacy_id":"P1","child_reference":"NCC-SECRET","carer_email":"a@b.org"}`, `line 7: placement: started_at: required`},
+		{"trailing", `{"kind":"child","reference":"NCC-SECRET"} {}`, `line 7: not a JSON object`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := importer.DecodeLine(7, []byte(c.line))
+			require.ErrorIs(t, err, importer.ErrBadLine)
+			require.True(t, strings.HasPrefix(err.Error(), c.want), err.Error())
+			require.NotContains(t, err.Error(), "SECRET")
+			require.NotContains(t, err.Error(), "secret")
+		})
+	}
+	r, err := importer.DecodeLine(1, []byte(`  `))
+	require.NoError(t, err)
+	require.Nil(t, r, "a blank line")
+	r, err = importer.DecodeLine(2, []byte(`{"kind":"child","reference":"NCC-1","retain_until":"2090-01-01T00:00:00+01:00"}`))
+	require.NoError(t, err)
+	require.Equal(t, "NCC-1", r.Child.Reference)
+	require.True(t, time.Date(2089, 12, 31, 23, 0, 0, 0, time.UTC).Equal(r.Child.RetainUntil.Time))
+}
+
+// FuzzDecodeLine: DecodeLine never panics; what it accepts has its kind's
+// record and every required field; what it refuses is a *LineError
+// naming the line.
+func FuzzDecodeLine(f *testing.F) {
+	for _, l := range lines(5) {
+		f.Add([]byte(l))
+	}
+	f.Add([]byte(`{"kind":"child"}`))
+	f.Add([]byte(`{"kind":"grant","permissions":[1]}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := importer.DecodeLine(3, b)
+		if err != nil {
+			var le *importer.LineError
+			require.True(t, errors.As(err, &le))
+			require.Equal(t, 3, le.Line)
+			require.True(t, strings.HasPrefix(err.Error(), "line 3: "))
+			return
+		}
+		if r == nil {
+			require.Empty(t, bytes.TrimSpace(b))
+			return
+		}
+		n := 0
+		for _, set := range []bool{r.Child != nil, r.Account != nil, r.Placement != nil, r.Grant != nil} {
+			if set {
+				n++
+			}
+		}
+		require.Equal(t, 1, n, "one kind")
+		switch {
+		case r.Child != nil:
+			require.NotEmpty(t, r.Child.Reference)
+		case r.Account != nil:
+			require.False(t, r.Account.InvitedAt.IsZero())
+		case r.Placement != nil:
+			require.False(t, r.Placement.StartedAt.IsZero())
+		case r.Grant != nil:
+			require.NotEmpty(t, r.Grant.Permissions)
+		}
+	})
+}
+
+// lines returns a legacy file of about n lines: per five lines a child, a
+// foster carer, a network member, a placement (every other one ended) and
+// a grant.
+func lines(n int) []string {
+	out := make([]string, 0, n)
+	base := time.Date(2015, 1, 1, 0, 0, 0, 0, time.UTC)
+	ts := func(d time.Duration) string { return base.Add(d).Format(time.RFC3339) }
+	for i := 0; len(out) < n; i++ {
+		h := time.Duration(i) * time.Hour
+		ref, carer, member := fmt.Sprintf("NCC-%07d", i), fmt.Sprintf("carer%d@example.org", i), fmt.Sprintf("member%d@example.org", i)
+		end := ""
+		if i%2 == 0 {
+			end = `,"ended_at":"` + ts(h+400*24*time.Hour) + `"`
+		}
+		out = append(out,
+			`{"kind":"child","reference":"`+ref+`","worker_id":"worker-`+fmt.Sprint(i%50)+`","registered_at":"`+ts(h)+`"}`,
+			`{"kind":"account","email":"`+carer+`","account_kind":"foster_carer","invited_at":"`+ts(h)+`","activated_at":"`+ts(h+24*time.Hour)+`","identity_subject":"idp|c`+fmt.Sprint(i)+`"}`,
+			`{"kind":"account","email":"`+member+`","account_kind":"network_member","invited_at":"`+ts(h)+`","activated_at":"`+ts(h+48*time.Hour)+`","identity_subject":"idp|m`+fmt.Sprint(i)+`"}`,
+			`{"kind":"placement","legacy_id":"PL-`+fmt.Sprint(i)+`","child_reference":"`+ref+`","carer_email":"`+carer+`","started_at":"`+ts(h+72*time.Hour)+`"`+end+`}`,
+			`{"kind":"grant","child_reference":"`+ref+`","email":"`+member+`","relationship":"network_member","permissions":["view"],"granted_at":"`+ts(h+96*time.Hour)+`","reason":"legacy grant"}`,
+		)
+	}
+	return out[:n]
+}
+
+func read(t testing.TB, ls []string) []*importer.Record {
+	t.Helper()
+	recs, err := importer.Read(strings.NewReader(strings.Join(ls, "\n")))
+	require.NoError(t, err)
+	return recs
+}
+
+func options(t testing.TB, ids *domain.KeyedIDs) importer.Options {
+	t.Helper()
+	actor, err := domain.ImportActor("")
+	require.NoError(t, err)
+	return importer.Options{Actor: actor, Now: time.Now(), CorrelationID: uuid.New(), IDs: ids}
+}
+
+func keyedIDs(t testing.TB) *domain.KeyedIDs {
+	t.Helper()
+	ids, err := domain.NewKeyedIDs(bytes.Repeat([]byte{7}, 32))
+	require.NoError(t, err)
+	return ids
+}
+
+func TestPrepareThenApplyOnAStoreWithoutBatches(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	ids := keyedIDs(t)
+	recs := read(t, lines(50))
+	plan, err := importer.Prepare(ctx, store, recs, options(t, ids))
+	require.NoError(t, err)
+	require.Equal(t, importer.Counts{New: 10}, *plan.Kinds[importer.KindChild])
+	require.Equal(t, importer.Counts{New: 20}, *plan.Kinds[importer.KindAccount])
+	res, err := plan.Apply(ctx, store, importer.ApplyOptions{Concurrency: 3})
+	require.NoError(t, err)
+	require.Equal(t, plan.Events, res.Events)
+	head, err := store.Head(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint64(plan.Events), head.Commit)
+
+	// The same file again: every record is there already.
+	again, err := importer.Prepare(ctx, store, recs, options(t, ids))
+	require.NoError(t, err)
+	require.Zero(t, again.Events)
+	require.Equal(t, importer.Counts{Present: 10}, *again.Kinds[importer.KindPlacement])
+
+	// A line that contradicts the store is refused with the line's number.
+	conflict := `{"kind":"child","reference":"NCC-0000003","worker_id":"worker-other"}`
+	_, err = importer.Prepare(ctx, store, read(t, append(lines(5), conflict)), options(t, ids))
+	require.ErrorIs(t, err, domain.ErrImportConflict)
+	require.ErrorContains(t, err, "line 6: child: ")
+}
+
+// BenchmarkImport100k imports a 100,000-line file into a new SQLite
+// deployment (the embedded default, personal data sealed), as accessd
+// import does; docs/performance.md has the figure. Run it with
+// go test -run '^$' -bench Import100k -benchtime 1x ./internal/importer.
+func BenchmarkImport100k(b *testing.B) {
+	n := 100_000
+	if s := os.Getenv("IMPORT_LINES"); s != "" {
+		_, _ = fmt.Sscan(s, &n)
+	}
+	ls := lines(n)
+	for range b.N {
+		b.StopTimer()
+		dir := b.TempDir()
+		require.NoError(b, os.Chmod(dir, 0o700))
+		ctx := context.Background()
+		st, err := engine.OpenStores(ctx, &engine.Config{DataDir: dir}, slog.New(slog.DiscardHandler))
+		require.NoError(b, err)
+		b.StartTimer()
+		start := time.Now()
+		recs := read(b, ls)
+		plan, err := importer.Prepare(ctx, st.Log, recs, options(b, st.IDs))
+		require.NoError(b, err)
+		checked := time.Since(start)
+		res, err := plan.Apply(ctx, st.Log, importer.ApplyOptions{})
+		require.NoError(b, err)
+		total := time.Since(start)
+		b.StopTimer()
+		b.ReportMetric(float64(res.Events)/total.Seconds(), "events/s")
+		b.Logf("%d lines: read and checked in %s, %d events to %d streams in %d writes, total %s (%.0f events/s)",
+			n, checked.Round(time.Millisecond), res.Events, res.Streams, res.Writes, total.Round(time.Millisecond), float64(res.Events)/total.Seconds())
+		// The same file again appends nothing.
+		again, err := importer.Prepare(ctx, st.Log, read(b, ls), options(b, st.IDs))
+		require.NoError(b, err)
+		require.Zero(b, again.Events)
+		b.Logf("re-run checked in %s, nothing to append", time.Since(start.Add(total)).Round(time.Millisecond))
+		require.NoError(b, st.Close())
+		b.StartTimer()
+	}
+}
