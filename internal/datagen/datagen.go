@@ -41,6 +41,16 @@
 //     (the process manager's expiry) and renewed; phone resets (a worker's
 //     request, the portals team's clearing, a new enrolment at the next
 //     sign-in); closures.
+//   - Corrections (R18): a share of short breaks planned ahead and
+//     cancelled by the worker before they start; a share of closures
+//     reopened months later by the portals team, after which the carer is
+//     placed and the member's grants given anew (access before a closure
+//     does not come back); a share of activated accounts whose email
+//     changes (a worker's request, applied by the portals team).
+//   - Email claims (R10, R18), as the command path appends them: the first
+//     invitation of an email claims it on its claim stream
+//     (domain.EmailStream) before the invitation; an email change claims
+//     the new email, records the change and releases the old one.
 //
 // Within a region the events are in decision-time order, as in a live log.
 // A nation is Regions county-sized regions, generated and written one after
@@ -214,7 +224,7 @@ func BatchSink[A AppendShape, R any](appendBatch func(context.Context, []A) (R, 
 // Version identifies what Generate writes for a scale and seed: it changes
 // with every change that makes the same seed generate other events, so
 // that caches of generated data (the load tool's) can tell theirs apart.
-const Version = 1
+const Version = 2
 
 // DefaultBatchAppends is the number of stream appends per batch when
 // Options.BatchAppends is zero.

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"hash"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/internal/datagen"
@@ -201,6 +203,13 @@ func TestStreamIsWhatTheCommandPathWrites(t *testing.T) {
 		domain.TypePhoneEnrolled:       {domain.RoleService},
 		domain.TypeIdentityLinked:      {domain.RoleService},
 		domain.TypeChildRetentionSet:   {domain.RoleManager},
+
+		domain.TypePlacementCancelled:   {domain.RoleWorker},
+		domain.TypeAccountReopened:      {domain.RolePortalsTeam},
+		domain.TypeEmailChangeRequested: {domain.RoleWorker},
+		domain.TypeEmailChanged:         {domain.RolePortalsTeam},
+		domain.TypeEmailClaimed:         {domain.RoleWorker, domain.RolePortalsTeam}, // with an invitation, with a change
+		domain.TypeEmailReleased:        {domain.RolePortalsTeam},
 	}
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
@@ -306,6 +315,10 @@ func TestCountyCalibration(t *testing.T) {
 	}
 	sum := generate(t, datagen.County, discard, datagen.Options{Seed: 1})
 	t.Logf("county: %d events, %d appends, effective %s to %s", sum.Events, sum.Appends, sum.From, sum.To)
+	for _, typ := range []string{domain.TypePlacementStarted, domain.TypePlacementCancelled, domain.TypeAccountClosed,
+		domain.TypeAccountReopened, domain.TypeAccountActivated, domain.TypeEmailChanged, domain.TypeEmailClaimed} {
+		t.Logf("  %s: %d", typ, sum.ByType[typ])
+	}
 	require.InDelta(t, 1_000_000, sum.Events, 100_000)
 	require.Len(t, sum.Samples.Children, datagen.SampleSize)
 	require.Len(t, sum.Samples.Accounts, datagen.SampleSize)
@@ -377,4 +390,109 @@ func BenchmarkGenerate(b *testing.B) {
 		events += sum.Events
 	}
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+}
+
+// TestCorrectionsAsTheCommandPath checks the appends of R18 against the
+// handlers that write them: the first invitation of an email is preceded
+// by the email's claim, on domain.EmailStream(email), with the
+// invitation's cause (a renewal claims nothing); an email change is the
+// claim of the new email, the change, and the release of the old email,
+// one append each and one cause, after a worker's request; a placement is
+// cancelled before it starts; an account is reopened after its closure,
+// and its access is given anew after that.
+func TestCorrectionsAsTheCommandPath(t *testing.T) {
+	sc := datagen.Small
+	sc.Children, sc.Carers, sc.Members = 300, 90, 600
+	appends, sum := collect(t, sc, 7)
+
+	decode := func(e eventlog.EventData) domain.Event {
+		ev, err := domain.Decode(e.Type, e.Data)
+		require.NoError(t, err)
+		return ev
+	}
+	accountOf := func(stream string) uuid.UUID {
+		return uuid.MustParse(strings.TrimPrefix(stream, domain.AccountStreamPrefix))
+	}
+	one := func(a datagen.Append, typ string) eventlog.EventData {
+		require.Len(t, a.Events, 1, "%s: one event", typ)
+		require.Equal(t, typ, a.Events[0].Type)
+		return a.Events[0]
+	}
+	sameCause := func(a, b eventlog.EventData) {
+		require.Equal(t, a.Meta.CorrelationID, b.Meta.CorrelationID)
+		require.Equal(t, a.Meta.ActorID, b.Meta.ActorID)
+		require.Equal(t, a.Meta.ActorRole, b.Meta.ActorRole)
+		require.Equal(t, a.Meta.RecordedAt, b.Meta.RecordedAt)
+	}
+	email := map[uuid.UUID]string{}     // the account's email
+	requested := map[uuid.UUID]string{} // the open change request
+	claimed := map[string]int{}         // email streams: claim appends
+	closedAt := map[uuid.UUID]time.Time{}
+	reopenedAt := map[uuid.UUID]time.Time{}
+	anew := 0 // placements and grants of reopened accounts after the reopening
+	for i, a := range appends {
+		for _, e := range a.Events {
+			switch ev := decode(e).(type) {
+			case *domain.AccountInvited:
+				id := accountOf(a.Stream)
+				if _, renewal := email[id]; renewal {
+					require.Equal(t, email[id], ev.Email)
+					require.False(t, i > 0 && strings.HasPrefix(appends[i-1].Stream, domain.EmailStreamPrefix) &&
+						appends[i-1].Events[0].Meta.CorrelationID == e.Meta.CorrelationID, "a renewal claims nothing")
+					continue
+				}
+				require.Positive(t, i)
+				prev := appends[i-1]
+				require.Equal(t, domain.EmailStream(ev.Email), prev.Stream, "the claim precedes the invitation")
+				require.Equal(t, eventlog.Exactly(0), prev.Expected, "a new claim stream")
+				c := one(prev, domain.TypeEmailClaimed)
+				require.Equal(t, id, decode(c).(*domain.EmailClaimed).AccountID)
+				require.Equal(t, commands.DefaultReason(domain.TypeEmailClaimed), c.Meta.Reason)
+				sameCause(c, e)
+				email[id] = ev.Email
+			case *domain.EmailChangeRequested:
+				require.Equal(t, string(domain.RoleWorker), e.Meta.ActorRole)
+				requested[ev.AccountID] = ev.Email
+			case *domain.EmailChanged:
+				require.Equal(t, requested[ev.AccountID], ev.Email, "the change applies the request")
+				require.True(t, i > 0 && i+1 < len(appends))
+				claim, release := one(appends[i-1], domain.TypeEmailClaimed), one(appends[i+1], domain.TypeEmailReleased)
+				require.Equal(t, domain.EmailStream(ev.Email), appends[i-1].Stream, "the new email is claimed first")
+				require.Equal(t, domain.EmailStream(email[ev.AccountID]), appends[i+1].Stream, "then the old one released")
+				require.Equal(t, ev.AccountID, decode(claim).(*domain.EmailClaimed).AccountID)
+				require.Equal(t, ev.AccountID, decode(release).(*domain.EmailReleased).AccountID)
+				for _, d := range []eventlog.EventData{claim, release} {
+					sameCause(d, e)
+					require.Equal(t, commands.DefaultReason(d.Type), d.Meta.Reason)
+				}
+				require.Equal(t, commands.DefaultReason(domain.TypeEmailChanged), e.Meta.Reason)
+				email[ev.AccountID] = ev.Email
+				delete(requested, ev.AccountID)
+			case *domain.EmailClaimed:
+				claimed[a.Stream]++
+				require.Equal(t, 1, claimed[a.Stream], "each email is claimed once: no email is reused")
+			case *domain.PlacementCancelled:
+				require.Equal(t, string(domain.RoleWorker), e.Meta.ActorRole)
+				require.NotEqual(t, commands.DefaultReason(e.Type), e.Meta.Reason, "the worker's reason")
+			case *domain.AccountClosed:
+				closedAt[ev.AccountID] = ev.ClosedAt
+			case *domain.AccountReopened:
+				require.True(t, ev.ReopenedAt.After(closedAt[ev.AccountID]), "reopened after a closure")
+				reopenedAt[ev.AccountID] = ev.ReopenedAt
+			case *domain.PlacementStarted:
+				if r, ok := reopenedAt[ev.CarerAccountID]; ok && !ev.StartedAt.Before(r) {
+					anew++
+				}
+			case *domain.AccessGranted:
+				if r, ok := reopenedAt[ev.AccountID]; ok && !ev.GrantedAt.Before(r) {
+					anew++
+				}
+			}
+		}
+	}
+	for _, typ := range []string{domain.TypePlacementCancelled, domain.TypeAccountReopened, domain.TypeEmailChanged} {
+		t.Logf("%s: %d", typ, sum.ByType[typ])
+	}
+	require.Equal(t, int64(len(claimed)), sum.ByType[domain.TypeEmailClaimed])
+	require.Positive(t, anew, "access is given anew after a reopening")
 }

@@ -22,6 +22,10 @@ const (
 	tReview
 	tRevoke
 	tLeave
+	tCancelPlacement
+	tReopen
+	tRequestEmail
+	tChangeEmail
 )
 
 // task is one decision due at a time (Unix microseconds): a command some

@@ -51,6 +51,14 @@ const (
 	caseloadPerWorker = 20
 	retainedShare     = 0.6  // children registered with a retention date (R22)
 	retentionMoved    = 0.05 // children whose retention date a manager moves later
+
+	// Corrections (R18).
+	breakCancelled = 0.02 // short breaks planned ahead and cancelled before they start
+	reopenEvery    = 40   // every reopenEvery-th closure that leaves time to reopen is reopened,
+	reopenFirst    = 8    // from the reopenFirst-th on (a share of 2.5%, and one in a small region)
+	reopenMin      = 150 * day
+	reopenMax      = 2 * year
+	emailChange    = 0.02 // activated accounts whose email a worker asks to change later
 )
 
 // acct is one portal account of the region and what the simulation knows
@@ -73,6 +81,12 @@ type acct struct {
 	open      int
 	busyUntil int64
 	inviteAt  int64
+	// claim is the aggregate of the claim stream of the account's current
+	// email (R10, R18); emails counts the changes of the email.
+	claim  *domain.EmailClaim
+	emails int
+	// newEmail is the email of the open change request.
+	newEmail string
 }
 
 // kid is one child of the region.
@@ -166,6 +180,8 @@ type region struct {
 	members  []*acct
 	kids     []*kid
 	families []*family
+	// closures counts the closures that leave time to reopen (reopenEvery).
+	closures int
 }
 
 var service = domain.Actor{ID: "portal-backend", Role: domain.RoleService}
@@ -328,7 +344,8 @@ func (r *region) plan(nKids, nCarers, nMembers int) {
 
 func (r *region) newAccount(email string, kind domain.AccountKind) *acct {
 	id := domain.AccountIDForEmail(email)
-	a := &acct{id: id, agg: domain.NewAccount(id), email: email, kind: kind, never: r.chance(neverActivates)}
+	a := &acct{id: id, agg: domain.NewAccount(id), email: email, kind: kind, never: r.chance(neverActivates),
+		claim: domain.NewEmailClaim()}
 	switch kind {
 	case domain.KindParent:
 		a.rel = domain.RelParent
@@ -426,6 +443,14 @@ func (r *region) do(t *task) error {
 		return r.revoke(t.g, pick(r, reasonsLeaveCare))
 	case tLeave:
 		return r.leave(t.k)
+	case tCancelPlacement:
+		return r.cancelPlacement(t.k, t.p)
+	case tReopen:
+		return r.reopen(t.a)
+	case tRequestEmail:
+		return r.requestEmailChange(t.a)
+	case tChangeEmail:
+		return r.changeEmail(t.a)
 	}
 	return fmt.Errorf("unknown task kind %d", t.kind)
 }
@@ -447,7 +472,17 @@ func (r *region) invite(a *acct) error {
 	if err != nil {
 		return refused("an invitation", err)
 	}
+	// The email is claimed for the account before the invitation is
+	// appended, as commands.Service.Invite does; a renewal finds it
+	// claimed already and claims nothing.
+	claiming, err := a.claim.Claim(a.id, false, r.time(r.now))
+	if err != nil {
+		return refused("an email claim", err)
+	}
 	c := r.cause(by, "")
+	if _, err := r.emit(domain.EmailStream(a.email), a.claim.Version(), c, a.claim.Apply, claiming); err != nil {
+		return err
+	}
 	data, err := r.emit(domain.AccountStream(a.id), a.agg.Version(), c, a.agg.Apply, evs)
 	if err != nil {
 		return err
@@ -512,6 +547,9 @@ func (r *region) activate(a *acct) error {
 		r.schedule(task{at: r.now + r.between(30*second, 10*minute), kind: tEnrolPhone, a: a})
 	case r.chance(0.5):
 		r.schedule(task{at: r.now + r.between(day, 60*day), kind: tEnrolPhone, a: a})
+	}
+	if r.chance(emailChange) {
+		r.schedule(task{at: r.office(r.now + r.between(60*day, 4*year)), kind: tRequestEmail, a: a})
 	}
 	return nil
 }
@@ -590,6 +628,12 @@ func (r *region) closeAccount(a *acct) error {
 		return err
 	}
 	a.closed = true
+	// An activated account closed early enough may be reopened (R18).
+	if left := r.end - r.now - 10*day; a.agg.IdentitySubject() != "" && left > reopenMin {
+		if r.closures++; r.closures%reopenEvery == reopenFirst {
+			r.schedule(task{at: r.office(r.now + r.between(reopenMin, min(reopenMax, left))), kind: tReopen, a: a})
+		}
+	}
 	return nil
 }
 
@@ -882,6 +926,9 @@ func (r *region) respite(k *kid) error {
 	}
 	if !r.canPlace(k, c, startedAt) { // the last short break's end is not recorded yet
 		return nil
+	}
+	if r.chance(breakCancelled) {
+		return r.planCancelled(k, c)
 	}
 	return r.startPlacement(k, c, startedAt, plRespite)
 }

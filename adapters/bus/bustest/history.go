@@ -71,6 +71,44 @@ func History(t testing.TB, n int) []eventlog.Record {
 	x.commit(domain.ChildStream(child), dpo, "kept until the care leaver turns 75", c.Apply,
 		must(t)(c.SetRetention(dpo, w.Now.AddDate(70, 0, 0), "kept until the care leaver turns 75", w.Now)))
 
+	// The corrections (R18). A placement planned ahead and cancelled
+	// before it starts, on a child World writes no more to.
+	planned := w.RegisterChild()
+	c = w.Child(planned)
+	p := w.Place(planned, carer, w.Now.Add(7*24*time.Hour))
+	x.commit(domain.ChildStream(planned), projtest.Worker, "carer unavailable", c.Apply,
+		must(t)(c.CancelPlacement(projtest.Worker, p, "carer unavailable", w.Now)))
+
+	// The member closed above reopened.
+	w.Advance(time.Hour)
+	a = w.Account(member)
+	x.commit(domain.AccountStream(member), projtest.Portals, "closed in error", a.Apply,
+		must(t)(a.Reopen(projtest.Portals, "closed in error", w.Now)))
+
+	// An account invited as commands.Service.Invite appends it (the
+	// email's claim, then the invitation), activated, whose email is
+	// changed: the worker's request, then the portals team's change as
+	// commands.Service.ChangeEmail appends it (the new email's claim, the
+	// change, the old email's release).
+	const oldEmail, newEmail = "moving@example.org", "moved@example.org"
+	moving := domain.AccountIDForEmail(oldEmail)
+	a = domain.NewAccount(moving)
+	oldClaim, newClaim := domain.NewEmailClaim(), domain.NewEmailClaim()
+	invitation := must(t)(a.Invite(projtest.Worker, oldEmail, string(domain.KindParent), w.Now, w.Policy))
+	x.commit(domain.EmailStream(oldEmail), projtest.Worker, "", oldClaim.Apply, must(t)(oldClaim.Claim(moving, false, w.Now)))
+	x.commit(domain.AccountStream(moving), projtest.Worker, "", a.Apply, invitation)
+	w.Advance(time.Hour)
+	x.commit(domain.AccountStream(moving), projtest.Service, "", a.Apply,
+		must(t)(a.Activate(projtest.Service, "idp|"+moving.String(), oldEmail, w.Now)))
+	w.Advance(time.Hour)
+	x.commit(domain.AccountStream(moving), projtest.Worker, "new email address", a.Apply,
+		must(t)(a.RequestEmailChange(projtest.Worker, newEmail, "new email address", w.Now)))
+	w.Advance(time.Hour)
+	change := must(t)(a.ChangeEmail(projtest.Portals, newEmail, w.Now))
+	x.commit(domain.EmailStream(newEmail), projtest.Portals, "", newClaim.Apply, must(t)(newClaim.Claim(moving, false, w.Now)))
+	x.commit(domain.AccountStream(moving), projtest.Portals, "", a.Apply, change)
+	x.commit(domain.EmailStream(oldEmail), projtest.Portals, "", oldClaim.Apply, must(t)(oldClaim.Release(moving, w.Now), nil))
+
 	// Erasures last: nothing personal is recorded of an erased subject.
 	a = w.Account(invited)
 	x.commit(domain.AccountStream(invited), dpo, "Art. 17 request", a.Apply, must(t)(a.Erase(dpo, "Art. 17 request", w.Now)))
