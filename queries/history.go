@@ -98,8 +98,6 @@ func (s *Service) withReasons(ctx context.Context, ivs []accesshistory.Interval)
 	return intervalsWith(ivs, reasons), nil
 }
 
-func intervals(in []accesshistory.Interval) []api.Interval { return intervalsWith(in, nil) }
-
 func intervalsWith(in []accesshistory.Interval, reasons map[uuid.UUID]string) []api.Interval {
 	out := make([]api.Interval, 0, len(in))
 	for _, iv := range in {
