@@ -194,8 +194,11 @@ func TestRule_R15_HistoryNamesTheEventsAndActorsOfEachAccess(t *testing.T) {
 		sort.Slice(c, func(i, j int) bool { return c[i].From.Before(c[j].From) })
 		require.Equal(t, "placement", text(c[0].Reason))
 		require.Equal(t, allPerms, strs(c[0].Permissions))
-		require.Equal(t, domain.TypeAccountActivated, c[0].OpenedByEvent.Type, "the account became active after the backdated start")
-		require.Equal(t, "service", c[0].OpenedByEvent.ActorRole)
+		// The access begins when the account became active, after the
+		// backdated start; but the placement, recorded after the
+		// activation, is what opened it.
+		require.Equal(t, domain.TypePlacementStarted, c[0].OpenedByEvent.Type)
+		require.Equal(t, w.worker.sub, c[0].OpenedByEvent.Actor)
 		require.Equal(t, domain.TypePlacementEnded, c[0].ClosedByEvent.Type)
 		require.Equal(t, ben.sub, c[0].ClosedByEvent.Actor)
 		require.Equal(t, "grace_period", text(c[1].Reason))

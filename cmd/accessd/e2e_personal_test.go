@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
 )
 
@@ -109,7 +110,29 @@ func TestRule_R22_ErasureLeavesNoPersonalValueAndChangesNoDecision(t *testing.T)
 			d.account = w.history("/v1/accounts/"+carer.id+"/history", "")
 			return d
 		}
+		// reasons takes the reasons out of the history's event refs, for
+		// the comparison (erasure erases them), and returns them.
+		reasons := func(d *decisions) []*string {
+			var out []*string
+			for _, ivs := range [][]e2eInterval{d.child, d.account} {
+				for i := range ivs {
+					for _, ref := range []**api.EventRef{&ivs[i].OpenedByEvent, &ivs[i].ClosedByEvent} {
+						if *ref != nil {
+							c := **ref
+							out, c.Reason = append(out, c.Reason), nil
+							*ref = &c
+						}
+					}
+				}
+			}
+			return out
+		}
 		before := decide()
+		beforeReasons := reasons(&before)
+		require.NotEmpty(t, beforeReasons)
+		for _, r := range beforeReasons {
+			require.NotNil(t, r, "the history shows the reasons")
+		}
 
 		dpo := s.as(domain.RoleDPO, "dpo-"+tag)
 		w.cmd(dpo, "POST", "/v1/accounts/"+carer.id+"/erasure", map[string]string{"reason": "Art. 17 request DPO-117"}, http.StatusOK)
@@ -117,7 +140,11 @@ func TestRule_R22_ErasureLeavesNoPersonalValueAndChangesNoDecision(t *testing.T)
 		again := w.cmd(dpo, "POST", "/v1/children/"+child+"/erasure", map[string]string{"reason": "twice"}, http.StatusOK)
 		require.Equal(t, first["position"], again["position"], "erasing twice records nothing new")
 
-		require.Equal(t, before, decide(), "erasure changes no decision and no history")
+		after := decide()
+		for _, r := range reasons(&after) {
+			require.Nil(t, r, "the reasons of the erased subjects' events read as erased")
+		}
+		require.Equal(t, before, after, "erasure changes no decision and no history")
 
 		var answers strings.Builder
 		entries := append(w.audit("child_id="+child), w.audit("account_id="+carer.id)...)
