@@ -71,6 +71,9 @@ func (a *Account) InvitationExpiresAt() time.Time { return a.expiresAt }
 // Closed reports whether the account is closed.
 func (a *Account) Closed() bool { return !a.closedAt.IsZero() }
 
+// ClosedAt is when the account was closed (zero while it is not).
+func (a *Account) ClosedAt() time.Time { return a.closedAt }
+
 // PhoneHint returns the masked phone number ("***123"), or "" when none is
 // enrolled.
 func (a *Account) PhoneHint() string { return a.phoneHint }

@@ -84,6 +84,8 @@ func codecExamples() map[string]codecExample {
 		domain.TypeChildErased:   {&domain.ChildErased{ChildID: exChild, ErasedAt: at(18 * h)}, at(18 * h)},
 		domain.TypeChildRetentionSet: {&domain.ChildRetentionSet{ChildID: exChild, RetainUntil: at(24 * 3650 * h),
 			SetAt: at(19 * h)}, at(19 * h)},
+		domain.TypePolicySet: {&domain.PolicySet{GracePeriod: 7 * 24 * 3600, InvitationTTL: 14 * 24 * 3600, SessionIdleTimeout: 15 * 60,
+			SessionWarningAfter: 10 * 60, ClosedAccountRetention: 2192 * 24 * 3600, SetAt: at(20 * h)}, at(20 * h)},
 	}
 }
 
@@ -330,6 +332,9 @@ func TestCodec_DecodeRefusesMalformedPayloads(t *testing.T) {
 				add(typ, f.name+" before 1900", set(typ, f.name, "1899-12-31T23:59:59Z"))
 				add(typ, f.name+" year 0", set(typ, f.name, "0000-06-01T00:00:00Z"))
 			}
+			if f.typ.Kind() == reflect.Int64 { // a policy's seconds: a positive whole number
+				wrong = []any{"600", true, map[string]any{}, []any{}, 1.5, 0, -1, nil}
+			}
 			if f.typ.Kind() == reflect.Slice {
 				wrong = []any{"view", 1, true, map[string]any{}, []any{1}, []any{nil}, []any{[]any{"view"}}}
 			}
@@ -388,6 +393,8 @@ func TestCodec_DecodeRefusesMalformedPayloads(t *testing.T) {
 		set(domain.TypePlacementEnded, "grace_until", ended.EndedAt.Add(-time.Microsecond).Format(time.RFC3339Nano)))
 	add(domain.TypePlacementEnded, "grace_until long before ended_at",
 		set(domain.TypePlacementEnded, "grace_until", ended.EndedAt.Add(-7*24*time.Hour).Format(time.RFC3339Nano)))
+	add(domain.TypePolicySet, "session warning after the idle timeout", set(domain.TypePolicySet, "session_warning_after", 15*60))
+	add(domain.TypePolicySet, "grace period over the longest policy period", set(domain.TypePolicySet, "grace_period", 36501*24*3600))
 	invited := codecExamples()[domain.TypeAccountInvited].event.(*domain.AccountInvited)
 	add(domain.TypeAccountInvited, "expires_at equal to invited_at",
 		set(domain.TypeAccountInvited, "expires_at", invited.InvitedAt.Format(time.RFC3339Nano)))

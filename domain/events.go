@@ -44,6 +44,7 @@ const (
 	TypeAccountErased       = "account.erased.v1"
 	TypeChildErased         = "child.erased.v1"
 	TypeChildRetentionSet   = "child.retention_set.v1"
+	TypePolicySet           = "policy.set.v1"
 )
 
 // catalogue maps every event name to a constructor of its zero value.
@@ -67,6 +68,7 @@ var catalogue = map[string]func() Event{
 	TypeAccountErased:       func() Event { return &AccountErased{} },
 	TypeChildErased:         func() Event { return &ChildErased{} },
 	TypeChildRetentionSet:   func() Event { return &ChildRetentionSet{} },
+	TypePolicySet:           func() Event { return &PolicySet{} },
 }
 
 // EventTypes lists every event name of the catalogue, sorted.
