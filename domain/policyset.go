@@ -163,6 +163,11 @@ func NewPolicyHistory(initial Policy) *PolicyHistory {
 	return &PolicyHistory{initial: initial.WithDefaults()}
 }
 
+// Clone returns a copy of h that Apply can extend without changing h.
+func (h *PolicyHistory) Clone() *PolicyHistory {
+	return &PolicyHistory{initial: h.initial, records: append([]PolicyRecord(nil), h.records...), version: h.version}
+}
+
 // Apply folds the next event of the policy stream. Only PolicySet events
 // belong to it.
 func (h *PolicyHistory) Apply(env Envelope) error {

@@ -344,9 +344,11 @@ func SubjectOf(stream string, data []byte) (keystore.Subject, error) {
 // hasPersonal reports whether an event of type typ with reason carries
 // personal data. The reason of an erasure is the data protection
 // officer's record of why (a request's reference, the retention policy):
-// it stays readable after the erasure, so it is kept as given.
+// it stays readable after the erasure, so it is kept as given. A policy
+// event (R25) is about no data subject: its reason is the manager's record
+// of why the policy changed, kept as given too.
 func hasPersonal(typ, reason string) bool {
-	if typ == domain.TypeAccountErased || typ == domain.TypeChildErased {
+	if typ == domain.TypeAccountErased || typ == domain.TypeChildErased || typ == domain.TypePolicySet {
 		return false
 	}
 	return reason != "" || len(domain.PersonalFields(typ)) > 0
