@@ -154,17 +154,8 @@ func (s *Service) setPolicy(ctx context.Context, meta Meta, cmd SetPolicy) (Resu
 			pos = lastPosition(envs)
 			return nil
 		}
-		h, err := s.policies(ctx)
+		h, events, err := s.decidePolicy(ctx, meta, cmd, l, d, now)
 		if err != nil {
-			return err
-		}
-		if h.Version() < l.version {
-			return fmt.Errorf("policy stream at version %d, read %d: %w", l.version, h.Version(), eventlog.ErrConflict)
-		}
-		var events []domain.Event
-		if meta.Actor.Role == domain.RoleSystem && h.Version() > 0 {
-			events = nil // the initial policy is recorded already
-		} else if events, err = h.SetPolicy(meta.Actor, cmd.Change, cmd.Reason, now); err != nil {
 			return err
 		}
 		l.version, l.last = h.Version(), h.Current().Position
@@ -182,4 +173,37 @@ func (s *Service) setPolicy(ctx context.Context, meta Meta, cmd SetPolicy) (Resu
 		return Result{}, false, err
 	}
 	return Result{Position: pos}, appended, nil
+}
+
+// decidePolicy decides cmd on the policy stream as loaded (l) at now and
+// returns the fold it decided on. A manager's change on a stream with no
+// policy recorded first records the initial policy (the engine's, as
+// RecordInitialPolicy would), so that the times before the change keep it.
+func (s *Service) decidePolicy(ctx context.Context, meta Meta, cmd SetPolicy, l loaded, d *ids, now time.Time) (*domain.PolicyHistory, []domain.Event, error) {
+	for {
+		h, err := s.policies(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if h.Version() < l.version {
+			return nil, nil, fmt.Errorf("policy stream at version %d, read %d: %w", l.version, h.Version(), eventlog.ErrConflict)
+		}
+		if meta.Actor.Role == domain.RoleSystem && h.Version() > 0 {
+			return h, nil, nil // the initial policy is recorded already
+		}
+		events, err := h.SetPolicy(meta.Actor, cmd.Change, cmd.Reason, now)
+		if err != nil || len(events) == 0 || meta.Actor.Role == domain.RoleSystem || h.Version() > 0 {
+			return h, events, err
+		}
+		initial, err := h.SetPolicy(domain.System, domain.PolicyChange{}, InitialPolicyReason, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		l.version = h.Version()
+		sys := Meta{Actor: domain.System, CorrelationID: meta.CorrelationID, CausationID: meta.CausationID}
+		if _, _, err := s.appendTo(ctx, l, cause(sys, InitialPolicyReason, now), d, "initial", initial); err != nil {
+			return nil, nil, err
+		}
+		l.version++ // and decide again on the recorded initial policy
+	}
 }

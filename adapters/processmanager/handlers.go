@@ -4,6 +4,7 @@ package processmanager
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
@@ -82,7 +83,15 @@ func (pm *ProcessManager) onAccountClosed(ctx context.Context, e *domain.Account
 	if err := pm.resolve(ctx, invitationSubject(e.AccountID), forever); err != nil {
 		return err
 	}
-	return pm.setDue(ctx, accountRetentionSubject(e.AccountID), e.ClosedAt.Add(pm.cfg.ClosedAccountRetention))
+	retention := pm.cfg.ClosedAccountRetention
+	if pm.cfg.Policy != nil {
+		p, err := pm.cfg.Policy.PolicyAt(ctx, e.ClosedAt)
+		if err != nil {
+			return fmt.Errorf("processmanager: the policy in force at %s: %w", e.ClosedAt.Format(time.RFC3339), err)
+		}
+		retention = p.Policy.ClosedAccountRetention
+	}
+	return pm.setDue(ctx, accountRetentionSubject(e.AccountID), e.ClosedAt.Add(retention))
 }
 
 func (pm *ProcessManager) onAccountErased(ctx context.Context, e *domain.AccountErased) error {
