@@ -64,6 +64,13 @@ func intervals(in []accesshistory.Interval) []api.Interval {
 			p := iv.SupersededAt.String()
 			j.SupersededPosition = &p
 		}
+		if iv.GracePeriod > 0 {
+			secs := int(iv.GracePeriod / time.Second)
+			j.GracePeriod = &secs
+		}
+		if iv.GracePolicy != nil {
+			j.GracePolicy = &api.PolicyRef{EventID: iv.GracePolicy.ID, Position: iv.GracePolicy.Position.String()}
+		}
 		out = append(out, j)
 	}
 	return out

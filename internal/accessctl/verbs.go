@@ -291,6 +291,7 @@ func verbs() []verb {
 		eraseAccountVerb(),
 		eraseChildVerb(),
 		setRetentionVerb(),
+		setPolicyVerb(),
 		// Queries.
 		checkVerb(),
 		childrenVerb(),

@@ -318,6 +318,8 @@ func subjects(e domain.Event) (child, account uuid.UUID, err error) {
 		return e.ChildID, uuid.Nil, nil
 	case *domain.ChildRetentionSet:
 		return e.ChildID, uuid.Nil, nil
+	case *domain.PolicySet:
+		return uuid.Nil, uuid.Nil, nil // the policy (R25): about no child or account
 	}
 	return uuid.Nil, uuid.Nil, fmt.Errorf("audit: no subjects known for event type %s (%T)", e.EventType(), e)
 }

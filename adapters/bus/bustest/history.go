@@ -71,6 +71,14 @@ func History(t testing.TB, n int) []eventlog.Record {
 	x.commit(domain.ChildStream(child), dpo, "kept until the care leaver turns 75", c.Apply,
 		must(t)(c.SetRetention(dpo, w.Now.AddDate(70, 0, 0), "kept until the care leaver turns 75", w.Now)))
 
+	// The policy (R25): the engine's initial one, then a manager's change.
+	policies := domain.NewPolicyHistory(w.Policy)
+	x.commit(domain.PolicyStream, domain.System, "initial policy from start-up flags", func(domain.Event) error { return nil },
+		must(t)(policies.SetPolicy(domain.System, domain.PolicyChange{}, "", w.Now)))
+	longer := 2 * w.Policy.InvitationTTL
+	x.commit(domain.PolicyStream, projtest.Manager, "review", func(domain.Event) error { return nil },
+		must(t)(domain.NewPolicyHistory(w.Policy).SetPolicy(projtest.Manager, domain.PolicyChange{InvitationTTL: &longer}, "review", w.Now)))
+
 	// Erasures last: nothing personal is recorded of an erased subject.
 	a = w.Account(invited)
 	x.commit(domain.AccountStream(invited), dpo, "Art. 17 request", a.Apply, must(t)(a.Erase(dpo, "Art. 17 request", w.Now)))
