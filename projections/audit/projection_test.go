@@ -310,6 +310,7 @@ func TestSubjectsCoverTheCatalogue(t *testing.T) {
 		{&domain.PhoneEnrolled{AccountID: a}, uuid.Nil, a},
 		{&domain.IdentityLinked{AccountID: a}, uuid.Nil, a},
 		{&domain.AccountErased{AccountID: a}, uuid.Nil, a},
+		{&domain.PolicySet{}, uuid.Nil, uuid.Nil},
 		{&domain.ChildErased{ChildID: c}, c, uuid.Nil},
 		{&domain.ChildRetentionSet{ChildID: c}, c, uuid.Nil},
 	}
