@@ -537,9 +537,10 @@ func (c *fieldCipher) open(field, v string) (string, error) {
 
 // Plain reports whether the stored record r holds personal data in plain
 // text: a reason, or a personal field, that is not sealed (an event
-// written before sealing was on). The erased stand-in is not personal.
+// written before sealing was on). The erased stand-in is not personal, nor
+// are the reasons kept as given (hasPersonal).
 func Plain(r eventlog.Record) bool {
-	if r.Type == domain.TypeAccountErased || r.Type == domain.TypeChildErased {
+	if !hasPersonal(r.Type, r.Meta.Reason) {
 		return false
 	}
 	if r.Meta.Reason != "" && !isSealed(r.Meta.Reason) && !domain.IsErased(r.Meta.Reason) {
