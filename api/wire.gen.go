@@ -946,7 +946,13 @@ type ExportInterval struct {
 	ClosedByReason *string   `json:"closed_by_reason"`
 
 	// From Start, in effective time.
-	From           Time        `json:"from"`
+	From Time `json:"from"`
+
+	// GracePeriod (R25) For a grace_period interval, the grace period its placement end gave, in seconds; absent otherwise.
+	GracePeriod *int `json:"grace_period,omitempty"`
+
+	// GracePolicy (R25) The policy.set.v1 event that set the grace period (GET /v1/policy?at= shows it); absent when no recorded policy in force at the placement's end had that grace period.
+	GracePolicy    *PolicyRef  `json:"grace_policy,omitempty"`
 	OpenedByEvent  *EventRef   `json:"opened_by_event"`
 	OpenedByReason *string     `json:"opened_by_reason"`
 	Permissions    Permissions `json:"permissions"`
@@ -1066,7 +1072,13 @@ type IntervalFields struct {
 	ClosedByEvent *EventRef `json:"closed_by_event"`
 
 	// From Start, in effective time.
-	From          Time        `json:"from"`
+	From Time `json:"from"`
+
+	// GracePeriod (R25) For a grace_period interval, the grace period its placement end gave, in seconds; absent otherwise.
+	GracePeriod *int `json:"grace_period,omitempty"`
+
+	// GracePolicy (R25) The policy.set.v1 event that set the grace period (GET /v1/policy?at= shows it); absent when no recorded policy in force at the placement's end had that grace period.
+	GracePolicy   *PolicyRef  `json:"grace_policy,omitempty"`
 	OpenedByEvent *EventRef   `json:"opened_by_event"`
 	Permissions   Permissions `json:"permissions"`
 
@@ -1171,6 +1183,9 @@ type Policy struct {
 	// ClosedAccountRetention Seconds (R22): how long a closed account's personal data is kept before the engine erases it (default 2,192 days: six years).
 	ClosedAccountRetention int `json:"closed_account_retention"`
 
+	// EventID (R25) The id of that event.
+	EventID *UUID `json:"event_id,omitempty"`
+
 	// GracePeriod Seconds (R3).
 	GracePeriod int `json:"grace_period"`
 
@@ -1180,12 +1195,38 @@ type Policy struct {
 	// Position An opaque consistency token (a position in the event log).
 	Position Position `json:"position"`
 
+	// Reason (R25) The reason recorded with it.
+	Reason *string `json:"reason,omitempty"`
+
 	// SessionIdleTimeout Seconds (R16).
 	SessionIdleTimeout int `json:"session_idle_timeout"`
 
 	// SessionWarningAfter Seconds (R16).
 	SessionWarningAfter int `json:"session_warning_after"`
+
+	// SetAt (R25) From when this policy is in force (when it was recorded).
+	SetAt *Time `json:"set_at,omitempty"`
+
+	// SetBy (R25) The actor who set it (the engine's id for the initial policy).
+	SetBy *string `json:"set_by,omitempty"`
+
+	// SetByRole (R25) The actor's role: manager, or system for the initial policy.
+	SetByRole *string `json:"set_by_role,omitempty"`
+
+	// SetPosition (R25) The position of the policy.set.v1 event that set it.
+	SetPosition *Position `json:"set_position,omitempty"`
 }
+
+// PolicyRef (R25) The policy.set.v1 event that set the grace period (GET /v1/policy?at= shows it); absent when no recorded policy in force at the placement's end had that grace period.
+type PolicyRef struct {
+	EventID UUID `json:"event_id"`
+
+	// Position An opaque consistency token (a position in the event log).
+	Position Position `json:"position"`
+}
+
+// PolicySeconds Seconds, at most 36,500 days.
+type PolicySeconds = int
 
 // Position An opaque consistency token (a position in the event log).
 type Position = string
@@ -1255,6 +1296,27 @@ type SecurityLogPage struct {
 
 	// Position An opaque consistency token (a position in the event log).
 	Position Position `json:"position"`
+}
+
+// SetPolicyRequest (R25) Any subset of the policy's settings; at least one setting or nothing changes.
+type SetPolicyRequest struct {
+	// ClosedAccountRetention Seconds, at most 36,500 days.
+	ClosedAccountRetention *PolicySeconds `json:"closed_account_retention,omitempty"`
+
+	// GracePeriod Seconds, at most 36,500 days.
+	GracePeriod *PolicySeconds `json:"grace_period,omitempty"`
+
+	// InvitationTTL Seconds, at most 36,500 days.
+	InvitationTTL *PolicySeconds `json:"invitation_ttl,omitempty"`
+
+	// Reason Optional.
+	Reason FreeText `api:"text" json:"reason,omitempty"`
+
+	// SessionIdleTimeout Seconds, at most 36,500 days.
+	SessionIdleTimeout *PolicySeconds `json:"session_idle_timeout,omitempty"`
+
+	// SessionWarningAfter Seconds, at most 36,500 days.
+	SessionWarningAfter *PolicySeconds `json:"session_warning_after,omitempty"`
 }
 
 // SetRetentionRequest defines model for SetRetentionRequest.
@@ -1733,8 +1795,17 @@ type LedgerInclusionProofParams struct {
 
 // PolicyParams defines parameters for Policy.
 type PolicyParams struct {
+	// At (R25) Answer the policy in force at this time (default now).
+	At *Time `form:"at,omitempty" json:"at,omitempty"`
+
 	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
 	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
+}
+
+// SetPolicyParams defines parameters for SetPolicy.
+type SetPolicyParams struct {
+	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
 // SecurityLogParams defines parameters for SecurityLog.
@@ -1821,3 +1892,6 @@ type SetRetentionJSONRequestBody = SetRetentionRequest
 
 // InviteJSONRequestBody defines body for Invite for application/json ContentType.
 type InviteJSONRequestBody = InviteRequest
+
+// SetPolicyJSONRequestBody defines body for SetPolicy for application/json ContentType.
+type SetPolicyJSONRequestBody = SetPolicyRequest

@@ -47,6 +47,13 @@ func (c *Client) SetRetention(ctx context.Context, child uuid.UUID, retainUntil 
 		api.SetRetentionRequest{RetainUntil: rfc3339(retainUntil), Reason: reason}, &a, opts)
 }
 
+// SetPolicy is PUT /v1/policy (R25): the settings req gives (nil ones are
+// kept), in whole seconds, and an optional reason. A manager only.
+func (c *Client) SetPolicy(ctx context.Context, req api.SetPolicyRequest, opts ...CallOption) (api.PositionAnswer, error) {
+	var a api.PositionAnswer
+	return a, c.command(ctx, http.MethodPut, "/v1/policy", req, &a, opts)
+}
+
 // AllocateWorker is POST /v1/children/{child_id}/allocation.
 func (c *Client) AllocateWorker(ctx context.Context, child uuid.UUID, workerID string, opts ...CallOption) (api.PositionAnswer, error) {
 	var a api.PositionAnswer

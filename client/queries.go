@@ -286,8 +286,17 @@ func (c *Client) SecurityLog(ctx context.Context, f SecurityFilter, opts ...Call
 	return a, c.query(ctx, "/v1/security-log", v, &a, opts)
 }
 
-// Policy is GET /v1/policy: the policy settings, in seconds (R16).
+// Policy is GET /v1/policy: the policy settings in force now, in seconds
+// (R16), with the event that set them (R25).
 func (c *Client) Policy(ctx context.Context, opts ...CallOption) (api.Policy, error) {
+	return c.PolicyAt(ctx, time.Time{}, opts...)
+}
+
+// PolicyAt is GET /v1/policy?at=: the policy in force at at (zero: now),
+// with the event that set it (R25).
+func (c *Client) PolicyAt(ctx context.Context, at time.Time, opts ...CallOption) (api.Policy, error) {
+	v := url.Values{}
+	setTime(v, "at", at)
 	var a api.Policy
-	return a, c.query(ctx, "/v1/policy", nil, &a, opts)
+	return a, c.query(ctx, "/v1/policy", v, &a, opts)
 }

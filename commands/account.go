@@ -83,7 +83,12 @@ func (s *Service) Invite(ctx context.Context, meta Meta, cmd Invite) (Invited, e
 		if envs, ok := l.replay(d, mainEvents); ok {
 			events, answer = eventsOf(envs), lastPosition(envs)
 		} else {
-			events, err = acct.Invite(meta.Actor, cmd.Email, cmd.Kind, now, s.cfg.Policy)
+			// The invitation lifetime in force now (R25).
+			pol, perr := s.PolicyAt(ctx, now)
+			if perr != nil {
+				return perr
+			}
+			events, err = acct.Invite(meta.Actor, cmd.Email, cmd.Kind, now, pol.Policy)
 			if err != nil {
 				return err
 			}

@@ -221,7 +221,12 @@ func (s *Service) EndPlacement(ctx context.Context, meta Meta, cmd EndPlacement)
 		if envs, ok := l.replay(d, mainEvents); ok {
 			events, answer = eventsOf(envs), lastPosition(envs)
 		} else {
-			events, err = child.EndPlacement(meta.Actor, cmd.PlacementID, cmd.EndedAt, now, s.cfg.Policy)
+			// The grace period in force at the placement's end (R25).
+			pol, perr := s.PolicyAt(ctx, cmd.EndedAt)
+			if perr != nil {
+				return perr
+			}
+			events, err = child.EndPlacement(meta.Actor, cmd.PlacementID, cmd.EndedAt, now, pol.Policy)
 			if err != nil {
 				return err
 			}

@@ -89,7 +89,13 @@ func (s *Service) EraseAccountAtRetention(ctx context.Context, meta Meta, cmd Er
 	if s.cfg.Eraser == nil {
 		return Result{}, errNoEraser
 	}
-	retention := s.cfg.Policy.ClosedAccountRetention
+	// The retention in force when the account was closed (R25); the
+	// account's closure is read first (a closure does not move, and an
+	// account not closed appends nothing whatever the period).
+	retention, err := s.closedAccountRetention(ctx, cmd.AccountID)
+	if err != nil {
+		return Result{}, err
+	}
 	reason := RetentionReason(fmt.Sprintf("closed accounts are kept %d days", int(retention/(24*time.Hour))))
 	// erased: the account is erased once the command is done (a replayed
 	// request leaves it false: its first run destroyed the key, or the
@@ -133,4 +139,23 @@ func (s *Service) EraseChildAtRetention(ctx context.Context, meta Meta, cmd Eras
 		return Result{}, fmt.Errorf("erase child %s: destroy its key: %w", cmd.ChildID, err)
 	}
 	return Result{Position: pos}, nil
+}
+
+// closedAccountRetention is the retention period of closed accounts in
+// force when the account was closed (R25), or the current one when it is
+// not closed.
+func (s *Service) closedAccountRetention(ctx context.Context, id uuid.UUID) (time.Duration, error) {
+	a, _, err := s.loadAccount(ctx, id, nil)
+	if err != nil {
+		return 0, fmt.Errorf("erase account %s at retention: %w", id, err)
+	}
+	at := a.ClosedAt()
+	if at.IsZero() {
+		at = s.cfg.Clock()
+	}
+	p, err := s.PolicyAt(ctx, at)
+	if err != nil {
+		return 0, err
+	}
+	return p.Policy.ClosedAccountRetention, nil
 }

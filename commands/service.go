@@ -58,8 +58,11 @@ const MaxIdempotencyKey = 255
 // Config configures a Service. Zero fields take their defaults (see each
 // field); Validate reports what defaults cannot fix.
 type Config struct {
-	// Policy holds the grace period and the invitation TTL the decisions
-	// use. Zero durations mean domain.DefaultPolicy's.
+	// Policy is the initial policy (R25): what RecordInitialPolicy records
+	// when the policy stream is empty, and what the decisions use until a
+	// policy is recorded there; from then on they use the recorded one in
+	// force at the time each decision concerns. Zero durations mean
+	// domain.DefaultPolicy's.
 	Policy domain.Policy
 	// Clock is the decision time of every command. Default time.Now.
 	Clock func() time.Time
@@ -138,12 +141,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Service carries out the commands. It holds no mutable state: every
-// command reads what it needs from the store. Safe for concurrent use.
+// Service carries out the commands. Every command reads what it needs from
+// the store; the only state it keeps is the fold of the policy stream,
+// which each command brings up to date first. Safe for concurrent use.
 type Service struct {
 	store    Store
 	refusals Refusals
 	cfg      Config
+	pol      *policyCache
 }
 
 // New returns a Service on store that writes refused commands to refusals.
@@ -163,10 +168,12 @@ func New(store Store, refusals Refusals, cfg Config) (*Service, error) {
 	if err := errors.Join(problems...); err != nil {
 		return nil, err
 	}
-	return &Service{store: store, refusals: refusals, cfg: cfg.withDefaults()}, nil
+	cfg = cfg.withDefaults()
+	return &Service{store: store, refusals: refusals, cfg: cfg, pol: &policyCache{h: domain.NewPolicyHistory(cfg.Policy)}}, nil
 }
 
-// Policy returns the policy the service decides with (defaults applied).
+// Policy returns the initial policy, Config.Policy with its defaults (R25:
+// the decisions use the recorded policy; see PolicyAt).
 func (s *Service) Policy() domain.Policy { return s.cfg.Policy }
 
 // Code returns the API problem code (api.md) of an error returned by a
@@ -513,6 +520,7 @@ var defaultReasons = map[string]string{
 	domain.TypeEmailChanged:         "email changed after a request",
 	domain.TypeEmailClaimed:         "email given to the account",
 	domain.TypeEmailReleased:        "email freed: the account's email changed",
+	domain.TypePolicySet:            "policy set",
 }
 
 // DefaultReason is the reason recorded for an event of type typ when its

@@ -91,6 +91,9 @@ func (a *Account) ReopenedAt() time.Time {
 // PendingEmail is the email an open change request asks for (R18), or "".
 func (a *Account) PendingEmail() string { return a.pendingEmail }
 
+// ClosedAt is when the account was closed (zero while it is not).
+func (a *Account) ClosedAt() time.Time { return a.closedAt }
+
 // PhoneHint returns the masked phone number ("***123"), or "" when none is
 // enrolled.
 func (a *Account) PhoneHint() string { return a.phoneHint }
@@ -150,7 +153,7 @@ func (a *Account) Apply(e Event) error {
 	case *AccountReopened:
 		id = e.AccountID
 		// A copy, so that Facts handed out before stay as they were.
-		a.lapses = append(slices.Clip(a.lapses), Lapse{ClosedAt: a.closedAt, ReopenedAt: e.ReopenedAt})
+		a.lapses = append(slices.Clip(a.lapses), Lapse{ClosedAt: e.ClosedAt, ReopenedAt: e.ReopenedAt})
 		a.closedAt = time.Time{}
 	case *EmailChangeRequested:
 		id = e.AccountID

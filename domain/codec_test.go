@@ -86,13 +86,15 @@ func codecExamples() map[string]codecExample {
 			SetAt: at(19 * h)}, at(19 * h)},
 		domain.TypePlacementCancelled: {&domain.PlacementCancelled{ChildID: exChild, PlacementID: exPlacement,
 			CarerAccountID: exAccount, CancelledAt: at(20 * h)}, at(20 * h)},
-		domain.TypeAccountReopened: {&domain.AccountReopened{AccountID: exAccount, ReopenedAt: at(21 * h)}, at(21 * h)},
+		domain.TypeAccountReopened: {&domain.AccountReopened{AccountID: exAccount, ClosedAt: at(12 * h), ReopenedAt: at(21 * h)}, at(21 * h)},
 		domain.TypeEmailChangeRequested: {&domain.EmailChangeRequested{AccountID: exAccount, Email: "new@example.org",
 			RequestedAt: at(22 * h)}, at(22 * h)},
 		domain.TypeEmailChanged: {&domain.EmailChanged{AccountID: exAccount, Email: "new@example.org",
 			ChangedAt: at(23 * h)}, at(23 * h)},
 		domain.TypeEmailClaimed:  {&domain.EmailClaimed{AccountID: exAccount, ClaimedAt: at(24 * h)}, at(24 * h)},
 		domain.TypeEmailReleased: {&domain.EmailReleased{AccountID: exAccount, ReleasedAt: at(25 * h)}, at(25 * h)},
+		domain.TypePolicySet: {&domain.PolicySet{GracePeriod: 7 * 24 * 3600, InvitationTTL: 14 * 24 * 3600, SessionIdleTimeout: 15 * 60,
+			SessionWarningAfter: 10 * 60, ClosedAccountRetention: 2192 * 24 * 3600, SetAt: at(20 * h)}, at(20 * h)},
 	}
 }
 
@@ -339,6 +341,9 @@ func TestCodec_DecodeRefusesMalformedPayloads(t *testing.T) {
 				add(typ, f.name+" before 1900", set(typ, f.name, "1899-12-31T23:59:59Z"))
 				add(typ, f.name+" year 0", set(typ, f.name, "0000-06-01T00:00:00Z"))
 			}
+			if f.typ.Kind() == reflect.Int64 { // a policy's seconds: a positive whole number
+				wrong = []any{"600", true, map[string]any{}, []any{}, 1.5, 0, -1, nil}
+			}
 			if f.typ.Kind() == reflect.Slice {
 				wrong = []any{"view", 1, true, map[string]any{}, []any{1}, []any{nil}, []any{[]any{"view"}}}
 			}
@@ -397,6 +402,8 @@ func TestCodec_DecodeRefusesMalformedPayloads(t *testing.T) {
 		set(domain.TypePlacementEnded, "grace_until", ended.EndedAt.Add(-time.Microsecond).Format(time.RFC3339Nano)))
 	add(domain.TypePlacementEnded, "grace_until long before ended_at",
 		set(domain.TypePlacementEnded, "grace_until", ended.EndedAt.Add(-7*24*time.Hour).Format(time.RFC3339Nano)))
+	add(domain.TypePolicySet, "session warning after the idle timeout", set(domain.TypePolicySet, "session_warning_after", 15*60))
+	add(domain.TypePolicySet, "grace period over the longest policy period", set(domain.TypePolicySet, "grace_period", 36501*24*3600))
 	invited := codecExamples()[domain.TypeAccountInvited].event.(*domain.AccountInvited)
 	add(domain.TypeAccountInvited, "expires_at equal to invited_at",
 		set(domain.TypeAccountInvited, "expires_at", invited.InvitedAt.Format(time.RFC3339Nano)))

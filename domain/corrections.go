@@ -32,16 +32,25 @@ func (e *PlacementCancelled) validate() error {
 // AccountReopened: the portals team reopened a closed account (R18). Its
 // identity link and history stay; the access it had before the closure
 // does not come back: only placements and grants that start at or after
-// ReopenedAt count (see AccountFacts).
+// ReopenedAt count (see AccountFacts). ClosedAt is when the closure it
+// ends began.
 type AccountReopened struct {
 	AccountID  uuid.UUID `json:"account_id"`
+	ClosedAt   time.Time `json:"closed_at"`
 	ReopenedAt time.Time `json:"reopened_at"`
 }
 
 func (*AccountReopened) EventType() string        { return TypeAccountReopened }
 func (e *AccountReopened) EffectiveAt() time.Time { return e.ReopenedAt }
 func (e *AccountReopened) validate() error {
-	return firstErr(needID("account_id", e.AccountID), checkEventTime("reopened_at", e.ReopenedAt))
+	if err := firstErr(needID("account_id", e.AccountID), checkEventTime("closed_at", e.ClosedAt),
+		checkEventTime("reopened_at", e.ReopenedAt)); err != nil {
+		return err
+	}
+	if !e.ReopenedAt.After(e.ClosedAt) {
+		return invalid("reopened_at", "not after closed_at")
+	}
+	return nil
 }
 
 // EmailChangeRequested: a worker asked, with a reason, that the portals
@@ -246,7 +255,7 @@ func (a *Account) Reopen(by Actor, reason string, now time.Time) ([]Event, error
 		return nil, fmt.Errorf("%s %s: closed at %s, after now: %w", what, a.id,
 			a.closedAt.Format(time.RFC3339Nano), ErrAccountNotClosed)
 	}
-	return []Event{&AccountReopened{AccountID: a.id, ReopenedAt: now}}, nil
+	return []Event{&AccountReopened{AccountID: a.id, ClosedAt: a.closedAt, ReopenedAt: now}}, nil
 }
 
 // RequestEmailChange files a worker's request, with a reason, that the

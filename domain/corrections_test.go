@@ -80,7 +80,7 @@ func TestRule_R18_APlannedPlacementIsCancelledBeforeItStarts(t *testing.T) {
 func TestRule_R18_AReopenedAccountGetsNoAccessBack(t *testing.T) {
 	closedAt, reopenedAt := t0.Add(5*day), t0.Add(8*day)
 	closed := &domain.AccountClosed{AccountID: parentID, ClosedAt: closedAt}
-	reopened := &domain.AccountReopened{AccountID: parentID, ReopenedAt: reopenedAt}
+	reopened := &domain.AccountReopened{AccountID: parentID, ClosedAt: closedAt, ReopenedAt: reopenedAt}
 
 	t.Run("the portals team reopens a closed account", func(t *testing.T) {
 		a := activeParent(t, closed)
@@ -114,7 +114,7 @@ func TestRule_R18_AReopenedAccountGetsNoAccessBack(t *testing.T) {
 	require.Equal(t, reopenedAt, a.ReopenedAt())
 
 	carer := activeCarer(t, &domain.AccountClosed{AccountID: carerID, ClosedAt: closedAt},
-		&domain.AccountReopened{AccountID: carerID, ReopenedAt: reopenedAt})
+		&domain.AccountReopened{AccountID: carerID, ClosedAt: closedAt, ReopenedAt: reopenedAt})
 	c := givenChild(t, registered(), started(placement, carerID, t0), granted(parentID, []string{domain.PermView}, t0))
 	t.Run("access before the closure is as it was", func(t *testing.T) {
 		thenAccess(t, c.Access(a, t0.Add(day)), domain.PermissionSet(domain.View), domain.ReasonGrant, closedAt)

@@ -4,7 +4,8 @@
 // It has two aggregates, Child (worker allocation, placements, grace periods,
 // grants) and Account (invitation, activation with an identity subject, the
 // phone reset workflow, closure), plus the small IdentityLink aggregate that
-// keeps one identity to one account (R10). Aggregate state is unexported and
+// keeps one identity to one account (R10), and PolicyHistory, the one policy
+// stream: which policy was in force when (R25). Aggregate state is unexported and
 // changes only by applying events; decision methods check the rules and return
 // new events or a typed error, and never change state themselves.
 //

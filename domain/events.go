@@ -51,6 +51,7 @@ const (
 	TypeEmailChanged         = "account.email_changed.v1"
 	TypeEmailClaimed         = "email.claimed.v1"
 	TypeEmailReleased        = "email.released.v1"
+	TypePolicySet            = "policy.set.v1"
 )
 
 // catalogue maps every event name to a constructor of its zero value.
@@ -81,6 +82,7 @@ var catalogue = map[string]func() Event{
 	TypeEmailChanged:         func() Event { return &EmailChanged{} },
 	TypeEmailClaimed:         func() Event { return &EmailClaimed{} },
 	TypeEmailReleased:        func() Event { return &EmailReleased{} },
+	TypePolicySet:            func() Event { return &PolicySet{} },
 }
 
 // EventTypes lists every event name of the catalogue, sorted.

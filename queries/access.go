@@ -186,18 +186,39 @@ func (f Feed) Changes(after eventlog.Position) ([]api.WatchEvent, eventlog.Posit
 	return out, pos, wait, nil
 }
 
-// Policy answers the policy settings, in whole seconds (R16).
-func (s *Service) Policy(ctx context.Context, c Caller, w Consistency) (api.Policy, error) {
+// Policy answers the policy settings, in whole seconds (R16): the recorded
+// policy in force at at (zero: now), with the event that set it (R25).
+// Without Config.Policies, or while none is recorded, Config.Policy,
+// without an event.
+func (s *Service) Policy(ctx context.Context, c Caller, w Consistency, at time.Time) (api.Policy, error) {
 	if err := s.Authorize(ctx, QueryPolicy, c); err != nil {
 		return api.Policy{}, err
 	}
 	if err := s.waitIndex(ctx, w); err != nil {
 		return api.Policy{}, err
 	}
-	p := s.cfg.Policy
-	return api.Policy{GracePeriod: seconds(p.GracePeriod), InvitationTTL: seconds(p.InvitationTTL),
+	rec := domain.PolicyRecord{Policy: s.cfg.Policy}
+	if s.cfg.Policies != nil {
+		if at.IsZero() {
+			at = s.cfg.Clock()
+		}
+		var err error
+		if rec, err = s.cfg.Policies.PolicyAt(ctx, at); err != nil {
+			return api.Policy{}, fmt.Errorf("queries: policy: %w", err)
+		}
+	}
+	p := rec.Policy
+	a := api.Policy{GracePeriod: seconds(p.GracePeriod), InvitationTTL: seconds(p.InvitationTTL),
 		SessionIdleTimeout: seconds(p.SessionIdleTimeout), SessionWarningAfter: seconds(p.SessionWarningAfter),
-		ClosedAccountRetention: seconds(p.ClosedAccountRetention), Position: s.cfg.Index.Position().String()}, nil
+		ClosedAccountRetention: seconds(p.ClosedAccountRetention), Position: s.cfg.Index.Position().String()}
+	if rec.Recorded() {
+		setAt, by, role, reason, pos, id := rec.SetAt.UTC(), rec.ActorID, string(rec.ActorRole), rec.Reason, rec.Position.String(), rec.EventID
+		a.SetAt, a.SetBy, a.SetByRole, a.Reason, a.SetPosition, a.EventID = &setAt, &by, &role, &reason, &pos, &id
+		if s.cfg.Index.Position().Before(rec.Position) {
+			a.Position = pos // read from the log, which may be ahead of the index
+		}
+	}
+	return a, nil
 }
 
 func seconds(d time.Duration) int { return int(d / time.Second) }

@@ -110,7 +110,8 @@ func exportIntervals(ivs []accesshistory.Interval, events []api.AuditEntry) []ap
 		out = append(out, api.ExportInterval{AccountID: iv.AccountID, ChildID: iv.ChildID, Permissions: iv.Permissions,
 			Reason: iv.Reason, From: iv.From, To: iv.To, OpenedByEvent: iv.OpenedByEvent, ClosedByEvent: iv.ClosedByEvent,
 			RecordedPosition: iv.RecordedPosition, SupersededPosition: iv.SupersededPosition,
-			OpenedByReason: reasonOf(ivs[i].OpenedBy), ClosedByReason: reasonOf(ivs[i].ClosedBy)})
+			OpenedByReason: reasonOf(ivs[i].OpenedBy), ClosedByReason: reasonOf(ivs[i].ClosedBy),
+			GracePeriod: iv.GracePeriod, GracePolicy: iv.GracePolicy})
 	}
 	return out
 }

@@ -108,6 +108,13 @@ func intervalsWith(in []accesshistory.Interval, reasons map[uuid.UUID]string) []
 			p := iv.SupersededAt.String()
 			j.SupersededPosition = &p
 		}
+		if iv.GracePeriod > 0 {
+			secs := int(iv.GracePeriod / time.Second)
+			j.GracePeriod = &secs
+		}
+		if iv.GracePolicy != nil {
+			j.GracePolicy = &api.PolicyRef{EventID: iv.GracePolicy.ID, Position: iv.GracePolicy.Position.String()}
+		}
 		out = append(out, j)
 	}
 	return out

@@ -222,7 +222,11 @@ type Config struct {
 	// Status): their positions answer the SQL-backed queries' "position"
 	// and their consistency tokens.
 	Progress func() []projections.Status
-	// Policy is answered by Policy. Zero durations take
+	// Policies, when set, answers the recorded policy (R25):
+	// commands.Service, which reads it from the event log.
+	Policies Policies
+	// Policy is answered by Policy without Policies, or while no policy is
+	// recorded (the start-up flags'). Zero durations take
 	// domain.DefaultPolicy's.
 	Policy domain.Policy
 	// Clock is the decision time of queries without one. Default time.Now.
@@ -232,6 +236,12 @@ type Config struct {
 	MinPositionWait time.Duration
 	// Logger receives failures to record a refusal. Default slog.Default().
 	Logger *slog.Logger
+}
+
+// Policies answers the recorded policy in force at a time, with the event
+// that set it (R25).
+type Policies interface {
+	PolicyAt(ctx context.Context, t time.Time) (domain.PolicyRecord, error)
 }
 
 // Validate reports every problem of the configuration, joined.

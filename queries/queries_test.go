@@ -140,13 +140,13 @@ func TestConsistency(t *testing.T) {
 	s := newService(t, &recorder{}, fakeIndex{pos: eventlog.At(10)},
 		[]projections.Status{{Name: "audit", Position: eventlog.At(8)}})
 
-	_, err := s.Policy(ctx, auditor, After(eventlog.At(11)))
+	_, err := s.Policy(ctx, auditor, After(eventlog.At(11)), time.Time{})
 	var stale *Stale
 	require.ErrorAs(t, err, &stale)
 	require.ErrorIs(t, err, ErrStale)
 	require.Equal(t, "the access index of this replica has not reached position 11 within 30ms; retry later", err.Error())
 
-	p, err := s.Policy(ctx, auditor, After(eventlog.At(10)))
+	p, err := s.Policy(ctx, auditor, After(eventlog.At(10)), time.Time{})
 	require.NoError(t, err)
 	require.Equal(t, "10", p.Position)
 	require.EqualValues(t, 7*24*3600, p.GracePeriod)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
@@ -115,6 +116,7 @@ func TestEveryOperation(t *testing.T) {
 			e.ok(with(req{role: domain.RoleManager, sub: w.manager}, "POST", "/v1/children/"+w.child+"/allocation", `{"worker_id":"worker-dee"}`), 200)
 			e.ok(with(req{role: domain.RolePortalsTeam}, "POST", "/v1/accounts/"+w.member+"/close", `{"reason":"closed by mistake"}`), 200)
 			e.ok(with(req{role: domain.RolePortalsTeam}, "POST", "/v1/accounts/"+w.member+"/reopen", `{"reason":"closed the wrong account"}`), 200)
+			e.ok(with(req{role: domain.RoleManager, sub: w.manager}, "PUT", "/v1/policy", `{"grace_period":172800,"reason":"review"}`), 200)
 			e.ok(with(req{role: domain.RolePortalsTeam}, "POST", "/v1/accounts/"+w.member+"/close", `{"reason":"asked to leave"}`), 200)
 			// Erasure (R22): the dpo only. The account stays closed and
 			// its history stays; what erasure removes the e2e tests show.
@@ -335,11 +337,67 @@ func TestRequestID(t *testing.T) {
 func TestPolicyAnswer(t *testing.T) {
 	pol := domain.Policy{GracePeriod: 48 * time.Hour, InvitationTTL: 72 * time.Hour,
 		SessionIdleTimeout: 20 * time.Minute, SessionWarningAfter: 15 * time.Minute}
-	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) { c.Q.Policy = pol })
+	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) { c.Q.Policy, c.Q.Policies = pol, nil })
 	p := e.ok(req{method: "GET", path: "/v1/policy", role: domain.RoleService}, 200)
 	require.EqualValues(t, 48*3600, p["grace_period"])
 	require.EqualValues(t, 72*3600, p["invitation_ttl"])
 	require.EqualValues(t, 20*60, p["session_idle_timeout"])
 	require.EqualValues(t, 15*60, p["session_warning_after"])
 	require.Equal(t, eventlog.Start.String(), p["position"])
+}
+
+// TestRule_R25_PolicyOverHTTP: a manager changes some of the policy's
+// settings with PUT /v1/policy; GET /v1/policy answers it with the event
+// that set it, and with at= the one in force before; other roles are 403
+// and bad values 400, appending nothing.
+func TestRule_R25_PolicyOverHTTP(t *testing.T) {
+	e := newEnv(t, sqltest.SQLiteMemory(t))
+	before := time.Now().UTC().Add(-time.Second).Format(time.RFC3339Nano)
+	manager := req{role: domain.RoleManager, sub: "manager-meg", method: "PUT", path: "/v1/policy"}
+	for _, tc := range []struct {
+		name   string
+		r      req
+		body   string
+		status int
+		code   string
+	}{
+		{"a worker", req{role: domain.RoleWorker, sub: "worker-ann"}, `{"grace_period":3600}`, 403, codeForbidden},
+		{"an auditor", req{role: domain.RoleAuditor}, `{"grace_period":3600}`, 403, codeForbidden},
+		{"a zero grace period", manager, `{"grace_period":0}`, 400, codeInvalid},
+		{"a negative lifetime", manager, `{"invitation_ttl":-5}`, 400, codeInvalid},
+		{"too long", manager, `{"closed_account_retention":99999999999}`, 400, codeInvalid},
+		{"the warning after the timeout", manager, `{"session_warning_after":3600}`, 400, codeInvalid},
+		{"a string", manager, `{"grace_period":"7d"}`, 400, codeInvalid},
+		{"an unknown field", manager, `{"review_period":3600}`, 400, codeInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			head := e.head()
+			r := tc.r
+			r.method, r.path, r.body = "PUT", "/v1/policy", tc.body
+			e.do(r).problem(t, tc.status, tc.code)
+			require.Equal(t, head, e.head(), "nothing appended")
+		})
+	}
+
+	manager.body = `{"grace_period":172800,"session_idle_timeout":1800,"reason":"shorter grace after the review"}`
+	res := e.ok(manager, 200)
+	p := e.ok(req{method: "GET", path: "/v1/policy?min_position=" + res["position"].(string), role: domain.RoleService}, 200)
+	require.EqualValues(t, 2*24*3600, p["grace_period"])
+	require.EqualValues(t, 1800, p["session_idle_timeout"])
+	require.EqualValues(t, 14*24*3600, p["invitation_ttl"], "settings left out are kept")
+	require.Equal(t, "manager-meg", p["set_by"])
+	require.Equal(t, "manager", p["set_by_role"])
+	require.Equal(t, "shorter grace after the review", p["reason"])
+	require.Equal(t, res["position"], p["set_position"])
+
+	old := e.ok(req{method: "GET", path: "/v1/policy?at=" + url.QueryEscape(before), role: domain.RoleService}, 200)
+	require.EqualValues(t, 7*24*3600, old["grace_period"], "the initial policy before the change")
+	require.Equal(t, "system", old["set_by_role"])
+	require.Equal(t, commands.InitialPolicyReason, old["reason"])
+
+	// The same settings again record nothing.
+	head := e.head()
+	again := e.ok(manager, 200)
+	require.Equal(t, head, e.head())
+	require.Equal(t, res["position"], again["position"])
 }

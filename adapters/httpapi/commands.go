@@ -338,6 +338,35 @@ func (s *server) setRetention(w http.ResponseWriter, r *http.Request, c call) er
 	})
 }
 
+// setPolicy is PUT /v1/policy (R25): some of the policy's settings, in
+// whole seconds, and an optional reason.
+func (s *server) setPolicy(w http.ResponseWriter, r *http.Request, c call) error {
+	var b api.SetPolicyRequest
+	var cmd commands.SetPolicy
+	return s.runCommand(w, r, c.actor, commands.CommandSetPolicy, &b, func() error {
+		secs := func(v *int) *time.Duration {
+			if v == nil {
+				return nil
+			}
+			// Out of range values stay out of range (no overflow): the
+			// policy refuses them.
+			d := time.Duration(max(min(*v, int(domain.MaxPolicyPeriod/time.Second)+1), -1)) * time.Second
+			return &d
+		}
+		cmd.Change = domain.PolicyChange{GracePeriod: secs(b.GracePeriod), InvitationTTL: secs(b.InvitationTTL),
+			SessionIdleTimeout: secs(b.SessionIdleTimeout), SessionWarningAfter: secs(b.SessionWarningAfter),
+			ClosedAccountRetention: secs(b.ClosedAccountRetention)}
+		cmd.Reason = b.Reason
+		return nil
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.SetPolicy(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(api.PositionAnswer{Position: res.Position.String()}), nil
+	})
+}
+
 func (s *server) startPlacement(w http.ResponseWriter, r *http.Request, c call) error {
 	var b api.StartPlacementRequest
 	var cmd commands.StartPlacement

@@ -151,7 +151,7 @@ func newEnvOn(t testing.TB, url string, sqlLog bool, opts ...envOption) *env {
 	}, DB: db, Q: queries.Config{
 		Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db), Audit: audit.NewReader(db, nil),
 		SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: securitylog.New(db),
-		Progress: runner.Status, Logger: log, Ledger: led, LedgerLog: store,
+		Progress: runner.Status, Logger: log, Ledger: led, LedgerLog: store, Policies: svc,
 		MinPositionWait: 10 * time.Second, // reads after a command wait for the projections, also on a loaded machine
 	}}
 	for _, o := range opts {

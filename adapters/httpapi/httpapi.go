@@ -79,6 +79,7 @@ type Commands interface {
 	EraseAccount(context.Context, commands.Meta, commands.EraseAccount) (commands.Result, error)
 	EraseChild(context.Context, commands.Meta, commands.EraseChild) (commands.Result, error)
 	SetRetention(context.Context, commands.Meta, commands.SetRetention) (commands.Result, error)
+	SetPolicy(context.Context, commands.Meta, commands.SetPolicy) (commands.Result, error)
 	StartPlacement(context.Context, commands.Meta, commands.StartPlacement) (commands.PlacementStarted, error)
 	EndPlacement(context.Context, commands.Meta, commands.EndPlacement) (commands.PlacementEnded, error)
 	EndGrace(context.Context, commands.Meta, commands.EndGrace) (commands.Result, error)
@@ -107,7 +108,7 @@ type Queries interface {
 	AuditList(ctx context.Context, c queries.Caller, f queries.AuditFilter, w queries.Consistency) (api.AuditPage, error)
 	AuditVerify(ctx context.Context, c queries.Caller, opts queries.AuditVerifyOptions, w queries.Consistency) (api.VerifyResult, error)
 	SecurityLogPage(ctx context.Context, c queries.Caller, f queries.SecurityFilter, w queries.Consistency) (api.SecurityLogPage, error)
-	Policy(ctx context.Context, c queries.Caller, w queries.Consistency) (api.Policy, error)
+	Policy(ctx context.Context, c queries.Caller, w queries.Consistency, at time.Time) (api.Policy, error)
 	AccountExport(ctx context.Context, c queries.Caller, id uuid.UUID, w queries.Consistency) (api.AccountExport, error)
 	ChildExport(ctx context.Context, c queries.Caller, id uuid.UUID, w queries.Consistency) (api.ChildExport, error)
 	LedgerHealth() error

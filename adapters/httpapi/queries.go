@@ -337,13 +337,14 @@ func (s *server) securityLog(w http.ResponseWriter, r *http.Request, c call) err
 	return answerJSON(w, a, err)
 }
 
-// policy is GET /v1/policy (R16): the policy settings, in whole seconds.
+// policy is GET /v1/policy (R16, R25): the policy settings, in whole
+// seconds, in force now or at at=, with the event that set them.
 func (s *server) policy(w http.ResponseWriter, r *http.Request, c call) error {
-	cw, err := consistency(c.q)
+	at, cw, err := atAndConsistency(c.q)
 	if err != nil {
 		return err
 	}
-	a, err := s.cfg.Queries.Policy(r.Context(), c.caller, cw)
+	a, err := s.cfg.Queries.Policy(r.Context(), c.caller, cw, at)
 	return answerJSON(w, a, err)
 }
 

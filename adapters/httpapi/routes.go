@@ -68,6 +68,7 @@ func routes() []route {
 		{Name: commands.CommandEraseAccount, Method: http.MethodPost, Pattern: "/v1/accounts/{account_id}/erasure", Access: command, handle: (*server).eraseAccount},
 		{Name: commands.CommandEraseChild, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/erasure", Access: command, handle: (*server).eraseChild},
 		{Name: commands.CommandSetRetention, Method: http.MethodPut, Pattern: "/v1/children/{child_id}/retention", Access: command, handle: (*server).setRetention},
+		{Name: commands.CommandSetPolicy, Method: http.MethodPut, Pattern: "/v1/policy", Access: command, handle: (*server).setPolicy},
 		{Name: commands.CommandStartPlacement, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/placements", Access: command, handle: (*server).startPlacement},
 		{Name: commands.CommandEndPlacement, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/placements/{placement_id}/end", Access: command, handle: (*server).endPlacement},
 		{Name: commands.CommandCancelPlacement, Method: http.MethodPost, Pattern: "/v1/children/{child_id}/placements/{placement_id}/cancel", Access: command, handle: (*server).cancelPlacement},
@@ -113,7 +114,7 @@ func routes() []route {
 		{Name: "security_log", Method: http.MethodGet, Pattern: "/v1/security-log", Access: asks,
 			Params: []string{"actor", "command", "code", "from", "to", "after", "limit", "min_position"}, handle: (*server).securityLog},
 
-		{Name: "policy", Method: http.MethodGet, Pattern: "/v1/policy", Access: asks, Params: []string{"min_position"},
+		{Name: "policy", Method: http.MethodGet, Pattern: "/v1/policy", Access: asks, Params: []string{"at", "min_position"},
 			OnMismatch: true, handle: (*server).policy},
 
 		// The ledger (R23): checkpoints, its key and proofs (ledger.go).

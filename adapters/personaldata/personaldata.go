@@ -346,9 +346,11 @@ func SubjectOf(stream string, data []byte) (keystore.Subject, error) {
 // hasPersonal reports whether an event of type typ with reason carries
 // personal data. The reason of an erasure is the data protection
 // officer's record of why (a request's reference, the retention policy):
-// it stays readable after the erasure, so it is kept as given.
+// it stays readable after the erasure, so it is kept as given. A policy
+// event (R25) is about no data subject: its reason is the manager's record
+// of why the policy changed, kept as given too.
 func hasPersonal(typ, reason string) bool {
-	if typ == domain.TypeAccountErased || typ == domain.TypeChildErased {
+	if typ == domain.TypeAccountErased || typ == domain.TypeChildErased || typ == domain.TypePolicySet {
 		return false
 	}
 	return reason != "" || len(domain.PersonalFields(typ)) > 0
@@ -537,9 +539,10 @@ func (c *fieldCipher) open(field, v string) (string, error) {
 
 // Plain reports whether the stored record r holds personal data in plain
 // text: a reason, or a personal field, that is not sealed (an event
-// written before sealing was on). The erased stand-in is not personal.
+// written before sealing was on). The erased stand-in is not personal, nor
+// are the reasons kept as given (hasPersonal).
 func Plain(r eventlog.Record) bool {
-	if r.Type == domain.TypeAccountErased || r.Type == domain.TypeChildErased {
+	if !hasPersonal(r.Type, r.Meta.Reason) {
 		return false
 	}
 	if r.Meta.Reason != "" && !isSealed(r.Meta.Reason) && !domain.IsErased(r.Meta.Reason) {

@@ -369,6 +369,24 @@ func TestEventsWithoutASubjectAreRefused(t *testing.T) {
 	require.NoError(t, err, "no personal data, no subject needed")
 }
 
+// TestPolicyEventsKeepTheirReason: a policy event (R25) is about no data
+// subject; its reason, the manager's record of why, is stored and read as
+// given.
+func TestPolicyEventsKeepTheirReason(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ev := data(t, &domain.PolicySet{GracePeriod: 3600, InvitationTTL: 7200, SessionIdleTimeout: 900, SessionWarningAfter: 600,
+		ClosedAccountRetention: 86400, SetAt: at}, "shorter grace after the review")
+	_, err := e.store.Append(context.Background(), domain.PolicyStream, eventlog.NoStream, []eventlog.EventData{ev})
+	require.NoError(t, err)
+	for _, s := range []eventlog.Store{e.raw, e.store} {
+		recs, err := s.ReadStream(context.Background(), domain.PolicyStream, 1, 10)
+		require.NoError(t, err)
+		require.Len(t, recs, 1)
+		require.Equal(t, "shorter grace after the review", recs[0].Meta.Reason)
+	}
+}
+
 // FuzzOpen: whatever a stored reason holds, Open returns an error or a
 // value, never panics.
 func FuzzOpen(f *testing.F) {

@@ -4,6 +4,7 @@ package processmanager
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
@@ -82,7 +83,11 @@ func (pm *ProcessManager) onAccountClosed(ctx context.Context, e *domain.Account
 	if err := pm.resolve(ctx, invitationSubject(e.AccountID), forever); err != nil {
 		return err
 	}
-	return pm.setDue(ctx, accountRetentionSubject(e.AccountID), e.ClosedAt.Add(pm.cfg.ClosedAccountRetention))
+	retention, err := pm.retentionAt(ctx, e.ClosedAt)
+	if err != nil {
+		return err
+	}
+	return pm.setDue(ctx, accountRetentionSubject(e.AccountID), e.ClosedAt.Add(retention))
 }
 
 // onPlacementCancelled settles a cancelled placement's grace deadline (a
@@ -96,7 +101,23 @@ func (pm *ProcessManager) onPlacementCancelled(ctx context.Context, e *domain.Pl
 // account was reopened from (R18): any closure before the reopening is
 // resolved; a later closure sets a later due, which makes it pending again.
 func (pm *ProcessManager) onAccountReopened(ctx context.Context, e *domain.AccountReopened) error {
-	return pm.resolve(ctx, accountRetentionSubject(e.AccountID), micros(e.ReopenedAt.Add(pm.cfg.ClosedAccountRetention)))
+	retention, err := pm.retentionAt(ctx, e.ClosedAt)
+	if err != nil {
+		return err
+	}
+	return pm.resolve(ctx, accountRetentionSubject(e.AccountID), micros(e.ClosedAt.Add(retention)))
+}
+
+// retentionAt is the closed accounts' retention in force at t (R22, R25).
+func (pm *ProcessManager) retentionAt(ctx context.Context, t time.Time) (time.Duration, error) {
+	if pm.cfg.Policy == nil {
+		return pm.cfg.ClosedAccountRetention, nil
+	}
+	p, err := pm.cfg.Policy.PolicyAt(ctx, t)
+	if err != nil {
+		return 0, fmt.Errorf("processmanager: the policy in force at %s: %w", t.Format(time.RFC3339), err)
+	}
+	return p.Policy.ClosedAccountRetention, nil
 }
 
 func (pm *ProcessManager) onAccountErased(ctx context.Context, e *domain.AccountErased) error {

@@ -345,6 +345,7 @@ func (e *env) start(t *testing.T, b *gochannel.GoChannel, opts ...pmOpts) *pm {
 		PollInterval: never,
 
 		ClosedAccountRetention: retention,
+		Policy:                 e.svc,
 	}
 	for _, o := range opts {
 		o(&cfg)

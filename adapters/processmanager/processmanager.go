@@ -182,13 +182,22 @@ type Config struct {
 	// BatchSize is how many due deadlines one claim takes. Default
 	// DefaultBatchSize.
 	BatchSize int
-	// ClosedAccountRetention is the policy's retention period of closed
-	// accounts (R22): an account's retention deadline falls this long
-	// after it was closed. Default domain.DefaultClosedAccountRetention.
-	// The command service decides with its own policy: a deadline set
-	// under a shorter period than the service's is refused as not due and
-	// retried.
+	// ClosedAccountRetention is the retention period of closed accounts
+	// (R22) when Policy is nil: an account's retention deadline falls this
+	// long after it was closed. Default domain.DefaultClosedAccountRetention.
 	ClosedAccountRetention time.Duration
+	// Policy, when set, answers the recorded policy in force at a time
+	// (R25): an account's retention deadline falls the retention period
+	// in force at its closure after it, as the command service decides.
+	// (A deadline set under a shorter period than the service's is refused
+	// as not due and retried.)
+	Policy PolicySource
+}
+
+// PolicySource answers the recorded policy in force at a time (R25):
+// commands.Service.
+type PolicySource interface {
+	PolicyAt(ctx context.Context, t time.Time) (domain.PolicyRecord, error)
 }
 
 func (c Config) withDefaults() Config {

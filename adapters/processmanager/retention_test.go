@@ -161,3 +161,41 @@ func TestRetentionErasesExactlyOnceWithTwoProcessManagers(t *testing.T) {
 		})
 	}
 }
+
+// TestRule_R25_AccountRetentionFollowsThePolicyAtClosure: an account
+// closed before a manager shortened the retention period keeps the period
+// in force at its closure; one closed after gets the new one, and the
+// command erases it at that deadline.
+func TestRule_R25_AccountRetentionFollowsThePolicyAtClosure(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		e := newEnv(t, url)
+		p := e.start(t, nil)
+		portals := as(domain.Actor{ID: "portals-1", Role: domain.RolePortalsTeam})
+		before, after := e.carer(t), e.carer(t)
+		_, err := e.svc.CloseAccount(ctx, portals, commands.CloseAccount{AccountID: before, Reason: "asked to leave"})
+		require.NoError(t, err)
+
+		e.clock.Set(t0.Add(day))
+		shorter := 10 * day
+		_, err = e.svc.SetPolicy(ctx, as(domain.Actor{ID: "manager-1", Role: domain.RoleManager}),
+			commands.SetPolicy{Change: domain.PolicyChange{ClosedAccountRetention: &shorter}, Reason: "retention review"})
+		require.NoError(t, err)
+		_, err = e.svc.CloseAccount(ctx, portals, commands.CloseAccount{AccountID: after, Reason: "asked to leave"})
+		require.NoError(t, err)
+		e.relay(t)
+
+		require.Equal(t, t0.Add(retention), p.waitState(t, AccountRetentionID(before), StatePending).DueAt)
+		require.Equal(t, t0.Add(day+shorter), p.waitState(t, AccountRetentionID(after), StatePending).DueAt)
+
+		e.clock.Set(t0.Add(day + shorter))
+		require.Eventually(t, func() bool { return len(ofType(e.all(t), domain.TypeAccountErased)) == 1 },
+			waitFor, 5*time.Millisecond, "the account closed after the change erased")
+		erased := decode(t, ofType(e.all(t), domain.TypeAccountErased)[0])
+		require.Equal(t, after, erased.Event.(*domain.AccountErased).AccountID)
+		require.Contains(t, erased.Reason, "closed accounts are kept 10 days")
+		e.relay(t)
+		p.waitState(t, AccountRetentionID(after), StateResolved)
+		require.Equal(t, StatePending, p.deadline(t, AccountRetentionID(before)).State)
+	})
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/bus"
 	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/engine"
 )
 
@@ -45,6 +46,9 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	cmds, err := commands.New(e.Stores.Log, securitylog.New(e.ReadDB),
 		commands.Config{Policy: policy, Logger: log, Eraser: e.Stores.Log, IDs: e.Stores.IDs})
 	if err != nil {
+		return err
+	}
+	if err := recordInitialPolicy(ctx, cmds, policy, log); err != nil {
 		return err
 	}
 	bcfg, err := engine.BusConfig(sc.bus, log)
@@ -122,4 +126,27 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// recordInitialPolicy records the flags' policy as the first policy when
+// the event log has none (R25); when it has one, the recorded one holds,
+// and flags that differ from it are only logged. Two replicas starting on
+// one log record one initial policy: the other reads it.
+func recordInitialPolicy(ctx context.Context, cmds *commands.Service, flags domain.Policy, log *slog.Logger) error {
+	cur, recorded, err := cmds.RecordInitialPolicy(ctx)
+	if err != nil {
+		return fmt.Errorf("record the initial policy: %w", err)
+	}
+	if recorded {
+		log.Info("policy: recorded the initial policy from the start-up flags", "position", cur.Position.String())
+		return nil
+	}
+	if flags.WithDefaults() != cur.Policy {
+		log.Warn("policy: the start-up flags differ from the recorded policy; flags give only the initial policy, the recorded one is used (change it with PUT /v1/policy)",
+			"set_at", cur.SetAt, "position", cur.Position.String(), "set_by", cur.ActorID,
+			"grace_period", cur.Policy.GracePeriod.String(), "invitation_ttl", cur.Policy.InvitationTTL.String(),
+			"session_idle_timeout", cur.Policy.SessionIdleTimeout.String(), "session_warning_after", cur.Policy.SessionWarningAfter.String(),
+			"closed_account_retention", cur.Policy.ClosedAccountRetention.String())
+	}
+	return nil
 }

@@ -37,11 +37,11 @@ type serveConfig struct {
 func (c *serveConfig) register(fs *flag.FlagSet) {
 	d := domain.DefaultPolicy
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "address the HTTP API listens on")
-	fs.DurationVar(&c.gracePeriod, "grace-period", d.GracePeriod, "policy: a carer's limited access after a placement ends (R3)")
-	fs.DurationVar(&c.invitationTTL, "invitation-ttl", d.InvitationTTL, "policy: how long an invitation stays open (R9)")
-	fs.DurationVar(&c.sessionIdle, "session-idle-timeout", d.SessionIdleTimeout, "policy published to portals: idle session timeout (R16)")
-	fs.DurationVar(&c.sessionWarning, "session-warning-after", d.SessionWarningAfter, "policy published to portals: idle time before the countdown (R16)")
-	fs.DurationVar(&c.closedRetention, "closed-account-retention", d.ClosedAccountRetention, "policy: how long a closed account's personal data is kept before the engine erases it (R22; default 2,192 days: six years)")
+	fs.DurationVar(&c.gracePeriod, "grace-period", d.GracePeriod, "initial policy (R25): a carer's limited access after a placement ends (R3)")
+	fs.DurationVar(&c.invitationTTL, "invitation-ttl", d.InvitationTTL, "initial policy (R25): how long an invitation stays open (R9)")
+	fs.DurationVar(&c.sessionIdle, "session-idle-timeout", d.SessionIdleTimeout, "initial policy (R25), published to portals: idle session timeout (R16)")
+	fs.DurationVar(&c.sessionWarning, "session-warning-after", d.SessionWarningAfter, "initial policy (R25), published to portals: idle time before the countdown (R16)")
+	fs.DurationVar(&c.closedRetention, "closed-account-retention", d.ClosedAccountRetention, "initial policy (R25): how long a closed account's personal data is kept before the engine erases it (R22; default 2,192 days: six years)")
 	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required iss claim of bearer tokens (default: not checked)")
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required aud claim of bearer tokens (default: not checked)")
 	fs.StringVar(&c.secretFile, "secret-file", "", "file holding the HS256 secret, hex (default: jwt-secret in --data-dir, created on first start, mode 0600)")
@@ -53,7 +53,10 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 }
 
-// policy returns the policy the flags set.
+// policy returns the policy the flags set: the initial policy only (R25).
+// serve records it when the event log has no policy yet; once one is
+// recorded, the recorded one holds and a manager changes it with PUT
+// /v1/policy (accessctl set-policy).
 func (c *serveConfig) policy() domain.Policy {
 	return domain.Policy{GracePeriod: c.gracePeriod, InvitationTTL: c.invitationTTL,
 		SessionIdleTimeout: c.sessionIdle, SessionWarningAfter: c.sessionWarning, ClosedAccountRetention: c.closedRetention}
@@ -66,6 +69,9 @@ func (c *serveConfig) check() error {
 		errs = append(errs, fmt.Errorf("--addr %q: %v", c.addr, err))
 	}
 	if err := c.policy().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.policy().CheckWholeSeconds(); err != nil { // the unit the policy is recorded in
 		errs = append(errs, err)
 	}
 	if c.minPositionWait <= 0 || c.minPositionWait > time.Minute {

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/client"
@@ -398,6 +401,69 @@ func setRetentionVerb() verb {
 			}
 		},
 	}
+}
+
+// setPolicyVerb is `accessctl set-policy`.
+func setPolicyVerb() verb {
+	return verb{
+		name:     "set-policy",
+		synopsis: "[--grace-period D] [--invitation-ttl D] [--session-idle-timeout D] [--session-warning-after D] [--closed-account-retention D] [--reason R]",
+		summary:  "change the policy, in force from now on every replica (manager, R25)",
+		help: "Durations are whole seconds or more: Go durations (90m, 48h) or whole days (7d). Settings left out are kept.\n" +
+			"Grace periods, invitation lifetimes and account retention take the policy in force at the placement's end,\n" +
+			"the invitation and the account's closure: a change does not move deadlines already set.",
+		endpoint: "PUT /v1/policy",
+		flags: func(fs *flag.FlagSet) action {
+			names := []string{"grace-period", "invitation-ttl", "session-idle-timeout", "session-warning-after", "closed-account-retention"}
+			vals := make([]*string, len(names))
+			for i, n := range names {
+				vals[i] = fs.String(n, "", "new "+strings.ReplaceAll(n, "-", " ")+" (optional)")
+			}
+			reason := fs.String("reason", "", "why (optional)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				secs := make([]*int, len(names))
+				for i, n := range names {
+					secs[i] = c.policySeconds(n, *vals[i])
+				}
+				c.optText("reason", *reason, maxReasonBytes)
+				req := api.SetPolicyRequest{GracePeriod: secs[0], InvitationTTL: secs[1], SessionIdleTimeout: secs[2],
+					SessionWarningAfter: secs[3], ClosedAccountRetention: secs[4], Reason: *reason}
+				if slices.IndexFunc(secs, func(p *int) bool { return p != nil }) < 0 {
+					c.fail("give at least one setting (--%s)", strings.Join(names, ", --"))
+				}
+				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
+					return inv.client.SetPolicy(ctx, req, o...)
+				})
+			}
+		},
+	}
+}
+
+// policySeconds parses an optional policy duration flag: a Go duration
+// (90m, 48h) or whole days (7d), a positive whole number of seconds; nil
+// when not given.
+func (c *checker) policySeconds(name, s string) *int {
+	if s == "" {
+		return nil
+	}
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 || n > 36500 {
+			c.fail("--%s %q: want whole days from 1d to 36500d, or a duration such as 48h", name, s)
+			return nil
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d < time.Second || d%time.Second != 0 || d > 36500*24*time.Hour {
+			c.fail("--%s %q: want a positive whole number of seconds, such as 90m, 48h or 7d", name, s)
+			return nil
+		}
+	}
+	n := int(d / time.Second)
+	return &n
 }
 
 // sendPosition sends a command that answers only its position, once c has

@@ -31,6 +31,7 @@ type apiRoute struct {
 var commandRoutes = []apiRoute{
 	{pattern: "POST /v1/children", body: []string{"reference"}, optBody: []string{"retain_until"}},
 	{pattern: "PUT /v1/children/{child_id}/retention", body: []string{"retain_until", "reason"}},
+	{pattern: "PUT /v1/policy", optBody: []string{"grace_period", "invitation_ttl", "session_idle_timeout", "session_warning_after", "closed_account_retention", "reason"}},
 	{pattern: "POST /v1/children/{child_id}/allocation", body: []string{"worker_id"}},
 	{pattern: "POST /v1/invitations", body: []string{"email", "kind"}},
 	{pattern: "POST /v1/accounts/{account_id}/activation", body: []string{"identity_subject", "email"}},
@@ -70,7 +71,7 @@ var queryRoutes = []apiRoute{
 	{pattern: "GET /v1/audit", query: []string{"child_id", "account_id", "actor", "from", "to", "after", "limit", "min_position"}},
 	{pattern: "GET /v1/audit/verify", query: []string{"min_position"}, ext: []string{"anchor_seq", "anchor_hash"}},
 	{pattern: "GET /v1/security-log", query: []string{"min_position"}, ext: []string{"actor", "command", "code", "from", "to", "after", "limit"}},
-	{pattern: "GET /v1/policy", query: []string{"min_position"}},
+	{pattern: "GET /v1/policy", query: []string{"at", "min_position"}},
 	{pattern: "GET /v1/accounts/{account_id}/export", query: []string{"format", "min_position"}},
 	{pattern: "GET /v1/children/{child_id}/export", query: []string{"format", "min_position"}},
 }

@@ -314,13 +314,19 @@ func verifyVerb() verb {
 // policyVerb is `accessctl policy`.
 func policyVerb() verb {
 	return verb{
-		name: "policy", synopsis: "", query: true,
-		summary:  "show the policy: grace period, invitation lifetime, session timeouts",
+		name: "policy", synopsis: "[--at RFC3339]", query: true,
+		summary:  "show the policy: grace period, invitation lifetime, session timeouts, retention, and who set it when (R25)",
 		endpoint: "GET /v1/policy",
 		flags: func(fs *flag.FlagSet) action {
+			atFlag := fs.String("at", "", "the policy in force at this time, RFC 3339 (default now)")
 			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				at := c.optTime("at", *atFlag)
+				if err := c.err(); err != nil {
+					return err
+				}
 				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.Policy, error) {
-					return inv.client.Policy(ctx, o...)
+					return inv.client.PolicyAt(ctx, at, o...)
 				})
 				if err != nil {
 					return err
@@ -331,6 +337,21 @@ func policyVerb() verb {
 						kv("invitation_ttl", humanDuration(time.Duration(r.InvitationTTL)*time.Second)),
 						kv("session_idle_timeout", humanDuration(time.Duration(r.SessionIdleTimeout)*time.Second)),
 						kv("session_warning_after", humanDuration(time.Duration(r.SessionWarningAfter)*time.Second)),
+					}
+					if r.ClosedAccountRetention > 0 {
+						pairs = append(pairs, kv("closed_account_retention", humanDuration(time.Duration(r.ClosedAccountRetention)*time.Second)))
+					}
+					if r.SetAt != nil {
+						pairs = append(pairs, kv("set_at", r.SetAt.UTC().Format(time.RFC3339)))
+					}
+					if r.SetBy != nil {
+						pairs = append(pairs, kv("set_by", *r.SetBy))
+					}
+					if r.Reason != nil {
+						pairs = append(pairs, kv("reason", cell(*r.Reason)))
+					}
+					if r.SetPosition != nil {
+						pairs = append(pairs, kv("set_position", *r.SetPosition))
 					}
 					if r.Position != "" {
 						pairs = append(pairs, kv("position", r.Position))

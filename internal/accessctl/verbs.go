@@ -295,6 +295,7 @@ func verbs() []verb {
 		eraseAccountVerb(),
 		eraseChildVerb(),
 		setRetentionVerb(),
+		setPolicyVerb(),
 		// Queries.
 		checkVerb(),
 		childrenVerb(),

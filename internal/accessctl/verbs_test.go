@@ -79,6 +79,12 @@ func verbCases() []verbCase {
 			table: "position  13\n",
 		},
 		{
+			name: "set-policy", args: []string{"set-policy", "--grace-period", "2d", "--session-idle-timeout", "30m", "--reason", "review"},
+			pattern: "PUT /v1/policy", path: "/v1/policy",
+			body: `{"grace_period":172800,"reason":"review","session_idle_timeout":1800}`, answer: `{"position":"14"}`,
+			table: "position  14\n",
+		},
+		{
 			name: "allocate", args: []string{"allocate", "--child", childID, "--worker", "w-2"},
 			pattern: "POST /v1/children/{child_id}/allocation", path: "/v1/children/" + childID + "/allocation",
 			body: `{"worker_id":"w-2"}`, answer: `{"position":"13"}`,

@@ -365,6 +365,11 @@ func generate(ctx context.Context, sc Scale, opt Options, out chan<- []Append) (
 	for i := range sc.Regions {
 		r := newRegion(i, share(sc.Children, i, sc.Regions), share(sc.Carers, i, sc.Regions),
 			share(sc.Members, i, sc.Regions), horizon, opt.Seed, w)
+		if i == 0 {
+			if err := r.initialPolicy(); err != nil {
+				return Summary{}, fmt.Errorf("datagen: %w", err)
+			}
+		}
 		if err := r.run(ctx); err != nil {
 			return Summary{}, fmt.Errorf("datagen: region %d: %w", i, err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 )
 
@@ -635,6 +636,18 @@ func (r *region) closeAccount(a *acct) error {
 		}
 	}
 	return nil
+}
+
+// initialPolicy records the region's policy as the log's first policy
+// (R25), as accessd serve does from its flags on an empty log.
+func (r *region) initialPolicy() error {
+	evs, err := domain.NewPolicyHistory(r.policy).SetPolicy(domain.System, domain.PolicyChange{}, "", r.time(r.now))
+	if err != nil {
+		return refused("recording the initial policy", err)
+	}
+	_, err = r.emit(domain.PolicyStream, 0, r.cause(domain.System, commands.InitialPolicyReason),
+		func(domain.Event) error { return nil }, evs)
+	return err
 }
 
 // ---- children ----

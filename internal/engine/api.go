@@ -12,7 +12,6 @@ import (
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/commands"
-	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accesshistory"
 	"github.com/accessledger/accessledger/projections/accessindex"
@@ -33,7 +32,7 @@ func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticato
 	ready func() bool, stopping <-chan struct{}, log *slog.Logger) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	qs, err := NewQueries(e, cmds.Policy(), minPositionWait, log)
+	qs, err := NewQueries(e, cmds, minPositionWait, log)
 	if err != nil {
 		return nil, err
 	}
@@ -47,13 +46,14 @@ func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticato
 }
 
 // NewQueries builds the query service over the engine's index and read
-// models, with the security log for refused queries.
-func NewQueries(e *Engine, policy domain.Policy, wait time.Duration, log *slog.Logger) (*queries.Service, error) {
+// models, with the security log for refused queries, answering the policy
+// cmds reads from the event log (R25).
+func NewQueries(e *Engine, cmds *commands.Service, wait time.Duration, log *slog.Logger) (*queries.Service, error) {
 	cfg := queries.Config{
 		Index: e.Index, History: accesshistory.NewReader(e.ReadDB), Accounts: accounts.NewReader(e.ReadDB),
 		Audit: audit.NewReader(e.ReadDB, e.Stores.Log.Open), SecurityLog: securitylog.New(e.ReadDB),
 		ChildRecords: queries.ChildrenFromLog(e.Stores.Log), Refusals: securitylog.New(e.ReadDB),
-		Progress: e.Runner.Status, Policy: policy, MinPositionWait: wait, Logger: log,
+		Progress: e.Runner.Status, Policy: cmds.Policy(), Policies: cmds, MinPositionWait: wait, Logger: log,
 		ChildIDFor: e.Stores.IDs.ChildID,
 	}
 	if e.Ledger != nil {

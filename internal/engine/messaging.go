@@ -66,7 +66,7 @@ func OpenMessaging(ctx context.Context, cfg bus.Config, e *Engine, cmds *command
 	}
 	pm, err := processmanager.New(processmanager.Config{DB: e.ReadDB, Publisher: pub, Subscriber: sub,
 		Commands: cmds, Logger: log, Clock: clk, InstanceID: instance,
-		ClosedAccountRetention: cmds.Policy().ClosedAccountRetention})
+		ClosedAccountRetention: cmds.Policy().ClosedAccountRetention, Policy: cmds})
 	if err != nil {
 		_ = closeBus()
 		return nil, err

@@ -69,7 +69,7 @@ func OpenStore(ctx context.Context, cfg *Config, log *slog.Logger) (*Store, erro
 	if IsEventStoreDB(url) {
 		st, err := eventstoredb.Open(octx, url, eventstoredb.WithLogger(log),
 			eventstoredb.WithStreamPrefixes(domain.ChildStreamPrefix, domain.AccountStreamPrefix, domain.IdentityStreamPrefix,
-				domain.EmailStreamPrefix))
+				domain.EmailStreamPrefix, domain.PolicyStream))
 		if err != nil {
 			return nil, fmt.Errorf("open event store: %w", err)
 		}

@@ -84,7 +84,7 @@ func isErasure(typ string) bool {
 // personal reports whether the sealing layer seals something of an event
 // of type typ with reason: the same rule as personaldata's.
 func personal(typ, reason string) bool {
-	if isErasure(typ) {
+	if isErasure(typ) || typ == domain.TypePolicySet {
 		return false
 	}
 	return reason != "" || len(domain.PersonalFields(typ)) > 0

@@ -38,11 +38,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 
+	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accessmodel"
@@ -54,8 +56,11 @@ const Name = "access_history"
 // table is the logical table name.
 const table = "access_history"
 
-// version of the table and of the logic that fills it.
-const version = 2 // 2: the opener of a segment whose source was recorded after the event at its start; grace expiries close grace periods; reopenings
+// version of the table and of the logic that fills it. 2: a grace
+// interval names its grace period and the policy event that set it (R25);
+// the opener of a segment whose source was recorded after the event at its
+// start; recorded grace expiries close grace periods; reopenings (R18).
+const version = 2
 
 // Projection builds the access history. Use New; it is driven by the
 // projections runner.
@@ -114,7 +119,11 @@ func createTable(_ dialect.Name, t string) []string {
 	recorded_prepare ` + big + ` NOT NULL,
 	superseded_event_id ` + text + `,
 	superseded_commit ` + big + `,
-	superseded_prepare ` + big + `
+	superseded_prepare ` + big + `,
+	grace_seconds ` + big + `,
+	grace_policy_event_id ` + text + `,
+	grace_policy_commit ` + big + `,
+	grace_policy_prepare ` + big + `
 )`,
 		`CREATE INDEX ` + t + `_child ON ` + t + ` (child_id, valid_from)`,
 		`CREATE INDEX ` + t + `_account ON ` + t + ` (account_id, valid_from)`,
@@ -151,6 +160,12 @@ type row struct {
 	SupersededID sql.NullString `bun:"superseded_event_id"`
 	SupersededC  sql.NullInt64  `bun:"superseded_commit"`
 	SupersededP  sql.NullInt64  `bun:"superseded_prepare"`
+	// GraceSeconds, for a grace interval, is the grace period its
+	// placement end gave; GracePolicy* the policy event that set it (R25).
+	GraceSeconds  sql.NullInt64  `bun:"grace_seconds"`
+	GracePolicyID sql.NullString `bun:"grace_policy_event_id"`
+	GracePolicyC  sql.NullInt64  `bun:"grace_policy_commit"`
+	GracePolicyP  sql.NullInt64  `bun:"grace_policy_prepare"`
 }
 
 // same reports whether r describes the same interval, from the same events,
@@ -327,6 +342,14 @@ func (p *Projection) rowFor(pair accessmodel.Pair, facts *accessmodel.Facts, s a
 	}
 	if ref, ok := p.model.Opener(pair, facts, s); ok {
 		r.OpenedID, r.OpenedType, r.OpenedActor, r.OpenedRole, r.OpenedC, r.OpenedP = refCols(ref)
+		if g, ok := p.model.GraceOf(ref.ID); ok && s.Reason == domain.ReasonGracePeriod {
+			r.GraceSeconds = sql.NullInt64{Int64: int64(g.Period / time.Second), Valid: true}
+			if g.Policy != nil {
+				r.GracePolicyID = sql.NullString{String: g.Policy.ID.String(), Valid: true}
+				r.GracePolicyC = sql.NullInt64{Int64: int64(g.Policy.Position.Commit), Valid: true}
+				r.GracePolicyP = sql.NullInt64{Int64: int64(g.Policy.Position.Prepare), Valid: true}
+			}
+		}
 	}
 	if !s.To.IsZero() {
 		r.ValidTo = sql.NullInt64{Int64: s.To.UnixMicro(), Valid: true}

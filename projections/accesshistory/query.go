@@ -42,6 +42,11 @@ type Interval struct {
 	// is current knowledge).
 	RecordedAt   eventlog.Position
 	SupersededAt *eventlog.Position
+	// GracePeriod, for a grace interval (R3), is the grace period its
+	// placement end gave (zero otherwise); GracePolicy the policy event
+	// that set it (R25), nil when unknown.
+	GracePeriod time.Duration
+	GracePolicy *EventRef
 }
 
 // Known selects which knowledge a query reads: the current one (the zero
@@ -149,6 +154,17 @@ func (r *row) interval() (Interval, error) {
 	}
 	if iv.ClosedBy, err = ref(r.ClosedID, r.ClosedType, r.ClosedActor, r.ClosedRole, r.ClosedC, r.ClosedP); err != nil {
 		return Interval{}, fmt.Errorf("row %d: closed_event_id: %w", r.ID, err)
+	}
+	if r.GraceSeconds.Valid {
+		iv.GracePeriod = time.Duration(r.GraceSeconds.Int64) * time.Second
+	}
+	if r.GracePolicyID.Valid {
+		id, err := uuid.Parse(r.GracePolicyID.String)
+		if err != nil {
+			return Interval{}, fmt.Errorf("row %d: grace_policy_event_id: %w", r.ID, err)
+		}
+		iv.GracePolicy = &EventRef{ID: id, Type: domain.TypePolicySet,
+			Position: eventlog.Position{Commit: uint64(r.GracePolicyC.Int64), Prepare: uint64(r.GracePolicyP.Int64)}}
 	}
 	if r.SupersededC.Valid {
 		iv.SupersededAt = &eventlog.Position{Commit: uint64(r.SupersededC.Int64), Prepare: uint64(r.SupersededP.Int64)}

@@ -81,6 +81,21 @@ type Model struct {
 	position eventlog.Position
 	applied  uint64
 	noProv   bool
+	// policies is the fold of the policy stream (R25) so far; graces
+	// holds, per placement end event, the grace period it gave and the
+	// policy event that set it (with provenance only).
+	policies *domain.PolicyHistory
+	graces   map[uuid.UUID]Grace
+}
+
+// Grace is the grace period a placement end gave (R3) and the policy event
+// that set that grace period (R25): the recorded policy in force at the
+// end, as the log stood when the end was recorded. Policy is nil when no
+// policy was recorded then, or when the one in force had another grace
+// period (a policy changed while the end was decided).
+type Grace struct {
+	Period time.Duration
+	Policy *EventRef
 }
 
 // Option configures a Model.
@@ -99,6 +114,8 @@ func New(opts ...Option) *Model {
 		pairsOf:  map[uuid.UUID][]uuid.UUID{},
 		prov:     map[Pair]map[int64]EventRef{},
 		acctProv: map[uuid.UUID]map[int64]EventRef{},
+		policies: domain.NewPolicyHistory(domain.Policy{}),
+		graces:   map[uuid.UUID]Grace{},
 	}
 	for _, o := range opts {
 		o(m)
@@ -135,6 +152,9 @@ func (m *Model) Apply(rec eventlog.Record) (Result, error) {
 		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref, e.StartedAt)
 	case *domain.PlacementEnded:
 		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref, e.EndedAt, e.GraceUntil)
+		if err == nil && !m.noProv {
+			m.graces[rec.ID] = m.graceOf(e)
+		}
 	case *domain.GraceEndedEarly:
 		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref, e.EndedAt)
 	case *domain.GraceExpired:
@@ -185,6 +205,10 @@ func (m *Model) Apply(rec eventlog.Record) (Result, error) {
 		err = m.account(e.AccountID).Apply(e)
 	case *domain.EmailClaimed, *domain.EmailReleased:
 		// Email claims do not change access.
+	case *domain.PolicySet:
+		// A policy changes no recorded access (R25): the decisions after it
+		// use it; the history names it beside the grace periods it gave.
+		err = m.policies.Apply(env)
 	default:
 		err = fmt.Errorf("event type %s not handled", rec.Type)
 	}
@@ -194,6 +218,23 @@ func (m *Model) Apply(rec eventlog.Record) (Result, error) {
 	m.position = rec.Position
 	m.applied++
 	return res, nil
+}
+
+// graceOf is the grace period e gave and the policy that set it.
+func (m *Model) graceOf(e *domain.PlacementEnded) Grace {
+	g := Grace{Period: e.GraceUntil.Sub(e.EndedAt)}
+	if p := m.policies.PolicyAt(e.EndedAt); p.Recorded() && p.Policy.GracePeriod == g.Period {
+		g.Policy = &EventRef{ID: p.EventID, Position: p.Position, Type: domain.TypePolicySet, ActorID: p.ActorID, ActorRole: string(p.ActorRole)}
+	}
+	return g
+}
+
+// GraceOf returns the grace period the placement end event id gave and
+// the policy event that set it (R25); false for another event, or without
+// provenance.
+func (m *Model) GraceOf(id uuid.UUID) (Grace, bool) {
+	g, ok := m.graces[id]
+	return g, ok
 }
 
 func (m *Model) child(id uuid.UUID) *domain.Child {

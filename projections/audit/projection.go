@@ -330,6 +330,8 @@ func subjects(e domain.Event) (child, account uuid.UUID, err error) {
 		return uuid.Nil, e.AccountID, nil
 	case *domain.EmailReleased:
 		return uuid.Nil, e.AccountID, nil
+	case *domain.PolicySet:
+		return uuid.Nil, uuid.Nil, nil // the policy (R25): about no child or account
 	}
 	return uuid.Nil, uuid.Nil, fmt.Errorf("audit: no subjects known for event type %s (%T)", e.EventType(), e)
 }

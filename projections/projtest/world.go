@@ -38,6 +38,7 @@ type World struct {
 	accounts map[uuid.UUID]*domain.Account
 	versions map[string]uint64
 	ids      uint64
+	policies *domain.PolicyHistory
 }
 
 // New returns an empty World at T0 with the default policy; fatalf is
@@ -46,6 +47,24 @@ func New(fatalf func(format string, args ...any)) *World {
 	return &World{Now: T0, Policy: domain.DefaultPolicy, fatalf: fatalf,
 		children: map[uuid.UUID]*domain.Child{}, accounts: map[uuid.UUID]*domain.Account{},
 		versions: map[string]uint64{}}
+}
+
+// SetPolicy records a change of the policy by by (domain.System for the
+// initial one) now (R25); Policy becomes the new policy, which the
+// World's later commands decide with.
+func (w *World) SetPolicy(by domain.Actor, change domain.PolicyChange) {
+	if w.policies == nil {
+		w.policies = domain.NewPolicyHistory(w.Policy)
+	}
+	evs, err := w.policies.SetPolicy(by, change, "", w.Now)
+	from := len(w.Records)
+	w.must(w.commit(domain.PolicyStream, by, "policy set", func(domain.Event) error { return nil }, evs, err))
+	for _, r := range w.Records[from:] {
+		env, err := domain.DecodeRecord(r)
+		w.must(err)
+		w.must(w.policies.Apply(env))
+	}
+	w.Policy = w.policies.Current().Policy
 }
 
 // Advance moves the clock forward by d.

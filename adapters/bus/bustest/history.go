@@ -108,6 +108,13 @@ func History(t testing.TB, n int) []eventlog.Record {
 	x.commit(domain.EmailStream(newEmail), projtest.Portals, "", newClaim.Apply, must(t)(newClaim.Claim(moving, false, w.Now)))
 	x.commit(domain.AccountStream(moving), projtest.Portals, "", a.Apply, change)
 	x.commit(domain.EmailStream(oldEmail), projtest.Portals, "", oldClaim.Apply, must(t)(oldClaim.Release(moving, w.Now), nil))
+	// The policy (R25): the engine's initial one, then a manager's change.
+	policies := domain.NewPolicyHistory(w.Policy)
+	x.commit(domain.PolicyStream, domain.System, "initial policy from start-up flags", func(domain.Event) error { return nil },
+		must(t)(policies.SetPolicy(domain.System, domain.PolicyChange{}, "", w.Now)))
+	longer := 2 * w.Policy.InvitationTTL
+	x.commit(domain.PolicyStream, projtest.Manager, "review", func(domain.Event) error { return nil },
+		must(t)(domain.NewPolicyHistory(w.Policy).SetPolicy(projtest.Manager, domain.PolicyChange{InvitationTTL: &longer}, "review", w.Now)))
 
 	// Erasures last: nothing personal is recorded of an erased subject.
 	a = w.Account(invited)
