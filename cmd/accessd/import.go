@@ -43,8 +43,8 @@ func runImport(ctx context.Context, args []string, env *environment) error {
 	fs.StringVar(&file, "file", "", "the JSON Lines file of the records to import (required; format in docs/import.md)")
 	fs.BoolVar(&dryRun, "dry-run", false, "check the whole file against the store and print what would be appended; append nothing")
 	fs.StringVar(&operator, "actor", "", "the operator's name: the events' actor is import:NAME (default: import), role system")
-	fs.DurationVar(&pol.GracePeriod, "grace-period", pol.GracePeriod, "policy: a carer's limited access after an imported placement ended (R3)")
-	fs.DurationVar(&pol.InvitationTTL, "invitation-ttl", pol.InvitationTTL, "policy: how long an imported invitation stayed open (R9)")
+	fs.DurationVar(&pol.GracePeriod, "grace-period", pol.GracePeriod, "policy of a store with none recorded yet: a carer's limited access after an imported placement ended (R3); a recorded policy (R25) wins")
+	fs.DurationVar(&pol.InvitationTTL, "invitation-ttl", pol.InvitationTTL, "policy of a store with none recorded yet: how long an imported invitation stayed open (R9); a recorded policy (R25) wins")
 	fs.IntVar(&batch, "batch-events", importer.DefaultBatchEvents, "events per transaction (SQL stores)")
 	if err := cfg.parse(fs, args, env); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/memstore"
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/internal/importer"
 )
@@ -207,4 +208,39 @@ func BenchmarkImport100k(b *testing.B) {
 		require.NoError(b, st.Close())
 		b.StartTimer()
 	}
+}
+
+// TestRule_R25_AnImportDecidesWithTheRecordedPolicy: on a store with a
+// recorded policy, an imported placement's grace period is the one in
+// force at its end, not the import's own default.
+func TestRule_R25_AnImportDecidesWithTheRecordedPolicy(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	ids := keyedIDs(t)
+	twoDays := 48 * time.Hour
+	set := domain.NewPolicyHistory(domain.DefaultPolicy)
+	events, err := set.SetPolicy(domain.System, domain.PolicyChange{GracePeriod: &twoDays}, "", time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC))
+	require.NoError(t, err)
+	c := domain.Cause{Actor: domain.System, Reason: "initial policy", RecordedAt: time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC)}
+	d, err := c.EventData(uuid.New(), events[0])
+	require.NoError(t, err)
+	_, err = store.Append(ctx, domain.PolicyStream, eventlog.NoStream, []eventlog.EventData{d})
+	require.NoError(t, err)
+
+	plan, err := importer.Prepare(ctx, store, read(t, lines(5)), options(t, ids))
+	require.NoError(t, err)
+	_, err = plan.Apply(ctx, store, importer.ApplyOptions{})
+	require.NoError(t, err)
+	recs, err := store.ReadAll(ctx, eventlog.Start, 0)
+	require.NoError(t, err)
+	var ended *domain.PlacementEnded
+	for _, r := range recs {
+		env, err := domain.DecodeRecord(r)
+		require.NoError(t, err)
+		if e, ok := env.Event.(*domain.PlacementEnded); ok {
+			ended = e
+		}
+	}
+	require.NotNil(t, ended)
+	require.Equal(t, twoDays, ended.GraceUntil.Sub(ended.EndedAt), "the recorded grace period, not the default 7 days")
 }

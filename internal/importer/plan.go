@@ -25,8 +25,11 @@ type Reader interface {
 type Options struct {
 	// Actor is the import's actor (domain.ImportActor). Required.
 	Actor domain.Actor
-	// Policy gives the invitation TTL and the grace period the import's
-	// decisions derive deadlines with. Zero durations take the defaults.
+	// Policy is the policy of a store that has none recorded yet (R25):
+	// the invitation TTL and the grace period the import's decisions derive
+	// deadlines with. Zero durations take the defaults. When the store has
+	// a recorded policy, each record is decided with the policy in force
+	// at its own date (the first recorded one before it).
 	Policy domain.Policy
 	// Now is the import's recorded time. Required.
 	Now time.Time
@@ -86,6 +89,38 @@ type planner struct {
 	order    []*stream
 	accounts map[string]uuid.UUID // normalized email -> account id
 	plan     *Plan
+	policies *domain.PolicyHistory
+}
+
+// policyAt is the policy in force at t (R25).
+func (p *planner) policyAt(t time.Time) domain.Policy { return p.policies.PolicyAt(t).Policy }
+
+// loadPolicies reads the recorded policy, if any, on top of the initial
+// one.
+func (p *planner) loadPolicies() error {
+	p.policies = domain.NewPolicyHistory(p.opts.Policy)
+	if p.empty {
+		return nil
+	}
+	for from := uint64(1); ; {
+		recs, err := p.log.ReadStream(p.ctx, domain.PolicyStream, from, readPage)
+		if err != nil {
+			return fmt.Errorf("importer: read the policy: %w", err)
+		}
+		for _, r := range recs {
+			env, err := domain.DecodeRecord(r)
+			if err != nil {
+				return fmt.Errorf("importer: the policy stream: %w", err)
+			}
+			if err := p.policies.Apply(env); err != nil {
+				return fmt.Errorf("importer: the policy stream: %w", err)
+			}
+			from = r.Version + 1
+		}
+		if len(recs) < readPage {
+			return nil
+		}
+	}
 }
 
 // readPage is the page size of stream reads.
@@ -117,6 +152,9 @@ func Prepare(ctx context.Context, log Reader, recs []*Record, opts Options) (*Pl
 		accounts: map[string]uuid.UUID{}, plan: &Plan{Kinds: map[string]*Counts{}, CorrelationID: opts.CorrelationID}}
 	for _, k := range []string{KindChild, KindAccount, KindPlacement, KindGrant} {
 		p.plan.Kinds[k] = &Counts{}
+	}
+	if err := p.loadPolicies(); err != nil {
+		return nil, err
 	}
 	var errs []error
 	for _, r := range ordered(recs) {
@@ -180,7 +218,7 @@ func (e *internalError) Error() string { return e.err.Error() }
 // decide decides one record and adds its events to the plan; it returns
 // how many events it decided.
 func (p *planner) decide(r *Record) (int, error) {
-	now, by, pol := p.opts.Now, p.opts.Actor, p.opts.Policy
+	now, by := p.opts.Now, p.opts.Actor
 	switch {
 	case r.Child != nil:
 		c := r.Child
@@ -201,7 +239,7 @@ func (p *planner) decide(r *Record) (int, error) {
 		}
 		events, err := s.account.ImportAccount(by, domain.ImportedAccount{Email: a.Email, Kind: a.AccountKind,
 			InvitedAt: a.InvitedAt.Time, ActivatedAt: a.ActivatedAt.Time, IdentitySubject: a.IdentitySubject,
-			ClosedAt: a.ClosedAt.Time}, now, pol)
+			ClosedAt: a.ClosedAt.Time}, now, p.policyAt(a.InvitedAt.Time))
 		if err != nil {
 			return 0, err
 		}
@@ -233,6 +271,10 @@ func (p *planner) decide(r *Record) (int, error) {
 			return 0, err
 		}
 		id := p.opts.IDs.LegacyPlacementID(pl.LegacyID)
+		pol := p.policyAt(pl.StartedAt.Time)
+		if !pl.EndedAt.Time.IsZero() {
+			pol = p.policyAt(pl.EndedAt.Time) // the grace period in force at the end (R25)
+		}
 		events, err := s.child.ImportPlacement(by, id, carer.account, pl.StartedAt.Time, pl.EndedAt.Time, now, pol)
 		if err != nil {
 			return 0, err
