@@ -92,7 +92,7 @@ func TestEveryRouteHasAVerb(t *testing.T) {
 }
 
 // TestNowDefaults: place and end-placement without a time send this
-// machine's now, in UTC, to the second; the help says so.
+// machine's now, in UTC, to the microsecond; the help says so.
 func TestNowDefaults(t *testing.T) {
 	cases := []struct {
 		args  []string
@@ -104,7 +104,7 @@ func TestNowDefaults(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.args[0], func(t *testing.T) {
 			f := newFakeServer(t, testToken, fixed(reply{body: `{"placement_id":"` + placementID + `","grace_until":"2026-02-08T17:00:00Z","position":"15"}`}))
-			before := time.Now().UTC().Truncate(time.Second)
+			before := time.Now().UTC().Truncate(time.Microsecond)
 			res := runCLI(t, envFor(f), tc.args...)
 			after := time.Now().UTC()
 			require.Equal(t, exitOK, res.code, res.stderr)
@@ -115,7 +115,7 @@ func TestNowDefaults(t *testing.T) {
 			require.True(t, strings.HasSuffix(sent, "Z"), "in UTC: %s", sent)
 			at, err := time.Parse(time.RFC3339, sent)
 			require.NoError(t, err)
-			require.Equal(t, at.Truncate(time.Second), at, "to the second")
+			require.Equal(t, at.Truncate(time.Microsecond), at, "to the microsecond")
 			require.False(t, at.Before(before) || at.After(after), "%s is now (%s to %s)", at, before, after)
 			require.Contains(t, res.stdout, at.Format("2006-01-02 15:04:05 UTC"), "the table shows the time sent")
 

@@ -168,7 +168,23 @@ func shortEvent(e *api.EventRef) string {
 			s += " (" + e.ActorRole + ")"
 		}
 	}
+	if e.Reason != nil && *e.Reason != "" {
+		s += ": " + strconv.Quote(clip(*e.Reason, maxShownReason))
+	}
 	return s
+}
+
+// maxShownReason is how much of a reason a table cell shows (--output
+// json shows it whole).
+const maxShownReason = 60
+
+// clip shortens s to at most n runes, marking the cut with "…".
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 // positionLine prints a query's position under its table.

@@ -113,10 +113,12 @@ func (c *checker) time(name, s string) time.Time {
 }
 
 // timeOrNow parses an optional RFC 3339 time flag whose default is now:
-// this machine's clock, to the second (sent in UTC, as every time).
+// this machine's clock, to the microsecond as the engine keeps times (sent
+// in UTC, as every time), so that "now" is not a moment before what the
+// engine recorded a moment ago.
 func (c *checker) timeOrNow(name, s string) time.Time {
 	if s == "" {
-		return time.Now().UTC().Truncate(time.Second)
+		return time.Now().UTC().Truncate(time.Microsecond)
 	}
 	return c.optTime(name, s)
 }

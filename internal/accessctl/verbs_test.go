@@ -309,11 +309,11 @@ func verbCases() []verbCase {
 			answer: `{"account_id":"` + carerID + `","intervals":[` +
 				`{"account_id":"` + carerID + `","child_id":"` + childID + `","permissions":["view","record","complete_outstanding"],"reason":"placement",` +
 				`"from":"2026-01-05T09:30:00Z","to":null,` +
-				`"opened_by_event":{"event_id":"` + eventID1 + `","type":"placement.started.v1","actor":"w-1","actor_role":"worker"},` +
+				`"opened_by_event":{"event_id":"` + eventID1 + `","type":"placement.started.v1","actor":"w-1","actor_role":"worker","reason":"emergency placement"},` +
 				`"closed_by_event":null}],"position":"21"}`,
 			extra: map[string]reply{"/v1/children/" + childID: childRecord(childID, "NCC-2026-001")},
-			table: "CHILD                                 REFERENCE     PERMISSIONS                       REASON     FROM                     TO  OPENED BY                             CLOSED BY\n" +
-				childID + "  NCC-2026-001  view,record,complete_outstanding  placement  2026-01-05 09:30:00 UTC  -   placement.started.v1 by w-1 (worker)  -\n" +
+			table: "CHILD                                 REFERENCE     PERMISSIONS                       REASON     FROM                     TO  OPENED BY                                                    CLOSED BY\n" +
+				childID + "  NCC-2026-001  view,record,complete_outstanding  placement  2026-01-05 09:30:00 UTC  -   placement.started.v1 by w-1 (worker): \"emergency placement\"  -\n" +
 				"position: 21\n",
 		},
 		{
