@@ -98,7 +98,7 @@ func (s *Service) Check(ctx context.Context, c Caller, p CheckParams) (api.Check
 		a = s.cfg.Index.Check(p.Account, p.Child, p.Permission, at)
 	}
 	return api.CheckAnswer{Allowed: a.Allowed, Permissions: permissions(a.Permissions), Reason: api.Reason(a.Reason),
-		Until: optTime(a.Until), At: at, Position: a.Position.String()}, nil
+		Until: optTime(a.Until), At: at, Position: a.Position.String(), PlacementEndedAt: optTime(a.PlacementEndedAt)}, nil
 }
 
 // at is the decision time t, or now when t is zero.

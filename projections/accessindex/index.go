@@ -70,6 +70,10 @@ type Answer struct {
 	Until time.Time
 	// Position is the position of the last record the answer reflects.
 	Position eventlog.Position
+	// PlacementEndedAt is, while the reason is grace_period, when the
+	// placement whose grace period gives the access ended: what the
+	// carer may still complete is the work started before it.
+	PlacementEndedAt time.Time
 }
 
 // Entry is one (account, child) pair in a list answer, with the access the
@@ -246,15 +250,20 @@ func (ix *Index) Check(acct, child uuid.UUID, perm domain.Permission, t time.Tim
 	ix.mu.RLock()
 	pos := ix.pos
 	var a domain.Access
+	var ended time.Time
 	if f, ok := ix.pairs[accessmodel.Pair{Account: acct, Child: child}]; ok {
 		a = f.at(t)
+		if a.Reason == domain.ReasonGracePeriod {
+			ended = domain.GraceFrom(f.placements, t)
+		}
 	} else if ac := ix.accounts[acct]; ac != nil && ac.known {
 		a = domain.ChildAccess(ac.facts, nil, nil, t)
 	} else {
 		a = domain.Access{Reason: domain.ReasonNoRelationship}
 	}
 	ix.mu.RUnlock()
-	return Answer{Allowed: a.Allows(perm), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until, Position: pos}
+	return Answer{Allowed: a.Allows(perm), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until, Position: pos,
+		PlacementEndedAt: ended}
 }
 
 // CheckCarer answers for account on carer's own record (R1) at decision

@@ -46,6 +46,11 @@ func requireAnswers(t *testing.T, ix *accessindex.Index, tests []expect) {
 	for _, tt := range tests {
 		for _, p := range allPerms {
 			got := ix.Check(tt.acct, tt.child, p, tt.at)
+			// During a grace period, and only then, the answer says when the
+			// placement ended (before the decision time).
+			require.Equal(t, tt.reason == domain.ReasonGracePeriod, !got.PlacementEndedAt.IsZero(), "%s: placement_ended_at", tt.name)
+			require.False(t, got.PlacementEndedAt.After(tt.at), "%s: the placement ended before the decision time", tt.name)
+			got.PlacementEndedAt = time.Time{}
 			want := accessindex.Answer{Allowed: tt.perms.Has(p), Permissions: tt.perms, Reason: tt.reason,
 				Until: tt.until, Position: ix.Position()}
 			require.Equal(t, want, got, "%s: %s", tt.name, p)
