@@ -142,7 +142,7 @@ func TestTheChangeFeedsCarryWhatTimeChanges(t *testing.T) {
 	endAt := now().Add(2 * time.Second)
 	w.endPlacement(w.worker, child, left, endAt, "moved on") // ends in 2 s: grace until 4 s
 	down := w.place(child, later.id, now().Add(-time.Hour))
-	downEnd := w.endPlacement(w.worker, child, down, now().Add(time.Second), "respite ended") // grace until ~3 s
+	downGrace := w.endPlacement(w.worker, child, down, now().Add(6*time.Second), "respite ended") // ends at 6 s, grace until 8 s: while the engine is down
 
 	requireCache := func(c *portalCache, account, reason, what string) {
 		t.Helper()
@@ -156,10 +156,12 @@ func TestTheChangeFeedsCarryWhatTimeChanges(t *testing.T) {
 	requireCache(fromWatch, leaving.id, "grace_expired", "watch: the grace period ran out")
 	requireCache(fromBus, leaving.id, "grace_expired", "bus: the grace period ran out")
 
-	// Down across a deadline: the mark is recorded at start-up, once.
+	// Down across two deadlines (an end, then its grace period's): both
+	// are recorded at start-up, once, and both feeds carry them.
+	require.Equal(t, "placement", fromWatch.reason(later.id, child))
 	s.stop()
 	cancel()
-	time.Sleep(time.Until(downEnd.Add(2*time.Second + 500*time.Millisecond)))
+	time.Sleep(time.Until(downGrace.Add(500 * time.Millisecond)))
 	s.start()
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
@@ -205,5 +207,8 @@ func TestTheChangeFeedsCarryWhatTimeChanges(t *testing.T) {
 	entries := w.audit("child_id=" + child)
 	require.Len(t, auditOf(entries, domain.TypePlacementStartReached), 1)
 	require.Len(t, auditOf(entries, domain.TypePlacementEndReached), 2)
+	for _, e := range auditOf(entries, domain.TypePlacementEndReached) {
+		require.False(t, e.RecordedAt.Before(e.EffectiveAt), "a mark is recorded when its time has come")
+	}
 	require.Len(t, auditOf(entries, domain.TypeGraceExpired), 2)
 }
