@@ -49,7 +49,9 @@ func TestChecks(t *testing.T) {
 	}}
 	s := newService(t, &recorder{}, ix, nil)
 	child := uuid.New()
-	item := func(acct uuid.UUID) CheckItem { return CheckItem{Account: acct, Child: child, Permission: domain.Record} }
+	item := func(acct uuid.UUID) CheckItem {
+		return CheckItem{Account: acct, Child: child, Permission: domain.Record}
+	}
 
 	got, err := s.Checks(ctx, service, ChecksParams{Items: []CheckItem{item(allowed), item(unknown), item(denied), item(allowed)}})
 	require.NoError(t, err)
