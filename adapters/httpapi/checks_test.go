@@ -3,6 +3,8 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -189,4 +191,26 @@ func TestChecks_Refused(t *testing.T) {
 	e.do(req{method: "POST", path: "/v1/checks?at=2026-03-02T09:00:00Z", role: domain.RoleService, body: checksBody(many(1))}).
 		problem(t, 400, codeInvalid)
 	e.do(req{method: "GET", path: "/v1/checks", role: domain.RoleService}).problem(t, 405, codeInvalid)
+}
+
+// TestWriteChecks: writeChecks writes exactly what writeJSON writes.
+func TestWriteChecks(t *testing.T) {
+	until := time.Date(2026, 3, 9, 17, 0, 0, 123456000, time.UTC)
+	for _, a := range []api.ChecksAnswer{
+		{At: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), Position: "12", Results: []api.CheckResult{
+			{Allowed: true, Permissions: api.Permissions{api.PermissionView, api.PermissionRecord, api.PermissionCompleteOutstanding},
+				Reason: api.CheckResultReasonPlacement},
+			{Permissions: api.Permissions{api.PermissionCompleteOutstanding}, Reason: api.CheckResultReasonGracePeriod, Until: &until},
+			{Permissions: api.Permissions{}, Reason: api.CheckResultReasonNotFound},
+		}},
+		{At: time.Date(2026, 3, 2, 9, 0, 0, 1, time.UTC), Position: "12.3", Results: []api.CheckResult{}},
+		{At: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), Position: "<1>", Results: []api.CheckResult{{Reason: "a\"b"}}}, // falls back
+	} {
+		fast, slow := httptest.NewRecorder(), httptest.NewRecorder()
+		require.NoError(t, writeChecks(fast, a))
+		require.NoError(t, writeJSON(slow, http.StatusOK, a))
+		require.Equal(t, slow.Body.String(), fast.Body.String())
+		require.Equal(t, slow.Header(), fast.Header())
+		require.Equal(t, slow.Code, fast.Code)
+	}
 }
