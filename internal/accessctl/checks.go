@@ -103,7 +103,7 @@ type checkLine struct {
 // or one JSON array. Every mistake is a usage error naming its line (or,
 // in an array, its index); nothing is sent then.
 func readChecks(name string) ([]client.CheckItem, error) {
-	var r io.Reader = stdin
+	r := stdin
 	if name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
