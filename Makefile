@@ -46,7 +46,8 @@ PARALLEL ?= 4
 
 # Tests too slow for the race detector skip themselves under it; `make test`
 # runs them once more without it.
-RACE_SKIPPED := ./internal/datagen:TestCountyCalibration ./cmd/accessd:TestRule_R21_TheExportOfASeededAccountHoldsEveryInterval
+RACE_SKIPPED := ./internal/datagen:TestCountyCalibration ./cmd/accessd:TestRule_R21_TheExportOfASeededAccountHoldsEveryInterval \
+  ./cmd/accessd:TestTheChangeFeedsCarryWhatTimeChanges
 
 test: lint ## lint, build without cgo, run every test once, under the race detector (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
 	CGO_ENABLED=0 $(GO) build ./...

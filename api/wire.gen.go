@@ -757,6 +757,9 @@ type CheckAnswer struct {
 	// Permissions (addition) everything the account may do on the record at the decision time.
 	Permissions Permissions `json:"permissions"`
 
+	// PlacementEndedAt While the reason is grace_period, when the placement whose grace period gives the access ended. "complete_outstanding" covers the recordings and forms started before this time; absent otherwise.
+	PlacementEndedAt *NullableTime `json:"placement_ended_at,omitempty"`
+
 	// Position An opaque consistency token (a position in the event log).
 	Position Position `json:"position"`
 
@@ -783,6 +786,9 @@ type CheckResult struct {
 
 	// Permissions Everything the account may do on the record at the decision time.
 	Permissions Permissions `json:"permissions"`
+
+	// PlacementEndedAt As GET /v1/check's - while the reason is grace_period, when the placement whose grace period gives the access ended; absent otherwise.
+	PlacementEndedAt *NullableTime `json:"placement_ended_at,omitempty"`
 
 	// Reason A Reason, or not_found for an item whose account, child or carer the engine has never seen.
 	Reason CheckResultReason `json:"reason"`

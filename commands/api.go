@@ -288,3 +288,17 @@ type ChangeEmail struct {
 	AccountID uuid.UUID
 	Email     string
 }
+
+// MarkPlacementStart is sent by the process manager when a placement
+// recorded ahead of its start starts.
+type MarkPlacementStart struct {
+	ChildID     uuid.UUID
+	PlacementID uuid.UUID
+}
+
+// MarkPlacementEnd is sent by the process manager when a placement whose
+// end was recorded ahead of it ends.
+type MarkPlacementEnd struct {
+	ChildID     uuid.UUID
+	PlacementID uuid.UUID
+}

@@ -46,6 +46,9 @@ const (
 	CommandReopenAccount     = "reopen_account"
 	CommandRequestEmail      = "request_email_change"
 	CommandChangeEmail       = "change_email"
+	// The process manager's time marks.
+	CommandMarkPlacementStart = "mark_placement_start"
+	CommandMarkPlacementEnd   = "mark_placement_end"
 )
 
 // DefaultMaxRetries is the number of retries after a concurrency conflict
@@ -514,13 +517,15 @@ var defaultReasons = map[string]string{
 	domain.TypeChildErased:         "personal data erased",
 	domain.TypeChildRetentionSet:   "retention date set",
 
-	domain.TypePlacementCancelled:   "planned placement cancelled",
-	domain.TypeAccountReopened:      "account reopened",
-	domain.TypeEmailChangeRequested: "email change requested",
-	domain.TypeEmailChanged:         "email changed after a request",
-	domain.TypeEmailClaimed:         "email given to the account",
-	domain.TypeEmailReleased:        "email freed: the account's email changed",
-	domain.TypePolicySet:            "policy set",
+	domain.TypePlacementCancelled:    "planned placement cancelled",
+	domain.TypeAccountReopened:       "account reopened",
+	domain.TypeEmailChangeRequested:  "email change requested",
+	domain.TypeEmailChanged:          "email changed after a request",
+	domain.TypeEmailClaimed:          "email given to the account",
+	domain.TypeEmailReleased:         "email freed: the account's email changed",
+	domain.TypePlacementStartReached: reasonStartReached,
+	domain.TypePlacementEndReached:   reasonEndReached,
+	domain.TypePolicySet:             "policy set",
 }
 
 // DefaultReason is the reason recorded for an event of type typ when its

@@ -39,6 +39,10 @@ type placement struct {
 	// cancelledAt is when the worker cancelled the placement before it
 	// started (R18); zero when it was not.
 	cancelledAt time.Time
+	// startMarked and endMarked: the process manager recorded that the
+	// start, the end, planned ahead, came (PlacementStartReached,
+	// PlacementEndReached).
+	startMarked, endMarked bool
 }
 
 // cancelled reports whether the placement was cancelled before it started:
@@ -229,6 +233,18 @@ func (c *Child) Apply(e Event) error {
 			return err
 		}
 		p.cancelledAt = e.CancelledAt
+	case *PlacementStartReached:
+		p, err := c.applied(e.ChildID, e.PlacementID)
+		if err != nil {
+			return err
+		}
+		p.startMarked = true
+	case *PlacementEndReached:
+		p, err := c.applied(e.ChildID, e.PlacementID)
+		if err != nil {
+			return err
+		}
+		p.endMarked = true
 	case *AccessGranted:
 		if err := c.same(e.ChildID); err != nil {
 			return err

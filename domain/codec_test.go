@@ -93,6 +93,10 @@ func codecExamples() map[string]codecExample {
 			ChangedAt: at(23 * h)}, at(23 * h)},
 		domain.TypeEmailClaimed:  {&domain.EmailClaimed{AccountID: exAccount, ClaimedAt: at(24 * h)}, at(24 * h)},
 		domain.TypeEmailReleased: {&domain.EmailReleased{AccountID: exAccount, ReleasedAt: at(25 * h)}, at(25 * h)},
+		domain.TypePlacementStartReached: {&domain.PlacementStartReached{ChildID: exChild, PlacementID: exPlacement,
+			CarerAccountID: exAccount, ReachedAt: at(26 * h)}, at(26 * h)},
+		domain.TypePlacementEndReached: {&domain.PlacementEndReached{ChildID: exChild, PlacementID: exPlacement,
+			CarerAccountID: exAccount, ReachedAt: at(27 * h)}, at(27 * h)},
 		domain.TypePolicySet: {&domain.PolicySet{GracePeriod: 7 * 24 * 3600, InvitationTTL: 14 * 24 * 3600, SessionIdleTimeout: 15 * 60,
 			SessionWarningAfter: 10 * 60, ClosedAccountRetention: 2192 * 24 * 3600, SetAt: at(20 * h)}, at(20 * h)},
 	}

@@ -52,6 +52,9 @@ const (
 	TypeEmailClaimed         = "email.claimed.v1"
 	TypeEmailReleased        = "email.released.v1"
 	TypePolicySet            = "policy.set.v1"
+
+	TypePlacementStartReached = "placement.start_reached.v1"
+	TypePlacementEndReached   = "placement.end_reached.v1"
 )
 
 // catalogue maps every event name to a constructor of its zero value.
@@ -83,6 +86,9 @@ var catalogue = map[string]func() Event{
 	TypeEmailClaimed:         func() Event { return &EmailClaimed{} },
 	TypeEmailReleased:        func() Event { return &EmailReleased{} },
 	TypePolicySet:            func() Event { return &PolicySet{} },
+
+	TypePlacementStartReached: func() Event { return &PlacementStartReached{} },
+	TypePlacementEndReached:   func() Event { return &PlacementEndReached{} },
 }
 
 // EventTypes lists every event name of the catalogue, sorted.

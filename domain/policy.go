@@ -248,6 +248,20 @@ func ChildAccess(acct AccountFacts, placements []PlacementFacts, grants []GrantF
 	return out
 }
 
+// GraceFrom returns, of the placements whose grace period runs at t, the
+// latest end: when the placement the carer's limited access comes from
+// ended, what "complete outstanding" counts from (R3). Zero when no grace
+// period runs at t.
+func GraceFrom(placements []PlacementFacts, t time.Time) time.Time {
+	var end time.Time
+	for _, p := range placements {
+		if !p.End.IsZero() && within(t, p.End, p.GraceEnd) && p.End.Before(p.GraceEnd) && p.End.After(end) {
+			end = p.End
+		}
+	}
+	return end
+}
+
 // childAccessAt is ChildAccess without Until: the permissions and reason at t.
 func childAccessAt(acct AccountFacts, placements []PlacementFacts, grants []GrantFacts, t time.Time) Access {
 	if ok, why := acct.activeAt(t); !ok {

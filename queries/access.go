@@ -102,7 +102,7 @@ func (s *Service) Check(ctx context.Context, c Caller, p CheckParams) (api.Check
 		a = s.cfg.Index.Check(p.Account, p.Child, p.Permission, at)
 	}
 	return api.CheckAnswer{Allowed: a.Allowed, Permissions: permissions(a.Permissions), Reason: api.Reason(a.Reason),
-		Until: optTime(a.Until), At: at, Position: a.Position.String()}, nil
+		Until: optTime(a.Until), At: at, Position: a.Position.String(), PlacementEndedAt: optTime(a.PlacementEndedAt)}, nil
 }
 
 // MaxChecks is the most checks one Checks call answers.
@@ -159,7 +159,7 @@ func (s *Service) Checks(ctx context.Context, c Caller, p ChecksParams) (api.Che
 			lists[a.Permissions] = permissions(a.Permissions)
 		}
 		out.Results[i] = api.CheckResult{Allowed: a.Allowed, Permissions: lists[a.Permissions],
-			Reason: api.CheckResultReason(a.Reason), Until: optTime(a.Until)}
+			Reason: api.CheckResultReason(a.Reason), Until: optTime(a.Until), PlacementEndedAt: optTime(a.PlacementEndedAt)}
 	}
 	return out, nil
 }

@@ -72,7 +72,13 @@ func writeChecks(w http.ResponseWriter, a api.ChecksAnswer) error {
 		if !plain(string(r.Reason)) {
 			return writeJSON(w, http.StatusOK, a)
 		}
-		buf = append(buf, `],"reason":"`...)
+		buf = append(buf, ']')
+		if r.PlacementEndedAt != nil {
+			buf = append(buf, `,"placement_ended_at":"`...)
+			buf = r.PlacementEndedAt.AppendFormat(buf, time.RFC3339Nano)
+			buf = append(buf, '"')
+		}
+		buf = append(buf, `,"reason":"`...)
 		buf = append(buf, r.Reason...)
 		buf = append(buf, `","until":`...)
 		if r.Until == nil {

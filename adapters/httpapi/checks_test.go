@@ -196,11 +196,13 @@ func TestChecks_Refused(t *testing.T) {
 // TestWriteChecks: writeChecks writes exactly what writeJSON writes.
 func TestWriteChecks(t *testing.T) {
 	until := time.Date(2026, 3, 9, 17, 0, 0, 123456000, time.UTC)
+	ended := until.Add(-7 * 24 * time.Hour)
 	for _, a := range []api.ChecksAnswer{
 		{At: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), Position: "12", Results: []api.CheckResult{
 			{Allowed: true, Permissions: api.Permissions{api.PermissionView, api.PermissionRecord, api.PermissionCompleteOutstanding},
 				Reason: api.CheckResultReasonPlacement},
-			{Permissions: api.Permissions{api.PermissionCompleteOutstanding}, Reason: api.CheckResultReasonGracePeriod, Until: &until},
+			{Permissions: api.Permissions{api.PermissionCompleteOutstanding}, Reason: api.CheckResultReasonGracePeriod, Until: &until,
+				PlacementEndedAt: &ended},
 			{Permissions: api.Permissions{}, Reason: api.CheckResultReasonNotFound},
 		}},
 		{At: time.Date(2026, 3, 2, 9, 0, 0, 1, time.UTC), Position: "12.3", Results: []api.CheckResult{}},

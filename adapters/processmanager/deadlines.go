@@ -60,6 +60,12 @@ const (
 	// EraseChildAtRetention, which does nothing when the date was moved
 	// since.
 	KindChildRetention Kind = "child_retention"
+	// KindPlacementStart and KindPlacementEnd are the start and the end of
+	// a placement recorded ahead of them: at them the process manager sends
+	// MarkPlacementStart, MarkPlacementEnd, so that followers of the log
+	// learn of the change time makes when it takes effect.
+	KindPlacementStart Kind = "placement_start"
+	KindPlacementEnd   Kind = "placement_end"
 )
 
 // State is where a deadline stands.
@@ -96,6 +102,17 @@ func AccountRetentionID(accountID uuid.UUID) string {
 // (its registration, or a retention date set later) set.
 func ChildRetentionID(childID, eventID uuid.UUID) string {
 	return string(KindChildRetention) + "/" + childID.String() + "/" + eventID.String()
+}
+
+// PlacementStartID and PlacementEndID are the ids of the time marks of a
+// placement.
+func PlacementStartID(placementID uuid.UUID) string {
+	return string(KindPlacementStart) + "/" + placementID.String()
+}
+
+// PlacementEndID: see PlacementStartID.
+func PlacementEndID(placementID uuid.UUID) string {
+	return string(KindPlacementEnd) + "/" + placementID.String()
 }
 
 // Deadline is one row of the deadlines table.
@@ -213,6 +230,14 @@ func invitationSubject(account uuid.UUID) subject {
 
 func accountRetentionSubject(account uuid.UUID) subject {
 	return subject{id: AccountRetentionID(account), kind: KindAccountRetention, accountID: account}
+}
+
+func placementStartSubject(child, placement, carer uuid.UUID) subject {
+	return subject{id: PlacementStartID(placement), kind: KindPlacementStart, childID: child, placementID: placement, accountID: carer}
+}
+
+func placementEndSubject(child, placement, carer uuid.UUID) subject {
+	return subject{id: PlacementEndID(placement), kind: KindPlacementEnd, childID: child, placementID: placement, accountID: carer}
 }
 
 func childRetentionSubject(child, event uuid.UUID) subject {

@@ -151,6 +151,10 @@ func (pm *ProcessManager) fire(ctx context.Context, r row, now time.Time) {
 		cmd = &commands.EraseAccountAtRetention{AccountID: parseID(r.AccountID)}
 	case KindChildRetention:
 		cmd = &commands.EraseChildAtRetention{ChildID: parseID(r.ChildID), Due: f.due}
+	case KindPlacementStart:
+		cmd = &commands.MarkPlacementStart{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}
+	case KindPlacementEnd:
+		cmd = &commands.MarkPlacementEnd{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}
 	default:
 		pm.settleOrLog(ctx, f, fmt.Errorf("unknown deadline kind %q", r.Kind))
 		return
@@ -208,6 +212,28 @@ func (pm *ProcessManager) eraseChildAtRetention(ctx context.Context, cmd *comman
 		return nil
 	}
 	_, err = pm.cfg.Commands.EraseChildAtRetention(ctx, f.meta(), *cmd)
+	return pm.settle(ctx, f, err)
+}
+
+// markPlacementStart is the command handler of MarkPlacementStart.
+func (pm *ProcessManager) markPlacementStart(ctx context.Context, cmd *commands.MarkPlacementStart) error {
+	f, err := readFiring(cqrs.OriginalMessageFromCtx(ctx), KindPlacementStart)
+	if err != nil {
+		pm.log.Error("processmanager: dropping a malformed command", "command", commands.CommandMarkPlacementStart, "error", err)
+		return nil
+	}
+	_, err = pm.cfg.Commands.MarkPlacementStart(ctx, f.meta(), *cmd)
+	return pm.settle(ctx, f, err)
+}
+
+// markPlacementEnd is the command handler of MarkPlacementEnd.
+func (pm *ProcessManager) markPlacementEnd(ctx context.Context, cmd *commands.MarkPlacementEnd) error {
+	f, err := readFiring(cqrs.OriginalMessageFromCtx(ctx), KindPlacementEnd)
+	if err != nil {
+		pm.log.Error("processmanager: dropping a malformed command", "command", commands.CommandMarkPlacementEnd, "error", err)
+		return nil
+	}
+	_, err = pm.cfg.Commands.MarkPlacementEnd(ctx, f.meta(), *cmd)
 	return pm.settle(ctx, f, err)
 }
 

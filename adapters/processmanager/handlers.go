@@ -56,7 +56,45 @@ func (pm *ProcessManager) resolve(ctx context.Context, s subject, through int64)
 }
 
 func (pm *ProcessManager) onPlacementEnded(ctx context.Context, e *domain.PlacementEnded) error {
+	if ahead(ctx, e.EndedAt) {
+		if err := pm.setDue(ctx, placementEndSubject(e.ChildID, e.PlacementID, e.CarerAccountID), e.EndedAt); err != nil {
+			return err
+		}
+	}
 	return pm.setDue(ctx, graceSubject(e.ChildID, e.PlacementID, e.CarerAccountID), e.GraceUntil)
+}
+
+// onPlacementStarted schedules the time mark of a placement recorded ahead
+// of its start.
+func (pm *ProcessManager) onPlacementStarted(ctx context.Context, e *domain.PlacementStarted) error {
+	if !ahead(ctx, e.StartedAt) {
+		return nil
+	}
+	return pm.setDue(ctx, placementStartSubject(e.ChildID, e.PlacementID, e.CarerAccountID), e.StartedAt)
+}
+
+func (pm *ProcessManager) onPlacementStartReached(ctx context.Context, e *domain.PlacementStartReached) error {
+	return pm.resolve(ctx, placementStartSubject(e.ChildID, e.PlacementID, e.CarerAccountID), forever)
+}
+
+func (pm *ProcessManager) onPlacementEndReached(ctx context.Context, e *domain.PlacementEndReached) error {
+	return pm.resolve(ctx, placementEndSubject(e.ChildID, e.PlacementID, e.CarerAccountID), forever)
+}
+
+// ahead reports whether t is after the recorded time of the event being
+// handled: a time the event gave that has not come when it was recorded.
+// An event whose recorded time cannot be read counts as ahead (a time
+// mark for a time that had come records nothing new the index publishes).
+func ahead(ctx context.Context, t time.Time) bool {
+	msg := cqrs.OriginalMessageFromCtx(ctx)
+	if msg == nil {
+		return true
+	}
+	env, err := bus.DecodeEvent(msg)
+	if err != nil || env.RecordedAt.IsZero() {
+		return true
+	}
+	return t.After(env.RecordedAt)
 }
 
 func (pm *ProcessManager) onGraceExpired(ctx context.Context, e *domain.GraceExpired) error {
@@ -94,7 +132,13 @@ func (pm *ProcessManager) onAccountClosed(ctx context.Context, e *domain.Account
 // planned end recorded before the cancellation): it gives nothing to
 // expire (R18).
 func (pm *ProcessManager) onPlacementCancelled(ctx context.Context, e *domain.PlacementCancelled) error {
-	return pm.resolve(ctx, graceSubject(e.ChildID, e.PlacementID, e.CarerAccountID), forever)
+	for _, s := range []subject{graceSubject(e.ChildID, e.PlacementID, e.CarerAccountID),
+		placementStartSubject(e.ChildID, e.PlacementID, e.CarerAccountID), placementEndSubject(e.ChildID, e.PlacementID, e.CarerAccountID)} {
+		if err := pm.resolve(ctx, s, forever); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // onAccountReopened settles the retention deadline of the closure the

@@ -147,6 +147,14 @@ func (s *spy) EraseChildAtRetention(ctx context.Context, meta commands.Meta, cmd
 	return spied(ctx, s, meta, cmd, s.next.EraseChildAtRetention)
 }
 
+func (s *spy) MarkPlacementStart(ctx context.Context, meta commands.Meta, cmd commands.MarkPlacementStart) (commands.Result, error) {
+	return spied(ctx, s, meta, cmd, s.next.MarkPlacementStart)
+}
+
+func (s *spy) MarkPlacementEnd(ctx context.Context, meta commands.Meta, cmd commands.MarkPlacementEnd) (commands.Result, error) {
+	return spied(ctx, s, meta, cmd, s.next.MarkPlacementEnd)
+}
+
 // spied carries out cmd with next, unless s is to fail, and records the
 // call.
 func spied[C any](ctx context.Context, s *spy, meta commands.Meta, cmd C, next func(context.Context, commands.Meta, C) (commands.Result, error)) (commands.Result, error) {

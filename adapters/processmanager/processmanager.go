@@ -94,6 +94,9 @@ const (
 
 	TopicEraseAccountAtRetention = "accessledger.commands.v1." + commands.CommandRetainAccount
 	TopicEraseChildAtRetention   = "accessledger.commands.v1." + commands.CommandRetainChild
+	// The time marks' topics.
+	TopicMarkPlacementStart = "accessledger.commands.v1." + commands.CommandMarkPlacementStart
+	TopicMarkPlacementEnd   = "accessledger.commands.v1." + commands.CommandMarkPlacementEnd
 )
 
 // Defaults of Config.
@@ -136,6 +139,8 @@ type Commands interface {
 	ExpireInvitation(ctx context.Context, meta commands.Meta, cmd commands.ExpireInvitation) (commands.Result, error)
 	EraseAccountAtRetention(ctx context.Context, meta commands.Meta, cmd commands.EraseAccountAtRetention) (commands.Result, error)
 	EraseChildAtRetention(ctx context.Context, meta commands.Meta, cmd commands.EraseChildAtRetention) (commands.Result, error)
+	MarkPlacementStart(ctx context.Context, meta commands.Meta, cmd commands.MarkPlacementStart) (commands.Result, error)
+	MarkPlacementEnd(ctx context.Context, meta commands.Meta, cmd commands.MarkPlacementEnd) (commands.Result, error)
 }
 
 // Config configures a ProcessManager. DB, Publisher, Subscriber and
@@ -365,6 +370,9 @@ func New(cfg Config) (*ProcessManager, error) {
 		cqrs.NewGroupEventHandler(pm.onChildRetentionSet),
 		cqrs.NewGroupEventHandler(pm.onPlacementCancelled),
 		cqrs.NewGroupEventHandler(pm.onAccountReopened),
+		cqrs.NewGroupEventHandler(pm.onPlacementStarted),
+		cqrs.NewGroupEventHandler(pm.onPlacementStartReached),
+		cqrs.NewGroupEventHandler(pm.onPlacementEndReached),
 	); err != nil {
 		return nil, fmt.Errorf("processmanager: event handlers: %w", err)
 	}
@@ -388,6 +396,8 @@ func New(cfg Config) (*ProcessManager, error) {
 		cqrs.NewCommandHandler("processmanager."+commands.CommandExpireInvitation, pm.expireInvitation),
 		cqrs.NewCommandHandler("processmanager."+commands.CommandRetainAccount, pm.eraseAccountAtRetention),
 		cqrs.NewCommandHandler("processmanager."+commands.CommandRetainChild, pm.eraseChildAtRetention),
+		cqrs.NewCommandHandler("processmanager."+commands.CommandMarkPlacementStart, pm.markPlacementStart),
+		cqrs.NewCommandHandler("processmanager."+commands.CommandMarkPlacementEnd, pm.markPlacementEnd),
 	); err != nil {
 		return nil, fmt.Errorf("processmanager: command handlers: %w", err)
 	}
@@ -416,6 +426,10 @@ func commandTopic(name string) (string, error) {
 		return TopicEraseAccountAtRetention, nil
 	case bus.EventMarshaler{}.Name(commands.EraseChildAtRetention{}):
 		return TopicEraseChildAtRetention, nil
+	case bus.EventMarshaler{}.Name(commands.MarkPlacementStart{}):
+		return TopicMarkPlacementStart, nil
+	case bus.EventMarshaler{}.Name(commands.MarkPlacementEnd{}):
+		return TopicMarkPlacementEnd, nil
 	}
 	return "", fmt.Errorf("processmanager: no topic for command %q", name)
 }

@@ -127,6 +127,9 @@ func TestRule_R3_GracePeriodGivesLimitedAccessUntilItsDeadline(t *testing.T) {
 		require.Equal(t, []string{"view", "complete_outstanding"}, strs(view.Permissions))
 		require.NotNil(t, view.Until)
 		require.True(t, graceUntil.Equal(*view.Until))
+		// What complete_outstanding covers: the work started before the end.
+		require.NotNil(t, view.PlacementEndedAt)
+		require.True(t, endedAt.Equal(*view.PlacementEndedAt), "placement_ended_at %s, ended_at %s", view.PlacementEndedAt, endedAt)
 		requireAccess(t, w.check(carer.id, child, "complete_outstanding"), true, "grace_period")
 		rec := w.check(carer.id, child, "record")
 		require.False(t, rec.Allowed, "no new recordings in the grace period: %+v", rec)
@@ -135,7 +138,9 @@ func TestRule_R3_GracePeriodGivesLimitedAccessUntilItsDeadline(t *testing.T) {
 		// The deadline is exact, to the microsecond.
 		requireAccess(t, w.check(carer.id, child, "view", graceUntil.Add(-time.Microsecond)), true, "grace_period")
 		for _, p := range allPerms {
-			requireAccess(t, w.check(carer.id, child, p, graceUntil), false, "grace_expired", p)
+			after := w.check(carer.id, child, p, graceUntil)
+			requireAccess(t, after, false, "grace_expired", p)
+			require.Nil(t, after.PlacementEndedAt, "only during a grace period")
 		}
 
 		// When the grace period ends, access ends, with no event needed: the

@@ -60,9 +60,12 @@ func checkVerb() verb {
 					if r.Allowed {
 						allowed = "yes"
 					}
-					return keyValues(w, kv("allowed", allowed), kv("permissions", permissions(r.Permissions)),
-						kv("reason", string(r.Reason)), kv("until", humanTimePtr(r.Until)),
-						kv("position", r.Position))
+					rows := [][2]string{kv("allowed", allowed), kv("permissions", permissions(r.Permissions)),
+						kv("reason", string(r.Reason)), kv("until", humanTimePtr(r.Until))}
+					if r.PlacementEndedAt != nil { // during a grace period: what complete_outstanding counts from
+						rows = append(rows, kv("placement_ended_at", humanTimePtr(r.PlacementEndedAt)))
+					}
+					return keyValues(w, append(rows, kv("position", r.Position))...)
 				}); err != nil {
 					return err
 				}

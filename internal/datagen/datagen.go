@@ -224,7 +224,7 @@ func BatchSink[A AppendShape, R any](appendBatch func(context.Context, []A) (R, 
 // Version identifies what Generate writes for a scale and seed: it changes
 // with every change that makes the same seed generate other events, so
 // that caches of generated data (the load tool's) can tell theirs apart.
-const Version = 2
+const Version = 3
 
 // DefaultBatchAppends is the number of stream appends per batch when
 // Options.BatchAppends is zero.

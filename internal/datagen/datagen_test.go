@@ -204,13 +204,15 @@ func TestStreamIsWhatTheCommandPathWrites(t *testing.T) {
 		domain.TypeIdentityLinked:      {domain.RoleService},
 		domain.TypeChildRetentionSet:   {domain.RoleManager},
 
-		domain.TypePlacementCancelled:   {domain.RoleWorker},
-		domain.TypeAccountReopened:      {domain.RolePortalsTeam},
-		domain.TypeEmailChangeRequested: {domain.RoleWorker},
-		domain.TypeEmailChanged:         {domain.RolePortalsTeam},
-		domain.TypeEmailClaimed:         {domain.RoleWorker, domain.RolePortalsTeam}, // with an invitation, with a change
-		domain.TypeEmailReleased:        {domain.RolePortalsTeam},
-		domain.TypePolicySet:            {domain.RoleSystem},
+		domain.TypePlacementCancelled:    {domain.RoleWorker},
+		domain.TypeAccountReopened:       {domain.RolePortalsTeam},
+		domain.TypeEmailChangeRequested:  {domain.RoleWorker},
+		domain.TypeEmailChanged:          {domain.RolePortalsTeam},
+		domain.TypeEmailClaimed:          {domain.RoleWorker, domain.RolePortalsTeam}, // with an invitation, with a change
+		domain.TypeEmailReleased:         {domain.RolePortalsTeam},
+		domain.TypePolicySet:             {domain.RoleSystem},
+		domain.TypePlacementStartReached: {domain.RoleSystem},
+		domain.TypePlacementEndReached:   {domain.RoleSystem},
 	}
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
@@ -236,7 +238,7 @@ func TestStreamIsWhatTheCommandPathWrites(t *testing.T) {
 					if e.Meta.ActorRole == string(domain.RoleSystem) && e.Type != domain.TypePolicySet { // the initial policy has no cause
 						cause, ok := byID[e.Meta.CausationID]
 						require.True(t, ok, "an expiry's causation is an earlier event")
-						require.Contains(t, []string{domain.TypePlacementEnded, domain.TypeAccountInvited}, cause.Type)
+						require.Contains(t, []string{domain.TypePlacementEnded, domain.TypeAccountInvited, domain.TypePlacementStarted}, cause.Type)
 						require.Equal(t, cause.Meta.CorrelationID, e.Meta.CorrelationID)
 						require.False(t, e.Meta.RecordedAt.Before(e.Meta.EffectiveAt), "expiries at or after the deadline")
 					} else {

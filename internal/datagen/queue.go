@@ -26,6 +26,8 @@ const (
 	tReopen
 	tRequestEmail
 	tChangeEmail
+	tMarkStart
+	tMarkEnd
 )
 
 // task is one decision due at a time (Unix microseconds): a command some

@@ -55,6 +55,7 @@ const (
 
 	// Corrections (R18).
 	breakCancelled = 0.02 // short breaks planned ahead and cancelled before they start
+	breakPlanned   = 0.05 // short breaks booked a few days ahead (the process manager marks their start)
 	reopenEvery    = 40   // every reopenEvery-th closure that leaves time to reopen is reopened,
 	reopenFirst    = 8    // from the reopenFirst-th on (a share of 2.5%, and one in a small region)
 	reopenMin      = 150 * day
@@ -127,12 +128,13 @@ type family struct {
 // placement is one placement and its end's ids (the causation of its
 // expiry).
 type placement struct {
-	id             uuid.UUID
-	carer          *acct
-	start          int64
-	respite        bool
-	endID, endCorr uuid.UUID
-	graceUntil     int64
+	id                 uuid.UUID
+	carer              *acct
+	start              int64
+	respite            bool
+	startID, startCorr uuid.UUID // the start's event and correlation (the causation of its time mark)
+	endID, endCorr     uuid.UUID
+	graceUntil         int64
 }
 
 // grant is one (member, child) pair of a family and its grant's state.
@@ -452,6 +454,10 @@ func (r *region) do(t *task) error {
 		return r.requestEmailChange(t.a)
 	case tChangeEmail:
 		return r.changeEmail(t.a)
+	case tMarkStart:
+		return r.markStart(t.k, t.p)
+	case tMarkEnd:
+		return r.markEnd(t.k, t.p)
 	}
 	return fmt.Errorf("unknown task kind %d", t.kind)
 }
@@ -788,12 +794,17 @@ func (r *region) startPlacement(k *kid, carer *acct, startedAt int64, kind uint8
 	if err != nil {
 		return refused("starting a placement", err)
 	}
-	if _, err := r.emit(domain.ChildStream(k.id), k.agg.Version(), r.cause(by, ""), k.agg.Apply, evs); err != nil {
+	c := r.cause(by, "")
+	data, err := r.emit(domain.ChildStream(k.id), k.agg.Version(), c, k.agg.Apply, evs)
+	if err != nil {
 		return err
 	}
 	carer.open++
 	k.relate(carer)
-	p := &placement{id: id, carer: carer, start: startedAt, respite: kind == plRespite}
+	p := &placement{id: id, carer: carer, start: startedAt, respite: kind == plRespite, startID: data[0].ID, startCorr: c.CorrelationID}
+	if startedAt > r.now { // planned ahead: the process manager marks the start when it comes
+		r.schedule(task{at: startedAt + r.pmDelay(), kind: tMarkStart, k: k, p: p})
+	}
 
 	var end int64
 	flavour := endOnTime
@@ -878,6 +889,9 @@ func (r *region) endPlacement(k *kid, p *placement, endedAt int64, flavour uint8
 	}
 	p.endID, p.endCorr, p.graceUntil = data[0].ID, c.CorrelationID, endedAt+r.grace
 	p.carer.open--
+	if endedAt > r.now { // recorded ahead: the process manager marks the end when it comes
+		r.schedule(task{at: endedAt + r.pmDelay(), kind: tMarkEnd, k: k, p: p})
+	}
 	p.carer.busyUntil = max(p.carer.busyUntil, p.graceUntil)
 	if len(evs) == 1 { // the deadline is ahead: the process manager's
 		r.schedule(task{at: p.graceUntil + r.pmDelay(), kind: tExpireGrace, k: k, p: p})
@@ -904,6 +918,32 @@ func (r *region) endGrace(k *kid, p *placement) error {
 		return refused("ending a grace period early", err)
 	}
 	_, err = r.emit(domain.ChildStream(k.id), k.agg.Version(), r.cause(by, reason), k.agg.Apply, evs)
+	return err
+}
+
+// markStart and markEnd are the process manager's time marks of a start
+// and an end recorded ahead of them (commands.Service.MarkPlacementStart,
+// MarkPlacementEnd); a cancelled placement's record nothing.
+func (r *region) markStart(k *kid, p *placement) error {
+	evs, err := k.agg.MarkStartReached(p.id, r.time(r.now))
+	if err != nil {
+		return refused("a start's time mark", err)
+	}
+	c := domain.Cause{Actor: domain.System, Reason: reasonStartReached, RecordedAt: r.time(r.now),
+		CorrelationID: p.startCorr, CausationID: p.startID}
+	_, err = r.emitIDs(domain.ChildStream(k.id), k.agg.Version(), c, k.agg.Apply, evs, deadlineIDs(p.id, p.start))
+	return err
+}
+
+func (r *region) markEnd(k *kid, p *placement) error {
+	evs, err := k.agg.MarkEndReached(p.id, r.time(r.now))
+	if err != nil {
+		return refused("an end's time mark", err)
+	}
+	c := domain.Cause{Actor: domain.System, Reason: reasonEndReached, RecordedAt: r.time(r.now),
+		CorrelationID: p.endCorr, CausationID: p.endID}
+	end := p.graceUntil - r.grace
+	_, err = r.emitIDs(domain.ChildStream(k.id), k.agg.Version(), c, k.agg.Apply, evs, deadlineIDs(p.endID, end))
 	return err
 }
 
@@ -942,6 +982,11 @@ func (r *region) respite(k *kid) error {
 	}
 	if r.chance(breakCancelled) {
 		return r.planCancelled(k, c)
+	}
+	if r.chance(breakPlanned) { // booked a few days ahead
+		if ahead := r.office(r.now + r.between(day, 5*day)); ahead < r.end && r.canPlace(k, c, ahead) {
+			return r.startPlacement(k, c, ahead, plRespite)
+		}
 	}
 	return r.startPlacement(k, c, startedAt, plRespite)
 }
@@ -1037,6 +1082,8 @@ func (r *region) revoke(g *grant, reason string) error {
 // commands.ExpireCarerAccess and commands.ExpireInvitation do).
 const (
 	reasonGraceRanOut      = "grace period ran out"
+	reasonStartReached     = "the placement's start came"
+	reasonEndReached       = "the placement's end came: the grace period begins"
 	reasonInvitationRanOut = "invitation ran out unaccepted"
 )
 

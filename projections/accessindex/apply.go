@@ -3,6 +3,7 @@ package accessindex
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -62,9 +63,11 @@ func (ix *Index) apply(rec eventlog.Record) error {
 		return fmt.Errorf("accessindex: %w", err)
 	}
 	at := res.Envelope.RecordedAt
-	// A grace expiry changes no fact (the deadline was one already), but
-	// it is when followers of the change feed learn that access ended.
-	expiry := res.Envelope.Type == domain.TypeGraceExpired
+	// A time mark (a grace expiry, a planned start or end come) changes no
+	// fact (the time was one already), but it is when followers of the
+	// change feed learn that the access changed: it is published when the
+	// access just before the mark's time differs from the access at it.
+	mark, isMark := timeMark(res.Envelope)
 	ups := ix.scratch[:0]
 	for _, p := range res.Pairs {
 		old, existed := ix.pairs[p] // only this goroutine writes pairs
@@ -73,7 +76,7 @@ func (ix *Index) apply(rec eventlog.Record) error {
 		switch {
 		case u.changed:
 			u.facts = pairFacts{account: nf.Account, placements: nf.Placements, grants: nf.Grants}
-		case expiry:
+		case isMark && changesAt(&old, mark):
 			u.facts = old
 		default:
 			continue
@@ -122,6 +125,27 @@ func (ix *Index) apply(rec eventlog.Record) error {
 	clear(ups)
 	ix.scratch = ups[:0]
 	return nil
+}
+
+// timeMark returns the time a time mark record marks (the grace deadline,
+// the planned start or end), and whether env is one.
+func timeMark(env domain.Envelope) (time.Time, bool) {
+	switch e := env.Event.(type) {
+	case *domain.GraceExpired:
+		return e.ExpiredAt, true
+	case *domain.PlacementStartReached:
+		return e.ReachedAt, true
+	case *domain.PlacementEndReached:
+		return e.ReachedAt, true
+	}
+	return time.Time{}, false
+}
+
+// changesAt reports whether f's answer changes at t: the permissions or
+// the reason just before t differ from those at t.
+func changesAt(f *pairFacts, t time.Time) bool {
+	before, after := f.at(t.Add(-time.Microsecond)), f.at(t)
+	return before.Permissions != after.Permissions || before.Reason != after.Reason
 }
 
 // account returns the entry of id, creating it. Callers hold mu for writing.

@@ -20,13 +20,16 @@ import (
 // position.
 //
 // Changes are published when a record changes a pair's facts, and also for
-// the pair of a grace expiry record (placement.grace_expired.v1), which
-// changes no fact (the deadline already was one, and checks already deny
-// from it on) but is when a follower that does not track Until learns that
-// the access ended. Nothing else that time alone does is published: a
-// follower that needs an answer to change at its deadline uses Access.Until,
-// and an access that begins later by its facts (a planned placement) shows
-// in its change as the answer at At (no_relationship).
+// the pair of a time mark (placement.grace_expired.v1,
+// placement.start_reached.v1, placement.end_reached.v1, which the process
+// manager records when the time a fact gave comes) when the pair's access
+// changes at the marked time: such a record changes no fact (checks
+// already answer by the time), but it is when a follower learns of the
+// change time made, at the moment it takes effect, exactly once (the log
+// holds each mark once, and the feed follows the log). An access that
+// begins later by its facts (a planned placement) shows in its first
+// change as the answer at At (no_relationship), and in its time mark's
+// change when it begins.
 type Change struct {
 	Account  uuid.UUID
 	Child    uuid.UUID

@@ -71,6 +71,10 @@ type Answer struct {
 	Until time.Time
 	// Position is the position of the last record the answer reflects.
 	Position eventlog.Position
+	// PlacementEndedAt is, while the reason is grace_period, when the
+	// placement whose grace period gives the access ended: what the
+	// carer may still complete is the work started before it.
+	PlacementEndedAt time.Time
 }
 
 // Entry is one (account, child) pair in a list answer, with the access the
@@ -246,9 +250,10 @@ type account struct {
 func (ix *Index) Check(acct, child uuid.UUID, perm domain.Permission, t time.Time) Answer {
 	ix.mu.RLock()
 	pos := ix.pos
-	a := ix.childAccess(acct, child, t)
+	a, ended := ix.childAccess(acct, child, t)
 	ix.mu.RUnlock()
-	return Answer{Allowed: a.Allows(perm), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until, Position: pos}
+	return Answer{Allowed: a.Allows(perm), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until, Position: pos,
+		PlacementEndedAt: ended}
 }
 
 // CheckCarer answers for account on carer's own record (R1) at decision
@@ -263,15 +268,20 @@ func (ix *Index) CheckCarer(acct, carer uuid.UUID, perm domain.Permission, t tim
 	return Answer{Allowed: a.Allows(perm), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until, Position: pos}
 }
 
-// childAccess is Check's access; ix.mu is held.
-func (ix *Index) childAccess(acct, child uuid.UUID, t time.Time) domain.Access {
+// childAccess is Check's access, and, in a grace period, when the
+// placement ended (Answer.PlacementEndedAt); ix.mu is held.
+func (ix *Index) childAccess(acct, child uuid.UUID, t time.Time) (domain.Access, time.Time) {
 	if f, ok := ix.pairs[accessmodel.Pair{Account: acct, Child: child}]; ok {
-		return f.at(t)
+		a := f.at(t)
+		if a.Reason == domain.ReasonGracePeriod {
+			return a, domain.GraceFrom(f.placements, t)
+		}
+		return a, time.Time{}
 	}
 	if ac := ix.accounts[acct]; ac != nil && ac.known {
-		return domain.ChildAccess(ac.facts, nil, nil, t)
+		return domain.ChildAccess(ac.facts, nil, nil, t), time.Time{}
 	}
-	return domain.Access{Reason: domain.ReasonNoRelationship}
+	return domain.Access{Reason: domain.ReasonNoRelationship}, time.Time{}
 }
 
 // carerAccess is CheckCarer's access; ix.mu is held.
@@ -317,6 +327,7 @@ func (ix *Index) CheckMany(items []CheckItem, t time.Time, dst []ItemAnswer) ([]
 	pos := ix.pos
 	for _, it := range items {
 		var a domain.Access
+		var ended time.Time
 		ac := ix.accounts[it.Account]
 		known := ac != nil && ac.known
 		if it.Carer != uuid.Nil {
@@ -324,12 +335,12 @@ func (ix *Index) CheckMany(items []CheckItem, t time.Time, dst []ItemAnswer) ([]
 			c := ix.accounts[it.Carer]
 			known = known && c != nil && c.known
 		} else {
-			a = ix.childAccess(it.Account, it.Child, t)
+			a, ended = ix.childAccess(it.Account, it.Child, t)
 			_, registered := ix.registered[it.Child]
 			known = known && registered
 		}
 		dst = append(dst, ItemAnswer{Answer: Answer{Allowed: a.Allows(it.Permission), Permissions: a.Permissions,
-			Reason: a.Reason, Until: a.Until, Position: pos}, Unknown: !known})
+			Reason: a.Reason, Until: a.Until, Position: pos, PlacementEndedAt: ended}, Unknown: !known})
 	}
 	return dst, pos
 }

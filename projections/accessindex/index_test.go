@@ -46,6 +46,11 @@ func requireAnswers(t *testing.T, ix *accessindex.Index, tests []expect) {
 	for _, tt := range tests {
 		for _, p := range allPerms {
 			got := ix.Check(tt.acct, tt.child, p, tt.at)
+			// During a grace period, and only then, the answer says when the
+			// placement ended (before the decision time).
+			require.Equal(t, tt.reason == domain.ReasonGracePeriod, !got.PlacementEndedAt.IsZero(), "%s: placement_ended_at", tt.name)
+			require.False(t, got.PlacementEndedAt.After(tt.at), "%s: the placement ended before the decision time", tt.name)
+			got.PlacementEndedAt = time.Time{}
 			want := accessindex.Answer{Allowed: tt.perms.Has(p), Permissions: tt.perms, Reason: tt.reason,
 				Until: tt.until, Position: ix.Position()}
 			require.Equal(t, want, got, "%s: %s", tt.name, p)
@@ -530,6 +535,9 @@ func TestCheckMany(t *testing.T) {
 	other := w.child("C-2", "worker-ann", t0)
 	w.place(child, carer, t0.Add(day), t0.Add(day))
 	w.grant(other, parent, "view", t0.Add(day))
+	moved := w.carer("moved", t0)
+	pl := w.place(other, moved, t0.Add(day), t0.Add(day))
+	w.end(other, pl, t0.Add(day+time.Hour), t0.Add(day+time.Hour))
 	ix := feed(t, w, nil)
 	at := t0.Add(2 * day)
 	stranger, nobody := uuid.New(), uuid.New()
@@ -541,6 +549,7 @@ func TestCheckMany(t *testing.T) {
 	}{
 		{"placed carer, record", accessindex.CheckItem{Account: carer, Child: child, Permission: domain.Record}, false},
 		{"granted parent, view", accessindex.CheckItem{Account: parent, Child: other, Permission: domain.View}, false},
+		{"carer in a grace period", accessindex.CheckItem{Account: moved, Child: other, Permission: domain.CompleteOutstanding}, false},
 		{"granted parent, record", accessindex.CheckItem{Account: parent, Child: other, Permission: domain.Record}, false},
 		{"no relationship", accessindex.CheckItem{Account: parent, Child: child, Permission: domain.View}, false},
 		{"invited account", accessindex.CheckItem{Account: invited, Child: child, Permission: domain.View}, false},
@@ -567,6 +576,9 @@ func TestCheckMany(t *testing.T) {
 				require.Equal(t, pos, got[i].Position)
 			}
 			require.Equal(t, tc.unknown, got[1].Unknown)
+			if got[1].Reason == domain.ReasonGracePeriod {
+				require.True(t, got[1].PlacementEndedAt.Equal(t0.Add(day+time.Hour)), "placement_ended_at as Check's")
+			}
 			require.False(t, got[0].Unknown)
 			require.False(t, got[2].Unknown)
 		})

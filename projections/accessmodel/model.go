@@ -193,6 +193,12 @@ func (m *Model) Apply(rec eventlog.Record) (Result, error) {
 	case *domain.ChildRetentionSet:
 		// A retention date changes no access (R22).
 		err = m.child(e.ChildID).Apply(e)
+	case *domain.PlacementStartReached:
+		// A time mark: the start was a fact already; the history keeps
+		// naming the placement that set it.
+		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref)
+	case *domain.PlacementEndReached:
+		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref)
 	case *domain.PlacementCancelled:
 		// The placement's times are no longer facts of the pair (R18).
 		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref)

@@ -320,6 +320,10 @@ func subjects(e domain.Event) (child, account uuid.UUID, err error) {
 		return e.ChildID, uuid.Nil, nil
 	case *domain.PlacementCancelled:
 		return e.ChildID, e.CarerAccountID, nil
+	case *domain.PlacementStartReached:
+		return e.ChildID, e.CarerAccountID, nil
+	case *domain.PlacementEndReached:
+		return e.ChildID, e.CarerAccountID, nil
 	case *domain.AccountReopened:
 		return uuid.Nil, e.AccountID, nil
 	case *domain.EmailChangeRequested:

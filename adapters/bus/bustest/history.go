@@ -79,6 +79,17 @@ func History(t testing.TB, n int) []eventlog.Record {
 	x.commit(domain.ChildStream(planned), projtest.Worker, "carer unavailable", c.Apply,
 		must(t)(c.CancelPlacement(projtest.Worker, p, "carer unavailable", w.Now)))
 
+	// A placement planned ahead, and its end recorded ahead: the process
+	// manager marks each when it comes.
+	ahead := w.RegisterChild()
+	c = w.Child(ahead)
+	p = w.Place(ahead, carer, w.Now.Add(time.Hour))
+	w.End(ahead, p, w.Now.Add(2*time.Hour))
+	w.Advance(time.Hour)
+	x.commit(domain.ChildStream(ahead), domain.System, "", c.Apply, must(t)(c.MarkStartReached(p, w.Now)))
+	w.Advance(time.Hour)
+	x.commit(domain.ChildStream(ahead), domain.System, "", c.Apply, must(t)(c.MarkEndReached(p, w.Now)))
+
 	// The member closed above reopened.
 	w.Advance(time.Hour)
 	a = w.Account(member)
