@@ -12,7 +12,7 @@ GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lin
 # Fuzz targets as package:Target pairs; `make fuzz` runs each for FUZZTIME.
 FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:FuzzMaskPhone ./domain/eventlog:FuzzParsePosition \
   ./domain/eventlog:FuzzPositionRoundTrip ./projections/audit:FuzzCanonicalRoundTrip \
-  ./adapters/auth:FuzzVerify ./adapters/httpapi:FuzzCommandBodies \
+  ./adapters/auth:FuzzVerify ./adapters/httpapi:FuzzCommandBodies ./adapters/httpapi:FuzzChecksBody \
   ./projections/ledger:FuzzDecodeLeaf ./projections/ledger:FuzzParseCheckpointBody ./projections/ledger:FuzzOpenCheckpoint \
   ./internal/importer:FuzzDecodeLine
 

@@ -97,6 +97,48 @@ func (e BrokenEntryCheck) Valid() bool {
 	}
 }
 
+// Defines values for CheckResultReason.
+const (
+	CheckResultReasonAccountClosed    CheckResultReason = "account_closed"
+	CheckResultReasonAccountNotActive CheckResultReason = "account_not_active"
+	CheckResultReasonGraceExpired     CheckResultReason = "grace_expired"
+	CheckResultReasonGracePeriod      CheckResultReason = "grace_period"
+	CheckResultReasonGrant            CheckResultReason = "grant"
+	CheckResultReasonNoRelationship   CheckResultReason = "no_relationship"
+	CheckResultReasonNotFound         CheckResultReason = "not_found"
+	CheckResultReasonOwnRecord        CheckResultReason = "own_record"
+	CheckResultReasonPlacement        CheckResultReason = "placement"
+	CheckResultReasonRevoked          CheckResultReason = "revoked"
+)
+
+// Valid indicates whether the value is a known member of the CheckResultReason enum.
+func (e CheckResultReason) Valid() bool {
+	switch e {
+	case CheckResultReasonAccountClosed:
+		return true
+	case CheckResultReasonAccountNotActive:
+		return true
+	case CheckResultReasonGraceExpired:
+		return true
+	case CheckResultReasonGracePeriod:
+		return true
+	case CheckResultReasonGrant:
+		return true
+	case CheckResultReasonNoRelationship:
+		return true
+	case CheckResultReasonNotFound:
+		return true
+	case CheckResultReasonOwnRecord:
+		return true
+	case CheckResultReasonPlacement:
+		return true
+	case CheckResultReasonRevoked:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ChildExportSubject.
 const (
 	ChildExportSubjectChild ChildExportSubject = "child"
@@ -726,6 +768,56 @@ type CheckAnswer struct {
 
 	// Until When this answer stops holding; null when nothing known ends it.
 	Until *NullableTime `json:"until"`
+}
+
+// CheckItem One check of POST /v1/checks; give exactly one of child_id and carer_id.
+type CheckItem struct {
+	AccountID string `json:"account_id"`
+
+	// CarerID the carer account whose own record is asked about (R1).
+	CarerID    *string    `json:"carer_id,omitempty"`
+	ChildID    *string    `json:"child_id,omitempty"`
+	Permission Permission `json:"permission"`
+}
+
+// CheckResult The answer to one item; GET /v1/check's answer without the batch's position and time.
+type CheckResult struct {
+	Allowed bool `json:"allowed"`
+
+	// Permissions Everything the account may do on the record at the decision time.
+	Permissions Permissions `json:"permissions"`
+
+	// PlacementEndedAt As GET /v1/check's - while the reason is grace_period, when the placement whose grace period gives the access ended; absent otherwise.
+	PlacementEndedAt *NullableTime `json:"placement_ended_at,omitempty"`
+
+	// Reason A Reason, or not_found for an item whose account, child or carer the engine has never seen.
+	Reason CheckResultReason `json:"reason"`
+
+	// Until When this answer stops holding; null when nothing known ends it.
+	Until *NullableTime `json:"until"`
+}
+
+// CheckResultReason A Reason, or not_found for an item whose account, child or carer the engine has never seen.
+type CheckResultReason string
+
+// ChecksAnswer defines model for ChecksAnswer.
+type ChecksAnswer struct {
+	// At The decision time of every answer.
+	At Time `json:"at"`
+
+	// Position The one position every answer reflects.
+	Position Position      `json:"position"`
+	Results  []CheckResult `json:"results"`
+}
+
+// ChecksRequest defines model for ChecksRequest.
+type ChecksRequest struct {
+	// At The decision time of every item (default now); the same range as GET /v1/check's.
+	At     *string     `json:"at,omitempty"`
+	Checks []CheckItem `json:"checks"`
+
+	// MinPosition A consistency token, as GET /v1/check's min_position.
+	MinPosition *Position `json:"min_position,omitempty"`
 }
 
 // ChildAccess A child the account may see, and why.
@@ -1452,6 +1544,9 @@ type MinPosition = Position
 // PlacementID defines model for PlacementID.
 type PlacementID = UUID
 
+// ChecksTooLarge An RFC 9457 problem.
+type ChecksTooLarge = Problem
+
 // ChildRegisteredDone defines model for ChildRegisteredDone.
 type ChildRegisteredDone = ChildRegistered
 
@@ -1862,6 +1957,9 @@ type ClearPhoneJSONRequestBody = EmptyRequest
 
 // ReopenAccountJSONRequestBody defines body for ReopenAccount for application/json ContentType.
 type ReopenAccountJSONRequestBody = ReasonRequest
+
+// ChecksJSONRequestBody defines body for Checks for application/json ContentType.
+type ChecksJSONRequestBody = ChecksRequest
 
 // RegisterChildJSONRequestBody defines body for RegisterChild for application/json ContentType.
 type RegisterChildJSONRequestBody = RegisterChildRequest

@@ -246,11 +246,7 @@ func (c *Client) do(ctx context.Context, r request, out any, opts []CallOption) 
 	u.Path = c.base.Path + r.path
 	q := r.query
 	if r.query_ {
-		min := o.min
-		if !o.minGiven && c.tokens {
-			min = c.LastPosition()
-		}
-		if min != "" {
+		if min := c.minPosition(o); min != "" {
 			if q == nil {
 				q = url.Values{}
 			}
@@ -316,6 +312,16 @@ func (c *Client) do(ctx context.Context, r request, out any, opts []CallOption) 
 		}
 	}
 	return nil
+}
+
+// minPosition is the consistency token a query of call o sends: the
+// call's own (MinPosition), else the client's (unless WithoutTokens); ""
+// for none.
+func (c *Client) minPosition(o call) string {
+	if o.minGiven || !c.tokens {
+		return o.min
+	}
+	return c.LastPosition()
 }
 
 // once sends one attempt. Its error is wrapped with backoff.Permanent when

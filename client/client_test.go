@@ -179,6 +179,24 @@ func TestAgainstTheRealServer(t *testing.T) {
 	ans, err = service.Check(ctx, client.CheckQuery{Account: carer.AccountID, Carer: carer.AccountID, Permission: api.PermissionRecord})
 	require.NoError(t, err)
 	require.Equal(t, api.ReasonOwnRecord, ans.Reason)
+	// Many checks at one position, the token in the body; an unknown id
+	// is its item's not_found.
+	many, err := service.Checks(ctx, []client.CheckItem{
+		{Account: member.AccountID, Child: child.ChildID, Permission: api.PermissionView},
+		{Account: uuid.New(), Child: child.ChildID, Permission: api.PermissionView},
+		{Account: carer.AccountID, Carer: carer.AccountID, Permission: api.PermissionRecord},
+		{Account: member.AccountID, Child: child.ChildID, Permission: api.PermissionRecord},
+	}, time.Now().Add(time.Minute), client.MinPosition(granted.Position))
+	require.NoError(t, err)
+	require.Equal(t, granted.Position, many.Position)
+	var reasons []api.CheckResultReason
+	var allowed []bool
+	for _, r := range many.Results {
+		reasons, allowed = append(reasons, r.Reason), append(allowed, r.Allowed)
+	}
+	require.Equal(t, []api.CheckResultReason{api.CheckResultReasonGrant, api.CheckResultReasonNotFound,
+		api.CheckResultReasonOwnRecord, api.CheckResultReasonGrant}, reasons)
+	require.Equal(t, []bool{true, false, true, false}, allowed)
 	kids, err := service.Children(ctx, carer.AccountID, time.Time{}, client.MinPosition(granted.Position))
 	require.NoError(t, err)
 	require.Equal(t, child.ChildID, kids.Children[0].ChildID)

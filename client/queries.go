@@ -68,6 +68,51 @@ func (c *Client) Check(ctx context.Context, q CheckQuery, opts ...CallOption) (a
 	return a, c.query(ctx, "/v1/check", v, &a, opts)
 }
 
+// CheckItem is one check of Checks: may Account do Permission on Child's
+// record, or on the carer record of Carer (exactly one of them is set)?
+type CheckItem struct {
+	Account    uuid.UUID
+	Child      uuid.UUID
+	Carer      uuid.UUID
+	Permission api.Permission
+}
+
+// MaxChecks is the most items one Checks call may send.
+const MaxChecks = 1_000
+
+// Checks is POST /v1/checks: every item answered as Check would, in
+// order, all at decision time at (zero: now) and at one position (the
+// answer's Position). It sends 1 to MaxChecks items (the server refuses
+// other counts with ErrInvalid; split a longer list yourself, knowing each
+// part has its own position). An item whose account, child or carer the
+// server has never seen is answered with reason
+// api.CheckResultReasonNotFound, not with ErrNotFound. The consistency
+// token travels in the body, as min_position. Being a query, it is retried
+// like one.
+func (c *Client) Checks(ctx context.Context, items []CheckItem, at time.Time, opts ...CallOption) (api.ChecksAnswer, error) {
+	body := api.ChecksRequest{Checks: make([]api.CheckItem, len(items))}
+	for i, it := range items {
+		ci := api.CheckItem{AccountID: it.Account.String(), Permission: it.Permission}
+		if it.Carer != uuid.Nil {
+			id := it.Carer.String()
+			ci.CarerID = &id
+		} else {
+			id := it.Child.String()
+			ci.ChildID = &id
+		}
+		body.Checks[i] = ci
+	}
+	if !at.IsZero() {
+		t := rfc3339(at)
+		body.At = &t
+	}
+	if min := c.minPosition(options(opts)); min != "" {
+		body.MinPosition = &min
+	}
+	var a api.ChecksAnswer
+	return a, c.do(ctx, request{method: http.MethodPost, path: "/v1/checks", body: body}, &a, opts)
+}
+
 // Children is GET /v1/accounts/{account_id}/children: the children account
 // may see at at (zero: now), and why.
 func (c *Client) Children(ctx context.Context, account uuid.UUID, at time.Time, opts ...CallOption) (api.ChildrenAnswer, error) {

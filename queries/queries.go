@@ -47,6 +47,7 @@ type Name string
 // The queries.
 const (
 	QueryCheck                  Name = "check"
+	QueryChecks                 Name = "checks"
 	QueryAccountChildren        Name = "account_children"
 	QueryChildViewers           Name = "child_viewers"
 	QueryWatch                  Name = "watch"
@@ -75,6 +76,7 @@ var anyone []domain.Role
 // authenticated caller.
 var roles = map[Name][]domain.Role{
 	QueryCheck:                  {domain.RoleService, domain.RoleWorker, domain.RoleAuditor},
+	QueryChecks:                 {domain.RoleService, domain.RoleWorker, domain.RoleAuditor},
 	QueryAccountChildren:        {domain.RoleService, domain.RoleWorker, domain.RoleAuditor},
 	QueryChildViewers:           {domain.RoleWorker, domain.RoleAuditor},
 	QueryWatch:                  {domain.RoleService},

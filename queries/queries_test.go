@@ -66,6 +66,7 @@ func TestAuthorize(t *testing.T) {
 		allowed []domain.Role
 	}{
 		{QueryCheck, []domain.Role{domain.RoleService, domain.RoleWorker, domain.RoleAuditor}},
+		{QueryChecks, []domain.Role{domain.RoleService, domain.RoleWorker, domain.RoleAuditor}},
 		{QueryAccountChildren, []domain.Role{domain.RoleService, domain.RoleWorker, domain.RoleAuditor}},
 		{QueryChildViewers, []domain.Role{domain.RoleWorker, domain.RoleAuditor}},
 		{QueryWatch, []domain.Role{domain.RoleService}},
@@ -108,7 +109,7 @@ func TestAuthorize(t *testing.T) {
 			}
 		})
 	}
-	require.Len(t, roles, 20, "every query is in the table above")
+	require.Len(t, roles, 21, "every query is in the table above")
 }
 
 func contains(list []domain.Role, r domain.Role) bool {

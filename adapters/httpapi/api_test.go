@@ -38,6 +38,12 @@ func TestEveryOperation(t *testing.T) {
 			c = get(domain.RoleWorker, "/v1/check?account_id="+w.carer+"&carer_id="+w.carer+"&permission=record")
 			require.Equal(t, true, c["allowed"])
 			require.Equal(t, "own_record", c["reason"])
+			cs := e.ok(req{method: "POST", path: "/v1/checks", role: domain.RoleService, body: `{"checks":[` +
+				`{"account_id":"` + w.member + `","child_id":"` + w.child + `","permission":"view"},` +
+				`{"account_id":"` + w.carer + `","carer_id":"` + w.carer + `","permission":"record"}],"min_position":"` + w.lastPosition + `"}`}, 200)
+			require.Len(t, cs["results"], 2)
+			require.Equal(t, "grant", cs["results"].([]any)[0].(map[string]any)["reason"])
+			require.Equal(t, "own_record", cs["results"].([]any)[1].(map[string]any)["reason"])
 			ch := get(domain.RoleService, "/v1/accounts/"+w.carer+"/children")
 			require.Len(t, ch["children"], 1)
 			require.Equal(t, w.child, ch["children"].([]any)[0].(map[string]any)["child_id"])
@@ -216,22 +222,29 @@ func TestRoles_QueryRefusedAndLogged(t *testing.T) {
 		role domain.Role
 		path string
 		op   string
+		body string // a POST's
 	}{
-		{domain.RoleWorker, "/v1/audit", "audit_list"},
-		{domain.RoleService, "/v1/audit/verify", "audit_verify"},
-		{domain.RoleManager, "/v1/security-log", "security_log"},
-		{domain.RoleService, "/v1/children/" + child + "/viewers", "child_viewers"},
-		{domain.RoleWorker, "/v1/children/" + child + "/history", "child_history"},
-		{domain.RolePortalsTeam, "/v1/check?account_id=" + child + "&child_id=" + child + "&permission=view", "check"},
-		{domain.RoleWorker, "/v1/watch", "watch"},
-		{domain.RoleManager, "/v1/accounts/" + child, "get_account"},
+		{domain.RoleWorker, "/v1/audit", "audit_list", ""},
+		{domain.RoleService, "/v1/audit/verify", "audit_verify", ""},
+		{domain.RoleManager, "/v1/security-log", "security_log", ""},
+		{domain.RoleService, "/v1/children/" + child + "/viewers", "child_viewers", ""},
+		{domain.RoleWorker, "/v1/children/" + child + "/history", "child_history", ""},
+		{domain.RolePortalsTeam, "/v1/check?account_id=" + child + "&child_id=" + child + "&permission=view", "check", ""},
+		{domain.RoleWorker, "/v1/watch", "watch", ""},
+		{domain.RoleManager, "/v1/accounts/" + child, "get_account", ""},
+		{domain.RoleManager, "/v1/checks", "checks", `{"checks":[{"account_id":"` + child + `","child_id":"` + child + `","permission":"view"}]}`},
+		{domain.RolePortalsTeam, "/v1/checks", "checks", `not even JSON: refused before the body is read`},
 	} {
 		t.Run(tc.op, func(t *testing.T) {
-			res := e.do(req{method: "GET", path: tc.path, role: tc.role, sub: "nosy-" + tc.op,
+			method := "GET"
+			if tc.body != "" {
+				method = "POST"
+			}
+			res := e.do(req{method: method, path: tc.path, role: tc.role, sub: "nosy-" + tc.op + string(tc.role), body: tc.body,
 				header: map[string]string{requestIDHeader: "req-" + tc.op}})
 			p := res.problem(t, 403, codeForbidden)
 			require.Contains(t, p.Detail, string(tc.role))
-			sl := e.ok(req{method: "GET", path: "/v1/security-log?actor=nosy-" + tc.op, role: domain.RoleAuditor}, 200)
+			sl := e.ok(req{method: "GET", path: "/v1/security-log?actor=nosy-" + tc.op + string(tc.role), role: domain.RoleAuditor}, 200)
 			entries := sl["entries"].([]any)
 			require.Len(t, entries, 1)
 			en := entries[0].(map[string]any)

@@ -2,15 +2,20 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/queries"
 )
 
 // fuzzCommand is one command route with the role that may send it and a
@@ -91,5 +96,71 @@ func FuzzCommandBodies(f *testing.F) {
 			require.Equal(t, before, head(t), "a %d appended: %s %s %q: %s", res.StatusCode, c.method, c.path, body, answer)
 			require.Equal(t, problemContentType, res.Header.Get("Content-Type"))
 		}
+	})
+}
+
+// FuzzChecksBody feeds arbitrary bodies to decodeChecks, the decoder of
+// POST /v1/checks. It never panics; it refuses with a 400 invalid problem,
+// or accepts 1 to 1,000 checks, each with an account and exactly one of a
+// child and a carer, whose values encoding/json reads the same from the
+// body (the strict decoder accepts nothing the plain one reads otherwise),
+// and which encode back to a body it decodes to the same checks.
+func FuzzChecksBody(f *testing.F) {
+	a, c := "123e4567-e89b-12d3-a456-426614174000", "223e4567-e89b-12d3-a456-426614174000"
+	item := checkItem(a, "child_id", c, "view")
+	for _, seed := range []string{
+		checksBody([]string{item}),
+		checksBody([]string{item, checkItem(a, "carer_id", a, "record")}, `"at":"2026-03-02T09:00:00+01:00"`, `"min_position":"12"`),
+		checksBody([]string{item, item}, `"min_position":"12.3"`),
+		`{"checks":[]}`, `{"checks":null}`, `{}`, `[]`, ``, `{"checks":[{}]}`,
+		`{"checks":[{"account_id":"` + a + `","child_id":"` + c + `","carer_id":"` + c + `","permission":"view"}]}`,
+		`{"checks":[{"ACCOUNT_ID":"` + a + `","child_id":"` + c + `","permission":"view"}]}`,
+		`{"checks":[{"account_id":"` + a + `","child_id":"` + c + `","permission":"view","permission":"view"}]}`,
+		`{"checks":[{"account_id":"` + a + `","child_id":"` + c + `","permission":"view\u0000"}]}`,
+		`{"checks":[{"account_id":"{` + a + `}","child_id":"` + c + `","permission":"view"}]}`,
+		"{\"checks\":[" + item + "]}\xff",
+		checksBody([]string{item}, `"at":"9999-12-31T23:59:59.999999999-01:00"`),
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := decodeChecks(body)
+		if err != nil {
+			pr := problemFor(err)
+			require.Equal(t, 400, pr.Status, err.Error())
+			require.Equal(t, codeInvalid, string(pr.Code))
+			return
+		}
+		require.NotEmpty(t, p.Items)
+		require.LessOrEqual(t, len(p.Items), queries.MaxChecks)
+		var plain api.ChecksRequest
+		require.NoError(t, json.Unmarshal(body, &plain), "the strict decoder accepted what encoding/json refuses")
+		require.Len(t, plain.Checks, len(p.Items))
+		items := make([]string, len(p.Items))
+		for i, it := range p.Items {
+			require.NotEqual(t, uuid.Nil, it.Account)
+			require.True(t, (it.Child == uuid.Nil) != (it.Carer == uuid.Nil), "exactly one of child and carer")
+			pl := plain.Checks[i]
+			require.True(t, strings.EqualFold(it.Account.String(), pl.AccountID))
+			require.Equal(t, it.Permission.String(), string(pl.Permission))
+			field, id := "child_id", it.Child
+			if it.Carer != uuid.Nil {
+				field, id = "carer_id", it.Carer
+				require.True(t, pl.CarerID != nil && strings.EqualFold(id.String(), *pl.CarerID))
+			} else {
+				require.True(t, pl.ChildID != nil && strings.EqualFold(id.String(), *pl.ChildID))
+			}
+			items[i] = checkItem(it.Account.String(), field, id.String(), it.Permission.String())
+		}
+		var extra []string
+		if !p.At.IsZero() {
+			extra = append(extra, `"at":"`+p.At.Format(time.RFC3339Nano)+`"`)
+		}
+		if p.Given {
+			extra = append(extra, `"min_position":"`+p.Min.String()+`"`)
+		}
+		again, err := decodeChecks([]byte(checksBody(items, extra...)))
+		require.NoError(t, err)
+		require.Equal(t, p, again)
 	})
 }

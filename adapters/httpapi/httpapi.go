@@ -18,7 +18,9 @@
 //     (problem.go), the only place that chooses a status and a code;
 //   - bodies: decodeBody (decode.go) limits a body to MaxBodyBytes, requires
 //     application/json, valid UTF-8, exactly one JSON object without
-//     duplicate or unknown keys, and clean text;
+//     duplicate or unknown keys, and clean text (decodeChecks, checks.go,
+//     the same for the one query with a body, POST /v1/checks, up to
+//     MaxChecksBodyBytes);
 //   - idempotency: runCommand (commands.go) fingerprints the request,
 //     replays stored answers (header Idempotent-Replayed: true) and
 //     abandons the key when the command fails with a 5xx;
@@ -96,6 +98,7 @@ type Commands interface {
 type Queries interface {
 	Authorize(ctx context.Context, q queries.Name, c queries.Caller) error
 	Check(ctx context.Context, c queries.Caller, p queries.CheckParams) (api.CheckAnswer, error)
+	Checks(ctx context.Context, c queries.Caller, p queries.ChecksParams) (api.ChecksAnswer, error)
 	AccountChildren(ctx context.Context, c queries.Caller, account uuid.UUID, at time.Time, w queries.Consistency) (api.ChildrenAnswer, error)
 	ChildViewers(ctx context.Context, c queries.Caller, child uuid.UUID, at time.Time, w queries.Consistency) (api.ViewersAnswer, error)
 	Watch(ctx context.Context, c queries.Caller) (queries.Feed, error)

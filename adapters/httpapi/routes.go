@@ -82,6 +82,7 @@ func routes() []route {
 		// Queries answered by the access index.
 		{Name: "check", Method: http.MethodGet, Pattern: "/v1/check", Access: asks,
 			Params: []string{"account_id", "child_id", "carer_id", "permission", "at", "min_position"}, handle: (*server).check},
+		{Name: "checks", Method: http.MethodPost, Pattern: "/v1/checks", Access: asks, handle: (*server).checks},
 		{Name: "account_children", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/children", Access: asks,
 			Params: []string{"at", "min_position"}, handle: (*server).accountChildren},
 		{Name: "list_children", Method: http.MethodGet, Pattern: "/v1/children", Access: asks,

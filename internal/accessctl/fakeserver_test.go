@@ -25,6 +25,8 @@ type apiRoute struct {
 	optBody []string // the body's optional fields
 	query   []string // the query parameters api.md allows (GET)
 	ext     []string // more parameters the server accepts (adapters/httpapi's route table)
+	// maxBody is the largest body (default maxBodyBytes).
+	maxBody int
 }
 
 // commandRoutes and queryRoutes are api.md's tables.
@@ -58,6 +60,8 @@ var commandRoutes = []apiRoute{
 // and in ext the server's additions that accessctl uses.
 var queryRoutes = []apiRoute{
 	{pattern: "GET /v1/check", query: []string{"account_id", "child_id", "carer_id", "permission", "at", "min_position"}},
+	// A query with a body: no query parameters, no Idempotency-Key.
+	{pattern: "POST /v1/checks", body: []string{"checks"}, optBody: []string{"at", "min_position"}, query: []string{}, maxBody: 256 << 10},
 	{pattern: "GET /v1/accounts/{account_id}/children", query: []string{"at", "min_position"}},
 	{pattern: "GET /v1/children/{child_id}/viewers", query: []string{"at", "min_position"}},
 	{pattern: "GET /v1/children/{child_id}/history", query: []string{"min_position"}, ext: []string{"at", "as_of"}},
@@ -177,18 +181,22 @@ func (f *fakeServer) handler(rt apiRoute, command bool) http.Handler {
 		}
 		seen := seenRequest{Pattern: rt.pattern, Path: r.URL.Path, Query: r.URL.Query(),
 			IdempotencyKey: r.Header.Get("Idempotency-Key"), Authorization: r.Header.Get("Authorization")}
-		if command {
+		if rt.body != nil || rt.optBody != nil {
+			limit := maxBodyBytes
+			if rt.maxBody > 0 {
+				limit = rt.maxBody
+			}
 			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 				f.refuse(w, http.StatusUnsupportedMediaType, "invalid", "Invalid request", "the body must be application/json")
 				return
 			}
-			raw, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+			raw, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
 			if err != nil {
 				f.refuse(w, http.StatusBadRequest, "invalid", "Invalid request", err.Error())
 				return
 			}
-			if len(raw) > maxBodyBytes {
-				f.refuse(w, http.StatusRequestEntityTooLarge, "too_large", "Request too large", "the body is larger than 64 KiB")
+			if len(raw) > limit {
+				f.refuse(w, http.StatusRequestEntityTooLarge, "too_large", "Request too large", fmt.Sprintf("the body is larger than %d bytes", limit))
 				return
 			}
 			var body map[string]any
@@ -210,11 +218,11 @@ func (f *fakeServer) handler(rt apiRoute, command bool) http.Handler {
 				}
 			}
 			seen.Body, seen.RawBody = body, string(raw)
-		} else {
-			if r.ContentLength > 0 {
-				f.refuse(w, http.StatusBadRequest, "invalid", "Invalid request", "a query has no body")
-				return
-			}
+		} else if r.ContentLength > 0 {
+			f.refuse(w, http.StatusBadRequest, "invalid", "Invalid request", "this query has no body")
+			return
+		}
+		if !command {
 			for k, vs := range r.URL.Query() {
 				if !(slices.Contains(rt.query, k) || slices.Contains(rt.ext, k)) || len(vs) != 1 {
 					f.refuse(w, http.StatusBadRequest, "invalid", "Invalid request", "unknown or repeated parameter "+k)

@@ -68,7 +68,7 @@ func usage(w io.Writer) {
 	p("answer and changes nothing.")
 	p("")
 	p("Exit codes:")
-	p("  0  done (check: the access is allowed)")
+	p("  0  done (check: the access is allowed; checks: answered, whatever the answers)")
 	p("  1  the server refused or failed (its problem is printed to stderr as")
 	p("     \"accessctl: TITLE: DETAIL (code CODE, status STATUS)\"), the server could")
 	p("     not be reached, verify found the audit trail broken, or a ledger check")

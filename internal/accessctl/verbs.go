@@ -300,6 +300,7 @@ func verbs() []verb {
 		setPolicyVerb(),
 		// Queries.
 		checkVerb(),
+		checksVerb(),
 		childrenVerb(),
 		viewersVerb(),
 		historyVerb(),

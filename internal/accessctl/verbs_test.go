@@ -36,6 +36,8 @@ type verbCase struct {
 	// of jsonExtra.
 	extra     map[string]reply
 	jsonExtra []string
+	// stdin is what the verb reads from standard input.
+	stdin string
 }
 
 // Records the lookups answer (GET /v1/children/{id}, GET /v1/accounts/{id}).
@@ -222,6 +224,27 @@ func verbCases() []verbCase {
 			answer: `{"allowed":false,"reason":"no_relationship","position":"22"}`,
 			table:  "allowed      no\npermissions  -\nreason       no_relationship\nuntil        -\nposition     22\n",
 			exit:   exitDenied,
+		},
+		{
+			// JSON lines from standard input; the answers in the file's
+			// order, denials included, exit 0.
+			name: "checks", args: []string{"checks", "--file", "-", "--at", "2026-03-01T00:00:00+01:00", "--min-position", "22"},
+			stdin: `{"account_id":"` + carerID + `","child_id":"` + childID + `","permission":"complete_outstanding"}` + "\n\n" +
+				`{"account_id":"` + accountID + `","carer_id":"` + carerID + `","permission":"view"}` + "\n" +
+				`{"account_id":"` + accountID + `","child_id":"` + placementID + `","permission":"complete_outstanding"}` + "\n",
+			pattern: "POST /v1/checks", path: "/v1/checks",
+			body: `{"checks":[{"account_id":"` + carerID + `","child_id":"` + childID + `","permission":"complete_outstanding"},` +
+				`{"account_id":"` + accountID + `","carer_id":"` + carerID + `","permission":"view"},` +
+				`{"account_id":"` + accountID + `","child_id":"` + placementID + `","permission":"complete_outstanding"}],` +
+				`"at":"2026-02-28T23:00:00Z","min_position":"22"}`,
+			answer: `{"results":[{"allowed":true,"permissions":["view","complete_outstanding"],"reason":"grace_period","until":"2026-03-04T17:00:00Z"},` +
+				`{"allowed":false,"permissions":[],"reason":"no_relationship","until":null},` +
+				`{"allowed":false,"permissions":[],"reason":"not_found","until":null}],"position":"22","at":"2026-02-28T23:00:00Z"}`,
+			table: "ACCOUNT                               CHILD OR CARER                              PERMISSION            ALLOWED  REASON           UNTIL\n" +
+				carerID + "  child " + childID + "  complete_outstanding  yes      grace_period     2026-03-04 17:00:00 UTC\n" +
+				accountID + "  carer " + carerID + "  view                  no       no_relationship  -\n" +
+				accountID + "  child " + placementID + "  complete_outstanding  no       not_found        -\n" +
+				"position: 22\n",
 		},
 		{
 			name: "children", args: []string{"children", "--account", carerID, "--at", "2026-02-03T12:00:00Z"},
@@ -535,6 +558,11 @@ func TestVerbs(t *testing.T) {
 					}
 					return reply{status: 404, body: `{"title":"Not found","status":404,"detail":"not in the case","code":"not_found"}`}
 				})
+				if tc.stdin != "" {
+					was := stdin
+					stdin = strings.NewReader(tc.stdin)
+					t.Cleanup(func() { stdin = was })
+				}
 				res := runCLI(t, envFor(f), append(clone(tc.args), "--output", format)...)
 				require.Empty(t, f.refusals(), "the fake server refused a request")
 				require.Equal(t, tc.exit, res.code, "stderr: %s", res.stderr)
@@ -561,11 +589,17 @@ func TestVerbs(t *testing.T) {
 				}
 				require.ElementsMatch(t, wantOthers, others, "the requests besides the verb's own")
 				req := main[0]
-				if tc.body != "" {
+				isCommand := slices.ContainsFunc(commandRoutes, func(r apiRoute) bool { return r.pattern == tc.pattern })
+				switch {
+				case tc.body != "" && isCommand:
 					require.JSONEq(t, tc.body, req.RawBody)
 					_, err := uuid.Parse(req.IdempotencyKey)
 					require.NoError(t, err, "a command carries a generated Idempotency-Key")
-				} else {
+				case tc.body != "": // a query with a body
+					require.JSONEq(t, tc.body, req.RawBody)
+					require.Empty(t, req.Query)
+					require.Empty(t, req.IdempotencyKey)
+				default:
 					require.Equal(t, tc.query, req.Query)
 					require.Empty(t, req.IdempotencyKey)
 				}

@@ -131,6 +131,43 @@ func BenchmarkCheckParallel(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckMany answers the same n random pairs of the big index with
+// one CheckMany (one read lock, one position; into a reused slice) and
+// with n Check calls (n locks, n position reads). ns/check is the cost of
+// one pair either way.
+func BenchmarkCheckMany(b *testing.B) {
+	big := bigIndex()
+	for _, n := range []int{100, 1_000} {
+		items := make([]accessindex.CheckItem, n)
+		for i := range items {
+			p := big.pairs[(i*7919)%len(big.pairs)]
+			items[i] = accessindex.CheckItem{Account: p.Account, Child: p.Child, Permission: domain.View}
+		}
+		b.Run(fmt.Sprintf("n=%d/how=many", n), func(b *testing.B) {
+			b.ReportAllocs()
+			dst := make([]accessindex.ItemAnswer, 0, n)
+			for b.Loop() {
+				var pos eventlog.Position
+				if dst, pos = big.ix.CheckMany(items, big.at, dst); pos.IsZero() {
+					b.Fatal("no position")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/check")
+		})
+		b.Run(fmt.Sprintf("n=%d/how=single", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, it := range items {
+					if a := big.ix.Check(it.Account, it.Child, it.Permission, big.at); a.Position.IsZero() {
+						b.Fatal("no position")
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/check")
+		})
+	}
+}
+
 // BenchmarkCheckWhileApplying is BenchmarkCheckParallel with a writer
 // applying a record about every 100µs.
 func BenchmarkCheckWhileApplying(b *testing.B) {

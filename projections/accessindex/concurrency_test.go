@@ -110,6 +110,21 @@ func TestConcurrentReadersSeeConsistentAnswers(t *testing.T) {
 					if len(es) != n {
 						fail("viewers of %s at %s: %d, want %d", p.Child, pos, len(es), n)
 					}
+				case 2:
+					// A batch: every answer is the one at the batch's
+					// single position.
+					items := make([]accessindex.CheckItem, 0, 40)
+					for k := range 40 {
+						q := pairs[(i+k*7)%len(pairs)]
+						items = append(items, accessindex.CheckItem{Account: q.Account, Child: q.Child, Permission: domain.View})
+					}
+					as, pos := ix.CheckMany(items, decision, nil)
+					for k, a := range as {
+						want := expected[pos.Commit][(i+k*7)%len(pairs)]
+						if a.Position != pos || a.Permissions != want.Permissions || a.Reason != want.Reason || !a.Until.Equal(want.Until) {
+							fail("batch item %d at %s: got %+v, want %+v", k, pos, a, want)
+						}
+					}
 				}
 			}
 			positions.Add(int64(seen))
@@ -270,4 +285,13 @@ func TestChecksAllocateNothing(t *testing.T) {
 		_ = ix.CheckCarer(p.Account, p.Account, domain.View, at)
 	})
 	require.Zero(t, allocs)
+
+	items := make([]accessindex.CheckItem, len(pairs))
+	for k, p := range pairs {
+		items[k] = accessindex.CheckItem{Account: p.Account, Child: p.Child, Permission: domain.Record}
+	}
+	items[0].Carer = items[0].Account
+	dst := make([]accessindex.ItemAnswer, 0, len(items))
+	allocs = testing.AllocsPerRun(100, func() { dst, _ = ix.CheckMany(items, at, dst) })
+	require.Zero(t, allocs, "CheckMany into a slice large enough")
 }

@@ -20,11 +20,12 @@
 // # Concurrency
 //
 // An Index is safe for any number of concurrent readers (Check, CheckCarer,
-// ChildrenOf, ViewersOf, Changes, WaitFor, Position, Stats) while one
+// CheckMany, ChildrenOf, ViewersOf, Changes, WaitFor, Position, Stats) while one
 // goroutine feeds it (Apply, or Run which calls Apply). The fold itself
 // (decoding, the aggregates, copying facts) runs outside the lock; only the
 // few map writes of each record take the write lock, so readers wait for
-// microseconds at most.
+// microseconds at most (and the applier for a reader's whole CheckMany
+// batch).
 //
 // # Feeding
 //
@@ -249,18 +250,7 @@ type account struct {
 func (ix *Index) Check(acct, child uuid.UUID, perm domain.Permission, t time.Time) Answer {
 	ix.mu.RLock()
 	pos := ix.pos
-	var a domain.Access
-	var ended time.Time
-	if f, ok := ix.pairs[accessmodel.Pair{Account: acct, Child: child}]; ok {
-		a = f.at(t)
-		if a.Reason == domain.ReasonGracePeriod {
-			ended = domain.GraceFrom(f.placements, t)
-		}
-	} else if ac := ix.accounts[acct]; ac != nil && ac.known {
-		a = domain.ChildAccess(ac.facts, nil, nil, t)
-	} else {
-		a = domain.Access{Reason: domain.ReasonNoRelationship}
-	}
+	a, ended := ix.childAccess(acct, child, t)
 	ix.mu.RUnlock()
 	return Answer{Allowed: a.Allows(perm), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until, Position: pos,
 		PlacementEndedAt: ended}
@@ -273,14 +263,86 @@ func (ix *Index) Check(acct, child uuid.UUID, perm domain.Permission, t time.Tim
 func (ix *Index) CheckCarer(acct, carer uuid.UUID, perm domain.Permission, t time.Time) Answer {
 	ix.mu.RLock()
 	pos := ix.pos
-	var a domain.Access
-	if ac := ix.accounts[acct]; ac != nil && ac.known {
-		a = domain.CarerRecordAccess(acct == carer, ac.facts, t)
-	} else {
-		a = domain.Access{Reason: domain.ReasonNoRelationship}
-	}
+	a := ix.carerAccess(acct, carer, t)
 	ix.mu.RUnlock()
 	return Answer{Allowed: a.Allows(perm), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until, Position: pos}
+}
+
+// childAccess is Check's access, and, in a grace period, when the
+// placement ended (Answer.PlacementEndedAt); ix.mu is held.
+func (ix *Index) childAccess(acct, child uuid.UUID, t time.Time) (domain.Access, time.Time) {
+	if f, ok := ix.pairs[accessmodel.Pair{Account: acct, Child: child}]; ok {
+		a := f.at(t)
+		if a.Reason == domain.ReasonGracePeriod {
+			return a, domain.GraceFrom(f.placements, t)
+		}
+		return a, time.Time{}
+	}
+	if ac := ix.accounts[acct]; ac != nil && ac.known {
+		return domain.ChildAccess(ac.facts, nil, nil, t), time.Time{}
+	}
+	return domain.Access{Reason: domain.ReasonNoRelationship}, time.Time{}
+}
+
+// carerAccess is CheckCarer's access; ix.mu is held.
+func (ix *Index) carerAccess(acct, carer uuid.UUID, t time.Time) domain.Access {
+	if ac := ix.accounts[acct]; ac != nil && ac.known {
+		return domain.CarerRecordAccess(acct == carer, ac.facts, t)
+	}
+	return domain.Access{Reason: domain.ReasonNoRelationship}
+}
+
+// CheckItem is one check of CheckMany: may Account do Permission on Child's
+// record, or, when Carer is set (not uuid.Nil), on Carer's own record (R1)?
+type CheckItem struct {
+	Account, Child, Carer uuid.UUID
+	Permission            domain.Permission
+}
+
+// ItemAnswer is CheckMany's answer to one item.
+type ItemAnswer struct {
+	// Answer is what Check (CheckCarer for a carer item) answers for the
+	// item; its Position is the batch's.
+	Answer
+	// Unknown reports that the index has never seen the item's account
+	// invited, or its child registered (its carer invited): the ids a
+	// single check answers 404 for. Answer is then Check's answer for such
+	// ids (denied, no_relationship or the account's own reason).
+	Unknown bool
+}
+
+// CheckMany answers every item at decision time t under one read lock: all
+// the answers, and whether each item's ids are known, reflect exactly the
+// records up to the position it returns (also every answer's Position),
+// as one Check would for each at that position. Each answer equals Check's
+// (CheckCarer's) for the item. The answers are appended to dst[:0], in the
+// items' order; with cap(dst) >= len(items) CheckMany allocates nothing.
+//
+// The applier waits for the whole batch (about 1 ms for 1,000 random pairs
+// of a county's index); callers bound the batch (queries.MaxChecks).
+func (ix *Index) CheckMany(items []CheckItem, t time.Time, dst []ItemAnswer) ([]ItemAnswer, eventlog.Position) {
+	dst = dst[:0]
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	pos := ix.pos
+	for _, it := range items {
+		var a domain.Access
+		var ended time.Time
+		ac := ix.accounts[it.Account]
+		known := ac != nil && ac.known
+		if it.Carer != uuid.Nil {
+			a = ix.carerAccess(it.Account, it.Carer, t)
+			c := ix.accounts[it.Carer]
+			known = known && c != nil && c.known
+		} else {
+			a, ended = ix.childAccess(it.Account, it.Child, t)
+			_, registered := ix.registered[it.Child]
+			known = known && registered
+		}
+		dst = append(dst, ItemAnswer{Answer: Answer{Allowed: a.Allows(it.Permission), Permissions: a.Permissions,
+			Reason: a.Reason, Until: a.Until, Position: pos, PlacementEndedAt: ended}, Unknown: !known})
+	}
+	return dst, pos
 }
 
 // ChildrenOf lists the children account can see at decision time t (some

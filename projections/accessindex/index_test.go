@@ -522,3 +522,68 @@ func TestAgreesWithAggregates(t *testing.T) {
 		requireAgrees(t, ix, w, times...)
 	}
 }
+
+// TestCheckMany: a batch answers, in order, exactly what Check and
+// CheckCarer answer for each item, marks the items whose account, child or
+// carer the index has never seen, and carries one position.
+func TestCheckMany(t *testing.T) {
+	w := newWorld(t, 13)
+	carer := w.carer("carer", t0)
+	parent := w.parent("parent", t0)
+	invited := w.account("invited@family.example.org", domain.KindParent, t0, time.Time{})
+	child := w.child("C-1", "worker-ann", t0)
+	other := w.child("C-2", "worker-ann", t0)
+	w.place(child, carer, t0.Add(day), t0.Add(day))
+	w.grant(other, parent, "view", t0.Add(day))
+	moved := w.carer("moved", t0)
+	pl := w.place(other, moved, t0.Add(day), t0.Add(day))
+	w.end(other, pl, t0.Add(day+time.Hour), t0.Add(day+time.Hour))
+	ix := feed(t, w, nil)
+	at := t0.Add(2 * day)
+	stranger, nobody := uuid.New(), uuid.New()
+
+	for _, tc := range []struct {
+		name    string
+		item    accessindex.CheckItem
+		unknown bool
+	}{
+		{"placed carer, record", accessindex.CheckItem{Account: carer, Child: child, Permission: domain.Record}, false},
+		{"granted parent, view", accessindex.CheckItem{Account: parent, Child: other, Permission: domain.View}, false},
+		{"carer in a grace period", accessindex.CheckItem{Account: moved, Child: other, Permission: domain.CompleteOutstanding}, false},
+		{"granted parent, record", accessindex.CheckItem{Account: parent, Child: other, Permission: domain.Record}, false},
+		{"no relationship", accessindex.CheckItem{Account: parent, Child: child, Permission: domain.View}, false},
+		{"invited account", accessindex.CheckItem{Account: invited, Child: child, Permission: domain.View}, false},
+		{"own carer record", accessindex.CheckItem{Account: carer, Carer: carer, Permission: domain.Record}, false},
+		{"someone else's carer record", accessindex.CheckItem{Account: parent, Carer: carer, Permission: domain.View}, false},
+		{"unknown account", accessindex.CheckItem{Account: stranger, Child: child, Permission: domain.View}, true},
+		{"unknown child", accessindex.CheckItem{Account: carer, Child: nobody, Permission: domain.View}, true},
+		{"unknown carer", accessindex.CheckItem{Account: carer, Carer: nobody, Permission: domain.View}, true},
+		{"a child id as carer", accessindex.CheckItem{Account: carer, Carer: child, Permission: domain.View}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The item alone, and in the middle of a batch.
+			batch := []accessindex.CheckItem{{Account: carer, Child: child, Permission: domain.View}, tc.item,
+				{Account: parent, Child: other, Permission: domain.Record}}
+			got, pos := ix.CheckMany(batch, at, nil)
+			require.Equal(t, last(w), pos)
+			require.Len(t, got, len(batch))
+			for i, it := range batch {
+				want := ix.Check(it.Account, it.Child, it.Permission, at)
+				if it.Carer != uuid.Nil {
+					want = ix.CheckCarer(it.Account, it.Carer, it.Permission, at)
+				}
+				require.Equal(t, want, got[i].Answer, "item %d", i)
+				require.Equal(t, pos, got[i].Position)
+			}
+			require.Equal(t, tc.unknown, got[1].Unknown)
+			if got[1].Reason == domain.ReasonGracePeriod {
+				require.True(t, got[1].PlacementEndedAt.Equal(t0.Add(day+time.Hour)), "placement_ended_at as Check's")
+			}
+			require.False(t, got[0].Unknown)
+			require.False(t, got[2].Unknown)
+		})
+	}
+	got, pos := ix.CheckMany(nil, at, nil)
+	require.Empty(t, got)
+	require.Equal(t, last(w), pos)
+}
