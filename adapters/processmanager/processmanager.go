@@ -325,7 +325,12 @@ func New(cfg Config) (*ProcessManager, error) {
 	}
 	wlog := watermill.NewSlogLoggerWithLevelMapping(cfg.Logger.With("component", "processmanager"),
 		map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-	router, err := message.NewRouter(message.RouterConfig{}, wlog)
+	// A router closed while it is still subscribing (a stop right after a
+	// start, on a bus whose subscriber initializes its schema) waits its
+	// whole close timeout; watermill's default, 30 s, outlasts serve's
+	// shutdown timeout. Handlers are idempotent and unacked messages come
+	// again, so a short one loses nothing.
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: routerCloseTimeout}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("processmanager: router: %w", err)
 	}
@@ -413,6 +418,10 @@ func New(cfg Config) (*ProcessManager, error) {
 	}
 	return pm, nil
 }
+
+// routerCloseTimeout bounds how long closing the router waits for its
+// handlers.
+const routerCloseTimeout = 5 * time.Second
 
 // commandTopic is the topic of a command named as bus.EventMarshaler names
 // it.
