@@ -52,6 +52,9 @@ const (
 	TypeEmailClaimed         = "email.claimed.v1"
 	TypeEmailReleased        = "email.released.v1"
 	TypePolicySet            = "policy.set.v1"
+
+	TypeGrantReviewed = "grant.reviewed.v1"
+	TypeGrantExpired  = "grant.expired.v1"
 )
 
 // catalogue maps every event name to a constructor of its zero value.
@@ -83,6 +86,9 @@ var catalogue = map[string]func() Event{
 	TypeEmailClaimed:         func() Event { return &EmailClaimed{} },
 	TypeEmailReleased:        func() Event { return &EmailReleased{} },
 	TypePolicySet:            func() Event { return &PolicySet{} },
+
+	TypeGrantReviewed: func() Event { return &GrantReviewed{} },
+	TypeGrantExpired:  func() Event { return &GrantExpired{} },
 }
 
 // EventTypes lists every event name of the catalogue, sorted.
