@@ -46,6 +46,8 @@ const (
 	CommandReopenAccount     = "reopen_account"
 	CommandRequestEmail      = "request_email_change"
 	CommandChangeEmail       = "change_email"
+	CommandReviewGrant       = "review_grant"
+	CommandExpireGrant       = "expire_grant"
 )
 
 // DefaultMaxRetries is the number of retries after a concurrency conflict
@@ -521,6 +523,9 @@ var defaultReasons = map[string]string{
 	domain.TypeEmailClaimed:         "email given to the account",
 	domain.TypeEmailReleased:        "email freed: the account's email changed",
 	domain.TypePolicySet:            "policy set",
+
+	domain.TypeGrantReviewed: "grant reviewed and confirmed",
+	domain.TypeGrantExpired:  "time-limited grant ran out",
 }
 
 // DefaultReason is the reason recorded for an event of type typ when its

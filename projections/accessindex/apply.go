@@ -64,7 +64,8 @@ func (ix *Index) apply(rec eventlog.Record) error {
 	at := res.Envelope.RecordedAt
 	// A grace expiry changes no fact (the deadline was one already), but
 	// it is when followers of the change feed learn that access ended.
-	expiry := res.Envelope.Type == domain.TypeGraceExpired
+	expiry := res.Envelope.Type == domain.TypeGraceExpired || res.Envelope.Type == domain.TypeGrantExpired
+	grant, grantChanged := ix.grantNote(res.Envelope.Event)
 	ups := ix.scratch[:0]
 	for _, p := range res.Pairs {
 		old, existed := ix.pairs[p] // only this goroutine writes pairs
@@ -111,6 +112,9 @@ func (ix *Index) apply(rec eventlog.Record) error {
 		ac.facts = acctFacts
 	}
 	ix.noteChild(res.Envelope.Event)
+	if grantChanged {
+		ix.noteGrant(grant)
+	}
 	ix.pos = rec.Position
 	ix.applied++
 	if ix.targetSet && !ix.isReady && !ix.pos.Before(ix.target) {
@@ -165,6 +169,6 @@ func sameFacts(a *pairFacts, b *accessmodel.Facts) bool {
 			return x.Start.Equal(y.Start) && x.End.Equal(y.End) && x.GraceEnd.Equal(y.GraceEnd)
 		}) &&
 		slices.EqualFunc(a.grants, b.Grants, func(x, y domain.GrantFacts) bool {
-			return x.From.Equal(y.From) && x.To.Equal(y.To) && x.Permissions == y.Permissions
+			return x.From.Equal(y.From) && x.To.Equal(y.To) && x.Permissions == y.Permissions && x.ExpiresAt.Equal(y.ExpiresAt)
 		})
 }
