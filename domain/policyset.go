@@ -27,11 +27,11 @@ const PolicyStream = "policy"
 // change was recorded: never backdated, and never before the previous
 // PolicySet's.
 type PolicySet struct {
-	GracePeriod            int64     `json:"grace_period"`
-	InvitationTTL          int64     `json:"invitation_ttl"`
-	SessionIdleTimeout     int64     `json:"session_idle_timeout"`
-	SessionWarningAfter    int64     `json:"session_warning_after"`
-	ClosedAccountRetention int64     `json:"closed_account_retention"`
+	GracePeriod            int64 `json:"grace_period"`
+	InvitationTTL          int64 `json:"invitation_ttl"`
+	SessionIdleTimeout     int64 `json:"session_idle_timeout"`
+	SessionWarningAfter    int64 `json:"session_warning_after"`
+	ClosedAccountRetention int64 `json:"closed_account_retention"`
 	// ReviewPeriod (R19) is absent from the events recorded before it
 	// existed: they decode with DefaultReviewPeriod.
 	ReviewPeriod int64     `json:"review_period,omitzero"`

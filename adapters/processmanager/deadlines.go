@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -60,6 +62,11 @@ const (
 	// EraseChildAtRetention, which does nothing when the date was moved
 	// since.
 	KindChildRetention Kind = "child_retention"
+	// KindGrantExpiry is the end of a time-limited grant (R19), one
+	// deadline per grant (child, account, granted_at): at it the process
+	// manager sends ExpireGrant, which does nothing when the grant was
+	// revoked or replaced before it ran out.
+	KindGrantExpiry Kind = "grant_expiry"
 )
 
 // State is where a deadline stands.
@@ -96,6 +103,22 @@ func AccountRetentionID(accountID uuid.UUID) string {
 // (its registration, or a retention date set later) set.
 func ChildRetentionID(childID, eventID uuid.UUID) string {
 	return string(KindChildRetention) + "/" + childID.String() + "/" + eventID.String()
+}
+
+// GrantExpiryID is the id of the expiry deadline of the grant to account
+// on child made at grantedAt.
+func GrantExpiryID(childID, accountID uuid.UUID, grantedAt time.Time) string {
+	return string(KindGrantExpiry) + "/" + childID.String() + "/" + accountID.String() + "/" + strconv.FormatInt(grantedAt.UnixMicro(), 10)
+}
+
+// grantedAtOf reads the granted_at of a GrantExpiryID.
+func grantedAtOf(id string) (time.Time, error) {
+	i := strings.LastIndexByte(id, '/')
+	us, err := strconv.ParseInt(id[i+1:], 10, 64)
+	if i < 0 || err != nil {
+		return time.Time{}, fmt.Errorf("deadline id %q: no granted_at", id)
+	}
+	return time.UnixMicro(us).UTC(), nil
 }
 
 // Deadline is one row of the deadlines table.
@@ -213,6 +236,10 @@ func invitationSubject(account uuid.UUID) subject {
 
 func accountRetentionSubject(account uuid.UUID) subject {
 	return subject{id: AccountRetentionID(account), kind: KindAccountRetention, accountID: account}
+}
+
+func grantExpirySubject(child, account uuid.UUID, grantedAt time.Time) subject {
+	return subject{id: GrantExpiryID(child, account, grantedAt), kind: KindGrantExpiry, childID: child, accountID: account}
 }
 
 func childRetentionSubject(child, event uuid.UUID) subject {

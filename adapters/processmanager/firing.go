@@ -151,6 +151,13 @@ func (pm *ProcessManager) fire(ctx context.Context, r row, now time.Time) {
 		cmd = &commands.EraseAccountAtRetention{AccountID: parseID(r.AccountID)}
 	case KindChildRetention:
 		cmd = &commands.EraseChildAtRetention{ChildID: parseID(r.ChildID), Due: f.due}
+	case KindGrantExpiry:
+		grantedAt, err := grantedAtOf(r.ID)
+		if err != nil {
+			pm.settleOrLog(ctx, f, err)
+			return
+		}
+		cmd = &commands.ExpireGrant{ChildID: parseID(r.ChildID), AccountID: parseID(r.AccountID), GrantedAt: grantedAt}
 	default:
 		pm.settleOrLog(ctx, f, fmt.Errorf("unknown deadline kind %q", r.Kind))
 		return
@@ -208,6 +215,17 @@ func (pm *ProcessManager) eraseChildAtRetention(ctx context.Context, cmd *comman
 		return nil
 	}
 	_, err = pm.cfg.Commands.EraseChildAtRetention(ctx, f.meta(), *cmd)
+	return pm.settle(ctx, f, err)
+}
+
+// expireGrant is the command handler of ExpireGrant (R19).
+func (pm *ProcessManager) expireGrant(ctx context.Context, cmd *commands.ExpireGrant) error {
+	f, err := readFiring(cqrs.OriginalMessageFromCtx(ctx), KindGrantExpiry)
+	if err != nil {
+		pm.log.Error("processmanager: dropping a malformed command", "command", commands.CommandExpireGrant, "error", err)
+		return nil
+	}
+	_, err = pm.cfg.Commands.ExpireGrant(ctx, f.meta(), *cmd)
 	return pm.settle(ctx, f, err)
 }
 

@@ -11,6 +11,9 @@
 //   - PlacementEnded sets the grace deadline of the placement
 //     (GraceID(placement)) at its grace_until; GraceExpired and
 //     GraceEndedEarly resolve it for good.
+//   - AccessGranted with an expires_at sets the expiry deadline of the
+//     grant (GrantExpiryID(child, account, granted_at), R19);
+//     GrantExpired and the AccessRevoked naming the grant resolve it.
 //   - AccountInvited sets the invitation deadline of the account
 //     (InvitationID(account)) at its expires_at; a renewed invitation moves
 //     it to the later expires_at and makes it pending again.
@@ -94,6 +97,7 @@ const (
 
 	TopicEraseAccountAtRetention = "accessledger.commands.v1." + commands.CommandRetainAccount
 	TopicEraseChildAtRetention   = "accessledger.commands.v1." + commands.CommandRetainChild
+	TopicExpireGrant             = "accessledger.commands.v1." + commands.CommandExpireGrant
 )
 
 // Defaults of Config.
@@ -136,6 +140,7 @@ type Commands interface {
 	ExpireInvitation(ctx context.Context, meta commands.Meta, cmd commands.ExpireInvitation) (commands.Result, error)
 	EraseAccountAtRetention(ctx context.Context, meta commands.Meta, cmd commands.EraseAccountAtRetention) (commands.Result, error)
 	EraseChildAtRetention(ctx context.Context, meta commands.Meta, cmd commands.EraseChildAtRetention) (commands.Result, error)
+	ExpireGrant(ctx context.Context, meta commands.Meta, cmd commands.ExpireGrant) (commands.Result, error)
 }
 
 // Config configures a ProcessManager. DB, Publisher, Subscriber and
@@ -365,6 +370,9 @@ func New(cfg Config) (*ProcessManager, error) {
 		cqrs.NewGroupEventHandler(pm.onChildRetentionSet),
 		cqrs.NewGroupEventHandler(pm.onPlacementCancelled),
 		cqrs.NewGroupEventHandler(pm.onAccountReopened),
+		cqrs.NewGroupEventHandler(pm.onAccessGranted),
+		cqrs.NewGroupEventHandler(pm.onAccessRevoked),
+		cqrs.NewGroupEventHandler(pm.onGrantExpired),
 	); err != nil {
 		return nil, fmt.Errorf("processmanager: event handlers: %w", err)
 	}
@@ -388,6 +396,7 @@ func New(cfg Config) (*ProcessManager, error) {
 		cqrs.NewCommandHandler("processmanager."+commands.CommandExpireInvitation, pm.expireInvitation),
 		cqrs.NewCommandHandler("processmanager."+commands.CommandRetainAccount, pm.eraseAccountAtRetention),
 		cqrs.NewCommandHandler("processmanager."+commands.CommandRetainChild, pm.eraseChildAtRetention),
+		cqrs.NewCommandHandler("processmanager."+commands.CommandExpireGrant, pm.expireGrant),
 	); err != nil {
 		return nil, fmt.Errorf("processmanager: command handlers: %w", err)
 	}
@@ -416,6 +425,8 @@ func commandTopic(name string) (string, error) {
 		return TopicEraseAccountAtRetention, nil
 	case bus.EventMarshaler{}.Name(commands.EraseChildAtRetention{}):
 		return TopicEraseChildAtRetention, nil
+	case bus.EventMarshaler{}.Name(commands.ExpireGrant{}):
+		return TopicExpireGrant, nil
 	}
 	return "", fmt.Errorf("processmanager: no topic for command %q", name)
 }
