@@ -26,6 +26,7 @@ const (
 	tReopen
 	tRequestEmail
 	tChangeEmail
+	tExpireGrant
 )
 
 // task is one decision due at a time (Unix microseconds): a command some
