@@ -401,6 +401,7 @@ const (
 	ReasonGraceExpired     Reason = "grace_expired"
 	ReasonGracePeriod      Reason = "grace_period"
 	ReasonGrant            Reason = "grant"
+	ReasonGrantExpired     Reason = "grant_expired"
 	ReasonNoRelationship   Reason = "no_relationship"
 	ReasonOwnRecord        Reason = "own_record"
 	ReasonPlacement        Reason = "placement"
@@ -420,6 +421,8 @@ func (e Reason) Valid() bool {
 		return true
 	case ReasonGrant:
 		return true
+	case ReasonGrantExpired:
+		return true
 	case ReasonNoRelationship:
 		return true
 	case ReasonOwnRecord:
@@ -427,6 +430,27 @@ func (e Reason) Valid() bool {
 	case ReasonPlacement:
 		return true
 	case ReasonRevoked:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ReviewItemRelationship.
+const (
+	ReviewItemRelationshipGuardian      ReviewItemRelationship = "guardian"
+	ReviewItemRelationshipNetworkMember ReviewItemRelationship = "network_member"
+	ReviewItemRelationshipParent        ReviewItemRelationship = "parent"
+)
+
+// Valid indicates whether the value is a known member of the ReviewItemRelationship enum.
+func (e ReviewItemRelationship) Valid() bool {
+	switch e {
+	case ReviewItemRelationshipGuardian:
+		return true
+	case ReviewItemRelationshipNetworkMember:
+		return true
+	case ReviewItemRelationshipParent:
 		return true
 	default:
 		return false
@@ -753,6 +777,9 @@ type CheckAnswer struct {
 
 	// At (addition) the decision time.
 	At Time `json:"at"`
+
+	// ExpiresAt (R19) when the reason is grant and the grant is time-limited, when it ends; absent otherwise.
+	ExpiresAt *NullableTime `json:"expires_at,omitempty"`
 
 	// Permissions (addition) everything the account may do on the record at the decision time.
 	Permissions Permissions `json:"permissions"`
@@ -1088,6 +1115,18 @@ type ExportPlacementStatus string
 // FreeText A reason; tab and line feed are allowed.
 type FreeText = string
 
+// GrantMade defines model for GrantMade.
+type GrantMade struct {
+	// ExpiresAt (R19) when a time-limited grant ends; null for an open-ended one.
+	ExpiresAt *NullableTime `json:"expires_at"`
+
+	// Position An opaque consistency token (a position in the event log).
+	Position Position `json:"position"`
+
+	// ReviewBy (R19) when an open-ended grant is due for review; null for a time-limited one.
+	ReviewBy *NullableTime `json:"review_by"`
+}
+
 // GrantRecord defines model for GrantRecord.
 type GrantRecord = GrantRecordFields
 
@@ -1117,6 +1156,9 @@ type GrantRecordFieldsStatus string
 type GrantRequest struct {
 	AccountID string `json:"account_id"`
 
+	// ExpiresAt (R19) when the grant ends by itself, in the future and at the latest 9899-12-31T23:59:59.999999Z. Optional; without it the grant is open-ended and due for review (review_by).
+	ExpiresAt *string `json:"expires_at,omitempty"`
+
 	// Permissions view, and optionally record.
 	Permissions []GrantRequestPermissions `json:"permissions"`
 
@@ -1130,6 +1172,15 @@ type GrantRequestPermissions string
 
 // GrantRequestRelationship defines model for GrantRequest.Relationship.
 type GrantRequestRelationship string
+
+// GrantReviewed defines model for GrantReviewed.
+type GrantReviewed struct {
+	// Position An opaque consistency token (a position in the event log).
+	Position Position `json:"position"`
+
+	// ReviewBy (R19) when the grant is next due for review.
+	ReviewBy Time `json:"review_by"`
+}
 
 // Hash defines model for Hash.
 type Hash = string
@@ -1293,6 +1344,9 @@ type Policy struct {
 	// Reason (R25) The reason recorded with it.
 	Reason *string `json:"reason,omitempty"`
 
+	// ReviewPeriod Seconds (R19): how long after it was made or last reviewed an open-ended grant is due for review (default 365 days).
+	ReviewPeriod int `json:"review_period"`
+
 	// SessionIdleTimeout Seconds (R16).
 	SessionIdleTimeout int `json:"session_idle_timeout"`
 
@@ -1366,6 +1420,39 @@ type RegisterChildRequest struct {
 	RetainUntil *string `json:"retain_until,omitempty"`
 }
 
+// ReviewItem defines model for ReviewItem.
+type ReviewItem struct {
+	AccountID UUID `json:"account_id"`
+	ChildID   UUID `json:"child_id"`
+
+	// ExpiresAt When the time-limited grant ends; null for an open-ended one.
+	ExpiresAt *NullableTime `json:"expires_at"`
+
+	// GrantedAt (addition) when the grant was made.
+	GrantedAt    *Time                  `json:"granted_at,omitempty"`
+	Relationship ReviewItemRelationship `json:"relationship"`
+
+	// ReviewBy When the open-ended grant is due for review; null for a time-limited one.
+	ReviewBy *NullableTime `json:"review_by"`
+
+	// WorkerID (addition) the child's allocated worker.
+	WorkerID *string `json:"worker_id,omitempty"`
+}
+
+// ReviewItemRelationship defines model for ReviewItem.Relationship.
+type ReviewItemRelationship string
+
+// ReviewList defines model for ReviewList.
+type ReviewList struct {
+	Grants []ReviewItem `json:"grants"`
+
+	// Next The after of the next page; null on the last.
+	Next *string `json:"next"`
+
+	// Position An opaque consistency token (a position in the event log).
+	Position Position `json:"position"`
+}
+
 // SecurityLogEntry defines model for SecurityLogEntry.
 type SecurityLogEntry struct {
 	ActorID   string `json:"actor_id"`
@@ -1406,6 +1493,9 @@ type SetPolicyRequest struct {
 
 	// Reason Optional.
 	Reason FreeText `api:"text" json:"reason,omitempty"`
+
+	// ReviewPeriod Seconds, at most 36,500 days.
+	ReviewPeriod *PolicySeconds `json:"review_period,omitempty"`
 
 	// SessionIdleTimeout Seconds, at most 36,500 days.
 	SessionIdleTimeout *PolicySeconds `json:"session_idle_timeout,omitempty"`
@@ -1815,6 +1905,12 @@ type GrantParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// ReviewGrantParams defines parameters for ReviewGrant.
+type ReviewGrantParams struct {
+	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // RevokeParams defines parameters for Revoke.
 type RevokeParams struct {
 	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
@@ -1906,6 +2002,24 @@ type SetPolicyParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// ListReviewsParams defines parameters for ListReviews.
+type ListReviewsParams struct {
+	// DueBefore List what is due before this time (default now).
+	DueBefore *Time `form:"due_before,omitempty" json:"due_before,omitempty"`
+
+	// WorkerID Only the children allocated to this worker (a worker's own id by default).
+	WorkerID *ActorID `form:"worker_id,omitempty" json:"worker_id,omitempty"`
+
+	// After The cursor of the page (the `next` of the previous one).
+	After *string `form:"after,omitempty" json:"after,omitempty"`
+
+	// Limit Page size, 1 to 1000, default 100.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
+	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
+}
+
 // SecurityLogParams defines parameters for SecurityLog.
 type SecurityLogParams struct {
 	Actor *string `form:"actor,omitempty" json:"actor,omitempty"`
@@ -1972,6 +2086,9 @@ type EraseChildJSONRequestBody = ReasonRequest
 
 // GrantJSONRequestBody defines body for Grant for application/json ContentType.
 type GrantJSONRequestBody = GrantRequest
+
+// ReviewGrantJSONRequestBody defines body for ReviewGrant for application/json ContentType.
+type ReviewGrantJSONRequestBody = ReasonRequest
 
 // RevokeJSONRequestBody defines body for Revoke for application/json ContentType.
 type RevokeJSONRequestBody = ReasonRequest

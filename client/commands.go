@@ -152,12 +152,32 @@ func (c *Client) EndGrace(ctx context.Context, child, placement uuid.UUID, reaso
 		api.ReasonRequest{Reason: reason}, &a, opts)
 }
 
-// Grant is POST /v1/children/{child_id}/grants (R7).
+// Grant is POST /v1/children/{child_id}/grants (R7): an open-ended grant,
+// due for review at the answer's review_by (R19).
 func (c *Client) Grant(ctx context.Context, child, account uuid.UUID, relationship api.GrantRequestRelationship,
-	permissions []api.GrantRequestPermissions, reason string, opts ...CallOption) (api.PositionAnswer, error) {
-	var a api.PositionAnswer
-	return a, c.command(ctx, http.MethodPost, "/v1/children/"+child.String()+"/grants", api.GrantRequest{AccountID: account.String(),
-		Relationship: relationship, Permissions: permissions, Reason: reason}, &a, opts)
+	permissions []api.GrantRequestPermissions, reason string, opts ...CallOption) (api.GrantMade, error) {
+	return c.GrantUntil(ctx, child, account, relationship, permissions, reason, time.Time{}, opts...)
+}
+
+// GrantUntil is Grant of a grant that ends by itself at expiresAt (R19);
+// a zero expiresAt makes it open-ended.
+func (c *Client) GrantUntil(ctx context.Context, child, account uuid.UUID, relationship api.GrantRequestRelationship,
+	permissions []api.GrantRequestPermissions, reason string, expiresAt time.Time, opts ...CallOption) (api.GrantMade, error) {
+	req := api.GrantRequest{AccountID: account.String(), Relationship: relationship, Permissions: permissions, Reason: reason}
+	if !expiresAt.IsZero() {
+		s := rfc3339(expiresAt)
+		req.ExpiresAt = &s
+	}
+	var a api.GrantMade
+	return a, c.command(ctx, http.MethodPost, "/v1/children/"+child.String()+"/grants", req, &a, opts)
+}
+
+// ReviewGrant is POST /v1/children/{child_id}/grants/{account_id}/review
+// (R19): the child's worker confirms an open-ended grant after its review.
+func (c *Client) ReviewGrant(ctx context.Context, child, account uuid.UUID, reason string, opts ...CallOption) (api.GrantReviewed, error) {
+	var a api.GrantReviewed
+	return a, c.command(ctx, http.MethodPost, "/v1/children/"+child.String()+"/grants/"+account.String()+"/review",
+		api.ReasonRequest{Reason: reason}, &a, opts)
 }
 
 // Revoke is POST /v1/children/{child_id}/grants/{account_id}/revoke.

@@ -211,6 +211,25 @@ func (c *Client) ChildrenAllocatedTo(ctx context.Context, worker string, after u
 	return a, c.query(ctx, "/v1/children", v, &a, opts)
 }
 
+// Reviews is GET /v1/reviews (R19): one page of the grants due for review,
+// or ending, before dueBefore (zero: now), of the children allocated to
+// worker ("": the caller's, for a worker; everyone's, for a manager or an
+// auditor), from the cursor after ("": the first page); limit 0 is the
+// server's default page size.
+func (c *Client) Reviews(ctx context.Context, dueBefore time.Time, worker, after string, limit int, opts ...CallOption) (api.ReviewList, error) {
+	v := url.Values{}
+	setTime(v, "due_before", dueBefore)
+	if worker != "" {
+		v.Set("worker_id", worker)
+	}
+	if after != "" {
+		v.Set("after", after)
+	}
+	setLimit(v, limit)
+	var a api.ReviewList
+	return a, c.query(ctx, "/v1/reviews", v, &a, opts)
+}
+
 // Child is GET /v1/children/{child_id}: the child's record, with its
 // placements' statuses at at (zero: now). An id never seen is ErrNotFound.
 func (c *Client) Child(ctx context.Context, child uuid.UUID, at time.Time, opts ...CallOption) (api.ChildRecord, error) {

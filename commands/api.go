@@ -220,13 +220,45 @@ type EndGrace struct {
 	Reason      string
 }
 
-// Grant is POST /v1/children/{child_id}/grants.
+// Grant is POST /v1/children/{child_id}/grants. ExpiresAt, when set, makes
+// the grant time-limited (R19).
 type Grant struct {
 	ChildID      uuid.UUID
 	AccountID    uuid.UUID
 	Relationship string
 	Permissions  []string
 	Reason       string
+	ExpiresAt    time.Time
+}
+
+// GrantMade answers Grant: the grant's end (time-limited) or review date
+// (open-ended), the other one zero (R19).
+type GrantMade struct {
+	ExpiresAt time.Time
+	ReviewBy  time.Time
+	Position  eventlog.Position
+}
+
+// ReviewGrant is POST /v1/children/{child_id}/grants/{account_id}/review
+// (R19).
+type ReviewGrant struct {
+	ChildID   uuid.UUID
+	AccountID uuid.UUID
+	Reason    string
+}
+
+// GrantReviewed answers ReviewGrant: the grant's new review date.
+type GrantReviewed struct {
+	ReviewBy time.Time
+	Position eventlog.Position
+}
+
+// ExpireGrant is sent by the process manager at a time-limited grant's
+// expires_at (R19): the grant to AccountID made at GrantedAt.
+type ExpireGrant struct {
+	ChildID   uuid.UUID
+	AccountID uuid.UUID
+	GrantedAt time.Time
 }
 
 // Revoke is POST /v1/children/{child_id}/grants/{account_id}/revoke.

@@ -17,6 +17,7 @@ import (
 const (
 	reasonGraceRanOut      = "grace period ran out"
 	reasonInvitationRanOut = "invitation ran out unaccepted"
+	reasonGrantRanOut      = "time-limited grant ran out"
 )
 
 // The id groups of the streams a command appends to.
@@ -272,36 +273,89 @@ func (s *Service) EndGrace(ctx context.Context, meta Meta, cmd EndGrace) (Result
 }
 
 // Grant lets a network member's account see the child's record (the child's
-// worker only, never to themselves: R7, R8). It reads the grantee's account
-// to decide.
-func (s *Service) Grant(ctx context.Context, meta Meta, cmd Grant) (Result, error) {
+// worker only, never to themselves: R7, R8), until cmd.ExpiresAt or, when
+// it is zero, open-ended with a review date the review period in force
+// after now (R19, R25). It reads the grantee's account to decide.
+func (s *Service) Grant(ctx context.Context, meta Meta, cmd Grant) (GrantMade, error) {
 	target := grantTarget(cmd.ChildID, cmd.AccountID)
 	d := s.ids(meta, CommandGrant, target)
-	var pos eventlog.Position
+	var out GrantMade
 	err := s.execute(ctx, &meta, CommandGrant, target, func(ctx context.Context, now time.Time) error {
 		child, l, err := s.loadChild(ctx, cmd.ChildID, d)
 		if err != nil {
 			return err
 		}
 		if envs, ok := l.replay(d, mainEvents); ok {
-			pos = lastPosition(envs)
+			out = GrantMade{Position: lastPosition(envs)}
+			if e, ok := envs[0].Event.(*domain.AccessGranted); ok {
+				out.ExpiresAt, out.ReviewBy = e.ExpiresAt, e.ReviewBy
+			}
 			return nil
 		}
 		grantee, gl, err := s.loadCarerOrGrantee(ctx, cmd.AccountID)
 		if err != nil {
 			return err
 		}
-		events, err := child.Grant(meta.Actor, grantee, cmd.Relationship, cmd.Permissions, cmd.Reason, now)
+		pol, err := s.PolicyAt(ctx, now)
 		if err != nil {
 			return err
 		}
-		pos, err = s.decided(ctx, l, cause(meta, cmd.Reason, now), d, events, gl)
+		events, err := child.GrantWith(meta.Actor, grantee, domain.GrantTerms{Relationship: cmd.Relationship,
+			Permissions: cmd.Permissions, Reason: cmd.Reason, ExpiresAt: cmd.ExpiresAt}, now, pol.Policy)
+		if err != nil {
+			return err
+		}
+		pos, err := s.decided(ctx, l, cause(meta, cmd.Reason, now), d, events, gl)
+		out = GrantMade{Position: pos}
+		if e, ok := events[0].(*domain.AccessGranted); ok {
+			out.ExpiresAt, out.ReviewBy = e.ExpiresAt, e.ReviewBy
+		}
 		return err
 	})
 	if err != nil {
-		return Result{}, err
+		return GrantMade{}, err
 	}
-	return Result{Position: pos}, nil
+	return out, nil
+}
+
+// ReviewGrant confirms an active, open-ended grant after its review, with a
+// reason (the child's worker only, R19): the grant is next due for review
+// the review period in force after now.
+func (s *Service) ReviewGrant(ctx context.Context, meta Meta, cmd ReviewGrant) (GrantReviewed, error) {
+	target := grantTarget(cmd.ChildID, cmd.AccountID)
+	d := s.ids(meta, CommandReviewGrant, target)
+	var out GrantReviewed
+	err := s.execute(ctx, &meta, CommandReviewGrant, target, func(ctx context.Context, now time.Time) error {
+		child, l, err := s.loadChild(ctx, cmd.ChildID, d)
+		if err != nil {
+			return err
+		}
+		var events []domain.Event
+		if envs, ok := l.replay(d, mainEvents); ok {
+			events, out.Position = eventsOf(envs), lastPosition(envs)
+		} else {
+			pol, err := s.PolicyAt(ctx, now)
+			if err != nil {
+				return err
+			}
+			if events, err = child.ReviewGrant(meta.Actor, cmd.AccountID, cmd.Reason, now, pol.Policy); err != nil {
+				return err
+			}
+			if out.Position, err = s.decided(ctx, l, cause(meta, cmd.Reason, now), d, events); err != nil {
+				return err
+			}
+		}
+		e, ok := events[0].(*domain.GrantReviewed)
+		if !ok {
+			return fmt.Errorf("review grant: the event decided or found is a %s, not a review", events[0].EventType())
+		}
+		out.ReviewBy = e.ReviewBy
+		return nil
+	})
+	if err != nil {
+		return GrantReviewed{}, err
+	}
+	return out, nil
 }
 
 // Revoke ends a network member's grant, with a reason (the child's worker
@@ -330,6 +384,26 @@ func (s *Service) ExpireCarerAccess(ctx context.Context, meta Meta, cmd ExpireCa
 				return nil, err
 			}
 			return c.ExpireCarerAccess(cmd.PlacementID, now)
+		})
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Position: pos}, nil
+}
+
+// ExpireGrant records that a time-limited grant ran out (R19). Only the
+// system actor (the process manager) sends it. It is refused with
+// domain.ErrNotDue before the grant's expires_at; at or after it, it
+// appends one GrantExpired; when the expiry is already recorded or the
+// grant was revoked or replaced before it ran out it succeeds and appends
+// nothing, answering the stream's last position.
+func (s *Service) ExpireGrant(ctx context.Context, meta Meta, cmd ExpireGrant) (Result, error) {
+	pos, err := s.childCommand(ctx, meta, CommandExpireGrant, cmd.ChildID, grantTarget(cmd.ChildID, cmd.AccountID), reasonGrantRanOut,
+		func(c *domain.Child, now time.Time) ([]domain.Event, error) {
+			if err := systemOnly(meta.Actor, "expire grant"); err != nil {
+				return nil, err
+			}
+			return c.ExpireGrant(cmd.AccountID, cmd.GrantedAt, now)
 		})
 	if err != nil {
 		return Result{}, err

@@ -162,7 +162,8 @@ func TestHappyPaths(t *testing.T) {
 				require.NoError(t, err)
 				got := requireAppended(t, e, before, r.Position, m, "agreed at review", domain.TypeAccessGranted)
 				require.Equal(t, &domain.AccessGranted{ChildID: child, AccountID: parent.id, Relationship: domain.RelParent,
-					Permissions: []string{"view", "record"}, GrantedAt: t0}, got[0].Event)
+					Permissions: []string{"view", "record"}, GrantedAt: t0, ReviewBy: t0.Add(domain.DefaultReviewPeriod)}, got[0].Event)
+				require.Equal(t, t0.Add(domain.DefaultReviewPeriod), r.ReviewBy)
 
 				m, before = meta(w), e.head(t)
 				rv, err := e.svc.Revoke(ctx, m, commands.Revoke{ChildID: child, AccountID: parent.id, Reason: "court order"})

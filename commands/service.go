@@ -49,6 +49,8 @@ const (
 	// The process manager's time marks.
 	CommandMarkPlacementStart = "mark_placement_start"
 	CommandMarkPlacementEnd   = "mark_placement_end"
+	CommandReviewGrant        = "review_grant"
+	CommandExpireGrant        = "expire_grant"
 )
 
 // DefaultMaxRetries is the number of retries after a concurrency conflict
@@ -526,6 +528,9 @@ var defaultReasons = map[string]string{
 	domain.TypePlacementStartReached: reasonStartReached,
 	domain.TypePlacementEndReached:   reasonEndReached,
 	domain.TypePolicySet:             "policy set",
+
+	domain.TypeGrantReviewed: "grant reviewed and confirmed",
+	domain.TypeGrantExpired:  "time-limited grant ran out",
 }
 
 // DefaultReason is the reason recorded for an event of type typ when its

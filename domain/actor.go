@@ -80,7 +80,14 @@ type Policy struct {
 	// is kept before the engine erases it (R22). Default
 	// DefaultClosedAccountRetention (six years).
 	ClosedAccountRetention time.Duration
+	// ReviewPeriod is how long after it was made or last reviewed an
+	// open-ended grant is due for review (R19). Default
+	// DefaultReviewPeriod (12 months).
+	ReviewPeriod time.Duration
 }
+
+// DefaultReviewPeriod is 12 months: 365 days (R19).
+const DefaultReviewPeriod = 365 * 24 * time.Hour
 
 // DefaultPolicy is the policy of the portal's FAQ.
 var DefaultPolicy = Policy{
@@ -90,6 +97,7 @@ var DefaultPolicy = Policy{
 	SessionWarningAfter: 10 * time.Minute,
 
 	ClosedAccountRetention: DefaultClosedAccountRetention,
+	ReviewPeriod:           DefaultReviewPeriod,
 }
 
 // Validate checks the durations: all positive, none longer than
@@ -107,12 +115,15 @@ func (p Policy) Validate() error {
 		return invalid("session_warning_after", "must be before the idle timeout")
 	case p.ClosedAccountRetention < 0:
 		return invalid("closed_account_retention", "must not be negative")
+	case p.ReviewPeriod < 0:
+		return invalid("review_period", "must not be negative")
 	}
 	for _, d := range []struct {
 		field string
 		v     time.Duration
 	}{{"grace_period", p.GracePeriod}, {"invitation_ttl", p.InvitationTTL}, {"session_idle_timeout", p.SessionIdleTimeout},
-		{"session_warning_after", p.SessionWarningAfter}, {"closed_account_retention", p.ClosedAccountRetention}} {
+		{"session_warning_after", p.SessionWarningAfter}, {"closed_account_retention", p.ClosedAccountRetention},
+		{"review_period", p.ReviewPeriod}} {
 		if d.v > MaxPolicyPeriod {
 			return invalid(d.field, "longer than %d days (the engine's times must leave room for it)", MaxPolicyPeriod/(24*time.Hour))
 		}
@@ -137,6 +148,9 @@ func (p Policy) WithDefaults() Policy {
 	}
 	if p.ClosedAccountRetention == 0 {
 		p.ClosedAccountRetention = d.ClosedAccountRetention
+	}
+	if p.ReviewPeriod == 0 {
+		p.ReviewPeriod = d.ReviewPeriod
 	}
 	return p
 }

@@ -159,13 +159,18 @@ func (e *GraceExpired) validate() error {
 
 // AccessGranted: the child's worker let a network member see the child's
 // record (R7). A grant to an account that already holds one replaces it from
-// GrantedAt on.
+// GrantedAt on. A time-limited grant has ExpiresAt, when it ends by itself
+// (R19); an open-ended one has ReviewBy, when it is due for review. Grants
+// recorded before R19 have neither: they are due for review
+// DefaultReviewPeriod after GrantedAt.
 type AccessGranted struct {
 	ChildID      uuid.UUID    `json:"child_id"`
 	AccountID    uuid.UUID    `json:"account_id"`
 	Relationship Relationship `json:"relationship"`
 	Permissions  []string     `json:"permissions"`
 	GrantedAt    time.Time    `json:"granted_at"`
+	ExpiresAt    time.Time    `json:"expires_at,omitzero"`
+	ReviewBy     time.Time    `json:"review_by,omitzero"`
 }
 
 func (*AccessGranted) EventType() string        { return TypeAccessGranted }
@@ -175,11 +180,32 @@ func (e *AccessGranted) validate() error {
 		checkEventTime("granted_at", e.GrantedAt)); err != nil {
 		return err
 	}
+	if err := firstErr(laterTime("expires_at", e.ExpiresAt, e.GrantedAt), laterTime("review_by", e.ReviewBy, e.GrantedAt)); err != nil {
+		return err
+	}
+	if !e.ExpiresAt.IsZero() && !e.ReviewBy.IsZero() {
+		return invalid("review_by", "a time-limited grant has no review date")
+	}
 	if _, err := ParseRelationship(string(e.Relationship)); err != nil {
 		return err
 	}
 	_, err := grantPermissions(e.Permissions)
 	return err
+}
+
+// laterTime checks an optional event time: absent (zero), or a valid
+// event time after after.
+func laterTime(field string, t, after time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	if err := checkEventTime(field, t); err != nil {
+		return err
+	}
+	if !t.After(after) {
+		return invalid(field, "must be after %s", after.Format(time.RFC3339Nano))
+	}
+	return nil
 }
 
 // PermissionSet returns the grant's permissions. It assumes the event is
@@ -205,16 +231,31 @@ func grantPermissions(names []string) (PermissionSet, error) {
 }
 
 // AccessRevoked: the child's worker revoked a grant, with a reason (R7).
+// GrantedAt names the grant revoked (its granted_at), so that the process
+// manager settles that grant's expiry deadline (R19); revocations recorded
+// before R19 lack it (their grants had no end).
 type AccessRevoked struct {
 	ChildID   uuid.UUID `json:"child_id"`
 	AccountID uuid.UUID `json:"account_id"`
 	RevokedAt time.Time `json:"revoked_at"`
+	GrantedAt time.Time `json:"granted_at,omitzero"`
 }
 
 func (*AccessRevoked) EventType() string        { return TypeAccessRevoked }
 func (e *AccessRevoked) EffectiveAt() time.Time { return e.RevokedAt }
 func (e *AccessRevoked) validate() error {
-	return firstErr(needID("child_id", e.ChildID), needID("account_id", e.AccountID), checkEventTime("revoked_at", e.RevokedAt))
+	if err := firstErr(needID("child_id", e.ChildID), needID("account_id", e.AccountID), checkEventTime("revoked_at", e.RevokedAt)); err != nil {
+		return err
+	}
+	if !e.GrantedAt.IsZero() {
+		if err := checkEventTime("granted_at", e.GrantedAt); err != nil {
+			return err
+		}
+		if e.GrantedAt.After(e.RevokedAt) {
+			return invalid("granted_at", "after revoked_at")
+		}
+	}
+	return nil
 }
 
 // ---- account stream ----

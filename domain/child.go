@@ -60,13 +60,7 @@ func (p *placement) graceEnd() time.Time {
 type grant struct {
 	relationship Relationship
 	intervals    []GrantFacts
-}
-
-func (g *grant) active() (GrantFacts, bool) {
-	if n := len(g.intervals); n > 0 && g.intervals[n-1].To.IsZero() {
-		return g.intervals[n-1], true
-	}
-	return GrantFacts{}, false
+	info         []grantInfo // one per interval
 }
 
 // NewChild returns the empty aggregate of child id, to which the stream's
@@ -249,16 +243,7 @@ func (c *Child) Apply(e Event) error {
 		if err := c.same(e.ChildID); err != nil {
 			return err
 		}
-		g := c.grants[e.AccountID]
-		if g == nil {
-			g = &grant{}
-			c.grants[e.AccountID] = g
-		}
-		if n := len(g.intervals); n > 0 && g.intervals[n-1].To.IsZero() {
-			g.intervals[n-1].To = e.GrantedAt
-		}
-		g.relationship = e.Relationship
-		g.intervals = append(g.intervals, GrantFacts{From: e.GrantedAt, Permissions: e.PermissionSet()})
+		c.applyGranted(e)
 	case *AccessRevoked:
 		if err := c.same(e.ChildID); err != nil {
 			return err
@@ -267,6 +252,25 @@ func (c *Child) Apply(e Event) error {
 			if n := len(g.intervals); n > 0 && g.intervals[n-1].To.IsZero() {
 				g.intervals[n-1].To = e.RevokedAt
 			}
+		}
+	case *GrantReviewed:
+		if err := c.same(e.ChildID); err != nil {
+			return err
+		}
+		if err := c.applyGrantEvent(e.AccountID, e.GrantedAt, func(_ *GrantFacts, info *grantInfo) { info.reviewBy = e.ReviewBy }); err != nil {
+			return err
+		}
+	case *GrantExpired:
+		if err := c.same(e.ChildID); err != nil {
+			return err
+		}
+		if err := c.applyGrantEvent(e.AccountID, e.GrantedAt, func(iv *GrantFacts, info *grantInfo) {
+			info.expired = true
+			if iv.To.IsZero() {
+				iv.To = e.ExpiredAt
+			}
+		}); err != nil {
+			return err
 		}
 	case *ChildErased:
 		if err := c.same(e.ChildID); err != nil {
@@ -557,25 +561,54 @@ func (c *Child) ExpireCarerAccess(placementID uuid.UUID, now time.Time) ([]Event
 
 // Grant lets a network member see the child's record (R7): only the child's
 // allocated worker can grant, with a relationship, permissions (view, and
-// optionally record) and a reason; nobody can grant to themselves (R8). A
-// grant to an account that already has one replaces it; an identical grant is
+// optionally record) and a reason; nobody can grant to themselves (R8). It
+// is GrantWith of an open-ended grant under DefaultPolicy.
+func (c *Child) Grant(by Actor, grantee *Account, relationship string, permissions []string, reason string, now time.Time) ([]Event, error) {
+	return c.GrantWith(by, grantee, GrantTerms{Relationship: relationship, Permissions: permissions, Reason: reason}, now, DefaultPolicy)
+}
+
+// GrantWith decides a grant on terms at now (R7, R8, R19). A time-limited
+// grant (terms.ExpiresAt, after now) ends by itself then; an open-ended one
+// is due for review policy.ReviewPeriod after now. A grant to an account
+// that already has one replaces it, with its own end or review date; a
+// grant identical to the one in force (relationship, permissions, end) is
 // refused with ErrAlreadyGranted, unless it was made before the account was
 // last reopened (it gives no access since, R18).
-func (c *Child) Grant(by Actor, grantee *Account, relationship string, permissions []string, reason string, now time.Time) ([]Event, error) {
+func (c *Child) GrantWith(by Actor, grantee *Account, terms GrantTerms, now time.Time, policy Policy) ([]Event, error) {
 	const what = "grant access"
 	if err := c.requireWorker(by, what); err != nil {
 		return nil, err
 	}
-	if err := checkReason(reason); err != nil {
+	if err := checkReason(terms.Reason); err != nil {
 		return nil, err
 	}
-	rel, err := ParseRelationship(relationship)
+	rel, err := ParseRelationship(terms.Relationship)
 	if err != nil {
 		return nil, err
 	}
-	perms, err := grantPermissions(permissions)
+	perms, err := grantPermissions(terms.Permissions)
 	if err != nil {
 		return nil, err
+	}
+	policy = policy.WithDefaults()
+	if err := policy.Validate(); err != nil {
+		return nil, err
+	}
+	now = normTime(now)
+	e := &AccessGranted{ChildID: c.id, Relationship: rel, Permissions: perms.Names(), GrantedAt: now}
+	if terms.ExpiresAt.IsZero() {
+		e.ReviewBy = normTime(now.Add(policy.ReviewPeriod))
+		if err := checkDerivedTime("review_by", e.ReviewBy, "the review date"); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := CheckCommandTime("expires_at", terms.ExpiresAt); err != nil {
+			return nil, err
+		}
+		e.ExpiresAt = normTime(terms.ExpiresAt)
+		if !e.ExpiresAt.After(now) {
+			return nil, invalid("expires_at", "must be in the future")
+		}
 	}
 	if grantee == nil || !grantee.Exists() {
 		return nil, fmt.Errorf("%s: %w", what, ErrAccountNotFound)
@@ -590,15 +623,20 @@ func (c *Child) Grant(by Actor, grantee *Account, relationship string, permissio
 		return nil, invalid("account_id", "account %s is a foster carer's: a carer sees a child's record through a placement (R2), not a grant", grantee.ID())
 	}
 	if g := c.grants[grantee.ID()]; g != nil {
-		if cur, ok := g.active(); ok && cur.Permissions == perms && g.relationship == rel && !cur.From.Before(grantee.ReopenedAt()) {
-			return nil, fmt.Errorf("%s to %s: %w", what, grantee.ID(), ErrAlreadyGranted)
+		if i, ok, _ := g.activeAt(now); ok {
+			cur := g.intervals[i]
+			if cur.Permissions == perms && g.relationship == rel && cur.ExpiresAt.Equal(e.ExpiresAt) && !cur.From.Before(grantee.ReopenedAt()) {
+				return nil, fmt.Errorf("%s to %s: %w", what, grantee.ID(), ErrAlreadyGranted)
+			}
 		}
 	}
-	return []Event{&AccessGranted{ChildID: c.id, AccountID: grantee.ID(), Relationship: rel,
-		Permissions: perms.Names(), GrantedAt: normTime(now)}}, nil
+	e.AccountID = grantee.ID()
+	return []Event{e}, nil
 }
 
-// Revoke ends a network member's grant, with a reason (R7).
+// Revoke ends a network member's grant, with a reason (R7). A grant that
+// ran out (R19) is refused with ErrGrantExpired, one revoked or never made
+// with ErrGrantNotFound.
 func (c *Child) Revoke(by Actor, accountID uuid.UUID, reason string, now time.Time) ([]Event, error) {
 	const what = "revoke access"
 	if err := c.requireWorker(by, what); err != nil {
@@ -607,14 +645,19 @@ func (c *Child) Revoke(by Actor, accountID uuid.UUID, reason string, now time.Ti
 	if err := checkReason(reason); err != nil {
 		return nil, err
 	}
+	now = normTime(now)
 	g := c.grants[accountID]
 	if g == nil {
 		return nil, fmt.Errorf("%s of %s: %w", what, accountID, ErrGrantNotFound)
 	}
-	if _, ok := g.active(); !ok {
+	i, ok, expired := g.activeAt(now)
+	switch {
+	case expired:
+		return nil, fmt.Errorf("%s of %s: %w", what, accountID, ErrGrantExpired)
+	case !ok:
 		return nil, fmt.Errorf("%s of %s: %w", what, accountID, ErrGrantNotFound)
 	}
-	return []Event{&AccessRevoked{ChildID: c.id, AccountID: accountID, RevokedAt: normTime(now)}}, nil
+	return []Event{&AccessRevoked{ChildID: c.id, AccountID: accountID, RevokedAt: now, GrantedAt: g.intervals[i].From}}, nil
 }
 
 // allowRoles refuses an actor whose role is not one of roles, or who has no

@@ -95,6 +95,8 @@ var (
 	ErrGraceExpired         = sentinel(KindConflict, "grace period already over")
 	ErrNotDue               = sentinel(KindConflict, "deadline not reached yet")
 	ErrAlreadyGranted       = sentinel(KindConflict, "the account already has this grant")
+	ErrGrantExpired         = sentinel(KindConflict, "the grant already ran out (its expires_at passed)")
+	ErrGrantTimeLimited     = sentinel(KindConflict, "the grant is time-limited: it ends at its expires_at and has no review date; make a new grant to extend it")
 	ErrAlreadyAllocated     = sentinel(KindConflict, "the worker is already allocated")
 	ErrNoPhone              = sentinel(KindConflict, "the account has no phone number")
 	ErrPhoneResetPending    = sentinel(KindConflict, "a phone reset request is already open")

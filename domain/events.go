@@ -55,6 +55,8 @@ const (
 
 	TypePlacementStartReached = "placement.start_reached.v1"
 	TypePlacementEndReached   = "placement.end_reached.v1"
+	TypeGrantReviewed         = "grant.reviewed.v1"
+	TypeGrantExpired          = "grant.expired.v1"
 )
 
 // catalogue maps every event name to a constructor of its zero value.
@@ -89,6 +91,8 @@ var catalogue = map[string]func() Event{
 
 	TypePlacementStartReached: func() Event { return &PlacementStartReached{} },
 	TypePlacementEndReached:   func() Event { return &PlacementEndReached{} },
+	TypeGrantReviewed:         func() Event { return &GrantReviewed{} },
+	TypeGrantExpired:          func() Event { return &GrantExpired{} },
 }
 
 // EventTypes lists every event name of the catalogue, sorted.

@@ -100,6 +100,7 @@ const (
 
 	ReasonNoRelationship   Reason = "no_relationship"
 	ReasonGraceExpired     Reason = "grace_expired"
+	ReasonGrantExpired     Reason = "grant_expired"
 	ReasonRevoked          Reason = "revoked"
 	ReasonAccountClosed    Reason = "account_closed"
 	ReasonAccountNotActive Reason = "account_not_active"
@@ -108,10 +109,14 @@ const (
 // Access is an answer of the policy: the permissions an account has on a
 // record at the decision time, the reason, and Until, the time at which this
 // answer stops holding (zero: nothing scheduled ends it).
+//
+// ExpiresAt is, when Reason is grant, the end of the time-limited grant
+// that gives the access (R19); zero otherwise.
 type Access struct {
 	Permissions PermissionSet
 	Reason      Reason
 	Until       time.Time
+	ExpiresAt   time.Time
 }
 
 // Allows reports whether the answer grants p.
@@ -175,11 +180,23 @@ type PlacementFacts struct {
 }
 
 // GrantFacts is one interval of a grant to a network member (R7). To is zero
-// while the grant stands.
+// while the grant stands (neither revoked nor replaced); ExpiresAt, when
+// set, is when a time-limited grant ends by itself (R19), compared with the
+// decision time whether or not its expiry was recorded.
 type GrantFacts struct {
 	From        time.Time
 	To          time.Time
 	Permissions PermissionSet
+	ExpiresAt   time.Time
+}
+
+// End is when the interval's access ends (zero: open) and why: its
+// expires_at, when that comes first (grant_expired), else To (revoked).
+func (g GrantFacts) End() (time.Time, Reason) {
+	if !g.ExpiresAt.IsZero() && (g.To.IsZero() || !g.To.Before(g.ExpiresAt)) {
+		return g.ExpiresAt, ReasonGrantExpired
+	}
+	return g.To, ReasonRevoked
 }
 
 // within reports whether t lies in [from, to), with a zero to meaning open.
@@ -207,8 +224,9 @@ func CarerRecordAccess(accountIsCarer bool, acct AccountFacts, t time.Time) Acce
 //
 // When several sources apply their permissions are joined; the reason is the
 // strongest source (placement, then grace period, then grant). A denial
-// names the source that ended last (grace_expired or revoked), else
-// no_relationship.
+// names the source that ended last (grace_expired, revoked or
+// grant_expired), else no_relationship. A time-limited grant ends at its
+// expires_at (R19).
 //
 // Until, for an allowed answer, is the first time after t at which the
 // answer (permissions or reason) changes as far as the facts know, zero when
@@ -244,6 +262,7 @@ func ChildAccess(acct AccountFacts, placements []PlacementFacts, grants []GrantF
 	for _, g := range grants {
 		consider(g.From)
 		consider(g.To)
+		consider(g.ExpiresAt)
 	}
 	return out
 }
@@ -298,15 +317,18 @@ func childAccessAt(acct AccountFacts, placements []PlacementFacts, grants []Gran
 			ended(p.GraceEnd, ReasonGraceExpired)
 		}
 	}
+	var expires time.Time
 	for _, g := range grants {
 		if g.From.Before(since) {
 			continue
 		}
+		end, why := g.End()
 		switch {
-		case within(t, g.From, g.To):
+		case within(t, g.From, end):
 			join(g.Permissions, ReasonGrant, 1)
-		case !g.To.IsZero() && !t.Before(g.To):
-			ended(g.To, ReasonRevoked)
+			expires = g.ExpiresAt
+		case !end.IsZero() && !t.Before(end):
+			ended(end, why)
 		}
 	}
 	if rank == 0 {
@@ -314,6 +336,9 @@ func childAccessAt(acct AccountFacts, placements []PlacementFacts, grants []Gran
 			return Access{Reason: endReason}
 		}
 		return Access{Reason: ReasonNoRelationship}
+	}
+	if out.Reason == ReasonGrant {
+		out.ExpiresAt = expires
 	}
 	return out
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // The policy as events (R25): the policy (grace period, invitation
-// lifetime, retention period, session timeouts) is set by a command and
+// lifetime, retention period, session timeouts, review period) is set by a command and
 // recorded as a PolicySet event on the one stream PolicyStream, so that
 // every replica decides with the same policy and the history shows which
 // policy applied when. The first event is the initial policy (the engine
@@ -27,12 +27,15 @@ const PolicyStream = "policy"
 // change was recorded: never backdated, and never before the previous
 // PolicySet's.
 type PolicySet struct {
-	GracePeriod            int64     `json:"grace_period"`
-	InvitationTTL          int64     `json:"invitation_ttl"`
-	SessionIdleTimeout     int64     `json:"session_idle_timeout"`
-	SessionWarningAfter    int64     `json:"session_warning_after"`
-	ClosedAccountRetention int64     `json:"closed_account_retention"`
-	SetAt                  time.Time `json:"set_at"`
+	GracePeriod            int64 `json:"grace_period"`
+	InvitationTTL          int64 `json:"invitation_ttl"`
+	SessionIdleTimeout     int64 `json:"session_idle_timeout"`
+	SessionWarningAfter    int64 `json:"session_warning_after"`
+	ClosedAccountRetention int64 `json:"closed_account_retention"`
+	// ReviewPeriod (R19) is absent from the events recorded before it
+	// existed: they decode with DefaultReviewPeriod.
+	ReviewPeriod int64     `json:"review_period,omitzero"`
+	SetAt        time.Time `json:"set_at"`
 }
 
 func (*PolicySet) EventType() string        { return TypePolicySet }
@@ -50,6 +53,9 @@ func (e *PolicySet) validate() error {
 			return invalid(f.name, "out of range")
 		}
 	}
+	if e.ReviewPeriod < 0 || e.ReviewPeriod > int64(MaxPolicyPeriod/time.Second) {
+		return invalid("review_period", "out of range")
+	}
 	return firstErr(e.Policy().Validate(), checkEventTime("set_at", e.SetAt))
 }
 
@@ -61,7 +67,8 @@ func (e *PolicySet) Policy() Policy {
 		SessionIdleTimeout:     time.Duration(e.SessionIdleTimeout) * time.Second,
 		SessionWarningAfter:    time.Duration(e.SessionWarningAfter) * time.Second,
 		ClosedAccountRetention: time.Duration(e.ClosedAccountRetention) * time.Second,
-	}
+		ReviewPeriod:           time.Duration(e.ReviewPeriod) * time.Second,
+	}.WithDefaults()
 }
 
 // policySetOf is the event that sets p (defaults applied) from at.
@@ -69,7 +76,8 @@ func policySetOf(p Policy, at time.Time) *PolicySet {
 	p = p.WithDefaults()
 	s := func(d time.Duration) int64 { return int64(d / time.Second) }
 	return &PolicySet{GracePeriod: s(p.GracePeriod), InvitationTTL: s(p.InvitationTTL), SessionIdleTimeout: s(p.SessionIdleTimeout),
-		SessionWarningAfter: s(p.SessionWarningAfter), ClosedAccountRetention: s(p.ClosedAccountRetention), SetAt: normTime(at)}
+		SessionWarningAfter: s(p.SessionWarningAfter), ClosedAccountRetention: s(p.ClosedAccountRetention),
+		ReviewPeriod: s(p.ReviewPeriod), SetAt: normTime(at)}
 }
 
 // CheckWholeSeconds checks every duration of p is a whole number of
@@ -79,7 +87,8 @@ func (p Policy) CheckWholeSeconds() error {
 		field string
 		v     time.Duration
 	}{{"grace_period", p.GracePeriod}, {"invitation_ttl", p.InvitationTTL}, {"session_idle_timeout", p.SessionIdleTimeout},
-		{"session_warning_after", p.SessionWarningAfter}, {"closed_account_retention", p.ClosedAccountRetention}} {
+		{"session_warning_after", p.SessionWarningAfter}, {"closed_account_retention", p.ClosedAccountRetention},
+		{"review_period", p.ReviewPeriod}} {
 		if d.v%time.Second != 0 {
 			return invalid(d.field, "must be a whole number of seconds")
 		}
@@ -95,6 +104,7 @@ type PolicyChange struct {
 	SessionIdleTimeout     *time.Duration
 	SessionWarningAfter    *time.Duration
 	ClosedAccountRetention *time.Duration
+	ReviewPeriod           *time.Duration
 }
 
 // Apply returns p with the change's settings.
@@ -109,6 +119,7 @@ func (c PolicyChange) Apply(p Policy) Policy {
 	set(&p.SessionIdleTimeout, c.SessionIdleTimeout)
 	set(&p.SessionWarningAfter, c.SessionWarningAfter)
 	set(&p.ClosedAccountRetention, c.ClosedAccountRetention)
+	set(&p.ReviewPeriod, c.ReviewPeriod)
 	return p
 }
 
@@ -120,7 +131,8 @@ func (c PolicyChange) check() error {
 		name string
 		v    *time.Duration
 	}{{"grace_period", c.GracePeriod}, {"invitation_ttl", c.InvitationTTL}, {"session_idle_timeout", c.SessionIdleTimeout},
-		{"session_warning_after", c.SessionWarningAfter}, {"closed_account_retention", c.ClosedAccountRetention}} {
+		{"session_warning_after", c.SessionWarningAfter}, {"closed_account_retention", c.ClosedAccountRetention},
+		{"review_period", c.ReviewPeriod}} {
 		switch {
 		case f.v == nil:
 		case *f.v <= 0:

@@ -31,7 +31,7 @@ func policySet(grace time.Duration, at time.Time) *domain.PolicySet {
 	d := domain.DefaultPolicy
 	return &domain.PolicySet{GracePeriod: int64(grace / time.Second), InvitationTTL: int64(d.InvitationTTL / time.Second),
 		SessionIdleTimeout: int64(d.SessionIdleTimeout / time.Second), SessionWarningAfter: int64(d.SessionWarningAfter / time.Second),
-		ClosedAccountRetention: int64(d.ClosedAccountRetention / time.Second), SetAt: at}
+		ClosedAccountRetention: int64(d.ClosedAccountRetention / time.Second), ReviewPeriod: int64(d.ReviewPeriod / time.Second), SetAt: at}
 }
 
 // TestRule_R25_ThePolicyIsSetByACommandAndRecordedAsAnEvent: the engine

@@ -97,7 +97,8 @@ func expired(id uuid.UUID, carer uuid.UUID, at time.Time) domain.Event {
 }
 
 func granted(account uuid.UUID, perms []string, at time.Time) domain.Event {
-	return &domain.AccessGranted{ChildID: childID, AccountID: account, Relationship: domain.RelParent, Permissions: perms, GrantedAt: at}
+	return &domain.AccessGranted{ChildID: childID, AccountID: account, Relationship: domain.RelParent, Permissions: perms, GrantedAt: at,
+		ReviewBy: at.Add(domain.DefaultReviewPeriod)}
 }
 
 // ---- then ----
@@ -398,7 +399,7 @@ func TestRule_R7_NetworkMembersSeeOnlyThroughGrants(t *testing.T) {
 	got, err = c.Revoke(worker, parentID, "", t0.Add(4*day))
 	thenError(t, got, err, domain.ErrInvalid)
 	got, err = c.Revoke(worker, parentID, "contact suspended", t0.Add(4*day))
-	revoked := &domain.AccessRevoked{ChildID: childID, AccountID: parentID, RevokedAt: t0.Add(4 * day)}
+	revoked := &domain.AccessRevoked{ChildID: childID, AccountID: parentID, RevokedAt: t0.Add(4 * day), GrantedAt: t0.Add(2 * day)}
 	thenEvents(t, got, err, revoked)
 	c = givenChild(t, registered(), granted(parentID, []string{"view"}, t0.Add(day)), revoked)
 	thenAccess(t, c.Access(parent, t0.Add(5*day)), 0, domain.ReasonRevoked, time.Time{})

@@ -36,6 +36,9 @@ type Index interface {
 	// by reference (whatever their id) and by allocated worker (R17).
 	ChildByReference(reference string) (accessindex.ChildInfo, bool, eventlog.Position)
 	ChildrenAllocatedTo(worker string, after uuid.UUID, limit int) ([]accessindex.ChildInfo, bool, eventlog.Position)
+	// GrantsDue lists the standing grants due for review or ending before
+	// dueBefore (R19).
+	GrantsDue(worker string, dueBefore, now time.Time, after accessindex.DueKey, limit int) ([]accessindex.GrantDue, bool, eventlog.Position)
 }
 
 // knownAccount fails with an error wrapping domain.ErrAccountNotFound (404)
@@ -102,7 +105,7 @@ func (s *Service) Check(ctx context.Context, c Caller, p CheckParams) (api.Check
 		a = s.cfg.Index.Check(p.Account, p.Child, p.Permission, at)
 	}
 	return api.CheckAnswer{Allowed: a.Allowed, Permissions: permissions(a.Permissions), Reason: api.Reason(a.Reason),
-		Until: optTime(a.Until), At: at, Position: a.Position.String(), PlacementEndedAt: optTime(a.PlacementEndedAt)}, nil
+		Until: optTime(a.Until), ExpiresAt: optTime(a.ExpiresAt), At: at, Position: a.Position.String(), PlacementEndedAt: optTime(a.PlacementEndedAt)}, nil
 }
 
 // MaxChecks is the most checks one Checks call answers.
@@ -270,10 +273,11 @@ func (s *Service) Policy(ctx context.Context, c Caller, w Consistency, at time.T
 			return api.Policy{}, fmt.Errorf("queries: policy: %w", err)
 		}
 	}
-	p := rec.Policy
+	p := rec.Policy.WithDefaults()
 	a := api.Policy{GracePeriod: seconds(p.GracePeriod), InvitationTTL: seconds(p.InvitationTTL),
 		SessionIdleTimeout: seconds(p.SessionIdleTimeout), SessionWarningAfter: seconds(p.SessionWarningAfter),
-		ClosedAccountRetention: seconds(p.ClosedAccountRetention), Position: s.cfg.Index.Position().String()}
+		ClosedAccountRetention: seconds(p.ClosedAccountRetention), ReviewPeriod: seconds(p.ReviewPeriod),
+		Position: s.cfg.Index.Position().String()}
 	if rec.Recorded() {
 		setAt, by, role, reason, pos, id := rec.SetAt.UTC(), rec.ActorID, string(rec.ActorRole), rec.Reason, rec.Position.String(), rec.EventID
 		a.SetAt, a.SetBy, a.SetByRole, a.Reason, a.SetPosition, a.EventID = &setAt, &by, &role, &reason, &pos, &id

@@ -105,6 +105,7 @@ const (
 const (
 	grantActive  = "active"
 	grantRevoked = "revoked"
+	grantExpired = "expired" // a time-limited grant past its expires_at (R19)
 )
 
 // placementStatus is p's status at decision time at, by its times alone
@@ -175,8 +176,15 @@ func childRecord(id uuid.UUID, ch *domain.Child, at time.Time, pos eventlog.Posi
 		}
 		last := g.Intervals[len(g.Intervals)-1]
 		r := api.GrantRecord{AccountID: g.AccountID, Relationship: api.GrantRecordFieldsRelationship(g.Relationship),
-			Permissions: permissions(last.Permissions), GrantedAt: last.From.UTC(), Status: grantActive}
-		if !last.To.IsZero() {
+			Permissions: permissions(last.Permissions), GrantedAt: last.From.UTC(), Status: grantActive,
+			ExpiresAt: optTime(last.ExpiresAt)}
+		if review, ok := ch.ReviewOf(g.AccountID, last.From); ok {
+			r.ReviewBy = optTime(review)
+		}
+		switch end, why := last.End(); {
+		case why == domain.ReasonGrantExpired && !at.Before(end):
+			r.Status = grantExpired
+		case why == domain.ReasonRevoked && !end.IsZero():
 			r.Status, r.RevokedAt = grantRevoked, optTime(last.To)
 		}
 		out.Grants = append(out.Grants, r)

@@ -67,6 +67,7 @@ const (
 	QueryAccountExport          Name = "account_export"
 	QueryChildExport            Name = "child_export"
 	QueryListChildren           Name = "list_children"
+	QueryListReviews            Name = "list_reviews"
 )
 
 // anyone marks a query every authenticated caller may ask.
@@ -96,6 +97,7 @@ var roles = map[Name][]domain.Role{
 	QueryAccountExport:          {domain.RoleAuditor, domain.RoleDPO},
 	QueryChildExport:            {domain.RoleAuditor, domain.RoleDPO},
 	QueryListChildren:           {domain.RoleWorker, domain.RoleManager, domain.RoleAuditor, domain.RoleDPO},
+	QueryListReviews:            {domain.RoleWorker, domain.RoleManager, domain.RoleAuditor},
 }
 
 // Roles returns the roles that may ask q, or nil when every authenticated
@@ -131,9 +133,15 @@ type Forbidden struct {
 	Query Name
 	// Label is how the caller named the query (e.g. "GET /v1/check").
 	Label string
+	// Detail, when set, says why instead of the role (a role that may
+	// call the query but not with these parameters).
+	Detail string
 }
 
 func (e *Forbidden) Error() string {
+	if e.Detail != "" {
+		return e.Detail
+	}
 	return fmt.Sprintf("role %s may not call %s", e.Role, e.Label)
 }
 
@@ -327,7 +335,12 @@ func (s *Service) Authorize(ctx context.Context, q Name, c Caller) error {
 	if label == "" {
 		label = string(q)
 	}
-	err := &Forbidden{Role: c.Actor.Role, Query: q, Label: label}
+	return s.refuse(ctx, q, c, &Forbidden{Role: c.Actor.Role, Query: q, Label: label})
+}
+
+// refuse records the refusal err of q in the security log (a failure to
+// record is logged, not returned) and returns err.
+func (s *Service) refuse(ctx context.Context, q Name, c Caller, err *Forbidden) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if rerr := s.cfg.Refusals.RecordRefusal(rctx, commands.Refusal{

@@ -86,6 +86,7 @@ func TestAuthorize(t *testing.T) {
 		{QueryAccountExport, []domain.Role{domain.RoleAuditor, domain.RoleDPO}},
 		{QueryChildExport, []domain.Role{domain.RoleAuditor, domain.RoleDPO}},
 		{QueryListChildren, []domain.Role{domain.RoleWorker, domain.RoleManager, domain.RoleAuditor, domain.RoleDPO}},
+		{QueryListReviews, []domain.Role{domain.RoleWorker, domain.RoleManager, domain.RoleAuditor}},
 	} {
 		t.Run(string(tc.q), func(t *testing.T) {
 			require.True(t, Known(tc.q))
@@ -109,7 +110,7 @@ func TestAuthorize(t *testing.T) {
 			}
 		})
 	}
-	require.Len(t, roles, 21, "every query is in the table above")
+	require.Len(t, roles, 22, "every query is in the table above")
 }
 
 func contains(list []domain.Role, r domain.Role) bool {

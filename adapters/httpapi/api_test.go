@@ -105,6 +105,10 @@ func TestEveryOperation(t *testing.T) {
 			e.ok(with(req{role: domain.RoleService}, "PUT", "/v1/accounts/"+w.member+"/phone", `{"phone":"+44 7700 900123"}`), 200)
 			e.ok(with(worker, "POST", "/v1/accounts/"+w.member+"/phone-reset-requests", `{"reason":"lost phone"}`), 200)
 			e.ok(with(req{role: domain.RolePortalsTeam}, "POST", "/v1/accounts/"+w.member+"/phone/clear", `{}`), 200)
+			rv := e.ok(with(worker, "POST", "/v1/children/"+w.child+"/grants/"+w.member+"/review", `{"reason":"still agreed"}`), 200)
+			require.NotEmpty(t, rv["review_by"])
+			due := get(domain.RoleManager, "/v1/reviews?due_before="+time.Now().UTC().AddDate(2, 0, 0).Format(time.RFC3339))
+			require.NotEmpty(t, due["grants"])
 			e.ok(with(worker, "POST", "/v1/children/"+w.child+"/grants/"+w.member+"/revoke", `{"reason":"review"}`), 200)
 			end := e.ok(with(worker, "POST", "/v1/children/"+w.child+"/placements/"+w.placement+"/end",
 				`{"ended_at":"`+time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)+`","reason":"moved"}`), 200)
@@ -381,7 +385,7 @@ func TestRule_R25_PolicyOverHTTP(t *testing.T) {
 		{"too long", manager, `{"closed_account_retention":99999999999}`, 400, codeInvalid},
 		{"the warning after the timeout", manager, `{"session_warning_after":3600}`, 400, codeInvalid},
 		{"a string", manager, `{"grace_period":"7d"}`, 400, codeInvalid},
-		{"an unknown field", manager, `{"review_period":3600}`, 400, codeInvalid},
+		{"an unknown field", manager, `{"review_cycle":3600}`, 400, codeInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			head := e.head()

@@ -355,7 +355,7 @@ func (s *server) setPolicy(w http.ResponseWriter, r *http.Request, c call) error
 		}
 		cmd.Change = domain.PolicyChange{GracePeriod: secs(b.GracePeriod), InvitationTTL: secs(b.InvitationTTL),
 			SessionIdleTimeout: secs(b.SessionIdleTimeout), SessionWarningAfter: secs(b.SessionWarningAfter),
-			ClosedAccountRetention: secs(b.ClosedAccountRetention)}
+			ClosedAccountRetention: secs(b.ClosedAccountRetention), ReviewPeriod: secs(b.ReviewPeriod)}
 		cmd.Reason = b.Reason
 		return nil
 	}, func(ctx context.Context, m commands.Meta) (answer, error) {
@@ -437,6 +437,11 @@ func (s *server) grant(w http.ResponseWriter, r *http.Request, c call) error {
 			return err
 		}
 		cmd.Relationship, cmd.Permissions, cmd.Reason = string(b.Relationship), plainStrings(b.Permissions), b.Reason
+		if b.ExpiresAt != nil {
+			if cmd.ExpiresAt, err = parseTime("expires_at", *b.ExpiresAt); err != nil {
+				return err
+			}
+		}
 		cmd.AccountID, err = parseUUID("account_id", b.AccountID)
 		return err
 	}, func(ctx context.Context, m commands.Meta) (answer, error) {
@@ -444,7 +449,36 @@ func (s *server) grant(w http.ResponseWriter, r *http.Request, c call) error {
 		if err != nil {
 			return answer{}, err
 		}
-		return ok(positionOf(res.Position)), nil
+		return ok(api.GrantMade{ExpiresAt: optNullableTime(res.ExpiresAt), ReviewBy: optNullableTime(res.ReviewBy),
+			Position: res.Position.String()}), nil
+	})
+}
+
+// optNullableTime is t in UTC, or nil (JSON null) when zero.
+func optNullableTime(t time.Time) *api.NullableTime {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func (s *server) reviewGrant(w http.ResponseWriter, r *http.Request, c call) error {
+	var b api.ReasonRequest
+	var cmd commands.ReviewGrant
+	return s.runCommand(w, r, c.actor, commands.CommandReviewGrant, &b, func() (err error) {
+		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
+			return err
+		}
+		cmd.Reason = b.Reason
+		cmd.AccountID, err = pathUUID(r, "account_id")
+		return err
+	}, func(ctx context.Context, m commands.Meta) (answer, error) {
+		res, err := s.cfg.Commands.ReviewGrant(ctx, m, cmd)
+		if err != nil {
+			return answer{}, err
+		}
+		return ok(api.GrantReviewed{ReviewBy: res.ReviewBy.UTC(), Position: res.Position.String()}), nil
 	})
 }
 

@@ -457,6 +457,25 @@ func (s *server) childExport(w http.ResponseWriter, r *http.Request, c call) err
 }
 
 // listChildren is GET /v1/children?reference= (R17).
+// listReviews is GET /v1/reviews (R19).
+func (s *server) listReviews(w http.ResponseWriter, r *http.Request, c call) error {
+	cw, err := consistency(c.q)
+	if err != nil {
+		return err
+	}
+	p := queries.ListReviewsParams{Consistency: cw, WorkerID: c.q.str("worker_id"), After: c.q.str("after")}
+	if p.DueBefore, err = c.q.optTime("due_before"); err != nil {
+		return err
+	}
+	limit, err := c.q.int64In("limit", queries.DefaultReviewsLimit, 1, queries.MaxReviewsLimit)
+	if err != nil {
+		return err
+	}
+	p.Limit = int(limit)
+	a, err := s.cfg.Queries.ListReviews(r.Context(), c.caller, p)
+	return answerJSON(w, a, err)
+}
+
 func (s *server) listChildren(w http.ResponseWriter, r *http.Request, c call) error {
 	cw, err := consistency(c.q)
 	if err != nil {

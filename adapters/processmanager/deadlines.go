@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -66,6 +68,11 @@ const (
 	// learn of the change time makes when it takes effect.
 	KindPlacementStart Kind = "placement_start"
 	KindPlacementEnd   Kind = "placement_end"
+	// KindGrantExpiry is the end of a time-limited grant (R19), one
+	// deadline per grant (child, account, granted_at): at it the process
+	// manager sends ExpireGrant, which does nothing when the grant was
+	// revoked or replaced before it ran out.
+	KindGrantExpiry Kind = "grant_expiry"
 )
 
 // State is where a deadline stands.
@@ -113,6 +120,22 @@ func PlacementStartID(placementID uuid.UUID) string {
 // PlacementEndID: see PlacementStartID.
 func PlacementEndID(placementID uuid.UUID) string {
 	return string(KindPlacementEnd) + "/" + placementID.String()
+}
+
+// GrantExpiryID is the id of the expiry deadline of the grant to account
+// on child made at grantedAt.
+func GrantExpiryID(childID, accountID uuid.UUID, grantedAt time.Time) string {
+	return string(KindGrantExpiry) + "/" + childID.String() + "/" + accountID.String() + "/" + strconv.FormatInt(grantedAt.UnixMicro(), 10)
+}
+
+// grantedAtOf reads the granted_at of a GrantExpiryID.
+func grantedAtOf(id string) (time.Time, error) {
+	i := strings.LastIndexByte(id, '/')
+	us, err := strconv.ParseInt(id[i+1:], 10, 64)
+	if i < 0 || err != nil {
+		return time.Time{}, fmt.Errorf("deadline id %q: no granted_at", id)
+	}
+	return time.UnixMicro(us).UTC(), nil
 }
 
 // Deadline is one row of the deadlines table.
@@ -238,6 +261,10 @@ func placementStartSubject(child, placement, carer uuid.UUID) subject {
 
 func placementEndSubject(child, placement, carer uuid.UUID) subject {
 	return subject{id: PlacementEndID(placement), kind: KindPlacementEnd, childID: child, placementID: placement, accountID: carer}
+}
+
+func grantExpirySubject(child, account uuid.UUID, grantedAt time.Time) subject {
+	return subject{id: GrantExpiryID(child, account, grantedAt), kind: KindGrantExpiry, childID: child, accountID: account}
 }
 
 func childRetentionSubject(child, event uuid.UUID) subject {

@@ -155,6 +155,13 @@ func (pm *ProcessManager) fire(ctx context.Context, r row, now time.Time) {
 		cmd = &commands.MarkPlacementStart{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}
 	case KindPlacementEnd:
 		cmd = &commands.MarkPlacementEnd{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}
+	case KindGrantExpiry:
+		grantedAt, err := grantedAtOf(r.ID)
+		if err != nil {
+			pm.settleOrLog(ctx, f, err)
+			return
+		}
+		cmd = &commands.ExpireGrant{ChildID: parseID(r.ChildID), AccountID: parseID(r.AccountID), GrantedAt: grantedAt}
 	default:
 		pm.settleOrLog(ctx, f, fmt.Errorf("unknown deadline kind %q", r.Kind))
 		return
@@ -234,6 +241,17 @@ func (pm *ProcessManager) markPlacementEnd(ctx context.Context, cmd *commands.Ma
 		return nil
 	}
 	_, err = pm.cfg.Commands.MarkPlacementEnd(ctx, f.meta(), *cmd)
+	return pm.settle(ctx, f, err)
+}
+
+// expireGrant is the command handler of ExpireGrant (R19).
+func (pm *ProcessManager) expireGrant(ctx context.Context, cmd *commands.ExpireGrant) error {
+	f, err := readFiring(cqrs.OriginalMessageFromCtx(ctx), KindGrantExpiry)
+	if err != nil {
+		pm.log.Error("processmanager: dropping a malformed command", "command", commands.CommandExpireGrant, "error", err)
+		return nil
+	}
+	_, err = pm.cfg.Commands.ExpireGrant(ctx, f.meta(), *cmd)
 	return pm.settle(ctx, f, err)
 }
 

@@ -188,3 +188,26 @@ func (pm *ProcessManager) onChildRegistered(ctx context.Context, e *domain.Child
 func (pm *ProcessManager) onChildRetentionSet(ctx context.Context, e *domain.ChildRetentionSet) error {
 	return pm.childRetention(ctx, e.ChildID, e.RetainUntil)
 }
+
+// onAccessGranted records the expiry deadline of a time-limited grant
+// (R19). A grant that replaces it does not settle the replaced grant's
+// deadline: that one fires and ExpireGrant records nothing.
+func (pm *ProcessManager) onAccessGranted(ctx context.Context, e *domain.AccessGranted) error {
+	if e.ExpiresAt.IsZero() {
+		return nil
+	}
+	return pm.setDue(ctx, grantExpirySubject(e.ChildID, e.AccountID, e.GrantedAt), e.ExpiresAt)
+}
+
+// onAccessRevoked settles the expiry deadline of the grant revoked (R19);
+// revocations recorded before R19 name no grant (theirs had no end).
+func (pm *ProcessManager) onAccessRevoked(ctx context.Context, e *domain.AccessRevoked) error {
+	if e.GrantedAt.IsZero() {
+		return nil
+	}
+	return pm.resolve(ctx, grantExpirySubject(e.ChildID, e.AccountID, e.GrantedAt), forever)
+}
+
+func (pm *ProcessManager) onGrantExpired(ctx context.Context, e *domain.GrantExpired) error {
+	return pm.resolve(ctx, grantExpirySubject(e.ChildID, e.AccountID, e.GrantedAt), forever)
+}

@@ -155,6 +155,10 @@ func (s *spy) MarkPlacementEnd(ctx context.Context, meta commands.Meta, cmd comm
 	return spied(ctx, s, meta, cmd, s.next.MarkPlacementEnd)
 }
 
+func (s *spy) ExpireGrant(ctx context.Context, meta commands.Meta, cmd commands.ExpireGrant) (commands.Result, error) {
+	return spied(ctx, s, meta, cmd, s.next.ExpireGrant)
+}
+
 // spied carries out cmd with next, unless s is to fail, and records the
 // call.
 func spied[C any](ctx context.Context, s *spy, meta commands.Meta, cmd C, next func(context.Context, commands.Meta, C) (commands.Result, error)) (commands.Result, error) {

@@ -11,6 +11,9 @@
 //   - PlacementEnded sets the grace deadline of the placement
 //     (GraceID(placement)) at its grace_until; GraceExpired and
 //     GraceEndedEarly resolve it for good.
+//   - AccessGranted with an expires_at sets the expiry deadline of the
+//     grant (GrantExpiryID(child, account, granted_at), R19);
+//     GrantExpired and the AccessRevoked naming the grant resolve it.
 //   - AccountInvited sets the invitation deadline of the account
 //     (InvitationID(account)) at its expires_at; a renewed invitation moves
 //     it to the later expires_at and makes it pending again.
@@ -97,6 +100,7 @@ const (
 	// The time marks' topics.
 	TopicMarkPlacementStart = "accessledger.commands.v1." + commands.CommandMarkPlacementStart
 	TopicMarkPlacementEnd   = "accessledger.commands.v1." + commands.CommandMarkPlacementEnd
+	TopicExpireGrant        = "accessledger.commands.v1." + commands.CommandExpireGrant
 )
 
 // Defaults of Config.
@@ -141,6 +145,7 @@ type Commands interface {
 	EraseChildAtRetention(ctx context.Context, meta commands.Meta, cmd commands.EraseChildAtRetention) (commands.Result, error)
 	MarkPlacementStart(ctx context.Context, meta commands.Meta, cmd commands.MarkPlacementStart) (commands.Result, error)
 	MarkPlacementEnd(ctx context.Context, meta commands.Meta, cmd commands.MarkPlacementEnd) (commands.Result, error)
+	ExpireGrant(ctx context.Context, meta commands.Meta, cmd commands.ExpireGrant) (commands.Result, error)
 }
 
 // Config configures a ProcessManager. DB, Publisher, Subscriber and
@@ -378,6 +383,9 @@ func New(cfg Config) (*ProcessManager, error) {
 		cqrs.NewGroupEventHandler(pm.onPlacementStarted),
 		cqrs.NewGroupEventHandler(pm.onPlacementStartReached),
 		cqrs.NewGroupEventHandler(pm.onPlacementEndReached),
+		cqrs.NewGroupEventHandler(pm.onAccessGranted),
+		cqrs.NewGroupEventHandler(pm.onAccessRevoked),
+		cqrs.NewGroupEventHandler(pm.onGrantExpired),
 	); err != nil {
 		return nil, fmt.Errorf("processmanager: event handlers: %w", err)
 	}
@@ -403,6 +411,7 @@ func New(cfg Config) (*ProcessManager, error) {
 		cqrs.NewCommandHandler("processmanager."+commands.CommandRetainChild, pm.eraseChildAtRetention),
 		cqrs.NewCommandHandler("processmanager."+commands.CommandMarkPlacementStart, pm.markPlacementStart),
 		cqrs.NewCommandHandler("processmanager."+commands.CommandMarkPlacementEnd, pm.markPlacementEnd),
+		cqrs.NewCommandHandler("processmanager."+commands.CommandExpireGrant, pm.expireGrant),
 	); err != nil {
 		return nil, fmt.Errorf("processmanager: command handlers: %w", err)
 	}
@@ -439,6 +448,8 @@ func commandTopic(name string) (string, error) {
 		return TopicMarkPlacementStart, nil
 	case bus.EventMarshaler{}.Name(commands.MarkPlacementEnd{}):
 		return TopicMarkPlacementEnd, nil
+	case bus.EventMarshaler{}.Name(commands.ExpireGrant{}):
+		return TopicExpireGrant, nil
 	}
 	return "", fmt.Errorf("processmanager: no topic for command %q", name)
 }

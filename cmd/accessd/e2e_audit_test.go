@@ -229,7 +229,7 @@ func TestRule_R16_PolicyIsPublished(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store []string) {
 		type policy = api.Policy
 		defaults := policy{GracePeriod: 7 * 24 * 3600, InvitationTTL: 14 * 24 * 3600, SessionIdleTimeout: 15 * 60, SessionWarningAfter: 10 * 60,
-			ClosedAccountRetention: 2192 * 24 * 3600}
+			ClosedAccountRetention: 2192 * 24 * 3600, ReviewPeriod: 365 * 24 * 3600}
 		for _, tc := range []struct {
 			name  string
 			flags []string
@@ -237,9 +237,9 @@ func TestRule_R16_PolicyIsPublished(t *testing.T) {
 		}{
 			{"defaults", nil, defaults},
 			{"flags", []string{"--grace-period", "90m", "--invitation-ttl", "48h", "--session-idle-timeout", "20m", "--session-warning-after", "12m",
-				"--closed-account-retention", "8760h"},
+				"--closed-account-retention", "8760h", "--review-period", "4380h"},
 				policy{GracePeriod: 90 * 60, InvitationTTL: 48 * 3600, SessionIdleTimeout: 20 * 60, SessionWarningAfter: 12 * 60,
-					ClosedAccountRetention: 365 * 24 * 3600}},
+					ClosedAccountRetention: 365 * 24 * 3600, ReviewPeriod: 4380 * 3600}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				s := startServer(t, append(slices.Clone(store), tc.flags...)...)

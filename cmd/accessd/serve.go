@@ -146,7 +146,7 @@ func recordInitialPolicy(ctx context.Context, cmds *commands.Service, flags doma
 			"set_at", cur.SetAt, "position", cur.Position.String(), "set_by", cur.ActorID,
 			"grace_period", cur.Policy.GracePeriod.String(), "invitation_ttl", cur.Policy.InvitationTTL.String(),
 			"session_idle_timeout", cur.Policy.SessionIdleTimeout.String(), "session_warning_after", cur.Policy.SessionWarningAfter.String(),
-			"closed_account_retention", cur.Policy.ClosedAccountRetention.String())
+			"closed_account_retention", cur.Policy.ClosedAccountRetention.String(), "review_period", cur.Policy.ReviewPeriod.String())
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ type serveConfig struct {
 	sessionIdle     time.Duration
 	sessionWarning  time.Duration
 	closedRetention time.Duration
+	reviewPeriod    time.Duration
 	jwtIssuer       string
 	jwtAudience     string
 	secretFile      string
@@ -42,6 +43,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.sessionIdle, "session-idle-timeout", d.SessionIdleTimeout, "initial policy (R25), published to portals: idle session timeout (R16)")
 	fs.DurationVar(&c.sessionWarning, "session-warning-after", d.SessionWarningAfter, "initial policy (R25), published to portals: idle time before the countdown (R16)")
 	fs.DurationVar(&c.closedRetention, "closed-account-retention", d.ClosedAccountRetention, "initial policy (R25): how long a closed account's personal data is kept before the engine erases it (R22; default 2,192 days: six years)")
+	fs.DurationVar(&c.reviewPeriod, "review-period", d.ReviewPeriod, "initial policy (R25): how long after it was made or last reviewed an open-ended grant is due for review (R19; default 365 days)")
 	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required iss claim of bearer tokens (default: not checked)")
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required aud claim of bearer tokens (default: not checked)")
 	fs.StringVar(&c.secretFile, "secret-file", "", "file holding the HS256 secret, hex (default: jwt-secret in --data-dir, created on first start, mode 0600)")
@@ -59,7 +61,8 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 // /v1/policy (accessctl set-policy).
 func (c *serveConfig) policy() domain.Policy {
 	return domain.Policy{GracePeriod: c.gracePeriod, InvitationTTL: c.invitationTTL,
-		SessionIdleTimeout: c.sessionIdle, SessionWarningAfter: c.sessionWarning, ClosedAccountRetention: c.closedRetention}
+		SessionIdleTimeout: c.sessionIdle, SessionWarningAfter: c.sessionWarning, ClosedAccountRetention: c.closedRetention,
+		ReviewPeriod: c.reviewPeriod}
 }
 
 // check validates the values, joining every problem.

@@ -248,9 +248,11 @@ func endGraceVerb() verb {
 // grantVerb is `accessctl grant`.
 func grantVerb() verb {
 	return verb{
-		name: "grant", synopsis: "--child ID --account ID --relationship REL --permissions view[,record] --reason R",
-		summary:  "let a parent, guardian or network member see a child's record",
-		help:     "REL is one of " + strings.Join(relationships, ", ") + "; --permissions lists some of " + strings.Join(grantPermissions, ", ") + ".",
+		name: "grant", synopsis: "--child ID --account ID --relationship REL --permissions view[,record] --reason R [--expires-at RFC3339]",
+		summary: "let a parent, guardian or network member see a child's record",
+		help: "REL is one of " + strings.Join(relationships, ", ") + "; --permissions lists some of " + strings.Join(grantPermissions, ", ") + ".\n" +
+			"With --expires-at the grant ends by itself then (R19); without it, it is open-ended and due for review\n" +
+			"(the answer's review_by: the policy's review period from now).",
 		endpoint: "POST /v1/children/{child_id}/grants",
 		flags: func(fs *flag.FlagSet) action {
 			child := fs.String("child", "", "the child's id (required)")
@@ -258,15 +260,65 @@ func grantVerb() verb {
 			rel := fs.String("relationship", "", "the account's relationship to the child: "+strings.Join(relationships, ", ")+" (required)")
 			perms := fs.String("permissions", "", "comma-separated: "+strings.Join(grantPermissions, ", ")+" (required)")
 			reason := fs.String("reason", "", "why (required)")
+			expires := fs.String("expires-at", "", "when the grant ends, RFC 3339 (optional: open-ended)")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
 				childID, accountID := c.id("child", *child), c.id("account", *account)
 				c.oneOf("relationship", *rel, relationships)
 				ps := c.list("permissions", *perms, grantPermissions)
 				c.text("reason", *reason, maxReasonBytes)
-				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
-					return inv.client.Grant(ctx, childID, accountID, api.GrantRequestRelationship(*rel),
-						typed[api.GrantRequestPermissions](ps), *reason, o...)
+				until := c.optTime("expires-at", *expires)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.GrantMade, error) {
+					return inv.client.GrantUntil(ctx, childID, accountID, api.GrantRequestRelationship(*rel),
+						typed[api.GrantRequestPermissions](ps), *reason, until, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.print(a, func(w io.Writer) error {
+					pairs := [][2]string{}
+					if r.ExpiresAt != nil {
+						pairs = append(pairs, kv("expires_at", humanTime(*r.ExpiresAt)))
+					}
+					if r.ReviewBy != nil {
+						pairs = append(pairs, kv("review_by", humanTime(*r.ReviewBy)))
+					}
+					return keyValues(w, append(pairs, kv("position", r.Position))...)
+				})
+			}
+		},
+	}
+}
+
+// reviewVerb is `accessctl review` (R19).
+func reviewVerb() verb {
+	return verb{
+		name: "review", synopsis: "--child ID --account ID --reason R",
+		summary:  "confirm an open-ended grant after its review: it is next due a review period from now (the child's worker, R19)",
+		help:     "To end a grant instead, revoke it; a time-limited grant is not reviewed (make a new grant to extend it).",
+		endpoint: "POST /v1/children/{child_id}/grants/{account_id}/review",
+		flags: func(fs *flag.FlagSet) action {
+			child := fs.String("child", "", "the child's id (required)")
+			account := fs.String("account", "", "the account whose grant was reviewed (required)")
+			reason := fs.String("reason", "", "why it is kept (required)")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				childID, accountID := c.id("child", *child), c.id("account", *account)
+				c.text("reason", *reason, maxReasonBytes)
+				if err := c.err(); err != nil {
+					return err
+				}
+				r, a, err := call(ctx, inv, func(ctx context.Context, o ...client.CallOption) (api.GrantReviewed, error) {
+					return inv.client.ReviewGrant(ctx, childID, accountID, *reason, o...)
+				})
+				if err != nil {
+					return err
+				}
+				return inv.print(a, func(w io.Writer) error {
+					return keyValues(w, kv("review_by", humanTime(r.ReviewBy)), kv("position", r.Position))
 				})
 			}
 		},
@@ -407,14 +459,14 @@ func setRetentionVerb() verb {
 func setPolicyVerb() verb {
 	return verb{
 		name:     "set-policy",
-		synopsis: "[--grace-period D] [--invitation-ttl D] [--session-idle-timeout D] [--session-warning-after D] [--closed-account-retention D] [--reason R]",
+		synopsis: "[--grace-period D] [--invitation-ttl D] [--session-idle-timeout D] [--session-warning-after D] [--closed-account-retention D] [--review-period D] [--reason R]",
 		summary:  "change the policy, in force from now on every replica (manager, R25)",
 		help: "Durations are whole seconds or more: Go durations (90m, 48h) or whole days (7d). Settings left out are kept.\n" +
 			"Grace periods, invitation lifetimes and account retention take the policy in force at the placement's end,\n" +
 			"the invitation and the account's closure: a change does not move deadlines already set.",
 		endpoint: "PUT /v1/policy",
 		flags: func(fs *flag.FlagSet) action {
-			names := []string{"grace-period", "invitation-ttl", "session-idle-timeout", "session-warning-after", "closed-account-retention"}
+			names := []string{"grace-period", "invitation-ttl", "session-idle-timeout", "session-warning-after", "closed-account-retention", "review-period"}
 			vals := make([]*string, len(names))
 			for i, n := range names {
 				vals[i] = fs.String(n, "", "new "+strings.ReplaceAll(n, "-", " ")+" (optional)")
@@ -428,7 +480,7 @@ func setPolicyVerb() verb {
 				}
 				c.optText("reason", *reason, maxReasonBytes)
 				req := api.SetPolicyRequest{GracePeriod: secs[0], InvitationTTL: secs[1], SessionIdleTimeout: secs[2],
-					SessionWarningAfter: secs[3], ClosedAccountRetention: secs[4], Reason: *reason}
+					SessionWarningAfter: secs[3], ClosedAccountRetention: secs[4], ReviewPeriod: secs[5], Reason: *reason}
 				if slices.IndexFunc(secs, func(p *int) bool { return p != nil }) < 0 {
 					c.fail("give at least one setting (--%s)", strings.Join(names, ", --"))
 				}

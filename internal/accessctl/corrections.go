@@ -85,6 +85,48 @@ func changeEmailVerb() verb {
 	}
 }
 
+// reviewsVerb is `accessctl reviews` (R19): a worker's grants due for
+// review, or ending.
+func reviewsVerb() verb {
+	return verb{
+		name: "reviews", synopsis: "[--worker ID] [--due-before RFC3339] [--limit N] [--after CURSOR] [--all]", query: true,
+		summary: "list the grants due for review, or ending, before a time (workers, managers, auditors; R19)",
+		help: "Without --worker a worker lists the grants of the children allocated to them (the token's sub);\n" +
+			"a manager or an auditor lists every worker's. --due-before defaults to now.",
+		endpoint: "GET /v1/reviews",
+		flags: func(fs *flag.FlagSet) action {
+			worker := fs.String("worker", "", "the worker's id (default: the caller)")
+			due := fs.String("due-before", "", "list what is due before this time, RFC 3339 (default now)")
+			limit := fs.Int("limit", 0, "grants per page (default: the server's)")
+			after := fs.String("after", "", "start after this cursor (a previous page's next)")
+			all := fs.Bool("all", false, "follow the next cursors to the last page")
+			return func(ctx context.Context, inv *invocation) error {
+				var c checker
+				w := c.optText("worker", *worker, 255)
+				dueBefore := c.optTime("due-before", *due)
+				n := c.limit(*limit)
+				if err := c.err(); err != nil {
+					return err
+				}
+				pages, err := collectPages(ctx, inv, *after, *all, func(ctx context.Context, after string, o ...client.CallOption) (api.ReviewList, error) {
+					return inv.client.Reviews(ctx, dueBefore, w, after, n, o...)
+				}, func(p api.ReviewList) (*string, string) { return p.Next, p.Position })
+				if err != nil {
+					return err
+				}
+				return printPagesOf(inv, pages, "grants", func(t *table) {
+					t.row("CHILD", "ACCOUNT", "RELATIONSHIP", "REVIEW BY", "EXPIRES AT", "WORKER")
+					for _, p := range pages {
+						for _, g := range p.v.Grants {
+							t.row(g.ChildID.String(), g.AccountID.String(), string(g.Relationship), humanTimePtr(g.ReviewBy), humanTimePtr(g.ExpiresAt), deref(g.WorkerID))
+						}
+					}
+				})
+			}
+		},
+	}
+}
+
 // caseloadVerb is `accessctl caseload`: the children allocated to a worker
 // (R17).
 func caseloadVerb() verb {

@@ -33,7 +33,7 @@ type apiRoute struct {
 var commandRoutes = []apiRoute{
 	{pattern: "POST /v1/children", body: []string{"reference"}, optBody: []string{"retain_until"}},
 	{pattern: "PUT /v1/children/{child_id}/retention", body: []string{"retain_until", "reason"}},
-	{pattern: "PUT /v1/policy", optBody: []string{"grace_period", "invitation_ttl", "session_idle_timeout", "session_warning_after", "closed_account_retention", "reason"}},
+	{pattern: "PUT /v1/policy", optBody: []string{"grace_period", "invitation_ttl", "session_idle_timeout", "session_warning_after", "closed_account_retention", "review_period", "reason"}},
 	{pattern: "POST /v1/children/{child_id}/allocation", body: []string{"worker_id"}},
 	{pattern: "POST /v1/invitations", body: []string{"email", "kind"}},
 	{pattern: "POST /v1/accounts/{account_id}/activation", body: []string{"identity_subject", "email"}},
@@ -49,8 +49,9 @@ var commandRoutes = []apiRoute{
 	// api.md lists a reason; docs/openapi.yaml (and the server) make it optional.
 	{pattern: "POST /v1/children/{child_id}/placements/{placement_id}/end", body: []string{"ended_at"}, optBody: []string{"reason"}},
 	{pattern: "POST /v1/children/{child_id}/placements/{placement_id}/end-grace", body: []string{"reason"}},
-	{pattern: "POST /v1/children/{child_id}/grants", body: []string{"account_id", "relationship", "permissions", "reason"}},
+	{pattern: "POST /v1/children/{child_id}/grants", body: []string{"account_id", "relationship", "permissions", "reason"}, optBody: []string{"expires_at"}},
 	{pattern: "POST /v1/children/{child_id}/grants/{account_id}/revoke", body: []string{"reason"}},
+	{pattern: "POST /v1/children/{child_id}/grants/{account_id}/review", body: []string{"reason"}},
 	{pattern: "POST /v1/accounts/{account_id}/phone-reset-requests", body: []string{"reason"}},
 	{pattern: "POST /v1/accounts/{account_id}/phone/clear", body: []string{}},
 	{pattern: "PUT /v1/accounts/{account_id}/phone", body: []string{"phone"}},
@@ -72,6 +73,7 @@ var queryRoutes = []apiRoute{
 	{pattern: "GET /v1/accounts/{account_id}", query: []string{"min_position"}, ext: []string{"at"}},
 	{pattern: "GET /v1/children/{child_id}", query: []string{"at", "min_position"}},
 	{pattern: "GET /v1/children", query: []string{"reference", "allocated_to", "after", "limit", "min_position"}},
+	{pattern: "GET /v1/reviews", query: []string{"due_before", "worker_id", "min_position"}, ext: []string{"after", "limit"}},
 	{pattern: "GET /v1/audit", query: []string{"child_id", "account_id", "actor", "from", "to", "after", "limit", "min_position"}},
 	{pattern: "GET /v1/audit/verify", query: []string{"min_position"}, ext: []string{"anchor_seq", "anchor_hash"}},
 	{pattern: "GET /v1/security-log", query: []string{"min_position"}, ext: []string{"actor", "command", "code", "from", "to", "after", "limit"}},

@@ -344,6 +344,9 @@ func policyVerb() verb {
 					if r.ClosedAccountRetention > 0 {
 						pairs = append(pairs, kv("closed_account_retention", humanDuration(time.Duration(r.ClosedAccountRetention)*time.Second)))
 					}
+					if r.ReviewPeriod > 0 {
+						pairs = append(pairs, kv("review_period", humanDuration(time.Duration(r.ReviewPeriod)*time.Second)))
+					}
 					if r.SetAt != nil {
 						pairs = append(pairs, kv("set_at", r.SetAt.UTC().Format(time.RFC3339)))
 					}

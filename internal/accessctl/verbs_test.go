@@ -153,6 +153,13 @@ func verbCases() []verbCase {
 			body:    `{"reason":"court order"}`, answer: `{"position":"19"}`, table: "position  19\n",
 		},
 		{
+			name: "review", args: []string{"review", "--child", childID, "--account", accountID, "--reason", "still agreed"},
+			pattern: "POST /v1/children/{child_id}/grants/{account_id}/review",
+			path:    "/v1/children/" + childID + "/grants/" + accountID + "/review",
+			body:    `{"reason":"still agreed"}`, answer: `{"review_by":"2027-03-02T09:00:00Z","position":"19"}`,
+			table: "review_by  2027-03-02 09:00:00 UTC\nposition   19\n",
+		},
+		{
 			name: "phone-reset", args: []string{"phone-reset", "--account", accountID, "--reason", "lost phone"},
 			pattern: "POST /v1/accounts/{account_id}/phone-reset-requests", path: "/v1/accounts/" + accountID + "/phone-reset-requests",
 			body: `{"reason":"lost phone"}`, answer: `{"position":"20"}`, table: "position  20\n",
@@ -458,6 +465,14 @@ func verbCases() []verbCase {
 			answer: `{"children":[{"child_id":"` + childID + `","reference":"NCC-0001","allocated_worker_id":"worker-ann","erased":false}],"next":null,"position":"26"}`,
 			table: "CHILD                                 REFERENCE  ALLOCATED WORKER\n" +
 				childID + "  NCC-0001   worker-ann\n" +
+				"position: 26\n",
+		},
+		{
+			name: "reviews", args: []string{"reviews", "--worker", "worker-ann", "--due-before", "2027-04-01T00:00:00Z"},
+			pattern: "GET /v1/reviews", path: "/v1/reviews", query: url.Values{"worker_id": {"worker-ann"}, "due_before": {"2027-04-01T00:00:00Z"}},
+			answer: `{"grants":[{"child_id":"` + childID + `","account_id":"` + accountID + `","relationship":"parent","review_by":"2027-03-02T09:00:00Z","expires_at":null,"worker_id":"worker-ann"}],"next":null,"position":"26"}`,
+			table: "CHILD                                 ACCOUNT                               RELATIONSHIP  REVIEW BY                EXPIRES AT  WORKER\n" +
+				childID + "  " + accountID + "  parent        2027-03-02 09:00:00 UTC  -           worker-ann\n" +
 				"position: 26\n",
 		},
 		{

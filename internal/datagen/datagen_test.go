@@ -213,6 +213,8 @@ func TestStreamIsWhatTheCommandPathWrites(t *testing.T) {
 		domain.TypePolicySet:             {domain.RoleSystem},
 		domain.TypePlacementStartReached: {domain.RoleSystem},
 		domain.TypePlacementEndReached:   {domain.RoleSystem},
+		domain.TypeGrantReviewed:         {domain.RoleWorker},
+		domain.TypeGrantExpired:          {domain.RoleSystem},
 	}
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
@@ -238,7 +240,7 @@ func TestStreamIsWhatTheCommandPathWrites(t *testing.T) {
 					if e.Meta.ActorRole == string(domain.RoleSystem) && e.Type != domain.TypePolicySet { // the initial policy has no cause
 						cause, ok := byID[e.Meta.CausationID]
 						require.True(t, ok, "an expiry's causation is an earlier event")
-						require.Contains(t, []string{domain.TypePlacementEnded, domain.TypeAccountInvited, domain.TypePlacementStarted}, cause.Type)
+						require.Contains(t, []string{domain.TypePlacementEnded, domain.TypeAccountInvited, domain.TypePlacementStarted, domain.TypeAccessGranted}, cause.Type)
 						require.Equal(t, cause.Meta.CorrelationID, e.Meta.CorrelationID)
 						require.False(t, e.Meta.RecordedAt.Before(e.Meta.EffectiveAt), "expiries at or after the deadline")
 					} else {

@@ -28,6 +28,7 @@ const (
 	tChangeEmail
 	tMarkStart
 	tMarkEnd
+	tExpireGrant
 )
 
 // task is one decision due at a time (Unix microseconds): a command some

@@ -40,6 +40,8 @@ const (
 	reviewRevoke      = 0.12
 	reviewChange      = 0.14
 	reviewRegrant     = 0.35
+	reviewConfirm     = 0.8  // of the open-ended grants a review leaves as they are, due for review within reviewMax: confirmed (R19)
+	timeLimited       = 0.15 // grants with an end (R19)
 	leaveRevoke       = 0.7
 	carerRetire       = 0.12
 	memberClose       = 0.03
@@ -143,7 +145,14 @@ type grant struct {
 	a      *acct
 	active bool
 	record bool // the grant includes record
+	// until is the end of a time-limited grant (R19), 0 for an open-ended
+	// one; grantedAt, grantID and grantCorr name the grant event.
+	until, grantedAt   int64
+	grantID, grantCorr uuid.UUID
 }
+
+// ended reports whether the time-limited grant ran out by now.
+func (g *grant) ended(now int64) bool { return g.until != 0 && now >= g.until }
 
 // Placement kinds (task.n of tPlace).
 const (
@@ -458,6 +467,8 @@ func (r *region) do(t *task) error {
 		return r.markStart(t.k, t.p)
 	case tMarkEnd:
 		return r.markEnd(t.k, t.p)
+	case tExpireGrant:
+		return r.expireGrant(t.g, t.eff)
 	}
 	return fmt.Errorf("unknown task kind %d", t.kind)
 }
@@ -1027,17 +1038,51 @@ func (r *region) doGrant(g *grant, record bool, reason string) error {
 	if record {
 		perms = permsViewRecord
 	}
+	var until int64
+	if r.chance(timeLimited) {
+		until = r.now + r.between(30*day, 180*day)
+	}
 	by := r.actor(k.agg.Worker())
-	evs, err := k.agg.Grant(by, g.a.agg, string(g.a.rel), perms, reason, r.time(r.now))
+	terms := domain.GrantTerms{Relationship: string(g.a.rel), Permissions: perms, Reason: reason}
+	if until != 0 {
+		terms.ExpiresAt = r.time(until)
+	}
+	evs, err := k.agg.GrantWith(by, g.a.agg, terms, r.time(r.now), r.policy)
 	if err != nil {
 		return refused("a grant", err)
 	}
-	if _, err := r.emit(domain.ChildStream(k.id), k.agg.Version(), r.cause(by, reason), k.agg.Apply, evs); err != nil {
+	c := r.cause(by, reason)
+	data, err := r.emit(domain.ChildStream(k.id), k.agg.Version(), c, k.agg.Apply, evs)
+	if err != nil {
 		return err
 	}
 	g.active, g.record = true, record
+	g.until, g.grantedAt, g.grantID, g.grantCorr = until, r.now, data[0].ID, c.CorrelationID
+	if until != 0 {
+		r.schedule(task{at: until + r.pmDelay(), kind: tExpireGrant, g: g, eff: r.now})
+	}
 	k.relate(g.a)
 	return nil
+}
+
+// expireGrant is the process manager's expiry of the time-limited grant
+// made at grantedAt (R19): nothing when it was revoked or replaced.
+func (r *region) expireGrant(g *grant, grantedAt int64) error {
+	k := g.k
+	evs, err := k.agg.ExpireGrant(g.a.id, r.time(grantedAt), r.time(r.now))
+	if err != nil {
+		return refused("a grant expiry", err)
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	if g.grantedAt == grantedAt {
+		g.active = false
+	}
+	c := domain.Cause{Actor: domain.System, Reason: reasonGrantRanOut, RecordedAt: r.time(r.now),
+		CorrelationID: g.grantCorr, CausationID: g.grantID}
+	_, err = r.emitIDs(domain.ChildStream(k.id), k.agg.Version(), c, k.agg.Apply, evs, deadlineIDs(g.grantID, g.until))
+	return err
 }
 
 // review is a contact review of one grant: revoked, widened or narrowed,
@@ -1047,6 +1092,9 @@ func (r *region) review(g *grant) error {
 		return nil
 	}
 	r.schedule(task{at: r.office(r.now + r.between(reviewMin, reviewMax)), kind: tReview, g: g})
+	if g.ended(r.now) {
+		g.active = false
+	}
 	x := r.rng.Float64()
 	switch {
 	case g.active && x < reviewRevoke:
@@ -1055,11 +1103,36 @@ func (r *region) review(g *grant) error {
 		return r.doGrant(g, !g.record, pick(r, reasonsGrantChange))
 	case !g.active && x < reviewRegrant:
 		return r.doGrant(g, r.chance(0.3), pick(r, reasonsGrant))
+	case g.active && g.until == 0 && r.dueSoon(g) && r.chance(reviewConfirm):
+		return r.confirm(g, pick(r, reasonsConfirm))
 	}
 	return nil
 }
 
+// dueSoon reports whether the open-ended grant g is due for review
+// (R19) before the next contact review.
+func (r *region) dueSoon(g *grant) bool {
+	by, ok := g.k.agg.ReviewOf(g.a.id, r.time(g.grantedAt))
+	return ok && by.Before(r.time(r.now+reviewMax))
+}
+
+// confirm is the worker confirming an open-ended grant at its review
+// (R19).
+func (r *region) confirm(g *grant, reason string) error {
+	k := g.k
+	by := r.actor(k.agg.Worker())
+	evs, err := k.agg.ReviewGrant(by, g.a.id, reason, r.time(r.now), r.policy)
+	if err != nil {
+		return refused("a grant review", err)
+	}
+	_, err = r.emit(domain.ChildStream(k.id), k.agg.Version(), r.cause(by, reason), k.agg.Apply, evs)
+	return err
+}
+
 func (r *region) revoke(g *grant, reason string) error {
+	if g.ended(r.now) {
+		g.active = false
+	}
 	if !g.active {
 		return nil
 	}
@@ -1085,6 +1158,7 @@ const (
 	reasonStartReached     = "the placement's start came"
 	reasonEndReached       = "the placement's end came: the grace period begins"
 	reasonInvitationRanOut = "invitation ran out unaccepted"
+	reasonGrantRanOut      = "time-limited grant ran out"
 )
 
 var (
@@ -1098,6 +1172,7 @@ var (
 	reasonsGrant = []string{"contact agreed at review", "parental responsibility", "family network meeting",
 		"court order", "agreed with the child's mother", "agreed with the child"}
 	reasonsGrantChange = []string{"contact reviewed", "permissions changed at review", "court order varied"}
+	reasonsConfirm     = []string{"contact still agreed", "reviewed with the family", "confirmed at review"}
 	reasonsRevoke      = []string{"contact suspended", "court order varied", "no longer involved",
 		"safeguarding concern", "requested by the family"}
 	reasonsLeaveCare   = []string{"case closed", "child returned home", "child adopted", "left care at 18"}

@@ -68,6 +68,7 @@ func (ix *Index) apply(rec eventlog.Record) error {
 	// change feed learn that the access changed: it is published when the
 	// access just before the mark's time differs from the access at it.
 	mark, isMark := timeMark(res.Envelope)
+	grant, grantChanged := ix.grantNote(res.Envelope.Event)
 	ups := ix.scratch[:0]
 	for _, p := range res.Pairs {
 		old, existed := ix.pairs[p] // only this goroutine writes pairs
@@ -114,6 +115,9 @@ func (ix *Index) apply(rec eventlog.Record) error {
 		ac.facts = acctFacts
 	}
 	ix.noteChild(res.Envelope.Event)
+	if grantChanged {
+		ix.noteGrant(grant)
+	}
 	ix.pos = rec.Position
 	ix.applied++
 	if ix.targetSet && !ix.isReady && !ix.pos.Before(ix.target) {
@@ -137,6 +141,8 @@ func timeMark(env domain.Envelope) (time.Time, bool) {
 		return e.ReachedAt, true
 	case *domain.PlacementEndReached:
 		return e.ReachedAt, true
+	case *domain.GrantExpired:
+		return e.ExpiredAt, true
 	}
 	return time.Time{}, false
 }
@@ -189,6 +195,6 @@ func sameFacts(a *pairFacts, b *accessmodel.Facts) bool {
 			return x.Start.Equal(y.Start) && x.End.Equal(y.End) && x.GraceEnd.Equal(y.GraceEnd)
 		}) &&
 		slices.EqualFunc(a.grants, b.Grants, func(x, y domain.GrantFacts) bool {
-			return x.From.Equal(y.From) && x.To.Equal(y.To) && x.Permissions == y.Permissions
+			return x.From.Equal(y.From) && x.To.Equal(y.To) && x.Permissions == y.Permissions && x.ExpiresAt.Equal(y.ExpiresAt)
 		})
 }

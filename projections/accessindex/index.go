@@ -69,6 +69,9 @@ type Answer struct {
 	// Until is when this answer stops holding; zero when nothing known
 	// ends it.
 	Until time.Time
+	// ExpiresAt is, when Reason is grant, the end of the time-limited
+	// grant (R19); zero otherwise.
+	ExpiresAt time.Time
 	// Position is the position of the last record the answer reflects.
 	Position eventlog.Position
 	// PlacementEndedAt is, while the reason is grace_period, when the
@@ -183,7 +186,11 @@ type Index struct {
 	children map[uuid.UUID]*ChildInfo
 	byRef    map[string]uuid.UUID
 	byWorker map[string]map[uuid.UUID]struct{}
-	changes  ring
+	// grants holds, per child, the grant to each account that is neither
+	// revoked nor recorded as run out, with its review date or end (R19):
+	// the reviews list.
+	grants  map[uuid.UUID]map[uuid.UUID]GrantDue
+	changes ring
 	// notify is closed, and replaced, after every Apply that applied a
 	// record: WaitFor and Changes callers wait on it.
 	notify chan struct{}
@@ -212,6 +219,7 @@ func New(opts ...Option) *Index {
 		children:   map[uuid.UUID]*ChildInfo{},
 		byRef:      map[string]uuid.UUID{},
 		byWorker:   map[string]map[uuid.UUID]struct{}{},
+		grants:     map[uuid.UUID]map[uuid.UUID]GrantDue{},
 		notify:     make(chan struct{}),
 		ready:      make(chan struct{}),
 	}
@@ -252,7 +260,7 @@ func (ix *Index) Check(acct, child uuid.UUID, perm domain.Permission, t time.Tim
 	pos := ix.pos
 	a, ended := ix.childAccess(acct, child, t)
 	ix.mu.RUnlock()
-	return Answer{Allowed: a.Allows(perm), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until, Position: pos,
+	return Answer{Allowed: a.Allows(perm), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until, ExpiresAt: a.ExpiresAt, Position: pos,
 		PlacementEndedAt: ended}
 }
 

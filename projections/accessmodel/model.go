@@ -162,9 +162,22 @@ func (m *Model) Apply(rec eventlog.Record) (Result, error) {
 		// from now on what names the end of the grace period.
 		res.Pairs, err = m.childPair(e, e.ChildID, e.CarerAccountID, ref, e.ExpiredAt)
 	case *domain.AccessGranted:
-		res.Pairs, err = m.childPair(e, e.ChildID, e.AccountID, ref, e.GrantedAt)
+		// A time-limited grant's end is a fact from the grant on, named by
+		// the grant until its expiry is recorded (R19).
+		times := []time.Time{e.GrantedAt}
+		if !e.ExpiresAt.IsZero() {
+			times = append(times, e.ExpiresAt)
+		}
+		res.Pairs, err = m.childPair(e, e.ChildID, e.AccountID, ref, times...)
 	case *domain.AccessRevoked:
 		res.Pairs, err = m.childPair(e, e.ChildID, e.AccountID, ref, e.RevokedAt)
+	case *domain.GrantReviewed:
+		// A review changes no access (R19), only the grant's review date.
+		err = m.child(e.ChildID).Apply(e)
+	case *domain.GrantExpired:
+		// As GraceExpired: the end was a fact already; the expiry is its
+		// record, and from now on what names the end of the grant.
+		res.Pairs, err = m.childPair(e, e.ChildID, e.AccountID, ref, e.ExpiredAt)
 	case *domain.AccountActivated:
 		res.Pairs, err = m.accountEvent(e, e.AccountID, ref, e.ActivatedAt)
 		res.Account = &e.AccountID

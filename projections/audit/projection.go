@@ -296,6 +296,10 @@ func subjects(e domain.Event) (child, account uuid.UUID, err error) {
 		return e.ChildID, e.AccountID, nil
 	case *domain.AccessRevoked:
 		return e.ChildID, e.AccountID, nil
+	case *domain.GrantReviewed:
+		return e.ChildID, e.AccountID, nil
+	case *domain.GrantExpired:
+		return e.ChildID, e.AccountID, nil
 	case *domain.AccountInvited:
 		return uuid.Nil, e.AccountID, nil
 	case *domain.InvitationExpired:

@@ -316,6 +316,8 @@ func TestSubjectsCoverTheCatalogue(t *testing.T) {
 		{&domain.PlacementCancelled{ChildID: c, PlacementID: p, CarerAccountID: a}, c, a},
 		{&domain.PlacementStartReached{ChildID: c, PlacementID: p, CarerAccountID: a}, c, a},
 		{&domain.PlacementEndReached{ChildID: c, PlacementID: p, CarerAccountID: a}, c, a},
+		{&domain.GrantReviewed{ChildID: c, AccountID: a}, c, a},
+		{&domain.GrantExpired{ChildID: c, AccountID: a}, c, a},
 		{&domain.AccountReopened{AccountID: a, ClosedAt: time.Unix(1, 0), ReopenedAt: time.Unix(2, 0)}, uuid.Nil, a},
 		{&domain.EmailChangeRequested{AccountID: a}, uuid.Nil, a},
 		{&domain.EmailChanged{AccountID: a}, uuid.Nil, a},

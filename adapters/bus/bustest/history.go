@@ -127,6 +127,24 @@ func History(t testing.TB, n int) []eventlog.Record {
 	x.commit(domain.PolicyStream, projtest.Manager, "review", func(domain.Event) error { return nil },
 		must(t)(domain.NewPolicyHistory(w.Policy).SetPolicy(projtest.Manager, domain.PolicyChange{InvitationTTL: &longer}, "review", w.Now)))
 
+	// Grants that end, and reviews (R19), on the child of the cancelled
+	// placement: an open-ended grant reviewed, replaced by a time-limited
+	// one that runs out.
+	c = w.Child(planned)
+	x.commit(domain.ChildStream(planned), projtest.Worker, "contact agreed", c.Apply,
+		must(t)(c.GrantWith(projtest.Worker, w.Account(member), domain.GrantTerms{Relationship: string(domain.RelParent),
+			Permissions: []string{domain.PermView}, Reason: "contact agreed"}, w.Now, w.Policy)))
+	w.Advance(time.Hour)
+	x.commit(domain.ChildStream(planned), projtest.Worker, "still agreed", c.Apply,
+		must(t)(c.ReviewGrant(projtest.Worker, member, "still agreed", w.Now, w.Policy)))
+	x.commit(domain.ChildStream(planned), projtest.Worker, "until the hearing", c.Apply,
+		must(t)(c.GrantWith(projtest.Worker, w.Account(member), domain.GrantTerms{Relationship: string(domain.RelParent),
+			Permissions: []string{domain.PermView}, Reason: "until the hearing", ExpiresAt: w.Now.Add(time.Hour)}, w.Now, w.Policy)))
+	grantedAt := w.Now
+	w.Advance(2 * time.Hour)
+	x.commit(domain.ChildStream(planned), domain.System, "time-limited grant ran out", c.Apply,
+		must(t)(c.ExpireGrant(member, grantedAt, w.Now)))
+
 	// Erasures last: nothing personal is recorded of an erased subject.
 	a = w.Account(invited)
 	x.commit(domain.AccountStream(invited), dpo, "Art. 17 request", a.Apply, must(t)(a.Erase(dpo, "Art. 17 request", w.Now)))
