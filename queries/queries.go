@@ -66,6 +66,10 @@ const (
 	QueryAccountExport          Name = "account_export"
 	QueryChildExport            Name = "child_export"
 	QueryListChildren           Name = "list_children"
+	QueryRecordViews            Name = "record_views"
+	QueryChildViews             Name = "child_views"
+	QueryAccountViews           Name = "account_views"
+	QueryAlerts                 Name = "alerts"
 )
 
 // anyone marks a query every authenticated caller may ask.
@@ -77,7 +81,7 @@ var roles = map[Name][]domain.Role{
 	QueryCheck:                  {domain.RoleService, domain.RoleWorker, domain.RoleAuditor},
 	QueryAccountChildren:        {domain.RoleService, domain.RoleWorker, domain.RoleAuditor},
 	QueryChildViewers:           {domain.RoleWorker, domain.RoleAuditor},
-	QueryWatch:                  {domain.RoleService},
+	QueryWatch:                  {domain.RoleService, domain.RoleAuditor}, // auditors follow the alerts (R20)
 	QueryChildHistory:           {domain.RoleAuditor},
 	QueryAccountHistory:         {domain.RoleAuditor},
 	QueryGetChild:               {domain.RoleWorker, domain.RoleManager, domain.RoleAuditor, domain.RoleDPO},
@@ -94,6 +98,10 @@ var roles = map[Name][]domain.Role{
 	QueryAccountExport:          {domain.RoleAuditor, domain.RoleDPO},
 	QueryChildExport:            {domain.RoleAuditor, domain.RoleDPO},
 	QueryListChildren:           {domain.RoleWorker, domain.RoleManager, domain.RoleAuditor, domain.RoleDPO},
+	QueryRecordViews:            {domain.RoleService},
+	QueryChildViews:             {domain.RoleAuditor},
+	QueryAccountViews:           {domain.RoleAuditor},
+	QueryAlerts:                 {domain.RoleAuditor},
 }
 
 // Roles returns the roles that may ask q, or nil when every authenticated
@@ -197,14 +205,16 @@ const (
 )
 
 // Config configures a Service. Index, History, Accounts, Audit,
-// SecurityLog, ChildRecords, Refusals and Progress are required; Ledger
-// is optional.
+// SecurityLog, Views, ChildRecords, Refusals and Progress are required;
+// Ledger is optional.
 type Config struct {
-	Index        Index
-	History      History
-	Accounts     Accounts
-	Audit        Audit
-	SecurityLog  SecurityLog
+	Index       Index
+	History     History
+	Accounts    Accounts
+	Audit       Audit
+	SecurityLog SecurityLog
+	// Views keeps the record views and their alerts (R20).
+	Views        Views
 	ChildRecords ChildRecords
 	// ChildIDFor is the id of the child with a reference (R17): the
 	// command service's ChildIDFor, keyed by the deployment. Default
@@ -257,6 +267,7 @@ func (c Config) Validate() error {
 	missing("Accounts", c.Accounts == nil)
 	missing("Audit", c.Audit == nil)
 	missing("SecurityLog", c.SecurityLog == nil)
+	missing("Views", c.Views == nil)
 	missing("ChildRecords", c.ChildRecords == nil)
 	missing("Refusals", c.Refusals == nil)
 	missing("Progress", c.Progress == nil)

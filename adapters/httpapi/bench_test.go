@@ -25,6 +25,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
+	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/projections"
@@ -142,7 +143,7 @@ func benchHandler(b *testing.B, role domain.Role) (http.Handler, string, *benchI
 
 	qs, err := queries.New(queries.Config{
 		Index: bi.ix, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db), Audit: audit.NewReader(db, nil),
-		SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: noRefusals{},
+		SecurityLog: securitylog.New(db), Views: viewlog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: noRefusals{},
 		Progress: func() []projections.Status { return nil }, Clock: func() time.Time { return bi.at },
 	})
 	require.NoError(b, err)

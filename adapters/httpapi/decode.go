@@ -27,11 +27,16 @@ import (
 // *http.MaxBytesError: 413), after checking the Content-Type is JSON
 // (application/json, charset utf-8 if any; else 415).
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	return readBodyMax(w, r, MaxBodyBytes)
+}
+
+// readBodyMax is readBody with a bound of max bytes.
+func readBodyMax(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
 	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		// Read nothing: a refused body is not worth reading.
 		return nil, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -386,23 +386,36 @@ func (l *Log) ListAlerts(ctx context.Context, f Filter) ([]Alert, Cursor, error)
 	return out, next, nil
 }
 
-// AlertsRaisedSince returns up to limit alerts raised at or after since,
-// in the order they were raised: what a live follower (the watch stream)
-// polls. Rows raised in the same microsecond come in alert_id order.
-func (l *Log) AlertsRaisedSince(ctx context.Context, since time.Time, limit int) ([]Alert, error) {
+// AlertsRaisedAfter returns up to limit alerts raised after the cursor
+// (raised_at, alert_id), in the order they were raised (by raised_at, then
+// alert_id): what a live follower (the watch stream) polls. A cursor with
+// a nil ID selects the alerts raised at or after its At.
+//
+// On PostgreSQL a transaction can commit alerts raised a moment before
+// ones already read: a follower reads again a few seconds back and skips
+// the alerts it has seen.
+func (l *Log) AlertsRaisedAfter(ctx context.Context, after Cursor, limit int) ([]Alert, error) {
 	if limit < 1 || limit > MaxLimit {
-		return nil, fmt.Errorf("alerts raised since: limit %d not in 1..%d: %w", limit, MaxLimit, ErrInvalid)
+		return nil, fmt.Errorf("alerts raised after: limit %d not in 1..%d: %w", limit, MaxLimit, ErrInvalid)
 	}
 	var rows []alertRow
-	if err := l.db.NewSelect().Model(&rows).Where("a.raised_at >= ?", since.UnixMicro()).
-		OrderExpr("a.raised_at ASC, a.alert_id ASC").Limit(int64(limit)).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("alerts raised since: %w", err)
+	q := l.db.NewSelect().Model(&rows)
+	at := after.At.UnixMicro()
+	if after.IsZero() {
+		q = q.Where("a.raised_at >= ?", at)
+	} else {
+		q = q.WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+			return q.Where("a.raised_at > ?", at).WhereOr("a.raised_at = ? AND a.alert_id > ?", at, after.ID.String())
+		})
+	}
+	if err := q.OrderExpr("a.raised_at ASC, a.alert_id ASC").Limit(int64(limit)).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("alerts raised after: %w", err)
 	}
 	out := make([]Alert, len(rows))
 	for i, r := range rows {
 		var err error
 		if out[i], err = r.alert(); err != nil {
-			return nil, fmt.Errorf("alerts raised since: %w", err)
+			return nil, fmt.Errorf("alerts raised after: %w", err)
 		}
 	}
 	return out, nil
