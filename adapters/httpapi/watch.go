@@ -51,6 +51,9 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 	if err != nil {
 		return err
 	}
+	// The alerts raised from now on: taken before the stream answers, so
+	// that an alert raised after the client sees the answer is sent.
+	alerts := newAlertFollower(feed.Now())
 	var after eventlog.Position
 	switch p, given, err := c.q.position("after"); {
 	case err != nil:
@@ -105,7 +108,6 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 	defer heartbeat.Stop()
 	alertTick := time.NewTicker(s.cfg.WatchAlertPoll)
 	defer alertTick.Stop()
-	alerts := newAlertFollower(feed.Now())
 	for {
 		if err := s.ledgerFault(); err != nil {
 			// The ledger found the log tampered with while the stream ran:

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -465,4 +466,34 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (views, alerts int64,
 		return 0, 0, fmt.Errorf("prune views: %w", err)
 	}
 	return views, alerts, nil
+}
+
+// DefaultRetention is how long views and alerts are kept by default: six
+// years (2,192 days), as closed accounts' personal data (R22), so that a
+// subject access request made while the account could still be erased
+// finds every view.
+const DefaultRetention = 2192 * 24 * time.Hour
+
+// PruneEvery applies the retention schedule until ctx ends: at once, then
+// every interval, it deletes the views recorded and the alerts raised more
+// than retention before now(). A failed prune is logged and tried again at
+// the next interval. It returns ctx's error.
+func (l *Log) PruneEvery(ctx context.Context, retention, interval time.Duration, now func() time.Time, log *slog.Logger) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		before := now().Add(-retention)
+		views, alerts, err := l.Prune(ctx, before)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.WarnContext(ctx, "views retention: prune failed", "error", err)
+		case views+alerts > 0:
+			log.InfoContext(ctx, "views retention: pruned", "views", views, "alerts", alerts, "before", before)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }

@@ -2,6 +2,7 @@ package viewlog_test
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -248,4 +249,25 @@ func BenchmarkRecord(b *testing.B) {
 			})
 		}
 	}
+}
+
+func TestPruneEvery(t *testing.T) {
+	db := open(t, sqltest.SQLiteMemory(t))
+	l := viewlog.New(db)
+	a, c := uuid.New(), uuid.New()
+	old := view(t, a, c, t0, true)
+	old.RecordedAt = t0
+	require.NoError(t, l.Record(t.Context(), viewlog.Batch{Views: []viewlog.View{old}}))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- l.PruneEvery(ctx, 24*time.Hour, time.Millisecond, func() time.Time { return t0.Add(25 * time.Hour) }, slog.New(slog.DiscardHandler))
+	}()
+	require.Eventually(t, func() bool {
+		views, _, err := l.ListViews(t.Context(), viewlog.Filter{})
+		require.NoError(t, err)
+		return len(views) == 0
+	}, 5*time.Second, 5*time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
 }
