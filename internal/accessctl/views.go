@@ -128,7 +128,8 @@ func alertsVerb() verb {
 	return verb{
 		name: "alerts", synopsis: "[--from RFC3339] [--to RFC3339] [--limit N] [--after CURSOR] [--all]", query: true,
 		summary:  "list the alerts, oldest first: views of a child's record made without access (auditors)",
-		help:     pagingHelp + "\nTo follow new alerts as they are raised: accessctl watch (as an auditor).",
+		help: pagingHelp + "\nNew alerts are also sent, as they are raised, on GET /v1/watch (events \"alert\", for\n" +
+			"auditors and the service); accessctl watch prints the access changes only.",
 		endpoint: "GET /v1/alerts",
 		flags: func(fs *flag.FlagSet) action {
 			filter := viewsFlags(fs, "alerts")
