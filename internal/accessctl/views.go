@@ -127,7 +127,7 @@ func viewsVerb() verb {
 func alertsVerb() verb {
 	return verb{
 		name: "alerts", synopsis: "[--from RFC3339] [--to RFC3339] [--limit N] [--after CURSOR] [--all]", query: true,
-		summary:  "list the alerts, oldest first: views of a child's record made without access (auditors)",
+		summary: "list the alerts, oldest first: views of a child's record made without access (auditors)",
 		help: pagingHelp + "\nNew alerts are also sent, as they are raised, on GET /v1/watch (events \"alert\", for\n" +
 			"auditors and the service); accessctl watch prints the access changes only.",
 		endpoint: "GET /v1/alerts",
