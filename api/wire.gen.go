@@ -73,6 +73,21 @@ func (e AccountStatus) Valid() bool {
 	}
 }
 
+// Defines values for AlertKind.
+const (
+	AlertKindViewWithoutAccess AlertKind = "view_without_access"
+)
+
+// Valid indicates whether the value is a known member of the AlertKind enum.
+func (e AlertKind) Valid() bool {
+	switch e {
+	case AlertKindViewWithoutAccess:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for BrokenEntryCheck.
 const (
 	BrokenEntryCheckAnchor     BrokenEntryCheck = "anchor"
@@ -583,6 +598,9 @@ type AccountExport struct {
 	Account   ExportAccount `json:"account"`
 	AccountID UUID          `json:"account_id"`
 
+	// Alerts Every alert about the account, oldest first.
+	Alerts []Alert `json:"alerts"`
+
 	// Events Every audit trail entry about the account, in log order.
 	Events []AuditEntry `json:"events"`
 
@@ -600,6 +618,9 @@ type AccountExport struct {
 	// Refused Refused commands and queries that named the account, newest first.
 	Refused []SecurityLogEntry   `json:"refused"`
 	Subject AccountExportSubject `json:"subject"`
+
+	// Views Every view by the account kept (R20), oldest first.
+	Views []ViewEntry `json:"views"`
 }
 
 // AccountExportSubject defines model for AccountExport.Subject.
@@ -705,6 +726,34 @@ type ActivateRequest struct {
 
 // ActorID An actor id: a token's sub, a worker's id. 1 to 200 bytes of ASCII letters, digits and . _ - @ | : + / = ' (UUIDs, Azure AD object ids, auth0|..., email addresses, URIs); no spaces, no control, invisible or bidirectional formatting characters.
 type ActorID = string
+
+// Alert An alert (R20); also the data of an "alert" event of GET /v1/watch.
+type Alert struct {
+	AccountID UUID `json:"account_id"`
+	AlertID   UUID `json:"alert_id"`
+
+	// At RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	At      Time      `json:"at"`
+	ChildID UUID      `json:"child_id"`
+	Detail  string    `json:"detail"`
+	Kind    AlertKind `json:"kind"`
+
+	// RaisedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	RaisedAt Time `json:"raised_at"`
+	ViewID   UUID `json:"view_id"`
+}
+
+// AlertKind defines model for Alert.Kind.
+type AlertKind string
+
+// AlertPage defines model for AlertPage.
+type AlertPage struct {
+	Alerts []Alert             `json:"alerts"`
+	Next   *NullableViewCursor `json:"next"`
+
+	// Position An opaque consistency token (a position in the event log).
+	Position Position `json:"position"`
+}
 
 // AllocateWorkerRequest defines model for AllocateWorkerRequest.
 type AllocateWorkerRequest struct {
@@ -859,6 +908,8 @@ type ChildAccess struct {
 
 // ChildExport Everything the engine holds about one child (R21, UK GDPR Art. 15).
 type ChildExport struct {
+	// Alerts Every alert about the child, oldest first.
+	Alerts  []Alert     `json:"alerts"`
 	Child   ChildRecord `json:"child"`
 	ChildID UUID        `json:"child_id"`
 
@@ -877,6 +928,9 @@ type ChildExport struct {
 	// Refused Refused commands and queries that named the child, newest first.
 	Refused []SecurityLogEntry `json:"refused"`
 	Subject ChildExportSubject `json:"subject"`
+
+	// Views Every view of the child's record kept (R20), oldest first.
+	Views []ViewEntry `json:"views"`
 }
 
 // ChildExportSubject defines model for ChildExport.Subject.
@@ -1279,6 +1333,9 @@ type NullableCursor = string
 // NullableTime defines model for NullableTime.
 type NullableTime = time.Time
 
+// NullableViewCursor defines model for NullableViewCursor.
+type NullableViewCursor = string
+
 // Permission defines model for Permission.
 type Permission string
 
@@ -1409,6 +1466,40 @@ type Reason string
 type ReasonRequest struct {
 	// Reason A reason; tab and line feed are allowed.
 	Reason FreeText `api:"text" json:"reason"`
+}
+
+// RecordView One opening of a child's record by an account, with the permission used.
+type RecordView struct {
+	AccountID  string `json:"account_id"`
+	ChildID    string `json:"child_id"`
+	Permission string `json:"permission"`
+
+	// ViewedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	ViewedAt string `json:"viewed_at"`
+}
+
+// RecordViews defines model for RecordViews.
+type RecordViews struct {
+	Views []RecordView `json:"views"`
+}
+
+// RecordViewsAnswer defines model for RecordViewsAnswer.
+type RecordViewsAnswer struct {
+	// Position The access index's position the decisions were made at.
+	Position Position       `json:"position"`
+	Views    []RecordedView `json:"views"`
+}
+
+// RecordViewsRequest One view, or up to 1,000 as {"views":[…]}.
+type RecordViewsRequest = json.RawMessage
+
+// RecordedView defines model for RecordedView.
+type RecordedView struct {
+	Allowed bool `json:"allowed"`
+
+	// Reason Why an answer allows (own_record, placement, grace_period, grant) or denies.
+	Reason Reason `json:"reason"`
+	ViewID UUID   `json:"view_id"`
 }
 
 // RegisterChildRequest defines model for RegisterChildRequest.
@@ -1561,6 +1652,42 @@ type VerifyResult struct {
 	Position Position `json:"position"`
 }
 
+// ViewCursor The "next" of the previous page of views or alerts.
+type ViewCursor = string
+
+// ViewEntry defines model for ViewEntry.
+type ViewEntry struct {
+	AccountID UUID `json:"account_id"`
+	Allowed   bool `json:"allowed"`
+	ChildID   UUID `json:"child_id"`
+
+	// DecidedAtPosition The access index's position the decision was made at.
+	DecidedAtPosition Position   `json:"decided_at_position"`
+	Permission        Permission `json:"permission"`
+
+	// Reason Why an answer allows (own_record, placement, grace_period, grant) or denies.
+	Reason Reason `json:"reason"`
+
+	// RecordedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	RecordedAt Time `json:"recorded_at"`
+
+	// ReportedBy The service (token subject) that reported the view.
+	ReportedBy string `json:"reported_by"`
+	ViewID     UUID   `json:"view_id"`
+
+	// ViewedAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+	ViewedAt Time `json:"viewed_at"`
+}
+
+// ViewPage defines model for ViewPage.
+type ViewPage struct {
+	Next *NullableViewCursor `json:"next"`
+
+	// Position An opaque consistency token (a position in the event log).
+	Position Position    `json:"position"`
+	Views    []ViewEntry `json:"views"`
+}
+
 // Viewer An account that may see the child, and why.
 type Viewer struct {
 	AccountID   UUID        `json:"account_id"`
@@ -1633,6 +1760,18 @@ type MinPosition = Position
 
 // PlacementID defines model for PlacementID.
 type PlacementID = UUID
+
+// ViewsAfter The "next" of the previous page of views or alerts.
+type ViewsAfter = ViewCursor
+
+// ViewsFrom RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+type ViewsFrom = Time
+
+// ViewsLimit defines model for ViewsLimit.
+type ViewsLimit = int
+
+// ViewsTo RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+type ViewsTo = Time
 
 // ChecksTooLarge An RFC 9457 problem.
 type ChecksTooLarge = Problem
@@ -1804,6 +1943,28 @@ type ReopenAccountParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// AccountViewsParams defines parameters for AccountViews.
+type AccountViewsParams struct {
+	From  *ViewsFrom  `form:"from,omitempty" json:"from,omitempty"`
+	To    *ViewsTo    `form:"to,omitempty" json:"to,omitempty"`
+	After *ViewsAfter `form:"after,omitempty" json:"after,omitempty"`
+	Limit *ViewsLimit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
+	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
+}
+
+// AlertsParams defines parameters for Alerts.
+type AlertsParams struct {
+	From  *ViewsFrom  `form:"from,omitempty" json:"from,omitempty"`
+	To    *ViewsTo    `form:"to,omitempty" json:"to,omitempty"`
+	After *ViewsAfter `form:"after,omitempty" json:"after,omitempty"`
+	Limit *ViewsLimit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
+	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
+}
+
 // AuditListParams defines parameters for AuditList.
 type AuditListParams struct {
 	ChildID   *UUID `form:"child_id,omitempty" json:"child_id,omitempty"`
@@ -1968,6 +2129,17 @@ type ChildViewersParams struct {
 	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
 }
 
+// ChildViewsParams defines parameters for ChildViews.
+type ChildViewsParams struct {
+	From  *ViewsFrom  `form:"from,omitempty" json:"from,omitempty"`
+	To    *ViewsTo    `form:"to,omitempty" json:"to,omitempty"`
+	After *ViewsAfter `form:"after,omitempty" json:"after,omitempty"`
+	Limit *ViewsLimit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
+	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
+}
+
 // InviteParams defines parameters for Invite.
 type InviteParams struct {
 	// IdempotencyKey Makes a retried command return the first answer and append nothing new.
@@ -2032,6 +2204,12 @@ type SecurityLogParams struct {
 	After   *Cursor `form:"after,omitempty" json:"after,omitempty"`
 	Limit   *int    `form:"limit,omitempty" json:"limit,omitempty"`
 
+	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
+	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
+}
+
+// RecordViewsParams defines parameters for RecordViews.
+type RecordViewsParams struct {
 	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
 	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
 }
@@ -2113,3 +2291,6 @@ type InviteJSONRequestBody = InviteRequest
 
 // SetPolicyJSONRequestBody defines body for SetPolicy for application/json ContentType.
 type SetPolicyJSONRequestBody = SetPolicyRequest
+
+// RecordViewsJSONRequestBody defines body for RecordViews for application/json ContentType.
+type RecordViewsJSONRequestBody = RecordViewsRequest

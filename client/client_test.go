@@ -257,6 +257,30 @@ func TestAgainstTheRealServer(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, sec.Entries, 1)
 
+	// Record views (R20): neither may view the record now, so both views
+	// raise alerts.
+	views, err := service.RecordViews(ctx, []api.RecordView{
+		{AccountID: carer.AccountID.String(), ChildID: child.ChildID.String(), Permission: "view", ViewedAt: time.Now().UTC().Format(time.RFC3339Nano)},
+		{AccountID: member.AccountID.String(), ChildID: child.ChildID.String(), Permission: "view", ViewedAt: time.Now().UTC().Format(time.RFC3339Nano)},
+	}, client.MinPosition(closed.Position))
+	require.NoError(t, err)
+	require.Len(t, views.Views, 2)
+	require.False(t, views.Views[1].Allowed)
+	cv, err := auditor.ChildViews(ctx, child.ChildID, client.ViewsFilter{Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, cv.Views, 1)
+	require.NotNil(t, cv.Next)
+	cv, err = auditor.ChildViews(ctx, child.ChildID, client.ViewsFilter{After: *cv.Next})
+	require.NoError(t, err)
+	require.Len(t, cv.Views, 1)
+	av, err := auditor.AccountViews(ctx, member.AccountID, client.ViewsFilter{From: time.Now().Add(-time.Hour)})
+	require.NoError(t, err)
+	require.Len(t, av.Views, 1)
+	alerts, err := auditor.Alerts(ctx, client.ViewsFilter{})
+	require.NoError(t, err)
+	require.Len(t, alerts.Alerts, 2, "the carer's grace was ended early, the member's account closed")
+	require.Equal(t, views.Views[1].ViewID, alerts.Alerts[1].ViewID)
+
 	// The ledger, checked with its key alone elsewhere (accessctl ledger).
 	s.CaughtUp(t)
 	note, err := auditor.LedgerCheckpoint(ctx)
@@ -283,7 +307,8 @@ func TestAgainstTheRealServer(t *testing.T) {
 		"end_placement", "end_grace", "grant", "revoke", "request_phone_reset", "clear_phone", "enrol_phone", "check",
 		"account_children", "child_viewers", "child_history", "account_history", "get_child", "get_account", "list_accounts",
 		"audit_list", "audit_verify", "security_log", "policy", "ledger_checkpoint", "ledger_public_key",
-		"ledger_inclusion_proof", "ledger_consistency_proof", "healthz", "readyz"} {
+		"ledger_inclusion_proof", "ledger_consistency_proof", "healthz", "readyz",
+		"record_views", "child_views", "account_views", "alerts"} {
 		require.True(t, c.seen[op], "the client never called %s", op)
 	}
 }

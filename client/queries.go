@@ -364,3 +364,51 @@ func (c *Client) PolicyAt(ctx context.Context, at time.Time, opts ...CallOption)
 	var a api.Policy
 	return a, c.query(ctx, "/v1/policy", v, &a, opts)
 }
+
+// ViewsFilter selects a page of views or alerts (R20): From and To bound
+// viewed_at (for alerts, at), After is the "next" of the previous page,
+// Limit the page size (0: the server's default).
+type ViewsFilter struct {
+	From, To time.Time
+	After    string
+	Limit    int
+}
+
+func (f ViewsFilter) values() url.Values {
+	v := url.Values{}
+	setTime(v, "from", f.From)
+	setTime(v, "to", f.To)
+	setText(v, "after", f.After)
+	setLimit(v, f.Limit)
+	return v
+}
+
+// RecordViews is POST /v1/views (R20, the service): keeps each view with
+// the access decision at its viewed_at, and answers them in order (1 to
+// 1,000 views). Views are not idempotent: a request retried after a lost
+// answer may keep its views twice, under new ids.
+func (c *Client) RecordViews(ctx context.Context, views []api.RecordView, opts ...CallOption) (api.RecordViewsAnswer, error) {
+	var a api.RecordViewsAnswer
+	return a, c.do(ctx, request{method: http.MethodPost, path: "/v1/views", body: api.RecordViews{Views: views}, query_: true}, &a, opts)
+}
+
+// ChildViews is GET /v1/children/{child_id}/views: one page of the views
+// of the child's record, oldest first (R20).
+func (c *Client) ChildViews(ctx context.Context, child uuid.UUID, f ViewsFilter, opts ...CallOption) (api.ViewPage, error) {
+	var a api.ViewPage
+	return a, c.query(ctx, "/v1/children/"+child.String()+"/views", f.values(), &a, opts)
+}
+
+// AccountViews is GET /v1/accounts/{account_id}/views: one page of the
+// views the account made, oldest first (R20).
+func (c *Client) AccountViews(ctx context.Context, account uuid.UUID, f ViewsFilter, opts ...CallOption) (api.ViewPage, error) {
+	var a api.ViewPage
+	return a, c.query(ctx, "/v1/accounts/"+account.String()+"/views", f.values(), &a, opts)
+}
+
+// Alerts is GET /v1/alerts: one page of the alerts (views without access),
+// oldest first (R20).
+func (c *Client) Alerts(ctx context.Context, f ViewsFilter, opts ...CallOption) (api.AlertPage, error) {
+	var a api.AlertPage
+	return a, c.query(ctx, "/v1/alerts", f.values(), &a, opts)
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/accessledger/accessledger/adapters/securitylog"
+	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
@@ -118,7 +119,8 @@ func exportIntervals(ivs []accesshistory.Interval, events []api.AuditEntry) []ap
 
 // AccountExport answers everything the engine holds about account id
 // (R21): its lifecycle and personal data, every event about it, its access
-// history, its placements and grants, and the refusals that named it. An
+// history, its placements and grants, the refusals that named it, and
+// the views it made and their alerts (R20). An
 // account never invited fails with an error wrapping accounts.ErrNotFound.
 func (s *Service) AccountExport(ctx context.Context, c Caller, id uuid.UUID, w Consistency) (api.AccountExport, error) {
 	if err := s.Authorize(ctx, QueryAccountExport, c); err != nil {
@@ -187,14 +189,17 @@ func (s *Service) AccountExport(ctx context.Context, c Caller, id uuid.UUID, w C
 	if out.Refused, err = s.exportRefused(ctx, securitylog.Filter{Account: &id}); err != nil {
 		return api.AccountExport{}, err
 	}
+	if out.Views, out.Alerts, err = s.exportViews(ctx, viewlog.Filter{Account: &id}); err != nil {
+		return api.AccountExport{}, err
+	}
 	s.cfg.Logger.InfoContext(ctx, "subject access export", "subject", "account", "account_id", id,
 		"actor", c.Actor.ID, "role", c.Actor.Role, "events", len(out.Events), "intervals", len(out.Intervals))
 	return out, nil
 }
 
 // ChildExport answers everything the engine holds about child id (R21):
-// its record, every event about it, its access history, and the refusals
-// that named it. Accounts appear by id only: their personal data is not
+// its record, every event about it, its access history, the refusals
+// that named it, and the views of its record and their alerts (R20). Accounts appear by id only: their personal data is not
 // the child's. A child never registered fails with an error wrapping
 // domain.ErrChildNotFound.
 func (s *Service) ChildExport(ctx context.Context, c Caller, id uuid.UUID, w Consistency) (api.ChildExport, error) {
@@ -220,6 +225,9 @@ func (s *Service) ChildExport(ctx context.Context, c Caller, id uuid.UUID, w Con
 	}
 	out.Intervals = exportIntervals(ivs, out.Events)
 	if out.Refused, err = s.exportRefused(ctx, securitylog.Filter{Child: &id}); err != nil {
+		return api.ChildExport{}, err
+	}
+	if out.Views, out.Alerts, err = s.exportViews(ctx, viewlog.Filter{Child: &id}); err != nil {
 		return api.ChildExport{}, err
 	}
 	s.cfg.Logger.InfoContext(ctx, "subject access export", "subject", "child", "child_id", id,

@@ -68,6 +68,10 @@ const (
 	QueryChildExport            Name = "child_export"
 	QueryListChildren           Name = "list_children"
 	QueryListReviews            Name = "list_reviews"
+	QueryRecordViews            Name = "record_views"
+	QueryChildViews             Name = "child_views"
+	QueryAccountViews           Name = "account_views"
+	QueryAlerts                 Name = "alerts"
 )
 
 // anyone marks a query every authenticated caller may ask.
@@ -80,7 +84,7 @@ var roles = map[Name][]domain.Role{
 	QueryChecks:                 {domain.RoleService, domain.RoleWorker, domain.RoleAuditor},
 	QueryAccountChildren:        {domain.RoleService, domain.RoleWorker, domain.RoleAuditor},
 	QueryChildViewers:           {domain.RoleWorker, domain.RoleAuditor},
-	QueryWatch:                  {domain.RoleService},
+	QueryWatch:                  {domain.RoleService, domain.RoleAuditor}, // auditors follow the alerts (R20)
 	QueryChildHistory:           {domain.RoleAuditor},
 	QueryAccountHistory:         {domain.RoleAuditor},
 	QueryGetChild:               {domain.RoleWorker, domain.RoleManager, domain.RoleAuditor, domain.RoleDPO},
@@ -98,6 +102,10 @@ var roles = map[Name][]domain.Role{
 	QueryChildExport:            {domain.RoleAuditor, domain.RoleDPO},
 	QueryListChildren:           {domain.RoleWorker, domain.RoleManager, domain.RoleAuditor, domain.RoleDPO},
 	QueryListReviews:            {domain.RoleWorker, domain.RoleManager, domain.RoleAuditor},
+	QueryRecordViews:            {domain.RoleService},
+	QueryChildViews:             {domain.RoleAuditor},
+	QueryAccountViews:           {domain.RoleAuditor},
+	QueryAlerts:                 {domain.RoleAuditor},
 }
 
 // Roles returns the roles that may ask q, or nil when every authenticated
@@ -207,14 +215,16 @@ const (
 )
 
 // Config configures a Service. Index, History, Accounts, Audit,
-// SecurityLog, ChildRecords, Refusals and Progress are required; Ledger
-// is optional.
+// SecurityLog, Views, ChildRecords, Refusals and Progress are required;
+// Ledger is optional.
 type Config struct {
-	Index        Index
-	History      History
-	Accounts     Accounts
-	Audit        Audit
-	SecurityLog  SecurityLog
+	Index       Index
+	History     History
+	Accounts    Accounts
+	Audit       Audit
+	SecurityLog SecurityLog
+	// Views keeps the record views and their alerts (R20).
+	Views        Views
 	ChildRecords ChildRecords
 	// ChildIDFor is the id of the child with a reference (R17): the
 	// command service's ChildIDFor, keyed by the deployment. Default
@@ -267,6 +277,7 @@ func (c Config) Validate() error {
 	missing("Accounts", c.Accounts == nil)
 	missing("Audit", c.Audit == nil)
 	missing("SecurityLog", c.SecurityLog == nil)
+	missing("Views", c.Views == nil)
 	missing("ChildRecords", c.ChildRecords == nil)
 	missing("Refusals", c.Refusals == nil)
 	missing("Progress", c.Progress == nil)

@@ -50,7 +50,7 @@ func (f fakeIndex) WaitFor(ctx context.Context, min eventlog.Position, timeout t
 func newService(t *testing.T, rec *recorder, ix Index, progress []projections.Status) *Service {
 	t.Helper()
 	s, err := New(Config{Index: ix, History: struct{ History }{}, Accounts: struct{ Accounts }{}, Audit: struct{ Audit }{},
-		SecurityLog: struct{ SecurityLog }{}, ChildRecords: struct{ ChildRecords }{}, Refusals: rec,
+		SecurityLog: struct{ SecurityLog }{}, Views: struct{ Views }{}, ChildRecords: struct{ ChildRecords }{}, Refusals: rec,
 		Progress: func() []projections.Status { return progress }, MinPositionWait: 30 * time.Millisecond,
 		Clock: func() time.Time { return time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC) }})
 	require.NoError(t, err)
@@ -69,7 +69,7 @@ func TestAuthorize(t *testing.T) {
 		{QueryChecks, []domain.Role{domain.RoleService, domain.RoleWorker, domain.RoleAuditor}},
 		{QueryAccountChildren, []domain.Role{domain.RoleService, domain.RoleWorker, domain.RoleAuditor}},
 		{QueryChildViewers, []domain.Role{domain.RoleWorker, domain.RoleAuditor}},
-		{QueryWatch, []domain.Role{domain.RoleService}},
+		{QueryWatch, []domain.Role{domain.RoleService, domain.RoleAuditor}},
 		{QueryChildHistory, []domain.Role{domain.RoleAuditor}},
 		{QueryAccountHistory, []domain.Role{domain.RoleAuditor}},
 		{QueryGetChild, []domain.Role{domain.RoleWorker, domain.RoleManager, domain.RoleAuditor, domain.RoleDPO}},
@@ -87,6 +87,10 @@ func TestAuthorize(t *testing.T) {
 		{QueryChildExport, []domain.Role{domain.RoleAuditor, domain.RoleDPO}},
 		{QueryListChildren, []domain.Role{domain.RoleWorker, domain.RoleManager, domain.RoleAuditor, domain.RoleDPO}},
 		{QueryListReviews, []domain.Role{domain.RoleWorker, domain.RoleManager, domain.RoleAuditor}},
+		{QueryRecordViews, []domain.Role{domain.RoleService}},
+		{QueryChildViews, []domain.Role{domain.RoleAuditor}},
+		{QueryAccountViews, []domain.Role{domain.RoleAuditor}},
+		{QueryAlerts, []domain.Role{domain.RoleAuditor}},
 	} {
 		t.Run(string(tc.q), func(t *testing.T) {
 			require.True(t, Known(tc.q))
@@ -110,7 +114,7 @@ func TestAuthorize(t *testing.T) {
 			}
 		})
 	}
-	require.Len(t, roles, 22, "every query is in the table above")
+	require.Len(t, roles, 26, "every query is in the table above")
 }
 
 func contains(list []domain.Role, r domain.Role) bool {

@@ -135,6 +135,21 @@ func TestEveryOperation(t *testing.T) {
 			e.ok(with(req{role: domain.RoleDPO}, "POST", "/v1/children/"+w.child+"/erasure", `{"reason":"retention ended"}`), 200)
 			last := e.ok(with(req{role: domain.RoleDPO}, "POST", "/v1/accounts/"+w.member+"/erasure", `{"reason":"Art. 17 request DPO-117"}`), 200)
 
+			// Record views (R20; TestRule_R20_* check what they keep): the
+			// member's account is closed, so the view raises an alert.
+			portal := req{role: domain.RoleService, sub: "portal"}
+			viewedAt := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339Nano)
+			rv = e.ok(with(portal, "POST", "/v1/views?min_position="+last["position"].(string),
+				`{"account_id":"`+w.member+`","child_id":"`+w.child+`","permission":"view","viewed_at":"`+viewedAt+`"}`), 200)
+			require.Equal(t, false, rv["views"].([]any)[0].(map[string]any)["allowed"])
+			e.ok(with(portal, "POST", "/v1/views", `{"views":[{"account_id":"`+w.carer+`","child_id":"`+w.child+
+				`","permission":"record","viewed_at":"`+viewedAt+`"}]}`), 200)
+			vp := get(domain.RoleAuditor, "/v1/children/"+w.child+"/views?limit=1")
+			require.Len(t, vp["views"], 1)
+			get(domain.RoleAuditor, "/v1/children/"+w.child+"/views?after="+vp["next"].(string))
+			get(domain.RoleAuditor, "/v1/accounts/"+w.member+"/views?from="+url.QueryEscape(viewedAt))
+			require.Len(t, get(domain.RoleAuditor, "/v1/alerts")["alerts"], 2, "the member is closed, the carer's grace ended")
+
 			// Subject access exports (R21; TestRule_R21_SubjectAccessExport
 			// checks what they hold).
 			get(domain.RoleAuditor, "/v1/accounts/"+w.member+"/export?min_position="+last["position"].(string))

@@ -266,13 +266,19 @@ func readSSE(r io.Reader, ch chan<- sseEvent) {
 	}
 }
 
-// openWatch opens a watch stream; cancel ends it.
+// openWatch opens a watch stream as the service; cancel ends it.
 func (e *env) openWatch(query string, header map[string]string) (*http.Response, <-chan sseEvent, context.CancelFunc) {
+	e.t.Helper()
+	return e.openWatchAs(domain.RoleService, query, header)
+}
+
+// openWatchAs opens a watch stream as role; cancel ends it.
+func (e *env) openWatchAs(role domain.Role, query string, header map[string]string) (*http.Response, <-chan sseEvent, context.CancelFunc) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	hr, err := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v1/watch"+query, nil)
 	require.NoError(e.t, err)
-	hr.Header.Set("Authorization", "Bearer "+e.token(domain.RoleService, "portal"))
+	hr.Header.Set("Authorization", "Bearer "+e.token(role, string(role)+"-watch"))
 	for k, v := range header {
 		hr.Header.Set(k, v)
 	}

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,8 +25,10 @@ import (
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/adapters/securitylog"
+	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
+	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/projections"
@@ -124,10 +127,20 @@ var sharedIndex = sync.OnceValue(func() *benchIndex {
 // log written as JSON at level info (accessd's default) to io.Discard, and
 // a bearer token of role.
 func benchHandler(b *testing.B, role domain.Role) (http.Handler, string, *benchIndex) {
+	return benchHandlerOn(b, role, sqltest.SQLiteMemory(b))
+}
+
+// benchHandlerOn is benchHandler with its read store (the view log) at
+// url.
+func benchHandlerOn(b *testing.B, role domain.Role, url string) (http.Handler, string, *benchIndex) {
 	bi := sharedIndex()
 	ctx := context.Background()
-	db := sqltest.Open(b, sqltest.SQLiteMemory(b))
+	db := sqltest.Open(b, url)
 	require.NoError(b, sqlstore.Migrate(ctx, db))
+	pg, lite := viewlog.Migrations()
+	require.NoError(b, sqldb.Migrate(ctx, db, viewlog.Component, pg, lite))
+	pg, lite = securitylog.Migrations() // a view without access is in the security log
+	require.NoError(b, sqldb.Migrate(ctx, db, securitylog.Component, pg, lite))
 	store, err := sqlstore.New(ctx, db)
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = store.Close() })
@@ -143,8 +156,8 @@ func benchHandler(b *testing.B, role domain.Role) (http.Handler, string, *benchI
 
 	qs, err := queries.New(queries.Config{
 		Index: bi.ix, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db), Audit: audit.NewReader(db, nil),
-		SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: noRefusals{},
-		Progress: func() []projections.Status { return nil }, Clock: func() time.Time { return bi.at },
+		SecurityLog: securitylog.New(db), Views: viewlog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: noRefusals{},
+		Progress: func() []projections.Status { return nil }, Clock: func() time.Time { return bi.at }, Logger: quiet,
 	})
 	require.NoError(b, err)
 	h, err := httpapi.New(httpapi.Config{
@@ -340,5 +353,90 @@ func BenchmarkChecks(b *testing.B) {
 			}
 			report(b)
 		})
+	}
+}
+
+// BenchmarkHTTPCheckWhileRecordingViews is BenchmarkHTTPCheck while the
+// same handler records views (R20) at a county's peak: 200 views/s, as a
+// batch of 20 every 100 ms (POST /v1/views, each view decided by the index
+// and kept in the read store's view log), on each backend; "idle" is the
+// same without views. It reports the checks' p50 and p99 latency and the
+// views kept. Checks read the in-memory index only: the view log's writes
+// share no lock with them.
+func BenchmarkHTTPCheckWhileRecordingViews(b *testing.B) {
+	for _, be := range sqltest.Backends() {
+		if be.Name == "sqlite-memory" {
+			continue
+		}
+		for _, ingest := range []bool{false, true} {
+			name := be.Name + "/idle"
+			if ingest {
+				name = be.Name + "/200-views-per-s"
+			}
+			b.Run(name, func(b *testing.B) {
+				h, tok, bi := benchHandlerOn(b, domain.RoleService, be.URL(b))
+				paths := make([]string, len(bi.pairs))
+				for i, p := range bi.pairs {
+					paths[i] = "/v1/check?account_id=" + p[0].String() + "&child_id=" + p[1].String() + "&permission=view"
+				}
+				reqs := requests(tok, paths)
+				var kept atomic.Int64
+				stop := make(chan struct{})
+				var wg sync.WaitGroup
+				if ingest {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						tick := time.NewTicker(100 * time.Millisecond)
+						defer tick.Stop()
+						at := bi.at.Format(time.RFC3339Nano)
+						for n := 0; ; n++ {
+							var body bytes.Buffer
+							body.WriteString(`{"views":[`)
+							for k := range 20 {
+								p := bi.pairs[(n*20+k)%len(bi.pairs)]
+								if k > 0 {
+									body.WriteByte(',')
+								}
+								fmt.Fprintf(&body, `{"account_id":%q,"child_id":%q,"permission":"view","viewed_at":%q}`, p[0], p[1], at)
+							}
+							body.WriteString(`]}`)
+							r := httptest.NewRequest(http.MethodPost, "/v1/views", &body)
+							r.Header.Set("Authorization", tok)
+							r.Header.Set("Content-Type", "application/json")
+							rec := httptest.NewRecorder()
+							h.ServeHTTP(rec, r)
+							if rec.Code != http.StatusOK {
+								b.Errorf("POST /v1/views: %d %s", rec.Code, rec.Body)
+								return
+							}
+							kept.Add(20)
+							select {
+							case <-stop:
+								return
+							case <-tick.C:
+							}
+						}
+					}()
+				}
+				b.ReportAllocs()
+				lat := make([]time.Duration, 0, 1<<16)
+				i := 0
+				for b.Loop() {
+					t := time.Now()
+					serve(b, h, reqs[i%len(reqs)])
+					if len(lat) < cap(lat) {
+						lat = append(lat, time.Since(t))
+					}
+					i++
+				}
+				close(stop)
+				wg.Wait()
+				slices.Sort(lat)
+				b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+				b.ReportMetric(float64(kept.Load()), "views")
+			})
+		}
 	}
 }

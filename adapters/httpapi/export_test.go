@@ -141,7 +141,8 @@ func TestRule_R21_SubjectAccessExport(t *testing.T) {
 			require.Equal(t, "application/zip", zr.header.Get("Content-Type"))
 			require.Equal(t, `attachment; filename="account-`+w.member+`-export.zip"`, zr.header.Get("Content-Disposition"))
 			files := readZip(t, zr.body)
-			require.ElementsMatch(t, []string{"account.csv", "events.csv", "intervals.csv", "placements.csv", "grants.csv", "refused.csv"},
+			require.ElementsMatch(t, []string{"account.csv", "events.csv", "intervals.csv", "placements.csv", "grants.csv", "refused.csv",
+				"views.csv", "alerts.csv"},
 				keys(files))
 			require.Equal(t, []string{w.memberEmail}, column(t, files["account.csv"], "email"))
 			require.Len(t, files["events.csv"], 1+len(x["events"].([]any)))

@@ -147,6 +147,25 @@ func refusedTable(entries []api.SecurityLogEntry) *csvTable {
 	return t
 }
 
+func viewsTable(views []api.ViewEntry) *csvTable {
+	t := &csvTable{name: "views.csv", header: []string{"view_id", "account_id", "child_id", "permission", "viewed_at", "recorded_at",
+		"allowed", "reason", "decided_at_position", "reported_by"}}
+	for _, v := range views {
+		t.add(v.ViewID.String(), v.AccountID.String(), v.ChildID.String(), string(v.Permission), cellTime(v.ViewedAt),
+			cellTime(v.RecordedAt), strconv.FormatBool(v.Allowed), string(v.Reason), v.DecidedAtPosition, v.ReportedBy)
+	}
+	return t
+}
+
+func alertsTable(alerts []api.Alert) *csvTable {
+	t := &csvTable{name: "alerts.csv", header: []string{"alert_id", "kind", "account_id", "child_id", "at", "raised_at", "detail", "view_id"}}
+	for _, a := range alerts {
+		t.add(a.AlertID.String(), string(a.Kind), a.AccountID.String(), a.ChildID.String(), cellTime(a.At), cellTime(a.RaisedAt),
+			a.Detail, a.ViewID.String())
+	}
+	return t
+}
+
 var (
 	placementHeader = []string{"child_id", "placement_id", "carer_account_id", "started_at", "ended_at", "grace_until", "status"}
 	grantHeader     = []string{"child_id", "account_id", "relationship", "permissions", "granted_at", "expires_at", "review_by",
@@ -154,7 +173,7 @@ var (
 )
 
 // accountZip writes x as a zip of account.csv, events.csv, intervals.csv,
-// placements.csv, grants.csv and refused.csv.
+// placements.csv, grants.csv, refused.csv, views.csv and alerts.csv.
 func accountZip(w io.Writer, x api.AccountExport) error {
 	a := x.Account
 	account := &csvTable{name: "account.csv", header: []string{"account_id", "kind", "status", "email", "identity_subject",
@@ -175,11 +194,11 @@ func accountZip(w io.Writer, x api.AccountExport) error {
 			cellTime(g.GrantedAt), cellOptTime(g.ExpiresAt), cellOptTime(g.ReviewBy), cellOptTime(g.RevokedAt), string(g.Status))
 	}
 	return writeZip(w, x.ExportedAt, account, eventsTable(x.Events), intervalsTable(x.Intervals), placements, grants,
-		refusedTable(x.Refused))
+		refusedTable(x.Refused), viewsTable(x.Views), alertsTable(x.Alerts))
 }
 
 // childZip writes x as a zip of child.csv, placements.csv, grants.csv,
-// events.csv, intervals.csv and refused.csv.
+// events.csv, intervals.csv, refused.csv, views.csv and alerts.csv.
 func childZip(w io.Writer, x api.ChildExport) error {
 	c := x.Child
 	child := &csvTable{name: "child.csv", header: []string{"child_id", "reference", "allocated_worker_id", "retain_until", "erased",
@@ -197,7 +216,7 @@ func childZip(w io.Writer, x api.ChildExport) error {
 			cellTime(g.GrantedAt), cellOptTime(g.ExpiresAt), cellOptTime(g.ReviewBy), cellOptTime(g.RevokedAt), string(g.Status))
 	}
 	return writeZip(w, x.ExportedAt, child, placements, grants, eventsTable(x.Events), intervalsTable(x.Intervals),
-		refusedTable(x.Refused))
+		refusedTable(x.Refused), viewsTable(x.Views), alertsTable(x.Alerts))
 }
 
 // zipBytes renders an export with write into memory, so that a failure

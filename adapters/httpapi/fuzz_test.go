@@ -164,3 +164,45 @@ func FuzzChecksBody(f *testing.F) {
 		require.Equal(t, p, again)
 	})
 }
+
+// FuzzDecodeViews feeds arbitrary bodies to the decoder of POST /v1/views.
+// Whatever the body, it never panics, and it either refuses it with a 400
+// "invalid" problem or returns 1 to queries.MaxViews views, each with
+// non-nil ids and a known permission: what the query service then checks
+// against the clock and keeps.
+func FuzzDecodeViews(f *testing.F) {
+	one := `{"account_id":"3f2b8c1e-9d4a-4c6b-8e2f-1a7d5c9b0e34","child_id":"52a6d120-2009-8730-af53-f966f4aaa325","permission":"view","viewed_at":"2026-03-02T09:00:00Z"}`
+	for _, seed := range []string{
+		one,
+		`{"views":[` + one + `,` + one + `]}`,
+		`{"views":[]}`,
+		`{"views":null}`,
+		`{"views":[` + one + `],"account_id":"x"}`,
+		strings.Replace(one, `"view"`, `"\u202eview"`, 1),
+		strings.Replace(one, `}`, `,"x":null}`, 1),
+		strings.Replace(one, `"permission"`, `"Permission"`, 1),
+		`{"views":[[` + one + `]]}`,
+		`{"views":{"a":1}}`,
+		"{\"views\":[\"\xff\"]}",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		views, err := decodeViews(body)
+		if err != nil {
+			var he *httpError
+			require.ErrorAs(t, err, &he)
+			require.Equal(t, http.StatusBadRequest, he.status)
+			require.Equal(t, codeInvalid, he.code)
+			return
+		}
+		require.NotEmpty(t, views)
+		require.LessOrEqual(t, len(views), queries.MaxViews)
+		for _, v := range views {
+			require.NotEqual(t, uuid.Nil, v.Account)
+			require.NotEqual(t, uuid.Nil, v.Child)
+			require.NotEqual(t, "unknown", v.Permission.String())
+			require.False(t, v.ViewedAt.IsZero())
+		}
+	})
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
+	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
@@ -101,6 +102,8 @@ func newEnvOn(t testing.TB, url string, sqlLog bool, opts ...envOption) *env {
 	require.NoError(t, sqldb.Migrate(ctx, db, projections.Component, pg, lite))
 	pg, lite = securitylog.Migrations()
 	require.NoError(t, sqldb.Migrate(ctx, db, securitylog.Component, pg, lite))
+	pg, lite = viewlog.Migrations()
+	require.NoError(t, sqldb.Migrate(ctx, db, viewlog.Component, pg, lite))
 	pg, lite = idempotency.Migrations()
 	require.NoError(t, sqldb.Migrate(ctx, db, idempotency.Component, pg, lite))
 	pg, lite = ledger.Migrations()
@@ -148,9 +151,10 @@ func newEnvOn(t testing.TB, url string, sqlLog bool, opts ...envOption) *env {
 		Collectors:     []prometheus.Collector{accessindex.PositionGauge(index), projections.Collector(runner.Status)},
 		Logger:         log,
 		WatchHeartbeat: 50 * time.Millisecond,
+		WatchAlertPoll: 20 * time.Millisecond,
 	}, DB: db, Q: queries.Config{
 		Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db), Audit: audit.NewReader(db, nil),
-		SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: securitylog.New(db),
+		SecurityLog: securitylog.New(db), Views: viewlog.New(db), ChildRecords: queries.ChildrenFromLog(store), Refusals: securitylog.New(db),
 		Progress: runner.Status, Logger: log, Ledger: led, LedgerLog: store, Policies: svc,
 		MinPositionWait: 10 * time.Second, // reads after a command wait for the projections, also on a loaded machine
 	}}

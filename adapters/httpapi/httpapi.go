@@ -59,6 +59,9 @@ const (
 	// DefaultWatchHeartbeat is how often an idle watch stream sends a
 	// comment line, so that proxies and clients see the connection alive.
 	DefaultWatchHeartbeat = 15 * time.Second
+	// DefaultWatchAlertPoll is how often a watch stream reads the alerts
+	// raised since its last read (R20).
+	DefaultWatchAlertPoll = time.Second
 )
 
 // MaxBodyBytes is the largest request body accepted (64 KiB); a larger one
@@ -116,6 +119,10 @@ type Queries interface {
 	Policy(ctx context.Context, c queries.Caller, w queries.Consistency, at time.Time) (api.Policy, error)
 	AccountExport(ctx context.Context, c queries.Caller, id uuid.UUID, w queries.Consistency) (api.AccountExport, error)
 	ChildExport(ctx context.Context, c queries.Caller, id uuid.UUID, w queries.Consistency) (api.ChildExport, error)
+	RecordViews(ctx context.Context, c queries.Caller, in []queries.ViewInput, w queries.Consistency) (api.RecordViewsAnswer, error)
+	ChildViews(ctx context.Context, c queries.Caller, child uuid.UUID, f queries.ViewFilter, w queries.Consistency) (api.ViewPage, error)
+	AccountViews(ctx context.Context, c queries.Caller, account uuid.UUID, f queries.ViewFilter, w queries.Consistency) (api.ViewPage, error)
+	Alerts(ctx context.Context, c queries.Caller, f queries.ViewFilter, w queries.Consistency) (api.AlertPage, error)
 	LedgerHealth() error
 	LedgerCheckpointSize() (int64, bool)
 	LedgerCheckpoint(ctx context.Context, c queries.Caller) ([]byte, error)
@@ -169,6 +176,9 @@ type Config struct {
 	// WatchHeartbeat is the interval of the watch stream's heartbeats.
 	// Default DefaultWatchHeartbeat.
 	WatchHeartbeat time.Duration
+	// WatchAlertPoll is how often a watch stream reads the new alerts.
+	// Default DefaultWatchAlertPoll.
+	WatchAlertPoll time.Duration
 	// Stopping, when closed, ends every watch stream (they never end by
 	// themselves, so http.Server.Shutdown would wait for them). Close it
 	// when shutdown starts. Nil: streams end only with their request.
@@ -188,6 +198,9 @@ func (c Config) Validate() error {
 	missing("Auth", c.Auth == nil)
 	missing("Idempotency", c.Idempotency == nil)
 	missing("Ready", c.Ready == nil)
+	if c.WatchAlertPoll < 0 {
+		problems = append(problems, fmt.Errorf("WatchAlertPoll %s is negative", c.WatchAlertPoll))
+	}
 	if c.WatchHeartbeat < 0 {
 		problems = append(problems, fmt.Errorf("WatchHeartbeat %s is negative", c.WatchHeartbeat))
 	}
@@ -200,6 +213,9 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.WatchAlertPoll == 0 {
+		c.WatchAlertPoll = DefaultWatchAlertPoll
 	}
 	if c.WatchHeartbeat == 0 {
 		c.WatchHeartbeat = DefaultWatchHeartbeat

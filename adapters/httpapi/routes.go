@@ -118,6 +118,16 @@ func routes() []route {
 		{Name: "security_log", Method: http.MethodGet, Pattern: "/v1/security-log", Access: asks,
 			Params: []string{"actor", "command", "code", "from", "to", "after", "limit", "min_position"}, handle: (*server).securityLog},
 
+		// Record views (R20): kept in the view log, not the event log.
+		{Name: "record_views", Method: http.MethodPost, Pattern: "/v1/views", Access: asks,
+			Params: []string{"min_position"}, handle: (*server).recordViews},
+		{Name: "child_views", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/views", Access: asks,
+			Params: []string{"from", "to", "after", "limit", "min_position"}, handle: (*server).childViews},
+		{Name: "account_views", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/views", Access: asks,
+			Params: []string{"from", "to", "after", "limit", "min_position"}, handle: (*server).accountViews},
+		{Name: "alerts", Method: http.MethodGet, Pattern: "/v1/alerts", Access: asks,
+			Params: []string{"from", "to", "after", "limit", "min_position"}, handle: (*server).alerts},
+
 		{Name: "policy", Method: http.MethodGet, Pattern: "/v1/policy", Access: asks, Params: []string{"at", "min_position"},
 			OnMismatch: true, handle: (*server).policy},
 

@@ -2,11 +2,14 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain/eventlog"
@@ -37,11 +40,20 @@ func errTooOldForWatch(err error) error {
 // stream ends; so does every stream once the ledger has found the log
 // tampered with. The stream ends when the client disconnects or the
 // request's context ends.
+//
+// The same stream carries the alerts (R20): every WatchAlertPoll it reads
+// the alerts raised since it started (on any replica: they are read from
+// the read store), and sends each once as an event "alert" whose data is
+// an api.Alert, without an SSE id (alerts have no position in the log; a
+// reconnect does not replay them: GET /v1/alerts is their record).
 func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 	feed, err := s.cfg.Queries.Watch(r.Context(), c.caller)
 	if err != nil {
 		return err
 	}
+	// The alerts raised from now on: taken before the stream answers, so
+	// that an alert raised after the client sees the answer is sent.
+	alerts := newAlertFollower(feed.Now())
 	var after eventlog.Position
 	switch p, given, err := c.q.position("after"); {
 	case err != nil:
@@ -94,6 +106,8 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 	}
 	heartbeat := time.NewTicker(s.cfg.WatchHeartbeat)
 	defer heartbeat.Stop()
+	alertTick := time.NewTicker(s.cfg.WatchAlertPoll)
+	defer alertTick.Stop()
 	for {
 		if err := s.ledgerFault(); err != nil {
 			// The ledger found the log tampered with while the stream ran:
@@ -119,6 +133,11 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 			fmt.Fprintf(&buf, "event: shutdown\ndata: {}\n\n")
 			_ = send()
 			return nil
+		case <-alertTick.C:
+			changes = nil
+			if err := alerts.poll(ctx, feed, &buf); err != nil {
+				log.WarnContext(ctx, "watch stream: cannot read the alerts", "error", err)
+			}
 		case <-heartbeat.C:
 			fmt.Fprintf(&buf, ": heartbeat %s\n\n", after)
 			if !send() {
@@ -137,6 +156,62 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 			}
 		}
 	}
+}
+
+// alertLag is how far back a watch reads the alerts again at each poll:
+// alerts committed late (a concurrent transaction, a replica's clock a
+// little behind) are still sent, once.
+const alertLag = 10 * time.Second
+
+// alertFollower follows the alerts of the view log for one watch stream
+// (R20): from the moment the stream started, each alert once.
+type alertFollower struct {
+	start, newest time.Time
+	seen          map[uuid.UUID]time.Time // alert id → raised_at, within alertLag of newest
+}
+
+func newAlertFollower(start time.Time) *alertFollower {
+	return &alertFollower{start: start, newest: start, seen: map[uuid.UUID]time.Time{}}
+}
+
+// maxAlertPages bounds the pages of one poll; the rest come at the next.
+const maxAlertPages = 10
+
+// poll appends to buf an "alert" event for every alert raised since the
+// last poll (and not yet sent).
+func (a *alertFollower) poll(ctx context.Context, feed queries.Feed, buf *bytes.Buffer) error {
+	cur := queries.ViewCursor{At: a.newest.Add(-alertLag)}
+	if cur.At.Before(a.start) {
+		cur.At = a.start
+	}
+	for range maxAlertPages {
+		page, err := feed.AlertsAfter(ctx, cur)
+		if err != nil {
+			return err
+		}
+		for _, al := range page {
+			if _, ok := a.seen[al.AlertID]; ok {
+				continue
+			}
+			a.seen[al.AlertID] = al.RaisedAt
+			if al.RaisedAt.After(a.newest) {
+				a.newest = al.RaisedAt
+			}
+			data, _ := json.Marshal(al)
+			fmt.Fprintf(buf, "event: alert\ndata: %s\n\n", data)
+		}
+		if len(page) < queries.ViewsMaxLimit {
+			break
+		}
+		last := page[len(page)-1]
+		cur = queries.ViewCursor{At: last.RaisedAt, ID: last.AlertID}
+	}
+	for id, at := range a.seen {
+		if at.Before(a.newest.Add(-alertLag)) {
+			delete(a.seen, id)
+		}
+	}
+	return nil
 }
 
 // writeChange appends one "access" event to buf, with the SSE id when

@@ -140,11 +140,44 @@ type row struct {
 // bytes (which PostgreSQL cannot store) are replaced by U+FFFD, and a value
 // longer than its bound is cut at a character boundary and ends with "…".
 func (l *Log) Record(ctx context.Context, e Entry) error {
+	r, err := toRow(e)
+	if err != nil {
+		return err
+	}
+	if _, err := l.db.NewInsert().Model(&r).Exec(ctx); err != nil {
+		return fmt.Errorf("record refusal: %w", err)
+	}
+	return nil
+}
+
+// RecordAll stores entries in one INSERT (their IDs are ignored, and
+// increase in the slice's order), as Record stores each: it fails with
+// ErrInvalid, storing nothing, when one of them is invalid. Nothing to
+// store is not an error.
+func (l *Log) RecordAll(ctx context.Context, entries []Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	rows := make([]row, len(entries))
+	for i, e := range entries {
+		var err error
+		if rows[i], err = toRow(e); err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+	}
+	if _, err := l.db.NewInsert().Model(&rows).Exec(ctx); err != nil {
+		return fmt.Errorf("record refusals: %w", err)
+	}
+	return nil
+}
+
+// toRow checks e as Record documents and returns its row.
+func toRow(e Entry) (row, error) {
 	if e.At.IsZero() {
-		return fmt.Errorf("record refusal: at: required: %w", ErrInvalid)
+		return row{}, fmt.Errorf("record refusal: at: required: %w", ErrInvalid)
 	}
 	if y := e.At.UTC().Year(); y < 1900 || y > 9999 {
-		return fmt.Errorf("record refusal: at %s: out of range: %w", e.At.UTC().Format(time.RFC3339), ErrInvalid)
+		return row{}, fmt.Errorf("record refusal: at %s: out of range: %w", e.At.UTC().Format(time.RFC3339), ErrInvalid)
 	}
 	for _, f := range []struct {
 		name, value string
@@ -156,7 +189,7 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 		{"code", e.Code, MaxCode},
 	} {
 		if err := checkName(f.value, f.max); err != nil {
-			return fmt.Errorf("record refusal: %s: %w: %w", f.name, err, ErrInvalid)
+			return row{}, fmt.Errorf("record refusal: %s: %w: %w", f.name, err, ErrInvalid)
 		}
 	}
 	r := row{
@@ -172,10 +205,7 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 	if e.CorrelationID != uuid.Nil {
 		r.CorrelationID = e.CorrelationID.String()
 	}
-	if _, err := l.db.NewInsert().Model(&r).Exec(ctx); err != nil {
-		return fmt.Errorf("record refusal: %w", err)
-	}
-	return nil
+	return r, nil
 }
 
 // checkName checks a field the engine fills: present, at most max bytes,
@@ -228,8 +258,9 @@ type Filter struct {
 	// query on one of its paths ("/v1/children/<id>…").
 	Child *uuid.UUID
 	// Account keeps the entries that named that account: a command whose
-	// target is the account ("account/<id>…") or a grant to it
-	// ("child/…/grant/<id>"), or a query on one of its paths
+	// target is the account ("account/<id>…"), a grant to it
+	// ("child/…/grant/<id>") or a view by it without access
+	// ("child/…/view/<id>", R20), or a query on one of its paths
 	// ("/v1/accounts/<id>…").
 	Account *uuid.UUID
 	// After is the cursor: List returns entries with an ID below it (0:
@@ -278,7 +309,8 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Entry, int64, error) {
 	if f.Account != nil {
 		id := f.Account.String()
 		q = q.WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
-			return targets("account/"+id, "/v1/accounts/"+id)(q).WhereOr("s.target LIKE ?", "child/%/grant/"+id)
+			return targets("account/"+id, "/v1/accounts/"+id)(q).WhereOr("s.target LIKE ?", "child/%/grant/"+id).
+				WhereOr("s.target LIKE ?", "child/%/view/"+id)
 		})
 	}
 	if !f.From.IsZero() {

@@ -158,7 +158,8 @@ func TestTheChangeFeedsCarryWhatTimeChanges(t *testing.T) {
 
 	// Down across two deadlines (an end, then its grace period's): both
 	// are recorded at start-up, once, and both feeds carry them.
-	require.Equal(t, "placement", fromWatch.reason(later.id, child))
+	requireCache(fromWatch, later.id, "placement", "watch: the placement that ends while the engine is down")
+	require.True(t, now().Before(downGrace.Add(-2*time.Second)), "the machine is too slow for this test: the end came before the stop")
 	s.stop()
 	cancel()
 	time.Sleep(time.Until(downGrace.Add(500 * time.Millisecond)))

@@ -13,6 +13,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/adapters/bus"
 	"github.com/accessledger/accessledger/adapters/securitylog"
+	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/engine"
@@ -92,6 +93,11 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 			e.LogStatus()
 		})
 	}()
+	if sc.viewsRetention > 0 {
+		go func() {
+			_ = viewlog.New(e.ReadDB).PruneEvery(runCtx, sc.viewsRetention, viewsPruneInterval, time.Now, log)
+		}()
+	}
 	msgDone := make(chan error, 1)
 	go func() { msgDone <- e.AfterVerified(runCtx, msg.Run) }()
 	httpDone := make(chan error, 1)
@@ -127,6 +133,9 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	log.Info("stopped")
 	return runErr
 }
+
+// viewsPruneInterval is how often serve applies the views' retention.
+const viewsPruneInterval = time.Hour
 
 // recordInitialPolicy records the flags' policy as the first policy when
 // the event log has none (R25); when it has one, the recorded one holds,

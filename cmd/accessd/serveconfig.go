@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/engine"
 )
@@ -33,6 +34,9 @@ type serveConfig struct {
 	// ledger tree (R23).
 	checkpointInterval time.Duration
 	checkpointEvery    int64
+	// viewsRetention: how long record views and alerts are kept (R20); 0
+	// keeps them forever.
+	viewsRetention time.Duration
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -53,6 +57,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Minute, "policy: sign a checkpoint of the ledger this often when the log has grown")
 	fs.Int64Var(&c.checkpointEvery, "checkpoint-every", 1000, "policy: sign a checkpoint of the ledger as soon as the log has grown by this many events")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.DurationVar(&c.viewsRetention, "views-retention", viewlog.DefaultRetention, "how long record views and their alerts are kept (R20), pruned hourly; 0 keeps them forever (default 2,192 days: six years)")
 }
 
 // policy returns the policy the flags set: the initial policy only (R25).
@@ -79,6 +84,9 @@ func (c *serveConfig) check() error {
 	}
 	if c.minPositionWait <= 0 || c.minPositionWait > time.Minute {
 		errs = append(errs, fmt.Errorf("--min-position-wait %s: want more than 0 and at most 1m", c.minPositionWait))
+	}
+	if c.viewsRetention != 0 && c.viewsRetention < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("--views-retention %s: want 0 (keep forever) or at least 24h", c.viewsRetention))
 	}
 	if c.shutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: want more than 0", c.shutdownTimeout))

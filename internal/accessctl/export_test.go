@@ -73,7 +73,7 @@ func TestExport(t *testing.T) {
 		names[f.Name] = true
 	}
 	require.Equal(t, map[string]bool{"child.csv": true, "placements.csv": true, "grants.csv": true, "events.csv": true,
-		"intervals.csv": true, "refused.csv": true}, names)
+		"intervals.csv": true, "refused.csv": true, "views.csv": true, "alerts.csv": true}, names)
 
 	// Who may, and what is wrong on the command line.
 	res = runCLI(t, s.env(t, domain.RoleWorker), "export", "--child", reg.ChildID, "--out", filepath.Join(dir, "w.json"))

@@ -55,6 +55,8 @@ var commandRoutes = []apiRoute{
 	{pattern: "POST /v1/accounts/{account_id}/phone-reset-requests", body: []string{"reason"}},
 	{pattern: "POST /v1/accounts/{account_id}/phone/clear", body: []string{}},
 	{pattern: "PUT /v1/accounts/{account_id}/phone", body: []string{"phone"}},
+	// A query with a body (R20): the fake checks its body as a command's.
+	{pattern: "POST /v1/views", body: []string{"views"}},
 }
 
 // queryRoutes: api.md's parameters (every query accepts min_position),
@@ -78,6 +80,9 @@ var queryRoutes = []apiRoute{
 	{pattern: "GET /v1/audit/verify", query: []string{"min_position"}, ext: []string{"anchor_seq", "anchor_hash"}},
 	{pattern: "GET /v1/security-log", query: []string{"min_position"}, ext: []string{"actor", "command", "code", "from", "to", "after", "limit"}},
 	{pattern: "GET /v1/policy", query: []string{"at", "min_position"}},
+	{pattern: "GET /v1/children/{child_id}/views", query: []string{"from", "to", "min_position"}, ext: []string{"after", "limit"}},
+	{pattern: "GET /v1/accounts/{account_id}/views", query: []string{"from", "to", "min_position"}, ext: []string{"after", "limit"}},
+	{pattern: "GET /v1/alerts", query: []string{"from", "to", "min_position"}, ext: []string{"after", "limit"}},
 	{pattern: "GET /v1/accounts/{account_id}/export", query: []string{"format", "min_position"}},
 	{pattern: "GET /v1/children/{child_id}/export", query: []string{"format", "min_position"}},
 }

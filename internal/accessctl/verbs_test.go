@@ -453,6 +453,42 @@ func verbCases() []verbCase {
 				"position: 24\n",
 		},
 		{
+			name: "view", args: []string{"view", "--account", accountID, "--child", childID, "--permission", "view", "--at", "2026-03-01T00:00:00+01:00"},
+			pattern: "POST /v1/views", path: "/v1/views",
+			body:   `{"views":[{"account_id":"` + accountID + `","child_id":"` + childID + `","permission":"view","viewed_at":"2026-02-28T23:00:00Z"}]}`,
+			answer: `{"views":[{"view_id":"` + carerID + `","allowed":false,"reason":"no_relationship"}],"position":"22"}`,
+			table:  "view_id   " + carerID + "\nallowed   no\nreason    no_relationship\nposition  22\n",
+		},
+		{
+			name: "views of a child", args: []string{"views", "--child", childID},
+			pattern: "GET /v1/children/{child_id}/views", path: "/v1/children/" + childID + "/views", query: url.Values{},
+			answer: `{"views":[{"view_id":"` + carerID + `","account_id":"` + accountID + `","child_id":"` + childID + `","permission":"view",` +
+				`"viewed_at":"2026-01-06T10:00:00Z","recorded_at":"2026-01-06T10:00:01Z","allowed":true,"reason":"grant","decided_at_position":"21",` +
+				`"reported_by":"portal"}],"next":null,"position":"24"}`,
+			table: "VIEWED                   ACCOUNT                               CHILD                                 PERMISSION  ALLOWED  REASON  VIEW\n" +
+				"2026-01-06 10:00:00 UTC  " + accountID + "  " + childID + "  view        yes      grant   " + carerID + "\n" +
+				"position: 24\n",
+		},
+		{
+			name: "views of an account", args: []string{"views", "--account", accountID, "--from", "2026-01-01T00:00:00Z",
+				"--to", "2026-02-01T00:00:00Z", "--limit", "10", "--after", "1767693600000000_" + carerID},
+			pattern: "GET /v1/accounts/{account_id}/views", path: "/v1/accounts/" + accountID + "/views",
+			query: url.Values{"from": {"2026-01-01T00:00:00Z"}, "to": {"2026-02-01T00:00:00Z"}, "limit": {"10"},
+				"after": {"1767693600000000_" + carerID}},
+			answer: `{"views":[],"next":null,"position":"24"}`,
+			table:  "VIEWED  ACCOUNT  CHILD  PERMISSION  ALLOWED  REASON  VIEW\nposition: 24\n",
+		},
+		{
+			name: "alerts", args: []string{"alerts", "--limit", "1"},
+			pattern: "GET /v1/alerts", path: "/v1/alerts", query: url.Values{"limit": {"1"}},
+			answer: `{"alerts":[{"alert_id":"` + carerID + `","kind":"view_without_access","account_id":"` + accountID + `","child_id":"` + childID + `",` +
+				`"at":"2026-01-06T10:00:00Z","raised_at":"2026-01-06T10:00:01Z","detail":"d","view_id":"` + childID + `"}],"next":"1767693600000000_` + carerID + `","position":"24"}`,
+			table: "AT                       KIND                 ACCOUNT                               CHILD                                 VIEW                                  RAISED\n" +
+				"2026-01-06 10:00:00 UTC  view_without_access  " + accountID + "  " + childID + "  " + childID + "  2026-01-06 10:00:01 UTC\n" +
+				"next: 1767693600000000_" + carerID + " (more entries: run again with --after 1767693600000000_" + carerID + ", or use --all)\n" +
+				"position: 24\n",
+		},
+		{
 			name: "policy", args: []string{"policy"},
 			pattern: "GET /v1/policy", path: "/v1/policy", query: url.Values{},
 			answer: `{"grace_period":604800,"invitation_ttl":1209600,"session_idle_timeout":900,"session_warning_after":600,"position":"24"}`,
@@ -608,8 +644,12 @@ func TestVerbs(t *testing.T) {
 				switch {
 				case tc.body != "" && isCommand:
 					require.JSONEq(t, tc.body, req.RawBody)
-					_, err := uuid.Parse(req.IdempotencyKey)
-					require.NoError(t, err, "a command carries a generated Idempotency-Key")
+					if tc.pattern == "POST /v1/views" {
+						require.Empty(t, req.IdempotencyKey, "recording views is a query with a body, not a command (R20)")
+					} else {
+						_, err := uuid.Parse(req.IdempotencyKey)
+						require.NoError(t, err, "a command carries a generated Idempotency-Key")
+					}
 				case tc.body != "": // a query with a body
 					require.JSONEq(t, tc.body, req.RawBody)
 					require.Empty(t, req.Query)

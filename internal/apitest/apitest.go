@@ -28,6 +28,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
@@ -63,6 +64,8 @@ func Start(t testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	require.NoError(t, sqldb.Migrate(ctx, db, projections.Component, pg, lite))
 	pg, lite = securitylog.Migrations()
 	require.NoError(t, sqldb.Migrate(ctx, db, securitylog.Component, pg, lite))
+	pg, lite = viewlog.Migrations()
+	require.NoError(t, sqldb.Migrate(ctx, db, viewlog.Component, pg, lite))
 	pg, lite = idempotency.Migrations()
 	require.NoError(t, sqldb.Migrate(ctx, db, idempotency.Component, pg, lite))
 	pg, lite = ledger.Migrations()
@@ -98,7 +101,7 @@ func Start(t testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	verifier, err := auth.NewVerifier(secret, "", "", nil)
 	require.NoError(t, err)
 	qs, err := queries.New(queries.Config{Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db),
-		Audit: audit.NewReader(db, nil), SecurityLog: securitylog.New(db), ChildRecords: queries.ChildrenFromLog(store),
+		Audit: audit.NewReader(db, nil), SecurityLog: securitylog.New(db), Views: viewlog.New(db), ChildRecords: queries.ChildrenFromLog(store),
 		Refusals: securitylog.New(db), Progress: runner.Status, Logger: quiet, Ledger: led, LedgerLog: store,
 		MinPositionWait: 10 * time.Second})
 	require.NoError(t, err)

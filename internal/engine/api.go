@@ -11,6 +11,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/adapters/securitylog"
+	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accesshistory"
@@ -51,7 +52,7 @@ func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticato
 func NewQueries(e *Engine, cmds *commands.Service, wait time.Duration, log *slog.Logger) (*queries.Service, error) {
 	cfg := queries.Config{
 		Index: e.Index, History: accesshistory.NewReader(e.ReadDB), Accounts: accounts.NewReader(e.ReadDB),
-		Audit: audit.NewReader(e.ReadDB, e.Stores.Log.Open), SecurityLog: securitylog.New(e.ReadDB),
+		Audit: audit.NewReader(e.ReadDB, e.Stores.Log.Open), SecurityLog: securitylog.New(e.ReadDB), Views: viewlog.New(e.ReadDB),
 		ChildRecords: queries.ChildrenFromLog(e.Stores.Log), Refusals: securitylog.New(e.ReadDB),
 		Progress: e.Runner.Status, Policy: cmds.Policy(), Policies: cmds, MinPositionWait: wait, Logger: log,
 		ChildIDFor: e.Stores.IDs.ChildID,

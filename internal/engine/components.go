@@ -10,6 +10,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/processmanager"
 	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/ledger"
 )
@@ -29,6 +30,7 @@ func Components() []sqldb.Component {
 		{Name: outbox.Component, Migrations: outbox.Migrations},
 		{Name: processmanager.Component, Migrations: processmanager.Migrations},
 		{Name: keystore.Component, Migrations: keystore.Migrations},
+		{Name: viewlog.Component, Migrations: viewlog.Migrations},
 	}
 }
 

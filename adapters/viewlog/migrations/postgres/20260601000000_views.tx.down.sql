@@ -1,0 +1,3 @@
+DROP TABLE view_alerts;
+--bun:split
+DROP TABLE record_views;
