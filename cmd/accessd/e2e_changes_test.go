@@ -94,8 +94,8 @@ func followWatch(ctx context.Context, t *testing.T, s *e2eServer, token string, 
 // TestTheChangeFeedsCarryWhatTimeChanges (issue 16, item 4): a portal that
 // keeps a cache from the watch stream alone, and one that keeps it from the
 // access.changed topic alone, agree with GET /v1/check for every pair after
-// a planned start, a planned end, a grace period running out and a grace
-// period that runs out while the engine is down: each change that time
+// a planned start, a planned end, a grace period and a grant running out,
+// and an end and its grace period that come while the engine is down: each change that time
 // makes arrives when it takes effect, once, also across a restart.
 func TestTheChangeFeedsCarryWhatTimeChanges(t *testing.T) {
 	if raceEnabled {
@@ -141,6 +141,9 @@ func TestTheChangeFeedsCarryWhatTimeChanges(t *testing.T) {
 	left := w.place(child, leaving.id, now().Add(-time.Hour))
 	endAt := now().Add(2 * time.Second)
 	w.endPlacement(w.worker, child, left, endAt, "moved on") // ends in 2 s: grace until 4 s
+	member := w.account(string(domain.KindNetworkMember))
+	w.cmd(w.worker, "POST", "/v1/children/"+child+"/grants", map[string]any{"account_id": member.id, "relationship": "guardian",
+		"permissions": []string{"view"}, "reason": "contact until the hearing", "expires_at": rfc(now().Add(3 * time.Second))}, http.StatusOK)
 	down := w.place(child, later.id, now().Add(-time.Hour))
 	downGrace := w.endPlacement(w.worker, child, down, now().Add(6*time.Second), "respite ended") // ends at 6 s, grace until 8 s: while the engine is down
 
@@ -153,6 +156,8 @@ func TestTheChangeFeedsCarryWhatTimeChanges(t *testing.T) {
 	requireCache(fromWatch, planned.id, "placement", "watch: the planned start came")
 	requireCache(fromBus, leaving.id, "grace_period", "bus: the planned end came")
 	requireCache(fromBus, planned.id, "placement", "bus: the planned start came")
+	requireCache(fromWatch, member.id, "grant_expired", "watch: the grant ran out")
+	requireCache(fromBus, member.id, "grant_expired", "bus: the grant ran out")
 	requireCache(fromWatch, leaving.id, "grace_expired", "watch: the grace period ran out")
 	requireCache(fromBus, leaving.id, "grace_expired", "bus: the grace period ran out")
 
@@ -196,7 +201,7 @@ func TestTheChangeFeedsCarryWhatTimeChanges(t *testing.T) {
 			pairs[k] = v
 		}
 		c.mu.Unlock()
-		require.Len(t, pairs, 3)
+		require.Len(t, pairs, 4)
 		for k, perms := range pairs {
 			for _, p := range []string{"view", "record", "complete_outstanding"} {
 				a := w.check(k[0], k[1], p)
@@ -212,4 +217,5 @@ func TestTheChangeFeedsCarryWhatTimeChanges(t *testing.T) {
 		require.False(t, e.RecordedAt.Before(e.EffectiveAt), "a mark is recorded when its time has come")
 	}
 	require.Len(t, auditOf(entries, domain.TypeGraceExpired), 2)
+	require.Len(t, auditOf(entries, domain.TypeGrantExpired), 1)
 }
