@@ -61,6 +61,11 @@ func (pm *ProcessManager) onPlacementEnded(ctx context.Context, e *domain.Placem
 			return err
 		}
 	}
+	if !ahead(ctx, e.GraceUntil) {
+		// Recorded after its grace period: the end's own command wrote the
+		// expiry with it (R4), so there is nothing to fire.
+		return nil
+	}
 	return pm.setDue(ctx, graceSubject(e.ChildID, e.PlacementID, e.CarerAccountID), e.GraceUntil)
 }
 

@@ -195,8 +195,9 @@ func TestOutOfOrderDelivery(t *testing.T) {
 		e.publish(t, nil, ended[0])
 		d = p.deadline(t, GraceID(pl.placeID))
 		require.Equal(t, StateResolved, d.State)
-		require.Equal(t, due, d.DueAt)
-		require.Equal(t, ended[0].ID, d.SourceEventID)
+		// An end recorded after its grace period sets no deadline: its own
+		// command wrote the expiry.
+		require.True(t, d.DueAt.IsZero(), "due %s", due)
 		require.Equal(t, expired[0].ID, d.ResolvedBy)
 
 		n := p.idle.count()
@@ -470,4 +471,24 @@ func TestRunTwice(t *testing.T) {
 	e := newEnv(t, "sqlite::memory:")
 	p := e.start(t, nil)
 	require.ErrorIs(t, p.Run(context.Background()), ErrAlreadyRunning)
+}
+
+// TestALateEndFiresNothing: an end recorded after its grace period carries
+// its expiry (R4), so the process manager schedules nothing for it: no
+// command is sent even when the expiry's own message has not come yet
+// (issue 18: no command for a deadline already settled).
+func TestALateEndFiresNothing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url string) {
+		e := newEnv(t, url)
+		p := e.start(t, nil)
+		pl := e.place(t, t0.Add(-30*day))
+		e.end(t, pl, t0.Add(-10*day))
+		ended := ofType(e.fresh(t), domain.TypePlacementEnded)
+		require.Len(t, ended, 1)
+		e.publish(t, nil, ended[0])
+		n := p.idle.count()
+		p.wake()
+		p.idle.waitWake(t, n, t0.Add(never))
+		require.Empty(t, p.spy.Calls(), "no expiry command for an end that brought its expiry")
+	})
 }
