@@ -119,6 +119,7 @@ const (
 	CheckResultReasonGraceExpired     CheckResultReason = "grace_expired"
 	CheckResultReasonGracePeriod      CheckResultReason = "grace_period"
 	CheckResultReasonGrant            CheckResultReason = "grant"
+	CheckResultReasonGrantExpired     CheckResultReason = "grant_expired"
 	CheckResultReasonNoRelationship   CheckResultReason = "no_relationship"
 	CheckResultReasonNotFound         CheckResultReason = "not_found"
 	CheckResultReasonOwnRecord        CheckResultReason = "own_record"
@@ -138,6 +139,8 @@ func (e CheckResultReason) Valid() bool {
 	case CheckResultReasonGracePeriod:
 		return true
 	case CheckResultReasonGrant:
+		return true
+	case CheckResultReasonGrantExpired:
 		return true
 	case CheckResultReasonNoRelationship:
 		return true
@@ -859,6 +862,9 @@ type CheckItem struct {
 // CheckResult The answer to one item; GET /v1/check's answer without the batch's position and time.
 type CheckResult struct {
 	Allowed bool `json:"allowed"`
+
+	// ExpiresAt As GET /v1/check's - (R19) when the reason is grant and the grant is time-limited, when it ends; absent otherwise.
+	ExpiresAt *NullableTime `json:"expires_at,omitempty"`
 
 	// Permissions Everything the account may do on the record at the decision time.
 	Permissions Permissions `json:"permissions"`

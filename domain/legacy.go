@@ -192,6 +192,9 @@ func (a *Account) ImportAccount(by Actor, in ImportedAccount, now time.Time, pol
 			a.identity != in.IdentitySubject || !a.closedAt.Equal(closed) {
 			return nil, fmt.Errorf("%s %s: the account exists with another kind, dates or identity: %w", what, a.id, ErrImportConflict)
 		}
+		if a.email != NormalizeEmail(in.Email) {
+			return nil, fmt.Errorf("%s %s: the account's email has changed since (R18): %w", what, a.id, ErrImportConflict)
+		}
 		return nil, nil
 	}
 	expires := normTime(invited.Add(policy.InvitationTTL))

@@ -162,7 +162,8 @@ func (s *Service) Checks(ctx context.Context, c Caller, p ChecksParams) (api.Che
 			lists[a.Permissions] = permissions(a.Permissions)
 		}
 		out.Results[i] = api.CheckResult{Allowed: a.Allowed, Permissions: lists[a.Permissions],
-			Reason: api.CheckResultReason(a.Reason), Until: optTime(a.Until), PlacementEndedAt: optTime(a.PlacementEndedAt)}
+			Reason: api.CheckResultReason(a.Reason), Until: optTime(a.Until), PlacementEndedAt: optTime(a.PlacementEndedAt),
+			ExpiresAt: optTime(a.ExpiresAt)}
 	}
 	return out, nil
 }

@@ -334,6 +334,13 @@ func (s *Service) MinPositionWait() time.Duration { return s.cfg.MinPositionWait
 // returns a *Forbidden. Every query method authorizes its caller itself; a
 // transport calls Authorize first only to refuse before it reads the
 // request's parameters.
+// Allows reports whether role may ask query q, without recording
+// anything (Authorize records refusals).
+func Allows(q Name, role domain.Role) bool {
+	allowed, ok := roles[q]
+	return ok && (allowed == nil || slices.Contains(allowed, role))
+}
+
 func (s *Service) Authorize(ctx context.Context, q Name, c Caller) error {
 	allowed, ok := roles[q]
 	if !ok {

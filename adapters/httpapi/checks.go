@@ -57,6 +57,11 @@ func writeChecks(w http.ResponseWriter, a api.ChecksAnswer) error {
 		}
 		buf = append(buf, `{"allowed":`...)
 		buf = strconv.AppendBool(buf, r.Allowed)
+		if r.ExpiresAt != nil {
+			buf = append(buf, `,"expires_at":"`...)
+			buf = r.ExpiresAt.AppendFormat(buf, time.RFC3339Nano)
+			buf = append(buf, '"')
+		}
 		buf = append(buf, `,"permissions":[`...)
 		for j, p := range r.Permissions {
 			if !plain(string(p)) {

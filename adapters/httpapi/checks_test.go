@@ -204,6 +204,8 @@ func TestWriteChecks(t *testing.T) {
 			{Permissions: api.Permissions{api.PermissionCompleteOutstanding}, Reason: api.CheckResultReasonGracePeriod, Until: &until,
 				PlacementEndedAt: &ended},
 			{Permissions: api.Permissions{}, Reason: api.CheckResultReasonNotFound},
+			{Allowed: true, Permissions: api.Permissions{api.PermissionView}, Reason: api.CheckResultReasonGrant, Until: &until, ExpiresAt: &until},
+			{Permissions: api.Permissions{}, Reason: api.CheckResultReasonGrantExpired},
 		}},
 		{At: time.Date(2026, 3, 2, 9, 0, 0, 1, time.UTC), Position: "12.3", Results: []api.CheckResult{}},
 		{At: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), Position: "<1>", Results: []api.CheckResult{{Reason: "a\"b"}}}, // falls back

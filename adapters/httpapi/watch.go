@@ -53,7 +53,11 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 	}
 	// The alerts raised from now on: taken before the stream answers, so
 	// that an alert raised after the client sees the answer is sent.
-	alerts := newAlertFollower(feed.Now())
+	// Only a caller who may list the alerts (GET /v1/alerts) gets them.
+	var alerts *alertFollower
+	if queries.Allows(queries.QueryAlerts, c.actor.Role) {
+		alerts = newAlertFollower(feed.Now())
+	}
 	var after eventlog.Position
 	switch p, given, err := c.q.position("after"); {
 	case err != nil:
@@ -135,6 +139,9 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request, c call) error {
 			return nil
 		case <-alertTick.C:
 			changes = nil
+			if alerts == nil {
+				continue
+			}
 			if err := alerts.poll(ctx, feed, &buf); err != nil {
 				log.WarnContext(ctx, "watch stream: cannot read the alerts", "error", err)
 			}

@@ -362,9 +362,47 @@ func (p *planner) accountStream(field, email string) (*stream, error) {
 		if old {
 			id = legacy
 		}
+		if err := p.unclaimedBy(norm, id); err != nil {
+			return nil, err
+		}
 		p.accounts[norm] = id
 	}
 	return p.stream(domain.AccountStream(id), 0, func(s *stream) { s.account = domain.NewAccount(id) })
+}
+
+// unclaimedBy refuses an email that another account than id holds on the
+// email's claim stream (R10, R18: an account whose email was changed to it
+// after the older system's records were taken): the record would make a
+// second account of one email. Accounts the import makes claim nothing:
+// an email with no claim belongs to the account derived from it.
+func (p *planner) unclaimedBy(email string, id uuid.UUID) error {
+	if p.empty {
+		return nil
+	}
+	claim := domain.NewEmailClaim()
+	for from := uint64(1); ; {
+		recs, err := p.log.ReadStream(p.ctx, p.opts.IDs.EmailStream(email), from, readPage)
+		if err != nil {
+			return &internalError{fmt.Errorf("importer: read an email's claim: %w", err)}
+		}
+		for _, r := range recs {
+			env, err := domain.DecodeRecord(r)
+			if err != nil {
+				return &internalError{fmt.Errorf("importer: an email's claim stream: %w", err)}
+			}
+			if err := claim.Apply(env.Event); err != nil {
+				return &internalError{fmt.Errorf("importer: an email's claim stream: %w", err)}
+			}
+			from = r.Version + 1
+		}
+		if len(recs) < readPage {
+			break
+		}
+	}
+	if h := claim.Holder(); h != uuid.Nil && h != id {
+		return fmt.Errorf("email: held by account %s (an email changed to it, R18): %w", h, domain.ErrImportConflict)
+	}
+	return nil
 }
 
 // identityStream returns the identity stream of subject, keyed as

@@ -348,7 +348,7 @@ func (ix *Index) CheckMany(items []CheckItem, t time.Time, dst []ItemAnswer) ([]
 			known = known && registered
 		}
 		dst = append(dst, ItemAnswer{Answer: Answer{Allowed: a.Allows(it.Permission), Permissions: a.Permissions,
-			Reason: a.Reason, Until: a.Until, Position: pos, PlacementEndedAt: ended}, Unknown: !known})
+			Reason: a.Reason, Until: a.Until, ExpiresAt: a.ExpiresAt, Position: pos, PlacementEndedAt: ended}, Unknown: !known})
 	}
 	return dst, pos
 }
