@@ -90,13 +90,18 @@ type PlacementStarted struct {
 	PlacementID    uuid.UUID `json:"placement_id"`
 	CarerAccountID uuid.UUID `json:"carer_account_id"`
 	StartedAt      time.Time `json:"started_at"`
+	// AccountSince is the carer account's last reopening when the
+	// placement was recorded (R18; zero: never reopened): the placement
+	// counts in that life of the account only.
+	AccountSince time.Time `json:"account_since,omitzero"`
 }
 
 func (*PlacementStarted) EventType() string        { return TypePlacementStarted }
 func (e *PlacementStarted) EffectiveAt() time.Time { return e.StartedAt }
 func (e *PlacementStarted) validate() error {
 	return firstErr(needID("child_id", e.ChildID), needID("placement_id", e.PlacementID),
-		needID("carer_account_id", e.CarerAccountID), checkEventTime("started_at", e.StartedAt))
+		needID("carer_account_id", e.CarerAccountID), checkEventTime("started_at", e.StartedAt),
+		optionalEventTime("account_since", e.AccountSince))
 }
 
 // PlacementEnded: the placement ends at EndedAt (backdated or planned, R4);
@@ -171,13 +176,17 @@ type AccessGranted struct {
 	GrantedAt    time.Time    `json:"granted_at"`
 	ExpiresAt    time.Time    `json:"expires_at,omitzero"`
 	ReviewBy     time.Time    `json:"review_by,omitzero"`
+	// AccountSince is the account's last reopening when the grant was
+	// made (R18; zero: never reopened): the grant counts in that life of
+	// the account only.
+	AccountSince time.Time `json:"account_since,omitzero"`
 }
 
 func (*AccessGranted) EventType() string        { return TypeAccessGranted }
 func (e *AccessGranted) EffectiveAt() time.Time { return e.GrantedAt }
 func (e *AccessGranted) validate() error {
 	if err := firstErr(needID("child_id", e.ChildID), needID("account_id", e.AccountID),
-		checkEventTime("granted_at", e.GrantedAt)); err != nil {
+		checkEventTime("granted_at", e.GrantedAt), optionalEventTime("account_since", e.AccountSince)); err != nil {
 		return err
 	}
 	if err := firstErr(laterTime("expires_at", e.ExpiresAt, e.GrantedAt), laterTime("review_by", e.ReviewBy, e.GrantedAt)); err != nil {

@@ -39,6 +39,9 @@ type placement struct {
 	// cancelledAt is when the worker cancelled the placement before it
 	// started (R18); zero when it was not.
 	cancelledAt time.Time
+	// since is the carer account's last reopening when the placement was
+	// recorded (R18).
+	since time.Time
 	// startMarked and endMarked: the process manager recorded that the
 	// start, the end, planned ahead, came (PlacementStartReached,
 	// PlacementEndReached).
@@ -158,7 +161,7 @@ func (c *Child) PlacementFacts(carer uuid.UUID) []PlacementFacts {
 		if p.carer != carer || p.cancelled() {
 			continue
 		}
-		f := PlacementFacts{Start: p.startedAt}
+		f := PlacementFacts{Start: p.startedAt, Since: p.since}
 		if p.ended {
 			f.End, f.GraceEnd = p.endedAt, p.graceEnd()
 		}
@@ -202,7 +205,7 @@ func (c *Child) Apply(e Event) error {
 		if err := c.same(e.ChildID); err != nil {
 			return err
 		}
-		c.placements = append(c.placements, &placement{id: e.PlacementID, carer: e.CarerAccountID, startedAt: e.StartedAt})
+		c.placements = append(c.placements, &placement{id: e.PlacementID, carer: e.CarerAccountID, startedAt: e.StartedAt, since: e.AccountSince})
 	case *PlacementEnded:
 		p, err := c.applied(e.ChildID, e.PlacementID)
 		if err != nil {
@@ -449,14 +452,15 @@ func (c *Child) StartPlacement(by Actor, placementID uuid.UUID, carer *Account, 
 	startedAt = normTime(startedAt)
 	reopened := carer.ReopenedAt()
 	for _, p := range c.placements {
-		if p.carer != carer.ID() || p.cancelled() || p.startedAt.Before(reopened) {
+		if p.carer != carer.ID() || p.cancelled() || !p.since.Equal(reopened) { // another life of the account gives nothing now
 			continue
 		}
 		if !p.ended || p.endedAt.After(startedAt) {
 			return nil, fmt.Errorf("%s: carer %s, placement %s: %w", what, carer.ID(), p.id, ErrPlacementOverlap)
 		}
 	}
-	return []Event{&PlacementStarted{ChildID: c.id, PlacementID: placementID, CarerAccountID: carer.ID(), StartedAt: startedAt}}, nil
+	return []Event{&PlacementStarted{ChildID: c.id, PlacementID: placementID, CarerAccountID: carer.ID(), StartedAt: startedAt,
+		AccountSince: reopened}}, nil
 }
 
 // EndPlacement ends a placement at endedAt, which may be backdated or in the
@@ -625,12 +629,12 @@ func (c *Child) GrantWith(by Actor, grantee *Account, terms GrantTerms, now time
 	if g := c.grants[grantee.ID()]; g != nil {
 		if i, ok, _ := g.activeAt(now); ok {
 			cur := g.intervals[i]
-			if cur.Permissions == perms && g.relationship == rel && cur.ExpiresAt.Equal(e.ExpiresAt) && !cur.From.Before(grantee.ReopenedAt()) {
+			if cur.Permissions == perms && g.relationship == rel && cur.ExpiresAt.Equal(e.ExpiresAt) && cur.Since.Equal(grantee.ReopenedAt()) {
 				return nil, fmt.Errorf("%s to %s: %w", what, grantee.ID(), ErrAlreadyGranted)
 			}
 		}
 	}
-	e.AccountID = grantee.ID()
+	e.AccountID, e.AccountSince = grantee.ID(), grantee.ReopenedAt()
 	return []Event{e}, nil
 }
 

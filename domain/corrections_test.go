@@ -132,7 +132,9 @@ func TestRule_R18_AReopenedAccountGetsNoAccessBack(t *testing.T) {
 	})
 	t.Run("the worker grants again, and the same grant is a new one", func(t *testing.T) {
 		got, err := c.Grant(worker, a, "parent", []string{domain.PermView}, "contact restored", t0.Add(9*day))
-		thenEvents(t, got, err, granted(parentID, []string{domain.PermView}, t0.Add(9*day)))
+		regrant := granted(parentID, []string{domain.PermView}, t0.Add(9*day)).(*domain.AccessGranted)
+		regrant.AccountSince, regrant.ReviewBy = reopenedAt, t0.Add(9*day).Add(policy.ReviewPeriod)
+		thenEvents(t, got, err, regrant)
 		require.NoError(t, c.Apply(got[0]))
 		thenAccess(t, c.Access(a, t0.Add(10*day)), domain.PermissionSet(domain.View), domain.ReasonGrant, time.Time{})
 		got, err = c.Grant(worker, a, "parent", []string{domain.PermView}, "again", t0.Add(10*day))
@@ -141,9 +143,28 @@ func TestRule_R18_AReopenedAccountGetsNoAccessBack(t *testing.T) {
 	t.Run("the worker places the carer again beside the placement from before", func(t *testing.T) {
 		again := uuid.MustParse("33333333-3333-4333-8333-333333333333")
 		got, err := c.StartPlacement(worker, again, carer, t0.Add(9*day), t0.Add(9*day))
-		thenEvents(t, got, err, started(again, carerID, t0.Add(9*day)))
+		placed := started(again, carerID, t0.Add(9*day)).(*domain.PlacementStarted)
+		placed.AccountSince = reopenedAt
+		thenEvents(t, got, err, placed)
 		require.NoError(t, c.Apply(got[0]))
 		thenAccess(t, c.Access(carer, t0.Add(10*day)), domain.All, domain.ReasonPlacement, time.Time{})
+	})
+	t.Run("a placement planned before the closure for after the reopening gives nothing", func(t *testing.T) {
+		planned := uuid.MustParse("44444444-4444-4444-8444-444444444444")
+		ch := givenChild(t, registered(), started(planned, carerID, t0.Add(20*day))) // recorded before the closure
+		thenAccess(t, ch.Access(carer, t0.Add(21*day)), 0, domain.ReasonNoRelationship, time.Time{})
+		// and the carer may be placed for those dates in the new life
+		got, err := ch.StartPlacement(worker, placement, carer, t0.Add(20*day), t0.Add(9*day))
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+	})
+	t.Run("a placement backdated to before the reopening counts from it", func(t *testing.T) {
+		ch := givenChild(t, registered())
+		got, err := ch.StartPlacement(worker, placement, carer, reopenedAt.Add(-time.Hour), reopenedAt.Add(time.Hour))
+		require.NoError(t, err)
+		require.NoError(t, ch.Apply(got[0]))
+		thenAccess(t, ch.Access(carer, reopenedAt.Add(-time.Minute)), 0, domain.ReasonAccountClosed, time.Time{})
+		thenAccess(t, ch.Access(carer, reopenedAt), domain.All, domain.ReasonPlacement, time.Time{})
 	})
 	t.Run("an answer before the closure ends at the closure", func(t *testing.T) {
 		got := domain.ChildAccess(a.Facts(), nil, []domain.GrantFacts{{From: t0, Permissions: domain.PermissionSet(domain.View)}}, t0)

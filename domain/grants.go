@@ -234,7 +234,7 @@ func (c *Child) applyGranted(e *AccessGranted) {
 		g.intervals[n-1].To = e.GrantedAt
 	}
 	g.relationship = e.Relationship
-	g.intervals = append(g.intervals, GrantFacts{From: e.GrantedAt, Permissions: e.PermissionSet(), ExpiresAt: e.ExpiresAt})
+	g.intervals = append(g.intervals, GrantFacts{From: e.GrantedAt, Permissions: e.PermissionSet(), ExpiresAt: e.ExpiresAt, Since: e.AccountSince})
 	info := grantInfo{reviewBy: e.ReviewBy}
 	if e.ExpiresAt.IsZero() && e.ReviewBy.IsZero() { // recorded before R19
 		info.reviewBy = e.GrantedAt.Add(DefaultReviewPeriod)

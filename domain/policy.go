@@ -156,9 +156,12 @@ func (a AccountFacts) activeAt(t time.Time) (bool, Reason) {
 	return true, ""
 }
 
-// since is when the account's current life began at t: the last reopening
-// at or before t (zero when none). Access sources that started before it
-// ended with the closure and do not come back (R18).
+// since is when the account's life that t falls in began: the last
+// reopening at or before t (zero when none). Access sources count only in
+// the life they were recorded in (their Since): those recorded before a
+// closure end with it and do not come back after a reopening, even when
+// planned to start later; one recorded after a reopening counts from it,
+// even when backdated to before it (R18).
 func (a AccountFacts) since(t time.Time) time.Time {
 	var s time.Time
 	for _, l := range a.Lapses {
@@ -177,6 +180,10 @@ type PlacementFacts struct {
 	Start    time.Time
 	End      time.Time
 	GraceEnd time.Time
+	// Since is the carer account's last reopening when the placement was
+	// recorded (zero: never reopened): the placement counts only in that
+	// life of the account (R18).
+	Since time.Time
 }
 
 // GrantFacts is one interval of a grant to a network member (R7). To is zero
@@ -188,6 +195,10 @@ type GrantFacts struct {
 	To          time.Time
 	Permissions PermissionSet
 	ExpiresAt   time.Time
+	// Since is the account's last reopening when the grant was made (zero:
+	// never reopened): the grant counts only in that life of the account
+	// (R18).
+	Since time.Time
 }
 
 // End is when the interval's access ends (zero: open) and why: its
@@ -305,7 +316,7 @@ func childAccessAt(acct AccountFacts, placements []PlacementFacts, grants []Gran
 	}
 	since := acct.since(t)
 	for _, p := range placements {
-		if p.Start.Before(since) {
+		if !p.Since.Equal(since) { // made in another life of the account (R18)
 			continue
 		}
 		switch {
@@ -319,7 +330,7 @@ func childAccessAt(acct AccountFacts, placements []PlacementFacts, grants []Gran
 	}
 	var expires time.Time
 	for _, g := range grants {
-		if g.From.Before(since) {
+		if !g.Since.Equal(since) {
 			continue
 		}
 		end, why := g.End()
