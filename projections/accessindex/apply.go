@@ -69,6 +69,12 @@ func (ix *Index) apply(rec eventlog.Record) error {
 	// access just before the mark's time differs from the access at it.
 	mark, isMark := timeMark(res.Envelope)
 	grant, grantChanged := ix.grantNote(res.Envelope.Event)
+	// A closure ends every grant of the account (R13), and a reopening
+	// does not bring them back (R18): they leave the reviews list.
+	var closedGrants []uuid.UUID
+	if e, ok := res.Envelope.Event.(*domain.AccountClosed); ok {
+		closedGrants = slices.Clone(ix.model.ChildrenOf(e.AccountID))
+	}
 	ups := ix.scratch[:0]
 	for _, p := range res.Pairs {
 		old, existed := ix.pairs[p] // only this goroutine writes pairs
@@ -115,6 +121,9 @@ func (ix *Index) apply(rec eventlog.Record) error {
 		ac.facts = acctFacts
 	}
 	ix.noteChild(res.Envelope.Event)
+	for _, child := range closedGrants {
+		ix.noteGrant(grantNote{child: child, account: *res.Account, gone: true})
+	}
 	if grantChanged {
 		ix.noteGrant(grant)
 	}
