@@ -294,22 +294,10 @@ func (s *server) changeEmail(w http.ResponseWriter, r *http.Request, c call) err
 }
 
 func (s *server) cancelPlacement(w http.ResponseWriter, r *http.Request, c call) error {
-	var b api.ReasonRequest
-	var cmd commands.CancelPlacement
-	return s.runCommand(w, r, c.actor, commands.CommandCancelPlacement, &b, func() (err error) {
-		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
-			return err
-		}
-		cmd.PlacementID, err = pathUUID(r, "placement_id")
-		cmd.Reason = b.Reason
-		return err
-	}, func(ctx context.Context, m commands.Meta) (answer, error) {
-		res, err := s.cfg.Commands.CancelPlacement(ctx, m, cmd)
-		if err != nil {
-			return answer{}, err
-		}
-		return ok(positionOf(res.Position)), nil
-	})
+	return s.placementReasonCommand(w, r, c, commands.CommandCancelPlacement,
+		func(ctx context.Context, m commands.Meta, child, placement uuid.UUID, reason string) (commands.Result, error) {
+			return s.cfg.Commands.CancelPlacement(ctx, m, commands.CancelPlacement{ChildID: child, PlacementID: placement, Reason: reason})
+		})
 }
 
 func (s *server) eraseChild(w http.ResponseWriter, r *http.Request, c call) error {
@@ -411,17 +399,26 @@ func (s *server) endPlacement(w http.ResponseWriter, r *http.Request, c call) er
 }
 
 func (s *server) endGrace(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.placementReasonCommand(w, r, c, commands.CommandEndGrace,
+		func(ctx context.Context, m commands.Meta, child, placement uuid.UUID, reason string) (commands.Result, error) {
+			return s.cfg.Commands.EndGrace(ctx, m, commands.EndGrace{ChildID: child, PlacementID: placement, Reason: reason})
+		})
+}
+
+// placementReasonCommand runs a command on the placement of the path
+// whose body is only a reason, answering its position.
+func (s *server) placementReasonCommand(w http.ResponseWriter, r *http.Request, c call, name string,
+	run func(ctx context.Context, m commands.Meta, child, placement uuid.UUID, reason string) (commands.Result, error)) error {
 	var b api.ReasonRequest
-	var cmd commands.EndGrace
-	return s.runCommand(w, r, c.actor, commands.CommandEndGrace, &b, func() (err error) {
-		if cmd.ChildID, err = pathUUID(r, "child_id"); err != nil {
+	var child, placement uuid.UUID
+	return s.runCommand(w, r, c.actor, name, &b, func() (err error) {
+		if child, err = pathUUID(r, "child_id"); err != nil {
 			return err
 		}
-		cmd.Reason = b.Reason
-		cmd.PlacementID, err = pathUUID(r, "placement_id")
+		placement, err = pathUUID(r, "placement_id")
 		return err
 	}, func(ctx context.Context, m commands.Meta) (answer, error) {
-		res, err := s.cfg.Commands.EndGrace(ctx, m, cmd)
+		res, err := run(ctx, m, child, placement, b.Reason)
 		if err != nil {
 			return answer{}, err
 		}

@@ -225,20 +225,27 @@ func endPlacementVerb() verb {
 
 // endGraceVerb is `accessctl end-grace`.
 func endGraceVerb() verb {
+	return placementReasonVerb("end-grace", "end a carer's grace period early (e.g. a safeguarding concern)",
+		"POST /v1/children/{child_id}/placements/{placement_id}/end-grace", "the ended placement's id (required)",
+		(*client.Client).EndGrace)
+}
+
+// placementReasonVerb is a verb that sends a command on one placement of
+// a child with a reason, and prints its position.
+func placementReasonVerb(name, summary, endpoint, placementHelp string,
+	send func(cl *client.Client, ctx context.Context, child, placement uuid.UUID, reason string, o ...client.CallOption) (api.PositionAnswer, error)) verb {
 	return verb{
-		name: "end-grace", synopsis: "--child ID --placement ID --reason R",
-		summary:  "end a carer's grace period early (e.g. a safeguarding concern)",
-		endpoint: "POST /v1/children/{child_id}/placements/{placement_id}/end-grace",
+		name: name, synopsis: "--child ID --placement ID --reason R", summary: summary, endpoint: endpoint,
 		flags: func(fs *flag.FlagSet) action {
 			child := fs.String("child", "", "the child's id (required)")
-			placement := fs.String("placement", "", "the ended placement's id (required)")
+			placement := fs.String("placement", "", placementHelp)
 			reason := fs.String("reason", "", "why (required)")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
 				childID, placementID := c.id("child", *child), c.id("placement", *placement)
 				c.text("reason", *reason, maxReasonBytes)
 				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
-					return inv.client.EndGrace(ctx, childID, placementID, *reason, o...)
+					return send(inv.client, ctx, childID, placementID, *reason, o...)
 				})
 			}
 		},

@@ -21,24 +21,9 @@ func reopenAccountVerb() verb {
 
 // cancelPlacementVerb is `accessctl cancel-placement`.
 func cancelPlacementVerb() verb {
-	return verb{
-		name: "cancel-placement", synopsis: "--child ID --placement ID --reason R",
-		summary:  "cancel a planned placement before it starts (the child's worker, R18)",
-		endpoint: "POST /v1/children/{child_id}/placements/{placement_id}/cancel",
-		flags: func(fs *flag.FlagSet) action {
-			child := fs.String("child", "", "the child's id (required)")
-			placement := fs.String("placement", "", "the planned placement's id (required; accessctl child --child ID lists them)")
-			reason := fs.String("reason", "", "why (required)")
-			return func(ctx context.Context, inv *invocation) error {
-				var c checker
-				childID, placementID := c.id("child", *child), c.id("placement", *placement)
-				c.text("reason", *reason, maxReasonBytes)
-				return sendPosition(ctx, inv, &c, func(ctx context.Context, o ...client.CallOption) (api.PositionAnswer, error) {
-					return inv.client.CancelPlacement(ctx, childID, placementID, *reason, o...)
-				})
-			}
-		},
-	}
+	return placementReasonVerb("cancel-placement", "cancel a planned placement before it starts (the child's worker, R18)",
+		"POST /v1/children/{child_id}/placements/{placement_id}/cancel",
+		"the planned placement's id (required; accessctl child --child ID lists them)", (*client.Client).CancelPlacement)
 }
 
 // requestEmailChangeVerb is `accessctl request-email-change`.
