@@ -133,6 +133,12 @@ func benchHandler(b *testing.B, role domain.Role) (http.Handler, string, *benchI
 // benchHandlerOn is benchHandler with its read store (the view log) at
 // url.
 func benchHandlerOn(b *testing.B, role domain.Role, url string) (http.Handler, string, *benchIndex) {
+	return benchHandlerWith(b, role, url, nil)
+}
+
+// benchHandlerWith is benchHandlerOn with the handler's Config changed by
+// configure (when not nil) before httpapi.New.
+func benchHandlerWith(b *testing.B, role domain.Role, url string, configure func(*httpapi.Config)) (http.Handler, string, *benchIndex) {
 	bi := sharedIndex()
 	ctx := context.Background()
 	db := sqltest.Open(b, url)
@@ -160,7 +166,7 @@ func benchHandlerOn(b *testing.B, role domain.Role, url string) (http.Handler, s
 		Progress: func() []projections.Status { return nil }, Clock: func() time.Time { return bi.at }, Logger: quiet,
 	})
 	require.NoError(b, err)
-	h, err := httpapi.New(httpapi.Config{
+	cfg := httpapi.Config{
 		Commands:    svc,
 		Queries:     qs,
 		Auth:        verifier,
@@ -168,7 +174,11 @@ func benchHandlerOn(b *testing.B, role domain.Role, url string) (http.Handler, s
 		Ready:       func() bool { return true },
 		Registry:    prometheus.NewRegistry(),
 		Logger:      slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	h, err := httpapi.New(cfg)
 	require.NoError(b, err)
 	return h, "Bearer " + tok, bi
 }
@@ -222,7 +232,13 @@ func benchRequests(b *testing.B, h http.Handler, reqs []*http.Request, parallel 
 // checkRequests are GET /v1/check of every pair of the index (placements,
 // grace periods, grants and revoked grants), in a random order.
 func checkRequests(b *testing.B) (http.Handler, []*http.Request) {
-	h, tok, bi := benchHandler(b, domain.RoleService)
+	return checkRequestsWith(b, nil)
+}
+
+// checkRequestsWith is checkRequests on a handler whose Config configure
+// changes (when not nil).
+func checkRequestsWith(b *testing.B, configure func(*httpapi.Config)) (http.Handler, []*http.Request) {
+	h, tok, bi := benchHandlerWith(b, domain.RoleService, sqltest.SQLiteMemory(b), configure)
 	paths := make([]string, len(bi.pairs))
 	for i, p := range bi.pairs {
 		paths[i] = "/v1/check?account_id=" + p[0].String() + "&child_id=" + p[1].String() + "&permission=view"
@@ -254,6 +270,27 @@ func BenchmarkHTTPCheck(b *testing.B) {
 func BenchmarkHTTPCheckParallel(b *testing.B) {
 	h, reqs := checkRequests(b)
 	benchRequests(b, h, reqs, true)
+}
+
+// BenchmarkHTTPCheckAccessLog is BenchmarkHTTPCheck with the access log
+// on and off (issue 18 item 5): log=json writes every request's line as
+// JSON at level info to io.Discard (accessd's default before the access
+// log's settings, what --access-log all does), so the difference from
+// log=off (slog.DiscardHandler: no handler is enabled) is the cost of
+// formatting one access-log line, without the cost of the write itself.
+func BenchmarkHTTPCheckAccessLog(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		cfg  func(*httpapi.Config)
+	}{
+		{"log=off", func(c *httpapi.Config) { c.Logger = slog.New(slog.DiscardHandler) }},
+		{"log=json", nil},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h, reqs := checkRequestsWith(b, tc.cfg)
+			benchRequests(b, h, reqs, false)
+		})
+	}
 }
 
 // BenchmarkHTTPChildren is one GET /v1/accounts/{id}/children of an
