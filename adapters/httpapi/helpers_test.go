@@ -70,6 +70,8 @@ type setup struct {
 	Config
 	Q  queries.Config
 	DB *sqldb.DB // the env's database (read models, event log)
+	// WrapQueries, when not nil, wraps the query service made from Q.
+	WrapQueries func(Queries) Queries
 }
 
 // envOption changes the setup before New.
@@ -164,6 +166,9 @@ func newEnvOn(t testing.TB, url string, sqlLog bool, opts ...envOption) *env {
 	qs, err := queries.New(cfg.Q)
 	require.NoError(t, err)
 	cfg.Queries = qs
+	if cfg.WrapQueries != nil {
+		cfg.Queries = cfg.WrapQueries(qs)
+	}
 	h, err := New(cfg.Config)
 	require.NoError(t, err)
 	e.contract = newContract(t)

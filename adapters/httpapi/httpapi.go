@@ -173,6 +173,10 @@ type Config struct {
 	Collectors []prometheus.Collector
 	// Logger receives the access log and errors. Default slog.Default().
 	Logger *slog.Logger
+	// AccessLog says which requests the access log keeps. Default: one in
+	// DefaultAccessLogSampleEvery successful hot reads, every other request
+	// (AccessLog).
+	AccessLog AccessLog
 	// WatchHeartbeat is the interval of the watch stream's heartbeats.
 	// Default DefaultWatchHeartbeat.
 	WatchHeartbeat time.Duration
@@ -204,6 +208,7 @@ func (c Config) Validate() error {
 	if c.WatchHeartbeat < 0 {
 		problems = append(problems, fmt.Errorf("WatchHeartbeat %s is negative", c.WatchHeartbeat))
 	}
+	problems = append(problems, c.AccessLog.validate()...)
 	if err := errors.Join(problems...); err != nil {
 		return fmt.Errorf("httpapi: invalid config: %w", err)
 	}
@@ -220,6 +225,7 @@ func (c Config) withDefaults() Config {
 	if c.WatchHeartbeat == 0 {
 		c.WatchHeartbeat = DefaultWatchHeartbeat
 	}
+	c.AccessLog = c.AccessLog.withDefaults()
 	return c
 }
 
@@ -230,7 +236,7 @@ type server struct {
 	mux      *http.ServeMux
 	metrics  *metrics
 	registry *prometheus.Registry
-	patterns map[string]bool // "METHOD /path" of every route
+	routes   map[string]*routeState // by "METHOD /path", every route
 
 	metricsHandler http.Handler
 }
@@ -262,11 +268,11 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	s.metrics = m
 	s.metricsHandler = metricsHandler(reg)
-	s.patterns = map[string]bool{}
+	s.routes = map[string]*routeState{}
 	for _, rt := range routes() {
 		p := rt.Method + " " + rt.Pattern
 		s.mux.Handle(p, s.routeHandler(rt))
-		s.patterns[p] = true
+		s.routes[p] = &routeState{probe: rt.Access == public, hotRead: rt.HotRead}
 	}
 	return http.HandlerFunc(s.serveHTTP), nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,22 +26,39 @@ const maxRequestID = 128
 
 type ctxKey int
 
-const (
-	loggerKey ctxKey = iota
-	requestIDKey
-)
+// reqInfoKey carries the request's *reqInfo in its context.
+const reqInfoKey ctxKey = 0
 
-// logger returns the request's logger (with its request id), or def.
+// reqInfo is what the outer handler knows of a request, for the access log
+// and the handlers' own log lines: its id, and what the route handler and
+// writeProblem fill in.
+type reqInfo struct {
+	id    string
+	actor domain.Actor // set by the route handler once authenticated
+	code  string       // the problem's code, set by writeProblem
+}
+
+// info returns the request's reqInfo, or nil outside the outer handler.
+func info(ctx context.Context) *reqInfo {
+	i, _ := ctx.Value(reqInfoKey).(*reqInfo)
+	return i
+}
+
+// logger returns def with the request's id, for a handler's own log lines
+// (errors, the watch stream's end). It is made when asked for, so that a
+// request that logs nothing pays nothing for it.
 func logger(ctx context.Context, def *slog.Logger) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey).(*slog.Logger); ok {
-		return l
+	if i := info(ctx); i != nil {
+		return def.With("request_id", i.id)
 	}
 	return def
 }
 
 func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
+	if i := info(ctx); i != nil {
+		return i.id
+	}
+	return ""
 }
 
 // saneRequestID accepts 1 to maxRequestID characters of letters, digits and
@@ -87,10 +105,12 @@ func (rec *recorder) Write(b []byte) (int, error) {
 
 func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 
-// actorInfo is filled by the route handler for the access log.
-type actorInfo struct{ actor domain.Actor }
-
-const actorKey ctxKey = 2
+// routeState is what the outer handler keeps per route.
+type routeState struct {
+	probe   bool          // /healthz, /readyz, /metrics: logged at debug
+	hotRead bool          // route.HotRead: successful answers per AccessLog.Mode
+	seen    atomic.Uint64 // successful answers, for AccessLogSampled
+}
 
 // serveHTTP is the outer handler: request id, panic recovery, 404 and 405,
 // the access log and the request metrics, around the mux.
@@ -102,17 +122,15 @@ func (s *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set(requestIDHeader, id)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	log := s.log.With("request_id", id)
-	info := &actorInfo{}
-	ctx := context.WithValue(r.Context(), loggerKey, log)
-	ctx = context.WithValue(ctx, requestIDKey, id)
-	ctx = context.WithValue(ctx, actorKey, info)
+	ri := &reqInfo{id: id}
+	ctx := context.WithValue(r.Context(), reqInfoKey, ri)
 	r = r.WithContext(ctx)
 	rec := &recorder{ResponseWriter: w}
 
 	_, pattern := s.mux.Handler(r)
+	rs := s.routes[pattern]
 	label := pattern
-	if !s.patterns[pattern] {
+	if rs == nil {
 		// Not a route: a 404, a 405, or a redirect to a cleaned path. The
 		// label never holds the caller's path (metric cardinality).
 		label = "unmatched"
@@ -122,7 +140,7 @@ func (s *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 				panic(v)
 			}
-			log.ErrorContext(ctx, "panic serving request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			s.log.ErrorContext(ctx, "panic serving request", "request_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			if rec.status == 0 {
 				s.writeProblem(rec, r, errors.New("panic"))
 			}
@@ -133,24 +151,7 @@ func (s *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		elapsed := time.Since(start)
 		s.metrics.observeRequest(label, status, elapsed)
-		level := slog.LevelInfo
-		switch {
-		case pattern == "GET /metrics" || pattern == "GET /healthz" || pattern == "GET /readyz":
-			level = slog.LevelDebug // probes: not ready (503) while catching up is expected
-		case status == http.StatusServiceUnavailable:
-			level = slog.LevelWarn // stale: the index is behind min_position
-		case status >= 500:
-			level = slog.LevelError
-		}
-		attrs := []slog.Attr{
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", label),
-			slog.Int("status", status), slog.Int64("bytes", rec.written),
-			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-		}
-		if info.actor.ID != "" {
-			attrs = append(attrs, slog.String("actor", info.actor.ID), slog.String("role", string(info.actor.Role)))
-		}
-		log.LogAttrs(ctx, level, "http request", attrs...)
+		s.accessLog(ctx, r, ri, rs, label, status, rec.written, elapsed)
 	}()
 
 	if pattern == "" {
@@ -162,6 +163,55 @@ func (s *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(rec, r)
+}
+
+// accessLog writes the request's access-log line, unless its level is not
+// enabled or cfg.AccessLog leaves it out (AccessLog: only the successful
+// answers of hot reads may be left out). rs is nil when no route matched.
+func (s *server) accessLog(ctx context.Context, r *http.Request, ri *reqInfo, rs *routeState, label string,
+	status int, written int64, elapsed time.Duration) {
+	level := slog.LevelInfo
+	switch {
+	case rs != nil && rs.probe:
+		level = slog.LevelDebug // probes: not ready (503) while catching up is expected
+	case status == http.StatusServiceUnavailable:
+		level = slog.LevelWarn // stale: the index is behind min_position
+	case status >= 500:
+		level = slog.LevelError
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	sampled := 0
+	if rs != nil && rs.hotRead && status < 400 {
+		switch s.cfg.AccessLog.Mode {
+		case AccessLogErrors:
+			return
+		case AccessLogSampled:
+			if n := s.cfg.AccessLog.SampleEvery; n > 1 {
+				if (rs.seen.Add(1)-1)%uint64(n) != 0 {
+					return
+				}
+				sampled = n
+			}
+		}
+	}
+	var buf [12]slog.Attr
+	attrs := append(buf[:0],
+		slog.String("request_id", ri.id),
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", label),
+		slog.Int("status", status), slog.Int64("bytes", written),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000))
+	if ri.actor.ID != "" {
+		attrs = append(attrs, slog.String("actor", ri.actor.ID), slog.String("role", string(ri.actor.Role)))
+	}
+	if ri.code != "" {
+		attrs = append(attrs, slog.String("code", ri.code))
+	}
+	if sampled > 0 {
+		attrs = append(attrs, slog.Int("sampled_1_in", sampled))
+	}
+	s.log.LogAttrs(ctx, level, "http request", attrs...)
 }
 
 // allowedMethods lists the methods the mux serves for r's path, or "".
@@ -194,8 +244,8 @@ func (s *server) routeHandler(rt route) http.Handler {
 				return
 			}
 			actor = a
-			if info, ok := r.Context().Value(actorKey).(*actorInfo); ok {
-				info.actor = a
+			if ri := info(r.Context()); ri != nil {
+				ri.actor = a
 			}
 		}
 		caller := queries.Caller{Actor: actor, RequestID: requestID(r.Context()), Target: r.URL.Path,

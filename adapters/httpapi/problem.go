@@ -189,6 +189,9 @@ func (s *server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 	case http.StatusServiceUnavailable:
 		h.Set("Retry-After", strconv.Itoa(1))
 	}
+	if ri := info(r.Context()); ri != nil {
+		ri.code = string(p.Code)
+	}
 	if p.Status >= 500 && p.Status != http.StatusServiceUnavailable {
 		logger(r.Context(), s.log).ErrorContext(r.Context(), "request failed",
 			"status", p.Status, "code", p.Code, "error", err.Error())

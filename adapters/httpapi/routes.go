@@ -41,6 +41,10 @@ type route struct {
 	// policy); every other authenticated route then answers 503
 	// ledger_mismatch, so a tampered log never serves decisions.
 	OnMismatch bool
+	// HotRead marks the queries a portal backend asks on every page,
+	// whose successful answers the access log may sample or leave out
+	// (AccessLog); every other route's requests are always logged.
+	HotRead bool
 	handle     func(s *server, w http.ResponseWriter, r *http.Request, c call) error
 }
 
@@ -81,10 +85,10 @@ func routes() []route {
 		{Name: commands.CommandEnrolPhone, Method: http.MethodPut, Pattern: "/v1/accounts/{account_id}/phone", Access: command, handle: (*server).enrolPhone},
 
 		// Queries answered by the access index.
-		{Name: "check", Method: http.MethodGet, Pattern: "/v1/check", Access: asks,
+		{Name: "check", Method: http.MethodGet, Pattern: "/v1/check", Access: asks, HotRead: true,
 			Params: []string{"account_id", "child_id", "carer_id", "permission", "at", "min_position"}, handle: (*server).check},
-		{Name: "checks", Method: http.MethodPost, Pattern: "/v1/checks", Access: asks, handle: (*server).checks},
-		{Name: "account_children", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/children", Access: asks,
+		{Name: "checks", Method: http.MethodPost, Pattern: "/v1/checks", Access: asks, HotRead: true, handle: (*server).checks},
+		{Name: "account_children", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/children", Access: asks, HotRead: true,
 			Params: []string{"at", "min_position"}, handle: (*server).accountChildren},
 		{Name: "list_children", Method: http.MethodGet, Pattern: "/v1/children", Access: asks,
 			Params: []string{"reference", "allocated_to", "after", "limit", "min_position"}, handle: (*server).listChildren},
@@ -92,7 +96,7 @@ func routes() []route {
 			Params: []string{"due_before", "worker_id", "after", "limit", "min_position"}, handle: (*server).listReviews},
 		{Name: "get_child", Method: http.MethodGet, Pattern: "/v1/children/{child_id}", Access: asks,
 			Params: []string{"at", "min_position"}, handle: (*server).getChild},
-		{Name: "child_viewers", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/viewers", Access: asks,
+		{Name: "child_viewers", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/viewers", Access: asks, HotRead: true,
 			Params: []string{"at", "min_position"}, handle: (*server).childViewers},
 		{Name: "watch", Method: http.MethodGet, Pattern: "/v1/watch", Access: asks,
 			Params: []string{"after"}, handle: (*server).watch},
@@ -119,7 +123,7 @@ func routes() []route {
 			Params: []string{"actor", "command", "code", "from", "to", "after", "limit", "min_position"}, handle: (*server).securityLog},
 
 		// Record views (R20): kept in the view log, not the event log.
-		{Name: "record_views", Method: http.MethodPost, Pattern: "/v1/views", Access: asks,
+		{Name: "record_views", Method: http.MethodPost, Pattern: "/v1/views", Access: asks, HotRead: true,
 			Params: []string{"min_position"}, handle: (*server).recordViews},
 		{Name: "child_views", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/views", Access: asks,
 			Params: []string{"from", "to", "after", "limit", "min_position"}, handle: (*server).childViews},
@@ -128,7 +132,7 @@ func routes() []route {
 		{Name: "alerts", Method: http.MethodGet, Pattern: "/v1/alerts", Access: asks,
 			Params: []string{"from", "to", "after", "limit", "min_position"}, handle: (*server).alerts},
 
-		{Name: "policy", Method: http.MethodGet, Pattern: "/v1/policy", Access: asks, Params: []string{"at", "min_position"},
+		{Name: "policy", Method: http.MethodGet, Pattern: "/v1/policy", Access: asks, HotRead: true, Params: []string{"at", "min_position"},
 			OnMismatch: true, handle: (*server).policy},
 
 		// The ledger (R23): checkpoints, its key and proofs (ledger.go).
