@@ -45,7 +45,7 @@ type route struct {
 	// whose successful answers the access log may sample or leave out
 	// (AccessLog); every other route's requests are always logged.
 	HotRead bool
-	handle     func(s *server, w http.ResponseWriter, r *http.Request, c call) error
+	handle  func(s *server, w http.ResponseWriter, r *http.Request, c call) error
 }
 
 // call is what the route handler hands a route's handler: the verified
