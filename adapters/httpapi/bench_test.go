@@ -273,18 +273,27 @@ func BenchmarkHTTPCheckParallel(b *testing.B) {
 }
 
 // BenchmarkHTTPCheckAccessLog is BenchmarkHTTPCheck with the access log
-// on and off (issue 18 item 5): log=json writes every request's line as
-// JSON at level info to io.Discard (accessd's default before the access
-// log's settings, what --access-log all does), so the difference from
-// log=off (slog.DiscardHandler: no handler is enabled) is the cost of
-// formatting one access-log line, without the cost of the write itself.
+// on and off (issue 18 item 5), the log written as JSON at level info to
+// io.Discard (so the cost of the write itself is not measured):
+//
+//   - log=json: every request's line (httpapi.AccessLogAll; accessd's
+//     default before the access log's settings);
+//   - log=sampled: one successful check in DefaultAccessLogSampleEvery
+//     (the default);
+//   - log=errors: no successful check;
+//   - log=off: slog.DiscardHandler (no level enabled).
 func BenchmarkHTTPCheckAccessLog(b *testing.B) {
+	mode := func(m httpapi.AccessLogMode) func(*httpapi.Config) {
+		return func(c *httpapi.Config) { c.AccessLog.Mode = m }
+	}
 	for _, tc := range []struct {
 		name string
 		cfg  func(*httpapi.Config)
 	}{
 		{"log=off", func(c *httpapi.Config) { c.Logger = slog.New(slog.DiscardHandler) }},
-		{"log=json", nil},
+		{"log=json", mode(httpapi.AccessLogAll)},
+		{"log=sampled", mode(httpapi.AccessLogSampled)},
+		{"log=errors", mode(httpapi.AccessLogErrors)},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			h, reqs := checkRequestsWith(b, tc.cfg)
