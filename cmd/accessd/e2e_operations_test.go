@@ -273,3 +273,34 @@ func (c *chunked) Read(p []byte) (int, error) {
 	c.b = c.b[n:]
 	return n, nil
 }
+
+// TestServeAccessLogFlag: --access-log reaches the HTTP API. With errors,
+// a successful check leaves no access-log line; a refused check and a
+// command each leave theirs. (The modes themselves are httpapi's
+// TestAccessLog.)
+func TestServeAccessLogFlag(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--access-log", "errors")
+	w := newWorld(s)
+	child := w.registerChild()
+	carer := w.account(string(domain.KindFosterCarer))
+	requireAccess(t, w.check(carer.id, child, "view"), false, "no_relationship")
+	w.manager.do("GET", "/v1/check?account_id="+carer.id+"&child_id="+child+"&permission=view", nil).problem(403, "forbidden")
+	var checks, commands []string
+	for _, line := range strings.Split(s.logText(), "\n") {
+		if !strings.Contains(line, `msg="http request"`) {
+			continue
+		}
+		switch {
+		case strings.Contains(line, `route="GET /v1/check"`):
+			checks = append(checks, line)
+		case strings.Contains(line, `route="POST /v1/children"`):
+			commands = append(commands, line)
+		}
+	}
+	require.Len(t, checks, 1, "only the refused check: %q", checks)
+	require.Contains(t, checks[0], "status=403")
+	require.Contains(t, checks[0], "code=forbidden")
+	require.Len(t, commands, 1)
+	require.Contains(t, commands[0], "status=201")
+}

@@ -68,7 +68,8 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	e.Ledger.AddSink(bus.CheckpointSink{Publisher: msg.Pub})
 	var ready atomic.Bool
 	stopping := make(chan struct{})
-	handler, err := engine.APIHandler(e, cmds, verifier, sc.minPositionWait, ready.Load, stopping, log)
+	handler, err := engine.APIHandler(e, cmds, verifier, engine.APIOptions{MinPositionWait: sc.minPositionWait,
+		Ready: ready.Load, Stopping: stopping, AccessLog: sc.accessLogConfig()}, log)
 	if err != nil {
 		return err
 	}

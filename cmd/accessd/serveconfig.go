@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/engine"
@@ -37,6 +38,10 @@ type serveConfig struct {
 	// viewsRetention: how long record views and alerts are kept (R20); 0
 	// keeps them forever.
 	viewsRetention time.Duration
+	// accessLog and accessLogSample: which successful hot reads the
+	// access log keeps (httpapi.AccessLog).
+	accessLog       string
+	accessLogSample int
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -57,6 +62,11 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Minute, "policy: sign a checkpoint of the ledger this often when the log has grown")
 	fs.Int64Var(&c.checkpointEvery, "checkpoint-every", 1000, "policy: sign a checkpoint of the ledger as soon as the log has grown by this many events")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.StringVar(&c.accessLog, "access-log", string(httpapi.AccessLogSampled), "which successful hot reads (GET /v1/check, POST /v1/checks, "+
+		"GET /v1/accounts/{id}/children, GET /v1/children/{id}/viewers, POST /v1/views, GET /v1/policy) the access log keeps: "+
+		"all, sampled (1 in --access-log-sample) or errors (none); commands, refusals (4xx), errors (5xx) and every other route are always logged")
+	fs.IntVar(&c.accessLogSample, "access-log-sample", httpapi.DefaultAccessLogSampleEvery,
+		"with --access-log sampled: log the first and then every N-th successful request of each hot read route (1 to 1000000)")
 	fs.DurationVar(&c.viewsRetention, "views-retention", viewlog.DefaultRetention, "how long record views and their alerts are kept (R20), pruned hourly; 0 keeps them forever (default 2,192 days: six years)")
 }
 
@@ -68,6 +78,12 @@ func (c *serveConfig) policy() domain.Policy {
 	return domain.Policy{GracePeriod: c.gracePeriod, InvitationTTL: c.invitationTTL,
 		SessionIdleTimeout: c.sessionIdle, SessionWarningAfter: c.sessionWarning, ClosedAccountRetention: c.closedRetention,
 		ReviewPeriod: c.reviewPeriod}
+}
+
+// accessLogConfig returns the access log's settings the flags set (check
+// has accepted them).
+func (c *serveConfig) accessLogConfig() httpapi.AccessLog {
+	return httpapi.AccessLog{Mode: httpapi.AccessLogMode(c.accessLog), SampleEvery: c.accessLogSample}
 }
 
 // check validates the values, joining every problem.
@@ -87,6 +103,12 @@ func (c *serveConfig) check() error {
 	}
 	if c.viewsRetention != 0 && c.viewsRetention < 24*time.Hour {
 		errs = append(errs, fmt.Errorf("--views-retention %s: want 0 (keep forever) or at least 24h", c.viewsRetention))
+	}
+	if _, err := httpapi.ParseAccessLogMode(c.accessLog); err != nil {
+		errs = append(errs, fmt.Errorf("--access-log: %v", err))
+	}
+	if c.accessLogSample < 1 || c.accessLogSample > httpapi.MaxAccessLogSampleEvery {
+		errs = append(errs, fmt.Errorf("--access-log-sample %d: want 1 to %d", c.accessLogSample, httpapi.MaxAccessLogSampleEvery))
 	}
 	if c.shutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: want more than 0", c.shutdownTimeout))

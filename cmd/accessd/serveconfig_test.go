@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/stretchr/testify/require"
 )
@@ -28,6 +29,12 @@ func TestServeConfigCheck(t *testing.T) {
 		{"instance id with a control character", []string{"--instance-id", "api\x002"}, "--instance-id"},
 		{"instance id too long", []string{"--instance-id", strings.Repeat("a", 201)}, "--instance-id"},
 		{"bad grace period", []string{"--grace-period", "-1h"}, "grace"},
+		{"access log of every request", []string{"--access-log", "all"}, ""},
+		{"access log of errors only", []string{"--access-log", "errors"}, ""},
+		{"access log sampled 1 in 1000", []string{"--access-log", "sampled", "--access-log-sample", "1000"}, ""},
+		{"unknown access log mode", []string{"--access-log", "none"}, "--access-log"},
+		{"no access log sample", []string{"--access-log-sample", "0"}, "--access-log-sample"},
+		{"access log sample too large", []string{"--access-log-sample", "1000001"}, "--access-log-sample"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -41,6 +48,7 @@ func TestServeConfigCheck(t *testing.T) {
 				require.NotEmpty(t, c.instanceID)
 				if len(tc.args) == 0 {
 					require.Equal(t, engine.DefaultInstanceID(), c.instanceID)
+					require.Equal(t, httpapi.AccessLog{Mode: httpapi.AccessLogSampled, SampleEvery: 100}, c.accessLogConfig())
 				}
 				return
 			}

@@ -25,22 +25,39 @@ import (
 // min_position before it answers 503 stale, unless configured.
 const DefaultMinPositionWait = 2 * time.Second
 
+// APIOptions are the HTTP API's settings that are not the engine's.
+type APIOptions struct {
+	// MinPositionWait is the longest wait of a query for its min_position
+	// before it answers 503 stale. Default DefaultMinPositionWait.
+	MinPositionWait time.Duration
+	// Ready answers GET /readyz. Required.
+	Ready func() bool
+	// Stopping, when closed, ends the watch streams. Nil: they end only
+	// with their requests.
+	Stopping <-chan struct{}
+	// AccessLog says which requests the access log keeps; the zero value
+	// is httpapi's default (httpapi.AccessLog).
+	AccessLog httpapi.AccessLog
+}
+
 // APIHandler builds the HTTP API handler serve serves: the routes over
 // cmds and the engine's index and read models, authenticated by verifier,
-// with its metrics in a new registry (with the Go and process collectors).
-// ready answers GET /readyz; closing stopping ends the watch streams.
-func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticator, minPositionWait time.Duration,
-	ready func() bool, stopping <-chan struct{}, log *slog.Logger) (http.Handler, error) {
+// with its metrics in a new registry (with the Go and process collectors),
+// set up by opts.
+func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticator, opts APIOptions, log *slog.Logger) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	qs, err := NewQueries(e, cmds, minPositionWait, log)
+	if opts.MinPositionWait == 0 {
+		opts.MinPositionWait = DefaultMinPositionWait
+	}
+	qs, err := NewQueries(e, cmds, opts.MinPositionWait, log)
 	if err != nil {
 		return nil, err
 	}
 	cfg := httpapi.Config{
 		Commands: cmds, Queries: qs, Auth: verifier,
 		Idempotency: idempotency.New(e.ReadDB),
-		Ready:       ready, Registry: reg, Logger: log, Stopping: stopping,
+		Ready:       opts.Ready, Registry: reg, Logger: log, Stopping: opts.Stopping, AccessLog: opts.AccessLog,
 		Collectors: []prometheus.Collector{accessindex.PositionGauge(e.Index), projections.Collector(e.Runner.Status)},
 	}
 	return httpapi.New(cfg)
