@@ -70,6 +70,21 @@ func runGenerate(ctx context.Context, args []string, env *environment) error {
 	return nil
 }
 
+// runLoad measures a running accessd serve from this process (the load
+// tool's client on its own: internal/bench.RunLoad).
+func runLoad(ctx context.Context, args []string, env *environment) error {
+	var cfg bench.LoadConfig
+	fs := newFlagSet("load", env.stderr)
+	cfg.Register(fs)
+	if err := parseFlags(fs, args, env.lookup); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return bench.RunLoad(ctx, cfg, bench.Env{Lookup: env.lookup, Stdout: env.stdout, Stderr: env.stderr})
+}
+
 // runBench measures the engine on a generated data set (internal/bench).
 func runBench(ctx context.Context, args []string, env *environment) error {
 	var cfg bench.Config

@@ -67,6 +67,7 @@ func subcommands() []command {
 		{"import", "import children, accounts, placements and grants of an older system with their real dates (--file, docs/import.md)", runImport},
 		{"generate", "write a generated data set (county, nation, small) into the event store", runGenerate},
 		{"bench", "measure the engine on a generated data set: print a table, write JSON", runBench},
+		{"load", "measure HTTP checks of a running accessd serve (--url) from this process: print a table, write JSON", runLoad},
 	}
 }
 

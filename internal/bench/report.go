@@ -35,7 +35,10 @@ type benchConditions struct {
 	// Disk is the fsync latency of the work directory's file system (the
 	// SQLite files'), measured at the start of the run.
 	Disk  diskInfo `json:"disk"`
-	Notes []string `json:"notes"`
+	// Server is the URL accessd load measured (no data set, no store of
+	// its own).
+	Server string   `json:"server,omitempty"`
+	Notes  []string `json:"notes"`
 }
 
 // diskInfo is the latency of writing 4 KiB and fsyncing it, the cost every
@@ -215,8 +218,18 @@ func (r *benchReport) writeJSON(path string) error {
 // printTable prints the figures as a table with the targets.
 func (r *benchReport) printTable(w io.Writer) {
 	c := r.Conditions
-	fmt.Fprintf(w, "accessd bench: scale %s, seed %d, %d events; %d CPUs (%s), %s/%s, %s; %s per load measurement\n",
-		c.Scale, c.Seed, c.Events, c.Machine.CPUs, c.Machine.CPUModel, c.Machine.GOOS, c.Machine.GOARCH, c.GoVersion, c.Duration)
+	if c.Server != "" {
+		fmt.Fprintf(w, "accessd load: server %s; this client: %d CPUs (%s), %s/%s, %s; %s per load measurement\n",
+			c.Server, c.Machine.CPUs, c.Machine.CPUModel, c.Machine.GOOS, c.Machine.GOARCH, c.GoVersion, c.Duration)
+	} else {
+		fmt.Fprintf(w, "accessd bench: scale %s, seed %d, %d events; %d CPUs (%s), %s/%s, %s; %s per load measurement\n",
+			c.Scale, c.Seed, c.Events, c.Machine.CPUs, c.Machine.CPUModel, c.Machine.GOOS, c.Machine.GOARCH, c.GoVersion, c.Duration)
+	}
+	if c.Server != "" {
+		for _, n := range c.Notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
 	if c.Disk.Probes > 0 {
 		fmt.Fprintf(w, "  disk: write 4 KiB + fsync p50 %.2f ms, p99 %.2f ms (%s)\n", c.Disk.FsyncP50Ms, c.Disk.FsyncP99Ms, c.Disk.Path)
 	}
