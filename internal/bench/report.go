@@ -34,7 +34,7 @@ type benchConditions struct {
 	Stores    map[string]storeInfo `json:"stores"`
 	// Disk is the fsync latency of the work directory's file system (the
 	// SQLite files'), measured at the start of the run.
-	Disk  diskInfo `json:"disk"`
+	Disk diskInfo `json:"disk"`
 	// Server is the URL accessd load measured (no data set, no store of
 	// its own).
 	Server string   `json:"server,omitempty"`
