@@ -33,6 +33,7 @@ type LoadConfig struct {
 	accounts    int
 	seed        uint64
 	jsonFile    string
+	pathsOut    string
 }
 
 // Register adds the flags of accessd load to fs.
@@ -40,11 +41,12 @@ func (c *LoadConfig) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.url, "url", "http://127.0.0.1:8080", "base URL of the running accessd serve")
 	fs.StringVar(&c.token, "token", "", "bearer token of role service (accessd token --role service); or --token-file")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token (instead of --token)")
-	fs.StringVar(&c.concurrency, "concurrency", "1,8,32", "concurrency levels, comma-separated")
+	fs.StringVar(&c.concurrency, "concurrency", "1,8,32", "concurrency levels, comma-separated; 0: collect the pairs only (with --paths-out)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured window of each load (after a warm-up of a quarter of it, at most 1s)")
 	fs.IntVar(&c.accounts, "accounts", 2000, "active accounts whose children (GET /v1/accounts/{id}/children) give the allowed pairs")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the random pairs and of the clients' choices")
 	fs.StringVar(&c.jsonFile, "json", "load.json", "file the figures are written to, as JSON")
+	fs.StringVar(&c.pathsOut, "paths-out", "", "write the check requests' paths, one a line, to FILE (for wrk and internal/bench/wrk-check.lua)")
 }
 
 // loadRun is one accessd load.
@@ -82,6 +84,20 @@ func RunLoad(ctx context.Context, cfg LoadConfig, env Env) error {
 	}
 	fmt.Fprintf(env.Stderr, "load: %d pairs (%d allowed, %d random) in %s\n", len(urls), allowed, len(urls)-allowed,
 		time.Since(start).Round(time.Millisecond))
+	if cfg.pathsOut != "" {
+		var b strings.Builder
+		for _, u := range urls {
+			b.WriteString(strings.TrimPrefix(u, cfg.url))
+			b.WriteByte('\n')
+		}
+		if err := os.WriteFile(cfg.pathsOut, []byte(b.String()), 0o600); err != nil {
+			return fmt.Errorf("--paths-out: %w", err)
+		}
+		fmt.Fprintf(env.Stderr, "load: the %d paths are in %s\n", len(urls), cfg.pathsOut)
+	}
+	if len(l.conc) == 0 {
+		return nil
+	}
 	l.report.Conditions.Notes = append(l.report.Conditions.Notes,
 		fmt.Sprintf("GET /v1/check of %d pairs: %d allowed (the children of %d active accounts), %d random", len(urls), allowed, cfg.accounts, len(urls)-allowed))
 	warm := min(cfg.duration/4, time.Second)
@@ -153,7 +169,15 @@ func newLoadRun(cfg LoadConfig, env Env) (*loadRun, error) {
 		return nil, usage("no token: give --token or --token-file (accessd token --role service)")
 	}
 	var conc []int
+	if cfg.concurrency == "0" {
+		if cfg.pathsOut == "" {
+			return nil, usage("--concurrency 0 collects the pairs only: give --paths-out")
+		}
+	}
 	for _, s := range strings.Split(cfg.concurrency, ",") {
+		if cfg.concurrency == "0" {
+			break
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 || n > 4096 {
 			return nil, usage("--concurrency %q: want numbers from 1 to 4096", cfg.concurrency)

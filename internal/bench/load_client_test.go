@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,6 +87,18 @@ func TestLoadAgainstARunningAPI(t *testing.T) {
 		require.True(t, ok)
 		require.Positive(t, c)
 	}
+
+	// --concurrency 0: the pairs only, as paths for wrk.
+	pathsFile := filepath.Join(t.TempDir(), "paths.txt")
+	_, errOut, err = runLoadArgs(ctx, "--url", srv.URL, "--token-file", tokenFile, "--concurrency", "0", "--paths-out", pathsFile)
+	require.NoError(t, err, errOut)
+	raw, err = os.ReadFile(pathsFile)
+	require.NoError(t, err)
+	paths := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	require.Len(t, paths, 3+1000, "the allowed pairs and at least 1,000 random ones")
+	for _, p := range paths {
+		require.True(t, strings.HasPrefix(p, "/v1/check?account_id="), p)
+	}
 }
 
 // TestLoadRefusesBadFlagsAndAnUnreadyServer: flag errors are usage errors;
@@ -99,6 +112,7 @@ func TestLoadRefusesBadFlagsAndAnUnreadyServer(t *testing.T) {
 		{"--token", "t", "--concurrency", "0"},
 		{"--token", "t", "--duration", "0s"},
 		{"--token", "t", "--accounts", "0"},
+		{"--token", "t", "--concurrency", "0"},
 	} {
 		_, _, err := runLoadArgs(context.Background(), args...)
 		require.ErrorIs(t, err, engine.ErrUsage, "%q", args)
