@@ -16,7 +16,7 @@ FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:Fuzz
   ./projections/ledger:FuzzDecodeLeaf ./projections/ledger:FuzzParseCheckpointBody ./projections/ledger:FuzzOpenCheckpoint \
   ./internal/importer:FuzzDecodeLine ./adapters/httpapi:FuzzDecodeViews
 
-.PHONY: help run build migrate generate test test-norace test-race lint fuzz bench cover
+.PHONY: help run build migrate generate test test-race-skipped test-norace test-race lint fuzz bench cover
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,15 +44,39 @@ generate: ## regenerate the wire types (api/wire.gen.go) from docs/openapi.yaml 
 # (on deadlines, fsync, a server starting), so more than the cores pays.
 PARALLEL ?= 4
 
-# Tests too slow for the race detector skip themselves under it; `make test`
-# runs them once more without it.
-RACE_SKIPPED := ./internal/datagen:TestCountyCalibration ./cmd/accessd:TestRule_R21_TheExportOfASeededAccountHoldsEveryInterval \
-  ./cmd/accessd:TestTheChangeFeedsCarryWhatTimeChanges
+# Tests too slow for the race detector, with nothing in them for it to find
+# (one goroutine writing or replaying a data set; the load tool on the engine
+# the end-to-end tests run under the detector), skip themselves under it;
+# `make test` runs them once more without it (test-race-skipped). An entry is
+# PACKAGE:NAME, or PACKAGE:PATH for a subtest (go test -run's levels, split
+# at /). Top-level names must be unique across the listed packages.
+RACE_SKIPPED := ./internal/datagen:TestCountyCalibration ./internal/datagen:TestSmallEndToEnd \
+  ./cmd/accessd:TestRule_R21_TheExportOfASeededAccountHoldsEveryInterval \
+  ./cmd/accessd:TestTheChangeFeedsCarryWhatTimeChanges ./cmd/accessd:TestGenerateWritesTheDataSetAndRefusesAFullStore \
+  ./internal/bench:TestBenchSmallEndToEnd \
+  ./adapters/sqlstore:TestConformance/.*/TenThousandEventsInOneAppend \
+  ./adapters/eventstoredb:TestConformance/.*/TenThousandEventsInOneAppend
+
+# The longest test packages, started first: go test runs packages in the
+# order given, a few at a time (-p, the number of CPUs), so a long one
+# started last would run alone at the end. Measured with
+# `go test -race -json ./...` (docs/performance.md, "The test suite").
+SLOW_PKGS := ./cmd/accessd ./adapters/outbox ./adapters/sqlstore ./adapters/httpapi ./adapters/eventstoredb \
+  ./adapters/processmanager ./projections ./internal/reseal ./projections/accesshistory
 
 test: lint ## lint, build without cgo, run every test once, under the race detector (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
 	CGO_ENABLED=0 $(GO) build ./...
-	$(GO) test -race -count=1 -parallel $(PARALLEL) $(PKGS)
-	@set -e; for t in $(RACE_SKIPPED); do $(GO) test -count=1 -run "^$${t##*:}$$" $${t%%:*}; done
+	$(GO) test -race -count=1 -parallel $(PARALLEL) $(if $(filter ./...,$(PKGS)),$(SLOW_PKGS)) $(PKGS)
+	@$(MAKE) --no-print-directory test-race-skipped
+
+test-race-skipped: ## run the tests that skip under the race detector (RACE_SKIPPED), without it: make test's second pass
+	@set -ef; top=""; pkgs=""; subs=""; \
+	for t in $(RACE_SKIPPED); do p="$${t%%:*}"; n="$${t#*:}"; \
+	  case "$$n" in */*) subs="$$subs $$n";; *) top="$${top:+$$top|}$$n"; pkgs="$$pkgs $$p";; esac; done; \
+	echo "$(GO) test -count=1 -run '^($$top)$$'$$pkgs"; $(GO) test -count=1 -run "^($$top)$$" $$pkgs; \
+	for n in $$(printf '%s\n' $$subs | sort -u); do \
+	  sp=""; for t in $(RACE_SKIPPED); do if [ "$${t#*:}" = "$$n" ]; then sp="$$sp $${t%%:*}"; fi; done; \
+	  echo "$(GO) test -count=1 -run '^$$n$$'$$sp"; $(GO) test -count=1 -run "^$$n$$" $$sp; done
 
 test-norace: ## run every test without the race detector (quicker when iterating; make test is what CI runs)
 	$(GO) test -count=1 $(PKGS)

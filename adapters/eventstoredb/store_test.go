@@ -32,7 +32,7 @@ var realURL = os.Getenv("EVENTSTORE_TEST_URL")
 // started with at least this (KURRENTDB_MAX_APPEND_SIZE=16777216).
 const suiteAppendSize = 16 << 20
 
-var suiteOptions = eventstoretest.Options{StreamScopedIDs: true}
+var suiteOptions = eventstoretest.Options{StreamScopedIDs: true, BulkWithoutRace: true}
 
 func open(t *testing.T, url string, opts ...eventstoredb.Option) *eventstoredb.Store {
 	t.Helper()

@@ -79,7 +79,7 @@ func contains(list []string, s string) bool {
 
 func TestConformance(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
-		eventstoretest.Run(t, func(t *testing.T) eventlog.Store {
+		eventstoretest.RunWith(t, eventstoretest.Options{BulkWithoutRace: true}, func(t *testing.T) eventlog.Store {
 			s, _ := openStore(t, url(t))
 			return s
 		})

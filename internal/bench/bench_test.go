@@ -28,6 +28,13 @@ func TestBenchSmallEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the load tool end to end")
 	}
+	if raceEnabled {
+		// About 90 s of the race pass's CPU on SQLite and PostgreSQL for no
+		// race the other tests do not look for: the engine it drives is
+		// the one the end-to-end tests of cmd/accessd run under the
+		// detector, and the load client's loop is TestLoadAgainstARunningAPI's.
+		t.Skip("the load tool end to end: runs without the race detector (make test's RACE_SKIPPED)")
+	}
 	t.Parallel() // it checks the report's shape, not its figures: the others may run beside it
 	// 92 s on a quiet 2-CPU machine under the race detector; the deadline
 	// leaves room for a loaded one (it judges the report, not the speed).

@@ -45,6 +45,9 @@ func newStore(t testing.TB, db *sqldb.DB) *sqlstore.Store {
 // apply error, and checks every sample against the index and against the
 // aggregates loaded back from the store.
 func TestSmallEndToEnd(t *testing.T) {
+	if raceEnabled {
+		t.Skip("writes and replays the small data set (one writer): runs without the race detector (make test's RACE_SKIPPED)")
+	}
 	for _, be := range sqltest.Backends() {
 		if be.Name == "sqlite-memory" {
 			continue // the file is the embedded default
