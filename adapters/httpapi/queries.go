@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/accessledger/accessledger/adapters/exportcsv"
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/queries"
@@ -408,7 +409,7 @@ func writeExport[T any](w http.ResponseWriter, name string, x T, asCSV bool, wri
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.json"`)
 		return writeJSON(w, http.StatusOK, x)
 	}
-	body, err := zipBytes(x, write)
+	body, err := exportcsv.Bytes(x, write)
 	if err != nil {
 		return err
 	}
@@ -448,12 +449,12 @@ func export[T any](w http.ResponseWriter, r *http.Request, c call, param, kind s
 
 // accountExport is GET /v1/accounts/{account_id}/export (R21).
 func (s *server) accountExport(w http.ResponseWriter, r *http.Request, c call) error {
-	return export(w, r, c, "account_id", "account", s.cfg.Queries.AccountExport, accountZip)
+	return export(w, r, c, "account_id", "account", s.cfg.Queries.AccountExport, exportcsv.AccountZip)
 }
 
 // childExport is GET /v1/children/{child_id}/export (R21).
 func (s *server) childExport(w http.ResponseWriter, r *http.Request, c call) error {
-	return export(w, r, c, "child_id", "child", s.cfg.Queries.ChildExport, childZip)
+	return export(w, r, c, "child_id", "child", s.cfg.Queries.ChildExport, exportcsv.ChildZip)
 }
 
 // listChildren is GET /v1/children?reference= (R17).

@@ -202,3 +202,20 @@ func parseOptional(s string, valid bool) (*uuid.UUID, error) {
 	}
 	return &id, nil
 }
+
+// KnownBy returns the position of the newest event the engine had recorded
+// by time t (recorded_at <= t, the auditor's "as known at"): the entry
+// with the highest seq among those, so that the history as known at that
+// position holds every event recorded by t. ok is false when none was.
+func KnownBy(ctx context.Context, db bun.IDB, t time.Time) (pos eventlog.Position, ok bool, err error) {
+	var rows []entryRow
+	err = db.NewSelect().Model(&rows).Column("seq", "position_commit", "position_prepare").
+		Where("recorded_at <= ?", t.UnixMicro()).OrderExpr("seq DESC").Limit(1).Scan(ctx)
+	if err != nil {
+		return eventlog.Position{}, false, fmt.Errorf("audit: the event known by %s: %w", t.UTC().Format(time.RFC3339Nano), err)
+	}
+	if len(rows) == 0 {
+		return eventlog.Position{}, false, nil
+	}
+	return eventlog.Position{Commit: uint64(rows[0].PositionCommit), Prepare: uint64(rows[0].PositionPrepare)}, true, nil
+}

@@ -1,0 +1,225 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/accessledger/accessledger/adapters/auth"
+	"github.com/accessledger/accessledger/domain"
+)
+
+// OIDCConfig signs people in through the council's OpenID Connect
+// provider: the authorization code flow with PKCE (S256), a state bound to
+// the browser by a cookie, a nonce checked in the ID token.
+type OIDCConfig struct {
+	// Issuer is the provider's issuer URL (its discovery document is at
+	// Issuer + "/.well-known/openid-configuration").
+	Issuer string
+	// ClientID and ClientSecret are the console's registration with the
+	// provider (the secret may be empty for a public client).
+	ClientID, ClientSecret string
+	// RoleClaim names the ID token's claim that holds the person's role
+	// (a string, or an array of strings of which the first allowed one is
+	// taken); its value must be auditor, manager or dpo.
+	RoleClaim string
+	// ActorClaim names the claim whose value is the person's actor id in
+	// the security log (default "sub"); it must be an actor id
+	// (auth.CheckSubject).
+	ActorClaim string
+	// Scopes are asked besides "openid" (default "profile").
+	Scopes []string
+	// HTTPClient reaches the provider (default http.DefaultClient).
+	HTTPClient *http.Client
+}
+
+// DefaultRoleClaim is the role claim unless configured.
+const DefaultRoleClaim = "accessledger_role"
+
+// loginCookie binds a sign-in's state to the browser that started it. It
+// is SameSite=Lax: the provider's redirect back is a cross-site
+// navigation, on which a Strict cookie is not sent.
+const loginCookie = "accessledger_console_login"
+
+// loginTTL is how long a started sign-in may take.
+const loginTTL = 10 * time.Minute
+
+// pendingLogin is a sign-in sent to the provider.
+type pendingLogin struct {
+	verifier, nonce string
+	started         time.Time
+}
+
+// oidcLogin runs the code flow.
+type oidcLogin struct {
+	cfg   OIDCConfig
+	clock func() time.Time
+
+	mu       sync.Mutex
+	provider *oidc.Provider // discovered on first use
+	pending  map[string]pendingLogin
+}
+
+func newOIDCLogin(cfg OIDCConfig, clock func() time.Time) (*oidcLogin, error) {
+	if cfg.Issuer == "" || cfg.ClientID == "" {
+		return nil, errors.New("oidc: Issuer and ClientID are required")
+	}
+	if cfg.RoleClaim == "" {
+		cfg.RoleClaim = DefaultRoleClaim
+	}
+	if cfg.ActorClaim == "" {
+		cfg.ActorClaim = "sub"
+	}
+	if len(cfg.Scopes) == 0 {
+		cfg.Scopes = []string{"profile"}
+	}
+	if clock == nil {
+		clock = time.Now
+	}
+	return &oidcLogin{cfg: cfg, clock: clock, pending: map[string]pendingLogin{}}, nil
+}
+
+func (o *oidcLogin) context(ctx context.Context) context.Context {
+	if o.cfg.HTTPClient != nil {
+		return oidc.ClientContext(ctx, o.cfg.HTTPClient)
+	}
+	return ctx
+}
+
+// discover returns the provider, reading its discovery document once: the
+// engine starts even while the provider is down.
+func (o *oidcLogin) discover(ctx context.Context) (*oidc.Provider, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.provider != nil {
+		return o.provider, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p, err := oidc.NewProvider(o.context(ctx), o.cfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: discovery of %s: %w", o.cfg.Issuer, err)
+	}
+	o.provider = p
+	return p, nil
+}
+
+func (o *oidcLogin) oauth2(p *oidc.Provider, redirect string) *oauth2.Config {
+	return &oauth2.Config{ClientID: o.cfg.ClientID, ClientSecret: o.cfg.ClientSecret, Endpoint: p.Endpoint(),
+		RedirectURL: redirect, Scopes: append([]string{oidc.ScopeOpenID}, o.cfg.Scopes...)}
+}
+
+// start begins a sign-in: it returns the provider's authorization URL and
+// the state to bind to the browser.
+func (o *oidcLogin) start(ctx context.Context, redirect string) (authURL, state string, err error) {
+	p, err := o.discover(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	state, nonce, verifier := randomToken(), randomToken(), oauth2.GenerateVerifier()
+	now := o.clock()
+	o.mu.Lock()
+	for s, pl := range o.pending {
+		if now.Sub(pl.started) > loginTTL {
+			delete(o.pending, s)
+		}
+	}
+	o.pending[state] = pendingLogin{verifier: verifier, nonce: nonce, started: now}
+	o.mu.Unlock()
+	return o.oauth2(p, redirect).AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), state, nil
+}
+
+// errSignIn is a refused sign-in; its text is safe to show.
+type errSignIn struct{ why string }
+
+func (e *errSignIn) Error() string { return e.why }
+
+// finish completes a sign-in from the provider's redirect: state must be
+// the one bound to the browser (cookieState) and pending; the code is
+// exchanged with the PKCE verifier, the ID token verified (issuer,
+// audience, expiry, signature, nonce), and the actor read from its claims.
+func (o *oidcLogin) finish(ctx context.Context, redirect, state, cookieState, code string) (domain.Actor, error) {
+	if state == "" || code == "" {
+		return domain.Actor{}, &errSignIn{"the provider's answer has no code or state"}
+	}
+	if cookieState == "" || cookieState != state {
+		return domain.Actor{}, &errSignIn{"this sign-in was not started in this browser"}
+	}
+	o.mu.Lock()
+	pl, ok := o.pending[state]
+	delete(o.pending, state)
+	o.mu.Unlock()
+	if !ok || o.clock().Sub(pl.started) > loginTTL {
+		return domain.Actor{}, &errSignIn{"this sign-in has expired or was used; start again"}
+	}
+	p, err := o.discover(ctx)
+	if err != nil {
+		return domain.Actor{}, err
+	}
+	ctx = o.context(ctx)
+	tok, err := o.oauth2(p, redirect).Exchange(ctx, code, oauth2.VerifierOption(pl.verifier))
+	if err != nil {
+		return domain.Actor{}, &errSignIn{"the provider refused the code: " + errorHead(err)}
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return domain.Actor{}, &errSignIn{"the provider sent no ID token"}
+	}
+	idt, err := p.Verifier(&oidc.Config{ClientID: o.cfg.ClientID, Now: o.clock}).Verify(ctx, raw)
+	if err != nil {
+		return domain.Actor{}, &errSignIn{"the ID token is not valid: " + errorHead(err)}
+	}
+	if idt.Nonce != pl.nonce {
+		return domain.Actor{}, &errSignIn{"the ID token's nonce does not match"}
+	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return domain.Actor{}, &errSignIn{"the ID token's claims cannot be read"}
+	}
+	return o.actor(claims)
+}
+
+// actor reads the actor id and role from an ID token's claims.
+func (o *oidcLogin) actor(claims map[string]any) (domain.Actor, error) {
+	id, _ := claims[o.cfg.ActorClaim].(string)
+	if err := auth.CheckSubject(id); err != nil {
+		return domain.Actor{}, &errSignIn{fmt.Sprintf("the claim %q is not a usable actor id", o.cfg.ActorClaim)}
+	}
+	var values []string
+	switch v := claims[o.cfg.RoleClaim].(type) {
+	case string:
+		values = []string{v}
+	case []any:
+		for _, x := range v {
+			if s, ok := x.(string); ok {
+				values = append(values, s)
+			}
+		}
+	}
+	for _, v := range values {
+		if r, err := domain.ParseRole(v); err == nil && Allowed(r) {
+			return domain.Actor{ID: id, Role: r}, nil
+		}
+	}
+	return domain.Actor{ID: id}, &errSignIn{fmt.Sprintf("the claim %q names no role that may use the console (auditor, manager, dpo)", o.cfg.RoleClaim)}
+}
+
+// errorHead is the first line of err, at most 200 bytes: what a provider
+// said, without echoing tokens.
+func errorHead(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
