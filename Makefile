@@ -29,7 +29,8 @@ run: ## run the engine on its embedded default (SQLite in $(DATA_DIR), HTTP on $
 	@echo "  curl -s -X POST -H \"Authorization: Bearer \$$TOKEN\" -H 'Content-Type: application/json' \\"
 	@echo "       -d '{\"reference\":\"C-0001\"}' http://$(ADDR)/v1/children"
 	@echo "  curl -s -H \"Authorization: Bearer \$$TOKEN\" http://$(ADDR)/v1/policy"
-	$(GO) run ./cmd/accessd serve --data-dir $(DATA_DIR) --addr $(ADDR)
+	@echo "  The auditor's console is at http://$(ADDR)/console: the sign-in link is printed below once the engine listens."
+	$(GO) run ./cmd/accessd serve --data-dir $(DATA_DIR) --addr $(ADDR) --console-link auditor
 
 build: ## build the binaries into ./bin (no cgo)
 	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...

@@ -284,5 +284,5 @@ func ticks(from, to time.Time, x func(time.Time) float64) []tick {
 // shortID is the first 8 hex digits of an id, for labels.
 func shortID(id uuid.UUID) string { return id.String()[:8] }
 
-// fmtTime formats a time for people: UTC, to the minute.
-func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
+// fmtTime formats a time for people: UTC, to the second.
+func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }

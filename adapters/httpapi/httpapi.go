@@ -179,6 +179,11 @@ type Config struct {
 	// WatchAlertPoll is how often a watch stream reads the new alerts.
 	// Default DefaultWatchAlertPoll.
 	WatchAlertPoll time.Duration
+	// Console, when set, is served at /console and below (the auditor's
+	// console, adapters/console) behind the same request ids, access log,
+	// panic guard and metrics as the API; it sees the request id in the
+	// X-Request-Id request header.
+	Console http.Handler
 	// Stopping, when closed, ends every watch stream (they never end by
 	// themselves, so http.Server.Shutdown would wait for them). Close it
 	// when shutdown starts. Nil: streams end only with their request.
@@ -267,6 +272,12 @@ func New(cfg Config) (http.Handler, error) {
 		p := rt.Method + " " + rt.Pattern
 		s.mux.Handle(p, s.routeHandler(rt))
 		s.patterns[p] = true
+	}
+	if cfg.Console != nil {
+		for _, p := range []string{"/console", "/console/"} {
+			s.mux.Handle(p, cfg.Console)
+			s.patterns[p] = true
+		}
 	}
 	return http.HandlerFunc(s.serveHTTP), nil
 }

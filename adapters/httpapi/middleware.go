@@ -101,6 +101,7 @@ func (s *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		id = uuid.NewString()
 	}
 	w.Header().Set(requestIDHeader, id)
+	r.Header.Set(requestIDHeader, id)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	log := s.log.With("request_id", id)
 	info := &actorInfo{}

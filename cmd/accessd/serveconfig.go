@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/accessledger/accessledger/adapters/console"
 	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/engine"
@@ -37,6 +38,15 @@ type serveConfig struct {
 	// viewsRetention: how long record views and alerts are kept (R20); 0
 	// keeps them forever.
 	viewsRetention time.Duration
+	// The auditor's console (/console).
+	consoleBaseURL  string
+	oidcIssuer      string
+	oidcClientID    string
+	oidcSecretFile  string
+	oidcRoleClaim   string
+	oidcActorClaim  string
+	consoleLinkRole string
+	consoleLinkSub  string
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -57,6 +67,14 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Minute, "policy: sign a checkpoint of the ledger this often when the log has grown")
 	fs.Int64Var(&c.checkpointEvery, "checkpoint-every", 1000, "policy: sign a checkpoint of the ledger as soon as the log has grown by this many events")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.StringVar(&c.consoleBaseURL, "console-base-url", "", "the console's external origin, e.g. https://access.council.example (OIDC redirect URL, Secure cookies); default: taken from each request")
+	fs.StringVar(&c.oidcIssuer, "oidc-issuer", "", "OpenID Connect issuer URL of the council's identity provider for the console's sign-in (default: none; sign in with accessd console-link)")
+	fs.StringVar(&c.oidcClientID, "oidc-client-id", "", "the console's client id at the identity provider")
+	fs.StringVar(&c.oidcSecretFile, "oidc-client-secret-file", "", "file holding the console's client secret at the identity provider (mode 0600; none for a public client)")
+	fs.StringVar(&c.oidcRoleClaim, "oidc-role-claim", console.DefaultRoleClaim, "ID token claim holding the person's role (auditor, manager or dpo)")
+	fs.StringVar(&c.oidcActorClaim, "oidc-actor-claim", "sub", "ID token claim holding the person's actor id, as the security log names them")
+	fs.StringVar(&c.consoleLinkRole, "console-link", "", "print a one-time sign-in link to the console for this role (auditor, manager or dpo) once listening; make run uses it")
+	fs.StringVar(&c.consoleLinkSub, "console-link-sub", "local-auditor", "the actor id of --console-link's sign-in")
 	fs.DurationVar(&c.viewsRetention, "views-retention", viewlog.DefaultRetention, "how long record views and their alerts are kept (R20), pruned hourly; 0 keeps them forever (default 2,192 days: six years)")
 }
 
@@ -84,6 +102,17 @@ func (c *serveConfig) check() error {
 	}
 	if c.minPositionWait <= 0 || c.minPositionWait > time.Minute {
 		errs = append(errs, fmt.Errorf("--min-position-wait %s: want more than 0 and at most 1m", c.minPositionWait))
+	}
+	if (c.oidcIssuer == "") != (c.oidcClientID == "") {
+		errs = append(errs, errors.New("--oidc-issuer and --oidc-client-id go together"))
+	}
+	if c.oidcSecretFile != "" && c.oidcIssuer == "" {
+		errs = append(errs, errors.New("--oidc-client-secret-file needs --oidc-issuer"))
+	}
+	if c.consoleLinkRole != "" {
+		if r, err := domain.ParseRole(c.consoleLinkRole); err != nil || !console.Allowed(r) {
+			errs = append(errs, fmt.Errorf("--console-link %q: want auditor, manager or dpo", c.consoleLinkRole))
+		}
 	}
 	if c.viewsRetention != 0 && c.viewsRetention < 24*time.Hour {
 		errs = append(errs, fmt.Errorf("--views-retention %s: want 0 (keep forever) or at least 24h", c.viewsRetention))

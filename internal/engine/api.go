@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/accessledger/accessledger/adapters/console"
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/adapters/securitylog"
@@ -18,6 +20,7 @@ import (
 	"github.com/accessledger/accessledger/projections/accessindex"
 	"github.com/accessledger/accessledger/projections/accounts"
 	"github.com/accessledger/accessledger/projections/audit"
+	"github.com/accessledger/accessledger/projections/ledger"
 	"github.com/accessledger/accessledger/queries"
 )
 
@@ -29,8 +32,15 @@ const DefaultMinPositionWait = 2 * time.Second
 // cmds and the engine's index and read models, authenticated by verifier,
 // with its metrics in a new registry (with the Go and process collectors).
 // ready answers GET /readyz; closing stopping ends the watch streams.
+//
+// With WithConsole, the auditor's console is served at /console over the
+// same query service.
 func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticator, minPositionWait time.Duration,
-	ready func() bool, stopping <-chan struct{}, log *slog.Logger) (http.Handler, error) {
+	ready func() bool, stopping <-chan struct{}, log *slog.Logger, opts ...APIOption) (http.Handler, error) {
+	var o apiOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	qs, err := NewQueries(e, cmds, minPositionWait, log)
@@ -43,7 +53,58 @@ func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticato
 		Ready:       ready, Registry: reg, Logger: log, Stopping: stopping,
 		Collectors: []prometheus.Collector{accessindex.PositionGauge(e.Index), projections.Collector(e.Runner.Status)},
 	}
+	if o.console != nil {
+		ccfg := *o.console
+		ccfg.Queries, ccfg.SecurityLog = qs, securitylog.New(e.ReadDB)
+		if ccfg.Logger == nil {
+			ccfg.Logger = log
+		}
+		if e.Ledger != nil {
+			ccfg.Ledger = ledgerCheck{ledger: e.Ledger, log: e.Stores.Events.Log}
+		}
+		c, err := console.New(ccfg)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Console = c
+	}
 	return httpapi.New(cfg)
+}
+
+// APIOption configures APIHandler.
+type APIOption func(*apiOptions)
+
+type apiOptions struct {
+	console *console.Config
+}
+
+// WithConsole serves the auditor's console with cfg (its Queries,
+// SecurityLog and Ledger are the engine's).
+func WithConsole(cfg console.Config) APIOption {
+	return func(o *apiOptions) { o.console = &cfg }
+}
+
+// ledgerCheck verifies the stored log against the ledger's tree and every
+// published checkpoint, on demand, without changing the ledger's state
+// (the console's "verify now").
+type ledgerCheck struct {
+	ledger *ledger.Ledger
+	log    ledger.Log
+}
+
+// VerifyNow runs ledger.Verify with the published checkpoints.
+func (c ledgerCheck) VerifyNow(ctx context.Context) (*ledger.Report, error) {
+	cps, problems, err := c.ledger.Published(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := ledger.Verify(ctx, c.log, c.ledger.Tree(), ledger.VerifyOptions{Checkpoints: cps})
+	if err != nil {
+		return nil, err
+	}
+	rep.Problems = append(problems, rep.Problems...)
+	rep.OK = len(rep.Problems) == 0
+	return rep, nil
 }
 
 // NewQueries builds the query service over the engine's index and read
