@@ -174,9 +174,9 @@ type Console struct {
 	oidc     *oidcLogin
 	static   http.Handler
 
-	policyMu  sync.Mutex
-	policy    sessionPolicy
-	policyAt  time.Time
+	policyMu sync.Mutex
+	policy   sessionPolicy
+	policyAt time.Time
 }
 
 // New returns the console's handler, to be served under Prefix.

@@ -166,10 +166,10 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 
 // view is what every page's layout reads.
 type view struct {
-	Title    string
-	Nav      string
-	Session  *sessionView
-	Data     any
+	Title   string
+	Nav     string
+	Session *sessionView
+	Data    any
 	// Refresh, when set, moves the browser on to that console path at
 	// once (a meta refresh, which needs no script).
 	Refresh string
@@ -253,7 +253,9 @@ func (c *Console) signedOutPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, nil, http.StatusOK, "signin", view{Title: "Signed out", Data: d})
 }
 
-func (c *Console) oidcRedirect(r *http.Request) string { return c.origin(r) + Prefix + "/oidc/callback" }
+func (c *Console) oidcRedirect(r *http.Request) string {
+	return c.origin(r) + Prefix + "/oidc/callback"
+}
 
 func (c *Console) oidcStart(w http.ResponseWriter, r *http.Request) {
 	if c.oidc == nil {
@@ -885,7 +887,7 @@ var funcs = template.FuncMap{
 	"reason": func(r any) string {
 		return reasonLabel(fmt.Sprint(r))
 	},
-	"f1": func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
+	"f1":  func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
 	"add": func(a, b int) int { return a + b },
 }
 
