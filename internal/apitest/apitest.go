@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/auth"
+	"github.com/accessledger/accessledger/adapters/console"
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/adapters/memstore"
@@ -58,6 +59,25 @@ type Server struct {
 // test ends.
 func Start(t testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	t.Helper()
+	return StartWith(t, Options{Wrap: wrap})
+}
+
+// Options configure StartWith.
+type Options struct {
+	// Wrap wraps the handler (nil: none).
+	Wrap func(http.Handler) http.Handler
+	// Console, when set, serves the auditor's console at /console with
+	// this configuration; its Queries, SecurityLog, LinkSecret and Ledger
+	// are the server's.
+	Console *console.Config
+	// Clock is the query service's time (nil: time.Now).
+	Clock func() time.Time
+}
+
+// StartWith starts the API with opts.
+func StartWith(t testing.TB, opts Options) *Server {
+	t.Helper()
+	wrap := opts.Wrap
 	ctx := context.Background()
 	db := sqltest.Open(t, sqltest.SQLiteMemory(t))
 	pg, lite := projections.Migrations()
@@ -103,10 +123,22 @@ func Start(t testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	qs, err := queries.New(queries.Config{Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db),
 		Audit: audit.NewReader(db, nil), SecurityLog: securitylog.New(db), Views: viewlog.New(db), ChildRecords: queries.ChildrenFromLog(store),
 		Refusals: securitylog.New(db), Progress: runner.Status, Logger: quiet, Ledger: led, LedgerLog: store,
-		MinPositionWait: 10 * time.Second})
+		MinPositionWait: 10 * time.Second, Clock: opts.Clock})
 	require.NoError(t, err)
-	h, err := httpapi.New(httpapi.Config{Commands: svc, Queries: qs, Auth: verifier, Idempotency: idempotency.New(db),
-		Ready: func() bool { return true }, Logger: quiet, WatchHeartbeat: 50 * time.Millisecond})
+	hcfg := httpapi.Config{Commands: svc, Queries: qs, Auth: verifier, Idempotency: idempotency.New(db),
+		Ready: func() bool { return true }, Logger: quiet, WatchHeartbeat: 50 * time.Millisecond}
+	if opts.Console != nil {
+		ccfg := *opts.Console
+		ccfg.Queries, ccfg.SecurityLog, ccfg.LinkSecret = qs, securitylog.New(db), secret
+		ccfg.Ledger = ledger.Checker{Ledger: led, Log: store}
+		if ccfg.Logger == nil {
+			ccfg.Logger = quiet
+		}
+		c, err := console.New(ccfg)
+		require.NoError(t, err)
+		hcfg.Console = c
+	}
+	h, err := httpapi.New(hcfg)
 	require.NoError(t, err)
 	if wrap != nil {
 		h = wrap(h)

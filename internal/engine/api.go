@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -60,7 +59,7 @@ func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticato
 			ccfg.Logger = log
 		}
 		if e.Ledger != nil {
-			ccfg.Ledger = ledgerCheck{ledger: e.Ledger, log: e.Stores.Events.Log}
+			ccfg.Ledger = ledger.Checker{Ledger: e.Ledger, Log: e.Stores.Events.Log}
 		}
 		c, err := console.New(ccfg)
 		if err != nil {
@@ -82,29 +81,6 @@ type apiOptions struct {
 // SecurityLog and Ledger are the engine's).
 func WithConsole(cfg console.Config) APIOption {
 	return func(o *apiOptions) { o.console = &cfg }
-}
-
-// ledgerCheck verifies the stored log against the ledger's tree and every
-// published checkpoint, on demand, without changing the ledger's state
-// (the console's "verify now").
-type ledgerCheck struct {
-	ledger *ledger.Ledger
-	log    ledger.Log
-}
-
-// VerifyNow runs ledger.Verify with the published checkpoints.
-func (c ledgerCheck) VerifyNow(ctx context.Context) (*ledger.Report, error) {
-	cps, problems, err := c.ledger.Published(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rep, err := ledger.Verify(ctx, c.log, c.ledger.Tree(), ledger.VerifyOptions{Checkpoints: cps})
-	if err != nil {
-		return nil, err
-	}
-	rep.Problems = append(problems, rep.Problems...)
-	rep.OK = len(rep.Problems) == 0
-	return rep, nil
 }
 
 // NewQueries builds the query service over the engine's index and read
