@@ -45,7 +45,7 @@ func (c *clock) Add(d time.Duration) {
 // world is a child with a carer's placement that ended (a grace period), a
 // network member's grant, a record view and a view without access.
 type world struct {
-	s                    *apitest.Server
+	s                            *apitest.Server
 	child                        uuid.UUID
 	reference                    string
 	carer, former, member, other uuid.UUID
