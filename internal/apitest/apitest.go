@@ -52,6 +52,8 @@ type Server struct {
 	Index  *accessindex.Index
 	Ledger *ledger.Ledger
 	Key    *ledger.Key // the ledger's signing key
+	// Handler is the served handler, for benchmarks without a network.
+	Handler http.Handler
 }
 
 // Start starts the API behind an httptest.Server whose handler is
@@ -72,6 +74,10 @@ type Options struct {
 	Console *console.Config
 	// Clock is the query service's time (nil: time.Now).
 	Clock func() time.Time
+	// Seed, when set, fills the event log before the read models start
+	// (a generated county, say); StartWith then waits up to half an hour
+	// for them to catch up.
+	Seed func(ctx context.Context, store *memstore.Store) error
 }
 
 // StartWith starts the API with opts.
@@ -91,6 +97,11 @@ func StartWith(t testing.TB, opts Options) *Server {
 	pg, lite = ledger.Migrations()
 	require.NoError(t, sqldb.Migrate(ctx, db, ledger.Component, pg, lite))
 	store := memstore.New()
+	catchUp := 30 * time.Second
+	if opts.Seed != nil {
+		require.NoError(t, opts.Seed(ctx, store))
+		catchUp = 30 * time.Minute
+	}
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc, err := commands.New(store, securitylog.New(db), commands.Config{Logger: quiet})
@@ -111,9 +122,14 @@ func StartWith(t testing.TB, opts Options) *Server {
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = runner.Run(runCtx) }()
 	go func() { defer wg.Done(); _ = index.Run(runCtx, store) }()
-	waitCtx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	waitCtx, wcancel := context.WithTimeout(ctx, catchUp)
 	defer wcancel()
 	require.NoError(t, runner.WaitCaughtUp(waitCtx))
+	select {
+	case <-index.Ready():
+	case <-waitCtx.Done():
+		t.Fatal("the access index did not catch up")
+	}
 	_, err = led.Guard(ctx, store, ledger.VerifyOptions{})
 	require.NoError(t, err)
 
@@ -150,7 +166,7 @@ func StartWith(t testing.TB, opts Options) *Server {
 		cancel()
 		wg.Wait()
 	})
-	return &Server{URL: srv.URL, Secret: secret, DB: db, Store: store, Runner: runner, Index: index, Ledger: led, Key: key}
+	return &Server{URL: srv.URL, Secret: secret, DB: db, Store: store, Runner: runner, Index: index, Ledger: led, Key: key, Handler: h}
 }
 
 // Token returns a bearer token of sub acting in role, valid for an hour.
