@@ -120,7 +120,8 @@ func (s *server) childViewers(w http.ResponseWriter, r *http.Request, c call) er
 	return answerJSON(w, a, err)
 }
 
-// historyParams reads at=, as_of= and min_position= of a history query.
+// historyParams reads at=, as_of=, known_at= and min_position= of a
+// history query.
 func historyParams(q query) (p queries.HistoryParams, err error) {
 	if p.At, err = q.optTime("at"); err != nil {
 		return p, err
@@ -128,8 +129,16 @@ func historyParams(q query) (p queries.HistoryParams, err error) {
 	if p.Consistency, err = consistency(q); err != nil {
 		return p, err
 	}
-	p.AsOf, p.HasAs, err = q.position("as_of")
-	return p, err
+	if p.AsOf, p.HasAs, err = q.position("as_of"); err != nil {
+		return p, err
+	}
+	if p.KnownAt, err = q.optTime("known_at"); err != nil {
+		return p, err
+	}
+	if p.HasAs && !p.KnownAt.IsZero() {
+		return p, errInvalid("as_of and known_at: give one of them")
+	}
+	return p, nil
 }
 
 // childHistory is GET /v1/children/{child_id}/history (R15).
