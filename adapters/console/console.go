@@ -116,6 +116,10 @@ type Queries interface {
 	ChildExport(ctx context.Context, c queries.Caller, id uuid.UUID, w queries.Consistency) (api.ChildExport, error)
 	LedgerCheckpoint(ctx context.Context, c queries.Caller) ([]byte, error)
 	LedgerPublicKey(ctx context.Context, c queries.Caller) (string, error)
+	// LedgerHealth is not nil while the ledger has not verified the log,
+	// and a *queries.Mismatch once it found the log tampered with: every
+	// page then says so.
+	LedgerHealth() error
 }
 
 // SecurityLog records the console's entries: *securitylog.Log implements

@@ -173,6 +173,9 @@ type view struct {
 	// Refresh, when set, moves the browser on to that console path at
 	// once (a meta refresh, which needs no script).
 	Refresh string
+	// LedgerAlarm says that the ledger found the stored log changed
+	// (R23): what the pages show may not be what was recorded.
+	LedgerAlarm string
 }
 
 type sessionView struct {
@@ -208,6 +211,11 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, sta
 		panic("console: no page " + page)
 	}
 	v.Session = c.sessionView(r, s)
+	if s != nil {
+		if err := c.cfg.Queries.LedgerHealth(); errors.Is(err, queries.ErrLedgerMismatch) {
+			v.LedgerAlarm = err.Error()
+		}
+	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {
 		c.log.Error("console: render", "page", page, "err", err)
