@@ -16,6 +16,20 @@ import (
 // Selectors in this file are CSS selectors; a helper that reads or acts on
 // one element uses the first that matches.
 
+// Do runs chromedp actions on the tab, in order, within ActionTimeout,
+// and fails the test at the first error: for what no helper here does.
+// (A chromedp action run directly on the context of New waits up to
+// BrowserTimeout; some, like NavigateBack to a page restored from the
+// back-forward cache, never see the load they wait for.)
+func Do(t testing.TB, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	actx, cancel := context.WithTimeout(ctx, ActionTimeout)
+	defer cancel()
+	if err := chromedp.Do(actx, actions...); err != nil {
+		t.Fatalf("browsertest: %v", err)
+	}
+}
+
 // Navigate opens url in the tab, waits until the page has loaded, and
 // returns the HTTP status of the document (after redirects). A page that
 // does not load (refused connection, DNS, ...) fails the test; an HTTP error

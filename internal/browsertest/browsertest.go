@@ -21,17 +21,26 @@
 // is skipped with a message saying how to install it. Its version must be
 // AxeVersion, the one pinned in internal/browsertest/axe/package.json.
 //
+// # What the browser reaches
+//
+// Only servers on loopback addresses (127.0.0.0/8, ::1, localhost), which is
+// where httptest starts them: the browser resolves no other name, and is
+// started with every switch that stops it from calling its vendor's hosts.
+//
 // # Where screenshots go
 //
 // Screenshot writes under t.ArtifactDir(): a temporary directory removed
-// after the test, unless go test runs with -artifacts (then under
-// -outputdir's _artifacts folder, kept; `make test` does this, into
-// ./test-artifacts). The file names start with the test's name, and the path
-// is logged. A test that fails gets a screenshot named "failure" of the page
-// it was on, and the browser's own log.
+// after the test, unless go test runs with -artifacts, when it is kept
+// under -outputdir (`make test` does this: ./test-artifacts/_artifacts/).
+// Go 1.26 names that directory with a random number only, so the file
+// names start with the test's name; the path is logged (go test -v also
+// prints "=== ARTIFACTS"). A test that fails gets a screenshot named
+// "failure" of the page it was on, and the browser's own log.
 //
 // Every helper takes the test and fails it (FailNow) on error, so a test reads
-// as a list of steps. Each helper waits at most ActionTimeout. The context
+// as a list of steps. Each helper waits at most ActionTimeout; run other
+// chromedp actions with Do, which bounds them the same way (run directly on
+// the context of New, an action waits up to BrowserTimeout). The context
 // returned by New is for one tab; like any chromedp context it must not be
 // used by two goroutines at once (make another tab with chromedp.NewContext
 // for that).

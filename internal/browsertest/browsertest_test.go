@@ -233,6 +233,19 @@ func TestFailuresSayWhatHappened(t *testing.T) {
 	require.Contains(t, r.fatal, `wait for h1 to contain "Nothing like this"`)
 	require.Contains(t, r.fatal, `it holds "Access reviews"`)
 
+	// Do bounds what it runs.
+	r = &recorder{TB: t}
+	r.run(func(tb testing.TB) {
+		tctx, cancel := contextWithShortTimeout(ctx)
+		defer cancel()
+		browsertest.Do(tb, tctx, chromedp.WaitVisible(chromedp.CSS("#nothing")))
+	})
+	require.Contains(t, r.fatal, "deadline exceeded")
+	browsertest.Do(t, ctx, chromedp.SetValue(chromedp.CSS("#child"), "C-0007"))
+	value, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS("#child")))
+	require.NoError(t, err)
+	require.Equal(t, "C-0007", value)
+
 	// The browser resolves no name but localhost: nothing leaves the machine.
 	r = &recorder{TB: t}
 	r.run(func(tb testing.TB) { browsertest.Navigate(tb, ctx, "http://accessledger.example/") })
