@@ -16,7 +16,7 @@ FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:Fuzz
   ./projections/ledger:FuzzDecodeLeaf ./projections/ledger:FuzzParseCheckpointBody ./projections/ledger:FuzzOpenCheckpoint \
   ./internal/importer:FuzzDecodeLine ./adapters/httpapi:FuzzDecodeViews ./adapters/console:FuzzParseWhen
 
-.PHONY: help run build migrate generate test test-norace test-race lint fuzz bench cover
+.PHONY: help run build migrate generate test test-norace test-race lint fuzz bench cover browser-deps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,9 +50,14 @@ PARALLEL ?= 4
 RACE_SKIPPED := ./internal/datagen:TestCountyCalibration ./cmd/accessd:TestRule_R21_TheExportOfASeededAccountHoldsEveryInterval \
   ./cmd/accessd:TestTheChangeFeedsCarryWhatTimeChanges
 
+# Where `make test` keeps what tests write to t.ArtifactDir() (the browser
+# tests' screenshots): ARTIFACTS/_artifacts/<random>/, emptied at each run.
+ARTIFACTS ?= $(CURDIR)/test-artifacts
+
 test: lint ## lint, build without cgo, run every test once, under the race detector (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
 	CGO_ENABLED=0 $(GO) build ./...
-	$(GO) test -race -count=1 -parallel $(PARALLEL) $(PKGS)
+	rm -rf $(ARTIFACTS)/_artifacts && mkdir -p $(ARTIFACTS)
+	$(GO) test -race -count=1 -parallel $(PARALLEL) -artifacts -outputdir $(ARTIFACTS) $(PKGS)
 	@set -e; for t in $(RACE_SKIPPED); do $(GO) test -count=1 -run "^$${t##*:}$$" $${t%%:*}; done
 
 test-norace: ## run every test without the race detector (quicker when iterating; make test is what CI runs)
@@ -69,6 +74,12 @@ lint: ## gofmt, go vet, golangci-lint (.golangci.yml), and the wire types up to 
 	  if ! cmp -s api/.wire.gen.go.before api/wire.gen.go; then rm -f api/.wire.gen.go.before; \
 	    echo "api/wire.gen.go was out of date with docs/openapi.yaml: it is regenerated now; commit it"; exit 1; fi; \
 	  rm -f api/.wire.gen.go.before
+
+# axe-core for the browser tests' accessibility checks, at the version
+# pinned in internal/browsertest/axe/package-lock.json (Chromium itself
+# comes from Debian: apt-get install chromium).
+browser-deps: ## install the browser tests' npm dependencies (axe-core, pinned) into internal/browsertest/axe/node_modules
+	cd internal/browsertest/axe && npm ci --no-audit --no-fund
 
 fuzz: ## run every fuzz target for FUZZTIME (default 30s each)
 	@set -e; for t in $(FUZZ_TARGETS); do \
