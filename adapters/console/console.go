@@ -240,7 +240,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin") // not no-referrer: with it a browser sends "Origin: null" on forms
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	if !strings.HasPrefix(r.URL.Path, Prefix+"/static/") {
 		h.Set("Cache-Control", "no-store")
@@ -289,7 +289,10 @@ func (c *Console) sameOrigin(r *http.Request) bool {
 func (c *Console) record(r *http.Request, actor domain.Actor, code, target, detail string) {
 	id, role := actor.ID, string(actor.Role)
 	if id == "" {
-		id, role = "anonymous", "none"
+		id = "anonymous"
+	}
+	if role == "" {
+		role = "none"
 	}
 	e := securitylog.Entry{At: c.cfg.Clock(), ActorID: id, ActorRole: role, Command: SecurityCommand,
 		Target: target, Code: code, Detail: detail, RequestID: r.Header.Get("X-Request-Id")}

@@ -22,6 +22,7 @@ import (
 	"github.com/accessledger/accessledger/client"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/apitest"
+	"github.com/accessledger/accessledger/internal/oidctest"
 )
 
 // clock is a settable time for the console's sessions.
@@ -454,4 +455,100 @@ func TestConsole_TheLedgerPageVerifiesNow(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, h.Get("Content-Disposition"), "attachment")
 	require.Equal(t, s.Key.VerifierKey+"\n", key)
+}
+
+// oidcConsole starts the API with the console signing in through an
+// in-process OpenID Connect provider.
+func oidcConsole(t *testing.T, auto bool) (*apitest.Server, *oidctest.Provider) {
+	p := oidctest.New(t, oidctest.Options{ClientID: "accessledger-console", ClientSecret: "s3cret-of-the-console", AutoApprove: auto})
+	s := apitest.StartWith(t, apitest.Options{Console: &console.Config{OIDC: &console.OIDCConfig{
+		Issuer: p.Issuer(), ClientID: "accessledger-console", ClientSecret: "s3cret-of-the-console"}}})
+	p.AddRedirectURI(s.URL + "/console/oidc/callback")
+	return s, p
+}
+
+// follow follows redirects from path (across hosts) and returns the last
+// answer.
+func (a *agent) follow(path string) (int, http.Header, string, string) {
+	a.t.Helper()
+	u := a.base + path
+	for range 10 {
+		req, err := http.NewRequest(http.MethodGet, u, nil)
+		require.NoError(a.t, err)
+		status, h, body := a.do(req)
+		if status != http.StatusSeeOther && status != http.StatusFound {
+			return status, h, body, u
+		}
+		next, err := url.Parse(h.Get("Location"))
+		require.NoError(a.t, err)
+		base, err := url.Parse(u)
+		require.NoError(a.t, err)
+		u = base.ResolveReference(next).String()
+	}
+	a.t.Fatal("too many redirects")
+	return 0, nil, "", ""
+}
+
+func TestConsole_SignInThroughTheCouncilsProvider(t *testing.T) {
+	s, p := oidcConsole(t, true)
+	tests := []struct {
+		name   string
+		sub    string
+		claims map[string]any
+		status int
+		want   string
+	}{
+		{"an auditor", "auditor-amy", map[string]any{"accessledger_role": "auditor"}, http.StatusOK, "You are signed in"},
+		{"a dpo among other roles", "dpo-dan", map[string]any{"accessledger_role": []any{"staff", "dpo"}}, http.StatusOK, "You are signed in"},
+		{"a worker", "worker-ann", map[string]any{"accessledger_role": "worker"}, http.StatusForbidden, "names no role that may use the console"},
+		{"no role", "someone", map[string]any{}, http.StatusForbidden, "names no role"},
+		{"an actor id that is not one", "has space", map[string]any{"accessledger_role": "auditor"}, http.StatusForbidden, "not a usable actor id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p.SetUser(tt.sub, tt.claims)
+			a := newAgent(t, s.URL)
+			status, _, body, _ := a.follow("/console/sign-in/oidc")
+			require.Equal(t, tt.status, status, body)
+			require.Contains(t, body, tt.want)
+			status, _, _ = a.get("/console")
+			require.Equal(t, map[bool]int{true: http.StatusOK, false: http.StatusSeeOther}[tt.status == http.StatusOK], status)
+		})
+	}
+	// The provider saw PKCE and client authentication on every exchange.
+	require.Empty(t, p.Refusals())
+	require.Equal(t, len(tests), p.Stats().CodesExchanged)
+
+	// A callback in a browser that did not start the sign-in is refused,
+	// and so is a replayed one.
+	p.SetUser("auditor-amy", map[string]any{"accessledger_role": "auditor"})
+	a := newAgent(t, s.URL)
+	status, h, _ := a.get("/console/sign-in/oidc")
+	require.Equal(t, http.StatusSeeOther, status)
+	status, h, _ = a.do(mustGet(t, h.Get("Location")))
+	require.Equal(t, http.StatusFound, status, "the provider sends the browser back")
+	callback, err := url.Parse(h.Get("Location"))
+	require.NoError(t, err)
+	other := newAgent(t, s.URL)
+	status, _, body := other.get(callback.RequestURI())
+	require.Equal(t, http.StatusForbidden, status)
+	require.Contains(t, body, "not started in this browser")
+	status, _, _ = a.get(callback.RequestURI())
+	require.Equal(t, http.StatusOK, status)
+	status, _, _ = a.get(callback.RequestURI())
+	require.Equal(t, http.StatusForbidden, status, "a state is used once")
+
+	entries, _, err := securitylog.New(s.DB).List(context.Background(), securitylog.Filter{Code: console.SignInRefused, Limit: 100})
+	require.NoError(t, err)
+	var who []string
+	for _, e := range entries {
+		who = append(who, e.ActorID)
+	}
+	require.Contains(t, who, "worker-ann", "a refused sign-in names who tried")
+}
+
+func mustGet(t *testing.T, u string) *http.Request {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	require.NoError(t, err)
+	return req
 }

@@ -203,12 +203,18 @@ func (o *oidcLogin) actor(claims map[string]any) (domain.Actor, error) {
 			}
 		}
 	}
+	var claimed domain.Role
 	for _, v := range values {
-		if r, err := domain.ParseRole(v); err == nil && Allowed(r) {
+		r, err := domain.ParseRole(v)
+		if err == nil && Allowed(r) {
 			return domain.Actor{ID: id, Role: r}, nil
 		}
+		if err == nil && claimed == "" {
+			claimed = r
+		}
 	}
-	return domain.Actor{ID: id}, &errSignIn{fmt.Sprintf("the claim %q names no role that may use the console (auditor, manager, dpo)", o.cfg.RoleClaim)}
+	// Refused: the security log names who tried, with the role they hold.
+	return domain.Actor{ID: id, Role: claimed}, &errSignIn{fmt.Sprintf("the claim %q names no role that may use the console (auditor, manager, dpo)", o.cfg.RoleClaim)}
 }
 
 // errorHead is the first line of err, at most 200 bytes: what a provider

@@ -194,7 +194,7 @@ func buildTimeline(ivs []api.Interval, views []api.ViewEntry, alerts []api.Alert
 	}
 	for i, iv := range ivs {
 		anchor := fmt.Sprintf("interval-%d", i+1)
-		end := now
+		end := to // an open-ended interval runs to the end of the plot
 		endText := "open-ended"
 		if iv.To != nil {
 			end = *iv.To

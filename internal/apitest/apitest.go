@@ -139,6 +139,7 @@ func StartWith(t testing.TB, opts Options) *Server {
 	qs, err := queries.New(queries.Config{Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db),
 		Audit: audit.NewReader(db, nil), SecurityLog: securitylog.New(db), Views: viewlog.New(db), ChildRecords: queries.ChildrenFromLog(store),
 		Refusals: securitylog.New(db), Progress: runner.Status, Logger: quiet, Ledger: led, LedgerLog: store,
+		Policy: svc.Policy(), Policies: svc,
 		MinPositionWait: 10 * time.Second, Clock: opts.Clock})
 	require.NoError(t, err)
 	hcfg := httpapi.Config{Commands: svc, Queries: qs, Auth: verifier, Idempotency: idempotency.New(db),
