@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -73,7 +74,9 @@ func BenchmarkChildPageOfADeployment(b *testing.B) {
 		Scan(ctx, &child, &intervals))
 	benchChildPage(b, secret, "http://127.0.0.1", h, uuid.MustParse(child), intervals)
 	cancel()
-	<-done
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		b.Fatal(err)
+	}
 }
 
 // BenchmarkChildPage renders the child's page of the console, server-side,

@@ -80,11 +80,14 @@ func TestConsole_InABrowser(t *testing.T) {
 	checkPage(t, ctx, "01-sign-in")
 
 	// Sign in at the provider (its own page), back to the console.
-	browsertest.ClickNavigate(t, ctx, `a[href="/console/sign-in/oidc"]`)
+	browsertest.ClickNavigate(t, ctx, `a[href^="/console/sign-in/oidc"]`)
 	browsertest.WaitVisible(t, ctx, oidctest.SignInButton)
 	browsertest.ClickNavigate(t, ctx, oidctest.SignInButton)
+	// Back where the person was going.
+	browsertest.WaitVisible(t, ctx, "figure.timeline svg")
+	require.True(t, strings.HasSuffix(location(t, ctx), "/console/children/"+w.child.String()), location(t, ctx))
+	browsertest.Navigate(t, ctx, s.URL+"/console")
 	browsertest.WaitVisible(t, ctx, "#q")
-	require.True(t, strings.HasSuffix(location(t, ctx), "/console"), location(t, ctx))
 	require.Contains(t, browsertest.Text(t, ctx, ".who"), "auditor-amy")
 	checkPage(t, ctx, "02-search")
 
@@ -169,7 +172,7 @@ func TestConsole_InABrowser(t *testing.T) {
 	require.NoError(t, err)
 	time.Sleep(6 * time.Second) // the console reads the policy at most every 5 s
 	browsertest.Navigate(t, ctx, s.URL+"/console")
-	browsertest.ClickNavigate(t, ctx, `a[href="/console/sign-in/oidc"]`)
+	browsertest.ClickNavigate(t, ctx, `a[href^="/console/sign-in/oidc"]`)
 	browsertest.ClickNavigate(t, ctx, oidctest.SignInButton)
 	browsertest.WaitVisible(t, ctx, "#q")
 	idleAttr := run(t, ctx, chromedp.Evaluate[string](`document.body.dataset.idle`))

@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -551,4 +552,79 @@ func mustGet(t *testing.T, u string) *http.Request {
 	req, err := http.NewRequest(http.MethodGet, u, nil)
 	require.NoError(t, err)
 	return req
+}
+
+// TestConsole_OnlyWhatIsOursIsRecorded: answers anyone can send (a
+// callback for no sign-in of this browser, a made-up link) write nothing
+// to the security log; a link of ours used twice, a refused form and a
+// provider's refusal do, without what the caller put in them.
+func TestConsole_OnlyWhatIsOursIsRecorded(t *testing.T) {
+	s, _ := oidcConsole(t, true)
+	count := func() int {
+		entries, _, err := securitylog.New(s.DB).List(context.Background(), securitylog.Filter{Limit: 1000})
+		require.NoError(t, err)
+		return len(entries)
+	}
+	a := newAgent(t, s.URL)
+	for range 5 {
+		status, _, _ := a.get("/console/oidc/callback?error=carer%40example.org+asked+for+NCC-1&state=x")
+		require.Equal(t, http.StatusForbidden, status)
+		status, _, _ = a.post("/console/link", url.Values{"token": {"junk.junk.junk"}})
+		require.Equal(t, http.StatusUnauthorized, status)
+	}
+	require.Zero(t, count())
+
+	// The provider's error for a sign-in this browser started is recorded
+	// by its OAuth code only.
+	status, h, _ := a.get("/console/sign-in/oidc")
+	require.Equal(t, http.StatusSeeOther, status)
+	authURL, err := url.Parse(h.Get("Location"))
+	require.NoError(t, err)
+	state := authURL.Query().Get("state")
+	status, _, _ = a.get("/console/oidc/callback?error=" + url.QueryEscape("carer@example.org NCC-1") + "&state=" + state)
+	require.Equal(t, http.StatusUnauthorized, status)
+	entries, _, err := securitylog.New(s.DB).List(context.Background(), securitylog.Filter{Code: console.SignInRefused, Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	require.Equal(t, "the provider answered an error", entries[0].Detail)
+
+	// A link used twice names who it was for.
+	link, err := console.MintLink(s.Secret, s.URL, domain.RoleAuditor, "auditor-amy", time.Minute, time.Now())
+	require.NoError(t, err)
+	u, err := url.Parse(link.URL)
+	require.NoError(t, err)
+	for range 2 {
+		a.post("/console/link", url.Values{"token": {u.Query().Get("token")}})
+	}
+	entries, _, err = securitylog.New(s.DB).List(context.Background(), securitylog.Filter{Actor: "auditor-amy", Limit: 10})
+	require.NoError(t, err)
+	var codes []string
+	for _, e := range entries {
+		codes = append(codes, e.Code)
+	}
+	require.ElementsMatch(t, []string{console.SignedIn, console.SignInRefused}, codes)
+
+	// A refused form is recorded as such, and is no activity.
+	status, _, _ = a.post("/console/search", url.Values{"kind": {"reference"}, "q": {"NCC-1"}})
+	require.Equal(t, http.StatusForbidden, status)
+	entries, _, err = securitylog.New(s.DB).List(context.Background(), securitylog.Filter{Code: console.FormRefused, Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	require.NotContains(t, entries[0].Detail, "NCC-1")
+}
+
+func TestConsole_AProviderThatCannotBeReachedIsNoRefusal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	issuer := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	s := apitest.StartWith(t, apitest.Options{Console: &console.Config{OIDC: &console.OIDCConfig{
+		Issuer: issuer, ClientID: "accessledger-console", ClientSecret: "x"}}})
+	a := newAgent(t, s.URL)
+	status, _, body := a.get("/console/sign-in/oidc")
+	require.Equal(t, http.StatusBadGateway, status)
+	require.NotContains(t, body, ln.Addr().String(), "no address of the network in the page")
+	entries, _, err := securitylog.New(s.DB).List(context.Background(), securitylog.Filter{Limit: 10})
+	require.NoError(t, err)
+	require.Empty(t, entries)
 }

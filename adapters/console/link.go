@@ -29,6 +29,9 @@ const (
 // ErrBadLink is wrapped by every refusal of a sign-in link.
 var ErrBadLink = errors.New("console: the sign-in link is not valid")
 
+// errLinkUsed: a valid link used again (redeem names its actor).
+var errLinkUsed = fmt.Errorf("%w: it was used already", ErrBadLink)
+
 // linkKey derives the links' signing key from the engine's secret, so that
 // a link is never a bearer token of the API (which is signed with the
 // secret itself) and an API token is never a link.
@@ -106,23 +109,24 @@ func (l *linkVerifier) check(token string) (domain.Actor, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.used[sha256.Sum256([]byte(token))]; ok {
-		return domain.Actor{}, fmt.Errorf("%w: it was used already", ErrBadLink)
+		return a, errLinkUsed
 	}
 	return a, nil
 }
 
-// redeem checks a link's token and uses it up: a second redeem fails.
+// redeem checks a link's token and uses it up: a second redeem fails
+// with errLinkUsed, and the actor it names.
 func (l *linkVerifier) redeem(token string) (domain.Actor, error) {
 	a, err := l.check(token)
 	if err != nil {
-		return domain.Actor{}, err
+		return a, err
 	}
 	now := l.clock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := sha256.Sum256([]byte(token))
 	if _, ok := l.used[k]; ok {
-		return domain.Actor{}, fmt.Errorf("%w: it was used already", ErrBadLink)
+		return a, errLinkUsed
 	}
 	for h, until := range l.used {
 		if now.After(until) {

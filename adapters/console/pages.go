@@ -46,12 +46,14 @@ func (c *Console) routes() {
 	m.HandleFunc("POST "+Prefix+"/ledger/verify", c.form(c.verifyNow))
 	m.HandleFunc("GET "+Prefix, c.page(c.home))
 	m.HandleFunc("GET "+Prefix+"/{$}", c.page(c.home))
-	m.HandleFunc("GET "+Prefix+"/children/{child_id}", c.page(c.childPage))
-	m.HandleFunc("GET "+Prefix+"/children/{child_id}/export", c.page(c.childExport))
-	m.HandleFunc("GET "+Prefix+"/accounts/{account_id}", c.page(c.accountPage))
-	m.HandleFunc("GET "+Prefix+"/accounts/{account_id}/export", c.page(c.accountExport))
-	m.HandleFunc("GET "+Prefix+"/reviews", c.page(c.reviewsPage))
-	m.HandleFunc("GET "+Prefix+"/alerts", c.page(c.alertsPage))
+	// Pages that show access: not from a log the ledger has not verified,
+	// or found changed (the API's guard, R23).
+	m.HandleFunc("GET "+Prefix+"/children/{child_id}", c.page(c.guarded(c.childPage)))
+	m.HandleFunc("GET "+Prefix+"/children/{child_id}/export", c.page(c.guarded(c.childExport)))
+	m.HandleFunc("GET "+Prefix+"/accounts/{account_id}", c.page(c.guarded(c.accountPage)))
+	m.HandleFunc("GET "+Prefix+"/accounts/{account_id}/export", c.page(c.guarded(c.accountExport)))
+	m.HandleFunc("GET "+Prefix+"/reviews", c.page(c.guarded(c.reviewsPage)))
+	m.HandleFunc("GET "+Prefix+"/alerts", c.page(c.guarded(c.alertsPage)))
 	m.HandleFunc("GET "+Prefix+"/security-log", c.page(c.securityPage))
 	m.HandleFunc("GET "+Prefix+"/ledger", c.page(c.ledgerPage))
 	m.HandleFunc("GET "+Prefix+"/ledger/public-key", c.page(c.publicKey))
@@ -100,20 +102,46 @@ func (c *Console) page(h handler) http.HandlerFunc {
 	}
 }
 
+// guarded refuses h's page while the ledger has not verified the log or
+// found it changed: the API then answers no decision, nor does the console.
+func (c *Console) guarded(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request, s *session) (string, error) {
+		switch err := c.cfg.Queries.LedgerHealth(); {
+		case errors.Is(err, queries.ErrLedgerMismatch):
+			c.errorPage(w, r, s, http.StatusServiceUnavailable, "The event log does not match the ledger",
+				err.Error()+". The console shows no access until this is resolved (docs/ledger.md); the ledger page and the security log remain.")
+			return "console/ledger-mismatch", nil
+		case err != nil:
+			c.errorPage(w, r, s, http.StatusServiceUnavailable, "Not ready",
+				"The engine is verifying the event log against the ledger's signed checkpoints. Try again in a moment.")
+			return "", nil
+		}
+		return h(w, r, s)
+	}
+}
+
+// FormRefused is the security log's code of a form refused for its CSRF
+// token or origin.
+const FormRefused = "form_refused"
+
 // form wraps a POST handler: it needs a live session, the same origin and
-// the session's CSRF token.
+// the session's CSRF token; only then does it count as activity.
 func (c *Console) form(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-		s, _ := c.session(r, true)
+		s, _ := c.session(r, false)
 		if s == nil {
 			c.errorPage(w, r, nil, http.StatusUnauthorized, "Signed out", "Your session has ended. Sign in again.")
 			return
 		}
 		if !c.sameOrigin(r) || r.ParseForm() != nil || !validCSRF(s, r.PostForm.Get("csrf")) {
-			c.record(r, s.actor, SignInRefused, "console/csrf", "a form without the session's token: "+r.URL.Path)
+			c.record(r, s.actor, FormRefused, "console/form", "a form without the session's token or from another origin: "+r.URL.Path)
 			c.errorPage(w, r, s, http.StatusForbidden, "Form refused",
 				"The form was not sent from this console's page (its security token is missing or wrong). Go back, reload the page and try again.")
+			return
+		}
+		if s, _ = c.session(r, true); s == nil {
+			c.errorPage(w, r, nil, http.StatusUnauthorized, "Signed out", "Your session has ended. Sign in again.")
 			return
 		}
 		target, err := h(w, r, s)
@@ -270,7 +298,11 @@ func (c *Console) oidcStart(w http.ResponseWriter, r *http.Request) {
 		c.errorPage(w, r, nil, http.StatusNotFound, "No identity provider", "This console has no identity provider configured: use a sign-in link from `accessd console-link`.")
 		return
 	}
-	u, state, err := c.oidc.start(r.Context(), c.oidcRedirect(r))
+	u, state, err := c.oidc.start(r.Context(), c.oidcRedirect(r), safeNext(r.URL.Query().Get("next")))
+	if errors.Is(err, errBusy) {
+		c.errorPage(w, r, nil, http.StatusServiceUnavailable, "Too many sign-ins", "Too many sign-ins are under way. Try again in a few minutes.")
+		return
+	}
 	if err != nil {
 		c.log.Error("console: oidc start", "err", err)
 		c.errorPage(w, r, nil, http.StatusBadGateway, "The identity provider cannot be reached", "Try again in a moment; the error has been logged.")
@@ -289,35 +321,46 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Path: Prefix + "/oidc/callback", MaxAge: -1, HttpOnly: true,
 		SameSite: http.SameSiteLaxMode, Secure: c.secure(r)})
 	q := r.URL.Query()
-	if e := q.Get("error"); e != "" {
-		c.record(r, domain.Actor{}, SignInRefused, "console/oidc", "the provider answered error "+clip(e, 100))
-		c.errorPage(w, r, nil, http.StatusUnauthorized, "Sign-in refused", "The identity provider did not sign you in.")
-		return
-	}
 	var cookieState string
 	if ck, err := r.Cookie(loginCookie); err == nil {
 		cookieState = ck.Value
 	}
-	actor, err := c.oidc.finish(r.Context(), c.oidcRedirect(r), q.Get("state"), cookieState, q.Get("code"))
+	// Only an answer to a sign-in this browser started is looked at, or
+	// recorded: anyone can call this address with anything.
+	pl, err := c.oidc.take(q.Get("state"), cookieState)
+	if err != nil {
+		c.errorPage(w, r, nil, http.StatusForbidden, "Sign-in refused", err.Error())
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		c.record(r, domain.Actor{}, SignInRefused, "console/oidc", "the provider answered "+oauthCode(e))
+		c.errorPage(w, r, nil, http.StatusUnauthorized, "Sign-in refused", "The identity provider did not sign you in.")
+		return
+	}
+	actor, err := c.oidc.finish(r.Context(), c.oidcRedirect(r), pl, q.Get("code"))
 	if err != nil {
 		var se *errSignIn
 		if !errors.As(err, &se) {
-			c.log.Error("console: oidc", "err", err)
+			c.log.Error("console: oidc: the provider cannot be reached", "err", err)
 			c.errorPage(w, r, nil, http.StatusBadGateway, "The identity provider cannot be reached", "Try again in a moment; the error has been logged.")
 			return
+		}
+		if se.cause != nil {
+			c.log.Warn("console: oidc: sign-in refused", "why", se.why, "err", se.cause)
 		}
 		c.record(r, actor, SignInRefused, "console/oidc", se.why)
 		c.errorPage(w, r, nil, http.StatusForbidden, "Sign-in refused", se.why)
 		return
 	}
-	c.signIn(w, r, actor, "oidc")
+	c.signIn(w, r, actor, "oidc", pl.next)
 }
 
 // signIn starts a session and sends the browser to the start page. The
 // answer is a page that moves on by itself (meta refresh, and a link): a
 // redirect would carry on the cross-site navigation from the provider, on
 // which the SameSite=Strict session cookie is not sent.
-func (c *Console) signIn(w http.ResponseWriter, r *http.Request, actor domain.Actor, via string) {
+func (c *Console) signIn(w http.ResponseWriter, r *http.Request, actor domain.Actor, via, next string) {
+	next = safeNext(next)
 	c.sessions.sweep(c.sessionPolicy(r), c.cfg.MaxSessionAge)
 	if ck, err := r.Cookie(SessionCookie); err == nil {
 		c.sessions.end(ck.Value) // never two sessions in one browser
@@ -325,7 +368,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request, actor domain.Ac
 	id, s := c.sessions.start(actor, via)
 	c.setSessionCookie(w, r, id)
 	c.record(r, actor, SignedIn, "console/"+via, "signed in through "+via)
-	c.render(w, r, s, http.StatusOK, "signedin", view{Title: "Signed in", Data: Prefix, Refresh: Prefix})
+	c.render(w, r, s, http.StatusOK, "signedin", view{Title: "Signed in", Data: next, Refresh: next})
 }
 
 type linkData struct {
@@ -353,12 +396,19 @@ func (c *Console) linkRedeem(w http.ResponseWriter, r *http.Request) {
 	}
 	a, err := c.links.redeem(r.PostForm.Get("token"))
 	if err != nil {
-		c.record(r, domain.Actor{}, SignInRefused, "console/link", "a sign-in link that is not valid")
+		// Only a link of ours used twice names who it was for; anything
+		// else anyone can send, so it goes to the engine's log, not to
+		// the security log.
+		if errors.Is(err, errLinkUsed) {
+			c.record(r, a, SignInRefused, "console/link", "a sign-in link used again")
+		} else {
+			c.log.Warn("console: a sign-in link that is not valid", "err", err)
+		}
 		c.errorPage(w, r, nil, http.StatusUnauthorized, "This sign-in link cannot be used",
 			"It has expired, was used already, or is not a link of this console. Ask for a new one (`accessd console-link`).")
 		return
 	}
-	c.signIn(w, r, a, "link")
+	c.signIn(w, r, a, "link", Prefix)
 }
 
 func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s *session) (string, error) {
@@ -471,7 +521,7 @@ type childData struct {
 	AtInput    string
 	KnownInput string
 	AtRows     []intervalRow
-	Views      int
+	Views      []api.ViewEntry
 	ViewsMore  bool
 	Alerts     []api.Alert
 }
@@ -493,11 +543,9 @@ func (c *Console) childPage(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return target, err
 	}
-	title := "Child"
-	if d.Record.Reference != nil {
-		title = "Child " + *d.Record.Reference
-	}
-	c.render(w, r, s, http.StatusOK, "child", view{Title: title, Nav: "search", Data: d})
+	// The title names the child by id: a title is kept in the browser's
+	// history, the reference is personal data.
+	c.render(w, r, s, http.StatusOK, "child", view{Title: "Child " + shortID(id), Nav: "search", Data: d})
 	return target, nil
 }
 
@@ -541,7 +589,7 @@ func (c *Console) childData(r *http.Request, s *session, id uuid.UUID) (childDat
 			return d, err
 		}
 		views, d.ViewsMore = vp.Views, vp.Next != nil
-		d.Views = len(views)
+		d.Views = views
 	}
 	if queries.Allows(queries.QueryAlerts, role) {
 		ap, err := c.cfg.Queries.Alerts(ctx, who, queries.ViewFilter{Child: &id, Limit: maxMarks}, noWait)
@@ -646,6 +694,9 @@ func (c *Console) childExport(w http.ResponseWriter, r *http.Request, s *session
 	if err != nil {
 		return "", err
 	}
+	if err := checkFormat(r); err != nil {
+		return "", err
+	}
 	x, err := c.cfg.Queries.ChildExport(r.Context(), caller(r, s), id, noWait)
 	if err != nil {
 		return "child/" + id.String(), err
@@ -658,11 +709,24 @@ func (c *Console) accountExport(w http.ResponseWriter, r *http.Request, s *sessi
 	if err != nil {
 		return "", err
 	}
+	if err := checkFormat(r); err != nil {
+		return "", err
+	}
 	x, err := c.cfg.Queries.AccountExport(r.Context(), caller(r, s), id, noWait)
 	if err != nil {
 		return "account/" + id.String(), err
 	}
 	return "account/" + id.String(), download(w, r, "account-"+id.String(), x, exportcsv.AccountZip)
+}
+
+// checkFormat refuses an export's format other than json and csv, before
+// the export is made.
+func checkFormat(r *http.Request) error {
+	switch r.URL.Query().Get("format") {
+	case "", "json", "csv":
+		return nil
+	}
+	return invalid("The export's format is json or csv.")
 }
 
 // download answers an export as a JSON document or a zip of CSV files

@@ -106,6 +106,12 @@ func (c *serveConfig) check() error {
 	if (c.oidcIssuer == "") != (c.oidcClientID == "") {
 		errs = append(errs, errors.New("--oidc-issuer and --oidc-client-id go together"))
 	}
+	if c.oidcIssuer != "" && c.consoleBaseURL == "" {
+		// Behind a proxy that ends TLS, the origin the engine sees is not
+		// the browser's: the redirect URL, the Origin check of the forms
+		// and Secure cookies need the real one.
+		errs = append(errs, errors.New("--oidc-issuer needs --console-base-url (the console's origin as browsers reach it, e.g. https://access.council.example)"))
+	}
 	if c.oidcSecretFile != "" && c.oidcIssuer == "" {
 		errs = append(errs, errors.New("--oidc-client-secret-file needs --oidc-issuer"))
 	}
