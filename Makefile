@@ -14,9 +14,9 @@ FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:Fuzz
   ./domain/eventlog:FuzzPositionRoundTrip ./projections/audit:FuzzCanonicalRoundTrip \
   ./adapters/auth:FuzzVerify ./adapters/httpapi:FuzzCommandBodies ./adapters/httpapi:FuzzChecksBody \
   ./projections/ledger:FuzzDecodeLeaf ./projections/ledger:FuzzParseCheckpointBody ./projections/ledger:FuzzOpenCheckpoint \
-  ./internal/importer:FuzzDecodeLine ./adapters/httpapi:FuzzDecodeViews
+  ./internal/importer:FuzzDecodeLine ./adapters/httpapi:FuzzDecodeViews ./adapters/console:FuzzParseWhen
 
-.PHONY: help run build migrate generate test test-race-skipped test-norace test-race lint fuzz bench cover
+.PHONY: help run build migrate generate test test-race-skipped test-norace test-race lint fuzz bench cover browser-deps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,7 +29,8 @@ run: ## run the engine on its embedded default (SQLite in $(DATA_DIR), HTTP on $
 	@echo "  curl -s -X POST -H \"Authorization: Bearer \$$TOKEN\" -H 'Content-Type: application/json' \\"
 	@echo "       -d '{\"reference\":\"C-0001\"}' http://$(ADDR)/v1/children"
 	@echo "  curl -s -H \"Authorization: Bearer \$$TOKEN\" http://$(ADDR)/v1/policy"
-	$(GO) run ./cmd/accessd serve --data-dir $(DATA_DIR) --addr $(ADDR)
+	@echo "  The auditor's console is at http://$(ADDR)/console: the sign-in link is printed below once the engine listens."
+	$(GO) run ./cmd/accessd serve --data-dir $(DATA_DIR) --addr $(ADDR) --console-link auditor
 
 build: ## build the binaries into ./bin (no cgo)
 	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
@@ -60,13 +61,19 @@ RACE_SKIPPED := ./internal/datagen:TestCountyCalibration ./internal/datagen:Test
 # The longest test packages, started first: go test runs packages in the
 # order given, a few at a time (-p, the number of CPUs), so a long one
 # started last would run alone at the end. Measured with
-# `go test -race -json ./...` (docs/performance.md, "The test suite").
-SLOW_PKGS := ./cmd/accessd ./adapters/outbox ./adapters/sqlstore ./adapters/httpapi ./adapters/eventstoredb \
+# `go test -race -json ./...` (docs/performance.md, "The test suite"); the
+# console's package drives a browser.
+SLOW_PKGS := ./cmd/accessd ./adapters/console ./adapters/outbox ./adapters/sqlstore ./adapters/httpapi ./adapters/eventstoredb \
   ./adapters/processmanager ./projections ./internal/reseal ./projections/accesshistory
+
+# Where `make test` keeps what tests write to t.ArtifactDir() (the browser
+# tests' screenshots): ARTIFACTS/_artifacts/<random>/, emptied at each run.
+ARTIFACTS ?= $(CURDIR)/test-artifacts
 
 test: lint ## lint, build without cgo, run every test once, under the race detector (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
 	CGO_ENABLED=0 $(GO) build ./...
-	$(GO) test -race -count=1 -parallel $(PARALLEL) $(if $(filter ./...,$(PKGS)),$(SLOW_PKGS)) $(PKGS)
+	rm -rf $(ARTIFACTS)/_artifacts && mkdir -p $(ARTIFACTS)
+	$(GO) test -race -count=1 -parallel $(PARALLEL) -artifacts -outputdir $(ARTIFACTS) $(if $(filter ./...,$(PKGS)),$(SLOW_PKGS)) $(PKGS)
 	@$(MAKE) --no-print-directory test-race-skipped
 
 test-race-skipped: ## run the tests that skip under the race detector (RACE_SKIPPED), without it: make test's second pass
@@ -92,6 +99,12 @@ lint: ## gofmt, go vet, golangci-lint (.golangci.yml), and the wire types up to 
 	  if ! cmp -s api/.wire.gen.go.before api/wire.gen.go; then rm -f api/.wire.gen.go.before; \
 	    echo "api/wire.gen.go was out of date with docs/openapi.yaml: it is regenerated now; commit it"; exit 1; fi; \
 	  rm -f api/.wire.gen.go.before
+
+# axe-core for the browser tests' accessibility checks, at the version
+# pinned in internal/browsertest/axe/package-lock.json (Chromium itself
+# comes from Debian: apt-get install chromium).
+browser-deps: ## install the browser tests' npm dependencies (axe-core, pinned) into internal/browsertest/axe/node_modules
+	cd internal/browsertest/axe && npm ci --no-audit --no-fund
 
 fuzz: ## run every fuzz target for FUZZTIME (default 30s each)
 	@set -e; for t in $(FUZZ_TARGETS); do \

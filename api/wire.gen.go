@@ -1761,6 +1761,9 @@ type HistoryAt = Time
 // IdempotencyKey defines model for IdempotencyKey.
 type IdempotencyKey = string
 
+// KnownAt RFC 3339, e.g. 2026-03-02T09:00:00Z; answered in UTC.
+type KnownAt = Time
+
 // MinPosition An opaque consistency token (a position in the event log).
 type MinPosition = Position
 
@@ -1914,6 +1917,9 @@ type AccountHistoryParams struct {
 
 	// AsOf (addition) The history as known once the event at this position had been recorded.
 	AsOf *AsOf `form:"as_of,omitempty" json:"as_of,omitempty"`
+
+	// KnownAt (addition) The history as known at this recorded time (as of the newest event recorded by then); not with as_of.
+	KnownAt *KnownAt `form:"known_at,omitempty" json:"known_at,omitempty"`
 
 	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
 	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`
@@ -2091,6 +2097,9 @@ type ChildHistoryParams struct {
 
 	// AsOf (addition) The history as known once the event at this position had been recorded.
 	AsOf *AsOf `form:"as_of,omitempty" json:"as_of,omitempty"`
+
+	// KnownAt (addition) The history as known at this recorded time (as of the newest event recorded by then); not with as_of.
+	KnownAt *KnownAt `form:"known_at,omitempty" json:"known_at,omitempty"`
 
 	// MinPosition A consistency token (a command's "position"); the answer reflects at least that position, or is 503 stale.
 	MinPosition *MinPosition `form:"min_position,omitempty" json:"min_position,omitempty"`

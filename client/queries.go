@@ -134,15 +134,20 @@ func (c *Client) Viewers(ctx context.Context, child uuid.UUID, at time.Time, opt
 // HistoryQuery narrows a history (R15): At keeps the intervals that
 // contain that effective time; AsOf (a position token) asks for the
 // history as the engine knew it once that event had been recorded.
+//
+// KnownAt (not with AsOf) asks for the history as the engine knew it at
+// that recorded time.
 type HistoryQuery struct {
-	At   time.Time
-	AsOf string
+	At      time.Time
+	AsOf    string
+	KnownAt time.Time
 }
 
 func (q HistoryQuery) values() url.Values {
 	v := url.Values{}
 	setTime(v, "at", q.At)
 	setText(v, "as_of", q.AsOf)
+	setTime(v, "known_at", q.KnownAt)
 	return v
 }
 

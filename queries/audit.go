@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/accessledger/accessledger/api"
+	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections/audit"
 )
 
@@ -17,6 +19,9 @@ import (
 type Audit interface {
 	List(ctx context.Context, f audit.Filter) ([]audit.Entry, int64, error)
 	Verify(ctx context.Context, opts audit.VerifyOptions) (audit.Result, error)
+	// KnownBy returns the position of the newest event recorded by t (the
+	// history's "as known at" a time); ok is false when none was.
+	KnownBy(ctx context.Context, t time.Time) (pos eventlog.Position, ok bool, err error)
 }
 
 // cursor is the "next" of a page: null on the last one.

@@ -30,11 +30,32 @@ type History interface {
 // the intervals that contain that effective time (zero: all); with AsOf
 // given, the history as known once the event at AsOf had been recorded
 // (which implies that consistency token).
+//
+// KnownAt, when not zero and HasAs is false, asks for the history as known
+// at that recorded time: as of the newest event recorded by then (nothing,
+// before the first event).
 type HistoryParams struct {
-	At    time.Time
-	AsOf  eventlog.Position
-	HasAs bool
+	At      time.Time
+	AsOf    eventlog.Position
+	HasAs   bool
+	KnownAt time.Time
 	Consistency
+}
+
+// resolveKnownAt turns p.KnownAt into p.AsOf.
+func (s *Service) resolveKnownAt(ctx context.Context, p HistoryParams) (HistoryParams, error) {
+	if p.HasAs || p.KnownAt.IsZero() {
+		return p, nil
+	}
+	pos, ok, err := s.cfg.Audit.KnownBy(ctx, p.KnownAt)
+	if err != nil {
+		return p, err
+	}
+	if !ok {
+		pos = eventlog.Start
+	}
+	p.AsOf, p.HasAs = pos, true
+	return p, nil
 }
 
 // known returns what p asks to be known, and the consistency it implies.
@@ -134,6 +155,10 @@ func (s *Service) ChildHistory(ctx context.Context, c Caller, child uuid.UUID, p
 	if err := s.Authorize(ctx, QueryChildHistory, c); err != nil {
 		return api.ChildHistory{}, err
 	}
+	p, err := s.resolveKnownAt(ctx, p)
+	if err != nil {
+		return api.ChildHistory{}, err
+	}
 	k, w := p.known()
 	pos, err := s.waitReadModel(ctx, accesshistory.Name, w)
 	if err != nil {
@@ -162,6 +187,10 @@ func (s *Service) ChildHistory(ctx context.Context, c Caller, child uuid.UUID, p
 // child's record, or those that contain p.At.
 func (s *Service) AccountHistory(ctx context.Context, c Caller, account uuid.UUID, p HistoryParams) (api.AccountHistory, error) {
 	if err := s.Authorize(ctx, QueryAccountHistory, c); err != nil {
+		return api.AccountHistory{}, err
+	}
+	p, err := s.resolveKnownAt(ctx, p)
+	if err != nil {
 		return api.AccountHistory{}, err
 	}
 	k, w := p.known()

@@ -96,6 +96,9 @@ type Claims struct {
 	TTL time.Duration
 	// Issuer and Audience set "iss" and "aud" when not empty.
 	Issuer, Audience string
+	// ID sets "jti" when not empty: a token's unique id (the console's
+	// one-time sign-in links carry one).
+	ID string
 }
 
 // tokenClaims is the JSON payload.
@@ -105,7 +108,7 @@ type tokenClaims struct {
 }
 
 // Mint returns a signed HS256 token for c, issued at now: claims sub, role,
-// iat, exp and, when set, iss and aud. It refuses a secret shorter than
+// iat, exp and, when set, iss, aud and jti. It refuses a secret shorter than
 // MinSecretBytes, a role domain.ParseRole does not know (including the
 // system role), a subject CheckSubject refuses and a TTL under one second
 // or over the role's MaxTTL.
@@ -133,6 +136,7 @@ func Mint(secret []byte, c Claims, now time.Time) (string, error) {
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    c.Issuer,
 			Subject:   c.Subject,
+			ID:        c.ID,
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(c.TTL)),
 		},

@@ -97,6 +97,8 @@ func TestBadRequests(t *testing.T) {
 		{name: "accounts bad status", method: "GET", path: "/v1/accounts?status=sleeping", detail: "status"},
 		{name: "accounts email with filter", method: "GET", path: "/v1/accounts?email=a@b&kind=parent", detail: "email"},
 		{name: "history bad as_of", method: "GET", path: "/v1/children/" + w.child + "/history?as_of=x", detail: "as_of"},
+		{name: "history bad known_at", method: "GET", path: "/v1/children/" + w.child + "/history?known_at=x", detail: "known_at"},
+		{name: "history as_of and known_at", method: "GET", path: "/v1/accounts/" + w.member + "/history?as_of=1&known_at=2026-01-01T00:00:00Z", detail: "known_at"},
 		{name: "watch bad after", method: "GET", path: "/v1/watch?after=x", detail: "after"},
 		{name: "query parameter on healthz", method: "GET", path: "/healthz?x=1", detail: "unknown query parameter"},
 	} {

@@ -183,6 +183,11 @@ type Config struct {
 	// WatchAlertPoll is how often a watch stream reads the new alerts.
 	// Default DefaultWatchAlertPoll.
 	WatchAlertPoll time.Duration
+	// Console, when set, is served at /console and below (the auditor's
+	// console, adapters/console) behind the same request ids, access log,
+	// panic guard and metrics as the API; it sees the request id in the
+	// X-Request-Id request header.
+	Console http.Handler
 	// Stopping, when closed, ends every watch stream (they never end by
 	// themselves, so http.Server.Shutdown would wait for them). Close it
 	// when shutdown starts. Nil: streams end only with their request.
@@ -273,6 +278,12 @@ func New(cfg Config) (http.Handler, error) {
 		p := rt.Method + " " + rt.Pattern
 		s.mux.Handle(p, s.routeHandler(rt))
 		s.routes[p] = &routeState{probe: rt.Access == public, hotRead: rt.HotRead}
+	}
+	if cfg.Console != nil {
+		for _, p := range []string{"/console", "/console/"} {
+			s.mux.Handle(p, cfg.Console)
+			s.routes[p] = &routeState{} // always logged, at info
+		}
 	}
 	return http.HandlerFunc(s.serveHTTP), nil
 }

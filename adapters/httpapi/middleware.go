@@ -121,6 +121,7 @@ func (s *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		id = uuid.NewString()
 	}
 	w.Header().Set(requestIDHeader, id)
+	r.Header.Set(requestIDHeader, id)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	ri := &reqInfo{id: id}
 	ctx := context.WithValue(r.Context(), reqInfoKey, ri)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/accessledger/accessledger/adapters/exportcsv"
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/queries"
@@ -119,7 +120,8 @@ func (s *server) childViewers(w http.ResponseWriter, r *http.Request, c call) er
 	return answerJSON(w, a, err)
 }
 
-// historyParams reads at=, as_of= and min_position= of a history query.
+// historyParams reads at=, as_of=, known_at= and min_position= of a
+// history query.
 func historyParams(q query) (p queries.HistoryParams, err error) {
 	if p.At, err = q.optTime("at"); err != nil {
 		return p, err
@@ -127,8 +129,16 @@ func historyParams(q query) (p queries.HistoryParams, err error) {
 	if p.Consistency, err = consistency(q); err != nil {
 		return p, err
 	}
-	p.AsOf, p.HasAs, err = q.position("as_of")
-	return p, err
+	if p.AsOf, p.HasAs, err = q.position("as_of"); err != nil {
+		return p, err
+	}
+	if p.KnownAt, err = q.optTime("known_at"); err != nil {
+		return p, err
+	}
+	if p.HasAs && !p.KnownAt.IsZero() {
+		return p, errInvalid("as_of and known_at: give one of them")
+	}
+	return p, nil
 }
 
 // childHistory is GET /v1/children/{child_id}/history (R15).
@@ -408,7 +418,7 @@ func writeExport[T any](w http.ResponseWriter, name string, x T, asCSV bool, wri
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.json"`)
 		return writeJSON(w, http.StatusOK, x)
 	}
-	body, err := zipBytes(x, write)
+	body, err := exportcsv.Bytes(x, write)
 	if err != nil {
 		return err
 	}
@@ -448,12 +458,12 @@ func export[T any](w http.ResponseWriter, r *http.Request, c call, param, kind s
 
 // accountExport is GET /v1/accounts/{account_id}/export (R21).
 func (s *server) accountExport(w http.ResponseWriter, r *http.Request, c call) error {
-	return export(w, r, c, "account_id", "account", s.cfg.Queries.AccountExport, accountZip)
+	return export(w, r, c, "account_id", "account", s.cfg.Queries.AccountExport, exportcsv.AccountZip)
 }
 
 // childExport is GET /v1/children/{child_id}/export (R21).
 func (s *server) childExport(w http.ResponseWriter, r *http.Request, c call) error {
-	return export(w, r, c, "child_id", "child", s.cfg.Queries.ChildExport, childZip)
+	return export(w, r, c, "child_id", "child", s.cfg.Queries.ChildExport, exportcsv.ChildZip)
 }
 
 // listChildren is GET /v1/children?reference= (R17).

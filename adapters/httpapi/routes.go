@@ -103,9 +103,9 @@ func routes() []route {
 
 		// Queries answered by the SQL read models.
 		{Name: "child_history", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/history", Access: asks,
-			Params: []string{"at", "as_of", "min_position"}, handle: (*server).childHistory},
+			Params: []string{"at", "as_of", "known_at", "min_position"}, handle: (*server).childHistory},
 		{Name: "account_history", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/history", Access: asks,
-			Params: []string{"at", "as_of", "min_position"}, handle: (*server).accountHistory},
+			Params: []string{"at", "as_of", "known_at", "min_position"}, handle: (*server).accountHistory},
 		{Name: "account_export", Method: http.MethodGet, Pattern: "/v1/accounts/{account_id}/export", Access: asks,
 			Params: []string{"format", "min_position"}, handle: (*server).accountExport},
 		{Name: "child_export", Method: http.MethodGet, Pattern: "/v1/children/{child_id}/export", Access: asks,

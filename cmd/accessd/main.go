@@ -61,6 +61,7 @@ func subcommands() []command {
 		{"status", "report the event store: its head position and event count", runStatus},
 		{"rebuild", "rebuild read models from the event log into fresh tables, then swap them in", runRebuild},
 		{"token", "print a bearer token signed with the data directory's secret (created if missing)", runToken},
+		{"console-link", "print a one-time sign-in link to the auditor's console (/console) of the engine on the data directory", runConsoleLink},
 		{"audit", "audit verify: bring the audit trail up to date and recompute its hash chain", runAudit},
 		{"ledger", "ledger verify: recompute the Merkle tree of the event log and check it against the signed checkpoints", runLedger},
 		{"reseal", "copy the event log into a new deployment (--to-data-dir) with its personal data sealed, and verify both", runReseal},

@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/accessledger/accessledger/adapters/auth"
 	"github.com/accessledger/accessledger/adapters/bus"
+	"github.com/accessledger/accessledger/adapters/console"
 	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/commands"
@@ -68,14 +71,21 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	e.Ledger.AddSink(bus.CheckpointSink{Publisher: msg.Pub})
 	var ready atomic.Bool
 	stopping := make(chan struct{})
-	handler, err := engine.APIHandler(e, cmds, verifier, engine.APIOptions{MinPositionWait: sc.minPositionWait,
-		Ready: ready.Load, Stopping: stopping, AccessLog: sc.accessLogConfig()}, log)
+	ccfg, err := sc.consoleConfig(secret)
+	if err != nil {
+		return err
+	}
+	handler, err := engine.APIHandler(e, cmds, verifier, sc.minPositionWait, ready.Load, stopping, log,
+		engine.WithConsole(ccfg), engine.WithAccessLog(sc.accessLogConfig()))
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", sc.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", sc.addr, err)
+	}
+	if err := sc.printConsoleLink(env, secret, ln.Addr()); err != nil {
+		return err
 	}
 	// Shutdown waits for in-flight requests; watch streams never end by
 	// themselves, so closing stopping ends them when shutdown starts.
@@ -158,5 +168,43 @@ func recordInitialPolicy(ctx context.Context, cmds *commands.Service, flags doma
 			"session_idle_timeout", cur.Policy.SessionIdleTimeout.String(), "session_warning_after", cur.Policy.SessionWarningAfter.String(),
 			"closed_account_retention", cur.Policy.ClosedAccountRetention.String(), "review_period", cur.Policy.ReviewPeriod.String())
 	}
+	return nil
+}
+
+// consoleConfig is the console's configuration from the flags.
+func (c *serveConfig) consoleConfig(secret []byte) (console.Config, error) {
+	cfg := console.Config{LinkSecret: secret, BaseURL: c.consoleBaseURL}
+	if c.oidcIssuer != "" {
+		o := &console.OIDCConfig{Issuer: c.oidcIssuer, ClientID: c.oidcClientID, RoleClaim: c.oidcRoleClaim, ActorClaim: c.oidcActorClaim}
+		if c.oidcSecretFile != "" {
+			b, err := os.ReadFile(c.oidcSecretFile)
+			if err != nil {
+				return cfg, fmt.Errorf("--oidc-client-secret-file: %w", err)
+			}
+			if o.ClientSecret = strings.TrimSpace(string(b)); o.ClientSecret == "" {
+				return cfg, fmt.Errorf("--oidc-client-secret-file %s is empty", c.oidcSecretFile)
+			}
+		}
+		cfg.OIDC = o
+	}
+	return cfg, nil
+}
+
+// printConsoleLink prints a one-time sign-in link to the console when
+// --console-link asks for one.
+func (c *serveConfig) printConsoleLink(env *environment, secret []byte, addr net.Addr) error {
+	if c.consoleLinkRole == "" {
+		return nil
+	}
+	base := c.consoleBaseURL
+	if base == "" {
+		base = "http://" + addr.String()
+	}
+	link, err := console.MintLink(secret, base, domain.Role(c.consoleLinkRole), c.consoleLinkSub, console.DefaultLinkTTL, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "accessd: the auditor's console: sign in as %s (%s) within %s, once, at\n  %s\n  (accessd console-link prints another)\n",
+		c.consoleLinkSub, c.consoleLinkRole, console.DefaultLinkTTL, link.URL)
 	return nil
 }

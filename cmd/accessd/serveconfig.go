@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/accessledger/accessledger/adapters/console"
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/domain"
@@ -42,6 +43,15 @@ type serveConfig struct {
 	// access log keeps (httpapi.AccessLog).
 	accessLog       string
 	accessLogSample int
+	// The auditor's console (/console).
+	consoleBaseURL  string
+	oidcIssuer      string
+	oidcClientID    string
+	oidcSecretFile  string
+	oidcRoleClaim   string
+	oidcActorClaim  string
+	consoleLinkRole string
+	consoleLinkSub  string
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -67,6 +77,14 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 		"all, sampled (1 in --access-log-sample) or errors (none); commands, refusals (4xx), errors (5xx) and every other route are always logged")
 	fs.IntVar(&c.accessLogSample, "access-log-sample", httpapi.DefaultAccessLogSampleEvery,
 		"with --access-log sampled: log the first and then every N-th successful request of each hot read route (1 to 1000000)")
+	fs.StringVar(&c.consoleBaseURL, "console-base-url", "", "the console's external origin, e.g. https://access.council.example (OIDC redirect URL, Secure cookies); default: taken from each request")
+	fs.StringVar(&c.oidcIssuer, "oidc-issuer", "", "OpenID Connect issuer URL of the council's identity provider for the console's sign-in (default: none; sign in with accessd console-link)")
+	fs.StringVar(&c.oidcClientID, "oidc-client-id", "", "the console's client id at the identity provider")
+	fs.StringVar(&c.oidcSecretFile, "oidc-client-secret-file", "", "file holding the console's client secret at the identity provider (mode 0600; none for a public client)")
+	fs.StringVar(&c.oidcRoleClaim, "oidc-role-claim", console.DefaultRoleClaim, "ID token claim holding the person's role (auditor, manager or dpo)")
+	fs.StringVar(&c.oidcActorClaim, "oidc-actor-claim", "sub", "ID token claim holding the person's actor id, as the security log names them")
+	fs.StringVar(&c.consoleLinkRole, "console-link", "", "print a one-time sign-in link to the console for this role (auditor, manager or dpo) once listening; make run uses it")
+	fs.StringVar(&c.consoleLinkSub, "console-link-sub", "local-auditor", "the actor id of --console-link's sign-in")
 	fs.DurationVar(&c.viewsRetention, "views-retention", viewlog.DefaultRetention, "how long record views and their alerts are kept (R20), pruned hourly; 0 keeps them forever (default 2,192 days: six years)")
 }
 
@@ -100,6 +118,23 @@ func (c *serveConfig) check() error {
 	}
 	if c.minPositionWait <= 0 || c.minPositionWait > time.Minute {
 		errs = append(errs, fmt.Errorf("--min-position-wait %s: want more than 0 and at most 1m", c.minPositionWait))
+	}
+	if (c.oidcIssuer == "") != (c.oidcClientID == "") {
+		errs = append(errs, errors.New("--oidc-issuer and --oidc-client-id go together"))
+	}
+	if c.oidcIssuer != "" && c.consoleBaseURL == "" {
+		// Behind a proxy that ends TLS, the origin the engine sees is not
+		// the browser's: the redirect URL, the Origin check of the forms
+		// and Secure cookies need the real one.
+		errs = append(errs, errors.New("--oidc-issuer needs --console-base-url (the console's origin as browsers reach it, e.g. https://access.council.example)"))
+	}
+	if c.oidcSecretFile != "" && c.oidcIssuer == "" {
+		errs = append(errs, errors.New("--oidc-client-secret-file needs --oidc-issuer"))
+	}
+	if c.consoleLinkRole != "" {
+		if r, err := domain.ParseRole(c.consoleLinkRole); err != nil || !console.Allowed(r) {
+			errs = append(errs, fmt.Errorf("--console-link %q: want auditor, manager or dpo", c.consoleLinkRole))
+		}
 	}
 	if c.viewsRetention != 0 && c.viewsRetention < 24*time.Hour {
 		errs = append(errs, fmt.Errorf("--views-retention %s: want 0 (keep forever) or at least 24h", c.viewsRetention))

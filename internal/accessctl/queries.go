@@ -166,13 +166,15 @@ func historyVerb() verb {
 		help: "With --child, who could see the child and when; with --account, what the account could see.\n" +
 			"With --at, only the intervals that contain that time: who could see the child then, and\n" +
 			"why. With --as-of, the history as the engine knew it at that position (before\n" +
-			"later corrections such as a backdated placement end).\n\n" + lookupHelp,
+			"later corrections such as a backdated placement end); with --known-at, as it knew it\n" +
+			"at that time.\n\n" + lookupHelp,
 		endpoint: "GET /v1/children/{child_id}/history, GET /v1/accounts/{account_id}/history",
 		flags: func(fs *flag.FlagSet) action {
 			child := fs.String("child", "", "the child (this or --account)")
 			account := fs.String("account", "", "the account (this or --child)")
 			at := fs.String("at", "", "only the intervals that contain this time, RFC 3339")
 			asOf := fs.String("as-of", "", "as known at this `POSITION` (a position token)")
+			knownAt := fs.String("known-at", "", "as known at this recorded `TIME`, RFC 3339 (not with --as-of)")
 			return func(ctx context.Context, inv *invocation) error {
 				var c checker
 				var childID, accountID uuid.UUID
@@ -186,7 +188,10 @@ func historyVerb() verb {
 				default:
 					accountID = c.id("account", *account)
 				}
-				q := client.HistoryQuery{At: c.optTime("at", *at), AsOf: c.token("as-of", *asOf)}
+				q := client.HistoryQuery{At: c.optTime("at", *at), AsOf: c.token("as-of", *asOf), KnownAt: c.optTime("known-at", *knownAt)}
+				if *asOf != "" && *knownAt != "" {
+					c.fail("give --as-of or --known-at, not both")
+				}
 				if err := c.err(); err != nil {
 					return err
 				}

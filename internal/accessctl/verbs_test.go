@@ -354,6 +354,13 @@ func verbCases() []verbCase {
 			table:  "ACCOUNT  KIND  PERMISSIONS  REASON  FROM  TO  OPENED BY  CLOSED BY\nposition: 20\n",
 		},
 		{
+			name: "history known at", args: []string{"history", "--account", accountID, "--known-at", "2026-01-20T00:00:00Z"},
+			pattern: "GET /v1/accounts/{account_id}/history", path: "/v1/accounts/" + accountID + "/history",
+			query:  url.Values{"known_at": {"2026-01-20T00:00:00Z"}},
+			answer: `{"intervals":[],"position":"20"}`,
+			table:  "CHILD  REFERENCE  PERMISSIONS  REASON  FROM  TO  OPENED BY  CLOSED BY\nposition: 20\n",
+		},
+		{
 			name: "account at", args: []string{"account", "--account", accountID, "--at", "2026-01-01T00:00:00Z"},
 			pattern: "GET /v1/accounts/{account_id}", path: "/v1/accounts/" + accountID,
 			query:  url.Values{"at": {"2026-01-01T00:00:00Z"}},

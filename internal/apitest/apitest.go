@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/auth"
+	"github.com/accessledger/accessledger/adapters/console"
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/adapters/memstore"
@@ -51,6 +52,8 @@ type Server struct {
 	Index  *accessindex.Index
 	Ledger *ledger.Ledger
 	Key    *ledger.Key // the ledger's signing key
+	// Handler is the served handler, for benchmarks without a network.
+	Handler http.Handler
 }
 
 // Start starts the API behind an httptest.Server whose handler is
@@ -58,6 +61,29 @@ type Server struct {
 // test ends.
 func Start(t testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	t.Helper()
+	return StartWith(t, Options{Wrap: wrap})
+}
+
+// Options configure StartWith.
+type Options struct {
+	// Wrap wraps the handler (nil: none).
+	Wrap func(http.Handler) http.Handler
+	// Console, when set, serves the auditor's console at /console with
+	// this configuration; its Queries, SecurityLog, LinkSecret and Ledger
+	// are the server's.
+	Console *console.Config
+	// Clock is the query service's time (nil: time.Now).
+	Clock func() time.Time
+	// Seed, when set, fills the event log before the read models start
+	// (a generated county, say); StartWith then waits up to half an hour
+	// for them to catch up.
+	Seed func(ctx context.Context, store *memstore.Store) error
+}
+
+// StartWith starts the API with opts.
+func StartWith(t testing.TB, opts Options) *Server {
+	t.Helper()
+	wrap := opts.Wrap
 	ctx := context.Background()
 	db := sqltest.Open(t, sqltest.SQLiteMemory(t))
 	pg, lite := projections.Migrations()
@@ -71,6 +97,11 @@ func Start(t testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	pg, lite = ledger.Migrations()
 	require.NoError(t, sqldb.Migrate(ctx, db, ledger.Component, pg, lite))
 	store := memstore.New()
+	catchUp := 30 * time.Second
+	if opts.Seed != nil {
+		require.NoError(t, opts.Seed(ctx, store))
+		catchUp = 30 * time.Minute
+	}
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc, err := commands.New(store, securitylog.New(db), commands.Config{Logger: quiet})
@@ -91,9 +122,14 @@ func Start(t testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = runner.Run(runCtx) }()
 	go func() { defer wg.Done(); _ = index.Run(runCtx, store) }()
-	waitCtx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	waitCtx, wcancel := context.WithTimeout(ctx, catchUp)
 	defer wcancel()
 	require.NoError(t, runner.WaitCaughtUp(waitCtx))
+	select {
+	case <-index.Ready():
+	case <-waitCtx.Done():
+		t.Fatal("the access index did not catch up")
+	}
 	_, err = led.Guard(ctx, store, ledger.VerifyOptions{})
 	require.NoError(t, err)
 
@@ -103,10 +139,23 @@ func Start(t testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	qs, err := queries.New(queries.Config{Index: index, History: accesshistory.NewReader(db), Accounts: accounts.NewReader(db),
 		Audit: audit.NewReader(db, nil), SecurityLog: securitylog.New(db), Views: viewlog.New(db), ChildRecords: queries.ChildrenFromLog(store),
 		Refusals: securitylog.New(db), Progress: runner.Status, Logger: quiet, Ledger: led, LedgerLog: store,
-		MinPositionWait: 10 * time.Second})
+		Policy: svc.Policy(), Policies: svc,
+		MinPositionWait: 10 * time.Second, Clock: opts.Clock})
 	require.NoError(t, err)
-	h, err := httpapi.New(httpapi.Config{Commands: svc, Queries: qs, Auth: verifier, Idempotency: idempotency.New(db),
-		Ready: func() bool { return true }, Logger: quiet, WatchHeartbeat: 50 * time.Millisecond})
+	hcfg := httpapi.Config{Commands: svc, Queries: qs, Auth: verifier, Idempotency: idempotency.New(db),
+		Ready: func() bool { return true }, Logger: quiet, WatchHeartbeat: 50 * time.Millisecond}
+	if opts.Console != nil {
+		ccfg := *opts.Console
+		ccfg.Queries, ccfg.SecurityLog, ccfg.LinkSecret = qs, securitylog.New(db), secret
+		ccfg.Ledger = ledger.Checker{Ledger: led, Log: store}
+		if ccfg.Logger == nil {
+			ccfg.Logger = quiet
+		}
+		c, err := console.New(ccfg)
+		require.NoError(t, err)
+		hcfg.Console = c
+	}
+	h, err := httpapi.New(hcfg)
 	require.NoError(t, err)
 	if wrap != nil {
 		h = wrap(h)
@@ -118,7 +167,7 @@ func Start(t testing.TB, wrap func(http.Handler) http.Handler) *Server {
 		cancel()
 		wg.Wait()
 	})
-	return &Server{URL: srv.URL, Secret: secret, DB: db, Store: store, Runner: runner, Index: index, Ledger: led, Key: key}
+	return &Server{URL: srv.URL, Secret: secret, DB: db, Store: store, Runner: runner, Index: index, Ledger: led, Key: key, Handler: h}
 }
 
 // Token returns a bearer token of sub acting in role, valid for an hour.

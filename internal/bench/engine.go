@@ -145,7 +145,7 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 		return fail(err)
 	}
 	var ready atomic.Bool
-	handler, err := engine.APIHandler(e, be.cmds, verifier, engine.APIOptions{Ready: ready.Load, Stopping: be.stopping}, b.log)
+	handler, err := engine.APIHandler(e, be.cmds, verifier, engine.DefaultMinPositionWait, ready.Load, be.stopping, b.log)
 	if err != nil {
 		return fail(err)
 	}

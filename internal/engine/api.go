@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/accessledger/accessledger/adapters/console"
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/idempotency"
 	"github.com/accessledger/accessledger/adapters/securitylog"
@@ -18,6 +19,7 @@ import (
 	"github.com/accessledger/accessledger/projections/accessindex"
 	"github.com/accessledger/accessledger/projections/accounts"
 	"github.com/accessledger/accessledger/projections/audit"
+	"github.com/accessledger/accessledger/projections/ledger"
 	"github.com/accessledger/accessledger/queries"
 )
 
@@ -25,42 +27,68 @@ import (
 // min_position before it answers 503 stale, unless configured.
 const DefaultMinPositionWait = 2 * time.Second
 
-// APIOptions are the HTTP API's settings that are not the engine's.
-type APIOptions struct {
-	// MinPositionWait is the longest wait of a query for its min_position
-	// before it answers 503 stale. Default DefaultMinPositionWait.
-	MinPositionWait time.Duration
-	// Ready answers GET /readyz. Required.
-	Ready func() bool
-	// Stopping, when closed, ends the watch streams. Nil: they end only
-	// with their requests.
-	Stopping <-chan struct{}
-	// AccessLog says which requests the access log keeps; the zero value
-	// is httpapi's default (httpapi.AccessLog).
-	AccessLog httpapi.AccessLog
-}
-
 // APIHandler builds the HTTP API handler serve serves: the routes over
 // cmds and the engine's index and read models, authenticated by verifier,
-// with its metrics in a new registry (with the Go and process collectors),
-// set up by opts.
-func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticator, opts APIOptions, log *slog.Logger) (http.Handler, error) {
+// with its metrics in a new registry (with the Go and process collectors).
+// ready answers GET /readyz; closing stopping ends the watch streams.
+//
+// With WithConsole, the auditor's console is served at /console over the
+// same query service; WithAccessLog sets which requests the access log
+// keeps (default: httpapi's).
+func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticator, minPositionWait time.Duration,
+	ready func() bool, stopping <-chan struct{}, log *slog.Logger, opts ...APIOption) (http.Handler, error) {
+	var o apiOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if opts.MinPositionWait == 0 {
-		opts.MinPositionWait = DefaultMinPositionWait
-	}
-	qs, err := NewQueries(e, cmds, opts.MinPositionWait, log)
+	qs, err := NewQueries(e, cmds, minPositionWait, log)
 	if err != nil {
 		return nil, err
 	}
 	cfg := httpapi.Config{
 		Commands: cmds, Queries: qs, Auth: verifier,
 		Idempotency: idempotency.New(e.ReadDB),
-		Ready:       opts.Ready, Registry: reg, Logger: log, Stopping: opts.Stopping, AccessLog: opts.AccessLog,
+		Ready:       ready, Registry: reg, Logger: log, Stopping: stopping, AccessLog: o.accessLog,
 		Collectors: []prometheus.Collector{accessindex.PositionGauge(e.Index), projections.Collector(e.Runner.Status)},
 	}
+	if o.console != nil {
+		ccfg := *o.console
+		ccfg.Queries, ccfg.SecurityLog = qs, securitylog.New(e.ReadDB)
+		if ccfg.Logger == nil {
+			ccfg.Logger = log
+		}
+		if e.Ledger != nil {
+			ccfg.Ledger = ledger.Checker{Ledger: e.Ledger, Log: e.Stores.Events.Log}
+		}
+		c, err := console.New(ccfg)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Console = c
+	}
 	return httpapi.New(cfg)
+}
+
+// APIOption configures APIHandler.
+type APIOption func(*apiOptions)
+
+type apiOptions struct {
+	console   *console.Config
+	accessLog httpapi.AccessLog
+}
+
+// WithAccessLog sets which requests the access log keeps (httpapi.AccessLog;
+// the zero value is httpapi's default).
+func WithAccessLog(a httpapi.AccessLog) APIOption {
+	return func(o *apiOptions) { o.accessLog = a }
+}
+
+// WithConsole serves the auditor's console with cfg (its Queries,
+// SecurityLog and Ledger are the engine's).
+func WithConsole(cfg console.Config) APIOption {
+	return func(o *apiOptions) { o.console = &cfg }
 }
 
 // NewQueries builds the query service over the engine's index and read

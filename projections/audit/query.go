@@ -202,3 +202,33 @@ func parseOptional(s string, valid bool) (*uuid.UUID, error) {
 	}
 	return &id, nil
 }
+
+// KnownBy returns the position up to which the engine had recorded the
+// log by time t (the auditor's "as known at"): just before the first entry,
+// in the log's order, recorded after t. Recorded times are stamped when a
+// command decides, before it appends, so they do not rise with seq: the
+// newest entry recorded by t may follow one recorded after t, and the
+// history as of it would show that later event. Cutting at the first entry
+// recorded after t never does. ok is false when nothing was known by t.
+func KnownBy(ctx context.Context, db bun.IDB, t time.Time) (pos eventlog.Position, ok bool, err error) {
+	fail := func(err error) (eventlog.Position, bool, error) {
+		return eventlog.Position{}, false, fmt.Errorf("audit: the log as known at %s: %w", t.UTC().Format(time.RFC3339Nano), err)
+	}
+	var after []entryRow
+	if err := db.NewSelect().Model(&after).Column("seq").Where("recorded_at > ?", t.UnixMicro()).
+		OrderExpr("seq ASC").Limit(1).Scan(ctx); err != nil {
+		return fail(err)
+	}
+	q := db.NewSelect().Model((*entryRow)(nil)).Column("seq", "position_commit", "position_prepare")
+	if len(after) == 1 {
+		q = q.Where("seq < ?", after[0].Seq)
+	}
+	var rows []entryRow
+	if err := q.OrderExpr("seq DESC").Limit(1).Scan(ctx, &rows); err != nil {
+		return fail(err)
+	}
+	if len(rows) == 0 {
+		return eventlog.Position{}, false, nil
+	}
+	return eventlog.Position{Commit: uint64(rows[0].PositionCommit), Prepare: uint64(rows[0].PositionPrepare)}, true, nil
+}

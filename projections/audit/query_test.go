@@ -273,3 +273,40 @@ func explain(t *testing.T, db *sqldb.DB, query string) string {
 	require.NoError(t, err)
 	return strings.Join(lines, "\n") + "\n"
 }
+
+// TestKnownBy: "as known at" cuts the log just before the first entry
+// recorded after the time, also when recorded times do not rise with the
+// log's order (commands stamp them before they append).
+func TestKnownBy(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		recs := history(t, newStore(t, db), 1)[:3]
+		nine := time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC)
+		for i, m := range []int{0, 10, 5} { // recorded 09:00, 09:10, 09:05
+			recs[i].Meta.RecordedAt = nine.Add(time.Duration(m) * time.Minute)
+		}
+		tables := createGeneration(t, db, 1)
+		pointView(t, db, tables)
+		project(t, db, tables, recs, 0, false)
+		tests := []struct {
+			at   time.Time
+			want int // index into recs, -1 for none
+		}{
+			{nine.Add(-time.Minute), -1},
+			{nine, 0},
+			{nine.Add(7 * time.Minute), 0}, // not recs[2]: recs[1], before it, was recorded after 09:07
+			{nine.Add(10 * time.Minute), 2},
+			{nine.Add(time.Hour), 2},
+		}
+		for _, tt := range tests {
+			pos, ok, err := KnownBy(ctx, db, tt.at)
+			require.NoError(t, err)
+			if tt.want < 0 {
+				require.False(t, ok, tt.at)
+				continue
+			}
+			require.True(t, ok, tt.at)
+			require.Equal(t, recs[tt.want].Position, pos, tt.at)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -46,4 +47,9 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Entry, int64, error) {
 // Verify is Verify on the reader's database.
 func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Result, error) {
 	return Verify(ctx, r.db, opts)
+}
+
+// KnownBy is KnownBy on the reader's database.
+func (r *Reader) KnownBy(ctx context.Context, t time.Time) (eventlog.Position, bool, error) {
+	return KnownBy(ctx, r.db, t)
 }

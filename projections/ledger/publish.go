@@ -191,6 +191,31 @@ func (l *Ledger) Guard(ctx context.Context, log Log, opts VerifyOptions) (*Repor
 	return rep, nil
 }
 
+// Checker verifies Log against Ledger's tree and every published
+// checkpoint on demand (the console's "verify now"), without changing the
+// ledger's state: unlike Guard, a failure found here does not stop it (the
+// next start's Guard does).
+type Checker struct {
+	Ledger *Ledger
+	Log    Log
+}
+
+// VerifyNow runs Verify with the published checkpoints, and reports the
+// problems of checkpoints that do not open too.
+func (c Checker) VerifyNow(ctx context.Context) (*Report, error) {
+	cps, problems, err := c.Ledger.Published(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := Verify(ctx, c.Log, c.Ledger.Tree(), VerifyOptions{Checkpoints: cps})
+	if err != nil {
+		return nil, err
+	}
+	rep.Problems = append(problems, rep.Problems...)
+	rep.OK = len(rep.Problems) == 0
+	return rep, nil
+}
+
 func onlyUnreadable(ps []Problem) bool {
 	for _, p := range ps {
 		if p.Kind != KindUnreadable {

@@ -1,4 +1,8 @@
-package httpapi
+// Package exportcsv writes the CSV form of the subject access exports
+// (R21): a zip of CSV files, one per part of the export, each with a header
+// row, so that a spreadsheet opens every part. The HTTP API and the
+// auditor's console serve the same bytes.
+package exportcsv
 
 import (
 	"archive/zip"
@@ -15,9 +19,7 @@ import (
 	"github.com/accessledger/accessledger/api"
 )
 
-// The CSV form of the subject access exports (R21): a zip of CSV files, one
-// per part of the export, each with a header row, so that a spreadsheet
-// opens every part. Values are as in the JSON document: times in RFC 3339
+// Values are as in the JSON document: times in RFC 3339
 // UTC, null as an empty cell, permissions joined with a space, an event's
 // data as its JSON.
 
@@ -172,9 +174,9 @@ var (
 		"revoked_at", "status"}
 )
 
-// accountZip writes x as a zip of account.csv, events.csv, intervals.csv,
+// AccountZip writes x as a zip of account.csv, events.csv, intervals.csv,
 // placements.csv, grants.csv, refused.csv, views.csv and alerts.csv.
-func accountZip(w io.Writer, x api.AccountExport) error {
+func AccountZip(w io.Writer, x api.AccountExport) error {
 	a := x.Account
 	account := &csvTable{name: "account.csv", header: []string{"account_id", "kind", "status", "email", "identity_subject",
 		"phone_hint", "invited_at", "expires_at", "activated_at", "closed_at", "erased", "erased_at", "phone_reset_requested",
@@ -197,9 +199,9 @@ func accountZip(w io.Writer, x api.AccountExport) error {
 		refusedTable(x.Refused), viewsTable(x.Views), alertsTable(x.Alerts))
 }
 
-// childZip writes x as a zip of child.csv, placements.csv, grants.csv,
+// ChildZip writes x as a zip of child.csv, placements.csv, grants.csv,
 // events.csv, intervals.csv, refused.csv, views.csv and alerts.csv.
-func childZip(w io.Writer, x api.ChildExport) error {
+func ChildZip(w io.Writer, x api.ChildExport) error {
 	c := x.Child
 	child := &csvTable{name: "child.csv", header: []string{"child_id", "reference", "allocated_worker_id", "retain_until", "erased",
 		"exported_at", "position"}}
@@ -219,9 +221,9 @@ func childZip(w io.Writer, x api.ChildExport) error {
 		refusedTable(x.Refused), viewsTable(x.Views), alertsTable(x.Alerts))
 }
 
-// zipBytes renders an export with write into memory, so that a failure
+// Bytes renders an export with write into memory, so that a failure
 // midway answers a problem rather than half a zip.
-func zipBytes[T any](x T, write func(io.Writer, T) error) ([]byte, error) {
+func Bytes[T any](x T, write func(io.Writer, T) error) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := write(&buf, x); err != nil {
 		return nil, fmt.Errorf("write the export's zip: %w", err)
