@@ -94,7 +94,7 @@ lint: ## gofmt, go vet, golangci-lint (.golangci.yml), and the wire types up to 
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	$(GOLANGCI_LINT) run $(PKGS)
+	$(GOLANGCI_LINT) run --allow-serial-runners $(PKGS)
 	@cp api/wire.gen.go api/.wire.gen.go.before && $(GO) generate ./api && \
 	  if ! cmp -s api/.wire.gen.go.before api/wire.gen.go; then rm -f api/.wire.gen.go.before; \
 	    echo "api/wire.gen.go was out of date with docs/openapi.yaml: it is regenerated now; commit it"; exit 1; fi; \
