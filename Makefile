@@ -73,7 +73,7 @@ ARTIFACTS ?= $(CURDIR)/test-artifacts
 test: lint ## lint, build without cgo, run every test once, under the race detector (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
 	CGO_ENABLED=0 $(GO) build ./...
 	rm -rf $(ARTIFACTS)/_artifacts && mkdir -p $(ARTIFACTS)
-	$(GO) test -race -count=1 -parallel $(PARALLEL) -artifacts -outputdir $(ARTIFACTS) $(if $(filter ./...,$(PKGS)),$(SLOW_PKGS)) $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m -parallel $(PARALLEL) -artifacts -outputdir $(ARTIFACTS) $(if $(filter ./...,$(PKGS)),$(SLOW_PKGS)) $(PKGS)
 	@$(MAKE) --no-print-directory test-race-skipped
 
 test-race-skipped: ## run the tests that skip under the race detector (RACE_SKIPPED), without it: make test's second pass
