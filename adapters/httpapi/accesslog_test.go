@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -179,4 +180,22 @@ func TestAccessLogConfig(t *testing.T) {
 	}
 	_, err := ParseAccessLogMode("none")
 	require.ErrorContains(t, err, "all, sampled, errors")
+}
+
+// TestAccessLogOfTheConsole: the console's pages are not hot reads: each
+// request is logged, also with the access log at errors.
+func TestAccessLogOfTheConsole(t *testing.T) {
+	e := newEnv(t, sqltest.SQLiteMemory(t), func(c *setup) {
+		c.AccessLog = AccessLog{Mode: AccessLogErrors}
+		c.Console = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("console")) })
+	})
+	for range 3 {
+		require.Equal(t, 200, e.do(req{method: "GET", path: "/console/"}).status)
+	}
+	lines, _ := e.accessLines(0)
+	require.Len(t, lines, 3)
+	for _, l := range lines {
+		require.Equal(t, "/console/", l.Route)
+		require.Equal(t, 200, l.Status)
+	}
 }

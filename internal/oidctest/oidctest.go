@@ -90,6 +90,7 @@ type Refusal struct {
 	Reason   string // what was wrong, for a person
 }
 
+// String formats the refusal as "endpoint: error: reason".
 func (r Refusal) String() string { return r.Endpoint + ": " + r.Error + ": " + r.Reason }
 
 // An Exchange is a code exchanged for tokens.
