@@ -212,9 +212,7 @@ func (b *bencher) commandMix(ctx context.Context, be *benchEngine, store string)
 		f := r.figure("commands", store, "commands", conc)
 		f.Fsync = b.fsync[store]
 		f.Note = "grant, revoke, start placement, end placement, as the child's worker, through commands.Service"
-		if store == "sqlite" {
-			f.met("p99 < 10 ms", f.Count > 0 && f.Latency.P99 < targetCommandP99 && f.Errors == 0)
-		}
+		f.met("p99 < 10 ms", f.Count > 0 && f.Latency.P99 < targetCommandP99 && f.Errors == 0)
 		b.add(f)
 	}
 	return nil

@@ -253,21 +253,39 @@ func (b *bencher) sqliteData(ctx context.Context) (*dataset, error) {
 // database, dropped by cleanup.
 func (b *bencher) postgresData(ctx context.Context) (*dataset, error) {
 	schema := fmt.Sprintf("accessbench_%s_%d_%d", b.sc.Name, b.cfg.seed, os.Getpid())
+	u, drop, err := b.newSchema(ctx, schema)
+	if err != nil {
+		return nil, err
+	}
+	data, err := b.build(ctx, "postgres", u)
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	dir := filepath.Join(b.workDir, schema+"-data")
+	return &dataset{store: "postgres", url: u, data: data, built: true, dir: dir,
+		cleanup: func() { drop(); _ = os.RemoveAll(dir) }}, nil
+}
+
+// newSchema creates the schema (dropped first if it exists) in the
+// --postgres database and returns the URL of a store in it and what drops
+// it (unless --keep).
+func (b *bencher) newSchema(ctx context.Context, schema string) (string, func(), error) {
 	u, err := url.Parse(b.cfg.postgres)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --postgres: %v", engine.ErrUsage, err)
+		return "", nil, fmt.Errorf("%w: --postgres: %v", engine.ErrUsage, err)
 	}
 	admin, err := sqldb.Open(ctx, b.cfg.postgres)
 	if err != nil {
-		return nil, fmt.Errorf("open --postgres: %w", err)
+		return "", nil, fmt.Errorf("open --postgres: %w", err)
 	}
 	defer admin.Close()
 	ident := pgx.Identifier{schema}.Sanitize()
 	if _, err := admin.ExecContext(ctx, "DROP SCHEMA IF EXISTS "+ident+" CASCADE"); err != nil {
-		return nil, fmt.Errorf("drop schema %s: %w", schema, err)
+		return "", nil, fmt.Errorf("drop schema %s: %w", schema, err)
 	}
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+ident); err != nil {
-		return nil, fmt.Errorf("create schema %s: %w", schema, err)
+		return "", nil, fmt.Errorf("create schema %s: %w", schema, err)
 	}
 	drop := func() {
 		if b.cfg.keep {
@@ -289,14 +307,7 @@ func (b *bencher) postgresData(ctx context.Context) (*dataset, error) {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	data, err := b.build(ctx, "postgres", u.String())
-	if err != nil {
-		drop()
-		return nil, err
-	}
-	dir := filepath.Join(b.workDir, schema+"-data")
-	return &dataset{store: "postgres", url: u.String(), data: data, built: true, dir: dir,
-		cleanup: func() { drop(); _ = os.RemoveAll(dir) }}, nil
+	return u.String(), drop, nil
 }
 
 // build generates the data set into the store at url (through

@@ -99,6 +99,9 @@ type benchEngine struct {
 	url    string // http://127.0.0.1:PORT
 	client *http.Client
 	tokens map[domain.Role]string
+	// secret signs the API's tokens: measurements mint the tokens of the
+	// actors they act as (a child's worker).
+	secret []byte
 
 	stopRun    context.CancelFunc
 	srv        *http.Server
@@ -183,6 +186,7 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 
 	be.client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		MaxIdleConns: 128, MaxIdleConnsPerHost: 128, IdleConnTimeout: time.Minute, DisableCompression: true}}
+	be.secret = secret
 	be.tokens = map[domain.Role]string{}
 	for _, role := range []domain.Role{domain.RoleService, domain.RoleAuditor, domain.RoleWorker} {
 		tok, err := auth.Mint(secret, auth.Claims{Subject: "bench-" + string(role), Role: role, TTL: 24 * time.Hour}, time.Now())

@@ -23,14 +23,18 @@ import (
 
 // Targets of the Performance issue (county data, this machine).
 const (
-	targetRebuild       = 150_000 // events/s, SQLite
-	targetCheckP99      = 2.0     // µs, in process, 0 allocs
-	targetHTTPP99       = 1000.0  // µs, concurrency 8
-	targetHTTPRate      = 20_000  // checks/s, concurrency 8
-	targetCommandP99    = 10_000  // µs, SQLite with fsync
-	targetExpiries      = 10_000  // simultaneous expiries ...
-	targetExpirySeconds = 10.0    // ... written within
-	targetStartSeconds  = 5.0     // start to ready
+	targetRebuild       = 150_000  // events/s, SQLite and PostgreSQL
+	targetCheckP99      = 2.0      // µs, in process, 0 allocs
+	targetHTTPP99       = 1000.0   // µs, concurrency 8, load from a separate process
+	targetHTTPRate      = 20_000   // checks/s, concurrency 8
+	targetCommandP99    = 10_000   // µs, with the whole engine, fsync on
+	targetExpiries      = 10_000   // simultaneous expiries ...
+	targetExpirySeconds = 5.0      // ... written within
+	targetStartSeconds  = 2.0      // start to ready
+	targetIndexBytes    = 256      // heap bytes per (account, child) pair
+	targetGrantRate     = 500      // single grants over HTTP per second, one client ...
+	targetGrantP99      = 10_000.0 // ... with p99 under (µs)
+	targetBulkRate      = 45_000   // events/s loaded in bulk (accessd import)
 )
 
 // rebuild rebuilds every read model of st from the log, one after the
@@ -58,9 +62,7 @@ func (b *bencher) rebuild(ctx context.Context, store string, st *engine.Stores) 
 		if err != nil {
 			return err
 		}
-		if store == "sqlite" {
-			f.met(fmt.Sprintf("≥ %s events/s", human(targetRebuild)), f.PerSecond >= targetRebuild)
-		}
+		f.met(fmt.Sprintf("≥ %s events/s", human(targetRebuild)), f.PerSecond >= targetRebuild)
 		b.add(f)
 	}
 	return nil
@@ -122,6 +124,14 @@ func (b *bencher) indexReplay(ctx context.Context, ds *dataset) error {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	stats := ix.Stats()
+	heapProfile := ""
+	if b.cfg.cpuProfile != "" {
+		heapProfile = b.profilePath("heap", ds.store, "index")
+		if err := writeHeapProfile(heapProfile); err != nil {
+			b.log.Warn("bench: heap profile of the index", "err", err)
+			heapProfile = ""
+		}
+	}
 	runtime.KeepAlive(ix)
 	heap := float64(after.HeapInuse) - float64(before.HeapInuse)
 	b.add(figure{Name: "index.replay", Store: ds.store, Fsync: b.fsync[ds.store], Concurrency: 1, Seconds: took.Seconds(),
@@ -130,7 +140,9 @@ func (b *bencher) indexReplay(ctx context.Context, ds *dataset) error {
 	f := figure{Name: "index.memory", Store: ds.store, Count: int64(stats.Pairs), Unit: "pairs",
 		Values: valueList{{"heap_bytes_per_pair", heap / float64(max(stats.Pairs, 1))}, {"pairs", float64(stats.Pairs)},
 			{"accounts", float64(stats.Accounts)}, {"children", float64(stats.Children)}, {"heap_mib", heap / (1 << 20)}},
-		Note: "HeapInuse after GC with the index built, less before"}
+		Note: "HeapInuse after GC with the index built, less before", Profile: heapProfile}
+	perPair := heap / float64(max(stats.Pairs, 1))
+	f.met(fmt.Sprintf("≤ %d B/pair", targetIndexBytes), stats.Pairs > 0 && perPair <= targetIndexBytes)
 	b.add(f)
 	return nil
 }
@@ -328,10 +340,9 @@ func (b *bencher) httpChecks(ctx context.Context, be *benchEngine, pairs []check
 		})
 		f := r.figure("check.http", store, "checks", conc)
 		f.Values = append(f.Values, gc.values()...)
-		f.Note = "client and server share the machine's CPUs"
+		f.Note = "client in the engine's process, sharing the machine's CPUs (the p99 goal is judged from a separate process: check.http.external)"
 		if conc == 8 {
-			f.met(fmt.Sprintf("p99 < 1 ms and > %s/s", human(targetHTTPRate)),
-				f.Count > 0 && f.Latency.P99 < targetHTTPP99 && f.PerSecond > targetHTTPRate && f.Errors == 0)
+			f.met(fmt.Sprintf("> %s/s", human(targetHTTPRate)), f.Count > 0 && f.PerSecond > targetHTTPRate && f.Errors == 0)
 		}
 		b.add(f)
 	}

@@ -117,6 +117,10 @@ type figure struct {
 	Target     string `json:"target,omitempty"`
 	Met        *bool  `json:"met,omitempty"`
 	Note       string `json:"note,omitempty"`
+	// Profile is the profile of the measurement when its target was
+	// missed, and Explained what it says.
+	Profile   string       `json:"profile,omitempty"`
+	Explained *explanation `json:"explanation,omitempty"`
 }
 
 // byKind is one kind's share of a measurement (one command of the mix).
@@ -256,6 +260,7 @@ func (r *benchReport) printTable(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", f.Name, f.Store, conc, f.text(), target, met)
 	}
 	_ = tw.Flush()
+	r.printVerdict(w)
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "FAILED: %s\n", e)
 	}
@@ -333,4 +338,76 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// goals are the Performance issue's goals, by the figure that measures
+// each: the verdict names those a run did not measure.
+var goals = []struct{ figure, goal string }{
+	{"start_to_ready", "start to ready < 2 s"},
+	{"expiry", "10,000 expiries falling due at once in < 5 s"},
+	{"rebuild.", "rebuild of every SQL read model ≥ 150,000 events/s"},
+	{"commands", "command p99 < 10 ms with the whole engine, fsync on"},
+	{"check.inprocess", "check in process p99 < 2 µs, 0 allocs"},
+	{"check.http", "HTTP checks > 20,000/s at concurrency 8"},
+	{"check.http.external", "HTTP check p99 < 1 ms at concurrency 8, load from a separate process"},
+	{"grants.http", "single grant commands over HTTP, one client: ≥ 500/s, p99 < 10 ms"},
+	{"index.memory", "access index ≤ 256 B per (account, child) pair"},
+	{"bulk.import", "loading relationships in bulk ≥ 45,000 events/s"},
+}
+
+// printVerdict ends the table with the verdict: every goal met, or each
+// one missed with its figure and what its profile says, and the goals the
+// run did not measure.
+func (r *benchReport) printVerdict(w io.Writer) {
+	var missed, met int
+	measured := map[string]bool{}
+	for _, f := range r.Figures {
+		if f.Met == nil {
+			continue
+		}
+		for _, g := range goals {
+			if f.Name == g.figure || (strings.HasSuffix(g.figure, ".") && strings.HasPrefix(f.Name, g.figure)) {
+				measured[g.figure] = true
+			}
+		}
+		if *f.Met {
+			met++
+			continue
+		}
+		if missed == 0 {
+			fmt.Fprintln(w, "\nMissed:")
+		}
+		missed++
+		conc := ""
+		if f.Concurrency > 1 {
+			conc = fmt.Sprintf(" c=%d", f.Concurrency)
+		}
+		fmt.Fprintf(w, "- %s %s%s: %s; goal %s\n", f.Name, f.Store, conc, f.text(), f.Target)
+		if f.Explained != nil {
+			for _, l := range f.Explained.lines("    ") {
+				fmt.Fprintln(w, l)
+			}
+		} else if f.Profile != "" {
+			fmt.Fprintf(w, "    profile %s\n", f.Profile)
+		}
+	}
+	var unmeasured []string
+	for _, g := range goals {
+		if !measured[g.figure] {
+			unmeasured = append(unmeasured, g.goal)
+		}
+	}
+	fmt.Fprintln(w)
+	switch {
+	case missed == 0 && len(unmeasured) == 0:
+		fmt.Fprintf(w, "Verdict: every goal met (%d figures with a target).\n", met)
+	case missed == 0:
+		fmt.Fprintf(w, "Verdict: every goal measured was met (%d figures with a target); not measured in this run: %s.\n",
+			met, strings.Join(unmeasured, "; "))
+	default:
+		fmt.Fprintf(w, "Verdict: %d of %d figures with a target missed their goal (listed above with their profiles).\n", missed, missed+met)
+		if len(unmeasured) > 0 {
+			fmt.Fprintf(w, "Not measured in this run: %s.\n", strings.Join(unmeasured, "; "))
+		}
+	}
 }

@@ -30,24 +30,26 @@ const testPostgresEnv = "ACCESSLEDGER_TEST_POSTGRES_DSN"
 
 // benchMeasurements are the measurements --only chooses from, in the
 // order they run.
-var benchMeasurements = []string{"rebuild", "index", "startup", "check", "http", "queries", "expiry", "commands"}
+var benchMeasurements = []string{"rebuild", "bulk", "index", "startup", "check", "http", "queries", "expiry", "commands", "grants"}
 
 // Config holds the flags of accessd bench.
 type Config struct {
-	scale      string
-	seed       uint64
-	stores     string
-	postgres   string
-	only       string
-	duration   time.Duration
-	jsonFile   string
-	workDir    string
-	cpuProfile string
-	memProfile string
-	expiries   int
-	queryConc  string
-	keep       bool
-	logLevel   string
+	scale       string
+	seed        uint64
+	stores      string
+	postgres    string
+	only        string
+	duration    time.Duration
+	jsonFile    string
+	workDir     string
+	cpuProfile  string
+	memProfile  string
+	expiries    int
+	queryConc   string
+	keep        bool
+	logLevel    string
+	importLines int
+	loadExec    string
 }
 
 // Register adds the flags of accessd bench to fs.
@@ -61,13 +63,21 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured window of each load (after a warm-up of a quarter of it, at most 1s)")
 	fs.StringVar(&c.jsonFile, "json", "bench.json", "file the figures are written to, as JSON")
 	fs.StringVar(&c.workDir, "work-dir", "", "directory of the cached SQLite data sets, kept between runs (default: a temporary directory, removed)")
-	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of each measurement to FILE-<store>-<measurement>.pprof")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", autoProfile, "write a CPU profile of each measurement to FILE-<store>-<measurement>.pprof; "+
+		"a missed target is explained from its profile (auto: bench-profiles/cpu.pprof beside --json; none: no profiles)")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of the engine, once ready, to FILE-<store>.pprof")
 	fs.IntVar(&c.expiries, "expiries", targetExpiries, "deadlines falling due at once in the expiry measurement")
 	fs.StringVar(&c.queryConc, "query-concurrency", "1", "concurrency levels of the list and history queries, comma-separated")
 	fs.BoolVar(&c.keep, "keep", false, "keep the PostgreSQL schema of the run (its name is printed)")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level of the engine: debug, info, warn or error")
+	fs.IntVar(&c.importLines, "import-lines", 0, "lines of the file the bulk measurement imports (default: 100,000 for county and nation, 5,000 for small)")
+	fs.StringVar(&c.loadExec, "load-exec", "", "accessd binary whose load command measures HTTP checks from a separate process "+
+		"(default: this program when it is accessd; \"none\": skip that measurement)")
 }
+
+// autoProfile is --cpuprofile's default: bench-profiles/cpu.pprof in the
+// directory of --json, one file per measurement.
+const autoProfile = "auto"
 
 // bencher runs one accessd bench.
 type bencher struct {
@@ -82,6 +92,9 @@ type bencher struct {
 	progress io.Writer
 	report   *benchReport
 	fsync    map[string]string
+	// lastProfile is the CPU profile of the measurement that ran last,
+	// until its figures are added: a missed target is explained from it.
+	lastProfile string
 }
 
 // Env is what a run reads and writes besides its flags.
@@ -192,6 +205,21 @@ func newBencher(cfg Config, env Env) (*bencher, error) {
 	if cfg.jsonFile == "" {
 		return nil, fmt.Errorf("%w: --json is empty", engine.ErrUsage)
 	}
+	switch cfg.cpuProfile {
+	case autoProfile:
+		cfg.cpuProfile = filepath.Join(filepath.Dir(cfg.jsonFile), "bench-profiles", "cpu.pprof")
+	case "none":
+		cfg.cpuProfile = ""
+	}
+	if cfg.importLines < 0 {
+		return nil, fmt.Errorf("%w: --import-lines %d: want 0 (the scale's default) or more", engine.ErrUsage, cfg.importLines)
+	}
+	if cfg.importLines == 0 {
+		cfg.importLines = 100_000
+		if sc.Name == "small" {
+			cfg.importLines = 5_000
+		}
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", engine.ErrUsage, cfg.logLevel)
@@ -213,6 +241,18 @@ func (b *bencher) want(m string) bool { return len(b.only) == 0 || b.only[m] }
 
 // add records a figure and prints it as it comes.
 func (b *bencher) add(f figure) {
+	if f.Met != nil && !*f.Met && f.Explained == nil {
+		if f.Profile == "" {
+			f.Profile = b.lastProfile
+		}
+		if f.Profile != "" {
+			e, err := explainProfile(f.Profile)
+			if err != nil {
+				b.log.Warn("bench: explain a missed target", "measurement", f.Name, "err", err)
+			}
+			f.Explained = e
+		}
+	}
 	b.report.Figures = append(b.report.Figures, f)
 	met := ""
 	if f.Met != nil {
@@ -226,6 +266,11 @@ func (b *bencher) add(f figure) {
 	if f.FirstError != "" {
 		fmt.Fprintf(b.progress, "bench:   first error: %s\n", f.FirstError)
 	}
+	if f.Explained != nil {
+		for _, l := range f.Explained.lines("bench:   ") {
+			fmt.Fprintln(b.progress, l)
+		}
+	}
 }
 
 // fail records a measurement that failed; the run goes on.
@@ -237,14 +282,15 @@ func (b *bencher) fail(store, what string, err error) {
 
 // profiled runs f, under a CPU profile when --cpuprofile is given.
 func (b *bencher) profiled(what, store string, f func() error) error {
+	b.lastProfile = ""
 	if b.cfg.cpuProfile == "" {
 		return f()
 	}
-	ext := filepath.Ext(b.cfg.cpuProfile)
-	path := strings.TrimSuffix(b.cfg.cpuProfile, ext) + "-" + store + "-" + what + ext
-	if ext == "" {
-		path += ".pprof"
+	path := b.profilePath("cpu", store, what)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
 	}
+	b.lastProfile = path
 	out, err := os.Create(path)
 	if err != nil {
 		return err
@@ -257,6 +303,21 @@ func (b *bencher) profiled(what, store string, f func() error) error {
 	return f()
 }
 
+// profilePath is the file of the profile of kind ("cpu" or "heap") of a
+// measurement: beside --cpuprofile, named for the store and measurement.
+func (b *bencher) profilePath(kind, store, what string) string {
+	base := b.cfg.cpuProfile
+	if kind == "heap" {
+		base = filepath.Join(filepath.Dir(base), "heap.pprof")
+	}
+	ext := filepath.Ext(base)
+	path := strings.TrimSuffix(base, ext) + "-" + store + "-" + what + ext
+	if ext == "" {
+		path += ".pprof"
+	}
+	return path
+}
+
 // heapProfile writes a heap profile when --memprofile is given.
 func (b *bencher) heapProfile(store string) error {
 	if b.cfg.memProfile == "" {
@@ -267,6 +328,23 @@ func (b *bencher) heapProfile(store string) error {
 		ext = ".pprof"
 	}
 	path := strings.TrimSuffix(b.cfg.memProfile, filepath.Ext(b.cfg.memProfile)) + "-" + store + ext
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(out); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// writeHeapProfile writes a heap profile (after a collection) to path.
+func writeHeapProfile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	out, err := os.Create(path)
 	if err != nil {
 		return err
@@ -302,19 +380,30 @@ func (b *bencher) runStore(ctx context.Context, store string) error {
 			b.fail(store, "rebuild", err)
 		}
 	}
-	if b.want("index") {
+	if b.want("bulk") && ctx.Err() == nil {
+		if err := b.bulkImport(ctx, store); err != nil {
+			b.fail(store, "bulk", err)
+		}
+	}
+	if b.want("index") && ctx.Err() == nil {
 		if err := b.indexReplay(ctx, ds); err != nil {
 			b.fail(store, "index", err)
 		}
 	}
 	engineWanted := false
-	for _, m := range []string{"startup", "check", "http", "queries", "expiry", "commands"} {
+	for _, m := range []string{"startup", "check", "http", "queries", "expiry", "commands", "grants"} {
 		engineWanted = engineWanted || b.want(m)
 	}
 	if !engineWanted || ctx.Err() != nil {
 		return ctx.Err()
 	}
-	be, took, err := b.startEngine(ctx, ds)
+	var be *benchEngine
+	var took time.Duration
+	err = b.profiled("startup", store, func() error {
+		var err error
+		be, took, err = b.startEngine(ctx, ds)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("start the engine: %w", err)
 	}
@@ -340,6 +429,9 @@ func (b *bencher) runStore(ctx context.Context, store string) error {
 	}
 	if b.want("http") && ctx.Err() == nil {
 		b.httpChecks(ctx, be, pairs, store)
+		if err := b.externalChecks(ctx, be, store); err != nil {
+			b.fail(store, "http from a separate process", err)
+		}
 	}
 	if b.want("queries") && ctx.Err() == nil {
 		b.queries(ctx, be, pairs, store)
@@ -355,6 +447,12 @@ func (b *bencher) runStore(ctx context.Context, store string) error {
 	if b.want("commands") && ctx.Err() == nil {
 		if err := b.commandMix(ctx, be, store); err != nil {
 			b.fail(store, "commands", err)
+		}
+	}
+	// Last: its grants stay in the store.
+	if b.want("grants") && ctx.Err() == nil {
+		if err := b.grantsOverHTTP(ctx, be, store); err != nil {
+			b.fail(store, "grants", err)
 		}
 	}
 	return ctx.Err()
