@@ -3,6 +3,7 @@ package projections_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
@@ -194,19 +196,28 @@ func checkRestartEqualsRebuild(t *testing.T, e *env) {
 func checkConsistent(t *testing.T, e *env) {
 	t.Helper()
 	recs := e.records(t)
-	c := checkpointOf(t, e.db, "counts")
-	require.Equal(t, countsPart(expected(recs, c.Position)), readCounts(t, e.db), "counts at its checkpoint %d", c.Position)
-	var n int
-	require.NoError(t, e.db.QueryRowContext(context.Background(),
-		"SELECT count(*) FROM projection_checkpoints WHERE name = 'warm'").Scan(&n))
-	if n == 0 {
-		return // the child died before it prepared warm
+	// One snapshot for the checkpoints and the tables: a transaction the
+	// killed child sent COMMIT for may still be committed by its
+	// PostgreSQL backend while this reads.
+	var opts *sql.TxOptions
+	if !e.db.IsSQLite() {
+		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead}
 	}
-	w := checkpointOf(t, e.db, "warm")
-	var got []warmRow
-	require.NoError(t, e.db.NewRaw("SELECT position, stream, nth_in_stream, nth FROM warm_events ORDER BY position").
-		Scan(context.Background(), &got))
-	require.Equal(t, expected(recs, w.Position).Warm, got, "warm at its checkpoint %d", w.Position)
+	ctx := context.Background()
+	require.NoError(t, e.db.RunInTx(ctx, opts, func(ctx context.Context, tx bun.Tx) error {
+		c := checkpointOf(t, tx, "counts")
+		require.Equal(t, countsPart(expected(recs, c.Position)), readCounts(t, tx), "counts at its checkpoint %d", c.Position)
+		var n int
+		require.NoError(t, tx.QueryRowContext(ctx, "SELECT count(*) FROM projection_checkpoints WHERE name = 'warm'").Scan(&n))
+		if n == 0 {
+			return nil // the child died before it prepared warm
+		}
+		w := checkpointOf(t, tx, "warm")
+		var got []warmRow
+		require.NoError(t, tx.NewRaw("SELECT position, stream, nth_in_stream, nth FROM warm_events ORDER BY position").Scan(ctx, &got))
+		require.Equal(t, expected(recs, w.Position).Warm, got, "warm at its checkpoint %d", w.Position)
+		return nil
+	}))
 }
 
 func TestCrashBetweenWriteAndCheckpoint(t *testing.T) {

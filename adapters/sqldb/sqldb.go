@@ -204,7 +204,7 @@ func openSQLiteFile(ctx context.Context, path string) (*DB, error) {
 		return nil, err
 	}
 	dsn := sqliteDSN("file:"+escapeSQLitePath(filepath.ToSlash(abs)), false)
-	db, err := openSQLite(ctx, dsn, "sqlite:"+abs, abs, sqliteMaxConns)
+	db, err := openSQLite(ctx, dsn, "sqlite:"+abs, abs, sqliteMaxConns, gateFor(abs))
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +291,7 @@ func openSQLiteMemory(ctx context.Context) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqldb: open in-memory sqlite: %w", err)
 	}
-	db, err := openSQLite(ctx, dsn, "sqlite::memory:"+memName, "memdb:"+memName, 1)
+	db, err := openSQLite(ctx, dsn, "sqlite::memory:"+memName, "memdb:"+memName, 1, nil) // one connection: its transactions queue for it
 	if err != nil {
 		_ = anchor.Close()
 		return nil, err
@@ -300,10 +300,15 @@ func openSQLiteMemory(ctx context.Context) (*DB, error) {
 	return db, nil
 }
 
-func openSQLite(ctx context.Context, dsn, name, path string, maxConns int) (*DB, error) {
-	sqlDB, err := sql.Open(sqliteshim.ShimName, dsn)
-	if err != nil {
-		return nil, fmt.Errorf("sqldb: open %s: %w", name, err)
+// openSQLite opens a pool of the SQLite database; with a gate, its
+// transactions queue at the gate (gate.go) rather than in SQLite's busy
+// handler.
+func openSQLite(ctx context.Context, dsn, name, path string, maxConns int, gate *writeGate) (*DB, error) {
+	var sqlDB *sql.DB
+	if gate != nil {
+		sqlDB = sql.OpenDB(&gatedConnector{drv: sqliteshim.Driver(), dsn: dsn, gate: gate})
+	} else {
+		sqlDB = sql.OpenDB(plainConnector{drv: sqliteshim.Driver(), dsn: dsn})
 	}
 	sqlDB.SetMaxOpenConns(maxConns)
 	sqlDB.SetMaxIdleConns(maxConns)

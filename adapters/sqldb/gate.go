@@ -1,0 +1,198 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// The write gate: every transaction on an SQLite file begins with BEGIN
+// IMMEDIATE, which takes the file's write lock. When the lock is held,
+// SQLite's busy handler sleeps in steps (1, 2, 5, 10, … up to 100 ms) and
+// tries again, so a writer that could have had the lock a microsecond
+// after it was freed may sleep for tens of milliseconds: the tail of every
+// command's latency when the projections, the relay and the process
+// manager write beside it (docs/performance.md). The gate queues this
+// process's transactions on a file before they ask SQLite, and hands the
+// lock on as soon as the holder commits or rolls back, in the order they
+// came. Another process writing the same file still meets the busy
+// handler, as before.
+
+// writeGate is the queue of one SQLite file's transactions in this
+// process: a semaphore of one, whose waiters Go wakes in order.
+type writeGate struct {
+	slot    chan struct{}
+	timeout time.Duration // SQLiteBusyTimeout
+}
+
+// gates holds the gate of each SQLite file (by absolute path, or memdb
+// name) opened by this process: two Opens of one file share it.
+var gates sync.Map // string → *writeGate
+
+func gateFor(path string) *writeGate {
+	g, _ := gates.LoadOrStore(path, &writeGate{slot: make(chan struct{}, 1), timeout: SQLiteBusyTimeout})
+	return g.(*writeGate)
+}
+
+// errGateTimeout is returned (wrapped, with "database is locked", which
+// isBusy recognizes) when a transaction waited SQLiteBusyTimeout for the
+// gate: what SQLite itself would have answered after its busy timeout.
+var errGateTimeout = errors.New("sqldb: database is locked: waited for this process's other transactions on the file")
+
+// acquire waits for the gate until ctx ends or the gate's timeout passes.
+func (g *writeGate) acquire(ctx context.Context) error {
+	select {
+	case g.slot <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(g.timeout)
+	defer t.Stop()
+	select {
+	case g.slot <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("%w (%s)", errGateTimeout, g.timeout)
+	}
+}
+
+func (g *writeGate) release() { <-g.slot }
+
+// gatedConnector opens connections of the driver whose transactions pass
+// the gate.
+type gatedConnector struct {
+	drv  driver.Driver
+	dsn  string
+	gate *writeGate
+}
+
+func (c *gatedConnector) Connect(context.Context) (driver.Conn, error) {
+	conn, err := c.drv.Open(c.dsn)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedConn{Conn: conn, gate: c.gate}, nil
+}
+
+func (c *gatedConnector) Driver() driver.Driver { return c.drv }
+
+// gatedConn is a driver connection whose transactions hold the gate from
+// BEGIN to COMMIT or ROLLBACK. It passes everything else to the driver's
+// connection, and says so (driver.ErrSkip) where the driver lacks an
+// optional interface, so that database/sql falls back as it would.
+type gatedConn struct {
+	driver.Conn
+	gate *writeGate
+}
+
+var (
+	_ driver.ConnBeginTx        = (*gatedConn)(nil)
+	_ driver.ConnPrepareContext = (*gatedConn)(nil)
+	_ driver.ExecerContext      = (*gatedConn)(nil)
+	_ driver.QueryerContext     = (*gatedConn)(nil)
+	_ driver.Pinger             = (*gatedConn)(nil)
+	_ driver.SessionResetter    = (*gatedConn)(nil)
+	_ driver.Validator          = (*gatedConn)(nil)
+	_ driver.NamedValueChecker  = (*gatedConn)(nil)
+	_ driver.Tx                 = (*gatedTx)(nil)
+	_ driver.Connector          = (*gatedConnector)(nil)
+)
+
+func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if err := c.gate.acquire(ctx); err != nil {
+		return nil, err
+	}
+	var tx driver.Tx
+	var err error
+	if b, ok := c.Conn.(driver.ConnBeginTx); ok {
+		tx, err = b.BeginTx(ctx, opts)
+	} else {
+		tx, err = c.Conn.Begin() //nolint:staticcheck // the driver has no BeginTx
+	}
+	if err != nil {
+		c.gate.release()
+		return nil, err
+	}
+	return &gatedTx{tx: tx, gate: c.gate}, nil
+}
+
+func (c *gatedConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
+		return p.PrepareContext(ctx, query)
+	}
+	return c.Conn.Prepare(query)
+}
+
+func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if e, ok := c.Conn.(driver.ExecerContext); ok {
+		return e.ExecContext(ctx, query, args)
+	}
+	return nil, driver.ErrSkip
+}
+
+func (c *gatedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if q, ok := c.Conn.(driver.QueryerContext); ok {
+		return q.QueryContext(ctx, query, args)
+	}
+	return nil, driver.ErrSkip
+}
+
+func (c *gatedConn) Ping(ctx context.Context) error {
+	if p, ok := c.Conn.(driver.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+func (c *gatedConn) ResetSession(ctx context.Context) error {
+	if r, ok := c.Conn.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
+}
+
+func (c *gatedConn) IsValid() bool {
+	if v, ok := c.Conn.(driver.Validator); ok {
+		return v.IsValid()
+	}
+	return true
+}
+
+func (c *gatedConn) CheckNamedValue(nv *driver.NamedValue) error {
+	if n, ok := c.Conn.(driver.NamedValueChecker); ok {
+		return n.CheckNamedValue(nv)
+	}
+	return driver.ErrSkip
+}
+
+// gatedTx releases the gate once, when the transaction ends either way.
+type gatedTx struct {
+	tx   driver.Tx
+	gate *writeGate
+	once sync.Once
+}
+
+func (t *gatedTx) Commit() error {
+	defer t.once.Do(t.gate.release)
+	return t.tx.Commit()
+}
+
+func (t *gatedTx) Rollback() error {
+	defer t.once.Do(t.gate.release)
+	return t.tx.Rollback()
+}
+
+// plainConnector opens connections of the driver without a gate (the
+// benchmarks' comparison).
+type plainConnector struct {
+	drv driver.Driver
+	dsn string
+}
+
+func (c plainConnector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
+func (c plainConnector) Driver() driver.Driver                        { return c.drv }
