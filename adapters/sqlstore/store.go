@@ -223,6 +223,9 @@ type shared struct {
 	appendSem chan struct{}
 	wake      *signal
 	refs      int
+	// group is the queue of appends waiting to be committed together
+	// (group.go).
+	group groupQueue
 }
 
 func newShared() *shared {
@@ -326,14 +329,14 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventlog.Exp
 	rows := newRows(stream, events, s.cfg.clock().UTC().Truncate(time.Microsecond))
 
 	if !s.pg {
-		// One appender at a time per SQLite database in this process; other
+		// One writer at a time per SQLite database in this process, which
+		// commits the appends waiting meanwhile together (group.go); other
 		// processes wait on the file lock (busy_timeout).
-		select {
-		case s.shared.appendSem <- struct{}{}:
-			defer func() { <-s.shared.appendSem }()
-		case <-ctx.Done():
-			return eventlog.AppendResult{}, fmt.Errorf("sqlstore: append to %q: %w", stream, ctx.Err())
+		res, err := s.groupAppend(ctx, stream, expected, events, rows)
+		if err != nil {
+			return eventlog.AppendResult{}, fmt.Errorf("sqlstore: append to %q: %w", stream, err)
 		}
+		return res, nil
 	}
 	res, wrote, err := s.appendTx(ctx, stream, expected, events, rows)
 	if err != nil {

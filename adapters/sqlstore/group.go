@@ -1,0 +1,145 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// Group commit on SQLite: the appends that arrive while another is being
+// written wait for it, and the next writer commits all of them in one
+// transaction, with one fsync, through appendBatchTx (each append decided
+// as Append decides it, seeing the ones before it). An append that the
+// batch refuses (a conflict, an event id stored otherwise) gets its own
+// error and the others are written without it. Concurrent commands thus
+// share fsyncs instead of queueing for one each; a lone append is written
+// at once, as before.
+
+// Bounds of one group: appends, and events over all of them.
+const (
+	maxGroupAppends = 128
+	maxGroupEvents  = 4096
+)
+
+// pendingAppend is an append waiting in the group queue.
+type pendingAppend struct {
+	a    StreamAppend
+	rows []eventRow
+	done chan appendOutcome
+}
+
+type appendOutcome struct {
+	res eventlog.AppendResult
+	err error
+}
+
+// groupQueue is the appends of a SQLite database waiting to be written,
+// and whether a writer is taking them.
+type groupQueue struct {
+	mu      sync.Mutex
+	waiting []*pendingAppend
+	writing bool
+	// groups counts the groups committed or refused (tests read it).
+	groups atomic.Int64
+}
+
+// groupAppend writes the append through the group queue: it joins the
+// queue and, when no writer is at work, becomes the writer, committing
+// groups until the queue is empty. Its answer is the append's own outcome.
+// Once queued an append may be written even if ctx ends meanwhile; the
+// caller then gets ctx's error, an unknown outcome, which a retry with the
+// same event ids settles (idempotency on event ids).
+func (s *Store) groupAppend(ctx context.Context, stream string, expected eventlog.ExpectedVersion, events []eventlog.EventData, rows []eventRow) (eventlog.AppendResult, error) {
+	q := &s.shared.group
+	p := &pendingAppend{a: StreamAppend{Stream: stream, Expected: expected, Events: events}, rows: rows, done: make(chan appendOutcome, 1)}
+	q.mu.Lock()
+	q.waiting = append(q.waiting, p)
+	write := !q.writing
+	q.writing = true
+	q.mu.Unlock()
+	if write {
+		s.writeGroups(ctx)
+	}
+	select {
+	case o := <-p.done: // written (or refused) already: the outcome, whatever ctx says
+		return o.res, o.err
+	default:
+	}
+	select {
+	case o := <-p.done:
+		return o.res, o.err
+	case <-ctx.Done():
+		return eventlog.AppendResult{}, fmt.Errorf("%w (the append may still be written: retrying with the same event ids is safe)", ctx.Err())
+	}
+}
+
+// writeGroups commits the queued appends, a group at a time, until none is
+// waiting. The groups are written under a context that does not end with
+// the writer's: they are other callers' appends too.
+func (s *Store) writeGroups(ctx context.Context) {
+	wctx := context.WithoutCancel(ctx)
+	q := &s.shared.group
+	for {
+		q.mu.Lock()
+		n, events := 0, 0
+		for n < len(q.waiting) && n < maxGroupAppends && (n == 0 || events+len(q.waiting[n].rows) <= maxGroupEvents) {
+			events += len(q.waiting[n].rows)
+			n++
+		}
+		group := q.waiting[:n:n]
+		q.waiting = q.waiting[n:]
+		if n == 0 {
+			q.writing = false
+			q.waiting = nil
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+		s.writeGroup(wctx, group)
+	}
+}
+
+// writeGroup commits group in one transaction. An append the batch
+// refuses is answered with its error and left out, and the rest is tried
+// again; any other failure answers every append of the group with it.
+func (s *Store) writeGroup(ctx context.Context, group []*pendingAppend) {
+	s.shared.appendSem <- struct{}{} // AppendBatch's bulk writes take turns with the groups
+	defer func() { <-s.shared.appendSem }()
+	for len(group) > 0 {
+		batch := make([]StreamAppend, len(group))
+		rows := make([][]eventRow, len(group))
+		total := 0
+		for i, p := range group {
+			batch[i] = p.a
+			// appendBatchTx numbers the rows it inserts; a failed try must
+			// not leave numbers behind in the next one.
+			rows[i] = append([]eventRow(nil), p.rows...)
+			total += len(p.rows)
+		}
+		s.shared.group.groups.Add(1)
+		res, wrote, err := s.appendBatchTx(ctx, batch, rows, total)
+		var be *BatchError
+		switch {
+		case err == nil:
+			if wrote {
+				s.shared.wake.broadcast()
+			}
+			for i, p := range group {
+				p.done <- appendOutcome{res: res[i]}
+			}
+			return
+		case errors.As(err, &be) && be.Index >= 0 && be.Index < len(group):
+			group[be.Index].done <- appendOutcome{err: be.Err}
+			group = append(group[:be.Index:be.Index], group[be.Index+1:]...)
+		default:
+			for _, p := range group {
+				p.done <- appendOutcome{err: err}
+			}
+			return
+		}
+	}
+}
