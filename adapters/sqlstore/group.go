@@ -83,6 +83,20 @@ func (s *Store) groupAppend(ctx context.Context, stream string, expected eventlo
 func (s *Store) writeGroups(ctx context.Context) {
 	wctx := context.WithoutCancel(ctx)
 	q := &s.shared.group
+	defer func() {
+		// A panic (recovered up the stack, by net/http say) must not leave
+		// the queue without a writer: the appends still waiting get one.
+		if r := recover(); r != nil {
+			q.mu.Lock()
+			q.writing = len(q.waiting) > 0
+			more := q.writing
+			q.mu.Unlock()
+			if more {
+				go s.writeGroups(wctx)
+			}
+			panic(r)
+		}
+	}()
 	for {
 		q.mu.Lock()
 		n, events := 0, 0
@@ -109,6 +123,17 @@ func (s *Store) writeGroups(ctx context.Context) {
 func (s *Store) writeGroup(ctx context.Context, group []*pendingAppend) {
 	s.shared.appendSem <- struct{}{} // AppendBatch's bulk writes take turns with the groups
 	defer func() { <-s.shared.appendSem }()
+	answered := false
+	defer func() {
+		if r := recover(); r != nil {
+			if !answered {
+				for _, p := range group {
+					p.done <- appendOutcome{err: fmt.Errorf("sqlstore: group commit: panic: %v", r)}
+				}
+			}
+			panic(r)
+		}
+	}()
 	for len(group) > 0 {
 		batch := make([]StreamAppend, len(group))
 		rows := make([][]eventRow, len(group))
@@ -128,6 +153,7 @@ func (s *Store) writeGroup(ctx context.Context, group []*pendingAppend) {
 			if wrote {
 				s.shared.wake.broadcast()
 			}
+			answered = true
 			for i, p := range group {
 				p.done <- appendOutcome{res: res[i]}
 			}
@@ -136,6 +162,7 @@ func (s *Store) writeGroup(ctx context.Context, group []*pendingAppend) {
 			group[be.Index].done <- appendOutcome{err: be.Err}
 			group = append(group[:be.Index:be.Index], group[be.Index+1:]...)
 		default:
+			answered = true
 			for _, p := range group {
 				p.done <- appendOutcome{err: err}
 			}
