@@ -253,7 +253,13 @@ func (s *Store) ReadStreams(ctx context.Context, streams []string) (map[string][
 			if i > 0 {
 				q.WriteString(", ")
 			}
-			fmt.Fprintf(&q, "$%d", i+1)
+			if s.pg {
+				fmt.Fprintf(&q, "$%d", i+1)
+			} else {
+				// Positional: the SQLite driver matches each $N against
+				// every argument by its formatted number (quadratic).
+				q.WriteByte('?')
+			}
 			args[i] = st
 		}
 		q.WriteString(") ORDER BY stream, stream_version")

@@ -180,12 +180,17 @@ func TestPrepareThenApplyOnAStoreWithoutBatches(t *testing.T) {
 // the read models). Then it prepares the same file again, which must
 // append nothing. docs/performance.md has the figures. Run it with
 // go test -run '^$' -bench Import100k -benchtime 1x ./internal/importer
-// (IMPORT_LINES=N for another size). The CPU time it logs is the
+// (IMPORT_LINES=N for another size, IMPORT_BATCH_EVENTS=N for another
+// --batch-events). The CPU time it logs is the
 // process's: on a shared machine it says what the wall time cannot.
 func BenchmarkImport100k(b *testing.B) {
 	n := 100_000
 	if s := os.Getenv("IMPORT_LINES"); s != "" {
 		_, _ = fmt.Sscan(s, &n)
+	}
+	var apply importer.ApplyOptions
+	if s := os.Getenv("IMPORT_BATCH_EVENTS"); s != "" {
+		_, _ = fmt.Sscan(s, &apply.BatchEvents)
 	}
 	ls := lines(n)
 	for _, be := range []struct {
@@ -212,7 +217,7 @@ func BenchmarkImport100k(b *testing.B) {
 				plan, err := importer.Prepare(ctx, st.Log, recs, options(b, st.IDs))
 				require.NoError(b, err)
 				checked := time.Since(start)
-				res, err := plan.Apply(ctx, st.Log, importer.ApplyOptions{})
+				res, err := plan.Apply(ctx, st.Log, apply)
 				require.NoError(b, err)
 				total := time.Since(start)
 				b.StopTimer()
