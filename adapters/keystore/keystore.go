@@ -14,6 +14,11 @@
 // key lives). Erase overwrites wrapped with zeros and sets erased_at; the
 // row stays, so that an erased subject never gets a new key.
 //
+// Bulk loads (accessd import) get many subjects' keys at once with KeyAll
+// and FindAll: one statement per 1,000 subjects, and the missing keys made
+// in one transaction per 1,000, instead of a read, a write and a commit
+// per subject. Each subject still has a random key of its own.
+//
 // # Master key
 //
 // The master key is 32 random bytes, hex, in a file of its own (mode 0600;

@@ -218,7 +218,12 @@ func (s *Store) bulkCiphers(ctx context.Context, subjects []keystore.Subject,
 	}
 	return func(ctx context.Context, subj keystore.Subject) (*subjectCipher, error) {
 		if c, ok := got[subj]; ok {
-			return c, nil
+			if _, still := s.cachedCipher(subj); still {
+				return c, nil
+			}
+			// Dropped from the cache since: an erasure event read
+			// (noteErased), or the cache was full. Ask again.
+			delete(got, subj)
 		}
 		if erased[subj] {
 			return nil, fmt.Errorf("%s: %w", subj, keystore.ErrErased)

@@ -559,3 +559,38 @@ func TestSealStreamsAndReadStreamsAgreeWithOneByOne(t *testing.T) {
 		})
 	}
 }
+
+// TestReadStreamsCompletesAnErasureItReads: an erasure event whose key
+// was not destroyed yet (the command stopped) is completed by the bulk
+// read too, and what follows it in the stream reads as erased, as
+// ReadStream reads it.
+func TestReadStreamsCompletesAnErasureItReads(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	child := uuid.New()
+	stream := domain.ChildStream(child)
+	_, err := e.store.Append(ctx, stream, eventlog.NoStream, []eventlog.EventData{
+		data(t, &domain.ChildRegistered{ChildID: child, Reference: reference, RegisteredAt: at}, reason)})
+	require.NoError(t, err)
+	dpo := domain.Cause{Actor: domain.Actor{ID: "dpo-1", Role: domain.RoleDPO}, Reason: "Art. 17", RecordedAt: at}
+	erasure, err := dpo.EventData(uuid.New(), &domain.ChildErased{ChildID: child, ErasedAt: at.Add(time.Hour)})
+	require.NoError(t, err)
+	_, err = e.raw.Append(ctx, stream, eventlog.Exactly(1), []eventlog.EventData{erasure}) // the key not destroyed
+	require.NoError(t, err)
+	_, err = e.store.Append(ctx, stream, eventlog.Exactly(2), []eventlog.EventData{
+		data(t, &domain.AccessRevoked{ChildID: child, AccountID: uuid.New(), RevokedAt: at.Add(2 * time.Hour)}, reason)})
+	require.NoError(t, err)
+
+	got, err := personaldata.New(bulkReader{e.raw}, e.keys).ReadStreams(ctx, []string{stream})
+	require.NoError(t, err)
+	require.Len(t, got[stream], 3)
+	require.Equal(t, domain.ErasedText, got[stream][2].Meta.Reason, "after the erasure, erased")
+	_, err = e.keys.Find(ctx, keystore.ChildSubject(child))
+	require.ErrorIs(t, err, keystore.ErrErased, "the erasure completed")
+	again, err := personaldata.New(bulkReader{e.raw}, e.keys).ReadStreams(ctx, []string{stream})
+	require.NoError(t, err)
+	one, err := personaldata.New(e.raw, e.keys).ReadStream(ctx, stream, 1, 0)
+	require.NoError(t, err)
+	require.Equal(t, one, again[stream])
+	require.Equal(t, domain.ErasedText, again[stream][0].Meta.Reason)
+}
