@@ -484,7 +484,7 @@ func (s *Store) findAll(ctx context.Context, subjects []Subject) (map[Subject][]
 			names[i] = string(subj)
 		}
 		var rows []row
-		if err := s.db.NewSelect().Model(&rows).Where("k.subject IN (?)", bun.In(names)).Scan(ctx); err != nil {
+		if err := s.db.NewSelect().Model(&rows).Where("k.subject IN (?)", bun.List(names)).Scan(ctx); err != nil {
 			return nil, nil, fmt.Errorf("keystore: read the keys of %d subjects: %w", len(chunk), err)
 		}
 		byName := make(map[string]*row, len(rows))
