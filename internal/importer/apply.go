@@ -70,7 +70,9 @@ var ErrPartial = errors.New("importer: the import stopped part way; run it again
 // first, then the children's, each stream at the version the plan read
 // (eventlog.Exactly), so that a stream another writer changed since is
 // refused (eventlog.ErrConflict) rather than overwritten. On a store with
-// AppendBatch (SQL) it seals the events through log and writes them in
+// AppendBatch (SQL) it seals the events through log a transaction at a
+// time (personaldata.Store.SealStreams: the new subjects' keys made
+// together), the next one while one is written, and writes them in
 // transactions of up to BatchEvents events; on others it appends through
 // log, Concurrency streams at once. Each transaction is all or nothing; a
 // failure after some were written wraps ErrPartial (an import run again
