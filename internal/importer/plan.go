@@ -143,6 +143,11 @@ const readPage = 500
 // order they were made, so a file may list its lines in any order. A
 // record may refer to a child or an account of the file or of the store.
 //
+// On an empty log Prepare reads no stream. On another, when log also
+// reads many streams at once (personaldata.Store over a SQL store), it
+// reads every stream the records can need first, in a few statements and
+// into memory, instead of one read per stream.
+//
 // Every record that cannot be imported is a *LineError (naming the line,
 // the kind and the field or the rule, never a value), and Prepare returns
 // them all, joined, with no plan. An error reading the store is returned
