@@ -14,6 +14,11 @@
 // key lives). Erase overwrites wrapped with zeros and sets erased_at; the
 // row stays, so that an erased subject never gets a new key.
 //
+// Bulk loads (accessd import) get many subjects' keys at once with KeyAll
+// and FindAll: one statement per 1,000 subjects, and the missing keys made
+// in one transaction per 1,000, instead of a read, a write and a commit
+// per subject. Each subject still has a random key of its own.
+//
 // # Master key
 //
 // The master key is 32 random bytes, hex, in a file of its own (mode 0600;
@@ -377,6 +382,137 @@ func (s *Store) Find(ctx context.Context, subj Subject) ([]byte, error) {
 	}
 	s.remember(subj, cached{key: key})
 	return key, nil
+}
+
+// KeyAll is Key for many subjects at once, for bulk loads (an import, a
+// reseal): it returns every subject's key, creating one for each subject
+// that has none, in a few statements instead of three per subject. The
+// keys it makes are written in one transaction per chunk of subjects (one
+// commit, so one fsync, per chunk), each subject with a random key of its
+// own wrapped as Key wraps it; a subject that another writer gave a key
+// meanwhile keeps that one, as with Key. An erased subject maps to nil
+// (Key's ErrErased): it never gets a new key. The result holds every
+// subject of subjects (duplicates allowed); an invalid one fails the call
+// with ErrBadSubject before anything is written.
+func (s *Store) KeyAll(ctx context.Context, subjects []Subject) (map[Subject][]byte, error) {
+	out, missing, err := s.findAll(ctx, subjects)
+	if err != nil || len(missing) == 0 {
+		return out, err
+	}
+	now := s.clock().UnixMicro()
+	for start := 0; start < len(missing); start += keyChunk {
+		chunk := missing[start:min(start+keyChunk, len(missing))]
+		rows := make([]row, len(chunk))
+		for i, subj := range chunk {
+			key := make([]byte, KeySize)
+			if _, err := rand.Read(key); err != nil {
+				return nil, err
+			}
+			wrapped, err := s.master.wrap(subj, key)
+			if err != nil {
+				return nil, err
+			}
+			rows[i] = row{Subject: string(subj), Wrapped: wrapped, MasterKeyID: s.master.id, CreatedAt: now}
+		}
+		if err := s.insertKeys(ctx, rows); err != nil {
+			return nil, fmt.Errorf("keystore: store the keys of %d subjects: %w", len(rows), err)
+		}
+	}
+	// The stored ones: ours, or those that won.
+	found, still, err := s.findAll(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	if len(still) > 0 {
+		return nil, fmt.Errorf("keystore: the key of %s is missing right after it was stored", still[0])
+	}
+	for subj, k := range found {
+		out[subj] = k
+	}
+	return out, nil
+}
+
+// insertKeys writes rows (subjects without a key when read) in one
+// transaction; a subject that has a row by then keeps it.
+func (s *Store) insertKeys(ctx context.Context, rows []row) error {
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		_, err := tx.NewInsert().Model(&rows).On("CONFLICT (subject) DO NOTHING").Exec(ctx)
+		return err
+	})
+}
+
+// FindAll is Find for many subjects at once: it returns the key of every
+// subject of subjects that has one, read in one statement per chunk of
+// subjects (the cached ones not read again); an erased subject maps to nil
+// (Find's ErrErased), a subject without a key is absent (Find's ErrNoKey).
+// An invalid subject fails the call with ErrBadSubject; a key that the
+// master key does not open, with ErrBadMasterKey.
+func (s *Store) FindAll(ctx context.Context, subjects []Subject) (map[Subject][]byte, error) {
+	out, _, err := s.findAll(ctx, subjects)
+	return out, err
+}
+
+// keyChunk bounds the subjects of one statement of KeyAll and FindAll
+// (SQLite allows 32,766 parameters; a key row has five).
+const keyChunk = 1000
+
+// findAll returns the keys (nil: erased) of those of subjects with a row,
+// and the subjects without one, each once.
+func (s *Store) findAll(ctx context.Context, subjects []Subject) (map[Subject][]byte, []Subject, error) {
+	out := make(map[Subject][]byte, len(subjects))
+	var read []Subject
+	seen := make(map[Subject]bool, len(subjects))
+	for _, subj := range subjects {
+		if seen[subj] {
+			continue
+		}
+		seen[subj] = true
+		if err := subj.Check(); err != nil {
+			return nil, nil, err
+		}
+		if c, ok := s.cached(subj); ok {
+			out[subj] = c.key // nil when erased
+			continue
+		}
+		read = append(read, subj)
+	}
+	var missing []Subject
+	for start := 0; start < len(read); start += keyChunk {
+		chunk := read[start:min(start+keyChunk, len(read))]
+		names := make([]string, len(chunk))
+		for i, subj := range chunk {
+			names[i] = string(subj)
+		}
+		var rows []row
+		if err := s.db.NewSelect().Model(&rows).Where("k.subject IN (?)", bun.List(names)).Scan(ctx); err != nil {
+			return nil, nil, fmt.Errorf("keystore: read the keys of %d subjects: %w", len(chunk), err)
+		}
+		byName := make(map[string]*row, len(rows))
+		for i := range rows {
+			byName[rows[i].Subject] = &rows[i]
+		}
+		for _, subj := range chunk {
+			r, ok := byName[string(subj)]
+			switch {
+			case !ok:
+				missing = append(missing, subj)
+				continue
+			case r.ErasedAt != 0:
+				s.remember(subj, cached{erased: true})
+				out[subj] = nil
+				continue
+			case r.MasterKeyID != s.master.id:
+				return nil, nil, fmt.Errorf("%w: the key of %s was wrapped by master key %s, this one is %s", ErrBadMasterKey, subj, r.MasterKeyID, s.master.id)
+			}
+			key, err := s.master.unwrap(subj, r.Wrapped)
+			if err != nil {
+				return nil, nil, err
+			}
+			s.remember(subj, cached{key: key})
+			out[subj] = key
+		}
+	}
+	return out, missing, nil
 }
 
 // Erase destroys subj's key: the wrapped key is overwritten with zeros and

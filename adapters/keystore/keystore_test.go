@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/keystore"
@@ -41,6 +42,8 @@ func TestKeyStore(t *testing.T) {
 			t.Run("erasure", func(t *testing.T) { erasure(t, open(t, b.URL(t))) })
 			t.Run("another master key", func(t *testing.T) { otherMaster(t, open(t, b.URL(t))) })
 			t.Run("bad subjects", func(t *testing.T) { badSubjects(t, open(t, b.URL(t))) })
+			t.Run("many subjects at once", func(t *testing.T) { manyAtOnce(t, open(t, b.URL(t))) })
+			t.Run("many subjects at once, concurrently", func(t *testing.T) { manyAtOnceConcurrently(t, open(t, b.URL(t))) })
 		})
 	}
 }
@@ -156,6 +159,107 @@ func badSubjects(t *testing.T, db *sqldb.DB) {
 		require.ErrorIs(t, err, keystore.ErrBadSubject, "%q", subj)
 		_, err = s.Erase(context.Background(), subj)
 		require.ErrorIs(t, err, keystore.ErrBadSubject, "%q", subj)
+		good := keystore.AccountSubject(uuid.New())
+		_, err = s.KeyAll(context.Background(), []keystore.Subject{good, subj})
+		require.ErrorIs(t, err, keystore.ErrBadSubject, "%q", subj)
+		_, err = s.FindAll(context.Background(), []keystore.Subject{subj})
+		require.ErrorIs(t, err, keystore.ErrBadSubject, "%q", subj)
+		_, err = s.Find(context.Background(), good)
+		require.ErrorIs(t, err, keystore.ErrNoKey, "a refused KeyAll makes no key")
+	}
+}
+
+// manyAtOnce: KeyAll and FindAll agree with Key and Find subject by
+// subject, across more subjects than one statement takes.
+func manyAtOnce(t *testing.T, db *sqldb.DB) {
+	ctx := context.Background()
+	s := keystore.New(db, master(t, 1))
+	existing := keystore.ChildSubject(uuid.New())
+	kept, err := s.Key(ctx, existing)
+	require.NoError(t, err)
+	erased := keystore.AccountSubject(uuid.New())
+	_, err = s.Erase(ctx, erased)
+	require.NoError(t, err)
+	subjects := []keystore.Subject{existing, erased, existing}
+	for i := range 2500 {
+		if i%2 == 0 {
+			subjects = append(subjects, keystore.AccountSubject(uuid.New()))
+		} else {
+			subjects = append(subjects, keystore.ChildSubject(uuid.New()))
+		}
+	}
+
+	fresh := keystore.New(db, master(t, 1)) // no cache
+	found, err := fresh.FindAll(ctx, subjects)
+	require.NoError(t, err)
+	require.Equal(t, map[keystore.Subject][]byte{existing: kept, erased: nil}, found, "FindAll makes no key")
+
+	keys, err := fresh.KeyAll(ctx, subjects)
+	require.NoError(t, err)
+	require.Len(t, keys, len(subjects)-1, "every subject, once")
+	require.Equal(t, kept, keys[existing], "a subject's key is kept")
+	k, ok := keys[erased]
+	require.True(t, ok)
+	require.Nil(t, k, "an erased subject gets no key")
+	distinct := map[string]bool{}
+	for _, subj := range subjects[3:] {
+		require.Len(t, keys[subj], keystore.KeySize)
+		distinct[string(keys[subj])] = true
+	}
+	require.Len(t, distinct, len(subjects)-3, "a key per subject")
+
+	other := keystore.New(db, master(t, 1)) // another replica reads them one by one
+	for _, subj := range subjects[3:] {
+		k, err := other.Find(ctx, subj)
+		require.NoError(t, err)
+		require.Equal(t, keys[subj], k)
+	}
+	_, err = other.Find(ctx, erased)
+	require.ErrorIs(t, err, keystore.ErrErased)
+	again, err := keystore.New(db, master(t, 1)).KeyAll(ctx, subjects)
+	require.NoError(t, err)
+	require.Equal(t, keys, again, "KeyAll again makes nothing new")
+	var wrapped []byte
+	require.NoError(t, db.NewRaw("SELECT wrapped FROM subject_keys WHERE subject = ?", string(subjects[5])).Scan(ctx, &wrapped))
+	require.False(t, bytes.Contains(wrapped, keys[subjects[5]]), "the table holds the key wrapped, never plain")
+
+	_, err = keystore.New(db, master(t, 2)).FindAll(ctx, subjects)
+	require.ErrorIs(t, err, keystore.ErrBadMasterKey)
+}
+
+// manyAtOnceConcurrently: replicas making keys for overlapping subjects
+// at once, in bulk and one by one, agree on one key per subject.
+func manyAtOnceConcurrently(t *testing.T, db *sqldb.DB) {
+	ctx := context.Background()
+	subjects := make([]keystore.Subject, 300)
+	for i := range subjects {
+		subjects[i] = keystore.AccountSubject(uuid.New())
+	}
+	const n = 4
+	got := make([]map[keystore.Subject][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := keystore.New(db, master(t, 1))
+			if i == 0 {
+				got[i] = map[keystore.Subject][]byte{}
+				for _, subj := range subjects {
+					k, err := s.Key(ctx, subj)
+					assert.NoError(t, err)
+					got[i][subj] = k
+				}
+				return
+			}
+			keys, err := s.KeyAll(ctx, subjects)
+			assert.NoError(t, err)
+			got[i] = keys
+		}()
+	}
+	wg.Wait()
+	for _, keys := range got[1:] {
+		require.Equal(t, got[0], keys)
 	}
 }
 

@@ -81,6 +81,14 @@ type Keys interface {
 	Erase(ctx context.Context, s keystore.Subject) (bool, error)
 	// ErasedSubjects lists every erased subject.
 	ErasedSubjects(ctx context.Context) ([]keystore.Subject, error)
+	// KeyAll is Key for many subjects in a few statements (the missing
+	// keys made in one transaction per chunk): every subject's key, nil
+	// for an erased one.
+	KeyAll(ctx context.Context, subjects []keystore.Subject) (map[keystore.Subject][]byte, error)
+	// FindAll is Find for many subjects in a few statements: the key of
+	// each subject that has one, nil for an erased one; a subject without
+	// a key is absent.
+	FindAll(ctx context.Context, subjects []keystore.Subject) (map[keystore.Subject][]byte, error)
 }
 
 // EraseAccount destroys the key of account id: every personal value
@@ -148,7 +156,21 @@ func (s *Store) cipherOf(ctx context.Context, subj keystore.Subject,
 	if err != nil {
 		return nil, err
 	}
-	if c, err = newSubjectCipher(k); err != nil {
+	return s.keepCipher(subj, k)
+}
+
+// cachedCipher returns subj's cipher if it is in the cache.
+func (s *Store) cachedCipher(subj keystore.Subject) (*subjectCipher, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.ciphers[subj]
+	return c, ok
+}
+
+// keepCipher makes subj's cipher of key and caches it.
+func (s *Store) keepCipher(subj keystore.Subject, key []byte) (*subjectCipher, error) {
+	c, err := newSubjectCipher(key)
+	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -158,6 +180,56 @@ func (s *Store) cipherOf(ctx context.Context, subj keystore.Subject,
 	}
 	s.ciphers[subj] = c
 	return c, nil
+}
+
+// cipherSource returns the cipher of a subject, or an error wrapping
+// keystore.ErrErased or keystore.ErrNoKey.
+type cipherSource func(ctx context.Context, subj keystore.Subject) (*subjectCipher, error)
+
+// bulkCiphers returns a cipherSource that answers the subjects of subjects
+// from one call to all (the key store's KeyAll or FindAll), made before it
+// returns, and any other subject with fallback (Key or Find). Subjects
+// whose cipher is cached are not asked for.
+func (s *Store) bulkCiphers(ctx context.Context, subjects []keystore.Subject,
+	all func(context.Context, []keystore.Subject) (map[keystore.Subject][]byte, error),
+	fallback func(context.Context, keystore.Subject) ([]byte, error)) (cipherSource, error) {
+	var need []keystore.Subject
+	for _, subj := range subjects {
+		if _, ok := s.cachedCipher(subj); !ok {
+			need = append(need, subj)
+		}
+	}
+	got := map[keystore.Subject]*subjectCipher{}
+	erased := map[keystore.Subject]bool{}
+	if len(need) > 0 {
+		keys, err := all(ctx, need)
+		if err != nil {
+			return nil, err
+		}
+		for subj, k := range keys {
+			if k == nil {
+				erased[subj] = true
+				continue
+			}
+			if got[subj], err = s.keepCipher(subj, k); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return func(ctx context.Context, subj keystore.Subject) (*subjectCipher, error) {
+		if c, ok := got[subj]; ok {
+			if _, still := s.cachedCipher(subj); still {
+				return c, nil
+			}
+			// Dropped from the cache since: an erasure event read
+			// (noteErased), or the cache was full. Ask again.
+			delete(got, subj)
+		}
+		if erased[subj] {
+			return nil, fmt.Errorf("%s: %w", subj, keystore.ErrErased)
+		}
+		return s.cipherOf(ctx, subj, fallback)
+	}, nil
 }
 
 // noteErased records that subj is erased, once the erased set is loaded
@@ -259,14 +331,67 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventlog.Exp
 // writes to the inner store in batches of its own. Sealing is
 // deterministic: sealing the same events again gives the same bytes.
 func (s *Store) Seal(ctx context.Context, stream string, events []eventlog.EventData) ([]eventlog.EventData, error) {
+	return s.sealWith(ctx, stream, events, s.keyCipher)
+}
+
+// keyCipher is the cipherSource of Seal: the subject's key made on first
+// use.
+func (s *Store) keyCipher(ctx context.Context, subj keystore.Subject) (*subjectCipher, error) {
+	return s.cipherOf(ctx, subj, s.keys.Key)
+}
+
+func (s *Store) sealWith(ctx context.Context, stream string, events []eventlog.EventData, ciphers cipherSource) ([]eventlog.EventData, error) {
 	sealed := make([]eventlog.EventData, len(events))
 	for i, e := range events {
 		var err error
-		if sealed[i], err = s.seal(ctx, stream, e); err != nil {
+		if sealed[i], err = s.seal(ctx, stream, e, ciphers); err != nil {
 			return nil, err
 		}
 	}
 	return sealed, nil
+}
+
+// StreamEvents is the events of one stream, for SealStreams.
+type StreamEvents struct {
+	Stream string
+	Events []eventlog.EventData
+}
+
+// SealStreams is Seal for many streams at once, for bulk loads (accessd
+// import): the result holds each stream's events as Seal returns them, in
+// the order of streams, with Seal's refusals. The keys of every subject
+// the events need are got in one call to the key store (Keys.KeyAll: the
+// missing ones made in one transaction per chunk of subjects, not one
+// each), so sealing a batch of new subjects costs a few statements and
+// one commit instead of a write and a commit per subject. Each subject
+// keeps a key of its own, as with Seal.
+func (s *Store) SealStreams(ctx context.Context, streams []StreamEvents) ([][]eventlog.EventData, error) {
+	var subjects []keystore.Subject
+	seen := map[keystore.Subject]bool{}
+	for _, st := range streams {
+		for _, e := range st.Events {
+			if !hasPersonal(e.Type, e.Meta.Reason) {
+				continue
+			}
+			subj, err := SubjectOf(st.Stream, e.Data)
+			if err != nil || seen[subj] {
+				continue // seal reports it
+			}
+			seen[subj] = true
+			subjects = append(subjects, subj)
+		}
+	}
+	ciphers, err := s.bulkCiphers(ctx, subjects, s.keys.KeyAll, s.keys.Key)
+	if err != nil {
+		return nil, fmt.Errorf("personaldata: the keys of %d subjects: %w", len(subjects), err)
+	}
+	out := make([][]eventlog.EventData, len(streams))
+	for i, st := range streams {
+		if out[i], err = s.sealWith(ctx, st.Stream, st.Events, ciphers); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // ReadStream implements eventlog.Store, opening sealed values.
@@ -276,6 +401,92 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, limi
 		return nil, err
 	}
 	return s.openAll(ctx, recs)
+}
+
+// StreamsReader is a store that reads many whole streams at once
+// (adapters/sqlstore): each stream's events in order, keyed by stream, a
+// stream without events absent.
+type StreamsReader interface {
+	ReadStreams(ctx context.Context, streams []string) (map[string][]eventlog.Record, error)
+}
+
+// ReadStreams returns every event of each of streams, opened as
+// ReadStream opens them, keyed by stream (a stream without events is
+// absent). On an inner store that is a StreamsReader it reads them in a
+// few statements and the keys of their subjects in one call to the key
+// store (Keys.FindAll); on another it reads them one by one. The streams
+// are not read at one instant: a writer may append between two of them.
+func (s *Store) ReadStreams(ctx context.Context, streams []string) (map[string][]eventlog.Record, error) {
+	out := make(map[string][]eventlog.Record, len(streams))
+	bulk, ok := s.inner.(StreamsReader)
+	if !ok {
+		for _, name := range streams {
+			recs, err := s.readWhole(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			if len(recs) > 0 {
+				out[name] = recs
+			}
+		}
+		return out, nil
+	}
+	stored, err := bulk.ReadStreams(ctx, streams)
+	if err != nil {
+		return nil, err
+	}
+	var subjects []keystore.Subject
+	seen := map[keystore.Subject]bool{}
+	for name, recs := range stored {
+		for _, r := range recs {
+			if !isSealed(r.Meta.Reason) && !bytes.Contains(r.Data, []byte(Prefix)) {
+				continue
+			}
+			subj, err := SubjectOf(name, r.Data)
+			if err != nil || seen[subj] {
+				continue // open reports it
+			}
+			seen[subj] = true
+			subjects = append(subjects, subj)
+		}
+	}
+	ciphers, err := s.bulkCiphers(ctx, subjects, s.keys.FindAll, s.keys.Find)
+	if err != nil {
+		return nil, fmt.Errorf("personaldata: the keys of %d subjects: %w", len(subjects), err)
+	}
+	for _, name := range streams {
+		recs, ok := stored[name]
+		if !ok {
+			continue
+		}
+		if _, done := out[name]; done {
+			continue // named twice
+		}
+		for i, r := range recs {
+			if recs[i], err = s.open(ctx, r, ciphers); err != nil {
+				return nil, err
+			}
+		}
+		out[name] = recs
+	}
+	return out, nil
+}
+
+// readWhole reads the whole of stream, page by page.
+func (s *Store) readWhole(ctx context.Context, stream string) ([]eventlog.Record, error) {
+	const page = 1000
+	var out []eventlog.Record
+	for from := uint64(1); ; {
+		recs, err := s.ReadStream(ctx, stream, from, page)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+		if len(recs) < page {
+			return out, nil
+		}
+		from = recs[len(recs)-1].Version + 1
+	}
 }
 
 // ReadAll implements eventlog.Store, opening sealed values.
@@ -356,7 +567,7 @@ func hasPersonal(typ, reason string) bool {
 	return reason != "" || len(domain.PersonalFields(typ)) > 0
 }
 
-func (s *Store) seal(ctx context.Context, stream string, e eventlog.EventData) (eventlog.EventData, error) {
+func (s *Store) seal(ctx context.Context, stream string, e eventlog.EventData, ciphers cipherSource) (eventlog.EventData, error) {
 	if !hasPersonal(e.Type, e.Meta.Reason) {
 		return e, nil
 	}
@@ -365,7 +576,7 @@ func (s *Store) seal(ctx context.Context, stream string, e eventlog.EventData) (
 		return eventlog.EventData{}, err
 	}
 	fields := domain.PersonalFields(e.Type)
-	sc, err := s.cipherOf(ctx, subj, s.keys.Key)
+	sc, err := ciphers(ctx, subj)
 	if errors.Is(err, keystore.ErrErased) && len(fields) == 0 {
 		// The engine's own events about an erased subject (an expiry) keep
 		// no reason: it reads as erased, like the subject's older ones.
@@ -393,6 +604,15 @@ func (s *Store) seal(ctx context.Context, stream string, e eventlog.EventData) (
 // it stopped before it did): whichever replica reads the log first
 // completes the erasure.
 func (s *Store) Open(ctx context.Context, r eventlog.Record) (eventlog.Record, error) {
+	return s.open(ctx, r, s.findCipher)
+}
+
+// findCipher is the cipherSource of Open: the subject's key, never made.
+func (s *Store) findCipher(ctx context.Context, subj keystore.Subject) (*subjectCipher, error) {
+	return s.cipherOf(ctx, subj, s.keys.Find)
+}
+
+func (s *Store) open(ctx context.Context, r eventlog.Record, ciphers cipherSource) (eventlog.Record, error) {
 	if subj, ok := erasureSubject(r); ok {
 		s.noteErased(subj)
 		// A replay reads every erasure again: the key store's cache says
@@ -411,7 +631,7 @@ func (s *Store) Open(ctx context.Context, r eventlog.Record) (eventlog.Record, e
 	if err != nil {
 		return eventlog.Record{}, fmt.Errorf("event %s at %s: %w", r.ID, r.Position, err)
 	}
-	sc, err := s.cipherOf(ctx, subj, s.keys.Find)
+	sc, err := ciphers(ctx, subj)
 	var c *fieldCipher
 	switch {
 	case errors.Is(err, keystore.ErrErased):

@@ -457,3 +457,140 @@ func TestCountPlain(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, [2]int64{9, 10}, [2]int64{plain, total})
 }
+
+// bulkReader gives the in-memory store the SQL store's ReadStreams.
+type bulkReader struct{ *memstore.Store }
+
+func (b bulkReader) ReadStreams(ctx context.Context, streams []string) (map[string][]eventlog.Record, error) {
+	out := map[string][]eventlog.Record{}
+	for _, name := range streams {
+		recs, err := b.ReadStream(ctx, name, 1, 0)
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) > 0 {
+			out[name] = recs
+		}
+	}
+	return out, nil
+}
+
+// TestSealStreamsAndReadStreamsAgreeWithOneByOne: the bulk paths seal and
+// open exactly as Seal and ReadStream do, stream by stream, with the same
+// refusals, over subjects with a key, without one and erased.
+func TestSealStreamsAndReadStreamsAgreeWithOneByOne(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	child, account := world(t, e.store)
+	erased := uuid.New()
+	require.NoError(t, e.store.EraseChild(ctx, erased))
+	fresh := uuid.New()
+	streams := []personaldata.StreamEvents{
+		{Stream: domain.ChildStream(child), Events: []eventlog.EventData{
+			data(t, &domain.AccessRevoked{ChildID: child, AccountID: account, RevokedAt: at.Add(5 * time.Hour)}, reason)}},
+		{Stream: domain.ChildStream(fresh), Events: []eventlog.EventData{
+			data(t, &domain.ChildRegistered{ChildID: fresh, Reference: "NCC-2024-00999", RegisteredAt: at}, reason),
+			data(t, &domain.AccessRevoked{ChildID: fresh, AccountID: account, RevokedAt: at.Add(time.Hour)}, "")}},
+		{Stream: domain.ChildStream(erased), Events: []eventlog.EventData{
+			data(t, &domain.AccessRevoked{ChildID: erased, AccountID: account, RevokedAt: at.Add(time.Hour)}, reason)}},
+	}
+
+	for _, c := range []struct {
+		name    string
+		streams []personaldata.StreamEvents
+		wantErr error
+	}{
+		{"keys kept, made and erased", streams, nil},
+		{"personal data of an erased subject", append(streams[:1:1], personaldata.StreamEvents{Stream: domain.ChildStream(erased),
+			Events: []eventlog.EventData{data(t, &domain.ChildRegistered{ChildID: erased, Reference: reference, RegisteredAt: at}, "")}}),
+			keystore.ErrErased},
+		{"no subject", []personaldata.StreamEvents{{Stream: "other-1", Events: streams[0].Events}}, personaldata.ErrNoSubject},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bulk, err := personaldata.New(e.raw, e.keys).SealStreams(ctx, c.streams)
+			if c.wantErr != nil {
+				require.ErrorIs(t, err, c.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, bulk, len(c.streams))
+			one := personaldata.New(e.raw, e.keys) // its own cache
+			for i, st := range c.streams {
+				want, err := one.Seal(ctx, st.Stream, st.Events)
+				require.NoError(t, err)
+				require.Equal(t, want, bulk[i], st.Stream)
+				for _, ev := range bulk[i] {
+					require.NotContains(t, string(ev.Data)+ev.Meta.Reason, reason)
+					require.NotContains(t, string(ev.Data), "NCC-")
+				}
+			}
+			require.Equal(t, domain.ErasedText, bulk[2][0].Meta.Reason, "an erased subject's reason reads as erased")
+		})
+	}
+
+	for _, st := range streams {
+		_, err := e.store.Append(ctx, st.Stream, eventlog.Any, st.Events)
+		require.NoError(t, err)
+	}
+	names := []string{domain.ChildStream(child), domain.AccountStream(account), domain.EmailStream(newEmail),
+		domain.ChildStream(fresh), domain.ChildStream(erased), "missing-1", domain.ChildStream(child)}
+	for _, layer := range []struct {
+		name  string
+		store *personaldata.Store
+	}{
+		{"bulk reads", personaldata.New(bulkReader{e.raw}, e.keys)},
+		{"one by one", personaldata.New(e.raw, e.keys)},
+	} {
+		t.Run(layer.name, func(t *testing.T) {
+			got, err := layer.store.ReadStreams(ctx, names)
+			require.NoError(t, err)
+			require.Len(t, got, 5, "every stream once; a missing one absent")
+			for _, name := range names[:5] {
+				want, err := e.store.ReadStream(ctx, name, 1, 0)
+				require.NoError(t, err)
+				require.NotEmpty(t, want)
+				require.Equal(t, want, got[name], name)
+			}
+			var registered struct {
+				Reference string `json:"reference"`
+			}
+			require.NoError(t, json.Unmarshal(got[domain.ChildStream(child)][0].Data, &registered))
+			require.Equal(t, reference, registered.Reference, "opened")
+		})
+	}
+}
+
+// TestReadStreamsCompletesAnErasureItReads: an erasure event whose key
+// was not destroyed yet (the command stopped) is completed by the bulk
+// read too, and what follows it in the stream reads as erased, as
+// ReadStream reads it.
+func TestReadStreamsCompletesAnErasureItReads(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	child := uuid.New()
+	stream := domain.ChildStream(child)
+	_, err := e.store.Append(ctx, stream, eventlog.NoStream, []eventlog.EventData{
+		data(t, &domain.ChildRegistered{ChildID: child, Reference: reference, RegisteredAt: at}, reason)})
+	require.NoError(t, err)
+	dpo := domain.Cause{Actor: domain.Actor{ID: "dpo-1", Role: domain.RoleDPO}, Reason: "Art. 17", RecordedAt: at}
+	erasure, err := dpo.EventData(uuid.New(), &domain.ChildErased{ChildID: child, ErasedAt: at.Add(time.Hour)})
+	require.NoError(t, err)
+	_, err = e.raw.Append(ctx, stream, eventlog.Exactly(1), []eventlog.EventData{erasure}) // the key not destroyed
+	require.NoError(t, err)
+	_, err = e.store.Append(ctx, stream, eventlog.Exactly(2), []eventlog.EventData{
+		data(t, &domain.AccessRevoked{ChildID: child, AccountID: uuid.New(), RevokedAt: at.Add(2 * time.Hour)}, reason)})
+	require.NoError(t, err)
+
+	got, err := personaldata.New(bulkReader{e.raw}, e.keys).ReadStreams(ctx, []string{stream})
+	require.NoError(t, err)
+	require.Len(t, got[stream], 3)
+	require.Equal(t, domain.ErasedText, got[stream][2].Meta.Reason, "after the erasure, erased")
+	_, err = e.keys.Find(ctx, keystore.ChildSubject(child))
+	require.ErrorIs(t, err, keystore.ErrErased, "the erasure completed")
+	again, err := personaldata.New(bulkReader{e.raw}, e.keys).ReadStreams(ctx, []string{stream})
+	require.NoError(t, err)
+	one, err := personaldata.New(e.raw, e.keys).ReadStream(ctx, stream, 1, 0)
+	require.NoError(t, err)
+	require.Equal(t, one, again[stream])
+	require.Equal(t, domain.ErasedText, again[stream][0].Meta.Reason)
+}

@@ -334,6 +334,45 @@ func TestAppendBatchEmptyAndClosed(t *testing.T) {
 	require.ErrorIs(t, err, sqlstore.ErrClosed)
 }
 
+// TestReadStreamsEqualsReadStreamOneByOne: ReadStreams returns what
+// ReadStream returns for each stream, across more streams than one
+// statement takes; a stream without events is absent.
+func TestReadStreamsEqualsReadStreamOneByOne(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		ctx := t.Context()
+		s, _ := openStore(t, url(t), withBulkClock())
+		for start, script := 0, bulkScript(11, 80); start < len(script); start += 20 {
+			_, err := s.AppendBatch(ctx, script[start:min(start+20, len(script))])
+			require.NoError(t, err)
+		}
+		batch := make([]sqlstore.StreamAppend, 1200)
+		for i := range batch {
+			batch[i] = sqlstore.StreamAppend{Stream: fmt.Sprint("many-", i), Expected: eventlog.NoStream,
+				Events: []eventlog.EventData{event("one"), event("two")}}
+		}
+		_, err := s.AppendBatch(ctx, batch)
+		require.NoError(t, err)
+
+		names := []string{"missing", "stream-0", "stream-5", "stream-0"}
+		for i := range batch {
+			names = append(names, batch[len(batch)-1-i].Stream)
+		}
+		got, err := s.ReadStreams(ctx, names)
+		require.NoError(t, err)
+		require.NotContains(t, got, "missing")
+		require.Len(t, got, len(batch)+2)
+		for _, name := range names[1:] {
+			want, err := s.ReadStream(ctx, name, 1, 0)
+			require.NoError(t, err)
+			require.NotEmpty(t, want)
+			require.Equal(t, want, got[name], name)
+		}
+		none, err := s.ReadStreams(ctx, nil)
+		require.NoError(t, err)
+		require.Empty(t, none)
+	})
+}
+
 // BenchmarkAppendBatch measures batches of 500 one-event appends over
 // 5,000 streams (Exactly versions), as a bulk load writes them. ns/op is per
 // batch; events/s is the event throughput.

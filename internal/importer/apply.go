@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/accessledger/accessledger/adapters/personaldata"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
@@ -18,10 +19,11 @@ type Appender interface {
 	Append(ctx context.Context, stream string, expected eventlog.ExpectedVersion, events []eventlog.EventData) (eventlog.AppendResult, error)
 }
 
-// sealer is the personal-data layer's bulk side: sealing without
-// appending, and the store beneath it.
+// sealer is the personal-data layer's bulk side: sealing many streams
+// without appending (the subjects' keys got, and made, in bulk), and the
+// store beneath it.
 type sealer interface {
-	Seal(ctx context.Context, stream string, events []eventlog.EventData) ([]eventlog.EventData, error)
+	SealStreams(ctx context.Context, streams []personaldata.StreamEvents) ([][]eventlog.EventData, error)
 	Inner() eventlog.Store
 }
 
@@ -68,7 +70,9 @@ var ErrPartial = errors.New("importer: the import stopped part way; run it again
 // first, then the children's, each stream at the version the plan read
 // (eventlog.Exactly), so that a stream another writer changed since is
 // refused (eventlog.ErrConflict) rather than overwritten. On a store with
-// AppendBatch (SQL) it seals the events through log and writes them in
+// AppendBatch (SQL) it seals the events through log a transaction at a
+// time (personaldata.Store.SealStreams: the new subjects' keys made
+// together), the next one while one is written, and writes them in
 // transactions of up to BatchEvents events; on others it appends through
 // log, Concurrency streams at once. Each transaction is all or nothing; a
 // failure after some were written wraps ErrPartial (an import run again
@@ -109,53 +113,95 @@ func partial(out Applied, err error) error {
 	return err
 }
 
+// applyBatches seals and appends the plan a batch at a time: the keys of a
+// batch's new subjects are made together (one transaction) while its
+// events are sealed, then the batch is appended in one transaction. The
+// next batch is sealed while one is appended (two cores busy, the order of
+// appends unchanged); a failed append stops the sealing. Sealing ahead
+// may make the keys of subjects whose events are then not appended: a key
+// with no events is harmless, and a re-run uses it.
 func (p *Plan) applyBatches(ctx context.Context, s sealer, b batchAppender, opts ApplyOptions, out *Applied, report func()) error {
-	var batch []sqlstore.StreamAppend
-	var streams []*stream
-	n := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		res, err := b.AppendBatch(ctx, batch)
-		if err != nil {
-			return fmt.Errorf("importer: append %d events to %d streams: %w", n, len(batch), err)
-		}
-		for i, r := range res {
-			if err := check(streams[i], r); err != nil {
-				return err
+	batches := p.batches(opts.BatchEvents)
+	g, gctx := errgroup.WithContext(ctx)
+	sealed := make(chan []sqlstore.StreamAppend, 1)
+	g.Go(func() error {
+		defer close(sealed)
+		for _, streams := range batches {
+			plain := make([]personaldata.StreamEvents, len(streams))
+			for i, st := range streams {
+				plain[i] = personaldata.StreamEvents{Stream: st.name, Events: st.events}
 			}
-			out.Last = latest(out.Last, r.Position)
+			events, err := s.SealStreams(gctx, plain)
+			if err != nil {
+				return fmt.Errorf("importer: seal the personal data of %d streams: %w", len(streams), err)
+			}
+			batch := make([]sqlstore.StreamAppend, len(streams))
+			for i, st := range streams {
+				batch[i] = sqlstore.StreamAppend{Stream: st.name, Expected: eventlog.Exactly(st.version), Events: events[i]}
+			}
+			select {
+			case sealed <- batch:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
 		}
-		out.Events += n
-		out.Streams += len(batch)
-		out.Writes++
-		report()
-		batch, streams, n = batch[:0], streams[:0], 0
 		return nil
-	}
+	})
+	g.Go(func() error {
+		for i := 0; ; i++ {
+			var batch []sqlstore.StreamAppend
+			select {
+			case b, ok := <-sealed:
+				if !ok {
+					return nil
+				}
+				batch = b
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			n := 0
+			for _, a := range batch {
+				n += len(a.Events)
+			}
+			res, err := b.AppendBatch(gctx, batch)
+			if err != nil {
+				return fmt.Errorf("importer: append %d events to %d streams: %w", n, len(batch), err)
+			}
+			for j, r := range res {
+				if err := check(batches[i][j], r); err != nil {
+					return err
+				}
+				out.Last = latest(out.Last, r.Position)
+			}
+			out.Events += n
+			out.Streams += len(batch)
+			out.Writes++
+			report()
+		}
+	})
+	return g.Wait()
+}
+
+// batches splits the plan's streams into the transactions of
+// applyBatches: up to about max events each (a stream is never split), and
+// never across the two phases, so that accounts are appended before the
+// children that name them.
+func (p *Plan) batches(maxEvents int) [][]*stream {
+	var out [][]*stream
+	var cur []*stream
+	n := 0
 	for i, st := range p.appends {
-		// The two phases are never in one transaction's middle: accounts
-		// are appended before the children that name them.
-		if i > 0 && p.appends[i-1].phase != st.phase {
-			if err := flush(); err != nil {
-				return err
-			}
+		if len(cur) > 0 && (n >= maxEvents || p.appends[i-1].phase != st.phase) {
+			out = append(out, cur)
+			cur, n = nil, 0
 		}
-		sealed, err := s.Seal(ctx, st.name, st.events)
-		if err != nil {
-			return fmt.Errorf("importer: seal the personal data of %s: %w", st.name, err)
-		}
-		batch = append(batch, sqlstore.StreamAppend{Stream: st.name, Expected: eventlog.Exactly(st.version), Events: sealed})
-		streams = append(streams, st)
-		n += len(sealed)
-		if n >= opts.BatchEvents {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
+		cur = append(cur, st)
+		n += len(st.events)
 	}
-	return flush()
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
 }
 
 func (p *Plan) applyConcurrently(ctx context.Context, log Appender, phase int, opts ApplyOptions, out *Applied, report func()) error {

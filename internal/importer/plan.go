@@ -21,6 +21,14 @@ type Reader interface {
 	Head(ctx context.Context) (eventlog.Position, error)
 }
 
+// streamsReader is a Reader that also reads many whole streams at once
+// (the personal-data layer over a SQL store: personaldata.Store): Prepare
+// then reads every stream the records name in a few statements, not one
+// by one.
+type streamsReader interface {
+	ReadStreams(ctx context.Context, streams []string) (map[string][]eventlog.Record, error)
+}
+
 // Options are the settings of a plan.
 type Options struct {
 	// Actor is the import's actor (domain.ImportActor). Required.
@@ -81,10 +89,13 @@ func (s *stream) apply(e domain.Event) error {
 
 // planner holds the state of one Prepare call.
 type planner struct {
-	ctx      context.Context
-	log      Reader
-	opts     Options
-	empty    bool // the log is empty: no stream needs reading
+	ctx   context.Context
+	log   Reader
+	opts  Options
+	empty bool // the log is empty: no stream needs reading
+	// fetched holds the streams read in bulk before deciding, each whole
+	// (nil: no events); a stream not in it is read from log.
+	fetched  map[string][]eventlog.Record
 	streams  map[string]*stream
 	order    []*stream
 	accounts map[string]uuid.UUID // normalized email -> account id
@@ -103,7 +114,7 @@ func (p *planner) loadPolicies() error {
 		return nil
 	}
 	for from := uint64(1); ; {
-		recs, err := p.log.ReadStream(p.ctx, domain.PolicyStream, from, readPage)
+		recs, err := p.read(domain.PolicyStream, from, readPage)
 		if err != nil {
 			return fmt.Errorf("importer: read the policy: %w", err)
 		}
@@ -132,6 +143,11 @@ const readPage = 500
 // order they were made, so a file may list its lines in any order. A
 // record may refer to a child or an account of the file or of the store.
 //
+// On an empty log Prepare reads no stream. On another, when log also
+// reads many streams at once (personaldata.Store over a SQL store), it
+// reads every stream the records can need first, in a few statements and
+// into memory, instead of one read per stream.
+//
 // Every record that cannot be imported is a *LineError (naming the line,
 // the kind and the field or the rule, never a value), and Prepare returns
 // them all, joined, with no plan. An error reading the store is returned
@@ -152,6 +168,11 @@ func Prepare(ctx context.Context, log Reader, recs []*Record, opts Options) (*Pl
 		accounts: map[string]uuid.UUID{}, plan: &Plan{Kinds: map[string]*Counts{}, CorrelationID: opts.CorrelationID}}
 	for _, k := range []string{KindChild, KindAccount, KindPlacement, KindGrant} {
 		p.plan.Kinds[k] = &Counts{}
+	}
+	if bulk, ok := log.(streamsReader); ok && !p.empty {
+		if err := p.prefetch(bulk, recs); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.loadPolicies(); err != nil {
 		return nil, err
@@ -189,6 +210,75 @@ func Prepare(ctx context.Context, log Reader, recs []*Record, opts Options) (*Pl
 	slices.SortStableFunc(p.plan.appends, func(a, b *stream) int { return cmp.Compare(a.phase, b.phase) })
 	p.plan.Streams = len(p.plan.appends)
 	return p.plan, nil
+}
+
+// prefetch reads every stream that deciding recs may read (the policy,
+// each child's, and for each email and identity subject both the keyed
+// and the name-based account and identity streams and the email's claim)
+// in one ReadStreams call, into p.fetched. Values that do not check are
+// left out: decide refuses their lines.
+func (p *planner) prefetch(bulk streamsReader, recs []*Record) error {
+	names := []string{domain.PolicyStream}
+	seen := map[string]bool{}
+	add := func(name string) {
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	child := func(reference string) {
+		if domain.CheckReference("child_reference", reference) == nil {
+			add(domain.ChildStream(p.opts.IDs.ChildID(reference)))
+		}
+	}
+	email := func(email string) {
+		if domain.CheckEmail("email", email) != nil {
+			return
+		}
+		norm := domain.NormalizeEmail(email)
+		add(domain.AccountStream(p.opts.IDs.AccountID(norm)))
+		add(domain.AccountStream(domain.AccountIDForEmail(norm)))
+		add(p.opts.IDs.EmailStream(norm))
+	}
+	for _, r := range recs {
+		switch {
+		case r.Child != nil:
+			child(r.Child.Reference)
+		case r.Account != nil:
+			email(r.Account.Email)
+			if subj := r.Account.IdentitySubject; subj != "" {
+				add(p.opts.IDs.IdentityStream(subj))
+				add(domain.IdentityStream(subj))
+			}
+		case r.Placement != nil:
+			child(r.Placement.ChildReference)
+			email(r.Placement.CarerEmail)
+		case r.Grant != nil:
+			child(r.Grant.ChildReference)
+			email(r.Grant.Email)
+		}
+	}
+	got, err := bulk.ReadStreams(p.ctx, names)
+	if err != nil {
+		return fmt.Errorf("importer: read %d streams: %w", len(names), err)
+	}
+	p.fetched = make(map[string][]eventlog.Record, len(names))
+	for _, name := range names {
+		p.fetched[name] = got[name]
+	}
+	return nil
+}
+
+// read returns up to limit events of stream name from version from, from
+// p.fetched when the stream was read in bulk, else from the log.
+func (p *planner) read(name string, from uint64, limit int) ([]eventlog.Record, error) {
+	recs, ok := p.fetched[name]
+	if !ok {
+		return p.log.ReadStream(p.ctx, name, from, limit)
+	}
+	i, _ := slices.BinarySearchFunc(recs, from, func(r eventlog.Record, v uint64) int { return cmp.Compare(r.Version, v) })
+	recs = recs[i:]
+	return recs[:min(len(recs), limit)], nil
 }
 
 // ordered returns recs in the order Prepare decides them.
@@ -381,7 +471,7 @@ func (p *planner) unclaimedBy(email string, id uuid.UUID) error {
 	}
 	claim := domain.NewEmailClaim()
 	for from := uint64(1); ; {
-		recs, err := p.log.ReadStream(p.ctx, p.opts.IDs.EmailStream(email), from, readPage)
+		recs, err := p.read(p.opts.IDs.EmailStream(email), from, readPage)
 		if err != nil {
 			return &internalError{fmt.Errorf("importer: read an email's claim: %w", err)}
 		}
@@ -427,7 +517,7 @@ func (p *planner) exists(name string) (bool, error) {
 	if p.empty {
 		return false, nil
 	}
-	recs, err := p.log.ReadStream(p.ctx, name, 1, 1)
+	recs, err := p.read(name, 1, 1)
 	if err != nil {
 		return false, &internalError{fmt.Errorf("importer: read stream %s: %w", name, err)}
 	}
@@ -444,7 +534,7 @@ func (p *planner) stream(name string, phase int, init func(*stream)) (*stream, e
 	init(s)
 	if !p.empty {
 		for {
-			recs, err := p.log.ReadStream(p.ctx, name, s.version+1, readPage)
+			recs, err := p.read(name, s.version+1, readPage)
 			if err != nil {
 				return nil, &internalError{fmt.Errorf("importer: read stream %s: %w", name, err)}
 			}
