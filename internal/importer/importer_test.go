@@ -20,6 +20,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/datagen"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/internal/importer"
 )
@@ -101,27 +102,7 @@ func FuzzDecodeLine(f *testing.F) {
 // lines returns a legacy file of about n lines: per five lines a child, a
 // foster carer, a network member, a placement (every other one ended) and
 // a grant.
-func lines(n int) []string {
-	out := make([]string, 0, n)
-	base := time.Date(2015, 1, 1, 0, 0, 0, 0, time.UTC)
-	ts := func(d time.Duration) string { return base.Add(d).Format(time.RFC3339) }
-	for i := 0; len(out) < n; i++ {
-		h := time.Duration(i) * time.Hour
-		ref, carer, member := fmt.Sprintf("NCC-%07d", i), fmt.Sprintf("carer%d@example.org", i), fmt.Sprintf("member%d@example.org", i)
-		end := ""
-		if i%2 == 0 {
-			end = `,"ended_at":"` + ts(h+400*24*time.Hour) + `"`
-		}
-		out = append(out,
-			`{"kind":"child","reference":"`+ref+`","worker_id":"worker-`+fmt.Sprint(i%50)+`","registered_at":"`+ts(h)+`"}`,
-			`{"kind":"account","email":"`+carer+`","account_kind":"foster_carer","invited_at":"`+ts(h)+`","activated_at":"`+ts(h+24*time.Hour)+`","identity_subject":"idp|c`+fmt.Sprint(i)+`"}`,
-			`{"kind":"account","email":"`+member+`","account_kind":"network_member","invited_at":"`+ts(h)+`","activated_at":"`+ts(h+48*time.Hour)+`","identity_subject":"idp|m`+fmt.Sprint(i)+`"}`,
-			`{"kind":"placement","legacy_id":"PL-`+fmt.Sprint(i)+`","child_reference":"`+ref+`","carer_email":"`+carer+`","started_at":"`+ts(h+72*time.Hour)+`"`+end+`}`,
-			`{"kind":"grant","child_reference":"`+ref+`","email":"`+member+`","relationship":"network_member","permissions":["view"],"granted_at":"`+ts(h+96*time.Hour)+`","reason":"legacy grant"}`,
-		)
-	}
-	return out[:n]
-}
+func lines(n int) []string { return datagen.ImportLines(n) }
 
 func read(t testing.TB, ls []string) []*importer.Record {
 	t.Helper()
