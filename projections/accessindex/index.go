@@ -166,6 +166,11 @@ type Index struct {
 	err     error
 	scratch []update
 	running atomic.Bool
+	// last names the record at pos (for snapshots); erasures counts the
+	// child erasures applied (RunSnapshots removes the snapshot on one).
+	last     lastRecord
+	erasures uint64
+	loaded   loadedSnapshot
 
 	// mu guards everything below. The applier reads pairs without it
 	// (nobody else writes them) and takes it to write.
