@@ -31,6 +31,8 @@ const (
 	targetExpiries      = 10_000  // simultaneous expiries ...
 	targetExpirySeconds = 10.0    // ... written within
 	targetStartSeconds  = 5.0     // start to ready
+	// targetSnapshotStartSeconds: start to ready from snapshots (issue 18).
+	targetSnapshotStartSeconds = 2.0
 )
 
 // rebuild rebuilds every read model of st from the log, one after the
