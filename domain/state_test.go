@@ -51,7 +51,9 @@ func TestStateRoundTrip(t *testing.T) {
 		{"account", acctEvents, acctLater,
 			func() interface{ Apply(domain.Event) error } { return domain.NewAccount(carer) },
 			func(a any) any { return a.(*domain.Account).State() },
-			func(s any) interface{ Apply(domain.Event) error } { return domain.RestoreAccount(s.(domain.AccountState)) }},
+			func(s any) interface{ Apply(domain.Event) error } {
+				return domain.RestoreAccount(s.(domain.AccountState))
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -362,7 +362,7 @@ func TestRunSnapshots(t *testing.T) {
 
 	cancel()
 	wg.Wait()
-	<-done
+	require.ErrorIs(t, <-done, context.Canceled)
 }
 
 func readSnapshot(dir string) ([]byte, error) {
