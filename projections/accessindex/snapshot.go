@@ -214,6 +214,9 @@ func decodeSnapshot(data []byte) (p *snapshotPayload, err error) {
 			p, err = nil, fmt.Errorf("%w: decode: %v", ErrSnapshotCorrupt, r)
 		}
 	}()
+	if err := checkGobFraming(body[snapshotHeader:]); err != nil {
+		return nil, err
+	}
 	p = &snapshotPayload{}
 	dec := gob.NewDecoder(bytes.NewReader(body[snapshotHeader:]))
 	if err := dec.Decode(p); err != nil {
@@ -226,6 +229,39 @@ func decodeSnapshot(data []byte) (p *snapshotPayload, err error) {
 		return nil, fmt.Errorf("%w: fold at %s, snapshot at %s", ErrSnapshotCorrupt, p.Model.Position, p.Position)
 	}
 	return p, nil
+}
+
+// checkGobFraming checks that every message of the gob stream b fits in
+// b, before gob reads it: gob allocates a message's buffer from its length
+// prefix, so a corrupt prefix would make it allocate up to a gigabyte.
+func checkGobFraming(b []byte) error {
+	for len(b) > 0 {
+		n, size, ok := gobUint(b)
+		if !ok || n == 0 || n > uint64(len(b)-size) {
+			return fmt.Errorf("%w: decode: bad message length", ErrSnapshotCorrupt)
+		}
+		b = b[size+int(n):]
+	}
+	return nil
+}
+
+// gobUint decodes an unsigned integer as gob encodes it: one byte below
+// 0x80, else the negated count of the big-endian bytes that follow.
+func gobUint(b []byte) (v uint64, size int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
+	}
+	if b[0] < 0x80 {
+		return uint64(b[0]), 1, true
+	}
+	n := -int(int8(b[0]))
+	if n > 8 || len(b) < 1+n {
+		return 0, 0, false
+	}
+	for _, c := range b[1 : 1+n] {
+		v = v<<8 | uint64(c)
+	}
+	return v, 1 + n, true
 }
 
 // WriteSnapshot saves the index's state at its current position into

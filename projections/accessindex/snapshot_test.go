@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -367,4 +368,25 @@ func TestRunSnapshots(t *testing.T) {
 
 func readSnapshot(dir string) ([]byte, error) {
 	return os.ReadFile(filepath.Join(dir, accessindex.SnapshotFile))
+}
+
+// TestSnapshotHugeLengthIsCheap: a payload whose first message claims a
+// gigabyte (with a valid checksum) fails at once, allocating nothing of
+// that size.
+func TestSnapshotHugeLengthIsCheap(t *testing.T) {
+	body := append([]byte(accessindex.SnapshotMagic), 0, 0, 0, byte(accessindex.SnapshotVersion))
+	body = append(body, 0xfc, 0x3f, 0xff, 0xff, 0xff, 1, 2, 3)
+	sum := sha256.Sum256(body)
+	data := append(body, sum[:]...)
+	allocs := testing.AllocsPerRun(3, func() {
+		_, err := accessindex.DecodeSnapshot(data)
+		require.ErrorIs(t, err, accessindex.ErrSnapshotCorrupt)
+	})
+	require.Less(t, allocs, 20.0)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.TotalAlloc
+	_, _ = accessindex.DecodeSnapshot(data)
+	runtime.ReadMemStats(&ms)
+	require.Less(t, ms.TotalAlloc-before, uint64(1<<20))
 }
