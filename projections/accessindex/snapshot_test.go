@@ -1,6 +1,7 @@
 package accessindex_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -254,14 +255,26 @@ func TestSnapshotKilledWhileWriting(t *testing.T) {
 		dir := t.TempDir()
 		cmd := exec.Command(os.Args[0], "-test.run=^TestSnapshotWriterProcess$", "-test.v")
 		cmd.Env = append(os.Environ(), "ACCESSINDEX_SNAPSHOT_WRITER_DIR="+dir)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
 		require.NoError(t, cmd.Start())
+		writing := make(chan struct{})
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			first := true
+			for sc.Scan() { // read to the end, so the child never blocks
+				if first && strings.Contains(sc.Text(), "writing") {
+					first = false
+					close(writing)
+				}
+			}
+		}()
 		// Wait for the first write to start, then kill at a moment that
 		// moves along the writes' cycle.
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(out.String(), "writing") && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
+		select {
+		case <-writing:
+		case <-time.After(60 * time.Second):
+			t.Fatal("the child never wrote")
 		}
 		time.Sleep(time.Duration(20+37*i) * time.Millisecond)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
