@@ -598,6 +598,8 @@ func (ix *Index) RunSnapshots(ctx context.Context, cfg SnapshotConfig) error {
 			case err != nil:
 				log.WarnContext(ctx, "access index snapshot not written", slog.String("dir", cfg.Dir), slog.String("error", err.Error()))
 				notBefore = now.Add(cfg.Interval)
+			case info.Applied == 0: // the index has stopped (Apply failed): nothing to save
+				notBefore = now.Add(cfg.Interval)
 			default:
 				lastApplied, lastWrite = info.Applied, time.Now()
 				log.InfoContext(ctx, "access index snapshot written", slog.String("dir", cfg.Dir),
