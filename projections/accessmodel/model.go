@@ -458,6 +458,9 @@ func (m *Model) State() (State, error) {
 func Restore(s State) (*Model, error) {
 	m := New(WithoutProvenance())
 	m.position, m.applied = s.Position, s.Applied
+	m.children = make(map[uuid.UUID]*domain.Child, len(s.Children))
+	m.accounts = make(map[uuid.UUID]*domain.Account, len(s.Accounts))
+	m.pairsOf = make(map[uuid.UUID][]uuid.UUID, len(s.PairsOf))
 	for _, cs := range s.Children {
 		if _, dup := m.children[cs.ID]; dup {
 			return nil, fmt.Errorf("%w: child %s twice in a saved state", ErrApply, cs.ID)
