@@ -41,7 +41,8 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 		return err
 	}
 	e, err := engine.Open(ctx, &cfg.Config, engine.Options{Instance: sc.instanceID,
-		CheckpointInterval: sc.checkpointInterval, CheckpointEvery: sc.checkpointEvery}, log)
+		CheckpointInterval: sc.checkpointInterval, CheckpointEvery: sc.checkpointEvery,
+		Snapshot: sc.snapshotConfig(cfg.DataDir)}, log)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/engine"
+	"github.com/accessledger/accessledger/projections/accessindex"
 )
 
 // serveConfig holds the flags of accessd serve besides the store's.
@@ -36,6 +37,11 @@ type serveConfig struct {
 	// ledger tree (R23).
 	checkpointInterval time.Duration
 	checkpointEvery    int64
+	// snapshotDir, snapshotEvery and snapshotInterval: where and when the
+	// access index's snapshot is written (issue 18).
+	snapshotDir      string
+	snapshotEvery    int64
+	snapshotInterval time.Duration
 	// viewsRetention: how long record views and alerts are kept (R20); 0
 	// keeps them forever.
 	viewsRetention time.Duration
@@ -71,6 +77,10 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.instanceID, "instance-id", "", "this replica's name in the read store: the process manager's claims and the outbox publishers' lease are held under it; give each replica sharing a read store its own (default: the host name)")
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Minute, "policy: sign a checkpoint of the ledger this often when the log has grown")
 	fs.Int64Var(&c.checkpointEvery, "checkpoint-every", 1000, "policy: sign a checkpoint of the ledger as soon as the log has grown by this many events")
+	fs.StringVar(&c.snapshotDir, "snapshot-dir", "", "directory of the access index's snapshot, loaded at start so that only the log after it is replayed "+
+		"(default: --data-dir; mode 0600; deleting it is always safe: the next start replays the whole log)")
+	fs.Int64Var(&c.snapshotEvery, "snapshot-every", accessindex.DefaultSnapshotEvery, "write the access index's snapshot once this many events were applied since the last one; 0 turns snapshots off (no load, no write)")
+	fs.DurationVar(&c.snapshotInterval, "snapshot-interval", accessindex.DefaultSnapshotInterval, "write the access index's snapshot this long after the last one when events were applied since")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.StringVar(&c.accessLog, "access-log", string(httpapi.AccessLogSampled), "which successful hot reads (GET /v1/check, POST /v1/checks, "+
 		"GET /v1/accounts/{id}/children, GET /v1/children/{id}/viewers, POST /v1/views, GET /v1/policy) the access log keeps: "+
@@ -96,6 +106,19 @@ func (c *serveConfig) policy() domain.Policy {
 	return domain.Policy{GracePeriod: c.gracePeriod, InvitationTTL: c.invitationTTL,
 		SessionIdleTimeout: c.sessionIdle, SessionWarningAfter: c.sessionWarning, ClosedAccountRetention: c.closedRetention,
 		ReviewPeriod: c.reviewPeriod}
+}
+
+// snapshotConfig returns the access index's snapshot settings the flags
+// set; a zero Dir (snapshots off) with --snapshot-every 0.
+func (c *serveConfig) snapshotConfig(dataDir string) accessindex.SnapshotConfig {
+	if c.snapshotEvery == 0 {
+		return accessindex.SnapshotConfig{}
+	}
+	dir := c.snapshotDir
+	if dir == "" {
+		dir = dataDir
+	}
+	return accessindex.SnapshotConfig{Dir: dir, Every: uint64(c.snapshotEvery), Interval: c.snapshotInterval}
 }
 
 // accessLogConfig returns the access log's settings the flags set (check
@@ -153,6 +176,12 @@ func (c *serveConfig) check() error {
 	}
 	if c.checkpointEvery < 1 || c.checkpointEvery > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--checkpoint-every %d: want 1 to 1000000", c.checkpointEvery))
+	}
+	if c.snapshotEvery < 0 || c.snapshotEvery > 1_000_000_000 {
+		errs = append(errs, fmt.Errorf("--snapshot-every %d: want 0 (off) to 1000000000", c.snapshotEvery))
+	}
+	if c.snapshotInterval < time.Second || c.snapshotInterval > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("--snapshot-interval %s: want 1s to 24h", c.snapshotInterval))
 	}
 	if c.instanceID == "" {
 		c.instanceID = engine.DefaultInstanceID()

@@ -149,7 +149,13 @@ func TestBenchSmallEndToEnd(t *testing.T) {
 
 			f = one(t, "start_to_ready", store)
 			require.True(t, f.Seconds > 0 && f.Seconds < 60, "%.2f s", f.Seconds)
+			require.Nil(t, f.Met, "a first start replays the whole log: the goal is the start from a snapshot's")
+			f = one(t, "start_to_ready.snapshot", store)
+			require.True(t, f.Seconds > 0 && f.Seconds < 60, "%.2f s", f.Seconds)
 			require.NotNil(t, f.Met)
+			f = one(t, "snapshot.write", store)
+			perPair, _ = f.Values.get("bytes_per_pair")
+			require.True(t, perPair > 10 && perPair < 1<<20, "snapshot bytes per pair %.0f", perPair)
 
 			fs := byName["check.http/"+store]
 			require.Len(t, fs, 3)
@@ -225,7 +231,7 @@ func TestBenchSmallEndToEnd(t *testing.T) {
 	for _, f := range rep.Figures {
 		names = append(names, f.Name)
 	}
-	require.Equal(t, []string{"start_to_ready", "check.inprocess"}, names)
+	require.Equal(t, []string{"start_to_ready", "snapshot.write", "start_to_ready.snapshot", "check.inprocess"}, names)
 }
 
 func TestSummarizePercentiles(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/engine"
+	"github.com/accessledger/accessledger/projections/accessindex"
 )
 
 // benchClock is the command service's and the process manager's clock in a
@@ -115,6 +116,12 @@ type benchEngine struct {
 // it once ready (read models and index caught up), with the time from
 // start to ready.
 func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, time.Duration, error) {
+	return b.startEngineWith(ctx, ds, accessindex.SnapshotConfig{})
+}
+
+// startEngineWith is startEngine with the access index's snapshots
+// configured by snap (none when snap.Dir is "").
+func (b *bencher) startEngineWith(ctx context.Context, ds *dataset, snap accessindex.SnapshotConfig) (*benchEngine, time.Duration, error) {
 	start := time.Now()
 	secret := make([]byte, auth.MinSecretBytes)
 	if _, err := rand.Read(secret); err != nil {
@@ -125,7 +132,7 @@ func (b *bencher) startEngine(ctx context.Context, ds *dataset) (*benchEngine, t
 		return nil, 0, err
 	}
 	cfg := engine.Config{EventStore: ds.url, DataDir: ds.dir, MasterKey: b.masterKeyPath()}
-	e, err := engine.Open(ctx, &cfg, engine.Options{Instance: "bench"}, b.log)
+	e, err := engine.Open(ctx, &cfg, engine.Options{Instance: "bench", Snapshot: snap}, b.log)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -30,7 +30,7 @@ const (
 	targetCommandP99    = 10_000   // µs, with the whole engine, fsync on
 	targetExpiries      = 10_000   // simultaneous expiries ...
 	targetExpirySeconds = 5.0      // ... written within
-	targetStartSeconds  = 2.0      // start to ready
+	targetStartSeconds  = 2.0      // start to ready, from snapshots
 	targetIndexBytes    = 256      // heap bytes per (account, child) pair
 	targetGrantRate     = 500      // single grants over HTTP per second, one client ...
 	targetGrantP99      = 10_000.0 // ... with p99 under (µs)

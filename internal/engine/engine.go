@@ -52,6 +52,8 @@ type Engine struct {
 	// verified is closed once the start-up check found the log agreeing
 	// with the stored tree and the published checkpoints.
 	verified chan struct{}
+	// snapshot configures the index's snapshots (Options.Snapshot).
+	snapshot accessindex.SnapshotConfig
 }
 
 // Options are the settings of the engine's ledger.
@@ -65,6 +67,12 @@ type Options struct {
 	// CheckpointInterval and CheckpointEvery: when a grown tree is signed.
 	CheckpointInterval time.Duration
 	CheckpointEvery    int64
+	// Snapshot configures the access index's snapshots (issue 18): at
+	// start Run loads Snapshot.Dir's snapshot, when there is a valid one,
+	// and replays only the log after it; while running it writes new ones
+	// in the background (accessindex.RunSnapshots). An empty Dir turns
+	// snapshots off: every start replays the whole log.
+	Snapshot accessindex.SnapshotConfig
 }
 
 // Open opens the stores, applies every migration and builds the
@@ -97,8 +105,12 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 		_ = st.Close()
 		return nil, err
 	}
+	snap := opts.Snapshot
+	if snap.Logger == nil {
+		snap.Logger = log
+	}
 	return &Engine{log: log, Stores: st, ReadDB: st.Read, Runner: runner, Ledger: l, verified: make(chan struct{}),
-		Index: accessindex.New(accessindex.WithLogger(log))}, nil
+		Index: accessindex.New(accessindex.WithLogger(log)), snapshot: snap}, nil
 }
 
 func (e *Engine) Close() error { return e.Stores.Close() }
@@ -129,12 +141,20 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.Runner.Run(gctx) })
 	g.Go(func() error {
+		if e.snapshot.Dir != "" {
+			// A snapshot that does not load is logged (warn) and the whole
+			// log replayed.
+			e.Index.StartFromSnapshot(gctx, e.snapshot.Dir, e.Stores.Log)
+		}
 		err := e.Index.Run(gctx, e.Stores.Log)
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("access index: %w", err)
 	})
+	if e.snapshot.Dir != "" {
+		g.Go(func() error { return e.Index.RunSnapshots(gctx, e.snapshot) })
+	}
 	g.Go(func() error { return e.guardAndPublish(gctx, e.verified) })
 	g.Go(func() error {
 		select {

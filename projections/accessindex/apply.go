@@ -127,6 +127,10 @@ func (ix *Index) apply(rec eventlog.Record) error {
 	if grantChanged {
 		ix.noteGrant(grant)
 	}
+	ix.last = lastRecord{Prev: ix.pos, ID: rec.ID, Stream: rec.Stream, Version: rec.Version, Type: rec.Type}
+	if erasesPersonalData(res.Envelope.Event) {
+		ix.erasures++
+	}
 	ix.pos = rec.Position
 	ix.applied++
 	if ix.targetSet && !ix.isReady && !ix.pos.Before(ix.target) {

@@ -364,3 +364,136 @@ func buildReplayLog(b *testing.B) (string, int, eventlog.Position) {
 		generated.Round(time.Millisecond), appended.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	return path, len(recs), head
 }
+
+// snapshotTail is how many records BenchmarkReplayFromSnapshot replays
+// after its snapshot: 1% of the log.
+const snapshotTail = 1_000
+
+// BenchmarkReplayFromSnapshot measures the start-up of an index from a
+// snapshot: BenchmarkReplay's log, a snapshot taken snapshotTail records
+// before its head, and each iteration LoadSnapshot and Run over the tail
+// until Ready. It reports the snapshot's size per pair, and the time to
+// write one (the applier is held only for the capture) and to load one.
+func BenchmarkReplayFromSnapshot(b *testing.B) {
+	ctx := context.Background()
+	path, n, head := buildReplayLog(b)
+	s := openStore(b, sqltest.Open(b, "sqlite:"+path))
+	dir := b.TempDir()
+
+	base := accessindex.New(quiet)
+	for applied := 0; applied < n-snapshotTail; {
+		recs, err := s.ReadAll(ctx, base.Position(), min(accessindex.DefaultPageSize, n-snapshotTail-applied))
+		require.NoError(b, err)
+		require.NoError(b, base.Apply(recs...))
+		applied += len(recs)
+	}
+	var info accessindex.SnapshotInfo
+	var write, capture time.Duration
+	const writes = 3
+	for range writes {
+		var err error
+		info, err = base.WriteSnapshot(ctx, dir)
+		require.NoError(b, err)
+		write += info.Elapsed
+		capture += info.Capture
+	}
+	base = nil
+	runtime.GC()
+
+	var load time.Duration
+	var pairs int
+	for b.Loop() {
+		ix := accessindex.New(quiet)
+		li, err := ix.LoadSnapshot(ctx, dir, s)
+		if err != nil {
+			b.Fatalf("LoadSnapshot: %v", err)
+		}
+		load += li.Elapsed
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- ix.Run(ctx, s) }()
+		select {
+		case <-ix.Ready():
+		case err := <-done:
+			b.Fatalf("Run: %v", err)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			b.Fatalf("Run: %v", err)
+		}
+		if st := ix.Stats(); st.Position != head || st.Applied != uint64(n) {
+			b.Fatalf("replayed %d records to %s, want %d to %s", st.Applied, st.Position, n, head)
+		}
+		pairs = ix.Stats().Pairs
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(n), "records")
+	b.ReportMetric(float64(pairs), "pairs")
+	b.ReportMetric(float64(info.Bytes), "snapshotB")
+	b.ReportMetric(float64(info.Bytes)/float64(info.Pairs), "snapshotB/pair")
+	b.ReportMetric(float64(write.Milliseconds())/writes, "write-ms")
+	b.ReportMetric(float64(capture.Milliseconds())/writes, "capture-ms")
+	b.ReportMetric(float64(load.Milliseconds())/float64(b.N), "load-ms")
+}
+
+// memLog is a log held in memory (dense positions from 1), enough for
+// LoadSnapshot's check.
+type memLog []eventlog.Record
+
+func (l memLog) Head(context.Context) (eventlog.Position, error) {
+	if len(l) == 0 {
+		return eventlog.Start, nil
+	}
+	return l[len(l)-1].Position, nil
+}
+
+func (l memLog) ReadAll(_ context.Context, after eventlog.Position, limit int) ([]eventlog.Record, error) {
+	i := int(after.Commit) // positions are dense from 1
+	if i >= len(l) {
+		return nil, nil
+	}
+	return l[i:min(len(l), i+limit)], nil
+}
+
+func (l memLog) Subscribe(ctx context.Context, _ eventlog.Position, _ func(context.Context, eventlog.Record) error) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// BenchmarkSnapshotLarge measures a snapshot of a county-sized index
+// (generate(checkChildren): about 100,000 pairs, the county has 83,561):
+// its size, the time to write it (WriteSnapshot, the applier held for the
+// capture), and each iteration LoadSnapshot into a new index (read,
+// checksum, decode, check against an in-memory log, derive).
+func BenchmarkSnapshotLarge(b *testing.B) {
+	ctx := context.Background()
+	w := newWorld(b, 4242)
+	generate(w, checkChildren)
+	recs := memLog(w.take())
+	ix := accessindex.New(quiet)
+	require.NoError(b, ix.Apply(recs...))
+	dir := b.TempDir()
+	var info accessindex.SnapshotInfo
+	var write, capture time.Duration
+	const writes = 3
+	for range writes {
+		var err error
+		info, err = ix.WriteSnapshot(ctx, dir)
+		require.NoError(b, err)
+		write += info.Elapsed
+		capture += info.Capture
+	}
+	ix = nil
+	runtime.GC()
+	for b.Loop() {
+		if _, err := accessindex.New(quiet).LoadSnapshot(ctx, dir, recs); err != nil {
+			b.Fatalf("LoadSnapshot: %v", err)
+		}
+	}
+	b.ReportMetric(float64(len(recs)), "records")
+	b.ReportMetric(float64(info.Pairs), "pairs")
+	b.ReportMetric(float64(info.Bytes), "snapshotB")
+	b.ReportMetric(float64(info.Bytes)/float64(info.Pairs), "snapshotB/pair")
+	b.ReportMetric(float64(write.Milliseconds())/writes, "write-ms")
+	b.ReportMetric(float64(capture.Milliseconds())/writes, "capture-ms")
+}

@@ -32,9 +32,12 @@
 // Run replays the log from the index's position with ReadAll pages (the
 // next page is read while one is applied) and then follows it with
 // Subscribe; Ready is closed once the index has caught up with the head the
-// log had when Run started. There is no snapshot: start-up is a replay of
+// log had when Run started. Without a snapshot, start-up is a replay of
 // the whole log (see BenchmarkReplay, and BenchmarkCountyReplay for a
-// county's log, for its cost).
+// county's log, for its cost); LoadSnapshot, before Run, starts the index
+// from a snapshot written by WriteSnapshot or RunSnapshots, so that Run
+// replays only the records after it (see snapshot.go and
+// BenchmarkReplayFromSnapshot).
 //
 // # Change feed
 //
@@ -166,6 +169,11 @@ type Index struct {
 	err     error
 	scratch []update
 	running atomic.Bool
+	// last names the record at pos (for snapshots); erasures counts the
+	// child erasures applied (RunSnapshots removes the snapshot on one).
+	last     lastRecord
+	erasures uint64
+	loaded   loadedSnapshot
 
 	// mu guards everything below. The applier reads pairs without it
 	// (nobody else writes them) and takes it to write.

@@ -402,3 +402,82 @@ func (m *Model) Source(p Pair, t time.Time) (EventRef, bool) {
 	}
 	return EventRef{}, false
 }
+
+// State is a Model's fold saved for a snapshot (see State): every
+// aggregate's state (without personal fields, see domain.ChildState) and
+// each account's children in first-seen order, at Position. It holds no
+// provenance and no policy history: only a Model made WithoutProvenance,
+// which never reads them, can be saved and restored.
+type State struct {
+	Position eventlog.Position
+	Applied  uint64
+	Children []domain.ChildState
+	Accounts []domain.AccountState
+	PairsOf  []AccountChildren
+}
+
+// AccountChildren is one account's children in a State, in first-seen
+// order.
+type AccountChildren struct {
+	Account  uuid.UUID
+	Children []uuid.UUID
+}
+
+// ErrProvenance is returned by State and Restore for a Model that keeps
+// provenance: its provenance and policy history are not saved.
+var ErrProvenance = errors.New("accessmodel: a model with provenance cannot be saved or restored")
+
+// State returns the model's fold, sharing nothing with the model, for a
+// snapshot; Restore makes a model that applies the records after
+// State.Position exactly as m does. The model must be made
+// WithoutProvenance (else ErrProvenance). Like every method, State must
+// not run concurrently with Apply.
+func (m *Model) State() (State, error) {
+	if !m.noProv {
+		return State{}, ErrProvenance
+	}
+	s := State{Position: m.position, Applied: m.applied,
+		Children: make([]domain.ChildState, 0, len(m.children)),
+		Accounts: make([]domain.AccountState, 0, len(m.accounts)),
+		PairsOf:  make([]AccountChildren, 0, len(m.pairsOf))}
+	for _, c := range m.children {
+		s.Children = append(s.Children, c.State())
+	}
+	for _, a := range m.accounts {
+		s.Accounts = append(s.Accounts, a.State())
+	}
+	for acct, children := range m.pairsOf {
+		s.PairsOf = append(s.PairsOf, AccountChildren{Account: acct, Children: slices.Clone(children)})
+	}
+	return s, nil
+}
+
+// Restore returns a model WithoutProvenance whose fold is s (see State).
+// It shares nothing with s. A State that is not one State returned (two
+// aggregates with the same id) fails with ErrApply.
+func Restore(s State) (*Model, error) {
+	m := New(WithoutProvenance())
+	m.position, m.applied = s.Position, s.Applied
+	m.children = make(map[uuid.UUID]*domain.Child, len(s.Children))
+	m.accounts = make(map[uuid.UUID]*domain.Account, len(s.Accounts))
+	m.pairsOf = make(map[uuid.UUID][]uuid.UUID, len(s.PairsOf))
+	for _, cs := range s.Children {
+		if _, dup := m.children[cs.ID]; dup {
+			return nil, fmt.Errorf("%w: child %s twice in a saved state", ErrApply, cs.ID)
+		}
+		m.children[cs.ID] = domain.RestoreChild(cs)
+	}
+	for _, as := range s.Accounts {
+		if _, dup := m.accounts[as.ID]; dup {
+			return nil, fmt.Errorf("%w: account %s twice in a saved state", ErrApply, as.ID)
+		}
+		m.accounts[as.ID] = domain.RestoreAccount(as)
+	}
+	for _, ac := range s.PairsOf {
+		if _, dup := m.pairsOf[ac.Account]; dup {
+			return nil, fmt.Errorf("%w: account %s's children twice in a saved state", ErrApply, ac.Account)
+		}
+		m.pairsOf[ac.Account] = slices.Clone(ac.Children)
+	}
+	return m, nil
+}

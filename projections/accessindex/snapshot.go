@@ -1,0 +1,646 @@
+package accessindex
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/projections/accessmodel"
+)
+
+// # Snapshots (issue 18)
+//
+// A snapshot is the index saved at a position, so that a start replays only
+// the records after it (the tail) instead of the whole log. It holds the
+// index's fold (the aggregates' state as domain.ChildState and
+// domain.AccountState, without personal fields, and each account's
+// children), what the index keeps besides (the children's info, the
+// reviews list, the change buffer) and the record at its position (id,
+// stream, version, type, and the position before it), by which a start
+// checks that the log still holds that record where the snapshot says.
+// The pairs' facts, the accounts' entries and the reverse maps are derived
+// from the fold when it is loaded.
+//
+// The file: SnapshotMagic, the format version (4 bytes, big endian), the
+// payload (encoding/gob), and the SHA-256 of everything before it (32
+// bytes). It is written to a temporary file in the same directory, synced,
+// renamed over the snapshot and the directory synced: a crash at any point
+// leaves the previous snapshot or the new one, never a mix, and a
+// leftover temporary file is removed by the next write.
+//
+// Personal data: the children's references (kept for R17's lookup by
+// reference) are the only personal values in a snapshot. The file is made
+// with mode 0600, and the snapshot writer (RunSnapshots) removes it as soon
+// as the index applies a child's erasure, so erasing a child's key leaves
+// no readable copy of its reference here for longer than that.
+//
+// Deleting the snapshot is always safe: the next start replays the whole
+// log, and the writer makes a new one.
+
+// SnapshotMagic starts every snapshot file.
+const SnapshotMagic = "ALIDXSNP"
+
+// SnapshotVersion is the format version this package writes and reads. A
+// file of another version is ignored (ErrSnapshotVersion).
+const SnapshotVersion uint32 = 1
+
+// SnapshotFile is the snapshot's file name in its directory.
+const SnapshotFile = "accessindex.snapshot"
+
+// Errors of LoadSnapshot and DecodeSnapshot; each means "replay the whole
+// log instead". They are wrapped with details.
+var (
+	// ErrSnapshotCorrupt: not a snapshot, truncated, or its checksum or
+	// payload is wrong.
+	ErrSnapshotCorrupt = errors.New("accessindex: snapshot corrupt")
+	// ErrSnapshotVersion: a snapshot of another format version.
+	ErrSnapshotVersion = errors.New("accessindex: snapshot of another format version")
+	// ErrSnapshotAhead: the snapshot's position is after the log's head
+	// (the log was replaced or truncated).
+	ErrSnapshotAhead = errors.New("accessindex: snapshot is ahead of the log")
+	// ErrSnapshotMismatch: the log does not hold the snapshot's record at
+	// its position (the log was replaced or changed).
+	ErrSnapshotMismatch = errors.New("accessindex: snapshot does not match the log")
+	// ErrSnapshotNotFresh: LoadSnapshot was called on an index that has
+	// applied records or is running.
+	ErrSnapshotNotFresh = errors.New("accessindex: a snapshot loads only into a new index")
+)
+
+// SnapshotInfo describes a snapshot written or loaded.
+type SnapshotInfo struct {
+	// Position is the position of the last record the snapshot reflects.
+	Position eventlog.Position
+	// Applied is the number of records the index had applied.
+	Applied uint64
+	// Pairs is the number of (account, child) pairs.
+	Pairs int
+	// Bytes is the file's size.
+	Bytes int
+	// Capture is how long the applier was held while the state was copied
+	// (writing only); Elapsed the whole write or load.
+	Capture, Elapsed time.Duration
+}
+
+// lastRecord names the record at the index's position, and the position
+// before it, so that a snapshot can be checked against the log.
+type lastRecord struct {
+	Prev    eventlog.Position
+	ID      uuid.UUID
+	Stream  string
+	Version uint64
+	Type    string
+}
+
+// loadedSnapshot is what RunSnapshots needs of the snapshot loaded.
+type loadedSnapshot struct {
+	Applied, Erasures uint64
+}
+
+// refEntry is one entry of the reference lookup.
+type refEntry struct {
+	Key   string
+	Child uuid.UUID
+}
+
+// snapshotPayload is the encoded part of a snapshot.
+type snapshotPayload struct {
+	Position eventlog.Position
+	Applied  uint64
+	Last     lastRecord
+	Model    accessmodel.State
+	Children []ChildInfo
+	ByRef    []refEntry
+	Grants   []GrantDue
+	Changes  []Change
+	Dropped  eventlog.Position
+	// Erasures is the count of child erasures applied (see RunSnapshots).
+	Erasures uint64
+}
+
+// capture copies the index's state at its position. It holds the applier
+// (applyMu) while it copies, so the state is consistent at one position;
+// readers are not held. ok is false when the index has applied nothing or
+// has stopped.
+func (ix *Index) capture() (p *snapshotPayload, ok bool, err error) {
+	ix.applyMu.Lock()
+	defer ix.applyMu.Unlock()
+	if ix.err != nil || ix.model.Applied() == 0 {
+		return nil, false, nil
+	}
+	st, err := ix.model.State()
+	if err != nil {
+		return nil, false, fmt.Errorf("accessindex: snapshot: %w", err)
+	}
+	// Only the applier (whose lock is held) writes the maps below, so
+	// reading them needs no read lock.
+	p = &snapshotPayload{Position: ix.pos, Applied: ix.applied, Last: ix.last, Model: st,
+		Children: make([]ChildInfo, 0, len(ix.children)), ByRef: make([]refEntry, 0, len(ix.byRef)),
+		Dropped: ix.changes.dropped, Erasures: ix.erasures}
+	for _, c := range ix.children {
+		p.Children = append(p.Children, *c)
+	}
+	for k, id := range ix.byRef {
+		p.ByRef = append(p.ByRef, refEntry{Key: k, Child: id})
+	}
+	for _, byAccount := range ix.grants {
+		for _, g := range byAccount {
+			p.Grants = append(p.Grants, g)
+		}
+	}
+	p.Changes = make([]Change, ix.changes.len())
+	for i := range p.Changes {
+		p.Changes[i] = *ix.changes.at(i)
+	}
+	return p, true, nil
+}
+
+// encodeSnapshot writes p as a snapshot file's bytes.
+func encodeSnapshot(p *snapshotPayload) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString(SnapshotMagic)
+	_ = binary.Write(&buf, binary.BigEndian, SnapshotVersion)
+	if err := gob.NewEncoder(&buf).Encode(p); err != nil {
+		return nil, fmt.Errorf("accessindex: encode snapshot: %w", err)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	buf.Write(sum[:])
+	return buf.Bytes(), nil
+}
+
+// DecodeSnapshot checks a snapshot file's bytes (magic, format version,
+// checksum) and decodes its payload; it returns the snapshot's position.
+// It fails with ErrSnapshotCorrupt or ErrSnapshotVersion (wrapped) and never
+// panics. It is LoadSnapshot's first step, exported for the fuzz test and
+// for tools.
+func DecodeSnapshot(data []byte) (eventlog.Position, error) {
+	p, err := decodeSnapshot(data)
+	if err != nil {
+		return eventlog.Start, err
+	}
+	return p.Position, nil
+}
+
+const snapshotHeader = len(SnapshotMagic) + 4
+
+func decodeSnapshot(data []byte) (p *snapshotPayload, err error) {
+	if len(data) < snapshotHeader+sha256.Size || string(data[:len(SnapshotMagic)]) != SnapshotMagic {
+		return nil, fmt.Errorf("%w: not a snapshot file (%d bytes)", ErrSnapshotCorrupt, len(data))
+	}
+	if v := binary.BigEndian.Uint32(data[len(SnapshotMagic):]); v != SnapshotVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrSnapshotVersion, v, SnapshotVersion)
+	}
+	body, sum := data[:len(data)-sha256.Size], data[len(data)-sha256.Size:]
+	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrSnapshotCorrupt)
+	}
+	// gob checks what it decodes, but a payload with a valid checksum and
+	// a bug in it must not take the start down.
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("%w: decode: %v", ErrSnapshotCorrupt, r)
+		}
+	}()
+	if err := checkGobFraming(body[snapshotHeader:]); err != nil {
+		return nil, err
+	}
+	p = &snapshotPayload{}
+	dec := gob.NewDecoder(bytes.NewReader(body[snapshotHeader:]))
+	if err := dec.Decode(p); err != nil {
+		return nil, fmt.Errorf("%w: decode: %w", ErrSnapshotCorrupt, err)
+	}
+	if p.Position.IsZero() || p.Applied == 0 {
+		return nil, fmt.Errorf("%w: empty snapshot", ErrSnapshotCorrupt)
+	}
+	if p.Model.Position != p.Position {
+		return nil, fmt.Errorf("%w: fold at %s, snapshot at %s", ErrSnapshotCorrupt, p.Model.Position, p.Position)
+	}
+	return p, nil
+}
+
+// checkGobFraming checks that every message of the gob stream b fits in
+// b, before gob reads it: gob allocates a message's buffer from its length
+// prefix, so a corrupt prefix would make it allocate up to a gigabyte.
+func checkGobFraming(b []byte) error {
+	for len(b) > 0 {
+		n, size, ok := gobUint(b)
+		if !ok || n == 0 || n > uint64(len(b)-size) {
+			return fmt.Errorf("%w: decode: bad message length", ErrSnapshotCorrupt)
+		}
+		b = b[size+int(n):]
+	}
+	return nil
+}
+
+// gobUint decodes an unsigned integer as gob encodes it: one byte below
+// 0x80, else the negated count of the big-endian bytes that follow.
+func gobUint(b []byte) (v uint64, size int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
+	}
+	if b[0] < 0x80 {
+		return uint64(b[0]), 1, true
+	}
+	n := -int(int8(b[0]))
+	if n > 8 || len(b) < 1+n {
+		return 0, 0, false
+	}
+	for _, c := range b[1 : 1+n] {
+		v = v<<8 | uint64(c)
+	}
+	return v, 1 + n, true
+}
+
+// WriteSnapshot saves the index's state at its current position into
+// dir/SnapshotFile, atomically (see the package's snapshot notes), with
+// mode 0600, and returns what it wrote. It holds the applier only while it
+// copies the state (SnapshotInfo.Capture); checks are never held. An
+// index that has applied nothing, or has stopped, writes nothing and
+// returns a zero SnapshotInfo. It may run concurrently with Run; two
+// WriteSnapshot calls on one directory must not.
+func (ix *Index) WriteSnapshot(ctx context.Context, dir string) (SnapshotInfo, error) {
+	started := time.Now()
+	p, ok, err := ix.capture()
+	if err != nil || !ok {
+		return SnapshotInfo{}, err
+	}
+	capture := time.Since(started)
+	if err := ctx.Err(); err != nil {
+		return SnapshotInfo{}, err
+	}
+	data, err := encodeSnapshot(p)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	if err := writeFileAtomic(dir, SnapshotFile, data); err != nil {
+		return SnapshotInfo{}, err
+	}
+	pairs := 0
+	for _, ac := range p.Model.PairsOf {
+		pairs += len(ac.Children)
+	}
+	return SnapshotInfo{Position: p.Position, Applied: p.Applied, Pairs: pairs, Bytes: len(data),
+		Capture: capture, Elapsed: time.Since(started)}, nil
+}
+
+// writeFileAtomic writes data to dir/name through a temporary file: write,
+// sync, rename, sync the directory. Leftover temporary files of earlier
+// writes (a crash) are removed first.
+func writeFileAtomic(dir, name string, data []byte) (err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("accessindex: snapshot directory: %w", err)
+	}
+	removeTemps(dir, name)
+	f, err := os.CreateTemp(dir, name+".tmp-*") // mode 0600
+	if err != nil {
+		return fmt.Errorf("accessindex: write snapshot: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("accessindex: write snapshot: %w", err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("accessindex: sync snapshot: %w", err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("accessindex: close snapshot: %w", err)
+	}
+	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("accessindex: rename snapshot: %w", err)
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		err = d.Sync()
+		_ = d.Close()
+		if err != nil {
+			return fmt.Errorf("accessindex: sync snapshot directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// removeTemps removes dir's temporary files of name left by a crash.
+func removeTemps(dir, name string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), name+".tmp-") && e.Type().IsRegular() {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// RemoveSnapshot removes dir's snapshot, if any (and leftover temporary
+// files). Removing it is always safe: the next start replays the whole log.
+func RemoveSnapshot(dir string) error {
+	removeTemps(dir, SnapshotFile)
+	if err := os.Remove(filepath.Join(dir, SnapshotFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("accessindex: remove snapshot: %w", err)
+	}
+	return nil
+}
+
+// LoadSnapshot loads dir/SnapshotFile into ix, which must be new (else
+// ErrSnapshotNotFresh): after it, Run replays only the records after the
+// snapshot's position. It checks the file (ErrSnapshotCorrupt,
+// ErrSnapshotVersion) and the log: the snapshot's position must not be
+// after the head (ErrSnapshotAhead), and the log must hold the snapshot's
+// record at its position (ErrSnapshotMismatch). A missing file fails with
+// an error satisfying errors.Is(err, os.ErrNotExist). On any error ix is
+// left unchanged, and the caller replays the whole log (Run).
+func (ix *Index) LoadSnapshot(ctx context.Context, dir string, log Follower) (SnapshotInfo, error) {
+	started := time.Now()
+	data, err := os.ReadFile(filepath.Join(dir, SnapshotFile))
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("accessindex: read snapshot: %w", err)
+	}
+	p, err := decodeSnapshot(data)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	if err := checkAgainstLog(ctx, p, log); err != nil {
+		return SnapshotInfo{}, err
+	}
+	pairs, err := ix.restore(p)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	return SnapshotInfo{Position: p.Position, Applied: p.Applied, Pairs: pairs, Bytes: len(data), Elapsed: time.Since(started)}, nil
+}
+
+// checkAgainstLog checks that log holds p's last record at p's position.
+func checkAgainstLog(ctx context.Context, p *snapshotPayload, log Follower) error {
+	head, err := log.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("accessindex: check snapshot: read the log's head: %w", err)
+	}
+	if head.Before(p.Position) {
+		return fmt.Errorf("%w: snapshot at %s, log's head at %s", ErrSnapshotAhead, p.Position, head)
+	}
+	recs, err := log.ReadAll(ctx, p.Last.Prev, 1)
+	if err != nil {
+		return fmt.Errorf("accessindex: check snapshot: read the log at %s: %w", p.Position, err)
+	}
+	if len(recs) != 1 {
+		return fmt.Errorf("%w: no record after %s", ErrSnapshotMismatch, p.Last.Prev)
+	}
+	r := recs[0]
+	if r.Position != p.Position || r.ID != p.Last.ID || r.Stream != p.Last.Stream || r.Version != p.Last.Version || r.Type != p.Last.Type {
+		return fmt.Errorf("%w: snapshot's record %s (%s %s@%d) at %s, log's %s (%s %s@%d) at %s", ErrSnapshotMismatch,
+			p.Last.ID, p.Last.Type, p.Last.Stream, p.Last.Version, p.Position, r.ID, r.Type, r.Stream, r.Version, r.Position)
+	}
+	return nil
+}
+
+// restore installs p into ix, which must be new; it returns the number of
+// pairs.
+func (ix *Index) restore(p *snapshotPayload) (int, error) {
+	model, err := accessmodel.Restore(p.Model)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrSnapshotCorrupt, err)
+	}
+	npairs := 0
+	for _, ac := range p.Model.PairsOf {
+		npairs += len(ac.Children)
+	}
+	// Maps sized up front: growing them was a fifth of a load's
+	// allocations.
+	var (
+		pairs    = make(map[accessmodel.Pair]pairFacts, npairs)
+		accounts = make(map[uuid.UUID]*account, len(p.Model.Accounts))
+		viewers  = make(map[uuid.UUID][]uuid.UUID, len(p.Model.Children))
+		known    int
+	)
+	for _, as := range p.Model.Accounts {
+		if as.Exists {
+			a, _ := model.Account(as.ID)
+			accounts[as.ID] = &account{known: true, facts: a.Facts()}
+			known++
+		}
+	}
+	for _, ac := range p.Model.PairsOf {
+		a := accounts[ac.Account]
+		if a == nil {
+			a = &account{}
+			accounts[ac.Account] = a
+		}
+		a.children = slices.Clone(ac.Children)
+		slices.SortFunc(a.children, compareIDs)
+		for _, child := range ac.Children {
+			pair := accessmodel.Pair{Account: ac.Account, Child: child}
+			f := model.Facts(pair)
+			pairs[pair] = pairFacts{account: f.Account, placements: f.Placements, grants: f.Grants}
+			viewers[child] = append(viewers[child], ac.Account)
+		}
+	}
+	for _, v := range viewers {
+		slices.SortFunc(v, compareIDs)
+	}
+	registered := make(map[uuid.UUID]struct{}, len(p.Children))
+	children := make(map[uuid.UUID]*ChildInfo, len(p.Children))
+	byWorker := map[string]map[uuid.UUID]struct{}{}
+	for i := range p.Children {
+		info := p.Children[i]
+		registered[info.ID] = struct{}{}
+		children[info.ID] = &info
+		if info.Worker != "" {
+			set := byWorker[info.Worker]
+			if set == nil {
+				set = map[uuid.UUID]struct{}{}
+				byWorker[info.Worker] = set
+			}
+			set[info.ID] = struct{}{}
+		}
+	}
+	byRef := make(map[string]uuid.UUID, len(p.ByRef))
+	for _, r := range p.ByRef {
+		byRef[r.Key] = r.Child
+	}
+	grants := make(map[uuid.UUID]map[uuid.UUID]GrantDue, len(p.Grants))
+	for _, g := range p.Grants {
+		byAccount := grants[g.Child]
+		if byAccount == nil {
+			byAccount = map[uuid.UUID]GrantDue{}
+			grants[g.Child] = byAccount
+		}
+		byAccount[g.Account] = g
+	}
+
+	ix.applyMu.Lock()
+	defer ix.applyMu.Unlock()
+	if ix.running.Load() || ix.model.Applied() > 0 || ix.err != nil {
+		return 0, ErrSnapshotNotFresh
+	}
+	changes := newRing(len(ix.changes.buf))
+	changes.dropped = p.Dropped
+	for _, c := range p.Changes {
+		changes.push(c)
+	}
+	ix.model, ix.last, ix.erasures = model, p.Last, p.Erasures
+	ix.loaded = loadedSnapshot{Applied: p.Applied, Erasures: p.Erasures}
+	ix.mu.Lock()
+	ix.pos, ix.applied = p.Position, p.Applied
+	ix.pairs, ix.accounts, ix.viewers, ix.known = pairs, accounts, viewers, known
+	ix.registered, ix.children, ix.byRef, ix.byWorker, ix.grants = registered, children, byRef, byWorker, grants
+	ix.changes = changes
+	ix.mu.Unlock()
+	return len(pairs), nil
+}
+
+// erasesPersonalData reports whether e erases personal data a snapshot may
+// hold (a child's reference).
+func erasesPersonalData(e domain.Event) bool {
+	_, ok := e.(*domain.ChildErased)
+	return ok
+}
+
+// Snapshot writer defaults.
+const (
+	// DefaultSnapshotEvery is how many records applied since the last
+	// snapshot make RunSnapshots write the next one.
+	DefaultSnapshotEvery = 100_000
+	// DefaultSnapshotInterval is how long RunSnapshots waits at most,
+	// while records were applied, before it writes the next snapshot.
+	DefaultSnapshotInterval = 5 * time.Minute
+)
+
+// SnapshotConfig configures RunSnapshots.
+type SnapshotConfig struct {
+	// Dir is the directory of the snapshot file (SnapshotFile); required.
+	Dir string
+	// Every: a snapshot is written once this many records were applied
+	// since the last one (< 1: DefaultSnapshotEvery).
+	Every uint64
+	// Interval: a snapshot is written once this long has passed since the
+	// last one and some record was applied since (<= 0:
+	// DefaultSnapshotInterval).
+	Interval time.Duration
+	// Logger reports each snapshot written or removed, and failures
+	// (nil: slog.Default()).
+	Logger *slog.Logger
+}
+
+// RunSnapshots writes the index's snapshots in the background until ctx is
+// done, and then returns nil. It starts once the index is ready (Ready);
+// then it writes a snapshot when cfg.Every records were applied since the
+// last one written or loaded, or when cfg.Interval has passed since and a
+// record was applied (at once, when the index was not loaded from a
+// snapshot and has applied records). The applier is held only while the
+// state is copied (WriteSnapshot); appends to the log are never held. A
+// failed write is logged (warn) and tried again after cfg.Interval.
+//
+// When the index applies a child's erasure (R22), RunSnapshots removes the
+// snapshot at once, since it may hold the child's reference; the next one
+// is written by the rules above, counted from the removal (until then a
+// start replays the whole log).
+func (ix *Index) RunSnapshots(ctx context.Context, cfg SnapshotConfig) error {
+	if cfg.Every < 1 {
+		cfg.Every = DefaultSnapshotEvery
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultSnapshotInterval
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-ix.Ready():
+	}
+	ix.applyMu.Lock()
+	lastApplied, erasures, loaded := ix.loaded.Applied, ix.loaded.Erasures, ix.loaded.Applied > 0
+	ix.applyMu.Unlock()
+	var lastWrite, notBefore time.Time
+	if loaded {
+		lastWrite = time.Now()
+	}
+	tick := time.NewTicker(max(cfg.Interval/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		_, wake := ix.positionAndWake()
+		ix.applyMu.Lock()
+		applied, erased := ix.applied, ix.erasures
+		ix.applyMu.Unlock()
+		if erased != erasures {
+			erasures = erased
+			if err := RemoveSnapshot(cfg.Dir); err != nil {
+				log.WarnContext(ctx, "access index snapshot: remove after an erasure", slog.String("error", err.Error()))
+			} else {
+				log.InfoContext(ctx, "access index snapshot removed: a child's personal data was erased", slog.String("dir", cfg.Dir))
+			}
+			// The next one is due by the usual rules, counted from now, so
+			// a burst of erasures costs removals, not a write each.
+			lastApplied, lastWrite = applied, time.Now()
+		}
+		now := time.Now()
+		pending := applied - min(lastApplied, applied)
+		if pending > 0 && !now.Before(notBefore) && (pending >= cfg.Every || now.Sub(lastWrite) >= cfg.Interval) {
+			info, err := ix.WriteSnapshot(ctx, cfg.Dir)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				log.WarnContext(ctx, "access index snapshot not written", slog.String("dir", cfg.Dir), slog.String("error", err.Error()))
+				notBefore = now.Add(cfg.Interval)
+			case info.Applied == 0: // the index has stopped (Apply failed): nothing to save
+				notBefore = now.Add(cfg.Interval)
+			default:
+				lastApplied, lastWrite = info.Applied, time.Now()
+				log.InfoContext(ctx, "access index snapshot written", slog.String("dir", cfg.Dir),
+					slog.String("position", info.Position.String()), slog.Int("pairs", info.Pairs), slog.Int("bytes", info.Bytes),
+					slog.Duration("capture", info.Capture), slog.Duration("elapsed", info.Elapsed))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// StartFromSnapshot loads dir's snapshot into ix (LoadSnapshot) and logs
+// the outcome with the index's logger: loaded (info), none there (info), or
+// ignored and why (warn): corrupt, of another format version, ahead of the
+// log, not matching the log. It reports whether the snapshot was loaded;
+// when it was not, ix is unchanged and Run replays the whole log.
+func (ix *Index) StartFromSnapshot(ctx context.Context, dir string, log Follower) (SnapshotInfo, bool) {
+	l := ix.cfg.logger
+	info, err := ix.LoadSnapshot(ctx, dir, log)
+	switch {
+	case err == nil:
+		l.InfoContext(ctx, "access index loaded from its snapshot; replaying the log after it",
+			slog.String("dir", dir), slog.String("position", info.Position.String()), slog.Int("pairs", info.Pairs),
+			slog.Int("bytes", info.Bytes), slog.Duration("elapsed", info.Elapsed))
+		return info, true
+	case errors.Is(err, os.ErrNotExist):
+		l.InfoContext(ctx, "access index: no snapshot; replaying the whole log", slog.String("dir", dir))
+	default:
+		l.WarnContext(ctx, "access index snapshot ignored; replaying the whole log",
+			slog.String("dir", dir), slog.String("error", err.Error()))
+	}
+	return SnapshotInfo{}, false
+}
