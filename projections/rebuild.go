@@ -31,10 +31,12 @@ var ErrRebuildLeaseLost = errors.New("projections: rebuild lease lost")
 //     the first to finish (or for its lease to expire, 30 s after its
 //     process died) and then rebuilds again.
 //  2. It drops the tables a rebuild left behind when it was interrupted, and
-//     creates the tables of generation N+1 (N is the live generation).
+//     creates the tables of generation N+1 (N is the live generation),
+//     without the indexes of the tables that defer them (Table.DeferIndexes).
 //  3. It calls p.Load on them at eventlog.Start and passes the whole log
-//     through p.Apply in batches, each batch in its own transaction. This
-//     progress is not recorded: an interrupted rebuild starts over.
+//     through p.Apply in batches (WithRebuildBatchSize), each batch in its
+//     own transaction. This progress is not recorded: an interrupted
+//     rebuild starts over. Then it creates the deferred indexes.
 //  4. When a read returns less than a full batch, it applies that tail in ONE
 //     transaction that locks p's checkpoint row, points the views at
 //     generation N+1 and sets the row's generation, version (p.Version())
@@ -56,7 +58,8 @@ var ErrRebuildLeaseLost = errors.New("projections: rebuild lease lost")
 // number of events on the SQL store, whose positions are dense; a best
 // effort on others), raised to done when more events arrive meanwhile.
 //
-// Of the options, Rebuild uses WithBatchSize, WithLogger and WithClock.
+// Of the options, Rebuild uses WithRebuildBatchSize (or WithBatchSize),
+// WithLogger and WithClock.
 func Rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress func(done, total uint64), opts ...Option) error {
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -120,7 +123,7 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		if err := dropGenerations(ctx, tx, p, func(g int64) bool { return g != live }); err != nil {
 			return err
 		}
-		return createTables(ctx, tx, p, target)
+		return createTables(ctx, tx, p, target, true)
 	})
 	if err != nil {
 		return fail(lease.cause(err))
@@ -150,12 +153,13 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 	progress(0, total)
 
 	pos := eventlog.Start
+	indexed := false
 	for {
-		recs, err := log.ReadAll(ctx, pos, cfg.batch)
+		recs, err := log.ReadAll(ctx, pos, cfg.rebuildBatch)
 		if err != nil {
 			return fail(lease.cause(fmt.Errorf("read log after %s: %w", pos, err)))
 		}
-		if len(recs) == cfg.batch {
+		if len(recs) == cfg.rebuildBatch {
 			err := inTx(ctx, db, func(tx bun.Tx) error { return p.Apply(ctx, tx, tables, recs) })
 			if err != nil {
 				return fail(lease.cause(fmt.Errorf("apply events %s..%s: %w", recs[0].Position, recs[len(recs)-1].Position, err)))
@@ -164,6 +168,13 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 			total = max(total, pos.Commit)
 			progress(pos.Commit, total)
 			continue
+		}
+		// Before the tail: the indexes the bulk of the log went without.
+		if !indexed {
+			if err := inTx(ctx, db, func(tx bun.Tx) error { return createIndexes(ctx, tx, p, target) }); err != nil {
+				return fail(lease.cause(err))
+			}
+			indexed = true
 		}
 		// The tail: apply it and swap in one transaction, unless a runner has
 		// applied more than that to the live tables meanwhile: then read on,
