@@ -22,10 +22,8 @@ func TestInsertRows(t *testing.T) {
 	}{
 		{"none", 0, 3},
 		{"one", 1, 3},
-		{"a chunk less one", 499, 3},
-		{"a chunk", 500, 3},
-		{"a chunk and one", 501, 3},
-		{"several chunks", 1234, 3},
+		{"several", 1234, 3},
+		{"more than a PostgreSQL statement takes", 10_001, 3},
 		{"wide rows", 1000, 100},
 	}
 	for _, be := range sqltest.Backends() {
@@ -174,6 +172,37 @@ func TestUpdateRows(t *testing.T) {
 					require.Equal(t, want, got)
 				})
 			}
+		})
+	}
+}
+
+// TestUpsertRows checks that UpsertRows inserts new keys and replaces the
+// other columns of stored ones.
+func TestUpsertRows(t *testing.T) {
+	for _, be := range sqltest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			db := sqltest.Open(t, be.URL(t))
+			ctx := context.Background()
+			_, err := db.ExecContext(ctx, "CREATE TABLE ups (k TEXT PRIMARY KEY, v TEXT, n BIGINT)")
+			require.NoError(t, err)
+			_, err = db.ExecContext(ctx, "INSERT INTO ups VALUES ('a', 'old', 1), ('b', 'old', 2)")
+			require.NoError(t, err)
+			cols := []projections.Column{{Name: "k", PGType: "text"}, {Name: "v", PGType: "text"}, {Name: "n", PGType: "bigint"}}
+			rows := [][]any{{"b", "new", int64(20)}, {"c", nil, int64(30)}}
+			tx, err := db.BeginTx(ctx, nil)
+			require.NoError(t, err)
+			require.NoError(t, projections.UpsertRows(ctx, tx, "ups", cols, 1, len(rows), func(i int, dst []any) []any {
+				return append(dst, rows[i]...)
+			}))
+			require.NoError(t, tx.Commit())
+			var got []string
+			require.NoError(t, db.NewRaw("SELECT k || ':' || COALESCE(v, '-') || ':' || CAST(n AS TEXT) FROM ups ORDER BY k").Scan(ctx, &got))
+			require.Equal(t, []string{"a:old:1", "b:new:20", "c:-:30"}, got)
+
+			tx, err = db.BeginTx(ctx, nil)
+			require.NoError(t, err)
+			defer func() { _ = tx.Rollback() }()
+			require.Error(t, projections.UpsertRows(ctx, tx, "ups", cols, 3, 1, func(i int, dst []any) []any { return dst }))
 		})
 	}
 }

@@ -154,8 +154,24 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 
 	pos := eventlog.Start
 	indexed := false
+	// The bulk of the log, up to the head read above, is read ahead in a
+	// goroutine (a page is read while the previous one is applied); what
+	// follows, by ReadAll.
+	pages := readPages(ctx, log, pos, head, cfg.rebuildBatch)
+	defer pages.stop()
+	read := func() ([]eventlog.Record, error) {
+		if pages != nil {
+			recs, err := pages.next()
+			if recs != nil || err != nil {
+				return recs, err
+			}
+			pages.stop()
+			pages = nil // read out (or an empty page: ReadAll reads it again)
+		}
+		return log.ReadAll(ctx, pos, cfg.rebuildBatch)
+	}
 	for {
-		recs, err := log.ReadAll(ctx, pos, cfg.rebuildBatch)
+		recs, err := read()
 		if err != nil {
 			return fail(lease.cause(fmt.Errorf("read log after %s: %w", pos, err)))
 		}
