@@ -354,21 +354,23 @@ func (p *Projection) fold(recs []eventlog.Record) (writes, error) {
 }
 
 // diff recomputes the pair's intervals after rec and returns the rows to
-// insert and the current rows that no longer hold.
+// insert and the current rows that no longer hold. A segment's row is
+// completed (names, times, grace) only when it is new: most segments match
+// a current row.
 func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone []*row) {
 	facts := p.model.Facts(pair)
 	segs := facts.Timeline()
-	want := make([]*row, 0, len(segs))
+	want := make([]segmentRow, 0, len(segs))
 	for _, s := range segs {
-		want = append(want, p.rowFor(pair, &facts, s, rec))
+		want = append(want, p.keyFor(pair, &facts, s))
 	}
 	old := p.rows[pair]
 	keep := make([]*row, 0, len(want))
 	used := make([]bool, len(want))
 	for _, o := range old {
 		matched := false
-		for i, n := range want {
-			if !used[i] && o.same(n) {
+		for i := range want {
+			if !used[i] && o.same(want[i].r) {
 				used[i], matched = true, true
 				keep = append(keep, o)
 				break
@@ -378,10 +380,11 @@ func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone
 			gone = append(gone, o)
 		}
 	}
-	for i, n := range want {
+	for i := range want {
 		if used[i] {
 			continue
 		}
+		n := p.complete(pair, want[i], rec)
 		n.ID = p.nextID
 		p.nextID++
 		ins = append(ins, n)
@@ -395,16 +398,42 @@ func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone
 	return ins, gone
 }
 
-func (p *Projection) rowFor(pair accessmodel.Pair, facts *accessmodel.Facts, s accessmodel.Segment, rec eventlog.Record) *row {
-	r := &row{
-		AccountID: pair.Account.String(), ChildID: pair.Child.String(),
-		Permissions: int64(s.Permissions), Reason: string(s.Reason),
-		ValidFrom:  s.From.UnixMicro(),
-		RecordedID: rec.ID.String(), RecordedC: int64(rec.Position.Commit), RecordedP: int64(rec.Position.Prepare),
-	}
+// segmentRow is the row of a segment as far as row.same compares it, with
+// the events that opened and closed it.
+type segmentRow struct {
+	r              *row
+	seg            accessmodel.Segment
+	opener, closer accessmodel.EventRef
+	opened, closed bool
+}
+
+// keyFor returns the row of segment s of pair with what row.same compares:
+// permissions, reason, valid time and the ids of the opening and closing
+// events.
+func (p *Projection) keyFor(pair accessmodel.Pair, facts *accessmodel.Facts, s accessmodel.Segment) segmentRow {
+	k := segmentRow{seg: s, r: &row{Permissions: int64(s.Permissions), Reason: string(s.Reason), ValidFrom: s.From.UnixMicro()}}
 	if ref, ok := p.model.Opener(pair, facts, s); ok {
-		r.OpenedID, r.OpenedType, r.OpenedActor, r.OpenedRole, r.OpenedC, r.OpenedP = refCols(ref)
-		if g, ok := p.model.GraceOf(ref.ID); ok && s.Reason == domain.ReasonGracePeriod {
+		k.opener, k.opened = ref, true
+		k.r.OpenedID = sql.NullString{String: ref.ID.String(), Valid: true}
+	}
+	if !s.To.IsZero() {
+		k.r.ValidTo = sql.NullInt64{Int64: s.To.UnixMicro(), Valid: true}
+		if ref, ok := p.model.Source(pair, s.To); ok {
+			k.closer, k.closed = ref, true
+			k.r.ClosedID = sql.NullString{String: ref.ID.String(), Valid: true}
+		}
+	}
+	return k
+}
+
+// complete fills in the rest of k's row, recorded at rec, and returns it.
+func (p *Projection) complete(pair accessmodel.Pair, k segmentRow, rec eventlog.Record) *row {
+	r := k.r
+	r.AccountID, r.ChildID = pair.Account.String(), pair.Child.String()
+	r.RecordedID, r.RecordedC, r.RecordedP = rec.ID.String(), int64(rec.Position.Commit), int64(rec.Position.Prepare)
+	if k.opened {
+		r.OpenedID, r.OpenedType, r.OpenedActor, r.OpenedRole, r.OpenedC, r.OpenedP = refCols(k.opener)
+		if g, ok := p.model.GraceOf(k.opener.ID); ok && k.seg.Reason == domain.ReasonGracePeriod {
 			r.GraceSeconds = sql.NullInt64{Int64: int64(g.Period / time.Second), Valid: true}
 			if g.Policy != nil {
 				r.GracePolicyID = sql.NullString{String: g.Policy.ID.String(), Valid: true}
@@ -413,11 +442,8 @@ func (p *Projection) rowFor(pair accessmodel.Pair, facts *accessmodel.Facts, s a
 			}
 		}
 	}
-	if !s.To.IsZero() {
-		r.ValidTo = sql.NullInt64{Int64: s.To.UnixMicro(), Valid: true}
-		if ref, ok := p.model.Source(pair, s.To); ok {
-			r.ClosedID, r.ClosedType, r.ClosedActor, r.ClosedRole, r.ClosedC, r.ClosedP = refCols(ref)
-		}
+	if k.closed {
+		r.ClosedID, r.ClosedType, r.ClosedActor, r.ClosedRole, r.ClosedC, r.ClosedP = refCols(k.closer)
 	}
 	return r
 }
