@@ -37,12 +37,14 @@ var ErrRebuildLeaseLost = errors.New("projections: rebuild lease lost")
 //     through p.Apply in batches (WithRebuildBatchSize), each batch in its
 //     own transaction. This progress is not recorded: an interrupted
 //     rebuild starts over. Then it creates the deferred indexes.
-//  4. When a read returns less than a full batch, it applies that tail in ONE
-//     transaction that locks p's checkpoint row, points the views at
-//     generation N+1 and sets the row's generation, version (p.Version())
-//     and position (the last event applied). If a runner has applied events
-//     beyond the tail to generation N meanwhile, it reads on instead, so
-//     the new tables never show less than the old ones did.
+//  4. When a read returns less than a full batch, it applies that tail (its
+//     last WithBatchSize events; those before in a transaction of their
+//     own, as in step 3) in ONE transaction that locks p's checkpoint row,
+//     points the views at generation N+1 and sets the row's generation,
+//     version (p.Version()) and position (the last event applied). If a
+//     runner has applied events beyond the tail to generation N meanwhile,
+//     it reads on instead, so the new tables never show less than the old
+//     ones did.
 //  5. It drops the tables of generation N.
 //
 // Queries through the views see generation N until step 4 commits and
@@ -175,15 +177,26 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		if err != nil {
 			return fail(lease.cause(fmt.Errorf("read log after %s: %w", pos, err)))
 		}
-		if len(recs) == cfg.rebuildBatch {
-			err := inTx(ctx, db, func(tx bun.Tx) error { return p.Apply(ctx, tx, tables, recs) })
+		// A full page goes in a transaction of its own; so does all of a
+		// short one but its last batch (WithBatchSize), so that the swap's
+		// transaction, which locks the checkpoint row and the views (and,
+		// on SQLite, the database), stays as short as a runner's.
+		bulk := recs
+		if len(recs) < cfg.rebuildBatch {
+			bulk = recs[:max(len(recs)-cfg.batch, 0)]
+		}
+		if len(bulk) > 0 {
+			err := inTx(ctx, db, func(tx bun.Tx) error { return p.Apply(ctx, tx, tables, bulk) })
 			if err != nil {
-				return fail(lease.cause(fmt.Errorf("apply events %s..%s: %w", recs[0].Position, recs[len(recs)-1].Position, err)))
+				return fail(lease.cause(fmt.Errorf("apply events %s..%s: %w", bulk[0].Position, bulk[len(bulk)-1].Position, err)))
 			}
-			pos = recs[len(recs)-1].Position
+			pos = bulk[len(bulk)-1].Position
 			total = max(total, pos.Commit)
 			progress(pos.Commit, total)
-			continue
+			if len(bulk) == len(recs) {
+				continue
+			}
+			recs = recs[len(bulk):]
 		}
 		// Before the tail: the indexes the bulk of the log went without.
 		if !indexed {
