@@ -10,9 +10,9 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// Column is a column of InsertRows: its name and its PostgreSQL type
-// ("bigint", "integer", "text"), the element type of the array the
-// PostgreSQL statement passes it in.
+// Column is a column of InsertRows, UpsertRows or UpdateRows: its name and
+// its PostgreSQL type ("bigint", "integer", "text", "boolean", "bytea"),
+// the element type of the array the PostgreSQL statement passes it in.
 type Column struct {
 	Name   string
 	PGType string
@@ -29,8 +29,8 @@ const (
 )
 
 // InsertRows inserts n rows into the physical table table (a name from
-// Tables) with the given columns, through tx, in multi-row statements with
-// bound parameters, never formatting a value into SQL:
+// Tables) with the given columns, through tx, with bound parameters, never
+// formatting a value into SQL:
 //
 //   - on SQLite, INSERT ... VALUES (?, ...) of one row, prepared once per
 //     call and executed for every row: the driver (modernc.org/sqlite)
@@ -42,8 +42,8 @@ const (
 //     statement, one array per column, per 10,000 rows.
 //
 // row(i, dst) appends the values of row i (0 ≤ i < n), one per column in
-// order, to dst and returns it. A value is nil (NULL), an int64 or a string
-// (see NullString and NullInt64). It runs on tx's own *sql.Tx, so bun's
+// order, to dst and returns it. A value is nil (NULL), an int64, a string, a
+// bool or a []byte, of the column's type (see NullString and NullInt64). It runs on tx's own *sql.Tx, so bun's
 // query hooks do not see these statements. The rows are in the table, in
 // order, once it returns nil; on error some may be, and the caller rolls
 // the transaction back.
@@ -219,13 +219,14 @@ func UpdateRows(ctx context.Context, tx bun.Tx, table string, key Column, set []
 	var b strings.Builder
 	b.WriteString(`UPDATE "` + table + `" SET `)
 	if !isPG(tx) {
+		// ?1 is the key, as row gives it first.
 		for i, c := range set {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(`"` + c.Name + `" = ?`)
+			b.WriteString(`"` + c.Name + `" = ?` + strconv.Itoa(i+2))
 		}
-		b.WriteString(` WHERE "` + key.Name + `" = ?`)
+		b.WriteString(` WHERE "` + key.Name + `" = ?1`)
 		stmt, err := tx.Tx.PrepareContext(ctx, b.String())
 		if err != nil {
 			return fmt.Errorf("projections: prepare update of %s: %w", table, err)
@@ -236,8 +237,6 @@ func UpdateRows(ctx context.Context, tx bun.Tx, table string, key Column, set []
 			if args = row(i, args[:0]); len(args) != width {
 				return fmt.Errorf("projections: update %s: row %d has %d values for %d columns", table, i, len(args), width)
 			}
-			// The key comes first from row, last in the statement.
-			args = append(args[1:], args[0])
 			if _, err := stmt.ExecContext(ctx, args...); err != nil {
 				return fmt.Errorf("projections: update row %d of %s: %w", i, table, err)
 			}
