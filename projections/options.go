@@ -13,15 +13,27 @@ import (
 // transaction unless WithBatchSize says otherwise.
 const DefaultBatchSize = 500
 
+// DefaultRebuildBatchSize is how many events a rebuild applies per
+// transaction unless WithRebuildBatchSize (or WithBatchSize) says otherwise.
+// A rebuild records no progress until its swap, so a large batch costs
+// nothing in safety and saves a commit (an fsync on SQLite) every
+// DefaultBatchSize events.
+const DefaultRebuildBatchSize = 10_000
+
 // Option configures a Runner or a Rebuild.
 type Option func(*config)
 
 type config struct {
-	logger     *slog.Logger
-	batch      int
-	clock      func() time.Time
-	minBackoff time.Duration
-	maxBackoff time.Duration
+	logger *slog.Logger
+	batch  int
+	// rebuildBatch is the batch of a rebuild; 0 until an option sets it,
+	// then newConfig makes it batch when WithBatchSize was given, else
+	// DefaultRebuildBatchSize.
+	rebuildBatch int
+	batchSet     bool
+	clock        func() time.Time
+	minBackoff   time.Duration
+	maxBackoff   time.Duration
 	// lease is how long a rebuild lease lasts without renewal; leasePoll how
 	// often a rebuild waiting for another one checks the lease.
 	lease     time.Duration
@@ -54,8 +66,14 @@ func WithLogFor(name string, log Log) Option {
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithBatchSize sets the most events applied in one transaction (default
-// DefaultBatchSize).
-func WithBatchSize(n int) Option { return func(c *config) { c.batch = n } }
+// DefaultBatchSize); it sets the batch of rebuilds too, unless
+// WithRebuildBatchSize is given.
+func WithBatchSize(n int) Option { return func(c *config) { c.batch, c.batchSet = n, true } }
+
+// WithRebuildBatchSize sets the most events a rebuild applies in one
+// transaction before its final one (default DefaultRebuildBatchSize, or the
+// size WithBatchSize set).
+func WithRebuildBatchSize(n int) Option { return func(c *config) { c.rebuildBatch = n } }
 
 // WithClock sets the clock used for checkpoint timestamps, lag and rebuild
 // leases; the default is time.Now.
@@ -89,6 +107,14 @@ func newConfig(opts []Option) (config, error) {
 	}
 	if c.batch <= 0 {
 		problems = append(problems, fmt.Errorf("batch size %d is not positive", c.batch))
+	}
+	switch {
+	case c.rebuildBatch < 0:
+		problems = append(problems, fmt.Errorf("rebuild batch size %d is not positive", c.rebuildBatch))
+	case c.rebuildBatch == 0 && c.batchSet:
+		c.rebuildBatch = c.batch
+	case c.rebuildBatch == 0:
+		c.rebuildBatch = DefaultRebuildBatchSize
 	}
 	if c.clock == nil {
 		problems = append(problems, errors.New("clock is nil"))

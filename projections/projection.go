@@ -60,6 +60,15 @@ type Table struct {
 	// dialect.SQLite). Index names must start with physical so that two
 	// generations never clash.
 	Create func(d dialect.Name, physical string) []string
+	// DeferIndexes lets a rebuild create the table's indexes (the CREATE
+	// [UNIQUE] INDEX statements of Create) after it has applied the log
+	// up to its last transaction, rather than keep them up to date row by
+	// row: building an index from a full table is much faster. Set it only
+	// when the projection's Apply and Load read the table through its
+	// primary key alone (or not at all): until the swap they run without
+	// the other indexes. A violation of a unique index then fails the
+	// rebuild when the index is built instead of at the insert.
+	DeferIndexes bool
 }
 
 // Tables maps each logical table name of a projection to the physical table

@@ -31,16 +31,20 @@ var ErrRebuildLeaseLost = errors.New("projections: rebuild lease lost")
 //     the first to finish (or for its lease to expire, 30 s after its
 //     process died) and then rebuilds again.
 //  2. It drops the tables a rebuild left behind when it was interrupted, and
-//     creates the tables of generation N+1 (N is the live generation).
+//     creates the tables of generation N+1 (N is the live generation),
+//     without the indexes of the tables that defer them (Table.DeferIndexes).
 //  3. It calls p.Load on them at eventlog.Start and passes the whole log
-//     through p.Apply in batches, each batch in its own transaction. This
-//     progress is not recorded: an interrupted rebuild starts over.
-//  4. When a read returns less than a full batch, it applies that tail in ONE
-//     transaction that locks p's checkpoint row, points the views at
-//     generation N+1 and sets the row's generation, version (p.Version())
-//     and position (the last event applied). If a runner has applied events
-//     beyond the tail to generation N meanwhile, it reads on instead, so
-//     the new tables never show less than the old ones did.
+//     through p.Apply in batches (WithRebuildBatchSize), each batch in its
+//     own transaction. This progress is not recorded: an interrupted
+//     rebuild starts over. Then it creates the deferred indexes.
+//  4. When a read returns less than a full batch, it applies that tail (its
+//     last WithBatchSize events; those before in a transaction of their
+//     own, as in step 3) in ONE transaction that locks p's checkpoint row,
+//     points the views at generation N+1 and sets the row's generation,
+//     version (p.Version()) and position (the last event applied). If a
+//     runner has applied events beyond the tail to generation N meanwhile,
+//     it reads on instead, so the new tables never show less than the old
+//     ones did.
 //  5. It drops the tables of generation N.
 //
 // Queries through the views see generation N until step 4 commits and
@@ -56,7 +60,8 @@ var ErrRebuildLeaseLost = errors.New("projections: rebuild lease lost")
 // number of events on the SQL store, whose positions are dense; a best
 // effort on others), raised to done when more events arrive meanwhile.
 //
-// Of the options, Rebuild uses WithBatchSize, WithLogger and WithClock.
+// Of the options, Rebuild uses WithRebuildBatchSize (or WithBatchSize),
+// WithLogger and WithClock.
 func Rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress func(done, total uint64), opts ...Option) error {
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -120,7 +125,7 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		if err := dropGenerations(ctx, tx, p, func(g int64) bool { return g != live }); err != nil {
 			return err
 		}
-		return createTables(ctx, tx, p, target)
+		return createTables(ctx, tx, p, target, true)
 	})
 	if err != nil {
 		return fail(lease.cause(err))
@@ -150,20 +155,55 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 	progress(0, total)
 
 	pos := eventlog.Start
+	indexed := false
+	// The bulk of the log, up to the head read above, is read ahead in a
+	// goroutine (a page is read while the previous one is applied); what
+	// follows, by ReadAll.
+	pages := readPages(ctx, log, pos, head, cfg.rebuildBatch)
+	defer pages.stop()
+	read := func() ([]eventlog.Record, error) {
+		if pages != nil {
+			recs, err := pages.next()
+			if recs != nil || err != nil {
+				return recs, err
+			}
+			pages.stop()
+			pages = nil // read out (or an empty page: ReadAll reads it again)
+		}
+		return log.ReadAll(ctx, pos, cfg.rebuildBatch)
+	}
 	for {
-		recs, err := log.ReadAll(ctx, pos, cfg.batch)
+		recs, err := read()
 		if err != nil {
 			return fail(lease.cause(fmt.Errorf("read log after %s: %w", pos, err)))
 		}
-		if len(recs) == cfg.batch {
-			err := inTx(ctx, db, func(tx bun.Tx) error { return p.Apply(ctx, tx, tables, recs) })
+		// A full page goes in a transaction of its own; so does all of a
+		// short one but its last batch (WithBatchSize), so that the swap's
+		// transaction, which locks the checkpoint row and the views (and,
+		// on SQLite, the database), stays as short as a runner's.
+		bulk := recs
+		if len(recs) < cfg.rebuildBatch {
+			bulk = recs[:max(len(recs)-cfg.batch, 0)]
+		}
+		if len(bulk) > 0 {
+			err := inTx(ctx, db, func(tx bun.Tx) error { return p.Apply(ctx, tx, tables, bulk) })
 			if err != nil {
-				return fail(lease.cause(fmt.Errorf("apply events %s..%s: %w", recs[0].Position, recs[len(recs)-1].Position, err)))
+				return fail(lease.cause(fmt.Errorf("apply events %s..%s: %w", bulk[0].Position, bulk[len(bulk)-1].Position, err)))
 			}
-			pos = recs[len(recs)-1].Position
+			pos = bulk[len(bulk)-1].Position
 			total = max(total, pos.Commit)
 			progress(pos.Commit, total)
-			continue
+			if len(bulk) == len(recs) {
+				continue
+			}
+			recs = recs[len(bulk):]
+		}
+		// Before the tail: the indexes the bulk of the log went without.
+		if !indexed {
+			if err := inTx(ctx, db, func(tx bun.Tx) error { return createIndexes(ctx, tx, p, target) }); err != nil {
+				return fail(lease.cause(err))
+			}
+			indexed = true
 		}
 		// The tail: apply it and swap in one transaction, unless a runner has
 		// applied more than that to the live tables meanwhile: then read on,

@@ -484,6 +484,8 @@ func TestNewRunnerChecksItsArguments(t *testing.T) {
 	_, err := projections.NewRunner(e.db.DB, e.store, []projections.Projection{newCounts(1), newCounts(1), bad,
 		&tableless{name: "Bad Name"}}, projections.WithBatchSize(0))
 	require.ErrorContains(t, err, "batch size 0")
+	_, err = projections.NewRunner(e.db.DB, e.store, []projections.Projection{newCounts(1)}, projections.WithRebuildBatchSize(-1))
+	require.ErrorContains(t, err, "rebuild batch size -1")
 	_, err = projections.NewRunner(e.db.DB, e.store, []projections.Projection{newCounts(1), newCounts(1), bad,
 		&tableless{name: "Bad Name"}})
 	require.Error(t, err)

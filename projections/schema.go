@@ -203,17 +203,53 @@ func hasGenerationSuffix(name string) bool {
 }
 
 // createTables creates the physical tables of p in generation gen.
-func createTables(ctx context.Context, tx bun.Tx, p Projection, gen int64) error {
+//
+// With deferIndexes (a rebuild), the CREATE INDEX statements of the tables
+// that allow it (Table.DeferIndexes) are left for createIndexes.
+func createTables(ctx context.Context, tx bun.Tx, p Projection, gen int64, deferIndexes bool) error {
 	d := tx.Dialect().Name()
 	for _, t := range p.Tables() {
 		physical := physicalName(t.Name, gen)
 		for _, stmt := range t.Create(d, physical) {
+			if deferIndexes && t.DeferIndexes && isCreateIndex(stmt) {
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("create table %s: %w", physical, err)
 			}
 		}
 	}
 	return nil
+}
+
+// createIndexes runs the CREATE INDEX statements createTables left out
+// with deferIndexes.
+func createIndexes(ctx context.Context, tx bun.Tx, p Projection, gen int64) error {
+	d := tx.Dialect().Name()
+	for _, t := range p.Tables() {
+		if !t.DeferIndexes {
+			continue
+		}
+		physical := physicalName(t.Name, gen)
+		for _, stmt := range t.Create(d, physical) {
+			if !isCreateIndex(stmt) {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("create index of %s: %w", physical, err)
+			}
+		}
+	}
+	return nil
+}
+
+// isCreateIndex reports whether stmt is a CREATE [UNIQUE] INDEX statement.
+func isCreateIndex(stmt string) bool {
+	f := strings.Fields(strings.ToUpper(stmt))
+	if len(f) > 2 && f[0] == "CREATE" && f[1] == "UNIQUE" {
+		f = f[1:]
+	}
+	return len(f) > 1 && f[0] == "CREATE" && f[1] == "INDEX"
 }
 
 // dropGenerations drops the physical tables of p whose generation drop
@@ -307,7 +343,7 @@ func ensure(ctx context.Context, db *bun.DB, p Projection, now time.Time) (cp ch
 			if err := dropGenerations(ctx, tx, p, func(int64) bool { return true }); err != nil {
 				return err
 			}
-			if err := createTables(ctx, tx, p, cp.Generation); err != nil {
+			if err := createTables(ctx, tx, p, cp.Generation, false); err != nil {
 				return err
 			}
 			return pointViews(ctx, tx, p, cp.Generation)

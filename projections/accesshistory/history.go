@@ -88,7 +88,7 @@ func (*Projection) Version() int { return version }
 
 // Tables implements projections.Projection.
 func (*Projection) Tables() []projections.Table {
-	return []projections.Table{{Name: table, Create: createTable}}
+	return []projections.Table{{Name: table, Create: createTable, DeferIndexes: true}}
 }
 
 func createTable(_ dialect.Name, t string) []string {
@@ -221,22 +221,27 @@ func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables,
 	if err != nil {
 		return err
 	}
-	if len(w.inserts) > 0 {
-		for start := 0; start < len(w.inserts); start += 500 {
-			chunk := w.inserts[start:min(start+500, len(w.inserts))]
-			if _, err := tx.NewInsert().Model(&chunk).ModelTableExpr("?", t.Ident(table)).Exec(ctx); err != nil {
-				return fmt.Errorf("accesshistory: insert: %w", err)
-			}
+	err = projections.InsertRows(ctx, tx, t.Name(table), columns, len(w.inserts), func(i int, dst []any) []any {
+		return w.inserts[i].values(dst)
+	})
+	if err != nil {
+		return fmt.Errorf("accesshistory: insert: %w", err)
+	}
+	// One update per superseded row, all in one statement on PostgreSQL
+	// (a row is superseded once: the fold forgets it).
+	var gone []supersededRow
+	for _, s := range w.supersedes {
+		for _, id := range s.ids {
+			gone = append(gone, supersededRow{id: id, s: &s})
 		}
 	}
-	for _, s := range w.supersedes {
-		if _, err := tx.NewUpdate().TableExpr("?", t.Ident(table)).
-			Set("superseded_event_id = ?", s.event.String()).
-			Set("superseded_commit = ?", int64(s.pos.Commit)).
-			Set("superseded_prepare = ?", int64(s.pos.Prepare)).
-			Where("id IN (?)", bun.List(s.ids)).Exec(ctx); err != nil {
-			return fmt.Errorf("accesshistory: supersede: %w", err)
-		}
+	err = projections.UpdateRows(ctx, tx, t.Name(table), projections.Column{Name: "id", PGType: "bigint"}, supersededColumns,
+		len(gone), func(i int, dst []any) []any {
+			g := gone[i]
+			return append(dst, g.id, g.s.event.String(), int64(g.s.pos.Commit), int64(g.s.pos.Prepare))
+		})
+	if err != nil {
+		return fmt.Errorf("accesshistory: supersede: %w", err)
 	}
 	p.loaded = 0
 	return nil
@@ -245,6 +250,63 @@ func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables,
 // ErrOutOfSync is returned when the table does not match the replayed log:
 // the projection must be rebuilt.
 var ErrOutOfSync = errors.New("accesshistory: table out of sync with the log")
+
+// supersededRow is one row a supersede marks.
+type supersededRow struct {
+	id int64
+	s  *supersede
+}
+
+// supersededColumns are the columns a supersede sets.
+var supersededColumns = []projections.Column{
+	{Name: "superseded_event_id", PGType: "text"},
+	{Name: "superseded_commit", PGType: "bigint"},
+	{Name: "superseded_prepare", PGType: "bigint"},
+}
+
+// columns are the columns of the table, in the order row.values gives
+// them.
+var columns = []projections.Column{
+	{Name: "id", PGType: "bigint"},
+	{Name: "account_id", PGType: "text"},
+	{Name: "child_id", PGType: "text"},
+	{Name: "permissions", PGType: "integer"},
+	{Name: "reason", PGType: "text"},
+	{Name: "valid_from", PGType: "bigint"},
+	{Name: "valid_to", PGType: "bigint"},
+	{Name: "opened_event_id", PGType: "text"},
+	{Name: "opened_event_type", PGType: "text"},
+	{Name: "opened_actor", PGType: "text"},
+	{Name: "opened_actor_role", PGType: "text"},
+	{Name: "opened_commit", PGType: "bigint"},
+	{Name: "opened_prepare", PGType: "bigint"},
+	{Name: "closed_event_id", PGType: "text"},
+	{Name: "closed_event_type", PGType: "text"},
+	{Name: "closed_actor", PGType: "text"},
+	{Name: "closed_actor_role", PGType: "text"},
+	{Name: "closed_commit", PGType: "bigint"},
+	{Name: "closed_prepare", PGType: "bigint"},
+	{Name: "recorded_event_id", PGType: "text"},
+	{Name: "recorded_commit", PGType: "bigint"},
+	{Name: "recorded_prepare", PGType: "bigint"},
+	{Name: "superseded_event_id", PGType: "text"},
+	{Name: "superseded_commit", PGType: "bigint"},
+	{Name: "superseded_prepare", PGType: "bigint"},
+	{Name: "grace_seconds", PGType: "bigint"},
+	{Name: "grace_policy_event_id", PGType: "text"},
+	{Name: "grace_policy_commit", PGType: "bigint"},
+	{Name: "grace_policy_prepare", PGType: "bigint"},
+}
+
+// values appends the columns of r to dst, in the order of columns.
+func (r *row) values(dst []any) []any {
+	ns, ni := projections.NullString, projections.NullInt64
+	return append(dst, r.ID, r.AccountID, r.ChildID, r.Permissions, r.Reason, r.ValidFrom, ni(r.ValidTo),
+		ns(r.OpenedID), ns(r.OpenedType), ns(r.OpenedActor), ns(r.OpenedRole), ni(r.OpenedC), ni(r.OpenedP),
+		ns(r.ClosedID), ns(r.ClosedType), ns(r.ClosedActor), ns(r.ClosedRole), ni(r.ClosedC), ni(r.ClosedP),
+		r.RecordedID, r.RecordedC, r.RecordedP, ns(r.SupersededID), ni(r.SupersededC), ni(r.SupersededP),
+		ni(r.GraceSeconds), ns(r.GracePolicyID), ni(r.GracePolicyC), ni(r.GracePolicyP))
+}
 
 type supersede struct {
 	event uuid.UUID
@@ -292,21 +354,23 @@ func (p *Projection) fold(recs []eventlog.Record) (writes, error) {
 }
 
 // diff recomputes the pair's intervals after rec and returns the rows to
-// insert and the current rows that no longer hold.
+// insert and the current rows that no longer hold. A segment's row is
+// completed (names, times, grace) only when it is new: most segments match
+// a current row.
 func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone []*row) {
 	facts := p.model.Facts(pair)
 	segs := facts.Timeline()
-	want := make([]*row, 0, len(segs))
+	want := make([]segmentRow, 0, len(segs))
 	for _, s := range segs {
-		want = append(want, p.rowFor(pair, &facts, s, rec))
+		want = append(want, p.keyFor(pair, &facts, s))
 	}
 	old := p.rows[pair]
 	keep := make([]*row, 0, len(want))
 	used := make([]bool, len(want))
 	for _, o := range old {
 		matched := false
-		for i, n := range want {
-			if !used[i] && o.same(n) {
+		for i := range want {
+			if !used[i] && o.same(want[i].r) {
 				used[i], matched = true, true
 				keep = append(keep, o)
 				break
@@ -316,10 +380,11 @@ func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone
 			gone = append(gone, o)
 		}
 	}
-	for i, n := range want {
+	for i := range want {
 		if used[i] {
 			continue
 		}
+		n := p.complete(pair, want[i], rec)
 		n.ID = p.nextID
 		p.nextID++
 		ins = append(ins, n)
@@ -333,16 +398,42 @@ func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone
 	return ins, gone
 }
 
-func (p *Projection) rowFor(pair accessmodel.Pair, facts *accessmodel.Facts, s accessmodel.Segment, rec eventlog.Record) *row {
-	r := &row{
-		AccountID: pair.Account.String(), ChildID: pair.Child.String(),
-		Permissions: int64(s.Permissions), Reason: string(s.Reason),
-		ValidFrom:  s.From.UnixMicro(),
-		RecordedID: rec.ID.String(), RecordedC: int64(rec.Position.Commit), RecordedP: int64(rec.Position.Prepare),
-	}
+// segmentRow is the row of a segment as far as row.same compares it, with
+// the events that opened and closed it.
+type segmentRow struct {
+	r              *row
+	seg            accessmodel.Segment
+	opener, closer accessmodel.EventRef
+	opened, closed bool
+}
+
+// keyFor returns the row of segment s of pair with what row.same compares:
+// permissions, reason, valid time and the ids of the opening and closing
+// events.
+func (p *Projection) keyFor(pair accessmodel.Pair, facts *accessmodel.Facts, s accessmodel.Segment) segmentRow {
+	k := segmentRow{seg: s, r: &row{Permissions: int64(s.Permissions), Reason: string(s.Reason), ValidFrom: s.From.UnixMicro()}}
 	if ref, ok := p.model.Opener(pair, facts, s); ok {
-		r.OpenedID, r.OpenedType, r.OpenedActor, r.OpenedRole, r.OpenedC, r.OpenedP = refCols(ref)
-		if g, ok := p.model.GraceOf(ref.ID); ok && s.Reason == domain.ReasonGracePeriod {
+		k.opener, k.opened = ref, true
+		k.r.OpenedID = sql.NullString{String: ref.ID.String(), Valid: true}
+	}
+	if !s.To.IsZero() {
+		k.r.ValidTo = sql.NullInt64{Int64: s.To.UnixMicro(), Valid: true}
+		if ref, ok := p.model.Source(pair, s.To); ok {
+			k.closer, k.closed = ref, true
+			k.r.ClosedID = sql.NullString{String: ref.ID.String(), Valid: true}
+		}
+	}
+	return k
+}
+
+// complete fills in the rest of k's row, recorded at rec, and returns it.
+func (p *Projection) complete(pair accessmodel.Pair, k segmentRow, rec eventlog.Record) *row {
+	r := k.r
+	r.AccountID, r.ChildID = pair.Account.String(), pair.Child.String()
+	r.RecordedID, r.RecordedC, r.RecordedP = rec.ID.String(), int64(rec.Position.Commit), int64(rec.Position.Prepare)
+	if k.opened {
+		r.OpenedID, r.OpenedType, r.OpenedActor, r.OpenedRole, r.OpenedC, r.OpenedP = refCols(k.opener)
+		if g, ok := p.model.GraceOf(k.opener.ID); ok && k.seg.Reason == domain.ReasonGracePeriod {
 			r.GraceSeconds = sql.NullInt64{Int64: int64(g.Period / time.Second), Valid: true}
 			if g.Policy != nil {
 				r.GracePolicyID = sql.NullString{String: g.Policy.ID.String(), Valid: true}
@@ -351,11 +442,8 @@ func (p *Projection) rowFor(pair accessmodel.Pair, facts *accessmodel.Facts, s a
 			}
 		}
 	}
-	if !s.To.IsZero() {
-		r.ValidTo = sql.NullInt64{Int64: s.To.UnixMicro(), Valid: true}
-		if ref, ok := p.model.Source(pair, s.To); ok {
-			r.ClosedID, r.ClosedType, r.ClosedActor, r.ClosedRole, r.ClosedC, r.ClosedP = refCols(ref)
-		}
+	if k.closed {
+		r.ClosedID, r.ClosedType, r.ClosedActor, r.ClosedRole, r.ClosedC, r.ClosedP = refCols(k.closer)
 	}
 	return r
 }

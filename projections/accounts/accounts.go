@@ -75,7 +75,7 @@ func (*Projection) Version() int { return ProjectionVersion }
 
 // Tables returns the one table, "accounts".
 func (*Projection) Tables() []projections.Table {
-	return []projections.Table{{Name: TableName, Create: createTable}}
+	return []projections.Table{{Name: TableName, Create: createTable, DeferIndexes: true}}
 }
 
 // createTable returns the DDL of the physical table and its indexes.
@@ -162,12 +162,12 @@ func (*Projection) Replay([]eventlog.Record) error { return nil }
 // type cannot be decoded: the log is corrupt or written by a newer engine.
 var ErrApply = errors.New("accounts: cannot apply record")
 
-// Batch sizes: rows per SELECT ... IN and per INSERT. bun formats values
-// into the SQL text, so these bound the statement size.
+// chunk is the number of rows per SELECT ... IN: bun formats values into
+// the SQL text, so it bounds the statement size.
 const chunk = 500
 
-// Apply folds recs into the rows they change and writes those rows with one
-// upsert (per chunk of rows) through tx. Records of other event types are
+// Apply folds recs into the rows they change and writes those rows with
+// projections.UpsertRows through tx. Records of other event types are
 // skipped without decoding.
 func (*Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables, recs []eventlog.Record) error {
 	physical := t.Ident(TableName)
@@ -239,14 +239,38 @@ func (*Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables, r
 	for _, id := range order {
 		out = append(out, *rows[id])
 	}
-	for start := 0; start < len(out); start += chunk {
-		part := out[start:min(start+chunk, len(out))]
-		if _, err := tx.NewInsert().Model(&part).ModelTableExpr("?", physical).
-			On("CONFLICT (account_id) DO UPDATE").Exec(ctx); err != nil {
-			return fmt.Errorf("accounts: write rows: %w", err)
-		}
+	err := projections.UpsertRows(ctx, tx, t.Name(TableName), columns, 1, len(out), func(i int, dst []any) []any {
+		return out[i].values(dst)
+	})
+	if err != nil {
+		return fmt.Errorf("accounts: write rows: %w", err)
 	}
 	return nil
+}
+
+// columns are the columns of the table, the key first, in the order
+// row.values gives them.
+var columns = []projections.Column{
+	{Name: "account_id", PGType: "text"},
+	{Name: "email", PGType: "text"},
+	{Name: "kind", PGType: "text"},
+	{Name: "invited_at", PGType: "bigint"},
+	{Name: "expires_at", PGType: "bigint"},
+	{Name: "activated_at", PGType: "bigint"},
+	{Name: "closed_at", PGType: "bigint"},
+	{Name: "invitation_expired", PGType: "boolean"},
+	{Name: "identity_subject", PGType: "text"},
+	{Name: "phone_hint", PGType: "text"},
+	{Name: "phone_reset_requested", PGType: "boolean"},
+	{Name: "updated_position", PGType: "bigint"},
+	{Name: "erased_at", PGType: "bigint"},
+}
+
+// values appends the columns of r to dst, in the order of columns.
+func (r *row) values(dst []any) []any {
+	ni := projections.NullInt64
+	return append(dst, r.AccountID, r.Email, r.Kind, ni(r.InvitedAt), ni(r.ExpiresAt), ni(r.ActivatedAt), ni(r.ClosedAt),
+		r.InvitationExpired, r.IdentitySubject, r.PhoneHint, r.PhoneResetRequested, r.UpdatedPosition, ni(r.ErasedAt))
 }
 
 // handled lists the event types the projection folds.

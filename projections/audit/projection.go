@@ -47,12 +47,28 @@ var (
 	ErrInconsistent = errors.New("audit: trail inconsistent with its checkpoint")
 )
 
-// Insert statements carry at most insertRows rows or about insertBytes
-// bytes: bun formats values into the SQL text.
-const (
-	insertRows  = 500
-	insertBytes = 4 << 20
-)
+// columns are the columns of the entries table, in the order
+// entryRow.values gives them.
+var columns = []projections.Column{
+	{Name: "seq", PGType: "bigint"},
+	{Name: "position_commit", PGType: "bigint"},
+	{Name: "position_prepare", PGType: "bigint"},
+	{Name: "event_id", PGType: "text"},
+	{Name: "type", PGType: "text"},
+	{Name: "stream", PGType: "text"},
+	{Name: "child_id", PGType: "text"},
+	{Name: "account_id", PGType: "text"},
+	{Name: "actor", PGType: "text"},
+	{Name: "actor_role", PGType: "text"},
+	{Name: "reason", PGType: "text"},
+	{Name: "effective_at", PGType: "bigint"},
+	{Name: "recorded_at", PGType: "bigint"},
+	{Name: "data", PGType: "text"},
+	{Name: "leaf_index", PGType: "bigint"},
+	{Name: "leaf_hash", PGType: "text"},
+	{Name: "prev_hash", PGType: "text"},
+	{Name: "hash", PGType: "text"},
+}
 
 // Projection is the audit trail read model; it implements
 // projections.Projection. Its only state is the last entry's seq, hash and
@@ -84,7 +100,7 @@ func (*Projection) Version() int { return Version }
 
 // Tables implements projections.Projection: the one table audit_entries.
 func (*Projection) Tables() []projections.Table {
-	return []projections.Table{{Name: Table, Create: createTable}}
+	return []projections.Table{{Name: Table, Create: createTable, DeferIndexes: true}}
 }
 
 // createTable returns the DDL of the physical table and its indexes. On
@@ -183,17 +199,13 @@ func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables,
 	if err != nil {
 		return err
 	}
-	for start := 0; start < len(rows); {
-		end, size := start, 0
-		for end < len(rows) && end-start < insertRows && (end == start || size+rows[end].size() <= insertBytes) {
-			size += rows[end].size()
-			end++
+	if len(rows) > 0 {
+		err := projections.InsertRows(ctx, tx, t.Name(Table), columns, len(rows), func(i int, dst []any) []any {
+			return rows[i].values(dst)
+		})
+		if err != nil {
+			return fmt.Errorf("audit: insert entries %d-%d: %w", rows[0].Seq, rows[len(rows)-1].Seq, err)
 		}
-		chunk := rows[start:end]
-		if _, err := tx.NewInsert().Model(&chunk).ModelTableExpr("?", t.Ident(Table)).Exec(ctx); err != nil {
-			return fmt.Errorf("audit: insert entries %d-%d into %s: %w", chunk[0].Seq, chunk[len(chunk)-1].Seq, t.Name(Table), err)
-		}
-		start = end
 	}
 	p.head = h
 	return nil
@@ -367,7 +379,9 @@ func isJSONObject(b []byte) bool {
 	return i < len(b) && b[i] == '{' && utf8.Valid(b) && json.Valid(b)
 }
 
-// size estimates the bytes r takes in an INSERT statement.
-func (r *entryRow) size() int {
-	return len(r.Data) + len(r.Stream) + len(r.Type) + len(r.Actor) + len(r.ActorRole) + len(r.Reason) + 500
+// values appends the columns of r to dst, in the order of columns.
+func (r *entryRow) values(dst []any) []any {
+	return append(dst, r.Seq, r.PositionCommit, r.PositionPrepare, r.EventID, r.Type, r.Stream,
+		projections.NullString(r.ChildID), projections.NullString(r.AccountID), r.Actor, r.ActorRole, r.Reason,
+		r.EffectiveAt, r.RecordedAt, r.Data, r.LeafIndex, r.LeafHash, r.PrevHash, r.Hash)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections/ledger"
+	"github.com/accessledger/accessledger/projections/projtest"
 )
 
 func TestProjectionIdentity(t *testing.T) {
@@ -442,4 +443,16 @@ func TestLargeBatch(t *testing.T) {
 		require.Equal(t, int64(MaxLimit+1), entries[0].Seq)
 		require.Equal(t, int64(MaxLimit+DefaultLimit), next)
 	})
+}
+
+// TestInsertColumns checks that the columns Apply inserts are the entry's
+// columns, in the order values gives them.
+func TestInsertColumns(t *testing.T) {
+	names := make([]string, 0, len(columns))
+	for _, c := range columns {
+		names = append(names, c.Name)
+	}
+	require.Equal(t, projtest.BunColumns(entryRow{}), names)
+	var r entryRow
+	require.Len(t, r.values(nil), len(columns))
 }

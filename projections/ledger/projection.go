@@ -97,7 +97,7 @@ func (*Projection) Version() int { return Version }
 
 // Tables implements projections.Projection.
 func (*Projection) Tables() []projections.Table {
-	return []projections.Table{{Name: LeavesTable, Create: createLeaves}, {Name: NodesTable, Create: createNodes}}
+	return []projections.Table{{Name: LeavesTable, Create: createLeaves, DeferIndexes: true}, {Name: NodesTable, Create: createNodes}}
 }
 
 func createLeaves(d dialect.Name, physical string) []string {
@@ -208,23 +208,34 @@ func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables,
 	if err != nil {
 		return err
 	}
-	for start := 0; start < len(leaves); start += insertRows {
-		chunk := leaves[start:min(start+insertRows, len(leaves))]
-		if _, err := tx.NewInsert().Model(&chunk).ModelTableExpr("?", t.Ident(LeavesTable)).Exec(ctx); err != nil {
-			return fmt.Errorf("ledger: insert leaves %d-%d: %w", chunk[0].LeafIndex, chunk[len(chunk)-1].LeafIndex, err)
-		}
+	err = projections.InsertRows(ctx, tx, t.Name(LeavesTable), leafColumns, len(leaves), func(i int, dst []any) []any {
+		l := &leaves[i]
+		return append(dst, l.LeafIndex, l.PositionCommit, l.PositionPrepare, l.EventID, l.Hash)
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: insert leaves: %w", err)
 	}
-	for start := 0; start < len(nodes); start += insertRows {
-		chunk := nodes[start:min(start+insertRows, len(nodes))]
-		if _, err := tx.NewInsert().Model(&chunk).ModelTableExpr("?", t.Ident(NodesTable)).Exec(ctx); err != nil {
-			return fmt.Errorf("ledger: insert interior hashes: %w", err)
-		}
+	err = projections.InsertRows(ctx, tx, t.Name(NodesTable), nodeColumns, len(nodes), func(i int, dst []any) []any {
+		return append(dst, nodes[i].Idx, nodes[i].Hash)
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: insert interior hashes: %w", err)
 	}
 	return nil
 }
 
-// insertRows bounds the rows of one INSERT statement.
-const insertRows = 1000
+// leafColumns and nodeColumns are the columns of leafRow and nodeRow, in
+// the order Apply gives their values.
+var (
+	leafColumns = []projections.Column{
+		{Name: "leaf_index", PGType: "bigint"},
+		{Name: "position_commit", PGType: "bigint"},
+		{Name: "position_prepare", PGType: "bigint"},
+		{Name: "event_id", PGType: "text"},
+		{Name: "hash", PGType: "bytea"},
+	}
+	nodeColumns = []projections.Column{{Name: "idx", PGType: "bigint"}, {Name: "hash", PGType: "bytea"}}
+)
 
 // grow adds recs to a copy of the frontier and returns their rows; p
 // changes only when every record was added and the trusted checkpoint, if
