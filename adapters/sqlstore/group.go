@@ -27,6 +27,7 @@ const (
 
 // pendingAppend is an append waiting in the group queue.
 type pendingAppend struct {
+	ctx  context.Context // the caller's: an append whose caller gave up before it was taken is not written
 	a    StreamAppend
 	rows []eventRow
 	done chan appendOutcome
@@ -50,12 +51,17 @@ type groupQueue struct {
 // groupAppend writes the append through the group queue: it joins the
 // queue and, when no writer is at work, becomes the writer, committing
 // groups until the queue is empty. Its answer is the append's own outcome.
-// Once queued an append may be written even if ctx ends meanwhile; the
-// caller then gets ctx's error, an unknown outcome, which a retry with the
-// same event ids settles (idempotency on event ids).
+// An append whose ctx has ended before a writer takes it is not written
+// (its error is ctx's); once taken it is written even if ctx ends
+// meanwhile, and a caller that stopped waiting gets ctx's error, an
+// unknown outcome, which a retry with the same event ids settles
+// (idempotency on event ids).
 func (s *Store) groupAppend(ctx context.Context, stream string, expected eventlog.ExpectedVersion, events []eventlog.EventData, rows []eventRow) (eventlog.AppendResult, error) {
+	if err := ctx.Err(); err != nil {
+		return eventlog.AppendResult{}, err // nothing written
+	}
 	q := &s.shared.group
-	p := &pendingAppend{a: StreamAppend{Stream: stream, Expected: expected, Events: events}, rows: rows, done: make(chan appendOutcome, 1)}
+	p := &pendingAppend{ctx: ctx, a: StreamAppend{Stream: stream, Expected: expected, Events: events}, rows: rows, done: make(chan appendOutcome, 1)}
 	q.mu.Lock()
 	q.waiting = append(q.waiting, p)
 	write := !q.writing
@@ -104,7 +110,7 @@ func (s *Store) writeGroups(ctx context.Context) {
 			events += len(q.waiting[n].rows)
 			n++
 		}
-		group := q.waiting[:n:n]
+		taken := q.waiting[:n:n]
 		q.waiting = q.waiting[n:]
 		if n == 0 {
 			q.writing = false
@@ -113,7 +119,17 @@ func (s *Store) writeGroups(ctx context.Context) {
 			return
 		}
 		q.mu.Unlock()
-		s.writeGroup(wctx, group)
+		group := make([]*pendingAppend, 0, len(taken))
+		for _, p := range taken {
+			if err := p.ctx.Err(); err != nil {
+				p.done <- appendOutcome{err: err} // given up before it was taken: nothing written
+				continue
+			}
+			group = append(group, p)
+		}
+		if len(group) > 0 {
+			s.writeGroup(wctx, group)
+		}
 	}
 }
 

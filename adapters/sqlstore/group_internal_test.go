@@ -94,6 +94,15 @@ func TestGroupCommit(t *testing.T) {
 	groups := s.shared.group.groups.Load()
 	require.Less(t, groups, appends, "concurrent appends shared transactions (%d groups for %d appends)", groups, appends)
 	t.Logf("%d appends in %d groups", appends, groups)
+
+	// An append whose context has ended writes nothing.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = s.Append(cctx, "late", eventlog.Any, []eventlog.EventData{groupEvent()})
+	require.ErrorIs(t, err, context.Canceled)
+	after, err := s.ReadAll(ctx, eventlog.Start, 0)
+	require.NoError(t, err)
+	require.Len(t, after, len(recs), "nothing written")
 }
 
 func slicesIndex(recs []eventlog.Record, stream string) int {
