@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -154,6 +155,9 @@ type Service struct {
 	refusals Refusals
 	cfg      Config
 	pol      *policyCache
+	// noBatch is set once the store answered eventlog.ErrBatchUnsupported:
+	// FireDeadlines appends one stream at a time from then on.
+	noBatch atomic.Bool
 }
 
 // New returns a Service on store that writes refused commands to refusals.
@@ -464,8 +468,22 @@ func (s *Service) appendTo(ctx context.Context, l loaded, c domain.Cause, d *ids
 	if len(events) == 0 {
 		return eventlog.AppendResult{}, false, nil
 	}
+	data, err := encode(l, c, d, group, events)
+	if err != nil {
+		return eventlog.AppendResult{}, false, err
+	}
+	res, err := s.store.Append(ctx, l.stream, eventlog.Exactly(l.version), data)
+	if err != nil {
+		return eventlog.AppendResult{}, false, err
+	}
+	return res, true, nil
+}
+
+// encode encodes the events decided on the loaded stream with the group's
+// ids (event/0, event/1, ...) and the cause's metadata.
+func encode(l loaded, c domain.Cause, d *ids, group string, events []domain.Event) ([]eventlog.EventData, error) {
 	if len(events) > maxBatch {
-		return eventlog.AppendResult{}, false, fmt.Errorf("%d events decided for %q, more than %d", len(events), l.stream, maxBatch)
+		return nil, fmt.Errorf("%d events decided for %q, more than %d", len(events), l.stream, maxBatch)
 	}
 	data := make([]eventlog.EventData, len(events))
 	for i, e := range events {
@@ -477,15 +495,11 @@ func (s *Service) appendTo(ctx context.Context, l loaded, c domain.Cause, d *ids
 		if err != nil {
 			// The aggregate decided an event that does not encode: a bug,
 			// not the caller's fault.
-			return eventlog.AppendResult{}, false, fmt.Errorf("encode %T for %q: %v", e, l.stream, err)
+			return nil, fmt.Errorf("encode %T for %q: %v", e, l.stream, err)
 		}
 		data[i] = ed
 	}
-	res, err := s.store.Append(ctx, l.stream, eventlog.Exactly(l.version), data)
-	if err != nil {
-		return eventlog.AppendResult{}, false, err
-	}
-	return res, true, nil
+	return data, nil
 }
 
 // latest returns the later of two positions.

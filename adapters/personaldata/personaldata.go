@@ -252,6 +252,31 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventlog.Exp
 	return s.inner.Append(ctx, stream, expected, sealed)
 }
 
+// AppendBatch seals the personal data of every append's events as Append
+// does and writes the batch with the wrapped store's AppendBatch
+// (eventlog.BatchAppender: all or nothing). When the wrapped store has no
+// AppendBatch it writes nothing and returns an error wrapping
+// eventlog.ErrBatchUnsupported; a refusal to seal (keystore.ErrErased)
+// writes nothing either and is returned as the *eventlog.BatchError of its
+// append.
+func (s *Store) AppendBatch(ctx context.Context, batch []eventlog.StreamAppend) ([]eventlog.AppendResult, error) {
+	inner, ok := s.inner.(eventlog.BatchAppender)
+	if !ok {
+		return nil, fmt.Errorf("personaldata: append batch: %w", eventlog.ErrBatchUnsupported)
+	}
+	sealed := make([]eventlog.StreamAppend, len(batch))
+	for i, a := range batch {
+		events, err := s.Seal(ctx, a.Stream, a.Events)
+		if err != nil {
+			return nil, fmt.Errorf("personaldata: append batch: %w", &eventlog.BatchError{Index: i, Stream: a.Stream, Err: err})
+		}
+		sealed[i] = eventlog.StreamAppend{Stream: a.Stream, Expected: a.Expected, Events: events}
+	}
+	return inner.AppendBatch(ctx, sealed)
+}
+
+var _ eventlog.BatchAppender = (*Store)(nil)
+
 // Seal returns events as Append stores them in stream, without storing
 // them: their personal data sealed under their subject's key (made on the
 // subject's first use), with Append's refusals. Append is Seal, then the

@@ -330,6 +330,20 @@ WHERE excluded.due_at > deadlines.due_at`,
 // before the one setting the due already does. It reports whether the row
 // changed.
 func (t *table) resolve(ctx context.Context, s subject, through int64, eventID uuid.UUID, now time.Time) (bool, error) {
+	// Most settling events find their row settled already (by the batch
+	// that appended them, or by an earlier delivery): a read tells, and
+	// spares the single writer of SQLite a write. The settlement only moves
+	// forward, so a row that covers this one now always will.
+	var cur []struct {
+		Through int64  `bun:"resolved_through"`
+		By      string `bun:"resolved_by"`
+	}
+	if err := t.db.NewRaw(`SELECT resolved_through, resolved_by FROM deadlines WHERE id = ?`, s.id).Scan(ctx, &cur); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("processmanager: read deadline %s: %w", s.id, err)
+	}
+	if len(cur) == 1 && (cur[0].Through > through || (cur[0].Through == through && cur[0].By == idText(eventID))) {
+		return false, nil
+	}
 	res, err := t.db.ExecContext(ctx, `
 INSERT INTO deadlines (id, kind, child_id, placement_id, account_id, state, resolved_through, resolved_by, updated_at)
 VALUES (?, ?, ?, ?, ?, 'resolved', ?, ?, ?)

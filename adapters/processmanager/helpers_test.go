@@ -113,8 +113,9 @@ type spy struct {
 	clock *fakeClock
 	fail  atomic.Int64
 
-	mu    sync.Mutex
-	calls []call
+	mu      sync.Mutex
+	calls   []call
+	batches []int
 }
 
 var errStoreDown = errors.New("injected: the store is down")
@@ -157,6 +158,42 @@ func (s *spy) MarkPlacementEnd(ctx context.Context, meta commands.Meta, cmd comm
 
 func (s *spy) ExpireGrant(ctx context.Context, meta commands.Meta, cmd commands.ExpireGrant) (commands.Result, error) {
 	return spied(ctx, s, meta, cmd, s.next.ExpireGrant)
+}
+
+// FireDeadlines passes the batch to the real service, except the commands
+// s is to fail, and records each command as a call and the batch's size.
+func (s *spy) FireDeadlines(ctx context.Context, batch []commands.DeadlineCommand) []commands.DeadlineOutcome {
+	at := s.clock.Now()
+	out := make([]commands.DeadlineOutcome, len(batch))
+	var pass []commands.DeadlineCommand
+	var where []int
+	for i, c := range batch {
+		if s.fail.Add(-1) >= 0 {
+			out[i].Err = errStoreDown
+			continue
+		}
+		pass = append(pass, c)
+		where = append(where, i)
+	}
+	if len(pass) > 0 {
+		for k, o := range s.next.FireDeadlines(ctx, pass) {
+			out[where[k]] = o
+		}
+	}
+	s.mu.Lock()
+	s.batches = append(s.batches, len(batch))
+	s.mu.Unlock()
+	for i, c := range batch {
+		s.record(call{At: at, Meta: c.Meta, Command: c.Command, Err: out[i].Err})
+	}
+	return out
+}
+
+// Batches returns the sizes of the batches FireDeadlines was called with.
+func (s *spy) Batches() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.batches)
 }
 
 // spied carries out cmd with next, unless s is to fail, and records the
@@ -535,6 +572,20 @@ func (p *pm) waitState(t testing.TB, id string, s State) Deadline {
 		d = got
 		return err == nil && ok && got.State == s
 	}, waitFor, 5*time.Millisecond, "deadline %s never became %s", id, s)
+	return d
+}
+
+// waitSettled waits until the deadline id is fired, or resolved: a
+// firing whose command appended the expiry (or time mark) resolves the row
+// by that event at once.
+func (p *pm) waitSettled(t testing.TB, id string) Deadline {
+	t.Helper()
+	var d Deadline
+	require.Eventually(t, func() bool {
+		got, ok, err := p.Deadline(context.Background(), id)
+		d = got
+		return err == nil && ok && (got.State == StateFired || got.State == StateResolved)
+	}, waitFor, 5*time.Millisecond, "deadline %s never became fired or resolved", id)
 	return d
 }
 

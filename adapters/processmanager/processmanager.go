@@ -146,6 +146,10 @@ type Commands interface {
 	MarkPlacementStart(ctx context.Context, meta commands.Meta, cmd commands.MarkPlacementStart) (commands.Result, error)
 	MarkPlacementEnd(ctx context.Context, meta commands.Meta, cmd commands.MarkPlacementEnd) (commands.Result, error)
 	ExpireGrant(ctx context.Context, meta commands.Meta, cmd commands.ExpireGrant) (commands.Result, error)
+	// FireDeadlines carries out a batch of expiries and time marks, each
+	// as its own method would, and returns their outcomes in batch order
+	// (see commands.Service.FireDeadlines).
+	FireDeadlines(ctx context.Context, batch []commands.DeadlineCommand) []commands.DeadlineOutcome
 }
 
 // Config configures a ProcessManager. DB, Publisher, Subscriber and

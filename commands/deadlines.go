@@ -1,0 +1,421 @@
+package commands
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// The process manager's deadline commands in batches (issue 18): many
+// deadlines falling due together are decided one by one through their
+// aggregates, exactly as the single commands decide them, and their events
+// are appended together.
+
+// DeadlineCommand is one deadline's command in a FireDeadlines batch: the
+// process manager's Meta (the system actor, the deadline's idempotency key,
+// the event that set it as causation) and one of ExpireCarerAccess,
+// ExpireGrant, ExpireInvitation, MarkPlacementStart or MarkPlacementEnd (a
+// value, not a pointer).
+type DeadlineCommand struct {
+	Meta    Meta
+	Command any
+}
+
+// DeadlineOutcome is the outcome of one DeadlineCommand: the Result and
+// error the command's own method would have returned, and the events of
+// the command: those it appended, or, for a repeat of a request already
+// carried out (the same idempotency key), those the first one appended.
+// Events is empty when the command changed nothing, failed or was refused,
+// and may be empty when the command fell back to its own method (a
+// concurrency conflict in the batch).
+type DeadlineOutcome struct {
+	Result Result
+	Err    error
+	Events []domain.Envelope
+}
+
+// ErrUnknownDeadlineCommand is the error of a DeadlineCommand whose Command
+// is none of the deadline commands. It is not a refusal.
+var ErrUnknownDeadlineCommand = errors.New("commands: not a deadline command")
+
+// deadlineLoaders bounds the streams a batch loads and decides at once.
+const deadlineLoaders = 8
+
+// deadlineAppenders bounds the appends in flight at once on a store without
+// AppendBatch (EventStoreDB).
+const deadlineAppenders = 16
+
+// FireDeadlines carries out a batch of deadline commands and returns their
+// outcomes in batch order. Each command keeps the contract of its own
+// method: its Meta is checked (refused if invalid), its aggregate decides
+// at the service's clock with the same rules (a refusal such as
+// domain.ErrNotDue is written to the security log and appends nothing), its
+// event ids come from its idempotency key (a repeat appends nothing and
+// answers the first result), and it appends to its stream at the version it
+// loaded.
+//
+// What differs is how the appends are made. The commands are taken in
+// rounds, each with at most one command per stream (two deadlines of one
+// child fall in successive rounds, so the second decides on the first's
+// events); a round's streams are loaded concurrently, then the events of all
+// its commands are appended at once: with one AppendBatch (one transaction)
+// when the store is an eventlog.BatchAppender, else with concurrent
+// Appends. When the batch append refuses an append (a concurrency conflict:
+// another writer got to the stream first; or any append error), that
+// command is carried out alone by its own method, with its retries, and the
+// rest of the batch is appended without it. Any other error of the batch
+// append (the store failing, an unknown outcome of the commit) is every
+// command's error in that append: none is known to be written, and a
+// retry with the same idempotency keys appends each at most once.
+func (s *Service) FireDeadlines(ctx context.Context, batch []DeadlineCommand) []DeadlineOutcome {
+	out := make([]DeadlineOutcome, len(batch))
+	items := make([]*deadlineItem, 0, len(batch))
+	for i, c := range batch {
+		it, err := s.deadlineItem(i, c)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		if it.meta.CorrelationID == uuid.Nil {
+			it.meta.CorrelationID = s.cfg.NewID()
+		}
+		if err := checkMeta(it.meta); err != nil {
+			s.refuse(ctx, it.meta, it.spec.command, it.spec.target, err)
+			out[i].Err = err
+			continue
+		}
+		items = append(items, it)
+	}
+	for len(items) > 0 {
+		round, rest := splitRound(items)
+		s.fireRound(ctx, round, out)
+		items = rest
+	}
+	return out
+}
+
+// deadlineItem is one command of a batch on its way through.
+type deadlineItem struct {
+	index int
+	meta  Meta
+	spec  deadlineSpec
+	d     *ids
+
+	// Set once loaded and decided:
+	l      loaded
+	cause  domain.Cause
+	events []domain.Event
+	data   []eventlog.EventData
+}
+
+// deadlineSpec is how a deadline command is carried out: its name, target
+// and reason as its own method has them, its stream, how its aggregate is
+// loaded and decides, and its own method (the fallback).
+type deadlineSpec struct {
+	command, target, reason, stream string
+	// load loads the aggregate (keeping the events of d's key) and returns
+	// its decision at a time.
+	load   func(ctx context.Context, d *ids) (func(now time.Time) ([]domain.Event, error), loaded, error)
+	single func(ctx context.Context, meta Meta) (Result, error)
+}
+
+func (s *Service) childSpec(command string, child uuid.UUID, target, reason string,
+	decide func(c *domain.Child, now time.Time) ([]domain.Event, error),
+	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
+	return deadlineSpec{command: command, target: target, reason: reason, stream: domain.ChildStream(child), single: single,
+		load: func(ctx context.Context, d *ids) (func(time.Time) ([]domain.Event, error), loaded, error) {
+			c, l, err := s.loadChild(ctx, child, d)
+			return func(now time.Time) ([]domain.Event, error) { return decide(c, now) }, l, err
+		}}
+}
+
+func (s *Service) accountSpec(command string, account uuid.UUID, reason string,
+	decide func(a *domain.Account, now time.Time) ([]domain.Event, error),
+	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
+	return deadlineSpec{command: command, target: accountTarget(account), reason: reason, stream: domain.AccountStream(account), single: single,
+		load: func(ctx context.Context, d *ids) (func(time.Time) ([]domain.Event, error), loaded, error) {
+			a, l, err := s.loadAccount(ctx, account, d)
+			return func(now time.Time) ([]domain.Event, error) { return decide(a, now) }, l, err
+		}}
+}
+
+// deadlineItem builds the item of a batch's i-th command.
+func (s *Service) deadlineItem(i int, c DeadlineCommand) (*deadlineItem, error) {
+	meta := c.Meta
+	var spec deadlineSpec
+	switch cmd := c.Command.(type) {
+	case ExpireCarerAccess:
+		spec = s.childSpec(CommandExpireCarerAccess, cmd.ChildID, placementTarget(cmd.ChildID, cmd.PlacementID), reasonGraceRanOut,
+			expireCarerAccess(meta, cmd),
+			func(ctx context.Context, meta Meta) (Result, error) { return s.ExpireCarerAccess(ctx, meta, cmd) })
+	case ExpireGrant:
+		spec = s.childSpec(CommandExpireGrant, cmd.ChildID, grantTarget(cmd.ChildID, cmd.AccountID), reasonGrantRanOut,
+			expireGrant(meta, cmd),
+			func(ctx context.Context, meta Meta) (Result, error) { return s.ExpireGrant(ctx, meta, cmd) })
+	case MarkPlacementStart:
+		spec = s.childSpec(CommandMarkPlacementStart, cmd.ChildID, placementTarget(cmd.ChildID, cmd.PlacementID), reasonStartReached,
+			markPlacementStart(meta, cmd),
+			func(ctx context.Context, meta Meta) (Result, error) { return s.MarkPlacementStart(ctx, meta, cmd) })
+	case MarkPlacementEnd:
+		spec = s.childSpec(CommandMarkPlacementEnd, cmd.ChildID, placementTarget(cmd.ChildID, cmd.PlacementID), reasonEndReached,
+			markPlacementEnd(meta, cmd),
+			func(ctx context.Context, meta Meta) (Result, error) { return s.MarkPlacementEnd(ctx, meta, cmd) })
+	case ExpireInvitation:
+		spec = s.accountSpec(CommandExpireInvitation, cmd.AccountID, reasonInvitationRanOut,
+			expireInvitation(meta),
+			func(ctx context.Context, meta Meta) (Result, error) { return s.ExpireInvitation(ctx, meta, cmd) })
+	default:
+		return nil, fmt.Errorf("%w: %T", ErrUnknownDeadlineCommand, c.Command)
+	}
+	return &deadlineItem{index: i, meta: meta, spec: spec, d: s.ids(meta, spec.command, spec.target)}, nil
+}
+
+// splitRound takes from items a round with at most one item per stream
+// (the first of each, in order) and returns it and the rest, in order.
+func splitRound(items []*deadlineItem) (round, rest []*deadlineItem) {
+	seen := make(map[string]bool, len(items))
+	for _, it := range items {
+		if seen[it.spec.stream] {
+			rest = append(rest, it)
+			continue
+		}
+		seen[it.spec.stream] = true
+		round = append(round, it)
+	}
+	return round, rest
+}
+
+// fireRound loads and decides the round's items concurrently, settles in
+// out those that need no append (a repeat, nothing to do, a refusal, a
+// failure), and appends the others' events together.
+func (s *Service) fireRound(ctx context.Context, round []*deadlineItem, out []DeadlineOutcome) {
+	now := s.cfg.Clock()
+	var (
+		mu       sync.Mutex
+		toAppend []*deadlineItem
+		wg       sync.WaitGroup
+		next     atomic.Int64
+	)
+	for range min(deadlineLoaders, len(round)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(round) {
+					return
+				}
+				it := round[k]
+				if s.decideItem(ctx, it, now, &out[it.index]) {
+					mu.Lock()
+					toAppend = append(toAppend, it)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(toAppend) == 0 {
+		return
+	}
+	// Batch order, so that a batch's positions follow its commands.
+	sortByIndex(toAppend)
+	s.appendRound(ctx, toAppend, out)
+}
+
+// decideItem loads the item's aggregate and decides at now. It settles o
+// and returns false when nothing is to be appended; else it sets the
+// item's events and returns true.
+func (s *Service) decideItem(ctx context.Context, it *deadlineItem, now time.Time, o *DeadlineOutcome) bool {
+	decide, l, err := it.spec.load(ctx, it.d)
+	if err != nil {
+		o.Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+		return false
+	}
+	if envs, ok := l.replay(it.d, mainEvents); ok {
+		o.Result, o.Events = Result{Position: lastPosition(envs)}, envs
+		return false
+	}
+	events, err := decide(now)
+	if err != nil {
+		if domain.KindOf(err) != domain.KindInternal {
+			s.refuse(ctx, it.meta, it.spec.command, it.spec.target, err)
+			o.Err = err
+		} else {
+			o.Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+		}
+		return false
+	}
+	if len(events) == 0 {
+		o.Result = Result{Position: l.last}
+		return false
+	}
+	c := cause(it.meta, it.spec.reason, now)
+	data, err := encode(l, c, it.d, mainEvents, events)
+	if err != nil {
+		o.Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+		return false
+	}
+	it.l, it.cause, it.events, it.data = l, c, events, data
+	return true
+}
+
+func sortByIndex(items []*deadlineItem) {
+	slices.SortFunc(items, func(a, b *deadlineItem) int { return cmp.Compare(a.index, b.index) })
+}
+
+// appendRound appends the decided items' events: in one AppendBatch when
+// the store has it, else concurrently. Items whose append is refused are
+// carried out again by their own method.
+func (s *Service) appendRound(ctx context.Context, items []*deadlineItem, out []DeadlineOutcome) {
+	var alone []*deadlineItem
+	if b, ok := s.store.(eventlog.BatchAppender); ok && !s.noBatch.Load() {
+		for len(items) > 0 {
+			batch := make([]eventlog.StreamAppend, len(items))
+			for k, it := range items {
+				batch[k] = eventlog.StreamAppend{Stream: it.l.stream, Expected: eventlog.Exactly(it.l.version), Events: it.data}
+			}
+			results, err := b.AppendBatch(ctx, batch)
+			if err == nil {
+				for k, it := range items {
+					s.appended(it, results[k], &out[it.index])
+				}
+				items = nil
+				break
+			}
+			if errors.Is(err, eventlog.ErrBatchUnsupported) {
+				s.noBatch.Store(true)
+				break
+			}
+			var be *eventlog.BatchError
+			if errors.As(err, &be) && be.Index >= 0 && be.Index < len(items) && ctx.Err() == nil {
+				s.cfg.Logger.DebugContext(ctx, "commands: a deadline's append was refused in its batch; carrying it out alone",
+					"command", items[be.Index].spec.command, "target", items[be.Index].spec.target, "error", be.Err)
+				alone = append(alone, items[be.Index])
+				items = append(items[:be.Index:be.Index], items[be.Index+1:]...)
+				continue
+			}
+			for _, it := range items {
+				out[it.index].Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+			}
+			items = nil
+		}
+	}
+	if len(items) > 0 {
+		alone = append(alone, s.appendEach(ctx, items, out)...)
+	}
+	for _, it := range alone {
+		res, err := it.spec.single(ctx, it.meta)
+		out[it.index] = DeadlineOutcome{Result: res, Err: err}
+	}
+}
+
+// appendEach appends each item's events to its stream, deadlineAppenders at
+// a time, and returns the items whose append conflicted (to be carried out
+// alone).
+func (s *Service) appendEach(ctx context.Context, items []*deadlineItem, out []DeadlineOutcome) []*deadlineItem {
+	var (
+		mu       sync.Mutex
+		conflict []*deadlineItem
+		wg       sync.WaitGroup
+		next     atomic.Int64
+	)
+	for range min(deadlineAppenders, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(items) {
+					return
+				}
+				it := items[k]
+				res, err := s.store.Append(ctx, it.l.stream, eventlog.Exactly(it.l.version), it.data)
+				switch {
+				case err == nil:
+					s.appended(it, res, &out[it.index])
+				case errors.Is(err, eventlog.ErrConflict) && ctx.Err() == nil:
+					mu.Lock()
+					conflict = append(conflict, it)
+					mu.Unlock()
+				default:
+					out[it.index].Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	sortByIndex(conflict)
+	return conflict
+}
+
+// appended settles the outcome of an item whose events were appended with
+// result res.
+func (s *Service) appended(it *deadlineItem, res eventlog.AppendResult, o *DeadlineOutcome) {
+	o.Result = Result{Position: res.Position}
+	o.Events = make([]domain.Envelope, len(it.events))
+	for i, e := range it.events {
+		o.Events[i] = domain.Envelope{EventID: it.data[i].ID, Stream: it.l.stream, StreamVersion: it.l.version + uint64(i) + 1,
+			Type: e.EventType(), ActorID: it.meta.Actor.ID, ActorRole: it.meta.Actor.Role, Reason: it.data[i].Meta.Reason,
+			RecordedAt: it.cause.RecordedAt, CorrelationID: it.meta.CorrelationID, CausationID: it.meta.CausationID, Event: e}
+	}
+	o.Events[len(o.Events)-1].Position = res.Position
+}
+
+// The decisions of the deadline commands, shared by their own methods and
+// FireDeadlines.
+
+func expireCarerAccess(meta Meta, cmd ExpireCarerAccess) func(*domain.Child, time.Time) ([]domain.Event, error) {
+	return func(c *domain.Child, now time.Time) ([]domain.Event, error) {
+		if err := systemOnly(meta.Actor, "expire carer access"); err != nil {
+			return nil, err
+		}
+		return c.ExpireCarerAccess(cmd.PlacementID, now)
+	}
+}
+
+func expireGrant(meta Meta, cmd ExpireGrant) func(*domain.Child, time.Time) ([]domain.Event, error) {
+	return func(c *domain.Child, now time.Time) ([]domain.Event, error) {
+		if err := systemOnly(meta.Actor, "expire grant"); err != nil {
+			return nil, err
+		}
+		return c.ExpireGrant(cmd.AccountID, cmd.GrantedAt, now)
+	}
+}
+
+func markPlacementStart(meta Meta, cmd MarkPlacementStart) func(*domain.Child, time.Time) ([]domain.Event, error) {
+	return func(c *domain.Child, now time.Time) ([]domain.Event, error) {
+		if err := systemOnly(meta.Actor, "mark placement start"); err != nil {
+			return nil, err
+		}
+		return c.MarkStartReached(cmd.PlacementID, now)
+	}
+}
+
+func markPlacementEnd(meta Meta, cmd MarkPlacementEnd) func(*domain.Child, time.Time) ([]domain.Event, error) {
+	return func(c *domain.Child, now time.Time) ([]domain.Event, error) {
+		if err := systemOnly(meta.Actor, "mark placement end"); err != nil {
+			return nil, err
+		}
+		return c.MarkEndReached(cmd.PlacementID, now)
+	}
+}
+
+func expireInvitation(meta Meta) func(*domain.Account, time.Time) ([]domain.Event, error) {
+	return func(a *domain.Account, now time.Time) ([]domain.Event, error) {
+		if err := systemOnly(meta.Actor, "expire invitation"); err != nil {
+			return nil, err
+		}
+		return a.ExpireInvitation(now)
+	}
+}
