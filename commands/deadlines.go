@@ -123,9 +123,10 @@ type deadlineItem struct {
 // loaded and decides, and its own method (the fallback).
 type deadlineSpec struct {
 	command, target, reason, stream string
-	// load loads the aggregate (keeping the events of d's key) and returns
-	// its decision at a time.
-	load   func(ctx context.Context, d *ids) (func(now time.Time) ([]domain.Event, error), loaded, error)
+	// load loads the aggregate (keeping the events of d's key) from recs,
+	// the whole stream read already, or from the store when read is false,
+	// and returns its decision at a time.
+	load   func(ctx context.Context, d *ids, recs []eventlog.Record, read bool) (func(now time.Time) ([]domain.Event, error), loaded, error)
 	single func(ctx context.Context, meta Meta) (Result, error)
 }
 
@@ -133,8 +134,9 @@ func (s *Service) childSpec(command string, child uuid.UUID, target, reason stri
 	decide func(c *domain.Child, now time.Time) ([]domain.Event, error),
 	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
 	return deadlineSpec{command: command, target: target, reason: reason, stream: domain.ChildStream(child), single: single,
-		load: func(ctx context.Context, d *ids) (func(time.Time) ([]domain.Event, error), loaded, error) {
-			c, l, err := s.loadChild(ctx, child, d)
+		load: func(ctx context.Context, d *ids, recs []eventlog.Record, read bool) (func(time.Time) ([]domain.Event, error), loaded, error) {
+			c := domain.NewChild(child)
+			l, err := s.loadFrom(ctx, domain.ChildStream(child), c.Apply, d.watch(mainEvents), recs, read)
 			return func(now time.Time) ([]domain.Event, error) { return decide(c, now) }, l, err
 		}}
 }
@@ -143,10 +145,22 @@ func (s *Service) accountSpec(command string, account uuid.UUID, reason string,
 	decide func(a *domain.Account, now time.Time) ([]domain.Event, error),
 	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
 	return deadlineSpec{command: command, target: accountTarget(account), reason: reason, stream: domain.AccountStream(account), single: single,
-		load: func(ctx context.Context, d *ids) (func(time.Time) ([]domain.Event, error), loaded, error) {
-			a, l, err := s.loadAccount(ctx, account, d)
+		load: func(ctx context.Context, d *ids, recs []eventlog.Record, read bool) (func(time.Time) ([]domain.Event, error), loaded, error) {
+			a := domain.NewAccount(account)
+			l, err := s.loadFrom(ctx, domain.AccountStream(account), a.Apply, d.watch(mainEvents), recs, read)
 			return func(now time.Time) ([]domain.Event, error) { return decide(a, now) }, l, err
 		}}
+}
+
+// loadFrom is load from recs, the whole stream read already, or from the
+// store when read is false.
+func (s *Service) loadFrom(ctx context.Context, stream string, apply func(domain.Event) error, watch map[uuid.UUID]bool,
+	recs []eventlog.Record, read bool) (loaded, error) {
+	if !read {
+		return s.load(ctx, stream, apply, watch)
+	}
+	l := loaded{stream: stream}
+	return l, l.apply(recs, apply, watch)
 }
 
 // deadlineItem builds the item of a batch's i-th command.
@@ -200,6 +214,25 @@ func splitRound(items []*deadlineItem) (round, rest []*deadlineItem) {
 // failure), and appends the others' events together.
 func (s *Service) fireRound(ctx context.Context, round []*deadlineItem, out []DeadlineOutcome) {
 	now := s.cfg.Clock()
+	// One read of every stream of the round, when the store can.
+	var streams map[string][]eventlog.Record
+	if r, ok := s.store.(eventlog.StreamsReader); ok && !s.noMultiRead.Load() {
+		names := make([]string, len(round))
+		for k, it := range round {
+			names[k] = it.spec.stream
+		}
+		var err error
+		switch streams, err = r.ReadStreams(ctx, names); {
+		case errors.Is(err, eventlog.ErrBatchUnsupported):
+			s.noMultiRead.Store(true)
+			streams = nil
+		case err != nil:
+			for _, it := range round {
+				out[it.index].Err = fmt.Errorf("commands: %s on %s: read the batch's streams: %w", it.spec.command, it.spec.target, err)
+			}
+			return
+		}
+	}
 	var (
 		mu       sync.Mutex
 		toAppend []*deadlineItem
@@ -216,7 +249,11 @@ func (s *Service) fireRound(ctx context.Context, round []*deadlineItem, out []De
 					return
 				}
 				it := round[k]
-				if s.decideItem(ctx, it, now, &out[it.index]) {
+				recs, read := streams[it.spec.stream]
+				if streams != nil {
+					read = true // a stream the read did not return is empty
+				}
+				if s.decideItem(ctx, it, recs, read, now, &out[it.index]) {
 					mu.Lock()
 					toAppend = append(toAppend, it)
 					mu.Unlock()
@@ -233,11 +270,12 @@ func (s *Service) fireRound(ctx context.Context, round []*deadlineItem, out []De
 	s.appendRound(ctx, toAppend, out)
 }
 
-// decideItem loads the item's aggregate and decides at now. It settles o
+// decideItem loads the item's aggregate (from recs when read) and decides
+// at now. It settles o
 // and returns false when nothing is to be appended; else it sets the
 // item's events and returns true.
-func (s *Service) decideItem(ctx context.Context, it *deadlineItem, now time.Time, o *DeadlineOutcome) bool {
-	decide, l, err := it.spec.load(ctx, it.d)
+func (s *Service) decideItem(ctx context.Context, it *deadlineItem, recs []eventlog.Record, read bool, now time.Time, o *DeadlineOutcome) bool {
+	decide, l, err := it.spec.load(ctx, it.d, recs, read)
 	if err != nil {
 		o.Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
 		return false

@@ -158,6 +158,8 @@ type Service struct {
 	// noBatch is set once the store answered eventlog.ErrBatchUnsupported:
 	// FireDeadlines appends one stream at a time from then on.
 	noBatch atomic.Bool
+	// noMultiRead: the same for eventlog.StreamsReader.
+	noMultiRead atomic.Bool
 }
 
 // New returns a Service on store that writes refused commands to refusals.
@@ -409,29 +411,37 @@ func (s *Service) load(ctx context.Context, stream string, apply func(domain.Eve
 		if err != nil {
 			return l, fmt.Errorf("read stream %q: %w", stream, err)
 		}
-		for _, r := range recs {
-			if r.Version != l.version+1 {
-				return l, fmt.Errorf("%w: stream %q: version %d after %d", errCorruptStream, stream, r.Version, l.version)
-			}
-			env, err := domain.DecodeRecord(r)
-			if err != nil {
-				return l, fmt.Errorf("%w: stream %q: %v", errCorruptStream, stream, err)
-			}
-			if err := apply(env.Event); err != nil {
-				return l, fmt.Errorf("%w: stream %q, version %d: %v", errCorruptStream, stream, r.Version, err)
-			}
-			if watch[r.ID] {
-				if l.found == nil {
-					l.found = map[uuid.UUID]domain.Envelope{}
-				}
-				l.found[r.ID] = env
-			}
-			l.version, l.last = r.Version, r.Position
+		if err := l.apply(recs, apply, watch); err != nil {
+			return l, err
 		}
 		if len(recs) < readPage {
 			return l, nil
 		}
 	}
+}
+
+// apply applies the records that follow the loaded ones, as load does.
+func (l *loaded) apply(recs []eventlog.Record, apply func(domain.Event) error, watch map[uuid.UUID]bool) error {
+	for _, r := range recs {
+		if r.Version != l.version+1 {
+			return fmt.Errorf("%w: stream %q: version %d after %d", errCorruptStream, l.stream, r.Version, l.version)
+		}
+		env, err := domain.DecodeRecord(r)
+		if err != nil {
+			return fmt.Errorf("%w: stream %q: %v", errCorruptStream, l.stream, err)
+		}
+		if err := apply(env.Event); err != nil {
+			return fmt.Errorf("%w: stream %q, version %d: %v", errCorruptStream, l.stream, r.Version, err)
+		}
+		if watch[r.ID] {
+			if l.found == nil {
+				l.found = map[uuid.UUID]domain.Envelope{}
+			}
+			l.found[r.ID] = env
+		}
+		l.version, l.last = r.Version, r.Position
+	}
+	return nil
 }
 
 // replay returns the events the first request with this idempotency key

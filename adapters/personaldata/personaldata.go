@@ -277,6 +277,28 @@ func (s *Store) AppendBatch(ctx context.Context, batch []eventlog.StreamAppend) 
 
 var _ eventlog.BatchAppender = (*Store)(nil)
 
+// ReadStreams reads the streams with the wrapped store's ReadStreams
+// (eventlog.StreamsReader), opening sealed values. When the wrapped store
+// has none it returns an error wrapping eventlog.ErrBatchUnsupported.
+func (s *Store) ReadStreams(ctx context.Context, streams []string) (map[string][]eventlog.Record, error) {
+	inner, ok := s.inner.(eventlog.StreamsReader)
+	if !ok {
+		return nil, fmt.Errorf("personaldata: read streams: %w", eventlog.ErrBatchUnsupported)
+	}
+	got, err := inner.ReadStreams(ctx, streams)
+	if err != nil {
+		return nil, err
+	}
+	for stream, recs := range got {
+		if got[stream], err = s.openAll(ctx, recs); err != nil {
+			return nil, err
+		}
+	}
+	return got, nil
+}
+
+var _ eventlog.StreamsReader = (*Store)(nil)
+
 // Seal returns events as Append stores them in stream, without storing
 // them: their personal data sealed under their subject's key (made on the
 // subject's first use), with Append's refusals. Append is Seal, then the

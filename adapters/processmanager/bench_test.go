@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -47,6 +48,7 @@ func BenchmarkExpiries(b *testing.B) {
 					return err == nil && st.Pending == n
 				}, 5*time.Minute, 10*time.Millisecond, "%d deadlines recorded", n)
 
+				stopProfile := profileTimed(b)
 				b.StartTimer()
 				e.clock.Set(t0.Add(grace).Add(time.Minute))
 				for {
@@ -58,10 +60,27 @@ func BenchmarkExpiries(b *testing.B) {
 					time.Sleep(2 * time.Millisecond)
 				}
 				b.StopTimer()
+				stopProfile()
 				b.ReportMetric(float64(n)/b.Elapsed().Seconds()*float64(b.N), "expiries/s")
 				p.stop()
 			}
 		})
+	}
+}
+
+// profileTimed writes a CPU profile of the timed part to the file
+// PM_BENCH_CPUPROFILE names (nothing when unset) and returns its stop.
+func profileTimed(b *testing.B) func() {
+	path := os.Getenv("PM_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	require.NoError(b, err)
+	require.NoError(b, pprof.StartCPUProfile(f))
+	return func() {
+		pprof.StopCPUProfile()
+		require.NoError(b, f.Close())
 	}
 }
 

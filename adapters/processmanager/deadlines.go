@@ -199,6 +199,15 @@ type row struct {
 const columns = `id, kind, child_id, placement_id, account_id, due_at, source_event_id, correlation_id, state,
 	resolved_through, resolved_by, claimed_by, claimed_until, attempts, last_error, updated_at`
 
+// qualifiedColumns is columns, each prefixed with the table's name.
+var qualifiedColumns = func() string {
+	cols := strings.Split(columns, ",")
+	for i, c := range cols {
+		cols[i] = "deadlines." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}()
+
 func (r row) deadline() Deadline {
 	return Deadline{
 		ID: r.ID, Kind: Kind(r.Kind),
@@ -374,26 +383,42 @@ func affected(res sql.Result) bool {
 
 // claim leases up to limit due pending deadlines (due_at and claimed_until
 // at or before now) to instance until now+lease, counting an attempt on
-// each, earliest due first. On PostgreSQL, rows another transaction is
-// claiming are skipped (FOR UPDATE SKIP LOCKED) and the outer conditions
-// are checked again on the locked row, so two instances never claim the
-// same row within its lease; on SQLite the single writer serializes claims.
+// each, earliest due first, and returns them. On PostgreSQL, rows another
+// transaction is claiming are skipped (FOR UPDATE SKIP LOCKED, in a
+// materialized CTE so that no more than limit rows are taken) and the
+// outer conditions are checked again on the locked row, so two instances
+// never claim the same row within its lease; on SQLite the single writer
+// serializes claims.
 func (t *table) claim(ctx context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]row, error) {
-	lock := ""
-	if t.pg {
-		lock = " FOR UPDATE SKIP LOCKED"
-	}
 	n := micros(now)
 	var rows []row
-	err := t.db.NewRaw(`
+	var err error
+	if t.pg {
+		// The candidates in a materialized CTE: as a subquery of IN, with
+		// LIMIT and FOR UPDATE SKIP LOCKED, PostgreSQL may run the subquery
+		// again and claim more than limit rows.
+		err = t.db.NewRaw(`
+WITH c AS MATERIALIZED (
+	SELECT id FROM deadlines
+	WHERE state = 'pending' AND due_at <= ? AND claimed_until <= ?
+	ORDER BY due_at, id LIMIT ? FOR UPDATE SKIP LOCKED
+)
+UPDATE deadlines SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1, updated_at = ?
+FROM c
+WHERE deadlines.id = c.id AND deadlines.state = 'pending' AND deadlines.due_at <= ? AND deadlines.claimed_until <= ?
+RETURNING `+qualifiedColumns,
+			n, n, limit, instance, micros(now.Add(lease)), n, n, n).Scan(ctx, &rows)
+	} else {
+		err = t.db.NewRaw(`
 UPDATE deadlines SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1, updated_at = ?
 WHERE id IN (
 	SELECT id FROM deadlines
 	WHERE state = 'pending' AND due_at <= ? AND claimed_until <= ?
-	ORDER BY due_at, id LIMIT ?`+lock+`
+	ORDER BY due_at, id LIMIT ?
 ) AND state = 'pending' AND due_at <= ? AND claimed_until <= ?
 RETURNING `+columns,
-		instance, micros(now.Add(lease)), n, n, n, limit, n, n).Scan(ctx, &rows)
+			instance, micros(now.Add(lease)), n, n, n, limit, n, n).Scan(ctx, &rows)
+	}
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("processmanager: claim due deadlines: %w", err)
 	}

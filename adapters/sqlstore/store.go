@@ -50,6 +50,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -552,6 +554,39 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, limi
 	}
 	return recs, nil
 }
+
+// ReadStreams implements eventlog.StreamsReader: every event of each of
+// streams, one statement per idChunk streams.
+func (s *Store) ReadStreams(ctx context.Context, streams []string) (map[string][]eventlog.Record, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("sqlstore: read streams: %w", ErrClosed)
+	}
+	out := make(map[string][]eventlog.Record, len(streams))
+	for start := 0; start < len(streams); start += idChunk {
+		chunk := streams[start:min(start+idChunk, len(streams))]
+		var q strings.Builder
+		q.WriteString(" FROM events WHERE stream IN (")
+		args := make([]any, len(chunk))
+		for i, st := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("$" + strconv.Itoa(i+1))
+			args[i] = st
+		}
+		q.WriteString(") ORDER BY stream, stream_version")
+		recs, err := s.queryRecords(ctx, len(chunk), q.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: read %d streams: %w", len(chunk), err)
+		}
+		for _, r := range recs {
+			out[r.Stream] = append(out[r.Stream], r)
+		}
+	}
+	return out, nil
+}
+
+var _ eventlog.StreamsReader = (*Store)(nil)
 
 // ReadAll implements eventlog.Store. Positions of this store have Commit ==
 // Prepare; ReadAll compares after.Commit.

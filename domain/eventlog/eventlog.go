@@ -121,6 +121,14 @@ type BatchAppender interface {
 	AppendBatch(ctx context.Context, batch []StreamAppend) ([]AppendResult, error)
 }
 
+// StreamsReader is a Store that reads many whole streams at once (the SQL
+// store). ReadStreams returns every event of each of streams, in version
+// order, keyed by stream; a stream that does not exist has no key. A store
+// that only wraps one may return ErrBatchUnsupported (wrapped).
+type StreamsReader interface {
+	ReadStreams(ctx context.Context, streams []string) (map[string][]Record, error)
+}
+
 // BatchError reports the append of a batch that made AppendBatch refuse the
 // whole batch. Err is what Append would have returned for that append in
 // its place in the batch: errors.Is and errors.As reach it
