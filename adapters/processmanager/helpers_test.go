@@ -189,6 +189,13 @@ func (s *spy) FireDeadlines(ctx context.Context, batch []commands.DeadlineComman
 	return out
 }
 
+// count returns the number of calls recorded.
+func (s *spy) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
+}
+
 // Batches returns the sizes of the batches FireDeadlines was called with.
 func (s *spy) Batches() []int {
 	s.mu.Lock()
