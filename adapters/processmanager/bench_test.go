@@ -2,6 +2,7 @@ package processmanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/accessledger/accessledger/adapters/bus"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain/eventlog"
@@ -128,7 +130,13 @@ func (e *env) startRelayOnce(t testing.TB) (caughtUp func()) {
 	published <- 0
 	go func() {
 		done <- e.store.Subscribe(ctx, eventlog.Start, func(_ context.Context, r eventlog.Record) error {
-			e.publish(t, nil, r)
+			msg, err := bus.EncodeEvent(r)
+			if err != nil {
+				return err
+			}
+			if err := e.bus.Publish(bus.TopicEvents, msg); err != nil {
+				return err
+			}
 			<-published
 			published <- r.Position.Commit
 			return nil
@@ -136,7 +144,9 @@ func (e *env) startRelayOnce(t testing.TB) (caughtUp func()) {
 	}()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("relay: %v", err)
+		}
 	})
 	return func() {
 		t.Helper()
