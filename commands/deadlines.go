@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -64,19 +65,23 @@ const deadlineAppenders = 16
 // answers the first result), and it appends to its stream at the version it
 // loaded.
 //
-// What differs is how the appends are made. The commands are taken in
-// rounds, each with at most one command per stream (two deadlines of one
-// child fall in successive rounds, so the second decides on the first's
-// events); a round's streams are loaded concurrently, then the events of all
-// its commands are appended at once: with one AppendBatch (one transaction)
-// when the store is an eventlog.BatchAppender, else with concurrent
-// Appends. When the batch append refuses an append (a concurrency conflict:
-// another writer got to the stream first; or any append error), that
-// command is carried out alone by its own method, with its retries, and the
-// rest of the batch is appended without it. Any other error of the batch
-// append (the store failing, an unknown outcome of the commit) is every
-// command's error in that append: none is known to be written, and a
-// retry with the same idempotency keys appends each at most once.
+// What differs is how the appends are made. The streams of the batch are
+// read together (with one statement when the store is an
+// eventlog.StreamsReader) and the aggregate of each stream is loaded once:
+// several commands on one stream (two deadlines of one child) are decided
+// in batch order, each with the events decided before it applied, as if
+// carried out one after the other (one that decides nothing answers the
+// stream's position as loaded). Then the events of every command are
+// appended at once: with one AppendBatch (one transaction) when the store
+// is an eventlog.BatchAppender, else with concurrent Appends (one stream's
+// in order). When the batch append refuses an append (a concurrency
+// conflict: another writer got to the stream first; or any append error),
+// that command is carried out alone by its own method, with its retries
+// (and so are the later commands on its stream), and the rest of the batch
+// is appended without it. Any other error of the batch append (the store
+// failing, an unknown outcome of the commit) is the error of every command
+// to be appended: none is known to be written, and a retry with the same
+// idempotency keys appends each at most once.
 func (s *Service) FireDeadlines(ctx context.Context, batch []DeadlineCommand) []DeadlineOutcome {
 	out := make([]DeadlineOutcome, len(batch))
 	items := make([]*deadlineItem, 0, len(batch))
@@ -96,10 +101,8 @@ func (s *Service) FireDeadlines(ctx context.Context, batch []DeadlineCommand) []
 		}
 		items = append(items, it)
 	}
-	for len(items) > 0 {
-		round, rest := splitRound(items)
-		s.fireRound(ctx, round, out)
-		items = rest
+	if len(items) > 0 {
+		s.fireGroups(ctx, groupByStream(items), out)
 	}
 	return out
 }
@@ -123,10 +126,12 @@ type deadlineItem struct {
 // loaded and decides, and its own method (the fallback).
 type deadlineSpec struct {
 	command, target, reason, stream string
-	// load loads the aggregate (keeping the events of d's key) from recs,
-	// the whole stream read already, or from the store when read is false,
-	// and returns its decision at a time.
-	load   func(ctx context.Context, d *ids, recs []eventlog.Record, read bool) (func(now time.Time) ([]domain.Event, error), loaded, error)
+	// load loads the stream's aggregate (keeping the events of the
+	// watched ids) from recs, the whole stream read already, or from the
+	// store when read is false; apply applies an event to it.
+	load func(ctx context.Context, watch map[uuid.UUID]bool, recs []eventlog.Record, read bool) (agg any, apply func(domain.Event) error, l loaded, err error)
+	// decide is the command's decision on the aggregate load returned.
+	decide func(agg any, now time.Time) ([]domain.Event, error)
 	single func(ctx context.Context, meta Meta) (Result, error)
 }
 
@@ -134,10 +139,17 @@ func (s *Service) childSpec(command string, child uuid.UUID, target, reason stri
 	decide func(c *domain.Child, now time.Time) ([]domain.Event, error),
 	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
 	return deadlineSpec{command: command, target: target, reason: reason, stream: domain.ChildStream(child), single: single,
-		load: func(ctx context.Context, d *ids, recs []eventlog.Record, read bool) (func(time.Time) ([]domain.Event, error), loaded, error) {
+		load: func(ctx context.Context, watch map[uuid.UUID]bool, recs []eventlog.Record, read bool) (any, func(domain.Event) error, loaded, error) {
 			c := domain.NewChild(child)
-			l, err := s.loadFrom(ctx, domain.ChildStream(child), c.Apply, d.watch(mainEvents), recs, read)
-			return func(now time.Time) ([]domain.Event, error) { return decide(c, now) }, l, err
+			l, err := s.loadFrom(ctx, domain.ChildStream(child), c.Apply, watch, recs, read)
+			return c, c.Apply, l, err
+		},
+		decide: func(agg any, now time.Time) ([]domain.Event, error) {
+			c, ok := agg.(*domain.Child)
+			if !ok {
+				return nil, fmt.Errorf("%s: the aggregate of %s is a %T", command, target, agg)
+			}
+			return decide(c, now)
 		}}
 }
 
@@ -145,10 +157,17 @@ func (s *Service) accountSpec(command string, account uuid.UUID, reason string,
 	decide func(a *domain.Account, now time.Time) ([]domain.Event, error),
 	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
 	return deadlineSpec{command: command, target: accountTarget(account), reason: reason, stream: domain.AccountStream(account), single: single,
-		load: func(ctx context.Context, d *ids, recs []eventlog.Record, read bool) (func(time.Time) ([]domain.Event, error), loaded, error) {
+		load: func(ctx context.Context, watch map[uuid.UUID]bool, recs []eventlog.Record, read bool) (any, func(domain.Event) error, loaded, error) {
 			a := domain.NewAccount(account)
-			l, err := s.loadFrom(ctx, domain.AccountStream(account), a.Apply, d.watch(mainEvents), recs, read)
-			return func(now time.Time) ([]domain.Event, error) { return decide(a, now) }, l, err
+			l, err := s.loadFrom(ctx, domain.AccountStream(account), a.Apply, watch, recs, read)
+			return a, a.Apply, l, err
+		},
+		decide: func(agg any, now time.Time) ([]domain.Event, error) {
+			a, ok := agg.(*domain.Account)
+			if !ok {
+				return nil, fmt.Errorf("%s: the aggregate of %s is a %T", command, accountTarget(account), agg)
+			}
+			return decide(a, now)
 		}}
 }
 
@@ -194,32 +213,34 @@ func (s *Service) deadlineItem(i int, c DeadlineCommand) (*deadlineItem, error) 
 	return &deadlineItem{index: i, meta: meta, spec: spec, d: s.ids(meta, spec.command, spec.target)}, nil
 }
 
-// splitRound takes from items a round with at most one item per stream
-// (the first of each, in order) and returns it and the rest, in order.
-func splitRound(items []*deadlineItem) (round, rest []*deadlineItem) {
-	seen := make(map[string]bool, len(items))
+// groupByStream groups items by stream: the groups in the order of their
+// first item, each group's items in batch order.
+func groupByStream(items []*deadlineItem) [][]*deadlineItem {
+	at := make(map[string]int, len(items))
+	var groups [][]*deadlineItem
 	for _, it := range items {
-		if seen[it.spec.stream] {
-			rest = append(rest, it)
-			continue
+		k, ok := at[it.spec.stream]
+		if !ok {
+			k = len(groups)
+			at[it.spec.stream] = k
+			groups = append(groups, nil)
 		}
-		seen[it.spec.stream] = true
-		round = append(round, it)
+		groups[k] = append(groups[k], it)
 	}
-	return round, rest
+	return groups
 }
 
-// fireRound loads and decides the round's items concurrently, settles in
-// out those that need no append (a repeat, nothing to do, a refusal, a
-// failure), and appends the others' events together.
-func (s *Service) fireRound(ctx context.Context, round []*deadlineItem, out []DeadlineOutcome) {
+// fireGroups reads the groups' streams (with one statement when the store
+// can), decides each group concurrently, settles in out the commands that
+// need no append (a repeat, nothing to do, a refusal, a failure), and
+// appends the others' events together.
+func (s *Service) fireGroups(ctx context.Context, groups [][]*deadlineItem, out []DeadlineOutcome) {
 	now := s.cfg.Clock()
-	// One read of every stream of the round, when the store can.
 	var streams map[string][]eventlog.Record
 	if r, ok := s.store.(eventlog.StreamsReader); ok && !s.noMultiRead.Load() {
-		names := make([]string, len(round))
-		for k, it := range round {
-			names[k] = it.spec.stream
+		names := make([]string, len(groups))
+		for k, g := range groups {
+			names[k] = g[0].spec.stream
 		}
 		var err error
 		switch streams, err = r.ReadStreams(ctx, names); {
@@ -227,8 +248,10 @@ func (s *Service) fireRound(ctx context.Context, round []*deadlineItem, out []De
 			s.noMultiRead.Store(true)
 			streams = nil
 		case err != nil:
-			for _, it := range round {
-				out[it.index].Err = fmt.Errorf("commands: %s on %s: read the batch's streams: %w", it.spec.command, it.spec.target, err)
+			for _, g := range groups {
+				for _, it := range g {
+					out[it.index].Err = fmt.Errorf("commands: %s on %s: read the batch's streams: %w", it.spec.command, it.spec.target, err)
+				}
 			}
 			return
 		}
@@ -239,23 +262,23 @@ func (s *Service) fireRound(ctx context.Context, round []*deadlineItem, out []De
 		wg       sync.WaitGroup
 		next     atomic.Int64
 	)
-	for range min(deadlineLoaders, len(round)) {
+	for range min(deadlineLoaders, len(groups)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				k := int(next.Add(1)) - 1
-				if k >= len(round) {
+				if k >= len(groups) {
 					return
 				}
-				it := round[k]
-				recs, read := streams[it.spec.stream]
+				g := groups[k]
+				recs, read := streams[g[0].spec.stream]
 				if streams != nil {
 					read = true // a stream the read did not return is empty
 				}
-				if s.decideItem(ctx, it, recs, read, now, &out[it.index]) {
+				if decided := s.decideGroup(ctx, g, recs, read, now, out); len(decided) > 0 {
 					mu.Lock()
-					toAppend = append(toAppend, it)
+					toAppend = append(toAppend, decided...)
 					mu.Unlock()
 				}
 			}
@@ -265,47 +288,75 @@ func (s *Service) fireRound(ctx context.Context, round []*deadlineItem, out []De
 	if len(toAppend) == 0 {
 		return
 	}
-	// Batch order, so that a batch's positions follow its commands.
+	// Batch order, so that a batch's positions follow its commands (and
+	// one stream's appends follow one another).
 	sortByIndex(toAppend)
 	s.appendRound(ctx, toAppend, out)
 }
 
-// decideItem loads the item's aggregate (from recs when read) and decides
-// at now. It settles o
-// and returns false when nothing is to be appended; else it sets the
-// item's events and returns true.
-func (s *Service) decideItem(ctx context.Context, it *deadlineItem, recs []eventlog.Record, read bool, now time.Time, o *DeadlineOutcome) bool {
-	decide, l, err := it.spec.load(ctx, it.d, recs, read)
-	if err != nil {
-		o.Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
-		return false
+// decideGroup loads the aggregate of a group's stream once (from recs when
+// read) and decides its commands at now, in order, each on the aggregate
+// with the events decided before it in the group applied: as if each had
+// been carried out alone, one after the other. It settles in out the
+// commands that need no append and returns the others, each with its
+// events and the stream's version it expects.
+func (s *Service) decideGroup(ctx context.Context, group []*deadlineItem, recs []eventlog.Record, read bool, now time.Time, out []DeadlineOutcome) []*deadlineItem {
+	watch := map[uuid.UUID]bool{}
+	for _, it := range group {
+		maps.Copy(watch, it.d.watch(mainEvents))
 	}
-	if envs, ok := l.replay(it.d, mainEvents); ok {
-		o.Result, o.Events = Result{Position: lastPosition(envs)}, envs
-		return false
-	}
-	events, err := decide(now)
+	spec := group[0].spec
+	agg, apply, l, err := spec.load(ctx, watch, recs, read)
 	if err != nil {
-		if domain.KindOf(err) != domain.KindInternal {
-			s.refuse(ctx, it.meta, it.spec.command, it.spec.target, err)
-			o.Err = err
-		} else {
-			o.Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+		for _, it := range group {
+			out[it.index].Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
 		}
-		return false
+		return nil
 	}
-	if len(events) == 0 {
-		o.Result = Result{Position: l.last}
-		return false
+	var decided []*deadlineItem
+	for k, it := range group {
+		o := &out[it.index]
+		if envs, ok := l.replay(it.d, mainEvents); ok {
+			o.Result, o.Events = Result{Position: lastPosition(envs)}, envs
+			continue
+		}
+		events, err := it.spec.decide(agg, now)
+		if err != nil {
+			if domain.KindOf(err) != domain.KindInternal {
+				s.refuse(ctx, it.meta, it.spec.command, it.spec.target, err)
+				o.Err = err
+			} else {
+				o.Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+			}
+			continue
+		}
+		if len(events) == 0 {
+			o.Result = Result{Position: l.last} // as loaded: before the group's appends
+			continue
+		}
+		c := cause(it.meta, it.spec.reason, now)
+		data, err := encode(l, c, it.d, mainEvents, events)
+		if err == nil {
+			for _, e := range events {
+				if err = apply(e); err != nil {
+					err = fmt.Errorf("%w: apply the decided %s: %v", errCorruptStream, e.EventType(), err)
+					break
+				}
+			}
+		}
+		if err != nil {
+			// The aggregate no longer stands for the stream: the rest of
+			// the group fails (and is retried) too.
+			for _, rest := range group[k:] {
+				out[rest.index].Err = fmt.Errorf("commands: %s on %s: %w", rest.spec.command, rest.spec.target, err)
+			}
+			return decided
+		}
+		it.l, it.cause, it.events, it.data = l, c, events, data
+		decided = append(decided, it)
+		l.version += uint64(len(events))
 	}
-	c := cause(it.meta, it.spec.reason, now)
-	data, err := encode(l, c, it.d, mainEvents, events)
-	if err != nil {
-		o.Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
-		return false
-	}
-	it.l, it.cause, it.events, it.data = l, c, events, data
-	return true
+	return decided
 }
 
 func sortByIndex(items []*deadlineItem) {
@@ -358,43 +409,52 @@ func (s *Service) appendRound(ctx context.Context, items []*deadlineItem, out []
 	}
 }
 
-// appendEach appends each item's events to its stream, deadlineAppenders at
-// a time, and returns the items whose append conflicted (to be carried out
-// alone).
+// appendEach appends each item's events to its stream: one stream's items
+// one after the other, in order, deadlineAppenders streams at a time. It
+// returns the items to carry out alone: the one whose append conflicted
+// and the rest of its stream's items, whose expected versions counted on
+// it (after another failure, the rest of its stream's items too).
 func (s *Service) appendEach(ctx context.Context, items []*deadlineItem, out []DeadlineOutcome) []*deadlineItem {
+	groups := groupByStream(items)
 	var (
-		mu       sync.Mutex
-		conflict []*deadlineItem
-		wg       sync.WaitGroup
-		next     atomic.Int64
+		mu    sync.Mutex
+		alone []*deadlineItem
+		wg    sync.WaitGroup
+		next  atomic.Int64
 	)
-	for range min(deadlineAppenders, len(items)) {
+	for range min(deadlineAppenders, len(groups)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				k := int(next.Add(1)) - 1
-				if k >= len(items) {
+				if k >= len(groups) {
 					return
 				}
-				it := items[k]
-				res, err := s.store.Append(ctx, it.l.stream, eventlog.Exactly(it.l.version), it.data)
-				switch {
-				case err == nil:
-					s.appended(it, res, &out[it.index])
-				case errors.Is(err, eventlog.ErrConflict) && ctx.Err() == nil:
+				g := groups[k]
+				for j, it := range g {
+					res, err := s.store.Append(ctx, it.l.stream, eventlog.Exactly(it.l.version), it.data)
+					if err == nil {
+						s.appended(it, res, &out[it.index])
+						continue
+					}
+					rest := g[j+1:]
+					if errors.Is(err, eventlog.ErrConflict) && ctx.Err() == nil {
+						rest = g[j:]
+					} else {
+						out[it.index].Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+					}
 					mu.Lock()
-					conflict = append(conflict, it)
+					alone = append(alone, rest...)
 					mu.Unlock()
-				default:
-					out[it.index].Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+					break
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	sortByIndex(conflict)
-	return conflict
+	sortByIndex(alone)
+	return alone
 }
 
 // appended settles the outcome of an item whose events were appended with

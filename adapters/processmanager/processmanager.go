@@ -43,7 +43,7 @@
 //     placement_start, placement_end) of a claim go together to
 //     Commands.FireDeadlines, which decides each through its aggregate as
 //     its own command would and appends them together (on SQL, one read of
-//     their streams and one AppendBatch transaction per round; see
+//     their streams and one AppendBatch transaction; see
 //     commands.Service.FireDeadlines); the successes are then settled with
 //     one statement, and a row whose command appended its expiry or mark
 //     is resolved by that event at once (the event, when it comes back on
