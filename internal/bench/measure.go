@@ -29,7 +29,7 @@ const (
 	targetHTTPRate      = 20_000  // checks/s, concurrency 8
 	targetCommandP99    = 10_000  // µs, SQLite with fsync
 	targetExpiries      = 10_000  // simultaneous expiries ...
-	targetExpirySeconds = 10.0    // ... written within
+	targetExpirySeconds = 5.0     // ... written within (issue 18)
 	targetStartSeconds  = 5.0     // start to ready
 )
 
