@@ -16,6 +16,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/personaldata"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
@@ -456,4 +457,44 @@ func TestCountPlain(t *testing.T) {
 	plain, total, err = personaldata.CountPlain(ctx, old.raw)
 	require.NoError(t, err)
 	require.Equal(t, [2]int64{9, 10}, [2]int64{plain, total})
+}
+
+// AppendBatch and ReadStreams are the wrapped store's, sealing and opening
+// as Append and ReadStream do; over a store without them (the in-memory
+// one, EventStoreDB) they write and read nothing and say so
+// (eventlog.ErrBatchUnsupported).
+func TestBatchesSealAndOpenOrAreUnsupported(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	child := uuid.New()
+	evs := []eventlog.EventData{data(t, &domain.ChildRegistered{ChildID: child, Reference: reference, RegisteredAt: at}, reason)}
+	batch := []eventlog.StreamAppend{{Stream: domain.ChildStream(child), Expected: eventlog.NoStream, Events: evs}}
+
+	e := newEnv(t)
+	_, err := e.store.AppendBatch(ctx, batch)
+	require.ErrorIs(t, err, eventlog.ErrBatchUnsupported)
+	_, err = e.store.ReadStreams(ctx, []string{domain.ChildStream(child)})
+	require.ErrorIs(t, err, eventlog.ErrBatchUnsupported)
+	require.Empty(t, dump(t, e.raw), "nothing written")
+
+	db := sqltest.Open(t, sqltest.SQLiteMemory(t))
+	require.NoError(t, sqlstore.Migrate(ctx, db))
+	raw, err := sqlstore.New(ctx, db)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, raw.Close()) })
+	s := personaldata.New(raw, e.keys)
+	_, err = s.AppendBatch(ctx, batch)
+	require.NoError(t, err)
+	stored, err := raw.ReadStream(ctx, domain.ChildStream(child), 1, 0)
+	require.NoError(t, err)
+	require.Len(t, stored, 1)
+	require.NotContains(t, string(stored[0].Data), reference, "sealed")
+	require.NotEqual(t, reason, stored[0].Meta.Reason)
+	got, err := s.ReadStreams(ctx, []string{domain.ChildStream(child), "child-missing"})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	opened, err := s.ReadStream(ctx, domain.ChildStream(child), 1, 0)
+	require.NoError(t, err)
+	require.Equal(t, opened, got[domain.ChildStream(child)], "opened as ReadStream opens")
+	require.Equal(t, reason, opened[0].Meta.Reason)
 }
