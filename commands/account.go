@@ -228,12 +228,7 @@ func (s *Service) EnrolPhone(ctx context.Context, meta Meta, cmd EnrolPhone) (Re
 // activated or closed it succeeds and appends nothing.
 func (s *Service) ExpireInvitation(ctx context.Context, meta Meta, cmd ExpireInvitation) (Result, error) {
 	return s.accountCommand(ctx, meta, CommandExpireInvitation, cmd.AccountID, reasonInvitationRanOut,
-		func(a *domain.Account, now time.Time) ([]domain.Event, error) {
-			if err := systemOnly(meta.Actor, "expire invitation"); err != nil {
-				return nil, err
-			}
-			return a.ExpireInvitation(now)
-		})
+		expireInvitation(meta))
 }
 
 // CancelInvitation ends an account's open invitation for a mistake (R18):

@@ -379,12 +379,7 @@ func (s *Service) Revoke(ctx context.Context, meta Meta, cmd Revoke) (Result, er
 // appends nothing, answering the stream's last position.
 func (s *Service) ExpireCarerAccess(ctx context.Context, meta Meta, cmd ExpireCarerAccess) (Result, error) {
 	pos, err := s.childCommand(ctx, meta, CommandExpireCarerAccess, cmd.ChildID, placementTarget(cmd.ChildID, cmd.PlacementID), reasonGraceRanOut,
-		func(c *domain.Child, now time.Time) ([]domain.Event, error) {
-			if err := systemOnly(meta.Actor, "expire carer access"); err != nil {
-				return nil, err
-			}
-			return c.ExpireCarerAccess(cmd.PlacementID, now)
-		})
+		expireCarerAccess(meta, cmd))
 	if err != nil {
 		return Result{}, err
 	}
@@ -399,12 +394,7 @@ func (s *Service) ExpireCarerAccess(ctx context.Context, meta Meta, cmd ExpireCa
 // nothing, answering the stream's last position.
 func (s *Service) ExpireGrant(ctx context.Context, meta Meta, cmd ExpireGrant) (Result, error) {
 	pos, err := s.childCommand(ctx, meta, CommandExpireGrant, cmd.ChildID, grantTarget(cmd.ChildID, cmd.AccountID), reasonGrantRanOut,
-		func(c *domain.Child, now time.Time) ([]domain.Event, error) {
-			if err := systemOnly(meta.Actor, "expire grant"); err != nil {
-				return nil, err
-			}
-			return c.ExpireGrant(cmd.AccountID, cmd.GrantedAt, now)
-		})
+		expireGrant(meta, cmd))
 	if err != nil {
 		return Result{}, err
 	}

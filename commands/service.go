@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -154,6 +155,11 @@ type Service struct {
 	refusals Refusals
 	cfg      Config
 	pol      *policyCache
+	// noBatch is set once the store answered eventlog.ErrBatchUnsupported:
+	// FireDeadlines appends one stream at a time from then on.
+	noBatch atomic.Bool
+	// noMultiRead: the same for eventlog.StreamsReader.
+	noMultiRead atomic.Bool
 }
 
 // New returns a Service on store that writes refused commands to refusals.
@@ -405,29 +411,37 @@ func (s *Service) load(ctx context.Context, stream string, apply func(domain.Eve
 		if err != nil {
 			return l, fmt.Errorf("read stream %q: %w", stream, err)
 		}
-		for _, r := range recs {
-			if r.Version != l.version+1 {
-				return l, fmt.Errorf("%w: stream %q: version %d after %d", errCorruptStream, stream, r.Version, l.version)
-			}
-			env, err := domain.DecodeRecord(r)
-			if err != nil {
-				return l, fmt.Errorf("%w: stream %q: %v", errCorruptStream, stream, err)
-			}
-			if err := apply(env.Event); err != nil {
-				return l, fmt.Errorf("%w: stream %q, version %d: %v", errCorruptStream, stream, r.Version, err)
-			}
-			if watch[r.ID] {
-				if l.found == nil {
-					l.found = map[uuid.UUID]domain.Envelope{}
-				}
-				l.found[r.ID] = env
-			}
-			l.version, l.last = r.Version, r.Position
+		if err := l.apply(recs, apply, watch); err != nil {
+			return l, err
 		}
 		if len(recs) < readPage {
 			return l, nil
 		}
 	}
+}
+
+// apply applies the records that follow the loaded ones, as load does.
+func (l *loaded) apply(recs []eventlog.Record, apply func(domain.Event) error, watch map[uuid.UUID]bool) error {
+	for _, r := range recs {
+		if r.Version != l.version+1 {
+			return fmt.Errorf("%w: stream %q: version %d after %d", errCorruptStream, l.stream, r.Version, l.version)
+		}
+		env, err := domain.DecodeRecord(r)
+		if err != nil {
+			return fmt.Errorf("%w: stream %q: %v", errCorruptStream, l.stream, err)
+		}
+		if err := apply(env.Event); err != nil {
+			return fmt.Errorf("%w: stream %q, version %d: %v", errCorruptStream, l.stream, r.Version, err)
+		}
+		if watch[r.ID] {
+			if l.found == nil {
+				l.found = map[uuid.UUID]domain.Envelope{}
+			}
+			l.found[r.ID] = env
+		}
+		l.version, l.last = r.Version, r.Position
+	}
+	return nil
 }
 
 // replay returns the events the first request with this idempotency key
@@ -464,8 +478,22 @@ func (s *Service) appendTo(ctx context.Context, l loaded, c domain.Cause, d *ids
 	if len(events) == 0 {
 		return eventlog.AppendResult{}, false, nil
 	}
+	data, err := encode(l, c, d, group, events)
+	if err != nil {
+		return eventlog.AppendResult{}, false, err
+	}
+	res, err := s.store.Append(ctx, l.stream, eventlog.Exactly(l.version), data)
+	if err != nil {
+		return eventlog.AppendResult{}, false, err
+	}
+	return res, true, nil
+}
+
+// encode encodes the events decided on the loaded stream with the group's
+// ids (event/0, event/1, ...) and the cause's metadata.
+func encode(l loaded, c domain.Cause, d *ids, group string, events []domain.Event) ([]eventlog.EventData, error) {
 	if len(events) > maxBatch {
-		return eventlog.AppendResult{}, false, fmt.Errorf("%d events decided for %q, more than %d", len(events), l.stream, maxBatch)
+		return nil, fmt.Errorf("%d events decided for %q, more than %d", len(events), l.stream, maxBatch)
 	}
 	data := make([]eventlog.EventData, len(events))
 	for i, e := range events {
@@ -477,15 +505,11 @@ func (s *Service) appendTo(ctx context.Context, l loaded, c domain.Cause, d *ids
 		if err != nil {
 			// The aggregate decided an event that does not encode: a bug,
 			// not the caller's fault.
-			return eventlog.AppendResult{}, false, fmt.Errorf("encode %T for %q: %v", e, l.stream, err)
+			return nil, fmt.Errorf("encode %T for %q: %v", e, l.stream, err)
 		}
 		data[i] = ed
 	}
-	res, err := s.store.Append(ctx, l.stream, eventlog.Exactly(l.version), data)
-	if err != nil {
-		return eventlog.AppendResult{}, false, err
-	}
-	return res, true, nil
+	return data, nil
 }
 
 // latest returns the later of two positions.

@@ -2,9 +2,6 @@ package commands
 
 import (
 	"context"
-	"time"
-
-	"github.com/accessledger/accessledger/domain"
 )
 
 // Reasons of the time marks.
@@ -20,12 +17,7 @@ const (
 // was cancelled it succeeds and appends nothing.
 func (s *Service) MarkPlacementStart(ctx context.Context, meta Meta, cmd MarkPlacementStart) (Result, error) {
 	pos, err := s.childCommand(ctx, meta, CommandMarkPlacementStart, cmd.ChildID, placementTarget(cmd.ChildID, cmd.PlacementID), reasonStartReached,
-		func(c *domain.Child, now time.Time) ([]domain.Event, error) {
-			if err := systemOnly(meta.Actor, "mark placement start"); err != nil {
-				return nil, err
-			}
-			return c.MarkStartReached(cmd.PlacementID, now)
-		})
+		markPlacementStart(meta, cmd))
 	if err != nil {
 		return Result{}, err
 	}
@@ -36,12 +28,7 @@ func (s *Service) MarkPlacementStart(ctx context.Context, meta Meta, cmd MarkPla
 // of it has ended, as MarkPlacementStart does for a start.
 func (s *Service) MarkPlacementEnd(ctx context.Context, meta Meta, cmd MarkPlacementEnd) (Result, error) {
 	pos, err := s.childCommand(ctx, meta, CommandMarkPlacementEnd, cmd.ChildID, placementTarget(cmd.ChildID, cmd.PlacementID), reasonEndReached,
-		func(c *domain.Child, now time.Time) ([]domain.Event, error) {
-			if err := systemOnly(meta.Actor, "mark placement end"); err != nil {
-				return nil, err
-			}
-			return c.MarkEndReached(cmd.PlacementID, now)
-		})
+		markPlacementEnd(meta, cmd))
 	if err != nil {
 		return Result{}, err
 	}

@@ -324,6 +324,33 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventlog.Exp
 	return s.inner.Append(ctx, stream, expected, sealed)
 }
 
+// AppendBatch seals the personal data of every append's events as Append
+// does and writes the batch with the wrapped store's AppendBatch
+// (eventlog.BatchAppender: all or nothing). When the wrapped store has no
+// AppendBatch it writes nothing and returns an error wrapping
+// eventlog.ErrBatchUnsupported; a refusal to seal (keystore.ErrErased)
+// writes nothing either and is returned as the *eventlog.BatchError of its
+// append.
+func (s *Store) AppendBatch(ctx context.Context, batch []eventlog.StreamAppend) ([]eventlog.AppendResult, error) {
+	inner, ok := s.inner.(eventlog.BatchAppender)
+	if !ok {
+		return nil, fmt.Errorf("personaldata: append batch: %w", eventlog.ErrBatchUnsupported)
+	}
+	sealed := make([]eventlog.StreamAppend, len(batch))
+	for i, a := range batch {
+		events, err := s.Seal(ctx, a.Stream, a.Events)
+		if err != nil {
+			return nil, fmt.Errorf("personaldata: append batch: %w", &eventlog.BatchError{Index: i, Stream: a.Stream, Err: err})
+		}
+		sealed[i] = eventlog.StreamAppend{Stream: a.Stream, Expected: a.Expected, Events: events}
+	}
+	return inner.AppendBatch(ctx, sealed)
+}
+
+var _ eventlog.BatchAppender = (*Store)(nil)
+
+var _ eventlog.StreamsReader = (*Store)(nil)
+
 // Seal returns events as Append stores them in stream, without storing
 // them: their personal data sealed under their subject's key (made on the
 // subject's first use), with Append's refusals. Append is Seal, then the
@@ -403,12 +430,9 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, limi
 	return s.openAll(ctx, recs)
 }
 
-// StreamsReader is a store that reads many whole streams at once
-// (adapters/sqlstore): each stream's events in order, keyed by stream, a
-// stream without events absent.
-type StreamsReader interface {
-	ReadStreams(ctx context.Context, streams []string) (map[string][]eventlog.Record, error)
-}
+// StreamsReader is the bulk read ReadStreams uses when the inner store
+// has it (sqlstore.Store).
+type StreamsReader = eventlog.StreamsReader
 
 // ReadStreams returns every event of each of streams, opened as
 // ReadStream opens them, keyed by stream (a stream without events is

@@ -16,6 +16,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/personaldata"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
@@ -593,4 +594,46 @@ func TestReadStreamsCompletesAnErasureItReads(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, one, again[stream])
 	require.Equal(t, domain.ErasedText, again[stream][0].Meta.Reason)
+}
+
+// AppendBatch and ReadStreams are the wrapped store's, sealing and opening
+// as Append and ReadStream do; over a store without AppendBatch (the
+// in-memory one, EventStoreDB) AppendBatch writes nothing and says so
+// (eventlog.ErrBatchUnsupported), and ReadStreams reads one stream at a
+// time.
+func TestBatchesSealAndOpenOrAreUnsupported(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	child := uuid.New()
+	evs := []eventlog.EventData{data(t, &domain.ChildRegistered{ChildID: child, Reference: reference, RegisteredAt: at}, reason)}
+	batch := []eventlog.StreamAppend{{Stream: domain.ChildStream(child), Expected: eventlog.NoStream, Events: evs}}
+
+	e := newEnv(t)
+	_, err := e.store.AppendBatch(ctx, batch)
+	require.ErrorIs(t, err, eventlog.ErrBatchUnsupported)
+	none, err := e.store.ReadStreams(ctx, []string{domain.ChildStream(child)})
+	require.NoError(t, err)
+	require.Empty(t, none)
+	require.Empty(t, dump(t, e.raw), "nothing written")
+
+	db := sqltest.Open(t, sqltest.SQLiteMemory(t))
+	require.NoError(t, sqlstore.Migrate(ctx, db))
+	raw, err := sqlstore.New(ctx, db)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, raw.Close()) })
+	s := personaldata.New(raw, e.keys)
+	_, err = s.AppendBatch(ctx, batch)
+	require.NoError(t, err)
+	stored, err := raw.ReadStream(ctx, domain.ChildStream(child), 1, 0)
+	require.NoError(t, err)
+	require.Len(t, stored, 1)
+	require.NotContains(t, string(stored[0].Data), reference, "sealed")
+	require.NotEqual(t, reason, stored[0].Meta.Reason)
+	got, err := s.ReadStreams(ctx, []string{domain.ChildStream(child), "child-missing"})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	opened, err := s.ReadStream(ctx, domain.ChildStream(child), 1, 0)
+	require.NoError(t, err)
+	require.Equal(t, opened, got[domain.ChildStream(child)], "opened as ReadStream opens")
+	require.Equal(t, reason, opened[0].Meta.Reason)
 }

@@ -199,6 +199,15 @@ type row struct {
 const columns = `id, kind, child_id, placement_id, account_id, due_at, source_event_id, correlation_id, state,
 	resolved_through, resolved_by, claimed_by, claimed_until, attempts, last_error, updated_at`
 
+// qualifiedColumns is columns, each prefixed with the table's name.
+var qualifiedColumns = func() string {
+	cols := strings.Split(columns, ",")
+	for i, c := range cols {
+		cols[i] = "deadlines." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}()
+
 func (r row) deadline() Deadline {
 	return Deadline{
 		ID: r.ID, Kind: Kind(r.Kind),
@@ -330,6 +339,20 @@ WHERE excluded.due_at > deadlines.due_at`,
 // before the one setting the due already does. It reports whether the row
 // changed.
 func (t *table) resolve(ctx context.Context, s subject, through int64, eventID uuid.UUID, now time.Time) (bool, error) {
+	// Most settling events find their row settled already (by the batch
+	// that appended them, or by an earlier delivery): a read tells, and
+	// spares the single writer of SQLite a write. The settlement only moves
+	// forward, so a row that covers this one now always will.
+	var cur []struct {
+		Through int64  `bun:"resolved_through"`
+		By      string `bun:"resolved_by"`
+	}
+	if err := t.db.NewRaw(`SELECT resolved_through, resolved_by FROM deadlines WHERE id = ?`, s.id).Scan(ctx, &cur); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("processmanager: read deadline %s: %w", s.id, err)
+	}
+	if len(cur) == 1 && (cur[0].Through > through || (cur[0].Through == through && cur[0].By == idText(eventID))) {
+		return false, nil
+	}
 	res, err := t.db.ExecContext(ctx, `
 INSERT INTO deadlines (id, kind, child_id, placement_id, account_id, state, resolved_through, resolved_by, updated_at)
 VALUES (?, ?, ?, ?, ?, 'resolved', ?, ?, ?)
@@ -360,26 +383,42 @@ func affected(res sql.Result) bool {
 
 // claim leases up to limit due pending deadlines (due_at and claimed_until
 // at or before now) to instance until now+lease, counting an attempt on
-// each, earliest due first. On PostgreSQL, rows another transaction is
-// claiming are skipped (FOR UPDATE SKIP LOCKED) and the outer conditions
-// are checked again on the locked row, so two instances never claim the
-// same row within its lease; on SQLite the single writer serializes claims.
+// each, earliest due first, and returns them. On PostgreSQL, rows another
+// transaction is claiming are skipped (FOR UPDATE SKIP LOCKED, in a
+// materialized CTE so that no more than limit rows are taken) and the
+// outer conditions are checked again on the locked row, so two instances
+// never claim the same row within its lease; on SQLite the single writer
+// serializes claims.
 func (t *table) claim(ctx context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]row, error) {
-	lock := ""
-	if t.pg {
-		lock = " FOR UPDATE SKIP LOCKED"
-	}
 	n := micros(now)
 	var rows []row
-	err := t.db.NewRaw(`
+	var err error
+	if t.pg {
+		// The candidates in a materialized CTE: as a subquery of IN, with
+		// LIMIT and FOR UPDATE SKIP LOCKED, PostgreSQL may run the subquery
+		// again and claim more than limit rows.
+		err = t.db.NewRaw(`
+WITH c AS MATERIALIZED (
+	SELECT id FROM deadlines
+	WHERE state = 'pending' AND due_at <= ? AND claimed_until <= ?
+	ORDER BY due_at, id LIMIT ? FOR UPDATE SKIP LOCKED
+)
+UPDATE deadlines SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1, updated_at = ?
+FROM c
+WHERE deadlines.id = c.id AND deadlines.state = 'pending' AND deadlines.due_at <= ? AND deadlines.claimed_until <= ?
+RETURNING `+qualifiedColumns,
+			n, n, limit, instance, micros(now.Add(lease)), n, n, n).Scan(ctx, &rows)
+	} else {
+		err = t.db.NewRaw(`
 UPDATE deadlines SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1, updated_at = ?
 WHERE id IN (
 	SELECT id FROM deadlines
 	WHERE state = 'pending' AND due_at <= ? AND claimed_until <= ?
-	ORDER BY due_at, id LIMIT ?`+lock+`
+	ORDER BY due_at, id LIMIT ?
 ) AND state = 'pending' AND due_at <= ? AND claimed_until <= ?
 RETURNING `+columns,
-		instance, micros(now.Add(lease)), n, n, n, limit, n, n).Scan(ctx, &rows)
+			instance, micros(now.Add(lease)), n, n, n, limit, n, n).Scan(ctx, &rows)
+	}
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("processmanager: claim due deadlines: %w", err)
 	}

@@ -67,8 +67,22 @@ func (pm *ProcessManager) fireDue(ctx context.Context) (time.Time, error) {
 		if err != nil {
 			return time.Time{}, err
 		}
+		var batch []firing
+		var cmds []commands.DeadlineCommand
 		for _, r := range rows {
-			pm.fire(ctx, r, now)
+			f, cmd, err := pm.command(r)
+			switch {
+			case err != nil:
+				pm.settleOrLog(ctx, f, err)
+			case batched(f.kind):
+				batch = append(batch, f)
+				cmds = append(cmds, commands.DeadlineCommand{Meta: f.meta(), Command: cmd})
+			default:
+				pm.fire(ctx, f, cmd)
+			}
+		}
+		if len(batch) > 0 {
+			pm.fireBatch(ctx, batch, cmds)
 		}
 		if len(rows) < pm.cfg.BatchSize {
 			break
@@ -137,44 +151,78 @@ func (f firing) meta() commands.Meta {
 	}
 }
 
-// fire sends the command of a claimed deadline.
-func (pm *ProcessManager) fire(ctx context.Context, r row, now time.Time) {
+// command returns the firing of a claimed row and its command (a value of
+// one of the commands' types).
+func (pm *ProcessManager) command(r row) (firing, any, error) {
 	f := firing{id: r.ID, kind: Kind(r.Kind), due: fromMicros(r.DueAt), claimedBy: pm.cfg.InstanceID,
 		attempt: r.Attempts, causation: parseID(r.SourceEventID), correlation: parseID(r.CorrelationID)}
-	var cmd any
 	switch f.kind {
 	case KindGrace:
-		cmd = &commands.ExpireCarerAccess{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}
+		return f, commands.ExpireCarerAccess{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}, nil
 	case KindInvitation:
-		cmd = &commands.ExpireInvitation{AccountID: parseID(r.AccountID)}
+		return f, commands.ExpireInvitation{AccountID: parseID(r.AccountID)}, nil
 	case KindAccountRetention:
-		cmd = &commands.EraseAccountAtRetention{AccountID: parseID(r.AccountID)}
+		return f, commands.EraseAccountAtRetention{AccountID: parseID(r.AccountID)}, nil
 	case KindChildRetention:
-		cmd = &commands.EraseChildAtRetention{ChildID: parseID(r.ChildID), Due: f.due}
+		return f, commands.EraseChildAtRetention{ChildID: parseID(r.ChildID), Due: f.due}, nil
 	case KindPlacementStart:
-		cmd = &commands.MarkPlacementStart{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}
+		return f, commands.MarkPlacementStart{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}, nil
 	case KindPlacementEnd:
-		cmd = &commands.MarkPlacementEnd{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}
+		return f, commands.MarkPlacementEnd{ChildID: parseID(r.ChildID), PlacementID: parseID(r.PlacementID)}, nil
 	case KindGrantExpiry:
 		grantedAt, err := grantedAtOf(r.ID)
 		if err != nil {
-			pm.settleOrLog(ctx, f, err)
-			return
+			return f, nil, err
 		}
-		cmd = &commands.ExpireGrant{ChildID: parseID(r.ChildID), AccountID: parseID(r.AccountID), GrantedAt: grantedAt}
-	default:
-		pm.settleOrLog(ctx, f, fmt.Errorf("unknown deadline kind %q", r.Kind))
-		return
+		return f, commands.ExpireGrant{ChildID: parseID(r.ChildID), AccountID: parseID(r.AccountID), GrantedAt: grantedAt}, nil
 	}
+	return f, nil, fmt.Errorf("unknown deadline kind %q", r.Kind)
+}
+
+// batched reports whether deadlines of kind are fired in batches
+// (Commands.FireDeadlines): the expiries and the time marks. The
+// erasures at retention go through the command bus one at a time.
+func batched(kind Kind) bool {
+	switch kind {
+	case KindGrace, KindInvitation, KindGrantExpiry, KindPlacementStart, KindPlacementEnd:
+		return true
+	}
+	return false
+}
+
+// fire sends the command of a claimed deadline through the command bus.
+func (pm *ProcessManager) fire(ctx context.Context, f firing, cmd any) {
 	pm.log.Info("processmanager: deadline due, sending the expiry command",
 		"deadline", f.id, "due_at", f.due, "attempt", f.attempt)
-	err := pm.send.SendWithModifiedMessage(ctx, cmd, func(msg *message.Message) error {
+	err := pm.send.SendWithModifiedMessage(ctx, pointerTo(cmd), func(msg *message.Message) error {
 		f.write(msg.Metadata)
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {
 		pm.settleOrLog(ctx, f, fmt.Errorf("send the command: %w", err))
 	}
+}
+
+// pointerTo returns a pointer to a copy of cmd, as the command bus sends
+// commands.
+func pointerTo(cmd any) any {
+	switch c := cmd.(type) {
+	case commands.ExpireCarerAccess:
+		return &c
+	case commands.ExpireInvitation:
+		return &c
+	case commands.EraseAccountAtRetention:
+		return &c
+	case commands.EraseChildAtRetention:
+		return &c
+	case commands.MarkPlacementStart:
+		return &c
+	case commands.MarkPlacementEnd:
+		return &c
+	case commands.ExpireGrant:
+		return &c
+	}
+	return cmd
 }
 
 // expireCarerAccess is the command handler of ExpireCarerAccess.

@@ -106,9 +106,9 @@ func TestRule_R19_AGrantsExpiryIsRecordedOnceAtItsEnd(t *testing.T) {
 
 		e.clock.Set(s.expires.Add(time.Minute))
 		for _, id := range s.expiring {
-			p.waitState(t, GrantExpiryID(s.child, id, s.grantedAt), StateFired)
+			p.waitSettled(t, GrantExpiryID(s.child, id, s.grantedAt))
 		}
-		p.waitState(t, GrantExpiryID(s.child, s.replaced, s.grantedAt), StateFired)
+		p.waitSettled(t, GrantExpiryID(s.child, s.replaced, s.grantedAt))
 		e.relay(t)
 		for _, id := range s.expiring {
 			p.waitState(t, GrantExpiryID(s.child, id, s.grantedAt), StateResolved)

@@ -113,8 +113,9 @@ type spy struct {
 	clock *fakeClock
 	fail  atomic.Int64
 
-	mu    sync.Mutex
-	calls []call
+	mu      sync.Mutex
+	calls   []call
+	batches []int
 }
 
 var errStoreDown = errors.New("injected: the store is down")
@@ -157,6 +158,49 @@ func (s *spy) MarkPlacementEnd(ctx context.Context, meta commands.Meta, cmd comm
 
 func (s *spy) ExpireGrant(ctx context.Context, meta commands.Meta, cmd commands.ExpireGrant) (commands.Result, error) {
 	return spied(ctx, s, meta, cmd, s.next.ExpireGrant)
+}
+
+// FireDeadlines passes the batch to the real service, except the commands
+// s is to fail, and records each command as a call and the batch's size.
+func (s *spy) FireDeadlines(ctx context.Context, batch []commands.DeadlineCommand) []commands.DeadlineOutcome {
+	at := s.clock.Now()
+	out := make([]commands.DeadlineOutcome, len(batch))
+	var pass []commands.DeadlineCommand
+	var where []int
+	for i, c := range batch {
+		if s.fail.Add(-1) >= 0 {
+			out[i].Err = errStoreDown
+			continue
+		}
+		pass = append(pass, c)
+		where = append(where, i)
+	}
+	if len(pass) > 0 {
+		for k, o := range s.next.FireDeadlines(ctx, pass) {
+			out[where[k]] = o
+		}
+	}
+	s.mu.Lock()
+	s.batches = append(s.batches, len(batch))
+	s.mu.Unlock()
+	for i, c := range batch {
+		s.record(call{At: at, Meta: c.Meta, Command: c.Command, Err: out[i].Err})
+	}
+	return out
+}
+
+// count returns the number of calls recorded.
+func (s *spy) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
+}
+
+// Batches returns the sizes of the batches FireDeadlines was called with.
+func (s *spy) Batches() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.batches)
 }
 
 // spied carries out cmd with next, unless s is to fail, and records the
@@ -237,7 +281,7 @@ func (l *idleLog) count() int {
 
 // waitWake waits until the scheduler, after its from-th sleep, goes to
 // sleep to wake at want, and returns the number of sleeps so far.
-func (l *idleLog) waitWake(t *testing.T, from int, want time.Time) int {
+func (l *idleLog) waitWake(t testing.TB, from int, want time.Time) int {
 	t.Helper()
 	timeout := time.After(waitFor)
 	for {
@@ -282,7 +326,7 @@ type env struct {
 
 // newEnv returns an env whose deadlines are in the database at url and
 // whose event log is in memory.
-func newEnv(t *testing.T, url string) *env {
+func newEnv(t testing.TB, url string) *env {
 	t.Helper()
 	db := sqltest.Open(t, url)
 	require.NoError(t, Migrate(context.Background(), db))
@@ -292,7 +336,7 @@ func newEnv(t *testing.T, url string) *env {
 // newSQLLogEnv returns an env whose event log is the SQL store in the same
 // database as the deadlines, for tests of the whole loop on a real store
 // and of replicas sharing one database.
-func newSQLLogEnv(t *testing.T, url string) *env {
+func newSQLLogEnv(t testing.TB, url string) *env {
 	t.Helper()
 	ctx := context.Background()
 	db := sqltest.Open(t, url)
@@ -304,7 +348,7 @@ func newSQLLogEnv(t *testing.T, url string) *env {
 	return newEnvOn(t, db, st)
 }
 
-func newEnvOn(t *testing.T, db *sqldb.DB, st eventlog.Store) *env {
+func newEnvOn(t testing.TB, db *sqldb.DB, st eventlog.Store) *env {
 	t.Helper()
 	e := &env{db: db, store: st, clock: newFakeClock(t0)}
 	var err error
@@ -319,7 +363,7 @@ func newEnvOn(t *testing.T, db *sqldb.DB, st eventlog.Store) *env {
 	return e
 }
 
-func newBus(t *testing.T) *gochannel.GoChannel {
+func newBus(t testing.TB) *gochannel.GoChannel {
 	b := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, watermill.NopLogger{})
 	t.Cleanup(func() { require.NoError(t, b.Close()) })
 	return b
@@ -346,7 +390,7 @@ type pm struct {
 
 // start runs a process manager on e's database and the bus b (e.bus when
 // nil) until the test ends or stop is called; it returns once it is ready.
-func (e *env) start(t *testing.T, b *gochannel.GoChannel, opts ...pmOpts) *pm {
+func (e *env) start(t testing.TB, b *gochannel.GoChannel, opts ...pmOpts) *pm {
 	t.Helper()
 	if b == nil {
 		b = e.bus
@@ -405,7 +449,7 @@ func (e *env) worker() domain.Actor {
 func as(a domain.Actor) commands.Meta { return commands.Meta{Actor: a} }
 
 // invite invites a new account and returns its id.
-func (e *env) invite(t *testing.T) (uuid.UUID, string) {
+func (e *env) invite(t testing.TB) (uuid.UUID, string) {
 	t.Helper()
 	email := e.uniq("person") + "@example.org"
 	r, err := e.svc.Invite(context.Background(), as(e.worker()), commands.Invite{Email: email, Kind: string(domain.KindFosterCarer)})
@@ -413,7 +457,7 @@ func (e *env) invite(t *testing.T) (uuid.UUID, string) {
 	return r.AccountID, email
 }
 
-func (e *env) activate(t *testing.T, account uuid.UUID, email string) {
+func (e *env) activate(t testing.TB, account uuid.UUID, email string) {
 	t.Helper()
 	_, err := e.svc.Activate(context.Background(), as(domain.Actor{ID: "portal", Role: domain.RoleService}),
 		commands.Activate{AccountID: account, IdentitySubject: "idp|" + email, Email: email})
@@ -421,7 +465,7 @@ func (e *env) activate(t *testing.T, account uuid.UUID, email string) {
 }
 
 // carer returns an active foster carer account.
-func (e *env) carer(t *testing.T) uuid.UUID {
+func (e *env) carer(t testing.TB) uuid.UUID {
 	t.Helper()
 	id, email := e.invite(t)
 	e.activate(t, id, email)
@@ -435,7 +479,7 @@ type placement struct {
 }
 
 // place registers a child and places it with a new carer from startedAt.
-func (e *env) place(t *testing.T, startedAt time.Time) placement {
+func (e *env) place(t testing.TB, startedAt time.Time) placement {
 	t.Helper()
 	ctx := context.Background()
 	p := placement{worker: e.worker(), carer: e.carer(t)}
@@ -449,7 +493,7 @@ func (e *env) place(t *testing.T, startedAt time.Time) placement {
 }
 
 // end ends the placement at endedAt and returns its grace deadline.
-func (e *env) end(t *testing.T, p placement, endedAt time.Time) time.Time {
+func (e *env) end(t testing.TB, p placement, endedAt time.Time) time.Time {
 	t.Helper()
 	r, err := e.svc.EndPlacement(context.Background(), as(p.worker),
 		commands.EndPlacement{ChildID: p.child, PlacementID: p.placeID, EndedAt: endedAt, Reason: "moved on"})
@@ -458,7 +502,7 @@ func (e *env) end(t *testing.T, p placement, endedAt time.Time) time.Time {
 }
 
 // fresh returns the records appended since the last call (or relay).
-func (e *env) fresh(t *testing.T) []eventlog.Record {
+func (e *env) fresh(t testing.TB) []eventlog.Record {
 	t.Helper()
 	recs, err := e.store.ReadAll(context.Background(), e.read, 0)
 	require.NoError(t, err)
@@ -470,7 +514,7 @@ func (e *env) fresh(t *testing.T) []eventlog.Record {
 
 // publish publishes recs on TopicEvents of b (e.bus when nil), in the order
 // given, each handled when publish returns.
-func (e *env) publish(t *testing.T, b message.Publisher, recs ...eventlog.Record) {
+func (e *env) publish(t testing.TB, b message.Publisher, recs ...eventlog.Record) {
 	t.Helper()
 	if b == nil {
 		b = e.bus
@@ -483,7 +527,7 @@ func (e *env) publish(t *testing.T, b message.Publisher, recs ...eventlog.Record
 }
 
 // relay publishes every record appended since the last relay, in order.
-func (e *env) relay(t *testing.T) []eventlog.Record {
+func (e *env) relay(t testing.TB) []eventlog.Record {
 	t.Helper()
 	recs := e.fresh(t)
 	e.publish(t, nil, recs...)
@@ -502,7 +546,7 @@ func ofType(recs []eventlog.Record, typ string) []eventlog.Record {
 }
 
 // all returns every record of the log.
-func (e *env) all(t *testing.T) []eventlog.Record {
+func (e *env) all(t testing.TB) []eventlog.Record {
 	t.Helper()
 	recs, err := e.store.ReadAll(context.Background(), eventlog.Start, 0)
 	require.NoError(t, err)
@@ -510,7 +554,7 @@ func (e *env) all(t *testing.T) []eventlog.Record {
 }
 
 // decode decodes a record's event.
-func decode(t *testing.T, r eventlog.Record) domain.Envelope {
+func decode(t testing.TB, r eventlog.Record) domain.Envelope {
 	t.Helper()
 	env, err := domain.DecodeRecord(r)
 	require.NoError(t, err)
@@ -518,7 +562,7 @@ func decode(t *testing.T, r eventlog.Record) domain.Envelope {
 }
 
 // deadline returns the deadline id, which must exist.
-func (p *pm) deadline(t *testing.T, id string) Deadline {
+func (p *pm) deadline(t testing.TB, id string) Deadline {
 	t.Helper()
 	d, ok, err := p.Deadline(context.Background(), id)
 	require.NoError(t, err)
@@ -527,7 +571,7 @@ func (p *pm) deadline(t *testing.T, id string) Deadline {
 }
 
 // waitState waits until the deadline id is in state s.
-func (p *pm) waitState(t *testing.T, id string, s State) Deadline {
+func (p *pm) waitState(t testing.TB, id string, s State) Deadline {
 	t.Helper()
 	var d Deadline
 	require.Eventually(t, func() bool {
@@ -535,6 +579,20 @@ func (p *pm) waitState(t *testing.T, id string, s State) Deadline {
 		d = got
 		return err == nil && ok && got.State == s
 	}, waitFor, 5*time.Millisecond, "deadline %s never became %s", id, s)
+	return d
+}
+
+// waitSettled waits until the deadline id is fired, or resolved: a
+// firing whose command appended the expiry (or time mark) resolves the row
+// by that event at once.
+func (p *pm) waitSettled(t testing.TB, id string) Deadline {
+	t.Helper()
+	var d Deadline
+	require.Eventually(t, func() bool {
+		got, ok, err := p.Deadline(context.Background(), id)
+		d = got
+		return err == nil && ok && (got.State == StateFired || got.State == StateResolved)
+	}, waitFor, 5*time.Millisecond, "deadline %s never became fired or resolved", id)
 	return d
 }
 

@@ -31,17 +31,31 @@
 // A scheduler, driven by the injected Clock, sleeps until the earliest
 // pending deadline (or until a nearer one is recorded, or PollInterval at
 // most, to see rows other instances recorded and leases that ran out). It
-// then claims the due rows with a lease (claimed_by, claimed_until: one
-// UPDATE ... RETURNING, with FOR UPDATE SKIP LOCKED on PostgreSQL, so two
-// instances on one database never claim the same row; on SQLite the single
-// writer serializes claims) and sends commands.ExpireCarerAccess or
-// commands.ExpireInvitation through a cqrs CommandBus. The CommandHandler
-// calls the command service as domain.System with the idempotency key
+// then claims up to BatchSize due rows at a time with a lease (claimed_by,
+// claimed_until: one UPDATE ... RETURNING, with FOR UPDATE SKIP LOCKED on
+// PostgreSQL, so two instances on one database never claim the same row;
+// on SQLite the single writer serializes claims) and carries out their
+// commands as domain.System with the idempotency key
 // "deadline/<kind>/<subject id>/<due micros>" and the event that set the
-// deadline as causation, then settles the row:
+// deadline as causation:
+//
+//   - the expiries and time marks (grace, invitation, grant_expiry,
+//     placement_start, placement_end) of a claim go together to
+//     Commands.FireDeadlines, which decides each through its aggregate as
+//     its own command would and appends them together (on SQL, one read of
+//     their streams and one AppendBatch transaction; see
+//     commands.Service.FireDeadlines); the successes are then settled with
+//     one statement, and a row whose command appended its expiry or mark
+//     is resolved by that event at once (the event, when it comes back on
+//     the bus, finds nothing to write);
+//   - the erasures at retention are sent one by one through a cqrs
+//     CommandBus, whose CommandHandler calls the command service.
+//
+// Either way a firing's outcome settles its row:
 //
 //   - success (the expiry appended, or nothing to do: R5, R6, already
-//     expired, activated, closed): fired;
+//     expired, activated, closed): fired, or resolved by the expiry it
+//     appended (batches);
 //   - domain.ErrNotDue (the service's clock is behind ours, or the
 //     aggregate knows a later due we have not seen yet): retried at the
 //     later of the due and now+backoff;
@@ -109,7 +123,7 @@ const (
 	DefaultBackoff      = time.Second
 	DefaultMaxBackoff   = 5 * time.Minute
 	DefaultPollInterval = time.Minute
-	DefaultBatchSize    = 100
+	DefaultBatchSize    = 500
 )
 
 // ErrAlreadyRunning is returned by a second call of Run.
@@ -146,6 +160,10 @@ type Commands interface {
 	MarkPlacementStart(ctx context.Context, meta commands.Meta, cmd commands.MarkPlacementStart) (commands.Result, error)
 	MarkPlacementEnd(ctx context.Context, meta commands.Meta, cmd commands.MarkPlacementEnd) (commands.Result, error)
 	ExpireGrant(ctx context.Context, meta commands.Meta, cmd commands.ExpireGrant) (commands.Result, error)
+	// FireDeadlines carries out a batch of expiries and time marks, each
+	// as its own method would, and returns their outcomes in batch order
+	// (see commands.Service.FireDeadlines).
+	FireDeadlines(ctx context.Context, batch []commands.DeadlineCommand) []commands.DeadlineOutcome
 }
 
 // Config configures a ProcessManager. DB, Publisher, Subscriber and
@@ -189,8 +207,10 @@ type Config struct {
 	// table (to see deadlines other instances recorded and leases that ran
 	// out). Default DefaultPollInterval.
 	PollInterval time.Duration
-	// BatchSize is how many due deadlines one claim takes. Default
-	// DefaultBatchSize.
+	// BatchSize is how many due deadlines one claim takes, and so the
+	// largest batch of expiries carried out and appended together: a batch
+	// must be carried out well within Lease (500 take well under a second
+	// on SQLite and PostgreSQL). Default DefaultBatchSize.
 	BatchSize int
 	// ClosedAccountRetention is the retention period of closed accounts
 	// (R22) when Policy is nil: an account's retention deadline falls this

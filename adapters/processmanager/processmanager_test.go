@@ -45,7 +45,7 @@ func TestGraceDeadlineFiresExactlyAtGraceUntil(t *testing.T) {
 		require.Empty(t, p.spy.Calls())
 
 		e.clock.Set(due)
-		d = p.waitState(t, id, StateFired)
+		d = p.waitSettled(t, id)
 		calls := p.spy.Calls()
 		require.Len(t, calls, 1)
 		require.Equal(t, due, calls[0].At, "fired exactly at the deadline")
@@ -102,7 +102,7 @@ func TestRePlacedCarerExpiresNothing(t *testing.T) {
 		e.relay(t)
 
 		e.clock.Set(due.Add(time.Hour))
-		p.waitState(t, GraceID(pl.placeID), StateFired)
+		p.waitSettled(t, GraceID(pl.placeID))
 		calls := p.spy.Calls()
 		require.Len(t, calls, 1)
 		require.NoError(t, calls[0].Err)
@@ -159,7 +159,7 @@ func TestDuplicateDeliveries(t *testing.T) {
 		require.Len(t, pending, 1)
 
 		e.clock.Set(due)
-		p.waitState(t, id, StateFired)
+		p.waitSettled(t, id)
 		expired := e.fresh(t)
 		require.Len(t, expired, 1)
 		e.publish(t, nil, expired[0], ended[0], expired[0], ended[0])
@@ -225,7 +225,7 @@ func TestInvitationExpiry(t *testing.T) {
 		require.Equal(t, StateResolved, p.deadline(t, InvitationID(accepted)).State)
 
 		e.clock.Set(due)
-		d := p.waitState(t, InvitationID(open), StateFired)
+		d := p.waitSettled(t, InvitationID(open))
 		require.Equal(t, 1, d.Attempts)
 		calls := p.spy.Calls()
 		require.Len(t, calls, 1)
@@ -252,7 +252,7 @@ func TestRenewedInvitationExpiresAgain(t *testing.T) {
 		first := e.relay(t)
 		due1 := t0.Add(ttl)
 		e.clock.Set(due1)
-		p.waitState(t, InvitationID(account), StateFired)
+		p.waitSettled(t, InvitationID(account))
 		expired1 := e.fresh(t)
 		require.Len(t, expired1, 1)
 
@@ -273,7 +273,7 @@ func TestRenewedInvitationExpiresAgain(t *testing.T) {
 		require.Zero(t, d.Attempts)
 
 		e.clock.Set(due2)
-		p.waitState(t, InvitationID(account), StateFired)
+		p.waitSettled(t, InvitationID(account))
 		expired2 := e.relay(t)
 		require.Len(t, expired2, 1)
 		require.Equal(t, &domain.InvitationExpired{AccountID: account, ExpiredAt: due2}, decode(t, expired2[0]).Event)
@@ -315,8 +315,8 @@ func TestRestartFiresOverdueAtOnce(t *testing.T) {
 		require.NoError(t, err)
 
 		second := e.start(t, newBus(t), func(c *Config) { c.InstanceID = "pm-a"; c.Lease = lease })
-		second.waitState(t, GraceID(plain.placeID), StateFired)
-		second.waitState(t, GraceID(own.placeID), StateFired)
+		second.waitSettled(t, GraceID(plain.placeID))
+		second.waitSettled(t, GraceID(own.placeID))
 		require.Equal(t, StatePending, second.deadline(t, GraceID(other.placeID)).State)
 		require.Len(t, second.spy.Calls(), 2)
 		for _, c := range second.spy.Calls() {
@@ -325,7 +325,7 @@ func TestRestartFiresOverdueAtOnce(t *testing.T) {
 		second.idle.waitWake(t, 0, now.Add(lease))
 
 		e.clock.Set(now.Add(lease))
-		second.waitState(t, GraceID(other.placeID), StateFired)
+		second.waitSettled(t, GraceID(other.placeID))
 		require.Len(t, second.spy.Calls(), 3)
 		expired := ofType(e.all(t), domain.TypeGraceExpired)
 		require.Len(t, expired, 3)
@@ -368,7 +368,7 @@ func TestNotDueIsRetried(t *testing.T) {
 
 		e.skew.Store(0)
 		e.clock.Set(due.Add(time.Second))
-		d = p.waitState(t, id, StateFired)
+		d = p.waitSettled(t, id)
 		require.Equal(t, 2, d.Attempts)
 		require.Empty(t, d.LastError)
 		require.Len(t, ofType(e.all(t), domain.TypeGraceExpired), 1)
@@ -398,7 +398,7 @@ func TestFailuresBackOff(t *testing.T) {
 			require.Equal(t, errStoreDown.Error(), d.LastError)
 			e.clock.Set(now.Add(wait))
 		}
-		d := p.waitState(t, id, StateFired)
+		d := p.waitSettled(t, id)
 		require.Equal(t, 4, d.Attempts)
 		require.Empty(t, d.LastError)
 		require.Len(t, p.spy.Calls(), 4)

@@ -14,30 +14,14 @@ import (
 )
 
 // StreamAppend is one stream's append within AppendBatch: the arguments of
-// one Append call.
-type StreamAppend struct {
-	Stream   string
-	Expected eventlog.ExpectedVersion
-	Events   []eventlog.EventData
-}
+// one Append call (eventlog.StreamAppend).
+type StreamAppend = eventlog.StreamAppend
 
 // BatchError reports the append of a batch that made AppendBatch refuse the
-// whole batch. Err is what Append would have returned for that append in
-// its place in the batch: errors.Is and errors.As reach it
-// (eventlog.ErrInvalidAppend, *eventlog.ConflictError / eventlog.ErrConflict,
-// eventlog.ErrDuplicateEventID).
-type BatchError struct {
-	Index  int // the append's index in the batch
-	Stream string
-	Err    error
-}
+// whole batch (eventlog.BatchError).
+type BatchError = eventlog.BatchError
 
-func (e *BatchError) Error() string {
-	return fmt.Sprintf("append %d of the batch, to %q: %v", e.Index, e.Stream, e.Err)
-}
-
-// Unwrap returns the append's own error.
-func (e *BatchError) Unwrap() error { return e.Err }
+var _ eventlog.BatchAppender = (*Store)(nil)
 
 // AppendBatch writes many stream appends in one transaction: it has the
 // outcome of calling Append for each of batch in order (the same

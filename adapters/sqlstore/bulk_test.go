@@ -402,3 +402,39 @@ func BenchmarkAppendBatch(b *testing.B) {
 		})
 	}
 }
+
+// ReadStreams reads many whole streams at once: each stream's events in
+// version order, as ReadStream reads them; a stream that does not exist
+// has no key.
+func TestReadStreams(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		st, _ := openStore(t, url(t), withBulkClock())
+		ctx := context.Background()
+		_, err := st.AppendBatch(ctx, bulkScript(3, 40))
+		require.NoError(t, err)
+		tests := []struct {
+			name    string
+			streams []string
+		}{
+			{"none", nil},
+			{"one", []string{"stream-1"}},
+			{"several and a missing one", []string{"stream-0", "missing", "stream-3", "stream-5"}},
+			{"all", []string{"stream-0", "stream-1", "stream-2", "stream-3", "stream-4", "stream-5"}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got, err := st.ReadStreams(ctx, tt.streams)
+				require.NoError(t, err)
+				want := map[string][]eventlog.Record{}
+				for _, s := range tt.streams {
+					recs, err := st.ReadStream(ctx, s, 1, 0)
+					require.NoError(t, err)
+					if len(recs) > 0 {
+						want[s] = recs
+					}
+				}
+				require.Equal(t, want, got)
+			})
+		}
+	})
+}

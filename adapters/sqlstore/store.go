@@ -556,6 +556,9 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, limi
 	return recs, nil
 }
 
+// ReadStreams (bulk.go) implements eventlog.StreamsReader.
+var _ eventlog.StreamsReader = (*Store)(nil)
+
 // ReadAll implements eventlog.Store. Positions of this store have Commit ==
 // Prepare; ReadAll compares after.Commit.
 func (s *Store) ReadAll(ctx context.Context, after eventlog.Position, limit int) ([]eventlog.Record, error) {

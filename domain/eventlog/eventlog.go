@@ -91,6 +91,61 @@ var (
 	ErrInvalidPosition = errors.New("eventlog: invalid position")
 )
 
+// ErrBatchUnsupported: the store cannot write appends to several streams
+// in one transaction (BatchAppender.AppendBatch of a store that wraps one
+// without it, such as EventStoreDB). Nothing was written: append one
+// stream at a time instead.
+var ErrBatchUnsupported = errors.New("eventlog: appends to several streams at once are not supported")
+
+// StreamAppend is one stream's append within a batch
+// (BatchAppender.AppendBatch): the arguments of one Append call.
+type StreamAppend struct {
+	Stream   string
+	Expected ExpectedVersion
+	Events   []EventData
+}
+
+// BatchAppender is a Store that writes appends to several streams in one
+// transaction (the SQL store). AppendBatch has the outcome of calling Append
+// for each of batch in order (the same validation, expected-version checks
+// and idempotency on event ids, each append seeing the ones before it),
+// except that it is all or nothing: when any append would fail, nothing of
+// the batch is written and the error wraps a *BatchError naming the first
+// failing append. On success it returns each append's result in batch
+// order; an append whose events are already stored exactly so (a retry)
+// writes nothing and returns the stored result, so a whole batch may be
+// retried after an unknown outcome. An empty batch does nothing. A store
+// that only wraps one may return ErrBatchUnsupported (wrapped), having
+// written nothing.
+type BatchAppender interface {
+	AppendBatch(ctx context.Context, batch []StreamAppend) ([]AppendResult, error)
+}
+
+// StreamsReader is a Store that reads many whole streams at once (the SQL
+// store). ReadStreams returns every event of each of streams, in version
+// order, keyed by stream; a stream that does not exist has no key. A store
+// that only wraps one may return ErrBatchUnsupported (wrapped).
+type StreamsReader interface {
+	ReadStreams(ctx context.Context, streams []string) (map[string][]Record, error)
+}
+
+// BatchError reports the append of a batch that made AppendBatch refuse the
+// whole batch. Err is what Append would have returned for that append in
+// its place in the batch: errors.Is and errors.As reach it
+// (ErrInvalidAppend, *ConflictError / ErrConflict, ErrDuplicateEventID).
+type BatchError struct {
+	Index  int // the append's index in the batch
+	Stream string
+	Err    error
+}
+
+func (e *BatchError) Error() string {
+	return fmt.Sprintf("append %d of the batch, to %q: %v", e.Index, e.Stream, e.Err)
+}
+
+// Unwrap returns the append's own error.
+func (e *BatchError) Unwrap() error { return e.Err }
+
 // ConflictError reports an optimistic concurrency conflict on one stream.
 // errors.Is(err, ErrConflict) is true for it.
 type ConflictError struct {

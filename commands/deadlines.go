@@ -1,0 +1,519 @@
+package commands
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
+)
+
+// The process manager's deadline commands in batches (issue 18): many
+// deadlines falling due together are decided one by one through their
+// aggregates, exactly as the single commands decide them, and their events
+// are appended together.
+
+// DeadlineCommand is one deadline's command in a FireDeadlines batch: the
+// process manager's Meta (the system actor, the deadline's idempotency key,
+// the event that set it as causation) and one of ExpireCarerAccess,
+// ExpireGrant, ExpireInvitation, MarkPlacementStart or MarkPlacementEnd (a
+// value, not a pointer).
+type DeadlineCommand struct {
+	Meta    Meta
+	Command any
+}
+
+// DeadlineOutcome is the outcome of one DeadlineCommand: the Result and
+// error the command's own method would have returned, and the events of
+// the command: those it appended, or, for a repeat of a request already
+// carried out (the same idempotency key), those the first one appended.
+// Events is empty when the command changed nothing, failed or was refused,
+// and may be empty when the command fell back to its own method (a
+// concurrency conflict in the batch).
+type DeadlineOutcome struct {
+	Result Result
+	Err    error
+	Events []domain.Envelope
+}
+
+// ErrUnknownDeadlineCommand is the error of a DeadlineCommand whose Command
+// is none of the deadline commands. It is not a refusal.
+var ErrUnknownDeadlineCommand = errors.New("commands: not a deadline command")
+
+// deadlineLoaders bounds the streams a batch loads and decides at once.
+const deadlineLoaders = 8
+
+// deadlineAppenders bounds the appends in flight at once on a store without
+// AppendBatch (EventStoreDB).
+const deadlineAppenders = 16
+
+// FireDeadlines carries out a batch of deadline commands and returns their
+// outcomes in batch order. Each command keeps the contract of its own
+// method: its Meta is checked (refused if invalid), its aggregate decides
+// at the service's clock with the same rules (a refusal such as
+// domain.ErrNotDue is written to the security log and appends nothing), its
+// event ids come from its idempotency key (a repeat appends nothing and
+// answers the first result), and it appends to its stream at the version it
+// loaded.
+//
+// What differs is how the appends are made. The streams of the batch are
+// read together (with one statement when the store is an
+// eventlog.StreamsReader) and the aggregate of each stream is loaded once:
+// several commands on one stream (two deadlines of one child) are decided
+// in batch order, each with the events decided before it applied, as if
+// carried out one after the other (one that decides nothing answers the
+// stream's position as loaded). Then the events of every command are
+// appended at once: with one AppendBatch (one transaction) when the store
+// is an eventlog.BatchAppender, else with concurrent Appends (one stream's
+// in order). When the batch append refuses an append (a concurrency
+// conflict: another writer got to the stream first; or any append error),
+// that command is carried out alone by its own method, with its retries
+// (and so are the later commands on its stream), and the rest of the batch
+// is appended without it. Any other error of the batch append (the store
+// failing, an unknown outcome of the commit) is the error of every command
+// to be appended: none is known to be written, and a retry with the same
+// idempotency keys appends each at most once.
+func (s *Service) FireDeadlines(ctx context.Context, batch []DeadlineCommand) []DeadlineOutcome {
+	out := make([]DeadlineOutcome, len(batch))
+	items := make([]*deadlineItem, 0, len(batch))
+	for i, c := range batch {
+		it, err := s.deadlineItem(i, c)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		if it.meta.CorrelationID == uuid.Nil {
+			it.meta.CorrelationID = s.cfg.NewID()
+		}
+		if err := checkMeta(it.meta); err != nil {
+			s.refuse(ctx, it.meta, it.spec.command, it.spec.target, err)
+			out[i].Err = err
+			continue
+		}
+		items = append(items, it)
+	}
+	if len(items) > 0 {
+		s.fireGroups(ctx, groupByStream(items), out)
+	}
+	return out
+}
+
+// deadlineItem is one command of a batch on its way through.
+type deadlineItem struct {
+	index int
+	meta  Meta
+	spec  deadlineSpec
+	d     *ids
+
+	// Set once loaded and decided:
+	l      loaded
+	cause  domain.Cause
+	events []domain.Event
+	data   []eventlog.EventData
+}
+
+// deadlineSpec is how a deadline command is carried out: its name, target
+// and reason as its own method has them, its stream, how its aggregate is
+// loaded and decides, and its own method (the fallback).
+type deadlineSpec struct {
+	command, target, reason, stream string
+	// load loads the stream's aggregate (keeping the events of the
+	// watched ids) from recs, the whole stream read already, or from the
+	// store when read is false; apply applies an event to it.
+	load func(ctx context.Context, watch map[uuid.UUID]bool, recs []eventlog.Record, read bool) (agg any, apply func(domain.Event) error, l loaded, err error)
+	// decide is the command's decision on the aggregate load returned.
+	decide func(agg any, now time.Time) ([]domain.Event, error)
+	single func(ctx context.Context, meta Meta) (Result, error)
+}
+
+func (s *Service) childSpec(command string, child uuid.UUID, target, reason string,
+	decide func(c *domain.Child, now time.Time) ([]domain.Event, error),
+	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
+	return deadlineSpec{command: command, target: target, reason: reason, stream: domain.ChildStream(child), single: single,
+		load: func(ctx context.Context, watch map[uuid.UUID]bool, recs []eventlog.Record, read bool) (any, func(domain.Event) error, loaded, error) {
+			c := domain.NewChild(child)
+			l, err := s.loadFrom(ctx, domain.ChildStream(child), c.Apply, watch, recs, read)
+			return c, c.Apply, l, err
+		},
+		decide: func(agg any, now time.Time) ([]domain.Event, error) {
+			c, ok := agg.(*domain.Child)
+			if !ok {
+				return nil, fmt.Errorf("%s: the aggregate of %s is a %T", command, target, agg)
+			}
+			return decide(c, now)
+		}}
+}
+
+func (s *Service) accountSpec(command string, account uuid.UUID, reason string,
+	decide func(a *domain.Account, now time.Time) ([]domain.Event, error),
+	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
+	return deadlineSpec{command: command, target: accountTarget(account), reason: reason, stream: domain.AccountStream(account), single: single,
+		load: func(ctx context.Context, watch map[uuid.UUID]bool, recs []eventlog.Record, read bool) (any, func(domain.Event) error, loaded, error) {
+			a := domain.NewAccount(account)
+			l, err := s.loadFrom(ctx, domain.AccountStream(account), a.Apply, watch, recs, read)
+			return a, a.Apply, l, err
+		},
+		decide: func(agg any, now time.Time) ([]domain.Event, error) {
+			a, ok := agg.(*domain.Account)
+			if !ok {
+				return nil, fmt.Errorf("%s: the aggregate of %s is a %T", command, accountTarget(account), agg)
+			}
+			return decide(a, now)
+		}}
+}
+
+// loadFrom is load from recs, the whole stream read already, or from the
+// store when read is false.
+func (s *Service) loadFrom(ctx context.Context, stream string, apply func(domain.Event) error, watch map[uuid.UUID]bool,
+	recs []eventlog.Record, read bool) (loaded, error) {
+	if !read {
+		return s.load(ctx, stream, apply, watch)
+	}
+	l := loaded{stream: stream}
+	return l, l.apply(recs, apply, watch)
+}
+
+// deadlineItem builds the item of a batch's i-th command.
+func (s *Service) deadlineItem(i int, c DeadlineCommand) (*deadlineItem, error) {
+	meta := c.Meta
+	var spec deadlineSpec
+	switch cmd := c.Command.(type) {
+	case ExpireCarerAccess:
+		spec = s.childSpec(CommandExpireCarerAccess, cmd.ChildID, placementTarget(cmd.ChildID, cmd.PlacementID), reasonGraceRanOut,
+			expireCarerAccess(meta, cmd),
+			func(ctx context.Context, meta Meta) (Result, error) { return s.ExpireCarerAccess(ctx, meta, cmd) })
+	case ExpireGrant:
+		spec = s.childSpec(CommandExpireGrant, cmd.ChildID, grantTarget(cmd.ChildID, cmd.AccountID), reasonGrantRanOut,
+			expireGrant(meta, cmd),
+			func(ctx context.Context, meta Meta) (Result, error) { return s.ExpireGrant(ctx, meta, cmd) })
+	case MarkPlacementStart:
+		spec = s.childSpec(CommandMarkPlacementStart, cmd.ChildID, placementTarget(cmd.ChildID, cmd.PlacementID), reasonStartReached,
+			markPlacementStart(meta, cmd),
+			func(ctx context.Context, meta Meta) (Result, error) { return s.MarkPlacementStart(ctx, meta, cmd) })
+	case MarkPlacementEnd:
+		spec = s.childSpec(CommandMarkPlacementEnd, cmd.ChildID, placementTarget(cmd.ChildID, cmd.PlacementID), reasonEndReached,
+			markPlacementEnd(meta, cmd),
+			func(ctx context.Context, meta Meta) (Result, error) { return s.MarkPlacementEnd(ctx, meta, cmd) })
+	case ExpireInvitation:
+		spec = s.accountSpec(CommandExpireInvitation, cmd.AccountID, reasonInvitationRanOut,
+			expireInvitation(meta),
+			func(ctx context.Context, meta Meta) (Result, error) { return s.ExpireInvitation(ctx, meta, cmd) })
+	default:
+		return nil, fmt.Errorf("%w: %T", ErrUnknownDeadlineCommand, c.Command)
+	}
+	return &deadlineItem{index: i, meta: meta, spec: spec, d: s.ids(meta, spec.command, spec.target)}, nil
+}
+
+// groupByStream groups items by stream: the groups in the order of their
+// first item, each group's items in batch order.
+func groupByStream(items []*deadlineItem) [][]*deadlineItem {
+	at := make(map[string]int, len(items))
+	var groups [][]*deadlineItem
+	for _, it := range items {
+		k, ok := at[it.spec.stream]
+		if !ok {
+			k = len(groups)
+			at[it.spec.stream] = k
+			groups = append(groups, nil)
+		}
+		groups[k] = append(groups[k], it)
+	}
+	return groups
+}
+
+// fireGroups reads the groups' streams (with one statement when the store
+// can), decides each group concurrently, settles in out the commands that
+// need no append (a repeat, nothing to do, a refusal, a failure), and
+// appends the others' events together.
+func (s *Service) fireGroups(ctx context.Context, groups [][]*deadlineItem, out []DeadlineOutcome) {
+	now := s.cfg.Clock()
+	var streams map[string][]eventlog.Record
+	if r, ok := s.store.(eventlog.StreamsReader); ok && !s.noMultiRead.Load() {
+		names := make([]string, len(groups))
+		for k, g := range groups {
+			names[k] = g[0].spec.stream
+		}
+		var err error
+		switch streams, err = r.ReadStreams(ctx, names); {
+		case errors.Is(err, eventlog.ErrBatchUnsupported):
+			s.noMultiRead.Store(true)
+			streams = nil
+		case err != nil:
+			for _, g := range groups {
+				for _, it := range g {
+					out[it.index].Err = fmt.Errorf("commands: %s on %s: read the batch's streams: %w", it.spec.command, it.spec.target, err)
+				}
+			}
+			return
+		}
+	}
+	var (
+		mu       sync.Mutex
+		toAppend []*deadlineItem
+		wg       sync.WaitGroup
+		next     atomic.Int64
+	)
+	for range min(deadlineLoaders, len(groups)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(groups) {
+					return
+				}
+				g := groups[k]
+				recs, read := streams[g[0].spec.stream]
+				if streams != nil {
+					read = true // a stream the read did not return is empty
+				}
+				if decided := s.decideGroup(ctx, g, recs, read, now, out); len(decided) > 0 {
+					mu.Lock()
+					toAppend = append(toAppend, decided...)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(toAppend) == 0 {
+		return
+	}
+	// Batch order, so that a batch's positions follow its commands (and
+	// one stream's appends follow one another).
+	sortByIndex(toAppend)
+	s.appendRound(ctx, toAppend, out)
+}
+
+// decideGroup loads the aggregate of a group's stream once (from recs when
+// read) and decides its commands at now, in order, each on the aggregate
+// with the events decided before it in the group applied: as if each had
+// been carried out alone, one after the other. It settles in out the
+// commands that need no append and returns the others, each with its
+// events and the stream's version it expects.
+func (s *Service) decideGroup(ctx context.Context, group []*deadlineItem, recs []eventlog.Record, read bool, now time.Time, out []DeadlineOutcome) []*deadlineItem {
+	watch := map[uuid.UUID]bool{}
+	for _, it := range group {
+		maps.Copy(watch, it.d.watch(mainEvents))
+	}
+	spec := group[0].spec
+	agg, apply, l, err := spec.load(ctx, watch, recs, read)
+	if err != nil {
+		for _, it := range group {
+			out[it.index].Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+		}
+		return nil
+	}
+	var decided []*deadlineItem
+	for k, it := range group {
+		o := &out[it.index]
+		if envs, ok := l.replay(it.d, mainEvents); ok {
+			o.Result, o.Events = Result{Position: lastPosition(envs)}, envs
+			continue
+		}
+		events, err := it.spec.decide(agg, now)
+		if err != nil {
+			if domain.KindOf(err) != domain.KindInternal {
+				s.refuse(ctx, it.meta, it.spec.command, it.spec.target, err)
+				o.Err = err
+			} else {
+				o.Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+			}
+			continue
+		}
+		if len(events) == 0 {
+			o.Result = Result{Position: l.last} // as loaded: before the group's appends
+			continue
+		}
+		c := cause(it.meta, it.spec.reason, now)
+		data, err := encode(l, c, it.d, mainEvents, events)
+		if err == nil {
+			for _, e := range events {
+				if err = apply(e); err != nil {
+					err = fmt.Errorf("%w: apply the decided %s: %v", errCorruptStream, e.EventType(), err)
+					break
+				}
+			}
+		}
+		if err != nil {
+			// The aggregate no longer stands for the stream: the rest of
+			// the group fails (and is retried) too.
+			for _, rest := range group[k:] {
+				out[rest.index].Err = fmt.Errorf("commands: %s on %s: %w", rest.spec.command, rest.spec.target, err)
+			}
+			return decided
+		}
+		it.l, it.cause, it.events, it.data = l, c, events, data
+		decided = append(decided, it)
+		l.version += uint64(len(events))
+	}
+	return decided
+}
+
+func sortByIndex(items []*deadlineItem) {
+	slices.SortFunc(items, func(a, b *deadlineItem) int { return cmp.Compare(a.index, b.index) })
+}
+
+// appendRound appends the decided items' events: in one AppendBatch when
+// the store has it, else concurrently. Items whose append is refused are
+// carried out again by their own method.
+func (s *Service) appendRound(ctx context.Context, items []*deadlineItem, out []DeadlineOutcome) {
+	var alone []*deadlineItem
+	if b, ok := s.store.(eventlog.BatchAppender); ok && !s.noBatch.Load() {
+		for len(items) > 0 {
+			batch := make([]eventlog.StreamAppend, len(items))
+			for k, it := range items {
+				batch[k] = eventlog.StreamAppend{Stream: it.l.stream, Expected: eventlog.Exactly(it.l.version), Events: it.data}
+			}
+			results, err := b.AppendBatch(ctx, batch)
+			if err == nil {
+				for k, it := range items {
+					s.appended(it, results[k], &out[it.index])
+				}
+				items = nil
+				break
+			}
+			if errors.Is(err, eventlog.ErrBatchUnsupported) {
+				s.noBatch.Store(true)
+				break
+			}
+			var be *eventlog.BatchError
+			if errors.As(err, &be) && be.Index >= 0 && be.Index < len(items) && ctx.Err() == nil {
+				s.cfg.Logger.DebugContext(ctx, "commands: a deadline's append was refused in its batch; carrying it out alone",
+					"command", items[be.Index].spec.command, "target", items[be.Index].spec.target, "error", be.Err)
+				alone = append(alone, items[be.Index])
+				items = append(items[:be.Index:be.Index], items[be.Index+1:]...)
+				continue
+			}
+			for _, it := range items {
+				out[it.index].Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+			}
+			items = nil
+		}
+	}
+	if len(items) > 0 {
+		alone = append(alone, s.appendEach(ctx, items, out)...)
+	}
+	for _, it := range alone {
+		res, err := it.spec.single(ctx, it.meta)
+		out[it.index] = DeadlineOutcome{Result: res, Err: err}
+	}
+}
+
+// appendEach appends each item's events to its stream: one stream's items
+// one after the other, in order, deadlineAppenders streams at a time. It
+// returns the items to carry out alone: the one whose append conflicted
+// and the rest of its stream's items, whose expected versions counted on
+// it (after another failure, the rest of its stream's items too).
+func (s *Service) appendEach(ctx context.Context, items []*deadlineItem, out []DeadlineOutcome) []*deadlineItem {
+	groups := groupByStream(items)
+	var (
+		mu    sync.Mutex
+		alone []*deadlineItem
+		wg    sync.WaitGroup
+		next  atomic.Int64
+	)
+	for range min(deadlineAppenders, len(groups)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(groups) {
+					return
+				}
+				g := groups[k]
+				for j, it := range g {
+					res, err := s.store.Append(ctx, it.l.stream, eventlog.Exactly(it.l.version), it.data)
+					if err == nil {
+						s.appended(it, res, &out[it.index])
+						continue
+					}
+					rest := g[j+1:]
+					if errors.Is(err, eventlog.ErrConflict) && ctx.Err() == nil {
+						rest = g[j:]
+					} else {
+						out[it.index].Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+					}
+					mu.Lock()
+					alone = append(alone, rest...)
+					mu.Unlock()
+					break
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	sortByIndex(alone)
+	return alone
+}
+
+// appended settles the outcome of an item whose events were appended with
+// result res.
+func (s *Service) appended(it *deadlineItem, res eventlog.AppendResult, o *DeadlineOutcome) {
+	o.Result = Result{Position: res.Position}
+	o.Events = make([]domain.Envelope, len(it.events))
+	for i, e := range it.events {
+		o.Events[i] = domain.Envelope{EventID: it.data[i].ID, Stream: it.l.stream, StreamVersion: it.l.version + uint64(i) + 1,
+			Type: e.EventType(), ActorID: it.meta.Actor.ID, ActorRole: it.meta.Actor.Role, Reason: it.data[i].Meta.Reason,
+			RecordedAt: it.cause.RecordedAt, CorrelationID: it.meta.CorrelationID, CausationID: it.meta.CausationID, Event: e}
+	}
+	o.Events[len(o.Events)-1].Position = res.Position
+}
+
+// The decisions of the deadline commands, shared by their own methods and
+// FireDeadlines.
+
+func expireCarerAccess(meta Meta, cmd ExpireCarerAccess) func(*domain.Child, time.Time) ([]domain.Event, error) {
+	return func(c *domain.Child, now time.Time) ([]domain.Event, error) {
+		if err := systemOnly(meta.Actor, "expire carer access"); err != nil {
+			return nil, err
+		}
+		return c.ExpireCarerAccess(cmd.PlacementID, now)
+	}
+}
+
+func expireGrant(meta Meta, cmd ExpireGrant) func(*domain.Child, time.Time) ([]domain.Event, error) {
+	return func(c *domain.Child, now time.Time) ([]domain.Event, error) {
+		if err := systemOnly(meta.Actor, "expire grant"); err != nil {
+			return nil, err
+		}
+		return c.ExpireGrant(cmd.AccountID, cmd.GrantedAt, now)
+	}
+}
+
+func markPlacementStart(meta Meta, cmd MarkPlacementStart) func(*domain.Child, time.Time) ([]domain.Event, error) {
+	return func(c *domain.Child, now time.Time) ([]domain.Event, error) {
+		if err := systemOnly(meta.Actor, "mark placement start"); err != nil {
+			return nil, err
+		}
+		return c.MarkStartReached(cmd.PlacementID, now)
+	}
+}
+
+func markPlacementEnd(meta Meta, cmd MarkPlacementEnd) func(*domain.Child, time.Time) ([]domain.Event, error) {
+	return func(c *domain.Child, now time.Time) ([]domain.Event, error) {
+		if err := systemOnly(meta.Actor, "mark placement end"); err != nil {
+			return nil, err
+		}
+		return c.MarkEndReached(cmd.PlacementID, now)
+	}
+}
+
+func expireInvitation(meta Meta) func(*domain.Account, time.Time) ([]domain.Event, error) {
+	return func(a *domain.Account, now time.Time) ([]domain.Event, error) {
+		if err := systemOnly(meta.Actor, "expire invitation"); err != nil {
+			return nil, err
+		}
+		return a.ExpireInvitation(now)
+	}
+}
