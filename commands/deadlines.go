@@ -259,32 +259,19 @@ func (s *Service) fireGroups(ctx context.Context, groups [][]*deadlineItem, out 
 	var (
 		mu       sync.Mutex
 		toAppend []*deadlineItem
-		wg       sync.WaitGroup
-		next     atomic.Int64
 	)
-	for range min(deadlineLoaders, len(groups)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				k := int(next.Add(1)) - 1
-				if k >= len(groups) {
-					return
-				}
-				g := groups[k]
-				recs, read := streams[g[0].spec.stream]
-				if streams != nil {
-					read = true // a stream the read did not return is empty
-				}
-				if decided := s.decideGroup(ctx, g, recs, read, now, out); len(decided) > 0 {
-					mu.Lock()
-					toAppend = append(toAppend, decided...)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	inParallel(deadlineLoaders, len(groups), func(k int) {
+		g := groups[k]
+		recs, read := streams[g[0].spec.stream]
+		if streams != nil {
+			read = true // a stream the read did not return is empty
+		}
+		if decided := s.decideGroup(ctx, g, recs, read, now, out); len(decided) > 0 {
+			mu.Lock()
+			toAppend = append(toAppend, decided...)
+			mu.Unlock()
+		}
+	})
 	if len(toAppend) == 0 {
 		return
 	}
@@ -419,40 +406,27 @@ func (s *Service) appendEach(ctx context.Context, items []*deadlineItem, out []D
 	var (
 		mu    sync.Mutex
 		alone []*deadlineItem
-		wg    sync.WaitGroup
-		next  atomic.Int64
 	)
-	for range min(deadlineAppenders, len(groups)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				k := int(next.Add(1)) - 1
-				if k >= len(groups) {
-					return
-				}
-				g := groups[k]
-				for j, it := range g {
-					res, err := s.store.Append(ctx, it.l.stream, eventlog.Exactly(it.l.version), it.data)
-					if err == nil {
-						s.appended(it, res, &out[it.index])
-						continue
-					}
-					rest := g[j+1:]
-					if errors.Is(err, eventlog.ErrConflict) && ctx.Err() == nil {
-						rest = g[j:]
-					} else {
-						out[it.index].Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
-					}
-					mu.Lock()
-					alone = append(alone, rest...)
-					mu.Unlock()
-					break
-				}
+	inParallel(deadlineAppenders, len(groups), func(k int) {
+		g := groups[k]
+		for j, it := range g {
+			res, err := s.store.Append(ctx, it.l.stream, eventlog.Exactly(it.l.version), it.data)
+			if err == nil {
+				s.appended(it, res, &out[it.index])
+				continue
 			}
-		}()
-	}
-	wg.Wait()
+			rest := g[j+1:]
+			if errors.Is(err, eventlog.ErrConflict) && ctx.Err() == nil {
+				rest = g[j:]
+			} else {
+				out[it.index].Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
+			}
+			mu.Lock()
+			alone = append(alone, rest...)
+			mu.Unlock()
+			return
+		}
+	})
 	sortByIndex(alone)
 	return alone
 }
@@ -516,4 +490,21 @@ func expireInvitation(meta Meta) func(*domain.Account, time.Time) ([]domain.Even
 		}
 		return a.ExpireInvitation(now)
 	}
+}
+
+// inParallel calls f for each of 0..n-1 from at most workers goroutines,
+// each taking the next index, and returns when every call has returned.
+func inParallel(workers, n int, f func(k int)) {
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(workers, n) {
+		wg.Go(func() {
+			for k := int(next.Add(1)) - 1; k < n; k = int(next.Add(1)) - 1 {
+				f(k)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -328,17 +328,7 @@ func (b *bencher) heapProfile(store string) error {
 	if ext == "" {
 		ext = ".pprof"
 	}
-	path := strings.TrimSuffix(b.cfg.memProfile, filepath.Ext(b.cfg.memProfile)) + "-" + store + ext
-	out, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	runtime.GC()
-	if err := pprof.WriteHeapProfile(out); err != nil {
-		_ = out.Close()
-		return err
-	}
-	return out.Close()
+	return writeHeapProfile(strings.TrimSuffix(b.cfg.memProfile, filepath.Ext(b.cfg.memProfile)) + "-" + store + ext)
 }
 
 // writeHeapProfile writes a heap profile (after a collection) to path.
