@@ -438,22 +438,16 @@ type StreamsReader = eventlog.StreamsReader
 // ReadStream opens them, keyed by stream (a stream without events is
 // absent). On an inner store that is a StreamsReader it reads them in a
 // few statements and the keys of their subjects in one call to the key
-// store (Keys.FindAll); on another it reads them one by one. The streams
-// are not read at one instant: a writer may append between two of them.
+// store (Keys.FindAll); on another (the in-memory one, EventStoreDB) it
+// reads nothing and returns an error wrapping eventlog.ErrBatchUnsupported,
+// so that callers read the streams their own way (in parallel, one by
+// one). The streams are not read at one instant: a writer may append
+// between two of them.
 func (s *Store) ReadStreams(ctx context.Context, streams []string) (map[string][]eventlog.Record, error) {
 	out := make(map[string][]eventlog.Record, len(streams))
 	bulk, ok := s.inner.(StreamsReader)
 	if !ok {
-		for _, name := range streams {
-			recs, err := s.readWhole(ctx, name)
-			if err != nil {
-				return nil, err
-			}
-			if len(recs) > 0 {
-				out[name] = recs
-			}
-		}
-		return out, nil
+		return nil, fmt.Errorf("personaldata: read streams: %w", eventlog.ErrBatchUnsupported)
 	}
 	stored, err := bulk.ReadStreams(ctx, streams)
 	if err != nil {
@@ -494,23 +488,6 @@ func (s *Store) ReadStreams(ctx context.Context, streams []string) (map[string][
 		out[name] = recs
 	}
 	return out, nil
-}
-
-// readWhole reads the whole of stream, page by page.
-func (s *Store) readWhole(ctx context.Context, stream string) ([]eventlog.Record, error) {
-	const page = 1000
-	var out []eventlog.Record
-	for from := uint64(1); ; {
-		recs, err := s.ReadStream(ctx, stream, from, page)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, recs...)
-		if len(recs) < page {
-			return out, nil
-		}
-		from = recs[len(recs)-1].Version + 1
-	}
 }
 
 // ReadAll implements eventlog.Store, opening sealed values.

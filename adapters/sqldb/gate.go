@@ -104,6 +104,14 @@ var (
 )
 
 func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if opts.ReadOnly {
+		// A read-only transaction begins with a deferred BEGIN: it takes
+		// no write lock, and must not hold the writers' gate.
+		if b, ok := c.Conn.(driver.ConnBeginTx); ok {
+			return b.BeginTx(ctx, opts)
+		}
+		return c.Conn.Begin() //nolint:staticcheck // the driver has no BeginTx
+	}
 	if err := c.gate.acquire(ctx); err != nil {
 		return nil, err
 	}

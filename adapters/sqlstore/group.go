@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -10,14 +11,16 @@ import (
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
 
-// Group commit on SQLite: the appends that arrive while another is being
-// written wait for it, and the next writer commits all of them in one
-// transaction, with one fsync, through appendBatchTx (each append decided
+// Group commit on SQLite: an append joins its database's queue, and one
+// writer goroutine commits the appends waiting, all of them in one
+// transaction with one fsync, through appendBatchTx (each append decided
 // as Append decides it, seeing the ones before it). An append that the
 // batch refuses (a conflict, an event id stored otherwise) gets its own
 // error and the others are written without it. Concurrent commands thus
 // share fsyncs instead of queueing for one each; a lone append is written
-// at once, as before.
+// at once, as before. The writer runs while appends wait and then ends; no
+// caller is held to write the others' appends, and every caller can leave
+// when its context ends.
 
 // Bounds of one group: appends, and events over all of them.
 const (
@@ -25,7 +28,9 @@ const (
 	maxGroupEvents  = 4096
 )
 
-// pendingAppend is an append waiting in the group queue.
+// pendingAppend is an append waiting in the group queue. It holds copies
+// of the caller's events: the writer may still use them after the caller
+// has stopped waiting.
 type pendingAppend struct {
 	ctx  context.Context // the caller's: an append whose caller gave up before it was taken is not written
 	a    StreamAppend
@@ -39,7 +44,7 @@ type appendOutcome struct {
 }
 
 // groupQueue is the appends of a SQLite database waiting to be written,
-// and whether a writer is taking them.
+// and whether a writer goroutine is taking them.
 type groupQueue struct {
 	mu      sync.Mutex
 	waiting []*pendingAppend
@@ -48,61 +53,49 @@ type groupQueue struct {
 	groups atomic.Int64
 }
 
-// groupAppend writes the append through the group queue: it joins the
-// queue and, when no writer is at work, becomes the writer, committing
-// groups until the queue is empty. Its answer is the append's own outcome.
-// An append whose ctx has ended before a writer takes it is not written
-// (its error is ctx's); once taken it is written even if ctx ends
-// meanwhile, and a caller that stopped waiting gets ctx's error, an
+// groupAppend writes the append through the group queue and returns its
+// own outcome. An append whose ctx has ended before the writer takes it is
+// not written (its error is ctx's); once taken it is written even if ctx
+// ends meanwhile, and a caller that stopped waiting gets ctx's error, an
 // unknown outcome, which a retry with the same event ids settles
 // (idempotency on event ids).
 func (s *Store) groupAppend(ctx context.Context, stream string, expected eventlog.ExpectedVersion, events []eventlog.EventData, rows []eventRow) (eventlog.AppendResult, error) {
 	if err := ctx.Err(); err != nil {
 		return eventlog.AppendResult{}, err // nothing written
 	}
+	own := make([]eventlog.EventData, len(events))
+	for i, e := range events {
+		e.Data = append([]byte(nil), e.Data...)
+		own[i] = e
+		rows[i].Data = json.RawMessage(e.Data)
+	}
+	p := &pendingAppend{ctx: ctx, a: StreamAppend{Stream: stream, Expected: expected, Events: own}, rows: rows, done: make(chan appendOutcome, 1)}
 	q := &s.shared.group
-	p := &pendingAppend{ctx: ctx, a: StreamAppend{Stream: stream, Expected: expected, Events: events}, rows: rows, done: make(chan appendOutcome, 1)}
 	q.mu.Lock()
 	q.waiting = append(q.waiting, p)
-	write := !q.writing
+	start := !q.writing
 	q.writing = true
 	q.mu.Unlock()
-	if write {
-		s.writeGroups(ctx)
-	}
-	select {
-	case o := <-p.done: // written (or refused) already: the outcome, whatever ctx says
-		return o.res, o.err
-	default:
+	if start {
+		go s.writeGroups()
 	}
 	select {
 	case o := <-p.done:
 		return o.res, o.err
 	case <-ctx.Done():
+		select {
+		case o := <-p.done: // answered meanwhile: the outcome, whatever ctx says
+			return o.res, o.err
+		default:
+		}
 		return eventlog.AppendResult{}, fmt.Errorf("%w (the append may still be written: retrying with the same event ids is safe)", ctx.Err())
 	}
 }
 
-// writeGroups commits the queued appends, a group at a time, until none is
-// waiting. The groups are written under a context that does not end with
-// the writer's: they are other callers' appends too.
-func (s *Store) writeGroups(ctx context.Context) {
-	wctx := context.WithoutCancel(ctx)
+// writeGroups is the writer goroutine: it commits the queued appends, a
+// group at a time, until none is waiting, and ends.
+func (s *Store) writeGroups() {
 	q := &s.shared.group
-	defer func() {
-		// A panic (recovered up the stack, by net/http say) must not leave
-		// the queue without a writer: the appends still waiting get one.
-		if r := recover(); r != nil {
-			q.mu.Lock()
-			q.writing = len(q.waiting) > 0
-			more := q.writing
-			q.mu.Unlock()
-			if more {
-				go s.writeGroups(wctx)
-			}
-			panic(r)
-		}
-	}()
 	for {
 		q.mu.Lock()
 		n, events := 0, 0
@@ -128,28 +121,32 @@ func (s *Store) writeGroups(ctx context.Context) {
 			group = append(group, p)
 		}
 		if len(group) > 0 {
-			s.writeGroup(wctx, group)
+			s.writeGroup(group)
 		}
 	}
 }
 
 // writeGroup commits group in one transaction. An append the batch
 // refuses is answered with its error and left out, and the rest is tried
-// again; any other failure answers every append of the group with it.
-func (s *Store) writeGroup(ctx context.Context, group []*pendingAppend) {
-	s.shared.appendSem <- struct{}{} // AppendBatch's bulk writes take turns with the groups
+// again; any other failure answers every append of the group with it. A
+// panic (a bug) answers the group with an error, is logged, and leaves the
+// writer running for the appends still waiting.
+func (s *Store) writeGroup(group []*pendingAppend) {
+	// AppendBatch's bulk writes take turns with the groups.
+	s.shared.appendSem <- struct{}{}
 	defer func() { <-s.shared.appendSem }()
 	answered := false
 	defer func() {
 		if r := recover(); r != nil {
+			s.cfg.logger.Error("sqlstore: group commit panicked", "panic", fmt.Sprint(r), "appends", len(group))
 			if !answered {
 				for _, p := range group {
 					p.done <- appendOutcome{err: fmt.Errorf("sqlstore: group commit: panic: %v", r)}
 				}
 			}
-			panic(r)
 		}
 	}()
+	ctx := context.Background() // other callers' appends: none of their contexts may end them
 	for len(group) > 0 {
 		batch := make([]StreamAppend, len(group))
 		rows := make([][]eventRow, len(group))

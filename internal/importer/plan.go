@@ -259,7 +259,10 @@ func (p *planner) prefetch(bulk streamsReader, recs []*Record) error {
 		}
 	}
 	got, err := bulk.ReadStreams(p.ctx, names)
-	if err != nil {
+	switch {
+	case errors.Is(err, eventlog.ErrBatchUnsupported):
+		return nil // the store reads one stream at a time: decide reads them so
+	case err != nil:
 		return fmt.Errorf("importer: read %d streams: %w", len(names), err)
 	}
 	p.fetched = make(map[string][]eventlog.Record, len(names))
