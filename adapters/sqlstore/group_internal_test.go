@@ -113,3 +113,43 @@ func slicesIndex(recs []eventlog.Record, stream string) int {
 	}
 	return -1
 }
+
+// TestGroupCommitCallerLeavesOnItsContext: while another transaction holds
+// the file, an append's caller leaves when its context ends (the writer
+// goroutine, not the caller, waits for the lock), and the append, taken
+// already, is written once the lock is free: an unknown outcome that a
+// retry with the same event id settles.
+func TestGroupCommitCallerLeavesOnItsContext(t *testing.T) {
+	ctx := context.Background()
+	db := sqltest.Open(t, sqltest.SQLiteFile(t))
+	require.NoError(t, Migrate(ctx, db))
+	s, err := New(ctx, db)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+
+	hold, err := db.BeginTx(ctx, nil) // holds the write gate
+	require.NoError(t, err)
+	e := groupEvent()
+	actx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Append(actx, "held", eventlog.NoStream, []eventlog.EventData{e})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the caller waited for the lock beyond its context")
+	}
+	require.NoError(t, hold.Rollback())
+
+	// The retry with the same event id settles it: written once.
+	res, err := s.Append(ctx, "held", eventlog.NoStream, []eventlog.EventData{e})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, res.Version)
+	recs, err := s.ReadStream(ctx, "held", 1, 0)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+}
