@@ -39,9 +39,20 @@ func grantTarget(child, account uuid.UUID) string {
 // loadChild loads the child's stream, keeping the events of the command's
 // idempotency key.
 func (s *Service) loadChild(ctx context.Context, id uuid.UUID, d *ids) (*domain.Child, loaded, error) {
-	c := domain.NewChild(id)
-	l, err := s.load(ctx, domain.ChildStream(id), c.Apply, d.watch(mainEvents))
-	return c, l, err
+	watch := d.watch(mainEvents)
+	c, l, seen, ok := s.children.get(id, watch)
+	if !ok {
+		c, l, seen = domain.NewChild(id), loaded{stream: domain.ChildStream(id)}, map[uuid.UUID]struct{}{}
+	}
+	// Only the events after the cached state (all of them without one).
+	l.ids = seen
+	l, err := s.loadAfter(ctx, l, c.Apply, watch)
+	l.ids = nil
+	if err != nil {
+		return c, l, err
+	}
+	s.children.put(id, c, l, seen)
+	return c, l, nil
 }
 
 // loadAccount loads an account's stream; d may be nil for an account the

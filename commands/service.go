@@ -160,6 +160,8 @@ type Service struct {
 	noBatch atomic.Bool
 	// noMultiRead: the same for eventlog.StreamsReader.
 	noMultiRead atomic.Bool
+	// children keeps children's state between commands (childcache.go).
+	children *childCache
 }
 
 // New returns a Service on store that writes refused commands to refusals.
@@ -180,7 +182,8 @@ func New(store Store, refusals Refusals, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Service{store: store, refusals: refusals, cfg: cfg, pol: &policyCache{h: domain.NewPolicyHistory(cfg.Policy)}}, nil
+	return &Service{store: store, refusals: refusals, cfg: cfg, pol: &policyCache{h: domain.NewPolicyHistory(cfg.Policy)},
+		children: newChildCache()}, nil
 }
 
 // Policy returns the initial policy, Config.Policy with its defaults (R25:
@@ -399,13 +402,20 @@ type loaded struct {
 	version uint64
 	last    eventlog.Position
 	found   map[uuid.UUID]domain.Envelope
+	// ids, when not nil, collects the ids of the events applied.
+	ids map[uuid.UUID]struct{}
 }
 
 // load reads stream fully, in pages, and applies every event to the
 // aggregate through apply. It keeps the envelopes of the watched ids. A
 // stream that does not load is an internal error (errCorruptStream).
 func (s *Service) load(ctx context.Context, stream string, apply func(domain.Event) error, watch map[uuid.UUID]bool) (loaded, error) {
-	l := loaded{stream: stream}
+	return s.loadAfter(ctx, loaded{stream: stream}, apply, watch)
+}
+
+// loadAfter is load of the events after those l has loaded.
+func (s *Service) loadAfter(ctx context.Context, l loaded, apply func(domain.Event) error, watch map[uuid.UUID]bool) (loaded, error) {
+	stream := l.stream
 	for {
 		recs, err := s.store.ReadStream(ctx, stream, l.version+1, readPage)
 		if err != nil {
@@ -438,6 +448,9 @@ func (l *loaded) apply(recs []eventlog.Record, apply func(domain.Event) error, w
 				l.found = map[uuid.UUID]domain.Envelope{}
 			}
 			l.found[r.ID] = env
+		}
+		if l.ids != nil {
+			l.ids[r.ID] = struct{}{}
 		}
 		l.version, l.last = r.Version, r.Position
 	}

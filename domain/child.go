@@ -677,3 +677,20 @@ func allowRoles(by Actor, roles ...Role) error {
 	}
 	return fmt.Errorf("role %q: %w", by.Role, ErrRoleNotAllowed)
 }
+
+// Clone returns a copy of c that applying events to (or deciding on)
+// leaves c as it was: the command layer keeps a child's state at a
+// version and carries on from a copy of it.
+func (c *Child) Clone() *Child {
+	out := *c
+	out.placements = make([]*placement, len(c.placements))
+	for i, p := range c.placements {
+		cp := *p
+		out.placements[i] = &cp
+	}
+	out.grants = make(map[uuid.UUID]*grant, len(c.grants))
+	for k, g := range c.grants {
+		out.grants[k] = &grant{relationship: g.relationship, intervals: slices.Clone(g.intervals), info: slices.Clone(g.info)}
+	}
+	return &out
+}
