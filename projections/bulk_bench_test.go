@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/internal/cputime"
 	"github.com/accessledger/accessledger/projections"
 )
 
@@ -46,7 +47,7 @@ func BenchmarkInsertRows(b *testing.B) {
 				_, err := db.ExecContext(ctx, "CREATE TABLE "+table+" ("+strings.Join(ddl, ", ")+")")
 				require.NoError(b, err)
 				b.StartTimer()
-				before := cpuTime(b)
+				before := cputime.Process()
 				tx, err := db.BeginTx(ctx, nil)
 				require.NoError(b, err)
 				require.NoError(b, projections.InsertRows(ctx, tx, table, cols, rows, func(i int, dst []any) []any {
@@ -64,7 +65,7 @@ func BenchmarkInsertRows(b *testing.B) {
 					return dst
 				}))
 				require.NoError(b, tx.Commit())
-				cpu += cpuTime(b) - before
+				cpu += cputime.Process() - before
 			}
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/row")
 		})

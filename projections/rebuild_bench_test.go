@@ -2,13 +2,13 @@ package projections_test
 
 import (
 	"context"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/internal/cputime"
 	"github.com/accessledger/accessledger/internal/datagen"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accesshistory"
@@ -50,10 +50,10 @@ func BenchmarkRebuild(b *testing.B) {
 				b.Run(m.name, func(b *testing.B) {
 					var cpu time.Duration
 					for b.Loop() {
-						before := cpuTime(b)
+						before := cputime.Process()
 						require.NoError(b, projections.Rebuild(ctx, e.db.DB, e.store, m.new(), nil,
 							projections.WithLogger(quietLog)))
-						cpu += cpuTime(b) - before
+						cpu += cputime.Process() - before
 					}
 					events := float64(sum.Events) * float64(b.N)
 					b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
@@ -62,11 +62,4 @@ func BenchmarkRebuild(b *testing.B) {
 			}
 		})
 	}
-}
-
-// cpuTime returns the user and system CPU time this process has used.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	require.NoError(tb, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

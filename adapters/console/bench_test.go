@@ -23,6 +23,7 @@ import (
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/apitest"
+	"github.com/accessledger/accessledger/internal/cputime"
 	"github.com/accessledger/accessledger/internal/datagen"
 	"github.com/accessledger/accessledger/internal/engine"
 )
@@ -117,7 +118,7 @@ func benchChildPage(b *testing.B, secret []byte, base string, h http.Handler, id
 	rec := get()
 	require.Equal(b, http.StatusOK, rec.Code, rec.Body.String())
 	size := rec.Body.Len()
-	cpu := cpuTime()
+	cpu := cputime.Process()
 	for b.Loop() {
 		if rec := get(); rec.Code != http.StatusOK {
 			b.Fatalf("status %d", rec.Code)
@@ -125,7 +126,7 @@ func benchChildPage(b *testing.B, secret []byte, base string, h http.Handler, id
 	}
 	// The process's CPU per page: on a loaded machine it moves far less
 	// than the time per page (the engine's own goroutines count too).
-	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64((cputime.Process()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(intervals), "intervals")
 	b.ReportMetric(float64(size), "page-bytes")
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/internal/cputime"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accesshistory"
 	"github.com/accessledger/accessledger/projections/accessindex"
@@ -216,12 +217,12 @@ func benchRequests(b *testing.B, h http.Handler, reqs []*http.Request, parallel 
 	b.ReportAllocs()
 	if !parallel {
 		i := 0
-		cpu := cpuTime()
+		cpu := cputime.Process()
 		for b.Loop() {
 			serve(b, h, reqs[i%len(reqs)])
 			i++
 		}
-		b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64((cputime.Process()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		return
 	}
 	var start atomic.Int64

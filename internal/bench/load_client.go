@@ -12,13 +12,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/accessledger/accessledger/api"
 	"github.com/accessledger/accessledger/client"
+	"github.com/accessledger/accessledger/internal/cputime"
 	"github.com/accessledger/accessledger/internal/engine"
 )
 
@@ -105,9 +105,9 @@ func RunLoad(ctx context.Context, cfg LoadConfig, env Env) error {
 		rngs := perWorkerRand(conc, cfg.seed)
 		op := httpGet(l.http, l.token, func(w int) string { return urls[rngs[w].IntN(len(urls))] })
 		serverBefore, serr := l.serverCPU(ctx)
-		clientBefore := processCPU()
+		clientBefore := cputime.Process()
 		r := closedLoop(ctx, conc, warm, cfg.duration, op)
-		clientAfter := processCPU()
+		clientAfter := cputime.Process()
 		serverAfter, serr2 := l.serverCPU(ctx)
 		f := r.figure("check.http", "remote", "checks", conc)
 		f.Note = "client (accessd load) in its own process, server at " + cfg.url
@@ -299,13 +299,4 @@ func (l *loadRun) serverCPU(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	return 0, errors.New("no process_cpu_seconds_total in /metrics")
-}
-
-// processCPU is this process's CPU time so far (user and system).
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/cputime"
 	"github.com/accessledger/accessledger/internal/datagen"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/internal/importer"
@@ -191,7 +191,7 @@ func BenchmarkImport100k(b *testing.B) {
 				ctx := context.Background()
 				st, err := engine.OpenStores(ctx, be.config(b, dir), slog.New(slog.DiscardHandler))
 				require.NoError(b, err)
-				cpu0 := cpuTime(b)
+				cpu0 := cputime.Process()
 				b.StartTimer()
 				start := time.Now()
 				recs := read(b, ls)
@@ -202,31 +202,24 @@ func BenchmarkImport100k(b *testing.B) {
 				require.NoError(b, err)
 				total := time.Since(start)
 				b.StopTimer()
-				cpu := cpuTime(b) - cpu0
+				cpu := cputime.Process() - cpu0
 				b.ReportMetric(float64(res.Events)/total.Seconds(), "events/s")
 				b.ReportMetric(cpu.Seconds(), "cpu-s")
 				b.Logf("%d lines: read and checked in %s, %d events to %d streams in %d writes, total %s (%.0f events/s), CPU %s",
 					n, checked.Round(time.Millisecond), res.Events, res.Streams, res.Writes, total.Round(time.Millisecond),
 					float64(res.Events)/total.Seconds(), cpu.Round(time.Millisecond))
 				// The same file again appends nothing.
-				again0, cpu0 := time.Now(), cpuTime(b)
+				again0, cpu0 := time.Now(), cputime.Process()
 				again, err := importer.Prepare(ctx, st.Log, read(b, ls), options(b, st.IDs))
 				require.NoError(b, err)
 				require.Zero(b, again.Events)
 				b.Logf("re-run checked in %s, CPU %s, nothing to append", time.Since(again0).Round(time.Millisecond),
-					(cpuTime(b) - cpu0).Round(time.Millisecond))
+					(cputime.Process() - cpu0).Round(time.Millisecond))
 				require.NoError(b, st.Close())
 				b.StartTimer()
 			}
 		})
 	}
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestRule_R25_AnImportDecidesWithTheRecordedPolicy: on a store with a

@@ -3,7 +3,6 @@ package accessindex_test
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -279,18 +278,7 @@ func BenchmarkReplay(b *testing.B) {
 
 	replay := func() *accessindex.Index {
 		ix := accessindex.New(quiet)
-		ctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- ix.Run(ctx, s) }()
-		select {
-		case <-ix.Ready():
-		case err := <-done:
-			b.Fatalf("Run: %v", err)
-		}
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			b.Fatalf("Run: %v", err)
-		}
+		runUntilReady(b, ix, s)
 		if st := ix.Stats(); st.Position != head || st.Applied != uint64(n) {
 			b.Fatalf("replayed %d records to %s, want %d to %s", st.Applied, st.Position, n, head)
 		}
@@ -409,18 +397,7 @@ func BenchmarkReplayFromSnapshot(b *testing.B) {
 			b.Fatalf("LoadSnapshot: %v", err)
 		}
 		load += li.Elapsed
-		ctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- ix.Run(ctx, s) }()
-		select {
-		case <-ix.Ready():
-		case err := <-done:
-			b.Fatalf("Run: %v", err)
-		}
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			b.Fatalf("Run: %v", err)
-		}
+		runUntilReady(b, ix, s)
 		if st := ix.Stats(); st.Position != head || st.Applied != uint64(n) {
 			b.Fatalf("replayed %d records to %s, want %d to %s", st.Applied, st.Position, n, head)
 		}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
+	"github.com/accessledger/accessledger/internal/cputime"
 	"github.com/accessledger/accessledger/internal/datagen"
 	"github.com/accessledger/accessledger/projections/accessindex"
 )
@@ -65,13 +65,6 @@ func countyLog(tb testing.TB, backend string) string {
 	return url
 }
 
-// cpuTime returns the CPU time the process has used (user and system).
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	require.NoError(tb, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkCountyReplay measures the access index's start on the county log
 // (CountyEnv): Run from opening the store until Ready, on an SQLite file and
 // on PostgreSQL. It reports the records replayed per second, the CPU time
@@ -91,7 +84,7 @@ func BenchmarkCountyReplay(b *testing.B) {
 			for b.Loop() {
 				ix = nil //nolint:ineffassign // drop the last index before measuring the next one
 				runtime.GC()
-				startCPU, start := cpuTime(b), time.Now()
+				startCPU, start := cputime.Process(), time.Now()
 				s, err := sqlstore.New(ctx, db)
 				require.NoError(b, err)
 				ix = accessindex.New(quiet)
@@ -103,7 +96,7 @@ func BenchmarkCountyReplay(b *testing.B) {
 				case err := <-done:
 					b.Fatalf("Run: %v", err)
 				}
-				wall, cpu = time.Since(start), cpuTime(b)-startCPU
+				wall, cpu = time.Since(start), cputime.Process()-startCPU
 				cancel()
 				require.ErrorIs(b, <-done, context.Canceled)
 				require.NoError(b, s.Close())

@@ -58,14 +58,14 @@ func appendAll(t testing.TB, s eventlog.Store, recs []eventlog.Record) eventlog.
 
 // start runs ix on log until the test ends, and returns the channel Run's
 // result arrives on.
-func start(t *testing.T, ctx context.Context, ix *accessindex.Index, log accessindex.Follower) <-chan error {
+func start(t testing.TB, ctx context.Context, ix *accessindex.Index, log accessindex.Follower) <-chan error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- ix.Run(ctx, log) }()
 	return done
 }
 
-func waitReady(t *testing.T, ix *accessindex.Index, done <-chan error) {
+func waitReady(t testing.TB, ix *accessindex.Index, done <-chan error) {
 	t.Helper()
 	select {
 	case <-ix.Ready():

@@ -30,7 +30,7 @@ import (
 )
 
 // runUntilReady runs ix on log until it is ready, stops it, and returns it.
-func runUntilReady(t *testing.T, ix *accessindex.Index, log accessindex.Follower) *accessindex.Index {
+func runUntilReady(t testing.TB, ix *accessindex.Index, log accessindex.Follower) *accessindex.Index {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := start(t, ctx, ix, log)
