@@ -172,6 +172,16 @@ func TestBenchSmallEndToEnd(t *testing.T) {
 				require.NotNil(t, f.Explained, "a missed target is explained from the engine's profile")
 				require.Equal(t, "cpu", f.Explained.Kind)
 			}
+			asked, ok := f.Values.get("rate_asked")
+			require.True(t, ok, "the judged load runs at a constant pace")
+			require.EqualValues(t, targetHTTPRate, asked)
+			f = one(t, "check.http.external.closed", store)
+			require.Equal(t, 8, f.Concurrency)
+			require.Positive(t, f.Count)
+			require.Zero(t, f.Errors, f.FirstError)
+			require.Nil(t, f.Met, "the closed loop is for information")
+			_, ok = f.Values.get("rate_asked")
+			require.False(t, ok)
 
 			f = one(t, "grants.http", store)
 			saneLoad(t, f, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,11 @@ type loadResult struct {
 	FirstError string
 	Latencies  []time.Duration
 	ByKind     map[string]*kindResult
+	// Service and Late are fixedRate's: the latencies from each
+	// operation's actual start, and how many started over a millisecond
+	// after they were due.
+	Service []time.Duration
+	Late    int64
 }
 
 // kindResult is one kind's share of a load.
@@ -139,5 +145,91 @@ func closedLoop(ctx context.Context, concurrency int, warmup, window time.Durati
 		}
 	}
 	slices.Sort(r.Latencies)
+	return r
+}
+
+// fixedRate runs op at a constant total rate (operations per second) in
+// concurrency clients (an open loop, as wrk2 does): operation i is due at
+// start + i/rate, and the first free client takes the next one due,
+// waiting until it is due if it is early. Latency is measured from when
+// the operation was due, not from when a client got to it, so a server
+// that falls behind shows its queue in the figures (no coordinated
+// omission), and so does a client too slow to keep the schedule;
+// r.Service holds the latencies from the actual start, for comparison.
+// Operations due in the warm-up are made but not counted; counting stops
+// with the last one due within the window, whose answers are waited for.
+// r.Late counts the operations that started more than a millisecond
+// after they were due.
+func fixedRate(ctx context.Context, concurrency int, rate float64, warmup, window time.Duration, op loadOp) loadResult {
+	type client struct {
+		count, errors, late int64
+		first               string
+		lat, service        []time.Duration
+	}
+	interval := time.Duration(float64(time.Second) / rate)
+	if interval <= 0 {
+		interval = 1
+	}
+	clients := make([]client, concurrency)
+	start := time.Now().Add(10 * time.Millisecond) // the clients' goroutines are running by then
+	from, to := start.Add(warmup), start.Add(warmup+window)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &clients[w]
+			c.lat = make([]time.Duration, 0, 1<<14)
+			c.service = make([]time.Duration, 0, 1<<14)
+			for ctx.Err() == nil {
+				due := start.Add(time.Duration(next.Add(1)-1) * interval)
+				if !due.Before(to) {
+					return
+				}
+				if wait := time.Until(due); wait > 0 {
+					time.Sleep(wait)
+				}
+				t0 := time.Now()
+				_, err := op(ctx, w)
+				end := time.Now()
+				if due.Before(from) {
+					continue
+				}
+				c.count++
+				if t0.Sub(due) > time.Millisecond {
+					c.late++
+				}
+				c.lat = append(c.lat, end.Sub(due))
+				c.service = append(c.service, end.Sub(t0))
+				if err != nil {
+					c.errors++
+					if c.first == "" {
+						c.first = err.Error()
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// The window is the schedule's, or longer when the operations due in
+	// it ended later (a server that fell behind): the rate is then what
+	// was served, under the rate asked.
+	r := loadResult{Window: max(window, time.Since(from)), ByKind: map[string]*kindResult{}}
+	if ctx.Err() != nil {
+		r.Window = max(min(time.Since(from), window), 0)
+	}
+	for _, c := range clients {
+		r.Count += c.count
+		r.Errors += c.errors
+		r.Late += c.late
+		if r.FirstError == "" {
+			r.FirstError = c.first
+		}
+		r.Latencies = append(r.Latencies, c.lat...)
+		r.Service = append(r.Service, c.service...)
+	}
+	slices.Sort(r.Latencies)
+	slices.Sort(r.Service)
 	return r
 }

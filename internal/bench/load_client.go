@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -34,6 +35,7 @@ type LoadConfig struct {
 	seed        uint64
 	jsonFile    string
 	pathsOut    string
+	rate        float64
 }
 
 // Register adds the flags of accessd load to fs.
@@ -46,6 +48,7 @@ func (c *LoadConfig) Register(fs *flag.FlagSet) {
 	fs.IntVar(&c.accounts, "accounts", 2000, "active accounts whose children (GET /v1/accounts/{id}/children) give the allowed pairs")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the random pairs and of the clients' choices")
 	fs.StringVar(&c.jsonFile, "json", "load.json", "file the figures are written to, as JSON")
+	fs.Float64Var(&c.rate, "rate", 0, "checks per second at each concurrency, at a constant pace (an open loop: latency from when each check was due, as wrk2 measures); 0: each client sends its next check as soon as the last answered (a closed loop)")
 	fs.StringVar(&c.pathsOut, "paths-out", "", "write the check requests' paths, one a line, to FILE (for wrk and internal/bench/wrk-check.lua)")
 }
 
@@ -106,11 +109,22 @@ func RunLoad(ctx context.Context, cfg LoadConfig, env Env) error {
 		op := httpGet(l.http, l.token, func(w int) string { return urls[rngs[w].IntN(len(urls))] })
 		serverBefore, serr := l.serverCPU(ctx)
 		clientBefore := cputime.Process()
-		r := closedLoop(ctx, conc, warm, cfg.duration, op)
+		var r loadResult
+		if cfg.rate > 0 {
+			r = fixedRate(ctx, conc, cfg.rate, warm, cfg.duration, op)
+		} else {
+			r = closedLoop(ctx, conc, warm, cfg.duration, op)
+		}
 		clientAfter := cputime.Process()
 		serverAfter, serr2 := l.serverCPU(ctx)
 		f := r.figure("check.http", "remote", "checks", conc)
 		f.Note = "client (accessd load) in its own process, server at " + cfg.url
+		if cfg.rate > 0 {
+			f.Note += fmt.Sprintf("; %s checks/s asked at a constant pace, latency from when each was due", human(cfg.rate))
+			s := summarize(r.Service)
+			f.Values = append(f.Values, value{"rate_asked", cfg.rate}, value{"late_starts", float64(r.Late)},
+				value{"service_p99_us", s.P99})
+		}
 		if r.Count > 0 {
 			// The CPU times cover the warm-up too; per check over every
 			// check made, warm-up included, the counts of which closedLoop
@@ -183,6 +197,9 @@ func newLoadRun(cfg LoadConfig, env Env) (*loadRun, error) {
 			return nil, usage("--concurrency %q: want numbers from 1 to 4096", cfg.concurrency)
 		}
 		conc = append(conc, n)
+	}
+	if cfg.rate < 0 || cfg.rate > 1e7 || math.IsNaN(cfg.rate) {
+		return nil, usage("--rate %v: want checks per second from 0 (a closed loop) to 10,000,000", cfg.rate)
 	}
 	if cfg.duration <= 0 {
 		return nil, usage("--duration %s: want more than 0", cfg.duration)

@@ -88,6 +88,24 @@ func TestLoadAgainstARunningAPI(t *testing.T) {
 		require.Positive(t, c)
 	}
 
+	// --rate: a constant pace, latency from when each check was due.
+	_, errOut, err = runLoadArgs(ctx, "--url", srv.URL, "--token-file", tokenFile, "--concurrency", "2",
+		"--duration", "300ms", "--rate", "200", "--json", jsonFile)
+	require.NoError(t, err, errOut)
+	raw, err = os.ReadFile(jsonFile)
+	require.NoError(t, err)
+	rep = benchReport{}
+	require.NoError(t, json.Unmarshal(raw, &rep))
+	require.Len(t, rep.Figures, 1)
+	f := rep.Figures[0]
+	require.InDelta(t, 60, f.Count, 1, "every check due in the 300 ms window at 200/s")
+	require.Zero(t, f.Errors, f.FirstError)
+	require.Contains(t, f.Note, "200 checks/s asked at a constant pace")
+	for _, name := range []string{"rate_asked", "late_starts", "service_p99_us"} {
+		_, ok := f.Values.get(name)
+		require.True(t, ok, name)
+	}
+
 	// --concurrency 0: the pairs only, as paths for wrk.
 	pathsFile := filepath.Join(t.TempDir(), "paths.txt")
 	_, errOut, err = runLoadArgs(ctx, "--url", srv.URL, "--token-file", tokenFile, "--concurrency", "0", "--paths-out", pathsFile)
@@ -112,6 +130,8 @@ func TestLoadRefusesBadFlagsAndAnUnreadyServer(t *testing.T) {
 		{"--token", "t", "--concurrency", "0"},
 		{"--token", "t", "--duration", "0s"},
 		{"--token", "t", "--accounts", "0"},
+		{"--token", "t", "--rate", "-1"},
+		{"--token", "t", "--rate", "NaN"},
 		{"--token", "t", "--concurrency", "0"},
 	} {
 		_, _, err := runLoadArgs(context.Background(), args...)
