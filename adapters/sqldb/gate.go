@@ -93,6 +93,14 @@ type gatedConn struct {
 	// uses a connection from one goroutine at a time): its statements then
 	// run under the transaction's gate, or in a read-only one without it.
 	tx int
+	// stmts are the statements kept prepared (stmtcache.go).
+	stmts stmtCache
+}
+
+// Close closes the kept statements, then the connection.
+func (c *gatedConn) Close() error {
+	c.stmts.closeAll()
+	return c.Conn.Close()
 }
 
 var (
@@ -164,6 +172,17 @@ func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver
 		}
 		defer c.gate.release()
 	}
+	if len(args) > 0 {
+		if cs := c.cached(ctx, query); cs != nil {
+			cs.busy = true
+			res, err := cs.stmt.(driver.StmtExecContext).ExecContext(ctx, args)
+			cs.busy = false
+			if err != nil {
+				c.stmts.drop(cs)
+			}
+			return res, err
+		}
+	}
 	return e.ExecContext(ctx, query, args)
 }
 
@@ -182,10 +201,23 @@ func isDML(query string) bool {
 }
 
 func (c *gatedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if q, ok := c.Conn.(driver.QueryerContext); ok {
-		return q.QueryContext(ctx, query, args)
+	q, ok := c.Conn.(driver.QueryerContext)
+	if !ok {
+		return nil, driver.ErrSkip
 	}
-	return nil, driver.ErrSkip
+	if len(args) > 0 {
+		if cs := c.cached(ctx, query); cs != nil {
+			cs.busy = true
+			rows, err := cs.stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
+			if err != nil {
+				cs.busy = false
+				c.stmts.drop(cs)
+				return nil, err
+			}
+			return &cachedRows{Rows: rows, cs: cs}, nil
+		}
+	}
+	return q.QueryContext(ctx, query, args)
 }
 
 func (c *gatedConn) Ping(ctx context.Context) error {

@@ -48,8 +48,8 @@ type Engine struct {
 	// models and the idempotency keys write through it, which the log can
 	// always redo. Closed with ReadDB.
 	UnsyncedDB *sqldb.DB
-	Runner *projections.Runner
-	Index  *accessindex.Index
+	Runner     *projections.Runner
+	Index      *accessindex.Index
 	// Ledger signs checkpoints of the tree and guards the start: the
 	// engine is ready only once the log agrees with what was published.
 	// Nil when Options.ReadOnlyKey is set and there is no key.
