@@ -43,11 +43,7 @@ func BenchmarkQueryWithArgs(b *testing.B) {
 				if !on {
 					q += " -- " + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676%26))
 				}
-				rows, err := raw.QueryContext(ctx, q, "sc", i%3)
-				require.NoError(b, err)
-				for rows.Next() {
-				}
-				require.NoError(b, rows.Close())
+				countRows(b, raw, q, "sc", i%3)
 			}
 		})
 		b.Run(name+"/limit=bound", func(b *testing.B) {
@@ -59,17 +55,25 @@ func BenchmarkQueryWithArgs(b *testing.B) {
 				if !on {
 					q += " -- " + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676%26))
 				}
-				rows, err := raw.QueryContext(ctx, q, "sc", 0, 500+i%2)
-				require.NoError(b, err)
-				n := 0
-				for rows.Next() {
-					n++
-				}
-				require.NoError(b, rows.Close())
-				require.Equal(b, 10, n)
+				require.Equal(b, 10, countRows(b, raw, q, "sc", 0, 500+i%2))
 			}
 		})
 	}
+}
+
+// countRows runs q with args on db and counts its rows.
+func countRows(tb testing.TB, db interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}, q string, args ...any) int {
+	rows, err := db.QueryContext(context.Background(), q, args...)
+	require.NoError(tb, err)
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	require.NoError(tb, rows.Err())
+	return n
 }
 
 // reportCPU reports the process's CPU time per operation since start: the
@@ -112,37 +116,30 @@ func TestStatementCache(t *testing.T) {
 	require.Equal(t, 1, kept(), "a statement without arguments is not kept")
 
 	const q = "SELECT v FROM t WHERE id >= ? ORDER BY id"
-	read := func(rows *sql.Rows) []string {
-		var vs []string
-		for rows.Next() {
-			var v string
-			require.NoError(t, rows.Scan(&v))
-			vs = append(vs, v)
-		}
-		require.NoError(t, rows.Err())
-		return vs
+	// values runs q with args and returns its first column, its rows closed.
+	values := func(q string, args ...any) []string {
+		rows, err := conn.QueryContext(ctx, q, args...)
+		require.NoError(t, err)
+		defer rows.Close()
+		return readValues(t, rows)
 	}
 	for from := range 3 {
-		rows, err := conn.QueryContext(ctx, q, from)
-		require.NoError(t, err)
-		require.Len(t, read(rows), 5-from)
-		require.NoError(t, rows.Close())
+		require.Len(t, values(q, from), 5-from)
 	}
 	require.Equal(t, 2, kept())
 
 	// Nested: the outer rows hold the kept statement.
-	outer, err := conn.QueryContext(ctx, q, 3)
-	require.NoError(t, err)
-	require.True(t, outer.Next())
-	inner, err := conn.QueryContext(ctx, q, 1)
-	require.NoError(t, err)
-	require.Equal(t, []string{"v1", "v2", "v3", "v4"}, read(inner))
-	require.NoError(t, inner.Close())
-	var v string
-	require.NoError(t, outer.Scan(&v))
-	require.Equal(t, "v3", v)
-	require.Equal(t, []string{"v4"}, read(outer))
-	require.NoError(t, outer.Close())
+	func() {
+		outer, err := conn.QueryContext(ctx, q, 3)
+		require.NoError(t, err)
+		defer outer.Close()
+		require.True(t, outer.Next())
+		require.Equal(t, []string{"v1", "v2", "v3", "v4"}, values(q, 1))
+		var v string
+		require.NoError(t, outer.Scan(&v))
+		require.Equal(t, "v3", v)
+		require.Equal(t, []string{"v4"}, readValues(t, outer))
+	}()
 
 	// A failure (a constraint) drops the statement; the next run works.
 	_, err = conn.ExecContext(ctx, "INSERT INTO t (id, v) VALUES (?, ?)", 1, "again")
@@ -154,16 +151,16 @@ func TestStatementCache(t *testing.T) {
 	// A schema change under a kept statement.
 	_, err = conn.ExecContext(ctx, "ALTER TABLE t ADD COLUMN w INTEGER NOT NULL DEFAULT 7")
 	require.NoError(t, err)
-	rows, err := conn.QueryContext(ctx, "SELECT * FROM t WHERE id = ?", 9)
-	require.NoError(t, err)
-	cols, err := rows.Columns()
-	require.NoError(t, err)
-	require.Equal(t, []string{"id", "v", "w"}, cols)
-	require.NoError(t, rows.Close())
-	rows, err = conn.QueryContext(ctx, q, 4) // kept before the change
-	require.NoError(t, err)
-	require.Equal(t, []string{"v4", "v9"}, read(rows))
-	require.NoError(t, rows.Close())
+	func() {
+		rows, err := conn.QueryContext(ctx, "SELECT * FROM t WHERE id = ?", 9)
+		require.NoError(t, err)
+		defer rows.Close()
+		cols, err := rows.Columns()
+		require.NoError(t, err)
+		require.Equal(t, []string{"id", "v", "w"}, cols)
+		require.NoError(t, rows.Err())
+	}()
+	require.Equal(t, []string{"v4", "v9"}, values(q, 4), "kept before the change")
 
 	// Bounded.
 	for i := range stmtCacheSize + 10 {
@@ -172,4 +169,16 @@ func TestStatementCache(t *testing.T) {
 		require.Equal(t, 6+i, n)
 	}
 	require.Equal(t, stmtCacheSize, kept())
+}
+
+// readValues reads the first column of the remaining rows.
+func readValues(t *testing.T, rows *sql.Rows) []string {
+	var vs []string
+	for rows.Next() {
+		var v string
+		require.NoError(t, rows.Scan(&v))
+		vs = append(vs, v)
+	}
+	require.NoError(t, rows.Err())
+	return vs
 }
