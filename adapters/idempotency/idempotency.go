@@ -41,6 +41,21 @@
 // works on a *bun.DB, a bun.Conn or inside the caller's bun.Tx (on an
 // in-memory SQLite database, which has one connection, pass the Tx when one
 // is open).
+//
+// # Durability
+//
+// The engine keeps the keys in an SQLite file through sqldb.DB.Unsynced:
+// a claim or an answer is not fsynced when it commits, and a power loss may
+// take the last ones, never one written before a later commit with fsync
+// (the event log's appends are). What a loss leaves is a state a crash
+// leaves anyway: a claim lost with no command appended after it is a key
+// never used (a retry runs the command); a claim kept (an append after it
+// was synced) whose answer was lost is a pending claim, as after a crash
+// between the command and Finish: a retry gets ErrInProgress until the
+// lease passes, then runs the command again, which finds the events the
+// first run appended (their ids derive from the key) and answers with
+// them. A refused command appended nothing: its retry is decided afresh.
+// The answer is sent before Finish commits in any case.
 package idempotency
 
 import (

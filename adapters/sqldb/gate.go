@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -88,6 +89,18 @@ func (c *gatedConnector) Driver() driver.Driver { return c.drv }
 type gatedConn struct {
 	driver.Conn
 	gate *writeGate
+	// tx counts the transactions open on the connection (0 or 1; database/sql
+	// uses a connection from one goroutine at a time): its statements then
+	// run under the transaction's gate, or in a read-only one without it.
+	tx int
+	// stmts are the statements kept prepared (stmtcache.go).
+	stmts stmtCache
+}
+
+// Close closes the kept statements, then the connection.
+func (c *gatedConn) Close() error {
+	c.stmts.closeAll()
+	return c.Conn.Close()
 }
 
 var (
@@ -107,10 +120,18 @@ func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.
 	if opts.ReadOnly {
 		// A read-only transaction begins with a deferred BEGIN: it takes
 		// no write lock, and must not hold the writers' gate.
+		var tx driver.Tx
+		var err error
 		if b, ok := c.Conn.(driver.ConnBeginTx); ok {
-			return b.BeginTx(ctx, opts)
+			tx, err = b.BeginTx(ctx, opts)
+		} else {
+			tx, err = c.Conn.Begin() //nolint:staticcheck // the driver has no BeginTx
 		}
-		return c.Conn.Begin() //nolint:staticcheck // the driver has no BeginTx
+		if err != nil {
+			return nil, err
+		}
+		c.tx++
+		return &gatedTx{tx: tx, conn: c}, nil
 	}
 	if err := c.gate.acquire(ctx); err != nil {
 		return nil, err
@@ -126,7 +147,8 @@ func (c *gatedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.
 		c.gate.release()
 		return nil, err
 	}
-	return &gatedTx{tx: tx, gate: c.gate}, nil
+	c.tx++
+	return &gatedTx{tx: tx, conn: c, gate: c.gate}, nil
 }
 
 func (c *gatedConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
@@ -137,17 +159,65 @@ func (c *gatedConn) PrepareContext(ctx context.Context, query string) (driver.St
 }
 
 func (c *gatedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if e, ok := c.Conn.(driver.ExecerContext); ok {
-		return e.ExecContext(ctx, query, args)
+	e, ok := c.Conn.(driver.ExecerContext)
+	if !ok {
+		return nil, driver.ErrSkip
 	}
-	return nil, driver.ErrSkip
+	if c.tx == 0 && isDML(query) {
+		// A write outside a transaction (autocommit) takes the write lock
+		// as a transaction does: it queues at the gate too, or it would
+		// meet SQLite's busy handler whenever a transaction holds the lock.
+		if err := c.gate.acquire(ctx); err != nil {
+			return nil, err
+		}
+		defer c.gate.release()
+	}
+	if len(args) > 0 {
+		if cs := c.cached(ctx, query); cs != nil {
+			cs.busy = true
+			res, err := cs.stmt.(driver.StmtExecContext).ExecContext(ctx, args)
+			cs.busy = false
+			if err != nil {
+				c.stmts.drop(cs)
+			}
+			return res, err
+		}
+	}
+	return e.ExecContext(ctx, query, args)
+}
+
+// isDML reports whether query begins, after white space, with INSERT,
+// UPDATE, DELETE or REPLACE: a statement that takes the write lock. Other
+// statements outside a transaction (reads, PRAGMAs, DDL) do not queue at
+// the gate, as before.
+func isDML(query string) bool {
+	q := strings.TrimLeft(query, " \t\r\n")
+	for _, kw := range [...]string{"INSERT", "UPDATE", "DELETE", "REPLACE"} {
+		if len(q) >= len(kw) && strings.EqualFold(q[:len(kw)], kw) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *gatedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if q, ok := c.Conn.(driver.QueryerContext); ok {
-		return q.QueryContext(ctx, query, args)
+	q, ok := c.Conn.(driver.QueryerContext)
+	if !ok {
+		return nil, driver.ErrSkip
 	}
-	return nil, driver.ErrSkip
+	if len(args) > 0 {
+		if cs := c.cached(ctx, query); cs != nil {
+			cs.busy = true
+			rows, err := cs.stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
+			if err != nil {
+				cs.busy = false
+				c.stmts.drop(cs)
+				return nil, err
+			}
+			return &cachedRows{Rows: rows, cs: cs}, nil
+		}
+	}
+	return q.QueryContext(ctx, query, args)
 }
 
 func (c *gatedConn) Ping(ctx context.Context) error {
@@ -178,20 +248,29 @@ func (c *gatedConn) CheckNamedValue(nv *driver.NamedValue) error {
 	return driver.ErrSkip
 }
 
-// gatedTx releases the gate once, when the transaction ends either way.
+// gatedTx releases the gate (nil for a read-only transaction) once, when
+// the transaction ends either way.
 type gatedTx struct {
 	tx   driver.Tx
+	conn *gatedConn
 	gate *writeGate
 	once sync.Once
 }
 
+func (t *gatedTx) end() {
+	t.conn.tx--
+	if t.gate != nil {
+		t.gate.release()
+	}
+}
+
 func (t *gatedTx) Commit() error {
-	defer t.once.Do(t.gate.release)
+	defer t.once.Do(t.end)
 	return t.tx.Commit()
 }
 
 func (t *gatedTx) Rollback() error {
-	defer t.once.Do(t.gate.release)
+	defer t.once.Do(t.end)
 	return t.tx.Rollback()
 }
 

@@ -26,7 +26,7 @@ func openFile(t testing.TB, path string, gated bool) *DB {
 		return db
 	}
 	require.NoError(t, createPrivate(path))
-	db, err := openSQLite(ctx, sqliteDSN("file:"+escapeSQLitePath(filepath.ToSlash(path)), false), "sqlite:"+path, path, sqliteMaxConns, nil)
+	db, err := openSQLite(ctx, sqliteDSN("file:"+escapeSQLitePath(filepath.ToSlash(path)), false, "FULL"), "sqlite:"+path, path, sqliteMaxConns, nil)
 	require.NoError(t, err)
 	require.NoError(t, enableWAL(ctx, db))
 	t.Cleanup(func() { _ = db.Close() })
@@ -96,6 +96,66 @@ func TestWriteGate(t *testing.T) {
 	_, err = b.BeginTx(wctx, nil)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NoError(t, tx.Commit())
+	require.Empty(t, gate.slot)
+}
+
+// TestWriteGateQueuesAutocommitWrites: an INSERT, UPDATE, DELETE or
+// REPLACE outside a transaction queues at the gate while a transaction of
+// another pool holds it (with the gate's timeout shortened, it gives up
+// with errGateTimeout, where SQLite's busy handler would have waited its
+// 10 s), and runs once the gate is free; a read outside a transaction does
+// not queue; statements inside a transaction (read-only or not) do not take
+// the gate again, and after a read-only transaction the connection's
+// writes queue again.
+func TestWriteGateQueuesAutocommitWrites(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "auto.db")
+	a, b := openFile(t, path, true), openFile(t, path, true)
+	_, err := a.ExecContext(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL DEFAULT 0)")
+	require.NoError(t, err)
+	gate := gateFor(path)
+	gate.timeout = 30 * time.Millisecond // this test's file only
+
+	for _, stmt := range []string{"INSERT INTO t (id) VALUES (1)", "  update t SET v = 1 WHERE id = 1", "\nDELETE FROM t WHERE id = 1",
+		"REPLACE INTO t (id, v) VALUES (2, 2)"} {
+		tx, err := a.BeginTx(ctx, nil)
+		require.NoError(t, err)
+		_, err = b.ExecContext(ctx, stmt)
+		require.ErrorIs(t, err, errGateTimeout, "%q queued at the gate", stmt)
+		var n int
+		require.NoError(t, b.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n), "a read does not queue")
+		_, err = b.ExecContext(ctx, "SELECT 1")
+		require.NoError(t, err, "nor does a read through Exec")
+		require.NoError(t, tx.Commit())
+		_, err = b.ExecContext(ctx, stmt)
+		require.NoError(t, err, stmt)
+		require.Empty(t, gate.slot, "the autocommit write freed the gate")
+	}
+
+	// Inside a transaction the statements run under its gate.
+	require.NoError(t, a.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO t (id) VALUES (3)")
+		return err
+	}))
+	// A read-only transaction takes no gate, nor do its statements; the
+	// connection's writes after it queue again.
+	c, err := b.Conn(ctx)
+	require.NoError(t, err)
+	defer c.Close()
+	ro, err := c.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	require.NoError(t, err)
+	require.Empty(t, gate.slot)
+	var n int
+	require.NoError(t, ro.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n))
+	require.Equal(t, 2, n)
+	require.NoError(t, ro.Commit())
+	tx, err := a.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	_, err = c.ExecContext(ctx, "INSERT INTO t (id) VALUES (4)")
+	require.ErrorIs(t, err, errGateTimeout, "the write after the read-only transaction queued")
+	require.NoError(t, tx.Commit())
+	_, err = c.ExecContext(ctx, "INSERT INTO t (id) VALUES (4)")
+	require.NoError(t, err)
 	require.Empty(t, gate.slot)
 }
 

@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -77,6 +78,10 @@ type DB struct {
 	// anchor keeps an in-memory SQLite database alive while the pool's own
 	// connection comes and goes; nil otherwise.
 	anchor io.Closer
+	// unsynced is the pool Unsynced opened on the same file, closed with
+	// this one; nil until then.
+	unsyncedMu sync.Mutex
+	unsynced   *DB
 }
 
 // IsPostgres reports whether db is a PostgreSQL database.
@@ -105,7 +110,15 @@ func (db *DB) String() string { return db.name }
 // Close closes the connection pool and, for an in-memory SQLite database,
 // discards the database.
 func (db *DB) Close() error {
-	err := db.DB.Close()
+	db.unsyncedMu.Lock()
+	u := db.unsynced
+	db.unsynced = nil
+	db.unsyncedMu.Unlock()
+	var err error
+	if u != nil {
+		err = u.DB.Close()
+	}
+	err = errors.Join(err, db.DB.Close())
 	if db.anchor != nil {
 		err = errors.Join(err, db.anchor.Close())
 		db.anchor = nil
@@ -203,7 +216,7 @@ func openSQLiteFile(ctx context.Context, path string) (*DB, error) {
 	if err := createPrivate(abs); err != nil {
 		return nil, err
 	}
-	dsn := sqliteDSN("file:"+escapeSQLitePath(filepath.ToSlash(abs)), false)
+	dsn := sqliteDSN("file:"+escapeSQLitePath(filepath.ToSlash(abs)), false, "FULL")
 	db, err := openSQLite(ctx, dsn, "sqlite:"+abs, abs, sqliteMaxConns, gateFor(abs))
 	if err != nil {
 		return nil, err
@@ -285,7 +298,7 @@ func openSQLiteMemory(ctx context.Context) (*DB, error) {
 	// process that opens the same name ("/" + name); the database is freed
 	// when its last connection closes.
 	memName := "/accessledger-" + hex.EncodeToString(b[:])
-	dsn := sqliteDSN("file:"+memName+"?vfs=memdb", true)
+	dsn := sqliteDSN("file:"+memName+"?vfs=memdb", true, "")
 
 	anchor, err := sqliteshim.Driver().Open(dsn)
 	if err != nil {
@@ -331,8 +344,9 @@ func openSQLite(ctx context.Context, dsn, name, path string, maxConns int, gate 
 // syntax of the driver sqliteshim picked: modernc.org/sqlite ("sqlite") or,
 // on platforms modernc does not support, mattn/go-sqlite3 ("sqlite3").
 // The journal mode is not among them: it is a property of the file, set by
-// enableWAL.
-func sqliteDSN(uri string, memory bool) string {
+// enableWAL. synchronous is the file's synchronous setting (FULL, or NORMAL
+// for Unsynced); an in-memory database has none.
+func sqliteDSN(uri string, memory bool, synchronous string) string {
 	sep := "?"
 	if strings.Contains(uri, "?") {
 		sep = "&"
@@ -344,7 +358,7 @@ func sqliteDSN(uri string, memory bool) string {
 		q.Set("_foreign_keys", "1")
 		q.Set("_txlock", "immediate")
 		if !memory {
-			q.Set("_synchronous", "FULL")
+			q.Set("_synchronous", synchronous)
 			q.Set("_secure_delete", "1")
 		}
 		return uri + sep + q.Encode()
@@ -354,11 +368,52 @@ func sqliteDSN(uri string, memory bool) string {
 		// secure_delete: deleted and overwritten content is zeroed in the
 		// file, so that personal data erased (R22) or cleared from a read
 		// model does not linger in free pages.
-		pragmas = append(pragmas, "synchronous(FULL)", "secure_delete(1)")
+		pragmas = append(pragmas, "synchronous("+synchronous+")", "secure_delete(1)")
 	}
 	q["_pragma"] = pragmas
 	q.Set("_txlock", "immediate")
 	return uri + sep + q.Encode()
+}
+
+// Unsynced returns a pool of the same database whose commits do not wait
+// for the disk, for writes that the event log can always redo. On an
+// SQLite file it is a second pool of the file (opened on first use, closed
+// by db's Close; callers must not close it) whose connections run with
+// synchronous=NORMAL instead of FULL: in WAL mode a commit is then written
+// to the WAL without an fsync. Such a commit is atomic and survives a
+// crash of the process (the WAL is in the operating system's cache); a
+// power loss or an operating system crash may lose it, with the other
+// unsynced commits after the last fsync, but never a commit that
+// preceded a commit with fsync on the file: the WAL is one file, written
+// and synced in commit order, so the durable commits are always a prefix
+// of the commits made. Its transactions queue at the file's write gate
+// with db's.
+//
+// What may be written through it: state derived from the log with its
+// checkpoint in the same transaction (the read models, which replay from
+// their checkpoint what a power loss took), and records whose loss leaves
+// a state the engine already handles after a crash (the idempotency keys:
+// see adapters/idempotency). Never the log itself, nor a record nothing
+// can rebuild.
+//
+// On PostgreSQL and on an in-memory SQLite database it returns db itself
+// (PostgreSQL already groups the flushes of concurrent commits).
+func (db *DB) Unsynced(ctx context.Context) (*DB, error) {
+	if !db.IsSQLite() || db.anchor != nil || strings.HasPrefix(db.path, "memdb:") {
+		return db, nil
+	}
+	db.unsyncedMu.Lock()
+	defer db.unsyncedMu.Unlock()
+	if db.unsynced != nil {
+		return db.unsynced, nil
+	}
+	dsn := sqliteDSN("file:"+escapeSQLitePath(filepath.ToSlash(db.path)), false, "NORMAL")
+	u, err := openSQLite(ctx, dsn, db.name+" (unsynced)", db.path, sqliteMaxConns, gateFor(db.path))
+	if err != nil {
+		return nil, err
+	}
+	db.unsynced = u
+	return u, nil
 }
 
 // escapeSQLitePath makes a file path safe inside an SQLite "file:" URI,

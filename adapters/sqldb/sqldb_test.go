@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
@@ -431,4 +432,76 @@ func TestSQLiteFilesArePrivate(t *testing.T) {
 	fi, err := os.Stat(shared)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o640), fi.Mode().Perm(), "an existing file keeps its mode")
+}
+
+// TestUnsynced: on an SQLite file, Unsynced is one pool (the same on every
+// call) of the same file whose connections run with synchronous=NORMAL,
+// keeping the file's other settings; writes through either pool are seen
+// by the other; its transactions pass the file's write gate; db's Close
+// closes it. On an in-memory database and on PostgreSQL it is db itself.
+func TestUnsynced(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "u.db")
+	db, err := sqldb.Open(ctx, "sqlite:"+path)
+	require.NoError(t, err)
+	u, err := db.Unsynced(ctx)
+	require.NoError(t, err)
+	again, err := db.Unsynced(ctx)
+	require.NoError(t, err)
+	require.Same(t, u, again)
+	require.NotSame(t, db, u)
+	require.Equal(t, db.Path(), u.Path())
+
+	pragma := func(d *sqldb.DB, name string) string {
+		var v string
+		require.NoError(t, d.QueryRowContext(ctx, "PRAGMA "+name).Scan(&v))
+		return v
+	}
+	require.Equal(t, "2", pragma(db, "synchronous"), "FULL")
+	require.Equal(t, "1", pragma(u, "synchronous"), "NORMAL")
+	for _, d := range []*sqldb.DB{db, u} {
+		require.Equal(t, "wal", pragma(d, "journal_mode"))
+		require.Equal(t, "1", pragma(d, "secure_delete"))
+		require.Equal(t, "1", pragma(d, "foreign_keys"))
+	}
+
+	_, err = db.ExecContext(ctx, "CREATE TABLE t (v INTEGER)")
+	require.NoError(t, err)
+	_, err = u.ExecContext(ctx, "INSERT INTO t VALUES (1)")
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n))
+	require.Equal(t, 1, n)
+
+	// A transaction of db holds the gate: one of u waits for it.
+	tx, err := db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	began := make(chan error, 1)
+	go func() {
+		began <- u.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			_, err := tx.ExecContext(ctx, "INSERT INTO t VALUES (2)")
+			return err
+		})
+	}()
+	select {
+	case err := <-began:
+		t.Fatalf("the unsynced pool's transaction did not wait for the gate: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	require.NoError(t, tx.Commit())
+	require.NoError(t, <-began)
+
+	require.NoError(t, db.Close())
+	require.Error(t, u.PingContext(ctx), "closed with db")
+
+	mem := sqltest.Open(t, sqltest.SQLiteMemory(t))
+	same, err := mem.Unsynced(ctx)
+	require.NoError(t, err)
+	require.Same(t, mem, same)
+	if os.Getenv("ACCESSLEDGER_TEST_POSTGRES_DSN") != "" {
+		pg := sqltest.Open(t, sqltest.Postgres(t))
+		same, err := pg.Unsynced(ctx)
+		require.NoError(t, err)
+		require.Same(t, pg, same)
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/cputime"
 )
 
 // benchBackends are the backends benchmarks run on: the SQLite file (the
@@ -83,6 +84,49 @@ func BenchmarkReadAll(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N*page)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkReadTail measures the reads a command and a subscription make
+// between two commands: ReadStream of a stream's last events after the
+// version a cache holds (limit 500, 1 event found), and ReadAll of the log
+// after a recent position (limit 500, 2 events found), on a log of 2,000
+// events over 100 streams. ns/op is per read, both kinds alternating;
+// cpu-µs/op the process's CPU time per read (the PostgreSQL server's not
+// included).
+func BenchmarkReadTail(b *testing.B) {
+	const streams, perStream = 100, 20
+	for _, be := range benchBackends {
+		b.Run(be.name, func(b *testing.B) {
+			s, _ := openStore(b, be.url(b))
+			ctx := context.Background()
+			for v := range perStream {
+				for i := range streams {
+					_, err := s.Append(ctx, fmt.Sprint("stream-", i), eventlog.Exactly(uint64(v)), []eventlog.EventData{event("bench.loaded.v1")})
+					require.NoError(b, err)
+				}
+			}
+			head, err := s.Head(ctx)
+			require.NoError(b, err)
+			b.ReportAllocs()
+			cpu := cputime.Process()
+			i := 0
+			for b.Loop() {
+				if i%2 == 0 {
+					recs, err := s.ReadStream(ctx, fmt.Sprint("stream-", i%streams), perStream, 500)
+					if err != nil || len(recs) != 1 {
+						b.Fatal(err, len(recs))
+					}
+				} else {
+					recs, err := s.ReadAll(ctx, eventlog.At(head.Commit-2), 500)
+					if err != nil || len(recs) != 2 {
+						b.Fatal(err, len(recs))
+					}
+				}
+				i++
+			}
+			b.ReportMetric(float64((cputime.Process()-cpu).Nanoseconds())/1000/float64(b.N), "cpu-µs/op")
 		})
 	}
 }

@@ -541,15 +541,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, limi
 	if from > math.MaxInt64 {
 		return nil, nil
 	}
-	var (
-		recs []eventlog.Record
-		err  error
-	)
-	if limit > 0 {
-		recs, err = s.queryRecords(ctx, limit, readStreamClause(true), stream, int64(max(from, 1)), int64(limit))
-	} else {
-		recs, err = s.queryRecords(ctx, 0, readStreamClause(false), stream, int64(max(from, 1)))
-	}
+	recs, err := s.queryRecords(ctx, max(limit, 0), readStreamClause(limit), stream, int64(max(from, 1)))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: read stream %q: %w", stream, err)
 	}
@@ -568,15 +560,7 @@ func (s *Store) ReadAll(ctx context.Context, after eventlog.Position, limit int)
 	if after.Commit >= math.MaxInt64 {
 		return nil, nil
 	}
-	var (
-		recs []eventlog.Record
-		err  error
-	)
-	if limit > 0 {
-		recs, err = s.queryRecords(ctx, limit, readAllClause(true), int64(after.Commit), int64(limit))
-	} else {
-		recs, err = s.queryRecords(ctx, 0, readAllClause(false), int64(after.Commit))
-	}
+	recs, err := s.queryRecords(ctx, max(limit, 0), readAllClause(limit), int64(after.Commit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: read all after %s: %w", after, err)
 	}

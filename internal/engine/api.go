@@ -49,8 +49,9 @@ func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticato
 	}
 	cfg := httpapi.Config{
 		Commands: cmds, Queries: qs, Auth: verifier,
-		Idempotency: idempotency.New(e.ReadDB),
-		Ready:       ready, Registry: reg, Logger: log, Stopping: stopping, AccessLog: o.accessLog,
+		Idempotency: idempotency.New(e.UnsyncedDB), // see its package's Durability
+
+		Ready: ready, Registry: reg, Logger: log, Stopping: stopping, AccessLog: o.accessLog,
 		Collectors: []prometheus.Collector{accessindex.PositionGauge(e.Index), projections.Collector(e.Runner.Status)},
 	}
 	if o.console != nil {

@@ -43,8 +43,13 @@ type Engine struct {
 	Stores *Stores
 	// ReadDB is the read store (Stores.Read).
 	ReadDB *sqldb.DB
-	Runner *projections.Runner
-	Index  *accessindex.Index
+	// UnsyncedDB is the read store's pool whose commits do not wait for
+	// fsync (sqldb.DB.Unsynced: ReadDB itself on PostgreSQL): the read
+	// models and the idempotency keys write through it, which the log can
+	// always redo. Closed with ReadDB.
+	UnsyncedDB *sqldb.DB
+	Runner     *projections.Runner
+	Index      *accessindex.Index
 	// Ledger signs checkpoints of the tree and guards the start: the
 	// engine is ready only once the log agrees with what was published.
 	// Nil when Options.ReadOnlyKey is set and there is no key.
@@ -96,7 +101,16 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 	if latest != nil {
 		lopts = append(lopts, ledger.WithCheckpoint(*latest))
 	}
-	runner, err := projections.NewRunner(st.Read.DB, st.Log, ReadModels(lopts...), projections.WithLogger(log),
+	// The read models keep their checkpoints in their own transactions, so
+	// a power loss that takes their last commits (not fsynced) makes them
+	// replay those events again; their writes then hold the file's one
+	// writer for a write, not for an fsync, which the commands wait for.
+	unsynced, err := st.Read.Unsynced(ctx)
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("open the read store's unsynced pool: %w", err)
+	}
+	runner, err := projections.NewRunner(unsynced.DB, st.Log, ReadModels(lopts...), projections.WithLogger(log),
 		// The ledger hashes the events as stored, and the audit trail names
 		// their leaves and keeps them as stored (sealed): both read the
 		// stored log.
@@ -109,7 +123,7 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 	if snap.Logger == nil {
 		snap.Logger = log
 	}
-	return &Engine{log: log, Stores: st, ReadDB: st.Read, Runner: runner, Ledger: l, verified: make(chan struct{}),
+	return &Engine{log: log, Stores: st, ReadDB: st.Read, UnsyncedDB: unsynced, Runner: runner, Ledger: l, verified: make(chan struct{}),
 		Index: accessindex.New(accessindex.WithLogger(log)), snapshot: snap}, nil
 }
 

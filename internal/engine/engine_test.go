@@ -1,0 +1,48 @@
+package engine_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/internal/engine"
+)
+
+// TestUnsyncedPoolOfTheReadStore: on SQLite the engine's read models and
+// idempotency keys get the read store's pool without fsync at commit
+// (synchronous=NORMAL) while the read store itself (the log, the security
+// log, the ledger's checkpoints) keeps synchronous=FULL; on PostgreSQL the
+// unsynced pool is the read store itself.
+func TestUnsyncedPoolOfTheReadStore(t *testing.T) {
+	ctx := context.Background()
+	pragma := func(db *sqldb.DB) string {
+		var v string
+		require.NoError(t, db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&v))
+		return v
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		require.NoError(t, os.Chmod(dir, 0o700))
+		e, err := engine.Open(ctx, &engine.Config{DataDir: dir}, engine.Options{Instance: "t"}, slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		defer func() { require.NoError(t, e.Close()) }()
+		require.NotSame(t, e.ReadDB, e.UnsyncedDB)
+		require.Equal(t, e.ReadDB.Path(), e.UnsyncedDB.Path())
+		require.Equal(t, filepath.Join(dir, engine.DefaultDBName), e.ReadDB.Path())
+		require.Equal(t, "2", pragma(e.ReadDB), "FULL")
+		require.Equal(t, "1", pragma(e.UnsyncedDB), "NORMAL")
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := sqltest.Postgres(t)
+		e, err := engine.Open(ctx, &engine.Config{DataDir: t.TempDir(), EventStore: url}, engine.Options{Instance: "t"}, slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		defer func() { require.NoError(t, e.Close()) }()
+		require.Same(t, e.ReadDB, e.UnsyncedDB)
+	})
+}
