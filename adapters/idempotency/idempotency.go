@@ -44,10 +44,13 @@
 //
 // # Durability
 //
-// The engine keeps the keys in an SQLite file through sqldb.DB.Unsynced:
-// a claim or an answer is not fsynced when it commits, and a power loss may
-// take the last ones, never one written before a later commit with fsync
-// (the event log's appends are). What a loss leaves is a state a crash
+// When the event log is an SQLite file that also holds the read store (the
+// embedded default), the engine keeps the keys in it through
+// sqldb.DB.Unsynced: a claim or an answer is not fsynced when it commits,
+// and a power loss may take the last ones, never one written before a
+// later commit with fsync (the event log's appends are, on the same file).
+// With a read store of its own (--read-store), whose commits no append's
+// fsync covers, the keys are written with fsync. What a loss leaves is a state a crash
 // leaves anyway: a claim lost with no command appended after it is a key
 // never used (a retry runs the command); a claim kept (an append after it
 // was synced) whose answer was lost is a pending claim, as after a crash
@@ -55,7 +58,6 @@
 // lease passes, then runs the command again, which finds the events the
 // first run appended (their ids derive from the key) and answers with
 // them. A refused command appended nothing: its retry is decided afresh.
-// The answer is sent before Finish commits in any case.
 package idempotency
 
 import (

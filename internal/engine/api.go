@@ -49,7 +49,7 @@ func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticato
 	}
 	cfg := httpapi.Config{
 		Commands: cmds, Queries: qs, Auth: verifier,
-		Idempotency: idempotency.New(e.UnsyncedDB), // see its package's Durability
+		Idempotency: idempotency.New(e.keysDB()), // see its package's Durability
 
 		Ready: ready, Registry: reg, Logger: log, Stopping: stopping, AccessLog: o.accessLog,
 		Collectors: []prometheus.Collector{accessindex.PositionGauge(e.Index), projections.Collector(e.Runner.Status)},

@@ -45,8 +45,9 @@ type Engine struct {
 	ReadDB *sqldb.DB
 	// UnsyncedDB is the read store's pool whose commits do not wait for
 	// fsync (sqldb.DB.Unsynced: ReadDB itself on PostgreSQL): the read
-	// models and the idempotency keys write through it, which the log can
-	// always redo. Closed with ReadDB.
+	// models write through it, which the log can always redo, and the
+	// idempotency keys when the read store is the log's own database
+	// (keysDB). Closed with ReadDB.
 	UnsyncedDB *sqldb.DB
 	Runner     *projections.Runner
 	Index      *accessindex.Index
@@ -128,6 +129,19 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 }
 
 func (e *Engine) Close() error { return e.Stores.Close() }
+
+// keysDB is the pool the idempotency keys are written through: the
+// unsynced one when the read store is the event store's own database (an
+// append's fsync then makes every key written before it durable, which
+// the keys' durability rests on: adapters/idempotency, "Durability"), the
+// read store itself when it is a database of its own (--read-store),
+// whose commits no append's fsync covers.
+func (e *Engine) keysDB() *sqldb.DB {
+	if e.Stores.OwnsRead() {
+		return e.ReadDB
+	}
+	return e.UnsyncedDB
+}
 
 // startGCPercent is the garbage collector's target while the engine
 // replays the log at start (GOGC; the default is 100): the replay builds a

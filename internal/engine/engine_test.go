@@ -15,8 +15,8 @@ import (
 )
 
 // TestUnsyncedPoolOfTheReadStore: on SQLite the engine's read models and
-// idempotency keys get the read store's pool without fsync at commit
-// (synchronous=NORMAL) while the read store itself (the log, the security
+// (when the read store is the log's own file) the idempotency keys get the
+// read store's pool without fsync at commit (synchronous=NORMAL) while the read store itself (the log, the security
 // log, the ledger's checkpoints) keeps synchronous=FULL; on PostgreSQL the
 // unsynced pool is the read store itself.
 func TestUnsyncedPoolOfTheReadStore(t *testing.T) {
@@ -36,6 +36,21 @@ func TestUnsyncedPoolOfTheReadStore(t *testing.T) {
 		require.Equal(t, e.ReadDB.Path(), e.UnsyncedDB.Path())
 		require.Equal(t, filepath.Join(dir, engine.DefaultDBName), e.ReadDB.Path())
 		require.Equal(t, "2", pragma(e.ReadDB), "FULL")
+		require.Equal(t, "1", pragma(e.UnsyncedDB), "NORMAL")
+		require.Same(t, e.UnsyncedDB, engine.KeysDB(e), "the keys: an append's fsync covers them")
+	})
+	t.Run("sqlite read store of its own", func(t *testing.T) {
+		// No append's fsync covers a key in another file: the keys are
+		// written with fsync there; the read models still without.
+		dir := t.TempDir()
+		require.NoError(t, os.Chmod(dir, 0o700))
+		read := filepath.Join(dir, "read.db")
+		e, err := engine.Open(ctx, &engine.Config{DataDir: dir, ReadStore: "sqlite:" + read}, engine.Options{Instance: "t"}, slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		defer func() { require.NoError(t, e.Close()) }()
+		require.Equal(t, read, e.ReadDB.Path())
+		require.Same(t, e.ReadDB, engine.KeysDB(e))
+		require.Equal(t, "2", pragma(engine.KeysDB(e)), "FULL")
 		require.Equal(t, "1", pragma(e.UnsyncedDB), "NORMAL")
 	})
 	t.Run("postgres", func(t *testing.T) {

@@ -159,3 +159,47 @@ type sinkFunc func(context.Context, ledger.Checkpoint, []byte) error
 func (f sinkFunc) PublishCheckpoint(ctx context.Context, cp ledger.Checkpoint, signed []byte) error {
 	return f(ctx, cp, signed)
 }
+
+// TestPublishStoresTheCheckpointBeforeItsFile: the checkpoint's row is
+// committed (with fsync) before its file is written, so that the tree it
+// signs, which the read models' runner writes without fsync
+// (sqldb.DB.Unsynced, the same file), is durable before any copy of the
+// checkpoint is: a power loss can never leave a published checkpoint
+// ahead of the stored tree (which the next start would take for deleted
+// leaves). Shown with a checkpoint directory that cannot be made: the
+// publish fails, and the row is there; a later publish writes the file.
+func TestPublishStoresTheCheckpointBeforeItsFile(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		e := newEnv(t, db)
+		resetLog(t, e)
+		e.appendEvents(t, 9)
+		e.project(t)
+		dir := filepath.Join(t.TempDir(), "checkpoints")
+		l, err := ledger.NewLedger(ledger.Config{DB: db, Key: e.key, Dir: dir, Every: 1, Instance: "test"})
+		require.NoError(t, err)
+		_, err = l.Guard(ctx, e.store, ledger.VerifyOptions{})
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(dir, nil, 0o600)) // a file where the directory should be
+		_, _, err = l.Publish(ctx)
+		require.Error(t, err, "the directory cannot be made")
+		stored, err := ledger.StoredCheckpoints(ctx, db, 1)
+		require.NoError(t, err)
+		require.Len(t, stored, 1, "the row was committed before the file was tried")
+		require.Contains(t, string(stored[0].Note), "\n9\n", "the checkpoint of the tree's 9 leaves")
+
+		// The same checkpoint, published again once the directory can be
+		// made: the row is kept, the file written.
+		require.NoError(t, os.Remove(dir))
+		s, fresh, err := l.Publish(ctx)
+		require.NoError(t, err)
+		require.True(t, fresh)
+		require.EqualValues(t, 9, s.Size)
+		require.Equal(t, dir, filepath.Dir(s.Source))
+		stored, err = ledger.StoredCheckpoints(ctx, db, 0)
+		require.NoError(t, err)
+		require.Len(t, stored, 1)
+		_, err = os.Stat(s.Source)
+		require.NoError(t, err)
+	})
+}

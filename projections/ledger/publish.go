@@ -278,8 +278,9 @@ var errEmpty = errors.New("ledger: empty tree")
 
 // Publish signs the stored tree as it is now, when it has grown since the
 // last checkpoint, after proving it consistent with that checkpoint: it
-// writes the checkpoint file, stores the note in the database and hands it
-// to the sinks. It returns the newest checkpoint and whether it is new. A
+// stores the note in the database (a commit with fsync, before anything
+// else sees the checkpoint), writes the checkpoint file and hands it to
+// the sinks. It returns the newest checkpoint and whether it is new. A
 // tree that is not consistent with the last checkpoint is never signed:
 // the ledger then stops signing (Fault) and the error wraps ErrMismatch.
 func (l *Ledger) Publish(ctx context.Context) (Signed, bool, error) {
@@ -321,6 +322,14 @@ func (l *Ledger) Publish(ctx context.Context) (Signed, bool, error) {
 	if err != nil {
 		return Signed{}, false, err
 	}
+	// The row first: its commit waits for fsync, and so makes durable the
+	// tree it signs, which the read models' runner may have written
+	// without (sqldb.DB.Unsynced, the same file). A checkpoint file is
+	// never on disk ahead of the tree it signs, so a power loss cannot
+	// leave a published checkpoint that the stored tree falls short of.
+	if err := saveCheckpoint(ctx, l.cfg.DB, s, l.cfg.Instance); err != nil {
+		return Signed{}, false, err
+	}
 	path, err := writeCheckpointFile(l.cfg.Dir, s)
 	if err != nil {
 		if errors.Is(err, ErrMismatch) {
@@ -329,9 +338,6 @@ func (l *Ledger) Publish(ctx context.Context) (Signed, bool, error) {
 		return Signed{}, false, err
 	}
 	s.Source = path
-	if err := saveCheckpoint(ctx, l.cfg.DB, s, l.cfg.Instance); err != nil {
-		return Signed{}, false, err
-	}
 	l.mu.Lock()
 	l.last = &s
 	sinks := l.cfg.Sinks
