@@ -286,6 +286,10 @@ func (f figure) text() string {
 		perPair, _ := f.Values.get("bytes_per_pair")
 		capture, _ := f.Values.get("capture_ms")
 		parts = append(parts, fmt.Sprintf("%.2f s, %.0f bytes (%.0f B/pair), applier held %.0f ms", f.Seconds, bytes, perPair, capture))
+	case "snapshot.write.history":
+		bytes, _ := f.Values.get("bytes")
+		capture, _ := f.Values.get("capture_ms")
+		parts = append(parts, fmt.Sprintf("%.2f s, %.0f bytes, fold held %.0f ms", f.Seconds, bytes, capture))
 	case "expiry":
 		parts = append(parts, fmt.Sprintf("%d expiries in %.2f s (%s/s)", f.Count, f.Seconds, human(f.PerSecond)))
 	default:

@@ -45,6 +45,9 @@ type Engine struct {
 	ReadDB *sqldb.DB
 	Runner *projections.Runner
 	Index  *accessindex.Index
+	// History is the access history's projection (run by Runner); with
+	// Options.Snapshot.Dir set its fold starts from its snapshot.
+	History *accesshistory.Projection
 	// Ledger signs checkpoints of the tree and guards the start: the
 	// engine is ready only once the log agrees with what was published.
 	// Nil when Options.ReadOnlyKey is set and there is no key.
@@ -67,11 +70,12 @@ type Options struct {
 	// CheckpointInterval and CheckpointEvery: when a grown tree is signed.
 	CheckpointInterval time.Duration
 	CheckpointEvery    int64
-	// Snapshot configures the access index's snapshots (issue 18): at
-	// start Run loads Snapshot.Dir's snapshot, when there is a valid one,
-	// and replays only the log after it; while running it writes new ones
-	// in the background (accessindex.RunSnapshots). An empty Dir turns
-	// snapshots off: every start replays the whole log.
+	// Snapshot configures the snapshots of the access index and of the
+	// access history's fold (issue 18): at start Run loads Snapshot.Dir's
+	// snapshots, when they are valid, and replays only the log after them;
+	// while running it writes new ones in the background
+	// (accessindex.RunSnapshots, accesshistory.RunSnapshots). An empty Dir
+	// turns snapshots off: every start replays the whole log.
 	Snapshot accessindex.SnapshotConfig
 }
 
@@ -96,7 +100,19 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 	if latest != nil {
 		lopts = append(lopts, ledger.WithCheckpoint(*latest))
 	}
-	runner, err := projections.NewRunner(st.Read.DB, st.Log, ReadModels(lopts...), projections.WithLogger(log),
+	snap := opts.Snapshot
+	if snap.Logger == nil {
+		snap.Logger = log
+	}
+	var hopts []accesshistory.Option
+	if snap.Dir != "" {
+		hopts = append(hopts, accesshistory.WithSnapshots(accesshistory.SnapshotConfig{Dir: snap.Dir, Log: st.Log,
+			Every: snap.Every, Interval: snap.Interval, Logger: snap.Logger}))
+	}
+	history := accesshistory.New(hopts...)
+	models := ReadModels(lopts...)
+	models[0] = history
+	runner, err := projections.NewRunner(st.Read.DB, st.Log, models, projections.WithLogger(log),
 		// The ledger hashes the events as stored, and the audit trail names
 		// their leaves and keeps them as stored (sealed): both read the
 		// stored log.
@@ -105,11 +121,7 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 		_ = st.Close()
 		return nil, err
 	}
-	snap := opts.Snapshot
-	if snap.Logger == nil {
-		snap.Logger = log
-	}
-	return &Engine{log: log, Stores: st, ReadDB: st.Read, Runner: runner, Ledger: l, verified: make(chan struct{}),
+	return &Engine{log: log, Stores: st, ReadDB: st.Read, Runner: runner, Ledger: l, History: history, verified: make(chan struct{}),
 		Index: accessindex.New(accessindex.WithLogger(log)), snapshot: snap}, nil
 }
 
@@ -154,6 +166,7 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 	})
 	if e.snapshot.Dir != "" {
 		g.Go(func() error { return e.Index.RunSnapshots(gctx, e.snapshot) })
+		g.Go(func() error { return e.History.RunSnapshots(gctx) })
 	}
 	g.Go(func() error { return e.guardAndPublish(gctx, e.verified) })
 	g.Go(func() error {

@@ -14,6 +14,7 @@ package accessmodel
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -405,15 +406,31 @@ func (m *Model) Source(p Pair, t time.Time) (EventRef, bool) {
 
 // State is a Model's fold saved for a snapshot (see State): every
 // aggregate's state (without personal fields, see domain.ChildState) and
-// each account's children in first-seen order, at Position. It holds no
-// provenance and no policy history: only a Model made WithoutProvenance,
-// which never reads them, can be saved and restored.
+// each account's children in first-seen order, at Position. For a model
+// with provenance (Provenance true) it holds also the provenance of every
+// pair and account, the grace periods placement ends gave, and the policy
+// history without its reasons (free text, personal data: the fold never
+// reads them). A model made WithoutProvenance saves none of these, as
+// before: it never reads them.
 type State struct {
 	Position eventlog.Position
 	Applied  uint64
 	Children []domain.ChildState
 	Accounts []domain.AccountState
 	PairsOf  []AccountChildren
+
+	// Provenance: the model keeps provenance; the fields below are set.
+	Provenance bool
+	// PairProv and AccountProv are the events that set each bounding time
+	// (Unix microseconds) of a pair's facts and of an account's.
+	PairProv    []PairProvenance
+	AccountProv []AccountProvenance
+	// Graces are the grace periods placement end events gave (GraceOf).
+	Graces []EventGrace
+	// Policies are the recorded policies, oldest first, each without its
+	// Reason; PolicyVersion is the policy stream's version folded.
+	Policies      []domain.PolicyRecord
+	PolicyVersion uint64
 }
 
 // AccountChildren is one account's children in a State, in first-seen
@@ -423,19 +440,31 @@ type AccountChildren struct {
 	Children []uuid.UUID
 }
 
-// ErrProvenance is returned by State and Restore for a Model that keeps
-// provenance: its provenance and policy history are not saved.
-var ErrProvenance = errors.New("accessmodel: a model with provenance cannot be saved or restored")
+// PairProvenance is one pair's provenance in a State.
+type PairProvenance struct {
+	Pair  Pair
+	Times map[int64]EventRef
+}
+
+// AccountProvenance is one account's provenance in a State.
+type AccountProvenance struct {
+	Account uuid.UUID
+	Times   map[int64]EventRef
+}
+
+// EventGrace is the grace period placement end event Event gave, in a
+// State.
+type EventGrace struct {
+	Event uuid.UUID
+	Grace Grace
+}
 
 // State returns the model's fold, sharing nothing with the model, for a
 // snapshot; Restore makes a model that applies the records after
-// State.Position exactly as m does. The model must be made
-// WithoutProvenance (else ErrProvenance). Like every method, State must
-// not run concurrently with Apply.
+// State.Position exactly as m does, and answers Facts, Source, Opener and
+// GraceOf as m does. The policy history's reasons are not saved (see
+// State). Like every method, State must not run concurrently with Apply.
 func (m *Model) State() (State, error) {
-	if !m.noProv {
-		return State{}, ErrProvenance
-	}
 	s := State{Position: m.position, Applied: m.applied,
 		Children: make([]domain.ChildState, 0, len(m.children)),
 		Accounts: make([]domain.AccountState, 0, len(m.accounts)),
@@ -449,14 +478,41 @@ func (m *Model) State() (State, error) {
 	for acct, children := range m.pairsOf {
 		s.PairsOf = append(s.PairsOf, AccountChildren{Account: acct, Children: slices.Clone(children)})
 	}
+	if m.noProv {
+		return s, nil
+	}
+	s.Provenance = true
+	s.PairProv = make([]PairProvenance, 0, len(m.prov))
+	for p, times := range m.prov {
+		s.PairProv = append(s.PairProv, PairProvenance{Pair: p, Times: maps.Clone(times)})
+	}
+	s.AccountProv = make([]AccountProvenance, 0, len(m.acctProv))
+	for a, times := range m.acctProv {
+		s.AccountProv = append(s.AccountProv, AccountProvenance{Account: a, Times: maps.Clone(times)})
+	}
+	s.Graces = make([]EventGrace, 0, len(m.graces))
+	for id, g := range m.graces {
+		if g.Policy != nil {
+			ref := *g.Policy
+			g.Policy = &ref
+		}
+		s.Graces = append(s.Graces, EventGrace{Event: id, Grace: g})
+	}
+	s.Policies = m.policies.Records()
+	for i := range s.Policies {
+		s.Policies[i].Reason = ""
+	}
+	s.PolicyVersion = m.policies.Version()
 	return s, nil
 }
 
-// Restore returns a model WithoutProvenance whose fold is s (see State).
-// It shares nothing with s. A State that is not one State returned (two
-// aggregates with the same id) fails with ErrApply.
+// Restore returns a model whose fold is s (see State): with provenance
+// when s has it, else WithoutProvenance. It shares nothing with s. A State
+// that is not one State returned (two aggregates, pairs or grace periods
+// with the same id) fails with ErrApply.
 func Restore(s State) (*Model, error) {
-	m := New(WithoutProvenance())
+	m := New()
+	m.noProv = !s.Provenance
 	m.position, m.applied = s.Position, s.Applied
 	m.children = make(map[uuid.UUID]*domain.Child, len(s.Children))
 	m.accounts = make(map[uuid.UUID]*domain.Account, len(s.Accounts))
@@ -479,5 +535,35 @@ func Restore(s State) (*Model, error) {
 		}
 		m.pairsOf[ac.Account] = slices.Clone(ac.Children)
 	}
+	if !s.Provenance {
+		return m, nil
+	}
+	m.prov = make(map[Pair]map[int64]EventRef, len(s.PairProv))
+	for _, pp := range s.PairProv {
+		if _, dup := m.prov[pp.Pair]; dup {
+			return nil, fmt.Errorf("%w: pair %s/%s's provenance twice in a saved state", ErrApply, pp.Pair.Account, pp.Pair.Child)
+		}
+		m.prov[pp.Pair] = maps.Clone(pp.Times)
+	}
+	m.acctProv = make(map[uuid.UUID]map[int64]EventRef, len(s.AccountProv))
+	for _, ap := range s.AccountProv {
+		if _, dup := m.acctProv[ap.Account]; dup {
+			return nil, fmt.Errorf("%w: account %s's provenance twice in a saved state", ErrApply, ap.Account)
+		}
+		m.acctProv[ap.Account] = maps.Clone(ap.Times)
+	}
+	m.graces = make(map[uuid.UUID]Grace, len(s.Graces))
+	for _, eg := range s.Graces {
+		if _, dup := m.graces[eg.Event]; dup {
+			return nil, fmt.Errorf("%w: event %s's grace period twice in a saved state", ErrApply, eg.Event)
+		}
+		g := eg.Grace
+		if g.Policy != nil {
+			ref := *g.Policy
+			g.Policy = &ref
+		}
+		m.graces[eg.Event] = g
+	}
+	m.policies = domain.RestorePolicyHistory(domain.Policy{}, s.Policies, s.PolicyVersion)
 	return m, nil
 }
