@@ -234,19 +234,21 @@ func (b *bencher) sqliteData(ctx context.Context) (*dataset, error) {
 	} else {
 		fmt.Fprintf(b.progress, "bench: using the cached data set %s (%d events)\n", cache, data.Summary.Events)
 	}
-	run := filepath.Join(b.workDir, "run-sqlite.db")
-	removeSQLite(run)
-	dir := filepath.Join(b.workDir, "run-sqlite-data")
-	if err := os.RemoveAll(dir); err != nil {
+	// The run's copy is its own (a directory per run), so that runs
+	// sharing a --work-dir never write into each other's copy.
+	runDir, err := os.MkdirTemp(b.workDir, "run-sqlite-")
+	if err != nil {
 		return nil, err
 	}
+	run, dir := filepath.Join(runDir, "run-sqlite.db"), filepath.Join(runDir, "data")
 	for _, suffix := range []string{"", "-wal"} {
 		if err := copyFile(cache+suffix, run+suffix); err != nil && !(suffix != "" && errors.Is(err, fs.ErrNotExist)) {
+			_ = os.RemoveAll(runDir)
 			return nil, fmt.Errorf("copy the cached data set: %w", err)
 		}
 	}
 	return &dataset{store: "sqlite", url: "sqlite:" + run, data: data, built: built, dir: dir,
-		cleanup: func() { removeSQLite(run); _ = os.RemoveAll(dir) }}, nil
+		cleanup: func() { _ = os.RemoveAll(runDir) }}, nil
 }
 
 // postgresData generates the data set into a new schema of the --postgres
