@@ -98,7 +98,7 @@ func NewQueries(e *Engine, cmds *commands.Service, wait time.Duration, log *slog
 	cfg := queries.Config{
 		Index: e.Index, History: accesshistory.NewReader(e.ReadDB), Accounts: accounts.NewReader(e.ReadDB),
 		Audit: audit.NewReader(e.ReadDB, e.Stores.Log.Open), SecurityLog: securitylog.New(e.ReadDB), Views: viewlog.New(e.ReadDB),
-		ChildRecords: queries.ChildrenFromLog(e.Stores.Log), Refusals: securitylog.New(e.ReadDB),
+		ChildRecords: queries.ChildrenFromLog(e.GatedStreams()), Refusals: securitylog.New(e.ReadDB),
 		Progress: e.Runner.Status, Policy: cmds.Policy(), Policies: cmds, MinPositionWait: wait, Logger: log,
 		ChildIDFor: e.Stores.IDs.ChildID,
 	}

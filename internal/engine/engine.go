@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accesshistory"
 	"github.com/accessledger/accessledger/projections/accessindex"
@@ -52,9 +53,10 @@ type Engine struct {
 	// engine is ready only once the log agrees with what was published.
 	// Nil when Options.ReadOnlyKey is set and there is no key.
 	Ledger *ledger.Ledger
-	// verified is closed once the start-up check found the log agreeing
-	// with the stored tree and the published checkpoints.
-	verified chan struct{}
+	// verified is closed once the start-up check found the log's tail
+	// (the records this start reads) agreeing with the stored tree and the
+	// published checkpoints; whole once the whole stored log does.
+	verified, whole chan struct{}
 	// snapshot configures the index's snapshots (Options.Snapshot).
 	snapshot accessindex.SnapshotConfig
 }
@@ -121,7 +123,7 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 		_ = st.Close()
 		return nil, err
 	}
-	return &Engine{log: log, Stores: st, ReadDB: st.Read, Runner: runner, Ledger: l, History: history, verified: make(chan struct{}),
+	return &Engine{log: log, Stores: st, ReadDB: st.Read, Runner: runner, Ledger: l, History: history, verified: make(chan struct{}), whole: make(chan struct{}),
 		Index: accessindex.New(accessindex.WithLogger(log)), snapshot: snap}, nil
 }
 
@@ -152,12 +154,17 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 	defer restoreGC()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.Runner.Run(gctx) })
+	indexFrom := make(chan eventlog.Position, 1)
 	g.Go(func() error {
+		from := eventlog.Start
 		if e.snapshot.Dir != "" {
 			// A snapshot that does not load is logged (warn) and the whole
 			// log replayed.
-			e.Index.StartFromSnapshot(gctx, e.snapshot.Dir, e.Stores.Log)
+			if info, ok := e.Index.StartFromSnapshot(gctx, e.snapshot.Dir, e.Stores.Log); ok {
+				from = info.Position
+			}
 		}
+		indexFrom <- from
 		err := e.Index.Run(gctx, e.Stores.Log)
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			return nil
@@ -168,7 +175,7 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 		g.Go(func() error { return e.Index.RunSnapshots(gctx, e.snapshot) })
 		g.Go(func() error { return e.History.RunSnapshots(gctx) })
 	}
-	g.Go(func() error { return e.guardAndPublish(gctx, e.verified) })
+	g.Go(func() error { return e.guardAndPublish(gctx, indexFrom) })
 	g.Go(func() error {
 		select {
 		case <-gctx.Done():
@@ -192,16 +199,27 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 	return g.Wait()
 }
 
-// AfterVerified runs f once the start-up check has passed (the messaging:
-// the process manager appends expiries decided from the log, the relays
-// publish it), or returns nil when ctx ends first.
+// AfterVerified runs f once the ledger has verified the whole stored log
+// (the messaging: the process manager appends expiries decided from the
+// log, the relays publish it), or returns nil when ctx ends first. After a
+// start from snapshots that is after ready: the start verifies only the
+// log's tail, and the whole log in the background (docs/ledger.md).
 func (e *Engine) AfterVerified(ctx context.Context, f func(context.Context) error) error {
-	select {
-	case <-ctx.Done():
+	if err := e.WaitWhole(ctx); err != nil {
 		return nil
-	case <-e.verified:
 	}
 	return f(ctx)
+}
+
+// WaitWhole waits until the ledger has verified the whole stored log (at
+// once without a ledger), or returns ctx's error.
+func (e *Engine) WaitWhole(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.whole:
+		return nil
+	}
 }
 
 // LogStatus logs every projection's state.

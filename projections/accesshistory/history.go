@@ -88,11 +88,14 @@ type Projection struct {
 	erasures                      uint64
 	loadedErasures, loadedApplied uint64
 	broken                        bool
+	// loadedOnce closes loadedCh after the first Load that succeeded.
+	loadedOnce sync.Once
+	loadedCh   chan struct{}
 }
 
 // New returns the projection.
 func New(opts ...Option) *Projection {
-	p := &Projection{}
+	p := &Projection{loadedCh: make(chan struct{})}
 	for _, o := range opts {
 		o(p)
 	}
@@ -202,23 +205,43 @@ func (r *row) same(n *row) bool {
 // at at, so that the warm-up only advances the model (recomputing every
 // pair's intervals for every record would take twice as long).
 //
-// With WithSnapshots, Load restores the fold from the snapshot when it is
-// usable at at (see the snapshot notes), and the runner then replays only
-// the records after WarmStart.
+// With WithSnapshots, Load restores the fold, its current rows and next id
+// from the snapshot when it is usable at at (see the snapshot notes): the
+// table is not read, and the runner then replays only the records after
+// WarmStart, through the whole fold.
 func (p *Projection) Load(ctx context.Context, db bun.IDB, t projections.Tables, at eventlog.Position) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.model, p.warmFrom, p.last, p.erasures, p.broken = accessmodel.New(), eventlog.Start, lastRecord{}, 0, false
 	p.loadedErasures, p.loadedApplied = 0, 0
 	p.warmTo = at
-	p.loadSnapshot(ctx, at)
+	if snap := p.loadSnapshot(ctx, at); snap != nil {
+		// The fold's rows and next id at the snapshot's position come with
+		// it: the records after it, up to at, go through the whole fold
+		// (as records another runner wrote), which checks them against the
+		// table's largest id at the first Apply.
+		var maxID sql.NullInt64
+		if err := db.NewRaw("SELECT MAX(id) FROM ?", t.Ident(table)).Scan(ctx, &maxID); err != nil {
+			return false, fmt.Errorf("accesshistory: load at %s: max id: %w", at, err)
+		}
+		p.rows, p.nextID, p.loaded = snap.rows(), snap.NextID, maxID.Int64
+		p.warmTo = snap.Model.Position
+		p.loadedOnce.Do(func() { close(p.loadedCh) })
+		return true, nil
+	}
 	rows, next, maxID, err := loadState(ctx, db, t, at)
 	if err != nil {
 		return false, fmt.Errorf("accesshistory: load at %s: %w", at, err)
 	}
 	p.rows, p.nextID, p.loaded = rows, next, maxID
+	p.loadedOnce.Do(func() { close(p.loadedCh) })
 	return true, nil
 }
+
+// Loaded is closed once a Load has succeeded: WarmStart then names where
+// the fold was restored (the engine's ledger check reads the log from the
+// earliest of such positions).
+func (p *Projection) Loaded() <-chan struct{} { return p.loadedCh }
 
 // Replay implements projections.Projection. Records up to the position of
 // Load only advance the model (their rows are loaded); later ones (written

@@ -2,6 +2,7 @@ package accesshistory
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,10 +24,13 @@ import (
 // The projection's fold (accessmodel.Model, with provenance, the grace
 // periods and the policy history) lives in memory only, so every start
 // used to pass the whole log through it up to the checkpoint (the
-// warm-up). A snapshot is that fold saved at a position S: Load restores
-// it, and the runner replays only the records in (S, checkpoint]
-// (projections.WarmStarter). The rows the fold compares with are read from
-// the table, as before.
+// warm-up), and read every current row of the table. A snapshot is that
+// fold saved at a position S, with its current rows (what it compares new
+// intervals with) and next row id: Load restores it without reading the
+// table, and the runner replays only the records in (S, checkpoint]
+// (projections.WarmStarter) through the whole fold, as records another
+// runner wrote; the first Apply checks that the fold's ids caught up with
+// the table's.
 //
 // The file (SnapshotFile in SnapshotConfig.Dir) is internal/snapshotfile's
 // envelope (magic, format version, gob payload, SHA-256), written
@@ -154,8 +158,50 @@ type lastRecord struct {
 type snapshotPayload struct {
 	Last  lastRecord
 	Model accessmodel.State
+	// Rows are the fold's current rows per pair, as far as it compares and
+	// supersedes them (the columns loadState reads), in id order; NextID
+	// the id of the next row it makes.
+	Rows   []pairRows
+	NextID int64
 	// Erasures is the count of child erasures folded (RunSnapshots).
 	Erasures uint64
+}
+
+// pairRows is one pair's current rows in a snapshot.
+type pairRows struct {
+	Pair accessmodel.Pair
+	Rows []savedRow
+}
+
+// savedRow is what the fold keeps of a current row (see loadState). Reason
+// is the access's reason (placement, grant, grace period), not free text.
+type savedRow struct {
+	ID                 int64
+	Permissions        int64
+	Reason             string
+	ValidFrom          int64
+	ValidTo            sql.NullInt64
+	OpenedID, ClosedID sql.NullString
+}
+
+// rows returns the payload's rows as the fold keeps them.
+func (pl *snapshotPayload) rows() map[accessmodel.Pair][]*row {
+	out := make(map[accessmodel.Pair][]*row, len(pl.Rows))
+	reasons := map[string]string{}
+	for _, pr := range pl.Rows {
+		rs := make([]*row, len(pr.Rows))
+		for i, r := range pr.Rows {
+			reason, ok := reasons[r.Reason]
+			if !ok {
+				reason = r.Reason
+				reasons[reason] = reason
+			}
+			rs[i] = &row{ID: r.ID, Permissions: r.Permissions, Reason: reason, ValidFrom: r.ValidFrom, ValidTo: r.ValidTo,
+				OpenedID: r.OpenedID, ClosedID: r.ClosedID}
+		}
+		out[pr.Pair] = rs
+	}
+	return out
 }
 
 // WarmStart implements projections.WarmStarter: the position the fold was
@@ -167,17 +213,18 @@ func (p *Projection) WarmStart() eventlog.Position {
 }
 
 // loadSnapshot restores the fold from the snapshot, if it is usable at
-// checkpoint at, and returns its position. Called by Load with p.mu held.
-func (p *Projection) loadSnapshot(ctx context.Context, at eventlog.Position) {
+// checkpoint at, and returns the snapshot (nil when none was usable: the
+// fold is then empty). Called by Load with p.mu held.
+func (p *Projection) loadSnapshot(ctx context.Context, at eventlog.Position) *snapshotPayload {
 	if p.snap.Dir == "" || at.IsZero() {
-		return
+		return nil
 	}
 	l := p.snap.Logger
 	started := time.Now()
 	data, err := os.ReadFile(filepath.Join(p.snap.Dir, SnapshotFile))
 	if errors.Is(err, os.ErrNotExist) {
 		l.InfoContext(ctx, "access history: no snapshot; replaying the log up to the checkpoint", slog.String("dir", p.snap.Dir))
-		return
+		return nil
 	}
 	if err == nil {
 		var m *accessmodel.Model
@@ -196,11 +243,12 @@ func (p *Projection) loadSnapshot(ctx context.Context, at eventlog.Position) {
 			l.InfoContext(ctx, "access history loaded from its snapshot; replaying the log after it up to the checkpoint",
 				slog.String("dir", p.snap.Dir), slog.String("position", pl.Model.Position.String()),
 				slog.String("checkpoint", at.String()), slog.Int("bytes", len(data)), slog.Duration("elapsed", time.Since(started)))
-			return
+			return pl
 		}
 	}
 	l.WarnContext(ctx, "access history snapshot ignored; replaying the whole log up to the checkpoint",
 		slog.String("dir", p.snap.Dir), slog.String("error", err.Error()))
+	return nil
 }
 
 // decodeSnapshot checks a snapshot file's bytes and decodes its payload.
@@ -278,7 +326,16 @@ func (p *Projection) capture() (pl *snapshotPayload, ok bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("accesshistory: snapshot: %w", err)
 	}
-	return &snapshotPayload{Last: p.last, Model: st, Erasures: p.erasures}, true, nil
+	pl = &snapshotPayload{Last: p.last, Model: st, NextID: p.nextID, Erasures: p.erasures, Rows: make([]pairRows, 0, len(p.rows))}
+	for pair, rs := range p.rows {
+		saved := make([]savedRow, len(rs))
+		for i, r := range rs {
+			saved[i] = savedRow{ID: r.ID, Permissions: r.Permissions, Reason: r.Reason, ValidFrom: r.ValidFrom, ValidTo: r.ValidTo,
+				OpenedID: r.OpenedID, ClosedID: r.ClosedID}
+		}
+		pl.Rows = append(pl.Rows, pairRows{Pair: pair, Rows: saved})
+	}
+	return pl, true, nil
 }
 
 // WriteSnapshot saves the fold at its current position into
