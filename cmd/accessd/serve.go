@@ -53,7 +53,15 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	if err != nil {
 		return err
 	}
-	if err := recordInitialPolicy(ctx, cmds, policy, log); err != nil {
+	// The initial policy is recorded before the engine runs, so from the
+	// log itself: cmds reads streams only once the ledger has verified the
+	// whole log (engine.GatedStreams), which may be after ready.
+	initial, err := commands.New(e.Stores.Log, securitylog.New(e.ReadDB),
+		commands.Config{Policy: policy, Logger: log, Eraser: e.Stores.Log, IDs: e.Stores.IDs})
+	if err != nil {
+		return err
+	}
+	if err := recordInitialPolicy(ctx, initial, policy, log); err != nil {
 		return err
 	}
 	bcfg, err := engine.BusConfig(sc.bus, log)

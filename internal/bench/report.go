@@ -279,7 +279,7 @@ func (f figure) text() string {
 		pairs, _ := f.Values.get("pairs")
 		mb, _ := f.Values.get("heap_mib")
 		parts = append(parts, fmt.Sprintf("%.0f B/pair (%.0f pairs, %.0f MiB)", b, pairs, mb))
-	case "start_to_ready", "start_to_ready.snapshot":
+	case "start_to_ready", "start_to_ready.snapshot", "ledger.whole_after_ready":
 		parts = append(parts, fmt.Sprintf("%.2f s", f.Seconds))
 	case "snapshot.write":
 		bytes, _ := f.Values.get("bytes")
