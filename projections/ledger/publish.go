@@ -75,7 +75,7 @@ type Ledger struct {
 	last     *Signed    // the newest checkpoint published or found
 	verified bool       // Guard or GuardTail has passed
 	whole    bool       // a check of the whole log has passed
-	fault    *Report // the failed verification, if any
+	fault    *Report    // the failed verification, if any
 	faultErr error
 	wake     chan struct{}
 }
