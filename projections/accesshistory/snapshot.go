@@ -174,14 +174,31 @@ type pairRows struct {
 }
 
 // savedRow is what the fold keeps of a current row (see loadState). Reason
-// is the access's reason (placement, grant, grace period), not free text.
+// is the access's reason (placement, grant, grace period), not free text;
+// Opened and Closed are the events' ids (uuid.Nil: none).
 type savedRow struct {
-	ID                 int64
-	Permissions        int64
-	Reason             string
-	ValidFrom          int64
-	ValidTo            sql.NullInt64
-	OpenedID, ClosedID sql.NullString
+	ID             int64
+	Permissions    int64
+	Reason         string
+	ValidFrom      int64
+	ValidTo        sql.NullInt64
+	Opened, Closed uuid.UUID
+}
+
+// eventID is a row's event id column from a saved id.
+func eventID(id uuid.UUID) sql.NullString {
+	if id == uuid.Nil {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: id.String(), Valid: true}
+}
+
+// savedID is a saved id from a row's event id column.
+func savedID(s sql.NullString) (uuid.UUID, error) {
+	if !s.Valid {
+		return uuid.Nil, nil
+	}
+	return uuid.Parse(s.String)
 }
 
 // rows returns the payload's rows as the fold keeps them.
@@ -197,7 +214,7 @@ func (pl *snapshotPayload) rows() map[accessmodel.Pair][]*row {
 				reasons[reason] = reason
 			}
 			rs[i] = &row{ID: r.ID, Permissions: r.Permissions, Reason: reason, ValidFrom: r.ValidFrom, ValidTo: r.ValidTo,
-				OpenedID: r.OpenedID, ClosedID: r.ClosedID}
+				OpenedID: eventID(r.Opened), ClosedID: eventID(r.Closed)}
 		}
 		out[pr.Pair] = rs
 	}
@@ -330,8 +347,16 @@ func (p *Projection) capture() (pl *snapshotPayload, ok bool, err error) {
 	for pair, rs := range p.rows {
 		saved := make([]savedRow, len(rs))
 		for i, r := range rs {
+			opened, err := savedID(r.OpenedID)
+			if err != nil {
+				return nil, false, fmt.Errorf("accesshistory: snapshot: row %d: %w", r.ID, err)
+			}
+			closed, err := savedID(r.ClosedID)
+			if err != nil {
+				return nil, false, fmt.Errorf("accesshistory: snapshot: row %d: %w", r.ID, err)
+			}
 			saved[i] = savedRow{ID: r.ID, Permissions: r.Permissions, Reason: r.Reason, ValidFrom: r.ValidFrom, ValidTo: r.ValidTo,
-				OpenedID: r.OpenedID, ClosedID: r.ClosedID}
+				Opened: opened, Closed: closed}
 		}
 		pl.Rows = append(pl.Rows, pairRows{Pair: pair, Rows: saved})
 	}

@@ -3,7 +3,6 @@ package accesshistory_test
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/gob"
@@ -510,23 +509,65 @@ func TestProperty_ModelStateRoundTrip(t *testing.T) {
 	})
 }
 
-// normalized sorts a State's slices (made from maps, in no order) and
-// empties the nil/empty difference gob makes.
-func normalized(s accessmodel.State) accessmodel.State {
+// canonical is a State's content in a form that compares equal for equal
+// folds: its slices made from maps, and its table of events, expanded.
+type canonical struct {
+	Position      eventlog.Position
+	Applied       uint64
+	Children      []domain.ChildState
+	Accounts      []domain.AccountState
+	PairsOf       []accessmodel.AccountChildren
+	PairProv      map[accessmodel.Pair]map[int64]accessmodel.EventRef
+	AccountProv   map[uuid.UUID]map[int64]accessmodel.EventRef
+	Graces        map[uuid.UUID]accessmodel.Grace
+	Policies      []domain.PolicyRecord
+	PolicyVersion uint64
+	Provenance    bool
+}
+
+func normalized(s accessmodel.State) canonical {
 	byID := func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
 	slices.SortFunc(s.Children, func(a, b domain.ChildState) int { return byID(a.ID, b.ID) })
 	slices.SortFunc(s.Accounts, func(a, b domain.AccountState) int { return byID(a.ID, b.ID) })
 	slices.SortFunc(s.PairsOf, func(a, b accessmodel.AccountChildren) int { return byID(a.Account, b.Account) })
-	slices.SortFunc(s.PairProv, func(a, b accessmodel.PairProvenance) int {
-		return cmp.Or(byID(a.Pair.Account, b.Pair.Account), byID(a.Pair.Child, b.Pair.Child))
-	})
-	slices.SortFunc(s.AccountProv, func(a, b accessmodel.AccountProvenance) int { return byID(a.Account, b.Account) })
-	slices.SortFunc(s.Graces, func(a, b accessmodel.EventGrace) int { return byID(a.Event, b.Event) })
+	r := s.Refs
+	ref := func(i uint32) accessmodel.EventRef {
+		var e accessmodel.EventRef
+		copy(e.ID[:], r.IDs[16*i:])
+		e.Position = eventlog.Position{Commit: r.Commit[i], Prepare: r.Prepare[i]}
+		e.Type, e.ActorID, e.ActorRole = r.Strings[r.Type[i]], r.Strings[r.Actor[i]], r.Strings[r.Role[i]]
+		return e
+	}
+	expand := func(times []int64, refs []uint32) map[int64]accessmodel.EventRef {
+		out := map[int64]accessmodel.EventRef{}
+		for i, t := range times {
+			out[t] = ref(refs[i])
+		}
+		return out
+	}
+	c := canonical{Position: s.Position, Applied: s.Applied, Children: s.Children, Accounts: s.Accounts, PairsOf: s.PairsOf,
+		PairProv: map[accessmodel.Pair]map[int64]accessmodel.EventRef{}, AccountProv: map[uuid.UUID]map[int64]accessmodel.EventRef{},
+		Graces: map[uuid.UUID]accessmodel.Grace{}, Policies: s.Policies, PolicyVersion: s.PolicyVersion, Provenance: s.Provenance}
+	for _, pp := range s.PairProv {
+		c.PairProv[pp.Pair] = expand(pp.Times, pp.Refs)
+	}
+	for _, ap := range s.AccountProv {
+		c.AccountProv[ap.Account] = expand(ap.Times, ap.Refs)
+	}
+	for _, eg := range s.Graces {
+		g := accessmodel.Grace{Period: eg.Period}
+		if eg.Policy > 0 {
+			p := ref(eg.Policy - 1)
+			g.Policy = &p
+		}
+		c.Graces[eg.Event] = g
+	}
+	// gob makes empty slices nil: compare after one round trip each.
 	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(s); err != nil {
+	if err := gob.NewEncoder(&buf).Encode(c); err != nil {
 		panic(err)
 	}
-	var out accessmodel.State
+	var out canonical
 	if err := gob.NewDecoder(&buf).Decode(&out); err != nil {
 		panic(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -306,6 +308,11 @@ func BenchmarkWarmUp(b *testing.B) {
 				replayAll(b, p, recs[from:], 5_000)
 			}
 			b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+			if bc.name == "from-snapshot-at-head" {
+				fi, err := os.Stat(filepath.Join(headDir, accesshistory.SnapshotFile))
+				require.NoError(b, err)
+				b.ReportMetric(float64(fi.Size()), "snapshot-bytes")
+			}
 		})
 	}
 }

@@ -14,7 +14,6 @@ package accessmodel
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -421,8 +420,11 @@ type State struct {
 
 	// Provenance: the model keeps provenance; the fields below are set.
 	Provenance bool
+	// Refs are the events the provenance and the grace periods name, each
+	// once (see Refs).
+	Refs Refs
 	// PairProv and AccountProv are the events that set each bounding time
-	// (Unix microseconds) of a pair's facts and of an account's.
+	// of a pair's facts and of an account's.
 	PairProv    []PairProvenance
 	AccountProv []AccountProvenance
 	// Graces are the grace periods placement end events gave (GraceOf).
@@ -440,23 +442,108 @@ type AccountChildren struct {
 	Children []uuid.UUID
 }
 
-// PairProvenance is one pair's provenance in a State.
-type PairProvenance struct {
-	Pair  Pair
-	Times map[int64]EventRef
+// Refs is a table of EventRefs in columns (compact, and quick to encode
+// and decode): ref i is the event IDs[16i:16i+16] at position
+// (Commit[i], Prepare[i]), of type Strings[Type[i]], by Strings[Actor[i]]
+// in role Strings[Role[i]].
+type Refs struct {
+	IDs               []byte
+	Commit, Prepare   []uint64
+	Type, Actor, Role []uint32
+	Strings           []string
+	index             map[uuid.UUID]uint32
+	strIndex          map[string]uint32
 }
 
-// AccountProvenance is one account's provenance in a State.
+// add returns the index of ref in the table, adding it once.
+func (r *Refs) add(ref EventRef) uint32 {
+	if i, ok := r.index[ref.ID]; ok {
+		return i
+	}
+	i := uint32(len(r.Commit))
+	r.index[ref.ID] = i
+	r.IDs = append(r.IDs, ref.ID[:]...)
+	r.Commit, r.Prepare = append(r.Commit, ref.Position.Commit), append(r.Prepare, ref.Position.Prepare)
+	r.Type, r.Actor, r.Role = append(r.Type, r.str(ref.Type)), append(r.Actor, r.str(ref.ActorID)), append(r.Role, r.str(ref.ActorRole))
+	return i
+}
+
+func (r *Refs) str(s string) uint32 {
+	if i, ok := r.strIndex[s]; ok {
+		return i
+	}
+	i := uint32(len(r.Strings))
+	r.strIndex[s] = i
+	r.Strings = append(r.Strings, s)
+	return i
+}
+
+// refs expands the table; it fails when the columns disagree.
+func (r *Refs) refs() ([]EventRef, error) {
+	n := len(r.Commit)
+	if len(r.IDs) != 16*n || len(r.Prepare) != n || len(r.Type) != n || len(r.Actor) != n || len(r.Role) != n {
+		return nil, fmt.Errorf("%w: a saved state's event table has columns of different lengths", ErrApply)
+	}
+	out := make([]EventRef, n)
+	for i := range out {
+		t, a, ro := r.Type[i], r.Actor[i], r.Role[i]
+		if int(t) >= len(r.Strings) || int(a) >= len(r.Strings) || int(ro) >= len(r.Strings) {
+			return nil, fmt.Errorf("%w: a saved state's event %d names a text it does not hold", ErrApply, i)
+		}
+		copy(out[i].ID[:], r.IDs[16*i:])
+		out[i].Position = eventlog.Position{Commit: r.Commit[i], Prepare: r.Prepare[i]}
+		out[i].Type, out[i].ActorID, out[i].ActorRole = r.Strings[t], r.Strings[a], r.Strings[ro]
+	}
+	return out, nil
+}
+
+// PairProvenance is one pair's provenance in a State: the event
+// Refs[Refs[i]] set time Times[i] (Unix microseconds).
+type PairProvenance struct {
+	Pair  Pair
+	Times []int64
+	Refs  []uint32
+}
+
+// AccountProvenance is one account's provenance in a State, as
+// PairProvenance.
 type AccountProvenance struct {
 	Account uuid.UUID
-	Times   map[int64]EventRef
+	Times   []int64
+	Refs    []uint32
 }
 
 // EventGrace is the grace period placement end event Event gave, in a
-// State.
+// State, and the policy event that set it: the State's Refs[Policy-1], or
+// none when Policy is 0.
 type EventGrace struct {
-	Event uuid.UUID
-	Grace Grace
+	Event  uuid.UUID
+	Period time.Duration
+	Policy uint32
+}
+
+// provTimes splits a provenance map into a State's columns.
+func provTimes(refs *Refs, times map[int64]EventRef) ([]int64, []uint32) {
+	ts, rs := make([]int64, 0, len(times)), make([]uint32, 0, len(times))
+	for t, ref := range times {
+		ts, rs = append(ts, t), append(rs, refs.add(ref))
+	}
+	return ts, rs
+}
+
+// provMap joins a State's provenance columns into a map.
+func provMap(refs []EventRef, times []int64, idx []uint32) (map[int64]EventRef, error) {
+	if len(times) != len(idx) {
+		return nil, fmt.Errorf("%w: a saved state's provenance has %d times and %d events", ErrApply, len(times), len(idx))
+	}
+	out := make(map[int64]EventRef, len(times))
+	for i, t := range times {
+		if int(idx[i]) >= len(refs) {
+			return nil, fmt.Errorf("%w: a saved state's provenance names event %d of %d", ErrApply, idx[i], len(refs))
+		}
+		out[t] = refs[idx[i]]
+	}
+	return out, nil
 }
 
 // State returns the model's fold, sharing nothing with the model, for a
@@ -482,22 +569,26 @@ func (m *Model) State() (State, error) {
 		return s, nil
 	}
 	s.Provenance = true
+	s.Refs = Refs{index: map[uuid.UUID]uint32{}, strIndex: map[string]uint32{}}
 	s.PairProv = make([]PairProvenance, 0, len(m.prov))
 	for p, times := range m.prov {
-		s.PairProv = append(s.PairProv, PairProvenance{Pair: p, Times: maps.Clone(times)})
+		ts, rs := provTimes(&s.Refs, times)
+		s.PairProv = append(s.PairProv, PairProvenance{Pair: p, Times: ts, Refs: rs})
 	}
 	s.AccountProv = make([]AccountProvenance, 0, len(m.acctProv))
 	for a, times := range m.acctProv {
-		s.AccountProv = append(s.AccountProv, AccountProvenance{Account: a, Times: maps.Clone(times)})
+		ts, rs := provTimes(&s.Refs, times)
+		s.AccountProv = append(s.AccountProv, AccountProvenance{Account: a, Times: ts, Refs: rs})
 	}
 	s.Graces = make([]EventGrace, 0, len(m.graces))
 	for id, g := range m.graces {
+		eg := EventGrace{Event: id, Period: g.Period}
 		if g.Policy != nil {
-			ref := *g.Policy
-			g.Policy = &ref
+			eg.Policy = s.Refs.add(*g.Policy) + 1
 		}
-		s.Graces = append(s.Graces, EventGrace{Event: id, Grace: g})
+		s.Graces = append(s.Graces, eg)
 	}
+	s.Refs.index, s.Refs.strIndex = nil, nil
 	s.Policies = m.policies.Records()
 	for i := range s.Policies {
 		s.Policies[i].Reason = ""
@@ -538,28 +629,39 @@ func Restore(s State) (*Model, error) {
 	if !s.Provenance {
 		return m, nil
 	}
+	refs, err := s.Refs.refs()
+	if err != nil {
+		return nil, err
+	}
 	m.prov = make(map[Pair]map[int64]EventRef, len(s.PairProv))
 	for _, pp := range s.PairProv {
 		if _, dup := m.prov[pp.Pair]; dup {
 			return nil, fmt.Errorf("%w: pair %s/%s's provenance twice in a saved state", ErrApply, pp.Pair.Account, pp.Pair.Child)
 		}
-		m.prov[pp.Pair] = maps.Clone(pp.Times)
+		if m.prov[pp.Pair], err = provMap(refs, pp.Times, pp.Refs); err != nil {
+			return nil, err
+		}
 	}
 	m.acctProv = make(map[uuid.UUID]map[int64]EventRef, len(s.AccountProv))
 	for _, ap := range s.AccountProv {
 		if _, dup := m.acctProv[ap.Account]; dup {
 			return nil, fmt.Errorf("%w: account %s's provenance twice in a saved state", ErrApply, ap.Account)
 		}
-		m.acctProv[ap.Account] = maps.Clone(ap.Times)
+		if m.acctProv[ap.Account], err = provMap(refs, ap.Times, ap.Refs); err != nil {
+			return nil, err
+		}
 	}
 	m.graces = make(map[uuid.UUID]Grace, len(s.Graces))
 	for _, eg := range s.Graces {
 		if _, dup := m.graces[eg.Event]; dup {
 			return nil, fmt.Errorf("%w: event %s's grace period twice in a saved state", ErrApply, eg.Event)
 		}
-		g := eg.Grace
-		if g.Policy != nil {
-			ref := *g.Policy
+		g := Grace{Period: eg.Period}
+		if eg.Policy > 0 {
+			if int(eg.Policy) > len(refs) {
+				return nil, fmt.Errorf("%w: a saved grace period names event %d of %d", ErrApply, eg.Policy-1, len(refs))
+			}
+			ref := refs[eg.Policy-1]
 			g.Policy = &ref
 		}
 		m.graces[eg.Event] = g

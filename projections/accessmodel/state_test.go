@@ -38,6 +38,15 @@ func TestStateRefusals(t *testing.T) {
 		{"a pair's provenance twice", accessmodel.State{Provenance: true, PairProv: []accessmodel.PairProvenance{{Pair: pair}, {Pair: pair}}}},
 		{"an account's provenance twice", accessmodel.State{Provenance: true, AccountProv: []accessmodel.AccountProvenance{{Account: id}, {Account: id}}}},
 		{"a grace period twice", accessmodel.State{Provenance: true, Graces: []accessmodel.EventGrace{{Event: id}, {Event: id}}}},
+		{"an event table's columns of different lengths", accessmodel.State{Provenance: true, Refs: accessmodel.Refs{Commit: []uint64{1}}}},
+		{"an event naming a text it does not hold", accessmodel.State{Provenance: true, Refs: accessmodel.Refs{IDs: make([]byte, 16),
+			Commit: []uint64{1}, Prepare: []uint64{1}, Type: []uint32{3}, Actor: []uint32{0}, Role: []uint32{0}}}},
+		{"provenance naming a missing event", accessmodel.State{Provenance: true,
+			PairProv: []accessmodel.PairProvenance{{Pair: pair, Times: []int64{1}, Refs: []uint32{0}}}}},
+		{"provenance's columns of different lengths", accessmodel.State{Provenance: true,
+			AccountProv: []accessmodel.AccountProvenance{{Account: id, Times: []int64{1}}}}},
+		{"a grace period naming a missing policy event", accessmodel.State{Provenance: true,
+			Graces: []accessmodel.EventGrace{{Event: id, Policy: 1}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
