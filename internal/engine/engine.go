@@ -152,6 +152,12 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 		})
 	}
 	defer restoreGC()
+	// Before the runner starts: where the read models will read the log
+	// from (the ledger's start-up check covers it).
+	models := eventlog.Start
+	if e.snapshot.Dir != "" {
+		models = e.readModelsStart(ctx)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.Runner.Run(gctx) })
 	indexFrom := make(chan eventlog.Position, 1)
@@ -175,7 +181,7 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 		g.Go(func() error { return e.Index.RunSnapshots(gctx, e.snapshot) })
 		g.Go(func() error { return e.History.RunSnapshots(gctx) })
 	}
-	g.Go(func() error { return e.guardAndPublish(gctx, indexFrom) })
+	g.Go(func() error { return e.guardAndPublish(gctx, indexFrom, models) })
 	g.Go(func() error {
 		select {
 		case <-gctx.Done():

@@ -63,7 +63,7 @@ const guardRetry = 5 * time.Second
 // background, it logs an alert and the ledger stops: the API refuses
 // decisions, naming the first bad position (docs/ledger.md); the engine
 // keeps running. A store that cannot be read is tried again.
-func (e *Engine) guardAndPublish(ctx context.Context, indexFrom <-chan eventlog.Position) error {
+func (e *Engine) guardAndPublish(ctx context.Context, indexFrom <-chan eventlog.Position, models eventlog.Position) error {
 	if e.Ledger == nil {
 		close(e.verified)
 		close(e.whole)
@@ -81,13 +81,9 @@ func (e *Engine) guardAndPublish(ctx context.Context, indexFrom <-chan eventlog.
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	from, err := e.tailStart(ctx, indexFrom)
-	if ctx.Err() != nil {
-		return nil
-	}
+	from, err := e.tailStart(ctx, indexFrom, models)
 	if err != nil {
-		e.log.Warn("ledger: the start's tail could not be told; checking the whole log before ready", "err", err)
-		from = eventlog.Start
+		return nil // ctx ended
 	}
 	rep, ok, err := e.guard(ctx, "start-up check", func() (*ledger.Report, error) {
 		return e.Ledger.GuardTail(ctx, e.Stores.Events.Log, from, ledger.VerifyOptions{})

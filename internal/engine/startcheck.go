@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections/ledger"
@@ -23,12 +22,13 @@ import (
 
 // tailStart returns the position after which this start reads the log:
 // the earliest of the index's snapshot, the access history's fold and the
-// read models' checkpoints; eventlog.Start (the whole log) without
-// snapshots, or when a read model is missing, of another version (a
-// rebuild reads the whole log) or not yet loaded. It waits for the index's
-// snapshot (indexFrom) and the history's first Load.
-func (e *Engine) tailStart(ctx context.Context, indexFrom <-chan eventlog.Position) (eventlog.Position, error) {
-	if e.snapshot.Dir == "" {
+// read models' checkpoints (models, read before the runner started);
+// eventlog.Start (the whole log) without snapshots, or when a read model
+// is missing, of another version (a rebuild reads the whole log) or its
+// checkpoint could not be read. It waits for the index's snapshot
+// (indexFrom) and the history's first Load.
+func (e *Engine) tailStart(ctx context.Context, indexFrom <-chan eventlog.Position, models eventlog.Position) (eventlog.Position, error) {
+	if e.snapshot.Dir == "" || models.IsZero() {
 		return eventlog.Start, nil
 	}
 	var from eventlog.Position
@@ -42,7 +42,15 @@ func (e *Engine) tailStart(ctx context.Context, indexFrom <-chan eventlog.Positi
 		return eventlog.Start, ctx.Err()
 	case <-e.History.Loaded():
 	}
-	from = earliest(from, e.History.WarmStart())
+	return earliest(earliest(from, e.History.WarmStart()), models), nil
+}
+
+// readModelsStart returns the earliest checkpoint of the read models, from
+// which the runner will read the log; eventlog.Start when a read model is
+// missing or of another version (it is rebuilt from the whole log), or
+// the checkpoints cannot be read (logged). Run reads it before the runner
+// starts, so that no record the runner reads is after it unchecked.
+func (e *Engine) readModelsStart(ctx context.Context) eventlog.Position {
 	var rows []struct {
 		Name    string `bun:"name"`
 		Version int64  `bun:"version"`
@@ -51,25 +59,27 @@ func (e *Engine) tailStart(ctx context.Context, indexFrom <-chan eventlog.Positi
 	}
 	if err := e.ReadDB.NewSelect().Table("projection_checkpoints").Column("name", "version", "position_commit", "position_prepare").
 		Scan(ctx, &rows); err != nil {
-		return eventlog.Start, fmt.Errorf("read the read models' checkpoints: %w", err)
+		e.log.Warn("ledger: the read models' checkpoints could not be read; the whole log is checked before ready", "err", err)
+		return eventlog.Start
 	}
-	found := 0
+	from := eventlog.Position{Commit: ^uint64(0), Prepare: ^uint64(0)}
 	for _, p := range ReadModels() {
+		found := false
 		for _, r := range rows {
 			if r.Name != p.Name() {
 				continue
 			}
 			if r.Version != int64(p.Version()) {
-				return eventlog.Start, nil
+				return eventlog.Start
 			}
-			found++
+			found = true
 			from = earliest(from, eventlog.Position{Commit: uint64(r.Commit), Prepare: uint64(r.Prepare)})
 		}
+		if !found {
+			return eventlog.Start
+		}
 	}
-	if found < len(ReadModels()) {
-		return eventlog.Start, nil
-	}
-	return from, nil
+	return from
 }
 
 // earliest returns the earlier of a and b.
