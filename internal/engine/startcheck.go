@@ -15,7 +15,7 @@ import (
 // ready (ledger.GuardTail, from tailStart), and the whole stored log in the
 // background afterwards (ledger.Guard). Until the whole check has passed,
 // what reads the stored log's older records itself (commands, which fold a
-// stream; a child's record; the policy; the messaging) waits for it
+// stream; a child's record; the messaging) waits for it
 // (GatedStreams, AfterVerified). When the whole check finds a change, the
 // ledger stops: every decision answers 503 ledger_mismatch, as after a
 // failed check at start.
