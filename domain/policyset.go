@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -178,6 +179,17 @@ func NewPolicyHistory(initial Policy) *PolicyHistory {
 // Clone returns a copy of h that Apply can extend without changing h.
 func (h *PolicyHistory) Clone() *PolicyHistory {
 	return &PolicyHistory{initial: h.initial, records: append([]PolicyRecord(nil), h.records...), version: h.version}
+}
+
+// RestorePolicyHistory returns the history of a policy stream folded up
+// to version whose recorded policies are records (oldest first, as
+// Records returns them), answering initial (defaults applied) before the
+// first. It shares nothing with records. It is for snapshots: a history
+// saved through Records and Version and restored answers PolicyAt,
+// Current and Records as the saved one did (with whatever Reason the
+// records were given).
+func RestorePolicyHistory(initial Policy, records []PolicyRecord, version uint64) *PolicyHistory {
+	return &PolicyHistory{initial: initial.WithDefaults(), records: slices.Clone(records), version: version}
 }
 
 // Apply folds the next event of the policy stream. Only PolicySet events

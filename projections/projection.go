@@ -134,6 +134,17 @@ type Projection interface {
 	Apply(ctx context.Context, tx bun.Tx, t Tables, recs []eventlog.Record) error
 }
 
+// WarmStarter is a Projection whose Load may restore its in-memory state
+// at a position before the checkpoint (a snapshot of it, issue 18): after
+// a Load that asks for a warm-up, the runner passes through Replay only the
+// records after WarmStart, up to the checkpoint, instead of every record
+// from the start of the log. WarmStart is eventlog.Start when Load
+// restored nothing; a WarmStart after the checkpoint fails the session.
+type WarmStarter interface {
+	Projection
+	WarmStart() eventlog.Position
+}
+
 // validIdent reports whether s is a lower-case identifier the runner may
 // build table names from.
 func validIdent(s string) bool {

@@ -44,7 +44,9 @@ var errReload = errors.New("projections: checkpoint changed, reload")
 //     tables were built by another Version (or are missing) it rebuilds the
 //     projection first (see Rebuild; only at start, see ErrStale);
 //  2. calls Load at the checkpoint and, when Load asks for it, replays the
-//     log up to the checkpoint through Replay;
+//     log up to the checkpoint through Replay (from the projection's
+//     WarmStart, when it is a WarmStarter restored from a snapshot; else
+//     from the start of the log);
 //  3. catches up with ReadAll pages of the batch size, then follows the log
 //     with Subscribe, putting whatever events have arrived (up to the batch
 //     size) into one transaction.
@@ -426,7 +428,14 @@ func (w *worker) load(ctx context.Context, cp checkpoint) error {
 		return fmt.Errorf("%s: load at %s: %w", w.name, w.pos, err)
 	}
 	if warm {
-		if err := w.replayTo(ctx, eventlog.Start, w.pos); err != nil {
+		from := eventlog.Start
+		if ws, ok := w.p.(WarmStarter); ok {
+			from = ws.WarmStart()
+		}
+		if w.pos.Before(from) {
+			return fmt.Errorf("%s: load at %s: the state was restored at %s, after the checkpoint", w.name, w.pos, from)
+		}
+		if err := w.replayTo(ctx, from, w.pos); err != nil {
 			return fmt.Errorf("%s: warm-up: %w", w.name, err)
 		}
 	}

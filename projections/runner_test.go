@@ -600,3 +600,32 @@ func TestWithLogForGivesAProjectionItsOwnLog(t *testing.T) {
 	waitAt(t, r, e.head(t))
 	require.Equal(t, expected(e.records(t), all), readSnapshot(t, e.db), "counts read the stored types")
 }
+
+// TestWarmStartReplaysOnlyAfterIt: a WarmStarter's warm-up replays only
+// the records after its WarmStart, up to the checkpoint, and the rows it
+// writes afterwards are those of a full warm-up.
+func TestWarmStartReplaysOnlyAfterIt(t *testing.T) {
+	forBackends(t, func(t *testing.T, url string) {
+		e := newEnv(t, url)
+		e.appendN(t, 100, 7)
+		r, stop := startRunner(t, e.db.DB, e.store, []projections.Projection{newWarm()})
+		waitAt(t, r, e.head(t))
+		stop()
+
+		recs := e.records(t)
+		saved := &warmStart{warm: newWarm(), from: recs[59].Position, perStream: map[string]int64{}, total: 60}
+		for _, rec := range recs[:60] {
+			saved.perStream[rec.Stream]++
+		}
+		e.appendN(t, 20, 7)
+		r, stop = startRunner(t, e.db.DB, e.store, []projections.Projection{saved})
+		waitAt(t, r, e.head(t))
+		stop()
+		require.Equal(t, 40, saved.replayed, "records 61..100 only")
+		all := e.records(t)
+		var got []warmRow
+		require.NoError(t, e.db.NewRaw("SELECT position, stream, nth_in_stream, nth FROM warm_events ORDER BY position").
+			Scan(context.Background(), &got))
+		require.Equal(t, expected(all, all[len(all)-1].Position.Commit).Warm, got)
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -275,3 +276,34 @@ func expected(recs []eventlog.Record, upto uint64) snapshot {
 	sort.Slice(s.Types, func(i, j int) bool { return s.Types[i].Type < s.Types[j].Type })
 	return s
 }
+
+// warmStart is warm restored from a saved state (a snapshot) at from: its
+// Load installs the counts saved there and WarmStart names from, so the
+// runner replays only the records after it; replayed counts them.
+type warmStart struct {
+	*warm
+	from      eventlog.Position
+	perStream map[string]int64
+	total     int64
+	replayed  int
+}
+
+func (w *warmStart) Load(ctx context.Context, db bun.IDB, t projections.Tables, at eventlog.Position) (bool, error) {
+	if _, err := w.warm.Load(ctx, db, t, at); err != nil {
+		return false, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	maps.Copy(w.warm.perStream, w.perStream)
+	w.warm.total = w.total
+	return true, nil
+}
+
+func (w *warmStart) Replay(recs []eventlog.Record) error {
+	w.replayed += len(recs)
+	return w.warm.Replay(recs)
+}
+
+func (w *warmStart) WarmStart() eventlog.Position { return w.from }
+
+var _ projections.WarmStarter = (*warmStart)(nil)

@@ -19,6 +19,8 @@ import (
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/projections"
+	"github.com/accessledger/accessledger/projections/accesshistory"
+	"github.com/accessledger/accessledger/projections/accessindex"
 	"github.com/accessledger/accessledger/projections/ledger"
 )
 
@@ -277,5 +279,77 @@ func TestVerifyOnADamagedSQLiteFileEndsWithAVerdict(t *testing.T) {
 		cancel()
 		require.Equal(t, exitError, code, out+errOut)
 		require.Contains(t, out, "FAILED", out+errOut)
+	}
+}
+
+// TestRule_R23_OldEventEditedIsCaughtAfterAStartFromSnapshots: an event
+// edited while the engine was stopped, older than the snapshots of the
+// index and of the access history, is not in the tail a start from those
+// snapshots reads nor checks before ready; the background check of the
+// whole stored log finds it: the engine turns (or stays) not ready, every
+// decision answers 503 ledger_mismatch naming the first bad position, and
+// an ALERT is logged. Commands, which read the log's streams themselves,
+// never answer from the changed log meanwhile.
+func TestRule_R23_OldEventEditedIsCaughtAfterAStartFromSnapshots(t *testing.T) {
+	t.Parallel()
+	for _, b := range e2eBackends()[:2] {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t, append(b.flags(t), "--checkpoint-every", "1", "--checkpoint-interval", "1s",
+				"--snapshot-every", "1", "--snapshot-interval", "1s")...)
+			w, child, parent := grantHistory(t, s)
+			other := w.account(string(domain.KindFosterCarer)) // after the grant: the grant is old
+			w.place(child, other.id, now().Add(-time.Hour))
+			n := s.head()
+			waitForCheckpoint(t, s, n)
+			for _, snap := range []struct {
+				file   string
+				decode func([]byte) (eventlog.Position, error)
+			}{{accessindex.SnapshotFile, accessindex.DecodeSnapshot}, {accesshistory.SnapshotFile, accesshistory.DecodeSnapshot}} {
+				require.Eventually(t, func() bool {
+					data, err := os.ReadFile(filepath.Join(s.dir, snap.file))
+					if err != nil {
+						return false
+					}
+					pos, err := snap.decode(data)
+					return err == nil && pos.Commit == n
+				}, e2eWait, 20*time.Millisecond, "a snapshot %s at the head", snap.file)
+			}
+			s.stop()
+
+			db := s.openDB()
+			var pos int64
+			require.NoError(t, db.NewSelect().Table("events").Column("position").
+				Where("type = ?", domain.TypeAccessGranted).Scan(context.Background(), &pos))
+			require.Less(t, uint64(pos), n, "the grant is older than the snapshots")
+			widen := `UPDATE events SET data = replace(data, '["view"]', '["view","record"]') WHERE type = ?`
+			if db.IsPostgres() {
+				widen = `UPDATE events SET data = replace(data::text, '["view"]', '["view","record"]')::json WHERE type = ?`
+			}
+			_, err := db.ExecContext(context.Background(), widen, domain.TypeAccessGranted)
+			require.NoError(t, err)
+			p := eventlog.At(uint64(pos)).String()
+
+			s.unready = true
+			s.start()
+			var ready *e2eResp
+			require.Eventually(t, func() bool {
+				ready = s.anonymous().do("GET", "/readyz", nil)
+				return ready.status == http.StatusServiceUnavailable && strings.Contains(ready.String(), "position "+p)
+			}, e2eWait, 20*time.Millisecond, "readyz should name the first bad position %s", p)
+			logs := s.logText()
+			require.Contains(t, logs, "access index loaded from its snapshot")
+			require.Contains(t, logs, "access history loaded from its snapshot")
+			require.Contains(t, logs, "check=\"start-up check\"", "the tail passed before ready")
+			require.Contains(t, logs, "ALERT ledger")
+			require.Contains(t, logs, "background check of the whole log")
+			r := w.service.do("GET", "/v1/check?account_id="+parent.id+"&child_id="+child+"&permission=record", nil)
+			require.Contains(t, r.problem(http.StatusServiceUnavailable, "ledger_mismatch").Detail, p)
+			r = w.service.do("POST", "/v1/children/"+child+"/grants/"+parent.id+"/revoke", map[string]any{"reason": "x"})
+			require.Equal(t, http.StatusServiceUnavailable, r.status, r.String())
+			time.Sleep(200 * time.Millisecond)
+			require.Equal(t, http.StatusServiceUnavailable, s.anonymous().do("GET", "/readyz", nil).status)
+			s.stop()
+		})
 	}
 }

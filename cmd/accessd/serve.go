@@ -48,12 +48,20 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	}
 	defer e.Close() // openEngine applied every read-store migration
 	policy := sc.policy()
-	cmds, err := commands.New(e.Stores.Log, securitylog.New(e.ReadDB),
+	cmds, err := commands.New(e.GatedStreams(), securitylog.New(e.ReadDB),
 		commands.Config{Policy: policy, Logger: log, Eraser: e.Stores.Log, IDs: e.Stores.IDs})
 	if err != nil {
 		return err
 	}
-	if err := recordInitialPolicy(ctx, cmds, policy, log); err != nil {
+	// The initial policy is recorded before the engine runs, so from the
+	// log itself: cmds reads streams only once the ledger has verified the
+	// whole log (engine.GatedStreams), which may be after ready.
+	initial, err := commands.New(e.Stores.Log, securitylog.New(e.ReadDB),
+		commands.Config{Policy: policy, Logger: log, Eraser: e.Stores.Log, IDs: e.Stores.IDs})
+	if err != nil {
+		return err
+	}
+	if err := recordInitialPolicy(ctx, initial, policy, log); err != nil {
 		return err
 	}
 	bcfg, err := engine.BusConfig(sc.bus, log)

@@ -241,7 +241,7 @@ func TestBenchSmallEndToEnd(t *testing.T) {
 	for _, f := range rep.Figures {
 		names = append(names, f.Name)
 	}
-	require.Equal(t, []string{"start_to_ready", "snapshot.write", "start_to_ready.snapshot", "check.inprocess"}, names)
+	require.Equal(t, []string{"start_to_ready", "snapshot.write", "snapshot.write.history", "start_to_ready.snapshot", "ledger.whole_after_ready", "check.inprocess"}, names)
 }
 
 func TestSummarizePercentiles(t *testing.T) {

@@ -146,7 +146,7 @@ func (b *bencher) startEngineWith(ctx context.Context, ds *dataset, snap accessi
 		return fail(err)
 	}
 	be.policy = domain.DefaultPolicy
-	be.cmds, err = commands.New(e.Stores.Log, securitylog.New(e.ReadDB),
+	be.cmds, err = commands.New(e.GatedStreams(), securitylog.New(e.ReadDB),
 		commands.Config{Policy: be.policy, Logger: b.log, Clock: be.clock.Now, Eraser: e.Stores.Log, IDs: e.Stores.IDs})
 	if err != nil {
 		return fail(err)

@@ -279,13 +279,17 @@ func (f figure) text() string {
 		pairs, _ := f.Values.get("pairs")
 		mb, _ := f.Values.get("heap_mib")
 		parts = append(parts, fmt.Sprintf("%.0f B/pair (%.0f pairs, %.0f MiB)", b, pairs, mb))
-	case "start_to_ready", "start_to_ready.snapshot":
+	case "start_to_ready", "start_to_ready.snapshot", "ledger.whole_after_ready":
 		parts = append(parts, fmt.Sprintf("%.2f s", f.Seconds))
 	case "snapshot.write":
 		bytes, _ := f.Values.get("bytes")
 		perPair, _ := f.Values.get("bytes_per_pair")
 		capture, _ := f.Values.get("capture_ms")
 		parts = append(parts, fmt.Sprintf("%.2f s, %.0f bytes (%.0f B/pair), applier held %.0f ms", f.Seconds, bytes, perPair, capture))
+	case "snapshot.write.history":
+		bytes, _ := f.Values.get("bytes")
+		capture, _ := f.Values.get("capture_ms")
+		parts = append(parts, fmt.Sprintf("%.2f s, %.0f bytes, fold held %.0f ms", f.Seconds, bytes, capture))
 	case "expiry":
 		parts = append(parts, fmt.Sprintf("%d expiries in %.2f s (%s/s)", f.Count, f.Seconds, human(f.PerSecond)))
 	default:

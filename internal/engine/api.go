@@ -95,12 +95,22 @@ func WithConsole(cfg console.Config) APIOption {
 // NewQueries builds the query service over the engine's index and read
 // models, with the security log for refused queries, answering the policy
 // cmds reads from the event log (R25).
+//
+// The policy route is served even when the ledger has found the log
+// changed (docs/ledger.md), so it reads the policy stream from the log
+// itself, not through GatedStreams (which holds cmds' reads until the
+// whole log is verified): a service of its own, sharing cmds' initial
+// policy.
 func NewQueries(e *Engine, cmds *commands.Service, wait time.Duration, log *slog.Logger) (*queries.Service, error) {
+	policies, err := commands.New(e.Stores.Log, securitylog.New(e.ReadDB), commands.Config{Policy: cmds.Policy(), Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	cfg := queries.Config{
 		Index: e.Index, History: accesshistory.NewReader(e.ReadDB), Accounts: accounts.NewReader(e.ReadDB),
 		Audit: audit.NewReader(e.ReadDB, e.Stores.Log.Open), SecurityLog: securitylog.New(e.ReadDB), Views: viewlog.New(e.ReadDB),
-		ChildRecords: queries.ChildrenFromLog(e.Stores.Log), Refusals: securitylog.New(e.ReadDB),
-		Progress: e.Runner.Status, Policy: cmds.Policy(), Policies: cmds, MinPositionWait: wait, Logger: log,
+		ChildRecords: queries.ChildrenFromLog(e.GatedStreams()), Refusals: securitylog.New(e.ReadDB),
+		Progress: e.Runner.Status, Policy: cmds.Policy(), Policies: policies, MinPositionWait: wait, Logger: log,
 		ChildIDFor: e.Stores.IDs.ChildID,
 	}
 	if e.Ledger != nil {

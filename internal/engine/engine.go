@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accesshistory"
 	"github.com/accessledger/accessledger/projections/accessindex"
@@ -51,13 +52,17 @@ type Engine struct {
 	UnsyncedDB *sqldb.DB
 	Runner     *projections.Runner
 	Index      *accessindex.Index
+	// History is the access history's projection (run by Runner); with
+	// Options.Snapshot.Dir set its fold starts from its snapshot.
+	History *accesshistory.Projection
 	// Ledger signs checkpoints of the tree and guards the start: the
 	// engine is ready only once the log agrees with what was published.
 	// Nil when Options.ReadOnlyKey is set and there is no key.
 	Ledger *ledger.Ledger
-	// verified is closed once the start-up check found the log agreeing
-	// with the stored tree and the published checkpoints.
-	verified chan struct{}
+	// verified is closed once the start-up check found the log's tail
+	// (the records this start reads) agreeing with the stored tree and the
+	// published checkpoints; whole once the whole stored log does.
+	verified, whole chan struct{}
 	// snapshot configures the index's snapshots (Options.Snapshot).
 	snapshot accessindex.SnapshotConfig
 }
@@ -73,11 +78,12 @@ type Options struct {
 	// CheckpointInterval and CheckpointEvery: when a grown tree is signed.
 	CheckpointInterval time.Duration
 	CheckpointEvery    int64
-	// Snapshot configures the access index's snapshots (issue 18): at
-	// start Run loads Snapshot.Dir's snapshot, when there is a valid one,
-	// and replays only the log after it; while running it writes new ones
-	// in the background (accessindex.RunSnapshots). An empty Dir turns
-	// snapshots off: every start replays the whole log.
+	// Snapshot configures the snapshots of the access index and of the
+	// access history's fold (issue 18): at start Run loads Snapshot.Dir's
+	// snapshots, when they are valid, and replays only the log after them;
+	// while running it writes new ones in the background
+	// (accessindex.RunSnapshots, accesshistory.RunSnapshots). An empty Dir
+	// turns snapshots off: every start replays the whole log.
 	Snapshot accessindex.SnapshotConfig
 }
 
@@ -111,7 +117,19 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 		_ = st.Close()
 		return nil, fmt.Errorf("open the read store's unsynced pool: %w", err)
 	}
-	runner, err := projections.NewRunner(unsynced.DB, st.Log, ReadModels(lopts...), projections.WithLogger(log),
+	snap := opts.Snapshot
+	if snap.Logger == nil {
+		snap.Logger = log
+	}
+	var hopts []accesshistory.Option
+	if snap.Dir != "" {
+		hopts = append(hopts, accesshistory.WithSnapshots(accesshistory.SnapshotConfig{Dir: snap.Dir, Log: st.Log,
+			Every: snap.Every, Interval: snap.Interval, Logger: snap.Logger}))
+	}
+	history := accesshistory.New(hopts...)
+	models := ReadModels(lopts...)
+	models[0] = history
+	runner, err := projections.NewRunner(unsynced.DB, st.Log, models, projections.WithLogger(log),
 		// The ledger hashes the events as stored, and the audit trail names
 		// their leaves and keeps them as stored (sealed): both read the
 		// stored log.
@@ -120,11 +138,8 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 		_ = st.Close()
 		return nil, err
 	}
-	snap := opts.Snapshot
-	if snap.Logger == nil {
-		snap.Logger = log
-	}
-	return &Engine{log: log, Stores: st, ReadDB: st.Read, UnsyncedDB: unsynced, Runner: runner, Ledger: l, verified: make(chan struct{}),
+	return &Engine{log: log, Stores: st, ReadDB: st.Read, UnsyncedDB: unsynced, Runner: runner, Ledger: l, History: history,
+		verified: make(chan struct{}), whole: make(chan struct{}),
 		Index: accessindex.New(accessindex.WithLogger(log)), snapshot: snap}, nil
 }
 
@@ -166,14 +181,25 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 		})
 	}
 	defer restoreGC()
+	// Before the runner starts: where the read models will read the log
+	// from (the ledger's start-up check covers it).
+	models := eventlog.Start
+	if e.snapshot.Dir != "" {
+		models = e.readModelsStart(ctx)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.Runner.Run(gctx) })
+	indexFrom := make(chan eventlog.Position, 1)
 	g.Go(func() error {
+		from := eventlog.Start
 		if e.snapshot.Dir != "" {
 			// A snapshot that does not load is logged (warn) and the whole
 			// log replayed.
-			e.Index.StartFromSnapshot(gctx, e.snapshot.Dir, e.Stores.Log)
+			if info, ok := e.Index.StartFromSnapshot(gctx, e.snapshot.Dir, e.Stores.Log); ok {
+				from = info.Position
+			}
 		}
+		indexFrom <- from
 		err := e.Index.Run(gctx, e.Stores.Log)
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			return nil
@@ -182,8 +208,9 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 	})
 	if e.snapshot.Dir != "" {
 		g.Go(func() error { return e.Index.RunSnapshots(gctx, e.snapshot) })
+		g.Go(func() error { return e.History.RunSnapshots(gctx) })
 	}
-	g.Go(func() error { return e.guardAndPublish(gctx, e.verified) })
+	g.Go(func() error { return e.guardAndPublish(gctx, indexFrom, models) })
 	g.Go(func() error {
 		select {
 		case <-gctx.Done():
@@ -207,16 +234,27 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 	return g.Wait()
 }
 
-// AfterVerified runs f once the start-up check has passed (the messaging:
-// the process manager appends expiries decided from the log, the relays
-// publish it), or returns nil when ctx ends first.
+// AfterVerified runs f once the ledger has verified the whole stored log
+// (the messaging: the process manager appends expiries decided from the
+// log, the relays publish it), or returns nil when ctx ends first. After a
+// start from snapshots that is after ready: the start verifies only the
+// log's tail, and the whole log in the background (docs/ledger.md).
 func (e *Engine) AfterVerified(ctx context.Context, f func(context.Context) error) error {
-	select {
-	case <-ctx.Done():
+	if err := e.WaitWhole(ctx); err != nil {
 		return nil
-	case <-e.verified:
 	}
 	return f(ctx)
+}
+
+// WaitWhole waits until the ledger has verified the whole stored log (at
+// once without a ledger), or returns ctx's error.
+func (e *Engine) WaitWhole(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.whole:
+		return nil
+	}
 }
 
 // LogStatus logs every projection's state.

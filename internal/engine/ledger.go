@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections/ledger"
 )
 
@@ -53,13 +55,20 @@ func openLedger(ctx context.Context, cfg *Config, st *Stores, opts Options, log 
 // after the store could not be read.
 const guardRetry = 5 * time.Second
 
-// guardAndPublish checks the log against the stored tree and every
-// published checkpoint, closes verified when it agrees, and then publishes
-// checkpoints until ctx ends. When the log disagrees it logs an alert and
-// returns nil: the engine keeps running but never becomes ready, and the
-// API refuses decisions, naming the first bad position (docs/ledger.md).
-// A store that cannot be read is tried again.
-func (e *Engine) guardAndPublish(ctx context.Context, verified chan<- struct{}) error {
+// guardAndPublish checks the log's tail (the records this start reads,
+// tailStart) against the stored tree and the published checkpoints, closes
+// e.verified when it agrees, then publishes checkpoints until ctx ends
+// while it re-hashes the whole stored log in the background (closing
+// e.whole when it agrees). When the log disagrees, at start or in the
+// background, it logs an alert and the ledger stops: the API refuses
+// decisions, naming the first bad position (docs/ledger.md); the engine
+// keeps running. A store that cannot be read is tried again.
+func (e *Engine) guardAndPublish(ctx context.Context, indexFrom <-chan eventlog.Position, models eventlog.Position) error {
+	if e.Ledger == nil {
+		close(e.verified)
+		close(e.whole)
+		return nil
+	}
 	// The runner creates the tree's tables at its start (on a new store).
 	for {
 		ok, err := ProjectionExists(ctx, e.Stores, ledger.Name)
@@ -72,49 +81,85 @@ func (e *Engine) guardAndPublish(ctx context.Context, verified chan<- struct{}) 
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	from, err := e.tailStart(ctx, indexFrom, models)
+	if err != nil {
+		return nil // ctx ended
+	}
+	rep, ok, err := e.guard(ctx, "start-up check", func() (*ledger.Report, error) {
+		return e.Ledger.GuardTail(ctx, e.Stores.Events.Log, from, ledger.VerifyOptions{})
+	})
+	if !ok {
+		return err
+	}
+	close(e.verified)
+	g, gctx := errgroup.WithContext(ctx)
+	if e.Ledger.Whole() {
+		close(e.whole)
+	} else {
+		g.Go(func() error {
+			e.log.Info("ledger: re-hashing the whole stored log in the background", "tail_from_leaf", rep.FromLeaf)
+			_, ok, err := e.guard(gctx, "background check of the whole log", func() (*ledger.Report, error) {
+				return e.Ledger.Guard(gctx, e.Stores.Events.Log, ledger.VerifyOptions{})
+			})
+			if ok {
+				close(e.whole)
+			}
+			return err
+		})
+	}
+	g.Go(func() error {
+		err := e.Ledger.Run(gctx)
+		if errors.Is(err, ledger.ErrMismatch) {
+			e.log.Error("ALERT ledger: stopped signing checkpoints: the stored tree is not an extension of the last checkpoint, "+
+				"or the stored event log disagrees with it", "err", err)
+			return nil
+		}
+		if gctx.Err() != nil {
+			return nil
+		}
+		return err
+	})
+	return g.Wait()
+}
+
+// guard runs check (a Guard of the ledger) until it gives a verdict: it
+// retries while the store cannot be read, logs the pass (info) or the
+// mismatch (the ALERT line), and reports whether the log agreed. ok is
+// false when ctx ended first; err is set when the check failed otherwise
+// (the checkpoints could not be read).
+func (e *Engine) guard(ctx context.Context, what string, check func() (*ledger.Report, error)) (*ledger.Report, bool, error) {
 	for {
 		started := time.Now()
-		rep, err := e.Ledger.Guard(ctx, e.Stores.Events.Log, ledger.VerifyOptions{})
+		rep, err := check()
 		switch {
 		case ctx.Err() != nil:
-			return nil
+			return nil, false, nil
 		case errors.Is(err, ledger.ErrUnreadable):
-			e.log.Error("ledger: the start-up check could not read the store; trying again", "err", err, "retry_in", guardRetry.String())
+			e.log.Error("ledger: the "+what+" could not read the store; trying again", "err", err, "retry_in", guardRetry.String())
 			select {
 			case <-ctx.Done():
-				return nil
+				return nil, false, nil
 			case <-time.After(guardRetry):
 			}
 			continue
 		case errors.Is(err, ledger.ErrMismatch):
 			first, _ := rep.FirstBad()
-			e.log.Error("ALERT ledger: the stored event log disagrees with what was recorded and signed; "+
-				"the engine will not become ready nor answer decisions. Run accessd ledger verify and follow docs/ledger.md",
+			e.log.Error("ALERT ledger: the stored event log disagrees with what was recorded and signed ("+what+"); "+
+				"the engine is not ready and answers no decisions. Run accessd ledger verify and follow docs/ledger.md",
 				"kind", string(first.Kind), "first_bad", positionText(first), "detail", first.Detail,
 				"report", strings.ReplaceAll(rep.Summary(), "\n", "; "))
-			return nil
+			return rep, false, nil
 		case err != nil:
-			return fmt.Errorf("ledger: start-up check: %w", err)
+			return nil, false, fmt.Errorf("ledger: %s: %w", what, err)
 		}
-		attrs := []any{"events", rep.Events, "tree", rep.TreeSize, "checkpoints", rep.Checkpoints,
+		attrs := []any{"check", what, "events", rep.Events, "from_leaf", rep.FromLeaf, "tree", rep.TreeSize, "checkpoints", rep.Checkpoints,
 			"elapsed", time.Since(started).Round(time.Millisecond).String()}
 		if rep.Latest != nil {
 			attrs = append(attrs, "latest_checkpoint", rep.Latest.Size)
 		}
 		e.log.Info("ledger: the log agrees with the stored tree and the published checkpoints", attrs...)
-		close(verified)
-		break
+		return rep, true, nil
 	}
-	err := e.Ledger.Run(ctx)
-	if errors.Is(err, ledger.ErrMismatch) {
-		e.log.Error("ALERT ledger: stopped signing checkpoints: the stored tree is not an extension of the last checkpoint",
-			"err", err)
-		return nil
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
 }
 
 // positionText names a problem's first bad position, or "unknown".

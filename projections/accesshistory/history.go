@@ -38,6 +38,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -73,10 +74,33 @@ type Projection struct {
 	// up to it are in the table, and Load has read the current ones: the
 	// warm-up passes those records through the model only.
 	warmTo eventlog.Position
+
+	// mu guards the fold (model, and what a snapshot keeps beside it)
+	// against WriteSnapshot, which copies it from another goroutine.
+	mu sync.Mutex
+	// snap configures snapshots (WithSnapshots); warmFrom is where Load
+	// restored the fold (eventlog.Start: from nothing); last the record the
+	// fold is at; erasures the child erasures folded; broken: a record
+	// failed to fold, and the fold is unusable until the next Load.
+	snap                          SnapshotConfig
+	warmFrom                      eventlog.Position
+	last                          lastRecord
+	erasures                      uint64
+	loadedErasures, loadedApplied uint64
+	broken                        bool
+	// loadedOnce closes loadedCh after the first Load that succeeded.
+	loadedOnce sync.Once
+	loadedCh   chan struct{}
 }
 
 // New returns the projection.
-func New() *Projection { return &Projection{} }
+func New(opts ...Option) *Projection {
+	p := &Projection{loadedCh: make(chan struct{})}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
 
 var _ projections.Projection = (*Projection)(nil)
 
@@ -180,27 +204,61 @@ func (r *row) same(n *row) bool {
 // fold compares new intervals with are read from the table, as they stood
 // at at, so that the warm-up only advances the model (recomputing every
 // pair's intervals for every record would take twice as long).
+//
+// With WithSnapshots, Load restores the fold, its current rows and next id
+// from the snapshot when it is usable at at (see the snapshot notes): the
+// table is not read, and the runner then replays only the records after
+// WarmStart, through the whole fold.
 func (p *Projection) Load(ctx context.Context, db bun.IDB, t projections.Tables, at eventlog.Position) (bool, error) {
-	p.model = accessmodel.New()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.model, p.warmFrom, p.last, p.erasures, p.broken = accessmodel.New(), eventlog.Start, lastRecord{}, 0, false
+	p.loadedErasures, p.loadedApplied = 0, 0
 	p.warmTo = at
+	if snap := p.loadSnapshot(ctx, at); snap != nil {
+		// The fold's rows and next id at the snapshot's position come with
+		// it: the records after it, up to at, go through the whole fold
+		// (as records another runner wrote), which checks them against the
+		// table's largest id at the first Apply.
+		var maxID sql.NullInt64
+		if err := db.NewRaw("SELECT MAX(id) FROM ?", t.Ident(table)).Scan(ctx, &maxID); err != nil {
+			return false, fmt.Errorf("accesshistory: load at %s: max id: %w", at, err)
+		}
+		p.rows, p.nextID, p.loaded = snap.rows(), snap.NextID, maxID.Int64
+		p.warmTo = snap.Model.Position
+		p.loadedOnce.Do(func() { close(p.loadedCh) })
+		return true, nil
+	}
 	rows, next, maxID, err := loadState(ctx, db, t, at)
 	if err != nil {
 		return false, fmt.Errorf("accesshistory: load at %s: %w", at, err)
 	}
 	p.rows, p.nextID, p.loaded = rows, next, maxID
+	p.loadedOnce.Do(func() { close(p.loadedCh) })
 	return true, nil
 }
+
+// Loaded is closed once a Load has succeeded: WarmStart then names where
+// the fold was restored (the engine's ledger check reads the log from the
+// earliest of such positions).
+func (p *Projection) Loaded() <-chan struct{} { return p.loadedCh }
 
 // Replay implements projections.Projection. Records up to the position of
 // Load only advance the model (their rows are loaded); later ones (written
 // by another runner) go through the whole fold, so that the rows and ids
 // kept in memory follow the table.
 func (p *Projection) Replay(recs []eventlog.Record) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	n := 0
 	for n < len(recs) && !p.warmTo.Before(recs[n].Position) {
-		if _, err := p.model.Apply(recs[n]); err != nil {
+		prev := p.model.Position()
+		res, err := p.model.Apply(recs[n])
+		if err != nil {
+			p.broken = true
 			return err
 		}
+		p.noted(&recs[n], prev, res)
 		n++
 	}
 	if n == len(recs) {
@@ -212,6 +270,8 @@ func (p *Projection) Replay(recs []eventlog.Record) error {
 
 // Apply implements projections.Projection.
 func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables, recs []eventlog.Record) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.loaded >= p.nextID {
 		// The warm-up must have produced every row the table holds.
 		return fmt.Errorf("accesshistory: table holds rows up to id %d but the replay made %d: %w",
@@ -324,11 +384,15 @@ type writes struct {
 func (p *Projection) fold(recs []eventlog.Record) (writes, error) {
 	var w writes
 	pending := map[int64]*row{}
-	for _, rec := range recs {
+	for i := range recs {
+		rec := recs[i]
+		prev := p.model.Position()
 		res, err := p.model.Apply(rec)
 		if err != nil {
+			p.broken = true
 			return writes{}, err
 		}
+		p.noted(&recs[i], prev, res)
 		var sup []int64
 		for _, pair := range res.Pairs {
 			ins, gone := p.diff(pair, rec)

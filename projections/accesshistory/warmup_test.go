@@ -3,6 +3,9 @@ package accesshistory_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -266,19 +269,59 @@ func BenchmarkWarmUp(b *testing.B) {
 	require.NoError(b, err)
 	applyAll(b, ctx, db, p, tables, recs, 500)
 
+	// "from-snapshot": the fold, its rows and next id restored from a
+	// snapshot taken 1,000 records before the head, and those 1,000
+	// records through the whole fold (a start from snapshots, issue 18).
+	dir := b.TempDir()
+	scratch := projections.Tables{"access_history": "h_scratch"}
+	q := accesshistory.New()
+	createTable(b, ctx, db, q, scratch)
+	_, err = q.Load(ctx, db, scratch, eventlog.Start)
+	require.NoError(b, err)
+	applyAll(b, ctx, db, q, scratch, recs[:len(recs)-1000], 500)
+	_, err = q.WriteSnapshot(ctx, dir)
+	require.NoError(b, err)
+	quiet := accesshistory.WithSnapshots(accesshistory.SnapshotConfig{Dir: dir, Log: sliceLog(recs), Logger: slog.New(slog.DiscardHandler)})
+	// "from-snapshot-at-head": the same at the head (a restart after a
+	// snapshot of everything applied, as accessd bench measures it).
+	headDir := b.TempDir()
+	_, err = p.WriteSnapshot(ctx, headDir)
+	require.NoError(b, err)
+	atHead := accesshistory.WithSnapshots(accesshistory.SnapshotConfig{Dir: headDir, Log: sliceLog(recs), Logger: slog.New(slog.DiscardHandler)})
+
 	for _, bc := range []struct {
 		name string
 		at   eventlog.Position
-	}{{"rows-from-table", head}, {"full-fold", eventlog.Start}} {
+		opts []accesshistory.Option
+	}{{"rows-from-table", head, nil}, {"full-fold", eventlog.Start, nil}, {"from-snapshot", head, []accesshistory.Option{quiet}},
+		{"from-snapshot-at-head", head, []accesshistory.Option{atHead}}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				p := accesshistory.New()
+				p := accesshistory.New(bc.opts...)
 				_, err := p.Load(ctx, db, tables, bc.at)
 				require.NoError(b, err)
-				replayAll(b, p, recs, 5_000)
+				from := upToPosition(recs, p.WarmStart())
+				if bc.name == "from-snapshot" && from != len(recs)-1000 || bc.name == "from-snapshot-at-head" && from != len(recs) {
+					b.Fatalf("the snapshot was not loaded: warm start %s", p.WarmStart())
+				}
+				replayAll(b, p, recs[from:], 5_000)
 			}
 			b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+			if bc.name == "from-snapshot-at-head" {
+				fi, err := os.Stat(filepath.Join(headDir, accesshistory.SnapshotFile))
+				require.NoError(b, err)
+				b.ReportMetric(float64(fi.Size()), "snapshot-bytes")
+			}
 		})
 	}
+}
+
+// upToPosition returns how many of recs are at or before p.
+func upToPosition(recs []eventlog.Record, p eventlog.Position) int {
+	n := 0
+	for n < len(recs) && !p.Before(recs[n].Position) {
+		n++
+	}
+	return n
 }

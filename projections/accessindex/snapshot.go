@@ -1,24 +1,20 @@
 package accessindex
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/snapshotfile"
 	"github.com/accessledger/accessledger/projections/accessmodel"
 )
 
@@ -35,12 +31,13 @@ import (
 // The pairs' facts, the accounts' entries and the reverse maps are derived
 // from the fold when it is loaded.
 //
-// The file: SnapshotMagic, the format version (4 bytes, big endian), the
-// payload (encoding/gob), and the SHA-256 of everything before it (32
-// bytes). It is written to a temporary file in the same directory, synced,
-// renamed over the snapshot and the directory synced: a crash at any point
-// leaves the previous snapshot or the new one, never a mix, and a
-// leftover temporary file is removed by the next write.
+// The file is internal/snapshotfile's envelope: SnapshotMagic, the format
+// version (4 bytes, big endian), the payload (encoding/gob), and the
+// SHA-256 of everything before it (32 bytes). It is written to a temporary
+// file in the same directory, synced, renamed over the snapshot and the
+// directory synced: a crash at any point leaves the previous snapshot or
+// the new one, never a mix, and a leftover temporary file is removed by
+// the next write.
 //
 // Personal data: the children's references (kept for R17's lookup by
 // reference) are the only personal values in a snapshot. The file is made
@@ -168,17 +165,17 @@ func (ix *Index) capture() (p *snapshotPayload, ok bool, err error) {
 	return p, true, nil
 }
 
+// snapshotFormat is the index's snapshot file (internal/snapshotfile).
+var snapshotFormat = snapshotfile.Format{Magic: SnapshotMagic, Version: SnapshotVersion,
+	Corrupt: ErrSnapshotCorrupt, OtherVersion: ErrSnapshotVersion}
+
 // encodeSnapshot writes p as a snapshot file's bytes.
 func encodeSnapshot(p *snapshotPayload) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteString(SnapshotMagic)
-	_ = binary.Write(&buf, binary.BigEndian, SnapshotVersion)
-	if err := gob.NewEncoder(&buf).Encode(p); err != nil {
-		return nil, fmt.Errorf("accessindex: encode snapshot: %w", err)
+	data, err := snapshotFormat.EncodeGob(p)
+	if err != nil {
+		return nil, fmt.Errorf("accessindex: %w", err)
 	}
-	sum := sha256.Sum256(buf.Bytes())
-	buf.Write(sum[:])
-	return buf.Bytes(), nil
+	return data, nil
 }
 
 // DecodeSnapshot checks a snapshot file's bytes (magic, format version,
@@ -194,33 +191,10 @@ func DecodeSnapshot(data []byte) (eventlog.Position, error) {
 	return p.Position, nil
 }
 
-const snapshotHeader = len(SnapshotMagic) + 4
-
-func decodeSnapshot(data []byte) (p *snapshotPayload, err error) {
-	if len(data) < snapshotHeader+sha256.Size || string(data[:len(SnapshotMagic)]) != SnapshotMagic {
-		return nil, fmt.Errorf("%w: not a snapshot file (%d bytes)", ErrSnapshotCorrupt, len(data))
-	}
-	if v := binary.BigEndian.Uint32(data[len(SnapshotMagic):]); v != SnapshotVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrSnapshotVersion, v, SnapshotVersion)
-	}
-	body, sum := data[:len(data)-sha256.Size], data[len(data)-sha256.Size:]
-	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
-		return nil, fmt.Errorf("%w: checksum mismatch", ErrSnapshotCorrupt)
-	}
-	// gob checks what it decodes, but a payload with a valid checksum and
-	// a bug in it must not take the start down.
-	defer func() {
-		if r := recover(); r != nil {
-			p, err = nil, fmt.Errorf("%w: decode: %v", ErrSnapshotCorrupt, r)
-		}
-	}()
-	if err := checkGobFraming(body[snapshotHeader:]); err != nil {
+func decodeSnapshot(data []byte) (*snapshotPayload, error) {
+	p := &snapshotPayload{}
+	if err := snapshotFormat.DecodeGob(data, p); err != nil {
 		return nil, err
-	}
-	p = &snapshotPayload{}
-	dec := gob.NewDecoder(bytes.NewReader(body[snapshotHeader:]))
-	if err := dec.Decode(p); err != nil {
-		return nil, fmt.Errorf("%w: decode: %w", ErrSnapshotCorrupt, err)
 	}
 	if p.Position.IsZero() || p.Applied == 0 {
 		return nil, fmt.Errorf("%w: empty snapshot", ErrSnapshotCorrupt)
@@ -229,39 +203,6 @@ func decodeSnapshot(data []byte) (p *snapshotPayload, err error) {
 		return nil, fmt.Errorf("%w: fold at %s, snapshot at %s", ErrSnapshotCorrupt, p.Model.Position, p.Position)
 	}
 	return p, nil
-}
-
-// checkGobFraming checks that every message of the gob stream b fits in
-// b, before gob reads it: gob allocates a message's buffer from its length
-// prefix, so a corrupt prefix would make it allocate up to a gigabyte.
-func checkGobFraming(b []byte) error {
-	for len(b) > 0 {
-		n, size, ok := gobUint(b)
-		if !ok || n == 0 || n > uint64(len(b)-size) {
-			return fmt.Errorf("%w: decode: bad message length", ErrSnapshotCorrupt)
-		}
-		b = b[size+int(n):]
-	}
-	return nil
-}
-
-// gobUint decodes an unsigned integer as gob encodes it: one byte below
-// 0x80, else the negated count of the big-endian bytes that follow.
-func gobUint(b []byte) (v uint64, size int, ok bool) {
-	if len(b) == 0 {
-		return 0, 0, false
-	}
-	if b[0] < 0x80 {
-		return uint64(b[0]), 1, true
-	}
-	n := -int(int8(b[0]))
-	if n > 8 || len(b) < 1+n {
-		return 0, 0, false
-	}
-	for _, c := range b[1 : 1+n] {
-		v = v<<8 | uint64(c)
-	}
-	return v, 1 + n, true
 }
 
 // WriteSnapshot saves the index's state at its current position into
@@ -285,8 +226,8 @@ func (ix *Index) WriteSnapshot(ctx context.Context, dir string) (SnapshotInfo, e
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
-	if err := writeFileAtomic(dir, SnapshotFile, data); err != nil {
-		return SnapshotInfo{}, err
+	if err := snapshotfile.WriteAtomic(dir, SnapshotFile, data); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("accessindex: %w", err)
 	}
 	pairs := 0
 	for _, ac := range p.Model.PairsOf {
@@ -296,66 +237,11 @@ func (ix *Index) WriteSnapshot(ctx context.Context, dir string) (SnapshotInfo, e
 		Capture: capture, Elapsed: time.Since(started)}, nil
 }
 
-// writeFileAtomic writes data to dir/name through a temporary file: write,
-// sync, rename, sync the directory. Leftover temporary files of earlier
-// writes (a crash) are removed first.
-func writeFileAtomic(dir, name string, data []byte) (err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("accessindex: snapshot directory: %w", err)
-	}
-	removeTemps(dir, name)
-	f, err := os.CreateTemp(dir, name+".tmp-*") // mode 0600
-	if err != nil {
-		return fmt.Errorf("accessindex: write snapshot: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("accessindex: write snapshot: %w", err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("accessindex: sync snapshot: %w", err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("accessindex: close snapshot: %w", err)
-	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("accessindex: rename snapshot: %w", err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		err = d.Sync()
-		_ = d.Close()
-		if err != nil {
-			return fmt.Errorf("accessindex: sync snapshot directory: %w", err)
-		}
-	}
-	return nil
-}
-
-// removeTemps removes dir's temporary files of name left by a crash.
-func removeTemps(dir, name string) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), name+".tmp-") && e.Type().IsRegular() {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
-}
-
 // RemoveSnapshot removes dir's snapshot, if any (and leftover temporary
 // files). Removing it is always safe: the next start replays the whole log.
 func RemoveSnapshot(dir string) error {
-	removeTemps(dir, SnapshotFile)
-	if err := os.Remove(filepath.Join(dir, SnapshotFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("accessindex: remove snapshot: %w", err)
+	if err := snapshotfile.Remove(dir, SnapshotFile); err != nil {
+		return fmt.Errorf("accessindex: %w", err)
 	}
 	return nil
 }

@@ -405,15 +405,34 @@ func (m *Model) Source(p Pair, t time.Time) (EventRef, bool) {
 
 // State is a Model's fold saved for a snapshot (see State): every
 // aggregate's state (without personal fields, see domain.ChildState) and
-// each account's children in first-seen order, at Position. It holds no
-// provenance and no policy history: only a Model made WithoutProvenance,
-// which never reads them, can be saved and restored.
+// each account's children in first-seen order, at Position. For a model
+// with provenance (Provenance true) it holds also the provenance of every
+// pair and account, the grace periods placement ends gave, and the policy
+// history without its reasons (free text, personal data: the fold never
+// reads them). A model made WithoutProvenance saves none of these, as
+// before: it never reads them.
 type State struct {
 	Position eventlog.Position
 	Applied  uint64
 	Children []domain.ChildState
 	Accounts []domain.AccountState
 	PairsOf  []AccountChildren
+
+	// Provenance: the model keeps provenance; the fields below are set.
+	Provenance bool
+	// Refs are the events the provenance and the grace periods name, each
+	// once (see Refs).
+	Refs Refs
+	// PairProv and AccountProv are the events that set each bounding time
+	// of a pair's facts and of an account's.
+	PairProv    []PairProvenance
+	AccountProv []AccountProvenance
+	// Graces are the grace periods placement end events gave (GraceOf).
+	Graces []EventGrace
+	// Policies are the recorded policies, oldest first, each without its
+	// Reason; PolicyVersion is the policy stream's version folded.
+	Policies      []domain.PolicyRecord
+	PolicyVersion uint64
 }
 
 // AccountChildren is one account's children in a State, in first-seen
@@ -423,19 +442,116 @@ type AccountChildren struct {
 	Children []uuid.UUID
 }
 
-// ErrProvenance is returned by State and Restore for a Model that keeps
-// provenance: its provenance and policy history are not saved.
-var ErrProvenance = errors.New("accessmodel: a model with provenance cannot be saved or restored")
+// Refs is a table of EventRefs in columns (compact, and quick to encode
+// and decode): ref i is the event IDs[16i:16i+16] at position
+// (Commit[i], Prepare[i]), of type Strings[Type[i]], by Strings[Actor[i]]
+// in role Strings[Role[i]].
+type Refs struct {
+	IDs               []byte
+	Commit, Prepare   []uint64
+	Type, Actor, Role []uint32
+	Strings           []string
+	index             map[uuid.UUID]uint32
+	strIndex          map[string]uint32
+}
+
+// add returns the index of ref in the table, adding it once.
+func (r *Refs) add(ref EventRef) uint32 {
+	if i, ok := r.index[ref.ID]; ok {
+		return i
+	}
+	i := uint32(len(r.Commit))
+	r.index[ref.ID] = i
+	r.IDs = append(r.IDs, ref.ID[:]...)
+	r.Commit, r.Prepare = append(r.Commit, ref.Position.Commit), append(r.Prepare, ref.Position.Prepare)
+	r.Type, r.Actor, r.Role = append(r.Type, r.str(ref.Type)), append(r.Actor, r.str(ref.ActorID)), append(r.Role, r.str(ref.ActorRole))
+	return i
+}
+
+func (r *Refs) str(s string) uint32 {
+	if i, ok := r.strIndex[s]; ok {
+		return i
+	}
+	i := uint32(len(r.Strings))
+	r.strIndex[s] = i
+	r.Strings = append(r.Strings, s)
+	return i
+}
+
+// refs expands the table; it fails when the columns disagree.
+func (r *Refs) refs() ([]EventRef, error) {
+	n := len(r.Commit)
+	if len(r.IDs) != 16*n || len(r.Prepare) != n || len(r.Type) != n || len(r.Actor) != n || len(r.Role) != n {
+		return nil, fmt.Errorf("%w: a saved state's event table has columns of different lengths", ErrApply)
+	}
+	out := make([]EventRef, n)
+	for i := range out {
+		t, a, ro := r.Type[i], r.Actor[i], r.Role[i]
+		if int(t) >= len(r.Strings) || int(a) >= len(r.Strings) || int(ro) >= len(r.Strings) {
+			return nil, fmt.Errorf("%w: a saved state's event %d names a text it does not hold", ErrApply, i)
+		}
+		copy(out[i].ID[:], r.IDs[16*i:])
+		out[i].Position = eventlog.Position{Commit: r.Commit[i], Prepare: r.Prepare[i]}
+		out[i].Type, out[i].ActorID, out[i].ActorRole = r.Strings[t], r.Strings[a], r.Strings[ro]
+	}
+	return out, nil
+}
+
+// PairProvenance is one pair's provenance in a State: the event
+// Refs[Refs[i]] set time Times[i] (Unix microseconds).
+type PairProvenance struct {
+	Pair  Pair
+	Times []int64
+	Refs  []uint32
+}
+
+// AccountProvenance is one account's provenance in a State, as
+// PairProvenance.
+type AccountProvenance struct {
+	Account uuid.UUID
+	Times   []int64
+	Refs    []uint32
+}
+
+// EventGrace is the grace period placement end event Event gave, in a
+// State, and the policy event that set it: the State's Refs[Policy-1], or
+// none when Policy is 0.
+type EventGrace struct {
+	Event  uuid.UUID
+	Period time.Duration
+	Policy uint32
+}
+
+// provTimes splits a provenance map into a State's columns.
+func provTimes(refs *Refs, times map[int64]EventRef) ([]int64, []uint32) {
+	ts, rs := make([]int64, 0, len(times)), make([]uint32, 0, len(times))
+	for t, ref := range times {
+		ts, rs = append(ts, t), append(rs, refs.add(ref))
+	}
+	return ts, rs
+}
+
+// provMap joins a State's provenance columns into a map.
+func provMap(refs []EventRef, times []int64, idx []uint32) (map[int64]EventRef, error) {
+	if len(times) != len(idx) {
+		return nil, fmt.Errorf("%w: a saved state's provenance has %d times and %d events", ErrApply, len(times), len(idx))
+	}
+	out := make(map[int64]EventRef, len(times))
+	for i, t := range times {
+		if int(idx[i]) >= len(refs) {
+			return nil, fmt.Errorf("%w: a saved state's provenance names event %d of %d", ErrApply, idx[i], len(refs))
+		}
+		out[t] = refs[idx[i]]
+	}
+	return out, nil
+}
 
 // State returns the model's fold, sharing nothing with the model, for a
 // snapshot; Restore makes a model that applies the records after
-// State.Position exactly as m does. The model must be made
-// WithoutProvenance (else ErrProvenance). Like every method, State must
-// not run concurrently with Apply.
+// State.Position exactly as m does, and answers Facts, Source, Opener and
+// GraceOf as m does. The policy history's reasons are not saved (see
+// State). Like every method, State must not run concurrently with Apply.
 func (m *Model) State() (State, error) {
-	if !m.noProv {
-		return State{}, ErrProvenance
-	}
 	s := State{Position: m.position, Applied: m.applied,
 		Children: make([]domain.ChildState, 0, len(m.children)),
 		Accounts: make([]domain.AccountState, 0, len(m.accounts)),
@@ -449,14 +565,45 @@ func (m *Model) State() (State, error) {
 	for acct, children := range m.pairsOf {
 		s.PairsOf = append(s.PairsOf, AccountChildren{Account: acct, Children: slices.Clone(children)})
 	}
+	if m.noProv {
+		return s, nil
+	}
+	s.Provenance = true
+	s.Refs = Refs{index: map[uuid.UUID]uint32{}, strIndex: map[string]uint32{}}
+	s.PairProv = make([]PairProvenance, 0, len(m.prov))
+	for p, times := range m.prov {
+		ts, rs := provTimes(&s.Refs, times)
+		s.PairProv = append(s.PairProv, PairProvenance{Pair: p, Times: ts, Refs: rs})
+	}
+	s.AccountProv = make([]AccountProvenance, 0, len(m.acctProv))
+	for a, times := range m.acctProv {
+		ts, rs := provTimes(&s.Refs, times)
+		s.AccountProv = append(s.AccountProv, AccountProvenance{Account: a, Times: ts, Refs: rs})
+	}
+	s.Graces = make([]EventGrace, 0, len(m.graces))
+	for id, g := range m.graces {
+		eg := EventGrace{Event: id, Period: g.Period}
+		if g.Policy != nil {
+			eg.Policy = s.Refs.add(*g.Policy) + 1
+		}
+		s.Graces = append(s.Graces, eg)
+	}
+	s.Refs.index, s.Refs.strIndex = nil, nil
+	s.Policies = m.policies.Records()
+	for i := range s.Policies {
+		s.Policies[i].Reason = ""
+	}
+	s.PolicyVersion = m.policies.Version()
 	return s, nil
 }
 
-// Restore returns a model WithoutProvenance whose fold is s (see State).
-// It shares nothing with s. A State that is not one State returned (two
-// aggregates with the same id) fails with ErrApply.
+// Restore returns a model whose fold is s (see State): with provenance
+// when s has it, else WithoutProvenance. It shares nothing with s. A State
+// that is not one State returned (two aggregates, pairs or grace periods
+// with the same id) fails with ErrApply.
 func Restore(s State) (*Model, error) {
-	m := New(WithoutProvenance())
+	m := New()
+	m.noProv = !s.Provenance
 	m.position, m.applied = s.Position, s.Applied
 	m.children = make(map[uuid.UUID]*domain.Child, len(s.Children))
 	m.accounts = make(map[uuid.UUID]*domain.Account, len(s.Accounts))
@@ -479,5 +626,46 @@ func Restore(s State) (*Model, error) {
 		}
 		m.pairsOf[ac.Account] = slices.Clone(ac.Children)
 	}
+	if !s.Provenance {
+		return m, nil
+	}
+	refs, err := s.Refs.refs()
+	if err != nil {
+		return nil, err
+	}
+	m.prov = make(map[Pair]map[int64]EventRef, len(s.PairProv))
+	for _, pp := range s.PairProv {
+		if _, dup := m.prov[pp.Pair]; dup {
+			return nil, fmt.Errorf("%w: pair %s/%s's provenance twice in a saved state", ErrApply, pp.Pair.Account, pp.Pair.Child)
+		}
+		if m.prov[pp.Pair], err = provMap(refs, pp.Times, pp.Refs); err != nil {
+			return nil, err
+		}
+	}
+	m.acctProv = make(map[uuid.UUID]map[int64]EventRef, len(s.AccountProv))
+	for _, ap := range s.AccountProv {
+		if _, dup := m.acctProv[ap.Account]; dup {
+			return nil, fmt.Errorf("%w: account %s's provenance twice in a saved state", ErrApply, ap.Account)
+		}
+		if m.acctProv[ap.Account], err = provMap(refs, ap.Times, ap.Refs); err != nil {
+			return nil, err
+		}
+	}
+	m.graces = make(map[uuid.UUID]Grace, len(s.Graces))
+	for _, eg := range s.Graces {
+		if _, dup := m.graces[eg.Event]; dup {
+			return nil, fmt.Errorf("%w: event %s's grace period twice in a saved state", ErrApply, eg.Event)
+		}
+		g := Grace{Period: eg.Period}
+		if eg.Policy > 0 {
+			if int(eg.Policy) > len(refs) {
+				return nil, fmt.Errorf("%w: a saved grace period names event %d of %d", ErrApply, eg.Policy-1, len(refs))
+			}
+			ref := refs[eg.Policy-1]
+			g.Policy = &ref
+		}
+		m.graces[eg.Event] = g
+	}
+	m.policies = domain.RestorePolicyHistory(domain.Policy{}, s.Policies, s.PolicyVersion)
 	return m, nil
 }

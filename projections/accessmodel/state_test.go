@@ -10,17 +10,22 @@ import (
 	"github.com/accessledger/accessledger/projections/accessmodel"
 )
 
-// TestStateRefusals: a model with provenance is neither saved nor
-// restored from a state; a state naming an aggregate twice is refused.
+// TestStateRefusals: empty models round-trip, keeping whether they keep
+// provenance; a state naming an aggregate, a pair's or an account's
+// provenance or a grace period twice is refused.
 func TestStateRefusals(t *testing.T) {
-	_, err := accessmodel.New().State()
-	require.ErrorIs(t, err, accessmodel.ErrProvenance)
-
-	st, err := accessmodel.New(accessmodel.WithoutProvenance()).State()
-	require.NoError(t, err)
-	m, err := accessmodel.Restore(st)
-	require.NoError(t, err)
-	require.Zero(t, m.Applied())
+	for _, opts := range [][]accessmodel.Option{nil, {accessmodel.WithoutProvenance()}} {
+		st, err := accessmodel.New(opts...).State()
+		require.NoError(t, err)
+		require.Equal(t, len(opts) == 0, st.Provenance)
+		m, err := accessmodel.Restore(st)
+		require.NoError(t, err)
+		require.Zero(t, m.Applied())
+		again, err := m.State()
+		require.NoError(t, err)
+		require.Equal(t, st.Provenance, again.Provenance)
+	}
+	pair := accessmodel.Pair{Account: uuid.New(), Child: uuid.New()}
 
 	id := uuid.New()
 	tests := []struct {
@@ -30,6 +35,18 @@ func TestStateRefusals(t *testing.T) {
 		{"a child twice", accessmodel.State{Children: []domain.ChildState{{ID: id}, {ID: id}}}},
 		{"an account twice", accessmodel.State{Accounts: []domain.AccountState{{ID: id}, {ID: id}}}},
 		{"an account's children twice", accessmodel.State{PairsOf: []accessmodel.AccountChildren{{Account: id}, {Account: id}}}},
+		{"a pair's provenance twice", accessmodel.State{Provenance: true, PairProv: []accessmodel.PairProvenance{{Pair: pair}, {Pair: pair}}}},
+		{"an account's provenance twice", accessmodel.State{Provenance: true, AccountProv: []accessmodel.AccountProvenance{{Account: id}, {Account: id}}}},
+		{"a grace period twice", accessmodel.State{Provenance: true, Graces: []accessmodel.EventGrace{{Event: id}, {Event: id}}}},
+		{"an event table's columns of different lengths", accessmodel.State{Provenance: true, Refs: accessmodel.Refs{Commit: []uint64{1}}}},
+		{"an event naming a text it does not hold", accessmodel.State{Provenance: true, Refs: accessmodel.Refs{IDs: make([]byte, 16),
+			Commit: []uint64{1}, Prepare: []uint64{1}, Type: []uint32{3}, Actor: []uint32{0}, Role: []uint32{0}}}},
+		{"provenance naming a missing event", accessmodel.State{Provenance: true,
+			PairProv: []accessmodel.PairProvenance{{Pair: pair, Times: []int64{1}, Refs: []uint32{0}}}}},
+		{"provenance's columns of different lengths", accessmodel.State{Provenance: true,
+			AccountProv: []accessmodel.AccountProvenance{{Account: id, Times: []int64{1}}}}},
+		{"a grace period naming a missing policy event", accessmodel.State{Provenance: true,
+			Graces: []accessmodel.EventGrace{{Event: id, Policy: 1}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

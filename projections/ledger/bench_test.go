@@ -173,10 +173,12 @@ func newLedgerLog(b *testing.B, n int) *ledgerLog {
 	return &ledgerLog{db: db, store: s, key: key, dir: filepath.Join(dir, "checkpoints")}
 }
 
-// BenchmarkVerify measures ledger.Verify (what the engine's start-up check
-// runs) over a log of benchLogSize events on an SQLite file: every event
+// BenchmarkVerify measures ledger.Verify (the engine's check of the whole
+// log) over a log of benchLogSize events on an SQLite file: every event
 // re-read, re-hashed and compared with the stored tree, and the tree with a
-// signed checkpoint of the whole log. ns/op is per full verification.
+// signed checkpoint of the whole log; and ledger.VerifyTail of its last
+// benchTail events (the start-up check after a start from snapshots). ns/op
+// is per verification.
 func BenchmarkVerify(b *testing.B) {
 	ctx := context.Background()
 	l := newLedgerLog(b, benchLogSize)
@@ -192,18 +194,44 @@ func BenchmarkVerify(b *testing.B) {
 	require.Empty(b, problems)
 	require.NotEmpty(b, cps)
 	tree := ledger.NewTree(l.db)
-	b.ReportAllocs()
-	for b.Loop() {
-		rep, err := ledger.Verify(ctx, l.store, tree, ledger.VerifyOptions{Checkpoints: cps})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if !rep.OK || rep.Events != benchLogSize {
-			b.Fatalf("verify: %s", rep.Summary())
-		}
+	// "whole": the check of the whole log (the start-up check before issue
+	// 18, and the background check now); "tail": VerifyTail of the last
+	// benchTail events, the start-up check after a start from snapshots.
+	recs, err := l.store.ReadAll(ctx, eventlog.Start, 0)
+	require.NoError(b, err)
+	after := recs[len(recs)-benchTail-1].Position
+	for _, bc := range []struct {
+		name   string
+		events int64
+		verify func() (*ledger.Report, error)
+	}{
+		{"whole", benchLogSize, func() (*ledger.Report, error) {
+			return ledger.Verify(ctx, l.store, tree, ledger.VerifyOptions{Checkpoints: cps})
+		}},
+		{"tail", benchTail, func() (*ledger.Report, error) {
+			return ledger.VerifyTail(ctx, l.store, tree, after, ledger.VerifyOptions{Checkpoints: cps})
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				rep, err := bc.verify()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !rep.OK || rep.Events != bc.events {
+					b.Fatalf("verify: %s", rep.Summary())
+				}
+			}
+			b.ReportMetric(float64(b.N)*float64(bc.events)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
-	b.ReportMetric(float64(b.N)*benchLogSize/b.Elapsed().Seconds(), "events/s")
 }
+
+// benchTail is the tail BenchmarkVerify/tail checks: about what a start
+// from snapshots written every 100,000 events reads on average, scaled to
+// the benchmark's log.
+const benchTail = 1000
 
 // BenchmarkInclusionProof measures Tree.ProveInclusion of a random leaf in
 // the whole stored tree of benchLogSize leaves (SQLite file): the proof's

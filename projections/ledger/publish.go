@@ -11,6 +11,8 @@ import (
 	"github.com/uptrace/bun"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/accessledger/accessledger/domain/eventlog"
 )
 
 // Sink receives every checkpoint the engine publishes, so that a copy
@@ -71,8 +73,9 @@ type Ledger struct {
 	pub      sync.Mutex // serializes publishing (held across writes and sinks)
 	mu       sync.Mutex // guards the state below; never held across I/O
 	last     *Signed    // the newest checkpoint published or found
-	verified bool
-	fault    *Report // the failed verification, if any
+	verified bool       // Guard or GuardTail has passed
+	whole    bool       // a check of the whole log has passed
+	fault    *Report    // the failed verification, if any
 	faultErr error
 	wake     chan struct{}
 }
@@ -160,13 +163,34 @@ func LoadPublished(ctx context.Context, db bun.IDB, dir string, verifier note.Ve
 // returns an error wrapping ErrMismatch. When the store could not be read
 // (and nothing else was found) it returns the report and an error wrapping
 // ErrUnreadable, and the ledger stays unverified.
+//
+// A Guard that passes marks the whole log verified (Whole); one that fails
+// after GuardTail has passed stops the ledger all the same: Err then
+// returns the fault, and the engine answers no decision.
 func (l *Ledger) Guard(ctx context.Context, log Log, opts VerifyOptions) (*Report, error) {
+	return l.guard(ctx, opts, func(opts VerifyOptions) (*Report, error) { return Verify(ctx, log, l.tree, opts) }, true)
+}
+
+// GuardTail is Guard on the log's tail, the records after position after
+// (VerifyTail: bounded by the tail, not the log's length). When it passes,
+// Err is nil (the engine may serve decisions derived from the records up
+// to after, checked when they were read, and from the tail, checked now)
+// but Whole is false until a Guard of the whole log has passed too. A
+// failure is kept as Guard's is.
+func (l *Ledger) GuardTail(ctx context.Context, log Log, after eventlog.Position, opts VerifyOptions) (*Report, error) {
+	return l.guard(ctx, opts, func(opts VerifyOptions) (*Report, error) { return VerifyTail(ctx, log, l.tree, after, opts) },
+		after.IsZero())
+}
+
+// guard runs check with the published checkpoints and records its verdict;
+// whole: a pass verifies the whole log.
+func (l *Ledger) guard(ctx context.Context, opts VerifyOptions, check func(VerifyOptions) (*Report, error), whole bool) (*Report, error) {
 	cps, problems, err := l.Published(ctx)
 	if err != nil {
 		return nil, err
 	}
 	opts.Checkpoints = cps
-	rep, err := Verify(ctx, log, l.tree, opts)
+	rep, err := check(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -183,12 +207,45 @@ func (l *Ledger) Guard(ctx context.Context, log Log, opts VerifyOptions) (*Repor
 		l.fault, l.faultErr = rep, fmt.Errorf("%w: %s", ErrMismatch, first)
 		return rep, l.faultErr
 	}
-	if len(cps) > 0 {
+	if len(cps) > 0 && (l.last == nil || l.last.Size < cps[len(cps)-1].Size) {
 		latest := cps[len(cps)-1]
 		l.last = &latest
 	}
 	l.verified = true
+	l.whole = l.whole || whole || rep.FromLeaf == 0
 	return rep, nil
+}
+
+// Whole reports whether a check of the whole stored log (Guard, or a
+// GuardTail that had to read it all) has passed. Until it has, the engine
+// serves no answer read from the stored log's older records themselves
+// (commands, a child's record): see ErrNotWhole.
+func (l *Ledger) Whole() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.whole
+}
+
+// ErrNotWhole: only the log's tail has been verified yet (GuardTail), and
+// the whole log is being re-hashed: reads of the stored log's older records
+// wait for it. It wraps ErrNotVerified.
+var ErrNotWhole = fmt.Errorf("%w: only its tail yet; the whole log is being re-hashed in the background", ErrNotVerified)
+
+// ErrWhole returns nil once the whole log has been verified and nothing was
+// found wrong; the fault once a check failed; ErrNotWhole (or
+// ErrNotVerified) before.
+func (l *Ledger) ErrWhole() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.faultErr != nil:
+		return l.faultErr
+	case !l.verified:
+		return ErrNotVerified
+	case !l.whole:
+		return ErrNotWhole
+	}
+	return nil
 }
 
 // Checker verifies Log against Ledger's tree and every published

@@ -87,6 +87,10 @@ type Report struct {
 	// Root is the root hash of the tree of those Events events, when the
 	// whole log was read.
 	Root tlog.Hash
+	// FromLeaf is the first leaf read and hashed: 0 for a check of the
+	// whole log, the tail's first leaf for VerifyTail (Events then counts
+	// the tail only, and Root is the root of the whole tree).
+	FromLeaf int64
 	// TreeSize is how many leaves the stored tree holds.
 	TreeSize int64
 	// Checkpoints is how many signed checkpoints were checked; Latest the
@@ -214,7 +218,7 @@ func (v *verifier) run() {
 		v.rep.Latest = &latest
 	}
 	v.anchored = v.checkTree(cps)
-	stop := v.scan(cps)
+	stop := v.scan(cps, eventlog.Start, 0)
 	if stop {
 		return
 	}
@@ -266,7 +270,11 @@ type leafPage struct {
 
 // scan reads the log and compares; it reports whether it stopped at a
 // problem.
-func (v *verifier) scan(cps []Signed) bool {
+//
+// It reads the log after position after, whose first record is leaf
+// v.front.n (the frontier holds the tree of the leaves before it); next is
+// the first checkpoint larger than that.
+func (v *verifier) scan(cps []Signed, after eventlog.Position, next int) bool {
 	type page struct {
 		recs []eventlog.Record
 		err  error
@@ -276,7 +284,6 @@ func (v *verifier) scan(cps []Signed) bool {
 	pages := make(chan page, 1)
 	go func() {
 		defer close(pages)
-		after := eventlog.Start
 		for {
 			recs, err := v.log.ReadAll(ctx, after, v.opts.PageSize)
 			select {
@@ -290,7 +297,6 @@ func (v *verifier) scan(cps []Signed) bool {
 			after = recs[len(recs)-1].Position
 		}
 	}()
-	next := 0 // the next checkpoint to reach
 	var stored leafPage
 	var lastGood int64 // the largest checkpoint size the log agreed with
 	var lastGoodPos eventlog.Position

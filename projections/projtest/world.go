@@ -147,6 +147,14 @@ func (w *World) RegisterChild() uuid.UUID {
 	return id
 }
 
+// EraseChild erases the child's personal data (R22), as a data protection
+// officer, with reason.
+func (w *World) EraseChild(id uuid.UUID, reason string) {
+	c := w.children[id]
+	evs, err := c.Erase(domain.Actor{ID: "dpo-dee", Role: domain.RoleDPO}, reason, w.Now)
+	w.must(w.commit(domain.ChildStream(id), domain.Actor{ID: "dpo-dee", Role: domain.RoleDPO}, reason, c.Apply, evs, err))
+}
+
 // Invite invites a new account of kind; Activate must follow for it to see
 // anything.
 func (w *World) Invite(kind domain.AccountKind) uuid.UUID {
