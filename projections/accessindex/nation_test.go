@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -18,6 +19,10 @@ import (
 // NationRegionsEnv names how many of the nation's fifty county-sized
 // regions TestNationScaleIndex folds (1 to 50); unset, it is skipped.
 const NationRegionsEnv = "ACCESSLEDGER_BENCH_NATION_REGIONS"
+
+// NationHeapProfileEnv names a file TestNationScaleIndex writes a heap
+// profile of the index to (in-use space after the fold), when set.
+const NationHeapProfileEnv = "ACCESSLEDGER_BENCH_NATION_HEAP_PROFILE"
 
 // TestNationScaleIndex measures the access index at nation scale without
 // a store: the generator streams its appends straight into the index
@@ -41,6 +46,10 @@ func TestNationScaleIndex(t *testing.T) {
 	sc.Members = sc.Members / sc.Regions * regions
 	sc.Regions = regions
 
+	heapProfile := os.Getenv(NationHeapProfileEnv)
+	if heapProfile != "" {
+		runtime.MemProfileRate = 4096
+	}
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -73,5 +82,11 @@ func TestNationScaleIndex(t *testing.T) {
 		regions, sum.Events, sum.Children, sum.Accounts, st.Pairs, elapsed.Round(time.Millisecond),
 		float64(sum.Events)/elapsed.Seconds(), heap>>20, heap/int64(max(st.Pairs, 1)))
 	require.EqualValues(t, sum.Events, st.Applied)
+	if heapProfile != "" {
+		f, err := os.OpenFile(heapProfile, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+		require.NoError(t, err)
+		require.NoError(t, pprof.WriteHeapProfile(f))
+		require.NoError(t, f.Close())
+	}
 	runtime.KeepAlive(ix)
 }
