@@ -65,6 +65,7 @@ func (ix *Index) apply(rec eventlog.Record) error {
 	ix.pos = rec.Position
 	ix.applied++
 	if ix.targetSet && !ix.isReady && !ix.pos.Before(ix.target) {
+		ix.compact() // the replay's state, packed once
 		ix.isReady = true
 		close(ix.ready)
 	}

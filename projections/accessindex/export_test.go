@@ -22,9 +22,9 @@ func (ix *Index) DumpForTest() []string {
 	add("pos %v applied %d known %d last %+v erasures %d", ix.pos, ix.applied, ix.known, ix.last, ix.erasures)
 	add("pairs %d", ix.npairs)
 	for id, a := range ix.accounts {
-		add("account %s id %s known %v facts %+v pairs %d", id, a.id, a.known, a.facts, len(a.pairs))
+		add("account %s id %s known %v facts %+v pairs %d", id, a.id, a.known, a.facts(), len(a.pairs))
 		for _, p := range a.pairs {
-			add("pair %s %s sources %+v", id, p.child, p.srcs)
+			add("pair %s %s sources %x", id, p.child(), p.sourcesEnc())
 		}
 	}
 	for id, v := range ix.viewers {

@@ -165,10 +165,13 @@ func WithLogger(l *slog.Logger) Option {
 type Index struct {
 	cfg config
 
-	// applyMu serializes appliers; err belongs to it.
-	applyMu sync.Mutex
-	err     error
-	running atomic.Bool
+	// applyMu serializes appliers; err and the scratch buffers belong to
+	// it.
+	applyMu    sync.Mutex
+	err        error
+	scratch    []source
+	encScratch []byte
+	running    atomic.Bool
 	// last names the record at pos (for snapshots); erasures counts the
 	// child erasures applied (RunSnapshots removes the snapshot on one).
 	last     lastRecord
@@ -268,10 +271,11 @@ func (ix *Index) childAccess(acct, child uuid.UUID, t time.Time) (domain.Access,
 		return domain.Access{Reason: domain.ReasonNoRelationship}, time.Time{}
 	}
 	if p := ac.pair(child); p != nil {
-		return p.access(ac.policyFacts(), t)
+		f := ac.policyFacts()
+		return p.access(&f, t)
 	}
 	if ac.known {
-		return domain.ChildAccess(ac.facts, nil, nil, t), time.Time{}
+		return domain.ChildAccess(ac.facts(), nil, nil, t), time.Time{}
 	}
 	return domain.Access{Reason: domain.ReasonNoRelationship}, time.Time{}
 }
@@ -279,7 +283,7 @@ func (ix *Index) childAccess(acct, child uuid.UUID, t time.Time) (domain.Access,
 // carerAccess is CheckCarer's access; ix.mu is held.
 func (ix *Index) carerAccess(acct, carer uuid.UUID, t time.Time) domain.Access {
 	if ac := ix.accounts[acct]; ac != nil && ac.known {
-		return domain.CarerRecordAccess(acct == carer, ac.facts, t)
+		return domain.CarerRecordAccess(acct == carer, ac.facts(), t)
 	}
 	return domain.Access{Reason: domain.ReasonNoRelationship}
 }
@@ -348,10 +352,11 @@ func (ix *Index) ChildrenOf(acct uuid.UUID, t time.Time) ([]Entry, eventlog.Posi
 		return nil, ix.pos
 	}
 	var out []Entry
+	f := ac.policyFacts()
 	for i := range ac.pairs {
 		p := &ac.pairs[i]
-		if a, _ := p.access(ac.policyFacts(), t); a.Permissions != 0 {
-			out = append(out, Entry{Account: acct, Child: p.child, Permissions: a.Permissions, Reason: a.Reason, Until: a.Until})
+		if a, _ := p.access(&f, t); a.Permissions != 0 {
+			out = append(out, Entry{Account: acct, Child: p.child(), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until})
 		}
 	}
 	return out, ix.pos
@@ -365,7 +370,8 @@ func (ix *Index) ViewersOf(child uuid.UUID, t time.Time) ([]Entry, eventlog.Posi
 	defer ix.mu.RUnlock()
 	var out []Entry
 	for _, ac := range ix.viewers[child] {
-		if a, _ := ac.pair(child).access(ac.policyFacts(), t); a.Permissions != 0 {
+		f := ac.policyFacts()
+		if a, _ := ac.pair(child).access(&f, t); a.Permissions != 0 {
 			out = append(out, Entry{Account: ac.id, Child: child, Permissions: a.Permissions, Reason: a.Reason, Until: a.Until})
 		}
 	}

@@ -141,17 +141,11 @@ type snapAccount struct {
 	Pairs []snapPair
 }
 
-// snapPair is one pair of a snapshot: the child and the pair's sources.
+// snapPair is one pair of a snapshot: the child and the pair's sources,
+// encoded as the index keeps them (pairState).
 type snapPair struct {
 	Child   uuid.UUID
-	Sources []snapSource
-}
-
-// snapSource is a source (fold.go) in a snapshot.
-type snapSource struct {
-	ID                            uuid.UUID
-	From, To, Until, Early, Since int64
-	Perms, Flags                  uint8
+	Sources []byte
 }
 
 func (p *snapshotPayload) pairs() int {
@@ -179,16 +173,11 @@ func (ix *Index) capture() (p *snapshotPayload, ok bool, err error) {
 		Children: make([]ChildInfo, 0, len(ix.children)), ByRef: make([]refEntry, 0, len(ix.byRef)),
 		Dropped: ix.changes.dropped, Erasures: ix.erasures}
 	for _, ac := range ix.accounts {
-		sa := snapAccount{ID: ac.id, Known: ac.known, Facts: ac.facts, Pairs: make([]snapPair, len(ac.pairs))}
+		sa := snapAccount{ID: ac.id, Known: ac.known, Facts: ac.facts(), Pairs: make([]snapPair, len(ac.pairs))}
 		sa.Facts.Lapses = slices.Clone(sa.Facts.Lapses)
 		for i := range ac.pairs {
 			pr := &ac.pairs[i]
-			sp := snapPair{Child: pr.child, Sources: make([]snapSource, len(pr.srcs))}
-			for j, src := range pr.srcs {
-				sp.Sources[j] = snapSource{ID: src.id, From: int64(src.from), To: int64(src.to), Until: int64(src.until),
-					Early: int64(src.early), Since: int64(src.since), Perms: uint8(src.perms), Flags: src.flags}
-			}
-			sa.Pairs[i] = sp
+			sa.Pairs[i] = snapPair{Child: pr.child(), Sources: slices.Clone(pr.sourcesEnc())}
 		}
 		p.Accounts = append(p.Accounts, sa)
 	}
@@ -512,22 +501,26 @@ func (ix *Index) restore(p *snapshotPayload) (int, error) {
 	return npairs, nil
 }
 
-// restoreFold rebuilds the fold's state from a snapshot's accounts: the
-// accounts, the viewers of each child, the number of pairs and of known
-// accounts. A state no fold makes (an account twice, pairs out of order
-// or twice, a source with unknown flags or permissions, a placement
-// without an id or a grant interval with one) fails with
-// ErrSnapshotCorrupt.
+// restoreFold rebuilds the fold's state from a snapshot's accounts, packed
+// (see pack): the accounts, the viewers of each child, the number of pairs
+// and of known accounts. A state no fold makes (an account twice, pairs
+// out of order or twice, sources that do not decode or not as the index
+// encodes them, with unknown flags or permissions, a placement without an
+// id or a grant interval with one) fails with ErrSnapshotCorrupt.
 func restoreFold(sas []snapAccount) (map[uuid.UUID]*account, map[uuid.UUID][]*account, int, int, error) {
 	accounts := make(map[uuid.UUID]*account, len(sas))
-	viewers := map[uuid.UUID][]*account{}
 	npairs, known := 0, 0
+	var srcs []source
+	var enc []byte
 	for i := range sas {
 		sa := &sas[i]
 		if _, dup := accounts[sa.ID]; dup {
 			return nil, nil, 0, 0, fmt.Errorf("%w: account %s twice", ErrSnapshotCorrupt, sa.ID)
 		}
-		ac := &account{id: sa.ID, known: sa.Known, facts: sa.Facts, pairs: make([]pairState, len(sa.Pairs))}
+		ac := &account{id: sa.ID, known: sa.Known, pairs: make([]pairState, len(sa.Pairs))}
+		if err := ac.setFacts(sa.Facts); err != nil {
+			return nil, nil, 0, 0, fmt.Errorf("%w: account %s: %w", ErrSnapshotCorrupt, sa.ID, err)
+		}
 		if ac.known {
 			known++
 		}
@@ -536,24 +529,25 @@ func restoreFold(sas []snapAccount) (map[uuid.UUID]*account, map[uuid.UUID][]*ac
 			if j > 0 && compareIDs(sa.Pairs[j-1].Child, sp.Child) >= 0 {
 				return nil, nil, 0, 0, fmt.Errorf("%w: account %s's pairs out of order", ErrSnapshotCorrupt, sa.ID)
 			}
-			pr := pairState{child: sp.Child, srcs: make([]source, len(sp.Sources))}
-			for k, ss := range sp.Sources {
-				src := source{id: ss.ID, from: utime(ss.From), to: utime(ss.To), until: utime(ss.Until), early: utime(ss.Early),
-					since: utime(ss.Since), perms: domain.PermissionSet(ss.Perms), flags: ss.Flags}
-				if src.flags&^srcFlags != 0 || src.perms&^domain.All != 0 || src.isGrant() != (src.id == uuid.Nil) {
+			pr := pairState{enc: append(sp.Child[:len(sp.Child):len(sp.Child)], sp.Sources...)}
+			var err error
+			if srcs, err = pr.decode(srcs[:0]); err != nil {
+				return nil, nil, 0, 0, fmt.Errorf("%w: account %s, child %s: %w", ErrSnapshotCorrupt, sa.ID, sp.Child, err)
+			}
+			for _, src := range srcs {
+				if src.perms&^domain.All != 0 || src.isGrant() != (src.id == uuid.Nil) {
 					return nil, nil, 0, 0, fmt.Errorf("%w: account %s, child %s: bad source", ErrSnapshotCorrupt, sa.ID, sp.Child)
 				}
-				pr.srcs[k] = src
+			}
+			if enc = encode(enc[:0], srcs); !bytes.Equal(enc, sp.Sources) {
+				return nil, nil, 0, 0, fmt.Errorf("%w: account %s, child %s: sources not as encoded", ErrSnapshotCorrupt, sa.ID, sp.Child)
 			}
 			ac.pairs[j] = pr
-			viewers[sp.Child] = append(viewers[sp.Child], ac)
 			npairs++
 		}
 		accounts[sa.ID] = ac
 	}
-	for _, v := range viewers {
-		slices.SortFunc(v, func(a, b *account) int { return compareIDs(a.id, b.id) })
-	}
+	accounts, viewers := pack(accounts, npairs)
 	return accounts, viewers, npairs, known, nil
 }
 
