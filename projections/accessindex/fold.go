@@ -20,20 +20,27 @@ import (
 // # The fold (issue 18)
 //
 // The index folds the log itself, keeping only what the policy needs and
-// what later events need to be folded: per account its policy facts
-// (domain.AccountFacts, shared by all of its pairs), and per (account,
-// child) pair the pair's sources, compactly: each placement of the child
-// with the carer (its id, start, end, grace deadline, early grace end,
-// the account life it was recorded in, cancelled or not) and each interval
-// of the grants to the account (from, to, expires_at, the account life,
-// the permissions), times as Unix microseconds (utime). No aggregate, no
-// provenance, no per-pair copy of the account's facts.
+// what later events need to be folded: per account its facts (kind,
+// activation, closure, lapses: one copy, read by all of its pairs), and
+// per (account, child) pair the pair's sources, in one byte encoding
+// (pairState): each placement of the child with the carer (a 64-bit key
+// of its id, start, end, grace deadline, early grace end, the account
+// life it was recorded in, cancelled or not) and each interval of the
+// grants to the account (from, to, expires_at, the account life, the
+// permissions), times as differences. No aggregate, no provenance, no
+// per-pair copy of the account's facts. Besides, per child the accounts
+// it has a pair with (viewers), the children's info and the reviews list.
+// Once the index is ready (Run) or loaded from a snapshot, the state is
+// packed into a few large blocks (pack), so that the replay's garbage
+// leaves no partly used memory behind.
 //
-// A check turns the pair's sources into domain.PlacementFacts and
+// A check decodes the pair's sources into domain.PlacementFacts and
 // domain.GrantFacts in buffers on its stack and calls domain.ChildAccess:
 // the facts are exactly those the aggregates (domain.Child.PlacementFacts,
 // GrantFacts, domain.Account.Facts) would give, in the same order, so the
 // answers are too (TestIndexMatchesModel compares them on every pair).
+// The fold runs under the write lock (decoding the record does not): a
+// record changes a pair's encoding in place, or moves it when it grows.
 //
 // Event times are whole microseconds in UTC (the domain refuses others
 // when it decodes an event), so utime holds them without loss and gives
@@ -66,7 +73,7 @@ func (u utime) time() time.Time {
 // carer, or one interval of the grants to the pair's account (srcGrant),
 // decoded (a pair keeps its sources encoded, see pairState).
 //
-// A placement: id, from = started at, to = ended at (with srcEnded),
+// A placement: its id's key (see placementIn), from = started at, to = ended at (with srcEnded),
 // until = grace deadline, early = the worker's early end of the grace
 // period (zero: none), since = the carer account's life it was recorded
 // in; srcCancelled when it was cancelled before it started (it then gives
@@ -74,7 +81,10 @@ func (u utime) time() time.Time {
 // recorded as run out (zero: standing), until = expires_at (zero:
 // open-ended), since, perms.
 type source struct {
+	// id is the placement's id when srcFullID is set; key is always the
+	// placement's idKey (see placementIn).
 	id                            uuid.UUID
+	key                           uint64
 	from, to, until, early, since utime
 	perms                         domain.PermissionSet
 	flags                         uint8
@@ -90,8 +100,15 @@ const (
 	encUntil
 	encEarly
 	encSince
-	srcFlags = srcGrant | srcEnded | srcCancelled
+	srcFullID // the placement's whole id is kept (see placementIn)
+	srcFlags  = srcGrant | srcEnded | srcCancelled | srcFullID
 )
+
+// idKey is the 64 bits of a placement's id a pair keeps of it: its halves
+// xor-ed.
+func idKey(id uuid.UUID) uint64 {
+	return binary.LittleEndian.Uint64(id[:8]) ^ binary.LittleEndian.Uint64(id[8:])
+}
 
 func (s *source) isGrant() bool { return s.flags&srcGrant != 0 }
 
@@ -140,8 +157,9 @@ func sameFacts(a, b *source) bool {
 // The encoding: the child's id (16 bytes); then, when the pair has
 // sources, the number of placements and of grant intervals (uvarints),
 // then each source, each kind in the order recorded: a flags byte (the
-// source's flags and which times follow), the placement's id (16 bytes)
-// or the interval's permissions (a byte), from as the difference with the
+// source's flags and which times follow), the placement's idKey (8
+// bytes; its whole id, 16 bytes, with srcFullID) or the interval's
+// permissions (a byte), from as the difference with the
 // previous source's from (the first's from whole), then the times
 // present, each as a difference (see appendDelta): to from from, until
 // from to (from when there is no to), early from to (from), since from
@@ -164,7 +182,9 @@ func (p *pairState) sourcesEnc() []byte { return p.enc[len(uuid.UUID{}):] }
 // compareChild orders a pair by its child's id.
 func compareChild(p pairState, c uuid.UUID) int { return bytes.Compare(p.enc[:len(c)], c[:]) }
 
-// appendDelta appends d, a difference of two times, as a uvarint of d in
+// appendDelta appends d, a difference of two times (|d| < 2^60: times are
+// in years 1900 to 9999, less than 2^59 microseconds apart), as a uvarint
+// of d in
 // the largest whole unit of microseconds, seconds, hours or days it is
 // counted in, with its sign and unit in the low three bits: grace periods
 // and review periods are whole days, for example.
@@ -267,15 +287,23 @@ func decodeSource(b []byte, prev utime) (source, []byte, error) {
 	}
 	h := b[0]
 	s.flags = h & srcFlags
-	if s.isGrant() {
+	switch {
+	case s.isGrant():
 		s.perms = domain.PermissionSet(b[1])
 		b = b[2:]
-	} else {
+	case s.flags&srcFullID != 0:
 		if len(b) < 1+len(s.id) {
 			return s, nil, errEncoding
 		}
 		copy(s.id[:], b[1:])
+		s.key = idKey(s.id)
 		b = b[1+len(s.id):]
+	default:
+		if len(b) < 1+8 {
+			return s, nil, errEncoding
+		}
+		s.key = binary.LittleEndian.Uint64(b[1:])
+		b = b[1+8:]
 	}
 	next := func(base utime) (utime, bool) {
 		d, n := readDelta(b)
@@ -349,10 +377,13 @@ func encode(dst []byte, srcs []source) []byte {
 			h |= encSince
 		}
 		dst = append(dst, h)
-		if s.isGrant() {
+		switch {
+		case s.isGrant():
 			dst = append(dst, byte(s.perms))
-		} else {
+		case s.flags&srcFullID != 0:
 			dst = append(dst, s.id[:]...)
+		default:
+			dst = binary.LittleEndian.AppendUint64(dst, s.key)
 		}
 		dst = appendDelta(dst, int64(s.from-prev))
 		if s.to != 0 {
@@ -441,15 +472,45 @@ func decide(acct *domain.AccountFacts, pl []domain.PlacementFacts, gr []domain.G
 	return a, time.Time{}
 }
 
-// placement returns the index in srcs of placement id (the first recorded
-// with it), or -1.
+// placementIn returns the index in srcs of placement id, or -1.
+//
+// A pair keeps of a placement's id its idKey only, unless another
+// placement of the pair has the same key when it is recorded: then it
+// keeps the whole id (srcFullID). So the placement found is the one with
+// the whole id, else the one with its key: exactly the placement named,
+// for every log the domain writes (a child's placement ids are distinct:
+// StartPlacement refuses one already used). An event naming a placement
+// the pair never had, whose key is one of the pair's (a log that
+// contradicts itself, one chance in 2^64 for random ids), would be
+// applied to that placement instead of stopping the index.
 func placementIn(srcs []source, id uuid.UUID) int {
+	k, found := idKey(id), -1
 	for i := range srcs {
-		if !srcs[i].isGrant() && srcs[i].id == id {
-			return i
+		s := &srcs[i]
+		switch {
+		case s.isGrant():
+		case s.flags&srcFullID != 0:
+			if s.id == id {
+				return i
+			}
+		case found < 0 && s.key == k:
+			found = i
 		}
 	}
-	return -1
+	return found
+}
+
+// newPlacement returns the source of a placement id recorded with the pair
+// whose sources are srcs (see placementIn).
+func newPlacement(srcs []source, id uuid.UUID) source {
+	s := source{key: idKey(id)}
+	for i := range srcs {
+		if !srcs[i].isGrant() && srcs[i].key == s.key {
+			s.id, s.flags = id, srcFullID
+			break
+		}
+	}
+	return s
 }
 
 // lastGrantIn returns the index in srcs of the last grant interval, or -1.
@@ -619,7 +680,10 @@ func (ix *Index) fold(rec eventlog.Record, env domain.Envelope) error {
 
 	case *domain.PlacementStarted:
 		ac, p, _ := ix.pairOf(e.CarerAccountID, e.ChildID)
-		srcs := append(ix.sources(p), source{id: e.PlacementID, from: ut(e.StartedAt), since: ut(e.AccountSince)})
+		srcs := ix.sources(p)
+		s := newPlacement(srcs, e.PlacementID)
+		s.from, s.since = ut(e.StartedAt), ut(e.AccountSince)
+		srcs = append(srcs, s)
 		ix.setSources(p, srcs)
 		ix.publish(rec, at, ac, p, true, time.Time{})
 	case *domain.PlacementEnded:

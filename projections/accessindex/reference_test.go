@@ -209,3 +209,50 @@ func TestIndexMatchesModel(t *testing.T) {
 		})
 	}
 }
+
+// TestPlacementIDsSharingAKey: the index keeps 64 bits of a placement's id
+// (its halves xor-ed) unless another placement of the pair has the same
+// key; placements of one carer with one child whose ids share a key are
+// still told apart: ending, ending the grace early, cancelling one changes
+// that one, as the aggregates' facts say, whichever is recorded first.
+func TestPlacementIDsSharingAKey(t *testing.T) {
+	mask := uuid.UUID{1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8}
+	sharing := func(id uuid.UUID) uuid.UUID { // the same halves' xor
+		for i := range id {
+			id[i] ^= mask[i]
+		}
+		return id
+	}
+	for _, endFirst := range []bool{false, true} {
+		w := newWorld(t, 77)
+		carer := w.carer("carer-ann", t0.Add(-30*day))
+		child := w.child("C-1", "worker-ann", t0.Add(-30*day))
+		a := w.id()
+		b := sharing(a)
+		c := b // a third with the key: both halves changed alike
+		c[0] ^= 0xff
+		c[8] ^= 0xff
+		require.NotEqual(t, a, b)
+		require.NotEqual(t, b, c)
+		w.placeID(child, a, carer, t0, t0)
+		w.end(child, a, t0.Add(10*day), t0.Add(10*day))
+		w.placeID(child, b, carer, t0.Add(40*day), t0.Add(40*day))
+		w.end(child, b, t0.Add(60*day), t0.Add(60*day))
+		w.placeID(child, c, carer, t0.Add(80*day), t0.Add(61*day))
+		if endFirst {
+			w.endGraceEarly(child, b, t0.Add(62*day))
+		} else {
+			w.end(child, c, t0.Add(90*day), t0.Add(90*day))
+		}
+		ix := accessindex.New(quiet)
+		ref := newReference()
+		recs := w.take()
+		ref.apply(t, recs...)
+		require.NoError(t, ix.Apply(recs...))
+		var fixed []time.Time
+		for d := range 120 {
+			fixed = append(fixed, t0.Add(time.Duration(d)*day+time.Hour))
+		}
+		ref.compare(t, ix, fixed)
+	}
+}

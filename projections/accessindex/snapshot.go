@@ -535,7 +535,7 @@ func restoreFold(sas []snapAccount) (map[uuid.UUID]*account, map[uuid.UUID][]*ac
 				return nil, nil, 0, 0, fmt.Errorf("%w: account %s, child %s: %w", ErrSnapshotCorrupt, sa.ID, sp.Child, err)
 			}
 			for _, src := range srcs {
-				if src.perms&^domain.All != 0 || src.isGrant() != (src.id == uuid.Nil) {
+				if src.perms&^domain.All != 0 || (src.isGrant() && src.flags&srcFullID != 0) {
 					return nil, nil, 0, 0, fmt.Errorf("%w: account %s, child %s: bad source", ErrSnapshotCorrupt, sa.ID, sp.Child)
 				}
 			}

@@ -1,0 +1,101 @@
+package accessindex
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/accessledger/accessledger/domain"
+)
+
+func TestUtimeRoundTrip(t *testing.T) {
+	for _, tt := range []time.Time{
+		{},
+		time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), // Unix 0 is a time, not "never"
+		time.Date(2026, 3, 2, 9, 0, 0, 123456000, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+	} {
+		u := ut(tt)
+		require.Equal(t, tt.IsZero(), u == 0, "%s", tt)
+		require.Equal(t, tt, u.time(), "%s: equal as ==, not only Equal", tt)
+		require.True(t, tt == u.time())
+	}
+	require.Less(t, ut(time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)), ut(time.Date(1970, 1, 1, 0, 0, 0, 1000, time.UTC)))
+}
+
+func TestDeltaRoundTrip(t *testing.T) {
+	for _, d := range []int64{0, 1, -1, 999_999, 1_000_000, -1_000_000, 3_600_000_000, 86_400_000_000, 28 * 86_400_000_000,
+		-28 * 86_400_000_000, 86_400_000_001, 3 * 1e17, -3 * 1e17, 1 << 59, -(1 << 59)} {
+		b := appendDelta(nil, d)
+		got, n := readDelta(b)
+		require.Equal(t, len(b), n, "%d", d)
+		require.Equal(t, d, got, "%d", d)
+	}
+	require.Len(t, appendDelta(nil, 28*86_400_000_000), 2, "a grace period of 28 days is two bytes (seven in microseconds)")
+	_, n := readDelta([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	require.Zero(t, n, "a difference out of range does not read")
+	_, n = readDelta(nil)
+	require.Zero(t, n)
+}
+
+// TestEncodeDecode: every field of every kind of source survives the
+// pair's encoding, and a truncated encoding does not decode.
+func TestEncodeDecode(t *testing.T) {
+	at := func(days int) utime {
+		return ut(time.Date(2024, 1, 1, 9, 30, 0, 0, time.UTC).AddDate(0, 0, days).Add(17 * time.Microsecond))
+	}
+	id := uuid.MustParse("6f1d3c1e-8f3a-4b7e-9d2c-1a2b3c4d5e6f")
+	srcs := []source{
+		{key: idKey(id), from: at(0)},
+		{key: 42, from: at(3), to: at(10), until: at(38), flags: srcEnded},
+		{id: id, key: idKey(id), from: at(-5), to: at(2), until: at(30), early: at(4), since: at(-9), flags: srcEnded | srcFullID},
+		{key: 7, from: at(100), flags: srcCancelled},
+		{from: at(1), to: at(2), perms: domain.PermissionSet(domain.View), flags: srcGrant},
+		{from: at(2), until: at(90), since: at(-1), perms: domain.All, flags: srcGrant},
+	}
+	child := uuid.MustParse("0b0b0b0b-0000-4000-8000-000000000001")
+	p := newPair(child)
+	p.enc = encode(p.enc, srcs)
+	require.Equal(t, child, p.child())
+	np, ng := p.counts()
+	require.Equal(t, 4, np)
+	require.Equal(t, 2, ng)
+	got, err := p.decode(nil)
+	require.NoError(t, err)
+	require.Equal(t, srcs, got)
+	for n := len(child); n < len(p.enc); n++ {
+		short := pairState{enc: p.enc[:n]}
+		if n == len(child) {
+			continue // no sources: a pair with none
+		}
+		_, err := short.decode(nil)
+		require.Error(t, err, "cut at %d of %d", n, len(p.enc))
+	}
+	empty := newPair(child)
+	got, err = empty.decode(nil)
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
+
+func TestPlacementIn(t *testing.T) {
+	a := uuid.MustParse("6f1d3c1e-8f3a-4b7e-9d2c-1a2b3c4d5e6f")
+	b := a
+	for i := range 8 { // the same key: both halves changed alike
+		b[i] ^= 0x5a
+		b[8+i] ^= 0x5a
+	}
+	require.Equal(t, idKey(a), idKey(b))
+	var srcs []source
+	sa := newPlacement(srcs, a)
+	require.Zero(t, sa.flags&srcFullID, "a key of its own: the key only")
+	srcs = append(srcs, sa)
+	sb := newPlacement(srcs, b)
+	require.NotZero(t, sb.flags&srcFullID, "a key the pair has: the whole id")
+	srcs = append(srcs, sb)
+	require.Equal(t, 0, placementIn(srcs, a))
+	require.Equal(t, 1, placementIn(srcs, b))
+	require.Equal(t, -1, placementIn(srcs, uuid.New()))
+}
