@@ -55,7 +55,7 @@ func (ix *Index) DumpForTest() []string {
 	}
 	add("changes %d dropped %v", ix.changes.len(), ix.changes.dropped)
 	for i := range ix.changes.len() {
-		add("change %d %+v", i, *ix.changes.at(i))
+		add("change %d %+v", i, ix.changes.at(i))
 	}
 	slices.Sort(out)
 	return out

@@ -194,7 +194,7 @@ func (ix *Index) capture() (p *snapshotPayload, ok bool, err error) {
 	}
 	p.Changes = make([]Change, ix.changes.len())
 	for i := range p.Changes {
-		p.Changes[i] = *ix.changes.at(i)
+		p.Changes[i] = ix.changes.at(i)
 	}
 	return p, true, nil
 }
