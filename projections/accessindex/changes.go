@@ -3,6 +3,7 @@ package accessindex
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -62,10 +63,12 @@ func (ix *Index) Changes(after eventlog.Position) ([]Change, eventlog.Position, 
 }
 
 // ring is a bounded buffer of the latest changes, in position order, kept
-// compactly (changeEntry).
+// compactly (changeEntry). Its buffer grows as changes come, up to size
+// (an index with few changes keeps a small one).
 type ring struct {
 	buf   []changeEntry
-	start int // index of the oldest change
+	size  int
+	start int // index of the oldest change; 0 until the buffer is full
 	n     int
 	// dropped is the position of the newest change pushed out of the
 	// buffer (Start while none was).
@@ -84,7 +87,7 @@ type changeEntry struct {
 	perms          domain.PermissionSet
 }
 
-func newRing(size int) ring { return ring{buf: make([]changeEntry, size)} }
+func newRing(size int) ring { return ring{size: size} }
 
 func (r *ring) len() int { return r.n }
 
@@ -99,6 +102,13 @@ func (r *ring) at(i int) Change {
 func (r *ring) push(c Change) {
 	e := changeEntry{account: c.Account, child: c.Child, position: c.Position, reason: c.Access.Reason, at: c.At,
 		until: ut(c.Access.Until), expires: ut(c.Access.ExpiresAt), perms: c.Access.Permissions}
+	if r.n == len(r.buf) && r.n < r.size { // start is 0: nothing was dropped yet
+		r.buf = slices.Grow(r.buf, min(max(2*r.n, 64), r.size)-r.n)
+		r.buf = r.buf[:cap(r.buf)]
+		if len(r.buf) > r.size {
+			r.buf = r.buf[:r.size]
+		}
+	}
 	if r.n == len(r.buf) {
 		r.dropped = r.buf[r.start].position
 		r.buf[r.start] = e

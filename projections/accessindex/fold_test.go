@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
 )
 
 func TestUtimeRoundTrip(t *testing.T) {
@@ -98,4 +99,34 @@ func TestPlacementIn(t *testing.T) {
 	require.Equal(t, 0, placementIn(srcs, a))
 	require.Equal(t, 1, placementIn(srcs, b))
 	require.Equal(t, -1, placementIn(srcs, uuid.New()))
+}
+
+// TestRingGrows: the change buffer grows as changes come, up to its size,
+// then drops the oldest; every change reads back as pushed.
+func TestRingGrows(t *testing.T) {
+	for _, tt := range []struct{ size, pushed int }{{100, 0}, {100, 1}, {100, 64}, {100, 65}, {100, 100}, {100, 250}, {3, 10}, {1000, 999}} {
+		r := newRing(tt.size)
+		var all []Change
+		for i := range tt.pushed {
+			c := Change{Account: uuid.UUID{byte(i)}, Child: uuid.UUID{1, byte(i >> 8)}, Position: eventlog.At(uint64(i + 1)),
+				At:     time.Date(2026, 1, 1, 0, 0, i, 17, time.UTC), // not a whole microsecond: At is kept as it is
+				Access: domain.Access{Permissions: domain.All, Reason: domain.ReasonPlacement, Until: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)}}
+			r.push(c)
+			all = append(all, c)
+		}
+		want := all[max(0, len(all)-tt.size):]
+		require.Equal(t, len(want), r.len(), "%+v", tt)
+		require.LessOrEqual(t, len(r.buf), tt.size)
+		for i := range want {
+			require.Equal(t, want[i], r.at(i), "%+v #%d", tt, i)
+		}
+		if len(all) > tt.size {
+			require.Equal(t, all[len(all)-tt.size-1].Position, r.dropped)
+		} else {
+			require.Equal(t, eventlog.Start, r.dropped)
+		}
+		if len(want) > 1 {
+			require.Equal(t, want[1:], r.after(want[0].Position))
+		}
+	}
 }

@@ -485,7 +485,7 @@ func (ix *Index) restore(p *snapshotPayload) (int, error) {
 	if ix.running.Load() || ix.applied > 0 || ix.err != nil {
 		return 0, ErrSnapshotNotFresh
 	}
-	changes := newRing(len(ix.changes.buf))
+	changes := newRing(ix.changes.size)
 	changes.dropped = p.Dropped
 	for _, c := range p.Changes {
 		changes.push(c)
