@@ -266,8 +266,9 @@ func appendByStream(tb testing.TB, s eventlog.Store, recs []eventlog.Record) eve
 // BenchmarkReplay measures the start-up of an index: a replay of about
 // 100,000 realistic records (generate) from an SQLite file, through Run
 // until Ready. It reports the records per second and the heap the index
-// holds per pair (the accessmodel.Model it folds with included), and the
-// heap of the Model alone for comparison. The log is built in an in-memory
+// holds per pair (live bytes, packed once ready), and, for comparison, the
+// heap of an accessmodel.Model of the same log (the aggregates' fold the
+// index kept before issue 18). The log is built in an in-memory
 // SQLite database and copied to a file with VACUUM INTO, which is much
 // faster than appending to a file with fsync on every commit.
 func BenchmarkReplay(b *testing.B) {

@@ -1,10 +1,11 @@
 // Package accessindex is the in-memory access index: the structure every
 // access check is answered from (architecture decision 5). It folds the
 // event log itself and keeps, per account, its facts, and per (account,
-// child) pair the pair's placements and grant intervals, compactly (see
-// fold.go), so that a check costs one map lookup, a binary search among the
-// account's children and one call of the pure policy function, and no
-// database query.
+// child) pair the pair's placements and grant intervals, in a compact
+// encoding (see fold.go: about 250 bytes per pair in all for a county), so
+// that a check costs one map lookup, a binary search among the account's
+// children, decoding the pair's facts on the stack and one call of the
+// pure policy function, and no database query; it allocates nothing.
 //
 // # Answers
 //
@@ -26,16 +27,18 @@
 // goroutine feeds it (Apply, or Run which calls Apply). Decoding a record
 // runs outside the lock; only its fold (a few field and map writes, and the
 // answers of the pairs it changes for the change feed) takes the write
-// lock, so readers wait for
-// microseconds at most (and the applier for a reader's whole CheckMany
-// batch).
+// lock, so readers wait for microseconds at most (and the applier for a
+// reader's whole CheckMany batch). Packing the state when the index
+// becomes ready (Compact) holds readers once, for tens of milliseconds
+// for a county's index.
 //
 // # Feeding
 //
 // Run replays the log from the index's position with ReadAll pages (the
 // next page is read while one is applied) and then follows it with
 // Subscribe; Ready is closed once the index has caught up with the head the
-// log had when Run started. Without a snapshot, start-up is a replay of
+// log had when Run started; the state the replay built is then packed
+// (Compact). Without a snapshot, start-up is a replay of
 // the whole log (see BenchmarkReplay, and BenchmarkCountyReplay for a
 // county's log, for its cost); LoadSnapshot, before Run, starts the index
 // from a snapshot written by WriteSnapshot or RunSnapshots, so that Run
