@@ -3,7 +3,6 @@ package accessindex
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"time"
 
@@ -103,11 +102,9 @@ func (r *ring) push(c Change) {
 	e := changeEntry{account: c.Account, child: c.Child, position: c.Position, reason: c.Access.Reason, at: c.At,
 		until: ut(c.Access.Until), expires: ut(c.Access.ExpiresAt), perms: c.Access.Permissions}
 	if r.n == len(r.buf) && r.n < r.size { // start is 0: nothing was dropped yet
-		r.buf = slices.Grow(r.buf, min(max(2*r.n, 64), r.size)-r.n)
-		r.buf = r.buf[:cap(r.buf)]
-		if len(r.buf) > r.size {
-			r.buf = r.buf[:r.size]
-		}
+		buf := make([]changeEntry, min(max(2*r.n, 64), r.size)) // exactly: no slack past size
+		copy(buf, r.buf)
+		r.buf = buf
 	}
 	if r.n == len(r.buf) {
 		r.dropped = r.buf[r.start].position
