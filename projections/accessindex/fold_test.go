@@ -1,6 +1,7 @@
 package accessindex
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -128,5 +129,37 @@ func TestRingGrows(t *testing.T) {
 		if len(want) > 1 {
 			require.Equal(t, want[1:], r.after(want[0].Position))
 		}
+	}
+}
+
+// TestRestoreFoldRefuses: a snapshot's fold that the index would not have
+// written fails with ErrSnapshotCorrupt, whatever is wrong in it.
+func TestRestoreFoldRefuses(t *testing.T) {
+	child := uuid.MustParse("0b0b0b0b-0000-4000-8000-000000000001")
+	acct := uuid.MustParse("0a0a0a0a-0000-4000-8000-000000000001")
+	good := encode(nil, []source{{key: 1, from: ut(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))}})
+	facts := domain.AccountFacts{Kind: domain.KindFosterCarer, ActivatedAt: time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)}
+	mk := func(mod func(*snapAccount)) []snapAccount {
+		sa := snapAccount{ID: acct, Known: true, Facts: facts, Pairs: []snapPair{{Child: child, Sources: good}}}
+		mod(&sa)
+		return []snapAccount{sa}
+	}
+	_, _, n, known, err := restoreFold(mk(func(*snapAccount) {}))
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, 1, known)
+	for name, sas := range map[string][]snapAccount{
+		"an account twice":     append(mk(func(*snapAccount) {}), mk(func(*snapAccount) {})...),
+		"pairs twice":          mk(func(sa *snapAccount) { sa.Pairs = append(sa.Pairs, sa.Pairs[0]) }),
+		"sources cut short":    mk(func(sa *snapAccount) { sa.Pairs[0].Sources = good[:len(good)-1] }),
+		"sources with garbage": mk(func(sa *snapAccount) { sa.Pairs[0].Sources = append(bytes.Clone(good), 0x01) }),
+		"counts wrong":         mk(func(sa *snapAccount) { s := bytes.Clone(good); s[0] = 2; sa.Pairs[0].Sources = s }),
+		"an unknown kind":      mk(func(sa *snapAccount) { sa.Facts.Kind = "wizard" }),
+		"bad permissions": mk(func(sa *snapAccount) {
+			sa.Pairs[0].Sources = encode(nil, []source{{flags: srcGrant, perms: 0x80, from: 5}})
+		}),
+	} {
+		_, _, _, _, err := restoreFold(sas)
+		require.ErrorIs(t, err, ErrSnapshotCorrupt, name)
 	}
 }

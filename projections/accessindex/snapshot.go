@@ -213,13 +213,17 @@ func encodeSnapshot(p *snapshotPayload) ([]byte, error) {
 }
 
 // DecodeSnapshot checks a snapshot file's bytes (magic, format version,
-// checksum) and decodes its payload; it returns the snapshot's position.
+// checksum), decodes its payload and checks the fold it holds (the pairs'
+// sources); it returns the snapshot's position.
 // It fails with ErrSnapshotCorrupt or ErrSnapshotVersion (wrapped) and never
 // panics. It is LoadSnapshot's first step, exported for the fuzz test and
 // for tools.
 func DecodeSnapshot(data []byte) (eventlog.Position, error) {
 	p, err := decodeSnapshot(data)
 	if err != nil {
+		return eventlog.Start, err
+	}
+	if _, _, _, _, err := restoreFold(p.Accounts); err != nil { // the pairs' encodings, as LoadSnapshot checks them
 		return eventlog.Start, err
 	}
 	return p.Position, nil
