@@ -243,8 +243,8 @@ func New(opts ...Option) *Index {
 // answers by the account's own facts with no placement and no grant
 // (account_not_active, account_closed, or no_relationship), and an account
 // the index does not know answers no_relationship. It allocates nothing
-// (unless the pair has more than factsBuffer placements or grant
-// intervals).
+// (a pair with more than factsBuffer placements or grant intervals
+// decodes them into buffers from a pool).
 func (ix *Index) Check(acct, child uuid.UUID, perm domain.Permission, t time.Time) Answer {
 	ix.mu.RLock()
 	pos := ix.pos
