@@ -305,41 +305,43 @@ func decodeSource(b []byte, prev utime) (source, []byte, error) {
 		s.key = binary.LittleEndian.Uint64(b[1:])
 		b = b[1+8:]
 	}
-	next := func(base utime) (utime, bool) {
-		d, n := readDelta(b)
-		if n <= 0 {
-			return 0, false
-		}
-		b = b[n:]
-		return base + utime(d), true
-	}
 	var ok bool
-	if s.from, ok = next(prev); !ok {
+	if s.from, b, ok = readTime(b, prev); !ok {
 		return s, nil, errEncoding
 	}
 	ref := s.from
 	if h&encTo != 0 {
-		if s.to, ok = next(s.from); !ok {
+		if s.to, b, ok = readTime(b, s.from); !ok {
 			return s, nil, errEncoding
 		}
 		ref = s.to
 	}
 	if h&encUntil != 0 {
-		if s.until, ok = next(ref); !ok {
+		if s.until, b, ok = readTime(b, ref); !ok {
 			return s, nil, errEncoding
 		}
 	}
 	if h&encEarly != 0 {
-		if s.early, ok = next(ref); !ok {
+		if s.early, b, ok = readTime(b, ref); !ok {
 			return s, nil, errEncoding
 		}
 	}
 	if h&encSince != 0 {
-		if s.since, ok = next(s.from); !ok {
+		if s.since, b, ok = readTime(b, s.from); !ok {
 			return s, nil, errEncoding
 		}
 	}
 	return s, b, nil
+}
+
+// readTime reads the time base plus the difference b starts with, and the
+// rest of b.
+func readTime(b []byte, base utime) (utime, []byte, bool) {
+	d, n := readDelta(b)
+	if n <= 0 {
+		return 0, nil, false
+	}
+	return base + utime(d), b[n:], true
 }
 
 // encode appends the encoding of srcs (the part after the child's id) to
@@ -405,7 +407,9 @@ func encode(dst []byte, srcs []source) []byte {
 
 // factsBuffer is how many placements (and grant intervals) a check turns
 // into facts on its stack; a pair with more takes buffers from a pool.
-const factsBuffer = 16
+// (The stack's buffers are zeroed at every check: larger ones cost more
+// than the pool.)
+const factsBuffer = 4
 
 // factsBuffers are a check's buffers for a pair with more than
 // factsBuffer placements or grant intervals.
