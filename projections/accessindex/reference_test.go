@@ -256,3 +256,41 @@ func TestPlacementIDsSharingAKey(t *testing.T) {
 		ref.compare(t, ix, fixed)
 	}
 }
+
+// TestManySources: a respite carer's dozens of short breaks and a member's
+// many grants (more than a check decodes on its stack) answer as the
+// aggregates' facts say, and a check of them allocates nothing.
+func TestManySources(t *testing.T) {
+	w := newWorld(t, 78)
+	carer := w.carer("carer-respite", t0.Add(-30*day))
+	member := w.parent("parent-pat", t0.Add(-30*day))
+	child := w.child("C-1", "worker-ann", t0.Add(-30*day))
+	for i := range 20 {
+		start := t0.Add(time.Duration(i*14) * day)
+		pl := w.place(child, carer, start, start)
+		w.end(child, pl, start.Add(3*day), start.Add(3*day))
+		w.expire(child, pl, start.Add(40*day)) // late, after the next breaks: may decide nothing
+	}
+	for i := range 9 {
+		at := t0.Add(time.Duration(i*30)*day + time.Hour)
+		w.grant(child, member, []string{"view", "view,record"}[i%2], at)
+		if i%3 == 2 {
+			w.revoke(child, member, at.Add(5*day))
+		}
+	}
+	ix := accessindex.New(quiet)
+	ref := newReference()
+	recs := w.take()
+	ref.apply(t, recs...)
+	require.NoError(t, ix.Apply(recs...))
+	var fixed []time.Time
+	for d := range 300 {
+		fixed = append(fixed, t0.Add(time.Duration(d)*day+time.Hour))
+	}
+	ref.compare(t, ix, fixed)
+	at := t0.Add(100*day + 2*time.Hour)
+	for _, acct := range []uuid.UUID{carer, member} {
+		allocs := testing.AllocsPerRun(200, func() { _ = ix.Check(acct, child, domain.View, at) })
+		require.Zero(t, allocs, "a check of %s", acct)
+	}
+}
