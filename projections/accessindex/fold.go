@@ -1,7 +1,6 @@
 package accessindex
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -179,8 +178,29 @@ func (p *pairState) child() uuid.UUID { return uuid.UUID(p.enc[:len(uuid.UUID{})
 // sourcesEnc returns the encoding of the pair's sources.
 func (p *pairState) sourcesEnc() []byte { return p.enc[len(uuid.UUID{}):] }
 
-// compareChild orders a pair by its child's id.
-func compareChild(p pairState, c uuid.UUID) int { return bytes.Compare(p.enc[:len(c)], c[:]) }
+// findPair returns the index of child's pair in pairs (sorted by child
+// id), or where it would be inserted, and whether it is there. It compares
+// ids as two big-endian words (the order of bytes.Compare): a check's
+// search is on its hot path.
+func findPair(pairs []pairState, child uuid.UUID) (int, bool) {
+	c0, c1 := binary.BigEndian.Uint64(child[:8]), binary.BigEndian.Uint64(child[8:])
+	lo, hi := 0, len(pairs)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		e := pairs[m].enc
+		p0, p1 := binary.BigEndian.Uint64(e[:8]), binary.BigEndian.Uint64(e[8:16])
+		if p0 < c0 || (p0 == c0 && p1 < c1) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(pairs) {
+		e := pairs[lo].enc
+		return lo, binary.BigEndian.Uint64(e[:8]) == c0 && binary.BigEndian.Uint64(e[8:16]) == c1
+	}
+	return lo, false
+}
 
 // appendDelta appends d, a difference of two times (|d| < 2^60: times are
 // in years 1900 to 9999, less than 2^59 microseconds apart), as a uvarint
@@ -593,7 +613,7 @@ func (a *account) policyFacts() domain.AccountFacts {
 
 // pair returns the account's pair with child, or nil.
 func (a *account) pair(child uuid.UUID) *pairState {
-	i, ok := slices.BinarySearchFunc(a.pairs, child, compareChild)
+	i, ok := findPair(a.pairs, child)
 	if !ok {
 		return nil
 	}
@@ -614,7 +634,7 @@ func errApply(rec eventlog.Record, format string, a ...any) error {
 // needed, and whether the pair is new. Callers hold mu for writing.
 func (ix *Index) pairOf(acct, child uuid.UUID) (*account, *pairState, bool) {
 	ac := ix.account(acct)
-	i, ok := slices.BinarySearchFunc(ac.pairs, child, compareChild)
+	i, ok := findPair(ac.pairs, child)
 	if ok {
 		return ac, &ac.pairs[i], false
 	}

@@ -163,3 +163,33 @@ func TestRestoreFoldRefuses(t *testing.T) {
 		require.ErrorIs(t, err, ErrSnapshotCorrupt, name)
 	}
 }
+
+// TestFindPair: findPair orders children as bytes.Compare does, and finds
+// each one, or where it goes.
+func TestFindPair(t *testing.T) {
+	ids := []uuid.UUID{
+		{0x00, 1}, {0x00, 2}, {0x7f, 0xff, 0, 0, 0, 0, 0, 0, 9}, {0x80}, {0x80, 0, 0, 0, 0, 0, 0, 0, 1}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+	}
+	var pairs []pairState
+	for _, id := range ids {
+		pairs = append(pairs, newPair(id))
+	}
+	for i, id := range ids {
+		j, ok := findPair(pairs, id)
+		require.True(t, ok, "%s", id)
+		require.Equal(t, i, j)
+		require.Zero(t, bytes.Compare(pairs[j].enc[:16], id[:]))
+	}
+	for _, id := range []uuid.UUID{{}, {0x00, 1, 1}, {0x7f, 0xff, 0, 0, 0, 0, 0, 0, 10}, {0xff}} {
+		j, ok := findPair(pairs, id)
+		require.False(t, ok, "%s", id)
+		want := 0
+		for want < len(ids) && bytes.Compare(ids[want][:], id[:]) < 0 {
+			want++
+		}
+		require.Equal(t, want, j, "%s", id)
+	}
+	j, ok := findPair(nil, ids[0])
+	require.False(t, ok)
+	require.Zero(t, j)
+}
