@@ -288,6 +288,9 @@ func TestManySources(t *testing.T) {
 		fixed = append(fixed, t0.Add(time.Duration(d)*day+time.Hour))
 	}
 	ref.compare(t, ix, fixed)
+	if raceEnabled {
+		return // the pool of a check's buffers drops items on purpose under the race detector
+	}
 	at := t0.Add(100*day + 2*time.Hour)
 	for _, acct := range []uuid.UUID{carer, member} {
 		allocs := testing.AllocsPerRun(200, func() { _ = ix.Check(acct, child, domain.View, at) })
