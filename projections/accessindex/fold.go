@@ -72,9 +72,10 @@ func (u utime) time() time.Time {
 // carer, or one interval of the grants to the pair's account (srcGrant),
 // decoded (a pair keeps its sources encoded, see pairState).
 //
-// A placement: its id's key (see placementIn), from = started at, to = ended at (with srcEnded),
-// until = grace deadline, early = the worker's early end of the grace
-// period (zero: none), since = the carer account's life it was recorded
+// A placement: its id's key (and its whole id with srcFullID, see
+// placementIn), from = started at, to = ended at (with srcEnded), until =
+// grace deadline, early = the worker's early end of the grace period
+// (zero: none), since = the carer account's life it was recorded
 // in; srcCancelled when it was cancelled before it started (it then gives
 // nothing). A grant interval: from = granted at, to = revoked, replaced or
 // recorded as run out (zero: standing), until = expires_at (zero:
@@ -158,11 +159,12 @@ func sameFacts(a, b *source) bool {
 // then each source, each kind in the order recorded: a flags byte (the
 // source's flags and which times follow), the placement's idKey (8
 // bytes; its whole id, 16 bytes, with srcFullID) or the interval's
-// permissions (a byte), from as the difference with the
-// previous source's from (the first's from whole), then the times
-// present, each as a difference (see appendDelta): to from from, until
-// from to (from when there is no to), early from to (from), since from
-// from. A placement is about 30 bytes, a grant interval 15.
+// permissions (a byte), from as the difference with the previous
+// source's from (the first's from whole), then the times present, each as
+// a difference (see appendDelta): to from from, until from to (from when
+// there is no to), early from to (from), since from from. A placement is
+// about 24 bytes, a grant interval 15 (a county: 96 bytes per pair in
+// all, its child's id included).
 type pairState struct {
 	enc []byte
 }
