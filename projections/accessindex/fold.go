@@ -163,7 +163,7 @@ func sameFacts(a, b *source) bool {
 // source's from (the first's from whole), then the times present, each as
 // a difference (see appendDelta): to from from, until from to (from when
 // there is no to), early from to (from), since from from. A placement is
-// about 24 bytes, a grant interval 15 (a county: 96 bytes per pair in
+// about 24 bytes, a grant interval 15 (a county: about 95 bytes per pair in
 // all, its child's id included).
 type pairState struct {
 	enc []byte
