@@ -65,7 +65,9 @@ func (ix *Index) apply(rec eventlog.Record) error {
 	ix.pos = rec.Position
 	ix.applied++
 	if ix.targetSet && !ix.isReady && !ix.pos.Before(ix.target) {
-		ix.compact() // the replay's state, packed once
+		if !ix.packed || ix.applied-ix.packedAt > uint64(ix.npairs)/8 {
+			ix.compact() // the replay's state, packed once
+		}
 		ix.isReady = true
 		close(ix.ready)
 	}

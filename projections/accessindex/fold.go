@@ -938,8 +938,10 @@ func pack(accounts map[uuid.UUID]*account, npairs int) (map[uuid.UUID]*account, 
 
 // Compact packs the index's state (see pack) so that it holds the least
 // memory, holding checks for its duration (tens of milliseconds for a
-// county's index). Run calls it once, when the index becomes ready, and
-// LoadSnapshot packs what it loads; a caller that feeds the index with
+// county's index). Run calls it once, when the index becomes ready
+// (unless it was loaded from a snapshot, which is packed as it loads, and
+// the replay after it changed few pairs: fewer records than an eighth of
+// the pairs); a caller that feeds the index with
 // Apply calls it when it has applied the bulk of the log.
 func (ix *Index) Compact() {
 	ix.applyMu.Lock()
@@ -951,6 +953,7 @@ func (ix *Index) Compact() {
 
 // compact is Compact; callers hold applyMu and mu for writing.
 func (ix *Index) compact() {
+	ix.packed, ix.packedAt = true, ix.applied
 	ix.accounts, ix.viewers = pack(ix.accounts, ix.npairs)
 	ix.children, ix.byRef, ix.byWorker = packChildren(ix.children, ix.byRef, ix.byWorker)
 	ix.grants = packGrants(ix.grants)

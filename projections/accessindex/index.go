@@ -168,10 +168,14 @@ func WithLogger(l *slog.Logger) Option {
 type Index struct {
 	cfg config
 
-	// applyMu serializes appliers; err and the scratch buffers belong to
-	// it.
-	applyMu    sync.Mutex
-	err        error
+	// applyMu serializes appliers; err, the scratch buffers and packed
+	// belong to it.
+	applyMu sync.Mutex
+	err     error
+	// packed: the state was packed (Compact, or a snapshot's load) when
+	// packedAt records were applied.
+	packed     bool
+	packedAt   uint64
 	scratch    []source
 	encScratch []byte
 	running    atomic.Bool

@@ -495,6 +495,7 @@ func (ix *Index) restore(p *snapshotPayload) (int, error) {
 		changes.push(c)
 	}
 	ix.last, ix.erasures = p.Last, p.Erasures
+	ix.packed, ix.packedAt = true, p.Applied // restoreFold packed it
 	ix.loaded = loadedSnapshot{Applied: p.Applied, Erasures: p.Erasures}
 	ix.mu.Lock()
 	ix.pos, ix.applied = p.Position, p.Applied
