@@ -61,42 +61,70 @@ func (ix *Index) Changes(after eventlog.Position) ([]Change, eventlog.Position, 
 	return ix.changes.after(after), ix.pos, ix.notify, nil
 }
 
-// ring is a bounded buffer of the latest changes, in position order.
+// ring is a bounded buffer of the latest changes, in position order, kept
+// compactly (changeEntry). Its buffer grows as changes come, up to size
+// (an index with few changes keeps a small one).
 type ring struct {
-	buf   []Change
-	start int // index of the oldest change
+	buf   []changeEntry
+	size  int
+	start int // index of the oldest change; 0 until the buffer is full
 	n     int
 	// dropped is the position of the newest change pushed out of the
 	// buffer (Start while none was).
 	dropped eventlog.Position
 }
 
-func newRing(size int) ring { return ring{buf: make([]Change, size)} }
+// changeEntry is a Change as the ring keeps it: the access's times (the
+// facts' times) as utime; At, the record's recording time from its
+// metadata, as it is.
+type changeEntry struct {
+	account, child uuid.UUID
+	position       eventlog.Position
+	reason         domain.Reason
+	at             time.Time
+	until, expires utime
+	perms          domain.PermissionSet
+}
+
+func newRing(size int) ring { return ring{size: size} }
 
 func (r *ring) len() int { return r.n }
 
-func (r *ring) at(i int) *Change { return &r.buf[(r.start+i)%len(r.buf)] }
+func (r *ring) entry(i int) *changeEntry { return &r.buf[(r.start+i)%len(r.buf)] }
+
+func (r *ring) at(i int) Change {
+	e := r.entry(i)
+	return Change{Account: e.account, Child: e.child, Position: e.position, At: e.at,
+		Access: domain.Access{Permissions: e.perms, Reason: e.reason, Until: e.until.time(), ExpiresAt: e.expires.time()}}
+}
 
 func (r *ring) push(c Change) {
+	e := changeEntry{account: c.Account, child: c.Child, position: c.Position, reason: c.Access.Reason, at: c.At,
+		until: ut(c.Access.Until), expires: ut(c.Access.ExpiresAt), perms: c.Access.Permissions}
+	if r.n == len(r.buf) && r.n < r.size { // start is 0: nothing was dropped yet
+		buf := make([]changeEntry, min(max(2*r.n, 64), r.size)) // exactly: no slack past size
+		copy(buf, r.buf)
+		r.buf = buf
+	}
 	if r.n == len(r.buf) {
-		r.dropped = r.buf[r.start].Position
-		r.buf[r.start] = c
+		r.dropped = r.buf[r.start].position
+		r.buf[r.start] = e
 		r.start = (r.start + 1) % len(r.buf)
 		return
 	}
-	r.buf[(r.start+r.n)%len(r.buf)] = c
+	r.buf[(r.start+r.n)%len(r.buf)] = e
 	r.n++
 }
 
 // after copies the changes with a position after p.
 func (r *ring) after(p eventlog.Position) []Change {
-	i := sort.Search(r.n, func(i int) bool { return p.Before(r.at(i).Position) })
+	i := sort.Search(r.n, func(i int) bool { return p.Before(r.entry(i).position) })
 	if i == r.n {
 		return nil
 	}
 	out := make([]Change, 0, r.n-i)
 	for ; i < r.n; i++ {
-		out = append(out, *r.at(i))
+		out = append(out, r.at(i))
 	}
 	return out
 }

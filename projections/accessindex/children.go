@@ -26,7 +26,6 @@ func (c ChildInfo) Erased() bool { return domain.IsErased(c.Reference) }
 func (ix *Index) noteChild(e domain.Event) {
 	switch e := e.(type) {
 	case *domain.ChildRegistered:
-		ix.registered[e.ChildID] = struct{}{}
 		info := &ChildInfo{ID: e.ChildID, Reference: e.Reference}
 		if domain.IsSealed(info.Reference) {
 			info.Reference = domain.ErasedText // a value that does not open reads as erased

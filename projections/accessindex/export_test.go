@@ -20,18 +20,19 @@ func (ix *Index) DumpForTest() []string {
 	var out []string
 	add := func(format string, a ...any) { out = append(out, fmt.Sprintf(format, a...)) }
 	add("pos %v applied %d known %d last %+v erasures %d", ix.pos, ix.applied, ix.known, ix.last, ix.erasures)
-	add("pairs %d", len(ix.pairs))
-	for p, f := range ix.pairs {
-		add("pair %s %s account %+v placements %+v grants %+v", p.Account, p.Child, f.account, f.placements, f.grants)
-	}
+	add("pairs %d", ix.npairs)
 	for id, a := range ix.accounts {
-		add("account %s known %v facts %+v children %v", id, a.known, a.facts, a.children)
+		add("account %s id %s known %v facts %+v pairs %d", id, a.id, a.known, a.facts(), len(a.pairs))
+		for _, p := range a.pairs {
+			add("pair %s %s sources %x", id, p.child(), p.sourcesEnc())
+		}
 	}
 	for id, v := range ix.viewers {
-		add("viewers %s %v", id, v)
-	}
-	for id := range ix.registered {
-		add("registered %s", id)
+		ids := make([]uuid.UUID, len(v))
+		for i, a := range v {
+			ids[i] = a.id
+		}
+		add("viewers %s %v", id, ids)
 	}
 	for id, c := range ix.children {
 		add("child %s %+v", id, *c)
@@ -47,28 +48,14 @@ func (ix *Index) DumpForTest() []string {
 		slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
 		add("worker %q %v", w, ids)
 	}
-	for c, byAccount := range ix.grants {
-		for a, g := range byAccount {
-			add("grant %s %s %+v", c, a, g)
+	for c, list := range ix.grants {
+		for _, g := range list {
+			add("grant %s %+v", c, g)
 		}
 	}
 	add("changes %d dropped %v", ix.changes.len(), ix.changes.dropped)
 	for i := range ix.changes.len() {
-		add("change %d %+v", i, *ix.changes.at(i))
-	}
-	st, err := ix.model.State()
-	if err != nil {
-		add("model: %v", err)
-	}
-	add("model %v applied %d", st.Position, st.Applied)
-	for _, c := range st.Children {
-		add("model child %+v", c)
-	}
-	for _, a := range st.Accounts {
-		add("model account %+v", a)
-	}
-	for _, ac := range st.PairsOf {
-		add("model pairsOf %s %v", ac.Account, ac.Children)
+		add("change %d %+v", i, ix.changes.at(i))
 	}
 	slices.Sort(out)
 	return out

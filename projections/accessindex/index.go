@@ -1,8 +1,11 @@
 // Package accessindex is the in-memory access index: the structure every
 // access check is answered from (architecture decision 5). It folds the
-// event log through accessmodel.Model and keeps, per (account, child) pair,
-// copies of the facts the policy needs, so that a check costs one map lookup
-// and one call of the pure policy function, and no database query.
+// event log itself and keeps, per account, its facts, and per (account,
+// child) pair the pair's placements and grant intervals, in a compact
+// encoding (see fold.go: about 250 bytes per pair in all for a county), so
+// that a check costs one map lookup, a binary search among the account's
+// children, decoding the pair's facts on the stack and one call of the
+// pure policy function, and no database query; it allocates nothing.
 //
 // # Answers
 //
@@ -21,18 +24,21 @@
 //
 // An Index is safe for any number of concurrent readers (Check, CheckCarer,
 // CheckMany, ChildrenOf, ViewersOf, Changes, WaitFor, Position, Stats) while one
-// goroutine feeds it (Apply, or Run which calls Apply). The fold itself
-// (decoding, the aggregates, copying facts) runs outside the lock; only the
-// few map writes of each record take the write lock, so readers wait for
-// microseconds at most (and the applier for a reader's whole CheckMany
-// batch).
+// goroutine feeds it (Apply, or Run which calls Apply). Decoding a record
+// runs outside the lock; only its fold (a few field and map writes, and the
+// answers of the pairs it changes for the change feed) takes the write
+// lock, so readers wait for microseconds at most (and the applier for a
+// reader's whole CheckMany batch). Packing the state when the index
+// becomes ready (Compact) holds readers once, for tens of milliseconds
+// for a county's index.
 //
 // # Feeding
 //
 // Run replays the log from the index's position with ReadAll pages (the
 // next page is read while one is applied) and then follows it with
 // Subscribe; Ready is closed once the index has caught up with the head the
-// log had when Run started. Without a snapshot, start-up is a replay of
+// log had when Run started; the state the replay built is then packed
+// (Compact). Without a snapshot, start-up is a replay of
 // the whole log (see BenchmarkReplay, and BenchmarkCountyReplay for a
 // county's log, for its cost); LoadSnapshot, before Run, starts the index
 // from a snapshot written by WriteSnapshot or RunSnapshots, so that Run
@@ -57,7 +63,6 @@ import (
 
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
-	"github.com/accessledger/accessledger/projections/accessmodel"
 )
 
 // Answer is the index's answer to one check.
@@ -163,41 +168,48 @@ func WithLogger(l *slog.Logger) Option {
 type Index struct {
 	cfg config
 
-	// applyMu serializes appliers; model, err and scratch belong to it.
+	// applyMu serializes appliers; err, the scratch buffers and packed
+	// belong to it.
 	applyMu sync.Mutex
-	model   *accessmodel.Model
 	err     error
-	scratch []update
-	running atomic.Bool
+	// packed: the state was packed (Compact, or a snapshot's load) when
+	// packedAt records were applied.
+	packed     bool
+	packedAt   uint64
+	scratch    []source
+	encScratch []byte
+	running    atomic.Bool
 	// last names the record at pos (for snapshots); erasures counts the
 	// child erasures applied (RunSnapshots removes the snapshot on one).
 	last     lastRecord
 	erasures uint64
 	loaded   loadedSnapshot
 
-	// mu guards everything below. The applier reads pairs without it
-	// (nobody else writes them) and takes it to write.
-	mu       sync.RWMutex
-	pos      eventlog.Position
-	applied  uint64
-	pairs    map[accessmodel.Pair]pairFacts
+	// mu guards everything below. The applier (holding applyMu) reads
+	// it without mu (nobody else writes it) and takes mu to write.
+	mu      sync.RWMutex
+	pos     eventlog.Position
+	applied uint64
+	// accounts holds every account an event named, with its facts and
+	// its pairs (the fold's state, see fold.go).
 	accounts map[uuid.UUID]*account
 	// viewers lists, per child, the accounts it has a pair with, sorted by
 	// id.
-	viewers map[uuid.UUID][]uuid.UUID
+	viewers map[uuid.UUID][]*account
+	npairs  int // pairs, ever
 	known   int // accounts with known set
-	// registered holds the children registered (so that a query about a
-	// child never seen answers not found).
-	registered map[uuid.UUID]struct{}
-	// children, byRef and byWorker let workers find a child again (R17):
-	// by id, by normalized reference, by allocated worker.
+	// children holds the children registered (so that a query about a
+	// child never seen answers not found); children, byRef and byWorker
+	// let workers find a child again (R17): by id, by normalized
+	// reference, by allocated worker.
 	children map[uuid.UUID]*ChildInfo
 	byRef    map[string]uuid.UUID
 	byWorker map[string]map[uuid.UUID]struct{}
 	// grants holds, per child, the grant to each account that is neither
 	// revoked nor recorded as run out, with its review date or end (R19):
-	// the reviews list.
-	grants  map[uuid.UUID]map[uuid.UUID]GrantDue
+	// the reviews list; rels the relationships' values, kept once.
+	grants  map[uuid.UUID][]dueEntry
+	rels    map[domain.Relationship]domain.Relationship
 	changes ring
 	// notify is closed, and replaced, after every Apply that applied a
 	// record: WaitFor and Changes callers wait on it.
@@ -217,52 +229,26 @@ func New(opts ...Option) *Index {
 	}
 	return &Index{
 		cfg:      cfg,
-		model:    accessmodel.New(accessmodel.WithoutProvenance()),
-		pairs:    map[accessmodel.Pair]pairFacts{},
 		accounts: map[uuid.UUID]*account{},
-		viewers:  map[uuid.UUID][]uuid.UUID{},
+		viewers:  map[uuid.UUID][]*account{},
 		changes:  newRing(cfg.changeBuffer),
-
-		registered: map[uuid.UUID]struct{}{},
-		children:   map[uuid.UUID]*ChildInfo{},
-		byRef:      map[string]uuid.UUID{},
-		byWorker:   map[string]map[uuid.UUID]struct{}{},
-		grants:     map[uuid.UUID]map[uuid.UUID]GrantDue{},
-		notify:     make(chan struct{}),
-		ready:      make(chan struct{}),
+		children: map[uuid.UUID]*ChildInfo{},
+		byRef:    map[string]uuid.UUID{},
+		byWorker: map[string]map[uuid.UUID]struct{}{},
+		grants:   map[uuid.UUID][]dueEntry{},
+		rels:     map[domain.Relationship]domain.Relationship{},
+		notify:   make(chan struct{}),
+		ready:    make(chan struct{}),
 	}
-}
-
-// pairFacts is what the index keeps per pair: copies of the pair's facts,
-// taken when a record changed them. The account facts are copied into every
-// pair of the account, so a check reads one map entry only.
-type pairFacts struct {
-	account    domain.AccountFacts
-	placements []domain.PlacementFacts
-	grants     []domain.GrantFacts
-}
-
-func (f *pairFacts) at(t time.Time) domain.Access {
-	return domain.ChildAccess(f.account, f.placements, f.grants, t)
-}
-
-// account is what the index keeps per account.
-type account struct {
-	// known is true once the account was invited: its facts are then the
-	// account's, and a check of a child it has no pair with answers by
-	// them (account_not_active, account_closed or no_relationship).
-	known bool
-	facts domain.AccountFacts
-	// children lists the children the account has a pair with, sorted by
-	// id.
-	children []uuid.UUID
 }
 
 // Check answers for account on child at decision time t: exactly
 // domain.ChildAccess on the pair's facts. A pair the index does not hold
 // answers by the account's own facts with no placement and no grant
 // (account_not_active, account_closed, or no_relationship), and an account
-// the index does not know answers no_relationship. It allocates nothing.
+// the index does not know answers no_relationship. It allocates nothing
+// (a pair with more than factsBuffer placements or grant intervals
+// decodes them into buffers from a pool).
 func (ix *Index) Check(acct, child uuid.UUID, perm domain.Permission, t time.Time) Answer {
 	ix.mu.RLock()
 	pos := ix.pos
@@ -287,15 +273,16 @@ func (ix *Index) CheckCarer(acct, carer uuid.UUID, perm domain.Permission, t tim
 // childAccess is Check's access, and, in a grace period, when the
 // placement ended (Answer.PlacementEndedAt); ix.mu is held.
 func (ix *Index) childAccess(acct, child uuid.UUID, t time.Time) (domain.Access, time.Time) {
-	if f, ok := ix.pairs[accessmodel.Pair{Account: acct, Child: child}]; ok {
-		a := f.at(t)
-		if a.Reason == domain.ReasonGracePeriod {
-			return a, domain.GraceFrom(f.placements, t)
-		}
-		return a, time.Time{}
+	ac := ix.accounts[acct]
+	if ac == nil {
+		return domain.Access{Reason: domain.ReasonNoRelationship}, time.Time{}
 	}
-	if ac := ix.accounts[acct]; ac != nil && ac.known {
-		return domain.ChildAccess(ac.facts, nil, nil, t), time.Time{}
+	if p := ac.pair(child); p != nil {
+		f := ac.policyFacts()
+		return p.access(&f, t)
+	}
+	if ac.known {
+		return domain.ChildAccess(ac.facts(), nil, nil, t), time.Time{}
 	}
 	return domain.Access{Reason: domain.ReasonNoRelationship}, time.Time{}
 }
@@ -303,7 +290,7 @@ func (ix *Index) childAccess(acct, child uuid.UUID, t time.Time) (domain.Access,
 // carerAccess is CheckCarer's access; ix.mu is held.
 func (ix *Index) carerAccess(acct, carer uuid.UUID, t time.Time) domain.Access {
 	if ac := ix.accounts[acct]; ac != nil && ac.known {
-		return domain.CarerRecordAccess(acct == carer, ac.facts, t)
+		return domain.CarerRecordAccess(acct == carer, ac.facts(), t)
 	}
 	return domain.Access{Reason: domain.ReasonNoRelationship}
 }
@@ -352,7 +339,7 @@ func (ix *Index) CheckMany(items []CheckItem, t time.Time, dst []ItemAnswer) ([]
 			known = known && c != nil && c.known
 		} else {
 			a, ended = ix.childAccess(it.Account, it.Child, t)
-			_, registered := ix.registered[it.Child]
+			_, registered := ix.children[it.Child]
 			known = known && registered
 		}
 		dst = append(dst, ItemAnswer{Answer: Answer{Allowed: a.Allows(it.Permission), Permissions: a.Permissions,
@@ -372,10 +359,11 @@ func (ix *Index) ChildrenOf(acct uuid.UUID, t time.Time) ([]Entry, eventlog.Posi
 		return nil, ix.pos
 	}
 	var out []Entry
-	for _, c := range ac.children {
-		f := ix.pairs[accessmodel.Pair{Account: acct, Child: c}]
-		if a := f.at(t); a.Permissions != 0 {
-			out = append(out, Entry{Account: acct, Child: c, Permissions: a.Permissions, Reason: a.Reason, Until: a.Until})
+	f := ac.policyFacts()
+	for i := range ac.pairs {
+		p := &ac.pairs[i]
+		if a, _ := p.access(&f, t); a.Permissions != 0 {
+			out = append(out, Entry{Account: acct, Child: p.child(), Permissions: a.Permissions, Reason: a.Reason, Until: a.Until})
 		}
 	}
 	return out, ix.pos
@@ -388,10 +376,10 @@ func (ix *Index) ViewersOf(child uuid.UUID, t time.Time) ([]Entry, eventlog.Posi
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var out []Entry
-	for _, acct := range ix.viewers[child] {
-		f := ix.pairs[accessmodel.Pair{Account: acct, Child: child}]
-		if a := f.at(t); a.Permissions != 0 {
-			out = append(out, Entry{Account: acct, Child: child, Permissions: a.Permissions, Reason: a.Reason, Until: a.Until})
+	for _, ac := range ix.viewers[child] {
+		f := ac.policyFacts()
+		if a, _ := ac.pair(child).access(&f, t); a.Permissions != 0 {
+			out = append(out, Entry{Account: ac.id, Child: child, Permissions: a.Permissions, Reason: a.Reason, Until: a.Until})
 		}
 	}
 	return out, ix.pos
@@ -411,7 +399,7 @@ func (ix *Index) KnowsAccount(acct uuid.UUID) bool {
 func (ix *Index) KnowsChild(child uuid.UUID) bool {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	_, ok := ix.registered[child]
+	_, ok := ix.children[child]
 	return ok
 }
 
@@ -427,7 +415,7 @@ func (ix *Index) Position() eventlog.Position {
 func (ix *Index) Stats() Stats {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return Stats{Position: ix.pos, Applied: ix.applied, Pairs: len(ix.pairs), Accounts: ix.known,
+	return Stats{Position: ix.pos, Applied: ix.applied, Pairs: ix.npairs, Accounts: ix.known,
 		Children: len(ix.viewers), Changes: ix.changes.len()}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -18,6 +19,10 @@ import (
 // NationRegionsEnv names how many of the nation's fifty county-sized
 // regions TestNationScaleIndex folds (1 to 50); unset, it is skipped.
 const NationRegionsEnv = "ACCESSLEDGER_BENCH_NATION_REGIONS"
+
+// NationHeapProfileEnv names a file TestNationScaleIndex writes a heap
+// profile of the index to (in-use space after the fold), when set.
+const NationHeapProfileEnv = "ACCESSLEDGER_BENCH_NATION_HEAP_PROFILE"
 
 // TestNationScaleIndex measures the access index at nation scale without
 // a store: the generator streams its appends straight into the index
@@ -41,6 +46,10 @@ func TestNationScaleIndex(t *testing.T) {
 	sc.Members = sc.Members / sc.Regions * regions
 	sc.Regions = regions
 
+	heapProfile := os.Getenv(NationHeapProfileEnv)
+	if heapProfile != "" {
+		runtime.MemProfileRate = 4096
+	}
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -62,6 +71,9 @@ func TestNationScaleIndex(t *testing.T) {
 		return ix.Apply(recs...)
 	}), datagen.Options{Seed: 1})
 	require.NoError(t, err)
+	compacting := time.Now()
+	ix.Compact() // as Run does when the index is ready
+	compacted := time.Since(compacting)
 	elapsed := time.Since(start)
 
 	runtime.GC()
@@ -69,9 +81,15 @@ func TestNationScaleIndex(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	st := ix.Stats()
 	heap := int64(after.HeapInuse) - int64(before.HeapInuse)
-	t.Logf("nation regions=%d events=%d children=%d accounts=%d pairs=%d elapsed=%s rate=%.0f events/s heap=%d MiB heap/pair=%d B",
+	t.Logf("nation regions=%d events=%d children=%d accounts=%d pairs=%d elapsed=%s rate=%.0f events/s heap=%d MiB heap/pair=%d B compact=%s",
 		regions, sum.Events, sum.Children, sum.Accounts, st.Pairs, elapsed.Round(time.Millisecond),
-		float64(sum.Events)/elapsed.Seconds(), heap>>20, heap/int64(max(st.Pairs, 1)))
+		float64(sum.Events)/elapsed.Seconds(), heap>>20, heap/int64(max(st.Pairs, 1)), compacted.Round(time.Millisecond))
 	require.EqualValues(t, sum.Events, st.Applied)
+	if heapProfile != "" {
+		f, err := os.OpenFile(heapProfile, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+		require.NoError(t, err)
+		require.NoError(t, pprof.WriteHeapProfile(f))
+		require.NoError(t, f.Close())
+	}
 	runtime.KeepAlive(ix)
 }

@@ -57,7 +57,7 @@ func compareKeys(a, b DueKey) int {
 }
 
 // grantNote is what a grant event changes of the reviews list: the entry
-// to keep (gone: to remove), computed outside the lock from the model.
+// to keep (gone: to remove).
 type grantNote struct {
 	child, account uuid.UUID
 	entry          GrantDue
@@ -67,50 +67,74 @@ type grantNote struct {
 	grantedAt time.Time
 }
 
-// grantNote returns what e changes of the reviews list, if it is a grant
-// event. Only the applying goroutine calls it (it reads the model).
-func (ix *Index) grantNote(e domain.Event) (grantNote, bool) {
+// grantNote returns what e, a grant event, changes of the reviews list.
+func (ix *Index) grantNote(e domain.Event) grantNote {
 	switch e := e.(type) {
 	case *domain.AccessGranted:
 		review := e.ReviewBy
-		if c, ok := ix.model.Child(e.ChildID); ok { // pre-R19 grants' default review date
-			review, _ = c.ReviewOf(e.AccountID, e.GrantedAt)
+		if e.ExpiresAt.IsZero() && review.IsZero() { // recorded before R19: the default review date
+			review = e.GrantedAt.Add(domain.DefaultReviewPeriod)
 		}
 		return grantNote{child: e.ChildID, account: e.AccountID, grantedAt: e.GrantedAt, entry: GrantDue{Child: e.ChildID,
-			Account: e.AccountID, Relationship: e.Relationship, GrantedAt: e.GrantedAt, ReviewBy: review, ExpiresAt: e.ExpiresAt}}, true
+			Account: e.AccountID, Relationship: e.Relationship, GrantedAt: e.GrantedAt, ReviewBy: review, ExpiresAt: e.ExpiresAt}}
 	case *domain.GrantReviewed:
-		return grantNote{child: e.ChildID, account: e.AccountID, grantedAt: e.GrantedAt, entry: GrantDue{ReviewBy: e.ReviewBy}}, true
+		return grantNote{child: e.ChildID, account: e.AccountID, grantedAt: e.GrantedAt, entry: GrantDue{ReviewBy: e.ReviewBy}}
 	case *domain.AccessRevoked:
-		return grantNote{child: e.ChildID, account: e.AccountID, gone: true}, true
+		return grantNote{child: e.ChildID, account: e.AccountID, gone: true}
 	case *domain.GrantExpired:
-		return grantNote{child: e.ChildID, account: e.AccountID, gone: true, grantedAt: e.GrantedAt}, true
+		return grantNote{child: e.ChildID, account: e.AccountID, gone: true, grantedAt: e.GrantedAt}
 	}
-	return grantNote{}, false
+	return grantNote{}
+}
+
+// dueEntry is one standing grant of a child in the reviews list, kept
+// compactly (see GrantDue).
+type dueEntry struct {
+	account                        uuid.UUID
+	relationship                   domain.Relationship
+	grantedAt, reviewBy, expiresAt utime
+}
+
+func (d *dueEntry) grantDue(child uuid.UUID) GrantDue {
+	return GrantDue{Child: child, Account: d.account, Relationship: d.relationship, GrantedAt: d.grantedAt.time(),
+		ReviewBy: d.reviewBy.time(), ExpiresAt: d.expiresAt.time()}
+}
+
+// relationship returns r, the one copy the index keeps of its value.
+func (ix *Index) relationship(r domain.Relationship) domain.Relationship {
+	if c, ok := ix.rels[r]; ok {
+		return c
+	}
+	ix.rels[r] = r
+	return r
 }
 
 // noteGrant applies n. Callers hold mu for writing.
 func (ix *Index) noteGrant(n grantNote) {
-	byAccount := ix.grants[n.child]
-	cur, has := byAccount[n.account]
+	list := ix.grants[n.child]
+	i := slices.IndexFunc(list, func(d dueEntry) bool { return d.account == n.account })
 	switch {
 	case n.gone:
-		if has && (n.grantedAt.IsZero() || cur.GrantedAt.Equal(n.grantedAt)) {
-			delete(byAccount, n.account)
-			if len(byAccount) == 0 {
+		if i >= 0 && (n.grantedAt.IsZero() || list[i].grantedAt == ut(n.grantedAt)) {
+			list = slices.Delete(list, i, i+1)
+			if len(list) == 0 {
 				delete(ix.grants, n.child)
+			} else {
+				ix.grants[n.child] = list
 			}
 		}
 	case n.entry.Child == uuid.Nil: // a review
-		if has && cur.GrantedAt.Equal(n.grantedAt) {
-			cur.ReviewBy = n.entry.ReviewBy
-			byAccount[n.account] = cur
+		if i >= 0 && list[i].grantedAt == ut(n.grantedAt) {
+			list[i].reviewBy = ut(n.entry.ReviewBy)
 		}
 	default:
-		if byAccount == nil {
-			byAccount = map[uuid.UUID]GrantDue{}
-			ix.grants[n.child] = byAccount
+		d := dueEntry{account: n.account, relationship: ix.relationship(n.entry.Relationship), grantedAt: ut(n.entry.GrantedAt),
+			reviewBy: ut(n.entry.ReviewBy), expiresAt: ut(n.entry.ExpiresAt)}
+		if i >= 0 {
+			list[i] = d
+		} else {
+			ix.grants[n.child] = append(list, d)
 		}
-		byAccount[n.account] = n.entry
 	}
 }
 
@@ -124,7 +148,8 @@ func (ix *Index) GrantsDue(worker string, dueBefore, now time.Time, after DueKey
 	defer ix.mu.RUnlock()
 	var out []GrantDue
 	visit := func(child uuid.UUID) {
-		for _, g := range ix.grants[child] {
+		for i := range ix.grants[child] {
+			g := ix.grants[child][i].grantDue(child)
 			if !g.ExpiresAt.IsZero() && !now.Before(g.ExpiresAt) {
 				continue // ran out, the expiry not recorded yet
 			}

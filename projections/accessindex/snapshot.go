@@ -1,6 +1,7 @@
 package accessindex
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,21 +16,20 @@ import (
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/internal/snapshotfile"
-	"github.com/accessledger/accessledger/projections/accessmodel"
 )
 
 // # Snapshots (issue 18)
 //
 // A snapshot is the index saved at a position, so that a start replays only
 // the records after it (the tail) instead of the whole log. It holds the
-// index's fold (the aggregates' state as domain.ChildState and
-// domain.AccountState, without personal fields, and each account's
-// children), what the index keeps besides (the children's info, the
+// index's fold (each account's facts and pairs, with the pairs'
+// placements and grant intervals as the index keeps them, see fold.go; no
+// personal field), what the index keeps besides (the children's info, the
 // reviews list, the change buffer) and the record at its position (id,
 // stream, version, type, and the position before it), by which a start
 // checks that the log still holds that record where the snapshot says.
-// The pairs' facts, the accounts' entries and the reverse maps are derived
-// from the fold when it is loaded.
+// The reverse maps (viewers, children by worker) are derived when it is
+// loaded.
 //
 // The file is internal/snapshotfile's envelope: SnapshotMagic, the format
 // version (4 bytes, big endian), the payload (encoding/gob), and the
@@ -52,8 +52,10 @@ import (
 const SnapshotMagic = "ALIDXSNP"
 
 // SnapshotVersion is the format version this package writes and reads. A
-// file of another version is ignored (ErrSnapshotVersion).
-const SnapshotVersion uint32 = 1
+// file of another version is ignored (ErrSnapshotVersion). Version 1 held
+// the aggregates' state (accessmodel.State); version 2 holds the index's
+// own compact fold.
+const SnapshotVersion uint32 = 2
 
 // SnapshotFile is the snapshot's file name in its directory.
 const SnapshotFile = "accessindex.snapshot"
@@ -118,7 +120,7 @@ type snapshotPayload struct {
 	Position eventlog.Position
 	Applied  uint64
 	Last     lastRecord
-	Model    accessmodel.State
+	Accounts []snapAccount
 	Children []ChildInfo
 	ByRef    []refEntry
 	Grants   []GrantDue
@@ -128,6 +130,30 @@ type snapshotPayload struct {
 	Erasures uint64
 }
 
+// snapAccount is one account of a snapshot: its facts as its events set
+// them, whether it was invited, and its pairs, sorted by child id.
+type snapAccount struct {
+	ID    uuid.UUID
+	Known bool
+	Facts domain.AccountFacts
+	Pairs []snapPair
+}
+
+// snapPair is one pair of a snapshot: the child and the pair's sources,
+// encoded as the index keeps them (pairState).
+type snapPair struct {
+	Child   uuid.UUID
+	Sources []byte
+}
+
+func (p *snapshotPayload) pairs() int {
+	n := 0
+	for i := range p.Accounts {
+		n += len(p.Accounts[i].Pairs)
+	}
+	return n
+}
+
 // capture copies the index's state at its position. It holds the applier
 // (applyMu) while it copies, so the state is consistent at one position;
 // readers are not held. ok is false when the index has applied nothing or
@@ -135,32 +161,38 @@ type snapshotPayload struct {
 func (ix *Index) capture() (p *snapshotPayload, ok bool, err error) {
 	ix.applyMu.Lock()
 	defer ix.applyMu.Unlock()
-	if ix.err != nil || ix.model.Applied() == 0 {
+	if ix.err != nil || ix.applied == 0 {
 		return nil, false, nil
 	}
-	st, err := ix.model.State()
-	if err != nil {
-		return nil, false, fmt.Errorf("accessindex: snapshot: %w", err)
-	}
-	// Only the applier (whose lock is held) writes the maps below, so
-	// reading them needs no read lock.
-	p = &snapshotPayload{Position: ix.pos, Applied: ix.applied, Last: ix.last, Model: st,
+	// Only the applier (whose lock is held) writes the state below, so
+	// reading it needs no read lock.
+	p = &snapshotPayload{Position: ix.pos, Applied: ix.applied, Last: ix.last,
+		Accounts: make([]snapAccount, 0, len(ix.accounts)),
 		Children: make([]ChildInfo, 0, len(ix.children)), ByRef: make([]refEntry, 0, len(ix.byRef)),
 		Dropped: ix.changes.dropped, Erasures: ix.erasures}
+	for _, ac := range ix.accounts {
+		sa := snapAccount{ID: ac.id, Known: ac.known, Facts: ac.facts(), Pairs: make([]snapPair, len(ac.pairs))}
+		sa.Facts.Lapses = slices.Clone(sa.Facts.Lapses)
+		for i := range ac.pairs {
+			pr := &ac.pairs[i]
+			sa.Pairs[i] = snapPair{Child: pr.child(), Sources: slices.Clone(pr.sourcesEnc())}
+		}
+		p.Accounts = append(p.Accounts, sa)
+	}
 	for _, c := range ix.children {
 		p.Children = append(p.Children, *c)
 	}
 	for k, id := range ix.byRef {
 		p.ByRef = append(p.ByRef, refEntry{Key: k, Child: id})
 	}
-	for _, byAccount := range ix.grants {
-		for _, g := range byAccount {
-			p.Grants = append(p.Grants, g)
+	for child, list := range ix.grants {
+		for i := range list {
+			p.Grants = append(p.Grants, list[i].grantDue(child))
 		}
 	}
 	p.Changes = make([]Change, ix.changes.len())
 	for i := range p.Changes {
-		p.Changes[i] = *ix.changes.at(i)
+		p.Changes[i] = ix.changes.at(i)
 	}
 	return p, true, nil
 }
@@ -179,13 +211,17 @@ func encodeSnapshot(p *snapshotPayload) ([]byte, error) {
 }
 
 // DecodeSnapshot checks a snapshot file's bytes (magic, format version,
-// checksum) and decodes its payload; it returns the snapshot's position.
+// checksum), decodes its payload and checks the fold it holds (the pairs'
+// sources); it returns the snapshot's position.
 // It fails with ErrSnapshotCorrupt or ErrSnapshotVersion (wrapped) and never
 // panics. It is LoadSnapshot's first step, exported for the fuzz test and
 // for tools.
 func DecodeSnapshot(data []byte) (eventlog.Position, error) {
 	p, err := decodeSnapshot(data)
 	if err != nil {
+		return eventlog.Start, err
+	}
+	if _, _, _, _, err := restoreFold(p.Accounts); err != nil { // the pairs' encodings, as LoadSnapshot checks them
 		return eventlog.Start, err
 	}
 	return p.Position, nil
@@ -198,9 +234,6 @@ func decodeSnapshot(data []byte) (*snapshotPayload, error) {
 	}
 	if p.Position.IsZero() || p.Applied == 0 {
 		return nil, fmt.Errorf("%w: empty snapshot", ErrSnapshotCorrupt)
-	}
-	if p.Model.Position != p.Position {
-		return nil, fmt.Errorf("%w: fold at %s, snapshot at %s", ErrSnapshotCorrupt, p.Model.Position, p.Position)
 	}
 	return p, nil
 }
@@ -229,11 +262,7 @@ func (ix *Index) WriteSnapshot(ctx context.Context, dir string) (SnapshotInfo, e
 	if err := snapshotfile.WriteAtomic(dir, SnapshotFile, data); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("accessindex: %w", err)
 	}
-	pairs := 0
-	for _, ac := range p.Model.PairsOf {
-		pairs += len(ac.Children)
-	}
-	return SnapshotInfo{Position: p.Position, Applied: p.Applied, Pairs: pairs, Bytes: len(data),
+	return SnapshotInfo{Position: p.Position, Applied: p.Applied, Pairs: p.pairs(), Bytes: len(data),
 		Capture: capture, Elapsed: time.Since(started)}, nil
 }
 
@@ -301,53 +330,17 @@ func checkAgainstLog(ctx context.Context, p *snapshotPayload, log Follower) erro
 // restore installs p into ix, which must be new; it returns the number of
 // pairs.
 func (ix *Index) restore(p *snapshotPayload) (int, error) {
-	model, err := accessmodel.Restore(p.Model)
+	accounts, viewers, npairs, known, err := restoreFold(p.Accounts)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrSnapshotCorrupt, err)
+		return 0, err
 	}
-	npairs := 0
-	for _, ac := range p.Model.PairsOf {
-		npairs += len(ac.Children)
-	}
-	// Maps sized up front: growing them was a fifth of a load's
-	// allocations.
-	var (
-		pairs    = make(map[accessmodel.Pair]pairFacts, npairs)
-		accounts = make(map[uuid.UUID]*account, len(p.Model.Accounts))
-		viewers  = make(map[uuid.UUID][]uuid.UUID, len(p.Model.Children))
-		known    int
-	)
-	for _, as := range p.Model.Accounts {
-		if as.Exists {
-			a, _ := model.Account(as.ID)
-			accounts[as.ID] = &account{known: true, facts: a.Facts()}
-			known++
-		}
-	}
-	for _, ac := range p.Model.PairsOf {
-		a := accounts[ac.Account]
-		if a == nil {
-			a = &account{}
-			accounts[ac.Account] = a
-		}
-		a.children = slices.Clone(ac.Children)
-		slices.SortFunc(a.children, compareIDs)
-		for _, child := range ac.Children {
-			pair := accessmodel.Pair{Account: ac.Account, Child: child}
-			f := model.Facts(pair)
-			pairs[pair] = pairFacts{account: f.Account, placements: f.Placements, grants: f.Grants}
-			viewers[child] = append(viewers[child], ac.Account)
-		}
-	}
-	for _, v := range viewers {
-		slices.SortFunc(v, compareIDs)
-	}
-	registered := make(map[uuid.UUID]struct{}, len(p.Children))
 	children := make(map[uuid.UUID]*ChildInfo, len(p.Children))
 	byWorker := map[string]map[uuid.UUID]struct{}{}
 	for i := range p.Children {
 		info := p.Children[i]
-		registered[info.ID] = struct{}{}
+		if _, dup := children[info.ID]; dup {
+			return 0, fmt.Errorf("%w: child %s twice", ErrSnapshotCorrupt, info.ID)
+		}
 		children[info.ID] = &info
 		if info.Worker != "" {
 			set := byWorker[info.Worker]
@@ -362,35 +355,92 @@ func (ix *Index) restore(p *snapshotPayload) (int, error) {
 	for _, r := range p.ByRef {
 		byRef[r.Key] = r.Child
 	}
-	grants := make(map[uuid.UUID]map[uuid.UUID]GrantDue, len(p.Grants))
+	rels := map[domain.Relationship]domain.Relationship{}
+	grants := make(map[uuid.UUID][]dueEntry, len(p.Grants))
 	for _, g := range p.Grants {
-		byAccount := grants[g.Child]
-		if byAccount == nil {
-			byAccount = map[uuid.UUID]GrantDue{}
-			grants[g.Child] = byAccount
+		list := grants[g.Child]
+		if slices.ContainsFunc(list, func(d dueEntry) bool { return d.account == g.Account }) {
+			return 0, fmt.Errorf("%w: grant of %s to %s twice", ErrSnapshotCorrupt, g.Child, g.Account)
 		}
-		byAccount[g.Account] = g
+		rel, ok := rels[g.Relationship]
+		if !ok {
+			rel = g.Relationship
+			rels[rel] = rel
+		}
+		grants[g.Child] = append(list, dueEntry{account: g.Account, relationship: rel, grantedAt: ut(g.GrantedAt),
+			reviewBy: ut(g.ReviewBy), expiresAt: ut(g.ExpiresAt)})
 	}
 
 	ix.applyMu.Lock()
 	defer ix.applyMu.Unlock()
-	if ix.running.Load() || ix.model.Applied() > 0 || ix.err != nil {
+	if ix.running.Load() || ix.applied > 0 || ix.err != nil {
 		return 0, ErrSnapshotNotFresh
 	}
-	changes := newRing(len(ix.changes.buf))
+	changes := newRing(ix.changes.size)
 	changes.dropped = p.Dropped
 	for _, c := range p.Changes {
 		changes.push(c)
 	}
-	ix.model, ix.last, ix.erasures = model, p.Last, p.Erasures
+	ix.last, ix.erasures = p.Last, p.Erasures
+	ix.packed, ix.packedAt = true, p.Applied // restoreFold packed it
 	ix.loaded = loadedSnapshot{Applied: p.Applied, Erasures: p.Erasures}
 	ix.mu.Lock()
 	ix.pos, ix.applied = p.Position, p.Applied
-	ix.pairs, ix.accounts, ix.viewers, ix.known = pairs, accounts, viewers, known
-	ix.registered, ix.children, ix.byRef, ix.byWorker, ix.grants = registered, children, byRef, byWorker, grants
+	ix.accounts, ix.viewers, ix.npairs, ix.known = accounts, viewers, npairs, known
+	ix.children, ix.byRef, ix.byWorker, ix.grants, ix.rels = children, byRef, byWorker, grants, rels
 	ix.changes = changes
 	ix.mu.Unlock()
-	return len(pairs), nil
+	return npairs, nil
+}
+
+// restoreFold rebuilds the fold's state from a snapshot's accounts, packed
+// (see pack): the accounts, the viewers of each child, the number of pairs
+// and of known accounts. A state no fold makes (an account twice, pairs
+// out of order or twice, sources that do not decode or not as the index
+// encodes them, with unknown flags or permissions, a placement without an
+// id or a grant interval with one) fails with ErrSnapshotCorrupt.
+func restoreFold(sas []snapAccount) (map[uuid.UUID]*account, map[uuid.UUID][]*account, int, int, error) {
+	accounts := make(map[uuid.UUID]*account, len(sas))
+	npairs, known := 0, 0
+	var srcs []source
+	var enc []byte
+	for i := range sas {
+		sa := &sas[i]
+		if _, dup := accounts[sa.ID]; dup {
+			return nil, nil, 0, 0, fmt.Errorf("%w: account %s twice", ErrSnapshotCorrupt, sa.ID)
+		}
+		ac := &account{id: sa.ID, known: sa.Known, pairs: make([]pairState, len(sa.Pairs))}
+		if err := ac.setFacts(sa.Facts); err != nil {
+			return nil, nil, 0, 0, fmt.Errorf("%w: account %s: %w", ErrSnapshotCorrupt, sa.ID, err)
+		}
+		if ac.known {
+			known++
+		}
+		for j := range sa.Pairs {
+			sp := &sa.Pairs[j]
+			if j > 0 && compareIDs(sa.Pairs[j-1].Child, sp.Child) >= 0 {
+				return nil, nil, 0, 0, fmt.Errorf("%w: account %s's pairs out of order", ErrSnapshotCorrupt, sa.ID)
+			}
+			pr := pairState{enc: append(sp.Child[:len(sp.Child):len(sp.Child)], sp.Sources...)}
+			var err error
+			if srcs, err = pr.decode(srcs[:0]); err != nil {
+				return nil, nil, 0, 0, fmt.Errorf("%w: account %s, child %s: %w", ErrSnapshotCorrupt, sa.ID, sp.Child, err)
+			}
+			for _, src := range srcs {
+				if src.perms&^domain.All != 0 || (src.isGrant() && src.flags&srcFullID != 0) {
+					return nil, nil, 0, 0, fmt.Errorf("%w: account %s, child %s: bad source", ErrSnapshotCorrupt, sa.ID, sp.Child)
+				}
+			}
+			if enc = encode(enc[:0], srcs); !bytes.Equal(enc, sp.Sources) {
+				return nil, nil, 0, 0, fmt.Errorf("%w: account %s, child %s: sources not as encoded", ErrSnapshotCorrupt, sa.ID, sp.Child)
+			}
+			ac.pairs[j] = pr
+			npairs++
+		}
+		accounts[sa.ID] = ac
+	}
+	accounts, viewers := pack(accounts, npairs)
+	return accounts, viewers, npairs, known, nil
 }
 
 // erasesPersonalData reports whether e erases personal data a snapshot may

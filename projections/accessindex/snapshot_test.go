@@ -178,7 +178,7 @@ func TestSnapshotIgnored(t *testing.T) {
 		{"an old format version", rewrite(good, func(b []byte) []byte {
 			binary.BigEndian.PutUint32(b[len(accessindex.SnapshotMagic):], accessindex.SnapshotVersion-1)
 			return b
-		}), s, accessindex.ErrSnapshotVersion, "version 0"},
+		}), s, accessindex.ErrSnapshotVersion, fmt.Sprintf("version %d, this build reads %d", accessindex.SnapshotVersion-1, accessindex.SnapshotVersion)},
 		{"a payload that is not one", rewrite(good, func(b []byte) []byte {
 			return append(b[:len(accessindex.SnapshotMagic)+4], "garbage"...)
 		}), s, accessindex.ErrSnapshotCorrupt, "decode"},

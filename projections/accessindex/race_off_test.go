@@ -1,0 +1,5 @@
+//go:build !race
+
+package accessindex_test
+
+const raceEnabled = false
