@@ -151,11 +151,13 @@ func closedLoop(ctx context.Context, concurrency int, warmup, window time.Durati
 // fixedRate runs op at a constant total rate (operations per second) in
 // concurrency clients (an open loop, as wrk2 does): operation i is due at
 // start + i/rate, and the first free client takes the next one due,
-// waiting until it is due if it is early. Latency is measured from when
-// the operation was due, not from when a client got to it, so a server
-// that falls behind shows its queue in the figures (no coordinated
-// omission), and so does a client too slow to keep the schedule;
-// r.Service holds the latencies from the actual start, for comparison.
+// waiting until it is due if it is early. An operation that was due
+// before a client was free to take it (every client waiting for an
+// answer: the server fell behind) is timed from when it was due, so its
+// wait in the queue counts (no coordinated omission); one taken early is
+// timed from when it is sent (a sleep's late wake-up is the client's, not
+// the server's). r.Service holds the latencies from the actual start, for
+// comparison.
 // Operations due in the warm-up are made but not counted; counting stops
 // with the last one due within the window, whose answers are waited for.
 // r.Late counts the operations that started more than a millisecond
@@ -187,8 +189,16 @@ func fixedRate(ctx context.Context, concurrency int, rate float64, warmup, windo
 				if !due.Before(to) {
 					return
 				}
+				// An operation a client takes before it is due waits for
+				// it, and is timed from when it is sent: a sleep wakes up
+				// late by up to a scheduler tick, which is the client's
+				// delay, not the server's. One taken after it was due (every
+				// client was busy: the server fell behind) is timed from
+				// when it was due, its wait in the queue included.
+				from0 := due
 				if wait := time.Until(due); wait > 0 {
 					time.Sleep(wait)
+					from0 = time.Now()
 				}
 				t0 := time.Now()
 				_, err := op(ctx, w)
@@ -200,7 +210,7 @@ func fixedRate(ctx context.Context, concurrency int, rate float64, warmup, windo
 				if t0.Sub(due) > time.Millisecond {
 					c.late++
 				}
-				c.lat = append(c.lat, end.Sub(due))
+				c.lat = append(c.lat, end.Sub(from0))
 				c.service = append(c.service, end.Sub(t0))
 				if err != nil {
 					c.errors++
