@@ -14,7 +14,8 @@ FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:Fuzz
   ./domain/eventlog:FuzzPositionRoundTrip ./projections/audit:FuzzCanonicalRoundTrip \
   ./adapters/auth:FuzzVerify ./adapters/httpapi:FuzzCommandBodies ./adapters/httpapi:FuzzChecksBody \
   ./projections/ledger:FuzzDecodeLeaf ./projections/ledger:FuzzParseCheckpointBody ./projections/ledger:FuzzOpenCheckpoint \
-  ./internal/importer:FuzzDecodeLine ./adapters/httpapi:FuzzDecodeViews ./adapters/console:FuzzParseWhen ./projections/accessindex:FuzzDecodeSnapshot
+  ./internal/importer:FuzzDecodeLine ./adapters/httpapi:FuzzDecodeViews ./adapters/console:FuzzParseWhen ./projections/accessindex:FuzzDecodeSnapshot \
+  ./projections/accesshistory:FuzzDecodeSnapshot ./internal/snapshotfile:FuzzDecodeGobParts
 
 .PHONY: help run build migrate generate test test-race-skipped test-norace test-race lint fuzz bench cover browser-deps
 

@@ -62,7 +62,10 @@ const SnapshotFile = "accesshistory.snapshot"
 const SnapshotMagic = "ALHISSNP"
 
 // SnapshotVersion is the format version this package writes and reads.
-const SnapshotVersion uint32 = 1
+// Version 1 was the payload in one gob message; version 2 writes it in
+// parts (snapshotfile.EncodeGobParts), which gob decodes without copying
+// a message of a hundred megabytes several times over.
+const SnapshotVersion uint32 = 2
 
 // Errors of a snapshot that is not used; each means "replay the whole log
 // instead". They are wrapped with details.
@@ -271,7 +274,7 @@ func (p *Projection) loadSnapshot(ctx context.Context, at eventlog.Position) *sn
 // decodeSnapshot checks a snapshot file's bytes and decodes its payload.
 func decodeSnapshot(data []byte) (*snapshotPayload, error) {
 	pl := &snapshotPayload{}
-	if err := snapshotFormat.DecodeGob(data, pl); err != nil {
+	if err := snapshotFormat.DecodeGobParts(data, pl); err != nil {
 		return nil, err
 	}
 	if pl.Model.Position.IsZero() || pl.Model.Applied == 0 || !pl.Model.Provenance {
@@ -379,7 +382,7 @@ func (p *Projection) WriteSnapshot(ctx context.Context, dir string) (SnapshotInf
 	if err := ctx.Err(); err != nil {
 		return SnapshotInfo{}, err
 	}
-	data, err := snapshotFormat.EncodeGob(pl)
+	data, err := snapshotFormat.EncodeGobParts(pl)
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("accesshistory: %w", err)
 	}
