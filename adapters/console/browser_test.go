@@ -188,6 +188,12 @@ func TestConsole_InABrowser(t *testing.T) {
 	browsertest.WaitText(t, ctx, "h1", "Sign in to the auditor’s console")
 	require.Contains(t, browsertest.Text(t, ctx, "main"), "idle for too long")
 	checkPage(t, ctx, "13-signed-out-idle")
+	// The browser's idle clock started at the click on "Stay signed in",
+	// the server's when that request arrived: under the race detector on
+	// a loaded machine the two can be over a second apart (a failure in
+	// CI: the page still signed in, its session ending 1–2 s later). Wait
+	// out that latency, not the session: a page view would extend it.
+	time.Sleep(3 * time.Second)
 	browsertest.Navigate(t, ctx, s.URL+"/console")
 	require.Contains(t, location(t, ctx), "/console/sign-in?")
 }
