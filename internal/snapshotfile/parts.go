@@ -2,9 +2,7 @@ package snapshotfile
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding"
-	"encoding/binary"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -35,45 +33,26 @@ var errParts = errors.New("decode: parts do not match the type")
 // encoding/gob, in parts (see above). v is a struct or a pointer to one.
 // DecodeGobParts reads it back into a value of the same type.
 func (f Format) EncodeGobParts(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteString(f.Magic)
-	_ = binary.Write(&buf, binary.BigEndian, f.Version)
-	if err := encodeParts(gob.NewEncoder(&buf), reflect.Indirect(reflect.ValueOf(v)), 0); err != nil {
-		return nil, fmt.Errorf("encode snapshot: %w", err)
-	}
-	sum := sha256.Sum256(buf.Bytes())
-	buf.Write(sum[:])
-	return buf.Bytes(), nil
+	return f.encodeGob(func(enc *gob.Encoder) error { return encodeParts(enc, reflect.Indirect(reflect.ValueOf(v)), 0) })
 }
 
 // DecodeGobParts checks data (Decode) and decodes its payload, written by
-// EncodeGobParts, into v, a pointer. It never panics: every failure wraps
-// f.Corrupt or f.OtherVersion.
-func (f Format) DecodeGobParts(data []byte, v any) (err error) {
-	payload, err := f.Decode(data)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: decode: %v", f.Corrupt, r)
-		}
-	}()
-	if err := checkGobFraming(payload); err != nil {
-		return fmt.Errorf("%w: %w", f.Corrupt, err)
-	}
+// EncodeGobParts, into v, a non-nil pointer. It never panics: every
+// failure wraps f.Corrupt or f.OtherVersion.
+func (f Format) DecodeGobParts(data []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("snapshotfile: DecodeGobParts needs a non-nil pointer, not %T", v)
 	}
-	r := bytes.NewReader(payload)
-	if err := decodeParts(gob.NewDecoder(r), rv.Elem(), 0, len(payload)); err != nil {
-		return fmt.Errorf("%w: %w", f.Corrupt, err)
-	}
-	if r.Len() != 0 {
-		return fmt.Errorf("%w: %d bytes after the payload", f.Corrupt, r.Len())
-	}
-	return nil
+	return f.decodeGob(data, func(dec *gob.Decoder, r *bytes.Reader, n int) error {
+		if err := decodeParts(dec, rv.Elem(), 0, n); err != nil {
+			return err
+		}
+		if r.Len() != 0 {
+			return fmt.Errorf("%w: %d bytes after the payload", errParts, r.Len())
+		}
+		return nil
+	})
 }
 
 var (

@@ -75,10 +75,22 @@ func (f Format) Decode(data []byte) ([]byte, error) {
 // EncodeGob returns the bytes of a file whose payload is v in
 // encoding/gob.
 func (f Format) EncodeGob(v any) ([]byte, error) {
+	return f.encodeGob(func(enc *gob.Encoder) error { return enc.Encode(v) })
+}
+
+// DecodeGob checks data (Decode) and decodes its gob payload into v, a
+// pointer. It never panics: every failure wraps f.Corrupt or
+// f.OtherVersion.
+func (f Format) DecodeGob(data []byte, v any) error {
+	return f.decodeGob(data, func(dec *gob.Decoder, _ *bytes.Reader, _ int) error { return dec.Decode(v) })
+}
+
+// encodeGob returns the bytes of a file whose payload encode writes.
+func (f Format) encodeGob(encode func(*gob.Encoder) error) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString(f.Magic)
 	_ = binary.Write(&buf, binary.BigEndian, f.Version)
-	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
+	if err := encode(gob.NewEncoder(&buf)); err != nil {
 		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
 	sum := sha256.Sum256(buf.Bytes())
@@ -86,10 +98,11 @@ func (f Format) EncodeGob(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// DecodeGob checks data (Decode) and decodes its gob payload into v, a
-// pointer. It never panics: every failure wraps f.Corrupt or
-// f.OtherVersion.
-func (f Format) DecodeGob(data []byte, v any) (err error) {
+// decodeGob checks data (Decode) and the framing of its gob messages,
+// then runs decode on its payload (r is what the decoder reads, n the
+// payload's length), turning a failure or a panic into an error wrapping
+// f.Corrupt.
+func (f Format) decodeGob(data []byte, decode func(dec *gob.Decoder, r *bytes.Reader, n int) error) (err error) {
 	payload, err := f.Decode(data)
 	if err != nil {
 		return err
@@ -104,7 +117,8 @@ func (f Format) DecodeGob(data []byte, v any) (err error) {
 	if err := checkGobFraming(payload); err != nil {
 		return fmt.Errorf("%w: %w", f.Corrupt, err)
 	}
-	if err := gob.NewDecoder(bytes.NewReader(payload)).Decode(v); err != nil {
+	r := bytes.NewReader(payload)
+	if err := decode(gob.NewDecoder(r), r, len(payload)); err != nil {
 		return fmt.Errorf("%w: decode: %w", f.Corrupt, err)
 	}
 	return nil
