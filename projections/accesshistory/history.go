@@ -47,6 +47,7 @@ import (
 
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/snapshotfile"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accessmodel"
 )
@@ -84,7 +85,7 @@ type Projection struct {
 	// failed to fold, and the fold is unusable until the next Load.
 	snap                          SnapshotConfig
 	warmFrom                      eventlog.Position
-	last                          lastRecord
+	last                          snapshotfile.Record
 	erasures                      uint64
 	loadedErasures, loadedApplied uint64
 	broken                        bool
@@ -212,7 +213,7 @@ func (r *row) same(n *row) bool {
 func (p *Projection) Load(ctx context.Context, db bun.IDB, t projections.Tables, at eventlog.Position) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.model, p.warmFrom, p.last, p.erasures, p.broken = accessmodel.New(), eventlog.Start, lastRecord{}, 0, false
+	p.model, p.warmFrom, p.last, p.erasures, p.broken = accessmodel.New(), eventlog.Start, snapshotfile.Record{}, 0, false
 	p.loadedErasures, p.loadedApplied = 0, 0
 	p.warmTo = at
 	if snap := p.loadSnapshot(ctx, at); snap != nil {

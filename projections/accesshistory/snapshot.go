@@ -147,19 +147,9 @@ type SnapshotInfo struct {
 	Capture, Elapsed time.Duration
 }
 
-// lastRecord names the record at the snapshot's position and the position
-// before it.
-type lastRecord struct {
-	Prev    eventlog.Position
-	ID      uuid.UUID
-	Stream  string
-	Version uint64
-	Type    string
-}
-
 // snapshotPayload is the encoded part of a snapshot.
 type snapshotPayload struct {
-	Last  lastRecord
+	Last  snapshotfile.Record
 	Model accessmodel.State
 	// Rows are the fold's current rows per pair, as far as it compares and
 	// supersedes them (the columns loadState reads), in id order; NextID
@@ -308,17 +298,8 @@ func (p *Projection) checkSnapshot(ctx context.Context, pl *snapshotPayload, at 
 	if p.snap.Log == nil {
 		return fmt.Errorf("%w: no log to check it against", ErrSnapshotMismatch)
 	}
-	recs, err := p.snap.Log.ReadAll(ctx, pl.Last.Prev, 1)
-	if err != nil {
-		return fmt.Errorf("accesshistory: check snapshot: read the log at %s: %w", pos, err)
-	}
-	if len(recs) != 1 {
-		return fmt.Errorf("%w: no record after %s", ErrSnapshotMismatch, pl.Last.Prev)
-	}
-	r, want := recs[0], pl.Last
-	if r.Position != pos || r.ID != want.ID || r.Stream != want.Stream || r.Version != want.Version || r.Type != want.Type {
-		return fmt.Errorf("%w: snapshot's record %s (%s %s@%d) at %s, log's %s (%s %s@%d) at %s", ErrSnapshotMismatch,
-			want.ID, want.Type, want.Stream, want.Version, pos, r.ID, r.Type, r.Stream, r.Version, r.Position)
+	if err := pl.Last.Check(ctx, p.snap.Log, pos, ErrSnapshotMismatch); err != nil {
+		return fmt.Errorf("accesshistory: %w", err)
 	}
 	return nil
 }
@@ -327,7 +308,7 @@ func (p *Projection) checkSnapshot(ctx context.Context, pl *snapshotPayload, at 
 // itself (the snapshot's check against the log) and child erasures.
 // Called with p.mu held.
 func (p *Projection) noted(rec *eventlog.Record, prev eventlog.Position, res accessmodel.Result) {
-	p.last = lastRecord{Prev: prev, ID: rec.ID, Stream: rec.Stream, Version: rec.Version, Type: rec.Type}
+	p.last = snapshotfile.RecordOf(rec, prev)
 	if _, ok := res.Envelope.Event.(*domain.ChildErased); ok {
 		p.erasures++
 	}

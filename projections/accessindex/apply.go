@@ -5,6 +5,7 @@ import (
 
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/snapshotfile"
 	"github.com/accessledger/accessledger/projections/accessmodel"
 )
 
@@ -58,7 +59,7 @@ func (ix *Index) apply(rec eventlog.Record) error {
 	if err := ix.fold(rec, env); err != nil {
 		return err
 	}
-	ix.last = lastRecord{Prev: ix.pos, ID: rec.ID, Stream: rec.Stream, Version: rec.Version, Type: rec.Type}
+	ix.last = snapshotfile.RecordOf(&rec, ix.pos)
 	if erasesPersonalData(env.Event) {
 		ix.erasures++
 	}

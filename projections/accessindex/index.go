@@ -63,6 +63,7 @@ import (
 
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/snapshotfile"
 )
 
 // Answer is the index's answer to one check.
@@ -181,7 +182,7 @@ type Index struct {
 	running    atomic.Bool
 	// last names the record at pos (for snapshots); erasures counts the
 	// child erasures applied (RunSnapshots removes the snapshot on one).
-	last     lastRecord
+	last     snapshotfile.Record
 	erasures uint64
 	loaded   loadedSnapshot
 

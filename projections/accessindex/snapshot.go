@@ -94,16 +94,6 @@ type SnapshotInfo struct {
 	Capture, Elapsed time.Duration
 }
 
-// lastRecord names the record at the index's position, and the position
-// before it, so that a snapshot can be checked against the log.
-type lastRecord struct {
-	Prev    eventlog.Position
-	ID      uuid.UUID
-	Stream  string
-	Version uint64
-	Type    string
-}
-
 // loadedSnapshot is what RunSnapshots needs of the snapshot loaded.
 type loadedSnapshot struct {
 	Applied, Erasures uint64
@@ -119,7 +109,7 @@ type refEntry struct {
 type snapshotPayload struct {
 	Position eventlog.Position
 	Applied  uint64
-	Last     lastRecord
+	Last     snapshotfile.Record
 	Accounts []snapAccount
 	Children []ChildInfo
 	ByRef    []refEntry
@@ -312,17 +302,8 @@ func checkAgainstLog(ctx context.Context, p *snapshotPayload, log Follower) erro
 	if head.Before(p.Position) {
 		return fmt.Errorf("%w: snapshot at %s, log's head at %s", ErrSnapshotAhead, p.Position, head)
 	}
-	recs, err := log.ReadAll(ctx, p.Last.Prev, 1)
-	if err != nil {
-		return fmt.Errorf("accessindex: check snapshot: read the log at %s: %w", p.Position, err)
-	}
-	if len(recs) != 1 {
-		return fmt.Errorf("%w: no record after %s", ErrSnapshotMismatch, p.Last.Prev)
-	}
-	r := recs[0]
-	if r.Position != p.Position || r.ID != p.Last.ID || r.Stream != p.Last.Stream || r.Version != p.Last.Version || r.Type != p.Last.Type {
-		return fmt.Errorf("%w: snapshot's record %s (%s %s@%d) at %s, log's %s (%s %s@%d) at %s", ErrSnapshotMismatch,
-			p.Last.ID, p.Last.Type, p.Last.Stream, p.Last.Version, p.Position, r.ID, r.Type, r.Stream, r.Version, r.Position)
+	if err := p.Last.Check(ctx, log, p.Position, ErrSnapshotMismatch); err != nil {
+		return fmt.Errorf("accessindex: %w", err)
 	}
 	return nil
 }
