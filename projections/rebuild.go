@@ -17,9 +17,10 @@ import (
 	"github.com/accessledger/accessledger/internal/sqllease"
 )
 
-// ErrRebuildLeaseLost is returned (wrapped) by Rebuild when the rebuild
-// could not renew its lease on the projection in time and another rebuild
-// may have taken over; the rebuild changed nothing visible.
+// ErrRebuildLeaseLost is returned (wrapped) by Rebuild when another
+// rebuild took the projection's rebuild lease (it expired while this one
+// could not renew it); the rebuild changed nothing visible, and wrote
+// nothing after the lease was taken.
 var ErrRebuildLeaseLost = errors.New("projections: rebuild lease lost")
 
 // Rebuild rebuilds projection p from the start of the log into new tables
@@ -122,6 +123,9 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		slog.Int64("stored_version", cp.Version), slog.Int("version", p.Version()))
 
 	err = inTx(ctx, db, func(tx bun.Tx) error {
+		if err := lease.fence(ctx, tx, cfg); err != nil {
+			return err
+		}
 		if err := dropGenerations(ctx, tx, p, func(g int64) bool { return g != live }); err != nil {
 			return err
 		}
@@ -135,10 +139,15 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		if swapped {
 			return
 		}
-		// Best effort: the next rebuild drops these tables anyway.
+		// Best effort: the next rebuild drops these tables anyway. Only
+		// while the lease is still this rebuild's: the tables of the
+		// target generation are another rebuild's once it took the lease.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		_ = inTx(dctx, db, func(tx bun.Tx) error {
+			if err := lease.fence(dctx, tx, cfg); err != nil {
+				return err
+			}
 			return dropGenerations(dctx, tx, p, func(g int64) bool { return g == target })
 		})
 	}()
@@ -186,7 +195,12 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 			bulk = recs[:max(len(recs)-cfg.batch, 0)]
 		}
 		if len(bulk) > 0 {
-			err := inTx(ctx, db, func(tx bun.Tx) error { return p.Apply(ctx, tx, tables, bulk) })
+			err := inTx(ctx, db, func(tx bun.Tx) error {
+				if err := lease.fence(ctx, tx, cfg); err != nil {
+					return err
+				}
+				return p.Apply(ctx, tx, tables, bulk)
+			})
 			if err != nil {
 				return fail(lease.cause(fmt.Errorf("apply events %s..%s: %w", bulk[0].Position, bulk[len(bulk)-1].Position, err)))
 			}
@@ -200,7 +214,13 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		}
 		// Before the tail: the indexes the bulk of the log went without.
 		if !indexed {
-			if err := inTx(ctx, db, func(tx bun.Tx) error { return createIndexes(ctx, tx, p, target) }); err != nil {
+			err := inTx(ctx, db, func(tx bun.Tx) error {
+				if err := lease.fence(ctx, tx, cfg); err != nil {
+					return err
+				}
+				return createIndexes(ctx, tx, p, target)
+			})
+			if err != nil {
 				return fail(lease.cause(err))
 			}
 			indexed = true
@@ -288,8 +308,15 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 	return rebuilt{done: true, gen: target, pos: pos}, nil
 }
 
-// lease is a held rebuild lease. Its ctx is canceled, with cause
-// ErrRebuildLeaseLost, when renewing fails for longer than the lease.
+// lease is a held rebuild lease. Every transaction of the rebuild that
+// writes first renews it (fence), so it commits only while the lease is
+// this rebuild's: a rebuild whose lease was taken (it expired while the
+// rebuild could not renew it) writes nothing more. Between transactions a
+// goroutine renews it every third of its duration; its ctx is canceled,
+// with cause ErrRebuildLeaseLost, when a renewal finds the lease taken.
+// A renewal that fails (the database busy, for instance with the
+// rebuild's own long statement: an index's creation on SQLite holds the
+// writer) does not end the rebuild: the next transaction's fence decides.
 type lease struct {
 	owner   string
 	ctx     context.Context
@@ -306,6 +333,23 @@ func (l *lease) cause(err error) error {
 		return fmt.Errorf("%w: %w", c, err)
 	}
 	return err
+}
+
+// fence renews the lease inside tx, before tx's writes: tx then commits
+// only while this rebuild holds the lease (on PostgreSQL the checkpoint
+// row stays locked until it does; on SQLite the writer is tx's). A lease
+// taken by another rebuild fails tx with ErrRebuildLeaseLost and cancels
+// l.ctx.
+func (l *lease) fence(ctx context.Context, tx bun.Tx, cfg config) error {
+	err := rebuildLease.Renew(ctx, tx, l.name, l.owner, cfg.clock().Add(cfg.lease))
+	if errors.Is(err, sqllease.ErrNotHeld) {
+		l.cancel(ErrRebuildLeaseLost)
+		return fmt.Errorf("%w: %w", ErrRebuildLeaseLost, err)
+	}
+	if err != nil {
+		return fmt.Errorf("renew the rebuild lease: %w", err)
+	}
+	return nil
 }
 
 // release stops renewing and gives the lease up if the swap did not.
@@ -364,10 +408,10 @@ func acquireLease(ctx context.Context, db *bun.DB, name string, cfg config) (*le
 	return l, nil
 }
 
-// renew extends the lease every third of its duration until l.ctx ends.
+// renew extends the lease every third of its duration until l.ctx ends,
+// and cancels l.ctx when it finds the lease taken.
 func (l *lease) renew(cfg config) {
 	defer close(l.stopped)
-	renewed := cfg.clock()
 	t := time.NewTicker(cfg.lease / 3)
 	defer t.Stop()
 	for {
@@ -376,25 +420,16 @@ func (l *lease) renew(cfg config) {
 			return
 		case <-t.C:
 		}
-		now := cfg.clock()
-		err := rebuildLease.Renew(l.ctx, l.db, l.name, l.owner, now.Add(cfg.lease))
+		err := rebuildLease.Renew(l.ctx, l.db, l.name, l.owner, cfg.clock().Add(cfg.lease))
 		if errors.Is(err, sqllease.ErrNotHeld) {
 			l.cancel(ErrRebuildLeaseLost)
 			return
 		}
-		if err == nil {
-			renewed = now
+		if err == nil || l.ctx.Err() != nil {
 			continue
 		}
-		if l.ctx.Err() != nil {
-			return
-		}
-		cfg.logger.WarnContext(l.ctx, "projections: could not renew the rebuild lease", slog.String("projection", l.name),
-			slog.Any("error", err))
-		if now.Sub(renewed) >= cfg.lease {
-			l.cancel(ErrRebuildLeaseLost)
-			return
-		}
+		cfg.logger.WarnContext(l.ctx, "projections: could not renew the rebuild lease; the next write will check it",
+			slog.String("projection", l.name), slog.Any("error", err))
 	}
 }
 

@@ -474,6 +474,43 @@ func TestConcurrentRebuildsTakeTurns(t *testing.T) {
 	})
 }
 
+// TestRebuildWritesNothingOnceItsLeaseIsTaken: another rebuild takes the
+// lease (as it would once the lease expired unrenewed) between two of a
+// rebuild's batches. The rebuild fails with ErrRebuildLeaseLost before
+// its next batch commits, and leaves the target generation's tables,
+// now the other rebuild's, in place.
+func TestRebuildWritesNothingOnceItsLeaseIsTaken(t *testing.T) {
+	forBackends(t, func(t *testing.T, url string) {
+		e := newEnv(t, url)
+		e.appendN(t, 300, 10)
+		require.NoError(t, projections.Rebuild(context.Background(), e.db.DB, e.store, newCounts(1), nil,
+			projections.WithLogger(testLogger(t))))
+		before := readCounts(t, e.db)
+		var taken bool
+		var after []uint64
+		err := projections.Rebuild(context.Background(), e.db.DB, e.store, newCounts(1), func(done, _ uint64) {
+			if taken {
+				after = append(after, done)
+				return
+			}
+			if done >= 100 {
+				_, err := e.db.ExecContext(context.Background(), "UPDATE projection_checkpoints SET rebuild_owner = 'thief', "+
+					"rebuild_expires_at = ? WHERE name = 'counts'", time.Now().Add(time.Hour).UnixMicro())
+				require.NoError(t, err)
+				taken = true
+			}
+		}, projections.WithBatchSize(50), projections.WithLeaseTiming(time.Hour, 5*time.Millisecond),
+			projections.WithLogger(testLogger(t)))
+		require.ErrorIs(t, err, projections.ErrRebuildLeaseLost)
+		require.True(t, taken)
+		require.Empty(t, after, "no batch committed after the lease was taken")
+		require.Equal(t, stored{Generation: 2, Version: 1, Position: 300}, checkpointOf(t, e.db, "counts"))
+		require.Equal(t, before, readCounts(t, e.db))
+		require.Equal(t, []string{"counts_g2", "counts_g3"}, tablesLike(t, e.db, "counts_g"),
+			"the target generation's tables are the other rebuild's")
+	})
+}
+
 func TestNewRunnerChecksItsArguments(t *testing.T) {
 	e := newEnv(t, "sqlite::memory:")
 	bad := &tableless{name: "bad", tables: []projections.Table{
