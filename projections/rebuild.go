@@ -157,23 +157,35 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 	pos := eventlog.Start
 	indexed := false
 	// The bulk of the log, up to the head read above, is read ahead in a
-	// goroutine (a page is read while the previous one is applied); what
-	// follows, by ReadAll.
-	pages := readPages(ctx, log, pos, head, cfg.rebuildBatch)
-	defer pages.stop()
-	read := func() ([]eventlog.Record, error) {
+	// goroutine and, when p is a Stager, staged one batch ahead in another
+	// (a batch is computed while the one before is written); what follows,
+	// by ReadAll and Apply.
+	pages := stagePages(ctx, readPages(ctx, log, pos, head, cfg.rebuildBatch), p, cfg.rebuildBatch, cfg.batch)
+	defer func() {
 		if pages != nil {
-			recs, err := pages.next()
-			if recs != nil || err != nil {
-				return recs, err
+			pages.stop()
+		}
+	}()
+	read := func() (stagedPage, error) {
+		if pages != nil {
+			sp, ok := pages.next()
+			if ok && (sp.err != nil || len(sp.recs) < cfg.rebuildBatch) {
+				// The staging's last page: it stops after it, before Apply
+				// runs on p in this goroutine.
+				pages.stop()
+				pages = nil
+			}
+			if ok {
+				return sp, sp.err
 			}
 			pages.stop()
-			pages = nil // read out (or an empty page: ReadAll reads it again)
+			pages = nil // read out: ReadAll reads on
 		}
-		return log.ReadAll(ctx, pos, cfg.rebuildBatch)
+		recs, err := log.ReadAll(ctx, pos, cfg.rebuildBatch)
+		return stagedPage{recs: recs, bulk: bulkOf(len(recs), cfg.rebuildBatch, cfg.batch)}, err
 	}
 	for {
-		recs, err := read()
+		sp, err := read()
 		if err != nil {
 			return fail(lease.cause(fmt.Errorf("read log after %s: %w", pos, err)))
 		}
@@ -181,12 +193,14 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		// short one but its last batch (WithBatchSize), so that the swap's
 		// transaction, which locks the checkpoint row and the views (and,
 		// on SQLite, the database), stays as short as a runner's.
-		bulk := recs
-		if len(recs) < cfg.rebuildBatch {
-			bulk = recs[:max(len(recs)-cfg.batch, 0)]
-		}
-		if len(bulk) > 0 {
-			err := inTx(ctx, db, func(tx bun.Tx) error { return p.Apply(ctx, tx, tables, bulk) })
+		recs := sp.recs
+		if bulk := recs[:sp.bulk]; len(bulk) > 0 {
+			err := inTx(ctx, db, func(tx bun.Tx) error {
+				if sp.staged != nil {
+					return sp.staged.Write(ctx, tx, tables)
+				}
+				return p.Apply(ctx, tx, tables, bulk)
+			})
 			if err != nil {
 				return fail(lease.cause(fmt.Errorf("apply events %s..%s: %w", bulk[0].Position, bulk[len(bulk)-1].Position, err)))
 			}
