@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -195,7 +196,7 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		// on SQLite, the database), stays as short as a runner's.
 		recs := sp.recs
 		if bulk := recs[:sp.bulk]; len(bulk) > 0 {
-			err := inTx(ctx, db, func(tx bun.Tx) error {
+			err := lease.inTx(ctx, db, cfg, true, func(tx bun.Tx) error {
 				return withBulkCache(ctx, tx, func() error {
 					if sp.staged != nil {
 						return sp.staged.Write(ctx, tx, tables)
@@ -216,8 +217,19 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		}
 		// Before the tail: the indexes the bulk of the log went without.
 		if !indexed {
-			if err := inTx(ctx, db, func(tx bun.Tx) error { return createIndexes(ctx, tx, p, target) }); err != nil {
-				return fail(lease.cause(err))
+			// One index a transaction: on SQLite each holds the file's write
+			// lock while it sorts the whole table.
+			stmts, physical := deferredIndexes(db.Dialect().Name(), p, target)
+			for i, stmt := range stmts {
+				err := lease.inTx(ctx, db, cfg, true, func(tx bun.Tx) error {
+					if _, err := tx.ExecContext(ctx, stmt); err != nil {
+						return fmt.Errorf("create index of %s: %w", physical[i], err)
+					}
+					return nil
+				})
+				if err != nil {
+					return fail(lease.cause(err))
+				}
 			}
 			indexed = true
 		}
@@ -225,7 +237,7 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		// applied more than that to the live tables meanwhile: then read on,
 		// so that the new tables never show less than the old ones did.
 		behind, swapLocked := false, false
-		err = inTx(ctx, db, func(tx bun.Tx) error {
+		err = lease.inTx(ctx, db, cfg, false, func(tx bun.Tx) error {
 			cur, _, err := readCheckpoint(ctx, tx, name, true)
 			if err != nil {
 				return err
@@ -306,6 +318,17 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 
 // lease is a held rebuild lease. Its ctx is canceled, with cause
 // ErrRebuildLeaseLost, when renewing fails for longer than the lease.
+//
+// On SQLite the rebuild's own transactions (inTx) hold the file's write
+// lock, which the renewing goroutine waits for like any writer: at county
+// scale, on a loaded machine, a transaction of the rebuild (a batch, an
+// index) may outlast the lease, and the rebuild would give itself up. So
+// there each of its bulk and index transactions renews the lease itself,
+// as its last statement, and while any of its transactions is open (from
+// BEGIN, which takes the write lock, to its end) the lease cannot be lost:
+// no other process can write the row. On
+// PostgreSQL the rebuild's transactions do not block the renewal and do
+// not touch the checkpoint row (which the live runner locks).
 type lease struct {
 	owner   string
 	ctx     context.Context
@@ -313,6 +336,73 @@ type lease struct {
 	stopped chan struct{}
 	db      *bun.DB
 	name    string
+
+	// mu guards holding and renewedAt.
+	mu sync.Mutex
+	// holding: a transaction of the rebuild holds SQLite's write lock.
+	holding bool
+	// renewedAt is when the last transaction of the rebuild renewed the
+	// lease (zero: none).
+	renewedAt time.Time
+}
+
+// inTx runs f in a transaction of the rebuild (see lease): on SQLite, while
+// it is open the lease counts as held, and with renew the transaction then
+// renews the lease, failing with ErrRebuildLeaseLost (wrapped) when another
+// owner holds it; on PostgreSQL it is inTx.
+func (l *lease) inTx(ctx context.Context, db *bun.DB, cfg config, renew bool, f func(tx bun.Tx) error) error {
+	if isPG(db) {
+		return inTx(ctx, db, f)
+	}
+	var at time.Time
+	defer l.setHolding(false)
+	err := inTx(ctx, db, func(tx bun.Tx) error {
+		l.setHolding(true)
+		if err := f(tx); err != nil || !renew {
+			return err
+		}
+		at = cfg.clock()
+		if err := rebuildLease.Renew(ctx, tx, l.name, l.owner, at.Add(cfg.lease)); err != nil {
+			if errors.Is(err, sqllease.ErrNotHeld) {
+				return fmt.Errorf("%w: %w", ErrRebuildLeaseLost, err)
+			}
+			return err
+		}
+		return nil
+	})
+	if err == nil && renew {
+		l.mu.Lock()
+		l.renewedAt = at
+		l.mu.Unlock()
+	}
+	return err
+}
+
+func (l *lease) setHolding(h bool) {
+	l.mu.Lock()
+	l.holding = h
+	l.mu.Unlock()
+}
+
+// renewedSince reports whether a transaction of the rebuild renewed the
+// lease after t.
+func (l *lease) renewedSince(t time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.renewedAt.After(t)
+}
+
+// expired reports whether the lease may have been lost: it was last
+// renewed (by the renewing goroutine at renewed, or by a transaction of the
+// rebuild) at least d before now, and no transaction of the rebuild holds
+// the write lock.
+func (l *lease) expired(renewed, now time.Time, d time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.renewedAt.After(renewed) {
+		renewed = l.renewedAt
+	}
+	return !l.holding && now.Sub(renewed) >= d
 }
 
 // cause returns ErrRebuildLeaseLost (wrapping err) when err comes from
@@ -393,6 +483,9 @@ func (l *lease) renew(cfg config) {
 		case <-t.C:
 		}
 		now := cfg.clock()
+		if l.renewedSince(now.Add(-cfg.lease / 3)) {
+			continue // a transaction of the rebuild did (lease.inTx)
+		}
 		err := rebuildLease.Renew(l.ctx, l.db, l.name, l.owner, now.Add(cfg.lease))
 		if errors.Is(err, sqllease.ErrNotHeld) {
 			l.cancel(ErrRebuildLeaseLost)
@@ -407,7 +500,7 @@ func (l *lease) renew(cfg config) {
 		}
 		cfg.logger.WarnContext(l.ctx, "projections: could not renew the rebuild lease", slog.String("projection", l.name),
 			slog.Any("error", err))
-		if now.Sub(renewed) >= cfg.lease {
+		if l.expired(renewed, now, cfg.lease) {
 			l.cancel(ErrRebuildLeaseLost)
 			return
 		}
