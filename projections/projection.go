@@ -134,6 +134,32 @@ type Projection interface {
 	Apply(ctx context.Context, tx bun.Tx, t Tables, recs []eventlog.Record) error
 }
 
+// Stager is a Projection whose Apply splits into a computation that needs
+// no transaction and the writes it produces. Rebuild uses it for the bulk
+// of the log: it stages the next batch in one goroutine while the batch
+// before is written in another (on two cores, the fold or the hashing
+// beside SQLite's inserts), instead of doing both in turn.
+//
+// Stage(recs) advances the in-memory state by recs exactly as Apply(recs)
+// does and returns their writes without writing anything; the Staged's
+// Write then writes them into tables t through tx. Apply(recs) must be
+// equivalent to Stage(recs) followed by Write. Write must read only what
+// Stage handed it (never the projection's state, which a later Stage is
+// changing meanwhile, and nothing a later Stage changes), so that it may run
+// while the next Stage runs in another goroutine: Stage is never called
+// concurrently with another method of the projection, Write at most with
+// one Stage. When a Write fails or its transaction does not commit, the
+// state (already past it) is discarded: the caller calls Load again.
+type Stager interface {
+	Projection
+	Stage(recs []eventlog.Record) (Staged, error)
+}
+
+// Staged is the writes of a batch Stager.Stage computed.
+type Staged interface {
+	Write(ctx context.Context, tx bun.Tx, t Tables) error
+}
+
 // WarmStarter is a Projection whose Load may restore its in-memory state
 // at a position before the checkpoint (a snapshot of it, issue 18): after
 // a Load that asks for a warm-up, the runner passes through Replay only the

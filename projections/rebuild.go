@@ -122,10 +122,7 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		slog.Int64("from_generation", live), slog.Int64("to_generation", target),
 		slog.Int64("stored_version", cp.Version), slog.Int("version", p.Version()))
 
-	err = inTx(ctx, db, func(tx bun.Tx) error {
-		if err := lease.fence(ctx, tx, cfg); err != nil {
-			return err
-		}
+	err = lease.inTx(ctx, db, cfg, true, func(tx bun.Tx) error {
 		if err := dropGenerations(ctx, tx, p, func(g int64) bool { return g != live }); err != nil {
 			return err
 		}
@@ -144,10 +141,7 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		// target generation are another rebuild's once it took the lease.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		_ = inTx(dctx, db, func(tx bun.Tx) error {
-			if err := lease.fence(dctx, tx, cfg); err != nil {
-				return err
-			}
+		_ = lease.inTx(dctx, db, cfg, true, func(tx bun.Tx) error {
 			return dropGenerations(dctx, tx, p, func(g int64) bool { return g == target })
 		})
 	}()
@@ -166,23 +160,35 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 	pos := eventlog.Start
 	indexed := false
 	// The bulk of the log, up to the head read above, is read ahead in a
-	// goroutine (a page is read while the previous one is applied); what
-	// follows, by ReadAll.
-	pages := readPages(ctx, log, pos, head, cfg.rebuildBatch)
-	defer pages.stop()
-	read := func() ([]eventlog.Record, error) {
+	// goroutine and, when p is a Stager, staged one batch ahead in another
+	// (a batch is computed while the one before is written); what follows,
+	// by ReadAll and Apply.
+	pages := stagePages(ctx, readPages(ctx, log, pos, head, cfg.rebuildBatch), p, cfg.rebuildBatch, cfg.batch)
+	defer func() {
 		if pages != nil {
-			recs, err := pages.next()
-			if recs != nil || err != nil {
-				return recs, err
+			pages.stop()
+		}
+	}()
+	read := func() (stagedPage, error) {
+		if pages != nil {
+			sp, ok := pages.next()
+			if ok && (sp.err != nil || len(sp.recs) < cfg.rebuildBatch) {
+				// The staging's last page: it stops after it, before Apply
+				// runs on p in this goroutine.
+				pages.stop()
+				pages = nil
+			}
+			if ok {
+				return sp, sp.err
 			}
 			pages.stop()
-			pages = nil // read out (or an empty page: ReadAll reads it again)
+			pages = nil // read out: ReadAll reads on
 		}
-		return log.ReadAll(ctx, pos, cfg.rebuildBatch)
+		recs, err := log.ReadAll(ctx, pos, cfg.rebuildBatch)
+		return stagedPage{recs: recs, bulk: bulkOf(len(recs), cfg.rebuildBatch, cfg.batch)}, err
 	}
 	for {
-		recs, err := read()
+		sp, err := read()
 		if err != nil {
 			return fail(lease.cause(fmt.Errorf("read log after %s: %w", pos, err)))
 		}
@@ -190,16 +196,15 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		// short one but its last batch (WithBatchSize), so that the swap's
 		// transaction, which locks the checkpoint row and the views (and,
 		// on SQLite, the database), stays as short as a runner's.
-		bulk := recs
-		if len(recs) < cfg.rebuildBatch {
-			bulk = recs[:max(len(recs)-cfg.batch, 0)]
-		}
-		if len(bulk) > 0 {
-			err := inTx(ctx, db, func(tx bun.Tx) error {
-				if err := lease.fence(ctx, tx, cfg); err != nil {
-					return err
-				}
-				return p.Apply(ctx, tx, tables, bulk)
+		recs := sp.recs
+		if bulk := recs[:sp.bulk]; len(bulk) > 0 {
+			err := lease.inTx(ctx, db, cfg, true, func(tx bun.Tx) error {
+				return withBulkCache(ctx, tx, func() error {
+					if sp.staged != nil {
+						return sp.staged.Write(ctx, tx, tables)
+					}
+					return p.Apply(ctx, tx, tables, bulk)
+				})
 			})
 			if err != nil {
 				return fail(lease.cause(fmt.Errorf("apply events %s..%s: %w", bulk[0].Position, bulk[len(bulk)-1].Position, err)))
@@ -214,14 +219,19 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		}
 		// Before the tail: the indexes the bulk of the log went without.
 		if !indexed {
-			err := inTx(ctx, db, func(tx bun.Tx) error {
-				if err := lease.fence(ctx, tx, cfg); err != nil {
-					return err
+			// One index a transaction: on SQLite each holds the file's write
+			// lock while it sorts the whole table.
+			stmts, physical := deferredIndexes(db.Dialect().Name(), p, target)
+			for i, stmt := range stmts {
+				err := lease.inTx(ctx, db, cfg, true, func(tx bun.Tx) error {
+					if _, err := tx.ExecContext(ctx, stmt); err != nil {
+						return fmt.Errorf("create index of %s: %w", physical[i], err)
+					}
+					return nil
+				})
+				if err != nil {
+					return fail(lease.cause(err))
 				}
-				return createIndexes(ctx, tx, p, target)
-			})
-			if err != nil {
-				return fail(lease.cause(err))
 			}
 			indexed = true
 		}
@@ -229,7 +239,7 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		// applied more than that to the live tables meanwhile: then read on,
 		// so that the new tables never show less than the old ones did.
 		behind, swapLocked := false, false
-		err = inTx(ctx, db, func(tx bun.Tx) error {
+		err = lease.inTx(ctx, db, cfg, false, func(tx bun.Tx) error {
 			cur, _, err := readCheckpoint(ctx, tx, name, true)
 			if err != nil {
 				return err
@@ -309,8 +319,8 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 }
 
 // lease is a held rebuild lease. Every transaction of the rebuild that
-// writes first renews it (fence), so it commits only while the lease is
-// this rebuild's: a rebuild whose lease was taken (it expired while the
+// writes renews it as its last statement (inTx, fence), so it commits
+// only while the lease is this rebuild's: a rebuild whose lease was taken (it expired while the
 // rebuild could not renew it) writes nothing more. Between transactions a
 // goroutine renews it every third of its duration; its ctx is canceled,
 // with cause ErrRebuildLeaseLost, when a renewal finds the lease taken.
@@ -326,6 +336,23 @@ type lease struct {
 	name    string
 }
 
+// inTx runs f in a transaction of the rebuild; with fence, the
+// transaction renews the lease as its last statement (lease.fence), so it
+// commits only while the lease is this rebuild's, and the lease then runs
+// from the commit (a batch or an index may take longer than the lease on
+// a loaded machine, and on SQLite the renewing goroutine waits for the
+// rebuild's own transaction). Last, not first: on PostgreSQL the renewal
+// locks the checkpoint row until the commit, which the live runner's
+// batches lock too. The swap's transaction checks the lease itself.
+func (l *lease) inTx(ctx context.Context, db *bun.DB, cfg config, fence bool, f func(tx bun.Tx) error) error {
+	return inTx(ctx, db, func(tx bun.Tx) error {
+		if err := f(tx); err != nil || !fence {
+			return err
+		}
+		return l.fence(ctx, tx, cfg)
+	})
+}
+
 // cause returns ErrRebuildLeaseLost (wrapping err) when err comes from
 // losing the lease, else err.
 func (l *lease) cause(err error) error {
@@ -335,9 +362,9 @@ func (l *lease) cause(err error) error {
 	return err
 }
 
-// fence renews the lease inside tx, before tx's writes: tx then commits
-// only while this rebuild holds the lease (on PostgreSQL the checkpoint
-// row stays locked until it does; on SQLite the writer is tx's). A lease
+// fence renews the lease inside tx: tx then commits only while this
+// rebuild holds the lease (on PostgreSQL the checkpoint row stays locked
+// until the commit; on SQLite the writer is tx's). A lease
 // taken by another rebuild fails tx with ErrRebuildLeaseLost and cancels
 // l.ctx.
 func (l *lease) fence(ctx context.Context, tx bun.Tx, cfg config) error {
@@ -442,4 +469,33 @@ func leaseOwner() (string, error) {
 	}
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])), nil
+}
+
+// bulkCacheKiB is SQLite's page cache (KiB) on the connection of a
+// rebuild's bulk transaction: the pages a batch of 10,000 events dirties
+// (7 MB of audit entries) stay in memory until the commit writes them to
+// the WAL once, instead of spilling to the WAL mid-transaction (pwrite
+// and the b-tree's rightmost pages written again) with the default 2 MiB.
+const bulkCacheKiB = 64 << 10
+
+// withBulkCache runs f in tx with SQLite's page cache at bulkCacheKiB for
+// tx's connection, and puts the connection's setting back before tx ends
+// (shrinking the cache keeps the dirty pages: the commit writes them). On
+// PostgreSQL it only runs f.
+func withBulkCache(ctx context.Context, tx bun.Tx, f func() error) error {
+	if isPG(tx) {
+		return f()
+	}
+	var was int64
+	if err := tx.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&was); err != nil {
+		return fmt.Errorf("read cache_size: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", bulkCacheKiB)); err != nil {
+		return fmt.Errorf("set cache_size: %w", err)
+	}
+	ferr := f()
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = %d", was)); err != nil && ferr == nil {
+		return fmt.Errorf("restore cache_size: %w", err)
+	}
+	return ferr
 }

@@ -666,3 +666,45 @@ func TestWarmStartReplaysOnlyAfterIt(t *testing.T) {
 		require.Equal(t, expected(all, all[len(all)-1].Position.Commit).Warm, got)
 	})
 }
+
+// TestRebuildTransactionsRenewTheLease: on SQLite every bulk transaction of
+// a rebuild renews its lease as it commits (it holds the file's write lock,
+// which the renewing goroutine would wait for: at county scale on a loaded
+// machine a batch or an index outlasted the lease and the rebuild gave
+// itself up). The renewing goroutine ticks every 10 s here, so only the
+// transactions can have moved the expiry past the end of each batch.
+func TestRebuildTransactionsRenewTheLease(t *testing.T) {
+	e := newEnv(t, sqltest.SQLiteFile(t))
+	e.appendN(t, 300, 10)
+	const lease = 30 * time.Second
+	p := newCounts(1)
+	var applied []time.Time // when each bulk batch was written
+	p.fail = func(recs []eventlog.Record) error {
+		if len(recs) == 100 {
+			time.Sleep(50 * time.Millisecond)
+			applied = append(applied, time.Now())
+		}
+		return nil
+	}
+	var expiries []time.Time // the lease's expiry after each batch
+	progress := func(done, _ uint64) {
+		if done == 0 || done%100 != 0 || len(expiries) == len(applied) {
+			return
+		}
+		var until int64
+		require.NoError(t, e.db.QueryRowContext(context.Background(),
+			"SELECT rebuild_expires_at FROM projection_checkpoints WHERE name = 'counts'").Scan(&until))
+		expiries = append(expiries, time.UnixMicro(until))
+	}
+	require.NoError(t, projections.Rebuild(context.Background(), e.db.DB, e.store, p, progress,
+		projections.WithRebuildBatchSize(100), projections.WithBatchSize(50),
+		projections.WithLeaseTiming(lease, 5*time.Millisecond), projections.WithLogger(testLogger(t))))
+	require.Len(t, applied, 3)
+	require.Len(t, expiries, 3)
+	for i := range applied {
+		require.False(t, expiries[i].Before(applied[i].Add(lease)), "batch %d: the lease expires at %s, less than the lease after the batch (%s)",
+			i, expiries[i], applied[i])
+	}
+	require.Equal(t, stored{Generation: 2, Version: 1, Position: 300}, checkpointOf(t, e.db, "counts"))
+	require.Equal(t, countsPart(expected(e.records(t), all)), readCounts(t, e.db))
+}

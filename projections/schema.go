@@ -222,25 +222,21 @@ func createTables(ctx context.Context, tx bun.Tx, p Projection, gen int64, defer
 	return nil
 }
 
-// createIndexes runs the CREATE INDEX statements createTables left out
-// with deferIndexes.
-func createIndexes(ctx context.Context, tx bun.Tx, p Projection, gen int64) error {
-	d := tx.Dialect().Name()
+// deferredIndexes returns the CREATE INDEX statements createTables left out
+// with deferIndexes, each with the physical table it indexes.
+func deferredIndexes(d dialect.Name, p Projection, gen int64) (stmts, tables []string) {
 	for _, t := range p.Tables() {
 		if !t.DeferIndexes {
 			continue
 		}
 		physical := physicalName(t.Name, gen)
 		for _, stmt := range t.Create(d, physical) {
-			if !isCreateIndex(stmt) {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("create index of %s: %w", physical, err)
+			if isCreateIndex(stmt) {
+				stmts, tables = append(stmts, stmt), append(tables, physical)
 			}
 		}
 	}
-	return nil
+	return stmts, tables
 }
 
 // isCreateIndex reports whether stmt is a CREATE [UNIQUE] INDEX statement.

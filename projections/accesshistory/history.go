@@ -271,18 +271,40 @@ func (p *Projection) Replay(recs []eventlog.Record) error {
 
 // Apply implements projections.Projection.
 func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables, recs []eventlog.Record) error {
+	w, err := p.Stage(recs)
+	if err != nil {
+		return err
+	}
+	return w.Write(ctx, tx, t)
+}
+
+// Stage implements projections.Stager: it folds recs and returns the rows
+// to insert and the rows they supersede. The rows it returns are not
+// changed by later folds (a row is superseded at most once, by an UPDATE
+// of a later batch or in place within its own), so Write may run beside
+// the next Stage.
+func (p *Projection) Stage(recs []eventlog.Record) (projections.Staged, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.loaded >= p.nextID {
 		// The warm-up must have produced every row the table holds.
-		return fmt.Errorf("accesshistory: table holds rows up to id %d but the replay made %d: %w",
+		return nil, fmt.Errorf("accesshistory: table holds rows up to id %d but the replay made %d: %w",
 			p.loaded, p.nextID-1, ErrOutOfSync)
 	}
 	w, err := p.fold(recs)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	err = projections.InsertRows(ctx, tx, t.Name(table), columns, len(w.inserts), func(i int, dst []any) []any {
+	p.loaded = 0
+	return &w, nil
+}
+
+var _ projections.Stager = (*Projection)(nil)
+
+// Write implements projections.Staged: it inserts w's rows and marks the
+// rows they supersede.
+func (w *writes) Write(ctx context.Context, tx bun.Tx, t projections.Tables) error {
+	err := projections.InsertRows(ctx, tx, t.Name(table), columns, len(w.inserts), func(i int, dst []any) []any {
 		return w.inserts[i].values(dst)
 	})
 	if err != nil {
@@ -291,9 +313,10 @@ func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables,
 	// One update per superseded row, all in one statement on PostgreSQL
 	// (a row is superseded once: the fold forgets it).
 	var gone []supersededRow
-	for _, s := range w.supersedes {
+	for i := range w.supersedes {
+		s := &w.supersedes[i]
 		for _, id := range s.ids {
-			gone = append(gone, supersededRow{id: id, s: &s})
+			gone = append(gone, supersededRow{id: id, s: s})
 		}
 	}
 	err = projections.UpdateRows(ctx, tx, t.Name(table), projections.Column{Name: "id", PGType: "bigint"}, supersededColumns,
@@ -304,7 +327,6 @@ func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables,
 	if err != nil {
 		return fmt.Errorf("accesshistory: supersede: %w", err)
 	}
-	p.loaded = 0
 	return nil
 }
 

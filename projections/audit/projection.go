@@ -199,15 +199,41 @@ func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables,
 	if err != nil {
 		return err
 	}
-	if len(rows) > 0 {
-		err := projections.InsertRows(ctx, tx, t.Name(Table), columns, len(rows), func(i int, dst []any) []any {
-			return rows[i].values(dst)
-		})
-		if err != nil {
-			return fmt.Errorf("audit: insert entries %d-%d: %w", rows[0].Seq, rows[len(rows)-1].Seq, err)
-		}
+	if err := entries(rows).Write(ctx, tx, t); err != nil {
+		return err
 	}
 	p.head = h
+	return nil
+}
+
+// Stage implements projections.Stager: it chains the entries of recs after
+// the head, moves the head past them and returns them to be written.
+func (p *Projection) Stage(recs []eventlog.Record) (projections.Staged, error) {
+	rows, h, err := p.chain(recs)
+	if err != nil {
+		return nil, err
+	}
+	p.head = h
+	return entries(rows), nil
+}
+
+var _ projections.Stager = (*Projection)(nil)
+
+// entries are the rows of a batch, as Stage returns them.
+type entries []entryRow
+
+// Write implements projections.Staged: it inserts the entries into t's
+// table.
+func (rows entries) Write(ctx context.Context, tx bun.Tx, t projections.Tables) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	err := projections.InsertRows(ctx, tx, t.Name(Table), columns, len(rows), func(i int, dst []any) []any {
+		return rows[i].values(dst)
+	})
+	if err != nil {
+		return fmt.Errorf("audit: insert entries %d-%d: %w", rows[0].Seq, rows[len(rows)-1].Seq, err)
+	}
 	return nil
 }
 

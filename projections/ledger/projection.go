@@ -208,7 +208,32 @@ func (p *Projection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables,
 	if err != nil {
 		return err
 	}
-	err = projections.InsertRows(ctx, tx, t.Name(LeavesTable), leafColumns, len(leaves), func(i int, dst []any) []any {
+	return growth{leaves, nodes}.Write(ctx, tx, t)
+}
+
+// Stage implements projections.Stager: it grows the frontier by recs and
+// returns their leaves and interior hashes to be written.
+func (p *Projection) Stage(recs []eventlog.Record) (projections.Staged, error) {
+	leaves, nodes, err := p.grow(recs)
+	if err != nil {
+		return nil, err
+	}
+	return growth{leaves, nodes}, nil
+}
+
+var _ projections.Stager = (*Projection)(nil)
+
+// growth is the rows a batch adds to the tree.
+type growth struct {
+	leaves []leafRow
+	nodes  []nodeRow
+}
+
+// Write implements projections.Staged: it inserts the leaves and the
+// interior hashes into t's tables.
+func (g growth) Write(ctx context.Context, tx bun.Tx, t projections.Tables) error {
+	leaves, nodes := g.leaves, g.nodes
+	err := projections.InsertRows(ctx, tx, t.Name(LeavesTable), leafColumns, len(leaves), func(i int, dst []any) []any {
 		l := &leaves[i]
 		return append(dst, l.LeafIndex, l.PositionCommit, l.PositionPrepare, l.EventID, l.Hash)
 	})
