@@ -60,3 +60,20 @@ func (ix *Index) DumpForTest() []string {
 	slices.Sort(out)
 	return out
 }
+
+// SamplePairsForTest returns up to n of the index's (account, child)
+// pairs, in the maps' order.
+func (ix *Index) SamplePairsForTest(n int) [][2]uuid.UUID {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	out := make([][2]uuid.UUID, 0, n)
+	for id, a := range ix.accounts {
+		for i := range a.pairs {
+			if len(out) == n {
+				return out
+			}
+			out = append(out, [2]uuid.UUID{id, a.pairs[i].child()})
+		}
+	}
+	return out
+}
