@@ -67,8 +67,11 @@ const version = 2
 // Projection builds the access history. Use New; it is driven by the
 // projections runner.
 type Projection struct {
-	model  *accessmodel.Model
-	rows   map[accessmodel.Pair][]*row
+	model *accessmodel.Model
+	// rows holds each pair's current rows, in id order, as far as the fold
+	// compares and supersedes them (keptRow): the rest of a row is in the
+	// table only.
+	rows   map[accessmodel.Pair][]keptRow
 	nextID int64
 	loaded int64 // max id in the table at Load, checked after warm-up
 	// warmTo is the position Load was called at. The rows of the records
@@ -193,11 +196,25 @@ type row struct {
 	GracePolicyP  sql.NullInt64  `bun:"grace_policy_prepare"`
 }
 
-// same reports whether r describes the same interval, from the same events,
-// as n.
-func (r *row) same(n *row) bool {
+// keptRow is what the fold keeps of a current row: its id and what same
+// compares. Reason is the access's reason (placement, grant, grace
+// period), not free text; Opened and Closed are the ids of the events that
+// opened and closed the interval (uuid.Nil: none). A snapshot saves these
+// (savedRow).
+type keptRow struct {
+	ID             int64
+	Permissions    int64
+	Reason         string
+	ValidFrom      int64
+	ValidTo        sql.NullInt64
+	Opened, Closed uuid.UUID
+}
+
+// same reports whether r describes the same interval, from the same
+// events, as n (their ids aside).
+func (r *keptRow) same(n *keptRow) bool {
 	return r.Permissions == n.Permissions && r.Reason == n.Reason && r.ValidFrom == n.ValidFrom &&
-		r.ValidTo == n.ValidTo && r.OpenedID == n.OpenedID && r.ClosedID == n.ClosedID
+		r.ValidTo == n.ValidTo && r.Opened == n.Opened && r.Closed == n.Closed
 }
 
 // Load implements projections.Projection. The model of the fold lives in
@@ -419,14 +436,14 @@ func (p *Projection) fold(recs []eventlog.Record) (writes, error) {
 		var sup []int64
 		for _, pair := range res.Pairs {
 			ins, gone := p.diff(pair, rec)
-			for _, r := range gone {
-				if pr, ok := pending[r.ID]; ok {
+			for _, id := range gone {
+				if pr, ok := pending[id]; ok {
 					pr.SupersededID = sql.NullString{String: rec.ID.String(), Valid: true}
 					pr.SupersededC = sql.NullInt64{Int64: int64(rec.Position.Commit), Valid: true}
 					pr.SupersededP = sql.NullInt64{Int64: int64(rec.Position.Prepare), Valid: true}
 					continue
 				}
-				sup = append(sup, r.ID)
+				sup = append(sup, id)
 			}
 			for _, r := range ins {
 				pending[r.ID] = r
@@ -441,10 +458,10 @@ func (p *Projection) fold(recs []eventlog.Record) (writes, error) {
 }
 
 // diff recomputes the pair's intervals after rec and returns the rows to
-// insert and the current rows that no longer hold. A segment's row is
-// completed (names, times, grace) only when it is new: most segments match
-// a current row.
-func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone []*row) {
+// insert and the ids of the current rows that no longer hold. A segment's
+// row is completed (names, times, grace) only when it is new: most
+// segments match a current row.
+func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins []*row, gone []int64) {
 	facts := p.model.Facts(pair)
 	segs := facts.Timeline()
 	want := make([]segmentRow, 0, len(segs))
@@ -452,19 +469,20 @@ func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone
 		want = append(want, p.keyFor(pair, &facts, s))
 	}
 	old := p.rows[pair]
-	keep := make([]*row, 0, len(want))
+	keep := make([]keptRow, 0, len(want))
 	used := make([]bool, len(want))
-	for _, o := range old {
+	for i := range old {
+		o := &old[i]
 		matched := false
-		for i := range want {
-			if !used[i] && o.same(want[i].r) {
-				used[i], matched = true, true
-				keep = append(keep, o)
+		for j := range want {
+			if !used[j] && o.same(&want[j].key) {
+				used[j], matched = true, true
+				keep = append(keep, *o)
 				break
 			}
 		}
 		if !matched {
-			gone = append(gone, o)
+			gone = append(gone, o.ID)
 		}
 	}
 	for i := range want {
@@ -475,7 +493,9 @@ func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone
 		n.ID = p.nextID
 		p.nextID++
 		ins = append(ins, n)
-		keep = append(keep, n)
+		k := want[i].key
+		k.ID = n.ID
+		keep = append(keep, k)
 	}
 	if len(keep) == 0 {
 		delete(p.rows, pair)
@@ -485,10 +505,10 @@ func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins, gone
 	return ins, gone
 }
 
-// segmentRow is the row of a segment as far as row.same compares it, with
-// the events that opened and closed it.
+// segmentRow is the row of a segment as far as keptRow.same compares it,
+// with the events that opened and closed it.
 type segmentRow struct {
-	r              *row
+	key            keptRow
 	seg            accessmodel.Segment
 	opener, closer accessmodel.EventRef
 	opened, closed bool
@@ -498,16 +518,16 @@ type segmentRow struct {
 // permissions, reason, valid time and the ids of the opening and closing
 // events.
 func (p *Projection) keyFor(pair accessmodel.Pair, facts *accessmodel.Facts, s accessmodel.Segment) segmentRow {
-	k := segmentRow{seg: s, r: &row{Permissions: int64(s.Permissions), Reason: string(s.Reason), ValidFrom: s.From.UnixMicro()}}
+	k := segmentRow{seg: s, key: keptRow{Permissions: int64(s.Permissions), Reason: string(s.Reason), ValidFrom: s.From.UnixMicro()}}
 	if ref, ok := p.model.Opener(pair, facts, s); ok {
 		k.opener, k.opened = ref, true
-		k.r.OpenedID = sql.NullString{String: ref.ID.String(), Valid: true}
+		k.key.Opened = ref.ID
 	}
 	if !s.To.IsZero() {
-		k.r.ValidTo = sql.NullInt64{Int64: s.To.UnixMicro(), Valid: true}
+		k.key.ValidTo = sql.NullInt64{Int64: s.To.UnixMicro(), Valid: true}
 		if ref, ok := p.model.Source(pair, s.To); ok {
 			k.closer, k.closed = ref, true
-			k.r.ClosedID = sql.NullString{String: ref.ID.String(), Valid: true}
+			k.key.Closed = ref.ID
 		}
 	}
 	return k
@@ -515,7 +535,7 @@ func (p *Projection) keyFor(pair accessmodel.Pair, facts *accessmodel.Facts, s a
 
 // complete fills in the rest of k's row, recorded at rec, and returns it.
 func (p *Projection) complete(pair accessmodel.Pair, k segmentRow, rec eventlog.Record) *row {
-	r := k.r
+	r := &row{Permissions: k.key.Permissions, Reason: k.key.Reason, ValidFrom: k.key.ValidFrom, ValidTo: k.key.ValidTo}
 	r.AccountID, r.ChildID = pair.Account.String(), pair.Child.String()
 	r.RecordedID, r.RecordedC, r.RecordedP = rec.ID.String(), int64(rec.Position.Commit), int64(rec.Position.Prepare)
 	if k.opened {

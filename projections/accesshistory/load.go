@@ -21,9 +21,9 @@ import (
 //
 // A loaded row holds only what the fold compares and writes for rows it
 // has not made itself: the id and the interval (same).
-func loadState(ctx context.Context, db bun.IDB, t projections.Tables, at eventlog.Position) (map[accessmodel.Pair][]*row, int64, int64, error) {
+func loadState(ctx context.Context, db bun.IDB, t projections.Tables, at eventlog.Position) (map[accessmodel.Pair][]keptRow, int64, int64, error) {
 	c, p := int64(at.Commit), int64(at.Prepare)
-	out := map[accessmodel.Pair][]*row{}
+	out := map[accessmodel.Pair][]keptRow{}
 	var next, maxID sql.NullInt64
 	if err := db.NewRaw("SELECT MAX(id) FROM ? WHERE recorded_commit < ? OR (recorded_commit = ? AND recorded_prepare <= ?)",
 		t.Ident(table), c, c, p).Scan(ctx, &next); err != nil {
@@ -69,11 +69,25 @@ ORDER BY id`, t.Ident(table), c, c, p, c, c, p)
 			rs = string(reason)
 			reasons[rs] = rs
 		}
-		out[pair] = append(out[pair], &row{ID: id, Permissions: perms, Reason: rs, ValidFrom: from, ValidTo: to,
-			OpenedID: opened, ClosedID: closed})
+		k := keptRow{ID: id, Permissions: perms, Reason: rs, ValidFrom: from, ValidTo: to}
+		if k.Opened, err = eventIDOf(opened); err != nil {
+			return nil, 0, 0, fmt.Errorf("row %d: opened_event_id: %w", id, err)
+		}
+		if k.Closed, err = eventIDOf(closed); err != nil {
+			return nil, 0, 0, fmt.Errorf("row %d: closed_event_id: %w", id, err)
+		}
+		out[pair] = append(out[pair], k)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, 0, fmt.Errorf("current rows: %w", err)
 	}
 	return out, next.Int64 + 1, maxID.Int64, nil
+}
+
+// eventIDOf is the id in a row's event id column (uuid.Nil for NULL).
+func eventIDOf(s sql.NullString) (uuid.UUID, error) {
+	if !s.Valid {
+		return uuid.Nil, nil
+	}
+	return uuid.Parse(s.String)
 }

@@ -51,7 +51,7 @@ func TestNationScaleHistoryFold(t *testing.T) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	p := New()
-	p.model, p.rows, p.nextID = accessmodel.New(), map[accessmodel.Pair][]*row{}, 1
+	p.model, p.rows, p.nextID = accessmodel.New(), map[accessmodel.Pair][]keptRow{}, 1
 	var seq uint64
 	var inserts, supersedes int
 	recs := make([]eventlog.Record, 0, 4096)

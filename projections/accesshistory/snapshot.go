@@ -2,15 +2,12 @@ package accesshistory
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
@@ -166,50 +163,26 @@ type pairRows struct {
 	Rows []savedRow
 }
 
-// savedRow is what the fold keeps of a current row (see loadState). Reason
-// is the access's reason (placement, grant, grace period), not free text;
-// Opened and Closed are the events' ids (uuid.Nil: none).
-type savedRow struct {
-	ID             int64
-	Permissions    int64
-	Reason         string
-	ValidFrom      int64
-	ValidTo        sql.NullInt64
-	Opened, Closed uuid.UUID
-}
+// savedRow is what the fold keeps of a current row (keptRow), as a
+// snapshot saves it.
+type savedRow = keptRow
 
-// eventID is a row's event id column from a saved id.
-func eventID(id uuid.UUID) sql.NullString {
-	if id == uuid.Nil {
-		return sql.NullString{}
-	}
-	return sql.NullString{String: id.String(), Valid: true}
-}
-
-// savedID is a saved id from a row's event id column.
-func savedID(s sql.NullString) (uuid.UUID, error) {
-	if !s.Valid {
-		return uuid.Nil, nil
-	}
-	return uuid.Parse(s.String)
-}
-
-// rows returns the payload's rows as the fold keeps them.
-func (pl *snapshotPayload) rows() map[accessmodel.Pair][]*row {
-	out := make(map[accessmodel.Pair][]*row, len(pl.Rows))
+// rows returns the payload's rows as the fold keeps them, their reasons
+// shared (a decoded snapshot holds a string per row).
+func (pl *snapshotPayload) rows() map[accessmodel.Pair][]keptRow {
+	out := make(map[accessmodel.Pair][]keptRow, len(pl.Rows))
 	reasons := map[string]string{}
 	for _, pr := range pl.Rows {
-		rs := make([]*row, len(pr.Rows))
-		for i, r := range pr.Rows {
+		for i := range pr.Rows {
+			r := &pr.Rows[i]
 			reason, ok := reasons[r.Reason]
 			if !ok {
 				reason = r.Reason
 				reasons[reason] = reason
 			}
-			rs[i] = &row{ID: r.ID, Permissions: r.Permissions, Reason: reason, ValidFrom: r.ValidFrom, ValidTo: r.ValidTo,
-				OpenedID: eventID(r.Opened), ClosedID: eventID(r.Closed)}
+			r.Reason = reason
 		}
-		out[pr.Pair] = rs
+		out[pr.Pair] = pr.Rows
 	}
 	return out
 }
@@ -328,21 +301,10 @@ func (p *Projection) capture() (pl *snapshotPayload, ok bool, err error) {
 		return nil, false, fmt.Errorf("accesshistory: snapshot: %w", err)
 	}
 	pl = &snapshotPayload{Last: p.last, Model: st, NextID: p.nextID, Erasures: p.erasures, Rows: make([]pairRows, 0, len(p.rows))}
+	// The slices are shared, not copied: the fold never changes a pair's
+	// slice once kept, it replaces it (diff).
 	for pair, rs := range p.rows {
-		saved := make([]savedRow, len(rs))
-		for i, r := range rs {
-			opened, err := savedID(r.OpenedID)
-			if err != nil {
-				return nil, false, fmt.Errorf("accesshistory: snapshot: row %d: %w", r.ID, err)
-			}
-			closed, err := savedID(r.ClosedID)
-			if err != nil {
-				return nil, false, fmt.Errorf("accesshistory: snapshot: row %d: %w", r.ID, err)
-			}
-			saved[i] = savedRow{ID: r.ID, Permissions: r.Permissions, Reason: r.Reason, ValidFrom: r.ValidFrom, ValidTo: r.ValidTo,
-				Opened: opened, Closed: closed}
-		}
-		pl.Rows = append(pl.Rows, pairRows{Pair: pair, Rows: saved})
+		pl.Rows = append(pl.Rows, pairRows{Pair: pair, Rows: rs})
 	}
 	return pl, true, nil
 }

@@ -12,6 +12,7 @@
 package accessmodel
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -75,9 +76,13 @@ type Model struct {
 	pairsOf map[uuid.UUID][]uuid.UUID
 	// prov holds, per pair, the event that set each bounding time of the
 	// pair's facts; acctProv the same for an account's activation and
-	// closure. Keys are Unix microseconds.
-	prov     map[Pair]map[int64]EventRef
-	acctProv map[uuid.UUID]map[int64]EventRef
+	// closure. The events are refs' (each once, in the order applied),
+	// their texts strs' (each once).
+	prov     map[Pair]provTimes
+	acctProv map[uuid.UUID]provTimes
+	refs     []storedRef
+	strs     []string
+	strIndex map[string]uint32
 	position eventlog.Position
 	applied  uint64
 	noProv   bool
@@ -112,8 +117,9 @@ func New(opts ...Option) *Model {
 		children: map[uuid.UUID]*domain.Child{},
 		accounts: map[uuid.UUID]*domain.Account{},
 		pairsOf:  map[uuid.UUID][]uuid.UUID{},
-		prov:     map[Pair]map[int64]EventRef{},
-		acctProv: map[uuid.UUID]map[int64]EventRef{},
+		prov:     map[Pair]provTimes{},
+		acctProv: map[uuid.UUID]provTimes{},
+		strIndex: map[string]uint32{},
 		policies: domain.NewPolicyHistory(domain.Policy{}),
 		graces:   map[uuid.UUID]Grace{},
 	}
@@ -285,14 +291,12 @@ func (m *Model) childPair(e domain.Event, child, account uuid.UUID, ref EventRef
 	if m.noProv || len(times) == 0 {
 		return []Pair{p}, nil
 	}
+	i := m.addRef(ref)
 	pr := m.prov[p]
-	if pr == nil {
-		pr = map[int64]EventRef{}
-		m.prov[p] = pr
-	}
 	for _, t := range times {
-		pr[t.UnixMicro()] = ref
+		pr = pr.set(t.UnixMicro(), i)
 	}
+	m.prov[p] = pr
 	return []Pair{p}, nil
 }
 
@@ -301,14 +305,12 @@ func (m *Model) accountEvent(e domain.Event, account uuid.UUID, ref EventRef, ti
 		return nil, err
 	}
 	if len(times) > 0 && !m.noProv {
+		i := m.addRef(ref)
 		pr := m.acctProv[account]
-		if pr == nil {
-			pr = map[int64]EventRef{}
-			m.acctProv[account] = pr
-		}
 		for _, t := range times {
-			pr[t.UnixMicro()] = ref
+			pr = pr.set(t.UnixMicro(), i)
 		}
+		m.acctProv[account] = pr
 	}
 	children := m.pairsOf[account]
 	pairs := make([]Pair, len(children))
@@ -387,20 +389,83 @@ func (m *Model) Opener(p Pair, f *Facts, s Segment) (EventRef, bool) {
 // the later of a pair event and an account event that set the same time.
 func (m *Model) Source(p Pair, t time.Time) (EventRef, bool) {
 	k := t.UnixMicro()
-	a, aok := m.prov[p][k]
-	b, bok := m.acctProv[p.Account][k]
+	a, aok := m.prov[p].find(k)
+	b, bok := m.acctProv[p.Account].find(k)
 	switch {
 	case aok && bok:
-		if a.Position.Before(b.Position) {
-			return b, true
+		if m.refs[a].pos.Before(m.refs[b].pos) {
+			return m.eventRef(b), true
 		}
-		return a, true
+		return m.eventRef(a), true
 	case aok:
-		return a, true
+		return m.eventRef(a), true
 	case bok:
-		return b, true
+		return m.eventRef(b), true
 	}
 	return EventRef{}, false
+}
+
+// storedRef is an EventRef as the model keeps it: its texts are indexes
+// in the model's strs.
+type storedRef struct {
+	id               uuid.UUID
+	pos              eventlog.Position
+	typ, actor, role uint32
+}
+
+// addRef adds ref to the model's events and returns its index. A record
+// is applied once, so its event is added once.
+func (m *Model) addRef(ref EventRef) uint32 {
+	m.refs = append(m.refs, storedRef{id: ref.ID, pos: ref.Position,
+		typ: m.str(ref.Type), actor: m.str(ref.ActorID), role: m.str(ref.ActorRole)})
+	return uint32(len(m.refs) - 1)
+}
+
+// str returns the index of s in the model's texts, adding it once.
+func (m *Model) str(s string) uint32 {
+	if i, ok := m.strIndex[s]; ok {
+		return i
+	}
+	i := uint32(len(m.strs))
+	m.strIndex[s] = i
+	m.strs = append(m.strs, s)
+	return i
+}
+
+// eventRef is the model's event i.
+func (m *Model) eventRef(i uint32) EventRef {
+	r := &m.refs[i]
+	return EventRef{ID: r.id, Position: r.pos, Type: m.strs[r.typ], ActorID: m.strs[r.actor], ActorRole: m.strs[r.role]}
+}
+
+// provTimes is a pair's or an account's provenance: for each bounding time
+// (Unix microseconds), the index of the event that set it last; sorted by
+// time, one entry a time.
+type provTimes []provEntry
+
+type provEntry struct {
+	t   int64
+	ref uint32
+}
+
+// find returns the event that set time t.
+func (pt provTimes) find(t int64) (uint32, bool) {
+	i, ok := slices.BinarySearchFunc(pt, t, func(e provEntry, t int64) int { return cmp.Compare(e.t, t) })
+	if !ok {
+		return 0, false
+	}
+	return pt[i].ref, true
+}
+
+// set records that event ref set time t (replacing the event that set it
+// before) and returns the provenance, grown in place when it has room.
+func (pt provTimes) set(t int64, ref uint32) provTimes {
+	i, ok := slices.BinarySearchFunc(pt, t, func(e provEntry, t int64) int { return cmp.Compare(e.t, t) })
+	if ok {
+		pt[i].ref = ref
+		return pt
+	}
+	return slices.Insert(pt, i, provEntry{t: t, ref: ref})
 }
 
 // State is a Model's fold saved for a snapshot (see State): every
@@ -522,28 +587,32 @@ type EventGrace struct {
 	Policy uint32
 }
 
-// provTimes splits a provenance map into a State's columns.
-func provTimes(refs *Refs, times map[int64]EventRef) ([]int64, []uint32) {
-	ts, rs := make([]int64, 0, len(times)), make([]uint32, 0, len(times))
-	for t, ref := range times {
-		ts, rs = append(ts, t), append(rs, refs.add(ref))
+// stateTimes splits a provenance into a State's columns.
+func (m *Model) stateTimes(refs *Refs, pt provTimes) ([]int64, []uint32) {
+	ts, rs := make([]int64, 0, len(pt)), make([]uint32, 0, len(pt))
+	for _, e := range pt {
+		ts, rs = append(ts, e.t), append(rs, refs.add(m.eventRef(e.ref)))
 	}
 	return ts, rs
 }
 
-// provMap joins a State's provenance columns into a map.
-func provMap(refs []EventRef, times []int64, idx []uint32) (map[int64]EventRef, error) {
+// restoreTimes joins a State's provenance columns, whose events are the
+// model's refs (Restore adds a State's events in their order).
+func (m *Model) restoreTimes(times []int64, idx []uint32) (provTimes, error) {
 	if len(times) != len(idx) {
 		return nil, fmt.Errorf("%w: a saved state's provenance has %d times and %d events", ErrApply, len(times), len(idx))
 	}
-	out := make(map[int64]EventRef, len(times))
+	var pt provTimes
 	for i, t := range times {
-		if int(idx[i]) >= len(refs) {
-			return nil, fmt.Errorf("%w: a saved state's provenance names event %d of %d", ErrApply, idx[i], len(refs))
+		if int(idx[i]) >= len(m.refs) {
+			return nil, fmt.Errorf("%w: a saved state's provenance names event %d of %d", ErrApply, idx[i], len(m.refs))
 		}
-		out[t] = refs[idx[i]]
+		if _, dup := pt.find(t); dup {
+			return nil, fmt.Errorf("%w: a saved state's provenance names time %d twice", ErrApply, t)
+		}
+		pt = pt.set(t, idx[i])
 	}
-	return out, nil
+	return slices.Clip(pt), nil
 }
 
 // State returns the model's fold, sharing nothing with the model, for a
@@ -572,12 +641,12 @@ func (m *Model) State() (State, error) {
 	s.Refs = Refs{index: map[uuid.UUID]uint32{}, strIndex: map[string]uint32{}}
 	s.PairProv = make([]PairProvenance, 0, len(m.prov))
 	for p, times := range m.prov {
-		ts, rs := provTimes(&s.Refs, times)
+		ts, rs := m.stateTimes(&s.Refs, times)
 		s.PairProv = append(s.PairProv, PairProvenance{Pair: p, Times: ts, Refs: rs})
 	}
 	s.AccountProv = make([]AccountProvenance, 0, len(m.acctProv))
 	for a, times := range m.acctProv {
-		ts, rs := provTimes(&s.Refs, times)
+		ts, rs := m.stateTimes(&s.Refs, times)
 		s.AccountProv = append(s.AccountProv, AccountProvenance{Account: a, Times: ts, Refs: rs})
 	}
 	s.Graces = make([]EventGrace, 0, len(m.graces))
@@ -633,21 +702,25 @@ func Restore(s State) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.prov = make(map[Pair]map[int64]EventRef, len(s.PairProv))
+	m.refs = make([]storedRef, 0, len(refs))
+	for _, ref := range refs {
+		m.addRef(ref)
+	}
+	m.prov = make(map[Pair]provTimes, len(s.PairProv))
 	for _, pp := range s.PairProv {
 		if _, dup := m.prov[pp.Pair]; dup {
 			return nil, fmt.Errorf("%w: pair %s/%s's provenance twice in a saved state", ErrApply, pp.Pair.Account, pp.Pair.Child)
 		}
-		if m.prov[pp.Pair], err = provMap(refs, pp.Times, pp.Refs); err != nil {
+		if m.prov[pp.Pair], err = m.restoreTimes(pp.Times, pp.Refs); err != nil {
 			return nil, err
 		}
 	}
-	m.acctProv = make(map[uuid.UUID]map[int64]EventRef, len(s.AccountProv))
+	m.acctProv = make(map[uuid.UUID]provTimes, len(s.AccountProv))
 	for _, ap := range s.AccountProv {
 		if _, dup := m.acctProv[ap.Account]; dup {
 			return nil, fmt.Errorf("%w: account %s's provenance twice in a saved state", ErrApply, ap.Account)
 		}
-		if m.acctProv[ap.Account], err = provMap(refs, ap.Times, ap.Refs); err != nil {
+		if m.acctProv[ap.Account], err = m.restoreTimes(ap.Times, ap.Refs); err != nil {
 			return nil, err
 		}
 	}
