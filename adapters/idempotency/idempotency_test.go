@@ -375,3 +375,72 @@ func TestInsideATransaction(t *testing.T) {
 		require.Equal(t, &idempotency.Response{Status: 201}, r)
 	})
 }
+
+// keyQueries is a bun query hook that counts the queries bun formats on
+// the idempotency_keys table (values written into their text).
+type keyQueries struct{ n atomic.Int64 }
+
+func (h *keyQueries) BeforeQuery(ctx context.Context, e *bun.QueryEvent) context.Context {
+	if strings.Contains(e.Query, "idempotency_keys") {
+		h.n.Add(1)
+	}
+	return ctx
+}
+
+func (h *keyQueries) AfterQuery(context.Context, *bun.QueryEvent) {}
+
+// viaBun is a bun.IDB the store knows no database/sql handle of.
+type viaBun struct{ *bun.DB }
+
+// TestStatementsBindTheirValues: on every handle the store knows (the
+// engine's sqldb.DB, a *bun.DB, a bun.Tx, a bun.Conn) its statements run
+// with bound values, beside bun (so that their text is the same each time
+// and a statement cache keeps them); on another bun.IDB they run through
+// bun, and give the same answers.
+func TestStatementsBindTheirValues(t *testing.T) {
+	ctx := context.Background()
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+		hook := &keyQueries{}
+		db.AddQueryHook(hook)
+		runs := 0
+		run := func(t *testing.T, idb bun.IDB, key string) {
+			runs++
+			s := idempotency.New(idb)
+			r, err := s.Begin(ctx, "w", key, "fp")
+			require.NoError(t, err)
+			require.Nil(t, r)
+			require.NoError(t, s.Finish(ctx, "w", key, idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte("{}\n")}))
+			r, err = s.Begin(ctx, "w", key, "fp")
+			require.NoError(t, err)
+			require.Equal(t, &idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte("{}\n")}, r)
+			_, err = s.Begin(ctx, "w", key, "other")
+			require.ErrorIs(t, err, idempotency.ErrKeyReused)
+			r, err = s.Begin(ctx, "w", key+"-2", "fp")
+			require.NoError(t, err)
+			require.Nil(t, r)
+			require.NoError(t, s.Abandon(ctx, "w", key+"-2"))
+			_, err = s.Purge(ctx, t0)
+			require.NoError(t, err)
+		}
+		t.Run("bound", func(t *testing.T) {
+			run(t, db, "sqldb")
+			run(t, db.DB, "bun")
+			require.NoError(t, db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+				run(t, tx, "tx")
+				return nil
+			}))
+			if !strings.Contains(db.String(), "memory") { // one connection, held by the pool
+				conn, err := db.Conn(ctx)
+				require.NoError(t, err)
+				run(t, conn, "conn")
+				require.NoError(t, conn.Close())
+			}
+			require.Zero(t, hook.n.Load(), "no statement on idempotency_keys went through bun's formatting")
+		})
+		t.Run("through bun", func(t *testing.T) {
+			run(t, viaBun{db.DB}, "other")
+			require.Positive(t, hook.n.Load())
+		})
+		require.Equal(t, runs, rowCount(t, db), "the answers kept, the abandoned claims gone")
+	})
+}
