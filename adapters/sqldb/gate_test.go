@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,5 +314,71 @@ func BenchmarkContendedWrites(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkForegroundBesideBatches: one writer's transactions (a command's
+// append: a read and an insert) on an SQLite file (WAL,
+// synchronous=FULL) while four background writers (the read models'
+// batches: 20 inserts a transaction) write as fast as they can, their
+// contexts marked Yielding or not. p50-ms and p99-ms are the foreground
+// transaction's latency, its wait at the gate included; bg-tx/op is how
+// many background transactions committed per foreground one.
+func BenchmarkForegroundBesideBatches(b *testing.B) {
+	for _, yielding := range []bool{false, true} {
+		b.Run(fmt.Sprintf("yielding=%v", yielding), func(b *testing.B) {
+			ctx := context.Background()
+			db := openFile(b, filepath.Join(b.TempDir(), "bench.db"), true)
+			_, err := db.ExecContext(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)")
+			require.NoError(b, err)
+			bctx, stop := context.WithCancel(ctx)
+			if yielding {
+				bctx = Yielding(bctx)
+			}
+			var bgTx atomic.Int64
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					for bctx.Err() == nil {
+						err := db.RunInTx(bctx, nil, func(ctx context.Context, tx bun.Tx) error {
+							for range 20 {
+								if _, err := tx.ExecContext(ctx, "INSERT INTO t (v) VALUES (?)", "background"); err != nil {
+									return err
+								}
+							}
+							return nil
+						})
+						if err == nil {
+							bgTx.Add(1)
+						}
+					}
+				})
+			}
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+					var n sql.NullInt64
+					if err := tx.QueryRowContext(ctx, "SELECT max(id) FROM t").Scan(&n); err != nil {
+						return err
+					}
+					_, err := tx.ExecContext(ctx, "INSERT INTO t (v) VALUES (?)", "foreground")
+					return err
+				})
+				lat = append(lat, time.Since(t0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				time.Sleep(time.Millisecond) // the client's turn
+			}
+			b.StopTimer()
+			stop()
+			wg.Wait()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50-ms")
+			b.ReportMetric(float64(lat[(len(lat)*99)/100])/1e6, "p99-ms")
+			b.ReportMetric(float64(bgTx.Load())/float64(b.N), "bg-tx/op")
+		})
 	}
 }
