@@ -35,6 +35,10 @@ type stateCache[T aggregate[T]] struct {
 	mu      sync.Mutex
 	entries map[uuid.UUID]*cachedState[T]
 	order   []uuid.UUID // insertion order, for eviction
+	// erased are the aggregates dropped at their erasure: a load that
+	// began before the erasure's append must not put their earlier state
+	// back (an erasure is never undone; erasures are few).
+	erased map[uuid.UUID]struct{}
 }
 
 type cachedState[T any] struct {
@@ -45,7 +49,7 @@ type cachedState[T any] struct {
 }
 
 func newStateCache[T aggregate[T]](stream func(uuid.UUID) string) *stateCache[T] {
-	return &stateCache[T]{stream: stream, entries: map[uuid.UUID]*cachedState[T]{}}
+	return &stateCache[T]{stream: stream, entries: map[uuid.UUID]*cachedState[T]{}, erased: map[uuid.UUID]struct{}{}}
 }
 
 func newChildCache() *stateCache[*domain.Child] {
@@ -78,12 +82,13 @@ func (cc *stateCache[T]) get(id uuid.UUID, watch map[uuid.UUID]bool) (T, loaded,
 	return e.state.Clone(), loaded{stream: cc.stream(id), version: e.version, last: e.last}, ids, true
 }
 
-// drop forgets the state of id (its erasure was just appended: the state
-// kept from before it holds personal data).
+// drop forgets the state of id for good (its erasure was just appended:
+// the state kept from before it holds personal data).
 func (cc *stateCache[T]) drop(id uuid.UUID) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	delete(cc.entries, id)
+	cc.erased[id] = struct{}{}
 }
 
 // put keeps a clone of s, loaded up to l, whose stream holds ids; it
@@ -91,7 +96,7 @@ func (cc *stateCache[T]) drop(id uuid.UUID) {
 func (cc *stateCache[T]) put(id uuid.UUID, s T, l loaded, ids map[uuid.UUID]struct{}) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if s.Erased() {
+	if _, gone := cc.erased[id]; gone || s.Erased() {
 		delete(cc.entries, id)
 		return
 	}
