@@ -57,14 +57,26 @@ func (s *Service) loadChild(ctx context.Context, id uuid.UUID, d *ids) (*domain.
 
 // loadAccount loads an account's stream; d may be nil for an account the
 // command only reads.
+//
+// The state is kept between commands as a child's is (loadChild).
 func (s *Service) loadAccount(ctx context.Context, id uuid.UUID, d *ids) (*domain.Account, loaded, error) {
-	a := domain.NewAccount(id)
 	var watch map[uuid.UUID]bool
 	if d != nil {
 		watch = d.watch(mainEvents)
 	}
-	l, err := s.load(ctx, domain.AccountStream(id), a.Apply, watch)
-	return a, l, err
+	a, l, seen, ok := s.accounts.get(id, watch)
+	if !ok {
+		a, l, seen = domain.NewAccount(id), loaded{stream: domain.AccountStream(id)}, map[uuid.UUID]struct{}{}
+	}
+	// Only the events after the cached state (all of them without one).
+	l.ids = seen
+	l, err := s.loadAfter(ctx, l, a.Apply, watch)
+	l.ids = nil
+	if err != nil {
+		return a, l, err
+	}
+	s.accounts.put(id, a, l, seen)
+	return a, l, nil
 }
 
 // decided appends the events decided on the loaded stream and returns the

@@ -36,6 +36,7 @@ func (s *Service) EraseAccount(ctx context.Context, meta Meta, cmd EraseAccount)
 	if err != nil {
 		return Result{}, err
 	}
+	s.accounts.drop(cmd.AccountID)
 	// After the event: a stop in between is completed by whoever reads
 	// the event next (adapters/personaldata).
 	if err := s.cfg.Eraser.EraseAccount(ctx, cmd.AccountID); err != nil {
@@ -57,6 +58,7 @@ func (s *Service) EraseChild(ctx context.Context, meta Meta, cmd EraseChild) (Re
 	if err != nil {
 		return Result{}, err
 	}
+	s.children.drop(cmd.ChildID)
 	if err := s.cfg.Eraser.EraseChild(ctx, cmd.ChildID); err != nil {
 		return Result{}, fmt.Errorf("erase child %s: destroy its key: %w", cmd.ChildID, err)
 	}
@@ -110,6 +112,7 @@ func (s *Service) EraseAccountAtRetention(ctx context.Context, meta Meta, cmd Er
 	if err != nil || !erased {
 		return res, err
 	}
+	s.accounts.drop(cmd.AccountID)
 	if err := s.cfg.Eraser.EraseAccount(ctx, cmd.AccountID); err != nil {
 		return Result{}, fmt.Errorf("erase account %s: destroy its key: %w", cmd.AccountID, err)
 	}
@@ -135,6 +138,7 @@ func (s *Service) EraseChildAtRetention(ctx context.Context, meta Meta, cmd Eras
 	if err != nil || !erased {
 		return Result{Position: pos}, err
 	}
+	s.children.drop(cmd.ChildID)
 	if err := s.cfg.Eraser.EraseChild(ctx, cmd.ChildID); err != nil {
 		return Result{}, fmt.Errorf("erase child %s: destroy its key: %w", cmd.ChildID, err)
 	}

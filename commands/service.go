@@ -160,8 +160,10 @@ type Service struct {
 	noBatch atomic.Bool
 	// noMultiRead: the same for eventlog.StreamsReader.
 	noMultiRead atomic.Bool
-	// children keeps children's state between commands (childcache.go).
-	children *childCache
+	// children and accounts keep their aggregates' state between commands
+	// (statecache.go).
+	children *stateCache[*domain.Child]
+	accounts *stateCache[*domain.Account]
 }
 
 // New returns a Service on store that writes refused commands to refusals.
@@ -183,7 +185,7 @@ func New(store Store, refusals Refusals, cfg Config) (*Service, error) {
 	}
 	cfg = cfg.withDefaults()
 	return &Service{store: store, refusals: refusals, cfg: cfg, pol: &policyCache{h: domain.NewPolicyHistory(cfg.Policy)},
-		children: newChildCache()}, nil
+		children: newChildCache(), accounts: newAccountCache()}, nil
 }
 
 // Policy returns the initial policy, Config.Policy with its defaults (R25:

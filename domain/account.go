@@ -54,6 +54,15 @@ type Account struct {
 // NewAccount returns the empty aggregate of account id.
 func NewAccount(id uuid.UUID) *Account { return &Account{id: id} }
 
+// Clone returns a copy of the aggregate that shares nothing it changes
+// with a (the command side keeps an account's state between commands and
+// decides on copies).
+func (a *Account) Clone() *Account {
+	out := *a
+	out.lapses = slices.Clone(a.lapses)
+	return &out
+}
+
 // ID returns the account's id.
 func (a *Account) ID() uuid.UUID { return a.id }
 

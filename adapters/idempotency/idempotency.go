@@ -38,9 +38,11 @@
 // the claim), indexed for Purge.
 //
 // The Store issues single statements, never a transaction of its own, so it
-// works on a *bun.DB, a bun.Conn or inside the caller's bun.Tx (on an
-// in-memory SQLite database, which has one connection, pass the Tx when one
-// is open).
+// works on a *bun.DB (or a wrapper with a Bun method, as adapters/sqldb.DB),
+// a bun.Conn or inside the caller's bun.Tx (on an in-memory SQLite
+// database, which has one connection, pass the Tx when one is open). It
+// runs them through the database/sql handle beneath, with bound
+// parameters, so that a cache of prepared statements keeps them.
 //
 // # Durability
 //
@@ -67,11 +69,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/sqlmigrations"
@@ -169,7 +173,7 @@ func WithRetention(d time.Duration) Option {
 // Store keeps Idempotency-Key outcomes in the idempotency_keys table. It is
 // safe for concurrent use, also by several processes on one database.
 type Store struct {
-	db        bun.IDB
+	q         queries
 	clock     func() time.Time
 	lease     time.Duration
 	retention time.Duration
@@ -177,7 +181,7 @@ type Store struct {
 
 // New returns a Store on db, whose table the Migrations must have created.
 func New(db bun.IDB, opts ...Option) *Store {
-	s := &Store{db: db, clock: time.Now, lease: DefaultLease, retention: DefaultRetention}
+	s := &Store{q: queriesFor(db), clock: time.Now, lease: DefaultLease, retention: DefaultRetention}
 	for _, o := range opts {
 		o(s)
 	}
@@ -195,17 +199,122 @@ const (
 	stateDone    = "done"
 )
 
+// row is a key's row as Begin reads it.
 type row struct {
-	bun.BaseModel `bun:"table:idempotency_keys,alias:k"`
+	Fingerprint string
+	State       string
+	Status      int
+	ContentType string
+	Body        []byte
+	CreatedAt   int64
+}
 
-	Actor       string `bun:"actor,pk"`
-	Key         string `bun:"key,pk"`
-	Fingerprint string `bun:"fingerprint"`
-	State       string `bun:"state"`
-	Status      int    `bun:"status"`
-	ContentType string `bun:"content_type"`
-	Body        []byte `bun:"body"`
-	CreatedAt   int64  `bun:"created_at"`
+// The statements, with ? for their parameters (queriesFor numbers them
+// for PostgreSQL). They run through database/sql with bound parameters,
+// not through bun, which writes the values into the text: the same text
+// each time lets adapters/sqldb's statement cache keep them compiled on
+// SQLite (before, the claim and the answer were compiled at each
+// command: about as much CPU as the grant command itself,
+// docs/performance.md).
+const (
+	claimSQL = `INSERT INTO idempotency_keys (actor, key, fingerprint, state, status, content_type, body, created_at)
+VALUES (?, ?, ?, '` + statePending + `', 0, '', ?, ?) ON CONFLICT (actor, key) DO NOTHING`
+	readSQL = `SELECT fingerprint, state, status, content_type, body, created_at
+FROM idempotency_keys WHERE actor = ? AND key = ?`
+	takeOverSQL = `UPDATE idempotency_keys SET fingerprint = ?, state = '` + statePending + `', status = 0, content_type = '', body = ?, created_at = ?
+WHERE actor = ? AND key = ? AND state = ? AND fingerprint = ? AND created_at = ?`
+	finishSQL = `UPDATE idempotency_keys SET state = '` + stateDone + `', status = ?, content_type = ?, body = ?
+WHERE actor = ? AND key = ? AND state = '` + statePending + `'`
+	abandonSQL = `DELETE FROM idempotency_keys WHERE actor = ? AND key = ? AND state = '` + statePending + `'`
+	purgeSQL   = `DELETE FROM idempotency_keys WHERE created_at < ?`
+)
+
+// sqlConn is a database/sql handle: *sql.DB, *sql.Tx or *sql.Conn.
+type sqlConn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// bunDB is a wrapper of a *bun.DB that hands it out (adapters/sqldb.DB).
+type bunDB interface{ Bun() *bun.DB }
+
+// queries runs the store's statements on the database/sql handle under
+// the bun.IDB the Store was given, or on the bun.IDB itself (with bun's
+// formatting) when it has none that this package knows.
+type queries struct {
+	raw sqlConn // nil: through bun
+	pg  bool    // number the parameters $1, $2, ...
+	db  bun.IDB
+}
+
+func queriesFor(db bun.IDB) queries {
+	q := queries{db: db, pg: db.Dialect().Name() == dialect.PG}
+	switch d := db.(type) {
+	case *bun.DB:
+		q.raw = d.DB
+	case bun.Tx:
+		q.raw = d.Tx
+	case *bun.Tx:
+		q.raw = d.Tx
+	case bun.Conn:
+		q.raw = d.Conn
+	case *bun.Conn:
+		q.raw = d.Conn
+	case bunDB:
+		q.raw = d.Bun().DB
+	}
+	return q
+}
+
+func (q queries) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if q.raw == nil {
+		return q.db.ExecContext(ctx, query, args...)
+	}
+	return q.raw.ExecContext(ctx, q.text(query), args...)
+}
+
+func (q queries) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if q.raw == nil {
+		return q.db.QueryRowContext(ctx, query, args...)
+	}
+	return q.raw.QueryRowContext(ctx, q.text(query), args...)
+}
+
+// text is query for the driver: on PostgreSQL with its parameters
+// numbered (pgText).
+func (q queries) text(query string) string {
+	if !q.pg {
+		return query
+	}
+	if t, ok := pgText[query]; ok {
+		return t
+	}
+	return numbered(query)
+}
+
+// pgText holds the statements with their parameters numbered.
+var pgText = func() map[string]string {
+	m := map[string]string{}
+	for _, q := range []string{claimSQL, readSQL, takeOverSQL, finishSQL, abandonSQL, purgeSQL} {
+		m[q] = numbered(q)
+	}
+	return m
+}()
+
+// numbered replaces the ? of query by $1, $2, ... (the statements have no
+// other ?).
+func numbered(query string) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // maxAttempts bounds Begin's retries when rows change under it.
@@ -238,8 +347,7 @@ func (s *Store) Begin(ctx context.Context, actor, key, fingerprint string) (*Res
 	}
 	for range maxAttempts {
 		now := s.clock().UnixMicro()
-		claim := row{Actor: actor, Key: key, Fingerprint: fingerprint, State: statePending, Body: []byte{}, CreatedAt: now}
-		res, err := s.db.NewInsert().Model(&claim).On("CONFLICT (actor, key) DO NOTHING").Exec(ctx)
+		res, err := s.q.exec(ctx, claimSQL, actor, key, fingerprint, []byte{}, now)
 		if err != nil {
 			return nil, fmt.Errorf("idempotency: claim key: %w", err)
 		}
@@ -250,9 +358,8 @@ func (s *Store) Begin(ctx context.Context, actor, key, fingerprint string) (*Res
 		}
 
 		var old row
-		err = s.db.NewSelect().Model(&old).
-			Where("k.actor = ?", actor).Where("k.key = ?", key).
-			Limit(1).Scan(ctx)
+		err = s.q.queryRow(ctx, readSQL, actor, key).
+			Scan(&old.Fingerprint, &old.State, &old.Status, &old.ContentType, &old.Body, &old.CreatedAt)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // abandoned or purged since the INSERT: claim again
 		}
@@ -276,17 +383,8 @@ func (s *Store) Begin(ctx context.Context, actor, key, fingerprint string) (*Res
 			return nil, ErrInProgress
 		}
 		// Take the row over if it is still the one just read.
-		res, err = s.db.NewUpdate().Model((*row)(nil)).
-			Set("fingerprint = ?", fingerprint).
-			Set("state = ?", statePending).
-			Set("status = 0").
-			Set("content_type = ''").
-			Set("body = ?", []byte{}).
-			Set("created_at = ?", now).
-			Where("actor = ?", actor).Where("key = ?", key).
-			Where("state = ?", old.State).Where("fingerprint = ?", old.Fingerprint).
-			Where("created_at = ?", old.CreatedAt).
-			Exec(ctx)
+		res, err = s.q.exec(ctx, takeOverSQL, fingerprint, []byte{}, now,
+			actor, key, old.State, old.Fingerprint, old.CreatedAt)
 		if err != nil {
 			return nil, fmt.Errorf("idempotency: take over key: %w", err)
 		}
@@ -323,13 +421,7 @@ func (s *Store) Finish(ctx context.Context, actor, key string, r Response) error
 	if body == nil {
 		body = []byte{}
 	}
-	res, err := s.db.NewUpdate().Model((*row)(nil)).
-		Set("state = ?", stateDone).
-		Set("status = ?", r.Status).
-		Set("content_type = ?", r.ContentType).
-		Set("body = ?", body).
-		Where("actor = ?", actor).Where("key = ?", key).Where("state = ?", statePending).
-		Exec(ctx)
+	res, err := s.q.exec(ctx, finishSQL, r.Status, r.ContentType, body, actor, key)
 	if err != nil {
 		return fmt.Errorf("idempotency: finish: %w", err)
 	}
@@ -350,9 +442,7 @@ func (s *Store) Abandon(ctx context.Context, actor, key string) error {
 	if err := CheckKey(key); err != nil {
 		return err
 	}
-	_, err := s.db.NewDelete().Model((*row)(nil)).
-		Where("actor = ?", actor).Where("key = ?", key).Where("state = ?", statePending).
-		Exec(ctx)
+	_, err := s.q.exec(ctx, abandonSQL, actor, key)
 	if err != nil {
 		return fmt.Errorf("idempotency: abandon: %w", err)
 	}
@@ -363,9 +453,7 @@ func (s *Store) Abandon(ctx context.Context, actor, key string) error {
 // returns how many it deleted. Pass a time at least the lease in the past,
 // or it deletes claims still running.
 func (s *Store) Purge(ctx context.Context, olderThan time.Time) (int64, error) {
-	res, err := s.db.NewDelete().Model((*row)(nil)).
-		Where("created_at < ?", olderThan.UnixMicro()).
-		Exec(ctx)
+	res, err := s.q.exec(ctx, purgeSQL, olderThan.UnixMicro())
 	if err != nil {
 		return 0, fmt.Errorf("idempotency: purge: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/internal/cputime"
 )
 
 var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
@@ -374,4 +376,104 @@ func TestInsideATransaction(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, &idempotency.Response{Status: 201}, r)
 	})
+}
+
+// keyQueries is a bun query hook that counts the queries bun formats on
+// the idempotency_keys table (values written into their text).
+type keyQueries struct{ n atomic.Int64 }
+
+func (h *keyQueries) BeforeQuery(ctx context.Context, e *bun.QueryEvent) context.Context {
+	if strings.Contains(e.Query, "idempotency_keys") {
+		h.n.Add(1)
+	}
+	return ctx
+}
+
+func (h *keyQueries) AfterQuery(context.Context, *bun.QueryEvent) {}
+
+// viaBun is a bun.IDB the store knows no database/sql handle of.
+type viaBun struct{ *bun.DB }
+
+// TestStatementsBindTheirValues: on every handle the store knows (the
+// engine's sqldb.DB, a *bun.DB, a bun.Tx, a bun.Conn) its statements run
+// with bound values, beside bun (so that their text is the same each time
+// and a statement cache keeps them); on another bun.IDB they run through
+// bun, and give the same answers.
+func TestStatementsBindTheirValues(t *testing.T) {
+	ctx := context.Background()
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+		hook := &keyQueries{}
+		hooked := db.DB.WithQueryHook(hook) // the same pool, its bun queries counted
+		runs := 0
+		run := func(t *testing.T, idb bun.IDB, key string) {
+			runs++
+			s := idempotency.New(idb)
+			r, err := s.Begin(ctx, "w", key, "fp")
+			require.NoError(t, err)
+			require.Nil(t, r)
+			require.NoError(t, s.Finish(ctx, "w", key, idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte("{}\n")}))
+			r, err = s.Begin(ctx, "w", key, "fp")
+			require.NoError(t, err)
+			require.Equal(t, &idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte("{}\n")}, r)
+			_, err = s.Begin(ctx, "w", key, "other")
+			require.ErrorIs(t, err, idempotency.ErrKeyReused)
+			r, err = s.Begin(ctx, "w", key+"-2", "fp")
+			require.NoError(t, err)
+			require.Nil(t, r)
+			require.NoError(t, s.Abandon(ctx, "w", key+"-2"))
+			_, err = s.Purge(ctx, t0)
+			require.NoError(t, err)
+		}
+		t.Run("bound", func(t *testing.T) {
+			run(t, &sqldb.DB{DB: hooked}, "sqldb")
+			run(t, hooked, "bun")
+			require.NoError(t, hooked.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+				run(t, tx, "tx")
+				return nil
+			}))
+			if !strings.Contains(db.String(), "memory") { // one connection, held by the pool
+				conn, err := hooked.Conn(ctx)
+				require.NoError(t, err)
+				run(t, conn, "conn")
+				require.NoError(t, conn.Close())
+			}
+			require.Zero(t, hook.n.Load(), "no statement on idempotency_keys went through bun's formatting")
+		})
+		t.Run("through bun", func(t *testing.T) {
+			run(t, viaBun{hooked}, "other")
+			require.Positive(t, hook.n.Load())
+		})
+		require.Equal(t, runs, rowCount(t, db), "the answers kept, the abandoned claims gone")
+	})
+}
+
+// BenchmarkBeginFinish: one key's claim and answer, as the HTTP layer
+// makes them for a command with an Idempotency-Key, on an SQLite file
+// (WAL) through the pool the engine writes them through (Unsynced).
+// cpu-us/op is the process's CPU time per key.
+func BenchmarkBeginFinish(b *testing.B) {
+	ctx := context.Background()
+	db := sqltest.Open(b, "sqlite:"+b.TempDir()+"/keys.db")
+	pg, lite := idempotency.Migrations()
+	require.NoError(b, sqldb.Migrate(ctx, db, idempotency.Component, pg, lite))
+	unsynced, err := db.Unsynced(ctx)
+	require.NoError(b, err)
+	s := idempotency.New(unsynced)
+	answer := idempotency.Response{Status: 200, ContentType: "application/json",
+		Body: []byte(`{"expires_at":null,"review_by":"2027-03-02T09:00:00Z","position":"0000000000001234"}` + "\n")}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := cputime.Process()
+	for i := range b.N {
+		key := "bench-" + strconv.Itoa(i)
+		r, err := s.Begin(ctx, "worker-1", key, "POST /v1/children/x/grants 0123456789abcdef")
+		if err != nil || r != nil {
+			b.Fatal(r, err)
+		}
+		if err := s.Finish(ctx, "worker-1", key, answer); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cputime.Process()-start).Microseconds())/float64(b.N), "cpu-us/op")
 }

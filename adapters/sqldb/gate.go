@@ -23,19 +23,59 @@ import (
 // handler, as before.
 
 // writeGate is the queue of one SQLite file's transactions in this
-// process: a semaphore of one, whose waiters Go wakes in order.
+// process: a lock handed on, at each release, to the waiter that came
+// first, a foreground writer before a yielding one (Yielding), except
+// that a yielding writer waiting behind maxForegroundRun foreground
+// hand-offs in a row goes next, so that it waits for a few transactions
+// at most, never for the foreground writers to stop.
 type writeGate struct {
-	slot    chan struct{}
 	timeout time.Duration // SQLiteBusyTimeout
+
+	mu   sync.Mutex
+	held bool
+	// fg and yielding are the waiters, in arrival order.
+	fg, yielding []*gateWaiter
+	// fgRun counts the hand-offs to foreground writers while a yielding
+	// writer waited, since the last hand-off to a yielding one.
+	fgRun int
 }
+
+// gateWaiter is a writer waiting at the gate: release closes ready when
+// it hands the gate to it (it holds the gate from then on).
+type gateWaiter struct{ ready chan struct{} }
+
+// maxForegroundRun bounds how many foreground writers in a row take the
+// gate ahead of a waiting yielding one.
+const maxForegroundRun = 4
 
 // gates holds the gate of each SQLite file (by absolute path, or memdb
 // name) opened by this process: two Opens of one file share it.
 var gates sync.Map // string → *writeGate
 
 func gateFor(path string) *writeGate {
-	g, _ := gates.LoadOrStore(path, &writeGate{slot: make(chan struct{}, 1), timeout: SQLiteBusyTimeout})
+	g, _ := gates.LoadOrStore(path, &writeGate{timeout: SQLiteBusyTimeout})
 	return g.(*writeGate)
+}
+
+// yieldingKey marks a context whose writes yield at the gate.
+type yieldingKey struct{}
+
+// Yielding returns a context whose SQLite transactions and writes outside
+// a transaction yield at the file's write gate: when the gate is freed, a
+// waiting writer without the mark takes it first, up to maxForegroundRun
+// of them in a row while this one waits. For background writers that
+// catch up with the log (the read models' batches), so that a command's
+// writes queue behind at most the transaction in progress and the
+// yielding writers' turns, not behind every batch that its own append
+// woke up. It changes only the order in which this process's writers of
+// a file get the lock, never what they write; PostgreSQL ignores it.
+func Yielding(ctx context.Context) context.Context {
+	return context.WithValue(ctx, yieldingKey{}, true)
+}
+
+func isYielding(ctx context.Context) bool {
+	y, _ := ctx.Value(yieldingKey{}).(bool)
+	return y
 }
 
 // errGateTimeout is returned (wrapped, with "database is locked", which
@@ -43,26 +83,94 @@ func gateFor(path string) *writeGate {
 // gate: what SQLite itself would have answered after its busy timeout.
 var errGateTimeout = errors.New("sqldb: database is locked: waited for this process's other transactions on the file")
 
-// acquire waits for the gate until ctx ends or the gate's timeout passes.
+// acquire waits for the gate until ctx ends or the gate's timeout passes;
+// a ctx marked Yielding waits in the yielding queue.
 func (g *writeGate) acquire(ctx context.Context) error {
-	select {
-	case g.slot <- struct{}{}:
+	yielding := isYielding(ctx)
+	g.mu.Lock()
+	if !g.held {
+		g.held = true
+		g.mu.Unlock()
 		return nil
-	default:
 	}
+	w := &gateWaiter{ready: make(chan struct{})}
+	if yielding {
+		g.yielding = append(g.yielding, w)
+	} else {
+		g.fg = append(g.fg, w)
+	}
+	g.mu.Unlock()
 	t := time.NewTimer(g.timeout)
 	defer t.Stop()
+	var err error
 	select {
-	case g.slot <- struct{}{}:
+	case <-w.ready:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		err = ctx.Err()
 	case <-t.C:
-		return fmt.Errorf("%w (%s)", errGateTimeout, g.timeout)
+		err = fmt.Errorf("%w (%s)", errGateTimeout, g.timeout)
 	}
+	g.mu.Lock()
+	if g.remove(w, yielding) {
+		g.mu.Unlock()
+		return err
+	}
+	g.mu.Unlock()
+	// The gate was handed to w as it gave up: hand it on.
+	g.release()
+	return err
 }
 
-func (g *writeGate) release() { <-g.slot }
+// remove takes w out of its queue; false when it is in none (the gate was
+// handed to it). g.mu is held.
+func (g *writeGate) remove(w *gateWaiter, yielding bool) bool {
+	q := &g.fg
+	if yielding {
+		q = &g.yielding
+	}
+	for i, o := range *q {
+		if o == w {
+			*q = append((*q)[:i], (*q)[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// release hands the gate to the next waiter (see writeGate), or frees it.
+func (g *writeGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var next *gateWaiter
+	switch {
+	case len(g.yielding) > 0 && (len(g.fg) == 0 || g.fgRun >= maxForegroundRun):
+		next = g.yielding[0]
+		g.yielding[0] = nil
+		g.yielding = g.yielding[1:]
+		g.fgRun = 0
+	case len(g.fg) > 0:
+		next = g.fg[0]
+		g.fg[0] = nil
+		g.fg = g.fg[1:]
+		if len(g.yielding) > 0 {
+			g.fgRun++
+		} else {
+			g.fgRun = 0
+		}
+	default:
+		g.held = false
+		return
+	}
+	close(next.ready)
+}
+
+// isHeld reports whether a writer holds the gate (for tests).
+func (g *writeGate) isHeld() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.held
+}
 
 // gatedConnector opens connections of the driver whose transactions pass
 // the gate.

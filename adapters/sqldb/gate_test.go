@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,14 +71,14 @@ func TestWriteGate(t *testing.T) {
 	require.NoError(t, a.QueryRowContext(ctx, "SELECT count(*), max(id) FROM t").Scan(&n, &maxID))
 	require.Equal(t, 320, n, "every transaction committed, none lost to a busy lock")
 	require.Equal(t, 320, maxID, "each read the count and wrote the next id under the lock")
-	require.Empty(t, gate.slot, "the gate is free")
+	require.False(t, gate.isHeld(), "the gate is free")
 
 	// Rollback frees the gate.
 	tx, err := a.BeginTx(ctx, nil)
 	require.NoError(t, err)
-	require.Len(t, gate.slot, 1, "a transaction holds the gate")
+	require.True(t, gate.isHeld(), "a transaction holds the gate")
 	require.NoError(t, tx.Rollback())
-	require.Empty(t, gate.slot)
+	require.False(t, gate.isHeld())
 
 	// A context ended during a transaction: database/sql rolls it back,
 	// and the gate is free.
@@ -85,7 +86,7 @@ func TestWriteGate(t *testing.T) {
 	tx, err = a.BeginTx(cctx, nil)
 	require.NoError(t, err)
 	cancel()
-	require.Eventually(t, func() bool { return len(gate.slot) == 0 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return !gate.isHeld() }, 5*time.Second, time.Millisecond)
 	require.ErrorIs(t, tx.Commit(), sql.ErrTxDone)
 
 	// A waiter whose context ends gives up without the gate.
@@ -96,7 +97,7 @@ func TestWriteGate(t *testing.T) {
 	_, err = b.BeginTx(wctx, nil)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NoError(t, tx.Commit())
-	require.Empty(t, gate.slot)
+	require.False(t, gate.isHeld())
 }
 
 // TestWriteGateQueuesAutocommitWrites: an INSERT, UPDATE, DELETE or
@@ -129,7 +130,7 @@ func TestWriteGateQueuesAutocommitWrites(t *testing.T) {
 		require.NoError(t, tx.Commit())
 		_, err = b.ExecContext(ctx, stmt)
 		require.NoError(t, err, stmt)
-		require.Empty(t, gate.slot, "the autocommit write freed the gate")
+		require.False(t, gate.isHeld(), "the autocommit write freed the gate")
 	}
 
 	// Inside a transaction the statements run under its gate.
@@ -144,7 +145,7 @@ func TestWriteGateQueuesAutocommitWrites(t *testing.T) {
 	defer c.Close()
 	ro, err := c.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	require.NoError(t, err)
-	require.Empty(t, gate.slot)
+	require.False(t, gate.isHeld())
 	var n int
 	require.NoError(t, ro.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n))
 	require.Equal(t, 2, n)
@@ -156,19 +157,104 @@ func TestWriteGateQueuesAutocommitWrites(t *testing.T) {
 	require.NoError(t, tx.Commit())
 	_, err = c.ExecContext(ctx, "INSERT INTO t (id) VALUES (4)")
 	require.NoError(t, err)
-	require.Empty(t, gate.slot)
+	require.False(t, gate.isHeld())
 }
 
 // TestWriteGateTimesOutAsBusy: a waiter gives up after the gate's timeout
 // with an error isBusy recognizes, as SQLite's busy timeout would.
 func TestWriteGateTimesOutAsBusy(t *testing.T) {
-	g := &writeGate{slot: make(chan struct{}, 1), timeout: 20 * time.Millisecond}
+	g := &writeGate{timeout: 20 * time.Millisecond}
 	require.NoError(t, g.acquire(context.Background()))
 	err := g.acquire(context.Background())
 	require.ErrorIs(t, err, errGateTimeout)
 	require.True(t, isBusy(err))
 	g.release()
 	require.NoError(t, g.acquire(context.Background()))
+}
+
+// TestWriteGateYielding: at each release the gate goes to the foreground
+// waiters first, in arrival order, and to a yielding waiter after at most
+// maxForegroundRun foreground hand-offs in a row while it waited; a waiter
+// whose context ends leaves the queue, and one handed the gate as it gave
+// up hands it on.
+func TestWriteGateYielding(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		queue  string // arrival order behind the holder: f foreground, y yielding
+		wantAt string // the order they get the gate
+	}{
+		{name: "foreground first", queue: "yyff", wantAt: "ffyy"},
+		{name: "yielding alone in order", queue: "yyy", wantAt: "yyy"},
+		{name: "foreground alone in order", queue: "fff", wantAt: "fff"},
+		{name: "a yielding waiter after a run of foreground ones", queue: "yffffffff", wantAt: "ffffyffff"},
+		{name: "two yielding waiters share the runs", queue: "yyffffffffff", wantAt: "ffffyffffyff"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := &writeGate{timeout: 10 * time.Second}
+			require.NoError(t, g.acquire(ctx))
+			var mu sync.Mutex
+			var got []byte
+			var wg sync.WaitGroup
+			for i, kind := range []byte(tt.queue) {
+				wctx := ctx
+				if kind == 'y' {
+					wctx = Yielding(ctx)
+				}
+				wg.Go(func() {
+					require.NoError(t, g.acquire(wctx))
+					mu.Lock()
+					got = append(got, kind)
+					mu.Unlock()
+					g.release()
+				})
+				// Wait until it is queued, so that the arrival order is i's.
+				require.Eventually(t, func() bool {
+					g.mu.Lock()
+					defer g.mu.Unlock()
+					return len(g.fg)+len(g.yielding) == i+1
+				}, 5*time.Second, 100*time.Microsecond)
+			}
+			g.release()
+			wg.Wait()
+			require.Equal(t, tt.wantAt, string(got))
+			require.False(t, g.isHeld())
+		})
+	}
+
+	t.Run("a waiter that gives up leaves the queue", func(t *testing.T) {
+		g := &writeGate{timeout: 10 * time.Second}
+		require.NoError(t, g.acquire(ctx))
+		cctx, cancel := context.WithCancel(Yielding(ctx))
+		errc := make(chan error, 1)
+		go func() { errc <- g.acquire(cctx) }()
+		require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.yielding) == 1 }, 5*time.Second, 100*time.Microsecond)
+		cancel()
+		require.ErrorIs(t, <-errc, context.Canceled)
+		g.mu.Lock()
+		require.Empty(t, g.yielding)
+		g.mu.Unlock()
+		g.release()
+		require.False(t, g.isHeld(), "released with no waiter left: free")
+	})
+
+	t.Run("a waiter handed the gate as it gives up hands it on", func(t *testing.T) {
+		for range 200 {
+			g := &writeGate{timeout: 10 * time.Second}
+			require.NoError(t, g.acquire(ctx))
+			cctx, cancel := context.WithCancel(ctx)
+			errc := make(chan error, 1)
+			go func() { errc <- g.acquire(cctx) }()
+			require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.fg) == 1 }, 5*time.Second, 10*time.Microsecond)
+			go cancel()
+			g.release()
+			if err := <-errc; err == nil {
+				g.release()
+			}
+			require.False(t, g.isHeld(), "the gate is free in the end, whoever won the race")
+		}
+	})
 }
 
 // BenchmarkContendedWrites: writers on one SQLite file (WAL,
@@ -228,5 +314,71 @@ func BenchmarkContendedWrites(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkForegroundBesideBatches: one writer's transactions (a command's
+// append: a read and an insert) on an SQLite file (WAL,
+// synchronous=FULL) while four background writers (the read models'
+// batches: 20 inserts a transaction) write as fast as they can, their
+// contexts marked Yielding or not. p50-ms and p99-ms are the foreground
+// transaction's latency, its wait at the gate included; bg-tx/op is how
+// many background transactions committed per foreground one.
+func BenchmarkForegroundBesideBatches(b *testing.B) {
+	for _, yielding := range []bool{false, true} {
+		b.Run(fmt.Sprintf("yielding=%v", yielding), func(b *testing.B) {
+			ctx := context.Background()
+			db := openFile(b, filepath.Join(b.TempDir(), "bench.db"), true)
+			_, err := db.ExecContext(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)")
+			require.NoError(b, err)
+			bctx, stop := context.WithCancel(ctx)
+			if yielding {
+				bctx = Yielding(bctx)
+			}
+			var bgTx atomic.Int64
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					for bctx.Err() == nil {
+						err := db.RunInTx(bctx, nil, func(ctx context.Context, tx bun.Tx) error {
+							for range 20 {
+								if _, err := tx.ExecContext(ctx, "INSERT INTO t (v) VALUES (?)", "background"); err != nil {
+									return err
+								}
+							}
+							return nil
+						})
+						if err == nil {
+							bgTx.Add(1)
+						}
+					}
+				})
+			}
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+					var n sql.NullInt64
+					if err := tx.QueryRowContext(ctx, "SELECT max(id) FROM t").Scan(&n); err != nil {
+						return err
+					}
+					_, err := tx.ExecContext(ctx, "INSERT INTO t (v) VALUES (?)", "foreground")
+					return err
+				})
+				lat = append(lat, time.Since(t0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				time.Sleep(time.Millisecond) // the client's turn
+			}
+			b.StopTimer()
+			stop()
+			wg.Wait()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50-ms")
+			b.ReportMetric(float64(lat[(len(lat)*99)/100])/1e6, "p99-ms")
+			b.ReportMetric(float64(bgTx.Load())/float64(b.N), "bg-tx/op")
+		})
 	}
 }

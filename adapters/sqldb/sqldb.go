@@ -84,6 +84,10 @@ type DB struct {
 	unsynced   *DB
 }
 
+// Bun returns the bun handle of db (its DB field), for packages that take
+// a bun.IDB and run some statements on the database/sql handle beneath.
+func (db *DB) Bun() *bun.DB { return db.DB }
+
 // IsPostgres reports whether db is a PostgreSQL database.
 func (db *DB) IsPostgres() bool { return db.Dialect().Name() == dialect.PG }
 

@@ -188,7 +188,10 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 		models = e.readModelsStart(ctx)
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return e.Runner.Run(gctx) })
+	// The read models' batches yield to the commands' writes at SQLite's
+	// write gate (sqldb.Yielding): they catch up a batch later, and a
+	// command no longer queues behind the batches its own append woke.
+	g.Go(func() error { return e.Runner.Run(sqldb.Yielding(gctx)) })
 	indexFrom := make(chan eventlog.Position, 1)
 	g.Go(func() error {
 		from := eventlog.Start
