@@ -88,9 +88,9 @@ const (
 
 	// subscribeBatch is how many events Subscribe reads per query.
 	subscribeBatch = 500
-	// Appends insert at most insertRows rows or about insertBytes bytes
-	// per statement: bun formats values into the SQL text, so this bounds
-	// statement size on both engines.
+	// Appends on PostgreSQL insert at most insertRows rows or about
+	// insertBytes bytes per statement: bun formats values into the SQL
+	// text, so this bounds statement size (SQLite binds them: insert.go).
 	insertRows  = 500
 	insertBytes = 4 << 20
 	// idChunk bounds the ids per IN list of the idempotency check.
