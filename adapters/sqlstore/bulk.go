@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
@@ -90,8 +91,25 @@ func (s *Store) appendBatchTx(ctx context.Context, batch []StreamAppend, rows []
 	if s.pg {
 		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 	}
-	tx, err := s.db.BeginTx(ctx, opts)
-	if err != nil {
+	var tx bun.Tx
+	var err error
+	if !s.pg && total >= bulkCacheEvents {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return nil, false, fmt.Errorf("begin: %w", err)
+		}
+		defer func() { _ = conn.Close() }()
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", bulkCacheKiB)); err != nil {
+			return nil, false, fmt.Errorf("set the page cache size: %w", err)
+		}
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", bulkCheckpointPages)); err != nil {
+			return nil, false, fmt.Errorf("set the checkpoint interval: %w", err)
+		}
+		tx, err = conn.BeginTx(ctx, opts)
+		if err != nil {
+			return nil, false, fmt.Errorf("begin: %w", err)
+		}
+	} else if tx, err = s.db.BeginTx(ctx, opts); err != nil {
 		return nil, false, fmt.Errorf("begin: %w", err)
 	}
 	committed := false
@@ -166,7 +184,7 @@ func (s *Store) appendBatchTx(ctx context.Context, batch []StreamAppend, rows []
 			return nil, false, fmt.Errorf("give back positions: %w", err)
 		}
 	}
-	if err := insertEvents(ctx, tx, insert); err != nil {
+	if err := s.insertEvents(ctx, tx, insert); err != nil {
 		return nil, false, err
 	}
 	if s.pg {
@@ -187,34 +205,40 @@ func (s *Store) appendBatchTx(ctx context.Context, batch []StreamAppend, rows []
 // the (stream, stream_version) index.
 func streamVersions(ctx context.Context, tx bun.Tx, streams []string) (map[string]int64, error) {
 	versions := make(map[string]int64, len(streams))
+	pg := tx.Dialect().Name() == dialect.PG
+	args := make([]any, 0, min(len(streams), idChunk))
 	for start := 0; start < len(streams); start += idChunk {
 		chunk := streams[start:min(start+idChunk, len(streams))]
-		var q strings.Builder
-		q.WriteString("WITH s(stream) AS (VALUES ")
-		args := make([]any, len(chunk))
-		for i, st := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?)")
-			args[i] = st
+		args = args[:0]
+		for _, st := range chunk {
+			args = append(args, st)
 		}
-		q.WriteString(") SELECT s.stream AS stream, " +
-			"(SELECT MAX(e.stream_version) FROM events AS e WHERE e.stream = s.stream) AS version FROM s")
-		var got []struct {
-			Stream  string        `bun:"stream"`
-			Version sql.NullInt64 `bun:"version"`
-		}
-		if err := tx.NewRaw(q.String(), args...).Scan(ctx, &got); err != nil {
+		q := "WITH s(stream) AS (VALUES (" + strings.ReplaceAll(placeholders(pg, len(chunk)), ", ", "), (") + ")) " +
+			"SELECT s.stream, (SELECT MAX(e.stream_version) FROM events AS e WHERE e.stream = s.stream) FROM s"
+		if err := scanVersions(ctx, tx, q, args, versions); err != nil {
 			return nil, fmt.Errorf("read stream versions: %w", err)
-		}
-		for _, g := range got {
-			if g.Version.Valid {
-				versions[g.Stream] = g.Version.Int64
-			}
 		}
 	}
 	return versions, nil
+}
+
+func scanVersions(ctx context.Context, tx bun.Tx, q string, args []any, versions map[string]int64) error {
+	rows, err := tx.Tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var stream string
+		var v sql.NullInt64
+		if err := rows.Scan(&stream, &v); err != nil {
+			return err
+		}
+		if v.Valid {
+			versions[stream] = v.Int64
+		}
+	}
+	return rows.Err()
 }
 
 // ReadStreams returns every event of each of streams, in stream order,
@@ -262,3 +286,28 @@ func (s *Store) ReadStreams(ctx context.Context, streams []string) (map[string][
 	}
 	return out, nil
 }
+
+// bulkCacheEvents is the size of batch, in events, from which an append on
+// SQLite runs with a page cache of bulkCacheKiB: the rows' random keys (the
+// event ids, the stream names) touch pages all over both unique indexes,
+// and SQLite's default cache (2 MiB) then spills dirty pages to the WAL
+// before the commit and reads index pages back from the file, batch after
+// batch (a fifth of an import's append CPU, docs/performance.md). The
+// connection keeps the larger cache for the next batch: setting it back
+// after each batch lost half the gain (the next batch reads the same index
+// pages again). So a connection of the log's pool that wrote a bulk batch
+// holds up to bulkCacheKiB of pages (filled only by the pages it reads),
+// at most sqliteMaxConns (8) times that per file.
+//
+// The same connection checkpoints the WAL into the file after
+// bulkCheckpointPages pages (32 MiB) rather than SQLite's 1,000: a bulk
+// batch writes more than 1,000 pages, so with the default every commit
+// copied its pages into the file (and synced it), the same hot index pages
+// batch after batch; now once every few batches. The WAL grows to about
+// that size between checkpoints. Durability is unchanged: a commit is in
+// the WAL, synced, either way.
+const (
+	bulkCacheEvents     = 1000
+	bulkCacheKiB        = 64 << 10
+	bulkCheckpointPages = 8192
+)

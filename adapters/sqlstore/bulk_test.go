@@ -13,6 +13,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/cputime"
 )
 
 var bulkClock = time.Date(2026, 4, 1, 12, 0, 0, 0, time.UTC)
@@ -437,4 +438,45 @@ func TestReadStreams(t *testing.T) {
 			})
 		}
 	})
+}
+
+// BenchmarkAppendBatchImport measures the appends of an import
+// (internal/importer): batches of 1,000 new streams of two events each
+// (2,000 events, the import's default transaction), random stream names
+// and event ids as the import's keyed ids are, payloads of about 300
+// bytes. Run it with a fixed -benchtime (100x: 200,000 events, the county
+// import's size): each batch lands in a larger log, so ns/op is the mean
+// over that growth. cpu-s is the process's CPU time over the run.
+func BenchmarkAppendBatchImport(b *testing.B) {
+	const appends = 1000
+	data := []byte(`{"child":"child-00000000-0000-0000-0000-000000000000","carer":"account-00000000-0000-0000-0000-000000000000",` +
+		`"from":"2020-01-01T00:00:00Z","sealed":"v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`)
+	for _, be := range benchBackends {
+		b.Run(be.name, func(b *testing.B) {
+			s, _ := openStore(b, be.url(b))
+			ctx := context.Background()
+			b.ReportAllocs()
+			cpu := cputime.Process()
+			n := 0
+			for b.Loop() {
+				b.StopTimer()
+				batch := make([]sqlstore.StreamAppend, appends)
+				for i := range batch {
+					evs := []eventlog.EventData{event("bench.placed.v1"), event("bench.granted.v1")}
+					for j := range evs {
+						evs[j].Data = data
+						evs[j].Meta.CorrelationID, evs[j].Meta.CausationID = uuid.New(), uuid.New()
+					}
+					batch[i] = sqlstore.StreamAppend{Stream: "child-" + uuid.NewString(), Expected: eventlog.NoStream, Events: evs}
+					n += len(evs)
+				}
+				b.StartTimer()
+				if _, err := s.AppendBatch(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric((cputime.Process() - cpu).Seconds(), "cpu-s")
+		})
+	}
 }

@@ -50,11 +50,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/domain/eventlog"
@@ -85,9 +88,9 @@ const (
 
 	// subscribeBatch is how many events Subscribe reads per query.
 	subscribeBatch = 500
-	// Appends insert at most insertRows rows or about insertBytes bytes
-	// per statement: bun formats values into the SQL text, so this bounds
-	// statement size on both engines.
+	// Appends on PostgreSQL insert at most insertRows rows or about
+	// insertBytes bytes per statement: bun formats values into the SQL
+	// text, so this bounds statement size (SQLite binds them: insert.go).
 	insertRows  = 500
 	insertBytes = 4 << 20
 	// idChunk bounds the ids per IN list of the idempotency check.
@@ -419,7 +422,7 @@ func (s *Store) appendTx(ctx context.Context, stream string, expected eventlog.E
 		rows[i].Position = first + int64(i)
 		rows[i].StreamVersion = actual + 1 + int64(i)
 	}
-	if err := insertEvents(ctx, tx, rows); err != nil {
+	if err := s.insertEvents(ctx, tx, rows); err != nil {
 		return eventlog.AppendResult{}, false, err
 	}
 
@@ -440,9 +443,13 @@ func (s *Store) appendTx(ctx context.Context, stream string, expected eventlog.E
 }
 
 // insertEvents inserts rows, which carry their positions and stream
-// versions, in statements of at most insertRows rows or about insertBytes
+// versions: on SQLite in prepared statements (insertEventsLite), on
+// PostgreSQL in statements of at most insertRows rows or about insertBytes
 // bytes.
-func insertEvents(ctx context.Context, tx bun.Tx, rows []eventRow) error {
+func (s *Store) insertEvents(ctx context.Context, tx bun.Tx, rows []eventRow) error {
+	if !s.pg {
+		return insertEventsLite(ctx, tx, rows)
+	}
 	for start := 0; start < len(rows); {
 		end, size := start, 0
 		for end < len(rows) && end-start < insertRows && (end == start || size+rows[end].size() <= insertBytes) {
@@ -475,23 +482,67 @@ func existing(ctx context.Context, tx bun.Tx, stream string, events []eventlog.E
 }
 
 // storedIDs returns the stored rows (position, event id, stream, stream
-// version only) of those of ids that are stored, by event id.
+// version only) of those of ids that are stored, by event id: one
+// statement per idChunk ids, their values bound to placeholders (so that
+// the statement of a full chunk is compiled once per connection on
+// SQLite).
 func storedIDs(ctx context.Context, tx bun.Tx, ids []uuid.UUID) (map[uuid.UUID]eventRow, error) {
 	found := make(map[uuid.UUID]eventRow)
+	pg := tx.Dialect().Name() == dialect.PG
+	args := make([]any, 0, min(len(ids), idChunk))
 	for start := 0; start < len(ids); start += idChunk {
 		chunk := ids[start:min(start+idChunk, len(ids))]
-		var rows []eventRow
-		if err := tx.NewSelect().Model(&rows).
-			Column("position", "event_id", "stream", "stream_version").
-			Where("event_id IN (?)", bun.List(chunk)).
-			Scan(ctx); err != nil {
-			return nil, fmt.Errorf("check event ids: %w", err)
+		args = args[:0]
+		for _, id := range chunk {
+			args = append(args, id.String())
 		}
-		for _, r := range rows {
-			found[r.EventID] = r
+		q := "SELECT position, event_id, stream, stream_version FROM events WHERE event_id IN (" +
+			placeholders(pg, len(chunk)) + ")"
+		if err := scanStored(ctx, tx, q, args, found); err != nil {
+			return nil, fmt.Errorf("check event ids: %w", err)
 		}
 	}
 	return found, nil
+}
+
+func scanStored(ctx context.Context, tx bun.Tx, q string, args []any, found map[uuid.UUID]eventRow) error {
+	rows, err := tx.Tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var r eventRow
+		var id string
+		if err := rows.Scan(&r.Position, &id, &r.Stream, &r.StreamVersion); err != nil {
+			return err
+		}
+		if r.EventID, err = uuid.Parse(id); err != nil {
+			return fmt.Errorf("stored event id %q: %w", id, err)
+		}
+		found[r.EventID] = r
+	}
+	return rows.Err()
+}
+
+// placeholders is a list of n bound parameters: ?, ?, … on SQLite
+// (positional: the SQLite driver matches each $N against every argument
+// by its formatted number, quadratic in n), $1, $2, … on PostgreSQL.
+func placeholders(pg bool, n int) string {
+	var b strings.Builder
+	b.Grow(n * 6)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if pg {
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(i + 1))
+		} else {
+			b.WriteByte('?')
+		}
+	}
+	return b.String()
 }
 
 // matchExisting is existing's decision, given found, the stored rows of
