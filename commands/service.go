@@ -160,6 +160,8 @@ type Service struct {
 	noBatch atomic.Bool
 	// noMultiRead: the same for eventlog.StreamsReader.
 	noMultiRead atomic.Bool
+	// noTailRead: the same for eventlog.StreamTailsReader.
+	noTailRead atomic.Bool
 	// children keeps children's state between commands (childcache.go).
 	children *childCache
 }

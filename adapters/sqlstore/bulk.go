@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -250,6 +251,67 @@ func (s *Store) ReadStreams(ctx context.Context, streams []string) (map[string][
 		recs, err := s.queryRecords(ctx, len(chunk), q.String(), args...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: read %d streams: %w", len(chunk), err)
+		}
+		for i := 0; i < len(recs); {
+			j := i + 1
+			for j < len(recs) && recs[j].Stream == recs[i].Stream {
+				j++
+			}
+			out[recs[i].Stream] = recs[i:j:j]
+			i = j
+		}
+	}
+	return out, nil
+}
+
+// ReadStreamsFrom returns, for each of from, the events of its stream from
+// version From on (the whole stream for From 0 or 1), in stream order,
+// keyed by stream; a stream without such events is absent, and a stream
+// named twice is read from the lower From. The records are those
+// ReadStream(ctx, stream, From, 0) returns for each, read in one statement
+// per idChunk/2 streams (each stream is two arguments): a caller that keeps
+// the streams' state up to a version reads only what was appended since.
+// Each statement reads at one instant; the chunks do not.
+func (s *Store) ReadStreamsFrom(ctx context.Context, from []eventlog.StreamFrom) (map[string][]eventlog.Record, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("sqlstore: read streams: %w", ErrClosed)
+	}
+	lowest := make(map[string]uint64, len(from))
+	names := make([]string, 0, len(from))
+	for _, f := range from {
+		v := max(f.From, 1)
+		if v > math.MaxInt64 {
+			continue // no such version
+		}
+		if got, ok := lowest[f.Stream]; ok {
+			lowest[f.Stream] = min(got, v)
+			continue
+		}
+		lowest[f.Stream] = v
+		names = append(names, f.Stream)
+	}
+	out := make(map[string][]eventlog.Record, len(names))
+	const chunkStreams = idChunk / 2
+	for start := 0; start < len(names); start += chunkStreams {
+		chunk := names[start:min(start+chunkStreams, len(names))]
+		var q strings.Builder
+		q.WriteString(" FROM events WHERE ")
+		args := make([]any, 0, 2*len(chunk))
+		for i, st := range chunk {
+			if i > 0 {
+				q.WriteString(" OR ")
+			}
+			if s.pg {
+				fmt.Fprintf(&q, "(stream = $%d AND stream_version >= $%d)", 2*i+1, 2*i+2)
+			} else {
+				q.WriteString("(stream = ? AND stream_version >= ?)")
+			}
+			args = append(args, st, int64(lowest[st])) //nolint:gosec // at most math.MaxInt64, checked above
+		}
+		q.WriteString(" ORDER BY stream, stream_version")
+		recs, err := s.queryRecords(ctx, len(chunk), q.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: read the ends of %d streams: %w", len(chunk), err)
 		}
 		for i := 0; i < len(recs); {
 			j := i + 1
