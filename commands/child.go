@@ -40,18 +40,16 @@ func grantTarget(child, account uuid.UUID) string {
 // idempotency key.
 func (s *Service) loadChild(ctx context.Context, id uuid.UUID, d *ids) (*domain.Child, loaded, error) {
 	watch := d.watch(mainEvents)
-	c, l, seen, ok := s.children.get(id, watch)
+	c, l, ok := s.children.get(id, watch)
 	if !ok {
-		c, l, seen = domain.NewChild(id), loaded{stream: domain.ChildStream(id)}, map[uuid.UUID]struct{}{}
+		c, l = domain.NewChild(id), loaded{stream: domain.ChildStream(id), collect: true}
 	}
-	// Only the events after the cached state (all of them without one).
-	l.ids = seen
+	// Only the events after the kept state (all of them without one).
 	l, err := s.loadAfter(ctx, l, c.Apply, watch)
-	l.ids = nil
 	if err != nil {
 		return c, l, err
 	}
-	s.children.put(id, c, l, seen)
+	s.children.put(id, c, l)
 	return c, l, nil
 }
 

@@ -128,12 +128,12 @@ type deadlineSpec struct {
 	command, target, reason, stream string
 	// start returns the aggregate the stream's events are to be applied
 	// to, with apply, and what it holds: a clone of the child's state the
-	// service keeps (childCache: at l.version, the stream's event ids in
-	// l.ids) when it keeps one and the stream holds none of the watched
-	// ids, else a new aggregate (version 0).
+	// service keeps (childCache: at l.version, the keys of the stream's
+	// event ids in l.ids) when it keeps one and the stream holds none of
+	// the watched ids, else a new aggregate (version 0).
 	start func(watch map[uuid.UUID]bool) (agg any, apply func(domain.Event) error, l loaded)
 	// keep keeps the aggregate loaded up to l for the next command (a
-	// child's; l.ids holds the stream's event ids). It keeps a clone.
+	// child's). It keeps a clone.
 	keep func(agg any, l loaded)
 	// decide is the command's decision on the aggregate start returned,
 	// once loaded.
@@ -146,18 +146,15 @@ func (s *Service) childSpec(command string, child uuid.UUID, target, reason stri
 	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
 	return deadlineSpec{command: command, target: target, reason: reason, stream: domain.ChildStream(child), single: single,
 		start: func(watch map[uuid.UUID]bool) (any, func(domain.Event) error, loaded) {
-			c, l, seen, ok := s.children.get(child, watch)
+			c, l, ok := s.children.get(child, watch)
 			if !ok {
-				c, l, seen = domain.NewChild(child), loaded{stream: domain.ChildStream(child)}, map[uuid.UUID]struct{}{}
+				c, l = domain.NewChild(child), loaded{stream: domain.ChildStream(child), collect: true}
 			}
-			l.ids = seen
 			return c, c.Apply, l
 		},
 		keep: func(agg any, l loaded) {
-			if c, ok := agg.(*domain.Child); ok && l.ids != nil {
-				ids := l.ids
-				l.ids = nil
-				s.children.put(child, c, l, ids)
+			if c, ok := agg.(*domain.Child); ok {
+				s.children.put(child, c, l)
 			}
 		},
 		decide: func(agg any, now time.Time) ([]domain.Event, error) {
@@ -354,7 +351,6 @@ func (s *Service) decideGroup(ctx context.Context, group []*deadlineItem, gl *gr
 		return nil
 	}
 	spec.keep(agg, l)
-	l.ids = nil
 	var decided []*deadlineItem
 	for k, it := range group {
 		o := &out[it.index]

@@ -404,8 +404,11 @@ type loaded struct {
 	version uint64
 	last    eventlog.Position
 	found   map[uuid.UUID]domain.Envelope
-	// ids, when not nil, collects the ids of the events applied.
-	ids map[uuid.UUID]struct{}
+	// ids, when collect is set, are the keys (idKey) of the ids of the
+	// events applied: of the stream's events up to version when the load
+	// started from nothing or from a kept child's.
+	ids     []uint64
+	collect bool
 }
 
 // load reads stream fully, in pages, and applies every event to the
@@ -451,8 +454,8 @@ func (l *loaded) apply(recs []eventlog.Record, apply func(domain.Event) error, w
 			}
 			l.found[r.ID] = env
 		}
-		if l.ids != nil {
-			l.ids[r.ID] = struct{}{}
+		if l.collect {
+			l.ids = append(l.ids, idKey(r.ID))
 		}
 		l.version, l.last = r.Version, r.Position
 	}
