@@ -10,9 +10,6 @@ import (
 	"github.com/accessledger/accessledger/domain"
 )
 
-// childCacheSize bounds the children whose state the service keeps.
-const childCacheSize = 4096
-
 // childCache keeps, per child, the aggregate at the version last loaded
 // (never handed out: loads get a clone) and the keys of the stream's event
 // ids up to it (idKey), so that a command reads only the events appended
@@ -23,6 +20,7 @@ const childCacheSize = 4096
 // not kept: its state held personal data until the erasure. The oldest
 // entry makes room for a new one.
 type childCache struct {
+	size    int // the most entries kept
 	mu      sync.Mutex
 	entries map[uuid.UUID]*cachedChild
 	order   []uuid.UUID // insertion order, for eviction
@@ -38,8 +36,9 @@ type cachedChild struct {
 // never a wrong answer.
 func idKey(id uuid.UUID) uint64 { return binary.BigEndian.Uint64(id[:8]) }
 
-func newChildCache() *childCache {
-	return &childCache{entries: map[uuid.UUID]*cachedChild{}}
+// newChildCache returns a cache of at most size children.
+func newChildCache(size int) *childCache {
+	return &childCache{size: size, entries: map[uuid.UUID]*cachedChild{}}
 }
 
 // get returns a clone of the cached child of id and what load had read
@@ -75,7 +74,7 @@ func (cc *childCache) put(id uuid.UUID, c *domain.Child, l loaded) {
 		return // a later load got there first
 	}
 	if _, ok := cc.entries[id]; !ok {
-		for len(cc.entries) >= childCacheSize && len(cc.order) > 0 {
+		for len(cc.entries) >= cc.size && len(cc.order) > 0 {
 			delete(cc.entries, cc.order[0])
 			cc.order = cc.order[1:]
 		}

@@ -19,7 +19,7 @@ func TestChildCacheIDKeys(t *testing.T) {
 	inStream := uuid.MustParse("11111111-2222-4333-8444-555555555555")
 	sameKey := uuid.MustParse("11111111-2222-4333-8999-999999999999")
 	other := uuid.MustParse("21111111-2222-4333-8444-555555555555") // not in the stream
-	cc := newChildCache()
+	cc := newChildCache(DefaultKeptChildren)
 	l := loaded{stream: domain.ChildStream(child), version: 3, collect: true,
 		ids: []uint64{idKey(uuid.New()), idKey(inStream), idKey(uuid.New())}}
 	cc.put(child, domain.NewChild(child), l)
@@ -56,4 +56,21 @@ func TestChildCacheIDKeys(t *testing.T) {
 	cc.put(child, erased, loaded{stream: l.stream, version: 9, collect: true})
 	_, _, ok := cc.get(child, nil)
 	require.False(t, ok, "an erased child is not kept")
+}
+
+// The cache keeps at most its size of children, the oldest out first.
+func TestChildCacheKeepsItsSize(t *testing.T) {
+	cc := newChildCache(2)
+	ids := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
+	for i, id := range ids {
+		cc.put(id, domain.NewChild(id), loaded{stream: domain.ChildStream(id), version: uint64(i + 1), collect: true})
+	}
+	for i, id := range ids {
+		_, l, ok := cc.get(id, nil)
+		require.Equal(t, i > 0, ok, "child %d", i)
+		if ok {
+			require.Equal(t, uint64(i+1), l.version)
+		}
+	}
+	require.Len(t, cc.entries, 2)
 }

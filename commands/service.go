@@ -92,7 +92,16 @@ type Config struct {
 	// after the last retry (warn) and failures to record a refusal
 	// (error). Default slog.Default().
 	Logger *slog.Logger
+	// KeptChildren is how many children's state the service keeps between
+	// commands (the oldest out first), so that a command or a deadline on
+	// a kept child reads only its stream's end: about 8 KB each for a
+	// child of the county data set (86 events). 0 means
+	// DefaultKeptChildren; negative is invalid.
+	KeptChildren int
 }
+
+// DefaultKeptChildren is Config.KeptChildren's default.
+const DefaultKeptChildren = 4096
 
 // withDefaults returns c with every zero field replaced by its default.
 func (c Config) withDefaults() Config {
@@ -105,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = DefaultMaxRetries
+	}
+	if c.KeptChildren == 0 {
+		c.KeptChildren = DefaultKeptChildren
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -140,6 +152,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRetries < 0 {
 		problems = append(problems, fmt.Errorf("max retries %d is negative", c.MaxRetries))
+	}
+	if c.KeptChildren < 0 {
+		problems = append(problems, fmt.Errorf("kept children %d is negative", c.KeptChildren))
 	}
 	if err := errors.Join(problems...); err != nil {
 		return fmt.Errorf("commands: invalid config: %w", err)
@@ -185,7 +200,7 @@ func New(store Store, refusals Refusals, cfg Config) (*Service, error) {
 	}
 	cfg = cfg.withDefaults()
 	return &Service{store: store, refusals: refusals, cfg: cfg, pol: &policyCache{h: domain.NewPolicyHistory(cfg.Policy)},
-		children: newChildCache()}, nil
+		children: newChildCache(cfg.KeptChildren)}, nil
 }
 
 // Policy returns the initial policy, Config.Policy with its defaults (R25:
