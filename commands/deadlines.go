@@ -129,11 +129,11 @@ type deadlineSpec struct {
 	// start returns the aggregate the stream's events are to be applied
 	// to, with apply, and what it holds: a clone of the child's state the
 	// service keeps (childCache: at l.version, the keys of the stream's
-	// event ids in l.ids) when it keeps one and the stream holds none of
-	// the watched ids, else a new aggregate (version 0).
-	start func(watch map[uuid.UUID]bool) (agg any, apply func(domain.Event) error, l loaded)
-	// keep keeps the aggregate loaded up to l for the next command (a
-	// child's). It keeps a clone.
+	// event ids in l.ids; kept true) when it keeps one and the stream
+	// holds none of the watched ids, else a new aggregate (version 0).
+	start func(watch map[uuid.UUID]bool) (agg any, apply func(domain.Event) error, l loaded, kept bool)
+	// keep keeps the aggregate loaded up to l for the next command in
+	// place of the state start took (a child's). It keeps a clone.
 	keep func(agg any, l loaded)
 	// decide is the command's decision on the aggregate start returned,
 	// once loaded.
@@ -145,12 +145,12 @@ func (s *Service) childSpec(command string, child uuid.UUID, target, reason stri
 	decide func(c *domain.Child, now time.Time) ([]domain.Event, error),
 	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
 	return deadlineSpec{command: command, target: target, reason: reason, stream: domain.ChildStream(child), single: single,
-		start: func(watch map[uuid.UUID]bool) (any, func(domain.Event) error, loaded) {
+		start: func(watch map[uuid.UUID]bool) (any, func(domain.Event) error, loaded, bool) {
 			c, l, ok := s.children.get(child, watch)
 			if !ok {
 				c, l = domain.NewChild(child), loaded{stream: domain.ChildStream(child), collect: true}
 			}
-			return c, c.Apply, l
+			return c, c.Apply, l, ok
 		},
 		keep: func(agg any, l loaded) {
 			if c, ok := agg.(*domain.Child); ok {
@@ -170,9 +170,9 @@ func (s *Service) accountSpec(command string, account uuid.UUID, reason string,
 	decide func(a *domain.Account, now time.Time) ([]domain.Event, error),
 	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
 	return deadlineSpec{command: command, target: accountTarget(account), reason: reason, stream: domain.AccountStream(account), single: single,
-		start: func(map[uuid.UUID]bool) (any, func(domain.Event) error, loaded) {
+		start: func(map[uuid.UUID]bool) (any, func(domain.Event) error, loaded, bool) {
 			a := domain.NewAccount(account)
-			return a, a.Apply, loaded{stream: domain.AccountStream(account)}
+			return a, a.Apply, loaded{stream: domain.AccountStream(account)}, false
 		},
 		keep: func(any, loaded) {},
 		decide: func(agg any, now time.Time) ([]domain.Event, error) {
@@ -240,6 +240,7 @@ type groupLoad struct {
 	agg   any
 	apply func(domain.Event) error
 	l     loaded
+	kept  bool
 }
 
 // fireGroups starts each group's aggregate (a child's kept state, or a new
@@ -255,8 +256,8 @@ func (s *Service) fireGroups(ctx context.Context, groups [][]*deadlineItem, out 
 		for _, it := range g {
 			maps.Copy(watch, it.d.watch(mainEvents))
 		}
-		agg, apply, l := g[0].spec.start(watch)
-		loads[k] = groupLoad{watch: watch, agg: agg, apply: apply, l: l}
+		agg, apply, l, kept := g[0].spec.start(watch)
+		loads[k] = groupLoad{watch: watch, agg: agg, apply: apply, l: l, kept: kept}
 	}
 	streams, read, err := s.readGroups(ctx, loads)
 	if err != nil {
@@ -324,7 +325,11 @@ func (s *Service) readGroups(ctx context.Context, loads []groupLoad) (streams ma
 
 // decideGroup applies to the group's aggregate the stream's events after
 // its load (from recs when read: a tail or the whole stream; else read from
-// the store), keeps the state so loaded for the next command, and decides
+// the store), keeps the state so loaded for the next command when it
+// started from a kept one (a batch does not add the children it read whole:
+// a burst of deadlines would push out the children commands are working
+// on, and the deadlines of a child it read are rarely followed by more
+// commands soon), and decides
 // the group's commands at now, in order, each on the aggregate with the
 // events decided before it in the group applied: as if each had been
 // carried out alone, one after the other. It settles in out the commands
@@ -350,7 +355,9 @@ func (s *Service) decideGroup(ctx context.Context, group []*deadlineItem, gl *gr
 		}
 		return nil
 	}
-	spec.keep(agg, l)
+	if gl.kept {
+		spec.keep(agg, l)
+	}
 	var decided []*deadlineItem
 	for k, it := range group {
 		o := &out[it.index]

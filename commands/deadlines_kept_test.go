@@ -228,3 +228,66 @@ func TestFireDeadlinesDoesNotKeepAnErasedChild(t *testing.T) {
 		})
 	}
 }
+
+// TestFireDeadlinesDoesNotAddChildrenItReadWhole: a batch on a child the
+// service does not keep reads its whole stream and does not keep it (a
+// burst of deadlines must not push out the children commands work on):
+// the next batch on it reads the whole stream again; a command keeps it.
+func TestFireDeadlinesDoesNotAddChildrenItReadWhole(t *testing.T) {
+	for _, tt := range keptStateStores {
+		t.Run(tt.name, func(t *testing.T) {
+			e, counted := newKeptEnv(t, tt.url(t), tt.wrap)
+			ctx := context.Background()
+			other, err := commands.New(e.store, e.refusals, commands.Config{Clock: e.clock.Now, Logger: slog.New(slog.DiscardHandler)})
+			require.NoError(t, err)
+
+			w := e.worker()
+			r, err := other.RegisterChild(ctx, as(w), commands.RegisterChild{Reference: e.uniq("C")})
+			require.NoError(t, err)
+			child := r.ChildID
+			carerA, carerB := e.active(t, domain.KindFosterCarer), e.active(t, domain.KindFosterCarer)
+			var ps []uuid.UUID
+			for _, carer := range []uuid.UUID{carerA.id, carerB.id} {
+				placed, err := other.StartPlacement(ctx, as(w), commands.StartPlacement{ChildID: child, CarerAccountID: carer, StartedAt: t0.Add(-30 * day)})
+				require.NoError(t, err)
+				_, err = other.EndPlacement(ctx, as(w), commands.EndPlacement{ChildID: child, PlacementID: placed.PlacementID, EndedAt: t0, Reason: "moved on"})
+				require.NoError(t, err)
+				ps = append(ps, placed.PlacementID)
+			}
+			e.clock.Set(t0.Add(8 * day))
+			fire := func(p uuid.UUID, attempt string, events int) {
+				t.Helper()
+				outs := e.svc.FireDeadlines(ctx, []commands.DeadlineCommand{{Meta: system("deadline/grace/" + p.String() + "/" + attempt),
+					Command: commands.ExpireCarerAccess{ChildID: child, PlacementID: p}}})
+				require.NoError(t, outs[0].Err)
+				require.Len(t, outs[0].Events, events)
+			}
+
+			length := int64(len(e.stream(t, domain.ChildStream(child))))
+			counted.childRecords.Store(0)
+			fire(ps[0], "1", 1)
+			require.Equal(t, length, counted.childRecords.Load(), "not kept: the whole stream")
+			counted.childRecords.Store(0)
+			fire(ps[1], "1", 1)
+			require.Equal(t, length+1, counted.childRecords.Load(), "still not kept: the whole stream again")
+
+			counted.childRecords.Store(0)
+			_, err = e.svc.ExpireCarerAccess(ctx, system("another key"), commands.ExpireCarerAccess{ChildID: child, PlacementID: ps[1]})
+			require.NoError(t, err)
+			require.Equal(t, length+2, counted.childRecords.Load(), "a command reads the whole stream and keeps it")
+			counted.childRecords.Store(0)
+			fire(ps[1], "2", 0) // expired already: nothing to do
+			require.Equal(t, wantTail(tt.wholeRead, length+2, 0), counted.childRecords.Load(), "kept now: nothing new")
+		})
+	}
+}
+
+// wantTail is the records a batch reads of a kept child's stream of length
+// events, tail of them new: the tail, or the whole stream on a store that
+// reads whole streams.
+func wantTail(wholeRead bool, length, tail int64) int64 {
+	if wholeRead {
+		return length
+	}
+	return tail
+}
