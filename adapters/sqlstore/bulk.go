@@ -1,10 +1,12 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -308,19 +310,24 @@ func (s *Store) ReadStreamsFrom(ctx context.Context, from []eventlog.StreamFrom)
 			}
 			args = append(args, st, int64(lowest[st])) //nolint:gosec // at most math.MaxInt64, checked above
 		}
-		q.WriteString(" ORDER BY stream, stream_version")
+		// No ORDER BY: over OR-ed terms SQLite would sort the rows, whole,
+		// in a temporary B-tree (it read whole streams slower than
+		// ReadStreams' IN, which the index keeps in order); each stream's
+		// records are put in version order here.
 		recs, err := s.queryRecords(ctx, len(chunk), q.String(), args...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: read the ends of %d streams: %w", len(chunk), err)
 		}
-		for i := 0; i < len(recs); {
-			j := i + 1
-			for j < len(recs) && recs[j].Stream == recs[i].Stream {
-				j++
-			}
-			out[recs[i].Stream] = recs[i:j:j]
-			i = j
+		for _, r := range recs {
+			out[r.Stream] = append(out[r.Stream], r)
+		}
+	}
+	for _, recs := range out {
+		if !slices.IsSortedFunc(recs, byVersion) {
+			slices.SortFunc(recs, byVersion)
 		}
 	}
 	return out, nil
 }
+
+func byVersion(a, b eventlog.Record) int { return cmp.Compare(a.Version, b.Version) }
