@@ -40,18 +40,17 @@ func grantTarget(child, account uuid.UUID) string {
 // idempotency key.
 func (s *Service) loadChild(ctx context.Context, id uuid.UUID, d *ids) (*domain.Child, loaded, error) {
 	watch := d.watch(mainEvents)
-	c, l, seen, ok := s.children.get(id, watch)
+	c, l, ok := s.children.get(id, watch)
 	if !ok {
-		c, l, seen = domain.NewChild(id), loaded{stream: domain.ChildStream(id)}, map[uuid.UUID]struct{}{}
+		c, l = domain.NewChild(id), loaded{stream: domain.ChildStream(id), collect: true}
 	}
-	// Only the events after the cached state (all of them without one).
-	l.ids = seen
+	// Only the events after the kept state (all of them without one).
 	l, err := s.loadAfter(ctx, l, c.Apply, watch)
-	l.ids = nil
 	if err != nil {
 		return c, l, err
 	}
-	s.children.put(id, c, l, seen)
+	s.children.put(id, c, l)
+	l.ids, l.collect = nil, false
 	return c, l, nil
 }
 
@@ -64,18 +63,17 @@ func (s *Service) loadAccount(ctx context.Context, id uuid.UUID, d *ids) (*domai
 	if d != nil {
 		watch = d.watch(mainEvents)
 	}
-	a, l, seen, ok := s.accounts.get(id, watch)
+	a, l, ok := s.accounts.get(id, watch)
 	if !ok {
-		a, l, seen = domain.NewAccount(id), loaded{stream: domain.AccountStream(id)}, map[uuid.UUID]struct{}{}
+		a, l = domain.NewAccount(id), loaded{stream: domain.AccountStream(id), collect: true}
 	}
-	// Only the events after the cached state (all of them without one).
-	l.ids = seen
+	// Only the events after the kept state (all of them without one).
 	l, err := s.loadAfter(ctx, l, a.Apply, watch)
-	l.ids = nil
 	if err != nil {
 		return a, l, err
 	}
-	s.accounts.put(id, a, l, seen)
+	s.accounts.put(id, a, l)
+	l.ids, l.collect = nil, false
 	return a, l, nil
 }
 

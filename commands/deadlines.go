@@ -126,11 +126,17 @@ type deadlineItem struct {
 // loaded and decides, and its own method (the fallback).
 type deadlineSpec struct {
 	command, target, reason, stream string
-	// load loads the stream's aggregate (keeping the events of the
-	// watched ids) from recs, the whole stream read already, or from the
-	// store when read is false; apply applies an event to it.
-	load func(ctx context.Context, watch map[uuid.UUID]bool, recs []eventlog.Record, read bool) (agg any, apply func(domain.Event) error, l loaded, err error)
-	// decide is the command's decision on the aggregate load returned.
+	// start returns the aggregate the stream's events are to be applied
+	// to, with apply, and what it holds: a clone of the child's state the
+	// service keeps (stateCache: at l.version, the keys of the stream's
+	// event ids in l.ids; kept true) when it keeps one and the stream
+	// holds none of the watched ids, else a new aggregate (version 0).
+	start func(watch map[uuid.UUID]bool) (agg any, apply func(domain.Event) error, l loaded, kept bool)
+	// keep keeps the aggregate loaded up to l for the next command in
+	// place of the state start took (a child's). It keeps a clone.
+	keep func(agg any, l loaded)
+	// decide is the command's decision on the aggregate start returned,
+	// once loaded.
 	decide func(agg any, now time.Time) ([]domain.Event, error)
 	single func(ctx context.Context, meta Meta) (Result, error)
 }
@@ -139,10 +145,17 @@ func (s *Service) childSpec(command string, child uuid.UUID, target, reason stri
 	decide func(c *domain.Child, now time.Time) ([]domain.Event, error),
 	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
 	return deadlineSpec{command: command, target: target, reason: reason, stream: domain.ChildStream(child), single: single,
-		load: func(ctx context.Context, watch map[uuid.UUID]bool, recs []eventlog.Record, read bool) (any, func(domain.Event) error, loaded, error) {
-			c := domain.NewChild(child)
-			l, err := s.loadFrom(ctx, domain.ChildStream(child), c.Apply, watch, recs, read)
-			return c, c.Apply, l, err
+		start: func(watch map[uuid.UUID]bool) (any, func(domain.Event) error, loaded, bool) {
+			c, l, ok := s.children.get(child, watch)
+			if !ok {
+				c, l = domain.NewChild(child), loaded{stream: domain.ChildStream(child), collect: true}
+			}
+			return c, c.Apply, l, ok
+		},
+		keep: func(agg any, l loaded) {
+			if c, ok := agg.(*domain.Child); ok {
+				s.children.put(child, c, l)
+			}
 		},
 		decide: func(agg any, now time.Time) ([]domain.Event, error) {
 			c, ok := agg.(*domain.Child)
@@ -157,11 +170,11 @@ func (s *Service) accountSpec(command string, account uuid.UUID, reason string,
 	decide func(a *domain.Account, now time.Time) ([]domain.Event, error),
 	single func(ctx context.Context, meta Meta) (Result, error)) deadlineSpec {
 	return deadlineSpec{command: command, target: accountTarget(account), reason: reason, stream: domain.AccountStream(account), single: single,
-		load: func(ctx context.Context, watch map[uuid.UUID]bool, recs []eventlog.Record, read bool) (any, func(domain.Event) error, loaded, error) {
+		start: func(map[uuid.UUID]bool) (any, func(domain.Event) error, loaded, bool) {
 			a := domain.NewAccount(account)
-			l, err := s.loadFrom(ctx, domain.AccountStream(account), a.Apply, watch, recs, read)
-			return a, a.Apply, l, err
+			return a, a.Apply, loaded{stream: domain.AccountStream(account)}, false
 		},
+		keep: func(any, loaded) {},
 		decide: func(agg any, now time.Time) ([]domain.Event, error) {
 			a, ok := agg.(*domain.Account)
 			if !ok {
@@ -169,17 +182,6 @@ func (s *Service) accountSpec(command string, account uuid.UUID, reason string,
 			}
 			return decide(a, now)
 		}}
-}
-
-// loadFrom is load from recs, the whole stream read already, or from the
-// store when read is false.
-func (s *Service) loadFrom(ctx context.Context, stream string, apply func(domain.Event) error, watch map[uuid.UUID]bool,
-	recs []eventlog.Record, read bool) (loaded, error) {
-	if !read {
-		return s.load(ctx, stream, apply, watch)
-	}
-	l := loaded{stream: stream}
-	return l, l.apply(recs, apply, watch)
 }
 
 // deadlineItem builds the item of a batch's i-th command.
@@ -230,31 +232,41 @@ func groupByStream(items []*deadlineItem) [][]*deadlineItem {
 	return groups
 }
 
-// fireGroups reads the groups' streams (with one statement when the store
-// can), decides each group concurrently, settles in out the commands that
-// need no append (a repeat, nothing to do, a refusal, a failure), and
-// appends the others' events together.
+// groupLoad is a group's stream on its way through fireGroups: the
+// aggregate and what it holds (deadlineSpec.start), then the stream's
+// events after it applied.
+type groupLoad struct {
+	watch map[uuid.UUID]bool
+	agg   any
+	apply func(domain.Event) error
+	l     loaded
+	kept  bool
+}
+
+// fireGroups starts each group's aggregate (a child's kept state, or a new
+// one), reads what each stream holds after it (with one statement when
+// the store can), decides each group concurrently, settles in out the
+// commands that need no append (a repeat, nothing to do, a refusal, a
+// failure), and appends the others' events together.
 func (s *Service) fireGroups(ctx context.Context, groups [][]*deadlineItem, out []DeadlineOutcome) {
 	now := s.cfg.Clock()
-	var streams map[string][]eventlog.Record
-	if r, ok := s.store.(eventlog.StreamsReader); ok && !s.noMultiRead.Load() {
-		names := make([]string, len(groups))
-		for k, g := range groups {
-			names[k] = g[0].spec.stream
+	loads := make([]groupLoad, len(groups))
+	for k, g := range groups {
+		watch := map[uuid.UUID]bool{}
+		for _, it := range g {
+			maps.Copy(watch, it.d.watch(mainEvents))
 		}
-		var err error
-		switch streams, err = r.ReadStreams(ctx, names); {
-		case errors.Is(err, eventlog.ErrBatchUnsupported):
-			s.noMultiRead.Store(true)
-			streams = nil
-		case err != nil:
-			for _, g := range groups {
-				for _, it := range g {
-					out[it.index].Err = fmt.Errorf("commands: %s on %s: read the batch's streams: %w", it.spec.command, it.spec.target, err)
-				}
+		agg, apply, l, kept := g[0].spec.start(watch)
+		loads[k] = groupLoad{watch: watch, agg: agg, apply: apply, l: l, kept: kept}
+	}
+	streams, read, err := s.readGroups(ctx, loads)
+	if err != nil {
+		for _, g := range groups {
+			for _, it := range g {
+				out[it.index].Err = fmt.Errorf("commands: %s on %s: read the batch's streams: %w", it.spec.command, it.spec.target, err)
 			}
-			return
 		}
+		return
 	}
 	var (
 		mu       sync.Mutex
@@ -262,11 +274,7 @@ func (s *Service) fireGroups(ctx context.Context, groups [][]*deadlineItem, out 
 	)
 	inParallel(deadlineLoaders, len(groups), func(k int) {
 		g := groups[k]
-		recs, read := streams[g[0].spec.stream]
-		if streams != nil {
-			read = true // a stream the read did not return is empty
-		}
-		if decided := s.decideGroup(ctx, g, recs, read, now, out); len(decided) > 0 {
+		if decided := s.decideGroup(ctx, g, &loads[k], streams[g[0].spec.stream], read, now, out); len(decided) > 0 {
 			mu.Lock()
 			toAppend = append(toAppend, decided...)
 			mu.Unlock()
@@ -281,24 +289,74 @@ func (s *Service) fireGroups(ctx context.Context, groups [][]*deadlineItem, out 
 	s.appendRound(ctx, toAppend, out)
 }
 
-// decideGroup loads the aggregate of a group's stream once (from recs when
-// read) and decides its commands at now, in order, each on the aggregate
-// with the events decided before it in the group applied: as if each had
-// been carried out alone, one after the other. It settles in out the
-// commands that need no append and returns the others, each with its
-// events and the stream's version it expects.
-func (s *Service) decideGroup(ctx context.Context, group []*deadlineItem, recs []eventlog.Record, read bool, now time.Time, out []DeadlineOutcome) []*deadlineItem {
-	watch := map[uuid.UUID]bool{}
-	for _, it := range group {
-		maps.Copy(watch, it.d.watch(mainEvents))
+// readGroups reads the groups' streams at once when the store can: each
+// stream from the version after its load's (the events appended since the
+// state the service kept, by this replica or any other; the whole stream
+// without one) with one ReadStreamsFrom statement when the store is an
+// eventlog.StreamTailsReader, else the whole streams with ReadStreams when
+// it is an eventlog.StreamsReader. read is false when it read nothing (a
+// store with neither: each group reads its own stream); a stream absent
+// from a read has no events after its load's version.
+func (s *Service) readGroups(ctx context.Context, loads []groupLoad) (streams map[string][]eventlog.Record, read bool, err error) {
+	if r, ok := s.store.(eventlog.StreamTailsReader); ok && !s.noTailRead.Load() {
+		from := make([]eventlog.StreamFrom, len(loads))
+		for k, gl := range loads {
+			from[k] = eventlog.StreamFrom{Stream: gl.l.stream, From: gl.l.version + 1}
+		}
+		streams, err = r.ReadStreamsFrom(ctx, from)
+		if !errors.Is(err, eventlog.ErrBatchUnsupported) {
+			return streams, err == nil, err
+		}
+		s.noTailRead.Store(true)
 	}
+	if r, ok := s.store.(eventlog.StreamsReader); ok && !s.noMultiRead.Load() {
+		names := make([]string, len(loads))
+		for k, gl := range loads {
+			names[k] = gl.l.stream
+		}
+		streams, err = r.ReadStreams(ctx, names)
+		if !errors.Is(err, eventlog.ErrBatchUnsupported) {
+			return streams, err == nil, err
+		}
+		s.noMultiRead.Store(true)
+	}
+	return nil, false, nil
+}
+
+// decideGroup applies to the group's aggregate the stream's events after
+// its load (from recs when read: a tail or the whole stream; else read from
+// the store), keeps the state so loaded for the next command when it
+// started from a kept one (a batch does not add the children it read whole:
+// a burst of deadlines would push out the children commands are working
+// on, and the deadlines of a child it read are rarely followed by more
+// commands soon), and decides
+// the group's commands at now, in order, each on the aggregate with the
+// events decided before it in the group applied: as if each had been
+// carried out alone, one after the other. It settles in out the commands
+// that need no append and returns the others, each with its events and the
+// stream's version it expects.
+func (s *Service) decideGroup(ctx context.Context, group []*deadlineItem, gl *groupLoad, recs []eventlog.Record, read bool, now time.Time, out []DeadlineOutcome) []*deadlineItem {
 	spec := group[0].spec
-	agg, apply, l, err := spec.load(ctx, watch, recs, read)
+	l, agg, apply := gl.l, gl.agg, gl.apply
+	var err error
+	if read {
+		// A whole stream's read holds the events the kept state has
+		// applied already.
+		for len(recs) > 0 && recs[0].Version <= l.version {
+			recs = recs[1:]
+		}
+		err = l.apply(recs, apply, gl.watch)
+	} else {
+		l, err = s.loadAfter(ctx, l, apply, gl.watch)
+	}
 	if err != nil {
 		for _, it := range group {
 			out[it.index].Err = fmt.Errorf("commands: %s on %s: %w", it.spec.command, it.spec.target, err)
 		}
 		return nil
+	}
+	if gl.kept {
+		spec.keep(agg, l)
 	}
 	var decided []*deadlineItem
 	for k, it := range group {

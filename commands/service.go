@@ -92,7 +92,16 @@ type Config struct {
 	// after the last retry (warn) and failures to record a refusal
 	// (error). Default slog.Default().
 	Logger *slog.Logger
+	// KeptChildren is how many children's state the service keeps between
+	// commands (the oldest out first), so that a command or a deadline on
+	// a kept child reads only its stream's end: about 8 KB each for a
+	// child of the county data set (86 events). 0 means
+	// DefaultKeptChildren; negative is invalid.
+	KeptChildren int
 }
+
+// DefaultKeptChildren is Config.KeptChildren's default.
+const DefaultKeptChildren = 4096
 
 // withDefaults returns c with every zero field replaced by its default.
 func (c Config) withDefaults() Config {
@@ -105,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = DefaultMaxRetries
+	}
+	if c.KeptChildren == 0 {
+		c.KeptChildren = DefaultKeptChildren
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -141,6 +153,9 @@ func (c Config) Validate() error {
 	if c.MaxRetries < 0 {
 		problems = append(problems, fmt.Errorf("max retries %d is negative", c.MaxRetries))
 	}
+	if c.KeptChildren < 0 {
+		problems = append(problems, fmt.Errorf("kept children %d is negative", c.KeptChildren))
+	}
 	if err := errors.Join(problems...); err != nil {
 		return fmt.Errorf("commands: invalid config: %w", err)
 	}
@@ -160,6 +175,8 @@ type Service struct {
 	noBatch atomic.Bool
 	// noMultiRead: the same for eventlog.StreamsReader.
 	noMultiRead atomic.Bool
+	// noTailRead: the same for eventlog.StreamTailsReader.
+	noTailRead atomic.Bool
 	// children and accounts keep their aggregates' state between commands
 	// (statecache.go).
 	children *stateCache[*domain.Child]
@@ -185,7 +202,7 @@ func New(store Store, refusals Refusals, cfg Config) (*Service, error) {
 	}
 	cfg = cfg.withDefaults()
 	return &Service{store: store, refusals: refusals, cfg: cfg, pol: &policyCache{h: domain.NewPolicyHistory(cfg.Policy)},
-		children: newChildCache(), accounts: newAccountCache()}, nil
+		children: newChildCache(cfg.KeptChildren), accounts: newAccountCache()}, nil
 }
 
 // Policy returns the initial policy, Config.Policy with its defaults (R25:
@@ -404,8 +421,11 @@ type loaded struct {
 	version uint64
 	last    eventlog.Position
 	found   map[uuid.UUID]domain.Envelope
-	// ids, when not nil, collects the ids of the events applied.
-	ids map[uuid.UUID]struct{}
+	// ids, when collect is set, are the keys (idKey) of the ids of the
+	// events applied: of the stream's events up to version when the load
+	// started from nothing or from a kept child's.
+	ids     []uint64
+	collect bool
 }
 
 // load reads stream fully, in pages, and applies every event to the
@@ -451,8 +471,8 @@ func (l *loaded) apply(recs []eventlog.Record, apply func(domain.Event) error, w
 			}
 			l.found[r.ID] = env
 		}
-		if l.ids != nil {
-			l.ids[r.ID] = struct{}{}
+		if l.collect {
+			l.ids = append(l.ids, idKey(r.ID))
 		}
 		l.version, l.last = r.Version, r.Position
 	}

@@ -26,9 +26,10 @@ func TestConfigValidate(t *testing.T) {
 		want []string // substrings of the error; none: valid
 	}{
 		{"zero: every default", commands.Config{}, nil},
-		{"explicit", commands.Config{Policy: domain.DefaultPolicy, Clock: time.Now, NewID: uuid.New, MaxRetries: 1, Logger: slog.Default()}, nil},
+		{"explicit", commands.Config{Policy: domain.DefaultPolicy, Clock: time.Now, NewID: uuid.New, MaxRetries: 1, Logger: slog.Default(), KeptChildren: 1}, nil},
 		{"negative grace period", commands.Config{Policy: domain.Policy{GracePeriod: -time.Hour}}, []string{"grace period"}},
 		{"negative max retries", commands.Config{MaxRetries: -1}, []string{"max retries -1"}},
+		{"negative kept children", commands.Config{KeptChildren: -1}, []string{"kept children -1"}},
 		{"session warning after the timeout", commands.Config{Policy: domain.Policy{SessionIdleTimeout: time.Minute, SessionWarningAfter: time.Hour}},
 			[]string{"session_warning_after"}},
 		{"every problem at once", commands.Config{Policy: domain.Policy{GracePeriod: -1, InvitationTTL: -1}, MaxRetries: -2},

@@ -351,6 +351,8 @@ var _ eventlog.BatchAppender = (*Store)(nil)
 
 var _ eventlog.StreamsReader = (*Store)(nil)
 
+var _ eventlog.StreamTailsReader = (*Store)(nil)
+
 // Seal returns events as Append stores them in stream, without storing
 // them: their personal data sealed under their subject's key (made on the
 // subject's first use), with Append's refusals. Append is Seal, then the
@@ -444,7 +446,6 @@ type StreamsReader = eventlog.StreamsReader
 // one). The streams are not read at one instant: a writer may append
 // between two of them.
 func (s *Store) ReadStreams(ctx context.Context, streams []string) (map[string][]eventlog.Record, error) {
-	out := make(map[string][]eventlog.Record, len(streams))
 	bulk, ok := s.inner.(StreamsReader)
 	if !ok {
 		return nil, fmt.Errorf("personaldata: read streams: %w", eventlog.ErrBatchUnsupported)
@@ -453,6 +454,40 @@ func (s *Store) ReadStreams(ctx context.Context, streams []string) (map[string][
 	if err != nil {
 		return nil, err
 	}
+	return s.openStreams(ctx, streams, stored)
+}
+
+// StreamTailsReader is the bulk read ReadStreamsFrom uses when the inner
+// store has it (sqlstore.Store).
+type StreamTailsReader = eventlog.StreamTailsReader
+
+// ReadStreamsFrom returns, for each of from, the events of its stream from
+// version From on, opened as ReadStream opens them, keyed by stream (a
+// stream without such events is absent). On an inner store that is a
+// StreamTailsReader it reads them in a few statements and the keys of their
+// subjects in one call to the key store, as ReadStreams; on another it
+// reads nothing and returns an error wrapping eventlog.ErrBatchUnsupported.
+func (s *Store) ReadStreamsFrom(ctx context.Context, from []eventlog.StreamFrom) (map[string][]eventlog.Record, error) {
+	bulk, ok := s.inner.(StreamTailsReader)
+	if !ok {
+		return nil, fmt.Errorf("personaldata: read the ends of streams: %w", eventlog.ErrBatchUnsupported)
+	}
+	stored, err := bulk.ReadStreamsFrom(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	streams := make([]string, len(from))
+	for i, f := range from {
+		streams[i] = f.Stream
+	}
+	return s.openStreams(ctx, streams, stored)
+}
+
+// openStreams opens the records of streams read in bulk (stored, keyed by
+// stream), with the keys of their subjects got in one call to the key
+// store.
+func (s *Store) openStreams(ctx context.Context, streams []string, stored map[string][]eventlog.Record) (map[string][]eventlog.Record, error) {
+	out := make(map[string][]eventlog.Record, len(stored))
 	var subjects []keystore.Subject
 	seen := map[keystore.Subject]bool{}
 	for name, recs := range stored {

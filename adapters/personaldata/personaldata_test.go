@@ -613,6 +613,8 @@ func TestBatchesSealAndOpenOrAreUnsupported(t *testing.T) {
 	require.ErrorIs(t, err, eventlog.ErrBatchUnsupported)
 	_, err = e.store.ReadStreams(ctx, []string{domain.ChildStream(child)})
 	require.ErrorIs(t, err, eventlog.ErrBatchUnsupported)
+	_, err = e.store.ReadStreamsFrom(ctx, []eventlog.StreamFrom{{Stream: domain.ChildStream(child), From: 1}})
+	require.ErrorIs(t, err, eventlog.ErrBatchUnsupported)
 	require.Empty(t, dump(t, e.raw), "nothing written")
 
 	db := sqltest.Open(t, sqltest.SQLiteMemory(t))
@@ -635,4 +637,20 @@ func TestBatchesSealAndOpenOrAreUnsupported(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, opened, got[domain.ChildStream(child)], "opened as ReadStream opens")
 	require.Equal(t, reason, opened[0].Meta.Reason)
+
+	// The ends of streams, opened as ReadStream opens them from there.
+	_, err = s.Append(ctx, domain.ChildStream(child), eventlog.Exactly(1), []eventlog.EventData{
+		data(t, &domain.AccessRevoked{ChildID: child, AccountID: uuid.New(), RevokedAt: at.Add(time.Hour)}, reason)})
+	require.NoError(t, err)
+	ends, err := s.ReadStreamsFrom(ctx, []eventlog.StreamFrom{{Stream: domain.ChildStream(child), From: 2}, {Stream: "child-missing", From: 1}})
+	require.NoError(t, err)
+	require.Len(t, ends, 1)
+	tail, err := s.ReadStream(ctx, domain.ChildStream(child), 2, 0)
+	require.NoError(t, err)
+	require.Len(t, tail, 1)
+	require.Equal(t, tail, ends[domain.ChildStream(child)])
+	require.Equal(t, reason, tail[0].Meta.Reason, "opened")
+	stored, err = raw.ReadStream(ctx, domain.ChildStream(child), 2, 0)
+	require.NoError(t, err)
+	require.NotEqual(t, reason, stored[0].Meta.Reason, "sealed")
 }

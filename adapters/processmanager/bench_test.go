@@ -4,18 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/accessledger/accessledger/adapters/bus"
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
 
@@ -28,22 +31,45 @@ import (
 // is pending (each one's expiry appended and its row settled). The set-up
 // (n children placed with one carer and their placements ended at t0, the
 // deadlines recorded) is not timed; run it with -benchtime 1x.
-// PM_BENCH_EXPIRIES sets n (default 1000).
+// PM_BENCH_EXPIRIES sets n (default 1000). PM_BENCH_HISTORY sets the events
+// each child's stream holds before its placement (default 0; the county's
+// children hold about 86: here the worker's allocation changed back and
+// forth). With PM_BENCH_COLD set, the process manager's command service is
+// another replica's, which has not loaded the children (as after a
+// restart): it reads each child's whole stream.
 func BenchmarkExpiries(b *testing.B) {
-	n := 1000
-	if v := os.Getenv("PM_BENCH_EXPIRIES"); v != "" {
-		var err error
-		n, err = strconv.Atoi(v)
-		require.NoError(b, err)
+	n, history := 1000, 0
+	for name, v := range map[string]*int{"PM_BENCH_EXPIRIES": &n, "PM_BENCH_HISTORY": &history} {
+		if s := os.Getenv(name); s != "" {
+			var err error
+			*v, err = strconv.Atoi(s)
+			require.NoError(b, err)
+		}
 	}
+	cold := os.Getenv("PM_BENCH_COLD") != ""
 	for _, be := range []sqltest.Backend{{Name: "sqlite-file", URL: sqltest.SQLiteFile}, {Name: "postgres", URL: sqltest.Postgres}} {
-		b.Run(fmt.Sprintf("%s/n=%d", be.Name, n), func(b *testing.B) {
+		name := fmt.Sprintf("%s/n=%d", be.Name, n)
+		if history > 0 {
+			name += fmt.Sprintf("/history=%d", history)
+		}
+		if cold {
+			name += "/cold"
+		}
+		b.Run(name, func(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
 				e := newSQLLogEnv(b, be.URL(b))
-				p := e.start(b, nil)
+				var opts []pmOpts
+				if cold {
+					svc, err := commands.New(e.store, noRefusals{}, commands.Config{
+						Policy: domain.Policy{GracePeriod: grace, InvitationTTL: ttl, ClosedAccountRetention: retention},
+						Clock:  e.clock.Now, Logger: slog.New(slog.DiscardHandler)})
+					require.NoError(b, err)
+					opts = append(opts, func(c *Config) { c.Commands = svc })
+				}
+				p := e.start(b, nil, opts...)
 				caughtUp := e.startRelayOnce(b)
-				e.placeAndEnd(b, n)
+				e.placeAndEnd(b, n, history)
 				caughtUp()
 				require.Eventually(b, func() bool {
 					st, err := p.Status(context.Background())
@@ -92,8 +118,10 @@ func profileTimed(b *testing.B) func() {
 }
 
 // placeAndEnd places n children with one carer from t0-30d and ends the
-// placements at t0 (grace deadlines at t0+grace), with 8 clients.
-func (e *env) placeAndEnd(t testing.TB, n int) {
+// placements at t0 (grace deadlines at t0+grace), with 8 clients. Each
+// child's stream holds history events (worker allocations, appended to
+// the log directly) between its registration and its placement.
+func (e *env) placeAndEnd(t testing.TB, n, history int) {
 	t.Helper()
 	ctx := context.Background()
 	carer := e.carer(t)
@@ -105,6 +133,9 @@ func (e *env) placeAndEnd(t testing.TB, n int) {
 			for i := w; i < n; i += clients {
 				r, err := e.svc.RegisterChild(gctx, as(worker), commands.RegisterChild{Reference: fmt.Sprintf("bench-%d", i)})
 				if err != nil {
+					return err
+				}
+				if err := e.appendHistory(gctx, r.ChildID, worker, history); err != nil {
 					return err
 				}
 				s, err := e.svc.StartPlacement(gctx, as(worker), commands.StartPlacement{ChildID: r.ChildID, CarerAccountID: carer, StartedAt: t0.Add(-30 * day)})
@@ -158,4 +189,30 @@ func (e *env) startRelayOnce(t testing.TB) (caughtUp func()) {
 			return p >= head.Commit
 		}, 5*time.Minute, 5*time.Millisecond, "the relay published the log up to %s", head)
 	}
+}
+
+// appendHistory appends n events to the stream of a child just registered
+// by worker: the allocation moved to another worker and back, ending with
+// worker allocated (n rounded up to even).
+func (e *env) appendHistory(ctx context.Context, child uuid.UUID, worker domain.Actor, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	c := domain.Cause{Actor: domain.Actor{ID: "manager-1", Role: domain.RoleManager}, Reason: "caseload", RecordedAt: t0.Add(-60 * day)}
+	data := make([]eventlog.EventData, 0, n+1)
+	for i := 0; len(data) < n; i++ {
+		at := t0.Add(-60 * day).Add(time.Duration(i) * time.Minute)
+		for _, ev := range []*domain.WorkerAllocated{
+			{ChildID: child, WorkerID: "worker-other", PreviousWorkerID: worker.ID, AllocatedAt: at},
+			{ChildID: child, WorkerID: worker.ID, PreviousWorkerID: "worker-other", AllocatedAt: at.Add(time.Second)},
+		} {
+			d, err := c.EventData(uuid.New(), ev)
+			if err != nil {
+				return err
+			}
+			data = append(data, d)
+		}
+	}
+	_, err := e.store.Append(ctx, domain.ChildStream(child), eventlog.Exactly(1), data)
+	return err
 }

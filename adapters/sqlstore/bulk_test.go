@@ -480,3 +480,68 @@ func BenchmarkAppendBatchImport(b *testing.B) {
 		})
 	}
 }
+
+// TestReadStreamsFrom: ReadStreamsFrom returns what ReadStream returns for
+// each stream from its version (0 and 1 the whole stream), across more
+// streams than one statement takes; a stream without events from there is
+// absent; a stream named twice is read from the lower version.
+func TestReadStreamsFrom(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		ctx := t.Context()
+		s, _ := openStore(t, url(t), withBulkClock())
+		_, err := s.AppendBatch(ctx, bulkScript(5, 60))
+		require.NoError(t, err)
+		batch := make([]sqlstore.StreamAppend, 700)
+		for i := range batch {
+			batch[i] = sqlstore.StreamAppend{Stream: fmt.Sprint("many-", i), Expected: eventlog.NoStream,
+				Events: []eventlog.EventData{event("one"), event("two"), event("three")}}
+		}
+		_, err = s.AppendBatch(ctx, batch)
+		require.NoError(t, err)
+		length := func(stream string) uint64 {
+			recs, err := s.ReadStream(ctx, stream, 1, 0)
+			require.NoError(t, err)
+			return uint64(len(recs))
+		}
+		many := make([]eventlog.StreamFrom, len(batch))
+		for i := range batch {
+			many[i] = eventlog.StreamFrom{Stream: batch[len(batch)-1-i].Stream, From: uint64(i % 5)} // 0 to 4: past the end too
+		}
+		tests := []struct {
+			name string
+			from []eventlog.StreamFrom
+		}{
+			{"none", nil},
+			{"whole streams", []eventlog.StreamFrom{{Stream: "stream-0"}, {Stream: "stream-1", From: 1}}},
+			{"ends, the last event, past the end, a missing stream", []eventlog.StreamFrom{
+				{Stream: "stream-2", From: 3}, {Stream: "stream-3", From: length("stream-3")},
+				{Stream: "stream-4", From: length("stream-4") + 1}, {Stream: "missing", From: 1}}},
+			{"named twice: from the lower", []eventlog.StreamFrom{{Stream: "stream-5", From: 4}, {Stream: "stream-5", From: 2}}},
+			{"more streams than a statement takes", many},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got, err := s.ReadStreamsFrom(ctx, tt.from)
+				require.NoError(t, err)
+				lowest := map[string]uint64{}
+				for _, f := range tt.from {
+					if v, ok := lowest[f.Stream]; !ok || f.From < v {
+						lowest[f.Stream] = f.From
+					}
+				}
+				want := map[string][]eventlog.Record{}
+				for stream, from := range lowest {
+					recs, err := s.ReadStream(ctx, stream, from, 0)
+					require.NoError(t, err)
+					if len(recs) > 0 {
+						want[stream] = recs
+					}
+				}
+				require.Equal(t, want, got)
+			})
+		}
+		require.NoError(t, s.Close())
+		_, err = s.ReadStreamsFrom(ctx, []eventlog.StreamFrom{{Stream: "stream-0"}})
+		require.ErrorIs(t, err, sqlstore.ErrClosed)
+	})
+}

@@ -602,6 +602,9 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, limi
 // ReadStreams (bulk.go) implements eventlog.StreamsReader.
 var _ eventlog.StreamsReader = (*Store)(nil)
 
+// ReadStreamsFrom (bulk.go) implements eventlog.StreamTailsReader.
+var _ eventlog.StreamTailsReader = (*Store)(nil)
+
 // ReadAll implements eventlog.Store. Positions of this store have Commit ==
 // Prepare; ReadAll compares after.Commit.
 func (s *Store) ReadAll(ctx context.Context, after eventlog.Position, limit int) ([]eventlog.Record, error) {

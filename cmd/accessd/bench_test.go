@@ -22,6 +22,7 @@ func TestBenchFlags(t *testing.T) {
 		{"unknown measurement", []string{"--only", "check,speed"}, `unknown measurement "speed"`},
 		{"no duration", []string{"--duration", "0s"}, "--duration 0s"},
 		{"no expiries", []string{"--expiries", "0"}, "--expiries 0"},
+		{"no kept children", []string{"--kept-children", "0"}, "--kept-children 0"},
 		{"bad query concurrency", []string{"--query-concurrency", "1,x"}, "--query-concurrency"},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
 	}

@@ -49,7 +49,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	defer e.Close() // openEngine applied every read-store migration
 	policy := sc.policy()
 	cmds, err := commands.New(e.GatedStreams(), securitylog.New(e.ReadDB),
-		commands.Config{Policy: policy, Logger: log, Eraser: e.Stores.Log, IDs: e.Stores.IDs})
+		commands.Config{Policy: policy, Logger: log, Eraser: e.Stores.Log, IDs: e.Stores.IDs, KeptChildren: sc.keptChildren})
 	if err != nil {
 		return err
 	}

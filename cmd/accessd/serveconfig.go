@@ -12,6 +12,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/console"
 	"github.com/accessledger/accessledger/adapters/httpapi"
 	"github.com/accessledger/accessledger/adapters/viewlog"
+	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/projections/accessindex"
@@ -46,6 +47,9 @@ type serveConfig struct {
 	// viewsRetention: how long record views and alerts are kept (R20); 0
 	// keeps them forever.
 	viewsRetention time.Duration
+	// keptChildren: how many children's state the command service keeps
+	// between commands (commands.Config.KeptChildren).
+	keptChildren int
 	// accessLog and accessLogSample: which successful hot reads the
 	// access log keeps (httpapi.AccessLog).
 	accessLog       string
@@ -83,6 +87,8 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.snapshotEvery, "snapshot-every", accessindex.DefaultSnapshotEvery, "write the snapshots (the access index's, the access history's fold) once this many events were applied since the last one; 0 turns snapshots off (no load, no write)")
 	fs.DurationVar(&c.snapshotInterval, "snapshot-interval", accessindex.DefaultSnapshotInterval, "write the snapshots (the access index's, the access history's fold) this long after the last one when events were applied since")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.IntVar(&c.keptChildren, "kept-children", commands.DefaultKeptChildren, "children whose state the command service keeps in memory between commands "+
+		"(about 8 KB each in a county's data), so that a command or a deadline on one reads only the end of its stream; the oldest goes first")
 	fs.StringVar(&c.accessLog, "access-log", string(httpapi.AccessLogSampled), "which successful hot reads (GET /v1/check, POST /v1/checks, "+
 		"GET /v1/accounts/{id}/children, GET /v1/children/{id}/viewers, POST /v1/views, GET /v1/policy) the access log keeps: "+
 		"all, sampled (1 in --access-log-sample) or errors (none); commands, refusals (4xx), errors (5xx) and every other route are always logged")

@@ -129,6 +129,24 @@ type StreamsReader interface {
 	ReadStreams(ctx context.Context, streams []string) (map[string][]Record, error)
 }
 
+// StreamFrom names a stream and the first version of it to read
+// (StreamTailsReader): From 0 or 1 is the whole stream.
+type StreamFrom struct {
+	Stream string
+	From   uint64
+}
+
+// StreamTailsReader is a Store that reads the ends of many streams at once
+// (the SQL store), for callers that keep the state of the streams up to a
+// version they know. ReadStreamsFrom returns, for each of from, the events
+// of its stream from version From on: those ReadStream(ctx, Stream, From,
+// 0) returns, in version order, keyed by stream; a stream without such
+// events has no key (a stream named twice is read from the lower From). A
+// store that only wraps one may return ErrBatchUnsupported (wrapped).
+type StreamTailsReader interface {
+	ReadStreamsFrom(ctx context.Context, from []StreamFrom) (map[string][]Record, error)
+}
+
 // BatchError reports the append of a batch that made AppendBatch refuse the
 // whole batch. Err is what Append would have returned for that append in
 // its place in the batch: errors.Is and errors.As reach it

@@ -147,7 +147,8 @@ func (b *bencher) startEngineWith(ctx context.Context, ds *dataset, snap accessi
 	}
 	be.policy = domain.DefaultPolicy
 	be.cmds, err = commands.New(e.GatedStreams(), securitylog.New(e.ReadDB),
-		commands.Config{Policy: be.policy, Logger: b.log, Clock: be.clock.Now, Eraser: e.Stores.Log, IDs: e.Stores.IDs})
+		commands.Config{Policy: be.policy, Logger: b.log, Clock: be.clock.Now, Eraser: e.Stores.Log, IDs: e.Stores.IDs,
+			KeptChildren: b.cfg.kept})
 	if err != nil {
 		return fail(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/internal/datagen"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/projections/accessindex"
@@ -51,6 +52,7 @@ type Config struct {
 	logLevel    string
 	importLines int
 	loadExec    string
+	kept        int
 }
 
 // Register adds the flags of accessd bench to fs.
@@ -68,6 +70,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 		"a missed target is explained from its profile (auto: bench-profiles/cpu.pprof beside --json; none: no profiles)")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of the engine, once ready, to FILE-<store>.pprof")
 	fs.IntVar(&c.expiries, "expiries", targetExpiries, "deadlines falling due at once in the expiry measurement")
+	fs.IntVar(&c.kept, "kept-children", commands.DefaultKeptChildren, "children whose state the command service keeps between commands (commands.Config.KeptChildren)")
 	fs.StringVar(&c.queryConc, "query-concurrency", "1", "concurrency levels of the list and history queries, comma-separated")
 	fs.BoolVar(&c.keep, "keep", false, "keep the PostgreSQL schema of the run (its name is printed)")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level of the engine: debug, info, warn or error")
@@ -194,6 +197,9 @@ func newBencher(cfg Config, env Env) (*bencher, error) {
 	}
 	if cfg.expiries < 1 {
 		return nil, fmt.Errorf("%w: --expiries %d: want at least 1", engine.ErrUsage, cfg.expiries)
+	}
+	if cfg.kept < 1 {
+		return nil, fmt.Errorf("%w: --kept-children %d: want at least 1", engine.ErrUsage, cfg.kept)
 	}
 	var queryConc []int
 	for _, s := range strings.Split(cfg.queryConc, ",") {

@@ -116,6 +116,7 @@ type gatedStreams struct {
 	log interface {
 		StreamLog
 		eventlog.StreamsReader
+		eventlog.StreamTailsReader
 		eventlog.BatchAppender
 	}
 	ledger *ledger.Ledger
@@ -143,4 +144,12 @@ func (g gatedStreams) ReadStreams(ctx context.Context, streams []string) (map[st
 		return nil, err
 	}
 	return g.log.ReadStreams(ctx, streams)
+}
+
+// ReadStreamsFrom implements eventlog.StreamTailsReader.
+func (g gatedStreams) ReadStreamsFrom(ctx context.Context, from []eventlog.StreamFrom) (map[string][]eventlog.Record, error) {
+	if err := g.ledger.ErrWhole(); err != nil {
+		return nil, err
+	}
+	return g.log.ReadStreamsFrom(ctx, from)
 }
