@@ -17,7 +17,7 @@ FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:Fuzz
   ./internal/importer:FuzzDecodeLine ./adapters/httpapi:FuzzDecodeViews ./adapters/console:FuzzParseWhen ./projections/accessindex:FuzzDecodeSnapshot \
   ./projections/accesshistory:FuzzDecodeSnapshot ./internal/snapshotfile:FuzzDecodeGobParts
 
-.PHONY: help run build migrate generate test test-race-skipped test-norace test-race lint fuzz bench cover browser-deps
+.PHONY: help run build migrate generate test test-race-skipped test-norace test-race test-race-pass build-nocgo lint lint-code lint-tools lint-wire fuzz bench cover browser-deps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,10 @@ generate: ## regenerate the wire types (api/wire.gen.go) from docs/openapi.yaml 
 # Parallel tests at a time per package: the end-to-end tests mostly wait
 # (on deadlines, fsync, a server starting), so more than the cores pays.
 PARALLEL ?= 4
+# Test packages built and run at a time (go test -p; its default is the
+# number of CPUs): a package whose tests wait holds its slot, so two slots
+# on two cores left a core idle for much of the race pass.
+TESTP ?= 4
 
 # Tests too slow for the race detector, with nothing in them for it to find
 # (one goroutine writing or replaying a data set; the load tool on the engine
@@ -57,7 +61,9 @@ RACE_SKIPPED := ./internal/datagen:TestCountyCalibration ./internal/datagen:Test
   ./cmd/accessd:TestTheChangeFeedsCarryWhatTimeChanges ./cmd/accessd:TestGenerateWritesTheDataSetAndRefusesAFullStore \
   ./internal/bench:TestBenchSmallEndToEnd \
   ./adapters/sqlstore:TestConformance/.*/TenThousandEventsInOneAppend \
-  ./adapters/eventstoredb:TestConformance/.*/TenThousandEventsInOneAppend
+  ./adapters/eventstoredb:TestConformance/.*/TenThousandEventsInOneAppend \
+  ./projections:TestInsertRows ./projections:TestRebuildMatchesIncremental \
+  ./projections/consistency:TestProperty_IndexHistoryAndReplayAgree
 
 # The longest test packages, started first: go test runs packages in the
 # order given, a few at a time (-p, the number of CPUs), so a long one
@@ -71,11 +77,16 @@ SLOW_PKGS := ./cmd/accessd ./adapters/console ./adapters/outbox ./adapters/sqlst
 # tests' screenshots): ARTIFACTS/_artifacts/<random>/, emptied at each run.
 ARTIFACTS ?= $(CURDIR)/test-artifacts
 
-test: lint ## lint, build without cgo, run every test once, under the race detector (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
-	CGO_ENABLED=0 $(GO) build ./...
-	rm -rf $(ARTIFACTS)/_artifacts && mkdir -p $(ARTIFACTS)
-	$(GO) test -race -count=1 -timeout 20m -parallel $(PARALLEL) -artifacts -outputdir $(ARTIFACTS) $(if $(filter ./...,$(PKGS)),$(SLOW_PKGS)) $(PKGS)
+test: lint build-nocgo ## lint, build without cgo, run every test once, under the race detector (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
+	@$(MAKE) --no-print-directory test-race-pass
 	@$(MAKE) --no-print-directory test-race-skipped
+
+build-nocgo: ## build every package without cgo, as make build does (make test's first step after lint)
+	CGO_ENABLED=0 $(GO) build ./...
+
+test-race-pass: ## run every test once under the race detector (make test's first pass; .ci/run runs it beside lint and the second pass)
+	rm -rf $(ARTIFACTS)/_artifacts && mkdir -p $(ARTIFACTS)
+	$(GO) test -race -count=1 -timeout 20m -p $(TESTP) -parallel $(PARALLEL) -artifacts -outputdir $(ARTIFACTS) $(if $(filter ./...,$(PKGS)),$(SLOW_PKGS)) $(PKGS)
 
 test-race-skipped: ## run the tests that skip under the race detector (RACE_SKIPPED), without it: make test's second pass
 	@set -ef; top=""; pkgs=""; subs=""; \
@@ -91,11 +102,19 @@ test-norace: ## run every test without the race detector (quicker when iterating
 
 test-race: test ## the same as make test (every test already runs under the race detector)
 
-lint: ## gofmt, go vet, golangci-lint (.golangci.yml), and the wire types up to date with docs/openapi.yaml
+lint: lint-code lint-wire ## gofmt, go vet, golangci-lint (.golangci.yml), and the wire types up to date with docs/openapi.yaml
+
+lint-code: ## gofmt, go vet, golangci-lint (make lint without the wire types' check)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GOLANGCI_LINT) run --allow-serial-runners $(PKGS)
+
+lint-tools: ## build the pinned golangci-lint into the build cache (.ci/run does it while the services start)
+	$(GOLANGCI_LINT) version
+
+# It rewrites api/wire.gen.go: nothing may compile the api package meanwhile.
+lint-wire: ## the wire types up to date with docs/openapi.yaml (make lint's last step)
 	@cp api/wire.gen.go api/.wire.gen.go.before && $(GO) generate ./api && \
 	  if ! cmp -s api/.wire.gen.go.before api/wire.gen.go; then rm -f api/.wire.gen.go.before; \
 	    echo "api/wire.gen.go was out of date with docs/openapi.yaml: it is regenerated now; commit it"; exit 1; fi; \
