@@ -47,12 +47,17 @@ generate: ## regenerate the wire types (api/wire.gen.go) from docs/openapi.yaml 
 PARALLEL ?= 4
 # Test packages built and run at a time (go test -p; its default is the
 # number of CPUs): a package whose tests wait holds its slot, so two slots
-# on two cores left a core idle for much of the race pass.
-TESTP ?= 4
+# on two cores left a core idle for much of the race pass. Not more: the
+# end-to-end tests give a server 30 s to start, and .ci/run runs the lint
+# and the second pass beside this one.
+TESTP ?= 3
 
 # Tests too slow for the race detector, with nothing in them for it to find
 # (one goroutine writing or replaying a data set; the load tool on the engine
-# the end-to-end tests run under the detector), skip themselves under it;
+# the end-to-end tests run under the detector; bulk SQL writes, a rebuild
+# compared with a runner's result, and the random histories of the
+# consistency property, whose concurrent parts have tests of their own
+# under the detector), skip themselves under it;
 # `make test` runs them once more without it (test-race-skipped). An entry is
 # PACKAGE:NAME, or PACKAGE:PATH for a subtest (go test -run's levels, split
 # at /). Top-level names must be unique across the listed packages.
