@@ -97,7 +97,6 @@ func (h logRecorder) count(ok func(logRecord) bool) int {
 func forEachDB(t *testing.T, f func(t *testing.T, e env, url string)) {
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
-			t.Parallel() // its own database and clocks
 			url := st.url(t)
 			f(t, openEnv(t, url), url)
 		})
