@@ -45,12 +45,13 @@ generate: ## regenerate the wire types (api/wire.gen.go) from docs/openapi.yaml 
 # Parallel tests at a time per package: the end-to-end tests mostly wait
 # (on deadlines, fsync, a server starting), so more than the cores pays.
 PARALLEL ?= 4
-# Test packages built and run at a time (go test -p; its default is the
-# number of CPUs): a package whose tests wait holds its slot, so two slots
-# on two cores left a core idle for much of the race pass. Not more: the
-# end-to-end tests give a server 30 s to start, and .ci/run runs the lint
-# and the second pass beside this one.
-TESTP ?= 3
+# Test packages built and run at a time by the race pass (go test -p;
+# empty: go's default, the number of CPUs). A package whose tests wait holds
+# its slot and leaves a core idle; .ci/run fills it with the second pass and
+# the lint beside the race pass rather than with a third package: the
+# end-to-end tests give a server 10-30 s to start, and on a loaded machine
+# more packages at once made them miss it.
+TESTP ?=
 
 # Tests too slow for the race detector, with nothing in them for it to find
 # (one goroutine writing or replaying a data set; the load tool on the engine
@@ -91,7 +92,7 @@ build-nocgo: ## build every package without cgo, as make build does (make test's
 
 test-race-pass: ## run every test once under the race detector (make test's first pass; .ci/run runs it beside lint and the second pass)
 	rm -rf $(ARTIFACTS)/_artifacts && mkdir -p $(ARTIFACTS)
-	$(GO) test -race -count=1 -timeout 20m -p $(TESTP) -parallel $(PARALLEL) -artifacts -outputdir $(ARTIFACTS) $(if $(filter ./...,$(PKGS)),$(SLOW_PKGS)) $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(if $(TESTP),-p $(TESTP)) -parallel $(PARALLEL) -artifacts -outputdir $(ARTIFACTS) $(if $(filter ./...,$(PKGS)),$(SLOW_PKGS)) $(PKGS)
 
 test-race-skipped: ## run the tests that skip under the race detector (RACE_SKIPPED), without it: make test's second pass
 	@set -ef; top=""; pkgs=""; subs=""; \
