@@ -172,13 +172,9 @@ func (h *helper) wait(t *testing.T) *os.ProcessState {
 }
 
 // forCrashBackends runs f on the backends another process can share.
-// The tests using it and their backends run in parallel: each has its own
-// database and child process, and they spend much of their time waiting
-// for a child to start, catch up or die.
 func forCrashBackends(t *testing.T, f func(t *testing.T, url string)) {
-	t.Parallel()
-	t.Run("sqlite-file", func(t *testing.T) { t.Parallel(); f(t, sqltest.SQLiteFile(t)) })
-	t.Run("postgres", func(t *testing.T) { t.Parallel(); f(t, sqltest.Postgres(t)) })
+	t.Run("sqlite-file", func(t *testing.T) { f(t, sqltest.SQLiteFile(t)) })
+	t.Run("postgres", func(t *testing.T) { f(t, sqltest.Postgres(t)) })
 }
 
 // checkRestartEqualsRebuild restarts the projections in this process, lets

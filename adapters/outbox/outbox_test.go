@@ -54,7 +54,6 @@ func forEach(t *testing.T, f func(t *testing.T, e env, cfg bus.Config)) {
 	for _, st := range stores {
 		for _, kind := range bustest.Kinds() {
 			t.Run(st.name+"/"+string(kind), func(t *testing.T) {
-				t.Parallel() // its own database, topic and consumer group; mostly waiting on round trips
 				cfg := bustest.Config(t, kind)
 				f(t, openEnv(t, st.url(t)), cfg)
 			})
