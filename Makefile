@@ -17,7 +17,7 @@ FUZZ_TARGETS := ./adapters/bus:FuzzDecodeEvent ./domain:FuzzDecode ./domain:Fuzz
   ./internal/importer:FuzzDecodeLine ./adapters/httpapi:FuzzDecodeViews ./adapters/console:FuzzParseWhen ./projections/accessindex:FuzzDecodeSnapshot \
   ./projections/accesshistory:FuzzDecodeSnapshot ./internal/snapshotfile:FuzzDecodeGobParts
 
-.PHONY: help run build migrate generate test test-race-skipped test-norace test-race lint fuzz bench cover browser-deps
+.PHONY: help run build migrate generate test test-race-skipped test-norace test-race test-race-pass build-nocgo lint lint-code lint-tools lint-wire fuzz bench cover browser-deps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,10 +45,20 @@ generate: ## regenerate the wire types (api/wire.gen.go) from docs/openapi.yaml 
 # Parallel tests at a time per package: the end-to-end tests mostly wait
 # (on deadlines, fsync, a server starting), so more than the cores pays.
 PARALLEL ?= 4
+# Test packages built and run at a time by the race pass (go test -p;
+# empty: go's default, the number of CPUs). A package whose tests wait holds
+# its slot and leaves a core idle; .ci/run fills it with the second pass and
+# the lint beside the race pass rather than with a third package: the
+# end-to-end tests give a server 10-30 s to start, and on a loaded machine
+# more packages at once made them miss it.
+TESTP ?=
 
 # Tests too slow for the race detector, with nothing in them for it to find
 # (one goroutine writing or replaying a data set; the load tool on the engine
-# the end-to-end tests run under the detector), skip themselves under it;
+# the end-to-end tests run under the detector; bulk SQL writes, a rebuild
+# compared with a runner's result, and the random histories of the
+# consistency property, whose concurrent parts have tests of their own
+# under the detector), skip themselves under it;
 # `make test` runs them once more without it (test-race-skipped). An entry is
 # PACKAGE:NAME, or PACKAGE:PATH for a subtest (go test -run's levels, split
 # at /). Top-level names must be unique across the listed packages.
@@ -57,7 +67,9 @@ RACE_SKIPPED := ./internal/datagen:TestCountyCalibration ./internal/datagen:Test
   ./cmd/accessd:TestTheChangeFeedsCarryWhatTimeChanges ./cmd/accessd:TestGenerateWritesTheDataSetAndRefusesAFullStore \
   ./internal/bench:TestBenchSmallEndToEnd \
   ./adapters/sqlstore:TestConformance/.*/TenThousandEventsInOneAppend \
-  ./adapters/eventstoredb:TestConformance/.*/TenThousandEventsInOneAppend
+  ./adapters/eventstoredb:TestConformance/.*/TenThousandEventsInOneAppend \
+  ./projections:TestInsertRows ./projections:TestRebuildMatchesIncremental \
+  ./projections/consistency:TestProperty_IndexHistoryAndReplayAgree
 
 # The longest test packages, started first: go test runs packages in the
 # order given, a few at a time (-p, the number of CPUs), so a long one
@@ -71,11 +83,29 @@ SLOW_PKGS := ./cmd/accessd ./adapters/console ./adapters/outbox ./adapters/sqlst
 # tests' screenshots): ARTIFACTS/_artifacts/<random>/, emptied at each run.
 ARTIFACTS ?= $(CURDIR)/test-artifacts
 
-test: lint ## lint, build without cgo, run every test once, under the race detector (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
+# make test: the wire types' check first (it rewrites api/wire.gen.go, so
+# it ends before anything compiles the api package), then every test once
+# under the race detector in the foreground, and beside it, one after the
+# other, the tests that skip under it, without it (test-race-skipped), the
+# lint and the build without cgo: they take the core the race pass's
+# waiting tests leave idle. Their output is printed whole when they end;
+# any step's failure fails make test, once all have ended.
+test: ## lint, build without cgo, run every test once, under the race detector (PostgreSQL ones need ACCESSLEDGER_TEST_POSTGRES_DSN)
+	@$(MAKE) --no-print-directory lint-wire
+	@log=$$(mktemp); \
+	  ( rc=0; $(MAKE) --no-print-directory test-race-skipped || rc=1; \
+	    $(MAKE) --no-print-directory lint-code build-nocgo || rc=1; exit $$rc ) >"$$log" 2>&1 </dev/null & bg=$$!; \
+	  rc=0; $(MAKE) --no-print-directory test-race-pass || rc=1; \
+	  wait $$bg || rc=1; \
+	  echo "---- beside the race pass: the tests without the race detector, the lint, the build without cgo ----"; \
+	  cat "$$log"; rm -f "$$log"; exit $$rc
+
+build-nocgo: ## build every package without cgo, as make build does (make test's first step after lint)
 	CGO_ENABLED=0 $(GO) build ./...
+
+test-race-pass: ## run every test once under the race detector (make test's first pass; .ci/run runs it beside lint and the second pass)
 	rm -rf $(ARTIFACTS)/_artifacts && mkdir -p $(ARTIFACTS)
-	$(GO) test -race -count=1 -timeout 20m -parallel $(PARALLEL) -artifacts -outputdir $(ARTIFACTS) $(if $(filter ./...,$(PKGS)),$(SLOW_PKGS)) $(PKGS)
-	@$(MAKE) --no-print-directory test-race-skipped
+	$(GO) test -race -count=1 -timeout 20m $(if $(TESTP),-p $(TESTP)) -parallel $(PARALLEL) -artifacts -outputdir $(ARTIFACTS) $(if $(filter ./...,$(PKGS)),$(SLOW_PKGS)) $(PKGS)
 
 test-race-skipped: ## run the tests that skip under the race detector (RACE_SKIPPED), without it: make test's second pass
 	@set -ef; top=""; pkgs=""; subs=""; \
@@ -91,11 +121,19 @@ test-norace: ## run every test without the race detector (quicker when iterating
 
 test-race: test ## the same as make test (every test already runs under the race detector)
 
-lint: ## gofmt, go vet, golangci-lint (.golangci.yml), and the wire types up to date with docs/openapi.yaml
+lint: lint-code lint-wire ## gofmt, go vet, golangci-lint (.golangci.yml), and the wire types up to date with docs/openapi.yaml
+
+lint-code: ## gofmt, go vet, golangci-lint (make lint without the wire types' check)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GOLANGCI_LINT) run --allow-serial-runners $(PKGS)
+
+lint-tools: ## build the pinned golangci-lint into the build cache (.ci/run does it while the services start)
+	$(GOLANGCI_LINT) version
+
+# It rewrites api/wire.gen.go: nothing may compile the api package meanwhile.
+lint-wire: ## the wire types up to date with docs/openapi.yaml (make lint's last step)
 	@cp api/wire.gen.go api/.wire.gen.go.before && $(GO) generate ./api && \
 	  if ! cmp -s api/.wire.gen.go.before api/wire.gen.go; then rm -f api/.wire.gen.go.before; \
 	    echo "api/wire.gen.go was out of date with docs/openapi.yaml: it is regenerated now; commit it"; exit 1; fi; \

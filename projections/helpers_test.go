@@ -37,6 +37,17 @@ func forBackends(t *testing.T, f func(t *testing.T, url string)) {
 	}
 }
 
+// forBackendsParallel is forBackends with the backends' runs in parallel
+// (each has its own database).
+func forBackendsParallel(t *testing.T, f func(t *testing.T, url string)) {
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			f(t, b.URL(t))
+		})
+	}
+}
+
 // env is a migrated database with an event store on it.
 type env struct {
 	url   string

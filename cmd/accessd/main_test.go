@@ -128,7 +128,7 @@ func TestServeStopsWhenCancelled(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"serve", "--data-dir", dir, "--addr", "127.0.0.1:0"}, &out, &errb, noEnv)
 	}()
-	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "ready: read models and access index caught up") }, 10*time.Second, 10*time.Millisecond, "%s", &errb)
+	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "ready: read models and access index caught up") }, 30*time.Second, 10*time.Millisecond, "%s", &errb)
 	cancel()
 	select {
 	case code := <-done:

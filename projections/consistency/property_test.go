@@ -204,7 +204,16 @@ func historyAnswer(t require.TestingT, ivs []accesshistory.Interval, account uui
 // issue: for random histories, the access index at T, the history table at
 // T and a from-scratch replay of the domain to T give the same answers; and
 // the history "as known at P" equals a replay of the log up to P.
+//
+// It runs without the race detector (make test's RACE_SKIPPED): each
+// backend's run is one goroutine folding, writing and querying, where the
+// detector has nothing to find, and the index's and the history's
+// concurrent use runs under it in their own packages' tests and the
+// end-to-end tests.
 func TestProperty_IndexHistoryAndReplayAgree(t *testing.T) {
+	if raceEnabled {
+		t.Skip("one goroutine per backend, 100 random histories: runs without the race detector (make test's RACE_SKIPPED)")
+	}
 	for _, b := range sqltest.Backends() {
 		if b.Name == "sqlite-file" {
 			continue // the same SQL as sqlite-memory; the file costs fsyncs
