@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
 )
 
 // Eraser destroys a data subject's key, so that what the log holds of them
@@ -162,4 +164,65 @@ func (s *Service) closedAccountRetention(ctx context.Context, id uuid.UUID) (tim
 		return 0, err
 	}
 	return p.Policy.ClosedAccountRetention, nil
+}
+
+// ErasureFeed is the log as ForgetErased follows it.
+type ErasureFeed interface {
+	Head(ctx context.Context) (eventlog.Position, error)
+	Subscribe(ctx context.Context, after eventlog.Position, handle func(context.Context, eventlog.Record) error) error
+}
+
+// forgetRetry is how long ForgetErased waits before it follows the log
+// again after a failure.
+const forgetRetry = time.Second
+
+// ForgetErased follows log from its head until ctx ends and drops the
+// kept state (children's and accounts', which holds personal data) of
+// every child and account whose erasure it reads, appended by this
+// replica or by any other: the erase commands drop only their own
+// replica's, and a replica that kept an aggregate's state before another
+// erased it would otherwise hold it until it loaded the aggregate again.
+// Whenever it starts following (again, after a failure of the log, which
+// it logs), it first forgets every kept state, so no erasure is missed
+// between two subscriptions. It returns nil when ctx ends. Every replica
+// that serves commands runs it (accessd serve).
+func (s *Service) ForgetErased(ctx context.Context, log ErasureFeed) error {
+	for {
+		err := s.followErasures(ctx, log)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.cfg.Logger.WarnContext(ctx, "commands: following the log for erasures failed; the kept state is forgotten, following again",
+			slog.Any("error", err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(forgetRetry):
+		}
+	}
+}
+
+func (s *Service) followErasures(ctx context.Context, log ErasureFeed) error {
+	head, err := log.Head(ctx)
+	if err != nil {
+		return err
+	}
+	s.children.clear()
+	s.accounts.clear()
+	return log.Subscribe(ctx, head, func(_ context.Context, rec eventlog.Record) error {
+		if rec.Type != domain.TypeAccountErased && rec.Type != domain.TypeChildErased {
+			return nil
+		}
+		env, err := domain.DecodeRecord(rec)
+		if err != nil {
+			return fmt.Errorf("decode %s at %s: %w", rec.Type, rec.Position, err)
+		}
+		switch e := env.Event.(type) {
+		case *domain.AccountErased:
+			s.accounts.drop(e.AccountID)
+		case *domain.ChildErased:
+			s.children.drop(e.ChildID)
+		}
+		return nil
+	})
 }

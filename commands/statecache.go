@@ -97,6 +97,14 @@ func (cc *stateCache[T]) drop(id uuid.UUID) {
 	cc.erased[id] = struct{}{}
 }
 
+// clear forgets every kept state (the erased stay dropped).
+func (cc *stateCache[T]) clear() {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	clear(cc.entries)
+	cc.order = cc.order[:0]
+}
+
 // put keeps a clone of s, loaded up to l (l.ids the keys of the whole
 // stream's ids); it drops the entry of an erased aggregate.
 func (cc *stateCache[T]) put(id uuid.UUID, s T, l loaded) {

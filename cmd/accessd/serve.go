@@ -113,6 +113,9 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 			e.LogStatus()
 		})
 	}()
+	// The children's and accounts' state kept between commands holds
+	// personal data: an erasure by any replica drops it here too.
+	go func() { _ = cmds.ForgetErased(runCtx, e.Stores.Log) }()
 	if sc.viewsRetention > 0 {
 		go func() {
 			_ = viewlog.New(e.ReadDB).PruneEvery(runCtx, sc.viewsRetention, viewsPruneInterval, time.Now, log)
