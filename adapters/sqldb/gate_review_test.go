@@ -51,3 +51,62 @@ func TestWriteGateStress(t *testing.T) {
 	require.Empty(t, g.fg)
 	require.Empty(t, g.yielding)
 }
+
+// TestWriteGateRunCountForgetsAWaiterThatLeft (review): the count of
+// foreground hand-offs in a row (fgRun) is kept from a yielding writer
+// that gave up (timed out or canceled) while the gate went idle, so the
+// next yielding writer goes ahead of foreground ones after a shorter run
+// than maxForegroundRun.
+func TestWriteGateRunCountForgetsAWaiterThatLeft(t *testing.T) {
+	ctx := context.Background()
+	g := &writeGate{timeout: 10 * time.Second}
+	queued := func(n int) {
+		require.Eventually(t, func() bool {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return len(g.fg)+len(g.yielding) == n
+		}, 5*time.Second, 100*time.Microsecond)
+	}
+	// A yielding writer waits while three foreground ones take the gate,
+	// then gives up; the gate goes idle.
+	require.NoError(t, g.acquire(ctx))
+	yctx, cancel := context.WithCancel(Yielding(ctx))
+	yerr := make(chan error, 1)
+	go func() { yerr <- g.acquire(yctx) }()
+	queued(1)
+	for range 3 {
+		got := make(chan struct{})
+		go func() { require.NoError(t, g.acquire(ctx)); close(got) }()
+		queued(2)
+		g.release() // to the foreground writer
+		<-got
+	}
+	cancel()
+	require.ErrorIs(t, <-yerr, context.Canceled)
+	g.release()
+	require.False(t, g.isHeld())
+
+	// Later: a yielding writer, then two foreground ones, queue behind a
+	// holder. Both foreground writers should go first (a run of 2 < 4).
+	require.NoError(t, g.acquire(ctx))
+	var mu sync.Mutex
+	var order []byte
+	var wg sync.WaitGroup
+	for i, kind := range []byte("yff") {
+		wctx := ctx
+		if kind == 'y' {
+			wctx = Yielding(ctx)
+		}
+		wg.Go(func() {
+			require.NoError(t, g.acquire(wctx))
+			mu.Lock()
+			order = append(order, kind)
+			mu.Unlock()
+			g.release()
+		})
+		queued(i + 1)
+	}
+	g.release()
+	wg.Wait()
+	require.Equal(t, "ffy", string(order))
+}
