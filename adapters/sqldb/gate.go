@@ -132,6 +132,9 @@ func (g *writeGate) remove(w *gateWaiter, yielding bool) bool {
 	for i, o := range *q {
 		if o == w {
 			*q = append((*q)[:i], (*q)[i+1:]...)
+			if len(g.yielding) == 0 {
+				g.fgRun = 0 // it counts hand-offs while a yielding writer waits
+			}
 			return true
 		}
 	}
