@@ -119,6 +119,18 @@ func ScaleByName(name string) (Scale, error) {
 	return Scale{}, fmt.Errorf("%w %q (want county, nation or small)", ErrUnknownScale, name)
 }
 
+// FirstRegions returns the scale of s's first n regions (1 to s.Regions):
+// the totals of n regions, each as large as s's. The nation-scale
+// measurements fold that many regions; regions are independent, so what
+// they measure grows linearly with n.
+func (s Scale) FirstRegions(n int) Scale {
+	s.Children = s.Children / s.Regions * n
+	s.Carers = s.Carers / s.Regions * n
+	s.Members = s.Members / s.Regions * n
+	s.Regions = n
+	return s
+}
+
 // Validate checks that every region gets at least one child, carer and
 // member, and that the history lasts at least a year.
 func (s Scale) Validate() error {

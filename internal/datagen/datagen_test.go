@@ -501,3 +501,22 @@ func TestCorrectionsAsTheCommandPath(t *testing.T) {
 	require.Equal(t, int64(len(claimed)), sum.ByType[domain.TypeEmailClaimed])
 	require.Positive(t, anew, "access is given anew after a reopening")
 }
+
+// TestFirstRegions: the nation's first region is a county, all fifty the
+// nation, and ten a fifth of it.
+func TestFirstRegions(t *testing.T) {
+	tests := []struct {
+		n                               int
+		children, carers, members, regs int
+	}{
+		{1, datagen.County.Children, datagen.County.Carers, datagen.County.Members, 1},
+		{10, 100_000, 30_000, 200_000, 10},
+		{50, datagen.Nation.Children, datagen.Nation.Carers, datagen.Nation.Members, 50},
+	}
+	for _, tt := range tests {
+		got := datagen.Nation.FirstRegions(tt.n)
+		require.Equal(t, [4]int{tt.children, tt.carers, tt.members, tt.regs},
+			[4]int{got.Children, got.Carers, got.Members, got.Regions}, "first %d regions", tt.n)
+		require.NoError(t, got.Validate())
+	}
+}

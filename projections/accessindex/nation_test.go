@@ -43,11 +43,7 @@ func TestNationScaleIndex(t *testing.T) {
 	regions, err := strconv.Atoi(v)
 	require.NoError(t, err)
 	require.True(t, regions >= 1 && regions <= datagen.Nation.Regions, "%s=%d", NationRegionsEnv, regions)
-	sc := datagen.Nation
-	sc.Children = sc.Children / sc.Regions * regions
-	sc.Carers = sc.Carers / sc.Regions * regions
-	sc.Members = sc.Members / sc.Regions * regions
-	sc.Regions = regions
+	sc := datagen.Nation.FirstRegions(regions)
 
 	heapProfile := os.Getenv(NationHeapProfileEnv)
 	if heapProfile != "" {
