@@ -100,8 +100,11 @@ type Config struct {
 	KeptChildren int
 }
 
-// DefaultKeptChildren is Config.KeptChildren's default.
-const DefaultKeptChildren = 4096
+// DefaultKeptChildren is Config.KeptChildren's default: a county's
+// children (10,000 in the generated county) all fit, about 80 MB, so the
+// process manager's batches of expiries and the commands read only the
+// ends of their streams (docs/performance.md, "Expiries on kept state").
+const DefaultKeptChildren = 16384
 
 // withDefaults returns c with every zero field replaced by its default.
 func (c Config) withDefaults() Config {
