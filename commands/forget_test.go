@@ -14,13 +14,13 @@ import (
 	"github.com/accessledger/accessledger/domain"
 )
 
-// TestErasedByAnotherReplicaNotKept: replica B keeps an account's state
+// TestRule_R22_AnErasureDropsTheKeptStateOnEveryReplica: replica B keeps an account's state
 // (its email in plain text) and a child's after its commands; replica A
 // erases both. B, following the log (ForgetErased, as accessd serve runs
 // it), drops them: it keeps no personal data of an erased aggregate,
 // whoever erased it. Found by a review: without ForgetErased, B kept them
 // until it loaded them again or 4,096 others pushed them out.
-func TestErasedByAnotherReplicaNotKept(t *testing.T) {
+func TestRule_R22_AnErasureDropsTheKeptStateOnEveryReplica(t *testing.T) {
 	for _, url := range []string{memory, sqltest.SQLiteFile(t)} {
 		t.Run(strings.SplitN(url, ":", 2)[0], func(t *testing.T) {
 			e := newEnv(t, url, withEraser(&recordingEraser{}))
