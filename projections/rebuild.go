@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/internal/retry"
@@ -232,6 +233,12 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 				if err != nil {
 					return fail(lease.cause(err))
 				}
+			}
+			// PostgreSQL plans the queries on the new tables from their
+			// statistics: gather them now, as autovacuum would later (or,
+			// where it is off, never). A failure is only logged.
+			if db.Dialect().Name() == dialect.PG {
+				analyzeTables(ctx, db, p, target, cfg.logger)
 			}
 			indexed = true
 		}

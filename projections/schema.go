@@ -239,6 +239,21 @@ func deferredIndexes(d dialect.Name, p Projection, gen int64) (stmts, tables []s
 	return stmts, tables
 }
 
+// analyzeTables runs ANALYZE on the physical tables of p's generation gen
+// (PostgreSQL), so that the queries on tables a rebuild filled are planned
+// from statistics from the start. A table it cannot analyze is logged and
+// skipped: the rebuild is right without statistics, only its queries may
+// be planned worse until autovacuum gathers them.
+func analyzeTables(ctx context.Context, db bun.IDB, p Projection, gen int64, logger *slog.Logger) {
+	for _, t := range p.Tables() {
+		physical := physicalName(t.Name, gen)
+		if _, err := db.ExecContext(ctx, "ANALYZE "+physical); err != nil {
+			logger.WarnContext(ctx, "projections: rebuild: cannot gather the statistics of a rebuilt table",
+				"table", physical, "error", err)
+		}
+	}
+}
+
 // isCreateIndex reports whether stmt is a CREATE [UNIQUE] INDEX statement.
 func isCreateIndex(stmt string) bool {
 	f := strings.Fields(strings.ToUpper(stmt))

@@ -139,8 +139,9 @@ func (db *DB) Close() error {
 //
 //   - postgres://... or postgresql://... : PostgreSQL through pgx, which
 //     reads the URL's parameters (sslmode, search_path, application_name,
-//     connect_timeout, ...). The pool is database/sql's: tune it through
-//     the embedded *sql.DB (SetMaxOpenConns and so on).
+//     connect_timeout, ...). Its connections run with jit=off unless the
+//     URL sets jit (see postgresJIT). The pool is database/sql's: tune it
+//     through the embedded *sql.DB (SetMaxOpenConns and so on).
 //   - sqlite:PATH, sqlite://PATH or a plain file path: an SQLite file,
 //     created if missing (its directory must exist), in journal_mode=WAL
 //     (a lasting property of the file, set by Open). Every connection runs
@@ -188,11 +189,23 @@ func redact(rawURL string) string {
 	return u.Redacted()
 }
 
+// postgresJIT is the jit setting of the engine's PostgreSQL connections
+// when the URL names none. Its statements are short (a stream's events,
+// a page of the log, a batch of rows), but PostgreSQL decides to compile a
+// statement from its estimated cost: a read of 500 streams' ends, planned
+// before the table had statistics, spent 1.7 s compiling for a few
+// milliseconds of work (docs/performance.md). "?jit=on" in the URL turns it
+// back on.
+const postgresJIT = "off"
+
 func openPostgres(ctx context.Context, rawURL string) (*DB, error) {
 	name := redact(rawURL)
 	cfg, err := pgx.ParseConfig(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnsupportedURL, name, err)
+	}
+	if _, set := cfg.RuntimeParams["jit"]; !set {
+		cfg.RuntimeParams["jit"] = postgresJIT
 	}
 	sqlDB := stdlib.OpenDB(*cfg)
 	sqlDB.SetMaxIdleConns(postgresMaxIdleConns)

@@ -59,6 +59,30 @@ func TestOpenURLForms(t *testing.T) {
 	}
 }
 
+// TestPostgresJIT: the engine's PostgreSQL connections run with jit=off
+// (its short statements paid seconds of compilation when planned without
+// statistics) unless the URL sets jit.
+func TestPostgresJIT(t *testing.T) {
+	if os.Getenv(sqltest.PostgresEnv) == "" {
+		t.Skipf("PostgreSQL only: set %s", sqltest.PostgresEnv)
+	}
+	base := sqltest.Postgres(t)
+	tests := []struct {
+		name, url, want string
+	}{
+		{"default", base, "off"},
+		{"set in the URL", base + "&jit=on", "on"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := sqltest.Open(t, tt.url)
+			var jit string
+			require.NoError(t, db.QueryRowContext(t.Context(), "SHOW jit").Scan(&jit))
+			require.Equal(t, tt.want, jit)
+		})
+	}
+}
+
 func TestOpenRefuses(t *testing.T) {
 	tests := []struct {
 		name        string

@@ -83,9 +83,10 @@ func (s *Store) AppendBatch(ctx context.Context, batch []StreamAppend) ([]eventl
 	return res, nil
 }
 
-// appendBatchTx is appendTx for a batch: it takes positions for every event
-// of the batch as its first statement (so batches and appends serialize on
-// the counter row as appends do), decides every append in memory from one
+// appendBatchTx writes a batch of appends (AppendBatch's, or a group of
+// Append calls) in one transaction: it takes positions for every event of
+// the batch as its first statement (so that batches serialize on the
+// counter row, in this process and across processes), decides every append in memory from one
 // look-up of the batch's event ids and one of its streams' versions, gives
 // back the positions of appends that turned out to be retries, and inserts
 // the rest.
@@ -290,6 +291,25 @@ func (s *Store) ReadStreams(ctx context.Context, streams []string) (map[string][
 	return out, nil
 }
 
+// Analyze gathers the planner's statistics of the log's table after a
+// bulk load (AppendBatch over many streams): on PostgreSQL it runs ANALYZE
+// on events, as autovacuum would in its own time (or, where it is off,
+// never); the statements of the log are planned from these statistics. On
+// SQLite it does nothing: its plans of the log's statements follow the
+// indexes, not statistics.
+func (s *Store) Analyze(ctx context.Context) error {
+	if !s.pg {
+		return nil
+	}
+	if s.isClosed() {
+		return fmt.Errorf("sqlstore: analyze: %w", ErrClosed)
+	}
+	if _, err := s.db.ExecContext(ctx, "ANALYZE events"); err != nil {
+		return fmt.Errorf("sqlstore: analyze the events table: %w", err)
+	}
+	return nil
+}
+
 // bulkCacheEvents is the size of batch, in events, from which an append on
 // SQLite runs with a page cache of bulkCacheKiB: the rows' random keys (the
 // event ids, the stream names) touch pages all over both unique indexes,
@@ -345,25 +365,16 @@ func (s *Store) ReadStreamsFrom(ctx context.Context, from []eventlog.StreamFrom)
 	const chunkStreams = idChunk / 2
 	for start := 0; start < len(names); start += chunkStreams {
 		chunk := names[start:min(start+chunkStreams, len(names))]
-		var q strings.Builder
-		q.WriteString(" FROM events WHERE ")
-		args := make([]any, 0, 2*len(chunk))
-		for i, st := range chunk {
-			if i > 0 {
-				q.WriteString(" OR ")
-			}
-			if s.pg {
-				fmt.Fprintf(&q, "(stream = $%d AND stream_version >= $%d)", 2*i+1, 2*i+2)
-			} else {
-				q.WriteString("(stream = ? AND stream_version >= ?)")
-			}
-			args = append(args, st, int64(lowest[st])) //nolint:gosec // at most math.MaxInt64, checked above
+		var (
+			clause string
+			args   []any
+		)
+		if s.pg {
+			clause, args = tailsClausePG(chunk, lowest)
+		} else {
+			clause, args = tailsClauseLite(chunk, lowest)
 		}
-		// No ORDER BY: over OR-ed terms SQLite would sort the rows, whole,
-		// in a temporary B-tree (it read whole streams slower than
-		// ReadStreams' IN, which the index keeps in order); each stream's
-		// records are put in version order here.
-		recs, err := s.queryRecords(ctx, len(chunk), q.String(), args...)
+		recs, err := s.queryRecords(ctx, len(chunk), clause, args...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: read the ends of %d streams: %w", len(chunk), err)
 		}
@@ -377,6 +388,46 @@ func (s *Store) ReadStreamsFrom(ctx context.Context, from []eventlog.StreamFrom)
 		}
 	}
 	return out, nil
+}
+
+// tailsClauseLite is ReadStreamsFrom's FROM clause on SQLite: the streams'
+// terms OR-ed, which SQLite answers with one range of the (stream,
+// stream_version) index per term. No ORDER BY: over OR-ed terms SQLite
+// would sort the rows, whole, in a temporary B-tree (it read whole streams
+// slower than ReadStreams' IN, which the index keeps in order); each
+// stream's records are put in version order by the caller.
+func tailsClauseLite(streams []string, from map[string]uint64) (string, []any) {
+	var q strings.Builder
+	q.WriteString(" FROM events WHERE ")
+	args := make([]any, 0, 2*len(streams))
+	for i, st := range streams {
+		if i > 0 {
+			q.WriteString(" OR ")
+		}
+		q.WriteString("(stream = ? AND stream_version >= ?)")
+		args = append(args, st, int64(from[st])) //nolint:gosec // at most math.MaxInt64, checked by the caller
+	}
+	return q.String(), args
+}
+
+// tailsClausePG is ReadStreamsFrom's FROM clause on PostgreSQL: the
+// streams and versions as two arrays, and for each pair a range of the
+// (stream, stream_version) index: a lateral subquery that OFFSET 0 keeps
+// from being flattened into a join. Not OR-ed terms as on SQLite, nor a
+// plain join: without statistics on the events table (after a bulk load,
+// before autovacuum analyzes it, or with autovacuum off) PostgreSQL
+// estimates thousands of rows per stream and chose a scan of the whole
+// table for both (7-9 s per batch of 500 expiries at county size,
+// docs/performance.md), where one index range per stream takes a
+// fraction of a millisecond.
+func tailsClausePG(streams []string, from map[string]uint64) (string, []any) {
+	versions := make([]int64, len(streams))
+	for i, st := range streams {
+		versions[i] = int64(from[st]) //nolint:gosec // at most math.MaxInt64, checked by the caller
+	}
+	return " FROM unnest($1::text[], $2::bigint[]) AS wanted(wanted_stream, wanted_from)" +
+		" CROSS JOIN LATERAL (SELECT * FROM events WHERE events.stream = wanted.wanted_stream" +
+		" AND events.stream_version >= wanted.wanted_from OFFSET 0) AS tail", []any{streams, versions}
 }
 
 func byVersion(a, b eventlog.Record) int { return cmp.Compare(a.Version, b.Version) }

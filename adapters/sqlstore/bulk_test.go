@@ -2,15 +2,19 @@ package sqlstore_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/internal/cputime"
@@ -543,5 +547,76 @@ func TestReadStreamsFrom(t *testing.T) {
 		require.NoError(t, s.Close())
 		_, err = s.ReadStreamsFrom(ctx, []eventlog.StreamFrom{{Stream: "stream-0"}})
 		require.ErrorIs(t, err, sqlstore.ErrClosed)
+	})
+}
+
+// TestReadStreamsFromPlanWithoutStatistics: on PostgreSQL, ReadStreamsFrom
+// reads each stream's end through the (stream, stream_version) index even
+// when the events table has no statistics (after a bulk load, before
+// autovacuum analyzes it, or with autovacuum off), where PostgreSQL
+// estimates thousands of rows per stream: 500 streams OR-ed, or joined
+// plainly, were planned as a scan of the whole table (seconds at county
+// size).
+func TestReadStreamsFromPlanWithoutStatistics(t *testing.T) {
+	if os.Getenv(sqltest.PostgresEnv) == "" {
+		t.Skipf("PostgreSQL only: set %s", sqltest.PostgresEnv)
+	}
+	ctx := t.Context()
+	_, db := openStore(t, sqltest.Postgres(t))
+	// 100,000 events in 4,000 streams, written by PostgreSQL itself; the
+	// table is not analyzed.
+	_, err := db.ExecContext(ctx, `INSERT INTO events (position, event_id, stream, stream_version, type, data,
+		actor_id, actor_role, reason, effective_at, recorded_at, correlation_id, causation_id)
+		SELECT g, gen_random_uuid(), 'stream-' || (g % 4000), g / 4000 + 1, 'test.event.v1', '{}',
+			'actor', 'role', 'reason', now(), now(), gen_random_uuid(), gen_random_uuid()
+		FROM generate_series(1, 100000) AS g`)
+	require.NoError(t, err)
+	var analyzed sql.NullTime
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT COALESCE(last_analyze, last_autoanalyze) FROM pg_stat_user_tables
+		WHERE relname = 'events' AND schemaname = current_schema()`).Scan(&analyzed))
+	if analyzed.Valid {
+		t.Skip("autovacuum analyzed the events table already: the plan without statistics cannot be seen")
+	}
+	streams := make([]string, 500)
+	for i := range streams {
+		streams[i] = fmt.Sprint("stream-", i*7)
+	}
+	stmt, args := sqlstore.TailsStatementPG(streams)
+	rows, err := db.DB.DB.QueryContext(ctx, "EXPLAIN "+stmt, args...) // database/sql: bun would format the $N itself
+	require.NoError(t, err)
+	var plan []string
+	for rows.Next() {
+		var line string
+		require.NoError(t, rows.Scan(&line))
+		plan = append(plan, line)
+	}
+	require.NoError(t, rows.Err())
+	require.NoError(t, rows.Close())
+	text := strings.Join(plan, "\n")
+	require.NotContains(t, text, "Seq Scan on events", text)
+	require.Contains(t, text, "events_stream_version_key", text)
+}
+
+// TestAnalyze: Analyze gathers the events table's statistics on
+// PostgreSQL and does nothing on SQLite; on a closed Store it fails.
+func TestAnalyze(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url func(testing.TB) string) {
+		ctx := t.Context()
+		s, db := openStore(t, url(t), withBulkClock())
+		_, err := s.AppendBatch(ctx, bulkScript(5, 60))
+		require.NoError(t, err)
+		require.NoError(t, s.Analyze(ctx))
+		if db.IsPostgres() {
+			require.Eventually(t, func() bool {
+				var analyzed sql.NullTime
+				require.NoError(t, db.QueryRowContext(ctx, `SELECT last_analyze FROM pg_stat_user_tables
+					WHERE relname = 'events' AND schemaname = current_schema()`).Scan(&analyzed))
+				return analyzed.Valid
+			}, 10*time.Second, 20*time.Millisecond, "events analyzed")
+		}
+		require.NoError(t, s.Close())
+		if db.IsPostgres() {
+			require.ErrorIs(t, s.Analyze(ctx), sqlstore.ErrClosed)
+		}
 	})
 }

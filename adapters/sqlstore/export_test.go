@@ -28,3 +28,14 @@ func (s *Store) Channel() string { return s.channel }
 // WithHealthInterval sets how long the LISTEN connection may stay silent
 // before it is pinged.
 func WithHealthInterval(d time.Duration) Option { return func(c *config) { c.health = d } }
+
+// TailsStatementPG is the statement ReadStreamsFrom runs on PostgreSQL for
+// streams, each read from version 1, and its arguments.
+func TailsStatementPG(streams []string) (string, []any) {
+	from := make(map[string]uint64, len(streams))
+	for _, st := range streams {
+		from[st] = 1
+	}
+	clause, args := tailsClausePG(streams, from)
+	return "SELECT " + eventColumns + clause, args
+}

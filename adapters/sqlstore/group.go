@@ -11,14 +11,15 @@ import (
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
 
-// Group commit on SQLite: an append joins its database's queue, and one
+// Group commit: an append joins its Store's queue (on SQLite, the queue
+// of every Store of the process on the file), and one
 // writer goroutine commits the appends waiting, all of them in one
 // transaction with one fsync, through appendBatchTx (each append decided
 // as Append decides it, seeing the ones before it). An append that the
 // batch refuses (a conflict, an event id stored otherwise) gets its own
 // error and the others are written without it. Concurrent commands thus
-// share fsyncs instead of queueing for one each; a lone append is written
-// at once, as before. The writer runs while appends wait and then ends; no
+// share fsyncs, and on PostgreSQL one hold of the counter row, instead of
+// queueing for one each; a lone append is written at once. The writer runs while appends wait and then ends; no
 // caller is held to write the others' appends, and every caller can leave
 // when its context ends.
 

@@ -43,7 +43,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -331,22 +330,13 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventlog.Exp
 
 	rows := newRows(stream, events, s.cfg.clock().UTC().Truncate(time.Microsecond))
 
-	if !s.pg {
-		// One writer at a time per SQLite database in this process, which
-		// commits the appends waiting meanwhile together (group.go); other
-		// processes wait on the file lock (busy_timeout).
-		res, err := s.groupAppend(ctx, stream, expected, events, rows)
-		if err != nil {
-			return eventlog.AppendResult{}, fmt.Errorf("sqlstore: append to %q: %w", stream, err)
-		}
-		return res, nil
-	}
-	res, wrote, err := s.appendTx(ctx, stream, expected, events, rows)
+	// One writer at a time per database in this process, which commits
+	// the appends waiting meanwhile together (group.go); other processes
+	// wait on the file lock (SQLite, busy_timeout) or on the counter row
+	// (PostgreSQL).
+	res, err := s.groupAppend(ctx, stream, expected, events, rows)
 	if err != nil {
 		return eventlog.AppendResult{}, fmt.Errorf("sqlstore: append to %q: %w", stream, err)
-	}
-	if wrote {
-		s.shared.wake.broadcast()
 	}
 	return res, nil
 }
@@ -378,70 +368,6 @@ func newRows(stream string, events []eventlog.EventData, now time.Time) []eventR
 	return rows
 }
 
-func (s *Store) appendTx(ctx context.Context, stream string, expected eventlog.ExpectedVersion, events []eventlog.EventData, rows []eventRow) (eventlog.AppendResult, bool, error) {
-	var opts *sql.TxOptions
-	if s.pg {
-		// The ordering argument needs each statement to see every commit
-		// made before it, whatever the server's default isolation.
-		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
-	}
-	tx, err := s.db.BeginTx(ctx, opts)
-	if err != nil {
-		return eventlog.AppendResult{}, false, fmt.Errorf("begin: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			_ = tx.Rollback()
-		}
-	}()
-
-	// First statement: lock the counter row and take len(events) positions.
-	// Everything below runs while no other append can.
-	var last int64
-	if err := tx.NewRaw("UPDATE events_head SET position = position + ? WHERE id = 1 RETURNING position", len(events)).
-		Scan(ctx, &last); err != nil {
-		return eventlog.AppendResult{}, false, fmt.Errorf("take positions: %w", err)
-	}
-
-	if res, done, err := existing(ctx, tx, stream, events); err != nil || done {
-		return res, false, err
-	}
-
-	var actual int64
-	if err := tx.NewRaw("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream = ?", stream).
-		Scan(ctx, &actual); err != nil {
-		return eventlog.AppendResult{}, false, fmt.Errorf("read stream version: %w", err)
-	}
-	if !expected.Allows(uint64(actual)) {
-		return eventlog.AppendResult{}, false, &eventlog.ConflictError{Stream: stream, Expected: expected, Actual: uint64(actual)}
-	}
-
-	first := last - int64(len(rows)) + 1
-	for i := range rows {
-		rows[i].Position = first + int64(i)
-		rows[i].StreamVersion = actual + 1 + int64(i)
-	}
-	if err := s.insertEvents(ctx, tx, rows); err != nil {
-		return eventlog.AppendResult{}, false, err
-	}
-
-	if s.pg {
-		// Delivered to listeners when (and only if) the transaction commits.
-		if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", s.channel, fmt.Sprint(last)); err != nil {
-			return eventlog.AppendResult{}, false, fmt.Errorf("notify: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return eventlog.AppendResult{}, false, fmt.Errorf("commit (outcome unknown; retrying with the same event ids is safe): %w", err)
-	}
-	committed = true
-	return eventlog.AppendResult{
-		Version:  uint64(actual) + uint64(len(rows)),
-		Position: eventlog.At(uint64(last)),
-	}, true, nil
-}
-
 // insertEvents inserts rows, which carry their positions and stream
 // versions: on SQLite in prepared statements (insertEventsLite), on
 // PostgreSQL in statements of at most insertRows rows or about insertBytes
@@ -463,22 +389,6 @@ func (s *Store) insertEvents(ctx context.Context, tx bun.Tx, rows []eventRow) er
 		start = end
 	}
 	return nil
-}
-
-// existing implements idempotency: if no event id is stored it returns
-// done=false; if all are stored consecutively in stream in the same order it
-// returns the result their append returned and done=true; otherwise an
-// error wrapping ErrDuplicateEventID.
-func existing(ctx context.Context, tx bun.Tx, stream string, events []eventlog.EventData) (eventlog.AppendResult, bool, error) {
-	ids := make([]uuid.UUID, len(events))
-	for i, e := range events {
-		ids[i] = e.ID
-	}
-	found, err := storedIDs(ctx, tx, ids)
-	if err != nil {
-		return eventlog.AppendResult{}, false, err
-	}
-	return matchExisting(stream, events, found)
 }
 
 // storedIDs returns the stored rows (position, event id, stream, stream
@@ -545,8 +455,11 @@ func placeholders(pg bool, n int) string {
 	return b.String()
 }
 
-// matchExisting is existing's decision, given found, the stored rows of
-// (at least) the append's event ids.
+// matchExisting implements an append's idempotency, given found, the
+// stored rows of (at least) its event ids: if none of its event ids is
+// stored it returns done=false; if all are stored consecutively in stream in
+// the same order it returns the result their append returned and
+// done=true; otherwise an error wrapping eventlog.ErrDuplicateEventID.
 func matchExisting(stream string, events []eventlog.EventData, found map[uuid.UUID]eventRow) (eventlog.AppendResult, bool, error) {
 	stored := false
 	for _, e := range events {

@@ -114,6 +114,13 @@ func runImport(ctx context.Context, args []string, env *environment) error {
 		fmt.Fprintf(out, "FAILED:    %d events appended before the import stopped; run it again to append the rest\n", res.Events)
 		return err
 	}
+	if a, ok := st.Events.Log.(interface{ Analyze(context.Context) error }); ok && res.Events > 0 {
+		// The planner's statistics of the events table after the bulk
+		// load (PostgreSQL); the import is done whatever this says.
+		if err := a.Analyze(ctx); err != nil {
+			fmt.Fprintf(out, "warning:   %v\n", err)
+		}
+	}
 	rate := ""
 	if res.Events > 0 && elapsed > 0 {
 		rate = fmt.Sprintf(", %.0f events/s", float64(res.Events)/elapsed.Seconds())

@@ -93,6 +93,11 @@ func GenerateInto(ctx context.Context, st *engine.Store, sc datagen.Scale, gc Ge
 	if err != nil {
 		return Generated{}, fmt.Errorf("generate %s into %s: %w", sc.Name, st.Name, err)
 	}
+	if bs, ok := st.Log.(*sqlstore.Store); ok {
+		if err := bs.Analyze(ctx); err != nil {
+			log.Warn("generate: cannot gather the statistics of the events table", "store", st.Name, "error", err)
+		}
+	}
 	after, err := st.Log.Head(ctx)
 	if err != nil {
 		return Generated{}, fmt.Errorf("read head of %s: %w", st.Name, err)
