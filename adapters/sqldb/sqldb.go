@@ -56,8 +56,14 @@ const (
 	sqliteMaxConns = 8
 
 	// postgresMaxIdleConns keeps connections warm between bursts instead of
-	// database/sql's default of two.
-	postgresMaxIdleConns = 8
+	// database/sql's default of two. The engine uses about 30 at once under
+	// load (a transaction or a subscription's read for each read model, the
+	// commands, the process manager, the relays, the queries): with 8 kept,
+	// every connection returned beyond them was closed and another opened
+	// for the next statement, about 20 a second during the county's expiry
+	// setup, each a new server process that parsed its statements afresh
+	// (docs/performance.md).
+	postgresMaxIdleConns = 32
 )
 
 // DB is an open database: a *bun.DB (embedded, so every bun query builder

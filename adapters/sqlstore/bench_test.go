@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+	"github.com/accessledger/accessledger/adapters/sqlstore"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/internal/cputime"
 )
@@ -127,6 +129,48 @@ func BenchmarkReadTail(b *testing.B) {
 				i++
 			}
 			b.ReportMetric(float64((cputime.Process()-cpu).Nanoseconds())/1000/float64(b.N), "cpu-µs/op")
+		})
+	}
+}
+
+// BenchmarkReadStreamBesideWrites reads a whole stream (100 events) of a
+// log of 1,000 such streams right after another connection appended to
+// the log, as a command reads a child's stream that is not kept while the
+// read models and other commands write: SQLite then begins each read with
+// its connection's page cache emptied. ns/op and cpu-µs/op are per read
+// (the append not included).
+func BenchmarkReadStreamBesideWrites(b *testing.B) {
+	const streams, perStream = 1000, 100
+	for _, be := range benchBackends {
+		b.Run(be.name, func(b *testing.B) {
+			s, _ := openStore(b, be.url(b))
+			ctx := context.Background()
+			for v := range perStream {
+				batch := make([]sqlstore.StreamAppend, streams)
+				for i := range batch {
+					batch[i] = sqlstore.StreamAppend{Stream: fmt.Sprint("stream-", i), Expected: eventlog.Exactly(uint64(v)),
+						Events: []eventlog.EventData{event("bench.loaded.v1")}}
+				}
+				_, err := s.AppendBatch(ctx, batch)
+				require.NoError(b, err)
+			}
+			b.ReportAllocs()
+			var cpu time.Duration
+			i := 0
+			for b.Loop() {
+				b.StopTimer()
+				_, err := s.Append(ctx, "writes", eventlog.Any, []eventlog.EventData{event("bench.written.v1")})
+				require.NoError(b, err)
+				c0 := cputime.Process()
+				b.StartTimer()
+				recs, err := s.ReadStream(ctx, fmt.Sprint("stream-", (i*7919)%streams), 1, 0)
+				if err != nil || len(recs) != perStream {
+					b.Fatal(err, len(recs))
+				}
+				cpu += cputime.Process() - c0
+				i++
+			}
+			b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(b.N), "cpu-µs/op")
 		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +47,7 @@ type Config struct {
 	workDir     string
 	cpuProfile  string
 	memProfile  string
+	traceFile   string
 	expiries    int
 	queryConc   string
 	keep        bool
@@ -69,6 +71,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.cpuProfile, "cpuprofile", autoProfile, "write a CPU profile of each measurement to FILE-<store>-<measurement>.pprof; "+
 		"a missed target is explained from its profile (auto: bench-profiles/cpu.pprof beside --json; none: no profiles)")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of the engine, once ready, to FILE-<store>.pprof")
+	fs.StringVar(&c.traceFile, "trace", "", "write a runtime execution trace of each measurement to FILE-<store>-<measurement>.trace "+
+		"(go tool trace; -pprof=sched, sync or syscall shows where latency waits)")
 	fs.IntVar(&c.expiries, "expiries", targetExpiries, "deadlines falling due at once in the expiry measurement")
 	fs.IntVar(&c.kept, "kept-children", commands.DefaultKeptChildren, "children whose state the command service keeps between commands (commands.Config.KeptChildren)")
 	fs.StringVar(&c.queryConc, "query-concurrency", "1", "concurrency levels of the list and history queries, comma-separated")
@@ -287,9 +291,14 @@ func (b *bencher) fail(store, what string, err error) {
 	fmt.Fprintf(b.progress, "bench: FAILED %s\n", msg)
 }
 
-// profiled runs f, under a CPU profile when --cpuprofile is given.
+// profiled runs f, under a CPU profile when --cpuprofile is given and an
+// execution trace when --trace is.
 func (b *bencher) profiled(what, store string, f func() error) error {
 	b.lastProfile = ""
+	if b.cfg.traceFile != "" {
+		inner := f
+		f = func() error { return b.traced(what, store, inner) }
+	}
 	if b.cfg.cpuProfile == "" {
 		return f()
 	}
@@ -307,6 +316,29 @@ func (b *bencher) profiled(what, store string, f func() error) error {
 		return err
 	}
 	defer pprof.StopCPUProfile()
+	return f()
+}
+
+// traced runs f under a runtime execution trace written beside --trace,
+// named for the store and measurement.
+func (b *bencher) traced(what, store string, f func() error) error {
+	ext := filepath.Ext(b.cfg.traceFile)
+	path := strings.TrimSuffix(b.cfg.traceFile, ext) + "-" + store + "-" + what + ext
+	if ext == "" {
+		path += ".trace"
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if err := trace.Start(out); err != nil {
+		return err
+	}
+	defer trace.Stop()
 	return f()
 }
 
