@@ -20,6 +20,7 @@ import (
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
 	"github.com/accessledger/accessledger/internal/engine"
+	"github.com/accessledger/accessledger/internal/gcpolicy"
 )
 
 // serve opens the engine, starts the HTTP API and runs until ctx ends, then
@@ -39,6 +40,11 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	verifier, err := auth.NewVerifier(secret, sc.jwtIssuer, sc.jwtAudience, nil)
 	if err != nil {
 		return err
+	}
+	if gc, err := gcpolicy.Apply(gcpolicy.System); err != nil {
+		log.Warn("accessd: no memory limit for the garbage collector", "settings", gc.String(), "error", err)
+	} else {
+		log.Info("accessd: garbage collector", "settings", gc.String())
 	}
 	e, err := engine.Open(ctx, &cfg.Config, engine.Options{Instance: sc.instanceID,
 		CheckpointInterval: sc.checkpointInterval, CheckpointEvery: sc.checkpointEvery,

@@ -322,6 +322,7 @@ func TestBenchReportsAStoreItCannotReach(t *testing.T) {
 	require.True(t, strings.HasPrefix(rep.Errors[0], "postgres: run: load the data set"), rep.Errors[0])
 	require.Empty(t, rep.Figures)
 	require.Positive(t, rep.Conditions.Disk.Probes, "the conditions are written with the failure")
+	require.True(t, strings.HasPrefix(rep.Conditions.GC, "GOGC "), "the garbage collector's policy is among the conditions: %q", rep.Conditions.GC)
 }
 
 // TestBenchDataCacheKey: a cached description is used only for the same

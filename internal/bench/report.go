@@ -35,6 +35,9 @@ type benchConditions struct {
 	// Disk is the fsync latency of the work directory's file system (the
 	// SQLite files'), measured at the start of the run.
 	Disk diskInfo `json:"disk"`
+	// GC is the garbage collector's policy of the process, the engine's
+	// (gcpolicy: accessd serve applies the same).
+	GC string `json:"gc"`
 	// Server is the URL accessd load measured (no data set, no store of
 	// its own).
 	Server string   `json:"server,omitempty"`

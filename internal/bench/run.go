@@ -24,6 +24,7 @@ import (
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/internal/datagen"
 	"github.com/accessledger/accessledger/internal/engine"
+	"github.com/accessledger/accessledger/internal/gcpolicy"
 	"github.com/accessledger/accessledger/projections/accessindex"
 )
 
@@ -132,6 +133,13 @@ func Run(ctx context.Context, cfg Config, env Env) error {
 	} else if err := os.MkdirAll(b.workDir, 0o700); err != nil {
 		return fmt.Errorf("create --work-dir: %w", err)
 	}
+	// The engine's garbage collector policy, as accessd serve sets it.
+	gc, err := gcpolicy.Apply(gcpolicy.System)
+	if err != nil {
+		b.log.Warn("bench: no memory limit for the garbage collector", "error", err)
+	}
+	b.report.Conditions.GC = gc.String()
+	fmt.Fprintf(b.progress, "bench: garbage collector: %s\n", gc)
 	disk, err := probeFsync(b.workDir, 200)
 	if err != nil {
 		return fmt.Errorf("probe the disk: %w", err)
