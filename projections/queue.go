@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
 )
@@ -92,4 +93,48 @@ func (q *queue) first() (eventlog.Record, bool) {
 		return eventlog.Record{}, false
 	}
 	return q.recs[0], true
+}
+
+// linger adds to recs, a batch take returned with fewer than n records,
+// the records that arrive within d (up to n in all): it waits until n are
+// there, d has passed, ctx is done or closed is closed, then takes what
+// has arrived. A runner following a busy log thus writes a batch every d
+// instead of one per append.
+func (q *queue) linger(ctx context.Context, recs []eventlog.Record, n int, d time.Duration, closed <-chan struct{}) []eventlog.Record {
+	if d <= 0 || len(recs) >= n {
+		return recs
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+wait:
+	for {
+		q.mu.Lock()
+		enough := len(recs)+len(q.recs) >= n
+		q.mu.Unlock()
+		if enough {
+			break
+		}
+		select {
+		case <-q.notEmpty:
+		case <-timer.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		case <-closed:
+			break wait
+		}
+	}
+	q.mu.Lock()
+	k := min(n-len(recs), len(q.recs))
+	recs = append(recs, q.recs[:k]...)
+	q.recs = append(q.recs[:0], q.recs[k:]...)
+	left := len(q.recs)
+	q.mu.Unlock()
+	if k > 0 {
+		signal(q.notFull)
+	}
+	if left > 0 {
+		signal(q.notEmpty)
+	}
+	return recs
 }

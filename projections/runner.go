@@ -49,7 +49,8 @@ var errReload = errors.New("projections: checkpoint changed, reload")
 //     from the start of the log);
 //  3. catches up with ReadAll pages of the batch size, then follows the log
 //     with Subscribe, putting whatever events have arrived (up to the batch
-//     size) into one transaction.
+//     size) into one transaction; with WithLinger, what arrives within the
+//     linger after the first of them too.
 //
 // Every batch transaction locks the checkpoint row first (see the package
 // documentation). If another runner moved the checkpoint meanwhile, the
@@ -634,6 +635,9 @@ func (w *worker) follow(ctx context.Context) error {
 	}()
 	for {
 		recs, ok := q.take(ctx, r.cfg.batch, subDone)
+		if ok {
+			recs = q.linger(ctx, recs, r.cfg.batch, r.cfg.linger, subDone)
+		}
 		if !ok {
 			if err := ctx.Err(); err != nil {
 				return err

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
@@ -717,4 +718,48 @@ func TestRebuildTransactionsRenewTheLease(t *testing.T) {
 	}
 	require.Equal(t, stored{Generation: 2, Version: 1, Position: 300}, checkpointOf(t, e.db, "counts"))
 	require.Equal(t, countsPart(expected(e.records(t), all)), readCounts(t, e.db))
+}
+
+// TestRunnerLingers: a runner with WithLinger writes the events that
+// arrive one append at a time, while it follows the log, in a few batches
+// instead of one each, and applies every one of them.
+func TestRunnerLingers(t *testing.T) {
+	forBackends(t, func(t *testing.T, url string) {
+		tests := []struct {
+			name   string
+			linger time.Duration
+		}{{"without", 0}, {"with", 300 * time.Millisecond}}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				e := newEnv(t, url)
+				var batches atomic.Int64
+				c := newCounts(1)
+				r, _ := startRunner(t, e.db.DB, e.store, []projections.Projection{c}, projections.WithLinger(tt.linger),
+					projections.WithAfterApplyHook(func(string, []eventlog.Record) error { batches.Add(1); return nil }))
+				waitAt(t, r, e.head(t))
+				before := batches.Load()
+				const appends = 20
+				for i := range appends {
+					_, err := e.store.Append(t.Context(), fmt.Sprint(tt.name, "-", i), eventlog.NoStream,
+						[]eventlog.EventData{{ID: uuid.New(), Type: testTypes[0], Data: []byte(`{"n":1}`),
+							Meta: eventlog.Meta{ActorID: "tester", ActorRole: "test", EffectiveAt: time.Now()}}})
+					require.NoError(t, err)
+					time.Sleep(10 * time.Millisecond) // each append on its own: without a linger the runner takes it at once
+				}
+				waitAt(t, r, e.head(t))
+				require.Equal(t, countsPart(expected(e.records(t), all)), readCounts(t, e.db))
+				n := batches.Load() - before
+				if tt.linger > 0 {
+					require.LessOrEqual(t, n, int64(appends/4), "%d batches for %d appends", n, appends)
+				} else {
+					require.Greater(t, n, int64(appends/4), "%d batches for %d appends", n, appends)
+				}
+			})
+		}
+	})
+}
+
+func TestLingerMustNotBeNegative(t *testing.T) {
+	_, err := projections.NewRunner(nil, nil, nil, projections.WithLinger(-time.Millisecond))
+	require.ErrorContains(t, err, "linger")
 }
