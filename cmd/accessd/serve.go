@@ -48,7 +48,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	}
 	e, err := engine.Open(ctx, &cfg.Config, engine.Options{Instance: sc.instanceID,
 		CheckpointInterval: sc.checkpointInterval, CheckpointEvery: sc.checkpointEvery,
-		Snapshot: sc.snapshotConfig(cfg.DataDir)}, log)
+		Snapshot: sc.snapshotConfig(cfg.DataDir), ProjectionLinger: sc.projectionLinger}, log)
 	if err != nil {
 		return err
 	}

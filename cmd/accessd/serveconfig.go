@@ -50,6 +50,8 @@ type serveConfig struct {
 	// keptChildren: how many children's state the command service keeps
 	// between commands (commands.Config.KeptChildren).
 	keptChildren int
+	// projectionLinger: engine.Options.ProjectionLinger.
+	projectionLinger time.Duration
 	// accessLog and accessLogSample: which successful hot reads the
 	// access log keeps (httpapi.AccessLog).
 	accessLog       string
@@ -89,6 +91,9 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.IntVar(&c.keptChildren, "kept-children", commands.DefaultKeptChildren, "children whose state the command service keeps in memory between commands "+
 		"(about 8 KB each in a county's data), so that a command or a deadline on one reads only the end of its stream; the oldest goes first")
+	fs.DurationVar(&c.projectionLinger, "projection-linger", engine.DefaultProjectionLinger, "how long the read models wait, after an event arrives, "+
+		"for more before they write them in one transaction (0 to 1s; 0: each at once): a busy log then costs a transaction per read model "+
+		"every linger instead of one per command")
 	fs.StringVar(&c.accessLog, "access-log", string(httpapi.AccessLogSampled), "which successful hot reads (GET /v1/check, POST /v1/checks, "+
 		"GET /v1/accounts/{id}/children, GET /v1/children/{id}/viewers, POST /v1/views, GET /v1/policy) the access log keeps: "+
 		"all, sampled (1 in --access-log-sample) or errors (none); commands, refusals (4xx), errors (5xx) and every other route are always logged")
@@ -145,6 +150,9 @@ func (c *serveConfig) check() error {
 	}
 	if err := c.policy().CheckWholeSeconds(); err != nil { // the unit the policy is recorded in
 		errs = append(errs, err)
+	}
+	if c.projectionLinger < 0 || c.projectionLinger > time.Second {
+		errs = append(errs, fmt.Errorf("--projection-linger %s: want 0 to 1s", c.projectionLinger))
 	}
 	if c.minPositionWait <= 0 || c.minPositionWait > time.Minute {
 		errs = append(errs, fmt.Errorf("--min-position-wait %s: want more than 0 and at most 1m", c.minPositionWait))

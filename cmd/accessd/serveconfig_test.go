@@ -35,6 +35,9 @@ func TestServeConfigCheck(t *testing.T) {
 		{"unknown access log mode", []string{"--access-log", "none"}, "--access-log"},
 		{"no access log sample", []string{"--access-log-sample", "0"}, "--access-log-sample"},
 		{"access log sample too large", []string{"--access-log-sample", "1000001"}, "--access-log-sample"},
+		{"no projection linger", []string{"--projection-linger", "0s"}, ""},
+		{"negative projection linger", []string{"--projection-linger", "-1ms"}, "--projection-linger"},
+		{"projection linger too long", []string{"--projection-linger", "2s"}, "--projection-linger"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -49,6 +52,7 @@ func TestServeConfigCheck(t *testing.T) {
 				if len(tc.args) == 0 {
 					require.Equal(t, engine.DefaultInstanceID(), c.instanceID)
 					require.Equal(t, httpapi.AccessLog{Mode: httpapi.AccessLogSampled, SampleEvery: 100}, c.accessLogConfig())
+					require.Equal(t, engine.DefaultProjectionLinger, c.projectionLinger)
 				}
 				return
 			}

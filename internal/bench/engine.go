@@ -132,7 +132,7 @@ func (b *bencher) startEngineWith(ctx context.Context, ds *dataset, snap accessi
 		return nil, 0, err
 	}
 	cfg := engine.Config{EventStore: ds.url, DataDir: ds.dir, MasterKey: b.masterKeyPath()}
-	e, err := engine.Open(ctx, &cfg, engine.Options{Instance: "bench", Snapshot: snap}, b.log)
+	e, err := engine.Open(ctx, &cfg, engine.Options{Instance: "bench", Snapshot: snap, ProjectionLinger: b.cfg.linger}, b.log)
 	if err != nil {
 		return nil, 0, err
 	}

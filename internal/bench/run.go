@@ -56,6 +56,7 @@ type Config struct {
 	importLines int
 	loadExec    string
 	kept        int
+	linger      time.Duration
 }
 
 // Register adds the flags of accessd bench to fs.
@@ -76,6 +77,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 		"(go tool trace; -pprof=sched, sync or syscall shows where latency waits)")
 	fs.IntVar(&c.expiries, "expiries", targetExpiries, "deadlines falling due at once in the expiry measurement")
 	fs.IntVar(&c.kept, "kept-children", commands.DefaultKeptChildren, "children whose state the command service keeps between commands (commands.Config.KeptChildren)")
+	fs.DurationVar(&c.linger, "projection-linger", engine.DefaultProjectionLinger, "how long the read models wait for more events before a write (accessd serve's --projection-linger)")
 	fs.StringVar(&c.queryConc, "query-concurrency", "1", "concurrency levels of the list and history queries, comma-separated")
 	fs.BoolVar(&c.keep, "keep", false, "keep the PostgreSQL schema of the run (its name is printed)")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level of the engine: debug, info, warn or error")
@@ -212,6 +214,9 @@ func newBencher(cfg Config, env Env) (*bencher, error) {
 	}
 	if cfg.kept < 1 {
 		return nil, fmt.Errorf("%w: --kept-children %d: want at least 1", engine.ErrUsage, cfg.kept)
+	}
+	if cfg.linger < 0 || cfg.linger > time.Second {
+		return nil, fmt.Errorf("%w: --projection-linger %s: want 0 to 1s", engine.ErrUsage, cfg.linger)
 	}
 	var queryConc []int
 	for _, s := range strings.Split(cfg.queryConc, ",") {

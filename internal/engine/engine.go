@@ -85,7 +85,14 @@ type Options struct {
 	// (accessindex.RunSnapshots, accesshistory.RunSnapshots). An empty Dir
 	// turns snapshots off: every start replays the whole log.
 	Snapshot accessindex.SnapshotConfig
+	// ProjectionLinger is how long the read models' runner, following the
+	// log, waits for more events after one arrives before it writes them
+	// in one transaction (projections.WithLinger): 0 writes each at once.
+	ProjectionLinger time.Duration
 }
+
+// DefaultProjectionLinger is accessd serve's --projection-linger.
+const DefaultProjectionLinger = 10 * time.Millisecond
 
 // Open opens the stores, applies every migration and builds the
 // projections; Run starts them. The read models live in --read-store, or
@@ -130,6 +137,7 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 	models := ReadModels(lopts...)
 	models[0] = history
 	runner, err := projections.NewRunner(unsynced.DB, st.Log, models, projections.WithLogger(log),
+		projections.WithLinger(opts.ProjectionLinger),
 		// The ledger hashes the events as stored, and the audit trail names
 		// their leaves and keeps them as stored (sealed): both read the
 		// stored log.
