@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -340,6 +341,11 @@ func openSQLiteMemory(ctx context.Context) (*DB, error) {
 // transactions queue at the gate (gate.go) rather than in SQLite's busy
 // handler.
 func openSQLite(ctx context.Context, dsn, name, path string, maxConns int, gate *writeGate) (*DB, error) {
+	if err := setupPageCache(); err != nil {
+		pageCacheWarning.Do(func() {
+			slog.Default().WarnContext(ctx, "sqldb: SQLite's page caches allocate their pages one by one", "error", err)
+		})
+	}
 	var sqlDB *sql.DB
 	if gate != nil {
 		sqlDB = sql.OpenDB(&gatedConnector{drv: sqliteshim.Driver(), dsn: dsn, gate: gate})
@@ -362,6 +368,9 @@ func openSQLite(ctx context.Context, dsn, name, path string, maxConns int, gate 
 	}
 	return db, nil
 }
+
+// pageCacheWarning logs once that the page cache pool is not set up.
+var pageCacheWarning sync.Once
 
 // sqliteDSN appends the per-connection settings to an SQLite URI, in the
 // syntax of the driver sqliteshim picked: modernc.org/sqlite ("sqlite") or,
