@@ -62,7 +62,9 @@ const table = "access_history"
 // interval names its grace period and the policy event that set it (R25);
 // the opener of a segment whose source was recorded after the event at its
 // start; recorded grace expiries close grace periods; reopenings (R18).
-const version = 2
+// 3: on SQLite, id is the table's rowid (INTEGER PRIMARY KEY), not a
+// second b-tree beside it; the rows are the same.
+const version = 3
 
 // Projection builds the access history. Use New; it is driven by the
 // projections runner.
@@ -125,11 +127,20 @@ func (*Projection) Tables() []projections.Table {
 	return []projections.Table{{Name: table, Create: createTable, DeferIndexes: true}}
 }
 
-func createTable(_ dialect.Name, t string) []string {
+// createTable returns the DDL of the table and its indexes. On SQLite id,
+// as INTEGER PRIMARY KEY, is the rowid: a row is one entry of one b-tree,
+// and a supersede's UPDATE finds it by rowid (with BIGINT PRIMARY KEY
+// SQLite keeps a separate unique index of id beside the rowid's b-tree,
+// which every insert writes and every supersede searches first).
+func createTable(d dialect.Name, t string) []string {
 	text := "TEXT"
 	big := "BIGINT"
+	id := big
+	if d == dialect.SQLite {
+		id = "INTEGER"
+	}
 	stmts := []string{`CREATE TABLE ` + t + ` (
-	id ` + big + ` PRIMARY KEY,
+	id ` + id + ` PRIMARY KEY,
 	account_id ` + text + ` NOT NULL,
 	child_id ` + text + ` NOT NULL,
 	permissions INTEGER NOT NULL,
