@@ -500,8 +500,10 @@ const bulkCacheKiB = 64 << 10
 // one batch to the next. Setting the cache for each transaction and
 // putting it back after it (withBulkCache) dropped them all at every
 // commit: SQLite freed every page of the cache (in the pure-Go SQLite,
-// one munmap a page) and the next batch read them again (pread), 11 % of
-// the CPU of the access history's rebuild on the county. Elsewhere
+// one munmap a page) and the next batch read them again (pread), 8 to
+// 11 % of the CPU of the access history's rebuild on the county. (SQLite
+// still clears a connection's cache at a transaction's start when
+// another connection wrote since its last one.) Elsewhere
 // (PostgreSQL; an SQLite pool of one connection, which the rebuild's
 // other transactions need) and once released, it is the pool, and the
 // bulk transactions use withBulkCache.
