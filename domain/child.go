@@ -156,7 +156,12 @@ func (c *Child) Grants() []GrantView {
 // with carer, in the order they were recorded; a cancelled placement gave no
 // access and is left out.
 func (c *Child) PlacementFacts(carer uuid.UUID) []PlacementFacts {
-	var out []PlacementFacts
+	return c.AppendPlacementFacts(nil, carer)
+}
+
+// AppendPlacementFacts appends PlacementFacts(carer) to dst and returns
+// the extended slice (dst itself, unchanged, when there are none).
+func (c *Child) AppendPlacementFacts(dst []PlacementFacts, carer uuid.UUID) []PlacementFacts {
 	for _, p := range c.placements {
 		if p.carer != carer || p.cancelled() {
 			continue
@@ -165,18 +170,24 @@ func (c *Child) PlacementFacts(carer uuid.UUID) []PlacementFacts {
 		if p.ended {
 			f.End, f.GraceEnd = p.endedAt, p.graceEnd()
 		}
-		out = append(out, f)
+		dst = append(dst, f)
 	}
-	return out
+	return dst
 }
 
 // GrantFacts returns every interval of the grants to account.
 func (c *Child) GrantFacts(account uuid.UUID) []GrantFacts {
+	return c.AppendGrantFacts(nil, account)
+}
+
+// AppendGrantFacts appends GrantFacts(account) to dst and returns the
+// extended slice (dst itself, unchanged, when there are none).
+func (c *Child) AppendGrantFacts(dst []GrantFacts, account uuid.UUID) []GrantFacts {
 	g := c.grants[account]
 	if g == nil {
-		return nil
+		return dst
 	}
-	return append([]GrantFacts(nil), g.intervals...)
+	return append(dst, g.intervals...)
 }
 
 // Access answers the permissions table for account on this child at t.

@@ -292,6 +292,15 @@ func GraceFrom(placements []PlacementFacts, t time.Time) time.Time {
 	return end
 }
 
+// ChildAccessAt is ChildAccess without Until: the permissions and reason
+// at t (and, for a denial, the source that ended last), Until always zero.
+// It evaluates the facts once, where ChildAccess evaluates them again at
+// every later fact time to find Until: for callers that walk the fact
+// times themselves (accessmodel.Facts.Timeline).
+func ChildAccessAt(acct AccountFacts, placements []PlacementFacts, grants []GrantFacts, t time.Time) Access {
+	return childAccessAt(acct, placements, grants, t)
+}
+
 // childAccessAt is ChildAccess without Until: the permissions and reason at t.
 func childAccessAt(acct AccountFacts, placements []PlacementFacts, grants []GrantFacts, t time.Time) Access {
 	if ok, why := acct.activeAt(t); !ok {

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"crypto/rand"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -170,6 +171,13 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 			pages.stop()
 		}
 	}()
+	// The bulk transactions' connection: on an SQLite file one of the
+	// pool's, its page cache large until the bulk is written (bulkConn).
+	bulkTx, err := holdBulkConn(ctx, db)
+	if err != nil {
+		return fail(lease.cause(err))
+	}
+	defer bulkTx.release()
 	read := func() (stagedPage, error) {
 		if pages != nil {
 			sp, ok := pages.next()
@@ -199,13 +207,18 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		// on SQLite, the database), stays as short as a runner's.
 		recs := sp.recs
 		if bulk := recs[:sp.bulk]; len(bulk) > 0 {
-			err := lease.inTx(ctx, db, cfg, true, func(tx bun.Tx) error {
-				return withBulkCache(ctx, tx, func() error {
+			held := bulkTx.held()
+			err := lease.inTx(ctx, bulkTx.db(), cfg, true, func(tx bun.Tx) error {
+				write := func() error {
 					if sp.staged != nil {
 						return sp.staged.Write(ctx, tx, tables)
 					}
 					return p.Apply(ctx, tx, tables, bulk)
-				})
+				}
+				if held {
+					return write() // the connection's cache is large already
+				}
+				return withBulkCache(ctx, tx, write)
 			})
 			if err != nil {
 				return fail(lease.cause(fmt.Errorf("apply events %s..%s: %w", bulk[0].Position, bulk[len(bulk)-1].Position, err)))
@@ -220,6 +233,7 @@ func rebuild(ctx context.Context, db *bun.DB, log Log, p Projection, progress fu
 		}
 		// Before the tail: the indexes the bulk of the log went without.
 		if !indexed {
+			bulkTx.release()
 			// One index a transaction: on SQLite each holds the file's write
 			// lock while it sorts the whole table.
 			stmts, physical := deferredIndexes(db.Dialect().Name(), p, target)
@@ -351,7 +365,7 @@ type lease struct {
 // rebuild's own transaction). Last, not first: on PostgreSQL the renewal
 // locks the checkpoint row until the commit, which the live runner's
 // batches lock too. The swap's transaction checks the lease itself.
-func (l *lease) inTx(ctx context.Context, db *bun.DB, cfg config, fence bool, f func(tx bun.Tx) error) error {
+func (l *lease) inTx(ctx context.Context, db bun.IDB, cfg config, fence bool, f func(tx bun.Tx) error) error {
 	return inTx(ctx, db, func(tx bun.Tx) error {
 		if err := f(tx); err != nil || !fence {
 			return err
@@ -484,6 +498,86 @@ func leaseOwner() (string, error) {
 // the WAL once, instead of spilling to the WAL mid-transaction (pwrite
 // and the b-tree's rightmost pages written again) with the default 2 MiB.
 const bulkCacheKiB = 64 << 10
+
+// bulkConn is what a rebuild's bulk transactions begin on (db): on an
+// SQLite file, from holdBulkConn to release, one connection of the pool,
+// its page cache at bulkCacheKiB from the first batch to the last, so
+// that the pages the batches read and write (the table's right edge, the
+// rows a batch supersedes, the b-trees' upper levels) stay cached from
+// one batch to the next. Setting the cache for each transaction and
+// putting it back after it (withBulkCache) dropped them all at every
+// commit: SQLite freed every page of the cache (in the pure-Go SQLite,
+// one munmap a page) and the next batch read them again (pread), 8 to
+// 11 % of the CPU of the access history's rebuild on the county. (SQLite
+// still clears a connection's cache at a transaction's start when
+// another connection wrote since its last one.) Elsewhere
+// (PostgreSQL; an SQLite pool of one connection, which the rebuild's
+// other transactions need) and once released, it is the pool, and the
+// bulk transactions use withBulkCache.
+type bulkConn struct {
+	pool *bun.DB
+	conn *bun.Conn // nil: not held
+	was  int64     // the connection's cache_size before
+}
+
+// holdBulkConn takes the connection of the bulk transactions (bulkConn).
+func holdBulkConn(ctx context.Context, db *bun.DB) (*bulkConn, error) {
+	b := &bulkConn{pool: db}
+	if isPG(db) || db.Stats().MaxOpenConnections == 1 {
+		return b, nil
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bulk connection: %w", err)
+	}
+	err = conn.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&b.was)
+	if err == nil {
+		_, err = conn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", bulkCacheKiB))
+	}
+	if err != nil {
+		discardConn(&conn)
+		return nil, fmt.Errorf("bulk connection: set cache_size: %w", err)
+	}
+	b.conn = &conn
+	return b, nil
+}
+
+// held reports whether b holds a connection of its own.
+func (b *bulkConn) held() bool { return b.conn != nil }
+
+// db is what the next bulk transaction begins on.
+func (b *bulkConn) db() bun.IDB {
+	if b.conn != nil {
+		return b.conn
+	}
+	return b.pool
+}
+
+// release puts the held connection's cache_size back and the connection
+// in the pool (it closes a connection whose setting cannot be put back);
+// the bulk transactions after it use the pool. It does nothing when no
+// connection is held.
+func (b *bulkConn) release() {
+	conn := b.conn
+	if conn == nil {
+		return
+	}
+	b.conn = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = %d", b.was)); err != nil {
+		discardConn(conn)
+		return
+	}
+	_ = conn.Close()
+}
+
+// discardConn closes conn and the connection under it, so that the pool
+// does not hand it out again.
+func discardConn(conn *bun.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = conn.Close()
+}
 
 // withBulkCache runs f in tx with SQLite's page cache at bulkCacheKiB for
 // tx's connection, and puts the connection's setting back before tx ends

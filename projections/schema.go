@@ -42,7 +42,7 @@ func txOptions(q bun.IDB) *sql.TxOptions {
 }
 
 // inTx runs f in a transaction of db and commits it when f succeeds.
-func inTx(ctx context.Context, db *bun.DB, f func(tx bun.Tx) error) error {
+func inTx(ctx context.Context, db bun.IDB, f func(tx bun.Tx) error) error {
 	tx, err := db.BeginTx(ctx, txOptions(db))
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

@@ -62,7 +62,9 @@ const table = "access_history"
 // interval names its grace period and the policy event that set it (R25);
 // the opener of a segment whose source was recorded after the event at its
 // start; recorded grace expiries close grace periods; reopenings (R18).
-const version = 2
+// 3: on SQLite, id is the table's rowid (INTEGER PRIMARY KEY), not a
+// second b-tree beside it; the rows are the same.
+const version = 3
 
 // Projection builds the access history. Use New; it is driven by the
 // projections runner.
@@ -73,6 +75,12 @@ type Projection struct {
 	// table only.
 	rows   map[accessmodel.Pair][]keptRow
 	nextID int64
+	// facts, segs, want and used are diff's scratch space, kept between
+	// its calls.
+	facts  accessmodel.Facts
+	segs   []accessmodel.Segment
+	want   []segmentRow
+	used   []bool
 	loaded int64 // max id in the table at Load, checked after warm-up
 	// warmTo is the position Load was called at. The rows of the records
 	// up to it are in the table, and Load has read the current ones: the
@@ -119,11 +127,20 @@ func (*Projection) Tables() []projections.Table {
 	return []projections.Table{{Name: table, Create: createTable, DeferIndexes: true}}
 }
 
-func createTable(_ dialect.Name, t string) []string {
+// createTable returns the DDL of the table and its indexes. On SQLite id,
+// as INTEGER PRIMARY KEY, is the rowid: a row is one entry of one b-tree,
+// and a supersede's UPDATE finds it by rowid (with BIGINT PRIMARY KEY
+// SQLite keeps a separate unique index of id beside the rowid's b-tree,
+// which every insert writes and every supersede searches first).
+func createTable(d dialect.Name, t string) []string {
 	text := "TEXT"
 	big := "BIGINT"
+	id := big
+	if d == dialect.SQLite {
+		id = "INTEGER"
+	}
 	stmts := []string{`CREATE TABLE ` + t + ` (
-	id ` + big + ` PRIMARY KEY,
+	id ` + id + ` PRIMARY KEY,
 	account_id ` + text + ` NOT NULL,
 	child_id ` + text + ` NOT NULL,
 	permissions INTEGER NOT NULL,
@@ -460,36 +477,62 @@ func (p *Projection) fold(recs []eventlog.Record) (writes, error) {
 // diff recomputes the pair's intervals after rec and returns the rows to
 // insert and the ids of the current rows that no longer hold. A segment's
 // row is completed (names, times, grace) only when it is new: most
-// segments match a current row.
+// segments match a current row. A pair whose rows all still hold keeps
+// its slice; one that changed gets a new slice (a snapshot may share the
+// old one).
 func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins []*row, gone []int64) {
-	facts := p.model.Facts(pair)
-	segs := facts.Timeline()
-	want := make([]segmentRow, 0, len(segs))
+	facts := &p.facts
+	p.model.FactsInto(pair, facts)
+	segs := facts.AppendTimeline(p.segs[:0])
+	p.segs = segs
+	src := p.model.SourcesOf(pair)
+	want := p.want[:0]
 	for _, s := range segs {
-		want = append(want, p.keyFor(pair, &facts, s))
+		want = append(want, keyFor(src, facts, s))
 	}
+	p.want = want
 	old := p.rows[pair]
-	keep := make([]keptRow, 0, len(want))
-	used := make([]bool, len(want))
+	used := p.used[:0]
+	for range want {
+		used = append(used, false)
+	}
+	p.used = used
+	// Match each current row with a segment; the rows that match none
+	// are gone.
+	matched := 0
+	var oldGone []bool
 	for i := range old {
 		o := &old[i]
-		matched := false
+		found := false
 		for j := range want {
 			if !used[j] && o.same(&want[j].key) {
-				used[j], matched = true, true
-				keep = append(keep, *o)
+				used[j], found = true, true
+				matched++
 				break
 			}
 		}
-		if !matched {
+		if !found {
+			if oldGone == nil {
+				oldGone = make([]bool, len(old))
+			}
+			oldGone[i] = true
 			gone = append(gone, o.ID)
+		}
+	}
+	if matched == len(old) && matched == len(want) {
+		return nil, nil
+	}
+	keep := make([]keptRow, 0, len(want))
+	for i := range old {
+		if oldGone == nil || !oldGone[i] {
+			keep = append(keep, old[i])
 		}
 	}
 	for i := range want {
 		if used[i] {
 			continue
 		}
-		n := p.complete(pair, want[i], rec)
+		n := p.complete(pair, &want[i], rec)
 		n.ID = p.nextID
 		p.nextID++
 		ins = append(ins, n)
@@ -506,41 +549,41 @@ func (p *Projection) diff(pair accessmodel.Pair, rec eventlog.Record) (ins []*ro
 }
 
 // segmentRow is the row of a segment as far as keptRow.same compares it,
-// with the events that opened and closed it.
+// with the events that opened and closed it (zero: none).
 type segmentRow struct {
 	key            keptRow
 	seg            accessmodel.Segment
-	opener, closer accessmodel.EventRef
-	opened, closed bool
+	opener, closer accessmodel.Ref
 }
 
-// keyFor returns the row of segment s of pair with what row.same compares:
-// permissions, reason, valid time and the ids of the opening and closing
-// events.
-func (p *Projection) keyFor(pair accessmodel.Pair, facts *accessmodel.Facts, s accessmodel.Segment) segmentRow {
+// keyFor returns the row of segment s of the pair whose provenance is src
+// and facts are facts, with what row.same compares: permissions, reason,
+// valid time and the ids of the opening and closing events.
+func keyFor(src accessmodel.Sources, facts *accessmodel.Facts, s accessmodel.Segment) segmentRow {
 	k := segmentRow{seg: s, key: keptRow{Permissions: int64(s.Permissions), Reason: string(s.Reason), ValidFrom: s.From.UnixMicro()}}
-	if ref, ok := p.model.Opener(pair, facts, s); ok {
-		k.opener, k.opened = ref, true
-		k.key.Opened = ref.ID
+	if ref, ok := src.Opener(facts, s); ok {
+		k.opener = ref
+		k.key.Opened = src.ID(ref)
 	}
 	if !s.To.IsZero() {
 		k.key.ValidTo = sql.NullInt64{Int64: s.To.UnixMicro(), Valid: true}
-		if ref, ok := p.model.Source(pair, s.To); ok {
-			k.closer, k.closed = ref, true
-			k.key.Closed = ref.ID
+		if ref, ok := src.Source(s.To); ok {
+			k.closer = ref
+			k.key.Closed = src.ID(ref)
 		}
 	}
 	return k
 }
 
 // complete fills in the rest of k's row, recorded at rec, and returns it.
-func (p *Projection) complete(pair accessmodel.Pair, k segmentRow, rec eventlog.Record) *row {
+func (p *Projection) complete(pair accessmodel.Pair, k *segmentRow, rec eventlog.Record) *row {
 	r := &row{Permissions: k.key.Permissions, Reason: k.key.Reason, ValidFrom: k.key.ValidFrom, ValidTo: k.key.ValidTo}
 	r.AccountID, r.ChildID = pair.Account.String(), pair.Child.String()
 	r.RecordedID, r.RecordedC, r.RecordedP = rec.ID.String(), int64(rec.Position.Commit), int64(rec.Position.Prepare)
-	if k.opened {
-		r.OpenedID, r.OpenedType, r.OpenedActor, r.OpenedRole, r.OpenedC, r.OpenedP = refCols(k.opener)
-		if g, ok := p.model.GraceOf(k.opener.ID); ok && k.seg.Reason == domain.ReasonGracePeriod {
+	if k.opener != 0 {
+		opener := p.model.EventRef(k.opener)
+		r.OpenedID, r.OpenedType, r.OpenedActor, r.OpenedRole, r.OpenedC, r.OpenedP = refCols(opener)
+		if g, ok := p.model.GraceOf(opener.ID); ok && k.seg.Reason == domain.ReasonGracePeriod {
 			r.GraceSeconds = sql.NullInt64{Int64: int64(g.Period / time.Second), Valid: true}
 			if g.Policy != nil {
 				r.GracePolicyID = sql.NullString{String: g.Policy.ID.String(), Valid: true}
@@ -549,8 +592,8 @@ func (p *Projection) complete(pair accessmodel.Pair, k segmentRow, rec eventlog.
 			}
 		}
 	}
-	if k.closed {
-		r.ClosedID, r.ClosedType, r.ClosedActor, r.ClosedRole, r.ClosedC, r.ClosedP = refCols(k.closer)
+	if k.closer != 0 {
+		r.ClosedID, r.ClosedType, r.ClosedActor, r.ClosedRole, r.ClosedC, r.ClosedP = refCols(p.model.EventRef(k.closer))
 	}
 	return r
 }

@@ -324,14 +324,26 @@ func (m *Model) accountEvent(e domain.Event, account uuid.UUID, ref EventRef, ti
 // may keep.
 func (m *Model) Facts(p Pair) Facts {
 	var f Facts
+	m.FactsInto(p, &f)
+	return f
+}
+
+// FactsInto sets *f to the pair's facts now, as Facts returns them but
+// reusing the room of f's Placements and Grants (so an empty one is nil
+// only when f had no room): for a caller that asks for many pairs' facts
+// one after the other and keeps none of them. f.Account's Lapses are the
+// account's own, as with Facts (the caller must not change them).
+func (m *Model) FactsInto(p Pair, f *Facts) {
+	f.Account = domain.AccountFacts{}
+	placements, grants := f.Placements[:0], f.Grants[:0]
 	if a := m.accounts[p.Account]; a != nil && a.Exists() {
 		f.Account = a.Facts()
 	}
 	if c := m.children[p.Child]; c != nil {
-		f.Placements = c.PlacementFacts(p.Account)
-		f.Grants = c.GrantFacts(p.Account)
+		placements = c.AppendPlacementFacts(placements, p.Account)
+		grants = c.AppendGrantFacts(grants, p.Account)
 	}
-	return f
+	f.Placements, f.Grants = placements, grants
 }
 
 // Account returns the account aggregate, if any event of it was applied.
@@ -360,49 +372,101 @@ func (m *Model) ChildrenOf(account uuid.UUID) []uuid.UUID { return m.pairsOf[acc
 // one that begins at an activation recorded after the placement names the
 // activation.
 func (m *Model) Opener(p Pair, f *Facts, s Segment) (EventRef, bool) {
-	ref, ok := m.Source(p, s.From)
-	var start time.Time
-	switch s.Reason {
-	case domain.ReasonPlacement:
-		for _, pl := range f.Placements {
-			if !s.From.Before(pl.Start) && (pl.End.IsZero() || s.From.Before(pl.End)) && pl.Start.After(start) {
-				start = pl.Start
-			}
-		}
-	case domain.ReasonGrant:
-		for _, g := range f.Grants {
-			if !s.From.Before(g.From) && (g.To.IsZero() || s.From.Before(g.To)) && g.From.After(start) {
-				start = g.From
-			}
-		}
-	}
-	if start.IsZero() || start.Equal(s.From) {
-		return ref, ok
-	}
-	if src, found := m.Source(p, start); found && (!ok || ref.Position.Before(src.Position)) {
-		return src, true
-	}
-	return ref, ok
+	r, ok := m.SourcesOf(p).Opener(f, s)
+	return m.EventRef(r), ok
 }
 
 // Source returns the event that set time t in the pair's facts, preferring
 // the later of a pair event and an account event that set the same time.
 func (m *Model) Source(p Pair, t time.Time) (EventRef, bool) {
+	r, ok := m.SourcesOf(p).Source(t)
+	return m.EventRef(r), ok
+}
+
+// Ref names one of the events a model's provenance holds, without copying
+// it (EventRef and RefID read it): valid for the model that returned it,
+// for as long as the model lives. The zero Ref names no event.
+type Ref uint32
+
+// EventRef returns the event r names; the zero EventRef for the zero Ref.
+func (m *Model) EventRef(r Ref) EventRef {
+	if r == 0 {
+		return EventRef{}
+	}
+	return m.eventRef(uint32(r - 1))
+}
+
+// RefID returns the id of the event r names; uuid.Nil for the zero Ref.
+func (m *Model) RefID(r Ref) uuid.UUID {
+	if r == 0 {
+		return uuid.Nil
+	}
+	return m.refs[r-1].id
+}
+
+// Sources is one pair's provenance, looked up once (SourcesOf): what
+// Model.Source and Model.Opener answer, as Refs. It is valid until the
+// model applies another record.
+type Sources struct {
+	m          *Model
+	pair, acct provTimes
+}
+
+// SourcesOf returns pair p's provenance, for answering several Source and
+// Opener questions about it with one look-up of the pair and its account.
+func (m *Model) SourcesOf(p Pair) Sources {
+	return Sources{m: m, pair: m.prov[p], acct: m.acctProv[p.Account]}
+}
+
+// Source is Model.Source: the event that set time t in the pair's facts,
+// the later of a pair event and an account event that set the same time.
+func (s Sources) Source(t time.Time) (Ref, bool) {
 	k := t.UnixMicro()
-	a, aok := m.prov[p].find(k)
-	b, bok := m.acctProv[p.Account].find(k)
+	a, aok := s.pair.find(k)
+	b, bok := s.acct.find(k)
 	switch {
 	case aok && bok:
-		if m.refs[a].pos.Before(m.refs[b].pos) {
-			return m.eventRef(b), true
+		if s.m.refs[a].pos.Before(s.m.refs[b].pos) {
+			return Ref(b + 1), true
 		}
-		return m.eventRef(a), true
+		return Ref(a + 1), true
 	case aok:
-		return m.eventRef(a), true
+		return Ref(a + 1), true
 	case bok:
-		return m.eventRef(b), true
+		return Ref(b + 1), true
 	}
-	return EventRef{}, false
+	return 0, false
+}
+
+// ID is the id of the event r names (Model.RefID).
+func (s Sources) ID(r Ref) uuid.UUID { return s.m.RefID(r) }
+
+// Opener is Model.Opener: the event that opened segment seg of the pair,
+// whose facts are f.
+func (s Sources) Opener(f *Facts, seg Segment) (Ref, bool) {
+	ref, ok := s.Source(seg.From)
+	var start time.Time
+	switch seg.Reason {
+	case domain.ReasonPlacement:
+		for _, pl := range f.Placements {
+			if !seg.From.Before(pl.Start) && (pl.End.IsZero() || seg.From.Before(pl.End)) && pl.Start.After(start) {
+				start = pl.Start
+			}
+		}
+	case domain.ReasonGrant:
+		for _, g := range f.Grants {
+			if !seg.From.Before(g.From) && (g.To.IsZero() || seg.From.Before(g.To)) && g.From.After(start) {
+				start = g.From
+			}
+		}
+	}
+	if start.IsZero() || start.Equal(seg.From) {
+		return ref, ok
+	}
+	if src, found := s.Source(start); found && (!ok || s.m.refs[ref-1].pos.Before(s.m.refs[src-1].pos)) {
+		return src, true
+	}
+	return ref, ok
 }
 
 // storedRef is an EventRef as the model keeps it: its texts are indexes

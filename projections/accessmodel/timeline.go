@@ -26,11 +26,18 @@ func (s Segment) Contains(t time.Time) bool {
 // time, in order: the policy's answers between consecutive fact times. The
 // access can only change at a time that appears in the facts, so evaluating
 // the policy once per such time is exact.
-func (f *Facts) Timeline() []Segment {
-	times := f.breakpoints()
-	var out []Segment
+func (f *Facts) Timeline() []Segment { return f.AppendTimeline(nil) }
+
+// AppendTimeline appends Timeline's segments to dst and returns the
+// extended slice: for a caller that reuses one slice for many timelines.
+func (f *Facts) AppendTimeline(dst []Segment) []Segment {
+	var room [32]time.Time
+	times := f.breakpoints(room[:0])
+	first := len(dst)
 	for i, t := range times {
-		a := f.At(t)
+		// The answer at t without its Until: the segments' ends are the
+		// next fact times, so the policy need not look ahead itself.
+		a := domain.ChildAccessAt(f.Account, f.Placements, f.Grants, t)
 		if a.Permissions == 0 {
 			continue
 		}
@@ -38,18 +45,18 @@ func (f *Facts) Timeline() []Segment {
 		if i+1 < len(times) {
 			to = times[i+1]
 		}
-		if n := len(out); n > 0 && out[n-1].To.Equal(t) && out[n-1].Permissions == a.Permissions && out[n-1].Reason == a.Reason {
-			out[n-1].To = to
+		if n := len(dst); n > first && dst[n-1].To.Equal(t) && dst[n-1].Permissions == a.Permissions && dst[n-1].Reason == a.Reason {
+			dst[n-1].To = to
 			continue
 		}
-		out = append(out, Segment{From: t, To: to, Permissions: a.Permissions, Reason: a.Reason})
+		dst = append(dst, Segment{From: t, To: to, Permissions: a.Permissions, Reason: a.Reason})
 	}
-	return out
+	return dst
 }
 
-// breakpoints lists every distinct non-zero time of the facts, sorted.
-func (f *Facts) breakpoints() []time.Time {
-	ts := make([]time.Time, 0, 2+2*len(f.Account.Lapses)+3*len(f.Placements)+2*len(f.Grants))
+// breakpoints appends every distinct non-zero time of the facts to ts,
+// sorted, and returns the extended slice.
+func (f *Facts) breakpoints(ts []time.Time) []time.Time {
 	add := func(t time.Time) {
 		if !t.IsZero() {
 			ts = append(ts, t)
