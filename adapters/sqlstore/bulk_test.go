@@ -584,6 +584,7 @@ func TestReadStreamsFromPlanWithoutStatistics(t *testing.T) {
 	stmt, args := sqlstore.TailsStatementPG(streams)
 	rows, err := db.DB.DB.QueryContext(ctx, "EXPLAIN "+stmt, args...) // database/sql: bun would format the $N itself
 	require.NoError(t, err)
+	defer rows.Close()
 	var plan []string
 	for rows.Next() {
 		var line string
@@ -591,7 +592,6 @@ func TestReadStreamsFromPlanWithoutStatistics(t *testing.T) {
 		plan = append(plan, line)
 	}
 	require.NoError(t, rows.Err())
-	require.NoError(t, rows.Close())
 	text := strings.Join(plan, "\n")
 	require.NotContains(t, text, "Seq Scan on events", text)
 	require.Contains(t, text, "events_stream_version_key", text)
