@@ -84,7 +84,10 @@ func requireRefusesDecisions(t *testing.T, s *e2eServer, w *e2eWorld, child stri
 	r := w.service.do("GET", "/v1/check?account_id="+parent.id+"&child_id="+child+"&permission=record", nil)
 	p := r.problem(http.StatusServiceUnavailable, "ledger_mismatch")
 	require.Contains(t, p.Detail, pos)
-	require.Contains(t, s.logText(), "ALERT ledger")
+	// The alert's line reaches the server's log a moment after the state
+	// that refuses decisions is set.
+	require.Eventually(t, func() bool { return strings.Contains(s.logText(), "ALERT ledger") }, e2eWait, 20*time.Millisecond,
+		"the server logs the ledger's alert")
 	// Still not ready a moment later: no retry turns it green.
 	time.Sleep(200 * time.Millisecond)
 	require.Equal(t, http.StatusServiceUnavailable, s.anonymous().do("GET", "/readyz", nil).status)
