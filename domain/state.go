@@ -152,3 +152,61 @@ func RestoreAccount(s AccountState) *Account {
 		expiresAt: s.ExpiresAt, expiryRec: s.ExpiryRecorded, activatedAt: s.ActivatedAt, closedAt: s.ClosedAt,
 		lapses: slices.Clone(s.Lapses), resetRequested: s.ResetRequested, erasedAt: s.ErasedAt}
 }
+
+// Whole state, for the command side's kept-state snapshot.
+//
+// The command service (commands) keeps each child's and account's state
+// between commands and saves it to a snapshot file so that a restart
+// does not read every stream whole again. Its decisions read the personal
+// fields (a child's reference, an account's email, identity subject,
+// pending email and phone hint), so its form of the state holds them:
+// WholeState and RestoreWholeChild / RestoreWholeAccount. With State and
+// RestoreChild / RestoreAccount they are the only ways, besides Apply,
+// that an aggregate's state is set: the one exception to "state changes
+// only by applying events", and they restore exactly what applying the
+// stream gave (an aggregate restored from its WholeState decides every
+// command as the original does). The caller keeps what they return as
+// personal data: a file of it is mode 0600 and goes as soon as one of its
+// aggregates is erased (commands, "Kept-state snapshot").
+
+// ChildWholeState is a Child's whole state: its State and its reference.
+type ChildWholeState struct {
+	ChildState
+	Reference string
+}
+
+// WholeState returns c's whole state, personal fields included. It
+// shares nothing with c.
+func (c *Child) WholeState() ChildWholeState {
+	return ChildWholeState{ChildState: c.State(), Reference: c.reference}
+}
+
+// RestoreWholeChild returns the aggregate whose whole state is s (see
+// WholeState). It shares nothing with s.
+func RestoreWholeChild(s ChildWholeState) *Child {
+	c := RestoreChild(s.ChildState)
+	c.reference = s.Reference
+	return c
+}
+
+// AccountWholeState is an Account's whole state: its State and its
+// personal fields.
+type AccountWholeState struct {
+	AccountState
+	Email, PendingEmail, IdentitySubject, PhoneHint string
+}
+
+// WholeState returns a's whole state, personal fields included. It
+// shares nothing with a.
+func (a *Account) WholeState() AccountWholeState {
+	return AccountWholeState{AccountState: a.State(), Email: a.email, PendingEmail: a.pendingEmail,
+		IdentitySubject: a.identity, PhoneHint: a.phoneHint}
+}
+
+// RestoreWholeAccount returns the aggregate whose whole state is s (see
+// WholeState). It shares nothing with s.
+func RestoreWholeAccount(s AccountWholeState) *Account {
+	a := RestoreAccount(s.AccountState)
+	a.email, a.pendingEmail, a.identity, a.phoneHint = s.Email, s.PendingEmail, s.IdentitySubject, s.PhoneHint
+	return a
+}
