@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -38,7 +39,7 @@ func (s *Service) EraseAccount(ctx context.Context, meta Meta, cmd EraseAccount)
 	if err != nil {
 		return Result{}, err
 	}
-	s.accounts.drop(cmd.AccountID)
+	s.forgetAccount(ctx, cmd.AccountID)
 	// After the event: a stop in between is completed by whoever reads
 	// the event next (adapters/personaldata).
 	if err := s.cfg.Eraser.EraseAccount(ctx, cmd.AccountID); err != nil {
@@ -60,7 +61,7 @@ func (s *Service) EraseChild(ctx context.Context, meta Meta, cmd EraseChild) (Re
 	if err != nil {
 		return Result{}, err
 	}
-	s.children.drop(cmd.ChildID)
+	s.forgetChild(ctx, cmd.ChildID)
 	if err := s.cfg.Eraser.EraseChild(ctx, cmd.ChildID); err != nil {
 		return Result{}, fmt.Errorf("erase child %s: destroy its key: %w", cmd.ChildID, err)
 	}
@@ -114,7 +115,7 @@ func (s *Service) EraseAccountAtRetention(ctx context.Context, meta Meta, cmd Er
 	if err != nil || !erased {
 		return res, err
 	}
-	s.accounts.drop(cmd.AccountID)
+	s.forgetAccount(ctx, cmd.AccountID)
 	if err := s.cfg.Eraser.EraseAccount(ctx, cmd.AccountID); err != nil {
 		return Result{}, fmt.Errorf("erase account %s: destroy its key: %w", cmd.AccountID, err)
 	}
@@ -140,7 +141,7 @@ func (s *Service) EraseChildAtRetention(ctx context.Context, meta Meta, cmd Eras
 	if err != nil || !erased {
 		return Result{Position: pos}, err
 	}
-	s.children.drop(cmd.ChildID)
+	s.forgetChild(ctx, cmd.ChildID)
 	if err := s.cfg.Eraser.EraseChild(ctx, cmd.ChildID); err != nil {
 		return Result{}, fmt.Errorf("erase child %s: destroy its key: %w", cmd.ChildID, err)
 	}
@@ -185,7 +186,9 @@ const forgetRetry = time.Second
 // Whenever it starts following (again, after a failure of the log, which
 // it logs), it first forgets every kept state, so no erasure is missed
 // between two subscriptions. It returns nil when ctx ends. Every replica
-// that serves commands runs it (accessd serve).
+// that serves commands runs it (accessd serve). After a start from a
+// kept-state snapshot (LoadKeptSnapshot) its first following starts where
+// the snapshot may have missed an erasure and keeps the restored state.
 func (s *Service) ForgetErased(ctx context.Context, log ErasureFeed) error {
 	for {
 		err := s.followErasures(ctx, log)
@@ -203,13 +206,23 @@ func (s *Service) ForgetErased(ctx context.Context, log ErasureFeed) error {
 }
 
 func (s *Service) followErasures(ctx context.Context, log ErasureFeed) error {
-	head, err := log.Head(ctx)
-	if err != nil {
-		return err
+	// After a start from a kept-state snapshot, the first following
+	// starts where the snapshot may have missed an erasure, and keeps
+	// the restored state; every other starts at the head, with nothing
+	// kept.
+	from, resume := s.follow.start()
+	if !resume {
+		head, err := log.Head(ctx)
+		if err != nil {
+			return err
+		}
+		s.children.clear()
+		s.accounts.clear()
+		from = head
 	}
-	s.children.clear()
-	s.accounts.clear()
-	return log.Subscribe(ctx, head, func(_ context.Context, rec eventlog.Record) error {
+	s.follow.seen(from)
+	return log.Subscribe(ctx, from, func(ctx context.Context, rec eventlog.Record) error {
+		defer s.follow.seen(rec.Position)
 		if rec.Type != domain.TypeAccountErased && rec.Type != domain.TypeChildErased {
 			return nil
 		}
@@ -219,10 +232,61 @@ func (s *Service) followErasures(ctx context.Context, log ErasureFeed) error {
 		}
 		switch e := env.Event.(type) {
 		case *domain.AccountErased:
-			s.accounts.drop(e.AccountID)
+			s.forgetAccount(ctx, e.AccountID)
 		case *domain.ChildErased:
-			s.children.drop(e.ChildID)
+			s.forgetChild(ctx, e.ChildID)
 		}
 		return nil
 	})
+}
+
+// erasureFollow is ForgetErased's progress: whether it has started, the
+// position up to which every erasure it read was dropped, and where its
+// first following resumes after a start from a kept-state snapshot.
+type erasureFollow struct {
+	mu        sync.Mutex
+	started   bool
+	followed  eventlog.Position
+	resume    eventlog.Position
+	hasResume bool
+}
+
+// start marks the following started and returns where it resumes, if
+// it does (once).
+func (f *erasureFollow) start() (eventlog.Position, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.started = true
+	from, ok := f.resume, f.hasResume
+	f.hasResume = false
+	return from, ok
+}
+
+// seen records that every erasure up to p was dropped.
+func (f *erasureFollow) seen(p eventlog.Position) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.followed = p
+}
+
+// followedErasures is the position up to which ForgetErased has dropped
+// every erasure (Start when it does not run).
+func (s *Service) followedErasures() eventlog.Position {
+	s.follow.mu.Lock()
+	defer s.follow.mu.Unlock()
+	return s.follow.followed
+}
+
+// following reports whether ForgetErased has started.
+func (s *Service) following() bool {
+	s.follow.mu.Lock()
+	defer s.follow.mu.Unlock()
+	return s.follow.started
+}
+
+// resumeErasuresAt makes ForgetErased's first following start after p.
+func (s *Service) resumeErasuresAt(p eventlog.Position) {
+	s.follow.mu.Lock()
+	defer s.follow.mu.Unlock()
+	s.follow.resume, s.follow.hasResume = p, true
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -92,6 +93,9 @@ type Config struct {
 	// after the last retry (warn) and failures to record a refusal
 	// (error). Default slog.Default().
 	Logger *slog.Logger
+	// KeptSnapshots configures the snapshot of the kept state
+	// (keptsnapshot.go); a zero Dir turns it off.
+	KeptSnapshots KeptSnapshotConfig
 	// KeptChildren is how many children's state the service keeps between
 	// commands (the oldest out first), so that a command or a deadline on
 	// a kept child reads only its stream's end: about 8 KB each for a
@@ -184,6 +188,15 @@ type Service struct {
 	// (statecache.go).
 	children *stateCache[*domain.Child]
 	accounts *stateCache[*domain.Account]
+	// keptGen counts the erasures that removed the kept-state snapshot;
+	// keptFileMu is held while the snapshot file is written or removed
+	// (keptsnapshot.go).
+	keptGen    atomic.Uint64
+	keptFileMu sync.Mutex
+	// keptLoadedChanges is keptChanges after LoadKeptSnapshot.
+	keptLoadedChanges atomic.Uint64
+	// follow is ForgetErased's progress (erasure.go).
+	follow erasureFollow
 }
 
 // New returns a Service on store that writes refused commands to refusals.
@@ -423,6 +436,7 @@ type loaded struct {
 	stream  string
 	version uint64
 	last    eventlog.Position
+	lastID  uuid.UUID // the id of the record at last
 	found   map[uuid.UUID]domain.Envelope
 	// ids, when collect is set, are the keys (idKey) of the ids of the
 	// events applied: of the stream's events up to version when the load
@@ -477,7 +491,7 @@ func (l *loaded) apply(recs []eventlog.Record, apply func(domain.Event) error, w
 		if l.collect {
 			l.ids = append(l.ids, idKey(r.ID))
 		}
-		l.version, l.last = r.Version, r.Position
+		l.version, l.last, l.lastID = r.Version, r.Position, r.ID
 	}
 	return nil
 }

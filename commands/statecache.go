@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 
@@ -42,6 +43,9 @@ type stateCache[T aggregate[T]] struct {
 	// began before the erasure's append must not put their earlier state
 	// back (an erasure is never undone; erasures are few).
 	erased map[uuid.UUID]struct{}
+	// changes counts the entries put and dropped (the kept-state
+	// snapshot's writer, keptsnapshot.go).
+	changes atomic.Uint64
 }
 
 type cachedState[T any] struct {
@@ -95,6 +99,7 @@ func (cc *stateCache[T]) drop(id uuid.UUID) {
 	defer cc.mu.Unlock()
 	delete(cc.entries, id)
 	cc.erased[id] = struct{}{}
+	cc.changes.Add(1)
 }
 
 // clear forgets every kept state (the erased stay dropped).
@@ -126,5 +131,32 @@ func (cc *stateCache[T]) put(id uuid.UUID, s T, l loaded) {
 	}
 	ids := slices.Clone(l.ids)
 	slices.Sort(ids)
-	cc.entries[id] = &cachedState[T]{state: s.Clone(), l: loaded{stream: l.stream, version: l.version, last: l.last, ids: ids, collect: true}}
+	cc.entries[id] = &cachedState[T]{state: s.Clone(), l: loaded{stream: l.stream, version: l.version, last: l.last, lastID: l.lastID, ids: ids, collect: true}}
+	cc.changes.Add(1)
+}
+
+// kept returns the entries, oldest first. An entry is never changed once
+// kept (put replaces it, get hands out clones), so the caller reads them
+// without the lock, which is held only while their pointers are copied.
+func (cc *stateCache[T]) kept() []*cachedState[T] {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	out := make([]*cachedState[T], 0, len(cc.entries))
+	seen := make(map[uuid.UUID]struct{}, len(cc.entries))
+	for _, id := range cc.order {
+		if e, ok := cc.entries[id]; ok {
+			if _, dup := seen[id]; !dup {
+				seen[id] = struct{}{}
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// len is the number of entries.
+func (cc *stateCache[T]) len() int {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.entries)
 }
