@@ -55,10 +55,15 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	defer e.Close() // openEngine applied every read-store migration
 	policy := sc.policy()
 	cmds, err := commands.New(e.GatedStreams(), securitylog.New(e.ReadDB),
-		commands.Config{Policy: policy, Logger: log, Eraser: e.Stores.Log, IDs: e.Stores.IDs, KeptChildren: sc.keptChildren})
+		commands.Config{Policy: policy, Logger: log, Eraser: e.Stores.Log, IDs: e.Stores.IDs, KeptChildren: sc.keptChildren,
+			KeptSnapshots: e.KeptSnapshots()})
 	if err != nil {
 		return err
 	}
+	// The kept state saved by the last run, before the service takes
+	// commands and follows erasures (a snapshot that does not load is
+	// logged, and the service starts with nothing kept).
+	cmds.StartFromKeptSnapshot(ctx, e.Stores.Log)
 	// The initial policy is recorded before the engine runs, so from the
 	// log itself: cmds reads streams only once the ledger has verified the
 	// whole log (engine.GatedStreams), which may be after ready.
@@ -122,6 +127,10 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	// The children's and accounts' state kept between commands holds
 	// personal data: an erasure by any replica drops it here too.
 	go func() { _ = cmds.ForgetErased(runCtx, e.Stores.Log) }()
+	// The kept state's snapshot, written in the background and once more
+	// at the stop, after the last command.
+	keptDone := make(chan error, 1)
+	go func() { keptDone <- cmds.RunKeptSnapshots(runCtx) }()
 	if sc.viewsRetention > 0 {
 		go func() {
 			_ = viewlog.New(e.ReadDB).PruneEvery(runCtx, sc.viewsRetention, viewsPruneInterval, time.Now, log)
@@ -153,6 +162,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 		_ = srv.Close()
 	}
 	stopRun()
+	<-keptDone
 	if err := <-msgDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("messaging: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/projections"
 	"github.com/accessledger/accessledger/projections/accesshistory"
@@ -152,6 +153,20 @@ func Open(ctx context.Context, cfg *Config, opts Options, log *slog.Logger) (*En
 }
 
 func (e *Engine) Close() error { return e.Stores.Close() }
+
+// KeptSnapshots is the command service's kept-state snapshot settings
+// (commands.Config.KeptSnapshots) that go with the engine's snapshots
+// (Options.Snapshot): the same directory and interval, the service's
+// default count of changes; off when the engine's snapshots are. The
+// service that serves commands loads it (StartFromKeptSnapshot, on
+// Stores.Log) before it takes commands and writes it in the background
+// (RunKeptSnapshots): accessd serve does.
+func (e *Engine) KeptSnapshots() commands.KeptSnapshotConfig {
+	if e.snapshot.Dir == "" {
+		return commands.KeptSnapshotConfig{}
+	}
+	return commands.KeptSnapshotConfig{Dir: e.snapshot.Dir, Interval: e.snapshot.Interval}
+}
 
 // keysDB is the pool the idempotency keys are written through: the
 // unsynced one when the read store is the event store's own database (an
