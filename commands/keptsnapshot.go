@@ -84,8 +84,8 @@ var (
 	// ErrKeptSnapshotMismatch: the log does not hold the snapshot's
 	// records at their positions (the log was replaced or changed).
 	ErrKeptSnapshotMismatch = errors.New("commands: kept-state snapshot does not match the log")
-	// ErrKeptSnapshotNotFresh: the service already keeps state or follows
-	// erasures; a snapshot loads only before both.
+	// ErrKeptSnapshotNotFresh: the service already follows erasures
+	// (ForgetErased); a snapshot loads only before.
 	ErrKeptSnapshotNotFresh = errors.New("commands: a kept-state snapshot loads only into a new service")
 	// ErrKeptSnapshotOff: Config.KeptSnapshots.Dir is empty.
 	ErrKeptSnapshotOff = errors.New("commands: kept-state snapshots are off (no directory)")
@@ -206,7 +206,7 @@ func (s *Service) capture() (*keptPayload, uint64, time.Duration) {
 	children, accounts := s.children.kept(), s.accounts.kept()
 	held := time.Since(started)
 
-	p := &keptPayload{Children: make([]keptChild, len(children)), Accounts: make([]keptAccount, len(accounts))}
+	p := &keptPayload{Children: make([]keptChild, 0, len(children)), Accounts: make([]keptAccount, 0, len(accounts))}
 	var first eventlog.Position
 	var checks [2]*keptCheck
 	note := func(i int, stream string, l loaded) {
@@ -217,13 +217,19 @@ func (s *Service) capture() (*keptPayload, uint64, time.Duration) {
 			checks[i] = &keptCheck{Stream: stream, Version: l.version, ID: l.lastID, Position: l.last}
 		}
 	}
-	for i, e := range children {
-		p.Children[i] = keptChild{State: e.state.WholeState(), L: keptLoadedOf(e.l)}
-		note(0, e.l.stream, e.l)
+	// An entry of an empty stream (kept by the command that created it,
+	// as loaded before) is left out: it saves no read.
+	for _, e := range children {
+		if e.l.version > 0 {
+			p.Children = append(p.Children, keptChild{State: e.state.WholeState(), L: keptLoadedOf(e.l)})
+			note(0, e.l.stream, e.l)
+		}
 	}
-	for i, e := range accounts {
-		p.Accounts[i] = keptAccount{State: e.state.WholeState(), L: keptLoadedOf(e.l)}
-		note(1, e.l.stream, e.l)
+	for _, e := range accounts {
+		if e.l.version > 0 {
+			p.Accounts = append(p.Accounts, keptAccount{State: e.state.WholeState(), L: keptLoadedOf(e.l)})
+			note(1, e.l.stream, e.l)
+		}
 	}
 	for _, c := range checks {
 		if c != nil {
@@ -309,18 +315,20 @@ func (s *Service) forgetAccount(ctx context.Context, id uuid.UUID) {
 
 // LoadKeptSnapshot restores Config.KeptSnapshots.Dir's snapshot into the
 // kept state, checking it against log (see the notes above). It must be
-// called before the service runs a command or ForgetErased
-// (ErrKeptSnapshotNotFresh); ForgetErased then starts from where the
-// snapshot may have missed an erasure. A missing file fails with an error
-// satisfying errors.Is(err, os.ErrNotExist). On any error the kept state
-// is left empty.
+// called before ForgetErased runs (ErrKeptSnapshotNotFresh), which then
+// starts from where the snapshot may have missed an erasure; commands may
+// run meanwhile (a start loads it while the engine replays the log): a
+// state a command kept at a later version than the snapshot's stays, and
+// an aggregate erased meanwhile is not restored. A missing file fails
+// with an error satisfying errors.Is(err, os.ErrNotExist). On any error
+// nothing is restored.
 func (s *Service) LoadKeptSnapshot(ctx context.Context, log KeptLog) (KeptSnapshotInfo, error) {
 	dir := s.cfg.KeptSnapshots.Dir
 	if dir == "" {
 		return KeptSnapshotInfo{}, ErrKeptSnapshotOff
 	}
 	started := time.Now()
-	if s.children.len() > 0 || s.accounts.len() > 0 || s.following() {
+	if s.following() {
 		return KeptSnapshotInfo{}, ErrKeptSnapshotNotFresh
 	}
 	data, err := os.ReadFile(filepath.Join(dir, KeptSnapshotFile))
@@ -409,8 +417,8 @@ func (p *keptPayload) checkLog(ctx context.Context, log KeptLog) error {
 
 // StartFromKeptSnapshot loads the snapshot (LoadKeptSnapshot) and logs the
 // outcome: loaded (info), none there (info), or ignored and why (warn). It
-// reports whether it was loaded; when it was not the kept state is empty
-// and commands read whole streams until they keep them again. With
+// reports whether it was loaded; when it was not nothing was restored and
+// commands read whole streams until they keep them. With
 // snapshots off it does nothing.
 func (s *Service) StartFromKeptSnapshot(ctx context.Context, log KeptLog) (KeptSnapshotInfo, bool) {
 	dir := s.cfg.KeptSnapshots.Dir
@@ -428,8 +436,6 @@ func (s *Service) StartFromKeptSnapshot(ctx context.Context, log KeptLog) (KeptS
 	case errors.Is(err, os.ErrNotExist):
 		l.InfoContext(ctx, "commands: no kept-state snapshot; commands read whole streams until they keep them", slog.String("dir", dir))
 	default:
-		s.children.clear()
-		s.accounts.clear()
 		l.WarnContext(ctx, "commands: kept-state snapshot ignored; commands read whole streams until they keep them",
 			slog.String("dir", dir), slog.String("error", err.Error()))
 	}

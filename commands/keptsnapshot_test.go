@@ -428,10 +428,12 @@ func TestRunKeptSnapshots(t *testing.T) {
 	go func() { done <- e.svc.RunKeptSnapshots(ctx) }()
 	w := e.worker()
 	child := e.child(t, w)
+	m := e.active(t, domain.KindParent)
+	e.grant(t, w, child, m.id) // the child kept as registered
 	file := filepath.Join(dir, commands.KeptSnapshotFile)
 	require.Eventually(t, func() bool { _, err := os.Stat(file); return err == nil }, 5*time.Second, 5*time.Millisecond)
-	m := e.active(t, domain.KindParent)
-	e.grant(t, w, child, m.id)
+	_, err := e.svc.Revoke(ctx, as(w), commands.Revoke{ChildID: child, AccountID: m.id, Reason: "ended"})
+	require.NoError(t, err)
 	cancel()
 	require.NoError(t, <-done)
 
@@ -440,22 +442,95 @@ func TestRunKeptSnapshots(t *testing.T) {
 	require.True(t, ok, out.String())
 	kept, ok := svc.KeptChild(child)
 	require.True(t, ok)
-	require.Equal(t, freshChild(t, e, child).Version()-1, kept.Version(), "the stop's snapshot: kept as loaded before the grant")
+	require.Equal(t, freshChild(t, e, child).Version()-1, kept.Version(), "the stop's snapshot: kept as loaded before the revoke")
 }
 
-// TestLoadKeptSnapshotOnlyIntoANewService: a service that keeps state or
-// follows erasures does not load a snapshot.
-func TestLoadKeptSnapshotOnlyIntoANewService(t *testing.T) {
+// TestLoadKeptSnapshotBeforeForgetErased: a snapshot loads into a
+// service that keeps state (a child kept at a later version stays as its
+// command kept it), not into one that follows erasures, nor with
+// snapshots off.
+func TestLoadKeptSnapshotBeforeForgetErased(t *testing.T) {
 	dir := t.TempDir()
 	e := newEnv(t, memory, withKeptSnapshots(dir))
 	ctx := context.Background()
-	e.child(t, e.worker())
-	_, err := e.svc.WriteKeptSnapshot(ctx)
+	w := e.worker()
+	child := e.child(t, w)
+	m := e.active(t, domain.KindParent)
+	e.grant(t, w, child, m.id) // kept at version 1 (as loaded before the grant)
+	info, err := e.svc.WriteKeptSnapshot(ctx)
 	require.NoError(t, err)
-	_, err = e.svc.LoadKeptSnapshot(ctx, e.store)
-	require.ErrorIs(t, err, commands.ErrKeptSnapshotNotFresh)
+	require.Equal(t, 1, info.Children)
+	_, err = e.svc.Revoke(ctx, as(w), commands.Revoke{ChildID: child, AccountID: m.id, Reason: "ended"})
+	require.NoError(t, err)
+
+	svc, _, _ := restarted(t, e, dir)
+	_, err = svc.Grant(ctx, as(w), commands.Grant{ChildID: child, AccountID: m.id, Relationship: "parent",
+		Permissions: []string{"view"}, Reason: "again"})
+	require.NoError(t, err)
+	_, err = svc.LoadKeptSnapshot(ctx, e.store)
+	require.NoError(t, err)
+	kept, ok := svc.KeptChild(child)
+	require.True(t, ok)
+	require.Equal(t, uint64(3), kept.Version(), "the command's later state stays")
+
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.ForgetErased(fctx, e.store) }()
+	require.Eventually(t, func() bool {
+		_, err := svc.LoadKeptSnapshot(ctx, e.store)
+		return errors.Is(err, commands.ErrKeptSnapshotNotFresh)
+	}, 5*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+
 	off, err := commands.New(e.store, e.refusals, commands.Config{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	_, err = off.LoadKeptSnapshot(ctx, e.store)
-	require.True(t, errors.Is(err, commands.ErrKeptSnapshotOff))
+	require.ErrorIs(t, err, commands.ErrKeptSnapshotOff)
+}
+
+// TestWarmUp: one pass over the log keeps the first KeptChildren
+// children as a whole read folds them (a command on one then reads
+// nothing before deciding), leaves out an erased child and the children
+// past the limit, and the next snapshot holds what it kept.
+func TestWarmUp(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, memory, withEraser(&recordingEraser{}))
+	ctx := context.Background()
+	w := e.worker()
+	m := e.active(t, domain.KindParent)
+	var children []uuid.UUID
+	for range 4 {
+		c := e.child(t, w)
+		for range 3 {
+			e.grant(t, w, c, m.id)
+			_, err := e.svc.Revoke(ctx, as(w), commands.Revoke{ChildID: c, AccountID: m.id, Reason: "ended"})
+			require.NoError(t, err)
+		}
+		children = append(children, c)
+	}
+	_, err := e.svc.EraseChild(ctx, as(e.actor(domain.RoleDPO)), commands.EraseChild{ChildID: children[1], Reason: "Art. 17"})
+	require.NoError(t, err)
+
+	svc, counted, _ := restarted(t, e, dir, func(c *commands.Config) { c.KeptChildren = 3 })
+	info, err := svc.WarmUp(ctx, e.store)
+	require.NoError(t, err)
+	require.Equal(t, 2, info.Children, "the first three children met, the erased one left out")
+	require.Equal(t, len(e.since(t, eventlog.Start)), info.Records)
+	for i, c := range children {
+		kept, ok := svc.KeptChild(c)
+		require.Equal(t, i == 0 || i == 2, ok, "child %d", i)
+		if ok {
+			sameAggregate(t, freshChild(t, e, c), kept, childWhole)
+		}
+	}
+	counted.childRecords.Store(0)
+	e.grant(t, w, children[0], m.id) // through e.svc: svc's state is now behind by one event
+	_, err = svc.Revoke(ctx, as(w), commands.Revoke{ChildID: children[0], AccountID: m.id, Reason: "ended"})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), counted.childRecords.Load(), "the other service's grant alone")
+
+	wrote, err := svc.WriteKeptSnapshot(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, wrote.Children)
 }

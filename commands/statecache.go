@@ -153,10 +153,3 @@ func (cc *stateCache[T]) kept() []*cachedState[T] {
 	}
 	return out
 }
-
-// len is the number of entries.
-func (cc *stateCache[T]) len() int {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	return len(cc.entries)
-}

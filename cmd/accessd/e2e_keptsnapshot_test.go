@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +34,8 @@ func TestRestartFromKeptSnapshot(t *testing.T) {
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 
 	s.restart()
-	require.Contains(t, s.logs.String(), "kept state loaded from its snapshot")
+	require.Eventually(t, func() bool { return strings.Contains(s.logs.String(), "kept state loaded from its snapshot") },
+		e2eWait, 10*time.Millisecond)
 	other := w.account(string(domain.KindFosterCarer))
 	w.place(child, other.id, now().Add(-time.Hour))
 	requireAccess(t, w.check(other.id, child, "record"), true, "placement")
@@ -44,9 +46,9 @@ func TestRestartFromKeptSnapshot(t *testing.T) {
 	data[len(data)/2] ^= 0xff
 	require.NoError(t, os.WriteFile(path, data, 0o600))
 	s.start()
-	logs := s.logs.String()
-	require.Contains(t, logs, "kept-state snapshot ignored")
-	require.Contains(t, logs, "checksum")
+	require.Eventually(t, func() bool { return strings.Contains(s.logs.String(), "kept-state snapshot ignored") },
+		e2eWait, 10*time.Millisecond)
+	require.Contains(t, s.logs.String(), "checksum")
 	third := w.account(string(domain.KindFosterCarer))
 	w.place(child, third.id, now().Add(-time.Minute))
 	requireAccess(t, w.check(third.id, child, "record"), true, "placement")

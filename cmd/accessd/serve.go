@@ -60,10 +60,6 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	if err != nil {
 		return err
 	}
-	// The kept state saved by the last run, before the service takes
-	// commands and follows erasures (a snapshot that does not load is
-	// logged, and the service starts with nothing kept).
-	cmds.StartFromKeptSnapshot(ctx, e.Stores.Log)
 	// The initial policy is recorded before the engine runs, so from the
 	// log itself: cmds reads streams only once the ledger has verified the
 	// whole log (engine.GatedStreams), which may be after ready.
@@ -116,9 +112,21 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
+	// The command service's kept state saved by the last run, loaded while
+	// the engine starts (a snapshot that does not load is logged, and the
+	// service starts with nothing kept); commands may run meanwhile.
+	// ForgetErased, the snapshot's writer and the warm-up start after it.
+	keptLoaded := make(chan struct{})
+	var keptRestored bool
+	go func() {
+		defer close(keptLoaded)
+		_, keptRestored = cmds.StartFromKeptSnapshot(runCtx, e.Stores.Log)
+	}()
 	engineDone := make(chan error, 1)
+	readyCh := make(chan struct{})
 	go func() {
 		engineDone <- e.Run(runCtx, func() {
+			close(readyCh)
 			ready.Store(true)
 			log.Info("ready: read models and access index caught up", "start_to_ready", time.Since(start).Round(time.Millisecond).String())
 			e.LogStatus()
@@ -126,11 +134,28 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	}()
 	// The children's and accounts' state kept between commands holds
 	// personal data: an erasure by any replica drops it here too.
-	go func() { _ = cmds.ForgetErased(runCtx, e.Stores.Log) }()
+	go func() {
+		<-keptLoaded
+		_ = cmds.ForgetErased(runCtx, e.Stores.Log)
+	}()
 	// The kept state's snapshot, written in the background and once more
 	// at the stop, after the last command.
 	keptDone := make(chan error, 1)
-	go func() { keptDone <- cmds.RunKeptSnapshots(runCtx) }()
+	go func() {
+		<-keptLoaded
+		keptDone <- cmds.RunKeptSnapshots(runCtx)
+	}()
+	// Without a kept-state snapshot to start from, the children are kept
+	// from one pass over the log, in the background once ready, so that
+	// the first snapshot holds them.
+	warmDone := make(chan struct{})
+	go func() {
+		defer close(warmDone)
+		<-keptLoaded
+		if e.KeptSnapshots().Dir != "" && !keptRestored {
+			e.WarmUpKept(runCtx, cmds, readyCh)
+		}
+	}()
 	if sc.viewsRetention > 0 {
 		go func() {
 			_ = viewlog.New(e.ReadDB).PruneEvery(runCtx, sc.viewsRetention, viewsPruneInterval, time.Now, log)
@@ -162,6 +187,7 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 		_ = srv.Close()
 	}
 	stopRun()
+	<-warmDone
 	<-keptDone
 	if err := <-msgDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("messaging: %w", err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,7 +94,13 @@ func (c *benchClock) wake() {
 type benchEngine struct {
 	e      *engine.Engine
 	cmds   *commands.Service
-	msg    *engine.Messaging
+	// kept is the kept-state snapshot the command service loaded
+	// (restored false: none, and warmDone is closed once the warm-up
+	// from the log is over).
+	kept     commands.KeptSnapshotInfo
+	restored bool
+	warmDone chan struct{}
+	msg      *engine.Messaging
 	clock  *benchClock
 	policy domain.Policy
 	data   *benchData
@@ -146,12 +153,18 @@ func (b *bencher) startEngineWith(ctx context.Context, ds *dataset, snap accessi
 		return fail(err)
 	}
 	be.policy = domain.DefaultPolicy
+	// The kept state's snapshot lives in the data set's directory: the
+	// first start finds none (and warms the children up from the log),
+	// a restart (startFromSnapshot) the one written before it. It is
+	// written only when the bench says (no writer runs while measuring).
 	be.cmds, err = commands.New(e.GatedStreams(), securitylog.New(e.ReadDB),
 		commands.Config{Policy: be.policy, Logger: b.log, Clock: be.clock.Now, Eraser: e.Stores.Log, IDs: e.Stores.IDs,
-			KeptChildren: b.cfg.kept})
+			KeptChildren: b.cfg.kept,
+			KeptSnapshots: commands.KeptSnapshotConfig{Dir: filepath.Join(ds.dir, "kept"), Every: 1 << 62, Interval: 24 * time.Hour}})
 	if err != nil {
 		return fail(err)
 	}
+	be.warmDone = make(chan struct{})
 	if be.msg, err = openBenchMessaging(ctx, e, be.cmds, be.clock, b.log); err != nil {
 		return fail(err)
 	}
@@ -178,6 +191,20 @@ func (b *bencher) startEngineWith(ctx context.Context, ds *dataset, snap accessi
 		})
 	}()
 	go func() { be.msgDone <- e.AfterVerified(runCtx, be.msg.Run) }()
+	// As serve: the kept state loads while the engine starts; the
+	// warm-up, without one, once ready.
+	keptLoaded := make(chan struct{})
+	go func() {
+		defer close(keptLoaded)
+		be.kept, be.restored = be.cmds.StartFromKeptSnapshot(runCtx, e.Stores.Log)
+	}()
+	go func() {
+		defer close(be.warmDone)
+		<-keptLoaded
+		if !be.restored {
+			e.WarmUpKept(runCtx, be.cmds, readyCh)
+		}
+	}()
 	go func() { be.httpDone <- be.srv.Serve(ln) }()
 	select {
 	case <-readyCh:
@@ -191,6 +218,13 @@ func (b *bencher) startEngineWith(ctx context.Context, ds *dataset, snap accessi
 		return fail(ctx.Err())
 	}
 	took := time.Since(start)
+	// The measurements start once the kept state is loaded (serve takes
+	// commands before; they read whole streams until it is).
+	select {
+	case <-keptLoaded:
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
 
 	be.client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		MaxIdleConns: 128, MaxIdleConnsPerHost: 128, IdleConnTimeout: time.Minute, DisableCompression: true}}
@@ -226,6 +260,7 @@ func (be *benchEngine) stop() error {
 	}
 	if be.stopRun != nil {
 		be.stopRun()
+		<-be.warmDone
 		if err := <-be.msgDone; err != nil {
 			errs = append(errs, fmt.Errorf("messaging: %w", err))
 		}

@@ -293,6 +293,9 @@ func (f figure) text() string {
 		bytes, _ := f.Values.get("bytes")
 		capture, _ := f.Values.get("capture_ms")
 		parts = append(parts, fmt.Sprintf("%.2f s, %.0f bytes, fold held %.0f ms", f.Seconds, bytes, capture))
+	case "snapshot.write.kept", "snapshot.load.kept":
+		bytes, _ := f.Values.get("bytes")
+		parts = append(parts, fmt.Sprintf("%d children in %.3f s, %.0f bytes", f.Count, f.Seconds, bytes))
 	case "expiry":
 		parts = append(parts, fmt.Sprintf("%d expiries in %.2f s (%s/s)", f.Count, f.Seconds, human(f.PerSecond)))
 	default:

@@ -168,6 +168,33 @@ func (e *Engine) KeptSnapshots() commands.KeptSnapshotConfig {
 	return commands.KeptSnapshotConfig{Dir: e.snapshot.Dir, Interval: e.snapshot.Interval}
 }
 
+// WarmUpKept fills cmds' kept children from one pass over the log
+// (commands.Service.WarmUp), for a start that loaded no kept-state
+// snapshot: once ready is closed (the engine is ready: the start's own
+// replay is done) and the ledger has verified the whole log (as the
+// commands' reads wait for). It logs what it kept, or why it stopped, and
+// returns when done or when ctx ends.
+func (e *Engine) WarmUpKept(ctx context.Context, cmds *commands.Service, ready <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-ready:
+	}
+	_ = e.AfterVerified(ctx, func(ctx context.Context) error {
+		info, err := cmds.WarmUp(ctx, e.Stores.Log)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			e.log.WarnContext(ctx, "commands: warm-up of the kept children failed; commands read whole streams until they keep them",
+				slog.String("error", err.Error()))
+		default:
+			e.log.InfoContext(ctx, "commands: kept children warmed up from the log", slog.Int("children", info.Children),
+				slog.Int("records", info.Records), slog.Duration("busy", info.Busy), slog.Duration("elapsed", info.Elapsed))
+		}
+		return nil
+	})
+}
+
 // keysDB is the pool the idempotency keys are written through: the
 // unsynced one when the read store is the event store's own database (an
 // append's fsync then makes every key written before it durable, which
