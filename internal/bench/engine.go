@@ -92,8 +92,8 @@ func (c *benchClock) wake() {
 // gochannel bus) and the HTTP API on a real listener. Its command service
 // and process manager run on a benchClock.
 type benchEngine struct {
-	e      *engine.Engine
-	cmds   *commands.Service
+	e    *engine.Engine
+	cmds *commands.Service
 	// kept is the kept-state snapshot the command service loaded
 	// (restored false: none, and warmDone is closed once the warm-up
 	// from the log is over).
@@ -101,12 +101,12 @@ type benchEngine struct {
 	restored bool
 	warmDone chan struct{}
 	msg      *engine.Messaging
-	clock  *benchClock
-	policy domain.Policy
-	data   *benchData
-	url    string // http://127.0.0.1:PORT
-	client *http.Client
-	tokens map[domain.Role]string
+	clock    *benchClock
+	policy   domain.Policy
+	data     *benchData
+	url      string // http://127.0.0.1:PORT
+	client   *http.Client
+	tokens   map[domain.Role]string
 	// secret signs the API's tokens: measurements mint the tokens of the
 	// actors they act as (a child's worker).
 	secret []byte
@@ -159,7 +159,7 @@ func (b *bencher) startEngineWith(ctx context.Context, ds *dataset, snap accessi
 	// written only when the bench says (no writer runs while measuring).
 	be.cmds, err = commands.New(e.GatedStreams(), securitylog.New(e.ReadDB),
 		commands.Config{Policy: be.policy, Logger: b.log, Clock: be.clock.Now, Eraser: e.Stores.Log, IDs: e.Stores.IDs,
-			KeptChildren: b.cfg.kept,
+			KeptChildren:  b.cfg.kept,
 			KeptSnapshots: commands.KeptSnapshotConfig{Dir: filepath.Join(ds.dir, "kept"), Every: 1 << 62, Interval: 24 * time.Hour}})
 	if err != nil {
 		return fail(err)
