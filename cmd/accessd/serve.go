@@ -140,10 +140,11 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	}()
 	// The kept state's snapshot, written in the background and once more
 	// at the stop, after the last command.
-	keptDone := make(chan error, 1)
+	keptDone := make(chan struct{})
 	go func() {
+		defer close(keptDone)
 		<-keptLoaded
-		keptDone <- cmds.RunKeptSnapshots(runCtx)
+		_ = cmds.RunKeptSnapshots(runCtx) // returns nil; failures are logged
 	}()
 	// Without a kept-state snapshot to start from, the children are kept
 	// from one pass over the log, in the background once ready, so that
