@@ -84,10 +84,10 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.instanceID, "instance-id", "", "this replica's name in the read store: the process manager's claims and the outbox publishers' lease are held under it; give each replica sharing a read store its own (default: the host name)")
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Minute, "policy: sign a checkpoint of the ledger this often when the log has grown")
 	fs.Int64Var(&c.checkpointEvery, "checkpoint-every", 1000, "policy: sign a checkpoint of the ledger as soon as the log has grown by this many events")
-	fs.StringVar(&c.snapshotDir, "snapshot-dir", "", "directory of the snapshots of the access index and of the access history's fold, loaded at start so that only the log after them is replayed "+
+	fs.StringVar(&c.snapshotDir, "snapshot-dir", "", "directory of the snapshots of the access index, of the access history's fold and of the command service's kept state, loaded at start so that only the log after them is replayed "+
 		"(default: --data-dir; mode 0600; deleting it is always safe: the next start replays the whole log)")
-	fs.Int64Var(&c.snapshotEvery, "snapshot-every", accessindex.DefaultSnapshotEvery, "write the snapshots (the access index's, the access history's fold) once this many events were applied since the last one; 0 turns snapshots off (no load, no write)")
-	fs.DurationVar(&c.snapshotInterval, "snapshot-interval", accessindex.DefaultSnapshotInterval, "write the snapshots (the access index's, the access history's fold) this long after the last one when events were applied since")
+	fs.Int64Var(&c.snapshotEvery, "snapshot-every", accessindex.DefaultSnapshotEvery, "write the snapshots (the access index's, the access history's fold) once this many events were applied since the last one; 0 turns snapshots off (no load, no write; the command service's kept state's too)")
+	fs.DurationVar(&c.snapshotInterval, "snapshot-interval", accessindex.DefaultSnapshotInterval, "write the snapshots (the access index's, the access history's fold, the command service's kept state) this long after the last one when events were applied since")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.IntVar(&c.keptChildren, "kept-children", commands.DefaultKeptChildren, "children whose state the command service keeps in memory between commands "+
 		"(about 8 KB each in a county's data), so that a command or a deadline on one reads only the end of its stream; the oldest goes first")
