@@ -38,8 +38,9 @@ import (
 // up to, and that the log's head is not before them (ErrKeptSnapshotAhead,
 // ErrKeptSnapshotMismatch). A snapshot that is corrupt, of another format
 // version or fails a check is ignored with a warning (StartFromKeptSnapshot)
-// and the cache starts empty: commands then read whole streams, which is
-// always correct. Deleting the file is always safe.
+// and nothing is restored: commands then read whole streams, which is
+// always correct (and a start may keep the children from one pass over the
+// log instead, WarmUp). Deleting the file is always safe.
 //
 // The file is internal/snapshotfile's envelope (magic KeptSnapshotMagic,
 // the format version, a gob payload in parts, SHA-256), written to a
