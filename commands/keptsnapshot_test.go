@@ -537,3 +537,53 @@ func TestWarmUp(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, wrote.Children)
 }
+
+// TestKeptSnapshotErasureWhileWriting: with the writer writing all the
+// time (a change after every command), an erase command's answer comes
+// after the last file holding the erased reference is gone: no write that
+// copied the state before the erasure is put in place after it.
+func TestKeptSnapshotErasureWhileWriting(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, memory, withEraser(&recordingEraser{}), func(c *commands.Config, _ *commands.Store) {
+		c.KeptSnapshots = commands.KeptSnapshotConfig{Dir: dir, Every: 1, Interval: time.Millisecond}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.svc.RunKeptSnapshots(ctx) }()
+	w := e.worker()
+	m := e.active(t, domain.KindParent)
+	busy := e.child(t, w)
+	stop := make(chan struct{})
+	churned := make(chan struct{})
+	go func() { // changes all the time, so the writer always has one to write
+		defer close(churned)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = e.svc.Grant(context.Background(), as(w), commands.Grant{ChildID: busy, AccountID: m.id, Relationship: "parent",
+				Permissions: []string{"view"}, Reason: "r"})
+			_, _ = e.svc.Revoke(context.Background(), as(w), commands.Revoke{ChildID: busy, AccountID: m.id, Reason: "r"})
+		}
+	}()
+	for i := range 20 {
+		ref := "REF-ERASE-RACE-" + uuid.NewString()
+		r, err := e.svc.RegisterChild(context.Background(), as(w), commands.RegisterChild{Reference: ref})
+		require.NoError(t, err)
+		e.grant(t, w, r.ChildID, m.id) // kept as registered
+		require.Eventually(t, func() bool { return len(filesHolding(t, dir, ref)) > 0 }, 5*time.Second, time.Millisecond,
+			"round %d: a snapshot holds it", i)
+		_, err = e.svc.EraseChild(context.Background(), as(e.actor(domain.RoleDPO)), commands.EraseChild{ChildID: r.ChildID, Reason: "Art. 17"})
+		require.NoError(t, err)
+		for range 20 {
+			require.Empty(t, filesHolding(t, dir, ref), "round %d", i)
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(stop)
+	<-churned
+	cancel()
+	require.NoError(t, <-done)
+}
