@@ -156,6 +156,9 @@ func TestBenchSmallEndToEnd(t *testing.T) {
 			f = one(t, "snapshot.write", store)
 			perPair, _ = f.Values.get("bytes_per_pair")
 			require.True(t, perPair > 10 && perPair < 1<<20, "snapshot bytes per pair %.0f", perPair)
+			kw, kl := one(t, "snapshot.write.kept", store), one(t, "snapshot.load.kept", store)
+			require.Positive(t, kw.Count, "the warm-up kept the children, the snapshot holds them")
+			require.Equal(t, kw.Count, kl.Count, "the restart restored them")
 
 			fs := byName["check.http/"+store]
 			require.Len(t, fs, 3)
@@ -241,7 +244,8 @@ func TestBenchSmallEndToEnd(t *testing.T) {
 	for _, f := range rep.Figures {
 		names = append(names, f.Name)
 	}
-	require.Equal(t, []string{"start_to_ready", "snapshot.write", "snapshot.write.history", "start_to_ready.snapshot", "ledger.whole_after_ready", "check.inprocess"}, names)
+	require.Equal(t, []string{"start_to_ready", "snapshot.write", "snapshot.write.history", "snapshot.write.kept", "snapshot.load.kept",
+		"start_to_ready.snapshot", "ledger.whole_after_ready", "check.inprocess"}, names)
 }
 
 func TestSummarizePercentiles(t *testing.T) {
