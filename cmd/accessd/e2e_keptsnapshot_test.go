@@ -17,8 +17,8 @@ import (
 // kept-state snapshot next to the index's (mode 0600), at its interval
 // and at its stop; a restart loads it before taking commands, and the
 // commands on the restored child decide as before; a corrupt one is
-// ignored with a warning and the commands still decide (reading whole
-// streams).
+// ignored with a warning, the children are then kept from one pass over
+// the log (the warm-up), and the commands still decide.
 func TestRestartFromKeptSnapshot(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--snapshot-interval", "1s")
@@ -49,6 +49,10 @@ func TestRestartFromKeptSnapshot(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Contains(s.logs.String(), "kept-state snapshot ignored") },
 		e2eWait, 10*time.Millisecond)
 	require.Contains(t, s.logs.String(), "checksum")
+	// Without a usable snapshot the child is kept from the log, once ready.
+	require.Eventually(t, func() bool {
+		return strings.Contains(s.logs.String(), `msg="commands: kept children warmed up from the log" children=1 `)
+	}, e2eWait, 10*time.Millisecond, "the warm-up")
 	third := w.account(string(domain.KindFosterCarer))
 	w.place(child, third.id, now().Add(-time.Minute))
 	requireAccess(t, w.check(third.id, child, "record"), true, "placement")
