@@ -69,7 +69,8 @@ RACE_SKIPPED := ./internal/datagen:TestCountyCalibration ./internal/datagen:Test
   ./adapters/sqlstore:TestConformance/.*/TenThousandEventsInOneAppend \
   ./adapters/eventstoredb:TestConformance/.*/TenThousandEventsInOneAppend \
   ./projections:TestInsertRows ./projections:TestRebuildMatchesIncremental \
-  ./projections/consistency:TestProperty_IndexHistoryAndReplayAgree ./projections/accesshistory:TestFoldMatchesReference
+  ./projections/consistency:TestProperty_IndexHistoryAndReplayAgree ./projections/accesshistory:TestFoldMatchesReference \
+  ./projections/accesshistory:TestSnapshotKilledWhileWriting
 
 # The longest test packages, started first: go test runs packages in the
 # order given, a few at a time (-p, the number of CPUs), so a long one

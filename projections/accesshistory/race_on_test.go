@@ -6,3 +6,6 @@ package accesshistory
 // large amount of work skip under it and run in make test's second pass
 // without it (the Makefile's RACE_SKIPPED).
 const raceEnabled = true
+
+// RaceEnabled is raceEnabled for the package's external tests.
+const RaceEnabled = raceEnabled
