@@ -89,6 +89,9 @@ type DB struct {
 	// this one; nil until then.
 	unsyncedMu sync.Mutex
 	unsynced   *DB
+	// checkpoints checkpoints an SQLite file's WAL in the background
+	// (checkpoint.go); nil for PostgreSQL, memory and the unsynced pool.
+	checkpoints *checkpointer
 }
 
 // Bun returns the bun handle of db (its DB field), for packages that take
@@ -121,6 +124,9 @@ func (db *DB) String() string { return db.name }
 // Close closes the connection pool and, for an in-memory SQLite database,
 // discards the database.
 func (db *DB) Close() error {
+	if db.checkpoints != nil {
+		db.checkpoints.close()
+	}
 	db.unsyncedMu.Lock()
 	u := db.unsynced
 	db.unsynced = nil
@@ -153,7 +159,9 @@ func (db *DB) Close() error {
 //     created if missing (its directory must exist), in journal_mode=WAL
 //     (a lasting property of the file, set by Open). Every connection runs
 //     with synchronous=FULL (fsync on every commit),
-//     busy_timeout=SQLiteBusyTimeout, foreign_keys=ON, and begins its
+//     busy_timeout=SQLiteBusyTimeout, foreign_keys=ON,
+//     wal_autocheckpoint=0 (the DB checkpoints the WAL in the background
+//     every CheckpointInterval, until Close: checkpoint.go), and begins its
 //     transactions with BEGIN IMMEDIATE, so a transaction that reads and
 //     then writes waits for the write lock instead of failing with
 //     SQLITE_BUSY. The pool holds at most 8 connections.
@@ -249,6 +257,7 @@ func openSQLiteFile(ctx context.Context, path string) (*DB, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	db.checkpoints = startCheckpointer(db, CheckpointInterval)
 	return db, nil
 }
 
@@ -401,6 +410,9 @@ func sqliteDSN(uri string, memory bool, synchronous string) string {
 		// file, so that personal data erased (R22) or cleared from a read
 		// model does not linger in free pages.
 		pragmas = append(pragmas, "synchronous("+synchronous+")", "secure_delete(1)")
+		// No checkpoint at a commit: the file DB's checkpointer runs them
+		// in the background (checkpoint.go).
+		pragmas = append(pragmas, "wal_autocheckpoint(0)")
 	}
 	q["_pragma"] = pragmas
 	q.Set("_txlock", "immediate")

@@ -156,6 +156,7 @@ func TestSQLiteConnectionSettings(t *testing.T) {
 				if tt.sync >= 0 {
 					require.Equal(t, "2", pragma("synchronous"), "synchronous=FULL")
 					require.Equal(t, "1", pragma("secure_delete"), "secure_delete=ON on every connection of a file")
+					require.Equal(t, "0", pragma("wal_autocheckpoint"), "no checkpoint at a commit: the checkpointer runs them")
 				}
 				require.Equal(t, "1", pragma("foreign_keys"))
 				require.Equal(t, "10000", pragma("busy_timeout"))

@@ -67,6 +67,9 @@ func (b *bencher) grantsOverHTTP(ctx context.Context, be *benchEngine, store str
 			[]api.GrantRequestPermissions{api.GrantRequestPermissionsView}, "bench: contact arranged by the worker")
 		return kindGrant, err
 	}
+	if err := b.settle(ctx, be, "the grants"); err != nil {
+		return err
+	}
 	var r loadResult
 	_ = b.profiled("grants-http", store, func() error {
 		r = closedLoop(ctx, 1, b.warmup(), b.cfg.duration, op)
