@@ -20,6 +20,10 @@
 //     refuse (409); the client retries later.
 //   - ErrInvalidKey: the header is not a valid key (400).
 //
+// The claim is a pending row (below), which every process on the database
+// sees, or, WithClaimsInProcess, an entry in the Store's memory, which
+// saves a write per key where one process serves the database.
+//
 // A claim is a lease: a pending row older than the lease (default
 // DefaultLease) belongs to a process that died, and the next Begin with the
 // same fingerprint takes it over. A request that runs longer than the lease
@@ -71,6 +75,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -170,13 +175,55 @@ func WithRetention(d time.Duration) Option {
 	return func(s *Store) { s.retention = d }
 }
 
+// WithClaimsInProcess keeps the claims of running requests in the Store's
+// memory instead of as pending rows: a command's key then costs one write
+// (its answer, at Finish) instead of two. Begin reads the key's row and
+// the Store's claims; Finish inserts the done row, unless a row appeared
+// or changed since Begin read it (ErrNotClaimed: the first answer stays);
+// Abandon forgets the claim. Within the Store the protocol is the same
+// (ErrInProgress, ErrKeyReused, a claim older than the lease taken over by
+// the same request, the first Finish wins).
+//
+// What it gives up: another Store on the same database (another process)
+// does not see a running request's claim. Two processes given the same
+// key at once both run the command; with the key's event ids (package
+// commands, "Idempotency") the second finds the first's events and
+// answers with them, or, when the two requests differ, both are carried
+// out and the second's answer is not kept. A request cut off by a crash
+// leaves no pending row, so its retry runs at once instead of waiting for
+// the lease. Use it where one process serves the database's commands (the
+// embedded SQLite file), and durable claims where replicas share it.
+func WithClaimsInProcess() Option {
+	return func(s *Store) { s.local = &claims{held: map[claimKey]*claim{}} }
+}
+
 // Store keeps Idempotency-Key outcomes in the idempotency_keys table. It is
-// safe for concurrent use, also by several processes on one database.
+// safe for concurrent use, also by several processes on one database
+// (but see WithClaimsInProcess).
 type Store struct {
 	q         queries
 	clock     func() time.Time
 	lease     time.Duration
 	retention time.Duration
+	local     *claims // nil: claims are pending rows
+}
+
+// claims are the running requests' claims of a Store WithClaimsInProcess.
+type claims struct {
+	mu   sync.Mutex
+	held map[claimKey]*claim
+}
+
+type claimKey struct{ actor, key string }
+
+// claim is one running request's claim.
+type claim struct {
+	fingerprint string
+	since       int64 // Unix microseconds of the claim: the row's created_at
+	// seen is the created_at of the key's row when Begin read it (an
+	// answer past the retention, or a pending row past the lease), or -1
+	// for none: Finish replaces only that row.
+	seen int64
 }
 
 // New returns a Store on db, whose table the Migrations must have created.
@@ -225,6 +272,13 @@ FROM idempotency_keys WHERE actor = ? AND key = ?`
 WHERE actor = ? AND key = ? AND state = ? AND fingerprint = ? AND created_at = ?`
 	finishSQL = `UPDATE idempotency_keys SET state = '` + stateDone + `', status = ?, content_type = ?, body = ?
 WHERE actor = ? AND key = ? AND state = '` + statePending + `'`
+	// answerSQL is Finish's statement WithClaimsInProcess: the done row,
+	// replacing only the row Begin saw (created_at = ?; -1 for none).
+	answerSQL = `INSERT INTO idempotency_keys (actor, key, fingerprint, state, status, content_type, body, created_at)
+VALUES (?, ?, ?, '` + stateDone + `', ?, ?, ?, ?) ON CONFLICT (actor, key) DO UPDATE SET
+fingerprint = excluded.fingerprint, state = excluded.state, status = excluded.status,
+content_type = excluded.content_type, body = excluded.body, created_at = excluded.created_at
+WHERE idempotency_keys.created_at = ?`
 	abandonSQL = `DELETE FROM idempotency_keys WHERE actor = ? AND key = ? AND state = '` + statePending + `'`
 	purgeSQL   = `DELETE FROM idempotency_keys WHERE created_at < ?`
 )
@@ -295,7 +349,7 @@ func (q queries) text(query string) string {
 // pgText holds the statements with their parameters numbered.
 var pgText = func() map[string]string {
 	m := map[string]string{}
-	for _, q := range []string{claimSQL, readSQL, takeOverSQL, finishSQL, abandonSQL, purgeSQL} {
+	for _, q := range []string{claimSQL, readSQL, takeOverSQL, finishSQL, answerSQL, abandonSQL, purgeSQL} {
 		m[q] = numbered(q)
 	}
 	return m
@@ -344,6 +398,9 @@ func (s *Store) Begin(ctx context.Context, actor, key, fingerprint string) (*Res
 	}
 	if err := checkServerText("fingerprint", fingerprint, MaxFingerprintBytes); err != nil {
 		return nil, err
+	}
+	if s.local != nil {
+		return s.beginInProcess(ctx, actor, key, fingerprint)
 	}
 	for range maxAttempts {
 		now := s.clock().UnixMicro()
@@ -421,6 +478,9 @@ func (s *Store) Finish(ctx context.Context, actor, key string, r Response) error
 	if body == nil {
 		body = []byte{}
 	}
+	if s.local != nil {
+		return s.finishInProcess(ctx, actor, key, r, body)
+	}
 	res, err := s.q.exec(ctx, finishSQL, r.Status, r.ContentType, body, actor, key)
 	if err != nil {
 		return fmt.Errorf("idempotency: finish: %w", err)
@@ -442,9 +502,120 @@ func (s *Store) Abandon(ctx context.Context, actor, key string) error {
 	if err := CheckKey(key); err != nil {
 		return err
 	}
+	if s.local != nil {
+		s.local.mu.Lock()
+		delete(s.local.held, claimKey{actor, key})
+		s.local.mu.Unlock()
+		return nil
+	}
 	_, err := s.q.exec(ctx, abandonSQL, actor, key)
 	if err != nil {
 		return fmt.Errorf("idempotency: abandon: %w", err)
+	}
+	return nil
+}
+
+// beginInProcess is Begin WithClaimsInProcess. The claim is registered
+// before the row is read, and Finish writes the row before it lets the
+// claim go: a Begin that finds no claim therefore reads the answer of any
+// request that held one.
+func (s *Store) beginInProcess(ctx context.Context, actor, key, fingerprint string) (*Response, error) {
+	now := s.clock().UnixMicro()
+	k := claimKey{actor, key}
+	mine := &claim{fingerprint: fingerprint, since: now, seen: -1}
+	s.local.mu.Lock()
+	if c, ok := s.local.held[k]; ok {
+		switch {
+		case c.fingerprint != fingerprint:
+			s.local.mu.Unlock()
+			return nil, ErrKeyReused
+		case time.Duration(now-c.since)*time.Microsecond < s.lease:
+			s.local.mu.Unlock()
+			return nil, ErrInProgress
+		}
+		// A request running past the lease: this retry takes the claim
+		// over, as it would a dead process's.
+		mine.seen = c.seen
+	}
+	s.local.held[k] = mine
+	s.local.mu.Unlock()
+
+	r, err := s.readInProcess(ctx, k, fingerprint, now, mine)
+	if r != nil || err != nil {
+		s.local.mu.Lock()
+		if s.local.held[k] == mine {
+			delete(s.local.held, k)
+		}
+		s.local.mu.Unlock()
+	}
+	return r, err
+}
+
+// readInProcess reads the key's row for beginInProcess: an answer to
+// replay, an error, or (nil, nil) with the row the claim may replace noted
+// in mine.
+func (s *Store) readInProcess(ctx context.Context, k claimKey, fingerprint string, now int64, mine *claim) (*Response, error) {
+	var old row
+	err := s.q.queryRow(ctx, readSQL, k.actor, k.key).
+		Scan(&old.Fingerprint, &old.State, &old.Status, &old.ContentType, &old.Body, &old.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("idempotency: read key: %w", err)
+	}
+	age := time.Duration(now-old.CreatedAt) * time.Microsecond
+	switch {
+	case old.State == stateDone && age >= s.retention:
+		// Forgotten: the claim replaces it.
+	case old.Fingerprint != fingerprint:
+		return nil, ErrKeyReused
+	case old.State == stateDone:
+		r := &Response{Status: old.Status, ContentType: old.ContentType}
+		if len(old.Body) > 0 {
+			r.Body = old.Body
+		}
+		return r, nil
+	case age < s.lease:
+		return nil, ErrInProgress // another Store's claim
+	}
+	s.local.mu.Lock()
+	mine.seen = old.CreatedAt
+	s.local.mu.Unlock()
+	return nil, nil
+}
+
+// finishInProcess is Finish WithClaimsInProcess.
+func (s *Store) finishInProcess(ctx context.Context, actor, key string, r Response, body []byte) error {
+	k := claimKey{actor, key}
+	s.local.mu.Lock()
+	c, ok := s.local.held[k]
+	var since, seen int64
+	if ok {
+		since, seen = c.since, c.seen
+	}
+	s.local.mu.Unlock()
+	if !ok {
+		return ErrNotClaimed
+	}
+	// The claim goes once the row is written, or could not be: a retry
+	// then runs the command again, which finds its events (commands'
+	// derived ids) instead of waiting for the lease.
+	res, err := s.q.exec(ctx, answerSQL, actor, key, c.fingerprint, r.Status, r.ContentType, body, since, seen)
+	s.local.mu.Lock()
+	if s.local.held[k] == c {
+		delete(s.local.held, k)
+	}
+	s.local.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("idempotency: finish: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("idempotency: finish: %w", err)
+	}
+	if n == 0 {
+		return ErrNotClaimed // another Store wrote the key's row first
 	}
 	return nil
 }

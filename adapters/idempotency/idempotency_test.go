@@ -43,11 +43,30 @@ func open(t *testing.T, url string) *sqldb.DB {
 	return db
 }
 
-func forEachBackend(t *testing.T, f func(t *testing.T, db *sqldb.DB)) {
+// mode is how a Store keeps the claims of running requests.
+type mode struct {
+	name    string
+	durable bool // claims are pending rows (the default), not in the Store's memory
+}
+
+var modes = []mode{{name: "durable", durable: true}, {name: "in-process"}}
+
+// New is idempotency.New in the mode.
+func (m mode) New(db bun.IDB, opts ...idempotency.Option) *idempotency.Store {
+	if !m.durable {
+		opts = append(opts, idempotency.WithClaimsInProcess())
+	}
+	return idempotency.New(db, opts...)
+}
+
+// forEachBackend runs f on a fresh database of each backend, in each mode.
+func forEachBackend(t *testing.T, f func(t *testing.T, db *sqldb.DB, m mode)) {
 	for _, b := range sqltest.Backends() {
-		t.Run(b.Name, func(t *testing.T) {
-			f(t, open(t, b.URL(t)))
-		})
+		for _, m := range modes {
+			t.Run(b.Name+"/"+m.name, func(t *testing.T) {
+				f(t, open(t, b.URL(t)), m)
+			})
+		}
 	}
 }
 
@@ -59,7 +78,7 @@ func rowCount(t *testing.T, db bun.IDB) int {
 }
 
 func TestMigrationsAreIdempotent(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB, m mode) {
 		pg, lite := idempotency.Migrations()
 		require.NoError(t, sqldb.Migrate(context.Background(), db, idempotency.Component, pg, lite))
 		require.Equal(t, 0, rowCount(t, db))
@@ -69,9 +88,9 @@ func TestMigrationsAreIdempotent(t *testing.T) {
 func TestTransitions(t *testing.T) {
 	ctx := context.Background()
 	created := idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte(`{"child_id":"c","position":"p"}`)}
-	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB, m mode) {
 		c := newClock()
-		s := idempotency.New(db, c.opt(), idempotency.WithLease(30*time.Second), idempotency.WithRetention(time.Hour))
+		s := m.New(db, c.opt(), idempotency.WithLease(30*time.Second), idempotency.WithRetention(time.Hour))
 
 		// A first request claims the key.
 		r, err := s.Begin(ctx, "w-1", "k-1", "fp-a")
@@ -142,9 +161,9 @@ func TestTransitions(t *testing.T) {
 
 func TestExpiredPendingIsTakenOver(t *testing.T) {
 	ctx := context.Background()
-	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB, m mode) {
 		c := newClock()
-		s := idempotency.New(db, c.opt()) // default lease: 30 s
+		s := m.New(db, c.opt()) // default lease: 30 s
 		require.Equal(t, idempotency.DefaultLease, s.Lease())
 		require.Equal(t, idempotency.DefaultRetention, s.Retention())
 
@@ -180,10 +199,10 @@ func TestExpiredPendingIsTakenOver(t *testing.T) {
 
 func TestConcurrentBeginClaimsOnce(t *testing.T) {
 	ctx := context.Background()
-	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB, m mode) {
 		for _, expired := range []bool{false, true} {
 			c := newClock()
-			s := idempotency.New(db, c.opt())
+			s := m.New(db, c.opt())
 			key := "fresh"
 			if expired {
 				// Every Begin races to take over a dead process's claim.
@@ -224,9 +243,9 @@ func TestConcurrentBeginClaimsOnce(t *testing.T) {
 
 func TestPurge(t *testing.T) {
 	ctx := context.Background()
-	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB, m mode) {
 		c := newClock()
-		s := idempotency.New(db, c.opt(), idempotency.WithRetention(time.Hour))
+		s := m.New(db, c.opt(), idempotency.WithRetention(time.Hour))
 		done := idempotency.Response{Status: 200, Body: []byte("x")}
 
 		_, err := s.Begin(ctx, "a", "old-done", "fp")
@@ -238,7 +257,11 @@ func TestPurge(t *testing.T) {
 		_, err = s.Begin(ctx, "a", "new-done", "fp")
 		require.NoError(t, err)
 		require.NoError(t, s.Finish(ctx, "a", "new-done", done))
-		require.Equal(t, 3, rowCount(t, db))
+		pending := 0 // the running request's claim, as a row
+		if m.durable {
+			pending = 1
+		}
+		require.Equal(t, 2+pending, rowCount(t, db))
 
 		// Purge deletes rows claimed strictly before the bound.
 		n, err := s.Purge(ctx, t0)
@@ -246,7 +269,7 @@ func TestPurge(t *testing.T) {
 		require.Zero(t, n)
 		n, err = s.Purge(ctx, t0.Add(time.Microsecond))
 		require.NoError(t, err)
-		require.EqualValues(t, 2, n)
+		require.EqualValues(t, 1+pending, n)
 		require.Equal(t, 1, rowCount(t, db))
 		r, err := s.Begin(ctx, "a", "new-done", "fp")
 		require.NoError(t, err)
@@ -259,14 +282,14 @@ func TestPurge(t *testing.T) {
 		n, err = s.PurgeExpired(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n)
-		c.Advance(time.Hour) // both rows claimed at t0+40m are exactly the retention old
+		c.Advance(time.Hour) // the rows claimed at t0+40m are exactly the retention old
 		n, err = s.PurgeExpired(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n)
 		c.Advance(time.Microsecond)
 		n, err = s.PurgeExpired(ctx)
 		require.NoError(t, err)
-		require.EqualValues(t, 2, n)
+		require.EqualValues(t, 1+pending, n, "new-done, and old-done's new claim as a pending row")
 		require.Equal(t, 0, rowCount(t, db))
 	})
 }
@@ -292,8 +315,8 @@ func TestBodyRoundTrip(t *testing.T) {
 		"largest allowed":  maxBody,
 		"JSON":             []byte(`{"position":"AAAA","detail":"é \u0000"}` + "\n"),
 	}
-	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
-		s := idempotency.New(db)
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB, m mode) {
+		s := m.New(db)
 		for name, body := range bodies {
 			t.Run(name, func(t *testing.T) {
 				want := idempotency.Response{Status: 409, ContentType: "application/problem+json; charset=utf-8", Body: body}
@@ -314,9 +337,15 @@ func TestBodyRoundTrip(t *testing.T) {
 }
 
 func TestInvalidInput(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { testInvalidInput(t, m) })
+	}
+}
+
+func testInvalidInput(t *testing.T, m mode) {
 	ctx := context.Background()
 	db := open(t, sqltest.SQLiteMemory(t))
-	s := idempotency.New(db)
+	s := m.New(db)
 
 	for _, key := range []string{
 		"", " ", "a b", "tab\t", "nl\n", "nul\x00", "del\x7f", "é", "\xff",
@@ -363,9 +392,9 @@ func TestInvalidInput(t *testing.T) {
 
 func TestInsideATransaction(t *testing.T) {
 	ctx := context.Background()
-	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB, m mode) {
 		err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			s := idempotency.New(tx)
+			s := m.New(tx)
 			r, err := s.Begin(ctx, "w", "k", "fp")
 			require.NoError(t, err)
 			require.Nil(t, r)
@@ -401,13 +430,13 @@ type viaBun struct{ *bun.DB }
 // bun, and give the same answers.
 func TestStatementsBindTheirValues(t *testing.T) {
 	ctx := context.Background()
-	forEachBackend(t, func(t *testing.T, db *sqldb.DB) {
+	forEachBackend(t, func(t *testing.T, db *sqldb.DB, m mode) {
 		hook := &keyQueries{}
 		hooked := db.DB.WithQueryHook(hook) // the same pool, its bun queries counted
 		runs := 0
 		run := func(t *testing.T, idb bun.IDB, key string) {
 			runs++
-			s := idempotency.New(idb)
+			s := m.New(idb)
 			r, err := s.Begin(ctx, "w", key, "fp")
 			require.NoError(t, err)
 			require.Nil(t, r)
@@ -449,16 +478,23 @@ func TestStatementsBindTheirValues(t *testing.T) {
 
 // BenchmarkBeginFinish: one key's claim and answer, as the HTTP layer
 // makes them for a command with an Idempotency-Key, on an SQLite file
-// (WAL) through the pool the engine writes them through (Unsynced).
-// cpu-us/op is the process's CPU time per key.
+// (WAL) through the pool the engine writes them through (Unsynced), with
+// the claims as pending rows and in the Store's memory. cpu-us/op is the
+// process's CPU time per key.
 func BenchmarkBeginFinish(b *testing.B) {
+	for _, m := range modes {
+		b.Run("claims="+m.name, func(b *testing.B) { benchmarkBeginFinish(b, m) })
+	}
+}
+
+func benchmarkBeginFinish(b *testing.B, m mode) {
 	ctx := context.Background()
 	db := sqltest.Open(b, "sqlite:"+b.TempDir()+"/keys.db")
 	pg, lite := idempotency.Migrations()
 	require.NoError(b, sqldb.Migrate(ctx, db, idempotency.Component, pg, lite))
 	unsynced, err := db.Unsynced(ctx)
 	require.NoError(b, err)
-	s := idempotency.New(unsynced)
+	s := m.New(unsynced)
 	answer := idempotency.Response{Status: 200, ContentType: "application/json",
 		Body: []byte(`{"expires_at":null,"review_by":"2027-03-02T09:00:00Z","position":"0000000000001234"}` + "\n")}
 	b.ReportAllocs()
@@ -476,4 +512,145 @@ func BenchmarkBeginFinish(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64((cputime.Process()-start).Microseconds())/float64(b.N), "cpu-us/op")
+}
+
+// TestClaimsInProcess: a Store WithClaimsInProcess writes a key once, at
+// Finish; what another Store on the database sees of it, and of a request
+// cut off by a crash.
+func TestClaimsInProcess(t *testing.T) {
+	ctx := context.Background()
+	ok := idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte("{}\n")}
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db := open(t, b.URL(t))
+			c := newClock()
+			a := idempotency.New(db, c.opt(), idempotency.WithClaimsInProcess())
+
+			// The claim is no row; the answer is one.
+			r, err := a.Begin(ctx, "w", "k", "fp")
+			require.NoError(t, err)
+			require.Nil(t, r)
+			require.Zero(t, rowCount(t, db))
+			require.NoError(t, a.Finish(ctx, "w", "k", ok))
+			require.Equal(t, 1, rowCount(t, db))
+			require.ErrorIs(t, a.Finish(ctx, "w", "k", ok), idempotency.ErrNotClaimed)
+
+			// Another Store replays the answer and refuses another request.
+			other := idempotency.New(db, c.opt(), idempotency.WithClaimsInProcess())
+			r, err = other.Begin(ctx, "w", "k", "fp")
+			require.NoError(t, err)
+			require.Equal(t, &ok, r)
+			_, err = other.Begin(ctx, "w", "k", "fp-2")
+			require.ErrorIs(t, err, idempotency.ErrKeyReused)
+
+			// A running request's claim is the Store's own: another Store
+			// claims the key too, and the first answer written stays.
+			_, err = a.Begin(ctx, "w", "k2", "fp")
+			require.NoError(t, err)
+			r, err = other.Begin(ctx, "w", "k2", "fp")
+			require.NoError(t, err)
+			require.Nil(t, r)
+			require.NoError(t, other.Finish(ctx, "w", "k2", ok))
+			require.ErrorIs(t, a.Finish(ctx, "w", "k2", idempotency.Response{Status: 409}), idempotency.ErrNotClaimed)
+			r, err = a.Begin(ctx, "w", "k2", "fp")
+			require.NoError(t, err)
+			require.Equal(t, &ok, r)
+
+			// A request cut off by a crash leaves nothing: the retry, on a
+			// new Store, runs at once.
+			_, err = a.Begin(ctx, "w", "k3", "fp")
+			require.NoError(t, err)
+			restarted := idempotency.New(db, c.opt(), idempotency.WithClaimsInProcess())
+			r, err = restarted.Begin(ctx, "w", "k3", "fp")
+			require.NoError(t, err)
+			require.Nil(t, r)
+
+			// A durable Store's pending row holds for its lease, and is
+			// replaced by the same request after it.
+			durable := idempotency.New(db, c.opt())
+			_, err = durable.Begin(ctx, "w", "k4", "fp")
+			require.NoError(t, err)
+			_, err = a.Begin(ctx, "w", "k4", "fp")
+			require.ErrorIs(t, err, idempotency.ErrInProgress)
+			_, err = a.Begin(ctx, "w", "k4", "fp-2")
+			require.ErrorIs(t, err, idempotency.ErrKeyReused)
+			c.Advance(idempotency.DefaultLease)
+			r, err = a.Begin(ctx, "w", "k4", "fp")
+			require.NoError(t, err)
+			require.Nil(t, r)
+			require.NoError(t, a.Finish(ctx, "w", "k4", ok))
+			require.ErrorIs(t, durable.Finish(ctx, "w", "k4", ok), idempotency.ErrNotClaimed, "the dead process's answer comes too late")
+			r, err = durable.Begin(ctx, "w", "k4", "fp")
+			require.NoError(t, err)
+			require.Equal(t, &ok, r)
+
+			// An answer past the retention is replaced by the next request.
+			c.Advance(idempotency.DefaultRetention)
+			r, err = a.Begin(ctx, "w", "k", "fp-new")
+			require.NoError(t, err)
+			require.Nil(t, r)
+			require.NoError(t, a.Finish(ctx, "w", "k", idempotency.Response{Status: 204}))
+			r, err = a.Begin(ctx, "w", "k", "fp-new")
+			require.NoError(t, err)
+			require.Equal(t, &idempotency.Response{Status: 204}, r)
+
+			// A failed write lets the claim go: the retry runs again.
+			_, err = a.Begin(ctx, "w", "k5", "fp")
+			require.NoError(t, err)
+			cancelled, cancel := context.WithCancel(ctx)
+			cancel()
+			require.Error(t, a.Finish(cancelled, "w", "k5", ok))
+			r, err = a.Begin(ctx, "w", "k5", "fp")
+			require.NoError(t, err)
+			require.Nil(t, r)
+		})
+	}
+}
+
+// TestClaimsInProcessBeginRacesFinish: while one request finishes, retries
+// of it never claim the key a second time: each is told to wait or gets
+// the answer (Begin registers its claim before it reads the row, Finish
+// writes the row before it lets the claim go).
+func TestClaimsInProcessBeginRacesFinish(t *testing.T) {
+	ctx := context.Background()
+	db := open(t, "sqlite:"+t.TempDir()+"/keys.db")
+	s := idempotency.New(db, idempotency.WithClaimsInProcess())
+	ok := idempotency.Response{Status: 200, Body: []byte("ok")}
+	for round := range 20 {
+		key := "k-" + strconv.Itoa(round)
+		r, err := s.Begin(ctx, "w", key, "fp")
+		require.NoError(t, err)
+		require.Nil(t, r)
+		var claimed, replayed atomic.Int32
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for range 4 {
+			wg.Go(func() {
+				for {
+					r, err := s.Begin(ctx, "w", key, "fp")
+					switch {
+					case errors.Is(err, idempotency.ErrInProgress):
+						continue
+					case err != nil:
+						errs <- err
+						return
+					case r == nil:
+						claimed.Add(1)
+						return
+					default:
+						replayed.Add(1)
+						return
+					}
+				}
+			})
+		}
+		require.NoError(t, s.Finish(ctx, "w", key, ok))
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		require.Zero(t, claimed.Load(), "round %d: a retry claimed a key whose request was finishing", round)
+		require.EqualValues(t, 4, replayed.Load())
+	}
 }

@@ -40,8 +40,10 @@ func TestServe_HelperProcess(t *testing.T) {
 // after another. Restarted on the same data directory, it answers every
 // request sent again with its key: one answered before the kill with the
 // first answer, byte for byte, marked replayed; the one in flight with
-// the grant made once (its claim may still be pending: 409 until the
-// lease runs out, then the grant's answer); one never sent runs. Every
+// the grant made once (on SQLite its claim was in the killed process's
+// memory, so the retry runs at once and finds the grant's events; a
+// pending row would answer 409 until its lease ran out); one never sent
+// runs. Every
 // member ends with exactly one grant in the log, and the read models
 // (access history) and the index agree with the log.
 func TestServe_KilledDuringGrantsWithKeys(t *testing.T) {

@@ -49,7 +49,7 @@ func APIHandler(e *Engine, cmds *commands.Service, verifier httpapi.Authenticato
 	}
 	cfg := httpapi.Config{
 		Commands: cmds, Queries: qs, Auth: verifier,
-		Idempotency: idempotency.New(e.keysDB()), // see its package's Durability
+		Idempotency: e.idempotencyKeys(),
 
 		Ready: ready, Registry: reg, Logger: log, Stopping: stopping, AccessLog: o.accessLog,
 		Collectors: []prometheus.Collector{accessindex.PositionGauge(e.Index), projections.Collector(e.Runner.Status)},
@@ -117,4 +117,19 @@ func NewQueries(e *Engine, cmds *commands.Service, wait time.Duration, log *slog
 		cfg.Ledger, cfg.LedgerLog = e.Ledger, e.Stores.Events.Log
 	}
 	return queries.New(cfg)
+}
+
+// idempotencyKeys is the store of the HTTP commands' Idempotency-Keys, in
+// keysDB (see the idempotency package's Durability). On SQLite the claims
+// of running requests are kept in memory (idempotency.WithClaimsInProcess):
+// one process serves an SQLite file's commands, and a key then costs one
+// write instead of two (docs/performance.md, "The sixth round"). On
+// PostgreSQL, which replicas share, they are pending rows that every
+// replica sees.
+func (e *Engine) idempotencyKeys() *idempotency.Store {
+	db := e.keysDB()
+	if db.IsSQLite() {
+		return idempotency.New(db, idempotency.WithClaimsInProcess())
+	}
+	return idempotency.New(db)
 }
