@@ -422,10 +422,12 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, erro
 }
 
 // settle waits until every read model has applied the log up to its head
-// as it is now, so that a measurement starts on an engine that is not
-// still catching up with the one before it (the command mix at 8 clients
-// leaves the read models seconds behind; the grants measured right after
-// it shared SQLite's writer and the cores with that backlog). Not
+// as it is now, and the outbox relay has published it (on the in-process
+// bus, once the process manager has handled it), so that a measurement
+// starts on an engine that is not still catching up with the one before
+// it (the command mix at 8 clients leaves the read models seconds behind;
+// the grants measured right after it shared SQLite's writer and the cores
+// with that backlog, the process manager's deadlines among it). Not
 // measured; the wait is printed.
 func (b *bencher) settle(ctx context.Context, be *benchEngine, before string) error {
 	start := time.Now()
@@ -439,11 +441,18 @@ func (b *bencher) settle(ctx context.Context, be *benchEngine, before string) er
 				return false, nil
 			}
 		}
-		return true, nil
+		if be.msg == nil {
+			return true, nil
+		}
+		rs, err := be.msg.RelayStatus(ctx)
+		if err != nil {
+			return false, err
+		}
+		return !rs.Position.Before(head), nil
 	})
 	if err != nil {
-		return fmt.Errorf("wait for the read models to catch up before %s: %w", before, err)
+		return fmt.Errorf("wait for the read models and the process manager to catch up before %s: %w", before, err)
 	}
-	fmt.Fprintf(b.progress, "bench: the read models caught up with the log in %s before %s (not measured)\n", time.Since(start).Round(time.Millisecond), before)
+	fmt.Fprintf(b.progress, "bench: the read models and the process manager caught up with the log in %s before %s (not measured)\n", time.Since(start).Round(time.Millisecond), before)
 	return nil
 }

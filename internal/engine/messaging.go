@@ -140,3 +140,10 @@ func ignoreCanceled(ctx context.Context, err error) error {
 
 // Close closes the bus.
 func (m *Messaging) Close() error { return m.closeBus() }
+
+// RelayStatus reports the outbox relay's progress (outbox.Relay.Status).
+// On the in-process bus a publish returns once the process manager has
+// handled the message, so its Position is also the process manager's.
+func (m *Messaging) RelayStatus(ctx context.Context) (outbox.Status, error) {
+	return m.relay.Status(ctx)
+}
