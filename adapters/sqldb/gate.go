@@ -311,10 +311,21 @@ func isDML(query string) bool {
 	return false
 }
 
+// QueryContext runs a query. A write outside a transaction that returns
+// rows (INSERT, UPDATE or DELETE with RETURNING, autocommit) queues at the
+// gate as ExecContext's writes do, and holds it until its rows are closed:
+// SQLite holds the write lock until the statement is reset.
 func (c *gatedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	q, ok := c.Conn.(driver.QueryerContext)
 	if !ok {
 		return nil, driver.ErrSkip
+	}
+	var release func()
+	if c.tx == 0 && isDML(query) {
+		if err := c.gate.acquire(ctx); err != nil {
+			return nil, err
+		}
+		release = c.gate.release
 	}
 	if len(args) > 0 {
 		if cs := c.cached(ctx, query); cs != nil {
@@ -323,12 +334,22 @@ func (c *gatedConn) QueryContext(ctx context.Context, query string, args []drive
 			if err != nil {
 				cs.busy = false
 				c.stmts.drop(cs)
+				if release != nil {
+					release()
+				}
 				return nil, err
 			}
-			return &cachedRows{Rows: rows, cs: cs}, nil
+			return &cachedRows{Rows: rows, cs: cs, release: release}, nil
 		}
 	}
-	return q.QueryContext(ctx, query, args)
+	rows, err := q.QueryContext(ctx, query, args)
+	if err != nil || release == nil {
+		if release != nil {
+			release()
+		}
+		return rows, err
+	}
+	return &cachedRows{Rows: rows, release: release}, nil
 }
 
 func (c *gatedConn) Ping(ctx context.Context) error {

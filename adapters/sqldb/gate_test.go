@@ -160,6 +160,52 @@ func TestWriteGateQueuesAutocommitWrites(t *testing.T) {
 	require.False(t, gate.isHeld())
 }
 
+// TestWriteGateQueuesAutocommitWritesWithRows: a write outside a
+// transaction that returns rows (RETURNING, read through Query) queues at
+// the gate too, with and without bound arguments (a kept statement or
+// not), and holds it until its rows are closed; a failing one frees it.
+func TestWriteGateQueuesAutocommitWritesWithRows(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "returning.db")
+	a, b := openFile(t, path, true), openFile(t, path, true)
+	_, err := a.ExecContext(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL DEFAULT 0)")
+	require.NoError(t, err)
+	gate := gateFor(path)
+	gate.timeout = 30 * time.Millisecond // this test's file only
+
+	for i, q := range []struct {
+		query string
+		args  []any
+	}{
+		{"INSERT INTO t (id) VALUES (1) RETURNING id", nil},
+		{"UPDATE t SET v = v + 1 WHERE id = ? RETURNING v", []any{1}},
+		{"DELETE FROM t WHERE id = ? RETURNING id", []any{1}},
+	} {
+		tx, err := a.BeginTx(ctx, nil)
+		require.NoError(t, err)
+		_, err = b.QueryContext(ctx, q.query, q.args...) //nolint:sqlclosecheck,rowserrcheck // it fails: no rows
+		require.ErrorIs(t, err, errGateTimeout, "%q queued at the gate", q.query)
+		require.NoError(t, tx.Commit())
+
+		rows, err := b.QueryContext(ctx, q.query, q.args...)
+		require.NoError(t, err, q.query)
+		require.True(t, gate.isHeld(), "%d: the open rows hold the gate", i)
+		require.True(t, rows.Next())
+		var n int
+		require.NoError(t, rows.Scan(&n))
+		require.False(t, rows.Next())
+		require.NoError(t, rows.Err())
+		require.NoError(t, rows.Close())
+		require.False(t, gate.isHeld(), "%d: closing the rows freed the gate", i)
+	}
+	_, err = b.QueryContext(ctx, "INSERT INTO missing (id) VALUES (1) RETURNING id") //nolint:sqlclosecheck,rowserrcheck // it fails
+	require.Error(t, err)
+	require.False(t, gate.isHeld(), "a failed write freed the gate")
+	var n int
+	require.NoError(t, b.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n), "a read does not queue")
+	require.Zero(t, n)
+}
+
 // TestWriteGateTimesOutAsBusy: a waiter gives up after the gate's timeout
 // with an error isBusy recognizes, as SQLite's busy timeout would.
 func TestWriteGateTimesOutAsBusy(t *testing.T) {

@@ -115,17 +115,25 @@ func (sc *stmtCache) drop(cs *cachedStmt) {
 	_ = cs.stmt.Close()
 }
 
-// cachedRows are the rows of a kept statement: closing them frees the
-// statement for the next query. They pass on the column facts of the
-// driver's rows.
+// cachedRows are the rows of a kept statement (cs), or of a write that
+// holds the gate until they are closed (release), or both: closing them
+// frees the statement for the next query and the gate for the next
+// writer. They pass on the column facts of the driver's rows.
 type cachedRows struct {
 	driver.Rows
-	cs *cachedStmt
+	cs      *cachedStmt // nil: not a kept statement
+	release func()      // nil: the rows hold no gate
 }
 
 func (r *cachedRows) Close() error {
 	err := r.Rows.Close()
-	r.cs.busy = false
+	if r.cs != nil {
+		r.cs.busy = false
+	}
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
 	return err
 }
 
