@@ -1,6 +1,12 @@
 package engine
 
-import "github.com/accessledger/accessledger/adapters/sqldb"
+import (
+	"github.com/accessledger/accessledger/adapters/bus"
+	"github.com/accessledger/accessledger/adapters/sqldb"
+)
 
 // KeysDB is keysDB for the tests.
 func KeysDB(e *Engine) *sqldb.DB { return e.keysDB() }
+
+// DeadlinesDB is deadlinesDB for the tests, on a bus of kind.
+func DeadlinesDB(kind bus.Kind, e *Engine) *sqldb.DB { return deadlinesDB(bus.Config{Kind: kind}, e) }

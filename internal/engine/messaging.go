@@ -14,6 +14,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/bus"
 	"github.com/accessledger/accessledger/adapters/outbox"
 	"github.com/accessledger/accessledger/adapters/processmanager"
+	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/commands"
 )
 
@@ -64,7 +65,7 @@ func OpenMessaging(ctx context.Context, cfg bus.Config, e *Engine, cmds *command
 	if err != nil {
 		return nil, fmt.Errorf("open bus %s: %w", cfg.Kind, err)
 	}
-	pm, err := processmanager.New(processmanager.Config{DB: e.ReadDB, Publisher: pub, Subscriber: sub,
+	pm, err := processmanager.New(processmanager.Config{DB: deadlinesDB(cfg, e), Publisher: pub, Subscriber: sub,
 		Commands: cmds, Logger: log, Clock: clk, InstanceID: instance,
 		ClosedAccountRetention: cmds.Policy().ClosedAccountRetention, Policy: cmds})
 	if err != nil {
@@ -76,6 +77,28 @@ func OpenMessaging(ctx context.Context, cfg bus.Config, e *Engine, cmds *command
 		relay:  outbox.NewRelay(e.Stores.Log, e.ReadDB, pub, outbox.WithLogger(log), lease),
 		access: outbox.NewAccessChangedPublisher(e.Index, e.ReadDB, pub, outbox.WithLogger(log), lease),
 	}, nil
+}
+
+// deadlinesDB is the pool the process manager writes its deadlines
+// through. On the in-process bus it is the read store's unsynced one
+// (Engine.UnsyncedDB: without an fsync at each commit on SQLite; the read
+// store itself on PostgreSQL): a message reaches the process manager only
+// from the outbox relay, whose checkpoint, in the same database, is
+// written after the process manager has handled the message (the
+// in-process publish waits for that). SQLite's WAL keeps a prefix of the
+// commits after a power loss, so a deadline write lost with it takes the
+// relay's later checkpoint with it, and the relay publishes the message
+// again; the deadlines' writes are idempotent. Every deadline write
+// otherwise cost an fsync on SQLite's one writer, about as many as the
+// commands' own appends (docs/performance.md, "The sixth round"). On a
+// bus outside the process (NATS, PostgreSQL) the process manager
+// acknowledges the message to the bus, which would not deliver it again:
+// its writes are synced there.
+func deadlinesDB(cfg bus.Config, e *Engine) *sqldb.DB {
+	if cfg.Kind == bus.KindGoChannel {
+		return e.UnsyncedDB
+	}
+	return e.ReadDB
 }
 
 // DefaultInstanceID is the instance id of a replica when --instance-id is
