@@ -1,0 +1,106 @@
+package processmanager
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
+)
+
+// nextByScan is next as it was: the minimum over every pending row, the
+// reference the walk must agree with.
+func nextByScan(t *testing.T, db bun.IDB) (time.Time, bool) {
+	t.Helper()
+	var at sql.NullInt64
+	require.NoError(t, db.NewRaw(`
+SELECT MIN(CASE WHEN claimed_until > due_at THEN claimed_until ELSE due_at END)
+FROM deadlines WHERE state = 'pending'`).Scan(context.Background(), &at))
+	if !at.Valid {
+		return time.Time{}, false
+	}
+	return time.UnixMicro(at.Int64).UTC(), true
+}
+
+// TestNextMatchesTheScan: the next time a pending deadline can be claimed,
+// read by walking the deadlines in due order, equals the minimum over every
+// pending row, whatever the claims: none pending, a few, more than one
+// walk's worth claimed past their due (the walk gives up and scans), the
+// earliest claimable one behind many claimed ones, and random tables;
+// fired and resolved rows never count.
+func TestNextMatchesTheScan(t *testing.T) {
+	ctx := context.Background()
+	base := t0.UnixMicro()
+	type dl struct {
+		due, claimed int64 // offsets from base, in seconds
+		state        string
+	}
+	many := func(n int, f func(i int) dl) []dl {
+		out := make([]dl, n)
+		for i := range out {
+			out[i] = f(i)
+		}
+		return out
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	random := func(n int) []dl {
+		return many(n, func(int) dl {
+			d := dl{due: rng.Int64N(1000), state: []string{"pending", "pending", "pending", "fired", "resolved"}[rng.IntN(5)]}
+			if rng.IntN(3) == 0 {
+				d.claimed = d.due + rng.Int64N(500) - 100
+			}
+			return d
+		})
+	}
+	cases := map[string][]dl{
+		"none":                       nil,
+		"only settled":               {{due: 5, state: "fired"}, {due: 1, state: "resolved"}},
+		"one unclaimed":              {{due: 10, state: "pending"}},
+		"first claimed past its due": {{due: 10, claimed: 50, state: "pending"}, {due: 20, state: "pending"}, {due: 60, state: "pending"}},
+		"claim before its due":       {{due: 10, claimed: 5, state: "pending"}},
+		"claimed ones, then the earliest free": append(many(nextWalk-1, func(i int) dl { return dl{due: int64(i), claimed: 500, state: "pending"} }),
+			dl{due: 100, state: "pending"}),
+		"more claimed than a walk": append(many(nextWalk+10, func(i int) dl { return dl{due: int64(i), claimed: 1000 + int64(i), state: "pending"} }),
+			dl{due: 900, state: "pending"}),
+		"more claimed than a walk, the earliest claim last": append(many(nextWalk+10, func(i int) dl { return dl{due: int64(i), claimed: 2000, state: "pending"} }),
+			dl{due: nextWalk + 20, claimed: 1500, state: "pending"}),
+		"random small": random(20),
+		"random large": random(500),
+	}
+	forEachBackend(t, func(t *testing.T, url string) {
+		db := sqltest.Open(t, url)
+		require.NoError(t, Migrate(ctx, db))
+		tbl, err := newTable(db)
+		require.NoError(t, err)
+		for name, rows := range cases {
+			t.Run(name, func(t *testing.T) {
+				_, err := db.ExecContext(ctx, "DELETE FROM deadlines")
+				require.NoError(t, err)
+				for i, r := range rows {
+					_, err := db.ExecContext(ctx, `INSERT INTO deadlines (id, kind, due_at, claimed_until, state, updated_at) VALUES (?, 'grace', ?, ?, ?, 0)`,
+						fmt.Sprintf("d-%d", i), base+r.due*1e6, claimedAt(base, r.claimed), r.state)
+					require.NoError(t, err)
+				}
+				want, wantOK := nextByScan(t, db)
+				got, ok, err := tbl.next(ctx)
+				require.NoError(t, err)
+				require.Equal(t, wantOK, ok)
+				require.True(t, want.Equal(got), "want %s, got %s", want, got)
+			})
+		}
+	})
+}
+
+// claimedAt is a claimed_until: 0 (no claim) for offset 0.
+func claimedAt(base, offset int64) int64 {
+	if offset == 0 {
+		return 0
+	}
+	return base + offset*1e6
+}
