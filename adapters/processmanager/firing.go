@@ -22,6 +22,12 @@ import (
 // done or stop is closed.
 func (pm *ProcessManager) schedule(ctx context.Context, stop <-chan struct{}) {
 	for {
+		// A deadline recorded from now on is in the table fireDue reads,
+		// or noted in recorded before the next wake is set below, or
+		// recorded after it and compared with it (scheduled).
+		pm.mu.Lock()
+		pm.recorded = time.Time{}
+		pm.mu.Unlock()
 		next, err := pm.fireDue(ctx)
 		if ctx.Err() != nil {
 			return
@@ -36,14 +42,18 @@ func (pm *ProcessManager) schedule(ctx context.Context, stop <-chan struct{}) {
 		case !next.IsZero():
 			wait = min(wait, next.Sub(now))
 		}
+		pm.mu.Lock()
+		if r := pm.recorded; !r.IsZero() {
+			wait = min(wait, r.Sub(now))
+		}
 		if wait <= 0 {
+			pm.mu.Unlock()
 			continue
 		}
 		wakeAt := now.Add(wait)
-		timer := pm.cfg.Clock.At(wakeAt)
-		pm.mu.Lock()
 		pm.nextWake = wakeAt
 		pm.mu.Unlock()
+		timer := pm.cfg.Clock.At(wakeAt)
 		if pm.idle != nil {
 			pm.idle(wakeAt)
 		}

@@ -328,6 +328,10 @@ type ProcessManager struct {
 	failures atomic.Int64
 	mu       sync.Mutex
 	nextWake time.Time
+	// recorded is the earliest due recorded by a handler since the
+	// scheduler last began to read the table (zero: none): the scheduler
+	// wakes for it even when its read came before the deadline's commit.
+	recorded time.Time
 	lastErr  string
 	lastErrT time.Time
 
