@@ -64,6 +64,9 @@
 // lease passes, then runs the command again, which finds the events the
 // first run appended (their ids derive from the key) and answers with
 // them. A refused command appended nothing: its retry is decided afresh.
+// WithClaimsInProcess there is no pending row to lose or keep: a key whose
+// answer was lost is a key never used, and its retry runs the command
+// again at once, finding the first run's events.
 package idempotency
 
 import (
