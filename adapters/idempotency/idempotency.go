@@ -463,19 +463,20 @@ func (s *Store) Begin(ctx context.Context, actor, key, fingerprint string) (*Res
 // return it. It fails with ErrNotClaimed when the key has no pending claim,
 // and refuses a status outside 100..599, a content type longer than
 // MaxContentTypeBytes or with control characters, and a body over
-// MaxBodyBytes.
+// MaxBodyBytes (a durable claim then stays pending; WithClaimsInProcess
+// it is let go).
 func (s *Store) Finish(ctx context.Context, actor, key string, r Response) error {
 	if err := CheckKey(key); err != nil {
 		return err
 	}
-	if r.Status < 100 || r.Status > 599 {
-		return fmt.Errorf("idempotency: finish: status %d not in 100..599", r.Status)
-	}
-	if len(r.ContentType) > MaxContentTypeBytes || strings.IndexFunc(r.ContentType, isControl) >= 0 || !utf8.ValidString(r.ContentType) {
-		return fmt.Errorf("idempotency: finish: content type is not a header value of at most %d bytes", MaxContentTypeBytes)
-	}
-	if len(r.Body) > MaxBodyBytes {
-		return fmt.Errorf("idempotency: finish: body of %d bytes is over %d", len(r.Body), MaxBodyBytes)
+	if err := checkResponse(r); err != nil {
+		if s.local != nil {
+			// No answer will be kept: let the claim go (a retry runs the
+			// command again and finds its events), or it would stay in
+			// memory for the life of the process.
+			s.release(claimKey{actor, key})
+		}
+		return err
 	}
 	body := r.Body
 	if body == nil {
@@ -506,9 +507,7 @@ func (s *Store) Abandon(ctx context.Context, actor, key string) error {
 		return err
 	}
 	if s.local != nil {
-		s.local.mu.Lock()
-		delete(s.local.held, claimKey{actor, key})
-		s.local.mu.Unlock()
+		s.release(claimKey{actor, key})
 		return nil
 	}
 	_, err := s.q.exec(ctx, abandonSQL, actor, key)
@@ -516,6 +515,29 @@ func (s *Store) Abandon(ctx context.Context, actor, key string) error {
 		return fmt.Errorf("idempotency: abandon: %w", err)
 	}
 	return nil
+}
+
+// checkResponse refuses a status outside 100..599, a content type longer
+// than MaxContentTypeBytes or with control characters, and a body over
+// MaxBodyBytes.
+func checkResponse(r Response) error {
+	if r.Status < 100 || r.Status > 599 {
+		return fmt.Errorf("idempotency: finish: status %d not in 100..599", r.Status)
+	}
+	if len(r.ContentType) > MaxContentTypeBytes || strings.IndexFunc(r.ContentType, isControl) >= 0 || !utf8.ValidString(r.ContentType) {
+		return fmt.Errorf("idempotency: finish: content type is not a header value of at most %d bytes", MaxContentTypeBytes)
+	}
+	if len(r.Body) > MaxBodyBytes {
+		return fmt.Errorf("idempotency: finish: body of %d bytes is over %d", len(r.Body), MaxBodyBytes)
+	}
+	return nil
+}
+
+// release forgets the in-process claim of k, whoever holds it.
+func (s *Store) release(k claimKey) {
+	s.local.mu.Lock()
+	delete(s.local.held, k)
+	s.local.mu.Unlock()
 }
 
 // beginInProcess is Begin WithClaimsInProcess. The claim is registered

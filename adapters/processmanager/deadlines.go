@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -286,6 +287,9 @@ func childRetentionSubject(child, event uuid.UUID) subject {
 type table struct {
 	db bun.IDB
 	pg bool
+	// fullScans counts the times next scanned every pending row (its
+	// walk did not settle it), for the tests.
+	fullScans atomic.Int64
 }
 
 func newTable(db bun.IDB) (*table, error) {
@@ -503,6 +507,7 @@ func (t *table) next(ctx context.Context) (time.Time, bool, error) {
 		best = min(best, max(r.Due, r.Claimed))
 	}
 	if !settled {
+		t.fullScans.Add(1)
 		var at sql.NullInt64
 		err := t.db.NewRaw(`
 SELECT MIN(CASE WHEN claimed_until > due_at THEN claimed_until ELSE due_at END)

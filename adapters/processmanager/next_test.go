@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +34,8 @@ FROM deadlines WHERE state = 'pending'`).Scan(context.Background(), &at))
 // pending row, whatever the claims: none pending, a few, more than one
 // walk's worth claimed past their due (the walk gives up and scans), the
 // earliest claimable one behind many claimed ones, and random tables;
-// fired and resolved rows never count.
+// fired and resolved rows never count. It also checks which cases the
+// walk settles and which it leaves to the scan.
 func TestNextMatchesTheScan(t *testing.T) {
 	ctx := context.Background()
 	base := t0.UnixMicro()
@@ -58,28 +60,35 @@ func TestNextMatchesTheScan(t *testing.T) {
 			return d
 		})
 	}
-	cases := map[string][]dl{
-		"none":                       nil,
-		"only settled":               {{due: 5, state: "fired"}, {due: 1, state: "resolved"}},
-		"one unclaimed":              {{due: 10, state: "pending"}},
-		"first claimed past its due": {{due: 10, claimed: 50, state: "pending"}, {due: 20, state: "pending"}, {due: 60, state: "pending"}},
-		"claim before its due":       {{due: 10, claimed: 5, state: "pending"}},
-		"claimed ones, then the earliest free": append(many(nextWalk-1, func(i int) dl { return dl{due: int64(i), claimed: 500, state: "pending"} }),
+	type testCase struct {
+		rows []dl
+		scan bool // the walk cannot settle it: next scans
+	}
+	cases := map[string]testCase{
+		"none":                       {},
+		"only settled":               {rows: []dl{{due: 5, state: "fired"}, {due: 1, state: "resolved"}}},
+		"one unclaimed":              {rows: []dl{{due: 10, state: "pending"}}},
+		"first claimed past its due": {rows: []dl{{due: 10, claimed: 50, state: "pending"}, {due: 20, state: "pending"}, {due: 60, state: "pending"}}},
+		"claim before its due":       {rows: []dl{{due: 10, claimed: 5, state: "pending"}}},
+		"claimed ones, then the earliest free, then more": {rows: append(append(
+			many(nextWalk-2, func(i int) dl { return dl{due: int64(i), claimed: 500, state: "pending"} }),
 			dl{due: 100, state: "pending"}),
-		"more claimed than a walk": append(many(nextWalk+10, func(i int) dl { return dl{due: int64(i), claimed: 1000 + int64(i), state: "pending"} }),
-			dl{due: 900, state: "pending"}),
-		"more claimed than a walk, the earliest claim last": append(many(nextWalk+10, func(i int) dl { return dl{due: int64(i), claimed: 2000, state: "pending"} }),
-			dl{due: nextWalk + 20, claimed: 1500, state: "pending"}),
-		"random small": random(20),
-		"random large": random(500),
+			many(10, func(i int) dl { return dl{due: 200 + int64(i), state: "pending"} })...)},
+		"more claimed than a walk": {scan: true, rows: append(many(nextWalk+10, func(i int) dl { return dl{due: int64(i), claimed: 1000 + int64(i), state: "pending"} }),
+			dl{due: 900, state: "pending"})},
+		"more claimed than a walk, the earliest claim last": {scan: true, rows: append(many(nextWalk+10, func(i int) dl { return dl{due: int64(i), claimed: 2000, state: "pending"} }),
+			dl{due: nextWalk + 20, claimed: 1500, state: "pending"})},
+		"random small": {rows: random(20)},
+		"random large": {rows: random(500)},
 	}
 	forEachBackend(t, func(t *testing.T, url string) {
 		db := sqltest.Open(t, url)
 		require.NoError(t, Migrate(ctx, db))
 		tbl, err := newTable(db)
 		require.NoError(t, err)
-		for name, rows := range cases {
+		for name, c := range cases {
 			t.Run(name, func(t *testing.T) {
+				rows := c.rows
 				_, err := db.ExecContext(ctx, "DELETE FROM deadlines")
 				require.NoError(t, err)
 				for i, r := range rows {
@@ -88,10 +97,14 @@ func TestNextMatchesTheScan(t *testing.T) {
 					require.NoError(t, err)
 				}
 				want, wantOK := nextByScan(t, db)
+				scans := tbl.fullScans.Load()
 				got, ok, err := tbl.next(ctx)
 				require.NoError(t, err)
 				require.Equal(t, wantOK, ok)
 				require.True(t, want.Equal(got), "want %s, got %s", want, got)
+				if !strings.HasPrefix(name, "random") {
+					require.Equal(t, c.scan, tbl.fullScans.Load() > scans, "whether the walk settled it")
+				}
 			})
 		}
 	})

@@ -88,7 +88,11 @@ func OpenMessaging(ctx context.Context, cfg bus.Config, e *Engine, cmds *command
 // in-process publish waits for that). SQLite's WAL keeps a prefix of the
 // commits after a power loss, so a deadline write lost with it takes the
 // relay's later checkpoint with it, and the relay publishes the message
-// again; the deadlines' writes are idempotent. Every deadline write
+// again; the deadlines' writes are idempotent. The scheduler's own writes
+// (claims, fired and retried marks) follow no checkpoint: losing one
+// leaves what a crash just before it leaves, a deadline claimed or fired
+// again, and a firing's command is idempotent (its key derives from the
+// deadline). Every deadline write
 // otherwise cost an fsync on SQLite's one writer, about as many as the
 // commands' own appends (docs/performance.md, "The sixth round"). On a
 // bus outside the process (NATS, PostgreSQL) the process manager
