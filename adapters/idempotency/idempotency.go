@@ -374,6 +374,44 @@ func numbered(query string) string {
 	return b.String()
 }
 
+// readRow reads the key's row; found is false when there is none.
+func (s *Store) readRow(ctx context.Context, actor, key string) (old row, found bool, err error) {
+	err = s.q.queryRow(ctx, readSQL, actor, key).
+		Scan(&old.Fingerprint, &old.State, &old.Status, &old.ContentType, &old.Body, &old.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return row{}, false, nil
+	}
+	if err != nil {
+		return row{}, false, fmt.Errorf("idempotency: read key: %w", err)
+	}
+	return old, true, nil
+}
+
+// judge says what the key's row old means for a request with fingerprint
+// at now (Unix microseconds): its answer to replay (a done row of the same
+// request), ErrKeyReused (another request's row), ErrInProgress (a pending
+// row within its lease), or (nil, nil): the request may replace the row
+// (an answer past the retention, for any request; a pending row past its
+// lease, for the same request).
+func (s *Store) judge(old row, fingerprint string, now int64) (*Response, error) {
+	age := time.Duration(now-old.CreatedAt) * time.Microsecond
+	switch {
+	case old.State == stateDone && age >= s.retention:
+		return nil, nil // forgotten
+	case old.Fingerprint != fingerprint:
+		return nil, ErrKeyReused
+	case old.State == stateDone:
+		r := &Response{Status: old.Status, ContentType: old.ContentType}
+		if len(old.Body) > 0 {
+			r.Body = old.Body
+		}
+		return r, nil
+	case age < s.lease:
+		return nil, ErrInProgress
+	}
+	return nil, nil
+}
+
 // maxAttempts bounds Begin's retries when rows change under it.
 const maxAttempts = 8
 
@@ -417,30 +455,15 @@ func (s *Store) Begin(ctx context.Context, actor, key, fingerprint string) (*Res
 			return nil, nil
 		}
 
-		var old row
-		err = s.q.queryRow(ctx, readSQL, actor, key).
-			Scan(&old.Fingerprint, &old.State, &old.Status, &old.ContentType, &old.Body, &old.CreatedAt)
-		if errors.Is(err, sql.ErrNoRows) {
+		old, found, err := s.readRow(ctx, actor, key)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
 			continue // abandoned or purged since the INSERT: claim again
 		}
-		if err != nil {
-			return nil, fmt.Errorf("idempotency: read key: %w", err)
-		}
-
-		age := time.Duration(now-old.CreatedAt) * time.Microsecond
-		switch {
-		case old.State == stateDone && age >= s.retention:
-			// Forgotten: claim it for this request.
-		case old.Fingerprint != fingerprint:
-			return nil, ErrKeyReused
-		case old.State == stateDone:
-			r := &Response{Status: old.Status, ContentType: old.ContentType}
-			if len(old.Body) > 0 {
-				r.Body = old.Body
-			}
-			return r, nil
-		case age < s.lease:
-			return nil, ErrInProgress
+		if r, err := s.judge(old, fingerprint, now); r != nil || err != nil {
+			return r, err
 		}
 		// Take the row over if it is still the one just read.
 		res, err = s.q.exec(ctx, takeOverSQL, fingerprint, []byte{}, now,
@@ -580,29 +603,12 @@ func (s *Store) beginInProcess(ctx context.Context, actor, key, fingerprint stri
 // replay, an error, or (nil, nil) with the row the claim may replace noted
 // in mine.
 func (s *Store) readInProcess(ctx context.Context, k claimKey, fingerprint string, now int64, mine *claim) (*Response, error) {
-	var old row
-	err := s.q.queryRow(ctx, readSQL, k.actor, k.key).
-		Scan(&old.Fingerprint, &old.State, &old.Status, &old.ContentType, &old.Body, &old.CreatedAt)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+	old, found, err := s.readRow(ctx, k.actor, k.key)
+	if err != nil || !found {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("idempotency: read key: %w", err)
-	}
-	age := time.Duration(now-old.CreatedAt) * time.Microsecond
-	switch {
-	case old.State == stateDone && age >= s.retention:
-		// Forgotten: the claim replaces it.
-	case old.Fingerprint != fingerprint:
-		return nil, ErrKeyReused
-	case old.State == stateDone:
-		r := &Response{Status: old.Status, ContentType: old.ContentType}
-		if len(old.Body) > 0 {
-			r.Body = old.Body
-		}
-		return r, nil
-	case age < s.lease:
-		return nil, ErrInProgress // another Store's claim
+	if r, err := s.judge(old, fingerprint, now); r != nil || err != nil {
+		return r, err // a pending row: another Store's claim
 	}
 	s.local.mu.Lock()
 	mine.seen = old.CreatedAt
