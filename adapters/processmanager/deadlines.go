@@ -508,19 +508,24 @@ func (t *table) next(ctx context.Context) (time.Time, bool, error) {
 	}
 	if !settled {
 		t.fullScans.Add(1)
-		var at sql.NullInt64
-		err := t.db.NewRaw(`
-SELECT MIN(CASE WHEN claimed_until > due_at THEN claimed_until ELSE due_at END)
-FROM deadlines WHERE state = 'pending'`).Scan(ctx, &at)
-		if err != nil {
-			return time.Time{}, false, fmt.Errorf("processmanager: next deadline: %w", err)
-		}
-		if !at.Valid {
-			return time.Time{}, false, nil
-		}
-		best = at.Int64
+		return t.nextByScan(ctx)
 	}
 	return time.UnixMicro(best).UTC(), true, nil
+}
+
+// nextByScan is next by the minimum over every pending row.
+func (t *table) nextByScan(ctx context.Context) (time.Time, bool, error) {
+	var at sql.NullInt64
+	err := t.db.NewRaw(`
+SELECT MIN(CASE WHEN claimed_until > due_at THEN claimed_until ELSE due_at END)
+FROM deadlines WHERE state = 'pending'`).Scan(ctx, &at)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("processmanager: next deadline: %w", err)
+	}
+	if !at.Valid {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMicro(at.Int64).UTC(), true, nil
 }
 
 // get returns the deadline id, or false.

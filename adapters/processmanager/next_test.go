@@ -2,32 +2,16 @@ package processmanager
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
 	"github.com/accessledger/accessledger/adapters/sqldb/sqltest"
 )
-
-// nextByScan is next as it was: the minimum over every pending row, the
-// reference the walk must agree with.
-func nextByScan(t *testing.T, db bun.IDB) (time.Time, bool) {
-	t.Helper()
-	var at sql.NullInt64
-	require.NoError(t, db.NewRaw(`
-SELECT MIN(CASE WHEN claimed_until > due_at THEN claimed_until ELSE due_at END)
-FROM deadlines WHERE state = 'pending'`).Scan(context.Background(), &at))
-	if !at.Valid {
-		return time.Time{}, false
-	}
-	return time.UnixMicro(at.Int64).UTC(), true
-}
 
 // TestNextMatchesTheScan: the next time a pending deadline can be claimed,
 // read by walking the deadlines in due order, equals the minimum over every
@@ -96,7 +80,8 @@ func TestNextMatchesTheScan(t *testing.T) {
 						fmt.Sprintf("d-%d", i), base+r.due*1e6, claimedAt(base, r.claimed), r.state)
 					require.NoError(t, err)
 				}
-				want, wantOK := nextByScan(t, db)
+				want, wantOK, err := tbl.nextByScan(ctx) // next as it was: the reference
+				require.NoError(t, err)
 				scans := tbl.fullScans.Load()
 				got, ok, err := tbl.next(ctx)
 				require.NoError(t, err)
@@ -116,4 +101,43 @@ func claimedAt(base, offset int64) int64 {
 		return 0
 	}
 	return base + offset*1e6
+}
+
+// BenchmarkNext: the next claimable time on an SQLite file holding 50,000
+// pending deadlines (about the county data set's pending retention and
+// grace deadlines), none claimed: by the walk in due order (next, as the
+// scheduler reads it after every firing) and by the scan over every
+// pending row (what next ran before).
+func BenchmarkNext(b *testing.B) {
+	ctx := context.Background()
+	db := sqltest.Open(b, "sqlite:"+b.TempDir()+"/deadlines.db")
+	require.NoError(b, Migrate(ctx, db))
+	base := t0.UnixMicro()
+	require.NoError(b, db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		for i := range 50_000 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO deadlines (id, kind, due_at, claimed_until, state, updated_at) VALUES (?, 'grace', ?, 0, 'pending', 0)`,
+				fmt.Sprintf("d-%d", i), base+int64(i)*1e6); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	tbl, err := newTable(db)
+	require.NoError(b, err)
+	b.Run("way=walk", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok, err := tbl.next(ctx); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("way=scan", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok, err := tbl.nextByScan(ctx); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	})
 }
