@@ -187,15 +187,18 @@ func TestWriteGateQueuesAutocommitWritesWithRows(t *testing.T) {
 		require.ErrorIs(t, err, errGateTimeout, "%q queued at the gate", q.query)
 		require.NoError(t, tx.Commit())
 
-		rows, err := b.QueryContext(ctx, q.query, q.args...)
-		require.NoError(t, err, q.query)
-		require.True(t, gate.isHeld(), "%d: the open rows hold the gate", i)
-		require.True(t, rows.Next())
-		var n int
-		require.NoError(t, rows.Scan(&n))
-		require.False(t, rows.Next())
-		require.NoError(t, rows.Err())
-		require.NoError(t, rows.Close())
+		func() {
+			rows, err := b.QueryContext(ctx, q.query, q.args...)
+			require.NoError(t, err, q.query)
+			defer func() { _ = rows.Close() }()
+			require.True(t, gate.isHeld(), "%d: the open rows hold the gate", i)
+			require.True(t, rows.Next())
+			var n int
+			require.NoError(t, rows.Scan(&n))
+			require.True(t, gate.isHeld(), "%d: held while the rows are read", i)
+			require.False(t, rows.Next()) // the end: database/sql closes the rows
+			require.NoError(t, rows.Err())
+		}()
 		require.False(t, gate.isHeld(), "%d: closing the rows freed the gate", i)
 	}
 	_, err = b.QueryContext(ctx, "INSERT INTO missing (id) VALUES (1) RETURNING id") //nolint:sqlclosecheck,rowserrcheck // it fails
