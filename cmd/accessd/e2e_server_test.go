@@ -136,7 +136,13 @@ func startServerIn(t *testing.T, dir string, extraFlags ...string) *e2eServer {
 	return s
 }
 
-// start runs serve on s's data directory and waits until it is ready.
+// wholeLogCheckedRE matches the ledger's log line of a check of the whole
+// stored log: the start-up check of a start without snapshots, or the
+// background check after a start from them.
+var wholeLogCheckedRE = regexp.MustCompile(`msg="ledger: the log agrees with the stored tree and the published checkpoints" check="[^"]+" events=\d+ from_leaf=0 `)
+
+// start runs serve on s's data directory and waits until it is ready and
+// accepts commands (see wholeLogCheckedRE).
 func (s *e2eServer) start() {
 	t := s.t
 	t.Helper()
@@ -179,6 +185,12 @@ func (s *e2eServer) start() {
 			_ = res.Body.Close()
 			return res.StatusCode == http.StatusOK
 		}, e2eWait, 10*time.Millisecond, "GET /readyz never answered 200:\n%s", logs.String())
+		// Ready is not yet accepting commands after a start from
+		// snapshots: they answer 503 stale until the ledger has checked
+		// the whole stored log, in the background (ADR 0014). Wait for
+		// that check (from leaf 0), as a client retrying on 503 would.
+		require.Eventually(t, func() bool { return wholeLogCheckedRE.MatchString(logs.String()) },
+			e2eWait, 10*time.Millisecond, "the ledger never checked the whole log:\n%s", logs.String())
 	}
 	secret, err := auth.LoadOrCreateSecret(s.dir)
 	require.NoError(t, err)
