@@ -508,7 +508,12 @@ func (s *Store) Finish(ctx context.Context, actor, key string, r Response) error
 	if s.local != nil {
 		return s.finishInProcess(ctx, actor, key, r, body)
 	}
-	res, err := s.q.exec(ctx, finishSQL, r.Status, r.ContentType, body, actor, key)
+	return finished(s.q.exec(ctx, finishSQL, r.Status, r.ContentType, body, actor, key))
+}
+
+// finished is Finish's outcome from its statement's: ErrNotClaimed when it
+// wrote no row (no claim of the key, or another Store's answer first).
+func finished(res sql.Result, err error) error {
 	if err != nil {
 		return fmt.Errorf("idempotency: finish: %w", err)
 	}
@@ -638,17 +643,7 @@ func (s *Store) finishInProcess(ctx context.Context, actor, key string, r Respon
 		delete(s.local.held, k)
 	}
 	s.local.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("idempotency: finish: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("idempotency: finish: %w", err)
-	}
-	if n == 0 {
-		return ErrNotClaimed // another Store wrote the key's row first
-	}
-	return nil
+	return finished(res, err)
 }
 
 // Purge deletes every row claimed before olderThan, done or pending, and
