@@ -56,20 +56,24 @@ func TestRestartFromSnapshot(t *testing.T) {
 	require.Contains(t, s.logs.String(), "access index loaded from its snapshot")
 	same("after a restart from the snapshot")
 
+	// Corrupt it while the server is stopped: a running server writes a
+	// fresh snapshot every second and on its way out, over the damage.
+	s.stop()
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	data[len(data)/2] ^= 0xff
 	require.NoError(t, os.WriteFile(path, data, 0o600))
-	s.restart()
+	s.start()
 	logs := s.logs.String()
 	require.Contains(t, logs, "level=WARN")
 	require.Contains(t, logs, "access index snapshot ignored; replaying the whole log")
 	require.Contains(t, logs, "checksum")
 	same("after a restart with a corrupt snapshot")
 
+	s.stop()
 	require.NoError(t, os.Remove(path))
 	s.flags = append(s.flags, "--snapshot-every", "0")
-	s.restart()
+	s.start()
 	require.NotContains(t, s.logs.String(), "snapshot")
 	same("after a restart with snapshots off")
 	time.Sleep(1500 * time.Millisecond)
