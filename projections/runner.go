@@ -493,7 +493,11 @@ func (w *worker) apply(ctx context.Context, recs []eventlog.Record) error {
 	r := w.r
 	for len(recs) > 0 {
 		var moved *checkpoint
-		err := inTx(ctx, r.db, func(tx bun.Tx) error {
+		staged, err := w.stageAhead(ctx, recs)
+		if err != nil {
+			return fmt.Errorf("%s: events %s..%s: stage: %w", w.name, recs[0].Position, recs[len(recs)-1].Position, err)
+		}
+		err = inTx(ctx, r.db, func(tx bun.Tx) error {
 			cp, found, err := readCheckpoint(ctx, tx, w.name, true)
 			if err != nil {
 				return err
@@ -508,10 +512,19 @@ func (w *worker) apply(ctx context.Context, recs []eventlog.Record) error {
 			case cp.Generation != w.gen, cp.Position.Before(w.pos):
 				return errReload
 			case w.pos.Before(cp.Position):
+				if staged != nil {
+					// The state is past recs already: it cannot replay
+					// them. Load it again from the tables.
+					return errReload
+				}
 				moved = &cp
 				return errMoved
 			}
-			if err := w.p.Apply(ctx, tx, w.tables, recs); err != nil {
+			if staged != nil {
+				if err := staged.Write(ctx, tx, w.tables); err != nil {
+					return fmt.Errorf("write: %w", err)
+				}
+			} else if err := w.p.Apply(ctx, tx, w.tables, recs); err != nil {
 				return fmt.Errorf("apply: %w", err)
 			}
 			if r.cfg.afterApply != nil {
@@ -545,6 +558,29 @@ func (w *worker) apply(ctx context.Context, recs []eventlog.Record) error {
 		recs = nil
 	}
 	return nil
+}
+
+// stageAhead computes the writes of recs before apply's transaction, when
+// the projection is a Stager on SQLite and its checkpoint is where w
+// expects it: the transaction then holds SQLite's single write lock (and
+// the write gate, which the commands' appends queue at) only for the
+// inserts, not for the fold or the hashing too. It returns nil, with the
+// state unchanged, when it stages nothing: on PostgreSQL (no file-wide
+// lock; replicas sharing a database find the checkpoint moved often, and
+// replay what they staged only from an unstaged state), or when the
+// checkpoint has moved or cannot be read (the transaction then finds out
+// and says so). After it has staged, the state is past recs: if the
+// transaction does not commit, the runner loads the state again.
+func (w *worker) stageAhead(ctx context.Context, recs []eventlog.Record) (Staged, error) {
+	st, ok := w.p.(Stager)
+	if !ok || isPG(w.r.db) {
+		return nil, nil
+	}
+	cp, found, err := readCheckpoint(ctx, w.r.db, w.name, false)
+	if err != nil || !found || cp.Version != int64(w.p.Version()) || cp.Generation != w.gen || cp.Position != w.pos {
+		return nil, nil //nolint:nilerr // the transaction reads it again and reports what it finds
+	}
+	return st.Stage(recs)
 }
 
 // errMoved: another runner moved the checkpoint ahead (internal to apply).

@@ -231,14 +231,27 @@ type warmRow struct {
 }
 
 func (w *warm) Apply(ctx context.Context, tx bun.Tx, t projections.Tables, recs []eventlog.Record) error {
+	return w.fold(recs).Write(ctx, tx, t)
+}
+
+// fold advances the counts in memory by recs and returns their rows.
+func (w *warm) fold(recs []eventlog.Record) warmRows {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	rows := make([]warmRow, 0, len(recs))
+	rows := make(warmRows, 0, len(recs))
 	for _, rec := range recs {
 		w.perStream[rec.Stream]++
 		w.total++
 		rows = append(rows, warmRow{int64(rec.Position.Commit), rec.Stream, w.perStream[rec.Stream], w.total})
 	}
+	return rows
+}
+
+// warmRows are rows of warm_events to insert.
+type warmRows []warmRow
+
+// Write implements projections.Staged.
+func (rows warmRows) Write(ctx context.Context, tx bun.Tx, t projections.Tables) error {
 	if _, err := tx.NewInsert().Model(&rows).ModelTableExpr("?", t.Ident("warm_events")).Exec(ctx); err != nil {
 		return fmt.Errorf("write warm_events: %w", err)
 	}
