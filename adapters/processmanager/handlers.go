@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/accessledger/accessledger/adapters/bus"
+	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/domain"
 )
 
@@ -23,9 +24,14 @@ func source(ctx context.Context) (eventID, correlationID uuid.UUID) {
 	return parseID(msg.UUID), parseID(msg.Metadata.Get(bus.MetaCorrelationID))
 }
 
+// setDue and resolve write the deadlines the events being handled set or
+// settle. They catch up with the log, as the read models do, so on SQLite
+// their writes yield to the commands' at the file's write gate
+// (sqldb.Yielding): an append waits for the write in progress, not for the
+// deadlines of the events before it as well.
 func (pm *ProcessManager) setDue(ctx context.Context, s subject, due time.Time) error {
 	id, corr := source(ctx)
-	changed, err := pm.table.setDue(ctx, s, due, id, corr, pm.cfg.Clock.Now())
+	changed, err := pm.table.setDue(sqldb.Yielding(ctx), s, due, id, corr, pm.cfg.Clock.Now())
 	if err != nil {
 		return err
 	}
@@ -57,7 +63,7 @@ func (pm *ProcessManager) scheduled(due time.Time) {
 
 func (pm *ProcessManager) resolve(ctx context.Context, s subject, through int64) error {
 	id, _ := source(ctx)
-	changed, err := pm.table.resolve(ctx, s, through, id, pm.cfg.Clock.Now())
+	changed, err := pm.table.resolve(sqldb.Yielding(ctx), s, through, id, pm.cfg.Clock.Now())
 	if err != nil {
 		return err
 	}

@@ -135,7 +135,9 @@ func (m *Messaging) Run(ctx context.Context) error {
 		return fmt.Errorf("process manager: %w", err)
 	case <-m.PM.Ready():
 	}
-	relCtx, stopRelays := context.WithCancel(ctx)
+	// The relays' checkpoints and leases trail the log: on SQLite their
+	// writes yield to the commands' at the write gate (sqldb.Yielding).
+	relCtx, stopRelays := context.WithCancel(sqldb.Yielding(ctx))
 	defer stopRelays()
 	g, gctx := errgroup.WithContext(relCtx)
 	g.Go(func() error { return ignoreCanceled(relCtx, m.relay.Run(gctx)) })
