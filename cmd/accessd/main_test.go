@@ -158,3 +158,26 @@ func TestServeRefusesADataDirectoryOthersCanRead(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, entries, "nothing was created")
 }
+
+// TestServeRefusesADataDirectoryInUse: a second serve on the data
+// directory of a running one exits with code 1, saying the directory is in
+// use, and changes nothing; the first goes on answering. Once the first
+// stops, the directory can be served again.
+func TestServeRefusesADataDirectoryInUse(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	w := newWorld(s)
+	child := w.registerChild()
+	carer := w.account("foster_carer")
+	head := s.head()
+
+	code, _, errOut := runCmd(t, context.Background(), noEnv, "serve", "--data-dir", s.dir, "--addr", "127.0.0.1:0")
+	require.Equal(t, exitError, code, errOut)
+	require.Contains(t, errOut, "in use by another accessd serve")
+	require.Contains(t, errOut, filepath.Join(s.dir, "accessd.lock"))
+	require.Equal(t, head, s.head(), "the refused serve appended nothing")
+	require.False(t, w.check(carer.id, child, "record").Allowed, "the first serve still answers")
+
+	s.restart()
+	require.Equal(t, head, s.head())
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/viewlog"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/internal/dirlock"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/internal/gcpolicy"
 )
@@ -33,6 +34,14 @@ func serve(ctx context.Context, cfg *storeConfig, sc *serveConfig, log *slog.Log
 	if err := cfg.CheckPrivate(); err != nil {
 		return err
 	}
+	// One serving process per data directory (internal/dirlock): the
+	// embedded SQLite file's writers and idempotency claims are
+	// coordinated within one process.
+	lock, err := dirlock.Acquire(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lock.Release() }()
 	secret, err := loadSecret(cfg.DataDir, sc.secretFile)
 	if err != nil {
 		return fmt.Errorf("signing secret: %w", err)
