@@ -22,7 +22,9 @@
 // then the new checkpoint. A crash at any point leaves the tables and the
 // checkpoint consistent, and several runners on one database (engine
 // replicas) never apply an event twice: the one that finds the checkpoint
-// moved replays the events in memory instead of writing them. The same row
+// moved replays the events in memory instead of writing them (or, when it
+// had staged the batch before its transaction, on SQLite, loads its state
+// again from the tables). The same row
 // holds the lease that lets one rebuild of a projection run at a time.
 //
 // # Running
@@ -107,7 +109,8 @@ func tablesFor(p Projection, gen int64) Tables {
 //
 // The runner calls its methods from one goroutine at a time. After Load,
 // every record reaches the projection exactly once, in global order, either
-// through Replay (state only) or Apply (state and writes).
+// through Replay (state only), Apply (state and writes), or, for a Stager,
+// Stage (state) and its Staged's Write (writes).
 type Projection interface {
 	// Name identifies the projection: its checkpoint and the NAME of
 	// accessd rebuild --projection. It never changes.
@@ -138,7 +141,11 @@ type Projection interface {
 // no transaction and the writes it produces. Rebuild uses it for the bulk
 // of the log: it stages the next batch in one goroutine while the batch
 // before is written in another (on two cores, the fold or the hashing
-// beside SQLite's inserts), instead of doing both in turn.
+// beside SQLite's inserts), instead of doing both in turn. The live runner
+// uses it on SQLite: it stages a batch before the transaction that writes
+// it, so that the file's one write lock is held for the writes only; when
+// that transaction does not start, finds the checkpoint moved or does not
+// commit, the state (already past the batch) is loaded again.
 //
 // Stage(recs) advances the in-memory state by recs exactly as Apply(recs)
 // does and returns their writes without writing anything; the Staged's

@@ -54,7 +54,9 @@ var errReload = errors.New("projections: checkpoint changed, reload")
 //
 // Every batch transaction locks the checkpoint row first (see the package
 // documentation). If another runner moved the checkpoint meanwhile, the
-// batch's events up to the stored position go to Replay instead of Apply;
+// batch's events up to the stored position go to Replay instead of Apply
+// (a batch staged before the transaction, on SQLite: the state is loaded
+// again, see stageAhead);
 // if the projection was rebuilt (the row's generation changed), the runner
 // goes back to step 2 on the new tables. When Load, Replay, Apply, a read or
 // the commit fails, the runner logs the error, waits (WithRetryBackoff) and

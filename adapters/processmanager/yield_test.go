@@ -46,13 +46,15 @@ func TestHandlerWritesYieldAtTheWriteGate(t *testing.T) {
 		assert.NoError(t, pm.setDue(ctx, graceSubject(uuid.New(), uuid.New(), uuid.New()), t0.Add(time.Hour)))
 		done("deadline")
 	})
-	time.Sleep(100 * time.Millisecond) // the handler's write waits at the gate first
+	require.Eventually(t, func() bool { _, y := db.WriteGateWaiting(); return y == 1 }, 10*time.Second, time.Millisecond,
+		"the handler's write waits at the gate, yielding")
 	wg.Go(func() {
 		_, err := db.ExecContext(ctx, "UPDATE deadlines SET updated_at = 0 WHERE id = 'none'")
 		assert.NoError(t, err)
 		done("command")
 	})
-	time.Sleep(100 * time.Millisecond)
+	require.Eventually(t, func() bool { fg, _ := db.WriteGateWaiting(); return fg == 1 }, 10*time.Second, time.Millisecond,
+		"the command's write waits at the gate, after it")
 	require.NoError(t, hold.Commit())
 	wg.Wait()
 	require.Equal(t, []string{"command", "deadline"}, order)

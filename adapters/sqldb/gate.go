@@ -168,6 +168,19 @@ func (g *writeGate) release() {
 	close(next.ready)
 }
 
+// WriteGateWaiting reports how many of this process's writers of the
+// SQLite file wait at its write gate, in the foreground and yielding
+// (Yielding); 0, 0 for a pool without a gate (PostgreSQL). For tests and
+// diagnostics: the counts may change as soon as they are read.
+func (db *DB) WriteGateWaiting() (foreground, yielding int) {
+	if db.gate == nil {
+		return 0, 0
+	}
+	db.gate.mu.Lock()
+	defer db.gate.mu.Unlock()
+	return len(db.gate.fg), len(db.gate.yielding)
+}
+
 // isHeld reports whether a writer holds the gate (for tests).
 func (g *writeGate) isHeld() bool {
 	g.mu.Lock()

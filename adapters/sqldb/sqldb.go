@@ -82,6 +82,10 @@ type DB struct {
 	name string
 	path string
 
+	// gate is the SQLite file's write gate (gate.go); nil for PostgreSQL
+	// and pools without one.
+	gate *writeGate
+
 	// anchor keeps an in-memory SQLite database alive while the pool's own
 	// connection comes and goes; nil otherwise.
 	anchor io.Closer
@@ -370,6 +374,7 @@ func openSQLite(ctx context.Context, dsn, name, path string, maxConns int, gate 
 		dsn:  dsn,
 		name: name,
 		path: path,
+		gate: gate,
 	}
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.DB.Close()

@@ -171,7 +171,11 @@ func TestServeRefusesADataDirectoryInUse(t *testing.T) {
 	carer := w.account("foster_carer")
 	head := s.head()
 
-	code, _, errOut := runCmd(t, context.Background(), noEnv, "serve", "--data-dir", s.dir, "--addr", "127.0.0.1:0")
+	// Were the directory not locked, this serve would run until the
+	// context ends, and exit 0.
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	defer cancel()
+	code, _, errOut := runCmd(t, ctx, noEnv, "serve", "--data-dir", s.dir, "--addr", "127.0.0.1:0")
 	require.Equal(t, exitError, code, errOut)
 	require.Contains(t, errOut, "in use by another accessd serve")
 	require.Contains(t, errOut, filepath.Join(s.dir, "accessd.lock"))

@@ -3,11 +3,14 @@
 // releases when the process ends, however it ends (kill -9 included).
 //
 // accessd serve takes it on its data directory. The embedded default's
-// SQLite file assumes one serving process: its write gate, its idempotency
-// keys' claims of running requests and its read models' staged batches
-// are coordinated within one process only (docs/architecture.md). A
-// second serve on the same directory is refused instead of running beside
-// the first.
+// SQLite file assumes one serving process: its write gate and its
+// idempotency keys' claims of running requests are coordinated within one
+// process only, and its read models, which stage their batches ahead,
+// reload rather than replay when another process moves their checkpoints
+// (docs/architecture.md). A second serve on the same directory is refused
+// instead of running beside the first. (Two serves given different data
+// directories but one SQLite file through --event-store are not: the lock
+// is the data directory's.)
 package dirlock
 
 import (

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -35,6 +36,9 @@ func TestAcquireIsExclusive(t *testing.T) {
 	require.NoError(t, again.Release())
 }
 
+// held keeps the helper process's lock reachable.
+var held *Lock
+
 // TestAProcessThatDiesReleasesTheLock: a lock held by a child process
 // refuses this one while the child lives, and is free once it is killed.
 func TestAProcessThatDiesReleasesTheLock(t *testing.T) {
@@ -43,9 +47,10 @@ func TestAProcessThatDiesReleasesTheLock(t *testing.T) {
 		if err != nil {
 			os.Exit(3)
 		}
-		_ = l
+		held = l // reachable: no finalizer closes its file
 		_, _ = os.Stdout.WriteString("held\n")
-		select {} // until killed
+		time.Sleep(time.Hour) // until killed (a sleeping timer: no deadlock exit)
+		os.Exit(4)
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAProcessThatDiesReleasesTheLock$")
