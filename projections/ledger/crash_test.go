@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -86,8 +87,12 @@ func crashChild(url, dir string) int {
 	}
 	fmt.Println("ready")
 	for {
-		if _, _, err := l.Publish(ctx); err != nil && !isEmpty(err) {
+		_, _, err := l.Publish(ctx)
+		if err != nil && !isEmpty(err) {
 			return fail(err)
+		}
+		if err == nil {
+			fmt.Println("published")
 		}
 		time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
 	}
@@ -106,7 +111,7 @@ func TestCrashWhileBuildingAndPublishing(t *testing.T) {
 			e := newEnv(t, sqltest.Open(t, u))
 			dir := t.TempDir()
 			for round := 0; round < 6; round++ {
-				child := startCrashChild(t, u, dir)
+				child, published := startCrashChild(t, u, dir)
 				stop := make(chan struct{})
 				appended := make(chan int)
 				go func() {
@@ -125,6 +130,17 @@ func TestCrashWhileBuildingAndPublishing(t *testing.T) {
 						}
 					}
 				}()
+				if round%2 == 0 {
+					// Every other round kills only after a checkpoint was
+					// published, so the end has some to verify however
+					// slowly the child's writes get the lock beside the
+					// appends (a loaded CI machine, the race detector).
+					select {
+					case <-published:
+					case <-time.After(60 * time.Second):
+						t.Fatal("the child published no checkpoint in 60 s")
+					}
+				}
 				time.Sleep(time.Duration(20+rand.IntN(150)) * time.Millisecond)
 				require.NoError(t, child.Process.Signal(syscall.SIGKILL))
 				_ = child.Wait()
@@ -153,7 +169,9 @@ func TestCrashWhileBuildingAndPublishing(t *testing.T) {
 	}
 }
 
-func startCrashChild(t *testing.T, url, dir string) *exec.Cmd {
+// startCrashChild starts the child and waits until it is ready; the
+// channel it returns is closed when the child has published a checkpoint.
+func startCrashChild(t *testing.T, url, dir string) (*exec.Cmd, <-chan struct{}) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLedgerHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashDBEnv+"="+url, crashDirEnv+"="+dir)
@@ -162,12 +180,16 @@ func startCrashChild(t *testing.T, url, dir string) *exec.Cmd {
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	ready := make(chan struct{})
+	ready, published := make(chan struct{}), make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
+		var once sync.Once
 		for sc.Scan() {
-			if sc.Text() == "ready" {
+			switch sc.Text() {
+			case "ready":
 				close(ready)
+			case "published":
+				once.Do(func() { close(published) })
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
@@ -179,7 +201,7 @@ func startCrashChild(t *testing.T, url, dir string) *exec.Cmd {
 		t.Fatalf("the child did not get ready:\n%s", stderr.String())
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	return cmd
+	return cmd, published
 }
 
 // syncBuf is a bytes.Buffer safe for concurrent writes.
