@@ -167,6 +167,21 @@ type Staged interface {
 	Write(ctx context.Context, tx bun.Tx, t Tables) error
 }
 
+// Committer is a Projection told which of its state its tables hold: after
+// each of the live runner's transactions that commits a batch, Committed
+// gets the batch's last position (and, after the runner has loaded or
+// rebuilt the projection, its checkpoint). Between Stage or Apply and that
+// call the state may be ahead of the tables: the batch is waiting for the
+// write lock, or its transaction fails and the state is loaded again. A
+// projection that saves its state beside its tables (the access history's
+// snapshots) saves only state its tables have committed. Records passed
+// to Replay are committed already (up to the checkpoint, or by another
+// runner).
+type Committer interface {
+	Projection
+	Committed(pos eventlog.Position)
+}
+
 // WarmStarter is a Projection whose Load may restore its in-memory state
 // at a position before the checkpoint (a snapshot of it, issue 18): after
 // a Load that asks for a warm-up, the runner passes through Replay only the

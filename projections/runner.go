@@ -371,6 +371,7 @@ func (w *worker) session(ctx context.Context) error {
 	}
 	w.st.gen, w.st.pos, w.st.loaded = w.gen, w.pos, true
 	w.mu.Unlock()
+	w.committed()
 	w.settled(waiting)
 
 	// Catch up page by page.
@@ -553,6 +554,7 @@ func (w *worker) apply(ctx context.Context, recs []eventlog.Record) error {
 		}
 		w.pos = recs[len(recs)-1].Position
 		w.progressed = true
+		w.committed()
 		w.mu.Lock()
 		w.st.pos = w.pos
 		w.st.lastErr = nil
@@ -583,6 +585,13 @@ func (w *worker) stageAhead(ctx context.Context, recs []eventlog.Record) (Staged
 		return nil, nil //nolint:nilerr // the transaction reads it again and reports what it finds
 	}
 	return st.Stage(recs)
+}
+
+// committed tells a Committer projection that its tables hold w.pos.
+func (w *worker) committed() {
+	if c, ok := w.p.(Committer); ok {
+		c.Committed(w.pos)
+	}
 }
 
 // errMoved: another runner moved the checkpoint ahead (internal to apply).

@@ -130,3 +130,50 @@ func TestStagedBatchFindsTheCheckpointMovedAndReloads(t *testing.T) {
 		require.NoError(t, statusOf(t, r, "warm").LastError)
 	})
 }
+
+// committedWarm is stagedWarm telling which positions the runner said
+// were committed, and whether the checkpoint row held each one when it
+// was said.
+type committedWarm struct {
+	*stagedWarm
+	t         *testing.T
+	positions []eventlog.Position
+}
+
+func (c *committedWarm) Committed(pos eventlog.Position) {
+	// The runner calls this between transactions, on its goroutine:
+	// failures are reported, not fatal.
+	var stored uint64
+	err := c.db.QueryRowContext(context.Background(),
+		"SELECT position_commit FROM projection_checkpoints WHERE name = 'warm'").Scan(&stored)
+	if assert.NoError(c.t, err) {
+		assert.Equal(c.t, pos.Commit, stored, "Committed(%s) said before its checkpoint committed", pos)
+	}
+	c.positions = append(c.positions, pos)
+}
+
+var _ projections.Committer = (*committedWarm)(nil)
+
+// TestRunnerSaysWhatItCommitted: a Committer hears the checkpoint it was
+// loaded at, then each batch's last position once its transaction has
+// committed (never while a staged batch waits for the write lock), ending
+// at the head.
+func TestRunnerSaysWhatItCommitted(t *testing.T) {
+	forBackends(t, func(t *testing.T, url string) {
+		e := newEnv(t, url)
+		e.appendN(t, 50, 5)
+		p := &committedWarm{stagedWarm: &stagedWarm{warm: newWarm(), db: e.db.DB}, t: t}
+		r, stop := startRunner(t, e.db.DB, e.store, []projections.Projection{p}, projections.WithBatchSize(10))
+		waitAt(t, r, e.head(t))
+		e.appendN(t, 30, 5)
+		head := e.head(t)
+		waitAt(t, r, head)
+		stop()
+		require.GreaterOrEqual(t, len(p.positions), 6, "the load, then every batch")
+		require.True(t, p.positions[0].IsZero(), "first the checkpoint it was loaded at")
+		for i := 1; i < len(p.positions); i++ {
+			require.True(t, p.positions[i-1].Before(p.positions[i]), "in order, once each")
+		}
+		require.Equal(t, head, p.positions[len(p.positions)-1])
+	})
+}

@@ -100,6 +100,9 @@ type Projection struct {
 	erasures                      uint64
 	loadedErasures, loadedApplied uint64
 	broken                        bool
+	// committed is the position the table holds (Load's, then Replay's
+	// and Committed's): a snapshot saves no fold ahead of it.
+	committed eventlog.Position
 	// loadedOnce closes loadedCh after the first Load that succeeded.
 	loadedOnce sync.Once
 	loadedCh   chan struct{}
@@ -249,7 +252,7 @@ func (p *Projection) Load(ctx context.Context, db bun.IDB, t projections.Tables,
 	defer p.mu.Unlock()
 	p.model, p.warmFrom, p.last, p.erasures, p.broken = accessmodel.New(), eventlog.Start, snapshotfile.Record{}, 0, false
 	p.loadedErasures, p.loadedApplied = 0, 0
-	p.warmTo = at
+	p.warmTo, p.committed = at, at
 	if snap := p.loadSnapshot(ctx, at); snap != nil {
 		// The fold's rows and next id at the snapshot's position come with
 		// it: the records after it, up to at, go through the whole fold
@@ -285,6 +288,9 @@ func (p *Projection) Loaded() <-chan struct{} { return p.loadedCh }
 func (p *Projection) Replay(recs []eventlog.Record) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(recs) > 0 && p.committed.Before(recs[len(recs)-1].Position) {
+		p.committed = recs[len(recs)-1].Position
+	}
 	n := 0
 	for n < len(recs) && !p.warmTo.Before(recs[n].Position) {
 		prev := p.model.Position()
@@ -301,6 +307,16 @@ func (p *Projection) Replay(recs []eventlog.Record) error {
 	}
 	_, err := p.fold(recs[n:])
 	return err
+}
+
+// Committed implements projections.Committer: the table holds the fold up
+// to pos.
+func (p *Projection) Committed(pos eventlog.Position) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.committed.Before(pos) {
+		p.committed = pos
+	}
 }
 
 // Apply implements projections.Projection.

@@ -43,6 +43,7 @@ func TestNationScaleHistoryFold(t *testing.T) {
 	nationtest.WriteHeapProfile(t)
 
 	dir := t.TempDir()
+	p.Committed(p.model.Position())
 	w, err := p.WriteSnapshot(context.Background(), dir)
 	require.NoError(t, err)
 	started := time.Now()

@@ -289,11 +289,15 @@ func (p *Projection) noted(rec *eventlog.Record, prev eventlog.Position, res acc
 
 // capture copies the fold, holding p.mu (between two batches of the
 // runner). ok is false when there is nothing to save: no fold, a fold that
-// failed, or one still short of the checkpoint it was loaded at.
+// failed, one still short of the checkpoint it was loaded at, or one ahead
+// of what the table has committed (a staged batch waiting for the write
+// lock, which may never commit: a snapshot of it would be ahead of the
+// checkpoint at the next start, and ignored).
 func (p *Projection) capture() (pl *snapshotPayload, ok bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.model == nil || p.broken || p.model.Applied() == 0 || p.model.Position().Before(p.warmTo) {
+	if p.model == nil || p.broken || p.model.Applied() == 0 || p.model.Position().Before(p.warmTo) ||
+		p.committed.Before(p.model.Position()) {
 		return nil, false, nil
 	}
 	st, err := p.model.State()
@@ -431,4 +435,7 @@ func (p *Projection) RunSnapshots(ctx context.Context) error {
 	}
 }
 
-var _ projections.WarmStarter = (*Projection)(nil)
+var (
+	_ projections.WarmStarter = (*Projection)(nil)
+	_ projections.Committer   = (*Projection)(nil)
+)

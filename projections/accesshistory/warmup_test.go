@@ -119,6 +119,8 @@ func applyAll(t require.TestingT, ctx context.Context, db *sqldb.DB, p *accesshi
 		require.NoError(t, db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			return p.Apply(ctx, tx, tables, chunk)
 		}))
+		// Committed, as the runner says after each commit.
+		p.Committed(chunk[len(chunk)-1].Position)
 	}
 }
 
