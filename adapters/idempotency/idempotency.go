@@ -76,16 +76,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect"
 
 	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/internal/boundsql"
 	"github.com/accessledger/accessledger/internal/sqlmigrations"
 )
 
@@ -204,7 +203,7 @@ func WithClaimsInProcess() Option {
 // safe for concurrent use, also by several processes on one database
 // (but see WithClaimsInProcess).
 type Store struct {
-	q         queries
+	q         boundsql.Runner
 	clock     func() time.Time
 	lease     time.Duration
 	retention time.Duration
@@ -231,7 +230,7 @@ type claim struct {
 
 // New returns a Store on db, whose table the Migrations must have created.
 func New(db bun.IDB, opts ...Option) *Store {
-	s := &Store{q: queriesFor(db), clock: time.Now, lease: DefaultLease, retention: DefaultRetention}
+	s := &Store{q: boundsql.For(db), clock: time.Now, lease: DefaultLease, retention: DefaultRetention}
 	for _, o := range opts {
 		o(s)
 	}
@@ -259,8 +258,8 @@ type row struct {
 	CreatedAt   int64
 }
 
-// The statements, with ? for their parameters (queriesFor numbers them
-// for PostgreSQL). They run through database/sql with bound parameters,
+// The statements, with ? for their parameters (internal/boundsql numbers
+// them for PostgreSQL). They run through database/sql with bound parameters,
 // not through bun, which writes the values into the text: the same text
 // each time lets adapters/sqldb's statement cache keep them compiled on
 // SQLite (before, the claim and the answer were compiled at each
@@ -286,97 +285,9 @@ WHERE idempotency_keys.created_at = ?`
 	purgeSQL   = `DELETE FROM idempotency_keys WHERE created_at < ?`
 )
 
-// sqlConn is a database/sql handle: *sql.DB, *sql.Tx or *sql.Conn.
-type sqlConn interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// bunDB is a wrapper of a *bun.DB that hands it out (adapters/sqldb.DB).
-type bunDB interface{ Bun() *bun.DB }
-
-// queries runs the store's statements on the database/sql handle under
-// the bun.IDB the Store was given, or on the bun.IDB itself (with bun's
-// formatting) when it has none that this package knows.
-type queries struct {
-	raw sqlConn // nil: through bun
-	pg  bool    // number the parameters $1, $2, ...
-	db  bun.IDB
-}
-
-func queriesFor(db bun.IDB) queries {
-	q := queries{db: db, pg: db.Dialect().Name() == dialect.PG}
-	switch d := db.(type) {
-	case *bun.DB:
-		q.raw = d.DB
-	case bun.Tx:
-		q.raw = d.Tx
-	case *bun.Tx:
-		q.raw = d.Tx
-	case bun.Conn:
-		q.raw = d.Conn
-	case *bun.Conn:
-		q.raw = d.Conn
-	case bunDB:
-		q.raw = d.Bun().DB
-	}
-	return q
-}
-
-func (q queries) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if q.raw == nil {
-		return q.db.ExecContext(ctx, query, args...)
-	}
-	return q.raw.ExecContext(ctx, q.text(query), args...)
-}
-
-func (q queries) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	if q.raw == nil {
-		return q.db.QueryRowContext(ctx, query, args...)
-	}
-	return q.raw.QueryRowContext(ctx, q.text(query), args...)
-}
-
-// text is query for the driver: on PostgreSQL with its parameters
-// numbered (pgText).
-func (q queries) text(query string) string {
-	if !q.pg {
-		return query
-	}
-	if t, ok := pgText[query]; ok {
-		return t
-	}
-	return numbered(query)
-}
-
-// pgText holds the statements with their parameters numbered.
-var pgText = func() map[string]string {
-	m := map[string]string{}
-	for _, q := range []string{claimSQL, readSQL, takeOverSQL, finishSQL, answerSQL, abandonSQL, purgeSQL} {
-		m[q] = numbered(q)
-	}
-	return m
-}()
-
-// numbered replaces the ? of query by $1, $2, ... (the statements have no
-// other ?).
-func numbered(query string) string {
-	var b strings.Builder
-	n := 0
-	for _, c := range query {
-		if c == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
 // readRow reads the key's row; found is false when there is none.
 func (s *Store) readRow(ctx context.Context, actor, key string) (old row, found bool, err error) {
-	err = s.q.queryRow(ctx, readSQL, actor, key).
+	err = s.q.QueryRowContext(ctx, readSQL, actor, key).
 		Scan(&old.Fingerprint, &old.State, &old.Status, &old.ContentType, &old.Body, &old.CreatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return row{}, false, nil
@@ -445,7 +356,7 @@ func (s *Store) Begin(ctx context.Context, actor, key, fingerprint string) (*Res
 	}
 	for range maxAttempts {
 		now := s.clock().UnixMicro()
-		res, err := s.q.exec(ctx, claimSQL, actor, key, fingerprint, []byte{}, now)
+		res, err := s.q.ExecContext(ctx, claimSQL, actor, key, fingerprint, []byte{}, now)
 		if err != nil {
 			return nil, fmt.Errorf("idempotency: claim key: %w", err)
 		}
@@ -466,7 +377,7 @@ func (s *Store) Begin(ctx context.Context, actor, key, fingerprint string) (*Res
 			return r, err
 		}
 		// Take the row over if it is still the one just read.
-		res, err = s.q.exec(ctx, takeOverSQL, fingerprint, []byte{}, now,
+		res, err = s.q.ExecContext(ctx, takeOverSQL, fingerprint, []byte{}, now,
 			actor, key, old.State, old.Fingerprint, old.CreatedAt)
 		if err != nil {
 			return nil, fmt.Errorf("idempotency: take over key: %w", err)
@@ -508,7 +419,7 @@ func (s *Store) Finish(ctx context.Context, actor, key string, r Response) error
 	if s.local != nil {
 		return s.finishInProcess(ctx, actor, key, r, body)
 	}
-	return finished(s.q.exec(ctx, finishSQL, r.Status, r.ContentType, body, actor, key))
+	return finished(s.q.ExecContext(ctx, finishSQL, r.Status, r.ContentType, body, actor, key))
 }
 
 // finished is Finish's outcome from its statement's: ErrNotClaimed when it
@@ -538,7 +449,7 @@ func (s *Store) Abandon(ctx context.Context, actor, key string) error {
 		s.release(claimKey{actor, key})
 		return nil
 	}
-	_, err := s.q.exec(ctx, abandonSQL, actor, key)
+	_, err := s.q.ExecContext(ctx, abandonSQL, actor, key)
 	if err != nil {
 		return fmt.Errorf("idempotency: abandon: %w", err)
 	}
@@ -637,7 +548,7 @@ func (s *Store) finishInProcess(ctx context.Context, actor, key string, r Respon
 	// The claim goes once the row is written, or could not be: a retry
 	// then runs the command again, which finds its events (commands'
 	// derived ids) instead of waiting for the lease.
-	res, err := s.q.exec(ctx, answerSQL, actor, key, c.fingerprint, r.Status, r.ContentType, body, since, seen)
+	res, err := s.q.ExecContext(ctx, answerSQL, actor, key, c.fingerprint, r.Status, r.ContentType, body, since, seen)
 	s.local.mu.Lock()
 	if s.local.held[k] == c {
 		delete(s.local.held, k)
@@ -650,7 +561,7 @@ func (s *Store) finishInProcess(ctx context.Context, actor, key string, r Respon
 // returns how many it deleted. Pass a time at least the lease in the past,
 // or it deletes claims still running.
 func (s *Store) Purge(ctx context.Context, olderThan time.Time) (int64, error) {
-	res, err := s.q.exec(ctx, purgeSQL, olderThan.UnixMicro())
+	res, err := s.q.ExecContext(ctx, purgeSQL, olderThan.UnixMicro())
 	if err != nil {
 		return 0, fmt.Errorf("idempotency: purge: %w", err)
 	}

@@ -87,6 +87,7 @@ import (
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/boundsql"
 	"github.com/accessledger/accessledger/internal/sqllease"
 	"github.com/accessledger/accessledger/internal/sqlmigrations"
 )
@@ -149,16 +150,22 @@ func Migrate(ctx context.Context, db *sqldb.DB) error {
 // Checkpoints reads and writes rows of outbox_checkpoints. It issues single
 // statements, so it works on a *bun.DB, a bun.Conn or a bun.Tx. It is safe
 // for concurrent use.
-type Checkpoints struct{ db bun.IDB }
+type Checkpoints struct {
+	db bun.IDB
+	// q runs the statements of every batch (Load, Save, SaveLeased) with
+	// bound parameters (internal/boundsql): on SQLite they are compiled
+	// once, not at each checkpoint under the file's write lock.
+	q boundsql.Runner
+}
 
 // NewCheckpoints returns the checkpoints of db, whose table Migrate created.
-func NewCheckpoints(db bun.IDB) *Checkpoints { return &Checkpoints{db: db} }
+func NewCheckpoints(db bun.IDB) *Checkpoints { return &Checkpoints{db: db, q: boundsql.For(db)} }
 
 // Load returns the checkpoint of name, or eventlog.Start when it has none.
 func (c *Checkpoints) Load(ctx context.Context, name string) (eventlog.Position, error) {
 	var commit, prepare int64
-	err := c.db.NewRaw("SELECT position, prepare FROM outbox_checkpoints WHERE name = ?", name).
-		Scan(ctx, &commit, &prepare)
+	err := c.q.QueryRowContext(ctx, "SELECT position, prepare FROM outbox_checkpoints WHERE name = ?", name).
+		Scan(&commit, &prepare)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return eventlog.Start, nil
@@ -174,10 +181,10 @@ func (c *Checkpoints) Save(ctx context.Context, name string, pos eventlog.Positi
 	if pos.Commit > math.MaxInt64 || pos.Prepare > math.MaxInt64 {
 		return fmt.Errorf("outbox: save checkpoint %q: position %s out of range", name, pos)
 	}
-	_, err := c.db.NewRaw(`INSERT INTO outbox_checkpoints (name, position, prepare, updated_at) VALUES (?, ?, ?, ?)
+	_, err := c.q.ExecContext(ctx, `INSERT INTO outbox_checkpoints (name, position, prepare, updated_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET position = excluded.position, prepare = excluded.prepare, updated_at = excluded.updated_at
 WHERE (outbox_checkpoints.position, outbox_checkpoints.prepare) < (excluded.position, excluded.prepare)`,
-		name, int64(pos.Commit), int64(pos.Prepare), time.Now().UnixMicro()).Exec(ctx)
+		name, int64(pos.Commit), int64(pos.Prepare), time.Now().UnixMicro())
 	if err != nil {
 		return fmt.Errorf("outbox: save checkpoint %q at %s: %w", name, pos, err)
 	}
@@ -242,12 +249,12 @@ func (c *Checkpoints) SaveLeased(ctx context.Context, name, owner string, pos ev
 		return fmt.Errorf("outbox: save checkpoint %q: position %s out of range", name, pos)
 	}
 	commit, prepare := int64(pos.Commit), int64(pos.Prepare)
-	res, err := c.db.NewRaw(`UPDATE outbox_checkpoints SET
+	res, err := c.q.ExecContext(ctx, `UPDATE outbox_checkpoints SET
 position = CASE WHEN (position, prepare) < (?, ?) THEN ? ELSE position END,
 prepare = CASE WHEN (position, prepare) < (?, ?) THEN ? ELSE prepare END,
 updated_at = ?, lease_until = ?
 WHERE name = ? AND lease_owner = ?`,
-		commit, prepare, commit, commit, prepare, prepare, now.UnixMicro(), until.UnixMicro(), name, owner).Exec(ctx)
+		commit, prepare, commit, commit, prepare, prepare, now.UnixMicro(), until.UnixMicro(), name, owner)
 	return leased(res, err, "save checkpoint %q at %s for %q", name, pos, owner)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/uptrace/bun/dialect"
 
 	"github.com/accessledger/accessledger/adapters/sqldb"
+	"github.com/accessledger/accessledger/internal/boundsql"
 	"github.com/accessledger/accessledger/internal/sqlmigrations"
 )
 
@@ -286,6 +287,11 @@ func childRetentionSubject(child, event uuid.UUID) subject {
 // connection in-memory SQLite among them).
 type table struct {
 	db bun.IDB
+	// q runs the statements the handlers and the firing run for every
+	// deadline with bound parameters (internal/boundsql), so that on
+	// SQLite they are compiled once, not at each write under the file's
+	// write lock.
+	q  boundsql.Runner
 	pg bool
 	// fullScans counts the times next scanned every pending row (its
 	// walk did not settle it), for the tests.
@@ -295,9 +301,9 @@ type table struct {
 func newTable(db bun.IDB) (*table, error) {
 	switch db.Dialect().Name() {
 	case dialect.PG:
-		return &table{db: db, pg: true}, nil
+		return &table{db: db, q: boundsql.For(db), pg: true}, nil
 	case dialect.SQLite:
-		return &table{db: db}, nil
+		return &table{db: db, q: boundsql.For(db)}, nil
 	default:
 		return nil, fmt.Errorf("processmanager: unsupported database dialect %s", db.Dialect().Name())
 	}
@@ -310,7 +316,18 @@ func newTable(db bun.IDB) (*table, error) {
 // it is already resolved through it, and starts its attempts afresh. It
 // reports whether the row changed.
 func (t *table) setDue(ctx context.Context, s subject, due time.Time, eventID, correlationID uuid.UUID, now time.Time) (bool, error) {
-	res, err := t.db.ExecContext(ctx, `
+	res, err := t.q.ExecContext(ctx, setDueSQL,
+		s.id, string(s.kind), idText(s.childID), idText(s.placementID), idText(s.accountID),
+		micros(due), idText(eventID), idText(correlationID), micros(now))
+	if err != nil {
+		return false, fmt.Errorf("processmanager: record deadline %s: %w", s.id, err)
+	}
+	return affected(res), nil
+}
+
+// The statements of setDue and resolve.
+const (
+	setDueSQL = `
 INSERT INTO deadlines (id, kind, child_id, placement_id, account_id, due_at, source_event_id, correlation_id, state, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
 ON CONFLICT (id) DO UPDATE SET
@@ -326,38 +343,9 @@ ON CONFLICT (id) DO UPDATE SET
 	attempts = 0,
 	last_error = '',
 	updated_at = excluded.updated_at
-WHERE excluded.due_at > deadlines.due_at`,
-		s.id, string(s.kind), idText(s.childID), idText(s.placementID), idText(s.accountID),
-		micros(due), idText(eventID), idText(correlationID), micros(now))
-	if err != nil {
-		return false, fmt.Errorf("processmanager: record deadline %s: %w", s.id, err)
-	}
-	return affected(res), nil
-}
-
-// resolve records that the event eventID settled every due of s up to
-// through (forever: for good). The furthest settlement wins, whatever the
-// order the events arrive in (between two settling the same span, the
-// smaller event id, so that the row does not depend on the order either);
-// it resolves the row when it covers its due, which an event that arrives
-// before the one setting the due already does. It reports whether the row
-// changed.
-func (t *table) resolve(ctx context.Context, s subject, through int64, eventID uuid.UUID, now time.Time) (bool, error) {
-	// Most settling events find their row settled already (by the batch
-	// that appended them, or by an earlier delivery): a read tells, and
-	// spares the single writer of SQLite a write. The settlement only moves
-	// forward, so a row that covers this one now always will.
-	var cur []struct {
-		Through int64  `bun:"resolved_through"`
-		By      string `bun:"resolved_by"`
-	}
-	if err := t.db.NewRaw(`SELECT resolved_through, resolved_by FROM deadlines WHERE id = ?`, s.id).Scan(ctx, &cur); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return false, fmt.Errorf("processmanager: read deadline %s: %w", s.id, err)
-	}
-	if len(cur) == 1 && (cur[0].Through > through || (cur[0].Through == through && cur[0].By == idText(eventID))) {
-		return false, nil
-	}
-	res, err := t.db.ExecContext(ctx, `
+WHERE excluded.due_at > deadlines.due_at`
+	resolvedSQL = `SELECT resolved_through, resolved_by FROM deadlines WHERE id = ?`
+	resolveSQL  = `
 INSERT INTO deadlines (id, kind, child_id, placement_id, account_id, state, resolved_through, resolved_by, updated_at)
 VALUES (?, ?, ?, ?, ?, 'resolved', ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
@@ -371,7 +359,31 @@ ON CONFLICT (id) DO UPDATE SET
 	claimed_until = CASE WHEN excluded.resolved_through >= deadlines.due_at THEN 0 ELSE deadlines.claimed_until END,
 	updated_at = excluded.updated_at
 WHERE excluded.resolved_through > deadlines.resolved_through
-	OR (excluded.resolved_through = deadlines.resolved_through AND excluded.resolved_by < deadlines.resolved_by)`,
+	OR (excluded.resolved_through = deadlines.resolved_through AND excluded.resolved_by < deadlines.resolved_by)`
+)
+
+// resolve records that the event eventID settled every due of s up to
+// through (forever: for good). The furthest settlement wins, whatever the
+// order the events arrive in (between two settling the same span, the
+// smaller event id, so that the row does not depend on the order either);
+// it resolves the row when it covers its due, which an event that arrives
+// before the one setting the due already does. It reports whether the row
+// changed.
+func (t *table) resolve(ctx context.Context, s subject, through int64, eventID uuid.UUID, now time.Time) (bool, error) {
+	// Most settling events find their row settled already (by the batch
+	// that appended them, or by an earlier delivery): a read tells, and
+	// spares the single writer of SQLite a write. The settlement only moves
+	// forward, so a row that covers this one now always will.
+	var through0 int64
+	var by0 string
+	switch err := t.q.QueryRowContext(ctx, resolvedSQL, s.id).Scan(&through0, &by0); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return false, fmt.Errorf("processmanager: read deadline %s: %w", s.id, err)
+	case through0 > through || (through0 == through && by0 == idText(eventID)):
+		return false, nil
+	}
+	res, err := t.q.ExecContext(ctx, resolveSQL,
 		s.id, string(s.kind), idText(s.childID), idText(s.placementID), idText(s.accountID),
 		through, idText(eventID), micros(now))
 	if err != nil {
@@ -433,7 +445,7 @@ RETURNING `+columns,
 // due (not resolved meanwhile, not renewed to a later due). Whoever holds
 // the claim, a success is a success.
 func (t *table) fired(ctx context.Context, id string, due, now time.Time) (bool, error) {
-	res, err := t.db.ExecContext(ctx, `
+	res, err := t.q.ExecContext(ctx, `
 UPDATE deadlines SET state = 'fired', claimed_by = '', claimed_until = 0, last_error = '', updated_at = ?
 WHERE id = ? AND due_at = ? AND state = 'pending'`, micros(now), id, micros(due))
 	if err != nil {
@@ -447,7 +459,7 @@ WHERE id = ? AND due_at = ? AND state = 'pending'`, micros(now), id, micros(due)
 // when the claim is no longer instance's (its lease ran out and another
 // instance took it) or the row moved on.
 func (t *table) retry(ctx context.Context, id string, due time.Time, instance string, at, now time.Time, failure string) (bool, error) {
-	res, err := t.db.ExecContext(ctx, `
+	res, err := t.q.ExecContext(ctx, `
 UPDATE deadlines SET claimed_by = '', claimed_until = ?, last_error = ?, updated_at = ?
 WHERE id = ? AND due_at = ? AND state = 'pending' AND claimed_by = ?`,
 		micros(at), truncate(failure, maxErrorBytes), micros(now), id, micros(due), instance)
