@@ -15,6 +15,7 @@ import (
 	"github.com/uptrace/bun/dialect"
 
 	"github.com/accessledger/accessledger/domain/eventlog"
+	"github.com/accessledger/accessledger/internal/boundsql"
 )
 
 // checkpoint is one row of projection_checkpoints.
@@ -67,7 +68,9 @@ func readCheckpoint(ctx context.Context, q bun.IDB, name string, lock bool) (cp 
 		query += " FOR UPDATE"
 	}
 	var commit, prepare int64
-	err = q.QueryRowContext(ctx, query, name).Scan(&cp.Generation, &cp.Version, &commit, &prepare,
+	// Bound (internal/boundsql): run at every batch, in its transaction on
+	// SQLite, where a text with the value in it would be compiled each time.
+	err = boundsql.For(q).QueryRowContext(ctx, query, name).Scan(&cp.Generation, &cp.Version, &commit, &prepare,
 		&cp.RebuildOwner, &cp.RebuildExpires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return checkpoint{}, false, nil
@@ -113,7 +116,7 @@ func updatePosition(ctx context.Context, tx bun.Tx, name string, gen int64, p ev
 	if err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx,
+	res, err := boundsql.For(tx).ExecContext(ctx,
 		"UPDATE projection_checkpoints SET position_commit = ?, position_prepare = ?, updated_at = ? "+
 			"WHERE name = ? AND generation = ?",
 		c, pr, now.UnixMicro(), name, gen)
