@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/accessledger/accessledger/internal/dirlock"
 	"github.com/accessledger/accessledger/internal/datagen"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/internal/syncbuf"
@@ -387,3 +388,24 @@ func runArgs(ctx context.Context, env map[string]string, args ...string) (string
 
 // lockedBuffer is a bytes.Buffer safe for concurrent writes.
 type lockedBuffer = syncbuf.Buffer
+
+// TestBenchRefusesAWorkDirInUse: a second bench on a --work-dir another
+// holds exits at once, naming the directory, and writes nothing there.
+func TestBenchRefusesAWorkDirInUse(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	lock, err := dirlock.Acquire(dir)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, lock.Release()) }()
+	before, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	jsonFile := filepath.Join(t.TempDir(), "b.json")
+	_, _, err = runArgs(context.Background(), nil, "--scale", "small", "--stores", "sqlite", "--work-dir", dir, "--json", jsonFile)
+	require.ErrorIs(t, err, ErrWorkDirInUse)
+	require.Contains(t, err.Error(), "in use by another accessd bench")
+	require.Contains(t, err.Error(), dir)
+	after, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "nothing written in the directory in use")
+	require.NoFileExists(t, jsonFile)
+}

@@ -6,6 +6,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"github.com/accessledger/accessledger/adapters/sqldb"
 	"github.com/accessledger/accessledger/commands"
 	"github.com/accessledger/accessledger/internal/datagen"
+	"github.com/accessledger/accessledger/internal/dirlock"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/internal/gcpolicy"
 	"github.com/accessledger/accessledger/projections/accessindex"
@@ -117,6 +119,10 @@ type Env struct {
 	Stdout, Stderr io.Writer
 }
 
+// ErrWorkDirInUse is returned (wrapped) by Run when another bench holds
+// the --work-dir.
+var ErrWorkDirInUse = errors.New("bench: work directory in use")
+
 // Run measures the engine on a generated data set and prints a table of
 // the figures with the Performance issue's targets; it writes the same
 // figures, with their conditions, as JSON. Flag errors wrap
@@ -136,6 +142,18 @@ func Run(ctx context.Context, cfg Config, env Env) error {
 	} else if err := os.MkdirAll(b.workDir, 0o700); err != nil {
 		return fmt.Errorf("create --work-dir: %w", err)
 	}
+	// One bench per work directory: two would generate, rebuild and remove
+	// the same cached files under each other (a run failed with "no such
+	// table: events" when another removed its store).
+	lock, err := dirlock.Acquire(b.workDir)
+	if errors.Is(err, dirlock.ErrHeld) {
+		return fmt.Errorf("%w: --work-dir %s is in use by another accessd bench (%s in it is locked): wait for it to end, or give this one another --work-dir",
+			ErrWorkDirInUse, b.workDir, dirlock.FileName)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lock.Release() }()
 	// The engine's garbage collector policy, as accessd serve sets it.
 	gc, err := gcpolicy.Apply(gcpolicy.System)
 	if err != nil {
