@@ -16,8 +16,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/accessledger/accessledger/internal/dirlock"
 	"github.com/accessledger/accessledger/internal/datagen"
+	"github.com/accessledger/accessledger/internal/dirlock"
 	"github.com/accessledger/accessledger/internal/engine"
 	"github.com/accessledger/accessledger/internal/syncbuf"
 )
