@@ -69,17 +69,7 @@ func TestRunnerOnEveryHandle(t *testing.T) {
 				require.Equal(t, "a?b", v, "a ? in a value is a value")
 				_, err = read(r, 99)
 				require.ErrorIs(t, err, sql.ErrNoRows)
-				rows, err := r.QueryContext(ctx, "SELECT id FROM bq WHERE id <= ? ORDER BY id", id)
-				require.NoError(t, err)
-				var ids []int64
-				for rows.Next() {
-					var got int64
-					require.NoError(t, rows.Scan(&got))
-					ids = append(ids, got)
-				}
-				require.NoError(t, rows.Err())
-				require.NoError(t, rows.Close())
-				require.Len(t, ids, int(id))
+				require.Len(t, ids(t, r, id), int(id))
 			}
 
 			// In a transaction: bound, and rolled back with it.
@@ -111,4 +101,20 @@ func TestRunnerOnEveryHandle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ids runs a query of several rows through r: the ids up to id.
+func ids(t *testing.T, r boundsql.Runner, id int64) []int64 {
+	t.Helper()
+	rows, err := r.QueryContext(context.Background(), "SELECT id FROM bq WHERE id <= ? ORDER BY id", id)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, rows.Close()) }()
+	var out []int64
+	for rows.Next() {
+		var got int64
+		require.NoError(t, rows.Scan(&got))
+		out = append(out, got)
+	}
+	require.NoError(t, rows.Err())
+	return out
 }
