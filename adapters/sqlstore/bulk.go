@@ -200,6 +200,7 @@ func (s *Store) appendBatchTx(ctx context.Context, batch []StreamAppend, rows []
 		return nil, false, fmt.Errorf("commit (outcome unknown; retrying the batch with the same event ids is safe): %w", err)
 	}
 	committed = true
+	s.shared.tail.add(last-int64(total), insert)
 	return results, true, nil
 }
 

@@ -39,3 +39,7 @@ func TailsStatementPG(streams []string) (string, []any) {
 	clause, args := tailsClausePG(streams, from)
 	return "SELECT " + eventColumns + clause, args
 }
+
+// TailReads returns how many of Subscribe's reads the tail in memory has
+// answered, over every Store sharing this one's state.
+func (s *Store) TailReads() int64 { return s.shared.tail.hits.Load() }

@@ -38,7 +38,9 @@
 // wake the subscribers of every Store of the process on the same file. A
 // slow re-check (WithRecheckInterval, 1 s by default) covers what no
 // notification reports: another process appending to the same SQLite file,
-// or notifications lost while the LISTEN connection reconnects.
+// or notifications lost while the LISTEN connection reconnects. What it
+// reads after a wake-up usually comes from memory: the events this
+// process's Stores on the database have just appended (tail.go).
 package sqlstore
 
 import (
@@ -224,7 +226,9 @@ type shared struct {
 	// than a mutex so that waiting for it respects the append's ctx.
 	appendSem chan struct{}
 	wake      *signal
-	refs      int
+	// tail is the last events appended through these Stores (tail.go).
+	tail tail
+	refs int
 	// group is the queue of appends waiting to be committed together
 	// (group.go).
 	group groupQueue

@@ -554,15 +554,34 @@ func TestClose(t *testing.T) {
 	})
 }
 
+// TestSubscribeReportsStoreFailure: a Subscribe whose read of the
+// database fails returns the failure, whether it had read nothing yet (a
+// Store of another process) or had its first events from the appender's
+// tail in memory and fails at its next read, at the re-check.
 func TestSubscribeReportsStoreFailure(t *testing.T) {
-	db := sqltest.Open(t, sqltest.SQLiteFile(t))
-	s := newStore(t, db)
+	u := sqltest.SQLiteFile(t)
+	db := sqltest.Open(t, u)
+	s := newStore(t, db, sqlstore.WithRecheckInterval(50*time.Millisecond))
 	_, err := s.Append(t.Context(), "s", eventlog.Any, []eventlog.EventData{event("a")})
 	require.NoError(t, err)
+	detached, err := sqlstore.NewDetached(t.Context(), sqltest.Open(t, u))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, detached.Close()) })
 	_, err = db.ExecContext(t.Context(), "DROP TABLE events")
 	require.NoError(t, err)
-	err = s.Subscribe(t.Context(), eventlog.Start, func(context.Context, eventlog.Record) error { return nil })
-	require.Error(t, err)
-	require.False(t, errors.Is(err, context.Canceled))
-	require.ErrorContains(t, err, "sqlstore: subscribe")
+	for name, store := range map[string]*sqlstore.Store{"from the tail": s, "from the database": detached} {
+		t.Run(name, func(t *testing.T) {
+			seen := 0
+			err := store.Subscribe(t.Context(), eventlog.Start, func(context.Context, eventlog.Record) error {
+				seen++
+				return nil
+			})
+			require.Error(t, err)
+			require.False(t, errors.Is(err, context.Canceled))
+			require.ErrorContains(t, err, "sqlstore: subscribe")
+			if store == s {
+				require.Equal(t, 1, seen, "the event the tail held")
+			}
+		})
+	}
 }

@@ -35,7 +35,14 @@ func (s *Store) Subscribe(ctx context.Context, after eventlog.Position, handle f
 		// Take the wake-up channel before reading, so an append that commits
 		// after the read has begun still wakes the wait below.
 		wake := s.shared.wake.wait()
-		recs, err := s.ReadAll(ctx, pos, subscribeBatch)
+		if s.isClosed() {
+			return fmt.Errorf("sqlstore: subscribe: %w", ErrClosed)
+		}
+		recs, fromTail := s.shared.tail.read(pos.Commit, subscribeBatch)
+		var err error
+		if !fromTail {
+			recs, err = s.ReadAll(ctx, pos, subscribeBatch)
+		}
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return ctxErr
