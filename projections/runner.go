@@ -37,12 +37,8 @@ var errReload = errors.New("projections: checkpoint changed, reload")
 // with NewRunner, start it with Run; Status and Ready are safe to call from
 // any goroutine.
 //
-// Each projection runs in its own goroutine, so a failing one does not hold
-// the others back. On SQLite the batches that are ready at the same time
-// are written in one transaction, each in a savepoint of its own, so that
-// the read models take the file's write lock once instead of once each; a
-// failed batch is rolled back alone (txgroup.go). For each projection, the
-// runner:
+// Each projection runs in its own goroutine, so a slow or failing one does
+// not hold the others back. For each, the runner:
 //
 //  1. makes sure its checkpoint row, tables and views exist; when the stored
 //     tables were built by another Version (or are missing) it rebuilds the
@@ -71,10 +67,6 @@ type Runner struct {
 	log     Log
 	cfg     config
 	workers []*worker
-
-	// group shares the batches' transactions on SQLite (txgroup.go); nil
-	// on PostgreSQL. Set by Run.
-	group *txGroup
 
 	running   atomic.Bool
 	readyMu   sync.Mutex
@@ -162,9 +154,6 @@ func validate(db *bun.DB, log Log, ps []Projection) error {
 func (r *Runner) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
-	}
-	if !isPG(r.db) {
-		r.group = &txGroup{db: r.db, ctx: ctx}
 	}
 	var wg sync.WaitGroup
 	for _, w := range r.workers {
@@ -511,7 +500,7 @@ func (w *worker) apply(ctx context.Context, recs []eventlog.Record) error {
 		if err != nil {
 			return fmt.Errorf("%s: events %s..%s: stage: %w", w.name, recs[0].Position, recs[len(recs)-1].Position, err)
 		}
-		err = r.batchTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		err = inTx(ctx, r.db, func(tx bun.Tx) error {
 			cp, found, err := readCheckpoint(ctx, tx, w.name, true)
 			if err != nil {
 				return err
@@ -573,16 +562,6 @@ func (w *worker) apply(ctx context.Context, recs []eventlog.Record) error {
 		recs = nil
 	}
 	return nil
-}
-
-// batchTx runs f, a batch's writes, in a transaction: on SQLite one
-// shared with the other projections' batches waiting meanwhile (txgroup.go),
-// on PostgreSQL one of its own. f's statements use the context it gets.
-func (r *Runner) batchTx(ctx context.Context, f func(ctx context.Context, tx bun.Tx) error) error {
-	if r.group != nil {
-		return r.group.do(ctx, f)
-	}
-	return inTx(ctx, r.db, func(tx bun.Tx) error { return f(ctx, tx) })
 }
 
 // stageAhead computes the writes of recs before apply's transaction, when
