@@ -43,3 +43,7 @@ func TailsStatementPG(streams []string) (string, []any) {
 // TailReads returns how many of Subscribe's reads the tail in memory has
 // answered, over every Store sharing this one's state.
 func (s *Store) TailReads() int64 { return s.shared.tail.hits.Load() }
+
+// WithoutTail makes Subscribe read every event from the database, as it
+// did before the tail in memory.
+func WithoutTail() Option { return func(c *config) { c.noTail = true } }

@@ -108,6 +108,9 @@ type config struct {
 	// health is how long the LISTEN connection may stay silent before it is
 	// pinged; a failed ping reconnects it.
 	health time.Duration
+	// noTail makes Subscribe read every event from the database (the
+	// benchmarks' baseline).
+	noTail bool
 }
 
 // WithClock sets the clock that fills Meta.RecordedAt when an append leaves

@@ -38,7 +38,11 @@ func (s *Store) Subscribe(ctx context.Context, after eventlog.Position, handle f
 		if s.isClosed() {
 			return fmt.Errorf("sqlstore: subscribe: %w", ErrClosed)
 		}
-		recs, fromTail := s.shared.tail.read(pos.Commit, subscribeBatch)
+		var recs []eventlog.Record
+		fromTail := false
+		if !s.cfg.noTail {
+			recs, fromTail = s.shared.tail.read(pos.Commit, subscribeBatch)
+		}
 		var err error
 		if !fromTail {
 			recs, err = s.ReadAll(ctx, pos, subscribeBatch)
