@@ -318,6 +318,8 @@ type ProcessManager struct {
 	table  *table
 	router *message.Router
 	send   *cqrs.CommandBus
+	// handled is the last event message handled (see Confirming).
+	handled handledLog
 
 	poke    chan struct{}
 	ready   chan struct{}
@@ -363,6 +365,14 @@ func New(cfg Config) (*ProcessManager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("processmanager: router: %w", err)
 	}
+	pm := &ProcessManager{
+		cfg: cfg, log: cfg.Logger.With("component", "processmanager", "instance", cfg.InstanceID),
+		table: t, router: router,
+		poke: make(chan struct{}, 1), ready: make(chan struct{}),
+	}
+	// The outermost middleware: it records the messages whose handling
+	// succeeded in the end, after the retries (see Confirming).
+	router.AddMiddleware(pm.handled.middleware)
 	// A failing handler (the database away) is retried in place a few
 	// times before the message is nacked and redelivered.
 	router.AddMiddleware(middleware.Retry{
@@ -370,11 +380,6 @@ func New(cfg Config) (*ProcessManager, error) {
 		Logger: wlog,
 	}.Middleware)
 
-	pm := &ProcessManager{
-		cfg: cfg, log: cfg.Logger.With("component", "processmanager", "instance", cfg.InstanceID),
-		table: t, router: router,
-		poke: make(chan struct{}, 1), ready: make(chan struct{}),
-	}
 	sub := keepOpen{cfg.Subscriber}
 
 	events, err := cqrs.NewEventGroupProcessorWithConfig(router, cqrs.EventGroupProcessorConfig{

@@ -73,8 +73,16 @@ func OpenMessaging(ctx context.Context, cfg bus.Config, e *Engine, cmds *command
 		return nil, err
 	}
 	lease := outbox.WithLease(instance, outboxLease)
+	// On the in-process bus a publish that the process manager's
+	// subscription drops (closing, or not there) returns as if handled:
+	// the relay's publishes are confirmed by the process manager, so that
+	// its checkpoint never passes an event the process manager missed.
+	events := pub
+	if cfg.Kind == bus.KindGoChannel {
+		events = pm.Confirming(pub)
+	}
 	return &Messaging{Pub: pub, closeBus: closeBus, PM: pm,
-		relay:  outbox.NewRelay(e.Stores.Log, e.ReadDB, pub, outbox.WithLogger(log), lease),
+		relay:  outbox.NewRelay(e.Stores.Log, e.ReadDB, events, outbox.WithLogger(log), lease),
 		access: outbox.NewAccessChangedPublisher(e.Index, e.ReadDB, pub, outbox.WithLogger(log), lease),
 	}, nil
 }
@@ -120,8 +128,11 @@ func DefaultInstanceID() string {
 // bus drops what nobody listens to yet), the relay and the access.changed
 // publisher, until ctx ends. It stops them in the opposite order: the
 // publishers first, then the process manager, so that no publish is in
-// flight while the consumer stops (an in-process publish that its consumer
-// abandons would count as delivered and be skipped by the checkpoint).
+// flight while the consumer stops. (On the in-process bus a publish that
+// its consumer abandons returns as if delivered; the relay's publishes
+// are confirmed by the process manager (processmanager.Confirming), so
+// that one abandoned when the process manager stops on its own is
+// retried, not skipped by the checkpoint.)
 func (m *Messaging) Run(ctx context.Context) error {
 	pmCtx, stopPM := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPM()
