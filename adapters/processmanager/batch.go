@@ -154,5 +154,11 @@ RETURNING deadlines.id`...)
 			changed[id] = true
 		}
 	}
+	// The rows this statement resolved hold their resolution for good.
+	for _, s := range ss {
+		if changed[s.id] && s.through > 0 && s.through >= micros(s.due) {
+			t.seen.note(s.id, s.through, idText(s.by))
+		}
+	}
 	return changed, nil
 }

@@ -2,6 +2,7 @@ package processmanager
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -165,4 +166,80 @@ func TestACrashMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A batch's settlement resolves each row by the expiry it appended; when
+// the expiries come back through the bus, the process manager knows their
+// rows are settled and reads none of them. A process manager that did not
+// settle them (a restart) reads each once, and writes nothing either way.
+func TestSettledRowsNeedNoReadWhenTheirExpiriesComeBack(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, url string) {
+		e := newEnv(t, url)
+		p := e.start(t, nil)
+		var ids []string
+		for range 5 {
+			pl := e.place(t, t0.Add(-30*day))
+			e.end(t, pl, t0)
+			ids = append(ids, GraceID(pl.placeID))
+		}
+		e.relay(t)
+		e.clock.Set(t0.Add(grace))
+		for _, id := range ids {
+			p.waitState(t, id, StateResolved)
+		}
+		_, byPlacement := e.graceExpiries(t)
+		require.Len(t, byPlacement, len(ids))
+
+		reads := p.table.resolveReads.Load()
+		recs := e.relay(t)
+		require.Len(t, ofType(recs, domain.TypeGraceExpired), len(ids))
+		require.Equal(t, reads, p.table.resolveReads.Load(), "the settled rows were read again")
+
+		// Another process manager on the same table knows nothing of the
+		// settlement: it reads each row once, then not again.
+		p.stop()
+		q := e.start(t, nil)
+		e.publish(t, nil, recs...)
+		require.EqualValues(t, len(ids), q.table.resolveReads.Load())
+		e.publish(t, nil, recs...)
+		require.EqualValues(t, len(ids), q.table.resolveReads.Load())
+
+		for _, r := range ofType(recs, domain.TypeGraceExpired) {
+			g, ok := decode(t, r).Event.(*domain.GraceExpired)
+			require.True(t, ok)
+			d := q.deadline(t, GraceID(g.PlacementID))
+			require.Equal(t, StateResolved, d.State)
+			require.Equal(t, r.ID, d.ResolvedBy, "resolved by its own expiry")
+		}
+	})
+}
+
+func TestResolutionsCover(t *testing.T) {
+	tests := []struct {
+		name              string
+		through0, through int64
+		by0, by           string
+		want              bool
+	}{
+		{"further than asked", 10, 5, "a", "b", true},
+		{"as far, by the same event", 5, 5, "a", "a", true},
+		{"as far, by another event", 5, 5, "a", "b", false},
+		{"not as far", 4, 5, "a", "a", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, covers(tc.through0, tc.by0, tc.through, tc.by))
+		})
+	}
+
+	var r resolutions
+	r.note("d", 10, "a")
+	r.note("d", 5, "b") // a settlement never moves back
+	got, ok := r.get("d")
+	require.True(t, ok)
+	require.Equal(t, resolution{through: 10, by: "a"}, got)
+	for i := range maxResolutions {
+		r.note(fmt.Sprint(i), 1, "x")
+	}
+	require.LessOrEqual(t, len(r.m), maxResolutions, "bounded")
 }

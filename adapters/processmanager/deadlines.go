@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -296,6 +297,55 @@ type table struct {
 	// fullScans counts the times next scanned every pending row (its
 	// walk did not settle it), for the tests.
 	fullScans atomic.Int64
+	// seen holds resolutions known to be in the table (see resolutions);
+	// resolveReads counts resolve's reads of a row, for the tests.
+	seen         resolutions
+	resolveReads atomic.Int64
+}
+
+// resolutions remembers, by deadline id, a resolution the table is known
+// to hold or to have held: one this process wrote (a batch's settlement)
+// or read. A row's settlement only moves forward (resolve), so a
+// resolution it held it covers for good; resolve consults this first and
+// spares a read for each settling event that comes back after its batch
+// settled its row (a burst of expiries: one read per event, a tenth of the
+// engine's CPU). Bounded: it forgets everything when full.
+type resolutions struct {
+	mu sync.Mutex
+	m  map[string]resolution
+}
+
+type resolution struct {
+	through int64
+	by      string
+}
+
+// maxResolutions bounds the resolutions remembered.
+const maxResolutions = 1 << 15
+
+func (r *resolutions) note(id string, through int64, by string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil || len(r.m) >= maxResolutions {
+		r.m = make(map[string]resolution, 1024)
+	}
+	if old, ok := r.m[id]; ok && old.through > through {
+		return
+	}
+	r.m[id] = resolution{through: through, by: by}
+}
+
+func (r *resolutions) get(id string) (resolution, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res, ok := r.m[id]
+	return res, ok
+}
+
+// covers reports whether a row resolved through through0 by by0 needs no
+// write to be resolved through through by by.
+func covers(through0 int64, by0 string, through int64, by string) bool {
+	return through0 > through || (through0 == through && by0 == by)
 }
 
 func newTable(db bun.IDB) (*table, error) {
@@ -374,13 +424,19 @@ func (t *table) resolve(ctx context.Context, s subject, through int64, eventID u
 	// that appended them, or by an earlier delivery): a read tells, and
 	// spares the single writer of SQLite a write. The settlement only moves
 	// forward, so a row that covers this one now always will.
+	by := idText(eventID)
+	if known, ok := t.seen.get(s.id); ok && covers(known.through, known.by, through, by) {
+		return false, nil
+	}
 	var through0 int64
 	var by0 string
+	t.resolveReads.Add(1)
 	switch err := t.q.QueryRowContext(ctx, resolvedSQL, s.id).Scan(&through0, &by0); {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return false, fmt.Errorf("processmanager: read deadline %s: %w", s.id, err)
-	case through0 > through || (through0 == through && by0 == idText(eventID)):
+	case covers(through0, by0, through, by):
+		t.seen.note(s.id, through0, by0)
 		return false, nil
 	}
 	res, err := t.q.ExecContext(ctx, resolveSQL,
