@@ -238,6 +238,15 @@ func TestResolutionsCover(t *testing.T) {
 	got, ok := r.get("d")
 	require.True(t, ok)
 	require.Equal(t, resolution{through: 10, by: "a"}, got)
+	r.note("e", 10, "b")
+	r.note("e", 10, "c") // as far, by a larger id: the row stays at "b"
+	r.note("f", 10, "b")
+	r.note("f", 10, "a") // as far, by a smaller id: the row moves to "a"
+	for id, want := range map[string]string{"e": "b", "f": "a"} {
+		got, ok := r.get(id)
+		require.True(t, ok)
+		require.Equal(t, resolution{through: 10, by: want}, got, id)
+	}
 	for i := range maxResolutions {
 		r.note(fmt.Sprint(i), 1, "x")
 	}

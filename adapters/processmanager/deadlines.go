@@ -305,7 +305,8 @@ type table struct {
 
 // resolutions remembers, by deadline id, a resolution the table is known
 // to hold or to have held: one this process wrote (a batch's settlement)
-// or read. A row's settlement only moves forward (resolve), so a
+// or read. A row's settlement only moves forward (resolveSQL: to a later
+// resolved_through, or to the same one by a smaller event id), so a
 // resolution it held it covers for good; resolve consults this first and
 // spares a read for each settling event that comes back after its batch
 // settled its row (a burst of expiries: one read per event, a tenth of the
@@ -329,8 +330,8 @@ func (r *resolutions) note(id string, through int64, by string) {
 	if r.m == nil || len(r.m) >= maxResolutions {
 		r.m = make(map[string]resolution, 1024)
 	}
-	if old, ok := r.m[id]; ok && old.through > through {
-		return
+	if old, ok := r.m[id]; ok && (old.through > through || (old.through == through && old.by <= by)) {
+		return // it knows a settlement as far or further
 	}
 	r.m[id] = resolution{through: through, by: by}
 }

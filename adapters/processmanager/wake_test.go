@@ -59,7 +59,10 @@ func TestSchedulerSleepsThroughLaterDeadlines(t *testing.T) {
 		dueLater := e.end(t, later, t0) // ended before now: no time mark
 		e.relay(t)
 		require.Equal(t, StatePending, p.deadline(t, GraceID(later.placeID)).State)
-		require.Never(t, func() bool { return p.idle.count() > n }, 200*time.Millisecond, 10*time.Millisecond,
+		// The condition reads a copy: Never may return while a last check
+		// still runs, and n is set again below.
+		asleep := n
+		require.Never(t, func() bool { return p.idle.count() > asleep }, 200*time.Millisecond, 10*time.Millisecond,
 			"a deadline due after the next wake does not wake the scheduler")
 
 		sooner := e.place(t, t0.Add(-30*day))
