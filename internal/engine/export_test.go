@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/accessledger/accessledger/adapters/bus"
+	"github.com/accessledger/accessledger/adapters/processmanager"
 	"github.com/accessledger/accessledger/adapters/sqldb"
 )
 
@@ -10,3 +13,8 @@ func KeysDB(e *Engine) *sqldb.DB { return e.keysDB() }
 
 // DeadlinesDB is deadlinesDB for the tests, on a bus of kind.
 func DeadlinesDB(kind bus.Kind, e *Engine) *sqldb.DB { return deadlinesDB(bus.Config{Kind: kind}, e) }
+
+// RelayPublisher is relayPublisher for the tests, on a bus of kind.
+func RelayPublisher(kind bus.Kind, pub message.Publisher, pm *processmanager.ProcessManager) message.Publisher {
+	return relayPublisher(bus.Config{Kind: kind}, pub, pm)
+}

@@ -73,18 +73,24 @@ func OpenMessaging(ctx context.Context, cfg bus.Config, e *Engine, cmds *command
 		return nil, err
 	}
 	lease := outbox.WithLease(instance, outboxLease)
-	// On the in-process bus a publish that the process manager's
-	// subscription drops (closing, or not there) returns as if handled:
-	// the relay's publishes are confirmed by the process manager, so that
-	// its checkpoint never passes an event the process manager missed.
-	events := pub
-	if cfg.Kind == bus.KindGoChannel {
-		events = pm.Confirming(pub)
-	}
 	return &Messaging{Pub: pub, closeBus: closeBus, PM: pm,
-		relay:  outbox.NewRelay(e.Stores.Log, e.ReadDB, events, outbox.WithLogger(log), lease),
+		relay:  outbox.NewRelay(e.Stores.Log, e.ReadDB, relayPublisher(cfg, pub, pm), outbox.WithLogger(log), lease),
 		access: outbox.NewAccessChangedPublisher(e.Index, e.ReadDB, pub, outbox.WithLogger(log), lease),
 	}, nil
+}
+
+// relayPublisher is what the outbox relay publishes through. On the
+// in-process bus a publish that the process manager's subscription drops
+// (closing, or not there) returns as if handled: there the relay's
+// publishes are confirmed by the process manager
+// (processmanager.Confirming), so that its checkpoint never passes an
+// event the process manager missed. A bus that stores its messages
+// (NATS, PostgreSQL) is used as it is.
+func relayPublisher(cfg bus.Config, pub message.Publisher, pm *processmanager.ProcessManager) message.Publisher {
+	if cfg.Kind == bus.KindGoChannel {
+		return pm.Confirming(pub)
+	}
+	return pub
 }
 
 // deadlinesDB is the pool the process manager writes its deadlines
