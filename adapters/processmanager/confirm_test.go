@@ -3,6 +3,7 @@ package processmanager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -217,4 +218,78 @@ func TestTheRelaysCheckpointNeverPassesAnEventTheProcessManagerMissed(t *testing
 			require.Eventually(t, func() bool { return recorded(t, q.ProcessManager, r) }, waitFor, 5*time.Millisecond)
 		}
 	})
+}
+
+// delivering is a bus that hands the messages of a Publish to handled (as
+// the router's middleware would) only where deliver says, and returns nil
+// whatever it delivered, as gochannel does while a subscription closes.
+type delivering struct {
+	handled *handledLog
+	deliver func(i int) bool
+}
+
+func (d delivering) Publish(_ string, msgs ...*message.Message) error {
+	for i, m := range msgs {
+		if d.deliver(i) {
+			d.handled.add(m.UUID)
+		}
+	}
+	return nil
+}
+func (delivering) Close() error { return nil }
+
+// Every message of a Publish must have been handled, not only its last:
+// gochannel may drop one as the subscription closes and still deliver a
+// later one (which the process manager acks, were it an event it ignores).
+func TestConfirmingChecksEveryMessageOfAPublish(t *testing.T) {
+	tests := []struct {
+		name    string
+		deliver func(i int) bool
+		ok      bool
+	}{
+		{"all handled", func(int) bool { return true }, true},
+		{"none handled", func(int) bool { return false }, false},
+		{"the first dropped, the rest handled", func(i int) bool { return i > 0 }, false},
+		{"one in the middle dropped", func(i int) bool { return i != 50 }, false},
+		{"the last dropped", func(i int) bool { return i < 99 }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var h handledLog
+			c := confirming{Publisher: delivering{handled: &h, deliver: tc.deliver}, handled: &h}
+			msgs := make([]*message.Message, 100)
+			for i := range msgs {
+				msgs[i] = message.NewMessage(uuid.NewString(), nil)
+			}
+			err := c.Publish(bus.TopicEvents, msgs...)
+			if tc.ok {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrNotHandled)
+			// The retry republishes the same messages to nobody: still refused.
+			c.Publisher = delivering{handled: &h, deliver: func(int) bool { return false }}
+			require.ErrorIs(t, c.Publish(bus.TopicEvents, msgs...), ErrNotHandled)
+		})
+	}
+}
+
+// The log of handled messages is bounded, and keeps at least twice the
+// largest Publish.
+func TestHandledLogIsBounded(t *testing.T) {
+	var h handledLog
+	for i := range 3 * minHandledKept {
+		h.add(fmt.Sprint(i))
+	}
+	require.Len(t, h.order, minHandledKept)
+	require.Len(t, h.ids, minHandledKept)
+	h.reserve(minHandledKept)
+	for i := range 3 * minHandledKept {
+		h.add(fmt.Sprint("b", i))
+	}
+	require.Len(t, h.ids, 2*minHandledKept)
+	_, missing := h.unhandled([]*message.Message{message.NewMessage(fmt.Sprint("b", 3*minHandledKept-1), nil)})
+	require.False(t, missing, "the newest is remembered")
+	_, missing = h.unhandled([]*message.Message{message.NewMessage("b0", nil)})
+	require.True(t, missing, "the oldest is forgotten")
 }

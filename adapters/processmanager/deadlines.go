@@ -306,7 +306,9 @@ type table struct {
 // resolutions remembers, by deadline id, a resolution the table is known
 // to hold or to have held: one this process wrote (a batch's settlement)
 // or read. A row's settlement only moves forward (resolveSQL: to a later
-// resolved_through, or to the same one by a smaller event id), so a
+// resolved_through, or to the same one by a smaller event id; a batch's
+// settlement resolves only a pending row, whose resolved_through is below
+// its due, through the due or later), so a
 // resolution it held it covers for good; resolve consults this first and
 // spares a read for each settling event that comes back after its batch
 // settled its row (a burst of expiries: one read per event, a tenth of the

@@ -318,7 +318,7 @@ type ProcessManager struct {
 	table  *table
 	router *message.Router
 	send   *cqrs.CommandBus
-	// handled is the last event message handled (see Confirming).
+	// handled remembers the event messages handled (see Confirming).
 	handled handledLog
 
 	poke    chan struct{}

@@ -83,6 +83,30 @@ func (s *Store) AppendBatch(ctx context.Context, batch []StreamAppend) ([]eventl
 	return res, nil
 }
 
+// headStatement is a statement on the head's row, with its one parameter
+// written for each dialect.
+type headStatement struct{ sqlite, pg string }
+
+// The statements on the head's row.
+var (
+	takePositions = headStatement{
+		sqlite: "UPDATE events_head SET position = position + ? WHERE id = 1 RETURNING position",
+		pg:     "UPDATE events_head SET position = position + $1 WHERE id = 1 RETURNING position",
+	}
+	giveBackPositions = headStatement{
+		sqlite: "UPDATE events_head SET position = ? WHERE id = 1",
+		pg:     "UPDATE events_head SET position = $1 WHERE id = 1",
+	}
+)
+
+// headSQL is the text of q for the store's dialect.
+func (s *Store) headSQL(q headStatement) string {
+	if s.pg {
+		return q.pg
+	}
+	return q.sqlite
+}
+
 // appendBatchTx writes a batch of appends (AppendBatch's, or a group of
 // Append calls) in one transaction: it takes positions for every event of
 // the batch as its first statement (so that batches serialize on the
@@ -90,20 +114,6 @@ func (s *Store) AppendBatch(ctx context.Context, batch []StreamAppend) ([]eventl
 // look-up of the batch's event ids and one of its streams' versions, gives
 // back the positions of appends that turned out to be retries, and inserts
 // the rest.
-// The statements on the head's row, with ? for their one parameter.
-const (
-	takePositionsSQL     = "UPDATE events_head SET position = position + ? WHERE id = 1 RETURNING position"
-	giveBackPositionsSQL = "UPDATE events_head SET position = ? WHERE id = 1"
-)
-
-// headSQL is q with its parameter numbered for PostgreSQL ($1).
-func (s *Store) headSQL(q string) string {
-	if s.pg {
-		return strings.Replace(q, "?", "$1", 1)
-	}
-	return q
-}
-
 func (s *Store) appendBatchTx(ctx context.Context, batch []StreamAppend, rows [][]eventRow, total int) ([]eventlog.AppendResult, bool, error) {
 	var opts *sql.TxOptions
 	if s.pg {
@@ -143,7 +153,7 @@ func (s *Store) appendBatchTx(ctx context.Context, batch []StreamAppend, rows []
 	// CPU under single grants), where the bound text stays prepared in the
 	// connection's statement cache.
 	var last int64
-	if err := tx.Tx.QueryRowContext(ctx, s.headSQL(takePositionsSQL), total).Scan(&last); err != nil {
+	if err := tx.Tx.QueryRowContext(ctx, s.headSQL(takePositions), total).Scan(&last); err != nil {
 		return nil, false, fmt.Errorf("take positions: %w", err)
 	}
 
@@ -202,7 +212,7 @@ func (s *Store) appendBatchTx(ctx context.Context, batch []StreamAppend, rows []
 	if len(insert) < total {
 		// Retries took no positions: hand back theirs, so positions stay
 		// dense.
-		if _, err := tx.Tx.ExecContext(ctx, s.headSQL(giveBackPositionsSQL), pos); err != nil {
+		if _, err := tx.Tx.ExecContext(ctx, s.headSQL(giveBackPositions), pos); err != nil {
 			return nil, false, fmt.Errorf("give back positions: %w", err)
 		}
 	}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/accessledger/accessledger/adapters/bus"
@@ -18,3 +20,7 @@ func DeadlinesDB(kind bus.Kind, e *Engine) *sqldb.DB { return deadlinesDB(bus.Co
 func RelayPublisher(kind bus.Kind, pub message.Publisher, pm *processmanager.ProcessManager) message.Publisher {
 	return relayPublisher(bus.Config{Kind: kind}, pub, pm)
 }
+
+// RunRelay runs m's outbox relay alone (Messaging.Run starts it only once
+// the process manager is subscribed), until ctx ends.
+func RunRelay(ctx context.Context, m *Messaging) error { return m.relay.Run(ctx) }

@@ -87,7 +87,7 @@ func OpenMessaging(ctx context.Context, cfg bus.Config, e *Engine, cmds *command
 // event the process manager missed. A bus that stores its messages
 // (NATS, PostgreSQL) is used as it is.
 func relayPublisher(cfg bus.Config, pub message.Publisher, pm *processmanager.ProcessManager) message.Publisher {
-	if cfg.Kind == bus.KindGoChannel {
+	if cfg.Kind == bus.KindGoChannel || cfg.Kind == "" { // bus.Open's default
 		return pm.Confirming(pub)
 	}
 	return pub

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
@@ -14,6 +15,8 @@ import (
 	"github.com/accessledger/accessledger/adapters/processmanager"
 	"github.com/accessledger/accessledger/adapters/securitylog"
 	"github.com/accessledger/accessledger/commands"
+	"github.com/accessledger/accessledger/domain"
+	"github.com/accessledger/accessledger/domain/eventlog"
 	"github.com/accessledger/accessledger/internal/engine"
 )
 
@@ -43,7 +46,32 @@ func TestTheRelayPublishesThroughTheProcessManagerOnTheInProcessBus(t *testing.T
 	msg := message.NewMessage(uuid.NewString(), []byte("{}"))
 	require.NoError(t, pub.Publish(bus.TopicEvents, msg), "gochannel drops what nobody receives, silently")
 	require.ErrorIs(t, engine.RelayPublisher(bus.KindGoChannel, pub, pm).Publish(bus.TopicEvents, msg), processmanager.ErrNotHandled)
+	require.ErrorIs(t, engine.RelayPublisher("", pub, pm).Publish(bus.TopicEvents, msg), processmanager.ErrNotHandled, "bus.Open's default kind")
 	for _, kind := range []bus.Kind{bus.KindNATS, bus.KindPostgres} {
 		require.Equal(t, pub, engine.RelayPublisher(kind, pub, pm), kind)
 	}
+
+	// The engine's messaging: its relay, run without the process manager
+	// (which is what a process manager that stopped on its own leaves),
+	// publishes nothing as delivered and keeps its checkpoint.
+	m, err := engine.OpenMessaging(ctx, cfg, e, cmds, nil, "t", log)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, m.Close()) }()
+	_, err = cmds.RegisterChild(ctx, commands.Meta{Actor: domain.Actor{ID: "worker-1", Role: domain.RoleWorker}},
+		commands.RegisterChild{Reference: "C-0001"})
+	require.NoError(t, err)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- engine.RunRelay(rctx, m) }()
+	require.Eventually(t, func() bool {
+		st, err := m.RelayStatus(ctx)
+		return err == nil && st.Retries > 0
+	}, 20*time.Second, 10*time.Millisecond, "the relay's publish was refused")
+	cancel()
+	<-done
+	st, err := m.RelayStatus(ctx)
+	require.NoError(t, err)
+	require.Equal(t, eventlog.Start, st.Position, "nothing counted as published")
+	require.Equal(t, eventlog.Start, st.Checkpoint)
+	require.Contains(t, st.LastError, processmanager.ErrNotHandled.Error())
 }
