@@ -68,7 +68,9 @@ func TestTheRelayPublishesThroughTheProcessManagerOnTheInProcessBus(t *testing.T
 		return err == nil && st.Retries > 0
 	}, 20*time.Second, 10*time.Millisecond, "the relay's publish was refused")
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		require.ErrorIs(t, err, context.Canceled)
+	}
 	st, err := m.RelayStatus(ctx)
 	require.NoError(t, err)
 	require.Equal(t, eventlog.Start, st.Position, "nothing counted as published")
